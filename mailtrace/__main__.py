@@ -1,0 +1,3 @@
+from mailtrace.cli import main
+
+main()

@@ -1,0 +1,58 @@
+"""``mailtrace explain``: print the knowledge for a reply code, a command or a rule."""
+
+from __future__ import annotations
+
+import click
+
+from mailtrace import knowledge
+
+TABLE_ORDER = ("replies", "commands", "responses", "states", "violations", "codes", "phases", "data", "events")
+
+
+def _find(protocol: str | None, key: str) -> list[knowledge.Entry]:
+    protos = [protocol] if protocol else [p for p in knowledge.protocols() if p != "common"]
+    found = []
+    for proto in protos:
+        for table in TABLE_ORDER:
+            entry = knowledge.load(proto).get(table, {}).get(key) or knowledge.load(proto).get(table, {}).get(key.upper())
+            if entry is not None:
+                found.append(entry)
+    return found
+
+
+@click.command(name="explain")
+@click.argument("words", nargs=-1, required=True)
+@click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True, help="Language of the explanation.")
+def command(words: tuple[str, ...], lang: str) -> None:
+    """Explain a reply code, a command, a state or a mistake.
+
+    \b
+    Examples:
+      mailtrace explain 354
+      mailtrace explain smtp RCPT
+      mailtrace explain pop3 -ERR
+      mailtrace explain imap FETCH
+    """
+    from rich.console import Console
+
+    protocol = None
+    if len(words) >= 2 and words[0].lower() in knowledge.protocols():
+        protocol, words = words[0].lower(), words[1:]
+    key = " ".join(words)
+    entries = _find(protocol, key)
+    if not entries:
+        known = ", ".join(p for p in knowledge.protocols() if p != "common")
+        raise click.ClickException(f"nothing known about {key!r}" + (f" in {protocol}" if protocol else "")
+                                   + f". Try a reply code (354), or a protocol and a command ({known}).")
+    console = Console(highlight=False)
+    for entry in entries:
+        title = f"{entry.protocol.upper()} {entry.key}"
+        console.print(f"[bold]{title}[/bold]  [dim]({entry.table[:-1] if entry.table.endswith('s') else entry.table})[/dim]")
+        if entry.extra.get("syntax"):
+            console.print(f"  [cyan]{entry.extra['syntax']}[/cyan]", markup=True)
+        console.print(f"  {entry.meaning(lang)}", markup=False)
+        if entry.explain(lang):
+            console.print(f"  {entry.explain(lang)}", markup=False)
+        if entry.rfc:
+            console.print(f"  [dim]{entry.rfc}[/dim]")
+        console.print()

@@ -1,0 +1,152 @@
+"""Annotation knowledge: what each command, reply, state and mistake means, as data.
+
+The text lives in TOML files beside this module, one per protocol (``smtp.toml``,
+``pop3.toml``, ``imap.toml``) plus ``common.toml`` for things every protocol shares
+(open, close, TLS, gaps).  Each file has tables of entries::
+
+    [commands.MAIL]                       # tables: commands, replies, responses, states,
+    rfc = "RFC 5321 §4.1.1.2"             #         violations, data, phases, codes
+    syntax = "MAIL FROM:<reverse-path> [SP <mail-parameters>]"   # optional
+    phase = "transfer"                    # optional (states: which lecture phase)
+    en.meaning = "Starts a mail transaction and gives the envelope sender."
+    en.explain = "A longer explanation for students ..."
+    es.meaning = "Inicia una transacción de correo e indica el remitente del sobre."
+    es.explain = "..."
+
+Renderers never hard-code explanations: they call :func:`annotate` on an event.
+"""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+
+from mailtrace.transcript.event import Event, Kind
+
+LANGUAGES = ("en", "es")
+TABLES = ("commands", "replies", "responses", "states", "violations", "data", "phases", "codes", "events")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One piece of knowledge: a command, a reply code, a state, a violation rule..."""
+
+    protocol: str
+    table: str
+    key: str
+    rfc: str
+    texts: dict  # {"en": {"meaning": ..., "explain": ...}, "es": {...}}
+    extra: dict  # syntax, phase, ... (anything else in the TOML entry)
+
+    def meaning(self, lang: str = "en") -> str:
+        return self._text(lang, "meaning")
+
+    def explain(self, lang: str = "en") -> str:
+        return self._text(lang, "explain")
+
+    def _text(self, lang: str, what: str) -> str:
+        text = self.texts.get(lang, {}).get(what) or self.texts.get("en", {}).get(what, "")
+        return text.strip()
+
+
+@functools.cache
+def load(protocol: str) -> dict[str, dict[str, Entry]]:
+    """Load ``<protocol>.toml`` into ``{table: {key: Entry}}`` (empty if there is no file)."""
+    try:
+        text = resources.files(__package__).joinpath(f"{protocol}.toml").read_text("utf-8")
+    except FileNotFoundError:
+        return {}
+    data = tomllib.loads(text)
+    tables: dict[str, dict[str, Entry]] = {}
+    for table, entries in data.items():
+        if not isinstance(entries, dict):
+            continue
+        tables[table] = {}
+        for key, body in entries.items():
+            if not isinstance(body, dict):
+                continue
+            texts = {lang: body[lang] for lang in LANGUAGES if isinstance(body.get(lang), dict)}
+            extra = {k: v for k, v in body.items() if k not in LANGUAGES and k != "rfc"}
+            tables[table][str(key)] = Entry(protocol, table, str(key), body.get("rfc", ""), texts, extra)
+    return tables
+
+
+def lookup(protocol: str, table: str, key: str) -> Entry | None:
+    entries = load(protocol).get(table, {})
+    entry = entries.get(key)
+    if entry is None:
+        entry = entries.get(key.upper())
+    if entry is None and protocol != "common":
+        entry = load("common").get(table, {}).get(key)
+    return entry
+
+
+def protocols() -> list[str]:
+    """Every protocol that has a knowledge file."""
+    names = []
+    for item in resources.files(__package__).iterdir():
+        if item.name.endswith(".toml"):
+            names.append(item.name[: -len(".toml")])
+    return sorted(names)
+
+
+@dataclass(frozen=True)
+class Annotation:
+    meaning: str  # one line: what this line means
+    rfc: str  # where the rule is written
+    problems: tuple[tuple[str, str, str], ...]  # (meaning, rfc, detail) for each violation
+
+
+def entry_for(event: Event) -> Entry | None:
+    """The knowledge entry that explains ``event`` (None when there is none)."""
+    proto = event.protocol or "common"
+    if event.kind is Kind.COMMAND:
+        return lookup(proto, "commands", event.verb)
+    if event.kind is Kind.REPLY:
+        # A specific untagged response (IMAP "* 3 EXISTS") wins over its status word.
+        if event.verb and event.code in ("", "*"):
+            entry = lookup(proto, "responses", event.verb)
+            if entry:
+                return entry
+        entry = lookup(proto, "replies", event.code) if event.code else None
+        if entry is None and event.verb:
+            entry = lookup(proto, "responses", event.verb)
+        return entry
+    if event.kind in (Kind.DATA, Kind.LITERAL):
+        return lookup(proto, "data", event.verb or event.kind.value)
+    return lookup(proto, "events", event.kind.value)
+
+
+def annotate(event: Event, lang: str = "en") -> Annotation:
+    entry = entry_for(event)
+    problems = []
+    for note in event.notes:
+        rule = lookup(event.protocol or "common", "violations", note.rule)
+        if rule is None:
+            problems.append((note.rule, "", note.detail))
+        else:
+            problems.append((rule.meaning(lang), rule.rfc, note.detail))
+    return Annotation(
+        meaning=entry.meaning(lang) if entry else "",
+        rfc=entry.rfc if entry else "",
+        problems=tuple(problems),
+    )
+
+
+def state_heading(protocol: str, state: str, lang: str = "en") -> tuple[str, str] | None:
+    """(heading, key) of the phase or state a state belongs to, for section headings.
+
+    SMTP states map to the lecture's three phases (handshake, transfer, closing) through the
+    ``phase`` field of their ``states`` entry; POP3 and IMAP states are headings themselves.
+    """
+    entry = lookup(protocol, "states", state)
+    if entry is None:
+        return None
+    phase = entry.extra.get("phase")
+    if phase:
+        phase_entry = lookup(protocol, "phases", phase)
+        if phase_entry:
+            return phase_entry.meaning(lang), phase
+    return entry.meaning(lang), state

@@ -1,0 +1,88 @@
+"""What a sans-I/O server core hands back to the I/O shell that drives it.
+
+A core (``SmtpServerConnection``, ``Pop3ServerConnection``, ``ImapServerConnection``) is fed
+bytes and returns a list of *outputs*, in order:
+
+* ``Event``      a transcript event to record (``mailtrace.transcript.event.Event``);
+* ``Send``       bytes to write to the client;
+* ``StartTLS``   switch the connection to TLS now (after writing what came before);
+* ``Close``      close the connection (after writing what came before);
+* ``Pending``    slow work (a fsync'd Maildir delivery): the shell runs ``job()`` in a worker
+                 thread, then calls ``resume(result)`` for the outputs that follow.  While a
+                 ``Pending`` is outstanding the core buffers any further input it is fed.
+
+The core never touches sockets, asyncio or the clock; storage is injected as an object.
+The asyncio shell that runs a core is ``mailtrace.servers.base``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Union
+
+from mailtrace.transcript.event import Event
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLS:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    job: Callable[[], Any]
+    resume: Callable[[Any], list["Output"]]
+
+
+Output = Union[Event, Send, StartTLS, Close, Pending]
+
+
+class ServerCore(Protocol):
+    """The interface every server core offers to ``mailtrace.servers.base``."""
+
+    #: seconds of client silence before ``idle_timeout()`` is called (0: never)
+    idle_timeout_seconds: float
+
+    def start(self) -> list[Output]:
+        """The connection is open: usually the greeting."""
+        ...
+
+    def receive(self, data: bytes) -> list[Output]:
+        """Bytes arrived from the client (any chunk size: one byte or many lines)."""
+        ...
+
+    def eof(self) -> list[Output]:
+        """The client closed the connection or it was lost."""
+        ...
+
+    def idle_timeout(self) -> list[Output]:
+        """The client was silent for ``idle_timeout_seconds`` (e.g. SMTP 421, RFC 5321 §4.5.3.2.7)."""
+        ...
+
+    def tls_started(self) -> list[Output]:
+        """The TLS handshake after a ``StartTLS`` output succeeded."""
+        ...
+
+    def notify(self) -> list[Output]:
+        """Something changed outside this connection (new mail, an EXPUNGE elsewhere): the core
+        may return untagged updates (IMAP IDLE) or nothing."""
+        ...
+
+
+def send_all(outputs: list[Output]) -> bytes:
+    """The bytes of every ``Send`` in ``outputs`` (handy in unit tests)."""
+    return b"".join(o.data for o in outputs if isinstance(o, Send))
+
+
+def events_of(outputs: list[Output]) -> list[Event]:
+    return [o for o in outputs if isinstance(o, Event)]

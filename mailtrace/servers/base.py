@@ -1,0 +1,183 @@
+"""The thin asyncio shell that runs a sans-I/O server core on a TCP socket.
+
+All protocol decisions live in the core (``mailtrace.protocols``); this module only moves
+bytes: read from the socket, feed the core, carry out its outputs (record, send, start TLS,
+run slow jobs in a thread, close).  The same shell runs SMTP, POP3 and IMAP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from dataclasses import dataclass
+from typing import Callable
+
+from mailtrace.protocols.base import Close, Pending, Send, ServerCore, StartTLS
+from mailtrace.transcript.event import Event, Kind, Side
+from mailtrace.transcript.recorder import Recorder, SessionRecorder
+
+READ_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    protocol: str  # "smtp", "pop3", "imap"
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: an ephemeral port (tests)
+    implicit_tls: bool = False  # TLS from the first byte (465, 993, 995 style)
+
+
+class Connection:
+    """One client connection: a core, its session recorder, and the stream pair."""
+
+    def __init__(self, core: ServerCore, session: SessionRecorder, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, tls_context: ssl.SSLContext | None) -> None:
+        self.core = core
+        self.session = session
+        self.reader = reader
+        self.writer = writer
+        self.tls_context = tls_context
+        self.closing = False
+        self._lock = asyncio.Lock()  # outputs of input and of notify() never interleave
+
+    async def carry_out(self, outputs: list) -> None:
+        """Carry out a core's outputs in order."""
+        queue = list(outputs)
+        while queue:
+            out = queue.pop(0)
+            if isinstance(out, Event):
+                self.session.record(out)
+            elif isinstance(out, Send):
+                if not self.closing:
+                    self.writer.write(out.data)
+                    with contextlib.suppress(ConnectionError):
+                        await self.writer.drain()
+            elif isinstance(out, Pending):
+                result = await asyncio.to_thread(out.job)
+                queue[0:0] = out.resume(result)
+            elif isinstance(out, StartTLS):
+                await self._start_tls()
+                queue[0:0] = self.core.tls_started() if not self.closing else []
+            elif isinstance(out, Close):
+                self.closing = True
+                self.session.close(Side.SERVER, out.reason)
+
+    async def _start_tls(self) -> None:
+        if self.tls_context is None:
+            self.closing = True
+            self.session.close(Side.SERVER, "no TLS certificate configured")
+            return
+        with contextlib.suppress(ConnectionError):
+            await self.writer.drain()
+        try:
+            await self.writer.start_tls(self.tls_context)
+        except (ssl.SSLError, ConnectionError, OSError) as exc:
+            self.closing = True
+            self.session.close(Side.CLIENT, f"TLS handshake failed: {exc}")
+            return
+        self.session.record(Event(side=Side.NONE, kind=Kind.TLS, info={"how": "starttls"}))
+
+    async def feed(self, outputs_fn: Callable[[], list]) -> None:
+        async with self._lock:
+            if not self.closing:
+                await self.carry_out(outputs_fn())
+
+    def notify(self) -> None:
+        """Thread-safe: tell the core that something changed elsewhere (new mail...)."""
+        loop = self._loop
+        loop.call_soon_threadsafe(lambda: loop.create_task(self._notify()))
+
+    async def _notify(self) -> None:
+        await self.feed(self.core.notify)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        try:
+            await self.feed(self.core.start)
+            while not self.closing:
+                timeout = self.core.idle_timeout_seconds or None
+                try:
+                    data = await asyncio.wait_for(self.reader.read(READ_CHUNK), timeout)
+                except asyncio.TimeoutError:
+                    await self.feed(self.core.idle_timeout)
+                    continue
+                except (ConnectionError, OSError, ssl.SSLError):
+                    data = b""
+                if not data:
+                    await self.feed(self.core.eof)
+                    self.session.close(Side.CLIENT, "client closed the connection")
+                    break
+                await self.feed(lambda: self.core.receive(data))
+        finally:
+            self.session.close(Side.NONE)
+            self.writer.close()
+            with contextlib.suppress(Exception):
+                await self.writer.wait_closed()
+
+
+CoreFactory = Callable[["ConnectionContext"], ServerCore]
+
+
+@dataclass
+class ConnectionContext:
+    """What a core factory may want to know about a new connection."""
+
+    client: str  # "127.0.0.1:51234"
+    server: str  # "127.0.0.1:2525"
+    tls: bool  # already encrypted (implicit TLS)
+    connection: Connection | None = None  # set once the connection exists (for notify())
+
+
+class Listener:
+    """A TCP listener that runs one core per connection. ``await start()``, then ``port``."""
+
+    def __init__(self, config: ListenerConfig, core_factory: CoreFactory, recorder: Recorder,
+                 tls_context: ssl.SSLContext | None = None) -> None:
+        self.config = config
+        self.core_factory = core_factory
+        self.recorder = recorder
+        self.tls_context = tls_context
+        self.server: asyncio.base_events.Server | None = None
+        self.connections: set[asyncio.Task] = set()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[1]
+
+    async def start(self) -> None:
+        ssl_ctx = self.tls_context if self.config.implicit_tls else None
+        self.server = await asyncio.start_server(self._handle, self.config.host, self.config.port, ssl=ssl_ctx,
+                                                 limit=READ_CHUNK, backlog=512)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        local = writer.get_extra_info("sockname") or ("?", 0)
+        ctx = ConnectionContext(client=f"{peer[0]}:{peer[1]}", server=f"{local[0]}:{local[1]}",
+                                tls=self.config.implicit_tls)
+        session = self.recorder.session(self.config.protocol, client=ctx.client, server=ctx.server)
+        if self.config.implicit_tls:
+            session.record(Event(side=Side.NONE, kind=Kind.TLS, info={"how": "implicit"}))
+        task = asyncio.current_task()
+        if task is not None:
+            self.connections.add(task)
+        try:
+            core = self.core_factory(ctx)
+            conn = Connection(core, session, reader, writer, self.tls_context)
+            ctx.connection = conn
+            await conn.run()
+        except Exception as exc:  # a bug in a core must cost one connection, never the server
+            session.close(Side.SERVER, f"internal error: {type(exc).__name__}: {exc}")
+            writer.close()
+        finally:
+            if task is not None:
+                self.connections.discard(task)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            for task in list(self.connections):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.server.wait_closed(), 2)

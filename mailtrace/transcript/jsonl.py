@@ -1,0 +1,133 @@
+"""Transcripts saved as JSON Lines: a versioned, line-per-event file format.
+
+The first line is a header naming the format and its version::
+
+    {"format": "mailtrace-transcript", "version": 1, "tool": "mailtrace 0.1.0", "created": "..."}
+
+Each further line is one event.  ``raw`` holds the wire bytes as text when they are valid
+UTF-8, otherwise ``raw_b64`` holds them base64-encoded.  Secrets (passwords, AUTH payloads)
+are saved in their redacted form unless the sink was created with ``show_secrets=True``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import IO, Iterator
+
+from mailtrace import __version__
+from mailtrace.transcript.event import Event, Kind, Note, Side
+
+FORMAT = "mailtrace-transcript"
+VERSION = 1
+
+
+class TranscriptFormatError(ValueError):
+    """The file is not a mailtrace transcript (or a version we cannot read)."""
+
+
+def header() -> dict:
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return {"format": FORMAT, "version": VERSION, "tool": f"mailtrace {__version__}", "created": now}
+
+
+def event_to_dict(event: Event, show_secrets: bool = False) -> dict:
+    data = event.shown(show_secrets)
+    d: dict = {
+        "session": event.session,
+        "seq": event.seq,
+        "t": round(event.t, 6),
+        "side": event.side.value,
+        "kind": event.kind.value,
+        "protocol": event.protocol,
+    }
+    try:
+        d["raw"] = data.decode("utf-8")
+    except UnicodeDecodeError:
+        d["raw_b64"] = base64.b64encode(data).decode("ascii")
+    for name in ("verb", "code", "tag", "state"):
+        value = getattr(event, name)
+        if value:
+            d[name] = value
+    if event.notes:
+        d["notes"] = [{"rule": n.rule, "detail": n.detail} for n in event.notes]
+    if event.size >= 0:
+        d["size"] = event.size
+    if event.redacted is not None:
+        d["redacted"] = not show_secrets
+    if event.info:
+        d["info"] = dict(event.info)
+    return d
+
+
+def event_from_dict(d: dict) -> Event:
+    if "raw_b64" in d:
+        raw = base64.b64decode(d["raw_b64"])
+    else:
+        raw = d.get("raw", "").encode("utf-8")
+    return Event(
+        session=d.get("session", ""),
+        seq=int(d.get("seq", 0)),
+        t=float(d.get("t", 0.0)),
+        side=Side(d.get("side", "-")),
+        kind=Kind(d.get("kind", "command")),
+        protocol=d.get("protocol", ""),
+        raw=raw,
+        verb=d.get("verb", ""),
+        code=d.get("code", ""),
+        tag=d.get("tag", ""),
+        state=d.get("state", ""),
+        notes=tuple(Note(n.get("rule", ""), n.get("detail", "")) for n in d.get("notes", ())),
+        size=int(d.get("size", -1)),
+        # a saved redacted line is already redacted: keep it shown as it is
+        redacted=None,
+        info={str(k): str(v) for k, v in (d.get("info") or {}).items()},
+    )
+
+
+class JsonlSink:
+    """Writes events to a JSON Lines file, flushing after each one (the file is live)."""
+
+    def __init__(self, target: str | Path | IO[str], show_secrets: bool = False) -> None:
+        if isinstance(target, (str, Path)):
+            self._file: IO[str] = open(target, "w", encoding="utf-8")
+            self._owned = True
+        else:
+            self._file = target
+            self._owned = False
+        self.show_secrets = show_secrets
+        self._file.write(json.dumps(header()) + "\n")
+        self._file.flush()
+
+    def handle(self, event: Event) -> None:
+        self._file.write(json.dumps(event_to_dict(event, self.show_secrets), ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._owned and not self._file.closed:
+            self._file.close()
+
+
+def read_jsonl(path: str | Path) -> Iterator[Event]:
+    """Read the events of a saved transcript, checking its header."""
+    with open(path, encoding="utf-8") as f:
+        first = f.readline()
+        try:
+            head = json.loads(first)
+        except json.JSONDecodeError as exc:
+            raise TranscriptFormatError(f"{path}: the first line is not JSON ({exc.msg})") from None
+        if not isinstance(head, dict) or head.get("format") != FORMAT:
+            raise TranscriptFormatError(f"{path}: not a mailtrace transcript (no '{FORMAT}' header)")
+        if head.get("version", 0) > VERSION:
+            raise TranscriptFormatError(
+                f"{path}: transcript format version {head.get('version')} is newer than this mailtrace reads ({VERSION})"
+            )
+        for number, line in enumerate(f, start=2):
+            if not line.strip():
+                continue
+            try:
+                yield event_from_dict(json.loads(line))
+            except (json.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
+                raise TranscriptFormatError(f"{path}:{number}: bad event line ({exc})") from None

@@ -1,0 +1,79 @@
+"""Plain-text transcripts in the lecture's layout::
+
+    S: 220 lab.test ESMTP mailtrace
+    C: HELO crepes.fr
+    S: 250 Hello crepes.fr, pleased to meet you
+
+Sessions are separated by a heading line; a DATA body or IMAP literal is written in full
+(it is part of the dialogue) unless ``fold`` is set, in which case one summary line stands for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO, Iterable
+
+from mailtrace import knowledge
+from mailtrace.transcript.event import Event, Kind, Side
+
+
+def format_event(event: Event, *, show_secrets: bool = False, fold: bool = False, lang: str = "en",
+                 annotate: bool = False) -> list[str]:
+    """The text lines for one event (empty for events that carry no dialogue)."""
+    if event.kind is Kind.OPEN:
+        info = event.info
+        return [f"--- session {event.session} ({event.protocol}) {info.get('client', '')} -> {info.get('server', '')} ---"]
+    if event.kind is Kind.CLOSE:
+        reason = event.info.get("reason", "")
+        return [f"--- session {event.session} closed{': ' + reason if reason else ''} ---"]
+    lines: list[str] = []
+    prefix = {Side.CLIENT: "C: ", Side.SERVER: "S: "}.get(event.side, "   ")
+    if event.kind in (Kind.DATA, Kind.LITERAL) and fold:
+        lines.append(f"{prefix}[{event.kind.value}: {event.octets} octets]")
+    elif event.kind in (Kind.DATA, Kind.LITERAL):
+        body = event.shown(show_secrets).decode("utf-8", errors="backslashreplace")
+        for line in body.splitlines():
+            lines.append(prefix + line)
+        if event.size >= 0 and event.size > len(event.raw):
+            lines.append(f"{prefix}[... {event.size - len(event.raw)} more octets not recorded]")
+    elif event.kind in (Kind.TLS, Kind.GAP, Kind.VIOLATION):
+        meaning = knowledge.annotate(event, lang).meaning
+        text = event.text(show_secrets) if event.raw else ""
+        lines.append(f"*** {event.kind.value}: {text or meaning}")
+    else:
+        lines.append(prefix + event.text(show_secrets))
+    if annotate:
+        ann = knowledge.annotate(event, lang)
+        if ann.meaning and event.kind in (Kind.COMMAND, Kind.REPLY):
+            lines[-1] += f"    # {ann.meaning}" + (f" ({ann.rfc})" if ann.rfc else "")
+    for meaning, rfc, detail in knowledge.annotate(event, lang).problems:
+        lines.append(f"!!! {meaning}" + (f" [{detail}]" if detail else "") + (f" ({rfc})" if rfc else ""))
+    return lines
+
+
+class TextSink:
+    def __init__(self, target: str | Path | IO[str], show_secrets: bool = False, lang: str = "en") -> None:
+        if isinstance(target, (str, Path)):
+            self._file: IO[str] = open(target, "w", encoding="utf-8")
+            self._owned = True
+        else:
+            self._file = target
+            self._owned = False
+        self.show_secrets = show_secrets
+        self.lang = lang
+
+    def handle(self, event: Event) -> None:
+        for line in format_event(event, show_secrets=self.show_secrets, lang=self.lang):
+            self._file.write(line + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._owned and not self._file.closed:
+            self._file.close()
+
+
+def render_text(events: Iterable[Event], **kw) -> str:
+    out: list[str] = []
+    for event in events:
+        out.extend(format_event(event, **kw))
+    return "\n".join(out) + ("\n" if out else "")

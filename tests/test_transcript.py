@@ -1,0 +1,71 @@
+"""The transcript model: recorder stamping, JSONL round trip, redaction, text layout."""
+
+import io
+import json
+
+import pytest
+
+from mailtrace.transcript.event import Event, Kind, Note, Side, command, reply
+from mailtrace.transcript.jsonl import JsonlSink, TranscriptFormatError, read_jsonl
+from mailtrace.transcript.recorder import MemorySink, Recorder
+from mailtrace.transcript.text import TextSink, render_text
+
+
+def _session(sinks):
+    rec = Recorder(sinks)
+    s = rec.session("smtp", client="127.0.0.1:4000", server="127.0.0.1:2525")
+    s.record(reply(b"220 lab.test ESMTP\r\n", "220", state="handshake"))
+    s.record(command(b"HELO crepes.fr\r\n", "HELO", state="handshake"))
+    s.record(command(b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n", "AUTH", redacted=b"AUTH PLAIN ***\r\n"))
+    s.record(command(b"RCPT TO: bob@lab.test\r\n", "RCPT", notes=(Note("rcpt-syntax", "space after colon"),)))
+    s.record(Event(side=Side.CLIENT, kind=Kind.DATA, raw=b"Subject: \xff\r\n.\r\n", verb="DATA"))
+    s.close(Side.CLIENT, "bye")
+    return rec
+
+
+def test_recorder_stamps_order_session_and_protocol():
+    mem = MemorySink()
+    _session([mem])
+    assert [e.seq for e in mem.events] == list(range(len(mem.events)))
+    assert {e.session for e in mem.events} == {"smtp-1"}
+    assert all(e.protocol == "smtp" for e in mem.events)
+    assert mem.events[0].kind is Kind.OPEN and mem.events[-1].kind is Kind.CLOSE
+    assert all(b.t >= a.t for a, b in zip(mem.events, mem.events[1:]))
+
+
+def test_jsonl_round_trip_redacts_secrets(tmp_path):
+    path = tmp_path / "t.jsonl"
+    mem = MemorySink()
+    rec = _session([JsonlSink(path), mem])
+    rec.close()
+    head = json.loads(path.read_text().splitlines()[0])
+    assert head["format"] == "mailtrace-transcript" and head["version"] == 1
+    back = list(read_jsonl(path))
+    assert [e.raw for e in back if e.verb != "AUTH"] == [e.raw for e in mem.events if e.verb != "AUTH"]
+    auth = [e for e in back if e.verb == "AUTH"][0]
+    assert b"AGFsaWNl" not in auth.raw and auth.raw == b"AUTH PLAIN ***\r\n"
+    assert back[4].notes == (Note("rcpt-syntax", "space after colon"),)
+    assert back[5].raw == b"Subject: \xff\r\n.\r\n"  # non-UTF-8 survives via base64
+
+
+def test_jsonl_show_secrets_keeps_payload(tmp_path):
+    path = tmp_path / "t.jsonl"
+    _session([JsonlSink(path, show_secrets=True)]).close()
+    assert b"AGFsaWNlAHNlY3JldA==" in [e.raw for e in read_jsonl(path) if e.verb == "AUTH"][0]
+
+
+def test_read_jsonl_rejects_other_files(tmp_path):
+    bad = tmp_path / "x.jsonl"
+    bad.write_text('{"hello": 1}\n')
+    with pytest.raises(TranscriptFormatError):
+        list(read_jsonl(bad))
+
+
+def test_text_layout_follows_the_lecture():
+    buf = io.StringIO()
+    _session([TextSink(buf)])
+    lines = buf.getvalue().splitlines()
+    assert "S: 220 lab.test ESMTP" in lines
+    assert "C: HELO crepes.fr" in lines
+    assert "C: AUTH PLAIN ***" in lines
+    assert lines.index("S: 220 lab.test ESMTP") < lines.index("C: HELO crepes.fr")
