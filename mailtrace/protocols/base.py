@@ -86,3 +86,36 @@ def send_all(outputs: list[Output]) -> bytes:
 
 def events_of(outputs: list[Output]) -> list[Event]:
     return [o for o in outputs if isinstance(o, Event)]
+
+
+class Observer(Protocol):
+    """Parses *both* sides of a conversation it does not take part in (proxy, pcap import).
+
+    Each protocol module offers one (``SmtpObserver``, ``Pop3Observer``, ``ImapObserver``).
+    It frames by protocol, never by chunk: a multi-line reply, a DATA body up to CRLF.CRLF,
+    a POP3 multi-line response, an IMAP literal each become whole events however the bytes
+    were split.  It flags the same violations as the server core (bare LF, missing angle
+    brackets, tag reuse, a command before the greeting, ...).
+    """
+
+    def feed_client(self, data: bytes) -> list[Event]:
+        """Bytes the client sent."""
+        ...
+
+    def feed_server(self, data: bytes) -> list[Event]:
+        """Bytes the server sent."""
+        ...
+
+    def tls_started(self) -> list[Event]:
+        """The proxy intercepted a STARTTLS/STLS and both sides now speak TLS through it."""
+        ...
+
+    @property
+    def encrypted(self) -> bool:
+        """True after a successful STARTTLS/STLS (server said 220/+OK/OK): from here on the
+        bytes are TLS records, which the observer does not parse (unless tls_started())."""
+        ...
+
+    def close(self) -> list[Event]:
+        """The connection ended: flush anything incomplete (a DATA body cut short...)."""
+        ...
