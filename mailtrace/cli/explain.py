@@ -10,7 +10,7 @@ TABLE_ORDER = ("replies", "commands", "responses", "states", "violations", "code
 
 
 def _find(protocol: str | None, key: str) -> list[knowledge.Entry]:
-    protos = [protocol] if protocol else [p for p in knowledge.protocols() if p != "common"]
+    protos = [protocol] if protocol else [p for p in knowledge.protocols() if p != "common"] + ["common"]
     found = []
     for proto in protos:
         for table in TABLE_ORDER:
