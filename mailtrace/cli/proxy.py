@@ -1,0 +1,139 @@
+"""``mailtrace proxy``: watch a real client talk to a real server, annotated live."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import click
+
+from mailtrace.proxy.registry import PROTOCOLS
+
+
+def parse_hostport(value: str, what: str) -> tuple[str, int]:
+    """"host:port" or "[v6]:port" -> (host, port); a click error when malformed."""
+    text = value.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        ok = bool(sep and rest.startswith(":"))
+    else:
+        host, sep, port_text = text.rpartition(":")
+        ok = bool(sep) and ":" not in host
+    if not ok or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT (for example 127.0.0.1:2525 or [::1]:25)", param_hint=what)
+    return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command(name="proxy")
+@click.option("--listen", "listen", default="127.0.0.1:0", show_default=True,
+              help="Address to accept clients on (port 0: any free port, printed in the banner).")
+@click.option("--to", "to", required=True, help="The real server, HOST:PORT (e.g. 127.0.0.1:2525).")
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default=None,
+              help="The protocol (default: guessed from the port, else from the server's greeting).")
+@click.option("--log", "log", type=click.Path(dir_okay=False, path_type=Path), help="Save the transcript as JSON Lines.")
+@click.option("--text", "text", type=click.Path(dir_okay=False, path_type=Path), help="Save the transcript as plain text.")
+@click.option("--pcap", "pcap", type=click.Path(dir_okay=False, path_type=Path),
+              help="Save the dialogue as a capture (.pcapng carries the annotations as packet comments).")
+@click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True)
+@click.option("--show-secrets", is_flag=True, help="Show passwords and AUTH payloads decoded (default: ***).")
+@click.option("--intercept-tls", is_flag=True,
+              help="Terminate TLS (STARTTLS/STLS and implicit TLS) with a lab-CA certificate to keep the dialogue visible.")
+@click.option("--upstream-tls/--no-upstream-tls", default=None,
+              help="The server speaks TLS from the first byte (default: by port, 465/993/995).")
+@click.option("--upstream-ca", type=click.Path(exists=True, dir_okay=False),
+              help="Verify the server's certificate against this CA (default: no verification, lab servers).")
+@click.option("--dir", "lab_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("mailtrace-lab"),
+              show_default=True, help="The lab directory (its tls/ folder holds the lab CA for --intercept-tls).")
+@click.option("--quiet", is_flag=True, help="No live view (only the files asked for).")
+def command(listen, to, protocol, log, text, pcap, lang, show_secrets, intercept_tls, upstream_tls, upstream_ca,
+            lab_dir, quiet) -> None:
+    """Relay a client to a real server and show the annotated dialogue live.
+
+    \b
+    Examples:
+      mailtrace proxy --listen 127.0.0.1:2626 --to 127.0.0.1:2525
+      swaks --server 127.0.0.1:2626 --to bob@lab.test
+      mailtrace proxy --to 127.0.0.1:1430 --log imap.jsonl --pcap imap.pcapng
+      mailtrace proxy --to 127.0.0.1:2525 --intercept-tls   # clients must trust the lab CA
+
+    Traffic is relayed byte for byte; nothing is changed unless --intercept-tls is given.
+    """
+    import asyncio
+
+    from rich.console import Console
+
+    from mailtrace.proxy.relay import Proxy, ProxyConfig
+    from mailtrace.transcript.recorder import Recorder
+
+    listen_host, listen_port = parse_hostport(listen, "--listen")
+    up_host, up_port = parse_hostport(to, "--to")
+    if up_port == 0:
+        raise click.BadParameter("the server's port cannot be 0", param_hint="--to")
+    err = Console(stderr=True, highlight=False)
+    if not is_loopback(listen_host):
+        err.print(f"[bold yellow]warning:[/] listening on {listen_host}, not loopback: anyone who can reach this "
+                  "machine can use the proxy and read the transcript.")
+    config = ProxyConfig(upstream_host=up_host, upstream_port=up_port, listen_host=listen_host, listen_port=listen_port,
+                         protocol=protocol, intercept_tls=intercept_tls, upstream_tls=upstream_tls,
+                         upstream_ca=upstream_ca, lab_dir=lab_dir, show_secrets=show_secrets)
+    sinks = open_sinks(log=log, text=text, pcap=pcap, lang=lang, show_secrets=show_secrets, live=not quiet)
+    recorder = Recorder(sinks)
+
+    async def main() -> None:
+        proxy = Proxy(config, recorder)
+        try:
+            await proxy.start()
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}")
+        proto = protocol or "guessed"
+        tls = " (TLS intercepted with the lab CA)" if intercept_tls else ""
+        click.echo(f"mailtrace proxy listening on {listen_host}:{proxy.port} -> {up_host}:{up_port} [{proto}]{tls}",
+                   err=False)
+        click.echo("Press Ctrl+C to stop.", err=False)
+        try:
+            await proxy.server.serve_forever()
+        finally:
+            await proxy.stop()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        raise click.ClickException(str(exc))
+    finally:
+        recorder.close()
+
+
+def open_sinks(*, log=None, text=None, pcap=None, lang="en", show_secrets=False, live=True) -> list:
+    """The sinks of a live trace (proxy, sniff). Credentials are decoded into the shown form
+    (``CredentialDecoder``), so the human-readable sinks always show that form."""
+    from mailtrace.transcript.jsonl import JsonlSink
+    from mailtrace.transcript.terminal import TerminalSink
+    from mailtrace.transcript.text import TextSink
+
+    sinks: list = []
+    try:
+        if live:
+            sinks.append(TerminalSink(lang=lang, show_secrets=False))
+        if log:
+            sinks.append(JsonlSink(log, show_secrets=show_secrets))
+        if text:
+            sinks.append(TextSink(text, show_secrets=False, lang=lang))
+        if pcap:
+            from mailtrace.capture.export import PcapSink
+
+            sinks.append(PcapSink(pcap, show_secrets=show_secrets, lang=lang))
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {exc.filename}: {exc.strerror}")
+    return sinks

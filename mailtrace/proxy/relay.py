@@ -1,0 +1,310 @@
+"""The asyncio half of the proxy: accept, connect upstream, copy bytes, watch both directions.
+
+Everything protocol-specific is decided by the observer (``registry.make_observer``); this module
+only moves bytes and, when asked (``intercept_tls``), swaps both streams to TLS at the moment the
+server accepts STARTTLS/STLS (RFC 3207 §4, RFC 2595 §4, RFC 3501 §6.2.1).
+
+Bytes read from one side are written to the other *before* they are parsed, unchanged, so the
+proxy adds no latency for parsing and never reframes the traffic.  Each side's end of stream is
+passed on as a half-close, so both peers see exactly the bytes the other sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from mailtrace.proxy.credentials import CredentialDecoder
+from mailtrace.proxy.registry import IMPLICIT_TLS_PORTS, UNKNOWN, make_observer, protocol_by_greeting, protocol_by_port
+from mailtrace.transcript.event import Event, Kind, Note, Side
+from mailtrace.transcript.recorder import Recorder, SessionRecorder
+
+READ_CHUNK = 64 * 1024
+CONNECT_TIMEOUT = 10.0  # seconds to reach the upstream server
+GREETING_TIMEOUT = 5.0  # seconds to wait for a greeting when the protocol must be guessed from it
+HANDSHAKE_TIMEOUT = 15.0  # seconds for a TLS handshake (either side)
+STARTTLS_VERBS = ("STARTTLS", "STLS")
+INJECTION_RULE = "starttls-injection"  # knowledge: common.toml [violations]
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    upstream_host: str
+    upstream_port: int
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 0
+    protocol: str | None = None  # None: guess from the port, then from the greeting
+    intercept_tls: bool = False
+    upstream_tls: bool | None = None  # implicit TLS upstream; None: by port (465/993/995...)
+    upstream_ca: str | None = None  # verify the upstream against this CA (default: no verification)
+    lab_dir: Path = Path("mailtrace-lab")
+    show_secrets: bool = False
+
+    @property
+    def implicit_tls(self) -> bool:
+        if self.upstream_tls is not None:
+            return self.upstream_tls
+        return self.upstream_port in IMPLICIT_TLS_PORTS
+
+
+def _addr(sockname) -> str:
+    if not sockname:
+        return "?"
+    host, port = sockname[0], sockname[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Proxy:
+    """``await start()``, then ``port``; every client gets its own ``ProxySession``."""
+
+    def __init__(self, config: ProxyConfig, recorder: Recorder) -> None:
+        self.config = config
+        self.recorder = recorder
+        self.server: asyncio.base_events.Server | None = None
+        self.tasks: set[asyncio.Task] = set()
+        self.client_tls: ssl.SSLContext | None = None  # what the proxy presents to clients
+        self.upstream_tls: ssl.SSLContext | None = None  # how the proxy talks TLS upstream
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[1]
+
+    async def start(self) -> None:
+        cfg = self.config
+        if cfg.intercept_tls:
+            from mailtrace.tls import intercept_context
+
+            self.client_tls = intercept_context(cfg.lab_dir, cfg.upstream_host)
+        if cfg.intercept_tls or cfg.implicit_tls:
+            if cfg.upstream_ca:
+                self.upstream_tls = ssl.create_default_context(cafile=cfg.upstream_ca)
+            else:  # lab upstreams use self-made certificates: no verification (say so in the banner)
+                self.upstream_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                self.upstream_tls.check_hostname = False
+                self.upstream_tls.verify_mode = ssl.CERT_NONE
+        listen_ssl = self.client_tls if (cfg.implicit_tls and cfg.intercept_tls) else None
+        self.server = await asyncio.start_server(self._handle, cfg.listen_host, cfg.listen_port, ssl=listen_ssl,
+                                                 limit=READ_CHUNK, backlog=512,
+                                                 ssl_handshake_timeout=HANDSHAKE_TIMEOUT if listen_ssl else None)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+        try:
+            await ProxySession(self, reader, writer).run()
+        finally:
+            if task is not None:
+                self.tasks.discard(task)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            for task in list(self.tasks):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.server.wait_closed(), 2)
+
+
+class ProxySession:
+    """One client, one upstream connection, one observer, one transcript session."""
+
+    def __init__(self, proxy: Proxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.proxy = proxy
+        self.cfg = proxy.config
+        self.c_reader, self.c_writer = reader, writer
+        self.u_reader: asyncio.StreamReader | None = None
+        self.u_writer: asyncio.StreamWriter | None = None
+        self.session: SessionRecorder | None = None
+        self.observer = None
+        self.decoder: CredentialDecoder | None = None
+        self.parsing = True  # False once the rest is TLS we do not see
+        self.starttls_pending = False  # a STARTTLS/STLS command awaits its answer
+        self.gate: asyncio.Event | None = None  # intercept: client reads wait for the TLS swap
+        self.octets = {Side.CLIENT: 0, Side.SERVER: 0}
+        self.unseen = {Side.CLIENT: 0, Side.SERVER: 0}  # TLS octets relayed unparsed
+        self.closed_first: Side | None = None
+        self.reason = ""
+
+    # -- set-up -------------------------------------------------------------------------
+    async def run(self) -> None:
+        cfg = self.cfg
+        client = _addr(self.c_writer.get_extra_info("peername"))
+        upstream = f"{cfg.upstream_host}:{cfg.upstream_port}"
+        implicit = cfg.implicit_tls
+        try:
+            self.u_reader, self.u_writer = await asyncio.wait_for(
+                asyncio.open_connection(cfg.upstream_host, cfg.upstream_port, limit=READ_CHUNK,
+                                        ssl=self.proxy.upstream_tls if (implicit and cfg.intercept_tls) else None,
+                                        server_hostname=cfg.upstream_host if (implicit and cfg.intercept_tls) else None),
+                CONNECT_TIMEOUT)
+        except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+            protocol = cfg.protocol or protocol_by_port(cfg.upstream_port) or UNKNOWN
+            session = self.proxy.recorder.session(protocol, client=client, server=upstream, mode="proxy")
+            why = str(exc) or type(exc).__name__
+            session.close(Side.NONE, f"upstream {upstream} unreachable ({why}); the client was disconnected")
+            await self._close_writer(self.c_writer)
+            return
+        first = b""
+        protocol = cfg.protocol or protocol_by_port(cfg.upstream_port)
+        if protocol is None:
+            with contextlib.suppress(asyncio.TimeoutError, OSError):
+                first = await asyncio.wait_for(self.u_reader.read(READ_CHUNK), GREETING_TIMEOUT)
+            protocol = protocol_by_greeting(first) or UNKNOWN
+        self.session = self.proxy.recorder.session(protocol, client=client, server=upstream, mode="proxy")
+        self.observer = make_observer(protocol)
+        self.decoder = CredentialDecoder(protocol, cfg.show_secrets)
+        if implicit:
+            self._tls_event("implicit", intercepted=cfg.intercept_tls)
+            self.parsing = cfg.intercept_tls
+            if cfg.intercept_tls:
+                self.observer.tls_started()
+        try:
+            if first:
+                self.c_writer.write(first)
+                await self._pass(Side.SERVER, first)
+            await asyncio.gather(self._pump(Side.CLIENT), self._pump(Side.SERVER))
+        finally:
+            self._finish()
+            await self._close_writer(self.c_writer)
+            await self._close_writer(self.u_writer)
+
+    # -- relaying -----------------------------------------------------------------------
+    async def _pump(self, side: Side) -> None:
+        while True:
+            if side is Side.CLIENT and self.gate is not None:
+                await self.gate.wait()
+            reader = self.c_reader if side is Side.CLIENT else self.u_reader
+            other = self.u_writer if side is Side.CLIENT else self.c_writer
+            try:
+                data = await reader.read(READ_CHUNK)
+            except (ConnectionError, OSError, ssl.SSLError) as exc:
+                self.reason = self.reason or f"{'client' if side is Side.CLIENT else 'server'} connection lost ({exc})"
+                data = b""
+            if not data:
+                self._eof(side)
+                with contextlib.suppress(OSError, RuntimeError, AttributeError):
+                    if other.can_write_eof():
+                        other.write_eof()
+                    else:
+                        other.close()
+                return
+            other.write(data)
+            with contextlib.suppress(ConnectionError):
+                await other.drain()
+            if await self._pass(side, data):
+                await self._intercept()
+
+    def _eof(self, side: Side) -> None:
+        if self.closed_first is None:
+            self.closed_first = side
+            self.reason = self.reason or ("client closed the connection" if side is Side.CLIENT
+                                          else "server closed the connection")
+
+    async def _pass(self, side: Side, data: bytes) -> bool:
+        """Account and parse ``data``; True when the server has just accepted STARTTLS and the
+        proxy must swap to TLS now (intercept mode)."""
+        self.octets[side] += len(data)
+        if not self.parsing:
+            self.unseen[side] += len(data)
+            return False
+        obs = self.observer
+        events = obs.feed_client(data) if side is Side.CLIENT else obs.feed_server(data)
+        for event in events:
+            self._record(event)
+        if obs.encrypted:
+            self.starttls_pending = False
+            if self.cfg.intercept_tls:
+                return True
+            self.parsing = False
+            self._tls_event("starttls", intercepted=False)
+        return False
+
+    def _record(self, event: Event) -> None:
+        if event.kind is Kind.TLS:
+            return  # the proxy records its own TLS event, which says what it saw
+        if event.side is Side.CLIENT and event.kind in (Kind.COMMAND, Kind.DATA):
+            if self.starttls_pending:
+                event = replace(event, notes=event.notes + (Note(INJECTION_RULE, "plaintext sent after STARTTLS, before the TLS handshake"),))
+            if event.kind is Kind.COMMAND and event.verb.upper() in STARTTLS_VERBS:
+                self.starttls_pending = True
+                if self.cfg.intercept_tls:
+                    self.gate = asyncio.Event()
+        elif event.side is Side.SERVER and event.kind is Kind.REPLY and self.starttls_pending and event.tag != "*":
+            if not (event.raw[3:4] == b"-"):  # the last line of the answer
+                self.starttls_pending = False
+                if self.gate is not None and not self.observer.encrypted:
+                    self.gate.set()
+                    self.gate = None
+        if self.decoder is not None:
+            event = self.decoder.feed(event)
+        self.session.record(event)
+
+    async def _intercept(self) -> None:
+        """The server accepted STARTTLS: TLS with the client (lab CA certificate), then upstream."""
+        leftover = bytes(getattr(self.c_reader, "_buffer", b""))
+        if leftover:  # plaintext already sent after STARTTLS: never let it count as encrypted
+            self.c_reader._buffer.clear()
+            self.session.record(Event(side=Side.CLIENT, kind=Kind.VIOLATION, raw=leftover,
+                                      notes=(Note(INJECTION_RULE, f"{len(leftover)} octets of plaintext dropped"),)))
+        try:
+            await asyncio.wait_for(self.c_writer.start_tls(self.proxy.client_tls), HANDSHAKE_TIMEOUT)
+        except (ssl.SSLError, OSError, asyncio.TimeoutError, ConnectionError) as exc:
+            await self._abort(f"TLS handshake with the client failed ({exc or type(exc).__name__})")
+            return
+        try:
+            await asyncio.wait_for(self.u_writer.start_tls(self.proxy.upstream_tls, server_hostname=self.cfg.upstream_host),
+                                   HANDSHAKE_TIMEOUT)
+        except (ssl.SSLError, OSError, asyncio.TimeoutError, ConnectionError) as exc:
+            await self._abort(f"TLS handshake with the server failed ({exc or type(exc).__name__})")
+            return
+        self._tls_event("starttls", intercepted=True)
+        for event in self.observer.tls_started():
+            self._record(event)
+        if self.gate is not None:
+            self.gate.set()
+            self.gate = None
+
+    async def _abort(self, reason: str) -> None:
+        self.reason = reason
+        self.parsing = False
+        self.closed_first = self.closed_first or Side.NONE
+        for w in (self.c_writer, self.u_writer):
+            with contextlib.suppress(Exception):
+                w.transport.abort()
+        if self.gate is not None:
+            self.gate.set()
+
+    def _tls_event(self, how: str, intercepted: bool) -> None:
+        info = {"how": how, "intercepted": "yes" if intercepted else "no"}
+        if intercepted:
+            info["detail"] = (f"intercepted by the proxy: a lab-CA certificate for {self.cfg.upstream_host} towards the "
+                              "client, TLS towards the server; the dialogue below was decrypted")
+        else:
+            info["detail"] = "encrypted from here: the proxy relays the TLS records without seeing the dialogue"
+        self.session.record(Event(side=Side.NONE, kind=Kind.TLS, info=info,
+                                  redacted=("TLS " + info["detail"] + "\r\n").encode()))
+
+    def _finish(self) -> None:
+        if self.session is None or self.session.closed:
+            return
+        if self.parsing and self.observer is not None:
+            for event in self.observer.close():
+                self._record(event)
+        reason = self.reason or "proxy stopped"
+        if self.unseen[Side.CLIENT] or self.unseen[Side.SERVER]:
+            reason += (f"; TLS relayed unseen: {self.unseen[Side.CLIENT]} octets from the client, "
+                       f"{self.unseen[Side.SERVER]} from the server")
+        self.session.close(self.closed_first or Side.NONE, reason)
+
+    @staticmethod
+    async def _close_writer(writer: asyncio.StreamWriter | None) -> None:
+        if writer is None:
+            return
+        writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer.wait_closed(), 2)
