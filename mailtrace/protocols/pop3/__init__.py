@@ -1,0 +1,33 @@
+"""POP3 (RFC 1939, with CAPA from RFC 2449 and STLS from RFC 2595): tables, server core, observer.
+
+* ``spec``      states, the command table, limits, reply/response codes, violations (data);
+* ``server``    ``Pop3ServerConnection``: the sans-I/O lab server core;
+* ``observer``  ``Pop3Observer``: parses both sides of someone else's conversation.
+
+The names the rest of mailtrace (and the knowledge sync test) use are re-exported here.
+"""
+
+from mailtrace.protocols.pop3.observer import Pop3Observer
+from mailtrace.protocols.pop3.server import HANDLERS, Pop3Config, Pop3ServerConnection
+from mailtrace.protocols.pop3.spec import (
+    CAPABILITIES,
+    COMMANDS,
+    REPLY_CODES,
+    RESPONSE_CODES,
+    VIOLATIONS,
+    CommandSpec,
+    Multiline,
+    State,
+    apop_digest,
+    make_timestamp,
+    uidl_of,
+)
+
+#: DATA events the server and the observer emit (their ``verb``): the multi-line bodies.
+DATA_VERBS = frozenset(name for name, spec in COMMANDS.items() if spec.multiline is not Multiline.NEVER)
+
+__all__ = [
+    "CAPABILITIES", "COMMANDS", "DATA_VERBS", "HANDLERS", "REPLY_CODES", "RESPONSE_CODES", "VIOLATIONS",
+    "CommandSpec", "Multiline", "Pop3Config", "Pop3Observer", "Pop3ServerConnection", "State",
+    "apop_digest", "make_timestamp", "uidl_of",
+]

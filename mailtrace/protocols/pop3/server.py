@@ -1,0 +1,457 @@
+"""The sans-I/O POP3 server core: bytes in, events and bytes out (RFC 1939, RFC 2449, RFC 2595).
+
+Theory of operation.  The shell (``mailtrace.servers.base``) feeds whatever bytes arrive to
+:meth:`Pop3ServerConnection.receive`; the core cuts them into CRLF lines, looks the keyword up
+in the command table (``spec.COMMANDS`` says in which states it is allowed and what arguments
+it takes; ``HANDLERS`` below says what it does) and returns outputs: an ``Event`` per command
+and per status line, one ``DATA`` event per multi-line body, and the bytes to ``Send``.
+
+RFC 1939 §4: "the POP3 server then acquires an exclusive-access lock on the maildrop [...]
+If the lock is successfully acquired, the POP3 server responds with a positive status
+indicator."  The core takes ``store.lock_maildrop(user)`` at login, freezes the list of
+messages (message numbers 1..n stay valid for the whole session), and only at QUIT (§6,
+the UPDATE state) calls ``mailbox.expunge`` for the messages marked deleted.  A connection
+that drops, or an autologout (§3: "the session does NOT enter the UPDATE state"), releases
+the lock and deletes nothing.
+
+Sizes (§11): "if the POP3 server host internally represents end-of-line as a single
+character, then the POP3 server simply counts each occurrence of this character in a message
+as two octets.  Note that lines in the message which start with the termination octet need
+not (and must not) be counted twice".  So LIST and STAT report the size of the message in
+CRLF wire form (what ``Mailbox.read`` returns, and what the client keeps once it has removed
+the byte-stuffing), as Dovecot does.  If a stored message does not end in CRLF, RETR adds one
+before the terminating ".CRLF" (as Dovecot does); that CRLF is framing, not counted.
+"""
+
+from __future__ import annotations
+
+import hmac
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from mailtrace.protocols.base import Close, Output, Send, StartTLS
+from mailtrace.protocols.pop3.spec import (
+    AUTOLOGOUT_SECONDS,
+    CAPABILITIES,
+    COMMANDS,
+    ERR,
+    MAX_BAD_COMMANDS,
+    MAX_COMMAND_LINE,
+    OK,
+    ArgumentError,
+    State,
+    apop_digest,
+    byte_stuff,
+    decode_line,
+    parse_arguments,
+    redact,
+    top_of,
+    uidl_of,
+)
+from mailtrace.transcript.event import Event, Kind, Note, Side
+
+PROTOCOL = "pop3"
+
+
+@dataclass(frozen=True)
+class Pop3Config:
+    hostname: str = "lab.test"
+    #: RFC 1939 §3 autologout; 0 disables it.  Below 600 s only for tests and demos.
+    idle_timeout: float = AUTOLOGOUT_SECONDS
+    tls_available: bool = False  # offer STLS (the shell has a certificate)
+    implementation: str = "mailtrace POP3 lab server"
+    max_bad_commands: int = MAX_BAD_COMMANDS
+
+
+@dataclass
+class _Message:
+    uid: int
+    size: int
+    deleted: bool = False
+
+
+@dataclass
+class _Session:
+    """What TRANSACTION holds: the user, the lock, the mailbox and its frozen listing."""
+
+    user: str
+    lock: Any
+    mailbox: Any
+    uidvalidity: int
+    messages: list[_Message] = field(default_factory=list)
+
+
+def _release(lock: Any) -> None:
+    try:
+        lock.release()
+    except Exception:  # the lock may already be gone; releasing twice must be harmless
+        pass
+
+
+class Pop3ServerConnection:
+    """One POP3 session (the ``ServerCore`` interface of ``mailtrace.protocols.base``).
+
+    ``store`` is a ``mailtrace.store.maildir.MaildirStore`` (or anything with the same
+    ``check_password``/``password``/``lock_maildrop``/``mailbox`` methods); ``timestamp`` is
+    the APOP challenge for the greeting (``spec.make_timestamp``); ``tls`` says whether the
+    connection is already encrypted (implicit TLS, port 995 style).
+    """
+
+    def __init__(self, store: Any, timestamp: str, config: Pop3Config = Pop3Config(), *, tls: bool = False) -> None:
+        self.store = store
+        self.timestamp = timestamp
+        self.config = config
+        self.idle_timeout_seconds = config.idle_timeout
+        self.state = State.AUTHORIZATION
+        self.tls = tls
+        self.closed = False
+        self.quit = False  # QUIT was received
+        self._notes: list[Note] = []  # notes a handler adds to the command being answered
+        self.bad_commands = 0
+        self.user: str | None = None  # set by a successful USER, waiting for PASS
+        self.session: _Session | None = None
+        self._buffer = bytearray()
+        self._discarding = 0  # > 0: inside an over-long line; octets dropped so far
+        self._discard_head = b""
+        self._finalizer: weakref.finalize | None = None
+
+    # --- the ServerCore interface ------------------------------------------------------------
+    def start(self) -> list[Output]:
+        return self._reply(OK, "", f"{self.config.implementation} ready {self.timestamp}")
+
+    def receive(self, data: bytes) -> list[Output]:
+        if self.closed:
+            return []
+        self._buffer += data
+        out: list[Output] = []
+        while not self.closed:
+            line = self._next_line(out)
+            if line is None:
+                break
+            out += self._line(line)
+            last = out[-1]
+            if isinstance(last, StartTLS):
+                out[-1:-1] = self._discard("after-stls")  # RFC 2595 §4: never act on pre-TLS leftovers
+                break
+            if isinstance(last, Close) and self.quit:
+                out[-1:-1] = self._discard("after-quit")
+        return out
+
+    def eof(self) -> list[Output]:
+        out: list[Output] = []
+        if self.session is not None and not self.closed:
+            marked = sum(m.deleted for m in self.session.messages)
+            out.append(Event(side=Side.CLIENT, kind=Kind.VIOLATION, state=self.state.value,
+                             notes=(Note("no-quit", f"{marked} message(s) marked deleted were kept"),)))
+        self._end()
+        return out
+
+    def idle_timeout(self) -> list[Output]:
+        # RFC 1939 §3: close "without removing any messages or sending any response".
+        self._end()
+        return [Close(f"autologout after {self.config.idle_timeout:g} s of silence (RFC 1939 §3)")]
+
+    def tls_started(self) -> list[Output]:
+        # RFC 2595 §4: the session stays in AUTHORIZATION; nothing said before counts.
+        self.tls = True
+        self.user = None
+        return []
+
+    def notify(self) -> list[Output]:
+        return []  # the maildrop listing is frozen for the session (RFC 1939 §4)
+
+    # --- framing -----------------------------------------------------------------------------
+    def _next_line(self, out: list[Output]) -> bytes | None:
+        buf = self._buffer
+        nl = buf.find(b"\n")
+        if self._discarding:
+            if nl < 0:
+                self._discarding += len(buf)
+                buf.clear()
+                return None
+            total = self._discarding + nl + 1
+            del buf[: nl + 1]
+            head, self._discarding = self._discard_head, 0
+            out += self._too_long(head, total)
+            return None if self.closed else self._next_line(out)
+        if nl < 0:
+            if len(buf) > MAX_COMMAND_LINE:
+                self._discard_head = bytes(buf[:MAX_COMMAND_LINE])
+                self._discarding = len(buf)
+                buf.clear()
+            return None
+        if nl + 1 > MAX_COMMAND_LINE:
+            head, total = bytes(buf[:MAX_COMMAND_LINE]), nl + 1
+            del buf[: nl + 1]
+            out += self._too_long(head, total)
+            return None if self.closed else self._next_line(out)
+        line = bytes(buf[: nl + 1])
+        del buf[: nl + 1]
+        return line
+
+    def _too_long(self, head: bytes, total: int) -> list[Output]:
+        event = Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=head, size=total, state=self.state.value,
+                      notes=(Note("line-too-long", f"{total} octets, limit {MAX_COMMAND_LINE} (RFC 2449 §4)"),))
+        return [event] + self._error("", "line too long")
+
+    def _discard(self, rule: str) -> list[Output]:
+        """Bytes pipelined after QUIT or STLS are never executed."""
+        if not self._buffer:
+            return []
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return [Event(side=Side.CLIENT, kind=Kind.VIOLATION, raw=data[:MAX_COMMAND_LINE], size=len(data),
+                      state=self.state.value, notes=(Note(rule, f"{len(data)} octets discarded"),))]
+
+    # --- dispatch ----------------------------------------------------------------------------
+    def _line(self, line: bytes) -> list[Output]:
+        notes: tuple[Note, ...] = ()
+        if not line.endswith(b"\r\n"):
+            notes = (Note("bare-lf"),)
+        text = decode_line(line.rstrip(b"\r\n"))
+        keyword, _, rest = text.partition(" ")
+        name = keyword.upper()
+        spec = COMMANDS.get(name)
+        if spec is None:
+            event = Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line, state=self.state.value,
+                          notes=notes + (Note("unknown-command", keyword[:40]),))
+            return [event] + self._error("", "unknown command")
+        redacted = redact(name, line, rest)
+        base = dict(side=Side.CLIENT, kind=Kind.COMMAND, raw=line, verb=name, state=self.state.value,
+                    redacted=redacted)
+        if self.state not in spec.states:
+            allowed = " or ".join(s.value for s in spec.states)
+            note = Note("wrong-state", f"{name} is allowed in {allowed}, not {self.state.value}")
+            return [Event(**base, notes=notes + (note,))] + self._error(name, f"{name} not allowed in {self.state.value} state")
+        try:
+            args = parse_arguments(spec, rest)
+        except ArgumentError as exc:
+            return [Event(**base, notes=notes + (Note("bad-argument", str(exc)),))] + self._error(name, str(exc))
+        self._notes = []
+        out = HANDLERS[name](self, args)  # may add notes (pass-without-user) to the command
+        return [Event(**base, notes=notes + tuple(self._notes))] + out
+
+    # --- replies -----------------------------------------------------------------------------
+    def _reply(self, code: str, verb: str, text: str, resp_code: str = "") -> list[Output]:
+        if resp_code:
+            text = f"[{resp_code}] {text}"
+        raw = f"{code} {text}\r\n".encode("utf-8") if text else f"{code}\r\n".encode()
+        info = {"resp-code": resp_code} if resp_code else {}
+        return [Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, code=code, verb=verb,
+                      state=self.state.value, info=info), Send(raw)]
+
+    def _ok(self, verb: str, text: str) -> list[Output]:
+        return self._reply(OK, verb, text)
+
+    def _error(self, verb: str, text: str, resp_code: str = "", count: bool = True) -> list[Output]:
+        out = self._reply(ERR, verb, text, resp_code)
+        if count:
+            self.bad_commands += 1
+            if self.bad_commands >= self.config.max_bad_commands:
+                out += self._reply(ERR, "", "too many bad commands, closing")
+                out.append(Event(side=Side.CLIENT, kind=Kind.VIOLATION, state=self.state.value,
+                                 notes=(Note("too-many-errors", f"{self.bad_commands} bad commands"),)))
+                self._end()
+                out.append(Close("too many bad commands"))
+        return out
+
+    def _multiline(self, verb: str, first: str, body: bytes) -> list[Output]:
+        """A +OK status line and its body: ``body`` is already stuffed and ends in ".CRLF"."""
+        out = self._ok(verb, first)
+        out.append(Event(side=Side.SERVER, kind=Kind.DATA, raw=body, verb=verb, state=self.state.value))
+        out.append(Send(body))
+        return out
+
+    def _end(self) -> None:
+        """Release the maildrop lock (without deleting anything) and stop reading."""
+        self.closed = True
+        if self.session is not None:
+            _release(self.session.lock)
+            if self._finalizer is not None:
+                self._finalizer.detach()
+            self.session = None
+
+    # --- AUTHORIZATION (RFC 1939 §4, §7) -----------------------------------------------------
+    def _user(self, args: list) -> list[Output]:
+        # Every name gets +OK: answering -ERR here would tell strangers which users exist.
+        self.user = args[0]
+        return self._ok("USER", f"send PASS for {args[0]}")
+
+    def _pass(self, args: list) -> list[Output]:
+        user, self.user = self.user, None
+        if user is None:
+            self._notes.append(Note("pass-without-user"))
+            return self._error("PASS", "send USER first")
+        if not self.store.check_password(user, args[0]):
+            return self._error("PASS", "invalid user name or password", "AUTH")
+        return self._login("PASS", user)
+
+    def _apop(self, args: list) -> list[Output]:
+        name, digest = args
+        self.user = None
+        secret = self.store.password(name)
+        if secret is None or not hmac.compare_digest(apop_digest(self.timestamp, secret), digest):
+            return self._error("APOP", "invalid user name or digest", "AUTH")
+        return self._login("APOP", name)
+
+    def _login(self, verb: str, user: str) -> list[Output]:
+        lock = self.store.lock_maildrop(user)
+        if lock is None:
+            return self._error(verb, "maildrop already locked by another session", "IN-USE")
+        try:
+            mailbox, messages = _open_maildrop(self.store, user)
+        except Exception as exc:  # RFC 1939 §4: release the lock before rejecting
+            _release(lock)
+            return self._error(verb, f"cannot open the maildrop: {type(exc).__name__}", "SYS/TEMP")
+        uidvalidity = getattr(mailbox, "uidvalidity", 0) if mailbox is not None else 0
+        self.session = _Session(user, lock, mailbox, uidvalidity, messages)
+        self._finalizer = weakref.finalize(self, _release, lock)  # a lost core never keeps the lock
+        self.state = State.TRANSACTION
+        count, octets = self._drop_listing()
+        return self._ok(verb, f"{user}'s maildrop has {count} messages ({octets} octets)")
+
+    def _quit(self, args: list) -> list[Output]:
+        self.quit = True
+        if self.session is None:  # from AUTHORIZATION: no UPDATE state (RFC 1939 §6)
+            out = self._ok("QUIT", f"{self.config.hostname} POP3 server signing off")
+            self._end()
+            return out + [Close("QUIT")]
+        self.state = State.UPDATE
+        session = self.session
+        doomed = [m.uid for m in session.messages if m.deleted]
+        left = len(session.messages) - len(doomed)
+        failed = 0
+        if doomed:
+            try:
+                removed = set(session.mailbox.expunge(doomed))
+                failed = sum(uid not in removed for uid in doomed)
+            except Exception:
+                failed = len(doomed)
+        if failed:
+            out = self._error("QUIT", f"some deleted messages not removed ({failed})", "SYS/TEMP", count=False)
+        else:
+            out = self._ok("QUIT", f"{self.config.hostname} POP3 server signing off ({left} messages left)")
+        self._end()
+        return out + [Close("QUIT")]
+
+    def _capa(self, args: list) -> list[Output]:
+        caps = list(CAPABILITIES)
+        if self.config.tls_available and not self.tls and self.state is State.AUTHORIZATION:
+            caps.append("STLS")
+        caps.append(f"IMPLEMENTATION {self.config.implementation.replace(' ', '-')}")
+        body = "".join(f"{c}\r\n" for c in caps).encode() + b".\r\n"
+        return self._multiline("CAPA", "Capability list follows", body)
+
+    def _stls(self, args: list) -> list[Output]:
+        if self.tls:
+            return self._error("STLS", "already using TLS")
+        if not self.config.tls_available:
+            return self._error("STLS", "TLS is not available on this server", "SYS/PERM")
+        self.user = None
+        return self._ok("STLS", "Begin TLS negotiation now") + [StartTLS()]
+
+    # --- TRANSACTION (RFC 1939 §5, §7) -------------------------------------------------------
+    def _drop_listing(self) -> tuple[int, int]:
+        live = [m for m in self.session.messages if not m.deleted]
+        return len(live), sum(m.size for m in live)
+
+    def _find(self, verb: str, number: int) -> tuple[_Message | None, list[Output]]:
+        messages = self.session.messages
+        if not 1 <= number <= len(messages):
+            return None, self._error(verb, f"no such message, only {len(messages)} messages in maildrop")
+        message = messages[number - 1]
+        if message.deleted:
+            return None, self._error(verb, f"message {number} already deleted")
+        return message, []
+
+    def _stat(self, args: list) -> list[Output]:
+        count, octets = self._drop_listing()
+        return self._ok("STAT", f"{count} {octets}")
+
+    def _listing(self, verb: str, args: list, value: Callable[[_Message], str]) -> list[Output]:
+        if args:
+            message, error = self._find(verb, args[0])
+            return error or self._ok(verb, f"{args[0]} {value(message)}")
+        lines = [f"{n} {value(m)}\r\n" for n, m in enumerate(self.session.messages, 1) if not m.deleted]
+        count, octets = self._drop_listing()
+        first = f"{count} messages ({octets} octets)" if verb == "LIST" else "unique-id listing follows"
+        return self._multiline(verb, first, "".join(lines).encode() + b".\r\n")
+
+    def _list(self, args: list) -> list[Output]:
+        return self._listing("LIST", args, lambda m: str(m.size))
+
+    def _uidl(self, args: list) -> list[Output]:
+        validity = self.session.uidvalidity
+        return self._listing("UIDL", args, lambda m: uidl_of(m.uid, validity))
+
+    def _read(self, message: _Message) -> bytes | None:
+        try:
+            return self.session.mailbox.read(message.uid)
+        except (KeyError, OSError):
+            return None
+
+    def _retr(self, args: list) -> list[Output]:
+        message, error = self._find("RETR", args[0])
+        if error:
+            return error
+        data = self._read(message)
+        if data is None:
+            return self._error("RETR", "message was removed by another session", "SYS/TEMP", count=False)
+        return self._multiline("RETR", f"{len(data)} octets", byte_stuff(data))
+
+    def _top(self, args: list) -> list[Output]:
+        message, error = self._find("TOP", args[0])
+        if error:
+            return error
+        data = self._read(message)
+        if data is None:
+            return self._error("TOP", "message was removed by another session", "SYS/TEMP", count=False)
+        return self._multiline("TOP", "top of message follows", byte_stuff(top_of(data, args[1])))
+
+    def _dele(self, args: list) -> list[Output]:
+        message, error = self._find("DELE", args[0])
+        if error:
+            return error
+        message.deleted = True
+        return self._ok("DELE", f"message {args[0]} deleted")
+
+    def _noop(self, args: list) -> list[Output]:
+        return self._ok("NOOP", "")
+
+    def _rset(self, args: list) -> list[Output]:
+        for message in self.session.messages:
+            message.deleted = False
+        count, octets = self._drop_listing()
+        return self._ok("RSET", f"maildrop has {count} messages ({octets} octets)")
+
+
+#: What each command does; ``spec.COMMANDS`` says where it is allowed and what it takes.
+HANDLERS: dict[str, Callable[[Pop3ServerConnection, list], list[Output]]] = {
+    "USER": Pop3ServerConnection._user,
+    "PASS": Pop3ServerConnection._pass,
+    "APOP": Pop3ServerConnection._apop,
+    "QUIT": Pop3ServerConnection._quit,
+    "CAPA": Pop3ServerConnection._capa,
+    "STLS": Pop3ServerConnection._stls,
+    "STAT": Pop3ServerConnection._stat,
+    "LIST": Pop3ServerConnection._list,
+    "RETR": Pop3ServerConnection._retr,
+    "DELE": Pop3ServerConnection._dele,
+    "NOOP": Pop3ServerConnection._noop,
+    "RSET": Pop3ServerConnection._rset,
+    "TOP": Pop3ServerConnection._top,
+    "UIDL": Pop3ServerConnection._uidl,
+}
+
+
+def _open_maildrop(store: Any, user: str) -> tuple[Any, list[_Message]]:
+    """The user's INBOX, rescanned, and its messages in UID order (an absent INBOX is empty)."""
+    try:
+        mailbox = store.mailbox(user, "INBOX")
+    except Exception as exc:
+        if type(exc).__name__ == "MailboxNotFound":
+            return None, []
+        raise
+    mailbox.refresh()
+    return mailbox, [_Message(info.uid, info.size) for info in mailbox.messages()]

@@ -1,0 +1,173 @@
+"""The POP3 observer frames both sides like the server core does, however the bytes are cut."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mailtrace.protocols.base import send_all
+from mailtrace.protocols.pop3 import Pop3Observer, Pop3ServerConnection
+from mailtrace.transcript.event import Kind, Side
+from test_pop3_fakes import FakeStore
+
+STAMP = "<1.2@lab.test>"
+MSG = b"Subject: hi\r\n\r\n.leading dot\r\nbody\r\n"
+
+
+def record_session(lines: list[bytes], tls: bool = False):
+    """Run ``lines`` through the real core; return (client bytes, server bytes, core events)."""
+    store = FakeStore()
+    store.deliver("alice", MSG)
+    store.deliver("alice", b"Subject: 2\r\n\r\nx\r\n")
+    from mailtrace.protocols.pop3 import Pop3Config
+
+    core = Pop3ServerConnection(store, STAMP, Pop3Config(tls_available=tls))
+    out = core.start()
+    server = send_all(out)
+    events = [o for o in out if hasattr(o, "kind")]
+    client = b""
+    for line in lines:
+        client += line
+        out = core.receive(line)
+        server += send_all(out)
+        events += [o for o in out if hasattr(o, "kind")]
+    return client, server, events
+
+
+SCRIPT = [b"CAPA\r\n", b"USER alice\r\n", b"PASS secret\r\n", b"STAT\r\n", b"LIST\r\n", b"LIST 1\r\n",
+          b"UIDL\r\n", b"RETR 1\r\n", b"TOP 2 0\r\n", b"DELE 1\r\n", b"RETR 1\r\n", b"NOOP\r\n", b"QUIT\r\n"]
+
+
+def observe(client: bytes, server: bytes, chunk: int) -> list:
+    """Feed a turn-by-turn conversation: the server's reply to each command arrives before the next."""
+    obs = Pop3Observer()
+    events = []
+    for i in range(0, len(server), chunk):
+        events += obs.feed_server(server[i: i + chunk])
+    return obs, events
+
+
+def interleave(obs, client_lines, server: bytes, chunk: int):
+    events = []
+    # greeting first, then for simplicity all commands (pipelined), then all server bytes
+    greeting_end = server.index(b"\r\n") + 2
+    events += obs.feed_server(server[:greeting_end])
+    data = b"".join(client_lines)
+    for i in range(0, len(data), chunk):
+        events += obs.feed_client(data[i: i + chunk])
+    rest = server[greeting_end:]
+    for i in range(0, len(rest), chunk):
+        events += obs.feed_server(rest[i: i + chunk])
+    return events + obs.close()
+
+
+def key(e):
+    return (e.side, e.kind, e.verb, e.code, e.raw, e.state)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64, 100_000])
+def test_observer_matches_the_core(chunk):
+    client, server, core_events = record_session(SCRIPT)
+    obs = Pop3Observer()
+    seen = interleave(obs, SCRIPT, server, chunk)
+    by_side = lambda evs, side: [key(e) for e in evs if e.side is side]  # noqa: E731
+    assert by_side(seen, Side.SERVER) == by_side(core_events, Side.SERVER)
+    # the client events' state is the state the observer knew when the command was sent;
+    # with everything pipelined that is AUTHORIZATION, so compare without it
+    strip = lambda evs: [k[:5] for k in by_side(evs, Side.CLIENT)]  # noqa: E731
+    assert strip(seen) == strip(core_events)
+    data = [e for e in seen if e.kind is Kind.DATA]
+    assert [e.verb for e in data] == ["CAPA", "LIST", "UIDL", "RETR", "TOP"]
+    assert data[3].raw == b"Subject: hi\r\n\r\n..leading dot\r\nbody\r\n.\r\n"
+    assert obs.state.value == "UPDATE" and obs.ended
+
+
+def test_turn_by_turn_states_and_redaction():
+    obs = Pop3Observer()
+    obs.feed_server(b"+OK hi <1.2@x>\r\n")
+    (user,) = obs.feed_client(b"USER alice\r\n")
+    obs.feed_server(b"+OK\r\n")
+    (pw,) = obs.feed_client(b"PASS s3cret\r\n")
+    assert pw.redacted == b"PASS ********\r\n" and pw.state == "AUTHORIZATION"
+    (ok,) = obs.feed_server(b"+OK logged in\r\n")
+    assert ok.state == "TRANSACTION" and ok.verb == "PASS"
+    (cmd,) = obs.feed_client(b"USER bob\r\n")
+    assert [n.rule for n in cmd.notes] == ["wrong-state"]
+    obs.feed_server(b"-ERR no\r\n")
+    obs.feed_client(b"LIST 1\r\n")
+    (single,) = obs.feed_server(b"+OK 1 120\r\n")  # LIST with an argument: single line
+    assert single.kind is Kind.REPLY
+    obs.feed_client(b"LIST\r\n")
+    events = obs.feed_server(b"+OK 1 messages\r\n1 120\r\n.\r\n")
+    assert [e.kind for e in events] == [Kind.REPLY, Kind.DATA]
+    obs.feed_client(b"RETR 7\r\n")
+    (err,) = obs.feed_server(b"-ERR no such message\r\n")  # -ERR: no body follows
+    assert err.code == "-ERR"
+    events = obs.close()
+    assert [n.rule for e in events for n in e.notes] == ["no-quit"]
+
+
+def test_violations_seen_by_the_observer():
+    obs = Pop3Observer()
+    (early,) = obs.feed_client(b"USER a\n")
+    assert {n.rule for n in early.notes} == {"before-greeting", "bare-lf"}
+    obs.feed_server(b"+OK hi\r\n")  # the greeting
+    obs.feed_server(b"+OK\r\n")  # answers USER
+    (bogus,) = obs.feed_client(b"XTND XMIT\r\n")
+    assert [n.rule for n in bogus.notes] == ["unknown-command"]
+    (bad,) = obs.feed_server(b"+ok whatever\r\n")
+    assert [n.rule for n in bad.notes] == ["bad-status"]
+    (badarg,) = obs.feed_client(b"RETR x\r\n")
+    assert {n.rule for n in badarg.notes} == {"wrong-state", "bad-argument"}
+    obs.feed_server(b"-ERR " + b"x" * 600 + b"\r\n")
+    obs.feed_client(b"QUIT\r\n")
+    obs.feed_server(b"+OK bye\r\n")
+    (after,) = obs.feed_client(b"NOOP\r\n")
+    assert [n.rule for n in after.notes] == ["after-quit"]
+
+
+def test_stls_encrypted_then_intercepted():
+    client, server, _ = record_session([b"CAPA\r\n", b"STLS\r\n"], tls=True)
+    obs = Pop3Observer()
+    obs.feed_server(server[: server.index(b"\r\n") + 2])
+    obs.feed_client(b"CAPA\r\n")
+    (stls,) = obs.feed_client(b"STLS\r\n")
+    assert stls.verb == "STLS"
+    events = obs.feed_server(server[server.index(b"\r\n") + 2:] + b"\x16\x03\x01TLS bytes")
+    assert obs.encrypted
+    assert [e.kind for e in events] == [Kind.REPLY, Kind.DATA, Kind.REPLY, Kind.TLS]
+    assert events[-1].size == 12
+    assert obs.feed_client(b"\x16\x03\x01 client hello") != []  # one TLS event per side
+    assert obs.feed_client(b"more") == []
+    (tls,) = obs.tls_started()
+    assert tls.kind is Kind.TLS and not obs.encrypted
+    obs.feed_client(b"CAPA\r\n")
+    events = obs.feed_server(b"+OK\r\nUSER\r\n.\r\n")
+    assert [e.kind for e in events] == [Kind.REPLY, Kind.DATA]
+
+
+def test_pipelined_after_stls_is_flagged():
+    obs = Pop3Observer()
+    obs.feed_server(b"+OK hi\r\n")
+    events = obs.feed_client(b"STLS\r\nUSER evil\r\n")
+    assert [n.rule for n in events[1].notes] == ["after-stls"]
+
+
+def test_close_flushes_a_cut_response():
+    obs = Pop3Observer()
+    obs.feed_server(b"+OK hi\r\n")
+    obs.feed_client(b"USER a\r\nPASS b\r\nRETR 1\r\n")
+    obs.feed_server(b"+OK\r\n+OK in\r\n+OK 10 octets\r\nSubject: cut")
+    events = obs.close()
+    assert events[0].kind is Kind.DATA and events[0].raw == b"Subject: cut"
+    assert events[0].notes[0].rule == "incomplete-response"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.binary(max_size=200)), max_size=12))
+def test_random_bytes_never_raise(chunks):
+    obs = Pop3Observer()
+    for from_client, data in chunks:
+        (obs.feed_client if from_client else obs.feed_server)(data)
+    obs.close()
