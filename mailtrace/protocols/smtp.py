@@ -1,0 +1,473 @@
+"""The SMTP server core (RFC 5321): a sans-I/O state machine fed bytes, returning outputs.
+
+Theory of operation
+-------------------
+    "An SMTP session is initiated when a client opens a connection to a server and the
+    server responds with an opening message. ... Once the server has sent the greeting
+    (welcoming) message and the client has received it, the client normally sends the EHLO
+    command to the server ... SMTP transactions start with a MAIL command ... followed by one
+    or more RCPT commands ... then a DATA command initiates transfer of the mail data and is
+    terminated by the "end of mail" data indicator, which also confirms the transaction."
+                                                                    (RFC 5321 §3.1, §3.3)
+
+The lecture groups this into three phases: *handshake* (greeting, HELO/EHLO, STARTTLS,
+AUTH), *message transfer* (MAIL, RCPT, DATA) and *closing* (QUIT).  Each ``State`` below maps
+to one of them in ``knowledge/smtp.toml`` (``states.<state>.phase``).
+
+``SmtpServerConnection`` is fed whatever bytes arrive (``receive``) and returns a list of
+outputs (``mailtrace.protocols.base``): transcript ``Event``s, ``Send``s, ``StartTLS``,
+``Close`` and, at the final dot, a ``Pending`` delivery job: the 250 is sent only once the
+store has fsync'd the message (RFC 5321 §6.1: "the SMTP server ... MUST NOT lose the message").
+Commands are dispatched through the ``COMMANDS`` table (verb -> allowed states + handler).
+
+Transcript convention: every command line is one COMMAND event; every *line* of a reply is
+one REPLY event (a multi-line EHLO reply gives several events, each with its own raw line);
+the message body is ONE DATA event with verb "DATA" whose raw is the body exactly as sent,
+stuffed dots and the final ".\\r\\n" included (cut short with ``size`` when over the size
+limit); each AUTH response line is one DATA event with verb "AUTH", always redacted.
+The observer (``smtp_observer.SmtpObserver``) produces the same events from both sides.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import time
+from typing import Callable
+
+from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
+from mailtrace.protocols.lines import Line, LineReader
+from mailtrace.protocols.smtp_commands import COMMANDS, REPLY_CODES, SPECIAL_SEQUENCE, VIOLATIONS
+from mailtrace.protocols.smtp_states import (
+    _END_OF_DATA, IDLE_TIMEOUT, MAX_AUTH_LINE, MAX_MESSAGE_SIZE, MAX_RECIPIENTS, MUST_END_GROUP, NOT_IMPLEMENTED,
+    PROTOCOL, TRANSCRIPT_KEEP, SmtpConfig, Spec, State, Store,
+)
+from mailtrace.protocols.smtp_syntax import (
+    BARE_CR, BARE_LF, BEFORE_GREETING, EIGHT_BIT, LINE_TOO_LONG, MAX_COMMAND_LINE,
+    MAX_TEXT_LINE, NO_PIPELINING, PIPELINING_GROUP, STARTTLS_INJECTION, Reply, split_command,
+)
+from mailtrace.protocols.smtp_trace import trace_headers
+from mailtrace.transcript.event import Event, Kind, Note, Side
+
+_ids = itertools.count(1)
+
+
+class SmtpServerConnection:
+    """One SMTP server connection (the ``ServerCore`` interface of ``protocols.base``)."""
+
+    def __init__(self, config: SmtpConfig, store: Store, *, client_address: str = "", tls: bool = False,
+                 secure_channel: bool = True, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.store = store
+        self.client_address = client_address  # "127.0.0.1:51234" (for Received:)
+        self.tls = tls  # encrypted from the first byte (implicit TLS) or after STARTTLS
+        self.secure_channel = secure_channel  # loopback or TLS: plaintext AUTH acceptable
+        self.clock = clock
+        self.idle_timeout_seconds = config.idle_timeout
+        self.state = State.GREETING
+        self.helo = ""  # the name the client gave in HELO/EHLO
+        self.esmtp = False  # EHLO (not HELO): extensions and PIPELINING in effect
+        self.user = ""  # authenticated user (AUTH)
+        self.errors = 0
+        self._reader = LineReader(MAX_COMMAND_LINE)
+        self._out: list[Output] = []
+        self._wbuf = bytearray()
+        self._pending = False
+        self._early = False  # bytes of the next command arrived before our last reply
+        self._prev_verb = ""
+        self._verb = ""  # the command being answered
+        self._reset_transaction()
+        self._auth: tuple[str, list[str]] | None = None  # (mechanism, responses so far)
+
+    # --- the ServerCore interface ------------------------------------------------------------
+    def start(self) -> list[Output]:
+        early = self._reader.buffered > 0
+        self._set(State.GREETED)
+        self._reply(Reply(220, f"{self.config.hostname} ESMTP {self.config.software} lab server ready"), "")
+        self._early = early
+        if early:
+            self._prev_verb = "<greeting>"
+        return self._process()
+
+    def receive(self, data: bytes) -> list[Output]:
+        if self.state is State.CLOSED:
+            return []
+        self._reader.feed(data)
+        if self._pending or self.state is State.GREETING:
+            return []
+        return self._process()
+
+    def eof(self) -> list[Output]:
+        if self.state is State.DATA:  # cut short: record what came, deliver nothing
+            rest = self._reader.clear()
+            raw = bytes(self._body) + rest
+            size = self._data_size + len(rest)
+            self._event(Event(side=Side.CLIENT, kind=Kind.DATA, raw=raw, verb="DATA", state=self.state.value,
+                              size=size if len(raw) != size else -1, protocol=PROTOCOL,
+                              info={"incomplete": "the client closed the connection before the final dot"}))
+            self._reset_transaction()
+        self._set(State.CLOSED)
+        return self._take()
+
+    def idle_timeout(self) -> list[Output]:
+        if self.state is State.CLOSED or self._pending:
+            return []
+        self._close(Reply(421, f"{self.config.hostname} Error: timeout exceeded, closing connection", "4.4.2"),
+                      "idle timeout")
+        return self._take()
+
+    def tls_started(self) -> list[Output]:
+        # RFC 3207 §4.2: "the server MUST discard any knowledge obtained from the client"
+        self.tls = True
+        self.secure_channel = True
+        self.helo, self.esmtp, self.user = "", False, ""
+        self._reset_transaction()
+        self._set(State.GREETED)
+        return self._process()
+
+    def notify(self) -> list[Output]:
+        return []
+
+    # --- output helpers ----------------------------------------------------------------------
+    def _take(self) -> list[Output]:
+        self._flush()
+        out, self._out = self._out, []
+        return out
+
+    def _flush(self) -> None:
+        if self._wbuf:
+            self._out.append(Send(bytes(self._wbuf)))
+            self._wbuf.clear()
+
+    def _control(self, output: Output) -> None:
+        self._flush()
+        self._out.append(output)
+
+    def _event(self, event: Event) -> None:
+        self._out.append(event)
+
+    def _set(self, state: State) -> None:
+        self.state = state
+
+    def _reply(self, reply: Reply, verb: str) -> None:
+        state = self.state.value
+        for raw in reply.lines():
+            self._out.append(Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, code=str(reply.code), verb=verb,
+                                   state=state, protocol=PROTOCOL))
+            self._wbuf += raw
+        if reply.code in (500, 501, 502, 503, 504):
+            self.errors += 1
+            if self.errors >= self.config.max_errors and self.state is not State.CLOSED:
+                self._close(Reply(421, f"{self.config.hostname} Error: too many errors, closing connection",
+                                  "4.7.0"), "too many errors")
+
+    def _close(self, reply: Reply, reason: str) -> None:
+        self._set(State.CLOSED)
+        self._reply(reply, self._verb)
+        self._control(Close(reason))
+
+    # --- input processing --------------------------------------------------------------------
+    def _process(self) -> list[Output]:
+        reader = self._reader
+        while not self._pending and self.state is not State.CLOSED:
+            if self.state is State.DATA:
+                if not self._data_chunk():
+                    break
+                continue
+            line = reader.next_line()
+            if line is None:
+                break
+            early = self._early
+            self._early = False
+            if self.state is State.AUTH:
+                self._auth_line(line)
+            else:
+                self._command(line, early)
+            if reader.buffered and not self._pending:
+                self._early = True
+                if self.state is State.DATA:
+                    self._data_early = True
+        return self._take()
+
+    def _line_notes(self, line: Line, early: bool) -> list[Note]:
+        notes = []
+        if line.bare_lf:
+            notes.append(Note(BARE_LF))
+        if line.bare_cr:
+            notes.append(Note(BARE_CR))
+        if line.too_long:
+            notes.append(Note(LINE_TOO_LONG, f"{line.size} octets, limit {self._reader.limit}"))
+        if early:
+            prev = self._prev_verb
+            if prev == "<greeting>":
+                notes.append(Note(BEFORE_GREETING))
+            elif prev in MUST_END_GROUP:
+                notes.append(Note(PIPELINING_GROUP, f"sent before the reply to {prev}"))
+            elif not self.esmtp:
+                notes.append(Note(NO_PIPELINING, f"sent before the reply to {prev}"))
+        return notes
+
+    def _command(self, line: Line, early: bool) -> None:
+        verb, arg = split_command(line.content)
+        self._verb = verb
+        self._notes = self._line_notes(line, early)
+        reply: Reply | None
+        at = len(self._out)  # the command event goes before anything the handler emits
+        spec = COMMANDS.get(verb)
+        if line.too_long:
+            verb = verb if spec else ""
+            reply = Reply(500, "Error: line too long", "5.5.2")
+        elif spec is None:
+            reply = (Reply(502, "Error: command not implemented", "5.5.1") if verb in NOT_IMPLEMENTED
+                     else Reply(500, "Error: command not recognized", "5.5.2"))
+        elif self.state not in spec.states:
+            special = SPECIAL_SEQUENCE.get((verb, self.state))
+            reply = special(self, arg) if special else _out_of_sequence(verb, self.state)
+        else:
+            reply = spec.handler(self, arg)
+        self._prev_verb = verb
+        redacted = b"AUTH " + arg.split(" ")[0].encode() + b" ***\r\n" if verb == "AUTH" and " " in arg else None
+        self._out.insert(at, Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line.raw, verb=verb,
+                                   state=self.state.value, notes=tuple(self._notes),
+                                   size=line.size if line.too_long else -1, redacted=redacted, protocol=PROTOCOL))
+        if reply is not None:
+            if self.state is State.CLOSED:
+                self._reply(reply, verb)
+                self._control(Close("client sent QUIT"))
+            else:
+                self._reply(reply, verb)
+        if verb == "STARTTLS" and self.state is State.GREETED and not self.tls and reply and reply.code == 220:
+            if self._reader.buffered:  # RFC 3207 §5: plaintext injected after STARTTLS is dropped
+                dropped = self._reader.clear()
+                self._event(Event(side=Side.CLIENT, kind=Kind.VIOLATION, state=self.state.value,
+                                  notes=(Note(STARTTLS_INJECTION, f"{len(dropped)} octets after STARTTLS discarded"),),
+                                  protocol=PROTOCOL))
+            self._control(StartTLS())
+
+    # --- transactions ------------------------------------------------------------------------
+    def _reset_transaction(self) -> None:
+        self.sender: str | None = None
+        self.recipients: list[str] = []
+        self.body_8bit = False
+        self.rejected = 0
+        self._body = bytearray()
+        self._data_size = 0
+        self._oversize = False
+        self._at_bol = True
+        self._line_len = 0
+        self.body_8bitmime = False  # MAIL ... BODY=8BITMIME (RFC 6152)
+        self._data_notes: set[str] = set()
+        self._data_early = False  # the message came before the 354 reply
+
+    def _data_chunk(self) -> bool:
+        """Consume DATA bytes from the reader's buffer; False when more input is needed."""
+        buf = self._reader.buffer
+        if not buf:
+            return False
+        end = -1
+        if self._at_bol and (buf[:3] == b".\r\n" or buf[:2] == b".\n"):
+            content_end, end = 0, (3 if buf[:2] == b".\r" else 2)
+        else:
+            m = _END_OF_DATA.search(buf)
+            if m:
+                content_end, end = m.start() + 1, m.end()
+        if end < 0:
+            nl = buf.rfind(b"\n")
+            upto = nl + 1
+            tail = len(buf) - upto
+            if tail > 2:  # a long partial line: it cannot be the final "." line, take it now
+                upto = len(buf) - (1 if buf[-1] == 0x0D else 0)
+            if upto <= 0:
+                return False
+            self._data_bytes(bytes(buf[:upto]))
+            self._reader.consumed(upto)
+            return False
+        chunk = bytes(buf[:content_end])
+        terminator = bytes(buf[content_end:end])
+        self._reader.consumed(end)
+        if chunk:
+            self._data_bytes(chunk)
+        if terminator.endswith(b"\n") and not terminator.endswith(b"\r\n"):
+            self._data_notes.add(BARE_LF)
+        self._end_of_data(terminator)
+        return True
+
+    def _data_bytes(self, chunk: bytes) -> None:
+        size = self._data_size + len(chunk)
+        notes = self._data_notes
+        lf = chunk.count(b"\n")
+        crlf = chunk.count(b"\r\n")
+        if lf != crlf:
+            notes.add(BARE_LF)
+        if chunk.count(b"\r") != crlf:
+            notes.add(BARE_CR)
+        if not chunk.isascii():
+            self.body_8bit = True
+        if LINE_TOO_LONG not in notes and (self._line_len + len(chunk) >= MAX_TEXT_LINE):
+            # §4.5.3.1.6: 1000 octets with CRLF (LF not counted here: >= 1000 octets before it)
+            lengths = [len(piece) for piece in chunk.split(b"\n")]
+            lengths[0] += self._line_len
+            if max(lengths) >= MAX_TEXT_LINE:
+                notes.add(LINE_TOO_LONG)
+        last = chunk.rfind(b"\n")
+        self._line_len = len(chunk) - last - 1 if last >= 0 else self._line_len + len(chunk)
+        self._at_bol = chunk.endswith(b"\n")
+        if size > self.config.max_message_size:
+            if not self._oversize:  # RFC 1870 §6.3: discard at once, answer 552 after the dot
+                self._oversize = True
+                del self._body[TRANSCRIPT_KEEP:]
+            room = TRANSCRIPT_KEEP - len(self._body)
+            if room > 0:
+                self._body += chunk[:room]
+        else:
+            self._body += chunk
+        self._data_size = size
+
+    def _end_of_data(self, terminator: bytes) -> None:
+        body = bytes(self._body)
+        raw = body + terminator
+        notes = []
+        for rule in (BARE_LF, BARE_CR, LINE_TOO_LONG):
+            if rule in self._data_notes:
+                notes.append(Note(rule))
+        if self._data_early:
+            notes.append(Note(PIPELINING_GROUP, "the message was sent before the 354 reply to DATA"))
+        if self.body_8bit and not self.body_8bitmime:
+            notes.append(Note(EIGHT_BIT, "octets above 127 without MAIL ... BODY=8BITMIME"))
+        size = self._data_size + len(terminator)
+        self._set(State.DONE)
+        self._event(Event(side=Side.CLIENT, kind=Kind.DATA, raw=raw, verb="DATA", state=State.DATA.value,
+                          notes=tuple(notes), size=size if self._oversize else -1, protocol=PROTOCOL))
+        self._prev_verb = "."
+        if self._oversize:
+            self._reply(Reply(552, "Error: message size exceeds fixed maximum message size", "5.3.4"), "DATA")
+            self._reset_transaction()
+            return
+        content = _unstuff(body)
+        sender, recipients = self.sender or "", list(self.recipients)
+        queue_id = f"{int(self.clock()):x}.{next(_ids)}"
+        with_ = ("ESMTP" if self.esmtp else "SMTP") + ("S" if self.tls else "") + ("A" if self.user else "")
+        now = self.clock()
+        helo, client = self.helo, self.client_address
+
+        def job():
+            results = []
+            for rcpt in recipients:
+                user = rcpt.split("@", 1)[0].lower()
+                headers = trace_headers(sender=sender, recipient=rcpt, helo=helo, client=client,
+                                        hostname=self.config.hostname, software=self.config.software,
+                                        with_=with_, queue_id=queue_id, when=now)
+                try:
+                    results.append(self.store.deliver(user, headers + content))
+                except Exception as exc:  # the store failed: tell the client to retry (451)
+                    results.append(exc)
+            return results
+
+        self._reset_transaction()
+        self._pending = True
+        self._control(Pending(job=job, resume=lambda results: self._delivered(results, queue_id)))
+
+    def _delivered(self, results: list, queue_id: str) -> list[Output]:
+        self._pending = False
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed:
+            self._reply(Reply(451, f"Error: local error in processing ({type(failed[0]).__name__})", "4.3.0"), "DATA")
+        else:
+            self._reply(Reply(250, f"OK: queued as {queue_id}", "2.0.0"), "DATA")
+        if self._reader.buffered:
+            self._early = True
+        return self._process()
+
+    # --- AUTH (RFC 4954) ---------------------------------------------------------------------
+    def _auth_line(self, line: Line) -> None:
+        mechanism, responses = self._auth or ("", [])
+        content = line.content
+        self._event(Event(side=Side.CLIENT, kind=Kind.DATA, raw=line.raw, verb="AUTH", redacted=b"***\r\n",
+                          state=self.state.value, notes=tuple(self._line_notes(line, False)), protocol=PROTOCOL))
+        if content == b"*":  # RFC 4954 §4: the client cancels
+            self._auth_done(Reply(501, "Authentication cancelled", "5.7.0"))
+            return
+        try:
+            decoded = base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            self._auth_done(Reply(501, "Error: cannot decode response", "5.5.2"))
+            return
+        responses.append(decoded.decode("utf-8", errors="replace"))
+        self._auth_step(mechanism, responses)
+
+    def _auth_step(self, mechanism: str, responses: list[str]) -> None:
+        if mechanism == "PLAIN":
+            if not responses:
+                self._auth_challenge(mechanism, responses, "")
+                return
+            parts = responses[0].split("\0")
+            if len(parts) != 3:
+                self._auth_done(Reply(501, "Error: malformed PLAIN response", "5.5.2"))
+                return
+            self._auth_check(parts[1], parts[2])
+        else:  # LOGIN (draft-murchison-sasl-login): Username: then Password:
+            if len(responses) == 0:
+                self._auth_challenge(mechanism, responses, "VXNlcm5hbWU6")
+            elif len(responses) == 1:
+                self._auth_challenge(mechanism, responses, "UGFzc3dvcmQ6")
+            else:
+                self._auth_check(responses[0], responses[1])
+
+    def _auth_challenge(self, mechanism: str, responses: list[str], challenge: str) -> None:
+        self._auth = (mechanism, responses)
+        self._set(State.AUTH)
+        self._reader.limit = MAX_AUTH_LINE
+        self._reply(Reply(334, challenge), "AUTH")
+
+    def _auth_check(self, user: str, password: str) -> None:
+        user = user.lower()
+        if self.store.has_user(user) and self.store.check_password(user, password):
+            self.user = user
+            self._auth_done(Reply(235, "Authentication successful", "2.7.0"))
+        else:
+            self._auth_done(Reply(535, "Authentication credentials invalid", "5.7.8"))
+
+    def _auth_done(self, reply: Reply) -> None:
+        self._auth = None
+        self._reader.limit = MAX_COMMAND_LINE
+        self._set(State.READY)
+        self._reply(reply, "AUTH")
+
+
+def _unstuff(body: bytes) -> bytes:
+    """RFC 5321 §4.5.2: a line starting with "." loses that first dot."""
+    if body.startswith(b"."):
+        body = body[1:]
+    return body.replace(b"\n.", b"\n")
+
+
+def _out_of_sequence(verb: str, state: State) -> Reply:
+    """503 with a message that says what should have come first (§4.1.4)."""
+    if state is State.GREETED:
+        text = "Error: send HELO/EHLO first"
+    elif verb == "MAIL":
+        text = "Error: nested MAIL command"
+    elif verb == "RCPT":
+        text = "Error: need MAIL command"
+    elif verb == "DATA":
+        text = "Error: need RCPT command" if state is State.MAIL else "Error: need MAIL command"
+    elif verb == "STARTTLS":
+        text = "Error: STARTTLS not allowed during a mail transaction"
+    elif verb == "AUTH":
+        text = "Error: AUTH not allowed during a mail transaction"
+    else:
+        text = "Error: bad sequence of commands"
+    return Reply(503, text, "5.5.1")
+
+
+__all__ = ["COMMANDS", "REPLY_CODES", "VIOLATIONS", "State", "SmtpConfig", "SmtpServerConnection", "Spec", "Store",
+           "MAX_MESSAGE_SIZE", "MAX_RECIPIENTS", "IDLE_TIMEOUT", "MAX_COMMAND_LINE", "MAX_TEXT_LINE", "SmtpObserver"]
+
+
+def __getattr__(name: str):
+    if name == "SmtpObserver":  # the observer lives in its own module; import it on demand
+        from mailtrace.protocols.smtp_observer import SmtpObserver
+
+        return SmtpObserver
+    raise AttributeError(name)

@@ -1,0 +1,243 @@
+"""The SMTP command table: for each verb, the states that accept it and its handler.
+
+Theory of operation
+-------------------
+RFC 5321 §4.1.1 defines the commands and §4.2.4 the replies for mistakes:
+
+    "500 ... syntax error, command unrecognized"; "501 ... syntax error in parameters or
+    arguments"; "502 ... command not implemented"; "503 ... bad sequence of commands";
+    "504 ... command parameter not implemented"
+
+Dispatch is by table (``COMMANDS``): the core looks the verb up, answers 500 (unknown) or 502
+(``NOT_IMPLEMENTED``), checks the current state against ``Spec.states`` (503 otherwise) and
+only then calls the handler, which checks the argument (501) and returns a ``Reply``.
+A handler may change the connection's state and add ``Note``s (violations) to the command.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from mailtrace.protocols.smtp_states import NO_TRANSACTION, Spec, State
+from mailtrace.protocols.smtp_syntax import (
+    CLEARTEXT_AUTH, DATA_NO_RECIPIENT, MISSING_BRACKETS, PathError, Reply, SPACE_AFTER_COLON, parse_path,
+)
+from mailtrace.transcript.event import Note
+
+ANY_LINE_STATE = frozenset({State.GREETED, State.READY, State.MAIL, State.RCPT, State.DONE})
+AUTH_MECHANISMS = ("PLAIN", "LOGIN")  # RFC 4954 §4; plaintext: acceptable on loopback or TLS
+
+
+def _helo(conn, arg: str, esmtp: bool) -> Reply:
+    verb = "EHLO" if esmtp else "HELO"
+    if not arg or " " in arg:
+        return Reply(501, f"Syntax: {verb} hostname", "5.5.4")
+    # §4.1.4: HELO/EHLO in a session "is equivalent to" RSET plus the greeting
+    conn._reset_transaction()
+    conn.helo, conn.esmtp = arg, esmtp
+    conn._set(State.READY)
+    peer = conn.client_address.rsplit(":", 1)[0] if conn.client_address else ""
+    first = f"{conn.config.hostname} Hello {arg}" + (f" [{peer}]" if peer else "")
+    if not esmtp:
+        return Reply(250, first + ", pleased to meet you")
+    lines = [first, "PIPELINING", f"SIZE {conn.config.max_message_size}", "8BITMIME", "ENHANCEDSTATUSCODES", "HELP"]
+    if conn.config.tls_available and not conn.tls:
+        lines.append("STARTTLS")
+    lines.append("AUTH " + " ".join(AUTH_MECHANISMS))
+    return Reply(250, tuple(lines))
+
+
+def helo(conn, arg: str) -> Reply:
+    return _helo(conn, arg, esmtp=False)
+
+
+def ehlo(conn, arg: str) -> Reply:
+    return _helo(conn, arg, esmtp=True)
+
+
+def _path_notes(conn, path) -> None:
+    for rule, detail in path.notes:
+        conn._notes.append(Note(rule, detail))
+
+
+def mail(conn, arg: str) -> Reply:
+    try:
+        path = parse_path(arg, "FROM", allow_null=True)
+    except PathError as exc:
+        if arg[:5].upper() != "FROM:":
+            return Reply(501, "Syntax: MAIL FROM:<address>", "5.5.4")
+        return Reply(501, f"Bad sender address syntax ({exc})", "5.1.7")
+    _path_notes(conn, path)
+    bits8 = False
+    for key, value in path.params:
+        if not conn.esmtp:  # parameters are ESMTP: not after HELO (§4.1.1.2, §2.2.1)
+            return Reply(555, "MAIL FROM parameters not recognized (use EHLO)", "5.5.4")
+        if key == "SIZE":  # RFC 1870 §6.2
+            if value is None or not value.isdigit():
+                return Reply(501, "Bad SIZE parameter", "5.5.4")
+            if int(value) > conn.config.max_message_size:
+                return Reply(552, "Message size exceeds fixed maximum message size", "5.3.4")
+        elif key == "BODY":  # RFC 6152 §2
+            if value is None or value.upper() not in ("7BIT", "8BITMIME"):
+                return Reply(501, "Bad BODY parameter (7BIT or 8BITMIME)", "5.5.4")
+            bits8 = value.upper() == "8BITMIME"
+        elif key == "AUTH":  # RFC 4954 §5: accepted, not trusted
+            continue
+        else:
+            return Reply(555, f"MAIL FROM parameter {key} not recognized", "5.5.4")
+    conn._reset_transaction()
+    conn.sender = path.address
+    conn.body_8bitmime = bits8
+    conn._set(State.MAIL)
+    return Reply(250, "OK", "2.1.0")
+
+
+def rcpt(conn, arg: str) -> Reply:
+    try:
+        path = parse_path(arg, "TO", allow_null=False)
+    except PathError as exc:
+        if arg[:3].upper() != "TO:":
+            return Reply(501, "Syntax: RCPT TO:<address>", "5.5.4")
+        return Reply(501, f"Bad recipient address syntax ({exc})", "5.1.3")
+    _path_notes(conn, path)
+    if path.params:
+        return Reply(555, "RCPT TO parameters not recognized", "5.5.4")
+    if path.domain.lower() not in conn.config.local_domains:
+        conn.rejected += 1  # no open relay: the lab delivers only to its own domains
+        return Reply(550, f"Relay access denied: {path.domain} is not a local domain", "5.7.1")
+    user = path.local.lower()
+    if not conn.store.has_user(user):
+        conn.rejected += 1
+        return Reply(550, f"No such user here: {path.address}", "5.1.1")
+    if len(conn.recipients) >= conn.config.max_recipients:
+        return Reply(452, "Too many recipients", "4.5.3")
+    conn.recipients.append(f"{user}@{path.domain.lower()}")
+    conn._set(State.RCPT)
+    return Reply(250, "OK", "2.1.5")
+
+
+def data(conn, arg: str) -> Reply:
+    if arg:
+        return Reply(501, "Syntax: DATA (no arguments)", "5.5.4")
+    conn._set(State.DATA)
+    return Reply(354, "End data with <CR><LF>.<CR><LF>")
+
+
+def data_without_recipient(conn, arg: str) -> Reply:
+    """DATA in state MAIL: §4.1.1.4 allows 503 or 554 ("no valid recipients")."""
+    conn._notes.append(Note(DATA_NO_RECIPIENT, f"{conn.rejected} recipient(s) refused" if conn.rejected else ""))
+    if conn.state is not State.MAIL:
+        return Reply(503, "Error: need MAIL command", "5.5.1")
+    if conn.rejected:
+        return Reply(554, "No valid recipients", "5.5.1")
+    return Reply(503, "Error: need RCPT command", "5.5.1")
+
+
+def rset(conn, arg: str) -> Reply:
+    if arg:
+        return Reply(501, "Syntax: RSET (no arguments)", "5.5.4")
+    conn._reset_transaction()
+    if conn.state is not State.GREETED:
+        conn._set(State.READY)
+    return Reply(250, "OK", "2.0.0")
+
+
+def noop(conn, arg: str) -> Reply:
+    return Reply(250, "OK", "2.0.0")  # §4.1.1.9: a parameter string is ignored
+
+
+def quit_(conn, arg: str) -> Reply:
+    if arg:
+        return Reply(501, "Syntax: QUIT (no arguments)", "5.5.4")
+    conn._set(State.CLOSED)
+    return Reply(221, f"{conn.config.hostname} closing connection", "2.0.0")
+
+
+def vrfy(conn, arg: str) -> Reply:
+    if not arg:
+        return Reply(501, "Syntax: VRFY address", "5.5.4")
+    # §3.5.3: 252 when the server will not say whether the user exists (no address harvesting)
+    return Reply(252, "Cannot VRFY user, but will accept message and attempt delivery", "2.5.2")
+
+
+def expn(conn, arg: str) -> Reply:
+    return Reply(502, "EXPN not implemented (mailing lists are not disclosed)", "5.5.1")
+
+
+def help_(conn, arg: str) -> Reply:
+    if arg:
+        spec = COMMANDS.get(arg.upper())
+        if spec is None:
+            return Reply(504, f"HELP topic unknown: {arg}", "5.5.1")
+        return Reply(214, spec.syntax, "2.0.0")
+    verbs = " ".join(COMMANDS)
+    return Reply(214, ("Commands supported:", verbs, "Try HELP <command>, or: mailtrace explain smtp <command>"),
+                 "2.0.0")
+
+
+def starttls(conn, arg: str) -> Reply:
+    if arg:
+        return Reply(501, "Syntax: STARTTLS (no arguments)", "5.5.4")
+    if conn.tls:  # RFC 3207 §4: not twice
+        return Reply(503, "Error: TLS already active", "5.5.1")
+    if not conn.config.tls_available:
+        return Reply(502, "Error: STARTTLS not available (no certificate)", "5.5.1")
+    conn._reset_transaction()
+    conn._set(State.GREETED)  # RFC 3207 §4.2: after the handshake the client starts over with EHLO
+    return Reply(220, "Ready to start TLS", "2.0.0")
+
+
+def auth(conn, arg: str) -> Reply | None:
+    if conn.user:
+        return Reply(503, "Error: already authenticated", "5.5.1")
+    if not conn.esmtp:
+        return Reply(503, "Error: send EHLO first (AUTH is an ESMTP extension)", "5.5.1")
+    mechanism, _, initial = arg.partition(" ")
+    mechanism = mechanism.upper()
+    if not mechanism:
+        return Reply(501, "Syntax: AUTH mechanism [initial-response]", "5.5.4")
+    if mechanism not in AUTH_MECHANISMS:
+        return Reply(504, f"Unrecognized authentication type {mechanism}", "5.5.4")
+    if not conn.secure_channel:
+        conn._notes.append(Note(CLEARTEXT_AUTH, f"AUTH {mechanism} without TLS"))
+    responses: list[str] = []
+    if initial:
+        if initial == "=":  # RFC 4954 §4: "=" is an empty initial response
+            responses.append("")
+        else:
+            try:
+                responses.append(base64.b64decode(initial, validate=True).decode("utf-8", errors="replace"))
+            except (binascii.Error, ValueError):
+                return Reply(501, "Error: cannot decode the initial response", "5.5.2")
+    conn._auth_step(mechanism, responses)
+    return None  # _auth_step replied (334, 235 or 535)
+
+
+COMMANDS: dict[str, Spec] = {
+    "HELO": Spec(ANY_LINE_STATE, helo, "HELO <domain>"),
+    "EHLO": Spec(ANY_LINE_STATE, ehlo, "EHLO <domain>"),
+    "MAIL": Spec(NO_TRANSACTION, mail, "MAIL FROM:<reverse-path> [SIZE=<n>] [BODY=7BIT|8BITMIME]"),
+    "RCPT": Spec(frozenset({State.MAIL, State.RCPT}), rcpt, "RCPT TO:<forward-path>"),
+    "DATA": Spec(frozenset({State.RCPT}), data, "DATA, then the message, then a line with only '.'"),
+    "RSET": Spec(ANY_LINE_STATE, rset, "RSET"),
+    "NOOP": Spec(ANY_LINE_STATE, noop, "NOOP [<string>]"),
+    "QUIT": Spec(ANY_LINE_STATE, quit_, "QUIT"),
+    "HELP": Spec(ANY_LINE_STATE, help_, "HELP [<command>]"),
+    "VRFY": Spec(ANY_LINE_STATE, vrfy, "VRFY <user or mailbox>"),
+    "EXPN": Spec(ANY_LINE_STATE, expn, "EXPN <mailing list>"),
+    "STARTTLS": Spec(frozenset({State.GREETED, State.READY, State.DONE}), starttls, "STARTTLS"),
+    "AUTH": Spec(NO_TRANSACTION, auth, "AUTH PLAIN|LOGIN [<initial-response>]"),
+}
+
+#: DATA in state MAIL (a MAIL without accepted RCPT) has its own answer (§4.1.1.4).
+SPECIAL_SEQUENCE = {("DATA", state): data_without_recipient for state in (State.MAIL, State.READY, State.DONE)}
+
+#: Every reply code the server core can send (knowledge must explain each one).
+REPLY_CODES = frozenset({"214", "220", "221", "235", "250", "252", "334", "354", "421", "451", "452", "500",
+                         "501", "502", "503", "504", "535", "550", "552", "554", "555"})
+
+#: Every violation rule the server core or the observer can record.
+VIOLATIONS = frozenset({"bare-lf", "bare-cr", "line-too-long", SPACE_AFTER_COLON, MISSING_BRACKETS,
+                        "before-greeting", "no-pipelining", "pipelining-group", "8bit-without-8bitmime",
+                        DATA_NO_RECIPIENT, CLEARTEXT_AUTH, "bad-reply", "starttls-injection"})

@@ -1,0 +1,177 @@
+"""SMTP syntax shared by the server core and the observer: limits, replies, paths, parameters.
+
+Theory of operation
+-------------------
+RFC 5321 §2.3.8 and §4.1.1: a command is a four-letter verb, maybe followed by a space and
+an argument, and a CRLF.  A reply (§4.2) is a three-digit code, then a space on its last line
+or a hyphen on every line before it:
+
+    "The format for multiline replies requires that every line, except the last, begin with
+    the reply code, followed immediately by a hyphen, "-" (also known as minus), followed by
+    text.  The last line will begin with the reply code, followed immediately by <SP>,
+    optionally some text, and <CRLF>."                                  (RFC 5321 §4.2.1)
+
+MAIL and RCPT carry a path in angle brackets (§4.1.2):
+
+    Path = "<" [ A-d-l ":" ] Mailbox ">"
+
+with no space after the colon (§3.3: "no blank spaces are permitted between the colon and
+the address").  Like sendmail, the lab accepts ``RCPT TO: bob@lab.test`` but the parse
+reports each departure from the grammar as a violation rule, so the transcript can say what
+RFC 5321 really requires.  Nothing in this module performs I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# --- Limits (RFC 5321 §4.5.3.1) -------------------------------------------------------------
+MAX_COMMAND_LINE = 512  # §4.5.3.1.4: command line including the verb and CRLF
+MAX_REPLY_LINE = 512  # §4.5.3.1.5: reply line including the code and CRLF
+MAX_TEXT_LINE = 1000  # §4.5.3.1.6: text (DATA) line including CRLF, not counting a stuffed dot
+MAX_LOCAL_PART = 64  # §4.5.3.1.1
+MAX_DOMAIN = 255  # §4.5.3.1.2
+MAX_PATH = 256  # §4.5.3.1.3: reverse-path / forward-path including the punctuation
+
+# --- Violation rule keys (knowledge: smtp.toml [violations]) ---------------------------------
+BARE_LF = "bare-lf"  # §2.3.8
+BARE_CR = "bare-cr"  # §2.3.8
+LINE_TOO_LONG = "line-too-long"  # §4.5.3.1.4 / §4.5.3.1.6
+SPACE_AFTER_COLON = "space-after-colon"  # §3.3, §4.1.2
+MISSING_BRACKETS = "missing-brackets"  # §4.1.2
+BEFORE_GREETING = "before-greeting"  # §3.1, §4.3.2
+NO_PIPELINING = "no-pipelining"  # RFC 2920 §3: only with PIPELINING may a client not wait
+PIPELINING_GROUP = "pipelining-group"  # RFC 2920 §3.1, RFC 3207 §4.2: must end a group
+EIGHT_BIT = "8bit-without-8bitmime"  # RFC 6152 §3, RFC 5321 §2.4
+DATA_NO_RECIPIENT = "data-no-recipient"  # §4.1.1.4, §3.3
+CLEARTEXT_AUTH = "cleartext-auth"  # RFC 4954 §4: PLAIN/LOGIN need a protected channel
+STARTTLS_INJECTION = "starttls-injection"  # RFC 3207 §4.2 (knowledge: common.toml)
+BAD_REPLY = "bad-reply"  # §4.2 (observer: a server line that is no reply)
+
+# --- Replies ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A typed reply: ``Reply(250, "OK", "2.0.0")``; multi-line when ``text`` is a tuple.
+
+    The wire form is made in one place (:meth:`lines`); the enhanced status code (RFC 3463,
+    advertised by ENHANCEDSTATUSCODES, RFC 2034 §3) prefixes the text of every line.
+    """
+
+    code: int
+    text: str | tuple[str, ...] = ""
+    enhanced: str = ""
+
+    def lines(self) -> list[bytes]:
+        texts = (self.text,) if isinstance(self.text, str) else self.text
+        prefix = f"{self.enhanced} " if self.enhanced else ""
+        out = []
+        last = len(texts) - 1
+        for i, text in enumerate(texts):
+            sep = " " if i == last else "-"
+            out.append(f"{self.code}{sep}{prefix}{text}".rstrip(" ").encode("utf-8") + b"\r\n")
+        return out
+
+
+_REPLY_LINE = re.compile(rb"^([2-5][0-9][0-9])([ -]|\r?\n|$)")
+
+
+def parse_reply_line(raw: bytes) -> tuple[str, bool] | None:
+    """(code, is_last) of one reply line, or None when it is no reply line (§4.2)."""
+    m = _REPLY_LINE.match(raw)
+    if m is None:
+        return None
+    return m.group(1).decode(), m.group(2) != b"-"
+
+
+# --- Commands --------------------------------------------------------------------------------
+
+
+def split_command(content: bytes) -> tuple[str, str]:
+    """(VERB, argument) of a command line without its CRLF; undecodable bytes are escaped."""
+    text = content.decode("utf-8", errors="backslashreplace")
+    verb, _, arg = text.partition(" ")
+    return verb.upper(), arg.strip(" ")
+
+
+# --- Paths (RFC 5321 §4.1.2) -----------------------------------------------------------------
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_DOT_STRING = rf"{_ATEXT}+(?:\.{_ATEXT}+)*"
+_QUOTED = r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"'
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*"
+_LITERAL = r"\[[\x21-\x5a\x5e-\x7e]+\]"
+_MAILBOX = re.compile(rf"^(?P<local>{_DOT_STRING}|{_QUOTED})@(?P<domain>{_DOMAIN}|{_LITERAL})$")
+_ADL = re.compile(rf"^@{_DOMAIN}(?:,@{_DOMAIN})*:")
+# Non-ASCII local parts and domains are SMTPUTF8 (RFC 6531), which the lab does not offer.
+
+
+@dataclass(frozen=True, slots=True)
+class Path:
+    address: str  # "bob@lab.test" ("" for the null reverse-path <>); source route removed
+    local: str
+    domain: str
+    params: tuple[tuple[str, str | None], ...]  # ESMTP parameters, keywords upper-cased
+    notes: tuple[tuple[str, str], ...]  # (rule, detail) departures from the grammar
+
+
+class PathError(ValueError):
+    """The argument is no path at all (reply 501)."""
+
+
+def parse_path(arg: str, keyword: str, allow_null: bool) -> Path:
+    """Parse ``FROM:<a@b> PARAMS`` / ``TO:<a@b>`` (``keyword`` is "FROM" or "TO")."""
+    notes: list[tuple[str, str]] = []
+    head = arg[: len(keyword) + 1]
+    if head.upper() != keyword + ":":
+        raise PathError(f"expected {keyword}:<address>")
+    rest = arg[len(keyword) + 1:]
+    if rest[:1] in (" ", "\t"):
+        notes.append((SPACE_AFTER_COLON, f"{keyword}:{rest[:12]}"))
+        rest = rest.lstrip(" \t")
+    if rest.startswith("<"):
+        end = rest.find(">")
+        if end < 0:
+            raise PathError("missing '>'")
+        inner, tail = rest[1:end], rest[end + 1:]
+        if tail and not tail.startswith(" "):
+            raise PathError("unexpected text after '>'")
+    else:
+        inner, _, tail = rest.partition(" ")
+        if not inner:
+            raise PathError("no address")
+        notes.append((MISSING_BRACKETS, f"{keyword}:{inner}"))
+    params = parse_params(tail)
+    if inner == "":
+        if not allow_null:
+            raise PathError("the null path <> is allowed only in MAIL FROM")
+        return Path("", "", "", params, tuple(notes))
+    m = _ADL.match(inner)
+    if m:  # a source route: MUST be accepted, SHOULD be ignored (§4.1.2, Appendix C)
+        inner = inner[m.end():]
+    if len(inner) > MAX_PATH - 2:
+        raise PathError("path too long")
+    mm = _MAILBOX.match(inner)
+    if mm is None:
+        raise PathError(f"bad address syntax: {inner}")
+    local, domain = mm.group("local"), mm.group("domain")
+    if len(local) > MAX_LOCAL_PART or len(domain) > MAX_DOMAIN:
+        raise PathError("local part or domain too long")
+    return Path(inner, local, domain, params, tuple(notes))
+
+
+_KEYWORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+_VALUE = re.compile(r"^[\x21-\x3c\x3e-\x7e]+$")
+
+
+def parse_params(text: str) -> tuple[tuple[str, str | None], ...]:
+    """ESMTP parameters ``KEY[=VALUE]`` separated by spaces (§4.1.2)."""
+    params = []
+    for word in text.split():
+        key, eq, value = word.partition("=")
+        if not _KEYWORD.match(key) or (eq and not _VALUE.match(value)):
+            raise PathError(f"bad parameter: {word}")
+        params.append((key.upper(), value if eq else None))
+    return tuple(params)
