@@ -26,6 +26,7 @@ READ_CHUNK = 64 * 1024
 CONNECT_TIMEOUT = 10.0  # seconds to reach the upstream server
 GREETING_TIMEOUT = 5.0  # seconds to wait for a greeting when the protocol must be guessed from it
 HANDSHAKE_TIMEOUT = 15.0  # seconds for a TLS handshake (either side)
+LINGER_TIMEOUT = 5.0  # seconds the other side may stay open after one side closed (then: close it)
 STARTTLS_VERBS = ("STARTTLS", "STLS")
 INJECTION_RULE = "starttls-injection"  # knowledge: common.toml [violations]
 
@@ -167,7 +168,17 @@ class ProxySession:
             if first:
                 self.c_writer.write(first)
                 await self._pass(Side.SERVER, first)
-            await asyncio.gather(self._pump(Side.CLIENT), self._pump(Side.SERVER))
+            pumps = [asyncio.ensure_future(self._pump(side)) for side in (Side.CLIENT, Side.SERVER)]
+            try:
+                done, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+                if pending:
+                    done, pending = await asyncio.wait(pending, timeout=LINGER_TIMEOUT)
+                if pending:
+                    self.reason += f"; the other side stayed open {LINGER_TIMEOUT:g} s longer: closed by the proxy"
+            finally:
+                for task in pumps:
+                    task.cancel()
+                await asyncio.gather(*pumps, return_exceptions=True)
         finally:
             self._finish()
             await self._close_writer(self.c_writer)
