@@ -1,0 +1,22 @@
+"""IMAP4rev1 (RFC 3501) as a sans-I/O package: lexer, parser, states, commands, connection.
+
+    lexer.py            bytes of one command -> tokens (atoms, quoted strings, literals)
+    parser.py           a cursor over tokens: astring, mailbox, sequence sets, flags, dates
+    states.py           the four connection states (RFC 3501 §3) and CommandSpec
+    table.py            COMMANDS: command -> allowed states + handler
+    dispatch.py         tags, literals, redaction, state checks, running a handler
+    connection.py       ImapServerConnection: framing, responses, events
+    mailboxview.py      the selected mailbox as one session sees it (sequence numbers, updates)
+    commands_*.py       the handlers
+    fetch.py search.py  FETCH items and SEARCH keys
+    bodystructure.py    ENVELOPE, BODYSTRUCTURE, BODY[section]
+    wire.py             quoting, literals, literal-aware line splitting
+    observer.py         ImapObserver: both sides of a conversation we do not take part in
+    vocabulary.py       every response, response code and violation the code can emit
+"""
+
+from mailtrace.protocols.imap.connection import CAPABILITIES, ImapServerConnection
+from mailtrace.protocols.imap.states import State
+from mailtrace.protocols.imap.table import COMMANDS
+
+__all__ = ["CAPABILITIES", "COMMANDS", "ImapServerConnection", "State"]

@@ -1,0 +1,248 @@
+"""The MIME tree of a message: ENVELOPE, BODYSTRUCTURE and BODY[section] (RFC 3501 §6.4.5, §7.4.2).
+
+Theory of operation.  "The BODYSTRUCTURE ... is the [MIME-IMB] body structure of the
+message" (RFC 3501 §7.4.2) and BODY[section] fetches "the text of a particular body section"
+whose "part specifier is a set of one or more part numbers delimited by periods" (§6.4.5).
+Sizes and line counts are of the octets as they are on the wire, so the tree is built from
+the raw bytes: the header/body split and the multipart boundaries (RFC 2046 §5.1.1: "the
+CRLF preceding the boundary delimiter line is conceptually attached to the boundary") are
+found here, while header *fields* and their parameters are decoded with Python's ``email``
+package.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from mailtrace.protocols.imap import wire
+
+# A MIME tree deeper than this is treated as opaque (RFC 2046 sets no limit; a guard against
+# crafted messages that nest multiparts thousands deep).
+MAX_MIME_DEPTH = 32
+_HEADER_PARSER = BytesHeaderParser(policy=compat32)
+_BLANK = re.compile(rb"\r?\n\r?\n")
+
+
+@dataclass
+class Part:
+    header: bytes  # the header including the blank line that ends it
+    body: bytes
+    fields: Message
+    maintype: str
+    subtype: str
+    children: list["Part"] = field(default_factory=list)
+    message: "Part | None" = None  # the encapsulated message of a message/rfc822 part
+
+    @property
+    def multipart(self) -> bool:
+        return self.maintype == "multipart" and bool(self.children)
+
+
+def split_header(raw: bytes) -> tuple[bytes, bytes]:
+    """(header with its blank line, body) per RFC 5322 §2.1."""
+    if raw.startswith(b"\r\n") or raw.startswith(b"\n"):
+        cut = 2 if raw.startswith(b"\r\n") else 1
+        return raw[:cut], raw[cut:]
+    m = _BLANK.search(raw)
+    if m is None:
+        return raw, b""
+    return raw[:m.end()], raw[m.end():]
+
+
+def parse(raw: bytes, default_type: str = "text/plain", depth: int = 0) -> Part:
+    header, body = split_header(raw)
+    fields = _HEADER_PARSER.parsebytes(header)
+    if fields.get("content-type") is None:
+        fields.set_default_type(default_type)
+    ctype = fields.get_content_type()
+    if ctype == "text/plain" and fields.get("content-type") is None and default_type != "text/plain":
+        ctype = default_type
+    maintype, _, subtype = ctype.partition("/")
+    part = Part(header, body, fields, maintype, subtype)
+    if depth >= MAX_MIME_DEPTH:
+        return part
+    if maintype == "multipart":
+        boundary = fields.get_param("boundary")
+        if isinstance(boundary, str) and boundary:
+            child_default = "message/rfc822" if subtype == "digest" else "text/plain"
+            part.children = [parse(chunk, child_default, depth + 1) for chunk in _split_multipart(body, boundary)]
+    elif ctype == "message/rfc822":
+        part.message = parse(body, "text/plain", depth + 1)
+    return part
+
+
+def _split_multipart(body: bytes, boundary: str) -> list[bytes]:
+    delim = re.compile(rb"(?:^|\r?\n)--" + re.escape(boundary.encode("utf-8", "replace")) + rb"(--)?[ \t]*(?:\r?\n|\Z)")
+    chunks = []
+    start = None
+    for m in delim.finditer(body):
+        if start is not None:
+            chunks.append(body[start:m.start()])
+        if m.group(1):
+            return chunks
+        start = m.end()
+    if start is not None:
+        chunks.append(body[start:])
+    return chunks
+
+
+# -- ENVELOPE (RFC 3501 §7.4.2) -------------------------------------------------------------
+
+def _hval(msg: Message, name: str) -> bytes | None:
+    value = msg.get(name)
+    if value is None:
+        return None
+    text = str(value)
+    text = re.sub(r"\r?\n[ \t]", " ", text).strip()
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _addresses(msg: Message, name: str) -> bytes:
+    values = msg.get_all(name)
+    if not values:
+        return b"NIL"
+    items = []
+    for display, addr in email.utils.getaddresses([re.sub(r"\r?\n[ \t]", " ", str(v)) for v in values]):
+        if not addr and not display:
+            continue
+        mailbox, _, host = addr.rpartition("@") if "@" in addr else (addr, "", "")
+        items.append(b"(" + b" ".join([wire.nstring(display or None), b"NIL", wire.nstring(mailbox or None),
+                                       wire.nstring(host or None)]) + b")")
+    return b"(" + b"".join(items) + b")" if items else b"NIL"
+
+
+def envelope(part: Part) -> bytes:
+    m = part.fields
+    frm = _addresses(m, "from")
+    sender = _addresses(m, "sender")
+    reply_to = _addresses(m, "reply-to")
+    # §7.4.2: "If the Sender or Reply-To lines are absent in the [RFC-2822] header, or are
+    # present but empty, the server sets the corresponding member of the envelope to be the
+    # same value as the from member"
+    sender = frm if sender == b"NIL" else sender
+    reply_to = frm if reply_to == b"NIL" else reply_to
+    items = [wire.nstring(_hval(m, "date")), wire.nstring(_hval(m, "subject")), frm, sender, reply_to,
+             _addresses(m, "to"), _addresses(m, "cc"), _addresses(m, "bcc"),
+             wire.nstring(_hval(m, "in-reply-to")), wire.nstring(_hval(m, "message-id"))]
+    return b"(" + b" ".join(items) + b")"
+
+
+# -- BODYSTRUCTURE (RFC 3501 §7.4.2) ---------------------------------------------------------
+
+def _params(msg: Message, header: str) -> bytes:
+    params = msg.get_params(header=header) or []
+    pairs = []
+    for key, value in params[1:]:
+        if isinstance(value, tuple):
+            value = email.utils.collapse_rfc2231_value(value)
+        pairs.append(wire.string(key.upper()) + b" " + wire.string(str(value)))
+    return b"(" + b" ".join(pairs) + b")" if pairs else b"NIL"
+
+
+def _disposition(msg: Message) -> bytes:
+    value = msg.get("content-disposition")
+    if value is None:
+        return b"NIL"
+    kind = str(value).split(";", 1)[0].strip()
+    return b"(" + wire.string(kind.upper()) + b" " + _params(msg, "content-disposition") + b")"
+
+
+def _lines(data: bytes) -> int:
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+
+
+def bodystructure(part: Part, extensible: bool = True) -> bytes:
+    m = part.fields
+    if part.multipart:
+        out = b"(" + b"".join(bodystructure(c, extensible) for c in part.children)
+        out += b" " + wire.string(part.subtype.upper())
+        if extensible:
+            out += b" " + _params(m, "content-type") + b" " + _disposition(m)
+            out += b" " + wire.nstring(_hval(m, "content-language")) + b" " + wire.nstring(_hval(m, "content-location"))
+        return out + b")"
+    maintype, subtype = part.maintype, part.subtype
+    if maintype == "multipart":  # a multipart without parts: shown as text/plain
+        maintype, subtype = "text", "plain"
+    params = _params(m, "content-type")
+    if params == b"NIL" and maintype == "text":
+        params = b'("CHARSET" "US-ASCII")'  # RFC 2045 §5.2 default
+    encoding = (_hval(m, "content-transfer-encoding") or b"7BIT").upper()
+    items = [wire.string(maintype.upper()), wire.string(subtype.upper()), params,
+             wire.nstring(_hval(m, "content-id")), wire.nstring(_hval(m, "content-description")),
+             wire.string(encoding), b"%d" % len(part.body)]
+    if part.message is not None:
+        items += [envelope(part.message), bodystructure(part.message, extensible), b"%d" % _lines(part.body)]
+    elif maintype == "text":
+        items.append(b"%d" % _lines(part.body))
+    if extensible:
+        items += [wire.nstring(_hval(m, "content-md5")), _disposition(m),
+                  wire.nstring(_hval(m, "content-language")), wire.nstring(_hval(m, "content-location"))]
+    return b"(" + b" ".join(items) + b")"
+
+
+# -- BODY[section] (RFC 3501 §6.4.5) ---------------------------------------------------------
+
+class SectionNotFound(Exception):
+    pass
+
+
+def _child(cur: Part, number: int) -> Part:
+    if cur.message is not None:
+        cur = cur.message
+    if cur.multipart:
+        if 1 <= number <= len(cur.children):
+            return cur.children[number - 1]
+        raise SectionNotFound(number)
+    if number == 1:  # "a non-multipart message ... part 1 is the body" (RFC 3501 §6.4.5)
+        return cur
+    raise SectionNotFound(number)
+
+
+def header_fields(header: bytes, names: tuple[str, ...], negate: bool) -> bytes:
+    """The header lines whose field name is (not) in ``names``, plus the blank line."""
+    wanted = {n.upper() for n in names}
+    out = []
+    keep = False
+    for line in header.splitlines(keepends=True):
+        if line in (b"\r\n", b"\n"):
+            break
+        if line[:1] in (b" ", b"\t"):
+            if keep:
+                out.append(line)
+            continue
+        name = line.split(b":", 1)[0].strip().decode("ascii", "replace").upper()
+        keep = (name in wanted) != negate
+        if keep:
+            out.append(line)
+    return b"".join(out) + b"\r\n"
+
+
+def section(root: Part, parts: tuple[int, ...], text: str, fields: tuple[str, ...] = ()) -> bytes:
+    """The octets of BODY[parts.text] (``text`` is "", HEADER, HEADER.FIELDS[.NOT], TEXT or MIME)."""
+    cur = root
+    for number in parts:
+        cur = _child(cur, number)
+    if not parts:
+        if text == "":
+            return root.header + root.body
+        target = root
+    elif text == "":
+        return cur.body
+    elif text == "MIME":
+        return cur.header
+    else:
+        if cur.message is None:
+            raise SectionNotFound(text)
+        target = cur.message
+    if text == "HEADER":
+        return target.header
+    if text == "TEXT":
+        return target.body
+    if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+        return header_fields(target.header, fields, text.endswith(".NOT"))
+    raise SectionNotFound(text)

@@ -1,0 +1,207 @@
+"""Commands of the authenticated state (RFC 3501 §6.3): mailboxes as a whole, and APPEND.
+
+SELECT/EXAMINE (§6.3.1, §6.3.2) open a mailbox: "The server MUST send the following responses:
+FLAGS, EXISTS, RECENT ... OK [UIDVALIDITY], OK [UIDNEXT] ... OK [PERMANENTFLAGS]" and move the
+connection to the selected state; "If the client is permitted to modify the mailbox, the
+server SHOULD prefix the text of the tagged OK response with the "[READ-WRITE]" response
+code."  A failed SELECT leaves the connection in the authenticated state.  Mailboxes live in
+the store; its errors become NO responses (never a crash): an unknown mailbox NO [NONEXISTENT]
+(or [TRYCREATE] for APPEND/COPY, §6.3.11), a bad name ("../../etc") NO [CANNOT].
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from mailtrace.protocols.imap import wire
+from mailtrace.protocols.imap.fetch import flag_list
+from mailtrace.protocols.imap.lexer import ParseError
+from mailtrace.protocols.imap.mailboxview import MailboxView
+from mailtrace.protocols.imap.parser import SYSTEM_FLAGS, parse_date_time
+from mailtrace.protocols.imap.states import State
+from mailtrace.store.model import InvalidMailboxName, MailboxExists, MailboxNotFound, StoreError
+
+# Status items (RFC 3501 §6.3.10).
+STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
+
+
+def store_error(conn, cmd, exc: Exception, trycreate: bool = False) -> None:
+    """Answer a store error with the right NO (RFC 5530 response codes)."""
+    if isinstance(exc, MailboxNotFound):
+        conn.done(cmd, "NO", "no such mailbox", code="TRYCREATE" if trycreate else "NONEXISTENT")
+    elif isinstance(exc, MailboxExists):
+        conn.done(cmd, "NO", "the mailbox already exists", code="ALREADYEXISTS")
+    elif isinstance(exc, InvalidMailboxName):
+        conn.done(cmd, "NO", f"invalid mailbox name: {exc}", code="CANNOT")
+    else:
+        conn.done(cmd, "NO", f"the operation failed: {exc}", code="SERVERBUG")
+
+
+def _open(conn, cmd, readonly: bool) -> None:
+    name = cmd.args.mailbox()
+    cmd.args.end()
+    if conn.view is not None:
+        conn.view.release()
+        conn.view = None
+        conn.set_state(State.AUTHENTICATED)
+    try:
+        box = conn.store.mailbox(conn.user, name)
+        view = MailboxView(box, readonly)
+        view.unwatch = conn.watch(conn.user, box.name)
+    except (StoreError, KeyError) as exc:
+        store_error(conn, cmd, exc)
+        return
+    keywords = sorted({f for fl in view.flags.values() for f in fl if not f.startswith("\\")})
+    conn.untagged(b"FLAGS " + flag_list(list(SYSTEM_FLAGS) + keywords), "FLAGS")
+    conn.untagged(b"%d EXISTS" % view.exists, "EXISTS")
+    conn.untagged(b"%d RECENT" % len(view.recent), "RECENT")
+    unseen = next((i + 1 for i, u in enumerate(view.uids) if "\\Seen" not in view.flags[u]), 0)
+    if unseen:
+        conn.untagged_status("OK", f"first unseen is message {unseen}", code=f"UNSEEN {unseen}")
+    conn.untagged_status("OK", "UIDs valid", code=f"UIDVALIDITY {box.uidvalidity}")
+    conn.untagged_status("OK", "predicted next UID", code=f"UIDNEXT {box.uidnext}")
+    permanent = "()" if readonly else "(" + " ".join(list(SYSTEM_FLAGS) + keywords + ["\\*"]) + ")"
+    conn.untagged_status("OK", "flags the client can change permanently", code=f"PERMANENTFLAGS {permanent}")
+    conn.view = view
+    conn.set_state(State.SELECTED)
+    conn.done(cmd, "OK", f"{cmd.name} completed", code="READ-ONLY" if readonly else "READ-WRITE")
+
+
+def select(conn, cmd) -> None:
+    _open(conn, cmd, readonly=False)
+
+
+def examine(conn, cmd) -> None:
+    _open(conn, cmd, readonly=True)
+
+
+def _simple(action):
+    def handler(conn, cmd) -> None:
+        names = [cmd.args.mailbox()]
+        if action == "rename":
+            names.append(cmd.args.mailbox("new mailbox name"))
+        cmd.args.end()
+        try:
+            getattr(conn.store, {"create": "create_mailbox", "delete": "delete_mailbox", "rename": "rename_mailbox",
+                                 "subscribe": "subscribe", "unsubscribe": "unsubscribe"}[action])(conn.user, *names)
+        except StoreError as exc:
+            store_error(conn, cmd, exc)
+            return
+        conn.done(cmd, "OK", f"{cmd.name} completed")
+    return handler
+
+
+create = _simple("create")
+delete = _simple("delete")
+rename = _simple("rename")
+subscribe = _simple("subscribe")
+unsubscribe = _simple("unsubscribe")
+
+
+def _pattern(pattern: str, delim: str) -> re.Pattern:
+    """RFC 3501 §6.3.8: "*" matches zero or more characters; "%" is like "*" but does not
+    match a hierarchy delimiter."""
+    out = []
+    for ch in pattern:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "%":
+            out.append(f"[^{re.escape(delim)}]*")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out) + r"\Z", re.S)
+
+
+def _list(conn, cmd, subscribed: bool) -> None:
+    reference = cmd.args.text_astring("reference name")
+    pattern = cmd.args.list_mailbox("mailbox name pattern")
+    cmd.args.end()
+    delim = conn.store.HIERARCHY_DELIMITER
+    verb = "LSUB" if subscribed else "LIST"
+    if not pattern and not subscribed:
+        # §6.3.8: 'An empty ("" string) mailbox name argument is a special request to return
+        # the hierarchy delimiter and the root name of the name given in the reference.'
+        conn.untagged(b'LIST (\\Noselect) "' + delim.encode() + b'" ""', verb)
+        conn.done(cmd, "OK", f"{verb} completed")
+        return
+    try:
+        names = conn.store.subscriptions(conn.user) if subscribed else conn.store.list_mailboxes(conn.user)
+    except StoreError as exc:
+        store_error(conn, cmd, exc)
+        return
+    full = reference + pattern
+    if full.upper().startswith("INBOX"):
+        full = "INBOX" + full[5:]
+    rx = _pattern(full, delim)
+    existing = set(names)
+    parents = {delim.join(n.split(delim)[:i]) for n in names for i in range(1, n.count(delim) + 1)}
+    for name in sorted(existing | parents, key=lambda n: (n != "INBOX", n)):
+        if not rx.match(name):
+            continue
+        attrs = []
+        if name not in existing:
+            attrs.append("\\Noselect")
+        if not subscribed:
+            attrs.append("\\HasChildren" if name in parents else "\\HasNoChildren")
+        conn.untagged(f"{verb} ({' '.join(attrs)}) \"{delim}\" ".encode() + wire.astring(name), verb)
+    conn.done(cmd, "OK", f"{verb} completed")
+
+
+def list_(conn, cmd) -> None:
+    _list(conn, cmd, subscribed=False)
+
+
+def lsub(conn, cmd) -> None:
+    _list(conn, cmd, subscribed=True)
+
+
+def status(conn, cmd) -> None:
+    name = cmd.args.mailbox()
+    cmd.args.open_paren("status data items")
+    items = []
+    while not cmd.args.close_paren_if_next():
+        item = cmd.args.atom("status data item").upper()
+        if item not in STATUS_ITEMS:
+            raise ParseError(f'unknown status data item "{item}" (one of {", ".join(STATUS_ITEMS)})')
+        items.append(item)
+    cmd.args.end()
+    if not items:
+        raise ParseError("empty status data item list")
+    try:
+        box = conn.store.mailbox(conn.user, name)
+        box.refresh()
+        msgs = box.messages()
+    except StoreError as exc:
+        store_error(conn, cmd, exc)
+        return
+    values = {"MESSAGES": len(msgs), "RECENT": sum(1 for m in msgs if m.recent), "UIDNEXT": box.uidnext,
+              "UIDVALIDITY": box.uidvalidity, "UNSEEN": sum(1 for m in msgs if "\\Seen" not in m.flags)}
+    body = " ".join(f"{i} {values[i]}" for i in items)
+    conn.untagged(b"STATUS " + wire.astring(box.name) + f" ({body})".encode(), "STATUS")
+    conn.done(cmd, "OK", "STATUS completed")
+
+
+def append(conn, cmd) -> None:
+    name = cmd.args.mailbox()
+    flags: list[str] = []
+    date = None
+    if cmd.args.paren_if_next():
+        cmd.args.pos -= 1
+        flags = cmd.args.flag_list()
+    tok = cmd.args.peek()
+    if tok is not None and tok.kind.name == "QUOTED" and len(cmd.args.tokens) > cmd.args.pos + 1:
+        date = parse_date_time(cmd.args.next("date-time").text())
+    message = cmd.args.string("message literal")
+    cmd.args.end()
+    if not message:
+        conn.done(cmd, "NO", "an empty message cannot be appended")
+        return
+    try:
+        box = conn.store.mailbox(conn.user, name)
+        info = box.append(message, flags=flags, internaldate=date if date is not None else time.time())
+    except (StoreError, KeyError) as exc:
+        store_error(conn, cmd, exc, trycreate=True)
+        return
+    # RFC 4315 §3: "OK [APPENDUID <uidvalidity> <uid>]"
+    conn.done(cmd, "OK", "APPEND completed", code=f"APPENDUID {box.uidvalidity} {info.uid}")

@@ -1,0 +1,210 @@
+"""Commands of the selected state (RFC 3501 §6.4), their UID forms (§6.4.8), UIDPLUS and MOVE.
+
+§6.4.8: "the UID command ... takes arguments appropriate for the specified command.  However,
+the numbers in the sequence set argument are unique identifiers instead of message sequence
+numbers."  UIDPLUS (RFC 4315) adds UID EXPUNGE and the APPENDUID / COPYUID response codes;
+MOVE (RFC 6851 §3.3) "first sends an untagged OK [COPYUID] ... then EXPUNGE responses".
+"""
+
+from __future__ import annotations
+
+from mailtrace.protocols.imap import fetch, search
+from mailtrace.protocols.imap.commands_mailbox import store_error
+from mailtrace.protocols.imap.lexer import ParseError
+from mailtrace.protocols.imap.states import State
+from mailtrace.store.model import StoreError
+
+STORE_MODES = {"FLAGS": "replace", "+FLAGS": "add", "-FLAGS": "remove"}
+
+
+def uid_set_text(uids: list[int]) -> str:
+    """RFC 4315 §4 uid-set: ascending ranges such as ``3:5,9``."""
+    out = []
+    for u in sorted(uids):
+        if out and out[-1][1] == u - 1:
+            out[-1][1] = u
+        else:
+            out.append([u, u])
+    return ",".join(f"{a}:{b}" if a != b else f"{a}" for a, b in out)
+
+
+def check(conn, cmd) -> None:
+    cmd.args.end()
+    conn.done(cmd, "OK", "CHECK completed")
+
+
+def close(conn, cmd) -> None:
+    cmd.args.end()
+    view = conn.view
+    if not view.readonly:
+        # §6.4.2: "permanently removes all messages that have the \Deleted flag set ...
+        # No untagged EXPUNGE responses are sent."
+        view.box.refresh()
+        doomed = [u for u in view.uids if _current_flags(view, u) and "\\Deleted" in _current_flags(view, u)]
+        if doomed:
+            try:
+                view.box.expunge(doomed)
+            except StoreError as exc:
+                store_error(conn, cmd, exc)
+                return
+    view.release()
+    conn.view = None
+    conn.set_state(State.AUTHENTICATED)
+    conn.done(cmd, "OK", "CLOSE completed, now in the authenticated state")
+
+
+def _current_flags(view, uid: int) -> frozenset:
+    try:
+        return frozenset(view.box.get(uid).flags)
+    except KeyError:
+        return frozenset()
+
+
+def _expunge(conn, cmd, only: set[int] | None) -> list[int]:
+    view = conn.view
+    view.box.refresh()
+    doomed = [u for u in view.uids if "\\Deleted" in _current_flags(view, u) and (only is None or u in only)]
+    removed = view.box.expunge(doomed) if doomed else []
+    for uid in sorted(removed, reverse=True):
+        seq = view.forget(uid)
+        if seq:
+            conn.untagged(b"%d EXPUNGE" % seq, "EXPUNGE")
+    return removed
+
+
+def expunge(conn, cmd) -> None:
+    only = None
+    if cmd.uid:
+        seqset = cmd.args.seqset("UID set")
+        only = {u for _, u in conn.view.resolve(seqset, uid=True)}
+    cmd.args.end()
+    if conn.view.readonly:
+        conn.done(cmd, "NO", "the mailbox is read-only (EXAMINE)", code="READ-ONLY")
+        return
+    try:
+        _expunge(conn, cmd, only)
+    except StoreError as exc:
+        store_error(conn, cmd, exc)
+        return
+    conn.done(cmd, "OK", f"{cmd.name} completed")
+
+
+def do_search(conn, cmd) -> None:
+    node = search.parse(cmd.args)
+    view = conn.view
+    hits = []
+    max_uid = view.uids[-1] if view.uids else 0
+    for i, uid in enumerate(view.uids):
+        try:
+            info = view.box.get(uid)
+        except KeyError:
+            continue
+        msg = fetch.MessageData(info, lambda u=uid: view.box.read(u))
+        cand = search.Candidate(i + 1, msg, frozenset(info.flags), uid in view.recent, len(view.uids), max_uid)
+        try:
+            ok = search.matches(node, cand)
+        except (KeyError, OSError):
+            continue
+        if ok:
+            hits.append(uid if cmd.uid else i + 1)
+    conn.untagged(b"SEARCH" + b"".join(b" %d" % h for h in hits), "SEARCH")
+    conn.done(cmd, "OK", f"{cmd.name} completed")
+
+
+def do_fetch(conn, cmd) -> None:
+    seqset = cmd.args.seqset()
+    items = fetch.parse_items(cmd.args)
+    cmd.args.end()
+    view = conn.view
+    pairs = view.resolve(seqset, cmd.uid)
+    sets_seen = not view.readonly and any(i.sets_seen for i in items)
+    wants_flags = any(i.name == "FLAGS" for i in items)
+    for seq, uid in pairs:
+        try:
+            info = view.box.get(uid)
+            if sets_seen and "\\Seen" not in info.flags:
+                info = view.box.set_flags(uid, set(info.flags) | {"\\Seen"})
+                row = items if wants_flags else items + [fetch.SIMPLE_ITEMS["FLAGS"]()]
+            else:
+                row = items
+            msg = fetch.MessageData(info, lambda u=uid: view.box.read(u))
+            data = fetch.render(seq, msg, row, info.flags, uid in view.recent, add_uid=cmd.uid)
+        except (KeyError, FileNotFoundError):
+            continue  # expunged by another session; reported at the next allowed moment
+        view.flags[uid] = frozenset(info.flags)
+        conn.respond(data, tag="*", verb="FETCH")
+    conn.done(cmd, "OK", f"{cmd.name} completed")
+
+
+def do_store(conn, cmd) -> None:
+    seqset = cmd.args.seqset()
+    item = cmd.args.atom("store data item (FLAGS, +FLAGS or -FLAGS)").upper()
+    silent = item.endswith(".SILENT")
+    mode = STORE_MODES.get(item.removesuffix(".SILENT"))
+    if mode is None:
+        raise ParseError(f'unknown store data item "{item}" (FLAGS, +FLAGS, -FLAGS, with optional .SILENT)')
+    flags = set(cmd.args.flag_list(allow_bare=True))
+    cmd.args.end()
+    view = conn.view
+    pairs = view.resolve(seqset, cmd.uid)
+    if view.readonly:
+        conn.done(cmd, "NO", "the mailbox is read-only (EXAMINE)", code="READ-ONLY")
+        return
+    for seq, uid in pairs:
+        try:
+            old = set(view.box.get(uid).flags)
+            new = flags if mode == "replace" else (old | flags if mode == "add" else old - flags)
+            info = view.box.set_flags(uid, new) if new != old else view.box.get(uid)
+        except KeyError:
+            continue
+        view.flags[uid] = frozenset(info.flags)
+        if not silent:
+            uid_part = b"UID %d " % uid if cmd.uid else b""
+            conn.untagged(b"%d FETCH (%sFLAGS %s)" % (seq, uid_part, fetch.flag_list(
+                fetch.all_flags(info.flags, uid in view.recent))), "FETCH")
+    conn.done(cmd, "OK", f"{cmd.name} completed")
+
+
+def _copy(conn, cmd, move: bool) -> None:
+    seqset = cmd.args.seqset()
+    name = cmd.args.mailbox()
+    cmd.args.end()
+    view = conn.view
+    pairs = view.resolve(seqset, cmd.uid)
+    if move and view.readonly:
+        conn.done(cmd, "NO", "the mailbox is read-only (EXAMINE)", code="READ-ONLY")
+        return
+    try:
+        dest = conn.store.mailbox(conn.user, name)
+        mapping = view.box.copy([u for _, u in pairs], dest) if pairs else []
+    except (StoreError, KeyError) as exc:
+        # §6.4.7: "If the destination mailbox does not exist, a server SHOULD return an error
+        # ... prefixed with the "[TRYCREATE]" response code"
+        store_error(conn, cmd, exc, trycreate=True)
+        return
+    code = ""
+    if mapping:
+        code = f"COPYUID {dest.uidvalidity} {uid_set_text([a for a, _ in mapping])} {uid_set_text([b for _, b in mapping])}"
+    if move:
+        if code:
+            conn.untagged_status("OK", "moved", code=code)
+        try:
+            removed = view.box.expunge([a for a, _ in mapping])
+        except StoreError as exc:
+            store_error(conn, cmd, exc)
+            return
+        for uid in sorted(removed, reverse=True):
+            seq = view.forget(uid)
+            if seq:
+                conn.untagged(b"%d EXPUNGE" % seq, "EXPUNGE")
+        conn.done(cmd, "OK", f"{cmd.name} completed")
+    else:
+        conn.done(cmd, "OK", f"{cmd.name} completed", code=code)
+
+
+def copy(conn, cmd) -> None:
+    _copy(conn, cmd, move=False)
+
+
+def move(conn, cmd) -> None:
+    _copy(conn, cmd, move=True)

@@ -1,0 +1,140 @@
+"""Commands valid in any state or before login (RFC 3501 §6.1, §6.2), NAMESPACE and IDLE.
+
+CAPABILITY, NOOP and LOGOUT work in every state (§6.1).  STARTTLS, AUTHENTICATE and LOGIN move
+the connection from "not authenticated" to "authenticated" (§6.2).  IDLE (RFC 2177 §3): "The
+IDLE command is sent from the client to the server when the client is ready to accept
+unsolicited mailbox update messages.  The server requests a response to the IDLE command using
+the continuation ("+") response.  The IDLE command remains active until the client responds to
+the continuation, and as long as an IDLE command is active, the server is now free to send
+untagged EXISTS, EXPUNGE, and other messages at any time." DONE ends it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from mailtrace.protocols.imap.connection import REDACTED, Mode
+from mailtrace.protocols.imap.states import State
+from mailtrace.transcript.event import Kind, Note, Side
+
+# RFC 4616 §2: authzid, authcid and passwd are each at most 255 octets.
+MAX_SASL_FIELD = 255
+
+
+def capability(conn, cmd) -> None:
+    cmd.args.end()
+    conn.untagged(b"CAPABILITY " + " ".join(conn.capabilities()).encode(), "CAPABILITY")
+    conn.done(cmd, "OK", "CAPABILITY completed")
+
+
+def noop(conn, cmd) -> None:
+    cmd.args.end()
+    conn.done(cmd, "OK", "NOOP completed")
+
+
+def logout(conn, cmd) -> None:
+    cmd.args.end()
+    # §6.1.3: "The server MUST send a BYE untagged response before the (tagged) OK response"
+    conn.untagged_status("BYE", "mailtrace IMAP server logging out")
+    conn.set_state(State.LOGOUT)
+    conn.done(cmd, "OK", "LOGOUT completed")
+    conn.logout()
+
+
+def starttls(conn, cmd) -> None:
+    cmd.args.end()
+    if not conn.tls_available or conn.tls_active:
+        conn.done(cmd, "BAD", "STARTTLS is not available" + (" (TLS is already on)" if conn.tls_active else ""))
+        return
+    # §6.2.1: "the client MUST discard cached information about server capabilities"
+    conn.done(cmd, "OK", "Begin TLS negotiation now")
+    conn.start_tls()
+
+
+def login(conn, cmd) -> None:
+    user = cmd.args.text_astring("user name")
+    password = cmd.args.astring("password").decode("utf-8", "replace")
+    cmd.args.end()
+    _authenticate(conn, cmd, user, password)
+
+
+def _authenticate(conn, cmd, user: str, password: str) -> None:
+    if conn.store.has_user(user) and conn.store.check_password(user, password):
+        conn.user = user
+        conn.set_state(State.AUTHENTICATED)
+        conn.done(cmd, "OK", f"{cmd.name} completed, now in the authenticated state",
+                  code="CAPABILITY " + " ".join(conn.capabilities()))
+    else:
+        # RFC 5530 §3 AUTHENTICATIONFAILED; same answer for unknown users and bad passwords
+        conn.done(cmd, "NO", "invalid user name or password", code="AUTHENTICATIONFAILED")
+
+
+def authenticate(conn, cmd) -> None:
+    mechanism = cmd.args.atom("SASL mechanism").upper()
+    initial = None
+    if not cmd.args.at_end():
+        initial = cmd.args.atom("initial response")  # RFC 4959 SASL-IR form
+    cmd.args.end()
+    if mechanism != "PLAIN":
+        conn.done(cmd, "NO", f'SASL mechanism "{mechanism}" is not supported (only PLAIN)')
+        return
+    if initial is not None:
+        _sasl_plain(conn, cmd, initial.encode())
+        return
+    conn.continuation("")  # §6.2.2: an empty challenge for PLAIN
+
+    def response(line: bytes) -> None:
+        conn._event(Side.CLIENT, Kind.DATA, line, verb="AUTHENTICATE", tag=cmd.tag, redacted=REDACTED + b"\r\n",
+                    notes=() if line.endswith(b"\r\n") else (Note("bare-lf"),))
+        _sasl_plain(conn, cmd, line.strip())
+
+    conn.pending = response
+
+
+def _sasl_plain(conn, cmd, data: bytes) -> None:
+    if data == b"*":  # §6.2.2: "If the client wishes to cancel an authentication exchange"
+        conn.done(cmd, "BAD", "AUTHENTICATE cancelled")
+        return
+    try:
+        decoded = base64.b64decode(data if data != b"=" else b"", validate=True)
+    except (binascii.Error, ValueError):
+        conn.done(cmd, "BAD", "the SASL response is not valid base64")
+        return
+    fields = decoded.split(b"\x00")
+    if len(fields) != 3 or any(len(f) > MAX_SASL_FIELD for f in fields):
+        conn.done(cmd, "BAD", "a PLAIN response is authzid NUL authcid NUL passwd (RFC 4616 §2)")
+        return
+    authzid, authcid, passwd = (f.decode("utf-8", "replace") for f in fields)
+    if authzid and authzid != authcid:
+        conn.done(cmd, "NO", "authorization as another user is not allowed", code="AUTHORIZATIONFAILED")
+        return
+    _authenticate(conn, cmd, authcid, passwd)
+
+
+def namespace(conn, cmd) -> None:
+    cmd.args.end()
+    # RFC 2342 §5: personal namespace "" with the hierarchy delimiter; no other or shared ones.
+    delim = conn.store.HIERARCHY_DELIMITER.encode()
+    conn.untagged(b'NAMESPACE (("" "' + delim + b'")) NIL NIL', "NAMESPACE")
+    conn.done(cmd, "OK", "NAMESPACE completed")
+
+
+def idle(conn, cmd) -> None:
+    cmd.args.end()
+    if conn.view is not None:
+        conn.view.sync(conn, allow_expunge=True, force=True)
+    conn.continuation("idling")
+    conn.mode = Mode.IDLE
+
+    def done_line(line: bytes) -> None:
+        ok = line.rstrip(b"\r\n").upper() == b"DONE"
+        conn._event(Side.CLIENT, Kind.COMMAND, line, verb="DONE", tag=cmd.tag,
+                    notes=() if line.endswith(b"\r\n") else (Note("bare-lf"),))
+        conn.mode = Mode.COMMAND
+        if ok:
+            conn.done(cmd, "OK", "IDLE terminated")
+        else:
+            conn.done(cmd, "BAD", "expected DONE to end IDLE (RFC 2177 §3)")
+
+    conn.pending = done_line

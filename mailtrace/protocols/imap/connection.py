@@ -1,0 +1,287 @@
+"""The sans-I/O IMAP4rev1 server core: bytes in, outputs (events, bytes to send) out.
+
+Theory of operation.  RFC 3501 §2.2.1: "The client command begins an operation.  Each client
+command is prefixed with an identifier (typically a short alphanumeric string, e.g., A0001,
+A0002, etc.) called a 'tag'. ... In two cases, a line from the client does not represent a
+complete command.  In one case, a command argument is quoted with an octet count; in the
+other case, the command arguments require server feedback (see the AUTHENTICATE command)."
+So the framing reads lines, and when a line ends with ``{n}`` it reads exactly n octets of
+literal (after sending the "+" continuation request for a synchronizing literal, §7.5) and
+then the rest of the command.  A complete command is tokenized (``lexer``), its handler is
+found in the ``COMMANDS`` table (``table``), checked against the connection ``State`` and run.
+
+§2.2.2: "Data transmitted by the server to the client and status responses that do not
+indicate command completion are prefixed with the token '*', and are called untagged
+responses."  Changes made by other sessions are reported as untagged EXISTS / EXPUNGE /
+FETCH at the end of commands (§5.2) and, during IDLE, as soon as ``notify()`` is called; never
+EXPUNGE during FETCH, STORE or SEARCH (§7.4.1).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Callable
+
+from mailtrace.protocols.base import Close, Output, Send, StartTLS
+from mailtrace.protocols.imap import wire
+from mailtrace.protocols.imap.lexer import ParseError, tokenize
+from mailtrace.protocols.imap.parser import Cursor
+from mailtrace.protocols.imap.states import State
+from mailtrace.transcript.event import Event, Kind, Note, Side
+
+# Limits.  RFC 7162 §4: "a server implementation ... should accept a command line of at
+# least 8000 octets"; we accept 64 KiB per line.
+MAX_LINE = 64 * 1024
+# The largest literal accepted (an APPENDed message).  RFC 3501 sets no limit; larger ones
+# get NO [TOOBIG] (RFC 4469 §... / RFC 7889 style) before a single octet is read.
+MAX_LITERAL = 64 * 1024 * 1024
+# All the literals of one command together (e.g. MULTIAPPEND-like abuse).
+MAX_COMMAND = MAX_LITERAL + MAX_LINE
+# RFC 3501 §5.4: "If a server has an inactivity autologout timer, the duration of that timer
+# MUST be at least 30 minutes."
+AUTOLOGOUT_SECONDS = 30 * 60
+# Remembered tags for the tag-reuse check (bounded, so a long session cannot grow it forever).
+MAX_REMEMBERED_TAGS = 10_000
+
+CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE", "AUTH=PLAIN")
+_TAG_RE = re.compile(rb"^([^\x00-\x20(){%*\"\\+\x7f-\xff]+) +([A-Za-z][A-Za-z0-9-]*)(?: +([A-Za-z]+))?")
+_LOGIN_RE = re.compile(rb"^(\S+ +LOGIN +)(\"(?:[^\"\\]|\\.)*\"|\{\d+\+?\}|[^ \r\n]+)(.*)$", re.I | re.S)
+_AUTH_IR_RE = re.compile(rb"^(\S+ +AUTHENTICATE +[^ \r\n]+ +)([^\r\n]+)(.*)$", re.I | re.S)
+REDACTED = b"***"
+# RFC 3501 §7.4.1: no EXPUNGE response "while responding to a FETCH, STORE, or SEARCH command".
+NO_EXPUNGE = frozenset({"FETCH", "STORE", "SEARCH"})
+# Commands that look at the mailbox on disk even when no change was signalled (RFC 3501 §6.1.2
+# NOOP "can be used as a periodic poll for new messages", §6.4.1 CHECK).
+FORCE_SYNC = frozenset({"NOOP", "CHECK", "IDLE"})
+
+
+class Mode(enum.Enum):
+    COMMAND = "command"  # reading command lines
+    LITERAL = "literal"  # reading the n octets of a literal
+    SASL = "sasl"  # AUTHENTICATE: waiting for the client's response line (§6.2.2)
+    IDLE = "idle"  # RFC 2177: waiting for DONE
+    SKIP = "skip"  # discarding the rest of an over-long line
+
+
+class Command:
+    """A complete, tokenized client command."""
+
+    def __init__(self, tag: str, name: str, args: Cursor, uid: bool) -> None:
+        self.tag = tag
+        self.name = name  # "FETCH", or "UID FETCH" for the UID forms
+        self.args = args
+        self.uid = uid
+
+
+class ImapServerConnection:
+    """One IMAP server connection.  ``store`` is a ``MaildirStore`` (or a fake with its API)."""
+
+    idle_timeout_seconds: float = AUTOLOGOUT_SECONDS
+
+    def __init__(self, store, *, hostname: str = "lab.test", tls_available: bool = False,
+                 tls_active: bool = False, on_change: Callable[[], None] | None = None) -> None:
+        self.store = store
+        self.hostname = hostname
+        self.tls_available = tls_available
+        self.tls_active = tls_active
+        self.on_change = on_change
+        self.state = State.NOT_AUTHENTICATED
+        self.user: str | None = None
+        self.view = None  # a mailboxview.MailboxView in the selected state
+        self.mode = Mode.COMMAND
+        self.closed = False
+        self._buf = bytearray()
+        self._out: list[Output] = []
+        self._parts: list[bytes] = []  # the pieces of the command being read
+        self._size = 0
+        self._literal_left = 0
+        self._current: tuple[str, str] | None = None  # (tag, verb) of the command being read
+        self._literal_is_secret = False
+        self._tags: set[str] = set()
+        self.pending: Callable[[bytes], None] | None = None  # SASL or IDLE continuation handler
+
+    # -- ServerCore interface -------------------------------------------------------------
+    def start(self) -> list[Output]:
+        self._out = []
+        self.respond(b"* OK [CAPABILITY " + " ".join(self.capabilities()).encode() + b"] "
+                     + self.hostname.encode() + b" mailtrace IMAP4rev1 lab server ready\r\n",
+                     tag="*", code="OK", info={"code": "CAPABILITY"})
+        return self._take()
+
+    def receive(self, data: bytes) -> list[Output]:
+        self._out = []
+        if self.closed:
+            if data:
+                self._event(Side.CLIENT, Kind.COMMAND, data, notes=(Note("after-logout"),))
+            return self._take()
+        self._buf += data
+        self._process()
+        return self._take()
+
+    def eof(self) -> list[Output]:
+        self._out = []
+        if self._buf or self._parts:
+            data = bytes(self._buf)
+            if self.mode is Mode.LITERAL:
+                self._event(Side.CLIENT, Kind.LITERAL, data, verb=self._verb(),
+                            notes=(Note("literal-length-mismatch", f"{self._literal_left} octets announced, "
+                                                                  f"{len(data)} arrived before the connection closed"),))
+            elif data:
+                self._event(Side.CLIENT, Kind.COMMAND, data, notes=(Note("incomplete-command"),))
+        self._buf.clear()
+        self._finish()
+        return self._take()
+
+    def idle_timeout(self) -> list[Output]:
+        self._out = []
+        self.respond(b"* BYE autologout: idle for too long\r\n", tag="*", code="BYE")
+        self._close("autologout (RFC 3501 §5.4)")
+        return self._take()
+
+    def tls_started(self) -> list[Output]:
+        self.tls_active = True
+        return []
+
+    def notify(self) -> list[Output]:
+        """Another session changed the selected mailbox: push updates during IDLE (RFC 2177)."""
+        self._out = []
+        if self.mode is Mode.IDLE and self.view is not None and not self.closed:
+            self.view.sync(self, allow_expunge=True)
+        return self._take()
+
+    # -- helpers for the command handlers ----------------------------------------------------
+    def capabilities(self) -> list[str]:
+        caps = list(CAPABILITIES)
+        if self.tls_available and not self.tls_active and self.state is State.NOT_AUTHENTICATED:
+            caps.insert(1, "STARTTLS")
+        return caps
+
+    def respond(self, data: bytes, *, tag: str, code: str = "", verb: str = "", info: dict | None = None) -> None:
+        """Send one response (CRLF included; literals allowed) and record each line and literal."""
+        self._out.append(Send(data))
+        for kind, piece in wire.split_lines(data):
+            if kind == "literal":
+                self._event(Side.SERVER, Kind.LITERAL, piece, verb=verb or code, tag=tag)
+            else:
+                self._event(Side.SERVER, Kind.REPLY, piece, verb=verb, code=code, tag=tag, info=info)
+                code = ""  # a FETCH continued after a literal is not a new status
+
+    def untagged(self, text: bytes, verb: str, info: dict | None = None) -> None:
+        self.respond(b"* " + text + b"\r\n", tag="*", verb=verb, info=info)
+
+    def untagged_status(self, status: str, text: str, code: str = "") -> None:
+        resp = f"[{code}] " if code else ""
+        self.respond(f"* {status} {resp}{text}\r\n".encode(), tag="*", code=status,
+                     info={"code": code.split(" ")[0]} if code else None)
+
+    def done(self, cmd: Command, status: str, text: str, code: str = "") -> None:
+        """The tagged completion result (RFC 3501 §7.1)."""
+        if self.view is not None and self.mode is Mode.COMMAND:
+            self.view.sync(self, allow_expunge=cmd.name not in NO_EXPUNGE, force=cmd.name in FORCE_SYNC)
+        resp = f"[{code}] " if code else ""
+        self.respond(f"{cmd.tag} {status} {resp}{text}\r\n".encode(), tag=cmd.tag, code=status, verb=cmd.name,
+                     info={"code": code.split(" ")[0]} if code else None)
+
+    def continuation(self, text: str) -> None:
+        self.respond(f"+ {text}\r\n".encode(), tag="+", code="+")
+
+    def set_state(self, state: State) -> None:
+        self.state = state
+
+    def start_tls(self) -> None:
+        self._out.append(StartTLS())
+
+    def logout(self) -> None:
+        self.state = State.LOGOUT
+        self._finish()
+        self._close("LOGOUT")
+
+    def watch(self, user: str, mailbox: str) -> Callable[[], None]:
+        def changed() -> None:
+            if self.view is not None:
+                self.view.dirty = True
+            if self.on_change is not None:
+                self.on_change()
+        return self.store.watch(user, mailbox, changed)
+
+    # -- internals ----------------------------------------------------------------------
+    def _take(self) -> list[Output]:
+        out, self._out = self._out, []
+        return out
+
+    def _close(self, reason: str) -> None:
+        self.closed = True
+        self._out.append(Close(reason))
+
+    def _finish(self) -> None:
+        if self.view is not None:
+            self.view.release()
+            self.view = None
+
+    def _verb(self) -> str:
+        return self._current[1] if self._current else ""
+
+    def _event(self, side: Side, kind: Kind, raw: bytes, *, verb: str = "", code: str = "", tag: str = "",
+               notes: tuple[Note, ...] = (), redacted: bytes | None = None, info: dict | None = None) -> None:
+        self._out.append(Event(side=side, kind=kind, raw=raw, protocol="imap", verb=verb, code=code, tag=tag,
+                               state=self.state.value, notes=notes, redacted=redacted, info=info or {}))
+
+    def _process(self) -> None:
+        from mailtrace.protocols.imap import dispatch
+
+        while not self.closed:
+            if self.mode is Mode.LITERAL:
+                if len(self._buf) < self._literal_left:
+                    return
+                data = bytes(self._buf[:self._literal_left])
+                del self._buf[:self._literal_left]
+                self._literal_left = 0
+                self._parts.append(data)
+                self.mode = Mode.COMMAND
+                self._event(Side.CLIENT, Kind.LITERAL, data, verb=self._verb(), tag=self._current[0] if self._current else "",
+                            redacted=REDACTED if self._literal_is_secret else None)
+                continue
+            idx = self._buf.find(b"\n")
+            if idx < 0:
+                if len(self._buf) > MAX_LINE:
+                    self._too_long()
+                return
+            line = bytes(self._buf[:idx + 1])
+            del self._buf[:idx + 1]
+            if self.mode is Mode.SKIP:
+                self.mode = Mode.COMMAND
+                continue
+            if len(line) > MAX_LINE:
+                self._too_long(line)
+                self.mode = Mode.COMMAND
+                continue
+            if self.pending is not None:
+                handler, self.pending = self.pending, None
+                handler(line)
+                continue
+            dispatch.command_line(self, line)
+
+    def _too_long(self, line: bytes | None = None) -> None:
+        data = line if line is not None else bytes(self._buf)
+        # raw keeps only the first 200 octets; size says how many there were
+        self._out.append(Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=data[:200], size=len(data), protocol="imap",
+                               state=self.state.value, notes=(Note("line-too-long", f"over {MAX_LINE} octets"),)))
+        self._parts.clear()
+        self._current = None
+        self._buf.clear()
+        if line is None:
+            self.mode = Mode.SKIP
+        self.respond(f"* BAD line longer than {MAX_LINE} octets, discarded\r\n".encode(), tag="*", code="BAD")
+
+    # used by dispatch
+    def begin_literal(self, size: int, secret: bool) -> None:
+        self.mode = Mode.LITERAL
+        self._literal_left = size
+        self._literal_is_secret = secret
+
+    def parse_error(self, tag: str, verb: str, exc: ParseError) -> None:
+        self.respond(f"{tag} BAD {exc}\r\n".encode(), tag=tag, code="BAD", verb=verb)
+
+    def tokenize(self, data: bytes, start: int):
+        return tokenize(data, start)

@@ -1,0 +1,112 @@
+"""The selected mailbox as one session sees it: message sequence numbers and pending updates.
+
+Theory of operation.  RFC 3501 §2.3.1.2: "A relative position from 1 to the number of messages
+in the mailbox.  This position MUST be ordered by ascending unique identifier."  Each session
+keeps its own list of UIDs: another session's EXPUNGE removes a message from the store at
+once, but this session's sequence numbers change only when it is told with an untagged
+EXPUNGE (§7.4.1), and "it is NOT permitted to send an EXPUNGE response ... while responding to
+a FETCH, STORE, or SEARCH command".  New messages are announced with EXISTS and RECENT
+(§7.3.1, §7.3.2); flag changes made elsewhere with an untagged FETCH (§7.4.2).
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Callable
+
+from mailtrace.protocols.imap.lexer import ParseError
+from mailtrace.protocols.imap.parser import SequenceSet
+
+
+class MailboxView:
+    def __init__(self, box, readonly: bool, unwatch: Callable[[], None] | None = None) -> None:
+        self.box = box
+        self.readonly = readonly
+        self.unwatch = unwatch
+        self.dirty = False
+        box.refresh()
+        msgs = box.messages()
+        self.uids: list[int] = [m.uid for m in msgs]
+        self.flags: dict[int, frozenset] = {m.uid: frozenset(m.flags) for m in msgs}
+        self.recent: set[int] = {m.uid for m in msgs if m.recent}
+        self.last_uid = self.uids[-1] if self.uids else 0
+        if self.recent and not readonly:
+            box.mark_seen_by_client()  # \Recent belongs to this session alone (§2.3.2)
+
+    def release(self) -> None:
+        if self.unwatch is not None:
+            self.unwatch()
+            self.unwatch = None
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def seq_of(self, uid: int) -> int:
+        i = bisect.bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else 0
+
+    def resolve(self, seqset: SequenceSet, uid: bool) -> list[tuple[int, int]]:
+        """(sequence number, uid) of every message in ``seqset`` (a UID set if ``uid``)."""
+        if uid:
+            largest = self.uids[-1] if self.uids else 0
+            ranges = seqset.resolve(largest)
+            return [(i + 1, u) for i, u in enumerate(self.uids) if any(lo <= u <= hi for lo, hi in ranges)]
+        n = len(self.uids)
+        picked: set[int] = set()
+        for lo, hi in seqset.resolve(n):
+            if hi > n or lo < 1:
+                raise ParseError(f'no message {hi if hi > n else lo} in "{seqset.text}": the mailbox has {n} '
+                                 f'message{"s" if n != 1 else ""}')
+            picked.update(range(lo, hi + 1))
+        return [(s, self.uids[s - 1]) for s in sorted(picked)]
+
+    def forget(self, uid: int) -> int:
+        """This session expunged ``uid``: drop it and return its old sequence number."""
+        seq = self.seq_of(uid)
+        if seq:
+            del self.uids[seq - 1]
+        self.flags.pop(uid, None)
+        self.recent.discard(uid)
+        return seq
+
+    def sync(self, conn, allow_expunge: bool, force: bool = False) -> None:
+        """Send the untagged updates for changes made by others (RFC 3501 §5.2, §7.3, §7.4)."""
+        if not (self.dirty or force):
+            return
+        self.dirty = False
+        self.box.refresh()
+        current = {m.uid: m for m in self.box.messages()}
+        if allow_expunge:
+            for i in range(len(self.uids) - 1, -1, -1):
+                u = self.uids[i]
+                if u not in current:
+                    del self.uids[i]
+                    self.flags.pop(u, None)
+                    self.recent.discard(u)
+                    conn.untagged(b"%d EXPUNGE" % (i + 1), "EXPUNGE")
+        else:
+            self.dirty = any(u not in current for u in self.uids)  # report them later
+        new = sorted(u for u in current if u > self.last_uid)
+        if new:
+            new_recent = False
+            for u in new:
+                m = current[u]
+                self.uids.append(u)
+                self.flags[u] = frozenset(m.flags)
+                if m.recent:
+                    self.recent.add(u)
+                    new_recent = True
+            self.last_uid = new[-1]
+            conn.untagged(b"%d EXISTS" % len(self.uids), "EXISTS")
+            conn.untagged(b"%d RECENT" % len(self.recent), "RECENT")
+            if new_recent and not self.readonly:
+                self.box.mark_seen_by_client()
+        from mailtrace.protocols.imap.fetch import all_flags, flag_list
+
+        for i, u in enumerate(self.uids):
+            m = current.get(u)
+            if m is not None and frozenset(m.flags) != self.flags.get(u):
+                self.flags[u] = frozenset(m.flags)
+                conn.untagged(b"%d FETCH (UID %d FLAGS %s)" % (i + 1, u, flag_list(all_flags(m.flags, u in self.recent))),
+                              "FETCH")
