@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from mailtrace.proxy.credentials import CredentialDecoder
-from mailtrace.proxy.registry import IMPLICIT_TLS_PORTS, UNKNOWN, make_observer, protocol_by_greeting, protocol_by_port
+from mailtrace.proxy.registry import IMPLICIT_TLS_PORTS, UNKNOWN, protocol_by_greeting, protocol_by_port
+from mailtrace.proxy.trace import INJECTION_RULE, Tracer
 from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.recorder import Recorder, SessionRecorder
 
@@ -27,8 +27,6 @@ CONNECT_TIMEOUT = 10.0  # seconds to reach the upstream server
 GREETING_TIMEOUT = 5.0  # seconds to wait for a greeting when the protocol must be guessed from it
 HANDSHAKE_TIMEOUT = 15.0  # seconds for a TLS handshake (either side)
 LINGER_TIMEOUT = 5.0  # seconds the other side may stay open after one side closed (then: close it)
-STARTTLS_VERBS = ("STARTTLS", "STLS")
-INJECTION_RULE = "starttls-injection"  # knowledge: common.toml [violations]
 
 
 @dataclass(frozen=True)
@@ -121,13 +119,9 @@ class ProxySession:
         self.u_reader: asyncio.StreamReader | None = None
         self.u_writer: asyncio.StreamWriter | None = None
         self.session: SessionRecorder | None = None
-        self.observer = None
-        self.decoder: CredentialDecoder | None = None
-        self.parsing = True  # False once the rest is TLS we do not see
-        self.starttls_pending = False  # a STARTTLS/STLS command awaits its answer
+        self.tracer: Tracer | None = None
         self.gate: asyncio.Event | None = None  # intercept: client reads wait for the TLS swap
         self.octets = {Side.CLIENT: 0, Side.SERVER: 0}
-        self.unseen = {Side.CLIENT: 0, Side.SERVER: 0}  # TLS octets relayed unparsed
         self.closed_first: Side | None = None
         self.reason = ""
 
@@ -157,13 +151,14 @@ class ProxySession:
                 first = await asyncio.wait_for(self.u_reader.read(READ_CHUNK), GREETING_TIMEOUT)
             protocol = protocol_by_greeting(first) or UNKNOWN
         self.session = self.proxy.recorder.session(protocol, client=client, server=upstream, mode="proxy")
-        self.observer = make_observer(protocol)
-        self.decoder = CredentialDecoder(protocol, cfg.show_secrets)
+        self.tracer = Tracer(self.session, protocol, show_secrets=cfg.show_secrets, intercept=cfg.intercept_tls)
         if implicit:
-            self._tls_event("implicit", intercepted=cfg.intercept_tls)
-            self.parsing = cfg.intercept_tls
+            self.tracer.tls_event("implicit", intercepted=cfg.intercept_tls,
+                                  detail="" if cfg.intercept_tls else "implicit TLS from the first byte: not intercepted, "
+                                                                      "the proxy relays TLS records it cannot read")
+            self.tracer.parsing = cfg.intercept_tls
             if cfg.intercept_tls:
-                self.observer.tls_started()
+                self.tracer.observer.tls_started()
         try:
             if first:
                 self.c_writer.write(first)
@@ -217,43 +212,17 @@ class ProxySession:
                                           else "server closed the connection")
 
     async def _pass(self, side: Side, data: bytes) -> bool:
-        """Account and parse ``data``; True when the server has just accepted STARTTLS and the
-        proxy must swap to TLS now (intercept mode)."""
+        """Account and parse ``data``; True when the proxy must swap to TLS now (intercept)."""
         self.octets[side] += len(data)
-        if not self.parsing:
-            self.unseen[side] += len(data)
-            return False
-        obs = self.observer
-        events = obs.feed_client(data) if side is Side.CLIENT else obs.feed_server(data)
-        for event in events:
-            self._record(event)
-        if obs.encrypted:
-            self.starttls_pending = False
-            if self.cfg.intercept_tls:
-                return True
-            self.parsing = False
-            self._tls_event("starttls", intercepted=False)
-        return False
-
-    def _record(self, event: Event) -> None:
-        if event.kind is Kind.TLS:
-            return  # the proxy records its own TLS event, which says what it saw
-        if event.side is Side.CLIENT and event.kind in (Kind.COMMAND, Kind.DATA):
-            if self.starttls_pending:
-                event = replace(event, notes=event.notes + (Note(INJECTION_RULE, "plaintext sent after STARTTLS, before the TLS handshake"),))
-            if event.kind is Kind.COMMAND and event.verb.upper() in STARTTLS_VERBS:
-                self.starttls_pending = True
-                if self.cfg.intercept_tls:
-                    self.gate = asyncio.Event()
-        elif event.side is Side.SERVER and event.kind is Kind.REPLY and self.starttls_pending and event.tag != "*":
-            if not (event.raw[3:4] == b"-"):  # the last line of the answer
-                self.starttls_pending = False
-                if self.gate is not None and not self.observer.encrypted:
-                    self.gate.set()
-                    self.gate = None
-        if self.decoder is not None:
-            event = self.decoder.feed(event)
-        self.session.record(event)
+        tracer = self.tracer
+        swap = tracer.feed(side, data)
+        if self.cfg.intercept_tls:
+            if side is Side.CLIENT and tracer.starttls_pending and self.gate is None:
+                self.gate = asyncio.Event()  # hold the client's next bytes until the answer
+            elif side is Side.SERVER and self.gate is not None and not tracer.starttls_pending and not swap:
+                self.gate.set()  # STARTTLS refused: carry on in plaintext
+                self.gate = None
+        return swap
 
     async def _intercept(self) -> None:
         """The server accepted STARTTLS: TLS with the client (lab CA certificate), then upstream."""
@@ -273,16 +242,14 @@ class ProxySession:
         except (ssl.SSLError, OSError, asyncio.TimeoutError, ConnectionError) as exc:
             await self._abort(f"TLS handshake with the server failed ({exc or type(exc).__name__})")
             return
-        self._tls_event("starttls", intercepted=True)
-        for event in self.observer.tls_started():
-            self._record(event)
+        self.tracer.tls_started()
         if self.gate is not None:
             self.gate.set()
             self.gate = None
 
     async def _abort(self, reason: str) -> None:
         self.reason = reason
-        self.parsing = False
+        self.tracer.parsing = False
         self.closed_first = self.closed_first or Side.NONE
         for w in (self.c_writer, self.u_writer):
             with contextlib.suppress(Exception):
@@ -290,27 +257,9 @@ class ProxySession:
         if self.gate is not None:
             self.gate.set()
 
-    def _tls_event(self, how: str, intercepted: bool) -> None:
-        info = {"how": how, "intercepted": "yes" if intercepted else "no"}
-        if intercepted:
-            info["detail"] = (f"intercepted by the proxy: a lab-CA certificate for {self.cfg.upstream_host} towards the "
-                              "client, TLS towards the server; the dialogue below was decrypted")
-        else:
-            info["detail"] = "encrypted from here: the proxy relays the TLS records without seeing the dialogue"
-        self.session.record(Event(side=Side.NONE, kind=Kind.TLS, info=info,
-                                  redacted=("TLS " + info["detail"] + "\r\n").encode()))
-
     def _finish(self) -> None:
-        if self.session is None or self.session.closed:
-            return
-        if self.parsing and self.observer is not None:
-            for event in self.observer.close():
-                self._record(event)
-        reason = self.reason or "proxy stopped"
-        if self.unseen[Side.CLIENT] or self.unseen[Side.SERVER]:
-            reason += (f"; TLS relayed unseen: {self.unseen[Side.CLIENT]} octets from the client, "
-                       f"{self.unseen[Side.SERVER]} from the server")
-        self.session.close(self.closed_first or Side.NONE, reason)
+        if self.tracer is not None:
+            self.tracer.finish(self.closed_first or Side.NONE, self.reason or "proxy stopped")
 
     @staticmethod
     async def _close_writer(writer: asyncio.StreamWriter | None) -> None:

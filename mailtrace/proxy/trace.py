@@ -1,0 +1,92 @@
+"""One traced conversation: observer -> credential decoding -> injection check -> recorder.
+
+Shared by the live proxy (``relay``) and capture import (``mailtrace.capture.importer``), so a
+proxied session and a captured one are annotated the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mailtrace.proxy.credentials import CredentialDecoder
+from mailtrace.proxy.registry import make_observer
+from mailtrace.transcript.event import Event, Kind, Note, Side
+from mailtrace.transcript.recorder import SessionRecorder
+
+STARTTLS_VERBS = ("STARTTLS", "STLS")
+INJECTION_RULE = "starttls-injection"  # knowledge: common.toml [violations]
+
+
+class Tracer:
+    def __init__(self, session: SessionRecorder, protocol: str, *, show_secrets: bool = False,
+                 intercept: bool = False) -> None:
+        self.session = session
+        self.observer = make_observer(protocol)
+        self.decoder = CredentialDecoder(protocol, show_secrets)
+        self.intercept = intercept
+        self.parsing = True  # False once the rest is TLS nobody here can read
+        self.starttls_pending = False  # a STARTTLS/STLS command awaits its answer
+        self.unseen = {Side.CLIENT: 0, Side.SERVER: 0}  # TLS octets relayed unparsed
+
+    def feed(self, side: Side, data: bytes, t: float | None = None) -> bool:
+        """Parse ``data``; True when the server has just accepted STARTTLS and ``intercept`` is
+        set (the caller swaps to TLS, then calls ``tls_started``)."""
+        if not self.parsing:
+            self.unseen[side] += len(data)
+            return False
+        obs = self.observer
+        events = obs.feed_client(data) if side is Side.CLIENT else obs.feed_server(data)
+        for event in events:
+            self.record(event, t)
+        if obs.encrypted:
+            self.starttls_pending = False
+            if self.intercept:
+                return True
+            self.parsing = False
+            self.tls_event("starttls", intercepted=False, t=t)
+        return False
+
+    def record(self, event: Event, t: float | None = None) -> None:
+        if event.kind is Kind.TLS:
+            return  # the tracer records its own TLS event, which says what was seen
+        if event.side is Side.CLIENT and event.kind in (Kind.COMMAND, Kind.DATA):
+            if self.starttls_pending and not any("tls" in n.rule for n in event.notes):
+                note = Note(INJECTION_RULE, "plaintext sent after STARTTLS, before the TLS handshake")
+                event = replace(event, notes=event.notes + (note,))
+            if event.kind is Kind.COMMAND and event.verb.upper() in STARTTLS_VERBS:
+                self.starttls_pending = True
+        elif (event.side is Side.SERVER and event.kind is Kind.REPLY and self.starttls_pending
+              and event.tag != "*" and event.raw[3:4] != b"-"):
+            self.starttls_pending = False  # the (last line of the) answer
+        event = self.decoder.feed(event)
+        self.session.record(event, t)
+
+    def tls_started(self, t: float | None = None) -> None:
+        """Both sides now speak TLS through us: keep parsing the decrypted dialogue."""
+        self.tls_event("starttls", intercepted=True, t=t)
+        for event in self.observer.tls_started():
+            self.record(event, t)
+        self.parsing = True
+
+    def tls_event(self, how: str, intercepted: bool, t: float | None = None, detail: str = "") -> None:
+        info = {"how": how, "intercepted": "yes" if intercepted else "no"}
+        if detail:
+            info["detail"] = detail
+        elif intercepted:
+            info["detail"] = ("intercepted: the proxy showed the client a lab-CA certificate and opened its own TLS "
+                              "to the server; the dialogue below was decrypted")
+        else:
+            info["detail"] = "encrypted from here: the TLS records are relayed without seeing the dialogue"
+        self.session.record(Event(side=Side.NONE, kind=Kind.TLS, info=info,
+                                  redacted=("TLS " + info["detail"] + "\r\n").encode()), t)
+
+    def finish(self, side: Side, reason: str, t: float | None = None) -> None:
+        if self.session.closed:
+            return
+        if self.parsing:
+            for event in self.observer.close():
+                self.record(event, t)
+        if self.unseen[Side.CLIENT] or self.unseen[Side.SERVER]:
+            reason += (f"; TLS relayed unseen: {self.unseen[Side.CLIENT]} octets from the client, "
+                       f"{self.unseen[Side.SERVER]} from the server")
+        self.session.close(side, reason, t)
