@@ -1,0 +1,1 @@
+"""The Maildir store shared by the lab servers: see ``mailtrace.store.maildir``."""
