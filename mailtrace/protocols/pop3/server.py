@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mailtrace.protocols.base import Close, Output, Send, StartTLS
+from mailtrace.protocols.lines import Line, LineReader
 from mailtrace.protocols.pop3.spec import (
     AUTOLOGOUT_SECONDS,
     CAPABILITIES,
@@ -111,9 +112,7 @@ class Pop3ServerConnection:
         self.bad_commands = 0
         self.user: str | None = None  # set by a successful USER, waiting for PASS
         self.session: _Session | None = None
-        self._buffer = bytearray()
-        self._discarding = 0  # > 0: inside an over-long line; octets dropped so far
-        self._discard_head = b""
+        self._lines = LineReader(MAX_COMMAND_LINE)
         self._finalizer: weakref.finalize | None = None
 
     # --- the ServerCore interface ------------------------------------------------------------
@@ -123,13 +122,13 @@ class Pop3ServerConnection:
     def receive(self, data: bytes) -> list[Output]:
         if self.closed:
             return []
-        self._buffer += data
+        self._lines.feed(data)
         out: list[Output] = []
         while not self.closed:
-            line = self._next_line(out)
+            line = self._lines.next_line()
             if line is None:
                 break
-            out += self._line(line)
+            out += self._too_long(line) if line.too_long else self._line(line.raw, line.bare_lf)
             last = out[-1]
             if isinstance(last, StartTLS):
                 out[-1:-1] = self._discard("after-stls")  # RFC 2595 §4: never act on pre-TLS leftovers
@@ -161,54 +160,23 @@ class Pop3ServerConnection:
     def notify(self) -> list[Output]:
         return []  # the maildrop listing is frozen for the session (RFC 1939 §4)
 
-    # --- framing -----------------------------------------------------------------------------
-    def _next_line(self, out: list[Output]) -> bytes | None:
-        buf = self._buffer
-        nl = buf.find(b"\n")
-        if self._discarding:
-            if nl < 0:
-                self._discarding += len(buf)
-                buf.clear()
-                return None
-            total = self._discarding + nl + 1
-            del buf[: nl + 1]
-            head, self._discarding = self._discard_head, 0
-            out += self._too_long(head, total)
-            return None if self.closed else self._next_line(out)
-        if nl < 0:
-            if len(buf) > MAX_COMMAND_LINE:
-                self._discard_head = bytes(buf[:MAX_COMMAND_LINE])
-                self._discarding = len(buf)
-                buf.clear()
-            return None
-        if nl + 1 > MAX_COMMAND_LINE:
-            head, total = bytes(buf[:MAX_COMMAND_LINE]), nl + 1
-            del buf[: nl + 1]
-            out += self._too_long(head, total)
-            return None if self.closed else self._next_line(out)
-        line = bytes(buf[: nl + 1])
-        del buf[: nl + 1]
-        return line
-
-    def _too_long(self, head: bytes, total: int) -> list[Output]:
-        event = Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=head, size=total, state=self.state.value,
-                      notes=(Note("line-too-long", f"{total} octets, limit {MAX_COMMAND_LINE} (RFC 2449 §4)"),))
+    # --- framing ---------------------------------------------------------------------------
+    def _too_long(self, line: Line) -> list[Output]:
+        event = Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line.raw, size=line.size, state=self.state.value,
+                      notes=(Note("line-too-long", f"{line.size} octets, limit {MAX_COMMAND_LINE} (RFC 2449 §4)"),))
         return [event] + self._error("", "line too long")
 
     def _discard(self, rule: str) -> list[Output]:
         """Bytes pipelined after QUIT or STLS are never executed."""
-        if not self._buffer:
+        data = self._lines.clear()
+        if not data:
             return []
-        data = bytes(self._buffer)
-        self._buffer.clear()
         return [Event(side=Side.CLIENT, kind=Kind.VIOLATION, raw=data[:MAX_COMMAND_LINE], size=len(data),
                       state=self.state.value, notes=(Note(rule, f"{len(data)} octets discarded"),))]
 
     # --- dispatch ----------------------------------------------------------------------------
-    def _line(self, line: bytes) -> list[Output]:
-        notes: tuple[Note, ...] = ()
-        if not line.endswith(b"\r\n"):
-            notes = (Note("bare-lf"),)
+    def _line(self, line: bytes, bare_lf: bool) -> list[Output]:
+        notes: tuple[Note, ...] = (Note("bare-lf"),) if bare_lf else ()
         text = decode_line(line.rstrip(b"\r\n"))
         keyword, _, rest = text.partition(" ")
         name = keyword.upper()
