@@ -124,7 +124,7 @@ class ImapServerConnection:
         if self._buf or self._parts:
             data = bytes(self._buf)
             if self.mode is Mode.LITERAL:
-                self._event(Side.CLIENT, Kind.LITERAL, data, verb=self._verb(),
+                self._event(Side.CLIENT, Kind.LITERAL, data, info={"command": self._verb()},
                             notes=(Note("literal-length-mismatch", f"{self._literal_left} octets announced, "
                                                                   f"{len(data)} arrived before the connection closed"),))
             elif data:
@@ -162,7 +162,7 @@ class ImapServerConnection:
         self._out.append(Send(data))
         for kind, piece in wire.split_lines(data):
             if kind == "literal":
-                self._event(Side.SERVER, Kind.LITERAL, piece, verb=verb or code, tag=tag)
+                self._event(Side.SERVER, Kind.LITERAL, piece, tag=tag, info={"command": verb or code})
             else:
                 self._event(Side.SERVER, Kind.REPLY, piece, verb=verb, code=code, tag=tag, info=info)
                 code = ""  # a FETCH continued after a literal is not a new status
@@ -239,8 +239,8 @@ class ImapServerConnection:
                 self._literal_left = 0
                 self._parts.append(data)
                 self.mode = Mode.COMMAND
-                self._event(Side.CLIENT, Kind.LITERAL, data, verb=self._verb(), tag=self._current[0] if self._current else "",
-                            redacted=REDACTED if self._literal_is_secret else None)
+                self._event(Side.CLIENT, Kind.LITERAL, data, tag=self._current[0] if self._current else "",
+                            redacted=REDACTED if self._literal_is_secret else None, info={"command": self._verb()})
                 continue
             idx = self._buf.find(b"\n")
             if idx < 0:
