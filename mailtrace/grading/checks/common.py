@@ -1,0 +1,238 @@
+"""Checks every client exercise shares: exit status, line endings, waiting for replies, reading
+whole replies, timing out, closing politely, and the import policy.
+
+Each is registered once per protocol (``smtp.crlf``, ``pop3.crlf``, ``imap.crlf`` ...) so an
+exercise's points table names checks of its own protocol.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from mailtrace.grading.checks import Outcome, check, fail, ok
+from mailtrace.transcript.event import Event, Kind, Side
+
+PROTOCOLS = ("smtp", "pop3", "imap")
+CLOSING_VERB = {"smtp": "QUIT", "pop3": "QUIT", "imap": "LOGOUT"}
+RFC_WAIT = {
+    "smtp": "RFC 5321 §4.3.1 (the client waits for each reply) and RFC 2920 §3 (PIPELINING)",
+    "pop3": "RFC 1939 §3 (a command, then its response)",
+    "imap": "RFC 3501 §2.2.1 (the client waits for the server greeting)",
+}
+RFC_CRLF = {"smtp": "RFC 5321 §2.3.8", "pop3": "RFC 1939 §3", "imap": "RFC 3501 §2.2"}
+RFC_MULTI = {"smtp": "RFC 5321 §4.2.1 (multiline replies)", "pop3": "RFC 1939 §3 (multi-line responses)",
+             "imap": "RFC 3501 §2.2.2"}
+RFC_CLOSE = {"smtp": "RFC 5321 §4.1.1.10 (QUIT)", "pop3": "RFC 1939 §6 (QUIT: the UPDATE state)",
+             "imap": "RFC 3501 §6.1.3 (LOGOUT)"}
+TRACEBACK = "Traceback (most recent call last)"
+
+
+def _timed_out(run) -> bool:
+    return run.program.timed_out
+
+
+# -- exit status -----------------------------------------------------------------------------------
+def exit_status(run) -> Outcome | None:
+    expected = run.scenario.expect_exit
+    prog = run.program
+    if expected is None:
+        return None
+    if prog.timed_out:
+        if any(c.endswith(".timeout") for c in run.scenario.checks):
+            return None  # the timeout check already took the points for hanging
+        return fail(f"exit status {expected}", f"the program was still running after {run.exercise_timeout:g} s "
+                    "and was killed", rfc="the exercise's contract")
+    if prog.signal is not None or prog.error:
+        return fail(f"exit status {expected}", f"the program {prog.status_text()}", rfc="the exercise's contract")
+    if TRACEBACK in run.stderr:
+        last = run.stderr.strip().splitlines()[-1][:200]
+        return fail(f"exit status {expected} with a clear message, never a traceback",
+                    f"the program crashed with a traceback ({last})", rfc="the exercise's contract")
+    if prog.exit_code != expected:
+        what = run.scenario.description or run.scenario.name
+        return fail(f"exit status {expected} ({what})", f"exit status {prog.exit_code}"
+                    + (f"; stderr: {run.stderr.strip()[:200]}" if run.stderr.strip() else ""),
+                    rfc="the exercise's contract")
+    if expected != 0 and not run.stderr.strip():
+        return fail(f"exit status {expected} with a message on stderr", "nothing was written to stderr",
+                    rfc="the exercise's contract")
+    return ok()
+
+
+# -- line endings ------------------------------------------------------------------------------------
+def crlf(run, protocol: str) -> Outcome:
+    for e in run.client_events():
+        if e.kind is Kind.LITERAL:
+            continue
+        raw = e.raw
+        if e.kind is Kind.COMMAND and raw.endswith(b"\n") and not raw.endswith(b"\r\n"):
+            return fail("every line the client sends ends in CRLF (\\r\\n)",
+                        "a line ended in a bare LF (\\n) without the CR", e, RFC_CRLF[protocol])
+        if e.kind is Kind.DATA:
+            body = raw
+            for i, byte in enumerate(body):
+                if byte == 0x0A and (i == 0 or body[i - 1] != 0x0D):
+                    return fail("every line of the message ends in CRLF (\\r\\n)",
+                                "a line of the message ended in a bare LF (\\n)", e, "RFC 5322 §2.1 and RFC 5321 §2.3.8")
+        if any(n.rule in ("bare-lf", "bare-cr") for n in e.notes):
+            return fail("every line ends in CRLF", "the server saw a bare LF or CR", e, RFC_CRLF[protocol])
+    return ok()
+
+
+# -- timing: waiting, whole replies, multi-line replies ----------------------------------------------
+def _pipelining(run) -> bool:
+    return any(e.side is Side.SERVER and e.kind is Kind.REPLY and b"PIPELINING" in e.raw.upper()
+               for e in run.events)
+
+
+SMTP_GROUP_OK = {"MAIL", "RCPT", "RSET", "NOOP"}  # RFC 2920 §3.1: these may be followed at once
+
+
+def waits_for_reply(run, protocol: str) -> Outcome:
+    pipelining = protocol == "smtp" and _pipelining(run)
+    prev: Event | None = None
+    first_in_session: dict[str, bool] = {}
+    for e in run.client_events():
+        how = e.info.get("arrived", "after-reply")
+        first = e.session not in first_in_session
+        first_in_session[e.session] = True
+        if how in ("before-reply", "same-segment"):
+            if protocol == "imap" and not first:
+                prev = e
+                continue  # RFC 3501 §5.5: IMAP clients may send commands without waiting
+            if pipelining and prev is not None and prev.verb.upper() in SMTP_GROUP_OK and e.kind is Kind.COMMAND:
+                prev = e
+                continue
+            if e.kind is Kind.DATA and protocol == "smtp":
+                return fail("the message is sent only after the 354 reply to DATA",
+                            "the message was sent before the 354 reply arrived", e, "RFC 5321 §4.1.1.4 (DATA)")
+            what = "the server's greeting" if first else "the reply to the previous command"
+            return fail(f"the client waits for {what} before sending",
+                        f"this was sent before {what} had arrived"
+                        + (" (PIPELINING was not advertised)" if protocol == "smtp" and not pipelining and not first else ""),
+                        e, RFC_WAIT[protocol])
+        prev = e
+    return ok()
+
+
+def whole_reply(run, protocol: str) -> Outcome:
+    for e in run.client_events():
+        if e.info.get("arrived") == "mid-line":
+            return fail("the client reads until the end of the reply line (CRLF) before acting on it",
+                        "this was sent while the previous reply line was still arriving: one recv() "
+                        "returned only part of it (TCP is a byte stream; a reply can come in several segments)",
+                        e, RFC_CRLF[protocol])
+    return ok()
+
+
+def multiline(run, protocol: str) -> Outcome | None:
+    if any(e.info.get("arrived") == "mid-line" for e in run.client_events()):
+        return None  # it reads partial lines: whole-reply takes the points, multi-line cannot be judged
+    for e in run.client_events():
+        if e.info.get("arrived") == "mid-reply":
+            hint = {"smtp": "a multi-line reply ends with the line whose code is followed by a space (250 ...), "
+                            "not a hyphen (250-...)",
+                    "pop3": "a multi-line response ends with a line holding only \".\"",
+                    "imap": "a command's response ends with its tagged status line"}[protocol]
+            return fail(f"the client reads the whole multi-line reply before the next command ({hint})",
+                        "this was sent after the first line(s) of a multi-line reply, before its last line",
+                        e, RFC_MULTI[protocol])
+    return ok()
+
+
+# -- closing -----------------------------------------------------------------------------------------
+def closes_politely(run, protocol: str) -> Outcome | None:
+    if _timed_out(run):
+        return None  # killed by the grader: the timeout/exit checks say so
+    verb = CLOSING_VERB[protocol]
+    for sid in run.sessions():
+        events = [e for e in run.events if e.session == sid]
+        server_closed = any(e.kind is Kind.CLOSE and e.side is Side.SERVER for e in events)
+        cmds = [e for e in events if e.side is Side.CLIENT and e.kind is Kind.COMMAND]
+        if server_closed:
+            continue
+        if not any(c.verb.upper() == verb for c in cmds):
+            last = cmds[-1] if cmds else None
+            return fail(f"the client ends the session with {verb} while the connection is open",
+                        f"the client closed the connection without {verb}", last, RFC_CLOSE[protocol])
+    return ok()
+
+
+def timeout(run, protocol: str) -> Outcome:
+    if run.program.timed_out:
+        return fail("when the server stops answering, the client gives up after its read timeout (10 s), "
+                    "prints a message and exits",
+                    f"the program was still waiting after {run.exercise_timeout:g} s and was killed "
+                    "(use socket.settimeout(10) and handle socket.timeout)",
+                    _last_client(run), "the exercise's contract; RFC 5321 §4.5.3.2 (timeouts)")
+    return ok()
+
+
+def _last_client(run) -> Event | None:
+    ev = run.client_events()
+    return ev[-1] if ev else None
+
+
+def _register(protocol: str) -> None:
+    check(f"{protocol}.exit-status", "Exit status as the contract requires", "the exercise's contract")(exit_status)
+    check(f"{protocol}.crlf", "Lines end in CRLF", RFC_CRLF[protocol])(lambda run, p=protocol: crlf(run, p))
+    check(f"{protocol}.waits-for-reply", "Waits for the greeting and each reply before sending",
+          RFC_WAIT[protocol])(lambda run, p=protocol: waits_for_reply(run, p))
+    check(f"{protocol}.whole-reply", "Reads whole reply lines (one recv() is not one reply)",
+          RFC_CRLF[protocol])(lambda run, p=protocol: whole_reply(run, p))
+    check(f"{protocol}.multiline", "Reads multi-line replies whole", RFC_MULTI[protocol])(
+        lambda run, p=protocol: multiline(run, p))
+    check(f"{protocol}.{CLOSING_VERB[protocol].lower()}", f"Ends with {CLOSING_VERB[protocol]}",
+          RFC_CLOSE[protocol])(lambda run, p=protocol: closes_politely(run, p))
+    check(f"{protocol}.timeout", "Times out instead of hanging when the server goes silent",
+          "the exercise's contract")(lambda run, p=protocol: timeout(run, p))
+
+
+for _p in PROTOCOLS:
+    _register(_p)
+check("mime.exit-status", "Exit status 0", "the exercise's contract")(exit_status)
+
+
+# -- policy (static: reads the submission, not a run) ---------------------------------------------------
+def banned_imports(sources: dict[str, str], banned: tuple[str, ...]) -> Outcome:
+    """Find ``import X`` / ``from X import`` / ``__import__("X")`` / ``importlib.import_module("X")``."""
+    for name, text in sources.items():
+        try:
+            tree = ast.parse(text, filename=name)
+        except SyntaxError as exc:
+            return fail("a program Python can parse", f"{name}: syntax error at line {exc.lineno}: {exc.msg}")
+        for node in ast.walk(tree):
+            found = []
+            if isinstance(node, ast.Import):
+                found = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
+                    and isinstance(node.args[0].value, str):
+                fn = node.func
+                fname = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(fn, ast.Attribute) else ""
+                if fname in ("__import__", "import_module"):
+                    found = [node.args[0].value]
+            for mod in found:
+                for ban in banned:
+                    if mod == ban or mod.startswith(ban + "."):
+                        return fail(f"no use of {', '.join(banned)} (speak the protocol over a plain socket)",
+                                    f"{name} line {node.lineno} imports {mod}")
+    return ok()
+
+
+@check("policy.imports", "Uses no banned library (smtplib, poplib, imaplib...)", static=True)
+def policy_imports(sources: dict[str, str], exercise) -> Outcome:
+    return banned_imports(sources, exercise.banned_imports)
+
+
+def read_sources(submission: Path) -> dict[str, str]:
+    files = [submission] if submission.is_file() else sorted(submission.rglob("*.py"))
+    out = {}
+    for f in files:
+        try:
+            out[f.name if submission.is_file() else str(f.relative_to(submission))] = f.read_text("utf-8", "replace")
+        except OSError:
+            pass
+    return out

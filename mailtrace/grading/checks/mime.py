@@ -1,0 +1,183 @@
+"""mime-compose checks: the message file the program wrote (RFC 5322, RFC 2045/2046/2047)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import mimetypes
+import re
+from email.header import decode_header, make_header
+from email.utils import parsedate_to_datetime
+
+from mailtrace.grading.checks import Outcome, check, fail, ok
+
+MAX_LINE = 998  # RFC 5322 §2.1.1: "Each line of characters MUST be no more than 998 characters"
+
+
+def _output(run) -> bytes | None:
+    return run.files.get(run.variables.get("arg_out", ""))
+
+
+def _missing(run) -> Outcome:
+    return fail(f"the message written to {run.variables.get('arg_out')}",
+                f"no such file ({run.program.status_text()}; stderr: {run.stderr.strip()[-200:]!r})")
+
+
+def _parse(data: bytes):
+    return email.message_from_bytes(data, policy=email.policy.compat32)
+
+
+def _line_no(data: bytes, index: int) -> int:
+    return data.count(b"\n", 0, index) + 1
+
+
+@check("mime.crlf", "Every line ends in CRLF", "RFC 5322 §2.1")
+def crlf(run) -> Outcome:
+    data = _output(run)
+    if data is None:
+        return _missing(run)
+    for i, b in enumerate(data):
+        if b == 0x0A and (i == 0 or data[i - 1] != 0x0D):
+            return fail("CRLF (\\r\\n) at the end of every line (write the file in binary mode)",
+                        f"line {_line_no(data, i)} ends in a bare LF")
+        if b == 0x0D and (i + 1 >= len(data) or data[i + 1] != 0x0A):
+            return fail("CRLF at the end of every line", f"a bare CR on line {_line_no(data, i)}")
+    return ok()
+
+
+@check("mime.line-length", "No line longer than 998 characters", "RFC 5322 §2.1.1")
+def line_length(run) -> Outcome:
+    data = _output(run)
+    if data is None:
+        return _missing(run)
+    for n, line in enumerate(data.replace(b"\r\n", b"\n").split(b"\n"), 1):
+        if len(line) > MAX_LINE:
+            return fail("lines of at most 998 characters (quoted-printable soft line breaks or base64 for long "
+                        "text lines)", f"line {n} has {len(line)} characters")
+    return ok()
+
+
+@check("mime.7bit", "7-bit clean: non-ASCII subject as RFC 2047, non-ASCII text encoded", "RFC 2047 §2; RFC 2045 §6")
+def seven_bit(run) -> Outcome:
+    data = _output(run)
+    if data is None:
+        return _missing(run)
+    for i, b in enumerate(data):
+        if b > 127:
+            head = data.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
+            where = "the header (an RFC 2047 encoded-word: =?utf-8?b?...?=)" if i < len(head) else \
+                "a body part (quoted-printable or base64, with its charset)"
+            return fail("only ASCII octets in the file", f"a raw 8-bit octet on line {_line_no(data, i)}, in {where}")
+    return ok()
+
+
+@check("mime.headers", "From, To, Subject, Date, Message-ID and MIME-Version", "RFC 5322 §3.6; RFC 2045 §4")
+def headers(run) -> Outcome:
+    data = _output(run)
+    if data is None:
+        return _missing(run)
+    m = _parse(data)
+    missing = [h for h in ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version") if m.get(h) is None]
+    if missing:
+        return fail("From, To, Subject, Date, Message-ID and MIME-Version", f"missing: {', '.join(missing)}")
+    try:
+        parsedate_to_datetime(m["Date"])
+    except (TypeError, ValueError, IndexError):
+        return fail("a Date in RFC 5322 format (email.utils.formatdate)", f"Date: {m['Date']}", rfc="RFC 5322 §3.3")
+    if not re.fullmatch(r"\s*<[^<>@\s]+@[^<>@\s]+>\s*", m["Message-ID"] or ""):
+        return fail("Message-ID: <unique@domain>", f"Message-ID: {m['Message-ID']}", rfc="RFC 5322 §3.6.4")
+    try:
+        subject = str(make_header(decode_header(m["Subject"])))
+    except Exception:
+        subject = m["Subject"]
+    if subject.strip() != run.variables.get("arg_subject", "").strip():
+        return fail(f"Subject: {run.variables.get('arg_subject')}", f"Subject (decoded): {subject}")
+    for h, arg in (("From", "arg_from"), ("To", "arg_to")):
+        want = run.variables.get(arg, "")
+        want = want[0] if isinstance(want, list) else want
+        if want.lower() not in (m.get(h) or "").lower():
+            return fail(f"{h}: {want}", f"{h}: {m.get(h)}")
+    return ok()
+
+
+def _text_of(part) -> str:
+    payload = part.get_payload(decode=True) or b""
+    try:
+        return payload.decode(part.get_content_charset() or "us-ascii")
+    except (LookupError, UnicodeDecodeError):
+        return payload.decode("utf-8", "replace")
+
+
+def _norm(text: str) -> list[str]:
+    return text.replace("\r\n", "\n").rstrip("\n").split("\n")
+
+
+@check("mime.structure", "text/plain alone, or multipart/mixed: the text first, one part per file",
+       "RFC 2046 §5.1.1, §5.1.3")
+def structure(run) -> Outcome:
+    data = _output(run)
+    if data is None:
+        return _missing(run)
+    m = _parse(data)
+    attachments = run.variables.get("arg_attach", [])
+    if not attachments:
+        if m.get_content_type() != "text/plain":
+            return fail("Content-Type: text/plain (no attachment)", f"Content-Type: {m.get_content_type()}")
+        return ok()
+    if m.get_content_type() != "multipart/mixed" or not m.is_multipart():
+        return fail("Content-Type: multipart/mixed; boundary=...", f"Content-Type: {m.get('Content-Type')}")
+    boundary = m.get_boundary() or ""
+    body = data.split(b"\r\n\r\n", 1)[-1]
+    if (b"--" + boundary.encode() + b"--") not in body:
+        return fail(f"the closing delimiter --{boundary}-- after the last part", "it is missing", rfc="RFC 2046 §5.1.1")
+    parts = m.get_payload()
+    if len(parts) != 1 + len(attachments):
+        return fail(f"{1 + len(attachments)} parts (the text, then one per --attach)", f"{len(parts)} parts")
+    if parts[0].get_content_type() != "text/plain":
+        return fail("the first part is the text/plain body", f"the first part is {parts[0].get_content_type()}")
+    return ok()
+
+
+@check("mime.text", "The text arrives as given (decoded)", "RFC 2045 §6")
+def text(run) -> Outcome:
+    data = _output(run)
+    if data is None:
+        return _missing(run)
+    m = _parse(data)
+    part = m.get_payload()[0] if m.is_multipart() else m
+    if isinstance(part, str):
+        return fail("a text part", "no text part")
+    got, want = _norm(_text_of(part)), _norm(run.variables.get("arg_text_file_text", ""))
+    if got != want:
+        for i, (a, b) in enumerate(zip(got, want)):
+            if a != b:
+                return fail(f"text line {i + 1}: {b[:80]!r}", f"{a[:80]!r}")
+        return fail(f"{len(want)} text lines", f"{len(got)} text lines")
+    return ok()
+
+
+@check("mime.attachments", "Each file as a base64 attachment part with its name and type", "RFC 2045 §6.8; RFC 2183")
+def attachments(run) -> Outcome:
+    data = _output(run)
+    if data is None:
+        return _missing(run)
+    m = _parse(data)
+    files = run.variables.get("arg_attach", [])
+    parts = m.get_payload()[1:] if m.is_multipart() else []
+    for i, name in enumerate(files):
+        if i >= len(parts):
+            return fail(f"a part for {name}", "it is missing")
+        p = parts[i]
+        disp = (p.get("Content-Disposition") or "").lower()
+        if not disp.startswith("attachment") or p.get_filename() != name:
+            return fail(f'Content-Disposition: attachment; filename="{name}"',
+                        f"Content-Disposition: {p.get('Content-Disposition')}", rfc="RFC 2183 §2")
+        if (p.get("Content-Transfer-Encoding") or "").strip().lower() != "base64":
+            return fail(f"{name} encoded in base64", f"Content-Transfer-Encoding: {p.get('Content-Transfer-Encoding')}")
+        want_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if p.get_content_type() != want_type:
+            return fail(f"Content-Type: {want_type} for {name}", f"Content-Type: {p.get_content_type()}")
+        if p.get_payload(decode=True) != run.inputs.get(name):
+            return fail(f"{name} decodes to the original {len(run.inputs.get(name, b''))} octets",
+                        f"it decodes to {len(p.get_payload(decode=True) or b'')} different octets")
+    return ok()

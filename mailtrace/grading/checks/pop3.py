@@ -1,0 +1,102 @@
+"""POP3 client checks (exercise pop3-client): saved messages, un-stuffing, deletions, errors."""
+
+from __future__ import annotations
+
+from mailtrace.grading.checks import Outcome, check, fail, ok
+from mailtrace.transcript.event import Kind, Side
+
+
+def _out_files(run) -> dict[str, bytes]:
+    out = run.variables.get("arg_out", "out").strip("/")
+    prefix = out + "/"
+    return {k[len(prefix):]: v for k, v in run.files.items() if k.startswith(prefix)}
+
+
+def _stuffed(data: bytes) -> bytes:
+    lines = data.split(b"\r\n")
+    return b"\r\n".join(b"." + x if x.startswith(b".") else x for x in lines)
+
+
+def _retr(run, n: int):
+    for e in run.commands("RETR"):
+        if e.text().split()[1:2] == [str(n)]:
+            return e
+    return None
+
+
+def _framing_only(got: bytes, want: bytes) -> bool:
+    """``got`` differs from ``want`` only by byte-stuffing left in or the terminator kept."""
+    candidates = {_stuffed(want), want + b".\r\n", _stuffed(want) + b".\r\n", want + b"\r\n.\r\n"}
+    return got != want and got in candidates
+
+
+@check("pop3.message-bytes", "Every message saved as DIR/<n>.eml, byte for byte (CRLF kept)", "RFC 1939 §7 (RETR)")
+def message_bytes(run) -> Outcome:
+    files = _out_files(run)
+    for m in run.fixture:
+        name = f"{m['n']}.eml"
+        got = files.get(name)
+        if got is None:
+            return fail(f"{run.variables.get('arg_out')}/{name} with message {m['n']}",
+                        f"no file {name} (files written: {', '.join(sorted(files)) or 'none'})", _retr(run, m["n"]))
+        if got == m["data"] or _framing_only(got, m["data"]):
+            continue
+        if got.replace(b"\r\n", b"\n") == m["data"].replace(b"\r\n", b"\n"):
+            return fail(f"{name} with CRLF line endings, exactly as the server sent them (open the file in 'wb')",
+                        "the line endings were changed to LF", _retr(run, m["n"]))
+        i = next((k for k, (a, b) in enumerate(zip(got, m["data"])) if a != b), min(len(got), len(m["data"])))
+        return fail(f"{name}: {len(m['data'])} octets exactly as in the maildrop",
+                    f"{len(got)} octets, first difference at octet {i}: got {got[max(0, i - 10):i + 20]!r}, "
+                    f"expected {m['data'][max(0, i - 10):i + 20]!r}", _retr(run, m["n"]))
+    return ok()
+
+
+@check("pop3.unstuffing", "Removes the byte-stuffing and the final '.' line", "RFC 1939 §3")
+def unstuffing(run) -> Outcome:
+    files = _out_files(run)
+    for m in run.fixture:
+        got = files.get(f"{m['n']}.eml")
+        if got is not None and _framing_only(got, m["data"]):
+            if got.endswith(b"\r\n.\r\n") and not m["data"].endswith(b"\r\n.\r\n"):
+                happened = "the terminating '.' line was saved as part of the message"
+            else:
+                happened = "lines starting with '.' were saved with the extra '.' the server added"
+            return fail("a line starting with '..' saved as '.': the first dot is stuffing; the final '.' line "
+                        "is not part of the message", happened, _retr(run, m["n"]))
+    return ok()
+
+
+@check("pop3.delete", "DELE each message with --delete, none without", "RFC 1939 §5 (DELE)")
+def delete(run) -> Outcome:
+    deles = run.commands("DELE")
+    want = "--delete" in run.variables.get("argv", [])
+    if not want:
+        if deles:
+            return fail("no DELE without --delete", "the client deleted messages", deles[0])
+        return ok()
+    numbers = {e.text().split()[1] if len(e.text().split()) > 1 else "" for e in deles}
+    for m in run.fixture:
+        if str(m["n"]) not in numbers:
+            return fail(f"DELE {m['n']} after message {m['n']} was saved", f"no DELE {m['n']}",
+                        deles[-1] if deles else _retr(run, m["n"]))
+        retr, dele = _retr(run, m["n"]), next(e for e in deles if e.text().split()[1:2] == [str(m["n"])])
+        if retr is None or retr.seq > dele.seq:
+            return fail(f"RETR {m['n']} (and saving it) before DELE {m['n']}", "DELE came first", dele)
+    return ok()
+
+
+@check("pop3.stops-after-error", "Stops after -ERR to USER or PASS (login refused)", "RFC 1939 §7 (USER, PASS)")
+def stops_after_error(run) -> Outcome:
+    refused = None
+    for e in run.events:
+        if e.side is Side.CLIENT and e.kind is Kind.COMMAND:
+            if refused is not None and e.verb.upper() not in ("QUIT", "USER", "PASS", "CAPA", "AUTH", "APOP"):
+                return fail("after the login is refused: QUIT, a message on stderr, exit 1",
+                            f"the client went on with {e.verb} after {refused.text()!r}", e)
+            if e.verb.upper() in ("USER", "PASS", "APOP"):
+                replies = run.reply_to(e)
+                if replies and replies[0].code == "-ERR":
+                    refused = replies[0]
+                elif replies and replies[0].code == "+OK" and e.verb.upper() != "USER":
+                    refused = None
+    return ok()

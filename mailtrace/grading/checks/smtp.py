@@ -1,0 +1,253 @@
+"""SMTP client checks (exercise smtp-client): envelope syntax, the message, error handling."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from email.header import decode_header, make_header
+from email.utils import getaddresses, parsedate_to_datetime
+
+from mailtrace.grading.checks import Outcome, check, fail, ok
+from mailtrace.transcript.event import Event, Kind, Side
+
+PATH = re.compile(r"^(MAIL FROM|RCPT TO):\s?<([^<>\s]*)>(\s.*)?$", re.IGNORECASE)
+
+
+def _code(run, e: Event) -> str:
+    replies = run.reply_to(e)
+    return replies[-1].code if replies else ""
+
+
+def data_events(run) -> list[Event]:
+    return [e for e in run.events if e.side is Side.CLIENT and e.kind is Kind.DATA and e.verb.upper() == "DATA"]
+
+
+def unstuff(raw: bytes) -> bytes:
+    """The message as the server stores it: final dot removed, leading dots un-stuffed (RFC 5321 §4.5.2)."""
+    for end in (b"\r\n.\r\n", b"\n.\n", b"\n.\r\n"):
+        if raw.endswith(end):
+            raw = raw[: len(raw) - len(end) + (2 if end.startswith(b"\r\n") else 1)]
+            break
+    else:
+        if raw in (b".\r\n", b".\n"):
+            raw = b""
+    lines = raw.split(b"\n")
+    return b"\n".join(line[1:] if line.startswith(b".") else line for line in lines)
+
+
+def accepted_message(run) -> tuple[Event | None, bytes | None]:
+    """The last DATA body the server answered 250 (or any body when none was)."""
+    best = (None, None)
+    for e in data_events(run):
+        if _code(run, e).startswith("2") or best[0] is None:
+            best = (e, unstuff(e.raw))
+    return best
+
+
+def _parse(msg: bytes):
+    return email.message_from_bytes(msg, policy=email.policy.compat32)
+
+
+def _decoded_header(value: str) -> str:
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:
+        return value
+
+
+@check("smtp.angle-brackets", "MAIL FROM and RCPT TO put the address in angle brackets", "RFC 5321 §4.1.1.2, §4.1.1.3")
+def angle_brackets(run) -> Outcome:
+    for e in run.commands():
+        if e.verb.upper() not in ("MAIL", "RCPT"):
+            continue
+        if not PATH.match(e.text()):
+            return fail("MAIL FROM:<sender> and RCPT TO:<recipient> (the address inside < >)",
+                        "the path was sent without angle brackets", e, "RFC 5321 §4.1.2 (Reverse-path, Forward-path)")
+    return ok()
+
+
+@check("smtp.envelope", "The envelope names the sender and every recipient", "RFC 5321 §3.3")
+def envelope(run) -> Outcome:
+    want_from = run.variables.get("arg_from", "")
+    want_to = run.variables.get("arg_to", [])
+    mails = run.commands("MAIL")
+    if not mails:
+        return fail("a MAIL FROM command", "no MAIL command was sent", None)
+    for m in mails:
+        got = PATH.match(m.text())
+        addr = got.group(2) if got else m.text().split(":", 1)[-1].strip().strip("<>")
+        if addr.lower() != want_from.lower():
+            return fail(f"MAIL FROM:<{want_from}>", f"the sender was {addr!r}", m)
+    rcpts = run.commands("RCPT")
+    got_to = []
+    for r in rcpts:
+        g = PATH.match(r.text())
+        got_to.append((g.group(2) if g else r.text().split(":", 1)[-1].strip().strip("<>")).lower())
+    missing = [a for a in want_to if a.lower() not in got_to]
+    if missing:
+        return fail(f"one RCPT TO per --to ({', '.join(want_to)})", f"no RCPT TO for {', '.join(missing)}",
+                    rcpts[-1] if rcpts else mails[-1])
+    return ok()
+
+
+@check("smtp.helo-fallback", "Falls back to HELO when EHLO is refused", "RFC 5321 §3.2, §4.1.4")
+def helo_fallback(run) -> Outcome:
+    for e in run.commands("EHLO"):
+        if _code(run, e)[:1] in ("5",):
+            later = [c for c in run.commands() if c.seq > e.seq and c.session == e.session]
+            if not later or later[0].verb.upper() != "HELO":
+                return fail("after a 5xx reply to EHLO the client sends HELO (an older server) and carries on",
+                            "the client did not send HELO after EHLO was refused", later[0] if later else e)
+            return ok()
+    return ok()
+
+
+@check("smtp.dot-stuffing", "Dot-stuffs message lines that start with '.'", "RFC 5321 §4.5.2")
+def dot_stuffing(run) -> Outcome:
+    e, _ = accepted_message(run)
+    if e is None:
+        return fail("the message sent after DATA", "no message was sent")
+    body = run.variables.get("arg_body_text", "")
+    wire = e.raw.replace(b"\r\n", b"\n")
+    for line in body.splitlines():
+        if line.startswith("."):
+            if b"\n." + line.encode("utf-8") + b"\n" not in wire:
+                return fail(f"the body line {line[:40]!r} sent as {('.' + line)[:41]!r} (an extra dot in front)",
+                            "the line went out unstuffed: the server removes its first dot (or, for a line "
+                            "holding only '.', ends the message there)", e)
+    return ok()
+
+
+@check("smtp.headers", "The message has From, To, Subject, Date and Message-ID headers", "RFC 5322 §3.6")
+def headers(run) -> Outcome:
+    e, msg = accepted_message(run)
+    if e is None:
+        return fail("a message after DATA", "no message was sent")
+    if b"\n\n" not in msg.replace(b"\r\n", b"\n"):
+        return fail("headers, an empty line, then the body", "no empty line separates the headers from the body",
+                    e, "RFC 5322 §2.1")
+    m = _parse(msg)
+    missing = [h for h in ("From", "To", "Subject", "Date", "Message-ID") if m.get(h) is None]
+    if missing:
+        return fail("From, To, Subject, Date and Message-ID header fields",
+                    f"missing: {', '.join(missing)}", e, "RFC 5322 §3.6 (Date and From are required)")
+    try:
+        parsedate_to_datetime(m["Date"])
+    except (TypeError, ValueError, IndexError):
+        return fail("a Date in RFC 5322 format (e.g. 'Thu, 26 Nov 2026 16:20:15 +0000', email.utils.formatdate)",
+                    f"Date: {m['Date']}", e, "RFC 5322 §3.3")
+    if not re.fullmatch(r"\s*<[^<>@\s]+@[^<>@\s]+>\s*", m["Message-ID"] or ""):
+        return fail("Message-ID: <unique@domain>", f"Message-ID: {m['Message-ID']}", e, "RFC 5322 §3.6.4")
+    want_subject = run.variables.get("arg_subject", "")
+    if want_subject and _decoded_header(m["Subject"]).strip() != want_subject:
+        return fail(f"Subject: {want_subject}", f"Subject: {_decoded_header(m['Subject'])}", e)
+    addrs = [a.lower() for _, a in getaddresses([_decoded_header(m.get("From", ""))])]
+    if run.variables.get("arg_from", "").lower() not in addrs:
+        return fail(f"From: {run.variables.get('arg_from')}", f"From: {m.get('From')}", e)
+    return ok()
+
+
+@check("smtp.body", "The body arrives as given (decoded, line by line)", "RFC 5322 §2.3; RFC 2045 §6")
+def body(run) -> Outcome:
+    e, msg = accepted_message(run)
+    if e is None:
+        return fail("a message after DATA", "no message was sent")
+    m = _parse(msg)
+    if m.is_multipart():
+        return fail("a single text/plain body", "a multipart message", e)
+    payload = m.get_payload(decode=True) or b""
+    charset = m.get_content_charset() or "utf-8"
+    try:
+        text = payload.decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        text = payload.decode("utf-8", "replace")
+    want = run.variables.get("arg_body_text", "")
+    norm = lambda s: [line.rstrip("\r") for line in s.replace("\r\n", "\n").rstrip("\n").split("\n")]  # noqa: E731
+    if norm(text) != norm(want):
+        got_lines, want_lines = norm(text), norm(want)
+        for i, (a, b) in enumerate(zip(got_lines, want_lines)):
+            if a != b:
+                return fail(f"body line {i + 1}: {b[:80]!r}", f"{a[:80]!r}", e)
+        return fail(f"{len(want_lines)} body lines", f"{len(got_lines)} body lines", e)
+    return ok()
+
+
+@check("smtp.7bit", "Non-ASCII text is encoded (RFC 2047 subject, QP/base64 body)", "RFC 2047 §2; RFC 2045 §6")
+def seven_bit(run) -> Outcome:
+    e, msg = accepted_message(run)
+    if e is None:
+        return fail("a message after DATA", "no message was sent")
+    if any(b > 127 for b in e.raw):
+        head = msg.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
+        where = "a header (use an RFC 2047 encoded-word: =?utf-8?b?...?=)" if any(b > 127 for b in head) \
+            else "the body (declare MIME-Version, Content-Type charset=utf-8 and a quoted-printable or base64 " \
+                 "Content-Transfer-Encoding)"
+        return fail("only 7-bit ASCII octets on a plain SMTP session", f"raw 8-bit octets in {where}", e,
+                    "RFC 5321 §2.4 (7-bit transport); RFC 2047; RFC 2045 §6")
+    m = _parse(msg)
+    if any(b > 127 for b in run.variables.get("arg_body_text", "").encode()):
+        if (m.get("Content-Transfer-Encoding") or "").strip().lower() not in ("quoted-printable", "base64") \
+                or "charset" not in (m.get("Content-Type") or "").lower():
+            return fail("MIME-Version, Content-Type: text/plain; charset=utf-8 and Content-Transfer-Encoding "
+                        "quoted-printable or base64", f"Content-Type: {m.get('Content-Type')}, "
+                        f"Content-Transfer-Encoding: {m.get('Content-Transfer-Encoding')}", e, "RFC 2045 §5, §6")
+    return ok()
+
+
+@check("smtp.stops-after-error", "Does not carry on after a 4xx/5xx reply", "RFC 5321 §4.2.1, §3.3")
+def stops_after_error(run) -> Outcome:
+    for sid in run.sessions():
+        cmds = [e for e in run.events if e.session == sid and e.side is Side.CLIENT
+                and e.kind in (Kind.COMMAND, Kind.DATA)]
+        greeting = next((e for e in run.events if e.session == sid and e.side is Side.SERVER
+                         and e.kind is Kind.REPLY), None)
+        if greeting is not None and greeting.code[:1] in ("4", "5"):
+            bad = [c for c in cmds if c.verb.upper() not in ("QUIT",)]
+            if bad:
+                return fail("after a 4xx/5xx greeting the client sends only QUIT (or closes) and exits 2",
+                            f"the client went on with {bad[0].verb}", bad[0], "RFC 5321 §3.1, §4.2.1")
+        accepted_rcpt = False
+        mail_ok = True
+        for c in cmds:
+            verb = c.verb.upper()
+            code = _code(run, c)
+            if verb in ("MAIL",):
+                mail_ok = code.startswith("2")
+                accepted_rcpt = False
+                if not mail_ok:
+                    later = [x for x in cmds if x.seq > c.seq and x.verb.upper() in ("RCPT", "DATA")]
+                    if later:
+                        return fail("after MAIL is refused, no RCPT or DATA (QUIT, or RSET)",
+                                    f"the client sent {later[0].verb} after MAIL got {code}", later[0])
+            elif verb == "RCPT" and code.startswith("2"):
+                accepted_rcpt = True
+            elif verb == "DATA" and c.kind is Kind.COMMAND and not accepted_rcpt:
+                return fail("no DATA when no recipient was accepted (QUIT, exit 1)",
+                            "the client sent DATA although every RCPT was refused", c)
+            elif verb == "DATA" and c.kind is Kind.DATA:
+                dcmd = [x for x in cmds if x.kind is Kind.COMMAND and x.verb.upper() == "DATA" and x.seq < c.seq]
+                if dcmd and not _code(run, dcmd[-1]).startswith("3"):
+                    return fail("the message is sent only after 354", f"DATA was answered {_code(run, dcmd[-1])}", c)
+    return ok()
+
+
+@check("smtp.partial-recipients", "Goes on when one recipient is refused and names it on stderr", "RFC 5321 §3.3")
+def partial_recipients(run) -> Outcome:
+    refused = [r for r in run.commands("RCPT") if _code(run, r)[:1] in ("4", "5")]
+    if not refused:
+        return fail("one RCPT TO per recipient", "no recipient was refused: did the client send every --to?")
+    want = run.variables.get("arg_to", [])
+    sent = run.commands("RCPT")
+    if len(sent) < len(want):
+        return fail("after a refused RCPT the client goes on with the other recipients",
+                    f"only {len(sent)} of {len(want)} RCPT commands were sent", refused[0])
+    if not data_events(run):
+        return fail("the message is sent to the recipients that were accepted (DATA)",
+                    "no message was sent", refused[-1])
+    for r in refused:
+        g = PATH.match(r.text())
+        addr = g.group(2) if g else r.text()
+        if addr.lower() not in run.stderr.lower():
+            return fail(f"the refused recipient {addr} named on stderr", f"stderr: {run.stderr.strip()[:200]!r}", r)
+    return ok()

@@ -1,0 +1,166 @@
+"""Exercises and scenarios as data: ``exercises/<name>/exercise.toml`` + ``scenarios/*.toml``.
+
+An instructor edits these files, never Python.  ``exercise.toml`` says which program a
+submission must contain, which imports are banned and how many points each check is worth::
+
+    name = "smtp-client"
+    protocol = "smtp"                 # the scripted server to run ("" for none: mime-compose)
+    program = "smtp_client.py"
+    banned_imports = ["smtplib"]
+    [checks."smtp.crlf"]
+    points = 2
+    visibility = "visible"            # visible | hidden | after_due_date
+
+Each ``scenarios/*.toml`` holds ``[[scenario]]`` tables: the program's arguments and input
+files (with ``{placeholders}`` filled from data randomised per run), the server script (faults,
+see :mod:`mailtrace.grading.faults`), the mailbox fixture, the exit status expected and the
+checks that apply.  See exercises/README.md for every field.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailtrace.grading.faults import ServerScript
+
+VISIBILITIES = ("visible", "hidden", "after_due_date")
+PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+
+
+class ExerciseError(Exception):
+    """An exercise or scenario file is wrong (the message says where)."""
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    id: str
+    points: float = 1.0
+    visibility: str = "visible"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str = ""
+    args: tuple[str, ...] = ()
+    files: dict[str, str] = field(default_factory=dict)  # input files: name -> template
+    binary_files: dict[str, str] = field(default_factory=dict)  # name -> data variable (bytes)
+    expect_exit: int | None = 0
+    checks: tuple[str, ...] = ()
+    timeout: float | None = None
+    server: dict[str, Any] = field(default_factory=dict)  # ServerScript (templated)
+    mailbox: dict[str, Any] = field(default_factory=dict)  # fixture (templated)
+    options: dict[str, Any] = field(default_factory=dict)  # anything else checks may read
+
+
+@dataclass
+class Exercise:
+    name: str
+    directory: Path
+    protocol: str
+    program: str
+    title: str = ""
+    banned_imports: tuple[str, ...] = ()
+    timeout: float = 10.0
+    checks: dict[str, CheckConfig] = field(default_factory=dict)
+    scenarios: list[Scenario] = field(default_factory=list)
+    policy_checks: tuple[str, ...] = ()
+
+    def scenario(self, name: str) -> Scenario:
+        for s in self.scenarios:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+def exercises_root() -> Path | None:
+    """The repository's exercises/ directory (beside the package, or under the cwd)."""
+    here = Path(__file__).resolve().parents[2] / "exercises"
+    for candidate in (here, Path.cwd() / "exercises"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def find_exercise(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if (path / "exercise.toml").is_file():
+        return path
+    root = exercises_root()
+    if root is not None and (root / name_or_path / "exercise.toml").is_file():
+        return root / name_or_path
+    known = sorted(p.name for p in root.iterdir() if (p / "exercise.toml").is_file()) if root else []
+    raise ExerciseError(f"no exercise {name_or_path!r}" + (f" (known: {', '.join(known)})" if known else ""))
+
+
+def load_exercise(name_or_path: str) -> Exercise:
+    directory = find_exercise(name_or_path)
+    data = _load_toml(directory / "exercise.toml")
+    checks = {}
+    for cid, conf in data.get("checks", {}).items():
+        vis = conf.get("visibility", "visible")
+        if vis not in VISIBILITIES:
+            raise ExerciseError(f"{directory / 'exercise.toml'}: check {cid}: visibility must be one of {VISIBILITIES}")
+        checks[cid] = CheckConfig(cid, float(conf.get("points", 1)), vis)
+    ex = Exercise(name=data.get("name", directory.name), directory=directory, protocol=data.get("protocol", ""),
+                  program=data["program"], title=data.get("title", ""),
+                  banned_imports=tuple(data.get("banned_imports", ())), timeout=float(data.get("timeout", 10)),
+                  checks=checks, policy_checks=tuple(data.get("policy_checks", ())))
+    from mailtrace.grading.checks import load_all
+
+    REGISTRY = load_all()
+    for cid in checks:
+        if cid not in REGISTRY:
+            raise ExerciseError(f"{directory / 'exercise.toml'}: unknown check {cid!r}")
+    for path in sorted((directory / "scenarios").glob("*.toml")):
+        for raw in _load_toml(path).get("scenario", []):
+            sc = _scenario(raw, path)
+            for cid in sc.checks:
+                if cid not in REGISTRY:
+                    raise ExerciseError(f"{path}: scenario {sc.name}: unknown check {cid!r}")
+                if cid not in checks:
+                    raise ExerciseError(f"{path}: scenario {sc.name}: check {cid!r} has no points in exercise.toml")
+            ServerScript.from_dict(sc.server)  # fail early on a bad fault
+            ex.scenarios.append(sc)
+    names = [s.name for s in ex.scenarios]
+    if len(set(names)) != len(names):
+        raise ExerciseError(f"{directory}: duplicate scenario names")
+    return ex
+
+
+def _scenario(raw: dict, path: Path) -> Scenario:
+    known = set(Scenario.__dataclass_fields__)
+    try:
+        base = {k: v for k, v in raw.items() if k in known}
+        options = {k: v for k, v in raw.items() if k not in known}
+        base["args"] = tuple(base.get("args", ()))
+        base["checks"] = tuple(base.get("checks", ()))
+        if "expect_exit" in base and base["expect_exit"] == -1:
+            base["expect_exit"] = None
+        return Scenario(**base, options=options)
+    except TypeError as exc:
+        raise ExerciseError(f"{path}: {exc}") from None
+
+
+def _load_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text("utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ExerciseError(f"{path}: {exc}") from None
+
+
+def fill(value: Any, variables: dict[str, Any]) -> Any:
+    """Replace ``{name}`` placeholders in strings (recursively); unknown ones stay as they are."""
+    if isinstance(value, str):
+        return PLACEHOLDER.sub(lambda m: str(variables[m.group(1)]) if m.group(1) in variables else m.group(0), value)
+    if isinstance(value, list):
+        return [fill(v, variables) for v in value]
+    if isinstance(value, tuple):
+        return tuple(fill(v, variables) for v in value)
+    if isinstance(value, dict):
+        return {fill(k, variables): fill(v, variables) for k, v in value.items()}
+    return value

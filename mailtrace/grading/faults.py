@@ -1,0 +1,318 @@
+"""Fault injection as data: a layer between the scripted server's shell and a real protocol core.
+
+Theory of operation: the scripted server runs the *real* core (``SmtpServerConnection``,
+``Pop3ServerConnection``, ``ImapServerConnection``) and this layer rewrites what the core says,
+never what it understands.  The core's outputs for one chunk of client input are grouped per
+client event (a command, a DATA body, a literal): the ``Send`` outputs and the server ``Event``
+records that follow a client event are its reply.  A :class:`Fault` that matches the client event
+(by verb, by a substring of the line, by occurrence) can
+
+* replace the reply (``reply``: new lines, e.g. ``550 5.1.1 no such user``; ``{tag}`` is the IMAP tag),
+* put lines before it (``before``: unsolicited ``* 4 EXISTS``, ``* OK [ALERT] ...``),
+* hold it back (``delay`` seconds), cut it into TCP segments (``split`` octets per segment,
+  ``split_delay`` apart) or put all of it into one segment (``coalesce``),
+* withhold it and everything after it (``action = "silence"``: the client must time out),
+* close the connection instead of replying (``action = "close"``) or right after (``"close-after"``).
+
+The greeting has its own overrides (``greeting`` lines, ``greeting_delay``, ``greeting_close``),
+and ``split_all`` cuts every reply into segments (the "one recv() is not one reply" scenarios).
+
+The layer is sans-I/O like the core: it returns *actions* (record an event, write bytes, sleep,
+close) that the shell in :mod:`mailtrace.grading.scripted` carries out in order.  Overridden
+replies are recorded as the core would have: a server ``REPLY`` event per line, with the code
+parsed from the line, so checks and feedback read one honest transcript.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from mailtrace.protocols.base import Close, Pending, Send
+from mailtrace.transcript.event import Event, Kind, Side
+
+ACTIONS = ("reply", "silence", "close", "close-after")
+CLIENT_KINDS = (Kind.COMMAND, Kind.DATA, Kind.LITERAL)
+
+
+@dataclass(frozen=True)
+class Fault:
+    on: str = "*"  # verb ("RCPT", "PASS", "SELECT"); "." = end of a DATA body; "*" = any
+    match: str = ""  # the client line must contain this (case-insensitive)
+    nth: int = 0  # only the nth matching event (1-based); 0 = every one
+    reply: tuple[str, ...] = ()  # replacement reply lines (without CRLF)
+    before: tuple[str, ...] = ()  # lines sent before the reply (unsolicited responses)
+    delay: float = 0.0
+    split: int = 0  # octets per segment; -1: each line in two segments
+    split_delay: float = 0.05
+    coalesce: bool = False
+    action: str = "reply"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Fault":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
+        d = dict(d)
+        for key in ("reply", "before"):
+            if isinstance(d.get(key), str):
+                d[key] = (d[key],)
+            if key in d:
+                d[key] = tuple(d[key])
+        if d.get("action", "reply") not in ACTIONS:
+            raise ValueError(f"fault action must be one of {ACTIONS}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class ServerScript:
+    """How the scripted server departs from the plain core (all optional)."""
+
+    greeting: tuple[str, ...] = ()
+    greeting_delay: float = 0.0
+    greeting_close: bool = False
+    split_all: int = 0  # cut every reply into segments of this many octets
+    split_lines: bool = False  # cut every reply line in two segments (mid-line, then the rest)
+    split_delay: float = 0.05
+    faults: tuple[Fault, ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ServerScript":
+        d = dict(d)
+        faults = tuple(Fault.from_dict(f) for f in d.pop("faults", ()))
+        if isinstance(d.get("greeting"), str):
+            d["greeting"] = (d["greeting"],)
+        if "greeting" in d:
+            d["greeting"] = tuple(d["greeting"])
+        d.pop("none", None)  # no server at all (handled by the grader)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown server field(s): {', '.join(sorted(unknown))}")
+        return cls(**d, faults=faults)
+
+
+# -- actions for the shell ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Write:
+    data: bytes
+    unit_end: bool = False  # the last segment of a reply
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Record:
+    event: Event
+
+
+@dataclass(frozen=True)
+class Hangup:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Slow core work (a Pending): the shell runs it in a thread, then asks the layer to resume."""
+
+    pending: Pending
+    fault: Fault | None
+    trigger: Event | None
+
+
+def _code_of(line: str, protocol: str) -> str:
+    word = line.split(" ", 1)[0].split("-", 1)[0]
+    if protocol == "imap":
+        parts = line.split(" ")
+        if len(parts) > 1 and parts[1].upper() in ("OK", "NO", "BAD", "BYE", "PREAUTH"):
+            return parts[1].upper()
+        return "+" if line.startswith("+") else ""
+    return word
+
+
+@dataclass
+class FaultLayer:
+    """Wraps one core for one connection; see the module docstring."""
+
+    core: Any
+    script: ServerScript
+    protocol: str
+    counts: dict[int, int] = field(default_factory=dict)
+    silenced: bool = False
+    closed: bool = False
+
+    @property
+    def idle_timeout_seconds(self) -> float:
+        return getattr(self.core, "idle_timeout_seconds", 0) or 0
+
+    def start(self) -> list:
+        outputs = self.core.start()
+        s = self.script
+        actions: list = []
+        if s.greeting_delay:
+            actions.append(Sleep(s.greeting_delay))
+        if s.greeting:
+            events = [o for o in outputs if isinstance(o, Event) and o.side is not Side.SERVER]
+            actions += [Record(e) for e in events]
+            actions += self._reply_lines(list(s.greeting), None, verb="", tag="")
+            actions += self._segments(b"".join(_crlf(x) for x in s.greeting), self._split(), s.split_delay, False)
+            if s.greeting_close:
+                actions.append(Hangup("scripted: closed after the greeting"))
+                self.closed = True
+            return actions
+        actions += self._plain(outputs, None)
+        if s.greeting_close:
+            actions.append(Hangup("scripted: closed after the greeting"))
+            self.closed = True
+        return actions
+
+    def receive(self, data: bytes) -> list:
+        return self._group(self.core.receive(data))
+
+    def eof(self) -> list:
+        return self._group(self.core.eof())
+
+    def idle_timeout(self) -> list:
+        return self._group(self.core.idle_timeout())
+
+    def notify(self) -> list:
+        return self._group(self.core.notify())
+
+    def resume(self, wait: Wait, result: Any) -> list:
+        return self._group(wait.pending.resume(result), fault=wait.fault, trigger=wait.trigger)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _match(self, event: Event) -> Fault | None:
+        key = "." if event.kind is Kind.DATA else event.verb.upper()
+        line = event.text(show_secrets=True)
+        for i, fault in enumerate(self.script.faults):
+            if fault.on not in ("*", key):
+                continue
+            if fault.match and fault.match.lower() not in line.lower():
+                continue
+            self.counts[i] = self.counts.get(i, 0) + 1
+            if fault.nth and self.counts[i] != fault.nth:
+                continue
+            return fault
+        return None
+
+    def _group(self, outputs: list, fault: Fault | None = None, trigger: Event | None = None) -> list:
+        """Split outputs at each client event; apply that event's fault to its reply."""
+        actions: list = []
+        group: list = []
+        current: Event | None = trigger
+        for out in outputs:
+            if isinstance(out, Event) and out.side is Side.CLIENT and out.kind in CLIENT_KINDS:
+                actions += self._apply(group, fault, current)
+                group, current = [], out
+                actions.append(Record(out))
+                fault = self._match(out)
+            else:
+                group.append(out)
+        actions += self._apply(group, fault, current)
+        return actions
+
+    def _apply(self, group: list, fault: Fault | None, trigger: Event | None) -> list:
+        if not group and fault is None:
+            return []
+        if self.silenced or self.closed:
+            return [Record(o) for o in group if isinstance(o, Event) and o.side is not Side.SERVER]
+        for i, out in enumerate(group):
+            if isinstance(out, Pending):  # the reply comes after slow work: apply the fault then
+                return (self._apply(group[:i], None, trigger) if i else []) + [Wait(out, fault, trigger)]
+        if fault is None:
+            return self._plain(group, None)
+        actions: list = []
+        if fault.action == "silence":
+            self.silenced = True
+            return [Record(o) for o in group if isinstance(o, Event) and o.side is not Side.SERVER]
+        if fault.action == "close":
+            self.closed = True
+            return [Hangup("scripted: closed instead of replying")]
+        if fault.delay:
+            actions.append(Sleep(fault.delay))
+        tag = trigger.tag if trigger is not None else ""
+        verb = trigger.verb if trigger is not None else ""
+        lines = [x.replace("{tag}", tag) for x in fault.before]
+        wire = b"".join(_crlf(x) for x in lines)
+        actions += self._reply_lines(lines, None, verb=verb, tag="*")
+        if fault.reply:
+            reply = [x.replace("{tag}", tag) for x in fault.reply]
+            actions += self._reply_lines(reply, None, verb=verb, tag=tag)
+            actions += [Record(o) for o in group if isinstance(o, Event) and o.side is not Side.SERVER]
+            wire += b"".join(_crlf(x) for x in reply)
+            close = any(isinstance(o, Close) for o in group)
+        else:
+            actions += [Record(o) for o in group if isinstance(o, Event)]
+            wire += b"".join(o.data for o in group if isinstance(o, Send))
+            close = any(isinstance(o, Close) for o in group)
+        split = fault.split or self._split()
+        split_delay = fault.split_delay if fault.split else self.script.split_delay
+        if fault.coalesce:
+            actions.append(Write(wire, unit_end=True))
+        else:
+            actions += self._segments(wire, split, split_delay, False)
+        if close:
+            actions.append(Hangup(next((o.reason for o in group if isinstance(o, Close)), "")))
+        if fault.action == "close-after":
+            self.closed = True
+            actions.append(Hangup("scripted: closed after replying"))
+        return actions
+
+    def _plain(self, group: list, _fault) -> list:
+        actions: list = []
+        for out in group:
+            if isinstance(out, Event):
+                actions.append(Record(out))
+            elif isinstance(out, Send):
+                actions += self._segments(out.data, self._split(), self.script.split_delay, False)
+            elif isinstance(out, Close):
+                actions.append(Hangup(out.reason))
+            elif isinstance(out, Pending):
+                actions.append(Wait(out, None, None))  # (only reached for the greeting)
+        return actions
+
+    def _reply_lines(self, lines: list[str], _unused, verb: str, tag: str) -> list:
+        out = []
+        for line in lines:
+            ev_tag = ""
+            if self.protocol == "imap":
+                ev_tag = line.split(" ", 1)[0]
+            out.append(Record(Event(side=Side.SERVER, kind=Kind.REPLY, raw=_crlf(line),
+                                    code=_code_of(line, self.protocol), verb=verb, tag=ev_tag,
+                                    info={"scripted": "1"})))
+        return out
+
+    def _split(self) -> int:
+        return -1 if self.script.split_lines else self.script.split_all
+
+    @staticmethod
+    def _segments(wire: bytes, split: int, delay: float, _unused: bool) -> list:
+        if not wire:
+            return []
+        if split == -1:
+            pieces = []
+            for line in wire.splitlines(keepends=True):
+                half = max(1, (len(line) - 2) // 2)
+                pieces += [line[:half], line[half:]] if len(line) > 3 else [line]
+        elif split <= 0 or len(wire) <= split:
+            return [Write(wire, unit_end=True)]
+        else:
+            pieces = [wire[i:i + split] for i in range(0, len(wire), split)]
+        actions: list = []
+        for i, piece in enumerate(pieces):
+            if i:
+                actions.append(Sleep(delay))
+            actions.append(Write(piece, unit_end=i == len(pieces) - 1))
+        return actions
+
+
+def _crlf(line: str) -> bytes:
+    return line.encode("utf-8") + b"\r\n"
+
+
+def mark(event: Event, **info: str) -> Event:
+    """A copy of ``event`` with extra ``info`` facts (how and when it arrived)."""
+    return replace(event, info={**event.info, **info})

@@ -1,0 +1,348 @@
+"""The grader: run every scenario of an exercise against one submission, then score the checks.
+
+For each scenario: draw the data from the seed, build a lab (Maildir store with the scenario's
+mailbox fixture), start the scripted server (the real core behind the fault layer), give the
+program a fresh working directory with its input files, run it in the sandbox, collect what it
+left (transcript, exit status, output, files, the store afterwards) into a :class:`Run`, and
+apply the scenario's checks.  Scenarios run in parallel (``jobs``), each in its own sandbox slot
+(its own uid when running as root).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import queue
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from mailtrace.grading import data as gdata
+from mailtrace.grading.checks import REGISTRY, feedback, load_all
+from mailtrace.grading.checks.common import read_sources
+from mailtrace.grading.exercise import Exercise, Scenario, fill
+from mailtrace.grading.faults import ServerScript
+from mailtrace.grading.report import CheckResult, Report, ScenarioResult
+from mailtrace.grading.run import Run
+from mailtrace.grading.sandbox import Limits, ProgramResult, Sandbox
+from mailtrace.transcript.recorder import MemorySink, Recorder
+
+#: the most the grader keeps of the files a program wrote (per scenario)
+MAX_COLLECTED = 8 * 1024 * 1024
+#: a submission folder larger than this is refused (copied once per scenario)
+MAX_SUBMISSION = 5 * 1024 * 1024
+REPEATABLE = ("to", "attach")
+
+
+class SubmissionError(Exception):
+    pass
+
+
+def find_program(exercise: Exercise, submission: Path) -> tuple[Path, str]:
+    """(directory to copy, program file name inside it)."""
+    if submission.is_file():
+        return submission, submission.name
+    if not submission.is_dir():
+        raise SubmissionError(f"no such file or folder: {submission}")
+    if (submission / exercise.program).is_file():
+        return submission, exercise.program
+    found = sorted(submission.rglob(exercise.program))
+    if found:
+        return found[0].parent, exercise.program
+    py = sorted(submission.glob("*.py"))
+    if len(py) == 1:
+        return submission, py[0].name
+    raise SubmissionError(f"{submission}: no {exercise.program} in the submission")
+
+
+def _copy_submission(source: Path, program: str, workdir: Path) -> list[str]:
+    if source.is_file():
+        shutil.copy2(source, workdir / program)
+        return [program]
+    names = []
+    total = 0
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
+            continue
+        if path.is_file():
+            total += path.stat().st_size
+            if total > MAX_SUBMISSION:
+                raise SubmissionError(f"submission larger than {MAX_SUBMISSION // 1024 // 1024} MiB")
+            (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, workdir / rel)
+            names.append(str(rel))
+    return names
+
+
+def _arg_variables(argv: list[str], files: dict[str, bytes]) -> dict:
+    out: dict = {"argv": list(argv)}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--") and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            key = "arg_" + a[2:].replace("-", "_")
+            if a[2:] in REPEATABLE:
+                out.setdefault(key, []).append(argv[i + 1])
+            else:
+                out[key] = argv[i + 1]
+            i += 2
+        else:
+            i += 1
+    for opt in ("body_file", "text_file"):
+        name = out.get(f"arg_{opt}")
+        if name is not None and name in files:
+            out[f"arg_{opt.split('_')[0]}_text" if opt == "body_file" else "arg_text_file_text"] = \
+                files[name].decode("utf-8", "replace")
+    out.setdefault("arg_to", [])
+    out.setdefault("arg_attach", [])
+    return out
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class _Fixture:
+    """The lab (store + users) of one scenario, and the mailbox content it starts with."""
+
+    def __init__(self, exercise: Exercise, scenario: Scenario, variables: dict, rng, labdir: Path) -> None:
+        from mailtrace.servers.lab import Lab
+
+        box = fill(scenario.mailbox, variables)
+        users = {}
+        if exercise.protocol == "smtp":
+            for key in ("rcpt1", "rcpt2", "rcpt3"):
+                users[variables[key].split("@")[0]] = "x"
+        self.user = box.get("user", variables.get("user", "student"))
+        users[self.user] = box.get("password", variables.get("password", "secret"))
+        self.lab = Lab(directory=labdir, users=users)
+        self.store = self.lab.open_store()
+        self.messages: list[dict] = []
+        if not box:
+            return
+        folders = {"INBOX": box.get("messages", [])}
+        folders.update(box.get("folders", {}))
+        seen = set(box.get("seen", []))  # 1-based positions in INBOX
+        for name, kinds in folders.items():
+            if name != "INBOX":
+                self.store.create_mailbox(self.user, name)
+            if box.get("random_uids", True):  # burn a random number of UIDs so they cannot be guessed
+                burn = [self.store.deliver(self.user, gdata.message("plain", rng), name) for _ in range(rng.randint(1, 6))]
+                self.store.mailbox(self.user, name).expunge([m.uid for m in burn])
+            for pos, kind in enumerate(kinds, 1):
+                data = gdata.message(kind, rng)
+                info = self.store.deliver(self.user, data, name)
+                flags = set()
+                if name == "INBOX" and pos in seen:
+                    self.store.mailbox(self.user, name).set_flags(info.uid, {"\\Seen"})
+                    flags.add("\\Seen")
+                self.messages.append({"n": pos, "uid": info.uid, "mailbox": name, "kind": kind,
+                                      "data": self.store.mailbox(self.user, name).read(info.uid), "flags": flags})
+
+    def after(self, mailbox: str = "INBOX") -> dict:
+        try:
+            mb = self.store.mailbox(self.user, mailbox)
+            mb.refresh()
+            return {"messages": [{"uid": m.uid, "flags": set(m.flags)} for m in mb.messages()]}
+        except Exception as exc:  # the store is not what is graded
+            return {"messages": [], "error": str(exc)}
+
+
+def core_factory(protocol: str, lab):
+    from mailtrace.servers.base import ConnectionContext
+    from mailtrace.servers.lab import core_factory as lab_factory
+
+    factory = lab_factory(protocol, lab)
+    return lambda: factory(ConnectionContext(client="127.0.0.1:0", server="127.0.0.1:0", tls=False))
+
+
+def run_scenario(exercise: Exercise, scenario: Scenario, submission: Path, seed: int, sandbox: Sandbox) -> Run:
+    rng = gdata.rng_for(seed, exercise.name, scenario.name)
+    variables = gdata.variables(rng)
+    labdir = Path(tempfile.mkdtemp(prefix="mailtrace-lab-"))
+    workdir = sandbox.make_workdir()
+    server = None
+    try:
+        fixture = _Fixture(exercise, scenario, variables, rng, labdir)
+        script_data = fill(scenario.server, variables)
+        recorder = Recorder()
+        sink = MemorySink()
+        recorder.add_sink(sink)
+        variables["host"] = "127.0.0.1"
+        if exercise.protocol and not script_data.get("none"):
+            script = ServerScript.from_dict(script_data)
+            from mailtrace.grading.scripted import ScriptedServer
+
+            server = ScriptedServer(exercise.protocol, core_factory(exercise.protocol, fixture.lab), script, recorder)
+            variables["port"] = server.start()
+        else:
+            variables["port"] = _closed_port()
+        source, program = find_program(exercise, submission)
+        own = set(_copy_submission(source, program, workdir))
+        inputs: dict[str, bytes] = {}
+        for name, template in scenario.files.items():
+            inputs[name] = fill(template, variables).encode("utf-8")
+        for name, var in scenario.binary_files.items():
+            name = fill(name, variables)
+            inputs[name] = variables[var]
+        for name, content in inputs.items():
+            (workdir / name).write_bytes(content)
+        sandbox.give(workdir)
+        argv = [str(a) for a in fill(list(scenario.args), variables)]
+        variables.update(_arg_variables(argv, inputs))
+        limits = sandbox.limits
+        sb = replace(sandbox, limits=replace(limits, timeout=scenario.timeout or exercise.timeout)) \
+            if (scenario.timeout or exercise.timeout) != limits.timeout else sandbox
+        result = sb.run([sandbox.python(), program, *argv], workdir)
+        if server is not None:
+            deadline = time.monotonic() + 1.0  # let the server record the last bytes and the close
+            while any(not t.done() for t in list(server.tasks)) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            server.stop()
+        files = _collect(workdir, own | set(inputs))
+        box = variables.get("arg_mailbox", "INBOX")
+        return Run(exercise=exercise, scenario=scenario, variables=variables, program=result,
+                   events=list(sink.events), files=files, inputs=inputs, fixture=fixture.messages,
+                   store_after=fixture.after(box) if fixture.messages else {},
+                   server_errors=list(server.errors) if server else [])
+    finally:
+        if server is not None:
+            server.stop()
+        sandbox.remove_workdir(workdir)
+        shutil.rmtree(labdir, ignore_errors=True)
+
+
+def _collect(workdir: Path, skip: set[str]) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    total = 0
+    for root, dirs, files in os.walk(workdir):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in files:
+            path = Path(root) / name
+            rel = str(path.relative_to(workdir))
+            if rel in skip or path.is_symlink():
+                continue
+            try:
+                size = path.stat().st_size
+                if total + size > MAX_COLLECTED:
+                    continue
+                out[rel] = path.read_bytes()
+                total += size
+            except OSError:
+                continue
+    return out
+
+
+# -- scoring ------------------------------------------------------------------------------------------
+def score_run(run: Run, weights: dict[str, float], lang: str = "en") -> ScenarioResult:
+    results = []
+    for cid in run.scenario.checks:
+        chk = REGISTRY[cid]
+        conf = run.exercise.checks[cid]
+        try:
+            outcome = chk.fn(run)
+        except Exception as exc:  # a check bug must not cost the student: report it, give the points
+            outcome = None
+            note = f"(check error: {type(exc).__name__}: {exc})"
+        else:
+            note = ""
+        max_points = weights[cid]
+        if outcome is None:
+            results.append(CheckResult(cid, chk.title, True, max_points, max_points, note, conf.visibility, False))
+            continue
+        fraction = 1.0 if outcome.passed else (outcome.fraction or 0.0)
+        results.append(CheckResult(cid, chk.title, outcome.passed, round(max_points * fraction, 4), max_points,
+                                   feedback(outcome, chk, run.events), conf.visibility, True))
+    from mailtrace.transcript.text import render_text
+
+    return ScenarioResult(name=run.scenario.name, description=run.scenario.description, checks=results,
+                          status=run.program.status_text(), exit_code=run.program.exit_code,
+                          duration=round(run.program.duration, 3),
+                          stdout=run.stdout[-2000:], stderr=run.stderr[-2000:],
+                          transcript=render_text(run.events, show_secrets=True, fold=False)[-20000:],
+                          events=run.events)
+
+
+def weights(exercise: Exercise) -> dict[str, float]:
+    """A check's points are shared among the scenarios it applies to."""
+    counts: dict[str, int] = {}
+    for sc in exercise.scenarios:
+        for cid in sc.checks:
+            counts[cid] = counts.get(cid, 0) + 1
+    return {cid: exercise.checks[cid].points / n for cid, n in counts.items()}
+
+
+def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs: int = 2,
+          limits: Limits | None = None, scenarios: list[str] | None = None, slot_base: int = 0,
+          progress=None) -> Report:
+    load_all()
+    if seed is None:
+        seed = int.from_bytes(os.urandom(3), "big")
+    started = time.time()
+    t0 = time.monotonic()
+    submission = Path(submission)
+    w = weights(exercise)
+    report = Report(exercise=exercise.name, submission=str(submission), seed=seed, started=started)
+    # policy (static) checks
+    try:
+        source, program = find_program(exercise, submission)
+    except SubmissionError as exc:
+        report.error = str(exc)
+        report.max_score = round(sum(c.points for c in exercise.checks.values()), 4)
+        return report
+    sources = read_sources(submission)
+    policy = []
+    for cid in exercise.policy_checks:
+        chk = REGISTRY[cid]
+        outcome = chk.fn(sources, exercise)
+        pts = exercise.checks[cid].points
+        policy.append(CheckResult(cid, chk.title, outcome.passed, pts if outcome.passed else 0.0, pts,
+                                  feedback(outcome, chk, []), exercise.checks[cid].visibility, True))
+    if policy:
+        report.scenarios.append(ScenarioResult(name="policy", description="static analysis of the source",
+                                               checks=policy, status="not run"))
+    chosen = [s for s in exercise.scenarios if scenarios is None or s.name in scenarios]
+    slots: queue.Queue = queue.Queue()
+    for i in range(max(1, jobs)):
+        slots.put(slot_base + i)
+    base_limits = limits or Limits(timeout=exercise.timeout)
+
+    def one(sc: Scenario) -> ScenarioResult:
+        slot = slots.get()
+        try:
+            sandbox = Sandbox(limits=base_limits, slot=slot)
+            try:
+                run = run_scenario(exercise, sc, submission, seed, sandbox)
+            except Exception as exc:  # never the grader: the scenario is lost, with the reason
+                return _broken(sc, w, exercise, f"{type(exc).__name__}: {exc}")
+            report.enforced = run.program.enforced
+            return score_run(run, w)
+        finally:
+            slots.put(slot)
+            if progress is not None:
+                progress()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = list(pool.map(one, chosen))
+    report.scenarios.extend(results)
+    report.duration = round(time.monotonic() - t0, 3)
+    report.finish()
+    return report
+
+
+def _broken(sc: Scenario, w: dict[str, float], exercise: Exercise, error: str) -> ScenarioResult:
+    checks = [CheckResult(cid, REGISTRY[cid].title, False, 0.0, w[cid], f"The scenario could not run: {error}",
+                          exercise.checks[cid].visibility, True) for cid in sc.checks]
+    return ScenarioResult(name=sc.name, description=sc.description, checks=checks, status=f"error: {error}")
+
+
+def _unused(_: ProgramResult) -> None:  # keeps the import for type checkers
+    pass

@@ -1,0 +1,198 @@
+"""Grading reports: the data, and its renderings (JSON, text/rich, JUnit XML, Gradescope JSON).
+
+The JSON form is documented in mailtrace/grading/README.md; its top-level keys are stable:
+``exercise, submission, score, max_score, seed, scenarios[] {name, checks[] {id, passed,
+points, max_points, feedback}}`` plus extra keys (``format``, ``enforced``...).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from xml.sax.saxutils import escape
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class CheckResult:
+    id: str
+    title: str
+    passed: bool
+    points: float
+    max_points: float
+    feedback: str = ""
+    visibility: str = "visible"
+    judged: bool = True  # False: not judged here (another check took the points for this mistake)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "title": self.title, "passed": self.passed, "points": round(self.points, 2),
+                "max_points": round(self.max_points, 2), "feedback": self.feedback, "visibility": self.visibility,
+                "judged": self.judged}
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    description: str = ""
+    checks: list[CheckResult] = field(default_factory=list)
+    status: str = ""
+    exit_code: int | None = None
+    duration: float = 0.0
+    stdout: str = ""
+    stderr: str = ""
+    transcript: str = ""
+    events: list = field(default_factory=list, repr=False)
+
+    @property
+    def points(self) -> float:
+        return sum(c.points for c in self.checks)
+
+    @property
+    def max_points(self) -> float:
+        return sum(c.max_points for c in self.checks)
+
+    def to_dict(self, transcripts: bool = True) -> dict:
+        d = {"name": self.name, "description": self.description, "status": self.status,
+             "exit_code": self.exit_code, "duration": self.duration,
+             "points": round(self.points, 2), "max_points": round(self.max_points, 2),
+             "checks": [c.to_dict() for c in self.checks]}
+        if transcripts:
+            d.update(stdout=self.stdout, stderr=self.stderr, transcript=self.transcript)
+        return d
+
+
+@dataclass
+class Report:
+    exercise: str
+    submission: str
+    seed: int
+    started: float = 0.0
+    duration: float = 0.0
+    scenarios: list[ScenarioResult] = field(default_factory=list)
+    score: float = 0.0
+    max_score: float = 0.0
+    enforced: tuple[str, ...] = ()
+    error: str = ""
+
+    def finish(self) -> None:
+        self.score = round(sum(s.points for s in self.scenarios), 2)
+        self.max_score = round(sum(s.max_points for s in self.scenarios), 2)
+
+    def checks_by_id(self) -> dict[str, tuple[float, float]]:
+        """id -> (points, max_points) summed over scenarios."""
+        out: dict[str, list[float]] = {}
+        for s in self.scenarios:
+            for c in s.checks:
+                acc = out.setdefault(c.id, [0.0, 0.0])
+                acc[0] += c.points
+                acc[1] += c.max_points
+        return {k: (round(v[0], 4), round(v[1], 4)) for k, v in out.items()}
+
+    def lost(self) -> dict[str, float]:
+        """Checks that lost points, and how many."""
+        return {k: round(m - p, 4) for k, (p, m) in self.checks_by_id().items() if m - p > 1e-6}
+
+    def to_dict(self, transcripts: bool = True) -> dict:
+        return {"format": f"mailtrace-grade/{FORMAT_VERSION}", "exercise": self.exercise,
+                "submission": self.submission, "seed": self.seed, "score": self.score,
+                "max_score": self.max_score, "started": self.started, "duration": self.duration,
+                "enforced": list(self.enforced), "error": self.error,
+                "scenarios": [s.to_dict(transcripts) for s in self.scenarios]}
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
+
+
+def to_junit(report: Report) -> str:
+    """JUnit XML: one testsuite per scenario, one testcase per check (GitHub Classroom, CI)."""
+    cases = sum(len(s.checks) for s in report.scenarios)
+    failures = sum(1 for s in report.scenarios for c in s.checks if not c.passed)
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           f'<testsuites name="{escape(report.exercise)}" tests="{cases}" failures="{failures}" '
+           f'time="{report.duration:.3f}">']
+    for s in report.scenarios:
+        fails = sum(1 for c in s.checks if not c.passed)
+        out.append(f'  <testsuite name="{escape(s.name)}" tests="{len(s.checks)}" failures="{fails}" '
+                   f'time="{s.duration:.3f}">')
+        for c in s.checks:
+            name = escape(f"{c.id} ({c.points:g}/{c.max_points:g})", {'"': "&quot;"})
+            out.append(f'    <testcase classname="{escape(report.exercise)}.{escape(s.name)}" name="{name}">')
+            if not c.passed:
+                out.append(f'      <failure message="{escape(c.title, {chr(34): "&quot;"})}">'
+                           f"{escape(c.feedback)}</failure>")
+            out.append("    </testcase>")
+        if s.stderr:
+            out.append(f"    <system-err>{escape(s.stderr)}</system-err>")
+        out.append("  </testsuite>")
+    out.append(f"  <!-- seed {report.seed}; score {report.score:g}/{report.max_score:g} -->")
+    out.append("</testsuites>")
+    return "\n".join(out) + "\n"
+
+
+def to_gradescope(report: Report) -> str:
+    """Gradescope's results.json: one test per (scenario, check), visibility per check."""
+    tests = []
+    for s in report.scenarios:
+        for c in s.checks:
+            tests.append({"name": f"{s.name}: {c.title}", "number": c.id, "score": round(c.points, 4),
+                          "max_score": round(c.max_points, 4), "visibility": c.visibility,
+                          "status": "passed" if c.passed else "failed",
+                          "output": c.feedback or ("passed" if c.passed else "")})
+    out = {"score": report.score, "execution_time": report.duration, "visibility": "visible",
+           "stdout_visibility": "hidden",
+           "output": f"mailtrace grade {report.exercise}, seed {report.seed}"
+                     + (f"\n{report.error}" if report.error else ""),
+           "tests": tests}
+    if report.error:
+        out["score"] = 0
+    return json.dumps(out, indent=2, ensure_ascii=False)
+
+
+def to_text(report: Report, *, verbose: bool = False) -> str:
+    lines = [f"mailtrace grade: {report.exercise}  {report.submission}",
+             f"score {report.score:g} / {report.max_score:g}    seed {report.seed} (--seed {report.seed} reproduces this run)"]
+    if report.error:
+        lines.append(f"ERROR: {report.error}")
+    for s in report.scenarios:
+        lines.append("")
+        lines.append(f"== {s.name}: {s.points:.2f}/{s.max_points:.2f}  [{s.status}]  {s.description}")
+        for c in s.checks:
+            mark = "PASS" if c.passed else "FAIL"
+            lines.append(f"  {mark} {c.id:28} {c.points:5.2f}/{c.max_points:<5.2f} {c.title}")
+            if not c.passed and c.feedback:
+                lines.extend("       " + x for x in c.feedback.splitlines())
+        if verbose and s.transcript:
+            lines.append("  transcript:")
+            lines.extend("    " + x for x in s.transcript.splitlines())
+    if report.enforced:
+        lines.append("")
+        lines.append("sandbox: " + "; ".join(report.enforced))
+    return "\n".join(lines) + "\n"
+
+
+def print_rich(report: Report, console) -> None:
+    from rich.markup import escape as resc
+    from rich.table import Table
+
+    colour = "green" if report.score >= report.max_score - 1e-6 else "yellow" if report.score else "red"
+    console.print(f"[bold]{resc(report.exercise)}[/bold]  {resc(report.submission)}")
+    console.print(f"score [bold {colour}]{report.score:g} / {report.max_score:g}[/]   seed {report.seed}")
+    if report.error:
+        console.print(f"[red]error:[/red] {resc(report.error)}")
+    for s in report.scenarios:
+        table = Table(title=f"{s.name} — {s.points:.2f}/{s.max_points:.2f} — {s.status}", title_justify="left",
+                      show_header=False, box=None, padding=(0, 1))
+        for c in s.checks:
+            table.add_row("[green]✔[/]" if c.passed else "[red]✘[/]", resc(c.id),
+                          f"{c.points:.2f}/{c.max_points:.2f}", resc(c.title))
+        console.print(table)
+        for c in s.checks:
+            if not c.passed and c.feedback:
+                console.print(f"    [red]{resc(c.id)}[/red]")
+                for line in c.feedback.splitlines():
+                    style = "bold red" if line.lstrip().startswith(">>") else ""
+                    console.print(f"      [{style}]{resc(line)}[/]" if style else f"      {resc(line)}")
+    if report.enforced:
+        console.print("[dim]sandbox: " + resc("; ".join(report.enforced)) + "[/dim]")

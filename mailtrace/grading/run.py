@@ -1,0 +1,79 @@
+"""What one scenario run left behind: the single input of every check.
+
+A check is a pure function of a :class:`Run`: the transcript (the same ``Event`` records every
+other part of mailtrace produces), the program's exit status and output, the files it wrote,
+the data it was given and what the scripted server's store holds afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailtrace.grading.exercise import Exercise, Scenario
+from mailtrace.grading.sandbox import ProgramResult
+from mailtrace.transcript.event import Event, Kind, Side
+
+
+@dataclass
+class Run:
+    exercise: Exercise
+    scenario: Scenario
+    variables: dict[str, Any]
+    program: ProgramResult
+    events: list[Event] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)  # written by the program (path relative to cwd)
+    inputs: dict[str, bytes] = field(default_factory=dict)  # input files given to it
+    fixture: list[dict] = field(default_factory=list)  # POP3/IMAP: [{n, uid, data, mailbox}] before the run
+    store_after: dict[str, Any] = field(default_factory=dict)  # {"messages": [{uid, flags, ...}], ...}
+    server_errors: list[str] = field(default_factory=list)
+    lang: str = "en"
+
+    @property
+    def exercise_timeout(self) -> float:
+        return self.scenario.timeout or self.exercise.timeout
+
+    @property
+    def server_options(self) -> dict[str, Any]:
+        return self.scenario.server
+
+    def client_events(self) -> list[Event]:
+        return [e for e in self.events if e.side is Side.CLIENT and e.kind in (Kind.COMMAND, Kind.DATA, Kind.LITERAL)]
+
+    def commands(self, verb: str | None = None) -> list[Event]:
+        return [e for e in self.events if e.side is Side.CLIENT and e.kind is Kind.COMMAND
+                and (verb is None or e.verb.upper() == verb)]
+
+    def sessions(self) -> list[str]:
+        seen: list[str] = []
+        for e in self.events:
+            if e.session and e.session not in seen:
+                seen.append(e.session)
+        return seen
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return self.scenario.options.get(key, default)
+
+    @property
+    def stderr(self) -> str:
+        return self.program.stderr.decode("utf-8", errors="replace")
+
+    @property
+    def stdout(self) -> str:
+        return self.program.stdout.decode("utf-8", errors="replace")
+
+    def reply_to(self, event: Event) -> list[Event]:
+        """The server events that came after ``event`` until the next client event."""
+        out = []
+        started = False
+        for e in self.events:
+            if e is event:
+                started = True
+                continue
+            if not started:
+                continue
+            if e.side is Side.CLIENT and e.kind in (Kind.COMMAND, Kind.DATA, Kind.LITERAL):
+                break
+            if e.side is Side.SERVER and e.kind is Kind.REPLY:
+                out.append(e)
+        return out

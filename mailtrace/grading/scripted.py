@@ -1,0 +1,207 @@
+"""The scripted server: a real protocol core behind a fault layer, on 127.0.0.1 port 0.
+
+Theory of operation: the grader needs one thing the lab shell (``mailtrace.servers.base``) does
+not give: *when* the client's bytes arrived relative to the server's reply.  A student whose
+client treats one ``recv()`` as one reply sends its next command while the reply is still coming
+(RFC 5321 §4.2: "an SMTP client [...] MUST wait for the reply"; RFC 1939 §3 and RFC 3501 §2.2.2
+say the same of their replies).  So this shell reads and writes concurrently: a reader task
+feeds the core the moment bytes arrive, a writer task carries out the fault layer's actions
+(segments, delays, closes) in order, and each client event is stamped with how it arrived:
+
+``info["arrived"]`` = ``"after-reply"`` (fine), ``"before-reply"`` (nothing of the reply owed
+had been sent: before the greeting, or without waiting), ``"mid-line"`` (part of a reply line
+had been sent: one recv() taken for a whole reply), ``"mid-reply"`` (whole lines of a
+multi-line reply had been sent, not its last line) or ``"same-segment"`` (sent in one go with
+the previous command, before its reply).
+
+Everything is recorded through the shared ``Recorder`` (the grader gives it a ``MemorySink``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from typing import Callable
+
+from mailtrace.grading.faults import FaultLayer, Hangup, Record, ServerScript, Sleep, Wait, Write, mark
+from mailtrace.transcript.event import Event, Side
+from mailtrace.transcript.recorder import Recorder
+
+READ_CHUNK = 65536
+
+
+class _Conn:
+    def __init__(self, layer: FaultLayer, session, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.layer = layer
+        self.session = session
+        self.reader = reader
+        self.writer = writer
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.busy = 0  # actions queued or being carried out
+        self.unit_sent = b""  # bytes of the reply being written so far
+        self.pending_mark: str | None = None
+        self.carry: str | None = None
+        self.emitted = False
+        self.closed = False
+
+    # -- writer --------------------------------------------------------------------------------
+    def enqueue(self, actions: list) -> None:
+        for action in actions:
+            if isinstance(action, Record) and action.event.side is Side.CLIENT:
+                self._record_client(action.event)
+                continue
+            self.busy += 1
+            self.queue.put_nowait(action)
+
+    async def write_loop(self) -> None:
+        while True:
+            action = await self.queue.get()
+            try:
+                if isinstance(action, Record):
+                    self.session.record(action.event)
+                elif isinstance(action, Sleep):
+                    await asyncio.sleep(action.seconds)
+                elif isinstance(action, Write):
+                    if not self.closed:
+                        self.unit_sent += action.data
+                        self.writer.write(action.data)
+                        with contextlib.suppress(ConnectionError):
+                            await self.writer.drain()
+                    if action.unit_end:
+                        self.unit_sent = b""
+                elif isinstance(action, Hangup):
+                    self._hangup(action.reason)
+                elif isinstance(action, Wait):
+                    result = await asyncio.to_thread(action.pending.job)
+                    self.enqueue_front(self.layer.resume(action, result))
+            finally:
+                self.busy -= 1
+
+    def enqueue_front(self, actions: list) -> None:
+        rest = []
+        while not self.queue.empty():
+            rest.append(self.queue.get_nowait())
+        self.busy -= len(rest)
+        self.enqueue(actions)
+        for item in rest:
+            self.busy += 1
+            self.queue.put_nowait(item)
+
+    def _hangup(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.session.close(Side.SERVER, reason)
+        self.writer.close()
+
+    # -- reader --------------------------------------------------------------------------------
+    def _arrival(self) -> str:
+        if self.busy <= 0:
+            return "after-reply"
+        if not self.unit_sent:
+            return "before-reply"
+        return "mid-reply" if self.unit_sent.endswith(b"\n") else "mid-line"
+
+    def _record_client(self, event: Event) -> None:
+        how = self.pending_mark or "after-reply"
+        self.pending_mark = "same-segment"  # until the next chunk arrives
+        self.emitted = True
+        self.session.record(mark(event, arrived=how))
+
+    async def read_loop(self) -> None:
+        while not self.closed:
+            try:
+                data = await self.reader.read(READ_CHUNK)
+            except (ConnectionError, OSError):
+                data = b""
+            if not data:
+                if not self.closed:
+                    self.enqueue(self.layer.eof())
+                    self.queue.put_nowait(Hangup("client closed the connection"))
+                    self.busy += 1
+                    self.session.close(Side.CLIENT, "client closed the connection")
+                    self.closed = True
+                return
+            # the first byte of a client event decides how it arrived (a line may come in pieces)
+            if self.carry is None:
+                self.carry = self._arrival()
+            self.pending_mark, self.emitted = self.carry, False
+            self.enqueue(self.layer.receive(data))
+            if self.emitted:
+                self.carry = None
+
+
+class ScriptedServer:
+    """One listening socket, one event loop thread; ``start()`` returns the port."""
+
+    def __init__(self, protocol: str, core_factory: Callable[[], object], script: ServerScript,
+                 recorder: Recorder) -> None:
+        self.protocol = protocol
+        self.core_factory = core_factory
+        self.script = script
+        self.recorder = recorder
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name=f"scripted-{protocol}")
+        self.tasks: set[asyncio.Task] = set()
+        self.errors: list[str] = []
+        self.port = 0
+        self._server: asyncio.base_events.Server | None = None
+
+    def start(self) -> int:
+        self.thread.start()
+        fut = asyncio.run_coroutine_threadsafe(self._start(), self.loop)
+        self.port = fut.result(10)
+        return self.port
+
+    async def _start(self) -> int:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, limit=READ_CHUNK)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self.tasks.add(task)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        local = writer.get_extra_info("sockname") or ("?", 0)
+        session = self.recorder.session(self.protocol, client=f"{peer[0]}:{peer[1]}",
+                                        server=f"{local[0]}:{local[1]}", mode="grade")
+        conn = None
+        writer_task = None
+        try:
+            layer = FaultLayer(self.core_factory(), self.script, self.protocol)
+            conn = _Conn(layer, session, reader, writer)
+            writer_task = asyncio.create_task(conn.write_loop())
+            conn.enqueue(layer.start())
+            await conn.read_loop()
+            while conn.busy > 0 and not writer_task.done():
+                await asyncio.sleep(0.005)
+        except Exception as exc:  # a bug must cost one connection, never the grader
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            session.close(Side.SERVER, f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            if writer_task is not None:
+                writer_task.cancel()
+            session.close(Side.NONE)
+            writer.close()
+            self.tasks.discard(task)
+
+    def stop(self) -> None:
+        async def _stop() -> None:
+            if self._server is not None:
+                self._server.close()
+            for task in list(self.tasks):
+                task.cancel()
+            await asyncio.sleep(0)
+
+        if self.thread.is_alive():
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(5)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+        with contextlib.suppress(Exception):
+            self.loop.close()
