@@ -32,6 +32,10 @@ def _b64(text: str) -> bytes | None:
         return None
 
 
+def _decorated(text: str) -> bool:
+    return text.endswith("]") and "  [" in text
+
+
 def _str(data: bytes) -> str:
     return data.decode("utf-8", errors="backslashreplace")
 
@@ -61,6 +65,8 @@ class CredentialDecoder:
         if event.side is not Side.CLIENT or event.kind not in (Kind.COMMAND, Kind.DATA):
             return event
         text = event.text(show_secrets=True)
+        if _decorated(text):  # already decoded (a transcript saved without secrets)
+            return event
         if self._mech:
             return self._payload(event, text)
         words = text.split()

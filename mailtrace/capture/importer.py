@@ -1,0 +1,193 @@
+"""Captures (pcap, pcapng, or a live tcpdump pipe) to annotated transcripts.
+
+Each TCP conversation is reassembled (``reassembly``), its protocol identified by port
+(``mailtrace.proxy.registry``) or by the server's greeting ("220", "+OK", "* OK"), and both
+byte streams are fed to the protocol's observer through the same ``Tracer`` as the proxy, with
+the packet timestamps.  Conversations that are not mail (no known port, no greeting) are left
+out unless a port or protocol was asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterable
+
+from mailtrace.capture.packets import tcp_segment
+from mailtrace.capture.pcapfile import read_packets
+from mailtrace.capture.reassembly import CLIENT, SERVER, Flow, Reassembler
+from mailtrace.proxy.registry import PORT_PROTOCOL, UNKNOWN, protocol_by_greeting
+from mailtrace.proxy.trace import Tracer
+from mailtrace.transcript.event import Event, Kind, Side
+from mailtrace.transcript.recorder import Recorder
+
+SIDES = (Side.CLIENT, Side.SERVER)
+GREETING_WAIT = 4096  # octets of a conversation looked at to find a greeting before giving up
+_IGNORED = object()
+
+
+def _fmt(addr: tuple[str, int]) -> str:
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass
+class ImportStats:
+    packets: int = 0
+    tcp_segments: int = 0
+    conversations: int = 0
+    sessions: int = 0
+    gaps: int = 0
+    first_ts: float | None = None
+    last_ts: float = 0.0
+    protocols: dict = field(default_factory=dict)
+
+
+class _Pending:
+    """A conversation whose protocol is not known yet: its bytes wait for a greeting."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, int, object, float]] = []
+        self.octets = 0
+
+
+class CaptureImporter:
+    """The reassembler's consumer: one ``Tracer`` per mail conversation."""
+
+    def __init__(self, recorder: Recorder, *, port: int | None = None, protocol: str | None = None,
+                 show_secrets: bool = False) -> None:
+        self.recorder = recorder
+        self.port = port
+        self.protocol = protocol
+        self.show_secrets = show_secrets
+        self.stats = ImportStats()
+        self.reassembler = Reassembler(self, server_side=self._from_server)
+
+    # -- which side is the server, which protocol -------------------------------------
+    def _from_server(self, seg) -> bool | None:
+        if self.port is not None:
+            if seg.sport == self.port:
+                return True
+            if seg.dport == self.port:
+                return False
+        if seg.sport in PORT_PROTOCOL and seg.dport not in PORT_PROTOCOL:
+            return True
+        if seg.dport in PORT_PROTOCOL and seg.sport not in PORT_PROTOCOL:
+            return False
+        if seg.payload[:4] in (b"+OK ", b"-ERR", b"* OK") or seg.payload[:3].isdigit():
+            return True
+        return None
+
+    def _protocol_by_port(self, flow: Flow) -> str | None:
+        if self.protocol:
+            return self.protocol
+        return PORT_PROTOCOL.get(flow.addr[SERVER][1])
+
+    # -- the consumer interface ---------------------------------------------------------
+    def open(self, flow: Flow, ts: float) -> None:
+        self.stats.conversations += 1
+        if self.port is not None and self.port not in (flow.addr[CLIENT][1], flow.addr[SERVER][1]):
+            flow.consumer_state = _IGNORED
+            return
+        protocol = self._protocol_by_port(flow)
+        if protocol is None and self.port is not None:
+            flow.consumer_state = _Pending()
+            return
+        flow.consumer_state = self._start(flow, protocol, ts) if protocol else _Pending()
+
+    def _start(self, flow: Flow, protocol: str, ts: float) -> Tracer:
+        session = self.recorder.session(protocol, client=_fmt(flow.addr[CLIENT]), server=_fmt(flow.addr[SERVER]),
+                                        mode="capture", started=flow.first_ts)
+        self.stats.sessions += 1
+        self.stats.protocols[protocol] = self.stats.protocols.get(protocol, 0) + 1
+        tracer = Tracer(session, protocol, show_secrets=self.show_secrets)
+        tracer.t0 = flow.first_ts  # type: ignore[attr-defined]
+        if flow.midstream:
+            session.record(Event(side=Side.NONE, kind=Kind.GAP,
+                                 info={"reason": "the capture starts after the connection was opened"}), ts - flow.first_ts)
+        return tracer
+
+    def _tracer(self, flow: Flow, what: str, args: tuple, ts: float) -> Tracer | None:
+        state = flow.consumer_state
+        if state is _IGNORED or state is None:
+            return None
+        if isinstance(state, _Pending):
+            state.items.append((what, *args, ts))
+            if what == "data":
+                state.octets += len(args[1])
+            protocol = None
+            server_data = b"".join(a[2] for a in state.items if a[0] == "data" and a[1] == SERVER)
+            if server_data:
+                protocol = protocol_by_greeting(server_data)
+            if protocol is None and self.port is not None and (server_data or state.octets > GREETING_WAIT or what == "close"):
+                protocol = UNKNOWN
+            if protocol is None:
+                if state.octets > GREETING_WAIT or (server_data and len(server_data) >= 4) or what == "close":
+                    flow.consumer_state = _IGNORED  # not a mail conversation
+                return None
+            tracer = self._start(flow, protocol, state.items[0][-1])
+            flow.consumer_state = tracer
+            for item in state.items:
+                self._apply(tracer, item[0], item[1:-1], item[-1])
+            return None
+        return state
+
+    def _apply(self, tracer: Tracer, what: str, args: tuple, ts: float) -> None:
+        t = ts - tracer.t0  # type: ignore[attr-defined]
+        if what == "data":
+            tracer.feed(SIDES[args[0]], args[1], t)
+        elif what == "gap":
+            self.stats.gaps += 1
+            if tracer.parsing:
+                tracer.session.record(Event(side=SIDES[args[0]], kind=Kind.GAP, info={"octets": str(args[1])}), t)
+            else:
+                tracer.unseen[SIDES[args[0]]] += args[1]
+        elif what == "close":
+            tracer.finish(SIDES[args[0]], args[1], t)
+
+    def data(self, flow: Flow, side: int, data: bytes, ts: float) -> None:
+        tracer = self._tracer(flow, "data", (side, data), ts)
+        if tracer is not None:
+            self._apply(tracer, "data", (side, data), ts)
+
+    def gap(self, flow: Flow, side: int, octets: int, ts: float) -> None:
+        tracer = self._tracer(flow, "gap", (side, octets), ts)
+        if tracer is not None:
+            self._apply(tracer, "gap", (side, octets), ts)
+
+    def close(self, flow: Flow, side: int, reason: str, ts: float) -> None:
+        tracer = self._tracer(flow, "close", (side, reason), ts)
+        if tracer is not None:
+            self._apply(tracer, "close", (side, reason), ts)
+
+    # -- feeding ------------------------------------------------------------------------
+    def feed_packets(self, packets: Iterable[tuple[float, int, bytes]]) -> ImportStats:
+        stats = self.stats
+        segment = self.reassembler.segment
+        ts = 0.0
+        for ts, linktype, frame in packets:
+            stats.packets += 1
+            seg = tcp_segment(linktype, frame)
+            if seg is None:
+                continue
+            stats.tcp_segments += 1
+            if stats.first_ts is None:
+                stats.first_ts = ts
+            segment(seg, ts)
+        stats.last_ts = ts
+        return stats
+
+    def finish(self) -> ImportStats:
+        self.reassembler.finish(self.stats.last_ts)
+        return self.stats
+
+
+def import_capture(source: str | Path | BinaryIO, recorder: Recorder, **kw) -> ImportStats:
+    """Read a pcap/pcapng file (a path or an open binary stream) into ``recorder``."""
+    importer = CaptureImporter(recorder, **kw)
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as f:
+            importer.feed_packets(read_packets(f))
+    else:
+        importer.feed_packets(read_packets(source))
+    return importer.finish()

@@ -1,0 +1,231 @@
+"""pcap export (tshark decodes it as the transcript) and import (reassembly of reordered,
+duplicated, missing segments; captures that start mid-session; a real tcpdump capture)."""
+
+from __future__ import annotations
+
+import io
+import random
+import shutil
+import smtplib
+import subprocess
+import time
+
+import pytest
+
+from mailtrace.capture.export import ACK, FIN, PSH, SYN, export, tcp_frame
+from mailtrace.capture.importer import import_capture
+from mailtrace.capture.pcapfile import CaptureFormatError, PcapWriter, read_packets
+from mailtrace.proxy.trace import Tracer
+from mailtrace.transcript.event import Kind, Side
+from mailtrace.transcript.recorder import MemorySink, Recorder
+from test_proxy_support import LoopThread, loop_thread, start_aiosmtpd, start_proxy, wait_closed  # noqa: F401
+
+SMTP_DIALOGUE = [
+    ("S", b"220 lab.test ESMTP ready\r\n"),
+    ("C", b"EHLO client.test\r\n"),
+    ("S", b"250-lab.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"),
+    ("C", b"MAIL FROM:<alice@lab.test>\r\n"),
+    ("S", b"250 2.1.0 OK\r\n"),
+    ("C", b"RCPT TO:<bob@lab.test>\r\n"),
+    ("S", b"250 2.1.5 OK\r\n"),
+    ("C", b"DATA\r\n"),
+    ("S", b"354 go ahead\r\n"),
+    ("C", b"Subject: test\r\n\r\nline one\r\n..dot line\r\n.\r\n"),
+    ("S", b"250 2.0.0 queued\r\n"),
+    ("C", b"QUIT\r\n"),
+    ("S", b"221 2.0.0 bye\r\n"),
+]
+POP3_DIALOGUE = [
+    ("S", b"+OK POP3 ready\r\n"), ("C", b"USER alice\r\n"), ("S", b"+OK\r\n"), ("C", b"PASS secret\r\n"),
+    ("S", b"+OK 1 message\r\n"), ("C", b"STAT\r\n"), ("S", b"+OK 1 120\r\n"), ("C", b"QUIT\r\n"), ("S", b"+OK bye\r\n"),
+]
+IMAP_DIALOGUE = [
+    ("S", b"* OK IMAP4rev1 ready\r\n"), ("C", b"a1 CAPABILITY\r\n"), ("S", b"* CAPABILITY IMAP4rev1\r\na1 OK done\r\n"),
+    ("C", b"a2 LOGIN alice secret\r\n"), ("S", b"a2 OK logged in\r\n"), ("C", b"a3 LOGOUT\r\n"),
+    ("S", b"* BYE\r\na3 OK bye\r\n"),
+]
+
+
+def transcript(protocol, dialogue, client="127.0.0.1:40000", server="127.0.0.1:2525", show_secrets=True):
+    """Events of a scripted dialogue, parsed by the protocol's observer (as the proxy would)."""
+    mem = MemorySink()
+    session = Recorder([mem]).session(protocol, client=client, server=server, mode="proxy", started=1_700_000_000.0)
+    tracer = Tracer(session, protocol, show_secrets=show_secrets)
+    for i, (who, data) in enumerate(dialogue):
+        tracer.feed(Side.CLIENT if who == "C" else Side.SERVER, data, t=0.1 * (i + 1))
+    tracer.finish(Side.CLIENT, "client closed the connection", t=0.1 * (len(dialogue) + 1))
+    return mem.events
+
+
+def dialogue_of(events):
+    return [(e.side.value, e.raw) for e in events if e.kind in (Kind.COMMAND, Kind.REPLY, Kind.DATA, Kind.LITERAL)]
+
+
+def streams_of(events):
+    out = {"C": b"", "S": b""}
+    for side, raw in dialogue_of(events):
+        out[side] += raw
+    return out
+
+
+def reimport(data: bytes, **kw):
+    mem = MemorySink()
+    stats = import_capture(io.BytesIO(data), Recorder([mem]), **kw)
+    return mem.events, stats
+
+
+def test_export_is_wellformed_tcp_and_round_trips():
+    events = transcript("smtp", SMTP_DIALOGUE)
+    buf = io.BytesIO()
+    export(events, buf, pcapng=False)
+    frames = list(read_packets(io.BytesIO(buf.getvalue())))
+    assert len(frames) == 3 + len(dialogue_of(events)) + 3  # handshake, one segment per event, FIN/FIN/ACK
+    assert frames[0][0] == pytest.approx(1_700_000_000.0)
+    back, stats = reimport(buf.getvalue())
+    assert stats.sessions == 1 and stats.gaps == 0
+    assert streams_of(back) == streams_of(events)
+    assert back[0].info["server"] == "127.0.0.1:25"  # exported on the standard port
+    assert back[-1].kind is Kind.CLOSE
+
+
+@pytest.mark.skipif(not shutil.which("tshark"), reason="tshark is not installed")
+@pytest.mark.parametrize("protocol,dialogue,filt,field", [
+    ("smtp", SMTP_DIALOGUE, "smtp", "smtp.req.command"),
+    ("pop3", POP3_DIALOGUE, "pop", "pop.request.command"),
+    ("imap", IMAP_DIALOGUE, "imap", "imap.request.command"),
+])
+def test_tshark_lists_the_transcripts_requests(tmp_path, protocol, dialogue, filt, field):
+    events = transcript(protocol, dialogue)
+    out = tmp_path / "x.pcapng"
+    export(events, out, show_secrets=True)
+    res = subprocess.run(["tshark", "-r", str(out), "-Y", filt, "-T", "fields", "-e", field, "-e", "frame.comment"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    rows = [line.split("\t") for line in res.stdout.splitlines()]
+    commands = [r[0].upper() for r in rows if r[0]]
+    wanted = [e.verb.upper() for e in events if e.kind is Kind.COMMAND]
+    assert commands == wanted
+    # every request and response of the transcript is one decoded frame, with its annotation
+    assert len(rows) == len(dialogue_of(events))
+    assert all(r[1] for r in rows if r[0])
+
+
+def test_import_reordered_duplicated_segments_same_dialogue():
+    events = transcript("smtp", SMTP_DIALOGUE)
+    c, s = ("127.0.0.1", 40000), ("127.0.0.1", 25)
+    streams = {Side.CLIENT: b"", Side.SERVER: b""}
+    segments = []  # (side, seq, payload) in dialogue order, each write cut in pieces
+    seqs = {Side.CLIENT: 1001, Side.SERVER: 5001}
+    for who, data in SMTP_DIALOGUE:
+        side = Side.CLIENT if who == "C" else Side.SERVER
+        pieces = [data[i:i + 7] for i in range(0, len(data), 7)]
+        turn = []
+        for p in pieces:
+            turn.append((side, seqs[side], p))
+            seqs[side] += len(p)
+        streams[side] += data
+        rnd = random.Random(len(segments))
+        shuffled = turn[:]
+        rnd.shuffle(shuffled)  # reordered within the turn
+        shuffled.insert(rnd.randrange(len(shuffled) + 1), turn[0])  # a retransmission
+        if len(turn) > 2:  # an overlapping retransmission: the end of piece 0 and all of piece 1
+            shuffled.append((side, turn[1][1] - 3, turn[0][2][-3:] + turn[1][2]))
+        segments.extend(shuffled)
+    buf = io.BytesIO()
+    w = PcapWriter(buf)
+    t = 1000.0
+    w.write(t, tcp_frame(c, s, 1000, 0, SYN, b"", Side.CLIENT))
+    w.write(t, tcp_frame(s, c, 5000, 1001, SYN | ACK, b"", Side.SERVER))
+    w.write(t, tcp_frame(c, s, 1001, 5001, ACK, b"", Side.CLIENT))
+    for side, seq, payload in segments:
+        t += 0.001
+        src, dst = (c, s) if side is Side.CLIENT else (s, c)
+        w.write(t, tcp_frame(src, dst, seq, 0, PSH, payload, side))  # no ACK flag: no ack-based gap guesses
+    back, stats = reimport(buf.getvalue())
+    assert stats.gaps == 0
+    got = streams_of(back)
+    assert got == {"C": streams[Side.CLIENT], "S": streams[Side.SERVER]}
+    assert [(s_, r) for s_, r in dialogue_of(back)] == [(s_, r) for s_, r in dialogue_of(events)]
+
+
+def _simple_capture(drop_handshake=False, drop_index=None):
+    c, s = ("127.0.0.1", 40001), ("127.0.0.1", 110)
+    buf = io.BytesIO()
+    w = PcapWriter(buf)
+    seq = {Side.CLIENT: 1001, Side.SERVER: 5001}
+    t = 50.0
+    if not drop_handshake:
+        w.write(t, tcp_frame(c, s, 1000, 0, SYN, b"", Side.CLIENT))
+        w.write(t, tcp_frame(s, c, 5000, 1001, SYN | ACK, b"", Side.SERVER))
+        w.write(t, tcp_frame(c, s, 1001, 5001, ACK, b"", Side.CLIENT))
+    for i, (who, data) in enumerate(POP3_DIALOGUE):
+        side = Side.CLIENT if who == "C" else Side.SERVER
+        other = Side.SERVER if side is Side.CLIENT else Side.CLIENT
+        src, dst = (c, s) if side is Side.CLIENT else (s, c)
+        if i != drop_index:
+            w.write(t + i, tcp_frame(src, dst, seq[side], seq[other], PSH | ACK, data, side))
+        seq[side] += len(data)
+    w.write(t + 20, tcp_frame(s, c, seq[Side.SERVER], seq[Side.CLIENT], FIN | ACK, b"", Side.SERVER))
+    w.write(t + 20, tcp_frame(c, s, seq[Side.CLIENT], seq[Side.SERVER] + 1, FIN | ACK, b"", Side.CLIENT))
+    return buf.getvalue()
+
+
+def test_import_missing_segment_becomes_a_gap():
+    back, stats = reimport(_simple_capture(drop_index=5))  # "STAT" never captured, but acknowledged
+    gaps = [e for e in back if e.kind is Kind.GAP]
+    assert stats.gaps == 1 and gaps[0].side is Side.CLIENT and gaps[0].info["octets"] == "6"
+    assert b"QUIT\r\n" in [e.raw for e in back]
+    assert back[0].protocol == "pop3" and back[-1].kind is Kind.CLOSE
+
+
+def test_import_capture_starting_mid_session():
+    data = _simple_capture(drop_handshake=True)
+    back, stats = reimport(data)
+    assert stats.sessions == 1
+    assert back[1].kind is Kind.GAP and "after the connection" in back[1].info["reason"]
+    assert back[0].info["server"] == "127.0.0.1:110"
+    assert [e.raw for e in back if e.side is Side.CLIENT and e.kind is Kind.COMMAND][0] == b"USER alice\r\n"
+
+
+def test_import_timestamps_and_greeting_identification():
+    events = transcript("imap", IMAP_DIALOGUE)
+    buf = io.BytesIO()
+    export(events, buf)
+    raw = buf.getvalue().replace(b"\x00\x8f", b"\x1f\x90")  # port 143 -> 8080: identify by the greeting
+    back, stats = reimport(raw)
+    assert stats.sessions == 1 and back[0].protocol == "imap"
+    assert back[0].info["started"].startswith("1700000000.")
+    assert [round(e.t, 3) for e in back if e.kind is Kind.COMMAND][0] == 0.2
+
+
+def test_not_a_capture_is_a_clear_error():
+    with pytest.raises(CaptureFormatError):
+        list(read_packets(io.BytesIO(b"hello world, no pcap")))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("tcpdump"), reason="tcpdump is not installed")
+def test_tcpdump_capture_of_real_session_imports_to_proxy_dialogue(tmp_path, loop_thread):
+    _, handler, port = loop_thread.run(start_aiosmtpd())
+    proxy, mem = loop_thread.run(start_proxy(port, protocol="smtp", show_secrets=True))
+    pcap = tmp_path / "lo.pcap"
+    dump = subprocess.Popen(["tcpdump", "-i", "lo", "--immediate-mode", "-U", "-n", "-Z", "root", "-w", str(pcap), f"tcp port {proxy.port}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = dump.stderr.readline()
+        if "listening" not in line:
+            dump.kill()
+            pytest.skip(f"tcpdump cannot capture here: {line.strip() or dump.stderr.read().strip()}")
+        with smtplib.SMTP("127.0.0.1", proxy.port, timeout=10) as s:
+            s.ehlo("client.test")
+            s.login("alice", "pw")
+            s.sendmail("alice@lab.test", ["bob@lab.test"], b"Subject: dump\r\n\r\ncaptured\r\n")
+        wait_closed(mem, 1)
+        time.sleep(0.3)
+    finally:
+        dump.terminate()
+        dump.wait(10)
+    back, stats = reimport(pcap.read_bytes(), port=proxy.port, protocol="smtp", show_secrets=True)
+    assert stats.sessions == 1 and stats.gaps == 0
+    assert dialogue_of(back) == dialogue_of(mem.events)
+    assert [e.text(True) for e in back if e.kind is Kind.COMMAND] == [e.text(True) for e in mem.events if e.kind is Kind.COMMAND]
