@@ -1,0 +1,477 @@
+"""The sans-I/O IMAP core, fed bytes directly (whole, and in small chunks), on a real Maildir store."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+
+from mailtrace.protocols.base import Close
+from mailtrace.protocols.imap import ImapServerConnection, State
+from mailtrace.transcript.event import Kind, Side
+from test_imap_helpers import MULTI, PASSWORD, SIMPLE, Client, make_store, tagged
+
+CHUNKS = [1, 7, 10_000]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = make_store(tmp_path / "mail")
+    s.deliver("alice", SIMPLE)
+    s.deliver("alice", MULTI)
+    yield s
+    s.close()
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+def test_login_with_a_synchronizing_literal_password(store, chunk):
+    c = Client(store, chunk)
+    assert c.outputs[0].data.startswith(b"* OK [CAPABILITY IMAP4rev1")
+    out = c.send(b"a1 LOGIN alice {%d}\r\n" % len(PASSWORD))
+    assert out == b"+ Ready for literal data\r\n"
+    out = c.send(PASSWORD.encode() + b"\r\n")
+    assert tagged(out, "a1") == b"OK"
+    assert c.core.state is State.AUTHENTICATED
+    literal = [e for e in c.events if e.kind is Kind.LITERAL]
+    assert len(literal) == 1 and literal[0].raw == PASSWORD.encode() and literal[0].shown() == b"***"
+    assert all(PASSWORD.encode() not in e.shown() for e in c.events)
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+def test_login_with_a_quoted_password_is_redacted(store, chunk):
+    c = Client(store, chunk)
+    out = c.cmd(b'a1 LOGIN "alice" "pa ss\\"w\\\\rd"')
+    assert tagged(out, "a1") == b"OK"
+    cmd = [e for e in c.events if e.kind is Kind.COMMAND][0]
+    assert cmd.verb == "LOGIN" and cmd.tag == "a1" and cmd.shown() == b'a1 LOGIN "alice" ***\r\n'
+    assert b"pa ss" in cmd.raw
+
+
+def test_wrong_password_and_unknown_user_get_the_same_no(store):
+    c = Client(store)
+    a = c.cmd("a1 LOGIN alice wrong")
+    b = c.cmd("a2 LOGIN mallory wrong")
+    assert b"a1 NO [AUTHENTICATIONFAILED]" in a and b"a2 NO [AUTHENTICATIONFAILED]" in b
+    assert c.core.state is State.NOT_AUTHENTICATED
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+def test_authenticate_plain_with_continuation(store, chunk):
+    c = Client(store, chunk)
+    token = base64.b64encode(b"\0alice\0" + PASSWORD.encode())
+    assert c.cmd("a1 AUTHENTICATE PLAIN") == b"+ \r\n"
+    assert tagged(c.send(token + b"\r\n"), "a1") == b"OK"
+    data = [e for e in c.events if e.kind is Kind.DATA]
+    assert data[0].verb == "AUTHENTICATE" and data[0].shown() == b"***\r\n"
+
+
+def test_authenticate_plain_initial_response_cancel_and_garbage(store):
+    c = Client(store)
+    token = base64.b64encode(b"\0alice\0wrong").decode()
+    assert b"a1 NO" in c.cmd(f"a1 AUTHENTICATE PLAIN {token}")
+    c.cmd("a2 AUTHENTICATE PLAIN")
+    assert b"a2 BAD" in c.cmd("*")
+    c.cmd("a3 AUTHENTICATE PLAIN")
+    assert b"a3 BAD" in c.cmd("!!!not base64")
+    assert b"a4 NO" in c.cmd("a4 AUTHENTICATE CRAM-MD5")
+    assert token.encode() not in b"".join(e.shown() for e in c.events)
+
+
+def test_select_reports_what_rfc3501_requires(store):
+    c = Client(store)
+    c.login()
+    out = c.select("inbox")
+    for piece in (rb"\* FLAGS \(", rb"\* 2 EXISTS", rb"\* 2 RECENT", rb"\* OK \[UIDVALIDITY \d+\]", rb"\* OK \[UIDNEXT 3\]",
+                  rb"\* OK \[PERMANENTFLAGS \(.*\\\*\)\]", rb"\* OK \[UNSEEN 1\]", rb"S1 OK \[READ-WRITE\]"):
+        assert re.search(piece, out), piece
+    assert c.core.state is State.SELECTED
+    c2 = Client(store)
+    c2.login()
+    out = c2.cmd("e1 EXAMINE INBOX")
+    assert b"* 0 RECENT" in out and b"e1 OK [READ-ONLY]" in out  # \Recent went to the first session
+
+
+def test_fetch_items_and_seen(store):
+    c = Client(store)
+    c.login()
+    c.select()
+    out = c.cmd("f1 FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)] FLAGS)")
+    assert b"BODY[HEADER.FIELDS (SUBJECT)] {24}\r\nSubject: hello there\r\n\r\n" in out
+    assert b"\\Seen" not in out
+    out = c.cmd("f2 FETCH 1 BODY[]")
+    assert b"BODY[] {%d}\r\n" % len(SIMPLE) + SIMPLE in out and b"FLAGS (\\Seen \\Recent)" in out
+    out = c.cmd("f3 UID FETCH 1 (RFC822.SIZE INTERNALDATE ENVELOPE)")
+    assert b"UID 1" in out and b"RFC822.SIZE %d" % len(SIMPLE) in out
+    assert (b'ENVELOPE ("Mon, 02 Jan 2023 10:00:00 +0000" "hello there" (("Bob Example" NIL "bob" "lab.test"))'
+            in out)
+    assert b'((NIL NIL "carol" "lab.test")) NIL NIL "<1@lab.test>")' in out
+    out = c.cmd("f4 FETCH 1 BODY[TEXT]<6.7>")
+    assert b"BODY[TEXT]<6> {7}\r\nmessage" in out
+
+
+def test_bodystructure_and_sections(store):
+    c = Client(store)
+    c.login()
+    c.select()
+    out = c.cmd("f1 FETCH 2 BODYSTRUCTURE")
+    assert b'("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "QUOTED-PRINTABLE" 22 1' in out
+    assert b'("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 49 (NIL "inner" ((NIL NIL "dave" "lab.test"))' in out
+    assert b'"MIXED" ("BOUNDARY" "XYZ") NIL NIL NIL)' in out
+    out = c.cmd("f2 FETCH 2 (BODY.PEEK[1] BODY.PEEK[1.MIME] BODY.PEEK[2.HEADER] BODY.PEEK[2.TEXT] BODY.PEEK[2.1] BODY)")
+    assert b"BODY[1] {22}\r\nThe caf=C3=A9 numbers. BODY[1.MIME]" in out
+    assert b"BODY[1.MIME] {88}\r\nContent-Type: text/plain; charset=utf-8\r\n" in out
+    assert b"BODY[2.HEADER] {39}\r\nSubject: inner\r\nFrom: dave@lab.test\r\n\r\n" in out
+    assert b"BODY[2.TEXT] {10}\r\ninner body" in out
+    assert b"BODY[2.1] {10}\r\ninner body" in out
+    assert b'BODY (("TEXT" "PLAIN"' in out
+    out = c.cmd("f3 FETCH 2 BODY.PEEK[HEADER.FIELDS.NOT (FROM TO DATE MIME-VERSION CONTENT-TYPE)]")
+    assert b"{41}\r\nSubject: =?utf-8?q?caf=C3=A9?= report\r\n\r\n" in out
+    assert b"f4 OK" in c.cmd("f4 FETCH 2 BODY.PEEK[9]")  # no such part: an empty string
+
+
+@pytest.mark.parametrize("query,expected", [
+    ("ALL", [1, 2]), ("FROM bob", [1]), ('SUBJECT "café"', [2]), ("CHARSET UTF-8 SUBJECT café", [2]),
+    ("TO alice CC carol", [1]), ("BODY numbers", [2]), ("TEXT dave", []), ("TEXT inner", [2]),
+    ('HEADER Message-ID "<1@lab.test>"', [1]), ("NOT FROM bob", [2]), ("OR FROM bob FROM carol", [1, 2]),
+    ("(FROM bob) (TO alice)", [1]), ("SENTSINCE 3-Jan-2023", [2]), ("SENTBEFORE 3-Jan-2023", [1]),
+    ("SENTON 2-Jan-2023", [1]), ("SINCE 1-Jan-2020", [1, 2]), ("BEFORE 1-Jan-2020", []), ("LARGER 300", [2]),
+    ("SMALLER 300", [1]), ("UNSEEN", [1, 2]), ("SEEN", []), ("RECENT NEW", [1, 2]), ("OLD", []), ("2", [2]),
+    ("1:*", [1, 2]), ("UID 2", [2]), ("UNDELETED UNFLAGGED UNANSWERED UNDRAFT", [1, 2]),
+    ("KEYWORD $Junk", []), ("UNKEYWORD $Junk", [1, 2]),
+])
+def test_search_keys(store, query, expected):
+    c = Client(store)
+    c.login()
+    c.select()
+    out = c.cmd(f"s1 SEARCH {query}".encode())
+    assert tagged(out, "s1") == b"OK", out
+    found = [int(x) for x in re.search(rb"\* SEARCH([ 0-9]*)\r\n", out).group(1).split()]
+    assert found == expected
+
+
+def test_search_errors(store):
+    c = Client(store)
+    c.login()
+    c.select()
+    assert b"s1 NO [BADCHARSET (UTF-8 US-ASCII)]" in c.cmd("s1 SEARCH CHARSET KOI8-R ALL")
+    for bad in ("s2 SEARCH", "s3 SEARCH FOO", "s4 SEARCH SINCE yesterday", "s5 SEARCH (ALL", "s6 SEARCH OR ALL",
+                "s7 SEARCH LARGER x", "s8 SEARCH " + "NOT " * 200 + "ALL"):
+        assert tagged(c.cmd(bad), bad.split()[0]) == b"BAD"
+
+
+def test_store_flags(store):
+    c = Client(store)
+    c.login()
+    c.select()
+    assert b"* 1 FETCH (FLAGS (\\Flagged \\Recent))" in c.cmd("t1 STORE 1 +FLAGS (\\Flagged)")
+    assert b"* 1 FETCH (UID 1 FLAGS (\\Flagged \\Seen $Work \\Recent))" in c.cmd(
+        "t2 UID STORE 1 +FLAGS (\\Seen $Work)")
+    out = c.cmd("t3 STORE 1 -FLAGS.SILENT (\\Flagged)")
+    assert b"FETCH" not in out and b"t3 OK" in out
+    assert b"* 1 FETCH (FLAGS (\\Answered \\Recent))" in c.cmd("t4 STORE 1 FLAGS \\Answered")
+    assert store.mailbox("alice").get(1).flags == frozenset({"\\Answered"})
+    assert b"t5 BAD" in c.cmd("t5 STORE 1 FLAGS (\\Bogus)")
+    assert b"t6 BAD" in c.cmd("t6 STORE 1 XFLAGS (\\Seen)")
+
+
+def test_expunge_is_reported_to_another_session_but_not_during_fetch(store):
+    a, b = Client(store), Client(store)
+    for c in (a, b):
+        c.login()
+        c.select()
+    a.cmd("x1 STORE 1 +FLAGS.SILENT (\\Deleted)")
+    out = a.cmd("x2 EXPUNGE")
+    assert b"* 1 EXPUNGE\r\nx2 OK" in out
+    out = b.cmd("y1 FETCH 1:* FLAGS")  # §7.4.1: no EXPUNGE during FETCH
+    assert b"EXPUNGE" not in out and b"y1 OK" in out
+    assert b"* 1 EXPUNGE" in b.cmd("y2 NOOP")
+    assert b"* 1 FETCH" in b.cmd("y3 FETCH 1 UID") and b"UID 2" in b.cmd("y4 FETCH 1 UID")
+
+
+def test_new_mail_and_flag_changes_reach_other_sessions(store):
+    a, b = Client(store), Client(store)
+    for c in (a, b):
+        c.login()
+        c.select()
+    store.deliver("alice", b"Subject: third\r\n\r\nbody\r\n")
+    a.cmd("x1 STORE 2 +FLAGS.SILENT (\\Flagged)")
+    out = b.cmd("y1 NOOP")
+    assert b"* 3 EXISTS" in out and b"* 0 RECENT" in out  # session a saw it first: \Recent is a's
+    assert re.search(rb"\* 2 FETCH \(UID 2 FLAGS \(\\Flagged", out)
+
+
+def test_idle_is_woken_by_notify(store):
+    c = Client(store)
+    c.login()
+    c.select()
+    assert c.cmd("i1 IDLE") == b"+ idling\r\n"
+    assert c.core.notify() == []  # nothing changed
+    store.deliver("alice", b"Subject: new\r\n\r\nbody\r\n")
+    out = b"".join(o.data for o in c.core.notify() if hasattr(o, "data"))
+    assert out == b"* 3 EXISTS\r\n* 3 RECENT\r\n"
+    assert c.cmd("DONE") == b"i1 OK IDLE terminated\r\n"
+    assert b"i2 BAD" in (c.cmd("i2 IDLE") + c.cmd("NOTDONE"))
+
+
+def test_copy_move_and_uid_expunge(store):
+    c = Client(store)
+    c.login()
+    assert b"c1 OK" in c.cmd("c1 CREATE Archive")
+    c.select()
+    out = c.cmd("c2 COPY 1:2 Archive")
+    assert re.search(rb"c2 OK \[COPYUID \d+ 1:2 1:2\]", out)
+    assert b"c3 NO [TRYCREATE]" in c.cmd("c3 COPY 1 Nowhere")
+    out = c.cmd("c4 UID MOVE 2 Archive")
+    assert re.search(rb"\* OK \[COPYUID \d+ 2 3\] moved\r\n\* 2 EXPUNGE\r\nc4 OK", out)
+    c.cmd("c5 STORE 1 +FLAGS.SILENT (\\Deleted)")
+    c.cmd("c6 UID EXPUNGE 2:5")  # UID 1 is \Deleted but not in the set
+    assert len(store.mailbox("alice").messages()) == 1
+    assert b"* 1 EXPUNGE" in c.cmd("c7 UID EXPUNGE 1")
+    assert b"* STATUS Archive (MESSAGES 3 UIDNEXT 4)" in c.cmd("c8 STATUS Archive (MESSAGES UIDNEXT)")
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+def test_append_with_literal_and_literal_plus(store, chunk):
+    c = Client(store, chunk)
+    c.login()
+    msg = b"Subject: appended\r\n\r\nhi\r\n"
+    out = c.send(b'p1 APPEND INBOX (\\Seen $Draft) "17-Jul-1996 02:44:25 -0700" {%d}\r\n' % len(msg))
+    assert out == b"+ Ready for literal data\r\n"
+    out = c.send(msg + b"\r\n")
+    assert re.search(rb"p1 OK \[APPENDUID \d+ 3\] APPEND completed", out)
+    info = store.mailbox("alice").get(3)
+    assert info.flags == {"\\Seen", "$Draft"} and info.internaldate == 837596665.0
+    out = c.send(b"p2 APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+    assert b"+ Ready" not in out and b"p2 OK [APPENDUID" in out
+    assert b"p3 NO [TRYCREATE]" in c.send(b"p3 APPEND Nowhere {2+}\r\nhi\r\n")
+    lits = [e for e in c.events if e.kind is Kind.LITERAL and e.info["command"] == "APPEND"]
+    assert [e.raw for e in lits] == [msg, msg, b"hi"] and lits[0].info["command"] == "APPEND"
+
+
+def test_huge_literal_is_refused_without_reading_it(store):
+    c = Client(store)
+    c.login()
+    out = c.send(b"h1 APPEND INBOX {1073741824}\r\n")
+    assert out.startswith(b"h1 NO [TOOBIG]") and b"+ " not in out
+    assert b"h2 OK" in c.cmd("h2 NOOP")  # the session goes on
+    out = c.send(b"h3 APPEND INBOX {1073741824+}\r\n")
+    assert out.startswith(b"* BYE [TOOBIG]") and c.closed
+
+
+def test_mailbox_management_and_list(store):
+    c = Client(store)
+    c.login()
+    for line in ("m1 CREATE Work", "m2 CREATE Work.Sub", "m3 CREATE Old", "m4 RENAME Old Older", "m5 SUBSCRIBE Work"):
+        assert tagged(c.cmd(line), line.split()[0]) == b"OK", line
+    out = c.cmd('l1 LIST "" *')
+    assert b'* LIST (\\HasNoChildren) "." INBOX' in out and b'* LIST (\\HasChildren) "." Work\r\n' in out
+    assert b'"." Work.Sub' in out and b'"." Older' in out
+    out = c.cmd('l2 LIST "" %')
+    assert b"Work.Sub" not in out and b'"." Work' in out
+    assert c.cmd('l3 LIST "" ""').startswith(b'* LIST (\\Noselect) "." ""')
+    assert b'* LSUB () "." Work\r\n' in c.cmd('l4 LSUB "" *')
+    assert b"m6 NO [ALREADYEXISTS]" in c.cmd("m6 CREATE Work")
+    assert b"m7 NO [NONEXISTENT]" in c.cmd("m7 DELETE Nope")
+    assert b"m8 OK" in c.cmd("m8 DELETE Older")
+    assert b"* NAMESPACE ((\"\" \".\")) NIL NIL" in c.cmd("n1 NAMESPACE")
+    assert b"e1 NO [NONEXISTENT]" in c.cmd("e1 SELECT Nope")
+
+
+@pytest.mark.parametrize("name", ["../../etc", "/etc/passwd", "..", "a/../../b", "~root", "Work*"])
+def test_mailbox_names_that_escape_are_refused(store, tmp_path, name):
+    c = Client(store)
+    c.login()
+    for verb in ("SELECT", "CREATE", "DELETE", "STATUS", "APPEND"):
+        arg = {"STATUS": " (MESSAGES)", "APPEND": " {2+}\r\nhi"}.get(verb, "")
+        out = c.cmd(f'z1 {verb} "{name}"{arg}')
+        assert re.search(rb"z1 (NO|BAD)", out), (verb, out)
+    assert not (tmp_path / "etc").exists()
+
+
+def test_close_expunges_silently(store):
+    c = Client(store)
+    c.login()
+    c.select()
+    c.cmd("k1 STORE 1 +FLAGS.SILENT (\\Deleted)")
+    out = c.cmd("k2 CLOSE")
+    assert out == b"k2 OK CLOSE completed, now in the authenticated state\r\n"
+    assert c.core.state is State.AUTHENTICATED and len(store.mailbox("alice").messages()) == 1
+
+
+def test_examine_is_read_only(store):
+    c = Client(store)
+    c.login()
+    c.cmd("e1 EXAMINE INBOX")
+    c.cmd("e2 FETCH 1 BODY[]")
+    assert "\\Seen" not in store.mailbox("alice").get(1).flags
+    assert b"e3 NO [READ-ONLY]" in c.cmd("e3 STORE 1 +FLAGS (\\Seen)")
+    assert b"e4 NO [READ-ONLY]" in c.cmd("e4 EXPUNGE")
+
+
+# Every command with wrong arguments gets BAD; in the wrong state, BAD too.
+BAD_ARGS = [
+    "CAPABILITY x", "NOOP x", "LOGOUT x", "SELECT", "SELECT a b", "EXAMINE", "CREATE", "DELETE", "RENAME a",
+    "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LIST a", "LSUB", "STATUS INBOX", "STATUS INBOX (FOO)", "STATUS INBOX ()",
+    "APPEND", "APPEND INBOX", "APPEND INBOX (\\Bogus) {1+}\r\nx", 'APPEND INBOX "not a date" {1+}\r\nx',
+    "NAMESPACE x", "CHECK x", "CLOSE x", "EXPUNGE x", "FETCH", "FETCH 1", "FETCH 0 FLAGS", "FETCH 1 FOO",
+    "FETCH 1 BODY[HEADER.FIELDS]", "FETCH 1 BODY[0]", "FETCH 1 (FLAGS", "FETCH 99 FLAGS", "FETCH x FLAGS",
+    "FETCH 1 BODY[]<0.0>", "FETCH 1 BINARY[]", "STORE", "STORE 1", "STORE 1 FLAGS (", "COPY", "COPY 1",
+    "MOVE 1", "UID", "UID FOO 1", "UID FETCH", "UID STORE 1", "UID COPY 1", "UID EXPUNGE", "SEARCH UID",
+    "FOO", 'NOOP "unterminated', "NOOP \"bad \\escape\"", "IDLE x", "STARTTLS",
+]
+
+
+@pytest.mark.parametrize("line", BAD_ARGS)
+def test_every_command_with_wrong_arguments_gets_bad(store, line):
+    c = Client(store)
+    c.login()
+    c.select()
+    out = c.send(b"b1 " + line.encode() + b"\r\n")
+    assert re.search(rb"^b1 BAD ", out, re.M), out
+    assert b"b2 OK" in c.cmd("b2 NOOP")
+
+
+@pytest.mark.parametrize("line,state", [
+    ("SELECT INBOX", "not authenticated"), ("LIST \"\" *", "not authenticated"), ("FETCH 1 FLAGS", "not authenticated"),
+    ("FETCH 1 FLAGS", "authenticated"), ("EXPUNGE", "authenticated"), ("CLOSE", "authenticated"),
+    ("LOGIN alice x", "authenticated"), ("AUTHENTICATE PLAIN", "selected"), ("IDLE", "not authenticated"),
+])
+def test_commands_in_the_wrong_state(store, line, state):
+    c = Client(store)
+    if state != "not authenticated":
+        c.login()
+    if state == "selected":
+        c.select()
+    out = c.cmd("w1 " + line)
+    assert out.startswith(b"w1 BAD ") and state.encode() in out
+    ev = [e for e in c.events if e.tag == "w1" and e.kind is Kind.COMMAND][0]
+    assert [n.rule for n in ev.notes] == ["wrong-state"]
+
+
+def test_violations_are_noted(store):
+    c = Client(store)
+    c.cmd("v1 NOOP")
+    c.cmd("v1 NOOP")
+    c.send(b"v2 NOOP\n")
+    c.cmd('v3 LOGIN alice pa"ss')
+    c.send(b"garbage\r\n")
+    rules = {n.rule for e in c.events for n in e.notes}
+    assert {"tag-reuse", "bare-lf", "unquoted-specials", "bad-tag"} <= rules
+    c.cmd("v4 LOGOUT")
+    assert c.closed and c.core.state is State.LOGOUT
+    c.send(b"v5 NOOP\r\n")
+    assert c.events[-1].notes[0].rule == "after-logout"
+
+
+def test_literal_length_mismatch_is_noted(store):
+    c = Client(store)
+    c.login()
+    out = c.send(b"q1 LOGIN {3+}\r\nalicex secret\r\n")
+    assert b"q1 BAD" in out or b"q1 NO" in out
+    assert any(n.rule == "literal-length-mismatch" for e in c.events for n in e.notes)
+
+
+def test_logout_sends_bye_before_ok(store):
+    c = Client(store)
+    c.login()
+    c.select()
+    assert c.cmd("o1 LOGOUT") == b"* BYE mailtrace IMAP server logging out\r\no1 OK LOGOUT completed\r\n"
+    assert isinstance(c.outputs[-1], Close)
+
+
+def test_long_line_and_eof_midway(store):
+    c = Client(store)
+    out = c.send(b"x" * 70_000)
+    assert out.startswith(b"* BAD line longer")
+    c.send(b"yyy\r\n")  # the rest of that line is skipped
+    assert b"a1 OK" in c.cmd("a1 NOOP")
+    c.send(b"a2 APPEND INBOX {10+}\r\nabc")
+    c.core.eof()
+
+
+def test_starttls_when_available(store):
+    c = Client(store, tls_available=True)
+    assert b"STARTTLS" in c.cmd("a1 CAPABILITY")
+    out = c.core.receive(b"a2 STARTTLS\r\n")
+    assert [type(o).__name__ for o in out if not hasattr(o, "kind")] == ["Send", "StartTLS"]
+    c.core.tls_started()
+    assert b"STARTTLS" not in c.cmd("a3 CAPABILITY")
+    assert b"a4 BAD" in c.cmd("a4 STARTTLS")
+
+
+def test_events_describe_the_dialogue(store):
+    c = Client(store)
+    c.login()
+    c.select()
+    c.cmd("f1 FETCH 1 (UID BODY.PEEK[])")
+    evs = [e for e in c.events if e.side is Side.SERVER]
+    assert all(e.protocol == "imap" for e in c.events)
+    exists = [e for e in evs if e.verb == "EXISTS"][0]
+    assert exists.tag == "*" and exists.code == ""
+    ok = [e for e in evs if e.tag == "S1"][0]
+    assert ok.code == "OK" and ok.verb == "SELECT" and ok.info["code"] == "READ-WRITE" and ok.state == "selected"
+    fetch = [e for e in evs if e.verb == "FETCH"]
+    lit = [e for e in evs if e.kind is Kind.LITERAL]
+    assert fetch[0].raw.endswith(b"{%d}\r\n" % len(SIMPLE)) and lit[0].raw == SIMPLE
+
+
+def test_bad_tags_and_empty_lines(store):
+    c = Client(store)
+    assert c.cmd("") == b""
+    assert c.cmd("+tag NOOP").startswith(b"* BAD")
+    assert c.cmd("onlytag").startswith(b"* BAD")
+    assert b"a1 OK" in c.cmd("a1 noop")
+
+
+def test_core_works_without_a_watchable_change(store):
+    core = ImapServerConnection(store)
+    assert core.notify() == []
+    assert core.idle_timeout()[-1] == Close("autologout (RFC 3501 §5.4)")
+
+
+# -- property tests: random input never raises, every command gets a tagged answer ---------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from mailtrace.protocols.imap import COMMANDS  # noqa: E402
+
+_TOKENS = st.sampled_from([b" ", b"(", b")", b"{3}\r\n", b"{2+}\r\n", b'"', b"\\", b"*", b"1:*", b"\r\n", b"\n",
+                           b"BODY[", b"]", b"<0.5>", b"INBOX", b"FLAGS", b"a1 ", b"UID ", b"\x00", b"\xff", b"DONE"])
+
+
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory):
+    s = make_store(tmp_path_factory.mktemp("mail"))
+    s.deliver("alice", SIMPLE)
+    s.deliver("alice", MULTI)
+    yield s
+    s.close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.lists(st.one_of(st.binary(max_size=40), _TOKENS, st.sampled_from(sorted(COMMANDS)).map(str.encode)),
+                     max_size=30),
+       chunk=st.integers(min_value=1, max_value=64))
+def test_random_bytes_never_raise(shared_store, data, chunk):
+    c = Client(shared_store, chunk, tls_available=True)
+    c.send(b"r0 EXAMINE INBOX\r\n")  # read-only: random STOREs cannot change the shared store
+    c.login()
+    c.send(b"r1 EXAMINE INBOX\r\n")
+    c.send(b"".join(data))
+    c.core.notify()
+    c.core.eof()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(verb=st.sampled_from(sorted(COMMANDS)), args=st.sampled_from(["", " 1", " INBOX", " 1:* FLAGS", ' "" *',
+                                                                     " 1 +FLAGS (\\Seen)", " ALL", " PLAIN"]),
+       state=st.sampled_from(["none", "auth", "examine"]))
+def test_every_state_command_pair_gets_a_tagged_answer_or_continuation(shared_store, verb, args, state):
+    c = Client(shared_store)
+    if state != "none":
+        c.login()
+    if state == "examine":
+        c.cmd("x0 EXAMINE INBOX")
+    out = c.cmd(f"t1 {verb}{args}")
+    assert re.search(rb"^t1 (OK|NO|BAD) ", out, re.M) or out.startswith(b"+ "), out
