@@ -1,0 +1,96 @@
+"""ImapObserver: fed both sides of a real core session, it sees what the core recorded."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailtrace.protocols.base import Send
+from mailtrace.protocols.imap.observer import ImapObserver
+from mailtrace.transcript.event import Event, Kind, Side
+from test_imap_helpers import MULTI, PASSWORD, SIMPLE, make_store
+
+
+def _session(store) -> tuple[list[tuple[Side, bytes]], list[Event]]:
+    """Run a core through a realistic session; return the wire chunks (both sides) and its events."""
+    from mailtrace.protocols.imap import ImapServerConnection
+
+    core = ImapServerConnection(store)
+    wire: list[tuple[Side, bytes]] = []
+    events: list[Event] = []
+
+    def take(outputs):
+        for o in outputs:
+            if isinstance(o, Send):
+                wire.append((Side.SERVER, o.data))
+            elif isinstance(o, Event):
+                events.append(o)
+
+    take(core.start())
+    msg = b"Subject: up\r\n\r\nloaded\r\n"
+    for data in [b"a1 CAPABILITY\r\n", b"a2 LOGIN alice {%d}\r\n" % len(PASSWORD), PASSWORD.encode() + b"\r\n",
+                 b"a3 SELECT INBOX\r\n", b"a4 FETCH 1:2 (UID FLAGS BODY[] BODY.PEEK[HEADER])\r\n",
+                 b"a5 APPEND INBOX (\\Seen) {%d}\r\n" % len(msg), msg + b"\r\n", b"a6 UID SEARCH FROM bob\r\n",
+                 b"a7 IDLE\r\n", b"DONE\r\n", b"a8 FETCH 9 FLAGS\r\n", b"a8 LOGOUT\r\n"]:
+        wire.append((Side.CLIENT, data))
+        take(core.receive(data))
+    return wire, events
+
+
+def _key(e: Event):
+    return (e.side, e.kind, e.raw, e.tag, e.code if e.kind is Kind.REPLY else "", e.shown(), e.state)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 100_000])
+def test_observer_matches_the_core(tmp_path, chunk):
+    store = make_store(tmp_path)
+    store.deliver("alice", SIMPLE)
+    store.deliver("alice", MULTI)
+    wire, core_events = _session(store)
+    obs = ImapObserver()
+    seen: list[Event] = []
+    for side, data in wire:
+        feed = obs.feed_client if side is Side.CLIENT else obs.feed_server
+        for i in range(0, len(data), chunk):
+            seen += feed(data[i:i + chunk])
+    seen += obs.close()
+    want = [_key(e) for e in core_events if e.kind is not Kind.VIOLATION]
+    got = [_key(e) for e in seen]
+    # The observer learns the state from the server's answer, the core sets it while answering:
+    # compare everything but the state of the tagged replies that change it.
+    assert [k[:6] for k in got] == [k[:6] for k in want]
+    tag_reuse = [e for e in seen if any(n.rule == "tag-reuse" for n in e.notes)]
+    assert [e.tag for e in tag_reuse] == ["a8"]
+    assert obs.state.value == "logout"
+    verbs = {e.tag: e.verb for e in seen if e.kind is Kind.REPLY and e.tag.startswith("a")}
+    assert verbs["a4"] == "FETCH" and verbs["a6"] == "UID SEARCH"
+
+
+def test_observer_starttls_and_refused_literal():
+    obs = ImapObserver()
+    obs.feed_server(b"* OK hi\r\n")
+    obs.feed_client(b"a1 APPEND INBOX {99999999999}\r\n")
+    obs.feed_server(b"a1 NO [TOOBIG] too big\r\n")
+    evs = obs.feed_client(b"a2 STARTTLS\r\n")
+    assert evs[0].verb == "STARTTLS" and evs[0].kind is Kind.COMMAND
+    evs = obs.feed_server(b"a2 OK Begin TLS\r\n\x16\x03\x01rest")
+    assert obs.encrypted and evs[-1].kind is Kind.TLS and evs[-1].size == 7
+    assert obs.feed_client(b"\x16\x03\x01hello")[0].kind is Kind.TLS
+    assert obs.feed_client(b"more") == []
+    evs = obs.tls_started()
+    assert evs[0].kind is Kind.TLS and not obs.encrypted
+    assert obs.feed_client(b"a3 CAPABILITY\r\n")[0].verb == "CAPABILITY"
+
+
+def test_observer_flags_violations_and_cut_literals():
+    obs = ImapObserver()
+    obs.feed_server(b"* OK hi\r\n")
+    evs = obs.feed_client(b"a1 SELECT INBOX\r\n")
+    assert evs[0].notes[0].rule == "wrong-state"
+    obs.feed_server(b"a1 BAD not now\r\n")
+    evs = obs.feed_client(b"a2 LOGIN {5+}\r\nalicexx pw\r\n")
+    assert any(n.rule == "literal-length-mismatch" for e in evs for n in e.notes)
+    evs = obs.feed_client(b'a3 LOGIN bob pa"ss\n')
+    assert {n.rule for n in evs[0].notes} == {"bare-lf", "unquoted-specials"}
+    obs.feed_client(b"a4 APPEND INBOX {10+}\r\nabc")
+    evs = obs.close()
+    assert evs[0].kind is Kind.LITERAL and evs[0].notes[0].rule == "literal-length-mismatch"
