@@ -1,0 +1,58 @@
+"""``mailtrace sniff``: capture mail traffic live on an interface and annotate it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command(name="sniff")
+@click.option("--iface", default="lo", show_default=True, help="The interface to capture on.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Only this server port (default: the usual mail ports).")
+@click.option("--protocol", type=click.Choice(["smtp", "pop3", "imap"]), help="The protocol on --port (default: guessed).")
+@click.option("--log", type=click.Path(dir_okay=False, path_type=Path), help="Save the transcript as JSON Lines.")
+@click.option("--text", type=click.Path(dir_okay=False, path_type=Path), help="Save the transcript as plain text.")
+@click.option("--pcap", type=click.Path(dir_okay=False, path_type=Path), help="Save the dialogue as a capture (.pcapng: annotated).")
+@click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True)
+@click.option("--show-secrets", is_flag=True, help="Show passwords decoded (default: ***).")
+@click.option("--duration", type=click.FloatRange(min=0.1), help="Stop after this many seconds (default: Ctrl+C).")
+@click.option("--quiet", is_flag=True, help="No live view (only the files asked for).")
+def command(iface, port, protocol, log, text, pcap, lang, show_secrets, duration, quiet) -> None:
+    """Watch mail traffic on an interface, annotated live (needs capture privileges).
+
+    \b
+    Examples:
+      sudo mailtrace sniff --iface lo
+      sudo mailtrace sniff --iface lo --port 2525 --log capture.jsonl
+    Unlike the proxy this sees only what crosses the wire: after STARTTLS the rest is encrypted.
+    """
+    from mailtrace.capture.importer import CaptureImporter
+    from mailtrace.capture.pcapfile import CaptureFormatError, read_packets
+    from mailtrace.capture.sniff import SniffConfig, SniffError, bpf_filter, start_tcpdump
+    from mailtrace.cli.proxy import open_sinks
+    from mailtrace.transcript.recorder import Recorder
+
+    cfg = SniffConfig(iface=iface, port=port, duration=duration)
+    try:
+        proc, _ = start_tcpdump(cfg)
+    except SniffError as exc:
+        raise click.ClickException(str(exc))
+    except OSError as exc:
+        raise click.ClickException(f"cannot start tcpdump: {exc}")
+    recorder = Recorder(open_sinks(log=log, text=text, pcap=pcap, lang=lang, show_secrets=show_secrets, live=not quiet))
+    importer = CaptureImporter(recorder, port=port, protocol=protocol, show_secrets=show_secrets)
+    click.echo(f"mailtrace sniff: capturing on {iface} ({bpf_filter(port)}); press Ctrl+C to stop.")
+    try:
+        importer.feed_packets(read_packets(proc.stdout))
+    except KeyboardInterrupt:
+        pass
+    except CaptureFormatError as exc:
+        raise click.ClickException(f"unexpected data from tcpdump: {exc}")
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait()
+        stats = importer.finish()
+        recorder.close()
+    click.echo(f"mailtrace sniff: {stats.packets} packets, {stats.sessions} mail sessions, {stats.gaps} gaps.", err=True)
