@@ -76,6 +76,7 @@ class LineReader:
         self._overflow = 0  # octets discarded from the current (too long) line
 
     def feed(self, data: bytes) -> None:
+        """Buffer ``data``; only the first pending line is ever cut (see ``_trim``)."""
         self._buf += data
         if self._overflow or len(self._buf) > self.limit:
             self._trim()
@@ -110,8 +111,8 @@ class LineReader:
         bare_cr = crs > (0 if bare_lf else 1)
         size = len(raw) + overflow
         too_long = size > self.limit
-        if not too_long and len(buf) > self.limit:
-            self._trim()
+        if len(raw) > self.limit:  # a long line that arrived whole: keep only its start
+            raw = raw[: self.limit] + (b"\n" if bare_lf else b"\r\n")
         return Line(raw, size, too_long, bare_lf, bare_cr)
 
     def take(self, n: int) -> bytes:

@@ -38,10 +38,12 @@ from typing import Callable
 
 from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
 from mailtrace.protocols.lines import Line, LineReader
-from mailtrace.protocols.smtp_commands import COMMANDS, REPLY_CODES, SPECIAL_SEQUENCE, VIOLATIONS
+from mailtrace.protocols.smtp_commands import (
+    COMMANDS, DATA_VERBS, DOCUMENTED_CODES, KNOWN_COMMANDS, REPLY_CODES, SPECIAL_SEQUENCE, VIOLATIONS,
+)
 from mailtrace.protocols.smtp_states import (
     _END_OF_DATA, IDLE_TIMEOUT, MAX_AUTH_LINE, MAX_MESSAGE_SIZE, MAX_RECIPIENTS, MUST_END_GROUP, NOT_IMPLEMENTED,
-    PROTOCOL, TRANSCRIPT_KEEP, SmtpConfig, Spec, State, Store,
+    PROTOCOL, TRANSCRIPT_KEEP, DATA_READ_LIMIT, SmtpConfig, Spec, State, Store,
 )
 from mailtrace.protocols.smtp_syntax import (
     BARE_CR, BARE_LF, BEFORE_GREETING, EIGHT_BIT, LINE_TOO_LONG, MAX_COMMAND_LINE,
@@ -260,6 +262,11 @@ class SmtpServerConnection:
         self._data_notes: set[str] = set()
         self._data_early = False  # the message came before the 354 reply
 
+    def enter_data(self) -> None:
+        """354 was sent: the message is scanned in bulk by ``_data_chunk``, so the line reader
+        must not cut long lines any more (its buffer stays bounded: each chunk is consumed)."""
+        self._reader.limit = DATA_READ_LIMIT
+
     def _data_chunk(self) -> bool:
         """Consume DATA bytes from the reader's buffer; False when more input is needed."""
         buf = self._reader.buffer
@@ -325,6 +332,7 @@ class SmtpServerConnection:
         self._data_size = size
 
     def _end_of_data(self, terminator: bytes) -> None:
+        self._reader.limit = MAX_COMMAND_LINE
         body = bytes(self._body)
         raw = body + terminator
         notes = []
@@ -461,7 +469,7 @@ def _out_of_sequence(verb: str, state: State) -> Reply:
     return Reply(503, text, "5.5.1")
 
 
-__all__ = ["COMMANDS", "REPLY_CODES", "VIOLATIONS", "State", "SmtpConfig", "SmtpServerConnection", "Spec", "Store",
+__all__ = ["COMMANDS", "REPLY_CODES", "VIOLATIONS", "DATA_VERBS", "DOCUMENTED_CODES", "KNOWN_COMMANDS", "State", "SmtpConfig", "SmtpServerConnection", "Spec", "Store",
            "MAX_MESSAGE_SIZE", "MAX_RECIPIENTS", "IDLE_TIMEOUT", "MAX_COMMAND_LINE", "MAX_TEXT_LINE", "SmtpObserver"]
 
 

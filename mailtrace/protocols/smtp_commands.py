@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from mailtrace.protocols.smtp_states import NO_TRANSACTION, Spec, State
+from mailtrace.protocols.smtp_states import NO_TRANSACTION, NOT_IMPLEMENTED, Spec, State
 from mailtrace.protocols.smtp_syntax import (
     CLEARTEXT_AUTH, DATA_NO_RECIPIENT, MISSING_BRACKETS, PathError, Reply, SPACE_AFTER_COLON, parse_path,
 )
@@ -121,6 +121,7 @@ def data(conn, arg: str) -> Reply:
     if arg:
         return Reply(501, "Syntax: DATA (no arguments)", "5.5.4")
     conn._set(State.DATA)
+    conn.enter_data()
     return Reply(354, "End data with <CR><LF>.<CR><LF>")
 
 
@@ -236,6 +237,16 @@ SPECIAL_SEQUENCE = {("DATA", state): data_without_recipient for state in (State.
 #: Every reply code the server core can send (knowledge must explain each one).
 REPLY_CODES = frozenset({"214", "220", "221", "235", "250", "252", "334", "354", "421", "451", "452", "500",
                          "501", "502", "503", "504", "535", "550", "552", "554", "555"})
+
+#: Common codes the lab never sends but a student meets elsewhere (proxy, pcap): documented too.
+DOCUMENTED_CODES = frozenset({"251", "450", "551", "553"}) | frozenset(
+    {"421", "450", "451", "452", "550", "551", "552", "553", "554", "555"})
+
+#: Verbs with a knowledge entry: the table plus the known-but-unimplemented ones (502).
+KNOWN_COMMANDS = frozenset(COMMANDS) | NOT_IMPLEMENTED
+
+#: Verbs of DATA events: the message body and AUTH response lines.
+DATA_VERBS = frozenset({"DATA", "AUTH"})
 
 #: Every violation rule the server core or the observer can record.
 VIOLATIONS = frozenset({"bare-lf", "bare-cr", "line-too-long", SPACE_AFTER_COLON, MISSING_BRACKETS,

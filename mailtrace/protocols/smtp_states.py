@@ -28,6 +28,7 @@ MAX_RECIPIENTS = 100  # §4.5.3.1.8: at least 100 MUST be buffered; more get 452
 IDLE_TIMEOUT = 300.0  # §4.5.3.2.7: "a timeout of at least 5 minutes" awaiting a command
 MAX_ERRORS = 20  # bad commands before 421 (a flood of garbage is no client; Postfix: 20)
 MAX_AUTH_LINE = 12288  # RFC 4954 §4: a SASL response line may be up to 12288 octets
+DATA_READ_LIMIT = 1 << 40  # in DATA the core scans chunks itself: the line reader must not cut
 TRANSCRIPT_KEEP = 64 * 1024  # octets of an oversize body kept in the transcript event
 
 #: RFC 2920 §3.1 (and RFC 3207 §4.2, RFC 4954 §4): these must be the last command of a group.

@@ -1,0 +1,45 @@
+"""``mailtrace lab``: start every lab server (SMTP, and POP3 / IMAP when present) on one store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mailtrace.cli.serve import Endpoint, available_protocols, build_lab, common_options, parse_users, run_lab
+from mailtrace.servers.lab import DEFAULT_PORTS
+
+PORT = click.IntRange(0, 65535)
+
+
+@click.command(name="lab")
+@click.option("--smtp-port", type=PORT, default=DEFAULT_PORTS["smtp"][0], show_default=True)
+@click.option("--pop3-port", type=PORT, default=DEFAULT_PORTS["pop3"][0], show_default=True)
+@click.option("--imap-port", type=PORT, default=DEFAULT_PORTS["imap"][0], show_default=True)
+@click.option("--smtps-port", type=PORT, default=DEFAULT_PORTS["smtp"][1], show_default=True,
+              help="Implicit-TLS SMTP (submissions, like 465).")
+@click.option("--pop3s-port", type=PORT, default=DEFAULT_PORTS["pop3"][1], show_default=True,
+              help="Implicit-TLS POP3 (like 995).")
+@click.option("--imaps-port", type=PORT, default=DEFAULT_PORTS["imap"][1], show_default=True,
+              help="Implicit-TLS IMAP (like 993).")
+@common_options
+def command(smtp_port: int, pop3_port: int, imap_port: int, smtps_port: int, pop3s_port: int, imaps_port: int,
+            host: str, directory: Path, users: tuple[str, ...], log: Path | None, text: Path | None, lang: str,
+            show_secrets: bool, no_tls: bool) -> None:
+    """Start the SMTP, POP3 and IMAP lab servers on one Maildir store, on 127.0.0.1.
+
+    \b
+    Then, in another terminal:
+      nc -C 127.0.0.1 2525          # SMTP by hand (HELO, MAIL FROM, RCPT TO, DATA, QUIT)
+      nc -C 127.0.0.1 1100          # POP3 by hand (USER, PASS, LIST, RETR, QUIT)
+    Every dialogue appears here, annotated (--lang es for Spanish).
+    """
+    plain = {"smtp": smtp_port, "pop3": pop3_port, "imap": imap_port}
+    implicit = {"smtp": smtps_port, "pop3": pop3s_port, "imap": imaps_port}
+    protocols = available_protocols()
+    endpoints = [Endpoint(p, host, plain[p]) for p in protocols]
+    if not no_tls:
+        endpoints += [Endpoint(p, host, implicit[p], implicit_tls=True) for p in protocols]
+    lab = build_lab(directory.resolve(), parse_users(users), lang=lang, log=log, text=text,
+                    show_secrets=show_secrets, tls=not no_tls)
+    run_lab(lab, endpoints, log=log, text=text)

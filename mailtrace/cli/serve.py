@@ -1,0 +1,252 @@
+"""``mailtrace serve smtp|pop3|imap``: run one lab server, with the live annotated transcript.
+
+The running machinery (build the ``Lab``, start listeners, print the banner, stop on Ctrl-C)
+is shared with ``mailtrace lab`` (``cli/lab.py``) and the test fixtures (``tests/conftest.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import importlib.util
+import re
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from mailtrace.servers.lab import DEFAULT_PORTS, DEFAULT_USERS, Lab
+
+PROTOCOLS = ("smtp", "pop3", "imap")
+USER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # becomes a directory name under mail/
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    protocol: str  # "smtp", "pop3", "imap"
+    host: str
+    port: int  # 0: any free port (the banner shows the real one)
+    implicit_tls: bool = False
+
+
+def available_protocols() -> list[str]:
+    """The protocols that have a lab server module (POP3 and IMAP may not exist yet)."""
+    return [p for p in PROTOCOLS if importlib.util.find_spec(f"mailtrace.servers.{p}") is not None]
+
+
+def parse_users(values: tuple[str, ...]) -> dict[str, str]:
+    """``NAME:PASSWORD`` options (split at the FIRST colon) -> {name: password}."""
+    if not values:
+        return dict(DEFAULT_USERS)
+    users: dict[str, str] = {}
+    for value in values:
+        name, colon, password = value.partition(":")
+        name = name.strip().lower()
+        if not colon or not password:
+            raise click.BadParameter(f"{value!r}: expected NAME:PASSWORD", param_hint="--user")
+        if not USER_NAME.match(name):
+            raise click.BadParameter(f"{name!r}: a user name is letters, digits, '.', '_' or '-'",
+                                     param_hint="--user")
+        users[name] = password
+    return users
+
+
+class _FlushingTerminal:
+    """The live TerminalSink, flushed after each event (so a pipe sees it at once)."""
+
+    def __init__(self, lang: str, show_secrets: bool) -> None:
+        from rich.console import Console
+
+        from mailtrace.transcript.terminal import TerminalSink
+
+        self.sink = TerminalSink(Console(highlight=False), lang=lang, show_secrets=show_secrets)
+
+    def handle(self, event) -> None:
+        self.sink.handle(event)
+        self.sink.console.file.flush()
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+def build_lab(directory: Path, users: dict[str, str], *, lang: str = "en", log: Path | None = None,
+              text: Path | None = None, show_secrets: bool = False, tls: bool = True, live: bool = True,
+              sinks: tuple = ()) -> Lab:
+    """A ``Lab`` with its recorder's sinks (terminal, JSONL, text) and TLS context."""
+    from mailtrace.transcript.recorder import Recorder
+
+    directory.mkdir(parents=True, exist_ok=True)
+    recorder = Recorder(sinks)
+    if live:
+        recorder.add_sink(_FlushingTerminal(lang, show_secrets))
+    if log is not None:
+        from mailtrace.transcript.jsonl import JsonlSink
+
+        recorder.add_sink(JsonlSink(log, show_secrets=show_secrets))
+    if text is not None:
+        from mailtrace.transcript.text import TextSink
+
+        recorder.add_sink(TextSink(text, show_secrets=show_secrets, lang=lang))
+    tls_context = None
+    if tls:
+        from mailtrace.tls import server_context
+
+        tls_context = server_context(directory)
+    lab = Lab(directory=directory, users=users, recorder=recorder, tls_context=tls_context, lang=lang)
+    lab.open_store()
+    return lab
+
+
+async def start_listeners(lab: Lab, endpoints: list[Endpoint]) -> list:
+    """Start one listener per endpoint; on failure stop those already started and re-raise."""
+    from mailtrace.servers.base import Listener, ListenerConfig
+    from mailtrace.servers.lab import core_factory
+
+    listeners = []
+    factories: dict[str, object] = {}
+    try:
+        for ep in endpoints:
+            if ep.protocol not in factories:
+                factories[ep.protocol] = core_factory(ep.protocol, lab)
+            listener = Listener(ListenerConfig(ep.protocol, ep.host, ep.port, ep.implicit_tls),
+                                factories[ep.protocol], lab.recorder, lab.tls_context)
+            try:
+                await listener.start()
+            except OSError as exc:
+                raise PortError(ep, exc) from exc
+            listeners.append(listener)
+    except BaseException:
+        for listener in listeners:
+            await listener.stop()
+        raise
+    return listeners
+
+
+class PortError(Exception):
+    def __init__(self, endpoint: Endpoint, error: OSError) -> None:
+        self.endpoint, self.error = endpoint, error
+        if error.errno == errno.EADDRINUSE:
+            why = "is already in use (another mailtrace lab, or another server?)"
+        elif error.errno == errno.EACCES:
+            why = "needs privileges (ports below 1024 are reserved to root)"
+        elif error.errno == errno.EADDRNOTAVAIL:
+            why = "cannot be bound: that address is not on this machine"
+        else:
+            why = f"cannot be opened: {error.strerror or error}"
+        super().__init__(f"{endpoint.protocol.upper()} port {endpoint.port} on {endpoint.host} {why}")
+
+
+def banner(lab: Lab, listeners: list, log: Path | None, text: Path | None) -> str:
+    lines = ["mailtrace lab: " + ", ".join(
+        f"{'implicit-TLS ' if lst.config.implicit_tls else ''}{lst.config.protocol.upper()} on "
+        f"{lst.config.host}:{lst.port}" for lst in listeners)]
+    for lst in listeners:
+        host, port = lst.config.host, lst.port
+        if lst.config.implicit_tls:
+            hint = f"openssl s_client -quiet -crlf -connect {host}:{port} -CAfile {lab.directory / 'tls' / 'ca.pem'}"
+        else:
+            hint = f"nc -C {host} {port}"
+        lines.append(f"  connect ({lst.config.protocol}{'s' if lst.config.implicit_tls else ''}): {hint}")
+    users = ", ".join(f"{u} / {p}" for u, p in lab.users.items())
+    addresses = ", ".join(f"{u}@{lab.local_domains[0]}" for u in lab.users)
+    lines.append(f"  users (name / password): {users}   addresses: {addresses}")
+    lines.append(f"  mail lands in: {lab.mail_dir}/<user>/new/   (Maildir; mutt -f {lab.mail_dir}/alice)")
+    if log is not None:
+        lines.append(f"  JSONL log: {log}")
+    if text is not None:
+        lines.append(f"  text log: {text}")
+    if lab.tls_context is not None:
+        lines.append(f"  TLS: trust the lab CA {lab.directory / 'tls' / 'ca.pem'}")
+    lines.append("  Ctrl-C stops the lab.")
+    return "\n".join(lines)
+
+
+def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path | None) -> None:
+    """Start the listeners, print the banner, serve until Ctrl-C (or SIGTERM)."""
+    for ep in endpoints:
+        if ep.host not in LOOPBACK_HOSTS:
+            click.secho(f"WARNING: listening on {ep.host}, not loopback: anyone who can reach this machine can "
+                        "connect, and the lab passwords are printed below. Use only on a private lab network.",
+                        fg="red", bold=True, err=True)
+            break
+
+    async def main() -> None:
+        listeners = await start_listeners(lab, endpoints)
+        click.echo(banner(lab, listeners, log, text))
+        sys.stdout.flush()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        try:
+            await stop.wait()
+        finally:
+            for listener in listeners:
+                await listener.stop()
+
+    try:
+        asyncio.run(main())
+    except PortError as exc:
+        raise click.ClickException(f"{exc}. Choose another port (e.g. --port 0 for any free one).")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        lab.recorder.close()
+        if hasattr(lab.store, "close"):
+            lab.store.close()
+    click.echo("mailtrace: stopped.")
+
+
+def common_options(func):
+    """The options ``serve`` and ``lab`` share."""
+    opts = [
+        click.option("--host", default="127.0.0.1", show_default=True,
+                     help="Address to bind. Anything but loopback prints a warning."),
+        click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+                     default=Path("mailtrace-lab"), show_default=True, help="Lab directory (mail/, tls/)."),
+        click.option("--user", "users", multiple=True, metavar="NAME:PASSWORD",
+                     help="A lab user (repeatable; default alice:alice and bob:bob)."),
+        click.option("--log", type=click.Path(dir_okay=False, path_type=Path), help="Save the transcript as JSON Lines."),
+        click.option("--text", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Save the transcript as plain text (S: / C: lines)."),
+        click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True,
+                     help="Language of the annotations."),
+        click.option("--show-secrets", is_flag=True, help="Show and save passwords and AUTH payloads."),
+        click.option("--no-tls", is_flag=True, help="No STARTTLS and no implicit-TLS ports."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+@click.command(name="serve")
+@click.argument("protocol", type=click.Choice(PROTOCOLS, case_sensitive=False))
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Port to listen on (default: SMTP 2525, POP3 1100, IMAP 1430; 0: any free port).")
+@click.option("--implicit-tls", is_flag=True, help="Speak TLS from the first byte (like ports 465/995/993).")
+@common_options
+def command(protocol: str, port: int | None, implicit_tls: bool, host: str, directory: Path, users: tuple[str, ...],
+            log: Path | None, text: Path | None, lang: str, show_secrets: bool, no_tls: bool) -> None:
+    """Start one lab server (smtp, pop3 or imap) on 127.0.0.1 and show the annotated dialogue.
+
+    \b
+    Examples:
+      mailtrace serve smtp                      # then: nc -C 127.0.0.1 2525
+      mailtrace serve smtp --port 0 --log s.jsonl --lang es
+    """
+    protocol = protocol.lower()
+    if protocol not in available_protocols():
+        raise click.ClickException(f"the {protocol.upper()} lab server is not available in this version yet.")
+    if implicit_tls and no_tls:
+        raise click.UsageError("--implicit-tls and --no-tls contradict each other.")
+    if port is None:
+        port = DEFAULT_PORTS[protocol][1 if implicit_tls else 0]
+    lab = build_lab(directory.resolve(), parse_users(users), lang=lang, log=log, text=text,
+                    show_secrets=show_secrets, tls=not no_tls)
+    run_lab(lab, [Endpoint(protocol, host, port, implicit_tls)], log=log, text=text)

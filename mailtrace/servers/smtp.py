@@ -1,0 +1,45 @@
+"""The SMTP lab server: the sans-I/O core (``mailtrace.protocols.smtp``) on the lab's store.
+
+``mailtrace serve smtp`` and ``mailtrace lab`` call :func:`make_core_factory` and run one
+``SmtpServerConnection`` per accepted connection (plain on 2525 with STARTTLS, and implicit
+TLS on 4465 in the lab).  Everything SMTP decides is in the core; this module only wires in
+the store, the TLS availability, the client's address (for the Received: header) and
+whether the channel is safe for plaintext passwords (loopback or TLS).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from mailtrace.protocols.smtp import SmtpConfig, SmtpServerConnection
+from mailtrace.servers.base import ConnectionContext, CoreFactory
+from mailtrace.servers.lab import Lab
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def make_config(lab: Lab, **overrides) -> SmtpConfig:
+    """The SMTP configuration of ``lab`` (``lab.smtp_config`` overrides, for tests)."""
+    base = dict(hostname=lab.hostname, local_domains=tuple(lab.local_domains),
+                tls_available=lab.tls_context is not None)
+    base.update(getattr(lab, "smtp_config", None) or {})
+    base.update(overrides)
+    return SmtpConfig(**base)
+
+
+def make_core_factory(lab: Lab, **config_overrides) -> CoreFactory:
+    """A factory of SMTP cores on ``lab``'s store (``config_overrides``: SmtpConfig fields)."""
+    store = lab.open_store()
+    config = make_config(lab, **config_overrides)
+
+    def factory(ctx: ConnectionContext) -> SmtpServerConnection:
+        return SmtpServerConnection(config, store, client_address=ctx.client, tls=ctx.tls,
+                                    secure_channel=ctx.tls or _is_loopback(ctx.client))
+
+    return factory
