@@ -22,11 +22,11 @@ STANDARD_PORT = {"smtp": 25, "pop3": 110, "imap": 143}  # what Wireshark decodes
 PROTOCOLS = ("smtp", "pop3", "imap")
 UNKNOWN = "tcp"  # the protocol name of a session we cannot identify (annotated from common.toml)
 
-# protocol -> (module, class) of the real observer, written in mailtrace.protocols
+# protocol -> (class, modules to look in) of the real observer, written in mailtrace.protocols
 OBSERVERS = {
-    "smtp": ("mailtrace.protocols.smtp", "SmtpObserver"),
-    "pop3": ("mailtrace.protocols.pop3", "Pop3Observer"),
-    "imap": ("mailtrace.protocols.imap", "ImapObserver"),
+    "smtp": ("SmtpObserver", ("mailtrace.protocols.smtp", "mailtrace.protocols.smtp_observer")),
+    "pop3": ("Pop3Observer", ("mailtrace.protocols.pop3", "mailtrace.protocols.pop3.observer")),
+    "imap": ("ImapObserver", ("mailtrace.protocols.imap", "mailtrace.protocols.imap.observer")),
 }
 
 
@@ -47,11 +47,16 @@ def protocol_by_greeting(data: bytes) -> str | None:
 def observer_class(protocol: str):
     """The observer class for ``protocol``: the real one when it exists, else ``LineObserver``."""
     spec = OBSERVERS.get(protocol)
-    if spec is not None:
+    if spec is None:
+        return None
+    name, modules = spec
+    for module in modules:
         try:
-            return getattr(importlib.import_module(spec[0]), spec[1])
+            cls = getattr(importlib.import_module(module), name, None)
         except Exception:  # missing or broken: the line observer still shows the dialogue
-            pass
+            cls = None
+        if cls is not None:
+            return cls
     return None
 
 
