@@ -42,13 +42,14 @@ from mailtrace.protocols.smtp_commands import (
     COMMANDS, DATA_VERBS, DOCUMENTED_CODES, KNOWN_COMMANDS, REPLY_CODES, SPECIAL_SEQUENCE, VIOLATIONS,
 )
 from mailtrace.protocols.smtp_states import (
-    _END_OF_DATA, IDLE_TIMEOUT, MAX_AUTH_LINE, MAX_MESSAGE_SIZE, MAX_RECIPIENTS, MUST_END_GROUP, NOT_IMPLEMENTED,
+    IDLE_TIMEOUT, MAX_AUTH_LINE, MAX_MESSAGE_SIZE, MAX_RECIPIENTS, MUST_END_GROUP, NOT_IMPLEMENTED,
     PROTOCOL, TRANSCRIPT_KEEP, DATA_READ_LIMIT, SmtpConfig, Spec, State, Store,
 )
 from mailtrace.protocols.smtp_syntax import (
     BARE_CR, BARE_LF, BEFORE_GREETING, EIGHT_BIT, LINE_TOO_LONG, MAX_COMMAND_LINE,
     MAX_TEXT_LINE, NO_PIPELINING, PIPELINING_GROUP, STARTTLS_INJECTION, Reply, split_command,
 )
+from mailtrace.protocols.smtp_data import DataReader
 from mailtrace.protocols.smtp_trace import trace_headers
 from mailtrace.transcript.event import Event, Kind, Note, Side
 
@@ -102,11 +103,10 @@ class SmtpServerConnection:
 
     def eof(self) -> list[Output]:
         if self.state is State.DATA:  # cut short: record what came, deliver nothing
-            rest = self._reader.clear()
-            raw = bytes(self._body) + rest
-            size = self._data_size + len(rest)
-            self._event(Event(side=Side.CLIENT, kind=Kind.DATA, raw=raw, verb="DATA", state=self.state.value,
-                              size=size if len(raw) != size else -1, protocol=PROTOCOL,
+            data = self._data
+            data.add(self._reader.clear())
+            self._event(Event(side=Side.CLIENT, kind=Kind.DATA, raw=data.raw, verb="DATA", state=self.state.value,
+                              size=data.wire_size if data.oversize else -1, protocol=PROTOCOL,
                               info={"incomplete": "the client closed the connection before the final dot"}))
             self._reset_transaction()
         self._set(State.CLOSED)
@@ -251,15 +251,9 @@ class SmtpServerConnection:
     def _reset_transaction(self) -> None:
         self.sender: str | None = None
         self.recipients: list[str] = []
-        self.body_8bit = False
-        self.rejected = 0
-        self._body = bytearray()
-        self._data_size = 0
-        self._oversize = False
-        self._at_bol = True
-        self._line_len = 0
+        self.rejected = 0  # RCPTs refused in this transaction (DATA then gets 554, §4.1.1.4)
         self.body_8bitmime = False  # MAIL ... BODY=8BITMIME (RFC 6152)
-        self._data_notes: set[str] = set()
+        self._data = DataReader(self.config.max_message_size, TRANSCRIPT_KEEP)
         self._data_early = False  # the message came before the 354 reply
 
     def enter_data(self) -> None:
@@ -269,90 +263,30 @@ class SmtpServerConnection:
 
     def _data_chunk(self) -> bool:
         """Consume DATA bytes from the reader's buffer; False when more input is needed."""
-        buf = self._reader.buffer
-        if not buf:
-            return False
-        end = -1
-        if self._at_bol and (buf[:3] == b".\r\n" or buf[:2] == b".\n"):
-            content_end, end = 0, (3 if buf[:2] == b".\r" else 2)
-        else:
-            m = _END_OF_DATA.search(buf)
-            if m:
-                content_end, end = m.start() + 1, m.end()
-        if end < 0:
-            nl = buf.rfind(b"\n")
-            upto = nl + 1
-            tail = len(buf) - upto
-            if tail > 2:  # a long partial line: it cannot be the final "." line, take it now
-                upto = len(buf) - (1 if buf[-1] == 0x0D else 0)
-            if upto <= 0:
-                return False
-            self._data_bytes(bytes(buf[:upto]))
-            self._reader.consumed(upto)
-            return False
-        chunk = bytes(buf[:content_end])
-        terminator = bytes(buf[content_end:end])
-        self._reader.consumed(end)
-        if chunk:
-            self._data_bytes(chunk)
-        if terminator.endswith(b"\n") and not terminator.endswith(b"\r\n"):
-            self._data_notes.add(BARE_LF)
-        self._end_of_data(terminator)
-        return True
+        used, finished = self._data.consume(self._reader.buffer)
+        if used:
+            self._reader.consumed(used)
+        if finished:
+            self._end_of_data()
+        return finished
 
-    def _data_bytes(self, chunk: bytes) -> None:
-        size = self._data_size + len(chunk)
-        notes = self._data_notes
-        lf = chunk.count(b"\n")
-        crlf = chunk.count(b"\r\n")
-        if lf != crlf:
-            notes.add(BARE_LF)
-        if chunk.count(b"\r") != crlf:
-            notes.add(BARE_CR)
-        if not chunk.isascii():
-            self.body_8bit = True
-        if LINE_TOO_LONG not in notes and (self._line_len + len(chunk) >= MAX_TEXT_LINE):
-            # §4.5.3.1.6: 1000 octets with CRLF (LF not counted here: >= 1000 octets before it)
-            lengths = [len(piece) for piece in chunk.split(b"\n")]
-            lengths[0] += self._line_len
-            if max(lengths) >= MAX_TEXT_LINE:
-                notes.add(LINE_TOO_LONG)
-        last = chunk.rfind(b"\n")
-        self._line_len = len(chunk) - last - 1 if last >= 0 else self._line_len + len(chunk)
-        self._at_bol = chunk.endswith(b"\n")
-        if size > self.config.max_message_size:
-            if not self._oversize:  # RFC 1870 §6.3: discard at once, answer 552 after the dot
-                self._oversize = True
-                del self._body[TRANSCRIPT_KEEP:]
-            room = TRANSCRIPT_KEEP - len(self._body)
-            if room > 0:
-                self._body += chunk[:room]
-        else:
-            self._body += chunk
-        self._data_size = size
-
-    def _end_of_data(self, terminator: bytes) -> None:
+    def _end_of_data(self) -> None:
         self._reader.limit = MAX_COMMAND_LINE
-        body = bytes(self._body)
-        raw = body + terminator
-        notes = []
-        for rule in (BARE_LF, BARE_CR, LINE_TOO_LONG):
-            if rule in self._data_notes:
-                notes.append(Note(rule))
+        data = self._data
+        notes = [Note(rule) for rule in (BARE_LF, BARE_CR, LINE_TOO_LONG) if rule in data.rules]
         if self._data_early:
             notes.append(Note(PIPELINING_GROUP, "the message was sent before the 354 reply to DATA"))
-        if self.body_8bit and not self.body_8bitmime:
+        if data.eight_bit and not self.body_8bitmime:
             notes.append(Note(EIGHT_BIT, "octets above 127 without MAIL ... BODY=8BITMIME"))
-        size = self._data_size + len(terminator)
         self._set(State.DONE)
-        self._event(Event(side=Side.CLIENT, kind=Kind.DATA, raw=raw, verb="DATA", state=State.DATA.value,
-                          notes=tuple(notes), size=size if self._oversize else -1, protocol=PROTOCOL))
+        self._event(Event(side=Side.CLIENT, kind=Kind.DATA, raw=data.raw, verb="DATA", state=State.DATA.value,
+                          notes=tuple(notes), size=data.wire_size if data.oversize else -1, protocol=PROTOCOL))
         self._prev_verb = "."
-        if self._oversize:
+        if data.oversize:
             self._reply(Reply(552, "Error: message size exceeds fixed maximum message size", "5.3.4"), "DATA")
             self._reset_transaction()
             return
-        content = _unstuff(body)
+        content = data.message()
         sender, recipients = self.sender or "", list(self.recipients)
         queue_id = f"{int(self.clock()):x}.{next(_ids)}"
         with_ = ("ESMTP" if self.esmtp else "SMTP") + ("S" if self.tls else "") + ("A" if self.user else "")
@@ -441,13 +375,6 @@ class SmtpServerConnection:
         self._reader.limit = MAX_COMMAND_LINE
         self._set(State.READY)
         self._reply(reply, "AUTH")
-
-
-def _unstuff(body: bytes) -> bytes:
-    """RFC 5321 §4.5.2: a line starting with "." loses that first dot."""
-    if body.startswith(b"."):
-        body = body[1:]
-    return body.replace(b"\n.", b"\n")
 
 
 def _out_of_sequence(verb: str, state: State) -> Reply:

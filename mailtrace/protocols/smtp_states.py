@@ -14,7 +14,6 @@ any other state gets 503 "bad sequence of commands" (§4.2.4).  The lecture's th
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -36,7 +35,6 @@ MUST_END_GROUP = frozenset({"EHLO", "HELO", "DATA", "VRFY", "EXPN", "TURN", "QUI
 #: Verbs of RFC 821/5321 and extensions the lab knows but does not implement: 502 (§4.2.4).
 NOT_IMPLEMENTED = frozenset({"TURN", "ETRN", "ATRN", "BDAT", "SEND", "SOML", "SAML"})
 
-_END_OF_DATA = re.compile(rb"\n\.\r?\n")  # a line holding only "." ends the data (§4.1.1.4)
 
 
 class State(enum.Enum):

@@ -1,0 +1,115 @@
+"""Reading the DATA body: find the end, check the lines, keep what fits (server and observer).
+
+Theory of operation
+-------------------
+    "The mail data are terminated by a line containing only a period, that is, the character
+    sequence "<CRLF>.<CRLF>" ... Before sending a line of mail text, the SMTP client checks the
+    first character of the line.  If it is a period, one additional period is inserted at the
+    beginning of the line." ... the receiver: "If the first character is a period and there
+    are other characters on the line, the first character is deleted."   (RFC 5321 §4.5.2)
+
+A body is megabytes, so it is not split into lines one by one: ``DataReader.consume`` scans
+the buffered bytes in bulk (a regular expression finds the final "." line; ``bytes.count``
+finds bare LF / bare CR; a split measures line lengths only when a chunk could hold a long
+line), and keeps the body until ``max_size``; past it the body is discarded as it arrives
+(RFC 1870 §6.3) and only the first ``keep`` octets stay for the transcript.  Like the line
+reader it accepts a bare LF as a line end (``.\\n`` ends the data too) but reports it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mailtrace.protocols.smtp_syntax import BARE_CR, BARE_LF, LINE_TOO_LONG, MAX_TEXT_LINE
+
+_END_OF_DATA = re.compile(rb"\n\.\r?\n")  # a line holding only "." ends the data (§4.1.1.4)
+
+
+class DataReader:
+    """Accumulates one message body from a byte buffer until the line holding only "."."""
+
+    def __init__(self, max_size: int, keep: int) -> None:
+        self.max_size = max_size  # beyond this the body is discarded (oversize)
+        self.keep = keep  # octets of an oversize body kept for the transcript
+        self.body = bytearray()  # as sent (dot-stuffed), without the final ".CRLF"
+        self.size = 0  # octets of body seen so far
+        self.oversize = False
+        self.eight_bit = False
+        self.rules: set[str] = set()  # violation rules found (bare-lf, bare-cr, line-too-long)
+        self.terminator = b""  # ".\r\n" (or ".\n") once the end was seen
+        self._at_bol = True
+        self._line_len = 0
+
+    def consume(self, buf: bytearray) -> tuple[int, bool]:
+        """Scan ``buf``; return (octets consumed, finished).  The caller deletes what was consumed."""
+        if not buf:
+            return 0, False
+        end = -1
+        if self._at_bol and (buf[:3] == b".\r\n" or buf[:2] == b".\n"):
+            content_end, end = 0, (3 if buf[:2] == b".\r" else 2)
+        else:
+            m = _END_OF_DATA.search(buf)
+            if m:
+                content_end, end = m.start() + 1, m.end()
+        if end < 0:
+            upto = buf.rfind(b"\n") + 1
+            if len(buf) - upto > 2:  # a long partial line cannot be the final "." line: take it now
+                upto = len(buf) - (1 if buf[-1] == 0x0D else 0)  # keep a CR whose LF may follow
+            if upto > 0:
+                self.add(bytes(buf[:upto]))
+            return upto, False
+        if content_end:
+            self.add(bytes(buf[:content_end]))
+        self.terminator = bytes(buf[content_end:end])
+        if not self.terminator.endswith(b"\r\n"):
+            self.rules.add(BARE_LF)
+        return end, True
+
+    def add(self, chunk: bytes) -> None:
+        """Take bytes known to hold no end of data (the rest of a body cut short)."""
+        crlf = chunk.count(b"\r\n")
+        if chunk.count(b"\n") != crlf:
+            self.rules.add(BARE_LF)
+        if chunk.count(b"\r") != crlf:
+            self.rules.add(BARE_CR)
+        if not self.eight_bit and not chunk.isascii():
+            self.eight_bit = True
+        if LINE_TOO_LONG not in self.rules and self._line_len + len(chunk) >= MAX_TEXT_LINE:
+            # §4.5.3.1.6: 1000 octets with the CRLF, i.e. >= 1000 octets before the LF
+            lengths = [len(piece) for piece in chunk.split(b"\n")]
+            lengths[0] += self._line_len
+            if max(lengths) >= MAX_TEXT_LINE:
+                self.rules.add(LINE_TOO_LONG)
+        last = chunk.rfind(b"\n")
+        self._line_len = len(chunk) - last - 1 if last >= 0 else self._line_len + len(chunk)
+        self._at_bol = last == len(chunk) - 1
+        self.size += len(chunk)
+        if self.size > self.max_size:
+            if not self.oversize:  # RFC 1870 §6.3: discard at once, answer 552 after the dot
+                self.oversize = True
+                del self.body[self.keep:]
+            room = self.keep - len(self.body)
+            if room > 0:
+                self.body += chunk[:room]
+        else:
+            self.body += chunk
+
+    @property
+    def raw(self) -> bytes:
+        """The body as sent, final dot line included (cut short when oversize)."""
+        return bytes(self.body) + self.terminator
+
+    @property
+    def wire_size(self) -> int:
+        return self.size + len(self.terminator)
+
+    def message(self) -> bytes:
+        """The message with the dot-stuffing removed (§4.5.2)."""
+        return unstuff(bytes(self.body))
+
+
+def unstuff(body: bytes) -> bytes:
+    """RFC 5321 §4.5.2: a line starting with "." loses that first dot."""
+    if body.startswith(b"."):
+        body = body[1:]
+    return body.replace(b"\n.", b"\n")
