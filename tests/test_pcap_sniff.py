@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import smtplib
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -23,7 +25,7 @@ def test_sniff_lo_annotates_a_real_session(tmp_path, loop_thread):
     _, handler, port = loop_thread.run(start_aiosmtpd())
     log = tmp_path / "s.jsonl"
     proc = subprocess.Popen([*MAILTRACE, "sniff", "--iface", "lo", "--port", str(port), "--protocol", "smtp",
-                             "--log", str(log), "--duration", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             "--log", str(log)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     banner = proc.stdout.readline()
     if "capturing on lo" not in banner:
@@ -32,6 +34,10 @@ def test_sniff_lo_annotates_a_real_session(tmp_path, loop_thread):
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
         s.ehlo("sniffed.test")
         s.sendmail("alice@lab.test", ["bob@lab.test"], b"Subject: sniff\r\n\r\nlive\r\n")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and '"kind": "close"' not in log.read_text():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # like Ctrl+C
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Traceback" not in err

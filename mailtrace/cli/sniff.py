@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import click
@@ -43,6 +44,14 @@ def command(iface, port, protocol, log, text, pcap, lang, show_secrets, duration
     recorder = Recorder(open_sinks(log=log, text=text, pcap=pcap, lang=lang, show_secrets=show_secrets, live=not quiet))
     importer = CaptureImporter(recorder, port=port, protocol=protocol, show_secrets=show_secrets)
     click.echo(f"mailtrace sniff: capturing on {iface} ({bpf_filter(port)}); press Ctrl+C to stop.")
+
+    def stop(signum, frame):  # Ctrl+C: stop tcpdump, then read what it flushed up to the end
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl+C stops at once
+        if proc.poll() is None:
+            proc.terminate()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     try:
         importer.feed_packets(read_packets(proc.stdout))
     except KeyboardInterrupt:
