@@ -229,3 +229,33 @@ def test_tcpdump_capture_of_real_session_imports_to_proxy_dialogue(tmp_path, loo
     assert stats.sessions == 1 and stats.gaps == 0
     assert dialogue_of(back) == dialogue_of(mem.events)
     assert [e.text(True) for e in back if e.kind is Kind.COMMAND] == [e.text(True) for e in mem.events if e.kind is Kind.COMMAND]
+
+
+@pytest.mark.skipif(not shutil.which("tshark"), reason="tshark is not installed")
+def test_intercepted_starttls_exports_decrypted_dialogue_as_second_stream(tmp_path):
+    mem = MemorySink()
+    session = Recorder([mem]).session("smtp", client="127.0.0.1:40000", server="127.0.0.1:2525", started=1e9)
+    tracer = Tracer(session, "smtp", intercept=True)
+    before = [("S", b"220 lab.test ESMTP\r\n"), ("C", b"EHLO c\r\n"), ("S", b"250 STARTTLS\r\n"),
+              ("C", b"STARTTLS\r\n"), ("S", b"220 go ahead\r\n")]
+    for i, (who, data) in enumerate(before):
+        swap = tracer.feed(Side.CLIENT if who == "C" else Side.SERVER, data, t=i * 0.1)
+    assert swap  # the proxy would now swap both sides to TLS
+    tracer.tls_started(t=0.6)
+    for i, (who, data) in enumerate(SMTP_DIALOGUE[1:]):
+        tracer.feed(Side.CLIENT if who == "C" else Side.SERVER, data, t=0.7 + i * 0.1)
+    tracer.finish(Side.CLIENT, "done", t=3.0)
+    out = tmp_path / "i.pcapng"
+    export(mem.events, out)
+    res = subprocess.run(["tshark", "-r", str(out), "-Y", "smtp || tls || _ws.malformed", "-T", "fields",
+                          "-e", "tcp.stream", "-e", "smtp.req.command", "-e", "_ws.col.Protocol"],
+                         capture_output=True, text=True, timeout=60)
+    rows = [r.split("\t") for r in res.stdout.splitlines()]
+    assert {r[2] for r in rows} <= {"SMTP", "SMTP/IMF"}  # no TLS, nothing malformed
+    first = [r[1] for r in rows if r[0] == "0" and r[1]]
+    second = [r[1] for r in rows if r[0] == "1" and r[1]]
+    assert first == ["EHLO", "STAR"]  # Wireshark keeps the first four letters of a command
+    assert second == ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]
+    comments = subprocess.run(["tshark", "-r", str(out), "-Y", "frame.comment contains \"intercept\"", "-T", "fields",
+                               "-e", "tcp.stream"], capture_output=True, text=True, timeout=60).stdout.split()
+    assert "1" in comments  # the decrypted stream says what it is
