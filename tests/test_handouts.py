@@ -453,6 +453,18 @@ class Session:
                              f"--- expected ---\n{shown_expected}\n--- received ---\n{shown_got}")
 
     def close(self) -> None:
+        """Close as nc does at Ctrl-D: half-close, then wait (briefly) for the server to close too,
+        so that the server has finished with the session (e.g. released a POP3 lock) before the
+        next block connects."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+                if not self.sock.recv(65536):
+                    break
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:
