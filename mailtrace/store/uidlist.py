@@ -22,8 +22,12 @@ line without its newline (a writer that crashed) is ignored and the file is rewr
 the next append.  The header's N may lag behind appended records, so the next UID is the
 larger of N and (highest UID + 1): a UID is never handed out twice.
 
-Writers in several processes agree through an ``fcntl.flock`` on ``mailtrace-uidlist.lock``;
-writers in one process are serialised by the caller (the folder's thread lock).
+Writers in several mailtrace processes agree through an ``fcntl.flock`` on
+``mailtrace-uidlist.lock``; writers in one process are serialised by the caller (the
+folder's thread lock).  While holding it we also take Dovecot's own lock, the dot-lock file
+``dovecot-uidlist.lock`` (created with O_EXCL, holding "pid:host"; stale when its process is
+gone or it is older than ``DOTLOCK_STALE``), so that a Dovecot serving the same Maildir at
+the same time never rewrites the list under us.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -42,6 +47,10 @@ UIDVALIDITY_LOCK_NAME = "mailtrace-uidvalidity.lock"
 FORMAT_VERSION = 3
 MAX_UID = 2**32 - 1  # RFC 3501 §9: uniqueid = nz-number, a 32-bit unsigned value
 _FILE_MODE = 0o600
+DOTLOCK_NAME = "dovecot-uidlist.lock"
+DOTLOCK_STALE = 120.0  # seconds: Dovecot's default for this lock (maildir-uidlist.c)
+DOTLOCK_WAIT = 10.0  # seconds to wait for a live holder before taking the lock anyway
+_HOST = socket.gethostname()
 
 
 class UidList:
@@ -71,9 +80,36 @@ class UidList:
                                     _FILE_MODE)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
-            yield
+            dotlock = self._dotlock()
+            try:
+                yield
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(dotlock)
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _dotlock(self) -> Path:
+        """Take Dovecot's ``dovecot-uidlist.lock`` (see the module docstring)."""
+        path = self.path.with_name(DOTLOCK_NAME)
+        content = f"{os.getpid()}:{_HOST}".encode()
+        deadline = time.monotonic() + DOTLOCK_WAIT
+        while True:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                             _FILE_MODE)
+            except FileExistsError:
+                if _dotlock_stale(path) or time.monotonic() > deadline:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                else:
+                    time.sleep(0.01)
+                continue
+            try:
+                os.write(fd, content)
+            finally:
+                os.close(fd)
+            return path
 
     def close(self) -> None:
         if self._lock_fd is not None:
@@ -244,6 +280,25 @@ class UidList:
         self._seen = (st.st_ino, st.st_size, st.st_mtime_ns)
         self._offset = len(data)
         self._dirty_tail = False
+
+
+def _dotlock_stale(path: Path) -> bool:
+    try:
+        st = os.stat(path)
+        holder = path.read_text("ascii", "replace")
+    except FileNotFoundError:
+        return False  # released meanwhile: just try again
+    if time.time() - st.st_mtime > DOTLOCK_STALE:
+        return True
+    pid, _, host = holder.partition(":")
+    if host.strip() == _HOST and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True  # its process is gone
+        except PermissionError:
+            return False
+    return False
 
 
 def next_uidvalidity(user_dir: Path, previous: int = 0) -> int:
