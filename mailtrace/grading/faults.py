@@ -47,6 +47,8 @@ class Fault:
     split_delay: float = 0.05
     coalesce: bool = False
     action: str = "reply"
+    core_input: str = ""  # a line fed to the core, its outputs discarded, after an override
+                          # (e.g. "RSET": the core forgets a MAIL the script refused)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Fault":
@@ -238,6 +240,8 @@ class FaultLayer:
         lines = [x.replace("{tag}", tag) for x in fault.before]
         wire = b"".join(_crlf(x) for x in lines)
         actions += self._reply_lines(lines, None, verb=verb, tag="*")
+        if fault.core_input:
+            self.core.receive(fault.core_input.encode("utf-8") + b"\r\n")  # keep the core in step
         if fault.reply:
             reply = [x.replace("{tag}", tag) for x in fault.reply]
             actions += self._reply_lines(reply, None, verb=verb, tag=tag)

@@ -119,8 +119,10 @@ class _Fixture:
         box = fill(scenario.mailbox, variables)
         users = {}
         if exercise.protocol == "smtp":
+            refused = {a.lower() for a in fill(scenario.options.get("not_users", []), variables)}
             for key in ("rcpt1", "rcpt2", "rcpt3"):
-                users[variables[key].split("@")[0]] = "x"
+                if variables[key].lower() not in refused:  # the core itself refuses the others (550)
+                    users[variables[key].split("@")[0]] = "x"
         self.user = box.get("user", variables.get("user", "student"))
         users[self.user] = box.get("password", variables.get("password", "secret"))
         self.lab = Lab(directory=labdir, users=users)
@@ -225,6 +227,8 @@ def _collect(workdir: Path, skip: set[str]) -> dict[str, bytes]:
     total = 0
     for root, dirs, files in os.walk(workdir):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
+        if root != str(workdir):
+            out[str(Path(root).relative_to(workdir)) + "/"] = b""  # directories the program made
         for name in files:
             path = Path(root) / name
             rel = str(path.relative_to(workdir))

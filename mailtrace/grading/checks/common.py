@@ -116,29 +116,36 @@ def waits_for_reply(run, protocol: str) -> Outcome:
     return ok()
 
 
-def whole_reply(run, protocol: str) -> Outcome:
-    for e in run.client_events():
-        if e.info.get("arrived") == "mid-line":
-            return fail("the client reads until the end of the reply line (CRLF) before acting on it",
-                        "this was sent while the previous reply line was still arriving: one recv() "
-                        "returned only part of it (TCP is a byte stream; a reply can come in several segments)",
-                        e, RFC_CRLF[protocol])
-    return ok()
+def _first_anomaly(run) -> Event | None:
+    """The first client event sent while a reply was still arriving (mid-line or mid-reply).
+
+    Only the first one is judged: after it the client is out of step with the server, and what
+    it sends later says nothing about how it reads replies.
+    """
+    return next((e for e in run.client_events() if e.info.get("arrived") in ("mid-line", "mid-reply")), None)
+
+
+def whole_reply(run, protocol: str) -> Outcome | None:
+    e = _first_anomaly(run)
+    if e is None or e.info.get("arrived") != "mid-line":
+        return ok()
+    return fail("the client reads until the end of the reply line (CRLF) before acting on it",
+                "this was sent while the previous reply line was still arriving: one recv() "
+                "returned only part of it (TCP is a byte stream; a reply can come in several segments)",
+                e, RFC_CRLF[protocol])
 
 
 def multiline(run, protocol: str) -> Outcome | None:
-    if any(e.info.get("arrived") == "mid-line" for e in run.client_events()):
-        return None  # it reads partial lines: whole-reply takes the points, multi-line cannot be judged
-    for e in run.client_events():
-        if e.info.get("arrived") == "mid-reply":
-            hint = {"smtp": "a multi-line reply ends with the line whose code is followed by a space (250 ...), "
-                            "not a hyphen (250-...)",
-                    "pop3": "a multi-line response ends with a line holding only \".\"",
-                    "imap": "a command's response ends with its tagged status line"}[protocol]
-            return fail(f"the client reads the whole multi-line reply before the next command ({hint})",
-                        "this was sent after the first line(s) of a multi-line reply, before its last line",
-                        e, RFC_MULTI[protocol])
-    return ok()
+    e = _first_anomaly(run)
+    if e is None or e.info.get("arrived") != "mid-reply":
+        return ok()
+    hint = {"smtp": "a multi-line reply ends with the line whose code is followed by a space (250 ...), "
+                    "not a hyphen (250-...)",
+            "pop3": "a multi-line response ends with a line holding only \".\"",
+            "imap": "a command's response ends with its tagged status line"}[protocol]
+    return fail(f"the client reads the whole multi-line reply before the next command ({hint})",
+                "this was sent after the first line(s) of a multi-line reply, before its last line",
+                e, RFC_MULTI[protocol])
 
 
 # -- closing -----------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from mailtrace.transcript.event import Event, Kind, Side
 def _out_files(run) -> dict[str, bytes]:
     out = run.variables.get("arg_out", "out").strip("/")
     prefix = out + "/"
-    return {k[len(prefix):]: v for k, v in run.files.items() if k.startswith(prefix)}
+    return {k[len(prefix):]: v for k, v in run.files.items() if k.startswith(prefix) and not k.endswith("/")}
 
 
 def _tagged(run, cmd: Event) -> Event | None:

@@ -9,7 +9,7 @@ from mailtrace.transcript.event import Kind, Side
 def _out_files(run) -> dict[str, bytes]:
     out = run.variables.get("arg_out", "out").strip("/")
     prefix = out + "/"
-    return {k[len(prefix):]: v for k, v in run.files.items() if k.startswith(prefix)}
+    return {k[len(prefix):]: v for k, v in run.files.items() if k.startswith(prefix) and not k.endswith("/")}
 
 
 def _stuffed(data: bytes) -> bytes:
@@ -33,6 +33,10 @@ def _framing_only(got: bytes, want: bytes) -> bool:
 @check("pop3.message-bytes", "Every message saved as DIR/<n>.eml, byte for byte (CRLF kept)", "RFC 1939 §7 (RETR)")
 def message_bytes(run) -> Outcome:
     files = _out_files(run)
+    out = run.variables.get("arg_out", "out").strip("/")
+    if out + "/" not in run.files and run.program.exit_code == 0:
+        return fail(f"the folder {out} created (os.makedirs(DIR, exist_ok=True)), even for an empty maildrop",
+                    "it does not exist")
     for m in run.fixture:
         name = f"{m['n']}.eml"
         got = files.get(name)

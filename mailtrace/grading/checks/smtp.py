@@ -14,6 +14,15 @@ from mailtrace.transcript.event import Event, Kind, Side
 PATH = re.compile(r"^(MAIL FROM|RCPT TO):\s?<([^<>\s]*)>(\s.*)?$", re.IGNORECASE)
 
 
+def _addr(e: Event) -> str:
+    """The address of a MAIL FROM / RCPT TO line, with or without its angle brackets."""
+    g = PATH.match(e.text())
+    if g:
+        return g.group(2)
+    rest = e.text().split(":", 1)[-1].strip()
+    return (rest.split() or [""])[0].strip("<>")
+
+
 def _code(run, e: Event) -> str:
     replies = run.reply_to(e)
     return replies[-1].code if replies else ""
@@ -49,7 +58,12 @@ def _parse(msg: bytes):
     return email.message_from_bytes(msg, policy=email.policy.compat32)
 
 
-def _decoded_header(value: str) -> str:
+def _decoded_header(value: str | None) -> str:
+    value = value or ""
+    try:
+        value = value.encode("utf-8", "surrogateescape").decode("utf-8")  # raw 8-bit (smtp.7bit says so)
+    except UnicodeError:
+        pass
     try:
         return str(make_header(decode_header(value)))
     except Exception:
@@ -75,15 +89,13 @@ def envelope(run) -> Outcome:
     if not mails:
         return fail("a MAIL FROM command", "no MAIL command was sent", None)
     for m in mails:
-        got = PATH.match(m.text())
-        addr = got.group(2) if got else m.text().split(":", 1)[-1].strip().strip("<>")
+        addr = _addr(m)
         if addr.lower() != want_from.lower():
             return fail(f"MAIL FROM:<{want_from}>", f"the sender was {addr!r}", m)
     rcpts = run.commands("RCPT")
     got_to = []
     for r in rcpts:
-        g = PATH.match(r.text())
-        got_to.append((g.group(2) if g else r.text().split(":", 1)[-1].strip().strip("<>")).lower())
+        got_to.append(_addr(r).lower())
     missing = [a for a in want_to if a.lower() not in got_to]
     if missing:
         return fail(f"one RCPT TO per --to ({', '.join(want_to)})", f"no RCPT TO for {', '.join(missing)}",
@@ -198,8 +210,10 @@ def seven_bit(run) -> Outcome:
 @check("smtp.stops-after-error", "Does not carry on after a 4xx/5xx reply", "RFC 5321 §4.2.1, §3.3")
 def stops_after_error(run) -> Outcome:
     for sid in run.sessions():
+        # commands sent before the reply they should have waited for are waits-for-reply's business
         cmds = [e for e in run.events if e.session == sid and e.side is Side.CLIENT
-                and e.kind in (Kind.COMMAND, Kind.DATA)]
+                and e.kind in (Kind.COMMAND, Kind.DATA)
+                and e.info.get("arrived", "after-reply") not in ("before-reply", "same-segment")]
         greeting = next((e for e in run.events if e.session == sid and e.side is Side.SERVER
                          and e.kind is Kind.REPLY), None)
         if greeting is not None and greeting.code[:1] in ("4", "5"):
@@ -246,8 +260,7 @@ def partial_recipients(run) -> Outcome:
         return fail("the message is sent to the recipients that were accepted (DATA)",
                     "no message was sent", refused[-1])
     for r in refused:
-        g = PATH.match(r.text())
-        addr = g.group(2) if g else r.text()
+        addr = _addr(r)
         if addr.lower() not in run.stderr.lower():
             return fail(f"the refused recipient {addr} named on stderr", f"stderr: {run.stderr.strip()[:200]!r}", r)
     return ok()

@@ -1,0 +1,208 @@
+"""Regenerate the defective clients from the reference solutions: one defect each.
+
+    python tests/defective/generate.py
+
+Each entry: (exercise, output file, the check it must lose points on, [(old, new), ...]).
+Every replacement must apply exactly once (so a change to a solution that breaks a mutant is
+noticed).  The generated files are committed; read them as students' programs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SOLUTIONS = {"smtp-client": "solutions/smtp-client/smtp_client.py", "pop3-client": "solutions/pop3-client/pop3_client.py",
+             "imap-client": "solutions/imap-client/imap_client.py", "mime-compose": "solutions/mime-compose/mime_compose.py"}
+
+MUTANTS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
+    ("smtp-client", "smtp/bare_lf.py", "smtp.crlf", [
+        ('self.sock.sendall(line.encode("ascii") + b"\\r\\n")', 'self.sock.sendall(line.encode("ascii") + b"\\n")'),
+        ('return "".join(("." + line if line.startswith(".") else line) + "\\r\\n" for line in lines)',
+         'return "".join(("." + line if line.startswith(".") else line) + "\\n" for line in lines)'),
+        ('+ b".\\r\\n")', '+ b".\\n")'),
+    ]),
+    ("smtp-client", "smtp/no_dot_stuffing.py", "smtp.dot-stuffing", [
+        ('return "".join(("." + line if line.startswith(".") else line) + "\\r\\n" for line in lines)',
+         'return "".join(line + "\\r\\n" for line in lines)'),
+    ]),
+    ("smtp-client", "smtp/no_brackets.py", "smtp.angle-brackets", [
+        ('conn.command(f"MAIL FROM:<{args.sender}>")', 'conn.command(f"MAIL FROM:{args.sender}")'),
+        ('conn.command(f"RCPT TO:<{rcpt}>")', 'conn.command(f"RCPT TO:{rcpt}")'),
+    ]),
+    ("smtp-client", "smtp/single_recv.py", "smtp.whole-reply", [
+        ('''        lines = []
+        while True:
+            line = self.read_line()
+            lines.append(line)
+            if len(line) < 4 or line[3] != "-":
+                return int(line[:3]) if line[:3].isdigit() else 0, lines''',
+         '''        try:
+            data = self.sock.recv(4096)
+        except socket.timeout:
+            raise ServerGone("the server stopped answering (timed out)")
+        if not data:
+            raise ServerGone("the server closed the connection")
+        text = data.decode("utf-8", "replace")
+        lines = text.split("\\r\\n")
+        return int(text[:3]) if text[:3].isdigit() else 0, lines'''),
+    ]),
+    ("smtp-client", "smtp/no_multiline.py", "smtp.multiline", [
+        ('''            if len(line) < 4 or line[3] != "-":
+                return''', '''            if True:
+                return'''),
+    ]),
+    ("smtp-client", "smtp/ignores_errors.py", "smtp.stops-after-error", [
+        ('''        if code != 250:
+            print(f"error: sender refused: {lines[-1]}", file=sys.stderr)
+            quit_quietly(conn)
+            return 1''', '''        mail_refused = code != 250
+        if mail_refused:
+            print(f"error: sender refused: {lines[-1]}", file=sys.stderr)'''),
+        ('''        if not accepted:
+            quit_quietly(conn)
+            return 1
+        code, lines = conn.command("DATA")''', '''        code, lines = conn.command("DATA")
+        if not accepted or mail_refused:
+            quit_quietly(conn)
+            return 1'''),
+    ]),
+    ("smtp-client", "smtp/no_quit.py", "smtp.quit", [
+        ('''    try:
+        conn.command("QUIT")
+    except''', '''    try:
+        pass
+    except'''),
+    ]),
+    ("smtp-client", "smtp/wrong_exit_code.py", "smtp.exit-status", [
+        ("return 3 if rejected else 0", "return 0"),
+    ]),
+    ("smtp-client", "smtp/no_timeout.py", "smtp.timeout", [
+        ("    sock.settimeout(TIMEOUT)\n", "    sock.settimeout(None)\n"),
+    ]),
+    ("smtp-client", "smtp/no_helo_fallback.py", "smtp.helo-fallback", [
+        ('''        if code in (500, 502):
+            code, lines = conn.command(f"HELO {socket.gethostname() or 'localhost'}")
+''', ""),
+    ]),
+    ("smtp-client", "smtp/missing_headers.py", "smtp.headers", [
+        ('''        f"Date: {formatdate(localtime=True)}",
+        f"Message-ID: <{uuid.uuid4().hex}@{sender.split('@')[-1] or 'localhost'}>",
+''', ""),
+    ]),
+    ("smtp-client", "smtp/raw_8bit.py", "smtp.7bit", [
+        ('''        subject.encode("ascii")
+        return subject''', '''        return subject'''),
+        ('''        body.encode("ascii")
+        body_lines = text_lines''', '''        body_lines = text_lines'''),
+        ('.encode("ascii")\n                          + b".\\r\\n")', '.encode("utf-8")\n                          + b".\\r\\n")'),
+    ]),
+    ("smtp-client", "smtp/no_wait.py", "smtp.waits-for-reply", [
+        ('''        code, lines = conn.read_reply()
+        if code != 220:''', '''        conn.send_line(f"EHLO {socket.gethostname() or 'localhost'}")
+        code, lines = conn.read_reply()
+        if code != 220:'''),
+        ('''        code, lines = conn.command(f"EHLO {socket.gethostname() or 'localhost'}")''',
+         '''        code, lines = conn.read_reply()'''),
+    ]),
+    ("smtp-client", "smtp/uses_smtplib.py", "policy.imports", [
+        ("import argparse\n", "import argparse\nimport smtplib  # noqa: F401  (only imported: still banned)\n"),
+    ]),
+    # -- POP3 ------------------------------------------------------------------------------------
+    ("pop3-client", "pop3/no_unstuffing.py", "pop3.unstuffing", [
+        ('lines.append(line[1:] if line.startswith(b".") else line)', "lines.append(line)"),
+    ]),
+    ("pop3-client", "pop3/lf_endings.py", "pop3.message-bytes", [
+        ('return b"".join(x + b"\\r\\n" for x in lines)', 'return b"".join(x + b"\\n" for x in lines)'),
+    ]),
+    ("pop3-client", "pop3/bare_lf.py", "pop3.crlf", [
+        ('self.sock.sendall(line.encode("utf-8") + b"\\r\\n")', 'self.sock.sendall(line.encode("utf-8") + b"\\n")'),
+    ]),
+    ("pop3-client", "pop3/no_quit.py", "pop3.quit", [
+        ('''        ok, status = conn.command("QUIT")
+        if not ok:
+            print(f"error: QUIT failed (deletions not committed): {status}", file=sys.stderr)
+            return 1
+        return 0''', "        return 0"),
+        ('''    try:
+        conn.command("QUIT")
+    except''', '''    try:
+        pass
+    except'''),
+    ]),
+    ("pop3-client", "pop3/ignores_err.py", "pop3.stops-after-error", [
+        ('''        for cmd in (f"USER {args.user}", f"PASS {args.password}"):
+            ok, status = conn.command(cmd)
+            if not ok:
+                print(f"error: login refused: {status}", file=sys.stderr)
+                quit_quietly(conn)
+                return 1
+        ok, status = conn.command("STAT")
+        if not ok:''', '''        refused = False
+        for cmd in (f"USER {args.user}", f"PASS {args.password}"):
+            ok, status = conn.command(cmd)
+            if not ok:
+                print(f"error: login refused: {status}", file=sys.stderr)
+                refused = True
+        ok, status = conn.command("STAT")
+        if refused:
+            quit_quietly(conn)
+            return 1
+        if not ok:'''),
+    ]),
+    ("pop3-client", "pop3/wrong_exit_code.py", "pop3.exit-status", [
+        ('''                print(f"error: login refused: {status}", file=sys.stderr)
+                quit_quietly(conn)
+                return 1''', '''                print(f"error: login refused: {status}", file=sys.stderr)
+                quit_quietly(conn)
+                return 2'''),
+    ]),
+    ("pop3-client", "pop3/no_timeout.py", "pop3.timeout", [
+        ("    sock.settimeout(TIMEOUT)\n", "    sock.settimeout(None)\n"),
+    ]),
+    ("pop3-client", "pop3/single_recv.py", "pop3.whole-reply", [
+        ('''        self.sock.sendall(line.encode("utf-8") + b"\\r\\n")
+        status = self.read_line().decode("utf-8", "replace")''', '''        self.sock.sendall(line.encode("utf-8") + b"\\r\\n")
+        try:
+            chunk = self.sock.recv(65536)  # the status line, and maybe some of the body
+        except OSError as exc:
+            raise ServerGone(str(exc))
+        if not chunk:
+            raise ServerGone("the server closed the connection")
+        status, _, self.buffer = (self.buffer + chunk).partition(b"\\r\\n")
+        status = status.decode("utf-8", "replace")'''),
+    ]),
+    ("pop3-client", "pop3/no_wait.py", "pop3.waits-for-reply", [
+        ('''        greeting = conn.read_line().decode("utf-8", "replace")''',
+         '''        conn.sock.sendall(f"USER {args.user}\\r\\n".encode())  # saves a round trip...
+        greeting = conn.read_line().decode("utf-8", "replace")'''),
+        ('''        for cmd in (f"USER {args.user}", f"PASS {args.password}"):
+            ok, status = conn.command(cmd)''', '''        status = conn.read_line().decode("utf-8", "replace")
+        for cmd in (None, f"PASS {args.password}"):
+            ok, status = (status.startswith("+OK"), status) if cmd is None else conn.command(cmd)'''),
+    ]),
+    ("pop3-client", "pop3/ignores_delete.py", "pop3.delete", [
+        ("            if args.delete:\n", "            if False:\n"),
+    ]),
+    ("pop3-client", "pop3/uses_poplib.py", "policy.imports", [
+        ("import argparse\n", "import argparse\nfrom poplib import POP3  # noqa: F401\n"),
+    ]),
+]
+
+
+def main() -> None:
+    for exercise, out, _check, edits in MUTANTS:
+        text = (ROOT / SOLUTIONS[exercise]).read_text()
+        for old, new in edits:
+            n = text.count(old)
+            if n != 1:
+                raise SystemExit(f"{out}: replacement found {n} times: {old[:60]!r}")
+            text = text.replace(old, new)
+        target = Path(__file__).parent / out
+        target.parent.mkdir(parents=True, exist_ok=True)
+        header = f"# DEFECTIVE on purpose (mutation test): must lose points on {_check} and nowhere else.\n"
+        target.write_text(header + text)
+
+
+if __name__ == "__main__":
+    main()
