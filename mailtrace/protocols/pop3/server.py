@@ -187,7 +187,7 @@ class Pop3ServerConnection:
             return [event] + self._error("", "unknown command")
         redacted = redact(name, line, rest)
         base = dict(side=Side.CLIENT, kind=Kind.COMMAND, raw=line, verb=name, state=self.state.value,
-                    redacted=redacted)
+                    redacted=redacted, protocol=PROTOCOL)
         if self.state not in spec.states:
             allowed = " or ".join(s.value for s in spec.states)
             note = Note("wrong-state", f"{name} is allowed in {allowed}, not {self.state.value}")
@@ -207,7 +207,7 @@ class Pop3ServerConnection:
         raw = f"{code} {text}\r\n".encode("utf-8") if text else f"{code}\r\n".encode()
         info = {"resp-code": resp_code} if resp_code else {}
         return [Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, code=code, verb=verb,
-                      state=self.state.value, info=info), Send(raw)]
+                      state=self.state.value, info=info, protocol=PROTOCOL), Send(raw)]
 
     def _ok(self, verb: str, text: str) -> list[Output]:
         return self._reply(OK, verb, text)
@@ -225,11 +225,12 @@ class Pop3ServerConnection:
         return out
 
     def _multiline(self, verb: str, first: str, body: bytes) -> list[Output]:
-        """A +OK status line and its body: ``body`` is already stuffed and ends in ".CRLF"."""
-        out = self._ok(verb, first)
-        out.append(Event(side=Side.SERVER, kind=Kind.DATA, raw=body, verb=verb, state=self.state.value))
-        out.append(Send(body))
-        return out
+        """A +OK status line and its body (already stuffed, ending in ".CRLF"): two events, and
+        one ``Send`` so that a RETR costs one write on the socket, not two."""
+        status, sent = self._ok(verb, first)
+        body_event = Event(side=Side.SERVER, kind=Kind.DATA, raw=body, verb=verb, state=self.state.value,
+                           protocol=PROTOCOL)
+        return [status, body_event, Send(sent.data + body)]
 
     def _end(self) -> None:
         """Release the maildrop lock (without deleting anything) and stop reading."""
