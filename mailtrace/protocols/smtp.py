@@ -47,9 +47,10 @@ from mailtrace.protocols.smtp_states import (
 )
 from mailtrace.protocols.smtp_syntax import (
     BARE_CR, BARE_LF, BEFORE_GREETING, EIGHT_BIT, LINE_TOO_LONG, MAX_COMMAND_LINE,
-    MAX_TEXT_LINE, NO_PIPELINING, PIPELINING_GROUP, STARTTLS_INJECTION, Reply, split_command,
+    MAX_TEXT_LINE, NO_PIPELINING, PIPELINING_GROUP, Reply, split_command,
 )
 from mailtrace.protocols.smtp_data import DataReader
+from mailtrace.protocols.smtp_observer import SmtpObserver, injected_commands
 from mailtrace.protocols.smtp_trace import trace_headers
 from mailtrace.transcript.event import Event, Kind, Note, Side
 
@@ -241,10 +242,7 @@ class SmtpServerConnection:
                 self._reply(reply, verb)
         if verb == "STARTTLS" and self.state is State.GREETED and not self.tls and reply and reply.code == 220:
             if self._reader.buffered:  # RFC 3207 §5: plaintext injected after STARTTLS is dropped
-                dropped = self._reader.clear()
-                self._event(Event(side=Side.CLIENT, kind=Kind.VIOLATION, state=self.state.value,
-                                  notes=(Note(STARTTLS_INJECTION, f"{len(dropped)} octets after STARTTLS discarded"),),
-                                  protocol=PROTOCOL))
+                self._out += injected_commands(self._reader.clear(), self.state.value)
             self._control(StartTLS())
 
     # --- transactions ------------------------------------------------------------------------
@@ -396,13 +394,6 @@ def _out_of_sequence(verb: str, state: State) -> Reply:
     return Reply(503, text, "5.5.1")
 
 
-__all__ = ["COMMANDS", "REPLY_CODES", "VIOLATIONS", "DATA_VERBS", "DOCUMENTED_CODES", "KNOWN_COMMANDS", "State", "SmtpConfig", "SmtpServerConnection", "Spec", "Store",
-           "MAX_MESSAGE_SIZE", "MAX_RECIPIENTS", "IDLE_TIMEOUT", "MAX_COMMAND_LINE", "MAX_TEXT_LINE", "SmtpObserver"]
-
-
-def __getattr__(name: str):
-    if name == "SmtpObserver":  # the observer lives in its own module; import it on demand
-        from mailtrace.protocols.smtp_observer import SmtpObserver
-
-        return SmtpObserver
-    raise AttributeError(name)
+__all__ = ["COMMANDS", "REPLY_CODES", "VIOLATIONS", "DATA_VERBS", "DOCUMENTED_CODES", "KNOWN_COMMANDS", "State",
+           "SmtpConfig", "SmtpServerConnection", "SmtpObserver", "Spec", "Store", "MAX_MESSAGE_SIZE", "MAX_RECIPIENTS",
+           "IDLE_TIMEOUT", "MAX_COMMAND_LINE", "MAX_TEXT_LINE"]

@@ -1,0 +1,158 @@
+"""The SMTP observer sees what the server core does: same events from both sides of the wire."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from mailtrace.protocols.base import Pending, Send, StartTLS
+from mailtrace.protocols.smtp import SmtpConfig, SmtpObserver, SmtpServerConnection
+from mailtrace.store.maildir import MaildirStore
+from mailtrace.transcript.event import Event, Kind, Side
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = MaildirStore(tmp_path / "mail", {"alice": "alice", "bob": "bob"}, fsync=False)
+    yield s
+    s.close()
+
+
+def play(store, client_chunks: list[bytes], chunk: int = 0, config: SmtpConfig | None = None):
+    """Run a real core; feed the observer each client chunk, then the server's answer to it.
+
+    Returns (core events, observer events, wire) where wire is [(side, bytes)] in order."""
+    core = SmtpServerConnection(config or SmtpConfig(), store, client_address="127.0.0.1:1")
+    core_events: list[Event] = []
+    wire: list[tuple[str, bytes]] = []
+
+    def run(outputs):
+        for out in outputs:
+            if isinstance(out, Pending):
+                run(out.resume(out.job()))
+            elif isinstance(out, Send):
+                wire.append(("S", out.data))
+            elif isinstance(out, Event):
+                core_events.append(out)
+
+    run(core.start())
+    for data in client_chunks:
+        wire.append(("C", data))
+        run(core.receive(data))
+    obs = SmtpObserver()
+    obs_events: list[Event] = []
+    for side, data in wire:
+        step = chunk or len(data)
+        for i in range(0, len(data), step):
+            piece = data[i:i + step]
+            obs_events += obs.feed_client(piece) if side == "C" else obs.feed_server(piece)
+    obs_events += obs.close()
+    return core_events, obs_events, obs
+
+
+def facts(events):
+    return [(e.side, e.kind, e.raw, e.verb, e.code) for e in events if e.kind is not Kind.VIOLATION]
+
+
+SESSION = [b"EHLO client\r\n", b"MAIL FROM:<a@b.c>\r\n", b"RCPT TO:<bob@lab.test>\r\n", b"RCPT TO:<who@lab.test>\r\n",
+           b"RCPT TO:<x@else.org>\r\n", b"DATA\r\n", b"Subject: hi\r\n\r\n..stuffed\r\nline\r\n.\r\n", b"VRFY bob\r\n",
+           b"FOO\r\n", b"MAIL FROM:<>\r\n", b"RSET\r\n", b"HELP\r\n", b"AUTH PLAIN\r\n",
+           base64.b64encode(b"\0alice\0alice") + b"\r\n", b"QUIT\r\n"]
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 3, 17])
+def test_observer_matches_the_core(store, chunk):
+    core, observed, obs = play(store, SESSION, chunk)
+    assert facts(observed) == facts(core)
+    assert [e.state for e in observed if e.side is Side.SERVER] == [e.state for e in core if e.side is Side.SERVER]
+    assert [n.rule for e in observed for n in e.notes] == []
+    data = [e for e in observed if e.kind is Kind.DATA and e.verb == "DATA"]
+    assert data[0].raw == SESSION[6]
+    assert [e.shown() for e in observed if e.verb == "AUTH" and e.kind is Kind.DATA] == [b"***\r\n"]
+
+
+def test_lecture_style_violations_match_the_core(store):
+    lines = [b"HELO crepes.fr\n", b"MAIL FROM: alice@crepes.fr\r\n", b"RCPT TO: <bob@lab.test>\r\n", b"DATA\r\n",
+             "Subject: ñ\r\n\r\nx\r\n.\r\n".encode(), b"QUIT\r\n"]
+    core, observed, _ = play(store, lines)
+    assert facts(observed) == facts(core)
+    rules = lambda evs: [n.rule for e in evs for n in e.notes]  # noqa: E731
+    assert rules(observed) == rules(core) == ["bare-lf", "space-after-colon", "missing-brackets",
+                                              "space-after-colon", "8bit-without-8bitmime"]
+
+
+def test_pipelining_flags(store):
+    _, observed, _ = play(store, [b"HELO x\r\n", b"MAIL FROM:<a@b.c>\r\nRCPT TO:<bob@lab.test>\r\n"])
+    assert [n.rule for e in observed for n in e.notes] == ["no-pipelining"]
+    _, observed, _ = play(store, [b"EHLO x\r\n", b"MAIL FROM:<a@b.c>\r\nRCPT TO:<bob@lab.test>\r\nDATA\r\n",
+                                  b"x\r\n.\r\n"])
+    assert [n.rule for e in observed for n in e.notes] == []
+    obs = SmtpObserver()
+    early = obs.feed_client(b"EHLO early\r\n")
+    assert [n.rule for n in early[0].notes] == ["before-greeting"]
+
+
+def test_data_refused_makes_held_bytes_commands_again(store):
+    core, observed, _ = play(store, [b"HELO x\r\n", b"MAIL FROM:<a@b.c>\r\n", b"RCPT TO:<no@lab.test>\r\n",
+                                     b"DATA\r\n", b"NOOP\r\n"])
+    assert facts(observed) == facts(core)
+    assert [e.code for e in observed if e.kind is Kind.REPLY][-2:] == ["554", "250"]
+    assert "data-no-recipient" in [n.rule for e in observed for n in e.notes]
+
+
+def test_starttls_then_encrypted_and_injection(store):
+    obs = SmtpObserver()
+    obs.feed_server(b"220 mx ESMTP\r\n")
+    obs.feed_client(b"EHLO x\r\n")
+    obs.feed_server(b"250-mx\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+    obs.feed_client(b"STARTTLS\r\nMAIL FROM:<evil@x.y>\r\n")
+    events = obs.feed_server(b"220 go ahead\r\n")
+    assert obs.encrypted
+    assert "starttls-injection" in [n.rule for e in events for n in e.notes]
+    assert obs.feed_client(b"\x16\x03\x01\x02\x00") == [] and obs.feed_server(b"\x16\x03\x03") == []
+    obs.tls_started()
+    assert not obs.encrypted
+    assert [e.verb for e in obs.feed_client(b"EHLO again\r\n")] == ["EHLO"]
+
+
+def test_multiline_reply_one_event_per_line_and_bad_reply():
+    obs = SmtpObserver()
+    events = obs.feed_server(b"220-first\r\n220 second\r\n")
+    assert [e.code for e in events] == ["220", "220"] and obs.state.value == "greeted"
+    obs.feed_client(b"NOOP\r\n")
+    events = obs.feed_server(b"hello?\r\n250 ok\r\n")
+    assert [n.rule for n in events[0].notes] == ["bad-reply"] and events[1].verb == "NOOP"
+
+
+def test_close_mid_data():
+    obs = SmtpObserver()
+    obs.feed_server(b"220 x\r\n")
+    obs.feed_client(b"HELO a\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<b@c.d>\r\nDATA\r\n")
+    obs.feed_server(b"250 a\r\n250 b\r\n250 c\r\n354 go\r\n")
+    obs.feed_client(b"Subject: cut\r\n\r\nhalf")
+    events = obs.close()
+    assert len(events) == 1 and events[0].kind is Kind.DATA and events[0].info.get("incomplete")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.binary(max_size=300)), max_size=30))
+def test_random_bytes_never_raise(chunks):
+    obs = SmtpObserver()
+    for from_client, data in chunks:
+        events = obs.feed_client(data) if from_client else obs.feed_server(data)
+        assert all(isinstance(e, Event) for e in events)
+    obs.close()
+
+
+def test_whole_conversation_with_starttls_core(store):
+    """The core's STARTTLS output: the observer stops parsing exactly where the core switches."""
+    core = SmtpServerConnection(SmtpConfig(tls_available=True), store)
+    obs = SmtpObserver()
+    obs.feed_server(b"".join(o.data for o in core.start() if isinstance(o, Send)))
+    obs.feed_client(b"EHLO x\r\nSTARTTLS\r\n")
+    outs = core.receive(b"EHLO x\r\nSTARTTLS\r\n")
+    assert isinstance(outs[-1], StartTLS)
+    obs.feed_server(b"".join(o.data for o in outs if isinstance(o, Send)))
+    assert obs.encrypted
