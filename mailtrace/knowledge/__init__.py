@@ -110,6 +110,10 @@ def entry_for(event: Event) -> Entry | None:
             entry = lookup(proto, "responses", event.verb)
             if entry:
                 return entry
+        # A response code (IMAP "* OK [UIDVALIDITY 3]", info["code"]) says more than its status.
+        entry = lookup(proto, "codes", event.info["code"]) if event.info.get("code") else None
+        if entry:
+            return entry
         entry = lookup(proto, "replies", event.code) if event.code else None
         if entry is None and event.verb:
             entry = lookup(proto, "responses", event.verb)
