@@ -73,3 +73,10 @@ def test_annotate_finds_entries():
     lit = Event(side=Side.CLIENT, kind=Kind.LITERAL, protocol="imap", tag="a1")
     assert "octets" in knowledge.annotate(lit).meaning
     assert knowledge.state_heading("imap", "selected", "es")[0].startswith("Seleccionado")
+
+
+def test_a_response_code_explains_its_line():
+    line = Event(side=Side.SERVER, kind=Kind.REPLY, protocol="imap", tag="*", code="OK", info={"code": "UIDVALIDITY"})
+    assert "UIDVALIDITY" in knowledge.annotate(line).meaning
+    plain = Event(side=Side.SERVER, kind=Kind.REPLY, protocol="imap", tag="a1", code="OK", verb="NOOP")
+    assert knowledge.annotate(plain).rfc == "RFC 3501 §7.1.1"
