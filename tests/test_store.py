@@ -526,3 +526,32 @@ def test_watch_notices_other_programs(store, root):
     time.sleep(0.7)  # let the poller record the current state
     (root / "alice" / "new" / "9.other.host").write_bytes(MSG)
     assert fired.wait(10)
+
+
+# -- Dovecot's dot-lock -------------------------------------------------------------------
+
+def test_waits_for_a_live_dovecot_dotlock(store, root):
+    store.mailbox("alice")
+    lock = root / "alice" / "dovecot-uidlist.lock"
+    lock.write_text(f"{os.getpid()}:{os.uname().nodename}")  # a live holder
+    released = threading.Event()
+
+    def release() -> None:
+        time.sleep(0.3)
+        released.set()
+        lock.unlink()
+
+    t = threading.Thread(target=release)
+    t.start()
+    store.deliver("alice", MSG)
+    assert released.is_set()  # the delivery waited for Dovecot's lock
+    t.join()
+    assert not lock.exists()
+
+
+def test_breaks_a_stale_dovecot_dotlock(store, root):
+    store.mailbox("alice")
+    lock = root / "alice" / "dovecot-uidlist.lock"
+    lock.write_text(f"999999999:{os.uname().nodename}")  # its process is gone
+    assert store.deliver("alice", MSG).uid == 1
+    assert not lock.exists()

@@ -51,6 +51,7 @@ DOTLOCK_NAME = "dovecot-uidlist.lock"
 DOTLOCK_STALE = 120.0  # seconds: Dovecot's default for this lock (maildir-uidlist.c)
 DOTLOCK_WAIT = 10.0  # seconds to wait for a live holder before taking the lock anyway
 _HOST = socket.gethostname()
+HOLDER_PREFIX = "mailtrace-dotlock."  # + "host.pid": the file we link as the dot-lock
 
 
 class UidList:
@@ -69,6 +70,7 @@ class UidList:
         self._offset = 0  # octets of complete lines parsed
         self._dirty_tail = False  # the file ends in a partial line
         self._lock_fd: int | None = None
+        self._holder: tuple[int, Path] | None = None  # (pid, file linked as the dot-lock)
         self.lost_count = 0  # times the list had to be recreated (tests, diagnostics)
 
     # -- locking -----------------------------------------------------------------------
@@ -90,31 +92,61 @@ class UidList:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _dotlock(self) -> Path:
-        """Take Dovecot's ``dovecot-uidlist.lock`` (see the module docstring)."""
+        """Take Dovecot's ``dovecot-uidlist.lock`` (see the module docstring).
+
+        Like Dovecot we create the lock by ``link()``ing a file that already holds our
+        "pid:host" to the lock name: atomic, and far cheaper than creating a new file on
+        every update (creating an inode costs as much as the delivery's own file).
+        """
         path = self.path.with_name(DOTLOCK_NAME)
-        content = f"{os.getpid()}:{_HOST}".encode()
         deadline = time.monotonic() + DOTLOCK_WAIT
         while True:
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                             _FILE_MODE)
+                self._take_dotlock(path)
+                return path
             except FileExistsError:
                 if _dotlock_stale(path) or time.monotonic() > deadline:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(path)
                 else:
                     time.sleep(0.01)
-                continue
+
+    def _take_dotlock(self, path: Path) -> None:
+        pid = os.getpid()
+        if self._holder is None or self._holder[0] != pid:
+            holder = self.path.with_name(f"{HOLDER_PREFIX}{_HOST}.{pid}")
+            self._holder = (pid, holder)
+            self._write_holder()
+            _remove_dead_holders(self.path.parent)
+        try:
+            os.link(self._holder[1], path)
+        except FileExistsError:
+            raise
+        except FileNotFoundError:  # someone removed our holder: make it again
+            self._write_holder()
+            os.link(self._holder[1], path)
+        except OSError:  # no hard links on this file system: create the lock directly
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
             try:
-                os.write(fd, content)
+                os.write(fd, f"{os.getpid()}:{_HOST}".encode())
             finally:
                 os.close(fd)
-            return path
+
+    def _write_holder(self) -> None:
+        assert self._holder is not None
+        pid, holder = self._holder
+        tmp = holder.with_name(holder.name + ".new")
+        tmp.write_bytes(f"{pid}:{_HOST}".encode())
+        os.replace(tmp, holder)
 
     def close(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        if self._holder is not None and self._holder[0] == os.getpid():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._holder[1])
+            self._holder = None
 
     # -- reading -----------------------------------------------------------------------
     def _stat(self) -> tuple[int, int, int] | None:
@@ -280,6 +312,24 @@ class UidList:
         self._seen = (st.st_ino, st.st_size, st.st_mtime_ns)
         self._offset = len(data)
         self._dirty_tail = False
+
+
+def _remove_dead_holders(directory: Path) -> None:
+    """Remove the dot-lock holder files left by processes of this host that died."""
+    prefix = f"{HOLDER_PREFIX}{_HOST}."
+    with os.scandir(directory) as it:
+        names = [e.name for e in it if e.name.startswith(prefix)]
+    for name in names:
+        pid = name[len(prefix):]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(directory / name)
+        except PermissionError:
+            pass
 
 
 def _dotlock_stale(path: Path) -> bool:
