@@ -263,7 +263,7 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en") -> Scenario
             results.append(CheckResult(cid, chk.title, True, max_points, max_points, note, conf.visibility, False))
             continue
         fraction = 1.0 if outcome.passed else (outcome.fraction or 0.0)
-        results.append(CheckResult(cid, chk.title, outcome.passed, round(max_points * fraction, 4), max_points,
+        results.append(CheckResult(cid, chk.title, outcome.passed, max_points * fraction, max_points,
                                    feedback(outcome, chk, run.events), conf.visibility, True))
     from mailtrace.transcript.text import render_text
 

@@ -187,6 +187,99 @@ MUTANTS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
     ("pop3-client", "pop3/uses_poplib.py", "policy.imports", [
         ("import argparse\n", "import argparse\nfrom poplib import POP3  # noqa: F401\n"),
     ]),
+    # -- IMAP ------------------------------------------------------------------------------------
+    ("imap-client", "imap/tag_reuse.py", "imap.unique-tags", [
+        ('        tag = f"A{self.counter:04d}"', '        tag = "A001"'),
+    ]),
+    ("imap-client", "imap/literal_by_line.py", "imap.literals", [
+        ('''            literals.append(self.read_bytes(int(m.group(1))))
+            text += b"\\r\\n" + self.read_line()''', '''            body = []
+            while True:  # the message ends at the line ")"
+                line = self.read_line()
+                if line == b")":
+                    break
+                body.append(line)
+            literals.append(b"".join(x + b"\\r\\n" for x in body))
+            text += b"\\r\\n)"'''),
+    ]),
+    ("imap-client", "imap/unquoted.py", "imap.quoting", [
+        ('conn.command(f"LOGIN {quote(args.user)} {quote(args.password)}")',
+         'conn.command(f"LOGIN {args.user} {args.password}")'),
+        ("{'SELECT' if args.mark_seen else 'EXAMINE'} {quote(args.mailbox)}",
+         "{'SELECT' if args.mark_seen else 'EXAMINE'} {args.mailbox}"),
+    ]),
+    ("imap-client", "imap/no_logout.py", "imap.logout", [
+        ('''    try:
+        conn.command("LOGOUT")
+    except''', '''    try:
+        pass
+    except'''),
+    ]),
+    ("imap-client", "imap/ignores_no.py", "imap.stops-after-error", [
+        ('''        try:
+            conn.command(f"LOGIN {quote(args.user)} {quote(args.password)}")
+            conn.command(f"{'SELECT' if args.mark_seen else 'EXAMINE'} {quote(args.mailbox)}")
+        except Refused as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            logout_quietly(conn)
+            return 1''', '''        failed = None
+        for cmd in (f"LOGIN {quote(args.user)} {quote(args.password)}",
+                    f"{'SELECT' if args.mark_seen else 'EXAMINE'} {quote(args.mailbox)}"):
+            try:
+                conn.command(cmd)
+            except Refused as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                failed = failed or exc
+        if failed:
+            logout_quietly(conn)
+            return 1'''),
+    ]),
+    ("imap-client", "imap/wrong_exit_code.py", "imap.exit-status", [
+        ('''            print(f"error: {exc}", file=sys.stderr)
+            logout_quietly(conn)
+            return 1
+        found''', '''            print(f"error: {exc}", file=sys.stderr)
+            logout_quietly(conn)
+            return 0
+        found'''),
+    ]),
+    ("imap-client", "imap/no_timeout.py", "imap.timeout", [
+        ("    sock.settimeout(TIMEOUT)\n", "    sock.settimeout(None)\n"),
+    ]),
+    ("imap-client", "imap/single_recv.py", "imap.whole-reply", [
+        ('''    def read_line(self):
+        while b"\\r\\n" not in self.buffer:
+            self._fill()''', '''    def read_line(self):
+        if b"\\r\\n" not in self.buffer:
+            self._fill()  # one recv() is one line
+            if b"\\r\\n" not in self.buffer:
+                self.buffer += b"\\r\\n"'''),
+    ]),
+    ("imap-client", "imap/fetch_marks_seen.py", "imap.flags", [
+        ("{'SELECT' if args.mark_seen else 'EXAMINE'}", "SELECT"),
+        ('conn.command(f"UID FETCH {uid} BODY.PEEK[]")', 'conn.command(f"UID FETCH {uid} BODY[]")'),
+    ]),
+    ("imap-client", "imap/ignores_unseen_only.py", "imap.selection", [
+        ('conn.command("UID SEARCH UNSEEN" if args.unseen_only else "UID SEARCH ALL")', 'conn.command("UID SEARCH ALL")'),
+    ]),
+    ("imap-client", "imap/assumes_order.py", "imap.untagged", [
+        ('''        uids = []
+        for text, _ in found:
+            if text.upper().startswith(b"* SEARCH"):
+                uids += [int(x) for x in text.split()[2:]]''', '''        uids = [int(x) for x in found[0][0].split()[2:]]  # the answer is the first line'''),
+        ('''            for text, literals in conn.command(f"UID FETCH {uid} BODY.PEEK[]"):
+                if b" FETCH " in text.upper() and literals:
+                    with open(os.path.join(args.out, f"{uid}.eml"), "wb") as f:
+                        f.write(literals[0])''', '''            text, literals = conn.command(f"UID FETCH {uid} BODY.PEEK[]")[0]
+            with open(os.path.join(args.out, f"{uid}.eml"), "wb") as f:
+                f.write(literals[0] if literals else b"")'''),
+    ]),
+    ("imap-client", "imap/bare_lf.py", "imap.crlf", [
+        ('self.sock.sendall(f"{tag} {line}\\r\\n".encode("utf-8"))', 'self.sock.sendall(f"{tag} {line}\\n".encode("utf-8"))'),
+    ]),
+    ("imap-client", "imap/uses_imaplib.py", "policy.imports", [
+        ("import argparse\n", "import argparse\nimport imaplib  # noqa: F401\n"),
+    ]),
 ]
 
 
