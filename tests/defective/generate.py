@@ -280,6 +280,44 @@ MUTANTS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
     ("imap-client", "imap/uses_imaplib.py", "policy.imports", [
         ("import argparse\n", "import argparse\nimport imaplib  # noqa: F401\n"),
     ]),
+    # -- mime-compose ----------------------------------------------------------------------------
+    ("mime-compose", "mime/lf_endings.py", "mime.crlf", [
+        ('f.write("".join(line + "\\r\\n" for line in lines).encode("ascii"))',
+         'f.write("".join(line + "\\n" for line in lines).encode("ascii"))'),
+    ]),
+    ("mime-compose", "mime/unwrapped_base64.py", "mime.line-length", [
+        ("    return [encoded[i:i + 76] for i in range(0, len(encoded), 76)]", "    return [encoded]"),
+    ]),
+    ("mime-compose", "mime/long_text_lines.py", "mime.line-length", [
+        ("    ascii_ok = all(ord(c) < 128 for c in text) and all(len(x) <= 998 for x in lines)",
+         "    ascii_ok = all(ord(c) < 128 for c in text)"),
+    ]),
+    ("mime-compose", "mime/raw_utf8.py", "mime.7bit", [
+        ('''        subject.encode("ascii")
+        return subject''', '''        return subject'''),
+        ('''    ascii_ok = all(ord(c) < 128 for c in text) and all(len(x) <= 998 for x in lines)
+    if ascii_ok:
+        return ["Content-Type: text/plain; charset=us-ascii", "Content-Transfer-Encoding: 7bit"], lines''',
+         '''    if all(len(x) <= 998 for x in lines):
+        return ["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit"], lines'''),
+        ('f.write("".join(line + "\\r\\n" for line in lines).encode("ascii"))',
+         'f.write("".join(line + "\\r\\n" for line in lines).encode("utf-8"))'),
+    ]),
+    ("mime-compose", "mime/missing_headers.py", "mime.headers", [
+        ('''        f"Date: {formatdate(localtime=True)}",
+        f"Message-ID: <{uuid.uuid4().hex}@{args.sender.split('@')[-1] or 'localhost'}>",
+''', ""),
+    ]),
+    ("mime-compose", "mime/no_closing_boundary.py", "mime.structure", [
+        ('        lines.append(f"--{boundary}--")\n', ""),
+    ]),
+    ("mime-compose", "mime/no_filename.py", "mime.attachments", [
+        ("""                      f'Content-Disposition: attachment; filename="{name}"',\n""",
+         """                      'Content-Disposition: attachment',\n"""),
+    ]),
+    ("mime-compose", "mime/uses_email_mime.py", "policy.imports", [
+        ("import argparse\n", "import argparse\nfrom email.mime.text import MIMEText  # noqa: F401\n"),
+    ]),
 ]
 
 

@@ -6,7 +6,6 @@ import email
 import email.policy
 import mimetypes
 import re
-from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
 
 from mailtrace.grading.checks import Outcome, check, fail, ok
@@ -86,10 +85,9 @@ def headers(run) -> Outcome:
         return fail("a Date in RFC 5322 format (email.utils.formatdate)", f"Date: {m['Date']}", rfc="RFC 5322 §3.3")
     if not re.fullmatch(r"\s*<[^<>@\s]+@[^<>@\s]+>\s*", m["Message-ID"] or ""):
         return fail("Message-ID: <unique@domain>", f"Message-ID: {m['Message-ID']}", rfc="RFC 5322 §3.6.4")
-    try:
-        subject = str(make_header(decode_header(m["Subject"])))
-    except Exception:
-        subject = m["Subject"]
+    from mailtrace.grading.checks.smtp import _decoded_header
+
+    subject = _decoded_header(m["Subject"])
     if subject.strip() != run.variables.get("arg_subject", "").strip():
         return fail(f"Subject: {run.variables.get('arg_subject')}", f"Subject (decoded): {subject}")
     for h, arg in (("From", "arg_from"), ("To", "arg_to")):
@@ -169,7 +167,7 @@ def attachments(run) -> Outcome:
             return fail(f"a part for {name}", "it is missing")
         p = parts[i]
         disp = (p.get("Content-Disposition") or "").lower()
-        if not disp.startswith("attachment") or p.get_filename() != name:
+        if not disp.startswith("attachment") or p.get_param("filename", header="content-disposition") != name:
             return fail(f'Content-Disposition: attachment; filename="{name}"',
                         f"Content-Disposition: {p.get('Content-Disposition')}", rfc="RFC 2183 §2")
         if (p.get("Content-Transfer-Encoding") or "").strip().lower() != "base64":
