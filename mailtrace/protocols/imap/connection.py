@@ -207,8 +207,22 @@ class ImapServerConnection:
 
     # -- internals ----------------------------------------------------------------------
     def _take(self) -> list[Output]:
+        """The outputs so far, with the bytes of consecutive responses joined into one Send
+        (a FETCH of 100 messages is one write, not 100); events keep their order."""
         out, self._out = self._out, []
-        return out
+        merged: list[Output] = []
+        pending: list[bytes] = []
+        for o in out:
+            if isinstance(o, Send):
+                pending.append(o.data)
+                continue
+            if not isinstance(o, Event) and pending:
+                merged.append(Send(b"".join(pending)))
+                pending = []
+            merged.append(o)
+        if pending:
+            merged.append(Send(b"".join(pending)))
+        return merged
 
     def _close(self, reason: str) -> None:
         self.closed = True
