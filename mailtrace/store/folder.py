@@ -24,74 +24,24 @@ ascending order (RFC 3501 §2.3.1.1) for every reader in the process.
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import os
 import re
-import socket
 import threading
 import time
 from pathlib import Path
 from typing import Iterable
 
+from mailtrace.store.files import fsync_dir, unique_name, wire_size
 from mailtrace.store.flags import INFO_PREFIX, Keywords, split_name
 from mailtrace.store.model import MailboxNotFound, MessageInfo
 from mailtrace.store.uidlist import UidList
 
-SUBDIRS = ("tmp", "new", "cur")
-FOLDER_MARKER = "maildirfolder"  # Maildir++: marks a sub-folder (Dovecot creates it too)
 # A directory mtime this close to "now" may hide a change made in the same clock tick
 # (Linux file times come from a coarse clock), so such a listing is never trusted.
 MTIME_GRACE = 2.0  # seconds
 _WIRE_SIZE_RE = re.compile(r",W=(\d+)")  # Dovecot's "virtual size" (CRLF size) in the name
-_BARE_LF_RE = re.compile(rb"(?<!\r)\n")
-_DIR_MODE = 0o700
 _FILE_MODE = 0o600
-_counter = itertools.count(1)
-
-
-def _hostname() -> str:
-    # Maildir spec: "replace / with \057 and : with \072"; "," starts Dovecot's fields.
-    host = socket.gethostname() or "localhost"
-    return host.replace("/", "\\057").replace(":", "\\072").replace(",", "\\054")
-
-
-_HOST = _hostname()
-
-
-def unique_name(size: int, wire_size: int) -> str:
-    """A Maildir unique name: "time.MusecPpidQn.host,S=size,W=wiresize"."""
-    now = time.time()
-    sec = int(now)
-    usec = int((now - sec) * 1_000_000)
-    return f"{sec}.M{usec}P{os.getpid()}Q{next(_counter)}.{_HOST},S={size},W={wire_size}"
-
-
-def wire_size(data: bytes) -> int:
-    """Octets of ``data`` with every bare LF sent as CRLF (RFC 5322 §2.3: lines end in CRLF)."""
-    return len(data) + data.count(b"\n") - data.count(b"\r\n")
-
-
-def to_wire(data: bytes) -> bytes:
-    if data.count(b"\n") == data.count(b"\r\n"):
-        return data
-    return _BARE_LF_RE.sub(b"\r\n", data)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def make_maildir(path: Path, marker: bool) -> None:
-    """Create cur/, new/ and tmp/ under ``path`` (which must exist or be creatable)."""
-    path.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
-    for sub in SUBDIRS:
-        (path / sub).mkdir(mode=_DIR_MODE, exist_ok=True)
-    if marker:
-        (path / FOLDER_MARKER).touch(mode=_FILE_MODE)
 
 
 class Folder:
@@ -111,6 +61,9 @@ class Folder:
         self._dir_key: tuple[int, ...] | None = None
         self._trusted = False  # the listing at _dir_key can be trusted (not within grace)
         self._kw_key: tuple | None = None
+        self._renames = 0  # files renamed into new/ or cur/ so far (fsync tickets)
+        self._synced: dict[str, int] = {}  # subdir -> renames known durable
+        self._fsync_lock = threading.Lock()
         self.version = 0  # bumped on every change of ``infos``
         self.scans = 0  # full rescans done (tests check the cache works)
 
@@ -272,7 +225,8 @@ class Folder:
                 os.close(fd)
             sub = "cur" if info_letters else "new"
             filename = base + INFO_PREFIX + info_letters if info_letters else base
-            info = self._publish([(tmp_path, sub, filename, base, (wire_size(data), mtime))])[0]
+            (info,), ticket = self._publish(
+                [(tmp_path, sub, filename, base, (wire_size(data), mtime))])
         except BaseException:
             try:
                 os.unlink(tmp_path)
@@ -280,23 +234,33 @@ class Folder:
                 pass
             raise
         if self.fsync:
-            fsync_dir(self.path / sub)
+            self.sync_dir(sub, ticket)
         return info
 
     def _publish(self, items: list[tuple[Path, str, str, str, tuple[int, float]]]
-                 ) -> list[MessageInfo]:
+                 ) -> tuple[list[MessageInfo], int]:
         """Rename complete files from tmp/ into new/ or cur/ and give them UIDs, in one
-        locked step (so UIDs become visible in ascending order)."""
+        locked step (so UIDs become visible in ascending order).  Returns the infos and
+        the rename number to pass to ``sync_dir``."""
         out = []
         with self.lock:
-            for tmp_path, sub, filename, base, meta in items:
-                os.rename(tmp_path, self.path / sub / filename)
-                self._meta[base] = meta
-            ul = self.uidlist
-            with ul.locked():
-                if not ul.load():
-                    ul.create()
-                uids = ul.assign([item[3] for item in items])
+            renamed: list[Path] = []
+            try:
+                for tmp_path, sub, filename, base, meta in items:
+                    os.rename(tmp_path, self.path / sub / filename)
+                    renamed.append(self.path / sub / filename)
+                    self._meta[base] = meta
+                    self._renames += 1
+                ul = self.uidlist
+                with ul.locked():
+                    if not ul.load():
+                        ul.create()
+                    uids = ul.assign([item[3] for item in items])
+            except BaseException:  # a failed delivery leaves nothing visible
+                for path in renamed:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                raise
             for (_, sub, filename, base, meta), uid in zip(items, uids):
                 _, letters = split_name(filename)
                 info = MessageInfo(uid=uid, key=base, size=meta[0],
@@ -306,7 +270,24 @@ class Folder:
                 self.infos[uid] = info
                 out.append(info)
             self.version += 1
-        return out
+            ticket = self._renames
+        return out, ticket
+
+    def sync_dir(self, sub: str, ticket: int) -> None:
+        """Make the renames into ``sub`` up to number ``ticket`` durable (fsync the directory).
+
+        Group commit: one fsync of a directory covers every rename made before it started,
+        so concurrent deliveries share one instead of queueing for one each.
+        """
+        if self._synced.get(sub, 0) >= ticket:
+            return
+        with self._fsync_lock:
+            if self._synced.get(sub, 0) >= ticket:
+                return
+            with self.lock:
+                upto = self._renames
+            fsync_dir(self.path / sub)
+            self._synced[sub] = max(self._synced.get(sub, 0), upto)
 
     def info_letters(self, flags: Iterable[str], old_letters: str = "") -> str:
         with self.lock:
@@ -406,10 +387,10 @@ class Folder:
             filename = base + INFO_PREFIX + letters if letters else base
             slots.append(len(items))
             items.append((tmp_path, sub, filename, base, (info.size, info.internaldate)))
-        published = self._publish(items) if items else []
+        published, ticket = self._publish(items) if items else ([], 0)
         if self.fsync:
             for sub in {item[1] for item in items}:
-                fsync_dir(self.path / sub)
+                self.sync_dir(sub, ticket)
         return [None if idx is None else published[idx] for idx in slots]
 
     def path_of(self, base: str) -> Path | None:

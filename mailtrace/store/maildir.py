@@ -33,7 +33,8 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
-from mailtrace.store.folder import Folder, make_maildir, to_wire, unique_name
+from mailtrace.store.files import make_maildir, to_wire, unique_name
+from mailtrace.store.folder import Folder
 from mailtrace.store.model import (InvalidMailboxName, MailboxExists, MailboxNotFound,
                                    MessageInfo, StoreError)
 from mailtrace.store.names import (HIERARCHY_DELIMITER, INBOX, canonical_mailbox,

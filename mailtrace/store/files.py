@@ -1,0 +1,69 @@
+"""Maildir file-level helpers: unique names, wire sizes, directory creation and fsync.
+
+The Maildir specification (cr.yp.to/proto/maildir.html) names each message uniquely:
+"time.MusecPpid.host" ("Q" + a delivery counter makes it unique within the process), with
+"/" and ":" in the host name replaced by "\\057" and "\\072".  Dovecot appends fields after
+a comma: ",S=<octets on disk>,W=<octets with CRLF line ends>", which lets a reader know a
+message's size from its name alone; we write both.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import socket
+import time
+from pathlib import Path
+
+SUBDIRS = ("tmp", "new", "cur")
+FOLDER_MARKER = "maildirfolder"  # Maildir++: marks a sub-folder (Dovecot creates it too)
+_BARE_LF_RE = re.compile(rb"(?<!\r)\n")
+_DIR_MODE = 0o700
+_FILE_MODE = 0o600
+_counter = itertools.count(1)
+
+
+def _hostname() -> str:
+    # Maildir spec: "replace / with \057 and : with \072"; "," starts Dovecot's fields.
+    host = socket.gethostname() or "localhost"
+    return host.replace("/", "\\057").replace(":", "\\072").replace(",", "\\054")
+
+
+_HOST = _hostname()
+
+
+def unique_name(size: int, wire_size: int) -> str:
+    """A Maildir unique name: "time.MusecPpidQn.host,S=size,W=wiresize"."""
+    now = time.time()
+    sec = int(now)
+    usec = int((now - sec) * 1_000_000)
+    return f"{sec}.M{usec}P{os.getpid()}Q{next(_counter)}.{_HOST},S={size},W={wire_size}"
+
+
+def wire_size(data: bytes) -> int:
+    """Octets of ``data`` with every bare LF sent as CRLF (RFC 5322 §2.3: lines end in CRLF)."""
+    return len(data) + data.count(b"\n") - data.count(b"\r\n")
+
+
+def to_wire(data: bytes) -> bytes:
+    if data.count(b"\n") == data.count(b"\r\n"):
+        return data
+    return _BARE_LF_RE.sub(b"\r\n", data)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_maildir(path: Path, marker: bool) -> None:
+    """Create cur/, new/ and tmp/ under ``path`` (which must exist or be creatable)."""
+    path.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+    for sub in SUBDIRS:
+        (path / sub).mkdir(mode=_DIR_MODE, exist_ok=True)
+    if marker:
+        (path / FOLDER_MARKER).touch(mode=_FILE_MODE)
