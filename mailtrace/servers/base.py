@@ -167,6 +167,9 @@ class Listener:
             conn = Connection(core, session, reader, writer, self.tls_context)
             ctx.connection = conn
             await conn.run()
+        except asyncio.CancelledError:  # stop() cancelled us: end quietly (no "Task was cancelled" log)
+            session.close(Side.SERVER, "server stopping")
+            writer.close()
         except Exception as exc:  # a bug in a core must cost one connection, never the server
             session.close(Side.SERVER, f"internal error: {type(exc).__name__}: {exc}")
             writer.close()
