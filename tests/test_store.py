@@ -555,3 +555,120 @@ def test_breaks_a_stale_dovecot_dotlock(store, root):
     lock.write_text(f"999999999:{os.uname().nodename}")  # its process is gone
     assert store.deliver("alice", MSG).uid == 1
     assert not lock.exists()
+
+
+# -- robustness ----------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from mailtrace.store.names import canonical_mailbox, folder_dirname, validate_user  # noqa: E402
+
+NAME_ALPHABET = st.sampled_from(list("aZ.~/\\\x00\n\t *%&-é") + [".."])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), st.lists(NAME_ALPHABET, max_size=12).map("".join)))
+def test_any_mailbox_name_maps_inside_the_user_directory(name):
+    user_dir = Path("/store/alice")
+    try:
+        canon = canonical_mailbox(name)
+    except InvalidMailboxName:
+        return
+    path = user_dir / folder_dirname(canon)
+    # One plain directory entry under the user's directory, never a path trick.
+    assert path == user_dir or (path.parent == user_dir and path.name not in (".", ".."))
+    assert "/" not in folder_dirname(canon) and "\x00" not in canon
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_any_user_name_is_one_safe_directory(user):
+    try:
+        validate_user(user)
+    except InvalidMailboxName:
+        return
+    assert "/" not in user and user not in (".", "..") and not user.startswith((".", "-"))
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\x00\xff garbage", b"3 Vxyz N1\n",
+                                     b"3 V0 N1\n", b"not a header\n1 :x\n"])
+def test_broken_uidlist_is_replaced_with_a_new_uidvalidity(root, garbage):
+    s1 = MaildirStore(root, dict(USERS))
+    s1.deliver("alice", MSG)
+    old = s1.mailbox("alice").uidvalidity
+    (root / "alice" / "dovecot-uidlist").write_bytes(garbage)
+    s2 = MaildirStore(root, dict(USERS))
+    box = s2.mailbox("alice")
+    assert box.uidvalidity > old and [m.uid for m in box.messages()] == [1]
+    assert box.read(1) == MSG
+
+
+def test_torn_last_uidlist_line_is_ignored_and_repaired(store, root):
+    store.deliver("alice", MSG)
+    path = root / "alice" / "dovecot-uidlist"
+    with open(path, "ab") as f:
+        f.write(b"2 :torn-write-without-newl")  # a writer that died mid-line
+    s2 = MaildirStore(root, dict(USERS))
+    assert s2.deliver("alice", MSG).uid == 2
+    lines = path.read_bytes().splitlines()
+    assert all(line.split()[0].isdigit() for line in lines[1:]) and len(lines) == 3
+
+
+def test_copy_follows_a_file_renamed_by_another_session(store):
+    store.create_mailbox("alice", "Dest")
+    info = store.deliver("alice", MSG)
+    a, b = store.mailbox("alice"), store.mailbox("alice")
+    b.set_flags(info.uid, ["\\Seen"])  # renames the file under a's feet
+    dest = store.mailbox("alice", "Dest")
+    assert a.copy([info.uid, info.uid], dest) == [(info.uid, 1)]
+    dest.refresh()
+    assert dest.get(1).flags == {"\\Seen"}
+
+
+def test_sessions_and_deliveries_in_parallel(store):
+    """Sessions reading, flagging, expunging and copying while SMTP-like threads deliver:
+    nothing but KeyError for messages another session removed, and a consistent end."""
+    store.create_mailbox("bob", "Saved")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def deliverer() -> None:
+        for i in range(40):
+            store.deliver("bob", MSG + b"%d\r\n" % i)
+
+    def session(n: int) -> None:
+        box = store.mailbox("bob")
+        saved = store.mailbox("bob", "Saved")
+        while not stop.is_set():
+            box.refresh()
+            for info in box.messages()[:5]:
+                try:
+                    assert box.read(info.uid).startswith(b"From:")
+                    box.set_flags(info.uid, ["\\Seen", f"kw{n}"])
+                    if info.uid % 3 == n:
+                        box.copy([info.uid], saved)
+                        box.expunge([info.uid])
+                except KeyError:
+                    pass
+                except BaseException as exc:  # pragma: no cover - reported below
+                    errors.append(exc)
+                    return
+
+    sessions = [threading.Thread(target=session, args=(n,)) for n in range(3)]
+    deliverers = [threading.Thread(target=deliverer) for _ in range(3)]
+    for t in sessions + deliverers:
+        t.start()
+    for t in deliverers:
+        t.join()
+    stop.set()
+    for t in sessions:
+        t.join()
+    assert errors == []
+    box, saved = store.mailbox("bob"), store.mailbox("bob", "Saved")
+    fresh = MaildirStore(store.root, dict(USERS))
+    assert [(m.uid, m.flags) for m in fresh.mailbox("bob").messages()] == \
+        [(m.uid, m.flags) for m in box.messages()]
+    assert len(box.messages()) + len(saved.messages()) >= 120  # expunged only once copied
+    uids = [m.uid for m in box.messages()]
+    assert uids == sorted(set(uids))

@@ -353,6 +353,7 @@ class Mailbox:
         self.name = folder.name
         self._infos: dict[int, MessageInfo] = {}
         self._sorted: list[int] | None = None
+        self._version = -1
         self.uidvalidity = 0
         self.uidnext = 1
         self.refresh()
@@ -361,6 +362,9 @@ class Mailbox:
         folder = self._folder
         folder.sync()
         with folder.lock:
+            if folder.version == self._version:
+                return  # nothing changed since this view last looked
+            self._version = folder.version
             self._infos = dict(folder.infos)
             self.uidvalidity = folder.uidlist.uidvalidity
             self.uidnext = folder.uidlist.next_uid
@@ -411,18 +415,26 @@ class Mailbox:
         return removed
 
     def copy(self, uids: Iterable[int], dest: "Mailbox") -> list[tuple[int, int]]:
-        sources, olds = [], []
-        for uid in uids:
-            info = self._infos.get(uid)
-            if info is None:
-                continue
-            path = self._folder.path_of(info.key)
-            if path is None:
-                continue
-            sources.append((path, info))
-            olds.append(uid)
-        results = dest._folder.copy_in(sources)
-        pairs = [(old, new.uid) for old, new in zip(olds, results) if new is not None]
+        """Copy messages into ``dest``: [(uid here, uid there)], in order; messages that no
+        longer exist are left out."""
+        wanted = [uid for uid in dict.fromkeys(uids) if uid in self._infos]
+        done: dict[int, int] = {}
+        for attempt in range(2):  # a file renamed meanwhile (flags) is looked up again
+            sources, olds = [], []
+            for uid in wanted:
+                current = self._folder.infos.get(uid)
+                path = self._folder.path_of(self._infos[uid].key)
+                if uid in done or current is None or path is None:
+                    continue
+                sources.append((path, current))
+                olds.append(uid)
+            for old, new in zip(olds, dest._folder.copy_in(sources)):
+                if new is not None:
+                    done[old] = new.uid
+            if all(uid in done for uid in olds) or attempt:
+                break
+            self._folder.sync(force=True)
+        pairs = [(uid, done[uid]) for uid in wanted if uid in done]
         if pairs:
             self._store._notify(dest.user, dest.name)
         return pairs
