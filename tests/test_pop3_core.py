@@ -70,8 +70,8 @@ def test_whole_session(chunk):
         f"+OK 2 {size1 + size2}\r\n"
         f"+OK 2 messages ({size1 + size2} octets)\r\n1 {size1}\r\n2 {size2}\r\n.\r\n"
         f"+OK 2 {size2}\r\n"
-        "+OK unique-id listing follows\r\n1 00000001000004D2\r\n2 00000002000004D2\r\n.\r\n"
-        "+OK 1 00000001000004D2\r\n"
+        "+OK unique-id listing follows\r\n1 00000001000004d2\r\n2 00000002000004d2\r\n.\r\n"
+        "+OK 1 00000001000004d2\r\n"
         f"+OK {size1} octets\r\n" + byte_stuff(MSG1).decode() +
         "+OK top of message follows\r\nSubject: two\r\n\r\nline1\r\n.\r\n"
         "+OK message 1 deleted\r\n"

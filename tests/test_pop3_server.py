@@ -32,14 +32,15 @@ MSG = (b"From: bob@lab.test\r\nTo: alice@lab.test\r\nSubject: hello\r\n\r\n"
 class RunningServer:
     """A POP3 listener in a background event loop (one per test), on an ephemeral port."""
 
-    def __init__(self, directory: Path, tls: bool = False, implicit: bool = False, idle_timeout=None) -> None:
+    def __init__(self, directory: Path, tls: bool = False, implicit: bool = False, idle_timeout=None,
+                 users: dict[str, str] = USERS) -> None:
         self.sink = MemorySink()
         tls_context = None
         if tls or implicit:
             from mailtrace.tls import server_context
 
             tls_context = server_context(directory)
-        self.lab = Lab(directory=directory, users=dict(USERS), recorder=Recorder([self.sink]),
+        self.lab = Lab(directory=directory, users=dict(users), recorder=Recorder([self.sink]),
                        tls_context=tls_context)
         self.store = self.lab.open_store()
         self.loop = asyncio.new_event_loop()

@@ -1,7 +1,7 @@
 """POP3 benchmark (run by hand, not a test): mailtrace's lab server against Dovecot's pop3.
 
-    /work/venv/bin/python tests/bench/bench_pop3.py [--seconds 5] [--concurrency 1 10 100]
-                                                    [--dovecot-tuned] [--jsonl]
+    /work/venv/bin/python tests/bench/bench_pop3.py [--seconds 3] [--concurrency 1 10 100]
+                         [--rounds 2] [--line-ends crlf|lf] [--dovecot-tuned] [--jsonl]
 
 One session = connect, greeting, USER, PASS, STAT, RETR every message, QUIT.  Both servers
 serve the same Maildir tree: one user per concurrent client (POP3 locks a maildrop for one
@@ -41,14 +41,21 @@ def make_message(n: int, size: int = MESSAGE_SIZE) -> bytes:
     return head + body
 
 
-def make_maildir_tree(mail_root: Path, users: list[str], messages: int = MESSAGES, size: int = MESSAGE_SIZE) -> None:
-    """<mail_root>/<user>/{cur,new,tmp}, each user's cur/ hard-linking one set of message files."""
+def make_maildir_tree(mail_root: Path, users: list[str], messages: int = MESSAGES, size: int = MESSAGE_SIZE,
+                      crlf: bool = True) -> None:
+    """<mail_root>/<user>/{cur,new,tmp}, each user's cur/ hard-linking one set of message files.
+
+    ``crlf``: files hold CRLF line ends, as mailtrace's SMTP delivers them (the bytes as sent);
+    otherwise LF, as Dovecot's LDA writes them.  Names carry S= (file size) and W= (wire size),
+    as Dovecot names the files it delivers.
+    """
     template = mail_root.parent / "template"
     (template).mkdir(parents=True, exist_ok=True)
     files = []
     for n in range(1, messages + 1):
-        data = make_message(n, size).replace(b"\r\n", b"\n")  # Maildir files use LF, as Dovecot writes them
-        path = template / f"{1700000000 + n}.M{n}P1.bench,S={len(data)}:2,S"
+        wire = make_message(n, size)
+        data = wire if crlf else wire.replace(b"\r\n", b"\n")
+        path = template / f"{1700000000 + n}.M{n}P1.bench,S={len(data)},W={len(wire)}:2,S"
         path.write_bytes(data)
         files.append(path)
     for user in users:
@@ -132,6 +139,7 @@ service auth {{
     def start(self) -> "Dovecot":
         self.proc = subprocess.Popen(["dovecot", "-F", "-c", str(self.config)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
+        self.pid = self.proc.pid
         for port in self.ports.values():
             wait_port(port, self.proc, self.workdir / "dovecot.log")
         return self
@@ -205,6 +213,7 @@ class Mailtrace:
 
     def start(self) -> "Mailtrace":
         self.proc.start()
+        self.pid = self.proc.pid
         deadline = time.monotonic() + 15
         while not self.port_value.value and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -273,28 +282,62 @@ async def run_load(port: int, users: list[str], password: str, concurrency: int,
     return done, errors, octets
 
 
-def measure(server, users, password, concurrency, seconds) -> float:
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by ``pid``, its live descendants, and the children it
+    has reaped (Dovecot's per-session pop3 processes end up in the master's cutime/cstime)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = fields
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        fields = stats.get(p)
+        if fields is None:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        if p == pid:
+            total += int(fields[13]) + int(fields[14])  # cutime, cstime (reaped children)
+        todo += children.get(p, [])
+    return total / tick
+
+
+def measure(server, users, password, concurrency, seconds) -> tuple[float, float]:
+    """(sessions per second, server CPU milliseconds per session)."""
     port = server.ports["pop3"]
     asyncio.run(run_load(port, users, password, concurrency, min(1.0, seconds)))  # warm up
+    cpu0 = tree_cpu_seconds(server.pid)
     start = time.monotonic()
     done, errors, octets = asyncio.run(run_load(port, users, password, concurrency, seconds))
     elapsed = time.monotonic() - start
+    cpu = tree_cpu_seconds(server.pid) - cpu0
     expected = MESSAGES * len(make_message(1))
     if done and octets < done * expected:
         raise SystemExit(f"short sessions: {octets} octets for {done} sessions")
     if errors:
         print(f"    {errors} failed sessions", file=sys.stderr)
-    return done / elapsed
+    return done / elapsed, (cpu * 1000 / done if done else float("inf"))
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--dovecot-tuned", action="store_true",
                         help="Dovecot's high-performance mode (reused login and pop3 processes)")
     parser.add_argument("--jsonl", action="store_true", help="mailtrace writes a JSONL transcript meanwhile")
     parser.add_argument("--only", choices=["mailtrace", "dovecot"])
+    parser.add_argument("--line-ends", choices=["crlf", "lf"], default="crlf",
+                        help="message files as mailtrace's SMTP writes them (crlf) or as Dovecot's LDA does (lf)")
     parser.add_argument("--rounds", type=int, default=2, help="measure each level this many times, keep the best")
     args = parser.parse_args(argv)
     if not shutil.which("dovecot") and args.only != "mailtrace":
@@ -304,7 +347,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-pop3-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)  # Dovecot's auth process (user dovecot) reads the passwd file below
-        make_maildir_tree(root / "lab" / "mail", list(users))
+        make_maildir_tree(root / "lab" / "mail", list(users), crlf=args.line_ends == "crlf")
         if os.geteuid() == 0:
             uid, gid = mail_owner()
             subprocess.run(["chown", "-R", f"{uid}:{gid}", str(root / "lab")], check=True)
@@ -318,24 +361,31 @@ def main(argv=None) -> None:
         # Both servers run side by side and are measured in turns, each concurrency level
         # ``--rounds`` times (best kept), so that other load on the machine hits both alike.
         results: dict[tuple[str, int], float] = {}
+        cpu: dict[tuple[str, int], float] = {}
         try:
             for c in args.concurrency:
                 for _ in range(args.rounds):
                     for name, server in servers.items():
-                        rate = measure(server, list(users), "benchpw", c, args.seconds)
+                        rate, ms = measure(server, list(users), "benchpw", c, args.seconds)
                         results[(name, c)] = max(rate, results.get((name, c), 0.0))
+                        cpu[(name, c)] = min(ms, cpu.get((name, c), float("inf")))
                 for name in servers:
                     rate = results[(name, c)]
                     print(f"{name:9} concurrency {c:3}: {rate:8.1f} sessions/s "
-                          f"({rate * MESSAGES * MESSAGE_SIZE / 1e6:7.1f} MB/s)", flush=True)
+                          f"({rate * MESSAGES * MESSAGE_SIZE / 1e6:7.1f} MB/s), "
+                          f"server CPU {cpu[(name, c)]:6.2f} ms/session", flush=True)
         finally:
             for server in servers.values():
                 server.stop()
         if len(servers) == 2:
-            print("\nconcurrency  mailtrace   dovecot   ratio")
+            print("\n(sessions/s: best of the rounds; CPU: the server's own CPU time per session, which"
+                  "\n other load on the machine disturbs less than wall-clock rates)")
+            print("concurrency   sessions/s mailtrace  dovecot  ratio   CPU ms/session mailtrace  dovecot  ratio")
             for c in args.concurrency:
                 m, d = results[("mailtrace", c)], results[("dovecot", c)]
-                print(f"{c:11}  {m:9.1f} {d:9.1f}   {m / d if d else float('inf'):5.2f}x")
+                mc, dc = cpu[("mailtrace", c)], cpu[("dovecot", c)]
+                print(f"{c:11}   {m:20.1f} {d:8.1f} {m / d if d else float('inf'):5.2f}x"
+                      f"   {mc:24.2f} {dc:8.2f} {dc / mc if mc else float('inf'):5.2f}x")
 
 
 if __name__ == "__main__":

@@ -199,13 +199,16 @@ def make_timestamp(pid: int, clock: int, hostname: str) -> str:
 
 
 def uidl_of(uid: int, uidvalidity: int) -> str:
-    """The unique-id of a message: Dovecot's default ``%08Xu%08Xv`` format.
+    """The unique-id of a message: what Dovecot's default ``pop3_uidl_format = %08Xu%08Xv`` gives.
 
-    Stable across sessions and restarts because the store persists both numbers; 16
-    characters of 0-9A-F, well inside RFC 1939 §7's "one to 70 characters in the range 0x21
+    (Dovecot 2.3 writes that hex in lower case: tests/test_pop3_dovecot.py compares.)  Stable
+    across sessions and restarts because the store persists both numbers in the same
+    ``dovecot-uidlist`` Dovecot reads, so a client keeping mail on the server can switch
+    between Dovecot and mailtrace without downloading it all again; 16 characters of 0-9a-f,
+    well inside RFC 1939 §7's "one to 70 characters in the range 0x21
     to 0x7E".
     """
-    return f"{uid:08X}{uidvalidity:08X}"
+    return f"{uid:08x}{uidvalidity:08x}"
 
 
 def byte_stuff(data: bytes) -> bytes:
