@@ -57,3 +57,26 @@ def test_annotate_finds_entries():
     data = Event(side=Side.SERVER, kind=Kind.DATA, protocol="pop3", verb="RETR")
     assert knowledge.annotate(data).meaning
     assert knowledge.state_heading("pop3", "TRANSACTION", "es")[0].startswith("TRANSACCIÓN")
+
+
+def test_response_code_is_explained_before_the_status():
+    from mailtrace.protocols.base import send_all
+    from mailtrace.protocols.pop3 import Pop3ServerConnection
+    from test_pop3_fakes import FakeStore
+
+    store = FakeStore()
+    store.locked.add("alice")
+    conn = Pop3ServerConnection(store, "<1@x>")
+    conn.start()
+    out = conn.receive(b"USER alice\r\nPASS secret\r\n")
+    refused = [e for e in out if getattr(e, "code", "") == "-ERR"][0]
+    assert send_all(out).endswith(b"-ERR [IN-USE] maildrop already locked by another session\r\n")
+    assert refused.info == {"code": "IN-USE"}
+    assert knowledge.annotate(refused, "es").meaning.startswith("[IN-USE]")
+    observed = pop3.Pop3Observer()
+    observed.feed_server(b"+OK hi\r\n")
+    observed.feed_client(b"USER alice\r\n")
+    observed.feed_server(b"+OK\r\n")
+    observed.feed_client(b"PASS x\r\n")
+    (event,) = observed.feed_server(refused.raw)
+    assert event.info == {"code": "IN-USE"}

@@ -188,7 +188,7 @@ class Pop3Observer:
         if code and text.startswith(b"[") and b"]" in text:
             resp_code = text[1: text.index(b"]")].decode("ascii", "replace")
             if resp_code.split("/")[0] in {c.split("/")[0] for c in RESPONSE_CODES}:
-                info["resp-code"] = resp_code
+                info["code"] = resp_code
         event = Event(side=Side.SERVER, kind=Kind.REPLY, raw=line, code=code, verb=verb, state=self.state.value,
                       notes=tuple(notes), info=info)
         if code == OK and expect.multiline:

@@ -205,7 +205,7 @@ class Pop3ServerConnection:
         if resp_code:
             text = f"[{resp_code}] {text}"
         raw = f"{code} {text}\r\n".encode("utf-8") if text else f"{code}\r\n".encode()
-        info = {"resp-code": resp_code} if resp_code else {}
+        info = {"code": resp_code} if resp_code else {}
         return [Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, code=code, verb=verb,
                       state=self.state.value, info=info, protocol=PROTOCOL), Send(raw)]
 
