@@ -284,9 +284,31 @@ def weights(exercise: Exercise) -> dict[str, float]:
     return {cid: exercise.checks[cid].points / n for cid, n in counts.items()}
 
 
+#: scenarios whose timeout is at least this long mostly wait (a silent server): they run in a
+#: wider pool, so they do not hold back the busy ones
+IDLE_TIMEOUT = 15.0
+
+
+class Pools:
+    """Where scenarios run: ``jobs`` busy workers, more workers for the waiting scenarios, and
+    one sandbox slot (uid) per running program."""
+
+    def __init__(self, jobs: int, slot_base: int = 0) -> None:
+        self.jobs = max(1, jobs)
+        self.busy = concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="grade")
+        self.idle = concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs * 4, thread_name_prefix="grade-idle")
+        self.slots: queue.Queue = queue.Queue()
+        for i in range(self.jobs * 5):
+            self.slots.put(slot_base + i)
+
+    def close(self) -> None:
+        self.busy.shutdown(wait=True)
+        self.idle.shutdown(wait=True)
+
+
 def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs: int = 2,
           limits: Limits | None = None, scenarios: list[str] | None = None, slot_base: int = 0,
-          progress=None) -> Report:
+          progress=None, pools: Pools | None = None) -> Report:
     load_all()
     if seed is None:
         seed = int.from_bytes(os.urandom(3), "big")
@@ -295,13 +317,17 @@ def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs
     submission = Path(submission)
     w = weights(exercise)
     report = Report(exercise=exercise.name, submission=str(submission), seed=seed, started=started)
-    # policy (static) checks
+    chosen = [s for s in exercise.scenarios if scenarios is None or s.name in scenarios]
     try:
-        source, program = find_program(exercise, submission)
+        find_program(exercise, submission)
     except SubmissionError as exc:
         report.error = str(exc)
         report.max_score = round(sum(c.points for c in exercise.checks.values()), 4)
+        if progress is not None:
+            for _ in chosen:
+                progress()
         return report
+    # policy (static) checks
     sources = read_sources(submission)
     policy = []
     for cid in exercise.policy_checks:
@@ -313,14 +339,12 @@ def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs
     if policy:
         report.scenarios.append(ScenarioResult(name="policy", description="static analysis of the source",
                                                checks=policy, status="not run"))
-    chosen = [s for s in exercise.scenarios if scenarios is None or s.name in scenarios]
-    slots: queue.Queue = queue.Queue()
-    for i in range(max(1, jobs)):
-        slots.put(slot_base + i)
+    own = pools is None
+    pools = pools or Pools(jobs, slot_base)
     base_limits = limits or Limits(timeout=exercise.timeout)
 
     def one(sc: Scenario) -> ScenarioResult:
-        slot = slots.get()
+        slot = pools.slots.get()
         try:
             sandbox = Sandbox(limits=base_limits, slot=slot)
             try:
@@ -330,13 +354,17 @@ def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs
             report.enforced = run.program.enforced
             return score_run(run, w)
         finally:
-            slots.put(slot)
+            pools.slots.put(slot)
             if progress is not None:
                 progress()
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = list(pool.map(one, chosen))
-    report.scenarios.extend(results)
+    try:
+        futures = [(pools.idle if (sc.timeout or exercise.timeout) >= IDLE_TIMEOUT else pools.busy).submit(one, sc)
+                   for sc in chosen]
+        report.scenarios.extend(f.result() for f in futures)
+    finally:
+        if own:
+            pools.close()
     report.duration = round(time.monotonic() - t0, 3)
     report.finish()
     return report

@@ -1,0 +1,124 @@
+"""``mailtrace grade``: grade a student's client (or a whole class) against scripted servers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+FORMATS = ("rich", "text", "json", "junit", "gradescope")
+
+
+def _isolate_network(mode: str) -> None:
+    """Move the grader (and so the programs it runs) into a loopback-only network namespace."""
+    if mode == "host":
+        return
+    from mailtrace.grading.sandbox import enter_private_network
+
+    ok = enter_private_network()
+    if not ok and mode == "private":
+        raise click.ClickException("cannot create a private network namespace (needs root); "
+                                   "use --network auto or host")
+
+
+@click.command(name="grade")
+@click.argument("exercise")
+@click.argument("submission", type=click.Path(exists=True, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="rich", show_default=True,
+              help="Report format (rich: coloured, for a terminal).")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Write the report to this file (--class: a folder for gradebook.csv, class.json, report.html).")
+@click.option("--seed", type=int, help="Seed of the randomised data (the report shows it; reuse it to reproduce a run).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Scenarios (or, with --class, students) graded in parallel.")
+@click.option("--class", "class_mode", is_flag=True, help="SUBMISSION is a folder with one submission per student.")
+@click.option("--scenario", "scenarios", multiple=True, help="Run only this scenario (repeatable).")
+@click.option("--network", type=click.Choice(["auto", "private", "host"]), default="auto", show_default=True,
+              help="private: loopback-only network namespace (root); auto: private when possible.")
+@click.option("--verbose", "-v", is_flag=True, help="Text format: include every transcript.")
+def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed: int | None, jobs: int,
+            class_mode: bool, scenarios: tuple[str, ...], network: str, verbose: bool) -> None:
+    """Grade SUBMISSION (a file or a folder) for EXERCISE (smtp-client, pop3-client, imap-client,
+    mime-compose, or the path of an exercise folder).
+
+    \b
+    Examples:
+      mailtrace grade smtp-client my_smtp_client.py
+      mailtrace grade pop3-client submissions/ana/ --format json -o ana.json
+      mailtrace grade imap-client submissions/ --class --jobs 2 -o results/
+    """
+    from mailtrace.grading.exercise import ExerciseError, load_exercise
+
+    _isolate_network(network)
+    try:
+        ex = load_exercise(exercise)
+    except ExerciseError as exc:
+        raise click.ClickException(str(exc)) from None
+    if scenarios:
+        unknown = set(scenarios) - {s.name for s in ex.scenarios}
+        if unknown:
+            raise click.ClickException(f"unknown scenario(s): {', '.join(sorted(unknown))}; "
+                                       f"known: {', '.join(s.name for s in ex.scenarios)}")
+    if seed is None:
+        seed = int.from_bytes(os.urandom(3), "big")
+    if class_mode:
+        _class(ex, submission, output, seed, jobs, list(scenarios) or None)
+        return
+    from mailtrace.grading.grader import grade
+    from mailtrace.grading import report as rep
+
+    if fmt == "rich" and output is None and sys.stderr.isatty():
+        from rich.progress import Progress
+
+        with Progress(transient=True) as progress:
+            total = len([s for s in ex.scenarios if not scenarios or s.name in scenarios])
+            task = progress.add_task("grading", total=total)
+            result = grade(ex, submission, seed=seed, jobs=jobs, scenarios=list(scenarios) or None,
+                           progress=lambda: progress.advance(task))
+    else:
+        result = grade(ex, submission, seed=seed, jobs=jobs, scenarios=list(scenarios) or None)
+    if fmt == "rich" and output is None:
+        from rich.console import Console
+
+        rep.print_rich(result, Console(highlight=False))
+    else:
+        text = {"rich": lambda r: rep.to_text(r, verbose=verbose), "text": lambda r: rep.to_text(r, verbose=verbose),
+                "json": rep.to_json, "junit": rep.to_junit, "gradescope": rep.to_gradescope}[fmt](result)
+        if output is None:
+            click.echo(text, nl=False)
+        else:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text, encoding="utf-8")
+    if result.error:
+        sys.exit(1)
+
+
+def _class(ex, folder: Path, output: Path | None, seed: int, jobs: int, scenarios: list[str] | None) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mailtrace.grading import classroom
+
+    if not folder.is_dir():
+        raise click.ClickException(f"--class needs a folder of submissions, not {folder}")
+    subs = classroom.submissions(folder)
+    if not subs:
+        raise click.ClickException(f"no submissions in {folder}")
+    out = output or Path(f"{ex.name}-grades")
+    out.mkdir(parents=True, exist_ok=True)
+    console = Console(stderr=True, highlight=False)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[last]}"), console=console) as progress:
+        task = progress.add_task(f"grading {ex.name}", total=len(subs), last="")
+        results = classroom.grade_class(
+            ex, folder, seed=seed, jobs=jobs, scenarios=scenarios,
+            on_done=lambda name, r: progress.update(task, advance=1, last=f"{name}: {r.score:g}/{r.max_score:g}"))
+    classroom.write_csv(out / "gradebook.csv", ex, results)
+    classroom.write_json(out / "class.json", ex, results, seed)
+    links = classroom.write_ladders(out, results)
+    classroom.write_html(out / "report.html", ex, results, seed, links)
+    scores = [r.score for _, r in results]
+    console.print(f"{len(results)} submissions graded (seed {seed}); mean {sum(scores) / len(scores):.1f}; "
+                  f"wrote {out / 'gradebook.csv'}, {out / 'class.json'}, {out / 'report.html'}")

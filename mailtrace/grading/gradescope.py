@@ -1,0 +1,78 @@
+"""Build a Gradescope autograder zip for one exercise.
+
+Gradescope's contract (https://gradescope-autograders.readthedocs.io/en/latest/specs/): the zip
+holds ``setup.sh`` (run once, as root, on their Ubuntu image, to build the image) and
+``run_autograder`` (run per submission: the submission is in ``/autograder/submission``, the
+results go to ``/autograder/results/results.json``).  The zip unpacks into
+``/autograder/source``.  We ship the mailtrace package source and the exercise folder in it, so
+the image grades offline with the same code the instructor ran locally.
+
+``MAILTRACE_AUTOGRADER_ROOT`` (default ``/autograder``) and ``MAILTRACE_BIN`` (default the
+venv ``setup.sh`` makes) let a test run ``run_autograder`` against a fake root.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+SETUP_SH = """#!/usr/bin/env bash
+# Gradescope image setup: Python 3, then mailtrace from the bundled source.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq python3 python3-venv python3-pip util-linux iproute2 >/dev/null
+python3 -m venv /autograder/venv
+/autograder/venv/bin/pip install -q /autograder/source/mailtrace-src
+"""
+
+RUN_AUTOGRADER = """#!/usr/bin/env bash
+# Gradescope runs this once per submission.
+ROOT="${{MAILTRACE_AUTOGRADER_ROOT:-/autograder}}"
+BIN="${{MAILTRACE_BIN:-$ROOT/venv/bin/mailtrace}}"
+mkdir -p "$ROOT/results"
+cd "$ROOT/source"
+"$BIN" grade "$ROOT/source/exercise" "$ROOT/submission" --format gradescope \\
+    -o "$ROOT/results/results.json" --jobs {jobs} --network auto
+status=$?
+if [ ! -s "$ROOT/results/results.json" ]; then
+  printf '{{"score": 0, "output": "The autograder failed (exit %s); tell your instructor."}}\\n' "$status" \\
+    > "$ROOT/results/results.json"
+fi
+exit 0
+"""
+
+
+def build(exercise_dir: Path, output: Path, *, jobs: int = 2) -> list[str]:
+    """Write the zip; returns the names it holds."""
+    import mailtrace
+
+    package = Path(mailtrace.__file__).resolve().parent
+    project = package.parent
+    names = []
+    with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED) as z:
+        def add_text(name: str, text: str, mode: int = 0o644) -> None:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o100000 | mode) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, text)
+            names.append(name)
+
+        add_text("setup.sh", SETUP_SH, 0o755)
+        add_text("run_autograder", RUN_AUTOGRADER.format(jobs=jobs), 0o755)
+        for path in sorted(exercise_dir.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                name = "exercise/" + str(path.relative_to(exercise_dir))
+                z.write(path, name)
+                names.append(name)
+        for path in sorted(package.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".toml", ".css", ".js",
+                                                                                      ".html", ".md"):
+                name = "mailtrace-src/mailtrace/" + str(path.relative_to(package))
+                z.write(path, name)
+                names.append(name)
+        for extra in ("pyproject.toml", "README.md"):
+            if (project / extra).is_file():
+                z.write(project / extra, f"mailtrace-src/{extra}")
+                names.append(f"mailtrace-src/{extra}")
+    return names
