@@ -147,6 +147,30 @@ def test_stls_encrypted_then_intercepted():
     assert [e.kind for e in events] == [Kind.REPLY, Kind.DATA]
 
 
+def test_sasl_auth_plain_with_continuation():
+    obs = Pop3Observer()
+    obs.feed_server(b"+OK Dovecot ready.\r\n")
+    (auth,) = obs.feed_client(b"AUTH PLAIN\r\n")
+    assert auth.verb == "AUTH" and not auth.notes
+    (cont,) = obs.feed_server(b"+ \r\n")
+    assert cont.code == "+" and cont.kind is Kind.REPLY
+    (secret,) = obs.feed_client(b"AGFsaWNlAHB3\r\n")
+    assert secret.kind is Kind.DATA and secret.verb == "AUTH" and secret.shown() == b"********\r\n"
+    (ok,) = obs.feed_server(b"+OK Logged in.\r\n")
+    assert ok.verb == "AUTH" and ok.state == "TRANSACTION"
+    (stat,) = obs.feed_client(b"STAT\r\n")
+    assert stat.verb == "STAT" and not stat.notes
+
+
+def test_sasl_initial_response_is_redacted():
+    obs = Pop3Observer()
+    obs.feed_server(b"+OK hi\r\n")
+    (auth,) = obs.feed_client(b"AUTH PLAIN AGFsaWNlAHB3\r\n")
+    assert auth.shown() == b"AUTH PLAIN ********\r\n"
+    (err,) = obs.feed_server(b"-ERR [AUTH] Authentication failed.\r\n")
+    assert err.info == {"code": "AUTH"} and obs.state.value == "AUTHORIZATION"
+
+
 def test_pipelined_after_stls_is_flagged():
     obs = Pop3Observer()
     obs.feed_server(b"+OK hi\r\n")

@@ -12,6 +12,8 @@ from mailtrace.protocols.pop3.server import HANDLERS, Pop3Config, Pop3ServerConn
 from mailtrace.protocols.pop3.spec import (
     CAPABILITIES,
     COMMANDS,
+    CONTINUATION,
+    OBSERVED_COMMANDS,
     REPLY_CODES,
     RESPONSE_CODES,
     VIOLATIONS,
@@ -23,11 +25,17 @@ from mailtrace.protocols.pop3.spec import (
     uidl_of,
 )
 
-#: DATA events the server and the observer emit (their ``verb``): the multi-line bodies.
-DATA_VERBS = frozenset(name for name, spec in COMMANDS.items() if spec.multiline is not Multiline.NEVER)
+#: DATA events the server and the observer emit (their ``verb``): the multi-line bodies, and
+#: the client's SASL response lines (AUTH, observer only).
+DATA_VERBS = frozenset(name for name, spec in COMMANDS.items() if spec.multiline is not Multiline.NEVER) | {"AUTH"}
+#: For the knowledge sync test: commands documented beyond the server's table (the observer
+#: knows them), and reply codes explained though the lab server never sends them.
+KNOWN_COMMANDS = frozenset(OBSERVED_COMMANDS)
+DOCUMENTED_CODES = frozenset({CONTINUATION})
 
 __all__ = [
-    "CAPABILITIES", "COMMANDS", "DATA_VERBS", "HANDLERS", "REPLY_CODES", "RESPONSE_CODES", "VIOLATIONS",
+    "CAPABILITIES", "COMMANDS", "CONTINUATION", "DATA_VERBS", "DOCUMENTED_CODES", "KNOWN_COMMANDS",
+    "OBSERVED_COMMANDS", "HANDLERS", "REPLY_CODES", "RESPONSE_CODES", "VIOLATIONS",
     "CommandSpec", "Multiline", "Pop3Config", "Pop3Observer", "Pop3ServerConnection", "State",
     "apop_digest", "make_timestamp", "uidl_of",
 ]

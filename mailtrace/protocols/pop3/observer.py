@@ -23,7 +23,9 @@ from dataclasses import dataclass
 
 from mailtrace.protocols.pop3.spec import (
     COMMANDS,
+    CONTINUATION,
     ERR,
+    OBSERVED_COMMANDS,
     MAX_COMMAND_LINE,
     MAX_RESPONSE_LINE,
     OK,
@@ -91,6 +93,7 @@ class Pop3Observer:
         self._expect: deque[_Expect] = deque()
         self._body: bytearray | None = None  # gathering a multi-line response
         self._body_verb = ""
+        self._sasl = False  # the server sent "+ ": the client's next line is a SASL response
 
     @property
     def encrypted(self) -> bool:
@@ -100,7 +103,15 @@ class Pop3Observer:
     def feed_client(self, data: bytes) -> list[Event]:
         if self._encrypted:
             return self._unseen(Side.CLIENT, data)
-        return [self._command(line) for line in self._client.feed(data)]
+        return [self._sasl_line(line) if self._sasl else self._command(line) for line in self._client.feed(data)]
+
+    def _sasl_line(self, line: bytes) -> Event:
+        """One base64 SASL response (RFC 5034 §4), or "*" to cancel: credentials, so redacted."""
+        self._sasl = False
+        ending = b"\r\n" if line.endswith(b"\r\n") else line[len(line.rstrip(b"\r\n")):]
+        redacted = None if line.rstrip(b"\r\n") == b"*" else b"********" + ending
+        return Event(side=Side.CLIENT, kind=Kind.DATA, raw=line, verb="AUTH", state=self.state.value,
+                     redacted=redacted)
 
     def _command(self, line: bytes) -> Event:
         notes: list[Note] = []
@@ -119,7 +130,7 @@ class Pop3Observer:
         text = decode_line(line.rstrip(b"\r\n"))
         keyword, _, rest = text.partition(" ")
         name = keyword.upper()
-        spec = COMMANDS.get(name)
+        spec = COMMANDS.get(name) or OBSERVED_COMMANDS.get(name)
         if spec is None:
             notes.append(Note("unknown-command", keyword[:40]))
             self._expect.append(_Expect("", False))
@@ -162,6 +173,10 @@ class Pop3Observer:
                               state=self.state.value)]
             return []
         notes: list[Note] = []
+        if (line.startswith(b"+ ") or line.rstrip(b"\r\n") == b"+") and self._expect and self._expect[0].verb == "AUTH":
+            self._sasl = True  # a SASL challenge: the AUTH command is still going on
+            return [Event(side=Side.SERVER, kind=Kind.REPLY, raw=line, code=CONTINUATION, verb="AUTH",
+                          state=self.state.value)]
         if not line.endswith(b"\r\n"):
             notes.append(Note("bare-lf"))
         if len(line) > MAX_RESPONSE_LINE:
@@ -183,6 +198,7 @@ class Pop3Observer:
             self._advance(verb)
         if verb == "STLS":
             self._stls_pending = False
+        self._sasl = False
         info = {}
         text = line[len(code):].strip()
         if code and text.startswith(b"[") and b"]" in text:
@@ -197,7 +213,7 @@ class Pop3Observer:
         return [event]
 
     def _advance(self, verb: str) -> None:
-        if verb in ("PASS", "APOP") and self.state is State.AUTHORIZATION:
+        if verb in ("PASS", "APOP", "AUTH") and self.state is State.AUTHORIZATION:
             self.state = State.TRANSACTION
         elif verb == "QUIT":
             if self.state is State.TRANSACTION:

@@ -119,6 +119,16 @@ COMMANDS: dict[str, CommandSpec] = {
     "UIDL": CommandSpec(_TRANS, (Arg.MSG,), optional=1, multiline=Multiline.WITHOUT_ARGUMENT, rfc="RFC 1939 §7"),
 }
 
+#: Commands the lab server does not offer but the observer understands in other servers'
+#: conversations (proxy, pcap import).  AUTH (RFC 5034 §4): "AUTH mechanism [initial-response]",
+#: then "+ challenge" continuations answered by one base64 line each, until +OK or -ERR.
+OBSERVED_COMMANDS: dict[str, CommandSpec] = {
+    "AUTH": CommandSpec(_AUTH, (Arg.NAME, Arg.NAME), optional=1, rfc="RFC 5034 §4"),
+}
+#: The continuation that asks for the next SASL response line (RFC 5034 §4); only the
+#: observer sees it (the lab server offers USER/PASS and APOP, not SASL).
+CONTINUATION = "+"
+
 #: Capabilities listed by CAPA (RFC 2449 §6). STLS only while TLS can still be started.
 CAPABILITIES = ("TOP", "UIDL", "USER", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE")
 
@@ -254,6 +264,9 @@ def redact(name: str, line: bytes, rest: str) -> bytes | None:
     keyword = line.split(b" ", 1)[0].rstrip(b"\r\n")
     if name == "PASS":
         return keyword + b" ********" + ending
+    if name == "AUTH" and " " in rest:  # RFC 5034 §4: an initial response carries credentials
+        mechanism = rest.split(" ", 1)[0].encode("utf-8", "replace")
+        return keyword + b" " + mechanism + b" ********" + ending
     if name == "APOP":
         user = rest.split(" ", 1)[0].encode("utf-8", "replace")
         return keyword + b" " + user + b" ********" + ending
