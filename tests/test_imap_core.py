@@ -475,3 +475,16 @@ def test_every_state_command_pair_gets_a_tagged_answer_or_continuation(shared_st
         c.cmd("x0 EXAMINE INBOX")
     out = c.cmd(f"t1 {verb}{args}")
     assert re.search(rb"^t1 (OK|NO|BAD) ", out, re.M) or out.startswith(b"+ "), out
+
+
+def test_eight_bit_header_goes_as_a_literal_inside_the_envelope(store):
+    store.deliver("alice", "Subject: caf\u00e9 cr\u00e8me\r\nFrom: x@lab.test\r\n\r\nbody\r\n".encode())
+    c = Client(store)
+    c.login()
+    c.select()
+    out = c.cmd("e1 FETCH 3 (ENVELOPE BODY.PEEK[TEXT])")
+    assert "ENVELOPE (NIL {12}\r\ncafé crème (".encode() in out and b"BODY[TEXT] {6}\r\nbody\r\n)\r\n" in out
+    lits = [e.raw for e in c.events if e.kind is Kind.LITERAL and e.side is Side.SERVER]
+    assert lits == ["café crème".encode(), b"body\r\n"]
+    assert b"".join(e.raw for e in c.events if e.side is Side.SERVER and e.tag == "*" and e.verb == "FETCH"
+                    or (e.kind is Kind.LITERAL and e.side is Side.SERVER)) == out[:out.index(b"e1 OK")]

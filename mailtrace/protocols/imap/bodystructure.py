@@ -37,10 +37,28 @@ class Part:
     subtype: str
     children: list["Part"] = field(default_factory=list)
     message: "Part | None" = None  # the encapsulated message of a message/rfc822 part
+    _raw_fields: dict | None = None
+
+    def raw_values(self, name: str) -> list[bytes]:
+        """The raw values of header field ``name`` (unfolded, 8-bit bytes kept as they are)."""
+        if self._raw_fields is None:
+            self._raw_fields = raw_fields(self.header)
+        return self._raw_fields.get(name.lower(), [])
 
     @property
     def multipart(self) -> bool:
         return self.maintype == "multipart" and bool(self.children)
+
+
+def raw_fields(header: bytes) -> dict[str, list[bytes]]:
+    """RFC 5322 §2.2: field name, colon, body; §2.2.3: unfold CRLF followed by WSP."""
+    fields: dict[str, list[bytes]] = {}
+    unfolded = re.sub(rb"\r?\n(?=[ \t])", b"", header)
+    for line in unfolded.splitlines():
+        name, colon, value = line.partition(b":")
+        if colon and name and not name[:1].isspace():
+            fields.setdefault(name.strip().decode("ascii", "replace").lower(), []).append(value.strip())
+    return fields
 
 
 def split_header(raw: bytes) -> tuple[bytes, bytes]:
@@ -93,31 +111,32 @@ def _split_multipart(body: bytes, boundary: str) -> list[bytes]:
 
 # -- ENVELOPE (RFC 3501 §7.4.2) -------------------------------------------------------------
 
-def _hval(msg: Message, name: str) -> bytes | None:
-    value = msg.get(name)
-    if value is None:
-        return None
-    text = str(value)
-    text = re.sub(r"\r?\n[ \t]", " ", text).strip()
-    return text.encode("utf-8", "surrogateescape")
+def _hval(part: Part, name: str) -> bytes | None:
+    values = part.raw_values(name)
+    return values[0] if values else None
 
 
-def _addresses(msg: Message, name: str) -> bytes:
-    values = msg.get_all(name)
+def _enc(text: str | None) -> bytes | None:
+    return text.encode("utf-8", "surrogateescape") if text else None
+
+
+def _addresses(part: Part, name: str) -> bytes:
+    values = part.raw_values(name)
     if not values:
         return b"NIL"
     items = []
-    for display, addr in email.utils.getaddresses([re.sub(r"\r?\n[ \t]", " ", str(v)) for v in values]):
+    texts = [v.decode("utf-8", "surrogateescape") for v in values]
+    for display, addr in email.utils.getaddresses(texts):
         if not addr and not display:
             continue
         mailbox, _, host = addr.rpartition("@") if "@" in addr else (addr, "", "")
-        items.append(b"(" + b" ".join([wire.nstring(display or None), b"NIL", wire.nstring(mailbox or None),
-                                       wire.nstring(host or None)]) + b")")
+        items.append(b"(" + b" ".join([wire.nstring(_enc(display)), b"NIL", wire.nstring(_enc(mailbox)),
+                                       wire.nstring(_enc(host))]) + b")")
     return b"(" + b"".join(items) + b")" if items else b"NIL"
 
 
 def envelope(part: Part) -> bytes:
-    m = part.fields
+    m = part
     frm = _addresses(m, "from")
     sender = _addresses(m, "sender")
     reply_to = _addresses(m, "reply-to")
@@ -163,7 +182,7 @@ def bodystructure(part: Part, extensible: bool = True) -> bytes:
         out += b" " + wire.string(part.subtype.upper())
         if extensible:
             out += b" " + _params(m, "content-type") + b" " + _disposition(m)
-            out += b" " + wire.nstring(_hval(m, "content-language")) + b" " + wire.nstring(_hval(m, "content-location"))
+            out += b" " + wire.nstring(_hval(part, "content-language")) + b" " + wire.nstring(_hval(part, "content-location"))
         return out + b")"
     maintype, subtype = part.maintype, part.subtype
     if maintype == "multipart":  # a multipart without parts: shown as text/plain
@@ -171,17 +190,17 @@ def bodystructure(part: Part, extensible: bool = True) -> bytes:
     params = _params(m, "content-type")
     if params == b"NIL" and maintype == "text":
         params = b'("CHARSET" "US-ASCII")'  # RFC 2045 §5.2 default
-    encoding = (_hval(m, "content-transfer-encoding") or b"7BIT").upper()
+    encoding = (_hval(part, "content-transfer-encoding") or b"7BIT").upper()
     items = [wire.string(maintype.upper()), wire.string(subtype.upper()), params,
-             wire.nstring(_hval(m, "content-id")), wire.nstring(_hval(m, "content-description")),
+             wire.nstring(_hval(part, "content-id")), wire.nstring(_hval(part, "content-description")),
              wire.string(encoding), b"%d" % len(part.body)]
     if part.message is not None:
         items += [envelope(part.message), bodystructure(part.message, extensible), b"%d" % _lines(part.body)]
     elif maintype == "text":
         items.append(b"%d" % _lines(part.body))
     if extensible:
-        items += [wire.nstring(_hval(m, "content-md5")), _disposition(m),
-                  wire.nstring(_hval(m, "content-language")), wire.nstring(_hval(m, "content-location"))]
+        items += [wire.nstring(_hval(part, "content-md5")), _disposition(m),
+                  wire.nstring(_hval(part, "content-language")), wire.nstring(_hval(part, "content-location"))]
     return b"(" + b" ".join(items) + b")"
 
 

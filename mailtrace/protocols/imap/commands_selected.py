@@ -132,7 +132,7 @@ def do_fetch(conn, cmd) -> None:
         except (KeyError, FileNotFoundError):
             continue  # expunged by another session; reported at the next allowed moment
         view.flags[uid] = frozenset(info.flags)
-        conn.respond(data, tag="*", verb="FETCH")
+        conn.respond_pieces(data, tag="*", verb="FETCH")
     conn.done(cmd, "OK", f"{cmd.name} completed")
 
 

@@ -167,6 +167,18 @@ class ImapServerConnection:
                 self._event(Side.SERVER, Kind.REPLY, piece, verb=verb, code=code, tag=tag, info=info)
                 code = ""  # a FETCH continued after a literal is not a new status
 
+    def respond_pieces(self, pieces: list[tuple[str, bytes]], *, tag: str, verb: str) -> None:
+        """Send a response already cut into lines and literals (FETCH): no second framing pass."""
+        for kind, piece in pieces:
+            if kind == "line" and piece.count(b"\n") > 1:  # a literal inside (8-bit ENVELOPE text)
+                self.respond(piece, tag=tag, verb=verb)
+                continue
+            self._out.append(Send(piece))
+            if kind == "literal":
+                self._event(Side.SERVER, Kind.LITERAL, piece, tag=tag, info={"command": verb})
+            else:
+                self._event(Side.SERVER, Kind.REPLY, piece, verb=verb, tag=tag)
+
     def untagged(self, text: bytes, verb: str, info: dict | None = None) -> None:
         self.respond(b"* " + text + b"\r\n", tag="*", verb=verb, info=info)
 

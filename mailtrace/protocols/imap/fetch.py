@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from mailtrace.protocols.imap import bodystructure, wire
-from mailtrace.protocols.imap.lexer import ParseError, T
+from mailtrace.protocols.imap import bodystructure
+from mailtrace.protocols.imap.lexer import ParseError
 from mailtrace.protocols.imap.parser import MONTHS, Cursor
 
 _BODY_RE = re.compile(r"^(BODY|BODY\.PEEK|BINARY|BINARY\.PEEK)\[([^\]]*)\](?:<(\d+)\.(\d+)>)?$", re.I)
@@ -154,15 +154,37 @@ class MessageData:
         return self._tree
 
 
-def render(seq: int, msg: MessageData, items: list[FetchItem], flags, recent: bool, add_uid: bool) -> bytes:
-    """The whole ``* seq FETCH (...)`` response (CRLF and literals included)."""
-    out = []
-    names = {i.name for i in items}
-    if add_uid and "UID" not in names:
-        out.append(b"UID %d" % msg.info.uid)
+class Literal:
+    """A value sent as a literal of its own (BODY[], RFC822...): its own LITERAL event."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def render(seq: int, msg: MessageData, items: list[FetchItem], flags, recent: bool,
+           add_uid: bool) -> list[tuple[str, bytes]]:
+    """The ``* seq FETCH (...)`` response as ("line" | "literal", bytes) pieces, in wire order."""
+    pieces: list[tuple[str, bytes]] = []
+    line = [b"* %d FETCH (" % seq]
+    sep = b""
+    if add_uid and not any(i.name == "UID" for i in items):
+        line.append(b"UID %d" % msg.info.uid)
+        sep = b" "
     for item in items:
-        out.append(item.label.encode() + b" " + _value(item, msg, flags, recent))
-    return b"* %d FETCH (" % seq + b" ".join(out) + b")\r\n"
+        value = _value(item, msg, flags, recent)
+        if isinstance(value, Literal):
+            line.append(b"%s%s {%d}\r\n" % (sep, item.label.encode(), len(value.data)))
+            pieces.append(("line", b"".join(line)))
+            pieces.append(("literal", value.data))
+            line = []
+        else:
+            line.append(sep + item.label.encode() + b" " + value)
+        sep = b" "
+    line.append(b")\r\n")
+    pieces.append(("line", b"".join(line)))
+    return pieces
 
 
 def all_flags(flags, recent: bool) -> list[str]:
@@ -172,7 +194,7 @@ def all_flags(flags, recent: bool) -> list[str]:
     return out
 
 
-def _value(item: FetchItem, msg: MessageData, flags, recent: bool) -> bytes:
+def _value(item: FetchItem, msg: MessageData, flags, recent: bool) -> bytes | Literal:
     name = item.name
     if name == "FLAGS":
         return flag_list(all_flags(flags, recent))
@@ -189,11 +211,11 @@ def _value(item: FetchItem, msg: MessageData, flags, recent: bool) -> bytes:
     if name == "BODYSTRUCTURE":
         return bodystructure.bodystructure(msg.tree, extensible=True)
     if name == "RFC822":
-        return wire.literal(msg.raw)
+        return Literal(msg.raw)
     if name == "RFC822.HEADER":
-        return wire.literal(msg.tree.header)
+        return Literal(msg.tree.header)
     if name == "RFC822.TEXT":
-        return wire.literal(msg.tree.body)
+        return Literal(msg.tree.body)
     try:
         data = msg.raw if (not item.parts and not item.text) else bodystructure.section(
             msg.tree, item.parts, item.text, item.fields)
@@ -202,9 +224,5 @@ def _value(item: FetchItem, msg: MessageData, flags, recent: bool) -> bytes:
     if item.partial is not None:
         start, length = item.partial
         data = data[start:start + length]
-    return wire.literal(data)
+    return Literal(data)
 
-
-def is_token_list(cur: Cursor) -> bool:
-    tok = cur.peek()
-    return tok is not None and tok.kind is T.LPAREN

@@ -67,7 +67,7 @@ def split_lines(data: bytes) -> list[tuple[str, bytes]]:
         out.append(("line", line))
         i = j + 1
         lit = literal_size(line)
-        if lit is not None:
+        if lit is not None and (i < n or lit[0] == 0):  # (a piece may end at the announcement)
             out.append(("literal", data[i:i + lit[0]]))
             i += lit[0]
     return out
