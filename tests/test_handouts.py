@@ -24,7 +24,8 @@ Kinds:
     order, in the command's output (``…`` in a line matches any text).
 ``background``
     A long-running command (a proxy, a second server, a sniffer) started in the background
-    and stopped when the handout ends.  ``wait-port="N"`` waits until that port accepts.
+    and stopped when the handout ends.  ``wait-port="N"`` waits until that port accepts;
+    ``wait-seconds="S"`` gives a program with no port (tcpdump) time to start.
 ``nc PROTO``
     An interactive session typed into ``nc -C 127.0.0.1 PORT`` (PROTO is smtp, pop3 or imap;
     the port is the lab's).  Lines ``C: ...`` are what the student types (without ``C:``),
@@ -48,7 +49,7 @@ subcommand or server is reported as "not implemented yet"; a missing tool or pri
 skipped with the reason.  ``mailtrace NAME`` in a block and the protocol of an ``nc`` block
 add their needs automatically, so a block starts being tested the day its feature lands.
 
-The documented ports (2525, 1100, 1430, the TLS ports 4465, 9950, 9930 and the proxy ports
+A leading ``sudo`` is dropped when the tests run as root.  The documented ports (2525, 1100, 1430, the TLS ports 4465, 9950, 9930 and the proxy ports
 10025, 10110, 10143) are rewritten to free ephemeral ports, fresh for each handout.
 """
 
@@ -282,7 +283,10 @@ class Handout:
 
     def rewrite(self, text: str) -> str:
         pattern = r"(?<![\d.])(" + "|".join(str(p) for p in DOC_PORTS) + r")(?![\d])"
-        return re.sub(pattern, lambda m: str(self.ports[int(m.group(1))]), text)
+        text = re.sub(pattern, lambda m: str(self.ports[int(m.group(1))]), text)
+        if os.geteuid() == 0:  # students type sudo; as root (CI) it is not needed, nor maybe installed
+            text = re.sub(r"(?m)^(\s*)sudo\s+", r"\1", text)
+        return text
 
     def start_lab(self, command: str = "mailtrace lab") -> None:
         if self.lab is not None:
@@ -627,6 +631,7 @@ def test_handout_block(block: Block, tmp_path_factory: pytest.TempPathFactory) -
         wait = block.attr("wait-port")
         handout.ensure_lab()
         handout.start_background(block.text, int(wait) if wait else None)
+        time.sleep(float(block.attr("wait-seconds", "0")))
     elif block.kind == "nc":
         run_nc(handout, block)
     else:
