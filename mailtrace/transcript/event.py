@@ -93,7 +93,11 @@ class Event:
         return data.decode("utf-8", errors="backslashreplace")
 
     def stamped(self, session: str, seq: int, t: float) -> "Event":
-        return replace(self, session=session, seq=seq, t=t)
+        # Every field spelled out: twice as fast as dataclasses.replace, which matters at
+        # hundreds of events per IMAP session (a FETCH of 100 messages is 300 events).
+        return Event(side=self.side, kind=self.kind, raw=self.raw, protocol=self.protocol, verb=self.verb,
+                     code=self.code, tag=self.tag, state=self.state, notes=self.notes, size=self.size,
+                     redacted=self.redacted, info=self.info, session=session, seq=seq, t=t)
 
 
 def command(raw: bytes, verb: str, state: str = "", notes: tuple[Note, ...] = (), **kw) -> Event:
