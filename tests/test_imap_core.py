@@ -488,3 +488,16 @@ def test_eight_bit_header_goes_as_a_literal_inside_the_envelope(store):
     assert lits == ["café crème".encode(), b"body\r\n"]
     assert b"".join(e.raw for e in c.events if e.side is Side.SERVER and e.tag == "*" and e.verb == "FETCH"
                     or (e.kind is Kind.LITERAL and e.side is Side.SERVER)) == out[:out.index(b"e1 OK")]
+
+
+def test_event_stamped_keeps_every_field():
+    """Event.stamped spells out every field (for speed): a new field must be copied too."""
+    import dataclasses
+
+    from mailtrace.transcript.event import Event, Note
+
+    values = dict(side=Side.SERVER, kind=Kind.REPLY, raw=b"r", protocol="imap", verb="FETCH", code="OK", tag="*",
+                  state="selected", notes=(Note("x"),), size=9, redacted=b"***", info={"a": "b"})
+    assert set(values) | {"session", "seq", "t"} == {f.name for f in dataclasses.fields(Event)}
+    e = Event(**values).stamped("imap-1", 3, 0.5)
+    assert all(getattr(e, k) == v for k, v in values.items()) and (e.session, e.seq, e.t) == ("imap-1", 3, 0.5)
