@@ -14,7 +14,7 @@ angle brackets, tag reuse, ...) are facts found by the parser, so they are store
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 
 class Side(str, enum.Enum):
