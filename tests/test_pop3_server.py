@@ -324,3 +324,45 @@ def test_getmail(server, tmp_path):
     mailbox = server.store.mailbox("alice")
     mailbox.refresh()
     assert mailbox.messages() == []  # delete = true: DELE + QUIT committed
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
+def test_curl_stls_required(tmp_path):
+    srv = RunningServer(tmp_path, tls=True)
+    try:
+        deliver(srv.store, 1)
+        ca = tmp_path / "tls" / "ca.pem"
+        out = subprocess.run(["curl", "-s", "--ssl-reqd", "--cacert", str(ca), "--resolve", f"lab.test:{srv.port}:127.0.0.1",
+                              "--user", "alice:alice-pw", f"pop3://lab.test:{srv.port}/1"], capture_output=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == MSG.replace(b"hello", b"hello 1")
+        verbs = [e.verb or e.kind.value for e in srv.sink.events if e.kind in (Kind.COMMAND, Kind.TLS)]
+        assert verbs.index("STLS") < verbs.index("tls") < verbs.index("RETR")
+        assert verbs.count("CAPA") == 2  # capabilities asked again after the switch (RFC 2595 §4)
+    finally:
+        srv.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("mutt") or not shutil.which("script"),
+                    reason="mutt and script (util-linux, for a terminal) are needed")
+def test_mutt_over_stls(tmp_path):
+    """mutt opens the POP3 maildrop: STLS with the lab CA, APOP, UIDL, TOP; the index lists the message."""
+    srv = RunningServer(tmp_path / "lab", tls=True)
+    try:
+        deliver(srv.store, 1)
+        home = tmp_path / "home"
+        (home / "Mail").mkdir(parents=True)
+        ca = tmp_path / "lab" / "tls" / "ca.pem"
+        mutt = (f"mutt -n -F /dev/null -e 'set folder={home}/Mail' -e 'set pop_pass={USERS['alice']}' "
+                f"-e 'set ssl_ca_certificates_file={ca}' -e 'set ssl_force_tls=yes' -e 'push <exit>' "
+                f"-f pop://alice@127.0.0.1:{srv.port}/")
+        result = subprocess.run(["script", "-qec", mutt, "/dev/null"], capture_output=True, timeout=30,
+                                env=dict(os.environ, HOME=str(home), TERM="xterm"), stdin=subprocess.DEVNULL)
+        screen = result.stdout.decode("utf-8", "replace")
+        assert result.returncode == 0 and "hello 1" in screen, screen[-2000:]
+        verbs = [e.verb for e in srv.sink.events if e.kind is Kind.COMMAND]
+        assert "STLS" in verbs and "UIDL" in verbs and verbs[-1] == "QUIT"
+        assert any(e.kind is Kind.TLS for e in srv.sink.events)
+    finally:
+        srv.stop()
