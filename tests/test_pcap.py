@@ -209,7 +209,8 @@ def test_tcpdump_capture_of_real_session_imports_to_proxy_dialogue(tmp_path, loo
     _, handler, port = loop_thread.run(start_aiosmtpd())
     proxy, mem = loop_thread.run(start_proxy(port, protocol="smtp", show_secrets=True))
     pcap = tmp_path / "lo.pcap"
-    dump = subprocess.Popen(["tcpdump", "-i", "lo", "--immediate-mode", "-U", "-n", "-Z", "root", "-w", str(pcap), f"tcp port {proxy.port}"],
+    dump = subprocess.Popen(["tcpdump", "-i", "lo", "--immediate-mode", "-U", "-n", "-Z", "root", "-s", "65535", "-B", "65536",
+                             "-w", str(pcap), f"tcp port {proxy.port}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = dump.stderr.readline()

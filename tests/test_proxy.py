@@ -218,3 +218,31 @@ def test_cli_proxy_with_swaks_writes_log_text_and_pcap(tmp_path, loop_thread):
     assert len(handler.messages) == 1
     assert pcap.stat().st_size > 500
     assert "S: 220 " in text.read_text()
+
+
+def test_annotator_process_gives_the_same_transcript(tmp_path, loop_thread):
+    """Parsing in a child process (the CLI's default) records what inline parsing records."""
+    from mailtrace.proxy.annotator import Annotator
+    from mailtrace.proxy.relay import Proxy, ProxyConfig
+    from mailtrace.transcript.jsonl import JsonlSink, read_jsonl
+
+    _, handler, port = loop_thread.run(start_aiosmtpd())
+    inline, mem = loop_thread.run(start_proxy(port, protocol="smtp"))
+    log = tmp_path / "a.jsonl"
+    annotator = Annotator(lambda: [JsonlSink(log)])
+    annotator.start()
+    remote = Proxy(ProxyConfig(upstream_host="127.0.0.1", upstream_port=port, protocol="smtp"), annotator=annotator)
+    loop_thread.run(remote.start())
+    for p in (inline.port, remote.port):
+        with smtplib.SMTP("127.0.0.1", p, timeout=10) as s:
+            s.ehlo("same.test")
+            s.login("alice", "pw")
+            s.sendmail("alice@lab.test", ["bob@lab.test"], b"Subject: same\r\n\r\nbody\r\n")
+    wait_closed(mem, 1)
+    loop_thread.run(remote.stop())
+    annotator.close()
+    events = list(read_jsonl(log))
+    shape = lambda evs: [(e.kind, e.side, e.text()) for e in evs if e.kind is not Kind.OPEN]  # noqa: E731
+    assert shape(events) == shape(mem.events)
+    assert events[0].info["mode"] == "proxy" and events[-1].kind is Kind.CLOSE
+    assert all(b.t >= a.t for a, b in zip(events, events[1:]))

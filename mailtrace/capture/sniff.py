@@ -40,7 +40,10 @@ def start_tcpdump(cfg: SniffConfig) -> tuple[subprocess.Popen, str]:
     tcpdump = shutil.which("tcpdump") or next((p for p in ("/usr/sbin/tcpdump", "/usr/bin/tcpdump") if os.path.exists(p)), None)
     if tcpdump is None:
         raise SniffError("tcpdump is not installed (Debian/Ubuntu: sudo apt install tcpdump)")
-    cmd = [tcpdump, "-i", cfg.iface, "--immediate-mode", "-U", "-n", "-s", "0", "-w", "-"]
+    # In immediate mode libpcap gives every packet a ring slot of snaplen octets: with the default
+    # 2 MB buffer and snaplen 262144 that is 8 slots, and a busy moment drops packets.  65535
+    # octets hold any loopback segment (MTU 65536) and -B 65536 (KiB) gives about 1000 slots.
+    cmd = [tcpdump, "-i", cfg.iface, "--immediate-mode", "-U", "-n", "-s", "65535", "-B", "65536", "-w", "-"]
     if os.geteuid() == 0:
         cmd[1:1] = ["-Z", "root"]  # keep root: dropping to the tcpdump user changes nothing for a pipe
     cmd.append(bpf_filter(cfg.port))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import signal
 import ipaddress
 from pathlib import Path
 
@@ -72,6 +75,7 @@ def command(listen, to, protocol, log, text, pcap, lang, show_secrets, intercept
 
     from rich.console import Console
 
+    from mailtrace.proxy.annotator import Annotator
     from mailtrace.proxy.relay import Proxy, ProxyConfig
     from mailtrace.transcript.recorder import Recorder
 
@@ -86,20 +90,28 @@ def command(listen, to, protocol, log, text, pcap, lang, show_secrets, intercept
     config = ProxyConfig(upstream_host=up_host, upstream_port=up_port, listen_host=listen_host, listen_port=listen_port,
                          protocol=protocol, intercept_tls=intercept_tls, upstream_tls=upstream_tls,
                          upstream_ca=upstream_ca, lab_dir=lab_dir, show_secrets=show_secrets)
-    sinks = open_sinks(log=log, text=text, pcap=pcap, lang=lang, show_secrets=show_secrets, live=not quiet)
-    recorder = Recorder(sinks)
+    make_sinks = functools.partial(open_sinks, log=log, text=text, pcap=pcap, lang=lang, show_secrets=show_secrets,
+                                   live=not quiet)
+    annotator = recorder = None
+    if intercept_tls:  # the relay must see STARTTLS accepted at once: parse here
+        recorder = Recorder(make_sinks())
+    else:  # parse in a child process, off the relay's path (see mailtrace.proxy.annotator)
+        check_writable(log, text, pcap)
+        annotator = Annotator(make_sinks, show_secrets=show_secrets)
+        annotator.start()
 
     async def main() -> None:
-        proxy = Proxy(config, recorder)
+        proxy = Proxy(config, recorder, annotator)
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # SIGTERM stops like Ctrl+C
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
         try:
             await proxy.start()
         except OSError as exc:
             raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}")
         proto = protocol or "guessed"
         tls = " (TLS intercepted with the lab CA)" if intercept_tls else ""
-        click.echo(f"mailtrace proxy listening on {listen_host}:{proxy.port} -> {up_host}:{up_port} [{proto}]{tls}",
-                   err=False)
-        click.echo("Press Ctrl+C to stop.", err=False)
+        click.echo(f"mailtrace proxy listening on {listen_host}:{proxy.port} -> {up_host}:{up_port} [{proto}]{tls}")
+        click.echo("Press Ctrl+C to stop.")
         try:
             await proxy.server.serve_forever()
         finally:
@@ -107,12 +119,27 @@ def command(listen, to, protocol, log, text, pcap, lang, show_secrets, intercept
 
     try:
         asyncio.run(main())
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         pass
     except OSError as exc:
         raise click.ClickException(str(exc))
     finally:
-        recorder.close()
+        if recorder is not None:
+            recorder.close()
+        if annotator is not None:
+            annotator.close()
+
+
+def check_writable(*paths) -> None:
+    """Fail early, in the parent, when an output file cannot be written."""
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            with open(path, "a"):
+                pass
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def open_sinks(*, log=None, text=None, pcap=None, lang="en", show_secrets=False, live=True) -> list:

@@ -20,7 +20,7 @@ from pathlib import Path
 from mailtrace.proxy.registry import IMPLICIT_TLS_PORTS, UNKNOWN, protocol_by_greeting, protocol_by_port
 from mailtrace.proxy.trace import INJECTION_RULE, Tracer
 from mailtrace.transcript.event import Event, Kind, Note, Side
-from mailtrace.transcript.recorder import Recorder, SessionRecorder
+from mailtrace.transcript.recorder import Recorder
 
 READ_CHUNK = 64 * 1024
 CONNECT_TIMEOUT = 10.0  # seconds to reach the upstream server
@@ -59,9 +59,15 @@ def _addr(sockname) -> str:
 class Proxy:
     """``await start()``, then ``port``; every client gets its own ``ProxySession``."""
 
-    def __init__(self, config: ProxyConfig, recorder: Recorder) -> None:
+    def __init__(self, config: ProxyConfig, recorder: Recorder | None = None, annotator=None) -> None:
+        """Events go to ``recorder`` (parsed in this process), or to ``annotator``
+        (``mailtrace.proxy.annotator.Annotator``: parsed in a child process, off the relay's path;
+        not with ``intercept_tls``, which must know at once when the server accepts STARTTLS)."""
         self.config = config
         self.recorder = recorder
+        self.annotator = annotator if not config.intercept_tls else None
+        if self.recorder is None and self.annotator is None:
+            raise ValueError("the proxy needs a recorder (or an annotator without intercept_tls)")
         self.server: asyncio.base_events.Server | None = None
         self.tasks: set[asyncio.Task] = set()
         self.client_tls: ssl.SSLContext | None = None  # what the proxy presents to clients
@@ -85,10 +91,19 @@ class Proxy:
                 self.upstream_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
                 self.upstream_tls.check_hostname = False
                 self.upstream_tls.verify_mode = ssl.CERT_NONE
+        if self.annotator is not None:
+            await self.annotator.attach()
         listen_ssl = self.client_tls if (cfg.implicit_tls and cfg.intercept_tls) else None
         self.server = await asyncio.start_server(self._handle, cfg.listen_host, cfg.listen_port, ssl=listen_ssl,
                                                  limit=READ_CHUNK, backlog=512,
                                                  ssl_handshake_timeout=HANDSHAKE_TIMEOUT if listen_ssl else None)
+
+    def open_tracer(self, protocol: str, client: str, server: str):
+        """The Tracer of a new session: here, or its stand-in that forwards to the annotator."""
+        if self.annotator is not None:
+            return self.annotator.open(protocol, client, server)
+        session = self.recorder.session(protocol, client=client, server=server, mode="proxy")
+        return Tracer(session, protocol, show_secrets=self.config.show_secrets, intercept=self.config.intercept_tls)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -103,10 +118,15 @@ class Proxy:
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
-            for task in list(self.tasks):
+            tasks = list(self.tasks)
+            for task in tasks:
                 task.cancel()
+            if tasks:  # let each session record its close
+                await asyncio.wait(tasks, timeout=5)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 2)
+        if self.annotator is not None:
+            await self.annotator.flush()
 
 
 class ProxySession:
@@ -118,7 +138,6 @@ class ProxySession:
         self.c_reader, self.c_writer = reader, writer
         self.u_reader: asyncio.StreamReader | None = None
         self.u_writer: asyncio.StreamWriter | None = None
-        self.session: SessionRecorder | None = None
         self.tracer: Tracer | None = None
         self.gate: asyncio.Event | None = None  # intercept: client reads wait for the TLS swap
         self.octets = {Side.CLIENT: 0, Side.SERVER: 0}
@@ -139,9 +158,9 @@ class ProxySession:
                 CONNECT_TIMEOUT)
         except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
             protocol = cfg.protocol or protocol_by_port(cfg.upstream_port) or UNKNOWN
-            session = self.proxy.recorder.session(protocol, client=client, server=upstream, mode="proxy")
+            tracer = self.proxy.open_tracer(protocol, client, upstream)
             why = str(exc) or type(exc).__name__
-            session.close(Side.NONE, f"upstream {upstream} unreachable ({why}); the client was disconnected")
+            tracer.finish(Side.NONE, f"upstream {upstream} unreachable ({why}); the client was disconnected")
             await self._close_writer(self.c_writer)
             return
         first = b""
@@ -150,15 +169,9 @@ class ProxySession:
             with contextlib.suppress(asyncio.TimeoutError, OSError):
                 first = await asyncio.wait_for(self.u_reader.read(READ_CHUNK), GREETING_TIMEOUT)
             protocol = protocol_by_greeting(first) or UNKNOWN
-        self.session = self.proxy.recorder.session(protocol, client=client, server=upstream, mode="proxy")
-        self.tracer = Tracer(self.session, protocol, show_secrets=cfg.show_secrets, intercept=cfg.intercept_tls)
+        self.tracer = self.proxy.open_tracer(protocol, client, upstream)
         if implicit:
-            self.tracer.tls_event("implicit", intercepted=cfg.intercept_tls,
-                                  detail="" if cfg.intercept_tls else "implicit TLS from the first byte: not intercepted, "
-                                                                      "the proxy relays TLS records it cannot read")
-            self.tracer.parsing = cfg.intercept_tls
-            if cfg.intercept_tls:
-                self.tracer.observer.tls_started()
+            self.tracer.implicit_tls(cfg.intercept_tls)
         try:
             if first:
                 self.c_writer.write(first)
@@ -229,7 +242,7 @@ class ProxySession:
         leftover = bytes(getattr(self.c_reader, "_buffer", b""))
         if leftover:  # plaintext already sent after STARTTLS: never let it count as encrypted
             self.c_reader._buffer.clear()
-            self.session.record(Event(side=Side.CLIENT, kind=Kind.VIOLATION, raw=leftover,
+            self.tracer.session.record(Event(side=Side.CLIENT, kind=Kind.VIOLATION, raw=leftover,
                                       notes=(Note(INJECTION_RULE, f"{len(leftover)} octets of plaintext dropped"),)))
         try:
             await asyncio.wait_for(self.c_writer.start_tls(self.proxy.client_tls), HANDSHAKE_TIMEOUT)

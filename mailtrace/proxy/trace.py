@@ -68,6 +68,15 @@ class Tracer:
             self.record(event, t)
         self.parsing = True
 
+    def implicit_tls(self, intercepted: bool, t: float | None = None) -> None:
+        """TLS from the first byte (465/993/995): readable only when the proxy intercepts it."""
+        detail = "" if intercepted else ("implicit TLS from the first byte: not intercepted, the proxy relays "
+                                         "TLS records it cannot read")
+        self.tls_event("implicit", intercepted=intercepted, t=t, detail=detail)
+        self.parsing = intercepted
+        if intercepted:
+            self.observer.tls_started()
+
     def tls_event(self, how: str, intercepted: bool, t: float | None = None, detail: str = "") -> None:
         info = {"how": how, "intercepted": "yes" if intercepted else "no"}
         if detail:

@@ -1,0 +1,176 @@
+"""Parsing off the relay's path: the observers, the recorder and the sinks in a child process.
+
+Parsing and annotating a line costs tens of microseconds of Python; done between two relayed
+chunks it would add that to every round trip.  With an ``Annotator`` the relay only copies each
+chunk, with its side and time, into a pipe (a few microseconds, never blocking: the asyncio pipe
+transport buffers); a child process (forked, so the sinks are created there) runs the very same
+``Tracer`` per session.  The transcript is identical: the times are taken in the relay, when the
+bytes were read.
+
+Not used with ``--intercept-tls``, where the relay must know at once that the server accepted
+STARTTLS to swap both sides to TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import multiprocessing
+import os
+import pickle
+import signal
+import struct
+import sys
+import time
+from typing import Callable
+
+from mailtrace.proxy.trace import Tracer
+from mailtrace.transcript.event import Side
+from mailtrace.transcript.recorder import Recorder
+
+FRAME = struct.Struct("!I")  # length prefix of one pickled message
+
+
+class RemoteTracer:
+    """Stands in for a ``Tracer`` in the relay: every call becomes a message to the child."""
+
+    starttls_pending = False  # only the inline Tracer tracks it (intercept mode)
+
+    def __init__(self, annotator: "Annotator", key: int) -> None:
+        self._annotator = annotator
+        self._key = key
+        self._t0 = time.monotonic()
+        self._parsing = True
+
+    def _t(self) -> float:
+        return time.monotonic() - self._t0
+
+    def _send(self, name: str, *args) -> None:
+        self._annotator.send((name, self._key, *args))
+
+    @property
+    def parsing(self) -> bool:
+        return self._parsing
+
+    @parsing.setter
+    def parsing(self, value: bool) -> None:
+        self._parsing = value
+        self._send("set_parsing", value)
+
+    def feed(self, side: Side, data: bytes, t: float | None = None) -> bool:
+        self._send("feed", side, data, self._t() if t is None else t)
+        return False
+
+    def implicit_tls(self, intercepted: bool, t: float | None = None) -> None:
+        self._send("implicit_tls", intercepted, self._t() if t is None else t)
+
+    def finish(self, side: Side, reason: str, t: float | None = None) -> None:
+        self._send("finish", side, reason, self._t() if t is None else t)
+
+
+def _set_parsing(tracer: Tracer, value: bool) -> None:
+    tracer.parsing = value
+
+
+# message name -> what the child does with the session's Tracer
+HANDLERS: dict[str, Callable] = {
+    "feed": Tracer.feed,
+    "implicit_tls": Tracer.implicit_tls,
+    "set_parsing": _set_parsing,
+    "finish": Tracer.finish,
+}
+
+
+def _child(read_fd: int, write_fd: int, make_sinks: Callable[[], list], show_secrets: bool) -> None:
+    os.close(write_fd)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the parent, which closes the pipe
+    recorder = Recorder(make_sinks())
+    tracers: dict[int, Tracer] = {}
+    with os.fdopen(read_fd, "rb", buffering=1 << 16) as f:
+        while True:
+            head = f.read(FRAME.size)
+            if len(head) < FRAME.size:
+                break
+            size = FRAME.unpack(head)[0]
+            body = f.read(size)
+            if len(body) < size:
+                break  # the relay was killed mid-message
+            try:
+                name, key, *args = pickle.loads(body)
+                if name == "open":
+                    protocol, client, server, started = args
+                    session = recorder.session(protocol, client=client, server=server, mode="proxy", started=started)
+                    tracers[key] = Tracer(session, protocol, show_secrets=show_secrets)
+                elif key in tracers:
+                    HANDLERS[name](tracers[key], *args)
+                    if name == "finish":
+                        del tracers[key]
+            except Exception as exc:  # a parsing bug must never stop the annotations of other sessions
+                print(f"mailtrace annotator: {type(exc).__name__}: {exc}", file=sys.stderr)
+    for tracer in tracers.values():
+        tracer.finish(Side.NONE, "proxy stopped")
+    recorder.close()
+
+
+class Annotator:
+    """Start it before the event loop (it forks); ``attach()`` inside the loop; ``flush()`` and
+    ``close()`` at the end."""
+
+    def __init__(self, make_sinks: Callable[[], list], show_secrets: bool = False) -> None:
+        self.make_sinks = make_sinks
+        self.show_secrets = show_secrets
+        self._keys = itertools.count(1)
+        self._transport: asyncio.WriteTransport | None = None
+        self._pending: list[bytes] = []
+        self.process = None
+        self._write_fd = -1
+
+    def start(self) -> None:
+        read_fd, write_fd = os.pipe()
+        ctx = multiprocessing.get_context("fork")
+        self.process = ctx.Process(target=_child, args=(read_fd, write_fd, self.make_sinks, self.show_secrets),
+                                   name="mailtrace-annotator")
+        self.process.start()
+        os.close(read_fd)
+        self._write_fd = write_fd
+
+    async def attach(self) -> None:
+        loop = asyncio.get_running_loop()
+        pipe = os.fdopen(self._write_fd, "wb", buffering=0)
+        self._transport, _ = await loop.connect_write_pipe(asyncio.Protocol, pipe)
+        for data in self._pending:
+            self._transport.write(data)
+        self._pending.clear()
+
+    def send(self, message: tuple) -> None:
+        body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        data = FRAME.pack(len(body)) + body
+        if self._transport is None:
+            self._pending.append(data)
+        else:
+            self._transport.write(data)
+
+    def open(self, protocol: str, client: str, server: str) -> RemoteTracer:
+        key = next(self._keys)
+        self.send(("open", key, protocol, client, server, time.time()))
+        return RemoteTracer(self, key)
+
+    async def flush(self) -> None:
+        """Wait until everything sent is in the pipe, then close it (the child finishes)."""
+        transport = self._transport
+        if transport is None:
+            return
+        for _ in range(500):
+            if not transport.get_write_buffer_size():
+                break
+            await asyncio.sleep(0.01)
+        transport.close()
+        self._transport = None
+
+    def close(self, timeout: float = 10) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        if self.process is not None:
+            self.process.join(timeout)
+            if self.process.is_alive():
+                self.process.terminate()
