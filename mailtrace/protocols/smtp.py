@@ -200,15 +200,15 @@ class SmtpServerConnection:
         if line.bare_cr:
             notes.append(Note(BARE_CR))
         if line.too_long:
-            notes.append(Note(LINE_TOO_LONG, f"{line.size} octets, limit {self._reader.limit}"))
+            notes.append(Note(LINE_TOO_LONG, f"{line.size} > {self._reader.limit}"))
         if early:
             prev = self._prev_verb
             if prev == "<greeting>":
                 notes.append(Note(BEFORE_GREETING))
             elif prev in MUST_END_GROUP:
-                notes.append(Note(PIPELINING_GROUP, f"sent before the reply to {prev}"))
+                notes.append(Note(PIPELINING_GROUP, f"{prev} →"))
             elif not self.esmtp:
-                notes.append(Note(NO_PIPELINING, f"sent before the reply to {prev}"))
+                notes.append(Note(NO_PIPELINING, f"{prev} →"))
         return notes
 
     def _command(self, line: Line, early: bool) -> None:
@@ -273,9 +273,9 @@ class SmtpServerConnection:
         data = self._data
         notes = [Note(rule) for rule in (BARE_LF, BARE_CR, LINE_TOO_LONG) if rule in data.rules]
         if self._data_early:
-            notes.append(Note(PIPELINING_GROUP, "the message was sent before the 354 reply to DATA"))
+            notes.append(Note(PIPELINING_GROUP, "DATA → 354"))
         if data.eight_bit and not self.body_8bitmime:
-            notes.append(Note(EIGHT_BIT, "octets above 127 without MAIL ... BODY=8BITMIME"))
+            notes.append(Note(EIGHT_BIT))
         self._set(State.DONE)
         self._event(Event(side=Side.CLIENT, kind=Kind.DATA, raw=data.raw, verb="DATA", state=State.DATA.value,
                           notes=tuple(notes), size=data.wire_size if data.oversize else -1, protocol=PROTOCOL))

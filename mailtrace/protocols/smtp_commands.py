@@ -127,7 +127,7 @@ def data(conn, arg: str) -> Reply:
 
 def data_without_recipient(conn, arg: str) -> Reply:
     """DATA in state MAIL: §4.1.1.4 allows 503 or 554 ("no valid recipients")."""
-    conn._notes.append(Note(DATA_NO_RECIPIENT, f"{conn.rejected} recipient(s) refused" if conn.rejected else ""))
+    conn._notes.append(Note(DATA_NO_RECIPIENT))
     if conn.state is not State.MAIL:
         return Reply(503, "Error: need MAIL command", "5.5.1")
     if conn.rejected:
@@ -201,7 +201,7 @@ def auth(conn, arg: str) -> Reply | None:
     if mechanism not in AUTH_MECHANISMS:
         return Reply(504, f"Unrecognized authentication type {mechanism}", "5.5.4")
     if not conn.secure_channel:
-        conn._notes.append(Note(CLEARTEXT_AUTH, f"AUTH {mechanism} without TLS"))
+        conn._notes.append(Note(CLEARTEXT_AUTH, f"AUTH {mechanism}"))
     responses: list[str] = []
     if initial:
         if initial == "=":  # RFC 4954 §4: "=" is an empty initial response

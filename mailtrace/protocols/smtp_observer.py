@@ -130,7 +130,7 @@ class SmtpObserver:
         if line.bare_cr:
             notes.append(Note(BARE_CR))
         if line.size > limit:
-            notes.append(Note(LINE_TOO_LONG, f"{line.size} octets, limit {limit}"))
+            notes.append(Note(LINE_TOO_LONG, f"{line.size} > {limit}"))
         return notes
 
     # --- client side ---------------------------------------------------------------------
@@ -165,9 +165,9 @@ class SmtpObserver:
         elif self._outstanding:
             prev = self._outstanding[-1][0]
             if prev in MUST_END_GROUP:
-                notes.append(Note(PIPELINING_GROUP, f"sent before the reply to {prev}"))
+                notes.append(Note(PIPELINING_GROUP, f"{prev} →"))
             elif not self._pipelining:
-                notes.append(Note(NO_PIPELINING, f"sent before the reply to {prev}"))
+                notes.append(Note(NO_PIPELINING, f"{prev} →"))
         if verb in ("MAIL", "RCPT"):
             try:
                 path = parse_path(arg, "FROM" if verb == "MAIL" else "TO", allow_null=verb == "MAIL")
@@ -198,7 +198,7 @@ class SmtpObserver:
         data = self._data
         notes = [Note(rule) for rule in (BARE_LF, BARE_CR, LINE_TOO_LONG) if rule in data.rules]
         if data.eight_bit and not self._body_8bitmime:
-            notes.append(Note(EIGHT_BIT, "octets above 127 without MAIL ... BODY=8BITMIME"))
+            notes.append(Note(EIGHT_BIT))
         self._event(Side.CLIENT, Kind.DATA, data.raw, verb="DATA", notes=tuple(notes),
                     size=data.wire_size if data.oversize else -1)
         self._data = DataReader(OBSERVED_DATA_KEEP, OBSERVED_DATA_KEEP)
@@ -291,5 +291,5 @@ def injected_commands(held: bytes, state: str) -> list[Event]:
     for raw in held.splitlines(keepends=True):
         verb, _ = split_command(raw.rstrip(b"\r\n"))
         events.append(Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=raw, verb=verb, state=state, protocol=PROTOCOL,
-                            notes=(Note(STARTTLS_INJECTION, "plaintext after STARTTLS: discarded"),)))
+                            notes=(Note(STARTTLS_INJECTION),)))
     return events

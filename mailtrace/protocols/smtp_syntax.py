@@ -129,7 +129,7 @@ def parse_path(arg: str, keyword: str, allow_null: bool) -> Path:
         raise PathError(f"expected {keyword}:<address>")
     rest = arg[len(keyword) + 1:]
     if rest[:1] in (" ", "\t"):
-        notes.append((SPACE_AFTER_COLON, f"{keyword}:{rest[:12]}"))
+        notes.append((SPACE_AFTER_COLON, f"{keyword}:{rest.split('>')[0][:60]}{'>' if '>' in rest else ''}"))
         rest = rest.lstrip(" \t")
     if rest.startswith("<"):
         end = rest.find(">")
