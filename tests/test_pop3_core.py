@@ -370,3 +370,23 @@ def test_every_command_in_every_state_gets_a_status(script):
         assert send_all(out)[:3] in (b"+OK", b"-ER")
     conn.eof()
     assert store.locked == set()
+
+
+def test_store_failures_are_negative_replies_not_crashes():
+    class Broken(FakeStore):
+        def lock_maildrop(self, user):
+            raise ValueError("bad maildrop name")
+
+    conn = Pop3ServerConnection(Broken(), STAMP)
+    conn.start()
+    assert talk(conn, "USER alice", "PASS secret").endswith(b"-ERR [SYS/PERM] cannot lock the maildrop: ValueError\r\n")
+
+    class NoMailbox(FakeStore):
+        def mailbox(self, user, name="INBOX"):
+            raise OSError("disk on fire")
+
+    store = NoMailbox()
+    conn = Pop3ServerConnection(store, STAMP)
+    conn.start()
+    assert talk(conn, "USER alice", "PASS secret").endswith(b"-ERR [SYS/TEMP] cannot open the maildrop: OSError\r\n")
+    assert store.locked == set()  # RFC 1939 §4: the lock is released before the -ERR

@@ -265,7 +265,10 @@ class Pop3ServerConnection:
         return self._login("APOP", name)
 
     def _login(self, verb: str, user: str) -> list[Output]:
-        lock = self.store.lock_maildrop(user)
+        try:
+            lock = self.store.lock_maildrop(user)
+        except Exception as exc:  # e.g. a lab user whose name cannot be a Maildir
+            return self._error(verb, f"cannot lock the maildrop: {type(exc).__name__}", "SYS/PERM", count=False)
         if lock is None:
             return self._error(verb, "maildrop already locked by another session", "IN-USE")
         try:
