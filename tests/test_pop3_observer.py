@@ -195,3 +195,36 @@ def test_random_bytes_never_raise(chunks):
     for from_client, data in chunks:
         (obs.feed_client if from_client else obs.feed_server)(data)
     obs.close()
+
+
+VOCABULARY = ["USER alice", "PASS secret", "PASS wrong", "CAPA", "STAT", "LIST", "LIST 1", "LIST 9", "UIDL",
+              "UIDL 2", "RETR 1", "RETR 2", "RETR x", "TOP 1 0", "TOP 2", "DELE 1", "RSET", "NOOP", "BOGUS", "QUIT"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(VOCABULARY), max_size=14), st.integers(min_value=1, max_value=40))
+def test_observer_agrees_with_the_core_turn_by_turn(script, chunk):
+    from mailtrace.protocols.pop3 import Pop3Config
+
+    store = FakeStore()
+    store.deliver("alice", MSG)
+    store.deliver("alice", b"Subject: 2\r\n\r\n.\r\nx\r\n")
+    core = Pop3ServerConnection(store, STAMP, Pop3Config(max_bad_commands=1000))
+    obs = Pop3Observer()
+    core_events, seen = [], []
+
+    def server_bytes(out):
+        core_events.extend(o for o in out if hasattr(o, "kind") and o.kind in (Kind.COMMAND, Kind.REPLY, Kind.DATA))
+        data = send_all(out)
+        for i in range(0, len(data), chunk):
+            seen.extend(obs.feed_server(data[i: i + chunk]))
+
+    server_bytes(core.start())
+    for line in script:
+        if core.closed:
+            break
+        raw = (line + "\r\n").encode()
+        seen.extend(obs.feed_client(raw))
+        server_bytes(core.receive(raw))
+    strip = lambda evs: [(e.side, e.kind, e.verb, e.code, e.raw, e.state) for e in evs]  # noqa: E731
+    assert strip(seen) == strip(core_events)
