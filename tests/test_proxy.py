@@ -200,11 +200,16 @@ def test_cli_proxy_with_swaks_writes_log_text_and_pcap(tmp_path, loop_thread):
                               "--from", "alice@lab.test", "--auth", "LOGIN", "--auth-user", "alice",
                               "--auth-password", "pw123"], capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stdout + out.stderr
-        for _ in range(100):
-            if any(e.kind is Kind.CLOSE for e in read_jsonl(log)):
-                break
-            import time
+        import time
 
+        from mailtrace.transcript.jsonl import TranscriptFormatError
+
+        for _ in range(200):
+            try:
+                if any(e.kind is Kind.CLOSE for e in read_jsonl(log)):
+                    break
+            except TranscriptFormatError:  # the annotator process has not written the header yet
+                pass
             time.sleep(0.05)
     finally:
         proc.terminate()
@@ -246,3 +251,32 @@ def test_annotator_process_gives_the_same_transcript(tmp_path, loop_thread):
     assert shape(events) == shape(mem.events)
     assert events[0].info["mode"] == "proxy" and events[-1].kind is Kind.CLOSE
     assert all(b.t >= a.t for a, b in zip(events, events[1:]))
+
+
+@pytest.mark.skipif(not shutil.which("smtp-sink"), reason="Postfix's smtp-sink is not installed (Debian: postfix)")
+def test_swaks_through_proxy_to_postfix_smtp_sink(loop_thread):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    user = ["-u", "nobody"] if os.geteuid() == 0 else []
+    sink = subprocess.Popen(["smtp-sink", *user, f"127.0.0.1:{port}", "10"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                import time
+
+                time.sleep(0.05)
+        proxy, mem = loop_thread.run(start_proxy(port, protocol="smtp"))
+        out = subprocess.run(["swaks", "--server", f"127.0.0.1:{proxy.port}", "--to", "bob@lab.test",
+                              "--from", "alice@lab.test"], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stdout + out.stderr
+        wait_closed(mem, 1)
+    finally:
+        sink.terminate()
+        sink.wait(5)
+    verbs = [e.verb.upper() for e in mem.events if e.kind is Kind.COMMAND]
+    assert verbs == ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]

@@ -190,3 +190,28 @@ def test_pop3_stls_intercepted_and_imap_starttls_relayed(loop_thread, dovecot, t
     tls = next(i for i, e in enumerate(mem2.events) if e.kind is Kind.TLS)
     assert mem2.events[tls].info["intercepted"] == "no"
     assert _commands(mem2.events[tls:]) == []
+
+
+@pytest.mark.skipif(not shutil.which("fetchmail"), reason="fetchmail is not installed")
+@pytest.mark.parametrize("protocol", ["pop3", "imap"])
+def test_fetchmail_through_proxy_to_dovecot(loop_thread, dovecot, tmp_path, protocol):
+    proxy, mem = loop_thread.run(start_proxy(dovecot[protocol], protocol=protocol))
+    rc = tmp_path / "fetchmailrc"
+    out = tmp_path / "fetched.mbox"
+    rc.write_text(f'poll 127.0.0.1 service {proxy.port} protocol {"pop3" if protocol == "pop3" else "imap"} '
+                  f'auth password user "alice" password "pw" sslproto "" keep fetchall '
+                  f'mda "/bin/sh -c \'cat >> {out}\'"\n')
+    rc.chmod(0o600)
+    res = subprocess.run(["fetchmail", "--nosyslog", "-d0", "-f", str(rc), "-v"], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "HOME": str(tmp_path), "FETCHMAILHOME": str(tmp_path)})
+    assert res.returncode == 0, res.stdout + res.stderr
+    wait_closed(mem, 1)
+    assert b"Hello Alice." in out.read_bytes()
+    cmds = _commands(mem.events)
+    if protocol == "pop3":
+        assert "USER" in cmds and "RETR" in cmds and cmds[-1] == "QUIT"
+        assert any(e.kind is Kind.DATA and b"Hello Alice." in e.raw for e in mem.events)
+    else:
+        assert "LOGIN" in cmds and "FETCH" in cmds and cmds[-1] == "LOGOUT"
+        assert any(e.kind is Kind.LITERAL and b"Hello Alice." in e.raw for e in mem.events)
+    assert all(b'"pw"' not in e.shown() and b" pw\r\n" not in e.shown() for e in mem.events)

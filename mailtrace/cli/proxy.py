@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import signal
+import socket
 import ipaddress
 from pathlib import Path
 
@@ -83,6 +84,10 @@ def command(listen, to, protocol, log, text, pcap, lang, show_secrets, intercept
     up_host, up_port = parse_hostport(to, "--to")
     if up_port == 0:
         raise click.BadParameter("the server's port cannot be 0", param_hint="--to")
+    try:
+        socket.getaddrinfo(up_host, up_port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise click.BadParameter(f"cannot resolve {up_host!r}: {exc}", param_hint="--to")
     err = Console(stderr=True, highlight=False)
     if not is_loopback(listen_host):
         err.print(f"[bold yellow]warning:[/] listening on {listen_host}, not loopback: anyone who can reach this "
