@@ -311,7 +311,7 @@ def test_too_many_bad_commands_closes():
     conn.start()
     talk(conn, "USER alice", "PASS secret")
     out = conn.receive(b"X\r\nY\r\nZ\r\nSTAT\r\n")
-    assert send_all(out).endswith(b"-ERR too many bad commands, closing\r\n")
+    assert send_all(out).endswith(b"-ERR unknown command (too many bad commands, closing)\r\n")
     assert isinstance(out[-1], Close) and store.locked == set()
 
 

@@ -213,16 +213,16 @@ class Pop3ServerConnection:
         return self._reply(OK, verb, text)
 
     def _error(self, verb: str, text: str, resp_code: str = "", count: bool = True) -> list[Output]:
-        out = self._reply(ERR, verb, text, resp_code)
         if count:
             self.bad_commands += 1
-            if self.bad_commands >= self.config.max_bad_commands:
-                out += self._reply(ERR, "", "too many bad commands, closing")
-                out.append(Event(side=Side.CLIENT, kind=Kind.VIOLATION, state=self.state.value,
-                                 notes=(Note("too-many-errors", f"{self.bad_commands} bad commands"),)))
-                self._end()
-                out.append(Close("too many bad commands"))
-        return out
+        if not count or self.bad_commands < self.config.max_bad_commands:
+            return self._reply(ERR, verb, text, resp_code)
+        # RFC 1939 §4 lets the server close after a negative reply: one -ERR, then hang up.
+        out = self._reply(ERR, verb, f"{text} (too many bad commands, closing)", resp_code)
+        out.append(Event(side=Side.CLIENT, kind=Kind.VIOLATION, state=self.state.value,
+                         notes=(Note("too-many-errors", f"{self.bad_commands} bad commands"),)))
+        self._end()
+        return out + [Close("too many bad commands")]
 
     def _multiline(self, verb: str, first: str, body: bytes) -> list[Output]:
         """A +OK status line and its body (already stuffed, ending in ".CRLF"): two events, and
