@@ -103,16 +103,21 @@ def rcpt(conn, arg: str) -> Reply:
     _path_notes(conn, path)
     if path.params:
         return Reply(555, "RCPT TO parameters not recognized", "5.5.4")
-    if path.domain.lower() not in conn.config.local_domains:
+    domain = path.domain.lower() or conn.config.local_domains[0]  # <postmaster> has no domain
+    if domain not in conn.config.local_domains:
         conn.rejected += 1  # no open relay: the lab delivers only to its own domains
         return Reply(550, f"Relay access denied: {path.domain} is not a local domain", "5.7.1")
     user = path.local.lower()
+    if user == "postmaster" and conn.config.postmaster:  # §4.5.1: postmaster MUST be accepted
+        user = conn.config.postmaster
     if not conn.store.has_user(user):
         conn.rejected += 1
         return Reply(550, f"No such user here: {path.address}", "5.1.1")
-    if len(conn.recipients) >= conn.config.max_recipients:
-        return Reply(452, "Too many recipients", "4.5.3")
-    conn.recipients.append(f"{user}@{path.domain.lower()}")
+    recipient = f"{user}@{domain}"
+    if recipient not in conn.recipients:  # the same mailbox twice gets one copy
+        if len(conn.recipients) >= conn.config.max_recipients:
+            return Reply(452, "Too many recipients", "4.5.3")
+        conn.recipients.append(recipient)
     conn._set(State.RCPT)
     return Reply(250, "OK", "2.1.5")
 

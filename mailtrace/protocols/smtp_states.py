@@ -73,6 +73,7 @@ class SmtpConfig:
     max_errors: int = MAX_ERRORS
     tls_available: bool = False  # offer STARTTLS (a certificate is configured)
     software: str = "mailtrace"
+    postmaster: str = ""  # the user who gets mail for <postmaster> (RFC 5321 §4.5.1)
 
 
 @dataclass(frozen=True)

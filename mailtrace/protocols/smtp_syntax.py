@@ -154,6 +154,8 @@ def parse_path(arg: str, keyword: str, allow_null: bool) -> Path:
     if len(inner) > MAX_PATH - 2:
         raise PathError("path too long")
     mm = _MAILBOX.match(inner)
+    if mm is None and inner.lower() == "postmaster" and not allow_null:  # RCPT TO:<Postmaster> (§4.1.1.3)
+        return Path(inner, inner, "", params, tuple(notes))
     if mm is None:
         raise PathError(f"bad address syntax: {inner}")
     local, domain = mm.group("local"), mm.group("domain")
