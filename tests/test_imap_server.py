@@ -346,3 +346,50 @@ SyncState *
     res = subprocess.run(["mbsync", "-c", str(conf), "-a"], capture_output=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert any(re.search(r":2,.*F", p.name) for p in (local / "INBOX" / "cur").iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("mutt") is None or shutil.which("script") is None,
+                    reason="mutt (and script, for its terminal) is not installed")
+def test_mutt_reads_saves_and_deletes(server, tmp_path):
+    import shlex
+    import signal
+
+    server.store.deliver("bob", SIMPLE)
+    server.store.deliver("bob", MULTI)
+    server.store.create_mailbox("bob", "Saved")
+    out = tmp_path / "piped.eml"
+    rc = tmp_path / "muttrc"
+    rc.write_text(f"""set folder="imap://bob@127.0.0.1:{server.port}/"
+set spoolfile="+INBOX"
+set imap_pass="bob"
+set ssl_starttls=no
+set ssl_force_tls=no
+set header_cache=""
+set message_cachedir=""
+set wait_key=no
+set confirmappend=no
+set delete=yes
+set sleep_time=0
+set imap_keepalive=900
+""")
+    keys = f"<pipe-message>cat > {out}<enter><save-message>=Saved<enter><sync-mailbox><quit>"
+    script = tmp_path / "mutt.sh"
+    script.write_text(shlex.join(["mutt", "-n", "-F", str(rc), "-e", f"push '{keys}'"]) + "\n")
+    proc = subprocess.Popen(["script", "-qec", f"sh {script}", "/dev/null"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, TERM="xterm", HOME=str(tmp_path)), start_new_session=True)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        pytest.fail("mutt did not finish")
+    assert out.read_bytes().replace(b"\r\n", b"\n").endswith(b"First message body.\nSecond line.\n")
+    saved = server.store.mailbox("bob", "Saved")
+    saved.refresh()
+    inbox = server.store.mailbox("bob")
+    inbox.refresh()
+    assert [m.size for m in saved.messages()] == [len(SIMPLE)] and len(inbox.messages()) == 1
+    verbs = {e.verb for e in server.sink.events if e.kind is Kind.COMMAND}
+    assert {"LOGIN", "SELECT", "UID FETCH"} <= verbs or {"AUTHENTICATE", "SELECT"} <= verbs
