@@ -39,7 +39,8 @@ from typing import Callable
 from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
 from mailtrace.protocols.lines import Line, LineReader
 from mailtrace.protocols.smtp_commands import (
-    COMMANDS, DATA_VERBS, DOCUMENTED_CODES, KNOWN_COMMANDS, REPLY_CODES, SPECIAL_SEQUENCE, VIOLATIONS,
+    COMMANDS, DATA_VERBS, DOCUMENTED_CODES, KNOWN_COMMANDS, REPLY_CODES, SEQUENCE_ERRORS, SPECIAL_SEQUENCE,
+    VIOLATIONS,
 )
 from mailtrace.protocols.smtp_states import (
     IDLE_TIMEOUT, MAX_AUTH_LINE, MAX_MESSAGE_SIZE, MAX_RECIPIENTS, MUST_END_GROUP, NOT_IMPLEMENTED,
@@ -378,20 +379,9 @@ class SmtpServerConnection:
 def _out_of_sequence(verb: str, state: State) -> Reply:
     """503 with a message that says what should have come first (§4.1.4)."""
     if state is State.GREETED:
-        text = "Error: send HELO/EHLO first"
-    elif verb == "MAIL":
-        text = "Error: nested MAIL command"
-    elif verb == "RCPT":
-        text = "Error: need MAIL command"
-    elif verb == "DATA":
-        text = "Error: need RCPT command" if state is State.MAIL else "Error: need MAIL command"
-    elif verb == "STARTTLS":
-        text = "Error: STARTTLS not allowed during a mail transaction"
-    elif verb == "AUTH":
-        text = "Error: AUTH not allowed during a mail transaction"
-    else:
-        text = "Error: bad sequence of commands"
-    return Reply(503, text, "5.5.1")
+        return Reply(503, "Error: send HELO/EHLO first", "5.5.1")
+    return Reply(503, SEQUENCE_ERRORS.get((verb, state)) or SEQUENCE_ERRORS.get((verb, None))
+                 or "Error: bad sequence of commands", "5.5.1")
 
 
 __all__ = ["COMMANDS", "REPLY_CODES", "VIOLATIONS", "DATA_VERBS", "DOCUMENTED_CODES", "KNOWN_COMMANDS", "State",

@@ -239,6 +239,16 @@ COMMANDS: dict[str, Spec] = {
 #: DATA in state MAIL (a MAIL without accepted RCPT) has its own answer (§4.1.1.4).
 SPECIAL_SEQUENCE = {("DATA", state): data_without_recipient for state in (State.MAIL, State.READY, State.DONE)}
 
+#: The text of a 503 by (verb, state) or (verb, any state) (§4.1.4; GREETED: "send HELO/EHLO first").
+SEQUENCE_ERRORS = {
+    ("MAIL", None): "Error: nested MAIL command",
+    ("RCPT", None): "Error: need MAIL command",
+    ("DATA", State.MAIL): "Error: need RCPT command",
+    ("DATA", None): "Error: need MAIL command",
+    ("STARTTLS", None): "Error: STARTTLS not allowed during a mail transaction",
+    ("AUTH", None): "Error: AUTH not allowed during a mail transaction",
+}
+
 #: Every reply code the server core can send (knowledge must explain each one).
 REPLY_CODES = frozenset({"214", "220", "221", "235", "250", "252", "334", "354", "421", "451", "452", "500",
                          "501", "502", "503", "504", "535", "550", "552", "554", "555"})
