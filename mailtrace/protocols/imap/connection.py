@@ -28,6 +28,7 @@ from mailtrace.protocols.imap import wire
 from mailtrace.protocols.imap.lexer import ParseError, tokenize
 from mailtrace.protocols.imap.parser import Cursor
 from mailtrace.protocols.imap.states import State
+from mailtrace.store.model import StoreError
 from mailtrace.transcript.event import Event, Kind, Note, Side
 
 # Limits.  RFC 7162 §4: "a server implementation ... should accept a command line of at
@@ -147,7 +148,11 @@ class ImapServerConnection:
         """Another session changed the selected mailbox: push updates during IDLE (RFC 2177)."""
         self._out = []
         if self.mode is Mode.IDLE and self.view is not None and not self.closed:
-            self.view.sync(self, allow_expunge=True)
+            try:
+                self.view.sync(self, allow_expunge=True)
+            except (OSError, ValueError, LookupError, StoreError):
+                pass  # the mailbox went away under us: reported at the next command
+
         return self._take()
 
     # -- helpers for the command handlers ----------------------------------------------------

@@ -19,6 +19,7 @@ from mailtrace.protocols.imap.connection import (
 from mailtrace.protocols.imap.lexer import ParseError
 from mailtrace.protocols.imap.parser import Cursor
 from mailtrace.protocols.imap.search import CHARSETS, BadCharset
+from mailtrace.store.model import StoreError
 from mailtrace.transcript.event import Event, Kind, Note, Side
 
 _LITERAL_ONLY = re.compile(rb"^ *(\{\d+\+?\})?\)?\r?\n\Z")
@@ -149,7 +150,7 @@ def execute(conn, tag: str, verb: str, data: bytes, line: bytes | None, notes: l
         conn.parse_error(tag, verb, exc)
     except BadCharset as exc:
         conn.done(cmd, "NO", f'charset "{exc}" is not supported', code=f"BADCHARSET ({' '.join(CHARSETS)})")
-    except (KeyError, OSError, ValueError, LookupError) as exc:
+    except (KeyError, OSError, ValueError, LookupError, StoreError) as exc:
         # a message that vanished or an odd file: one NO, never a crashed connection
         conn.respond(f"{tag} NO [SERVERBUG] {verb} failed: {type(exc).__name__}\r\n".encode(), tag=tag, code="NO",
                      verb=verb, info={"code": "SERVERBUG"})
