@@ -358,40 +358,66 @@ class Folder:
                 self.version += 1
         return removed
 
-    def copy_in(self, sources: list[tuple[Path, MessageInfo]]) -> list[MessageInfo | None]:
-        """Copy files (hard links when possible) into this folder with their flags and
-        dates; one result per source, None for a source that vanished meanwhile."""
-        items: list[tuple[Path, str, str, str, tuple[int, float]]] = []
-        slots: list[int | None] = []
-        for src_path, info in sources:
-            try:
-                base = unique_name(os.stat(src_path).st_size, info.size)
-                tmp_path = self.path / "tmp" / base
-                try:
-                    os.link(src_path, tmp_path)  # same content, same mtime (INTERNALDATE)
-                except FileNotFoundError:
-                    raise
-                except OSError:  # no hard links here (other file system): copy the bytes
-                    data = src_path.read_bytes()
-                    with open(tmp_path, "xb") as f:
-                        f.write(data)
-                        f.flush()
-                        if self.fsync:
-                            os.fsync(f.fileno())
-                    os.utime(tmp_path, (info.internaldate, info.internaldate))
-            except FileNotFoundError:
-                slots.append(None)
-                continue
-            letters = self.info_letters(info.flags)
-            sub = "cur" if letters else "new"
-            filename = base + INFO_PREFIX + letters if letters else base
-            slots.append(len(items))
-            items.append((tmp_path, sub, filename, base, (info.size, info.internaldate)))
-        published, ticket = self._publish(items) if items else ([], 0)
+    def copy_from(self, source: "Folder", uids: list[int]) -> list[tuple[int, MessageInfo]]:
+        """Copy messages of ``source`` into this folder with their flags and dates:
+        [(source uid, new info)], leaving out messages that no longer exist.
+
+        The files are hard-linked (copied where links are impossible) into our tmp/ while
+        the source's lock is held, so no flag change can rename them away meanwhile; they
+        are published (renamed, given UIDs) afterwards under our own lock only: a copy in
+        the other direction at the same time cannot deadlock.
+        """
+        staged: list[tuple[int, MessageInfo, Path, str]] = []
+        try:
+            with source.lock:
+                for uid in uids:
+                    for attempt in range(2):
+                        info = source.infos.get(uid)
+                        src = source.path_of(info.key) if info is not None else None
+                        if src is None:
+                            break
+                        try:
+                            base, tmp_path = self._stage(src, info)
+                        except FileNotFoundError:  # renamed by another program: look again
+                            if attempt == 0:
+                                source.sync(force=True)
+                            continue
+                        staged.append((uid, info, tmp_path, base))
+                        break
+            items = []
+            for _, info, tmp_path, base in staged:
+                letters = self.info_letters(info.flags)
+                sub = "cur" if letters else "new"
+                filename = base + INFO_PREFIX + letters if letters else base
+                items.append((tmp_path, sub, filename, base, (info.size, info.internaldate)))
+            published, ticket = self._publish(items) if items else ([], 0)
+        except BaseException:
+            for _, _, tmp_path, _ in staged:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp_path)
+            raise
         if self.fsync:
             for sub in {item[1] for item in items}:
                 self.sync_dir(sub, ticket)
-        return [None if idx is None else published[idx] for idx in slots]
+        return [(uid, info) for (uid, *_), info in zip(staged, published)]
+
+    def _stage(self, src: Path, info: MessageInfo) -> tuple[str, Path]:
+        """Put a copy of file ``src`` in our tmp/: (its unique name, its path)."""
+        base = unique_name(os.stat(src).st_size, info.size)
+        tmp_path = self.path / "tmp" / base
+        try:
+            os.link(src, tmp_path)  # same content, same mtime (INTERNALDATE)
+        except FileNotFoundError:
+            raise
+        except OSError:  # no hard links here (another file system): copy the bytes
+            data = src.read_bytes()
+            with open(tmp_path, "xb") as f:
+                f.write(data)
+                f.flush()
+                if self.fsync:
+                    os.fsync(f.fileno())
+            os.utime(tmp_path, (info.internaldate, info.internaldate))
+        return base, tmp_path
 
     def path_of(self, base: str) -> Path | None:
         where = self.files.get(base)

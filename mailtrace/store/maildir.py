@@ -418,23 +418,7 @@ class Mailbox:
         """Copy messages into ``dest``: [(uid here, uid there)], in order; messages that no
         longer exist are left out."""
         wanted = [uid for uid in dict.fromkeys(uids) if uid in self._infos]
-        done: dict[int, int] = {}
-        for attempt in range(2):  # a file renamed meanwhile (flags) is looked up again
-            sources, olds = [], []
-            for uid in wanted:
-                current = self._folder.infos.get(uid)
-                path = self._folder.path_of(self._infos[uid].key)
-                if uid in done or current is None or path is None:
-                    continue
-                sources.append((path, current))
-                olds.append(uid)
-            for old, new in zip(olds, dest._folder.copy_in(sources)):
-                if new is not None:
-                    done[old] = new.uid
-            if all(uid in done for uid in olds) or attempt:
-                break
-            self._folder.sync(force=True)
-        pairs = [(uid, done[uid]) for uid in wanted if uid in done]
+        pairs = [(old, new.uid) for old, new in dest._folder.copy_from(self._folder, wanted)]
         if pairs:
             self._store._notify(dest.user, dest.name)
         return pairs
