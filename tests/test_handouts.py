@@ -17,7 +17,7 @@ Kinds:
     running for the rest of the handout.  If a handout has no ``lab`` block, a plain
     ``mailtrace lab`` is started the first time a block needs one.
 ``run``
-    A shell script (bash, ``set -e``), run in the handout's working directory.  Attributes:
+    A shell script (bash, ``set -e``, no pipefail: as a student's shell), run in the handout's working directory.  Attributes:
     ``expect="text"`` (repeatable; must appear in stdout+stderr), ``exit="N"`` (expected exit
     status, default 0), ``timeout="S"``.  A block marked ``<!-- test: output -->`` right after
     it holds the output the student should see: each non-blank line of it must appear, in
@@ -50,7 +50,7 @@ skipped with the reason.  ``mailtrace NAME`` in a block and the protocol of an `
 add their needs automatically, so a block starts being tested the day its feature lands.
 
 A leading ``sudo`` is dropped when the tests run as root.  The documented ports (2525, 1100, 1430, the TLS ports 4465, 9950, 9930 and the proxy ports
-10025, 10110, 10143) are rewritten to free ephemeral ports, fresh for each handout.
+10025, 10026, 10110, 10143) are rewritten to free ephemeral ports, fresh for each handout.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ FENCE = re.compile(r"^(```+|~~~+)")
 
 # Ports the handouts use, as a student types them.
 LAB_PORTS = {"smtp": 2525, "pop3": 1100, "imap": 1430, "smtps": 4465, "pop3s": 9950, "imaps": 9930}
-PROXY_PORTS = (10025, 10110, 10143)
+PROXY_PORTS = (10025, 10026, 10110, 10143)
 DOC_PORTS = tuple(LAB_PORTS.values()) + PROXY_PORTS
 # `mailtrace lab` flags for each port, used when the lab's --help lists them.
 LAB_PORT_FLAGS = {"smtp": "--smtp-port", "pop3": "--pop3-port", "imap": "--imap-port",
@@ -549,7 +549,7 @@ def run_script(handout: Handout, block: Block) -> None:
         handout.ensure_lab()
     timeout = float(block.attr("timeout", "60"))
     try:
-        proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=handout.workdir,
+        proc = subprocess.run(["bash", "-e", "-c", script], cwd=handout.workdir,
                               capture_output=True, text=True, timeout=timeout, env=_env(),
                               stdin=subprocess.DEVNULL, errors="replace")
     except subprocess.TimeoutExpired:
