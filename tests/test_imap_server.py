@@ -393,3 +393,44 @@ set imap_keepalive=900
     assert [m.size for m in saved.messages()] == [len(SIMPLE)] and len(inbox.messages()) == 1
     verbs = {e.verb for e in server.sink.events if e.kind is Kind.COMMAND}
     assert {"LOGIN", "SELECT", "UID FETCH"} <= verbs or {"AUTHENTICATE", "SELECT"} <= verbs
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("mbsync") is None, reason="mbsync (isync) is not installed")
+def test_mbsync_over_starttls_with_the_lab_ca(tmp_path):
+    srv = RunningServer(tmp_path / "lab", tls=True)
+    try:
+        srv.store.deliver("bob", SIMPLE)
+        local = tmp_path / "local"
+        local.mkdir()
+        conf = tmp_path / "mbsyncrc"
+        conf.write_text(f"""IMAPAccount lab
+Host localhost
+Port {srv.port}
+User bob
+Pass bob
+SSLType STARTTLS
+CertificateFile {tmp_path / 'lab' / 'tls' / 'ca.pem'}
+
+IMAPStore remote
+Account lab
+
+MaildirStore local
+Path {local}/
+Inbox {local}/INBOX
+
+Channel sync
+Far :remote:
+Near :local:
+Patterns INBOX
+Create Near
+Sync Pull
+SyncState *
+""")
+        res = subprocess.run(["mbsync", "-c", str(conf), "-a"], capture_output=True, timeout=60)
+        assert res.returncode == 0, res.stderr + res.stdout
+        files = list((local / "INBOX" / "new").iterdir()) + list((local / "INBOX" / "cur").iterdir())
+        assert len(files) == 1 and b"First message body." in files[0].read_bytes()
+        assert any(e.kind is Kind.TLS for e in srv.sink.events)
+    finally:
+        srv.stop()
