@@ -75,6 +75,28 @@ def test_data_verbs(proto, module):
     assert set(knowledge.load(proto).get("data", {})) == set(module.DATA_VERBS)
 
 
+@pytest.mark.parametrize("proto,module", MODULES)
+def test_status_codes_both_ways(proto, module):
+    """The "codes" table: SMTP enhanced status codes (RFC 3463), POP3 response codes (RFC 2449)."""
+    codes = getattr(module, "ENHANCED_CODES", None) or getattr(module, "RESPONSE_CODES", None)
+    if codes is None:
+        pytest.skip("no status-code table")
+    assert set(knowledge.load(proto).get("codes", {})) == set(codes)
+
+
+def test_smtp_enhanced_codes_sent_are_the_documented_ones():
+    import re as _re
+    from pathlib import Path
+
+    import mailtrace.protocols as pkg
+
+    source = "".join(p.read_text() for p in Path(pkg.__file__).parent.glob("smtp*.py"))
+    from mailtrace.protocols.smtp import ENHANCED_CODES
+
+    used = set(_re.findall(r'"([245]\.\d\.\d)"', source))
+    assert used == set(ENHANCED_CODES)
+
+
 @pytest.mark.parametrize("proto", [p for p in knowledge.protocols()])
 def test_every_entry_bilingual_with_rfc_section(proto):
     for table, entries in knowledge.load(proto).items():

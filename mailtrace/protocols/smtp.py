@@ -39,7 +39,7 @@ from typing import Callable
 from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
 from mailtrace.protocols.lines import Line, LineReader
 from mailtrace.protocols.smtp_commands import (
-    COMMANDS, DATA_VERBS, DOCUMENTED_CODES, KNOWN_COMMANDS, REPLY_CODES, SEQUENCE_ERRORS, SPECIAL_SEQUENCE,
+    COMMANDS, DATA_VERBS, DOCUMENTED_CODES, ENHANCED_CODES, KNOWN_COMMANDS, REPLY_CODES, SEQUENCE_ERRORS, SPECIAL_SEQUENCE,
     VIOLATIONS,
 )
 from mailtrace.protocols.smtp_states import (
@@ -384,6 +384,7 @@ def _out_of_sequence(verb: str, state: State) -> Reply:
                  or "Error: bad sequence of commands", "5.5.1")
 
 
-__all__ = ["COMMANDS", "REPLY_CODES", "VIOLATIONS", "DATA_VERBS", "DOCUMENTED_CODES", "KNOWN_COMMANDS", "State",
+__all__ = ["COMMANDS", "REPLY_CODES", "VIOLATIONS", "DATA_VERBS", "DOCUMENTED_CODES", "ENHANCED_CODES",
+           "KNOWN_COMMANDS", "State",
            "SmtpConfig", "SmtpServerConnection", "SmtpObserver", "Spec", "Store", "MAX_MESSAGE_SIZE", "MAX_RECIPIENTS",
            "IDLE_TIMEOUT", "MAX_COMMAND_LINE", "MAX_TEXT_LINE"]

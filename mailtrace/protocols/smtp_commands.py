@@ -164,7 +164,7 @@ def vrfy(conn, arg: str) -> Reply:
     if not arg:
         return Reply(501, "Syntax: VRFY address", "5.5.4")
     # §3.5.3: 252 when the server will not say whether the user exists (no address harvesting)
-    return Reply(252, "Cannot VRFY user, but will accept message and attempt delivery", "2.5.2")
+    return Reply(252, "Cannot VRFY user, but will accept message and attempt delivery", "2.0.0")
 
 
 def expn(conn, arg: str) -> Reply:
@@ -262,6 +262,10 @@ KNOWN_COMMANDS = frozenset(COMMANDS) | NOT_IMPLEMENTED
 
 #: Verbs of DATA events: the message body and AUTH response lines.
 DATA_VERBS = frozenset({"DATA", "AUTH"})
+
+#: Every enhanced status code (RFC 3463) the server core can send (knowledge table "codes").
+ENHANCED_CODES = frozenset({"2.0.0", "2.1.0", "2.1.5", "2.7.0", "4.3.0", "4.4.2", "4.5.3", "4.7.0", "5.1.1", "5.1.3",
+                            "5.1.7", "5.3.4", "5.5.1", "5.5.2", "5.5.4", "5.7.0", "5.7.1", "5.7.8"})
 
 #: Every violation rule the server core or the observer can record.
 VIOLATIONS = frozenset({"bare-lf", "bare-cr", "line-too-long", SPACE_AFTER_COLON, MISSING_BRACKETS,
