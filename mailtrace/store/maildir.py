@@ -152,18 +152,29 @@ class MaildirStore:
 
     def mailbox(self, user: str, name: str = INBOX) -> "Mailbox":
         folder = self._folder(user, name)
-        if folder.name != INBOX and not folder.exists():
+        if not folder.exists():
             self._forget(user, [folder.name])
-            raise MailboxNotFound(f"no mailbox {folder.name!r}")
+            if folder.name != INBOX:
+                raise MailboxNotFound(f"no mailbox {folder.name!r}")
+            with self._lock:  # INBOX always exists: remake a Maildir removed under us
+                self._ready_users.discard(user)
+            folder = self._folder(user, name)
         return Mailbox(self, folder)
 
     def deliver(self, user: str, message: bytes, mailbox: str = INBOX) -> MessageInfo:
-        folder = self._folder(user, mailbox)
-        try:
-            info = folder.write_message(bytes(message))
-        except MailboxNotFound:
-            self._forget(user, [folder.name])
-            raise
+        data = bytes(message)
+        for attempt in range(2):
+            folder = self._folder(user, mailbox)
+            try:
+                info = folder.write_message(data)
+                break
+            except MailboxNotFound:
+                self._forget(user, [folder.name])
+                if folder.name != INBOX or attempt:
+                    raise
+                # The user's Maildir was removed under us: INBOX always exists, remake it.
+                with self._lock:
+                    self._ready_users.discard(user)
         self._notify(user, folder.name)
         return info
 

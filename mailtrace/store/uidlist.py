@@ -36,6 +36,7 @@ import contextlib
 import fcntl
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -351,6 +352,10 @@ def _dotlock_stale(path: Path) -> bool:
     return False
 
 
+_given: dict[str, int] = {}  # user dir -> last UIDVALIDITY this process handed out
+_given_lock = threading.Lock()
+
+
 def next_uidvalidity(user_dir: Path, previous: int = 0) -> int:
     """A UIDVALIDITY greater than any handed out before for this user (RFC 3501 §2.3.1.1).
 
@@ -366,9 +371,12 @@ def next_uidvalidity(user_dir: Path, previous: int = 0) -> int:
             last = int(path.read_text().strip() or "0", 16)
         except (FileNotFoundError, ValueError):
             last = 0
-        value = max(int(time.time()), last + 1, previous + 1)
-        if value > MAX_UID:  # the year 2106: wrap to a small value, still "new"
-            value = 1
+        with _given_lock:  # also survives the file being removed with the Maildir
+            value = max(int(time.time()), last + 1, previous + 1,
+                        _given.get(str(user_dir), 0) + 1)
+            if value > MAX_UID:  # the year 2106: wrap to a small value, still "new"
+                value = 1
+            _given[str(user_dir)] = value
         tmp = path.with_name(f"{UIDVALIDITY_NAME}.{os.getpid()}.tmp")
         tmp.write_text(f"{value:08x}")
         os.replace(tmp, path)
