@@ -16,7 +16,7 @@ import time
 
 from mailtrace.protocols.imap import wire
 from mailtrace.protocols.imap.fetch import flag_list
-from mailtrace.protocols.imap.lexer import ParseError
+from mailtrace.protocols.imap.lexer import ParseError, T
 from mailtrace.protocols.imap.mailboxview import MailboxView
 from mailtrace.protocols.imap.parser import SYSTEM_FLAGS, parse_date_time
 from mailtrace.protocols.imap.states import State
@@ -76,27 +76,30 @@ def examine(conn, cmd) -> None:
     _open(conn, cmd, readonly=True)
 
 
-def _simple(action):
-    def handler(conn, cmd) -> None:
-        names = [cmd.args.mailbox()]
-        if action == "rename":
-            names.append(cmd.args.mailbox("new mailbox name"))
-        cmd.args.end()
-        try:
-            getattr(conn.store, {"create": "create_mailbox", "delete": "delete_mailbox", "rename": "rename_mailbox",
-                                 "subscribe": "subscribe", "unsubscribe": "unsubscribe"}[action])(conn.user, *names)
-        except StoreError as exc:
-            store_error(conn, cmd, exc)
-            return
-        conn.done(cmd, "OK", f"{cmd.name} completed")
-    return handler
+# The commands that only name mailboxes and call one store method (RFC 3501 §6.3.3-§6.3.7):
+# command -> (how many mailbox names, the store call).
+_STORE_CALLS = {
+    "CREATE": (1, lambda store, user, names: store.create_mailbox(user, *names)),
+    "DELETE": (1, lambda store, user, names: store.delete_mailbox(user, *names)),
+    "RENAME": (2, lambda store, user, names: store.rename_mailbox(user, *names)),
+    "SUBSCRIBE": (1, lambda store, user, names: store.subscribe(user, *names)),
+    "UNSUBSCRIBE": (1, lambda store, user, names: store.unsubscribe(user, *names)),
+}
 
 
-create = _simple("create")
-delete = _simple("delete")
-rename = _simple("rename")
-subscribe = _simple("subscribe")
-unsubscribe = _simple("unsubscribe")
+def mailbox_command(conn, cmd) -> None:
+    count, call = _STORE_CALLS[cmd.name]
+    names = [cmd.args.mailbox("mailbox name" if i == 0 else "new mailbox name") for i in range(count)]
+    cmd.args.end()
+    try:
+        call(conn.store, conn.user, names)
+    except StoreError as exc:
+        store_error(conn, cmd, exc)
+        return
+    conn.done(cmd, "OK", f"{cmd.name} completed")
+
+
+create = delete = rename = subscribe = unsubscribe = mailbox_command
 
 
 def _pattern(pattern: str, delim: str) -> re.Pattern:
@@ -186,11 +189,11 @@ def append(conn, cmd) -> None:
     name = cmd.args.mailbox()
     flags: list[str] = []
     date = None
-    if cmd.args.paren_if_next():
-        cmd.args.pos -= 1
+    tok = cmd.args.peek()
+    if tok is not None and tok.kind is T.LPAREN:
         flags = cmd.args.flag_list()
     tok = cmd.args.peek()
-    if tok is not None and tok.kind.name == "QUOTED" and len(cmd.args.tokens) > cmd.args.pos + 1:
+    if tok is not None and tok.kind is T.QUOTED and len(cmd.args.tokens) > cmd.args.pos + 1:
         date = parse_date_time(cmd.args.next("date-time").text())
     message = cmd.args.string("message literal")
     cmd.args.end()

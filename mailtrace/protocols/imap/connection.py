@@ -34,8 +34,9 @@ from mailtrace.transcript.event import Event, Kind, Note, Side
 # Limits.  RFC 7162 §4: "a server implementation ... should accept a command line of at
 # least 8000 octets"; we accept 64 KiB per line.
 MAX_LINE = 64 * 1024
-# The largest literal accepted (an APPENDed message).  RFC 3501 sets no limit; larger ones
-# get NO [TOOBIG] (RFC 4469 §... / RFC 7889 style) before a single octet is read.
+# The largest literal accepted (an APPENDed message).  RFC 3501 sets no limit; a larger
+# synchronizing literal gets NO [TOOBIG] (RFC 5530 §3) instead of the "+", so not a single
+# octet of it is sent (RFC 3501 §7.5 lets the server refuse the continuation).
 MAX_LITERAL = 64 * 1024 * 1024
 # All the literals of one command together (e.g. MULTIAPPEND-like abuse).
 MAX_COMMAND = MAX_LITERAL + MAX_LINE
