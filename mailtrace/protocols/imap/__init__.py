@@ -16,7 +16,15 @@
 """
 
 from mailtrace.protocols.imap.connection import CAPABILITIES, ImapServerConnection
+from mailtrace.protocols.imap.observer import ImapObserver
 from mailtrace.protocols.imap.states import State
 from mailtrace.protocols.imap.table import COMMANDS
+from mailtrace.protocols.imap.vocabulary import (
+    COMMAND_VERBS, DATA_VERBS, REPLY_CODES, RESPONSE_CODES, RESPONSES, VIOLATIONS,
+)
 
-__all__ = ["CAPABILITIES", "COMMANDS", "ImapServerConnection", "State"]
+# For tests/test_knowledge.py: verbs documented beyond the table (DONE ends IDLE, RFC 2177).
+KNOWN_COMMANDS = COMMAND_VERBS - set(COMMANDS)
+
+__all__ = ["CAPABILITIES", "COMMANDS", "COMMAND_VERBS", "DATA_VERBS", "ImapObserver", "ImapServerConnection",
+           "KNOWN_COMMANDS", "REPLY_CODES", "RESPONSES", "RESPONSE_CODES", "State", "VIOLATIONS"]
