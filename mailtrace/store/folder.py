@@ -143,10 +143,12 @@ class Folder:
         if ul.uidvalidity == old_validity and not kw_changed:
             reuse = {info.key: info for info in self.infos.values()}
         infos: dict[int, MessageInfo] = {}
+        moved: dict[str, tuple[str, str]] = {}  # renamed since the listing: where they are
         for base, (sub, filename) in files.items():
-            info = self._info_for(base, sub, filename, ul.by_base[base], reuse.get(base))
+            info = self._info_for(base, sub, filename, ul.by_base[base], reuse.get(base), moved)
             if info is not None:
                 infos[info.uid] = info
+        files.update(moved)
         changed = infos != self.infos
         self.files = {info.key: files[info.key] for info in infos.values()}
         if changed:
@@ -155,7 +157,8 @@ class Folder:
         return changed
 
     def _info_for(self, base: str, sub: str, filename: str, uid: int,
-                  cached: MessageInfo | None) -> MessageInfo | None:
+                  cached: MessageInfo | None, moved: dict[str, tuple[str, str]]
+                  ) -> MessageInfo | None:
         recent = sub == "new"
         _, info_letters = split_name(filename)
         flags = self.keywords.flags_of(info_letters)
@@ -165,10 +168,27 @@ class Folder:
         meta = self._meta.get(base)
         if meta is None:
             meta = self._read_meta(self.path / sub / filename, base)
-            if meta is None:
-                return None
+            if meta is None:  # renamed by another program since the listing: find it
+                found = self._find(base)
+                if found is None:
+                    return None  # expunged meanwhile
+                moved[base] = found
+                sub, filename = found
+                recent = sub == "new"
+                flags = self.keywords.flags_of(split_name(filename)[1])
+                meta = self._read_meta(self.path / sub / filename, base)
+                if meta is None:
+                    return None
         return MessageInfo(uid=uid, key=base, size=meta[0], flags=flags,
                            internaldate=meta[1], recent=recent)
+
+    def _find(self, base: str) -> tuple[str, str] | None:
+        for sub in ("cur", "new"):
+            with contextlib.suppress(FileNotFoundError), os.scandir(self.path / sub) as it:
+                for entry in it:
+                    if split_name(entry.name)[0] == base:
+                        return sub, entry.name
+        return None
 
     def _read_meta(self, path: Path, base: str) -> tuple[int, float] | None:
         try:
