@@ -126,6 +126,22 @@ def test_multiline_reply_one_event_per_line_and_bad_reply():
     assert [n.rule for n in events[0].notes] == ["bad-reply"] and events[1].verb == "NOOP"
 
 
+def test_client_that_never_waits_is_read_on_with_bounded_memory():
+    obs = SmtpObserver()
+    obs.feed_server(b"220 x\r\n")
+    obs.feed_client(b"EHLO a\r\n")
+    obs.feed_server(b"250 a\r\n")
+    obs.feed_client(b"MAIL FROM:<a@b.c>\r\nRCPT TO:<b@c.d>\r\nDATA\r\n")
+    line = b"L" * 70_000 + b"\r\n"  # longer than an observed line: must not be cut while held
+    events = []
+    for _ in range(20):
+        events += obs.feed_client(line)
+    events += obs.feed_client(b".\r\n")
+    data = [e for e in events if e.kind is Kind.DATA]
+    assert len(data) == 1 and data[0].raw == line * 20 + b".\r\n"
+    assert obs._client.buffered < 100_000
+
+
 def test_close_mid_data():
     obs = SmtpObserver()
     obs.feed_server(b"220 x\r\n")

@@ -148,7 +148,7 @@ def banner(lab: Lab, listeners: list, log: Path | None, text: Path | None) -> st
         if lst.config.implicit_tls:
             hint = f"openssl s_client -quiet -crlf -connect {host}:{port} -CAfile {lab.directory / 'tls' / 'ca.pem'}"
         else:
-            hint = f"nc -C {host} {port}"
+            hint = f"nc -C {host} {port}   (-C: end lines in CRLF, as the RFCs require)"
         lines.append(f"  connect ({lst.config.protocol}{'s' if lst.config.implicit_tls else ''}): {hint}")
     users = ", ".join(f"{u} / {p}" for u, p in lab.users.items())
     addresses = ", ".join(f"{u}@{lab.local_domains[0]}" for u in lab.users)

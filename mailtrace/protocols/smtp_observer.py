@@ -31,7 +31,7 @@ from collections import deque
 
 from mailtrace.protocols.lines import Line, LineReader
 from mailtrace.protocols.smtp_data import DataReader
-from mailtrace.protocols.smtp_states import MUST_END_GROUP, PROTOCOL, State
+from mailtrace.protocols.smtp_states import DATA_READ_LIMIT, MUST_END_GROUP, PROTOCOL, State
 from mailtrace.protocols.smtp_syntax import (
     BAD_REPLY, BARE_CR, BARE_LF, BEFORE_GREETING, DATA_NO_RECIPIENT, EIGHT_BIT, LINE_TOO_LONG, MAX_COMMAND_LINE,
     NO_PIPELINING, PIPELINING_GROUP, STARTTLS_INJECTION, PathError, parse_path, parse_reply_line, split_command,
@@ -40,6 +40,7 @@ from mailtrace.transcript.event import Event, Kind, Note, Side
 
 MAX_OBSERVED_LINE = 64 * 1024  # longer "lines" are cut (a command may not exceed 512, §4.5.3.1.4)
 OBSERVED_DATA_KEEP = 32 * 1024 * 1024  # octets of a message body kept in its DATA event
+HOLD_LIMIT = 1024 * 1024  # client octets held while waiting for a reply (a client that never waits)
 TLS_HANDSHAKE = 0x16  # first octet of a TLS handshake record (RFC 8446 §5.1)
 
 #: The state a command leads to when the server accepts it (shown on the command's event).
@@ -79,6 +80,10 @@ class SmtpObserver:
         if self._encrypted or not data:
             return []
         self._client.feed(data)
+        if self._mode == HOLD_MODE and self._client.buffered > HOLD_LIMIT:
+            # The client does not wait for the reply: read on as if the server had said yes.
+            verb = self._outstanding[-1][0] if self._outstanding else ""
+            self._mode = DATA_MODE if verb == "DATA" else COMMANDS_MODE
         self._client_input()
         return self._take()
 
@@ -193,6 +198,8 @@ class SmtpObserver:
         self._outstanding.append((verb, prior))
         if verb in ("DATA", "AUTH", "STARTTLS"):
             self._mode = HOLD_MODE  # what comes next depends on the reply (354 / 334 / 220)
+            if verb == "DATA":
+                self._client.limit = DATA_READ_LIMIT  # a held message must not be cut as a long line
 
     def _end_of_data(self) -> None:
         data = self._data
@@ -202,6 +209,7 @@ class SmtpObserver:
         self._event(Side.CLIENT, Kind.DATA, data.raw, verb="DATA", notes=tuple(notes),
                     size=data.wire_size if data.oversize else -1)
         self._data = DataReader(OBSERVED_DATA_KEEP, OBSERVED_DATA_KEEP)
+        self._client.limit = MAX_OBSERVED_LINE
         self._outstanding.append((".", State.DATA))  # the reply after the final dot
         self._mode = COMMANDS_MODE
 
@@ -257,6 +265,7 @@ class SmtpObserver:
                 self._mode = DATA_MODE
             else:
                 self._mode = COMMANDS_MODE
+                self._client.limit = MAX_OBSERVED_LINE
         elif verb == ".":  # the reply after the final dot
             self._accepted = 0
             self._set(State.DONE)
