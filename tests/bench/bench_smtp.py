@@ -138,13 +138,22 @@ def make_body(size: int) -> bytes:
     return head + line * lines + b".\r\n"
 
 
-async def load(port: int, sessions: int, size: int, seconds: float) -> float:
+async def load(port: int, sessions: int, size: int, seconds: float) -> tuple[float, int]:
     body = make_body(size)
     counter = [0]
     start = time.monotonic()
     stop_at = start + seconds
     await asyncio.gather(*(session(port, body, stop_at, counter) for _ in range(sessions)))
-    return counter[0] / (time.monotonic() - start)
+    return counter[0] / (time.monotonic() - start), counter[0]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads (Linux /proc), or 0 elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def start_server(kind: str, directory: Path, args) -> tuple[subprocess.Popen, int]:
@@ -179,7 +188,8 @@ def main() -> None:
     print(f"mailtrace: fsync {'off' if args.no_fsync else 'on'}, JSONL log {'off' if args.no_log else 'on'}; "
           f"aiosmtpd: mailbox.Maildir handler; best of {args.rounds} x {args.seconds:g} s per point, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'sessions':>8} {'size':>8} {'mailtrace msg/s':>16} {'aiosmtpd msg/s':>15} {'ratio':>6}")
+    print(f"{'sessions':>8} {'size':>8} {'mailtrace msg/s':>16} {'aiosmtpd msg/s':>15} {'ratio':>6}   "
+          f"{'CPU ms/msg: mailtrace':>9} {'aiosmtpd':>9}")
     with tempfile.TemporaryDirectory(prefix="bench-smtp-") as tmp:
         procs, ports = {}, {}
         for kind in KINDS:
@@ -187,6 +197,7 @@ def main() -> None:
             directory.mkdir()
             procs[kind], ports[kind] = start_server(kind, directory, args)
         results: dict = {}
+        cpu_ms: dict = {}  # server CPU milliseconds per message (robust to load elsewhere)
         try:
             # Both servers stay up; the points alternate between them and the best of the
             # rounds is kept, so a burst of load elsewhere on the machine hurts both alike.
@@ -194,11 +205,15 @@ def main() -> None:
                 for size in sizes:
                     for _ in range(args.rounds):
                         for kind in KINDS:
-                            rate = asyncio.run(load(ports[kind], n, size, args.seconds))
+                            cpu0 = cpu_seconds(procs[kind].pid)
+                            rate, count = asyncio.run(load(ports[kind], n, size, args.seconds))
+                            cpu = (cpu_seconds(procs[kind].pid) - cpu0) / max(count, 1) * 1000
                             results[(kind, n, size)] = max(rate, results.get((kind, n, size), 0.0))
+                            cpu_ms[(kind, n, size)] = min(cpu, cpu_ms.get((kind, n, size), float("inf")))
                     ours, theirs = results[("mailtrace", n, size)], results[("aiosmtpd", n, size)]
                     ratio = ours / theirs if theirs else float("inf")
-                    print(f"{n:>8} {size:>8} {ours:>16.0f} {theirs:>15.0f} {ratio:>6.2f}", flush=True)
+                    print(f"{n:>8} {size:>8} {ours:>16.0f} {theirs:>15.0f} {ratio:>6.2f}   "
+                          f"{cpu_ms[('mailtrace', n, size)]:>9.2f} {cpu_ms[('aiosmtpd', n, size)]:>9.2f}", flush=True)
         finally:
             for proc in procs.values():
                 proc.terminate()
