@@ -9,6 +9,7 @@ the test hands the Maildir tree to that uid before Dovecot touches it.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import pty
 import select
@@ -260,7 +261,8 @@ def test_mutt_opens_reads_and_flags_the_maildir(tmp_path: Path) -> None:
     box.set_flags(1, ["\\Seen"])
     piped = tmp_path / "piped"
     mutt = Terminal(["mutt", "-n", "-F", "/dev/null", "-f", str(tmp_path / "mail" / "alice"),
-                     "-e", f"set folder={tmp_path / 'mail'} pipe_split=yes wait_key=no mark_old=no"],
+                     "-e", f"set folder={tmp_path / 'mail'} pipe_split=yes wait_key=no "
+                     "mark_old=no"],
                     tmp_path)
     try:
         mutt.expect("Msgs:3")
@@ -285,3 +287,41 @@ def test_mutt_opens_reads_and_flags_the_maildir(tmp_path: Path) -> None:
     box.refresh()
     flags = {m.uid: m.flags for m in box.messages()}
     assert flags == {1: {"\\Seen", "\\Flagged"}, 2: {"\\Flagged"}, 3: {"\\Flagged"}}
+
+
+def deliver_as_nobody(mail_root: Path, count: int) -> None:
+    """Runs in a forked child: the same uid as Dovecot's mail processes, so each can read
+    what the other writes."""
+    os.setgid(NOBODY)
+    os.setuid(NOBODY)
+    store = MaildirStore(mail_root, {"alice": "pw"}, fsync=False)
+    for n in range(count):
+        store.deliver("alice", b"Subject: mailtrace %d\r\n\r\nx\r\n" % n)
+
+
+def test_dovecot_and_mailtrace_delivering_at_once_agree(dovecot: Dovecot) -> None:
+    """Both programs add messages to one Maildir at the same time: every message gets one
+    UID and both see the same numbering (the uidlist lock and Dovecot's dot-lock at work)."""
+    MaildirStore(dovecot.mail_root, {"alice": "pw"}).mailbox("alice")
+    chown_tree(dovecot.mail_root)
+    ours = multiprocessing.get_context("fork").Process(
+        target=deliver_as_nobody, args=(dovecot.mail_root, 30))
+    ours.start()
+    theirs = [subprocess.Popen(["doveadm", "-c", str(dovecot.conf), "save", "-u", "alice"],
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+              for _ in range(15)]
+    for n, proc in enumerate(theirs):
+        proc.communicate(b"Subject: dovecot %d\n\ny\n" % n, timeout=60)
+        assert proc.returncode == 0
+    ours.join(120)
+    assert ours.exitcode == 0
+
+    fetched = dovecot.doveadm_json("fetch", "-u", "alice", "uid hdr.subject", "mailbox", "INBOX",
+                                   "all")
+    box = MaildirStore(dovecot.mail_root, {"alice": "pw"}).mailbox("alice")
+    mine = {m.uid: box.read(m.uid).split(b"\r\n")[0].decode()[len("Subject: "):]
+            for m in box.messages()}
+    assert {int(f["uid"]): f["hdr.subject"].strip() for f in fetched} == mine
+    assert sorted(mine) == list(range(1, 46))
+    assert sorted(mine.values()) == sorted([f"mailtrace {n}" for n in range(30)] +
+                                           [f"dovecot {n}" for n in range(15)])

@@ -66,7 +66,7 @@ class Keywords:
         if (st.st_ino, st.st_mtime_ns) == self._seen:
             return
         names: list[str | None] = []
-        for line in self.path.read_text("utf-8", "replace").splitlines():
+        for line in self.path.read_bytes().decode("utf-8", "replace").splitlines():
             idx, _, name = line.partition(" ")
             if idx.isdigit() and int(idx) < len(KEYWORD_LETTERS) and name:
                 while len(names) <= int(idx):
@@ -99,7 +99,7 @@ class Keywords:
     def _write(self) -> None:
         data = "".join(f"{idx} {name}\n" for idx, name in enumerate(self.names) if name)
         tmp = self.path.with_name(f"{KEYWORDS_NAME}.{os.getpid()}.tmp")
-        tmp.write_text(data, "utf-8")
+        tmp.write_bytes(data.encode("utf-8"))
         os.replace(tmp, self.path)
         st = os.stat(self.path)
         self._seen = (st.st_ino, st.st_mtime_ns)

@@ -230,7 +230,8 @@ class Folder:
             fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                          _FILE_MODE)
         except FileNotFoundError:
-            raise MailboxNotFound(f"mailbox {self.name!r} of {self.user!r} does not exist") from None
+            raise MailboxNotFound(
+                f"mailbox {self.name!r} of {self.user!r} does not exist") from None
         try:
             try:
                 view = memoryview(data)

@@ -20,9 +20,10 @@ _V2_HEADER = "V\t2"
 
 def read(user_dir: Path) -> list[str]:
     try:
-        lines = (user_dir / SUBSCRIPTIONS_NAME).read_text("utf-8", "replace").splitlines()
+        data = (user_dir / SUBSCRIPTIONS_NAME).read_bytes()
     except FileNotFoundError:
         return []
+    lines = data.decode("utf-8", "replace").splitlines()
     if lines and lines[0] == _V2_HEADER:
         lines = [line.replace("\t", HIERARCHY_DELIMITER) for line in lines[1:]]
     names: list[str] = []
@@ -42,5 +43,5 @@ def write(user_dir: Path, names: list[str]) -> None:
     body = "".join(name.replace(HIERARCHY_DELIMITER, "\t") + "\n" for name in names)
     path = user_dir / SUBSCRIPTIONS_NAME
     tmp = path.with_name(f"{SUBSCRIPTIONS_NAME}.{os.getpid()}.tmp")
-    tmp.write_text(f"{_V2_HEADER}\n\n{body}", "utf-8")
+    tmp.write_bytes(f"{_V2_HEADER}\n\n{body}".encode("utf-8"))
     os.replace(tmp, path)

@@ -336,7 +336,7 @@ def _remove_dead_holders(directory: Path) -> None:
 def _dotlock_stale(path: Path) -> bool:
     try:
         st = os.stat(path)
-        holder = path.read_text("ascii", "replace")
+        holder = path.read_bytes().decode("ascii", "replace")
     except FileNotFoundError:
         return False  # released meanwhile: just try again
     if time.time() - st.st_mtime > DOTLOCK_STALE:
@@ -368,7 +368,7 @@ def next_uidvalidity(user_dir: Path, previous: int = 0) -> int:
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         try:
-            last = int(path.read_text().strip() or "0", 16)
+            last = int(path.read_bytes().decode("ascii").strip() or "0", 16)
         except (FileNotFoundError, ValueError):
             last = 0
         with _given_lock:  # also survives the file being removed with the Maildir
@@ -378,7 +378,7 @@ def next_uidvalidity(user_dir: Path, previous: int = 0) -> int:
                 value = 1
             _given[str(user_dir)] = value
         tmp = path.with_name(f"{UIDVALIDITY_NAME}.{os.getpid()}.tmp")
-        tmp.write_text(f"{value:08x}")
+        tmp.write_bytes(f"{value:08x}".encode("ascii"))
         os.replace(tmp, path)
         return value
     finally:
