@@ -106,9 +106,10 @@ class MaildirStore:
             return False
         return user in self.users
 
-    def check_password(self, user: str, password: str) -> bool:
+    def check_password(self, user: str, password: str | bytes) -> bool:
         expected = self.users.get(user) if self.has_user(user) else None
-        given = password.encode("utf-8", "surrogatepass")
+        given = (password if isinstance(password, bytes)
+                 else password.encode("utf-8", "surrogatepass"))
         if expected is None:
             hmac.compare_digest(given, given)  # same work either way (no user oracle)
             return False
