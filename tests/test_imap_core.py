@@ -501,3 +501,16 @@ def test_event_stamped_keeps_every_field():
     assert set(values) | {"session", "seq", "t"} == {f.name for f in dataclasses.fields(Event)}
     e = Event(**values).stamped("imap-1", 3, 0.5)
     assert all(getattr(e, k) == v for k, v in values.items()) and (e.session, e.seq, e.t) == ("imap-1", 3, 0.5)
+
+
+def test_append_runs_as_a_pending_job_and_later_input_waits(store):
+    from mailtrace.protocols.base import Pending, send_all
+
+    core = ImapServerConnection(store)
+    core.start()
+    core.receive(b"a1 LOGIN bob bob\r\n")
+    out = core.receive(b"a2 APPEND INBOX {2+}\r\nhi\r\na3 NOOP\r\n")
+    assert isinstance(out[-1], Pending) and b"a3" not in send_all(out)
+    assert core.receive(b"a4 NOOP\r\n") == []  # buffered while the delivery runs
+    after = out[-1].resume(out[-1].job())
+    assert re.findall(rb"^(a\d) OK", send_all(after), re.M) == [b"a2", b"a3", b"a4"]

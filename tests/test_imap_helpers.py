@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from mailtrace.protocols.base import Close, Send, events_of
+from mailtrace.protocols.base import Close, Pending, Send, events_of
 from mailtrace.protocols.imap import ImapServerConnection
 from mailtrace.store.maildir import MaildirStore
 
@@ -39,6 +39,11 @@ class Client:
         got = []
         for i in range(0, len(data), self.chunk):
             out = self.core.receive(data[i:i + self.chunk])
+            while any(isinstance(o, Pending) for o in out):  # run slow jobs as the shell would
+                k = next(k for k, o in enumerate(out) if isinstance(o, Pending))
+                self.outputs += out[:k]
+                got += out[:k]
+                out = out[k].resume(out[k].job()) + out[k + 1:]
             self.outputs += out
             got += out
         self.closed = self.closed or any(isinstance(o, Close) for o in got)
@@ -57,6 +62,19 @@ class Client:
     @property
     def events(self):
         return events_of(self.outputs)
+
+
+def run_pending(outputs: list) -> list:
+    """The outputs with every Pending replaced by what its resume() returns (as the shell does)."""
+    done = []
+    queue = list(outputs)
+    while queue:
+        o = queue.pop(0)
+        if isinstance(o, Pending):
+            queue[0:0] = o.resume(o.job())
+        else:
+            done.append(o)
+    return done
 
 
 def tagged(reply: bytes, tag: str) -> bytes:

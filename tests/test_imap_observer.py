@@ -7,7 +7,7 @@ import pytest
 from mailtrace.protocols.base import Send
 from mailtrace.protocols.imap.observer import ImapObserver
 from mailtrace.transcript.event import Event, Kind, Side
-from test_imap_helpers import MULTI, PASSWORD, SIMPLE, make_store
+from test_imap_helpers import MULTI, PASSWORD, SIMPLE, make_store, run_pending
 
 
 def _session(store) -> tuple[list[tuple[Side, bytes]], list[Event]]:
@@ -19,7 +19,7 @@ def _session(store) -> tuple[list[tuple[Side, bytes]], list[Event]]:
     events: list[Event] = []
 
     def take(outputs):
-        for o in outputs:
+        for o in run_pending(outputs):
             if isinstance(o, Send):
                 wire.append((Side.SERVER, o.data))
             elif isinstance(o, Event):

@@ -200,11 +200,20 @@ def append(conn, cmd) -> None:
     if not message:
         conn.done(cmd, "NO", "an empty message cannot be appended")
         return
-    try:
-        box = conn.store.mailbox(conn.user, name)
-        info = box.append(message, flags=flags, internaldate=date if date is not None else time.time())
-    except (StoreError, KeyError) as exc:
-        store_error(conn, cmd, exc, trycreate=True)
-        return
-    # RFC 4315 §3: "OK [APPENDUID <uidvalidity> <uid>]"
-    conn.done(cmd, "OK", "APPEND completed", code=f"APPENDUID {box.uidvalidity} {info.uid}")
+    stamp = date if date is not None else time.time()
+
+    def job():  # in a worker thread: the Maildir delivery fsyncs (write tmp/, rename into new/)
+        try:
+            box = conn.store.mailbox(conn.user, name)
+            return box, box.append(message, flags=flags, internaldate=stamp)
+        except (StoreError, KeyError) as exc:
+            return None, exc
+
+    def then(result) -> None:
+        box, info = result
+        if box is None:
+            store_error(conn, cmd, info, trycreate=True)
+        else:  # RFC 4315 §3: "OK [APPENDUID <uidvalidity> <uid>]"
+            conn.done(cmd, "OK", "APPEND completed", code=f"APPENDUID {box.uidvalidity} {info.uid}")
+
+    conn.run_slowly(job, then)

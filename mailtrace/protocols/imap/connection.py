@@ -23,7 +23,7 @@ import enum
 import re
 from typing import Callable
 
-from mailtrace.protocols.base import Close, Output, Send, StartTLS
+from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
 from mailtrace.protocols.imap import wire
 from mailtrace.protocols.imap.lexer import ParseError, tokenize
 from mailtrace.protocols.imap.parser import Cursor
@@ -94,6 +94,8 @@ class ImapServerConnection:
         self.mode = Mode.COMMAND
         self.closed = False
         self._buf = bytearray()
+        self._scanned = 0  # how much of _buf is known to hold no LF
+        self._job = None  # a Pending (slow store work) not finished yet: input waits
         self._out: list[Output] = []
         self._parts: list[bytes] = []  # the pieces of the command being read
         self._size = 0
@@ -204,6 +206,19 @@ class ImapServerConnection:
     def continuation(self, text: str) -> None:
         self.respond(f"+ {text}\r\n".encode(), tag="+", code="+")
 
+    def run_slowly(self, job: Callable[[], object], then: Callable[[object], None]) -> None:
+        """Run ``job`` (an fsync'd Maildir write) in the shell's worker thread, then ``then(result)``;
+        input that arrives meanwhile waits in the buffer (ServerCore contract, protocols/base.py)."""
+        def resume(result: object) -> list[Output]:
+            self._job = None
+            self._out = []
+            then(result)
+            self._process()
+            return self._take()
+
+        self._job = Pending(job, resume)
+        self._out.append(self._job)
+
     def set_state(self, state: State) -> None:
         self.state = state
 
@@ -262,7 +277,7 @@ class ImapServerConnection:
     def _process(self) -> None:
         from mailtrace.protocols.imap import dispatch
 
-        while not self.closed:
+        while not self.closed and self._job is None:
             if self.mode is Mode.LITERAL:
                 if len(self._buf) < self._literal_left:
                     return
@@ -274,11 +289,13 @@ class ImapServerConnection:
                 self._event(Side.CLIENT, Kind.LITERAL, data, tag=self._current[0] if self._current else "",
                             redacted=REDACTED if self._literal_is_secret else None, info={"command": self._verb()})
                 continue
-            idx = self._buf.find(b"\n")
+            idx = self._buf.find(b"\n", self._scanned)
             if idx < 0:
+                self._scanned = len(self._buf)  # fed byte by byte, a long line is not rescanned
                 if len(self._buf) > MAX_LINE:
                     self._too_long()
                 return
+            self._scanned = 0
             line = bytes(self._buf[:idx + 1])
             del self._buf[:idx + 1]
             if self.mode is Mode.SKIP:
@@ -302,6 +319,7 @@ class ImapServerConnection:
         self._parts.clear()
         self._current = None
         self._buf.clear()
+        self._scanned = 0
         if line is None:
             self.mode = Mode.SKIP
         self.respond(f"* BAD line longer than {MAX_LINE} octets, discarded\r\n".encode(), tag="*", code="BAD")
