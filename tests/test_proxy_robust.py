@@ -113,3 +113,20 @@ def test_cli_warns_for_non_loopback_listen_and_rejects_unresolvable_host():
         proc.terminate()
         _, err = proc.communicate(timeout=20)
     assert "not loopback" in err and "Traceback" not in err
+
+
+def test_proxy_messages_knowledge_in_sync_both_ways():
+    from mailtrace import knowledge
+    from mailtrace.proxy.messages import KEYS, message
+
+    table = knowledge.load("common").get("proxy", {})
+    assert set(table) == set(KEYS)
+    for key, entry in table.items():
+        assert entry.meaning("en") and entry.meaning("es") and entry.texts.get("es"), key
+    assert message("decoded-plain", "es", user="alice", password="***") == 'base64 de: usuario "alice", contraseña ***'
+
+
+def test_decoded_credentials_in_spanish():
+    dec = CredentialDecoder("pop3", lang="es")
+    out = dec.feed(command(b"PASS secreto\r\n", "PASS"))
+    assert out.text() == "PASS ***  [contraseña ***]" and out.raw == b"PASS secreto\r\n"

@@ -55,8 +55,9 @@ class CaptureImporter:
     """The reassembler's consumer: one ``Tracer`` per mail conversation."""
 
     def __init__(self, recorder: Recorder, *, port: int | None = None, protocol: str | None = None,
-                 show_secrets: bool = False) -> None:
+                 show_secrets: bool = False, lang: str = "en") -> None:
         self.recorder = recorder
+        self.lang = lang
         self.port = port
         self.protocol = protocol
         self.show_secrets = show_secrets
@@ -100,7 +101,7 @@ class CaptureImporter:
                                         mode="capture", started=flow.first_ts)
         self.stats.sessions += 1
         self.stats.protocols[protocol] = self.stats.protocols.get(protocol, 0) + 1
-        tracer = Tracer(session, protocol, show_secrets=self.show_secrets)
+        tracer = Tracer(session, protocol, show_secrets=self.show_secrets, lang=self.lang)
         tracer.t0 = flow.first_ts  # type: ignore[attr-defined]
         if flow.midstream:
             session.record(Event(side=Side.NONE, kind=Kind.GAP,

@@ -94,7 +94,7 @@ def command(listen, to, protocol, log, text, pcap, lang, show_secrets, intercept
                   "machine can use the proxy and read the transcript.")
     config = ProxyConfig(upstream_host=up_host, upstream_port=up_port, listen_host=listen_host, listen_port=listen_port,
                          protocol=protocol, intercept_tls=intercept_tls, upstream_tls=upstream_tls,
-                         upstream_ca=upstream_ca, lab_dir=lab_dir, show_secrets=show_secrets)
+                         upstream_ca=upstream_ca, lab_dir=lab_dir, show_secrets=show_secrets, lang=lang)
     make_sinks = functools.partial(open_sinks, log=log, text=text, pcap=pcap, lang=lang, show_secrets=show_secrets,
                                    live=not quiet)
     annotator = recorder = None
@@ -102,7 +102,7 @@ def command(listen, to, protocol, log, text, pcap, lang, show_secrets, intercept
         recorder = Recorder(make_sinks())
     else:  # parse in a child process, off the relay's path (see mailtrace.proxy.annotator)
         check_writable(log, text, pcap)
-        annotator = Annotator(make_sinks, show_secrets=show_secrets)
+        annotator = Annotator(make_sinks, show_secrets=show_secrets, lang=lang)
         annotator.start()
 
     async def main() -> None:

@@ -10,7 +10,8 @@ import click
 FORMATS = ("text", "html", "jsonl", "pcap")
 
 
-def load_events(path: Path, *, port: int | None = None, protocol: str | None = None, show_secrets: bool = False) -> list:
+def load_events(path: Path, *, port: int | None = None, protocol: str | None = None, show_secrets: bool = False,
+                lang: str = "en") -> list:
     """The events of a JSONL transcript or of a pcap/pcapng capture; click errors when unreadable."""
     from mailtrace.capture.pcapfile import CaptureFormatError, sniff_format
     from mailtrace.transcript.jsonl import TranscriptFormatError, read_jsonl
@@ -26,7 +27,7 @@ def load_events(path: Path, *, port: int | None = None, protocol: str | None = N
             from mailtrace.capture.importer import import_capture
 
             mem = MemorySink()
-            import_capture(path, Recorder([mem]), port=port, protocol=protocol, show_secrets=show_secrets)
+            import_capture(path, Recorder([mem]), port=port, protocol=protocol, show_secrets=show_secrets, lang=lang)
             return mem.events
         return list(read_jsonl(path))
     except (TranscriptFormatError, CaptureFormatError) as exc:
@@ -37,7 +38,7 @@ def load_events(path: Path, *, port: int | None = None, protocol: str | None = N
         raise click.ClickException(f"cannot read {path}: {exc.strerror or exc}")
 
 
-def decode_credentials(events: list, show_secrets: bool) -> list:
+def decode_credentials(events: list, show_secrets: bool, lang: str = "en") -> list:
     """Run the credential decoder over loaded events (per session), for the readable formats."""
     from mailtrace.proxy.credentials import CredentialDecoder
 
@@ -46,7 +47,7 @@ def decode_credentials(events: list, show_secrets: bool) -> list:
     for event in events:
         dec = decoders.get(event.session)
         if dec is None:
-            dec = decoders[event.session] = CredentialDecoder(event.protocol, show_secrets)
+            dec = decoders[event.session] = CredentialDecoder(event.protocol, show_secrets, lang)
         out.append(dec.feed(event))
     return out
 
@@ -73,7 +74,7 @@ def command(file: Path, fmt: str, output: Path | None, lang: str, show_secrets: 
       mailtrace show capture.pcapng --port 2525 --format jsonl -o capture.jsonl
       mailtrace show session.jsonl --format pcap -o session.pcapng   # open it in Wireshark
     """
-    events = load_events(file, port=port, protocol=protocol, show_secrets=show_secrets)
+    events = load_events(file, port=port, protocol=protocol, show_secrets=show_secrets, lang=lang)
     if not events:
         click.echo(f"{file}: no mail conversation found", err=True)
     try:
@@ -90,13 +91,13 @@ def command(file: Path, fmt: str, output: Path | None, lang: str, show_secrets: 
         elif fmt == "html":
             from mailtrace.transcript.html import render_html
 
-            page = render_html(decode_credentials(events, show_secrets), lang=lang, title=f"mailtrace: {file.name}")
+            page = render_html(decode_credentials(events, show_secrets, lang), lang=lang, title=f"mailtrace: {file.name}")
             if output is None:
                 click.echo(page, nl=False)
             else:
                 output.write_text(page, encoding="utf-8")
         else:
-            _terminal(decode_credentials(events, show_secrets), output, lang)
+            _terminal(decode_credentials(events, show_secrets, lang), output, lang)
     except OSError as exc:
         raise click.ClickException(f"cannot write {exc.filename or output}: {exc.strerror or exc}")
 

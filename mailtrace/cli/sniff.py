@@ -42,7 +42,7 @@ def command(iface, port, protocol, log, text, pcap, lang, show_secrets, duration
     except OSError as exc:
         raise click.ClickException(f"cannot start tcpdump: {exc}")
     recorder = Recorder(open_sinks(log=log, text=text, pcap=pcap, lang=lang, show_secrets=show_secrets, live=not quiet))
-    importer = CaptureImporter(recorder, port=port, protocol=protocol, show_secrets=show_secrets)
+    importer = CaptureImporter(recorder, port=port, protocol=protocol, show_secrets=show_secrets, lang=lang)
     click.echo(f"mailtrace sniff: capturing on {iface} ({bpf_filter(port)}); press Ctrl+C to stop.")
 
     def stop(signum, frame):  # Ctrl+C: stop tcpdump, then read what it flushed up to the end

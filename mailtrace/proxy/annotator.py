@@ -81,7 +81,7 @@ HANDLERS: dict[str, Callable] = {
 }
 
 
-def _child(read_fd: int, write_fd: int, make_sinks: Callable[[], list], show_secrets: bool) -> None:
+def _child(read_fd: int, write_fd: int, make_sinks: Callable[[], list], show_secrets: bool, lang: str) -> None:
     os.close(write_fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the parent, which closes the pipe
     recorder = Recorder(make_sinks())
@@ -100,7 +100,7 @@ def _child(read_fd: int, write_fd: int, make_sinks: Callable[[], list], show_sec
                 if name == "open":
                     protocol, client, server, started = args
                     session = recorder.session(protocol, client=client, server=server, mode="proxy", started=started)
-                    tracers[key] = Tracer(session, protocol, show_secrets=show_secrets)
+                    tracers[key] = Tracer(session, protocol, show_secrets=show_secrets, lang=lang)
                 elif key in tracers:
                     HANDLERS[name](tracers[key], *args)
                     if name == "finish":
@@ -116,9 +116,10 @@ class Annotator:
     """Start it before the event loop (it forks); ``attach()`` inside the loop; ``flush()`` and
     ``close()`` at the end."""
 
-    def __init__(self, make_sinks: Callable[[], list], show_secrets: bool = False) -> None:
+    def __init__(self, make_sinks: Callable[[], list], show_secrets: bool = False, lang: str = "en") -> None:
         self.make_sinks = make_sinks
         self.show_secrets = show_secrets
+        self.lang = lang
         self._keys = itertools.count(1)
         self._transport: asyncio.WriteTransport | None = None
         self._pending: list[bytes] = []
@@ -128,7 +129,7 @@ class Annotator:
     def start(self) -> None:
         read_fd, write_fd = os.pipe()
         ctx = multiprocessing.get_context("fork")
-        self.process = ctx.Process(target=_child, args=(read_fd, write_fd, self.make_sinks, self.show_secrets),
+        self.process = ctx.Process(target=_child, args=(read_fd, write_fd, self.make_sinks, self.show_secrets, self.lang),
                                    name="mailtrace-annotator")
         self.process.start()
         os.close(read_fd)

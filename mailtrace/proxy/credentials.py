@@ -18,6 +18,7 @@ import binascii
 import re
 from dataclasses import replace
 
+from mailtrace.proxy.messages import message
 from mailtrace.transcript.event import Event, Kind, Side
 
 HIDDEN = "***"
@@ -43,9 +44,10 @@ def _str(data: bytes) -> str:
 class CredentialDecoder:
     """Per session: feed every event in order, get it back with a decoded ``redacted`` form."""
 
-    def __init__(self, protocol: str, show_secrets: bool = False) -> None:
+    def __init__(self, protocol: str, show_secrets: bool = False, lang: str = "en") -> None:
         self.protocol = protocol
         self.show = show_secrets
+        self.lang = lang
         self._mech = ""  # SASL mechanism whose payload lines are awaited
         self._step = 0  # LOGIN: 0 user next, 1 password next
 
@@ -79,7 +81,8 @@ class CredentialDecoder:
             return self._auth(event, text, words)
         if verb == "PASS" and self.protocol in ("pop3", "tcp", ""):
             password = text.split(" ", 1)[1] if " " in text else ""
-            return self._shown(event, "PASS " + self._secret(password), f"password {self._secret(password)}")
+            return self._shown(event, "PASS " + self._secret(password),
+                               message("decoded-password", self.lang, password=self._secret(password)))
         if verb == "LOGIN" and self.protocol == "imap":
             return self._imap_login(event, text)
         return event
@@ -107,19 +110,19 @@ class CredentialDecoder:
     def _decode(self, mech: str, payload: str) -> str:
         data = _b64(payload)
         if data is None:
-            return "not valid base64"
+            return message("not-base64", self.lang)
         if mech == "PLAIN":
             parts = data.split(b"\x00")
             if len(parts) != 3:
-                return "not a PLAIN payload (authzid NUL user NUL password)"
+                return message("not-plain", self.lang)
             authz, user, password = (_str(p) for p in parts)
-            who = f'user "{user}"' + (f' as "{authz}"' if authz else "")
-            return f"base64 of: {who}, password {self._secret(password)}"
+            return message("decoded-plain-authz" if authz else "decoded-plain", self.lang, user=user, authz=authz,
+                           password=self._secret(password))
         # LOGIN: first the user name, then the password
         step, self._step = self._step, self._step + 1
         if step == 0:
-            return f'base64 of the user name: "{_str(data)}"'
-        return f"base64 of the password: {self._secret(_str(data))}"
+            return message("decoded-login-user", self.lang, user=_str(data))
+        return message("decoded-login-password", self.lang, password=self._secret(_str(data)))
 
     def _imap_login(self, event: Event, text: str) -> Event:
         args = [m.group(1) if m.group(1) is not None else m.group(2) for m in _IMAP_ARG.finditer(text.encode())]
@@ -127,4 +130,4 @@ class CredentialDecoder:
             return event
         user, password = _str(args[2]), _str(args[3])
         visible = " ".join(_str(a) for a in args[:3]) + " " + (self._secret(password) if self.show else HIDDEN)
-        return self._shown(event, visible, f'user "{user}", password {self._secret(password)}')
+        return self._shown(event, visible, message("decoded-login", self.lang, user=user, password=self._secret(password)))

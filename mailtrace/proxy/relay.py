@@ -41,6 +41,7 @@ class ProxyConfig:
     upstream_ca: str | None = None  # verify the upstream against this CA (default: no verification)
     lab_dir: Path = Path("mailtrace-lab")
     show_secrets: bool = False
+    lang: str = "en"  # language of the proxy's own messages (TLS marks, decoded credentials)
 
     @property
     def implicit_tls(self) -> bool:
@@ -103,7 +104,8 @@ class Proxy:
         if self.annotator is not None:
             return self.annotator.open(protocol, client, server)
         session = self.recorder.session(protocol, client=client, server=server, mode="proxy")
-        return Tracer(session, protocol, show_secrets=self.config.show_secrets, intercept=self.config.intercept_tls)
+        return Tracer(session, protocol, show_secrets=self.config.show_secrets, intercept=self.config.intercept_tls,
+                      lang=self.config.lang)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mailtrace.proxy.credentials import CredentialDecoder
+from mailtrace.proxy.messages import message
 from mailtrace.proxy.registry import make_observer
 from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.recorder import SessionRecorder
@@ -19,10 +20,11 @@ INJECTION_RULE = "starttls-injection"  # knowledge: common.toml [violations]
 
 class Tracer:
     def __init__(self, session: SessionRecorder, protocol: str, *, show_secrets: bool = False,
-                 intercept: bool = False) -> None:
+                 intercept: bool = False, lang: str = "en") -> None:
         self.session = session
+        self.lang = lang
         self.observer = make_observer(protocol)
-        self.decoder = CredentialDecoder(protocol, show_secrets)
+        self.decoder = CredentialDecoder(protocol, show_secrets, lang)
         self.intercept = intercept
         self.parsing = True  # False once the rest is TLS nobody here can read
         self.starttls_pending = False  # a STARTTLS/STLS command awaits its answer
@@ -70,8 +72,7 @@ class Tracer:
 
     def implicit_tls(self, intercepted: bool, t: float | None = None) -> None:
         """TLS from the first byte (465/993/995): readable only when the proxy intercepts it."""
-        detail = "" if intercepted else ("implicit TLS from the first byte: not intercepted, the proxy relays "
-                                         "TLS records it cannot read")
+        detail = "" if intercepted else message("tls-implicit", self.lang)
         self.tls_event("implicit", intercepted=intercepted, t=t, detail=detail)
         self.parsing = intercepted
         if intercepted:
@@ -81,13 +82,10 @@ class Tracer:
         info = {"how": how, "intercepted": "yes" if intercepted else "no"}
         if detail:
             info["detail"] = detail
-        elif intercepted:
-            info["detail"] = ("intercepted: the proxy showed the client a lab-CA certificate and opened its own TLS "
-                              "to the server; the dialogue below was decrypted")
         else:
-            info["detail"] = "encrypted from here: the TLS records are relayed without seeing the dialogue"
+            info["detail"] = message("tls-intercepted" if intercepted else "tls-relayed", self.lang)
         self.session.record(Event(side=Side.NONE, kind=Kind.TLS, info=info,
-                                  redacted=("TLS " + info["detail"] + "\r\n").encode()), t)
+                                  redacted=(info["detail"] + "\r\n").encode()), t)
 
     def finish(self, side: Side, reason: str, t: float | None = None) -> None:
         if self.session.closed:

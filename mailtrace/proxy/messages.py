@@ -1,0 +1,19 @@
+"""The proxy's own one-line messages, as data in ``knowledge/common.toml`` ``[proxy]`` (English and
+Spanish): what the TLS marks say and how decoded credentials read."""
+
+from __future__ import annotations
+
+from mailtrace import knowledge
+
+KEYS = ("tls-intercepted", "tls-relayed", "tls-implicit", "decoded-plain", "decoded-plain-authz",
+        "decoded-login-user", "decoded-login-password", "decoded-password", "decoded-login", "not-base64",
+        "not-plain")
+
+
+def message(key: str, lang: str = "en", **fields: str) -> str:
+    entry = knowledge.lookup("common", "proxy", key)
+    template = entry.meaning(lang) if entry else key
+    try:
+        return template.format(**fields)
+    except (KeyError, IndexError, ValueError):
+        return template
