@@ -77,8 +77,8 @@ def test_data_verbs(proto, module):
 
 @pytest.mark.parametrize("proto,module", MODULES)
 def test_status_codes_both_ways(proto, module):
-    """The "codes" table: SMTP enhanced status codes (RFC 3463), POP3 response codes (RFC 2449)."""
-    codes = getattr(module, "ENHANCED_CODES", None) or getattr(module, "RESPONSE_CODES", None)
+    """The "codes" table: SMTP enhanced status codes and EHLO keywords, POP3 response codes (RFC 2449)."""
+    codes = getattr(module, "CODES", None) or getattr(module, "RESPONSE_CODES", None)
     if codes is None:
         pytest.skip("no status-code table")
     assert set(knowledge.load(proto).get("codes", {})) == set(codes)
@@ -159,6 +159,8 @@ def test_smtp_events_emitted_in_practice_are_all_explained(tmp_path):
                 missing.add((e.kind.value, e.verb, e.code))
         if e.state and knowledge.lookup("smtp", "states", e.state) is None:
             missing.add(("state", e.state))
+        if e.info.get("code") and knowledge.lookup("smtp", "codes", e.info["code"]) is None:
+            missing.add(("code", e.info["code"]))
         for note in e.notes:
             if knowledge.lookup("smtp", "violations", note.rule) is None:
                 missing.add(("violation", note.rule))

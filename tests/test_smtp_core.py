@@ -113,6 +113,11 @@ def test_ehlo_extensions_multiline(store):
     assert lines[-1].startswith(b"250 ") and all(ln.startswith(b"250-") for ln in lines[:-1])
     replies = [e for e in run.events if e.kind is Kind.REPLY and e.verb == "EHLO"]
     assert len(replies) == 8  # one event per reply line
+    assert [e.info.get("code", "") for e in replies] == ["", "PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES",
+                                                         "HELP", "STARTTLS", "AUTH"]
+    from mailtrace import knowledge
+
+    assert knowledge.annotate(replies[1]).rfc == "RFC 2920 §3"  # each extension line is explained
 
 
 @pytest.mark.parametrize("lines,expected", [

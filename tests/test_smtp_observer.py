@@ -66,6 +66,7 @@ SESSION = [b"EHLO client\r\n", b"MAIL FROM:<a@b.c>\r\n", b"RCPT TO:<bob@lab.test
 def test_observer_matches_the_core(store, chunk):
     core, observed, obs = play(store, SESSION, chunk)
     assert facts(observed) == facts(core)
+    assert [e.info for e in observed if e.kind is Kind.REPLY] == [e.info for e in core if e.kind is Kind.REPLY]
     assert [e.state for e in observed if e.side is Side.SERVER] == [e.state for e in core if e.side is Side.SERVER]
     assert [n.rule for e in observed for n in e.notes] == []
     data = [e for e in observed if e.kind is Kind.DATA and e.verb == "DATA"]

@@ -39,7 +39,7 @@ from typing import Callable
 from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
 from mailtrace.protocols.lines import Line, LineReader
 from mailtrace.protocols.smtp_commands import (
-    COMMANDS, DATA_VERBS, DOCUMENTED_CODES, ENHANCED_CODES, KNOWN_COMMANDS, REPLY_CODES, SEQUENCE_ERRORS, SPECIAL_SEQUENCE,
+    CODES, COMMANDS, DATA_VERBS, DOCUMENTED_CODES, ENHANCED_CODES, KNOWN_COMMANDS, REPLY_CODES, SEQUENCE_ERRORS, SPECIAL_SEQUENCE,
     VIOLATIONS,
 )
 from mailtrace.protocols.smtp_states import (
@@ -48,7 +48,7 @@ from mailtrace.protocols.smtp_states import (
 )
 from mailtrace.protocols.smtp_syntax import (
     BARE_CR, BARE_LF, BEFORE_GREETING, EIGHT_BIT, LINE_TOO_LONG, MAX_COMMAND_LINE,
-    MAX_TEXT_LINE, NO_PIPELINING, PIPELINING_GROUP, Reply, split_command,
+    MAX_TEXT_LINE, NO_PIPELINING, PIPELINING_GROUP, Reply, ehlo_keyword, split_command,
 )
 from mailtrace.protocols.smtp_data import DataReader
 from mailtrace.protocols.smtp_observer import SmtpObserver, injected_commands
@@ -156,9 +156,10 @@ class SmtpServerConnection:
 
     def _reply(self, reply: Reply, verb: str) -> None:
         state = self.state.value
-        for raw in reply.lines():
+        for i, raw in enumerate(reply.lines()):
+            keyword = ehlo_keyword(raw) if verb == "EHLO" and i else ""  # explained line by line
             self._out.append(Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, code=str(reply.code), verb=verb,
-                                   state=state, protocol=PROTOCOL))
+                                   state=state, protocol=PROTOCOL, info={"code": keyword} if keyword else {}))
             self._wbuf += raw
         if reply.code in (500, 501, 502, 503, 504):
             self.errors += 1
@@ -384,7 +385,7 @@ def _out_of_sequence(verb: str, state: State) -> Reply:
                  or "Error: bad sequence of commands", "5.5.1")
 
 
-__all__ = ["COMMANDS", "REPLY_CODES", "VIOLATIONS", "DATA_VERBS", "DOCUMENTED_CODES", "ENHANCED_CODES",
+__all__ = ["CODES", "COMMANDS", "REPLY_CODES", "VIOLATIONS", "DATA_VERBS", "DOCUMENTED_CODES", "ENHANCED_CODES",
            "KNOWN_COMMANDS", "State",
            "SmtpConfig", "SmtpServerConnection", "SmtpObserver", "Spec", "Store", "MAX_MESSAGE_SIZE", "MAX_RECIPIENTS",
            "IDLE_TIMEOUT", "MAX_COMMAND_LINE", "MAX_TEXT_LINE"]

@@ -21,7 +21,8 @@ import binascii
 
 from mailtrace.protocols.smtp_states import NO_TRANSACTION, NOT_IMPLEMENTED, Spec, State
 from mailtrace.protocols.smtp_syntax import (
-    CLEARTEXT_AUTH, DATA_NO_RECIPIENT, MISSING_BRACKETS, PathError, Reply, SPACE_AFTER_COLON, parse_path,
+    CLEARTEXT_AUTH, DATA_NO_RECIPIENT, EHLO_KEYWORDS, MISSING_BRACKETS, PathError, Reply, SPACE_AFTER_COLON,
+    parse_path,
 )
 from mailtrace.transcript.event import Note
 
@@ -266,6 +267,9 @@ DATA_VERBS = frozenset({"DATA", "AUTH"})
 #: Every enhanced status code (RFC 3463) the server core can send (knowledge table "codes").
 ENHANCED_CODES = frozenset({"2.0.0", "2.1.0", "2.1.5", "2.7.0", "4.3.0", "4.4.2", "4.5.3", "4.7.0", "5.1.1", "5.1.3",
                             "5.1.7", "5.3.4", "5.5.1", "5.5.2", "5.5.4", "5.7.0", "5.7.1", "5.7.8"})
+
+#: The knowledge table "codes": enhanced status codes and EHLO keywords (Event.info["code"]).
+CODES = ENHANCED_CODES | EHLO_KEYWORDS
 
 #: Every violation rule the server core or the observer can record.
 VIOLATIONS = frozenset({"bare-lf", "bare-cr", "line-too-long", SPACE_AFTER_COLON, MISSING_BRACKETS,

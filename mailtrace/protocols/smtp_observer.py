@@ -34,7 +34,8 @@ from mailtrace.protocols.smtp_data import DataReader
 from mailtrace.protocols.smtp_states import DATA_READ_LIMIT, MUST_END_GROUP, PROTOCOL, State
 from mailtrace.protocols.smtp_syntax import (
     BAD_REPLY, BARE_CR, BARE_LF, BEFORE_GREETING, DATA_NO_RECIPIENT, EIGHT_BIT, LINE_TOO_LONG, MAX_COMMAND_LINE,
-    NO_PIPELINING, PIPELINING_GROUP, STARTTLS_INJECTION, PathError, parse_path, parse_reply_line, split_command,
+    NO_PIPELINING, PIPELINING_GROUP, STARTTLS_INJECTION, PathError, ehlo_keyword, parse_path, parse_reply_line,
+    split_command,
 )
 from mailtrace.transcript.event import Event, Kind, Note, Side
 
@@ -223,10 +224,14 @@ class SmtpObserver:
             self._event(Side.SERVER, Kind.REPLY, line.raw, verb=verb, notes=tuple(notes))
             return
         code, last = parsed
+        info = {}
         if verb == "EHLO":
+            if self._ehlo_lines:  # the first line is the greeting, the others are extensions
+                keyword = ehlo_keyword(line.raw)
+                info = {"code": keyword} if keyword else {}
             self._ehlo_lines.append(line.content[4:].upper())
         if not last:
-            self._event(Side.SERVER, Kind.REPLY, line.raw, verb=verb, code=code,
+            self._event(Side.SERVER, Kind.REPLY, line.raw, verb=verb, code=code, info=info,
                         notes=tuple(self._line_notes(line, MAX_OBSERVED_LINE)))
             return
         # The reply is complete: it moves the state before its last line is recorded.
@@ -238,7 +243,7 @@ class SmtpObserver:
             self._answered(pending[0], code, pending[1])
         if code == "421":
             self._set(State.CLOSED)
-        self._event(Side.SERVER, Kind.REPLY, line.raw, verb=verb, code=code,
+        self._event(Side.SERVER, Kind.REPLY, line.raw, verb=verb, code=code, info=info,
                     notes=tuple(self._line_notes(line, MAX_OBSERVED_LINE)))
         self._client_input()  # held client bytes may now be understood
         if verb == "STARTTLS" and code == "220":

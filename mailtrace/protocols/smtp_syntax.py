@@ -86,6 +86,19 @@ def parse_reply_line(raw: bytes) -> tuple[str, bool] | None:
     return m.group(1).decode(), m.group(2) != b"-"
 
 
+#: EHLO keywords explained in the knowledge ("codes" table): what this server offers and the
+#: common ones a student meets on real servers (proxy, pcap).
+EHLO_KEYWORDS = frozenset({"PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES", "HELP", "STARTTLS", "AUTH",
+                           "SMTPUTF8", "CHUNKING", "BINARYMIME", "DSN", "ETRN", "VRFY", "EXPN", "DELIVERBY",
+                           "REQUIRETLS"})
+
+
+def ehlo_keyword(raw: bytes) -> str:
+    """The extension keyword of an EHLO reply line ("250-SIZE 10485760" -> "SIZE"), if known."""
+    word = raw[4:].split(None, 1)[0].decode("ascii", "replace").upper() if len(raw) > 4 and raw[4:].strip() else ""
+    return word if word in EHLO_KEYWORDS else ""
+
+
 # --- Commands --------------------------------------------------------------------------------
 
 
