@@ -24,7 +24,7 @@ MAX_NUMBER = 2**32 - 1
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTH_NUM = {m.upper(): i + 1 for i, m in enumerate(MONTHS)}
 _DATE_RE = re.compile(r"^(\d{1,2})-([A-Za-z]{3})-(\d{4})$")
-_DATETIME_RE = re.compile(r"^([ \d]\d)-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)$")
+_DATETIME_RE = re.compile(r"^ ?(\d?\d)-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)$")
 _SEQ_RE = re.compile(r"^(\d+|\*)(?::(\d+|\*))?$")
 
 
