@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import smtplib
 import socket
-import ssl
 import subprocess
 import threading
-import time
 from email.generator import BytesGenerator
 from email.message import EmailMessage
 from io import BytesIO

@@ -17,8 +17,6 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from mailtrace.protocols.smtp_syntax import MAX_COMMAND_LINE, MAX_TEXT_LINE  # noqa: F401 (re-exported)
-
 PROTOCOL = "smtp"
 
 # --- Limits ----------------------------------------------------------------------------------
