@@ -293,12 +293,13 @@ class Pools:
     """Where scenarios run: ``jobs`` busy workers, more workers for the waiting scenarios, and
     one sandbox slot (uid) per running program."""
 
-    def __init__(self, jobs: int, slot_base: int = 0) -> None:
+    def __init__(self, jobs: int, slot_base: int = 0, idle: int | None = None) -> None:
         self.jobs = max(1, jobs)
+        idle = idle or self.jobs * 4
         self.busy = concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="grade")
-        self.idle = concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs * 4, thread_name_prefix="grade-idle")
+        self.idle = concurrent.futures.ThreadPoolExecutor(max_workers=idle, thread_name_prefix="grade-idle")
         self.slots: queue.Queue = queue.Queue()
-        for i in range(self.jobs * 5):
+        for i in range(self.jobs + idle):
             self.slots.put(slot_base + i)
 
     def close(self) -> None:
@@ -359,8 +360,7 @@ def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs
                 progress()
 
     try:
-        futures = [(pools.idle if (sc.timeout or exercise.timeout) >= IDLE_TIMEOUT else pools.busy).submit(one, sc)
-                   for sc in chosen]
+        futures = [(pools.idle if _mostly_waits(sc, exercise) else pools.busy).submit(one, sc) for sc in chosen]
         report.scenarios.extend(f.result() for f in futures)
     finally:
         if own:
@@ -368,6 +368,16 @@ def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs
     report.duration = round(time.monotonic() - t0, 3)
     report.finish()
     return report
+
+
+def _mostly_waits(sc: Scenario, exercise: Exercise) -> bool:
+    """A silent server, delays or split replies: the scenario mostly sleeps, it needs no CPU."""
+    if (sc.timeout or exercise.timeout) >= IDLE_TIMEOUT:
+        return True
+    srv = sc.server
+    if srv.get("greeting_delay") or srv.get("split_lines") or srv.get("split_all"):
+        return True
+    return any(f.get("delay") or f.get("split") or f.get("action") == "silence" for f in srv.get("faults", ()))
 
 
 def _broken(sc: Scenario, w: dict[str, float], exercise: Exercise, error: str) -> ScenarioResult:

@@ -4,11 +4,12 @@ Theory of operation: every scenario runs the program in a fresh working director
 subprocess in its own process group, with a scrubbed environment and a wall-clock timeout.
 What else is enforced depends on the machine, and the report says which:
 
-* root (a lab machine, Gradescope's container): the program runs inside private mount and
-  PID namespaces (``unshare``): world-writable directories (/tmp, /var/tmp, /dev/shm) are
-  hidden behind private tmpfs mounts, it drops to a dedicated unprivileged uid (``setpriv``)
-  so file permissions and RLIMIT_NPROC (counted per real uid) mean something, and killing
-  the namespace's first process kills every process it ever forked (a fork bomb included);
+* root (a lab machine, Gradescope's container): the program runs inside a private mount
+  namespace (``unshare``): world-writable directories (/tmp, /var/tmp, /dev/shm) are hidden
+  behind private tmpfs mounts; it drops to a dedicated unprivileged uid per parallel slot
+  (``setpriv``) so file permissions and RLIMIT_NPROC (counted per real uid) mean something,
+  and at the end every process of that uid is killed (a fork bomb's children, or one that
+  escaped its process group with setsid(), included);
 * everywhere: CPU, address-space, file-size, process-count and open-file limits (``prlimit``,
   or ``resource.setrlimit`` in the child when prlimit is missing), output truncated.
 
@@ -31,8 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MiB = 1024 * 1024
-#: base uid of the unprivileged users the programs run as (one per parallel slot)
-SANDBOX_UID_BASE = 61000
+#: the unprivileged uids programs run as: one per parallel slot, and a block per grader
+#: process, so two graders on one machine never share (nor kill) each other's uid
+SANDBOX_UID_BASE = 200000
+SLOTS_PER_PROCESS = 100
 #: world-writable directories hidden behind a private tmpfs in the program's mount namespace
 WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 #: where working directories live when running as root: not world-writable, so the tmpfs
@@ -99,7 +102,8 @@ class Sandbox:
         if self.isolate is None:
             self.isolate = _is_root() and tools and os.path.exists("/bin/sh")
         self.prlimit = shutil.which("prlimit")
-        self.uid = SANDBOX_UID_BASE + self.slot if self.isolate else os.getuid()
+        block = SANDBOX_UID_BASE + (os.getpid() % 100000) * SLOTS_PER_PROCESS
+        self.uid = block + self.slot % SLOTS_PER_PROCESS if self.isolate else os.getuid()
 
     # -- working directory -----------------------------------------------------------------
     def make_workdir(self) -> Path:
@@ -142,7 +146,8 @@ class Sandbox:
                "fresh working directory, scrubbed environment",
                f"output cut to {lim.output_bytes // 1024} KiB"]
         if self.isolate:
-            out.append(f"uid {self.uid} (unprivileged), private PID namespace, private /tmp /var/tmp /dev/shm")
+            out.append(f"uid {self.uid} (unprivileged; every process of that uid killed at the end), "
+                       "private /tmp /var/tmp /dev/shm")
         else:
             out.append("same uid as the grader (not root: no uid switch, no mount/PID namespace)")
         out.append(network_isolation())
@@ -160,7 +165,7 @@ class Sandbox:
         mounts = " ".join(d for d in WORLD_WRITABLE if os.path.isdir(d))
         script = (f'for d in {mounts}; do mount -t tmpfs -o size=8m,mode=1777 tmpfs "$d" 2>/dev/null; done; '
                   'exec "$@"')
-        return ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--",
+        return ["unshare", "--mount", "--propagation", "private", "--",
                 "/bin/sh", "-c", script, "sh",
                 "prlimit", *limits, "--",
                 "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--no-new-privs",
@@ -198,8 +203,6 @@ class Sandbox:
         sig = None
         if code is not None and code < 0:
             sig, code = -code, None
-        elif self.isolate and code is not None and code >= 128 and code - 128 in _SIGNALS:
-            sig, code = code - 128, None  # unshare reports a signalled child as 128+n
         if timed_out:
             sig, code = signal.SIGKILL, None
         return ProgramResult(argv=argv, exit_code=code, signal=sig, timed_out=timed_out, stdout=out.data,
@@ -214,9 +217,6 @@ class Sandbox:
             pass
         if self.isolate:
             _kill_uid(self.uid)
-
-
-_SIGNALS = {int(s) for s in signal.Signals}
 
 
 def _kill_uid(uid: int) -> None:
@@ -290,8 +290,9 @@ class _Capture(threading.Thread):
 
 def network_isolation() -> str:
     """What the network looks like from here (the program inherits the grader's namespace)."""
-    try:
-        interfaces = sorted(os.listdir("/sys/class/net"))
+    try:  # /proc/self/net is per network namespace (/sys/class/net is not remounted)
+        with open("/proc/self/net/dev", encoding="ascii") as f:
+            interfaces = sorted(line.split(":", 1)[0].strip() for line in f.readlines()[2:])
     except OSError:
         return "network: unknown"
     if interfaces == ["lo"]:

@@ -1,0 +1,74 @@
+"""The grader's own mutation test: the reference solutions score full marks, and each
+deliberately defective client (tests/defective/, one defect each) loses points on exactly the
+check named for its defect and nowhere else."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailtrace.grading.exercise import load_exercise
+from mailtrace.grading.grader import Pools, grade
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "defective"))
+from generate import MUTANTS, SOLUTIONS  # noqa: E402
+
+EXERCISES = sorted(SOLUTIONS)
+SEED = 20261126
+
+
+@pytest.fixture(scope="module")
+def graded():
+    """Grade every solution and every mutant once, all in parallel (shared pools)."""
+    pools = Pools(jobs=4, idle=64)
+    exercises = {name: load_exercise(name) for name in EXERCISES}
+    jobs = [(name, ROOT / SOLUTIONS[name], None) for name in EXERCISES]
+    jobs += [(ex, ROOT / "tests" / "defective" / out, check) for ex, out, check, _ in MUTANTS]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as coord:
+            futures = {(str(path)): coord.submit(grade, exercises[ex], path, seed=SEED, pools=pools)
+                       for ex, path, _ in jobs}
+            return {k: f.result() for k, f in futures.items()}
+    finally:
+        pools.close()
+
+
+def _failures(report) -> str:
+    return "\n".join(f"{s.name}/{c.id}: {c.feedback}" for s in report.scenarios for c in s.checks if not c.passed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exercise", EXERCISES)
+def test_reference_solution_scores_full_marks(graded, exercise):
+    report = graded[str(ROOT / SOLUTIONS[exercise])]
+    assert not report.error
+    assert report.max_score > 0
+    assert report.score == report.max_score, _failures(report)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exercise,mutant,check", [(ex, out, chk) for ex, out, chk, _ in MUTANTS],
+                         ids=[out for _, out, _, _ in MUTANTS])
+def test_mutant_loses_points_only_on_its_check(graded, exercise, mutant, check):
+    report = graded[str(ROOT / "tests" / "defective" / mutant)]
+    lost = report.lost()
+    assert set(lost) == {check}, f"lost {lost}\n{_failures(report)}"
+
+
+def test_every_mutant_is_generated_and_current():
+    """The committed defective clients are what generate.py makes from today's solutions."""
+    import generate
+
+    for ex, out, check, edits in MUTANTS:
+        text = (ROOT / SOLUTIONS[ex]).read_text()
+        for old, new in edits:
+            assert text.count(old) == 1, f"{out}: {old[:50]!r}"
+            text = text.replace(old, new)
+        path = ROOT / "tests" / "defective" / out
+        assert path.read_text().endswith(text), f"{out} is stale: run python tests/defective/generate.py"
+        assert check in load_exercise(ex).checks
+    assert generate.ROOT == ROOT
