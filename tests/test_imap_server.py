@@ -434,3 +434,16 @@ SyncState *
         assert any(e.kind is Kind.TLS for e in srv.sink.events)
     finally:
         srv.stop()
+
+
+@pytest.mark.skipif(shutil.which("s-nail") is None, reason="s-nail is not installed")
+def test_s_nail_lists_and_prints(server, tmp_path):
+    server.store.deliver("bob", SIMPLE)
+    server.store.deliver("bob", MULTI)
+    cmd = ["s-nail", "-:/", "-N", "-R", "-#", "-Sv15-compat", "-Spassword=bob", "-f",
+           f"imap://bob@127.0.0.1:{server.port}/INBOX"]
+    res = subprocess.run(cmd, input=b"headers\nprint 1\nquit\n", capture_output=True, timeout=30,
+                         env=dict(os.environ, HOME=str(tmp_path)))
+    assert res.returncode == 0, res.stderr
+    assert b"hello there" in res.stdout and "café report".encode() in res.stdout
+    assert b"First message body.\nSecond line.\n" in res.stdout
