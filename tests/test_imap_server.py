@@ -447,3 +447,26 @@ def test_s_nail_lists_and_prints(server, tmp_path):
     assert res.returncode == 0, res.stderr
     assert b"hello there" in res.stdout and "café report".encode() in res.stdout
     assert b"First message body.\nSecond line.\n" in res.stdout
+
+
+@pytest.mark.skipif(shutil.which("fetchmail") is None, reason="fetchmail is not installed")
+def test_fetchmail_over_imap(server, tmp_path):
+    server.store.deliver("bob", SIMPLE)
+    server.store.deliver("bob", MULTI)
+    out_dir = tmp_path / "fetched"
+    out_dir.mkdir()
+    mda = tmp_path / "mda.sh"
+    mda.write_text(f'#!/bin/sh\ncat > "$(mktemp -p {out_dir} XXXXXX.eml)"\n')
+    mda.chmod(0o755)
+    rc = tmp_path / "fetchmailrc"
+    rc.write_text(f'poll 127.0.0.1 with proto IMAP service {server.port} auth password\n'
+                  f'  user "bob" there with password "bob" is "bob" here\n'
+                  f'  sslproto "" keep mda "{mda}"\n')
+    rc.chmod(0o600)
+    env = dict(os.environ, HOME=str(tmp_path), FETCHMAILHOME=str(tmp_path))
+    res = subprocess.run(["fetchmail", "-f", str(rc), "--nodetach", "--nosyslog", "-v"], capture_output=True,
+                         timeout=60, env=env)
+    assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
+    got = sorted(p.read_bytes().replace(b"\r\n", b"\n") for p in out_dir.iterdir())
+    assert len(got) == 2 and got[0].endswith(b"First message body.\nSecond line.\n")
+    assert all("\\Seen" in m.flags for m in server.store.mailbox("bob").messages())
