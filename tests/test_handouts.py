@@ -19,7 +19,8 @@ Kinds:
 ``run``
     A shell script (bash, ``set -e``, no pipefail: as a student's shell), run in the handout's working directory.  Attributes:
     ``expect="text"`` (repeatable; must appear in stdout+stderr), ``exit="N"`` (expected exit
-    status, default 0), ``timeout="S"``.  A block marked ``<!-- test: output -->`` right after
+    status, default 0), ``timeout="S"``, ``retry="N"`` (a read-only block that reads a file
+    another process is still writing is re-run up to N times, 0.5 s apart).  A block marked ``<!-- test: output -->`` right after
     it holds the output the student should see: each non-blank line of it must appear, in
     order, in the command's output (``…`` in a line matches any text).
 ``background``
@@ -84,6 +85,8 @@ DOC_PORTS = tuple(LAB_PORTS.values()) + PROXY_PORTS
 # `mailtrace lab` flags for each port, used when the lab's --help lists them.
 LAB_PORT_FLAGS = {"smtp": "--smtp-port", "pop3": "--pop3-port", "imap": "--imap-port",
                   "smtps": "--smtps-port", "pop3s": "--pop3s-port", "imaps": "--imaps-port"}
+# "mailtrace lab: SMTP on 127.0.0.1:2525, POP3 on ..., implicit-TLS SMTP on 127.0.0.1:4465, ..."
+BANNER_PORT = re.compile(r"(implicit-TLS )?(SMTP|POP3|IMAP) on 127\.0\.0\.1:(\d+)")
 WILDCARD = "…"
 TURN_TIMEOUT = 5.0
 
@@ -294,20 +297,34 @@ class Handout:
         words = shlex.split(self.rewrite(command.strip()))
         assert words[:2] == ["mailtrace", "lab"], f"a lab block must start with 'mailtrace lab': {command!r}"
         help_text = cli_help("lab")
+        # The lab picks free ports itself (port 0) and its banner says which: no race with other
+        # programs between choosing a port and binding it.
         extra: list[str] = []
         for name, flag in LAB_PORT_FLAGS.items():
             if flag in help_text and flag not in words:
-                extra += [flag, str(self.ports[LAB_PORTS[name]])]
+                extra += [flag, "0"]
         argv = [str(VENV_BIN / "mailtrace"), *words[1:], *extra]
         out = open(self.lab_log, "wb")
         self.lab = subprocess.Popen(argv, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=_env(), start_new_session=True)
-        try:
-            for name in ("smtp", "pop3", "imap"):
-                if LAB_PORT_FLAGS[name] in extra:
-                    wait_port(self.ports[LAB_PORTS[name]], self.lab)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- lab output ---\n{self.lab_output()}") from None
+        deadline = time.monotonic() + 20
+        found: dict[str, int] = {}
+        while time.monotonic() < deadline and "smtp" not in found:
+            if self.lab.poll() is not None:
+                raise AssertionError(f"the lab exited with status {self.lab.returncode}\n--- lab output ---\n"
+                                     + self.lab_output())
+            complete_lines = self.lab_output().split("\n")[:-1]  # the last one may still be written
+            banner = next((line for line in complete_lines if BANNER_PORT.search(line)), "")
+            for tls, proto, port in BANNER_PORT.findall(banner):
+                found[proto.lower() + ("s" if tls else "")] = int(port)
+            time.sleep(0.05)
+        if "smtp" not in found:
+            raise AssertionError("the lab's banner did not say its ports\n--- lab output ---\n" + self.lab_output())
+        for name, port in found.items():
+            self.ports[LAB_PORTS[name]] = port
+        for name in ("smtp", "pop3", "imap"):
+            if name in found:
+                wait_port(found[name], self.lab)
 
     def ensure_lab(self) -> None:
         if self.lab is None:
@@ -544,6 +561,19 @@ def check_output(block: Block, output: str) -> None:
 
 
 def run_script(handout: Handout, block: Block) -> None:
+    """Run a ``run`` block; ``retry="N"`` re-runs a read-only block (one that reads a file another
+    process is still writing, such as a proxy's transcript) up to N times, 0.5 s apart."""
+    tries = int(block.attr("retry", "0")) + 1
+    for attempt in range(tries):
+        try:
+            return _run_script_once(handout, block)
+        except AssertionError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.5)
+
+
+def _run_script_once(handout: Handout, block: Block) -> None:
     script = handout.rewrite(block.text)
     if any(str(p) in block.text for p in DOC_PORTS) or "mailtrace-lab" in block.text:
         handout.ensure_lab()
@@ -623,6 +653,16 @@ def test_handout_block(block: Block, tmp_path_factory: pytest.TempPathFactory) -
     if reason:
         pytest.skip(reason)
     handout = handout_for(block, tmp_path_factory)
+    try:
+        _run_block(handout, block)
+    except AssertionError as exc:
+        if handout.lab is not None and handout.lab.poll() is not None:
+            raise AssertionError(f"{exc}\n--- the lab exited with status {handout.lab.returncode}; its output ---\n"
+                                 + handout.lab_output()[-3000:]) from None
+        raise
+
+
+def _run_block(handout: Handout, block: Block) -> None:
     if block.kind == "lab":
         handout.start_lab(block.text)
     elif block.kind == "run":
