@@ -1,0 +1,215 @@
+"""Unit tests of the grader's parts: the fault layer on a real core, exercises as data, the data
+generator, the policy check, feedback excerpts, report formats."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from mailtrace.grading import data as gdata
+from mailtrace.grading.checks import REGISTRY, excerpt, load_all
+from mailtrace.grading.checks.common import banned_imports
+from mailtrace.grading.exercise import ExerciseError, exercises_root, fill, load_exercise
+from mailtrace.grading.faults import Fault, FaultLayer, Hangup, Record, ServerScript, Sleep, Write
+from mailtrace.grading.report import CheckResult, Report, ScenarioResult, to_gradescope, to_json, to_junit
+from mailtrace.protocols.base import Pending
+from mailtrace.transcript.event import Kind, Side
+
+EXERCISES = ["smtp-client", "pop3-client", "imap-client", "mime-compose"]
+
+
+def smtp_layer(script: ServerScript, users=("bob",)):
+    from mailtrace.grading.grader import core_factory
+    from mailtrace.servers.lab import Lab
+
+    lab = Lab(directory=Path(tempfile.mkdtemp()), users={u: "x" for u in users})
+    lab.open_store()
+    return FaultLayer(core_factory("smtp", lab)(), script, "smtp")
+
+
+def wire(actions) -> bytes:
+    return b"".join(a.data for a in actions if isinstance(a, Write))
+
+
+def run_pending(layer, actions):
+    """Carry out Wait actions (slow deliveries) the way the shell does."""
+    from mailtrace.grading.faults import Wait
+
+    out = []
+    for a in actions:
+        if isinstance(a, Wait):
+            out += run_pending(layer, layer.resume(a, a.pending.job()))
+        else:
+            out.append(a)
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 10_000])
+def test_fault_layer_overrides_reply_and_records_it(chunk):
+    script = ServerScript.from_dict({"faults": [{"on": "RCPT", "match": "bob", "reply": ["451 4.7.1 try later"]}]})
+    layer = smtp_layer(script)
+    assert wire(layer.start()).startswith(b"220 ")
+    data = b"EHLO me\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@lab.test>\r\n"
+    actions = []
+    for i in range(0, len(data), chunk):
+        actions += layer.receive(data[i:i + chunk])
+    out = wire(actions)
+    assert out.endswith(b"451 4.7.1 try later\r\n")
+    assert b"2.1.5" not in out  # the core's own 250 is gone from the wire...
+    replies = [a.event for a in actions if isinstance(a, Record) and a.event.side is Side.SERVER]
+    assert replies[-1].code == "451" and replies[-1].verb == "RCPT"  # ...and from the transcript
+
+
+def test_fault_layer_split_delay_silence_close():
+    layer = smtp_layer(ServerScript.from_dict({"split_lines": True, "split_delay": 0.01,
+                                               "faults": [{"on": "MAIL", "action": "silence"}]}))
+    start = layer.start()
+    writes = [a for a in start if isinstance(a, Write)]
+    assert len(writes) == 2 and not writes[0].unit_end and writes[1].unit_end  # a line in two segments
+    assert any(isinstance(a, Sleep) for a in start)
+    assert wire(layer.receive(b"EHLO me\r\n"))
+    assert wire(layer.receive(b"MAIL FROM:<a@b.example>\r\n")) == b""
+    assert wire(layer.receive(b"NOOP\r\n")) == b""  # silent from then on
+    closing = smtp_layer(ServerScript.from_dict({"faults": [{"on": "EHLO", "action": "close"}]}))
+    closing.start()
+    assert any(isinstance(a, Hangup) for a in closing.receive(b"EHLO me\r\n"))
+
+
+def test_fault_layer_greeting_override_and_core_input():
+    layer = smtp_layer(ServerScript.from_dict({
+        "greeting": ["421 4.3.2 busy"], "greeting_close": True}))
+    actions = layer.start()
+    assert wire(actions) == b"421 4.3.2 busy\r\n" and isinstance(actions[-1], Hangup)
+    layer = smtp_layer(ServerScript.from_dict({"faults": [{"on": "MAIL", "reply": ["553 no"], "core_input": "RSET"}]}))
+    layer.start()
+    layer.receive(b"EHLO me\r\n")
+    assert wire(layer.receive(b"MAIL FROM:<a@b.example>\r\n")) == b"553 no\r\n"
+    # the core forgot the MAIL the script refused: RCPT is out of sequence for it too
+    assert wire(layer.receive(b"RCPT TO:<bob@lab.test>\r\n")).startswith(b"503")
+
+
+def test_fault_layer_applies_fault_after_slow_delivery():
+    layer = smtp_layer(ServerScript.from_dict({"faults": [{"on": ".", "reply": ["554 5.7.1 spam"]}]}))
+    layer.start()
+    for line in (b"EHLO me\r\n", b"MAIL FROM:<a@b.example>\r\n", b"RCPT TO:<bob@lab.test>\r\n", b"DATA\r\n"):
+        layer.receive(line)
+    actions = run_pending(layer, layer.receive(b"Subject: x\r\n\r\nhi\r\n.\r\n"))
+    assert wire(actions) == b"554 5.7.1 spam\r\n"
+
+
+def test_unknown_fault_fields_are_refused():
+    with pytest.raises(ValueError):
+        Fault.from_dict({"on": "RCPT", "reploy": ["550 x"]})
+    with pytest.raises(ValueError):
+        ServerScript.from_dict({"greting": ["220 x"]})
+
+
+@pytest.mark.parametrize("name", EXERCISES)
+def test_exercises_load_and_use_every_check(name):
+    ex = load_exercise(name)
+    assert ex.scenarios and ex.program
+    used = {c for s in ex.scenarios for c in s.checks} | set(ex.policy_checks)
+    assert used == set(ex.checks), "every check with points is used by a scenario, and vice versa"
+    for s in ex.scenarios:
+        assert s.description
+    root = exercises_root() / name
+    for f in ("README.md", "README.es.md", ex.program):
+        assert (root / f).is_file(), f"{name}/{f}"
+
+
+def test_every_registered_check_is_used_somewhere():
+    load_all()
+    used = set()
+    for name in EXERCISES:
+        ex = load_exercise(name)
+        used |= set(ex.checks)
+    assert set(REGISTRY) - used == set()
+
+
+def test_bad_exercise_files_give_clear_errors(tmp_path):
+    (tmp_path / "exercise.toml").write_text('program = "x.py"\n[checks."smtp.crlf"]\npoints = 1\n')
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "a.toml").write_text('[[scenario]]\nname = "a"\nchecks = ["smtp.nope"]\n')
+    with pytest.raises(ExerciseError, match="unknown check"):
+        load_exercise(str(tmp_path))
+    (tmp_path / "scenarios" / "a.toml").write_text('[[scenario]]\nname = "a"\nchecks = ["smtp.crlf"]\n'
+                                                   '[[scenario.server.faults]]\non = "X"\naction = "explode"\n')
+    with pytest.raises((ExerciseError, ValueError)):
+        load_exercise(str(tmp_path))
+    with pytest.raises(ExerciseError, match="no exercise"):
+        load_exercise("no-such-exercise")
+
+
+def test_data_is_reproducible_from_the_seed_and_differs_between_seeds():
+    a = gdata.variables(gdata.rng_for(1, "smtp-client", "s"))
+    b = gdata.variables(gdata.rng_for(1, "smtp-client", "s"))
+    c = gdata.variables(gdata.rng_for(2, "smtp-client", "s"))
+    assert a == b
+    assert a["rcpt1"] != c["rcpt1"] and a["subject"] != c["subject"] and a["body"] != c["body"]
+    assert " " in a["password_tricky"] and '"' in a["password_tricky"] and "\\" in a["password_tricky"]
+    assert any(line.startswith(".") for line in a["body_dots"].splitlines())
+    assert max(len(x) for x in a["body_long"].splitlines()) > 998
+    for kind in ("plain", "dots", "utf8", "binary", "tagged", "big"):
+        msg = gdata.message(kind, gdata.rng_for(3, "x", kind))
+        assert msg.endswith(b"\r\n") and b"\n" not in msg.replace(b"\r\n", b"")
+    assert b"\r\n.\r\n" in gdata.message("dots", gdata.rng_for(3, "x", "d"))
+
+
+def test_fill_keeps_unknown_placeholders():
+    assert fill(["{a}", {"{a}": "{tag} {b}"}], {"a": 1, "b": "x"}) == ["1", {"1": "{tag} x"}]
+
+
+def test_policy_check_finds_every_import_form():
+    banned = ("smtplib", "email.mime")
+    assert not banned_imports({"a.py": "import smtplib\n"}, banned).passed
+    assert not banned_imports({"a.py": "from smtplib import SMTP\n"}, banned).passed
+    assert not banned_imports({"a.py": "from email.mime.text import MIMEText\n"}, banned).passed
+    assert not banned_imports({"a.py": "from email import mime\n"}, banned).passed
+    assert not banned_imports({"a.py": "x = __import__('smtplib')\n"}, banned).passed
+    assert not banned_imports({"a.py": "import importlib\nimportlib.import_module('smtplib')\n"}, banned).passed
+    assert banned_imports({"a.py": "import socket\nfrom email.utils import formatdate\n"}, banned).passed
+    out = banned_imports({"a.py": "def f(:\n"}, banned)
+    assert not out.passed and "syntax error" in out.happened
+
+
+def test_excerpt_marks_the_offending_line():
+    from mailtrace.transcript.event import Event
+
+    events = [Event(side=Side.SERVER, kind=Kind.REPLY, raw=b"220 hi\r\n", code="220"),
+              Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=b"EHLO x\n", verb="EHLO"),
+              Event(side=Side.SERVER, kind=Kind.REPLY, raw=b"250 ok\r\n", code="250")]
+    text = excerpt(events, events[1])
+    lines = text.splitlines()
+    assert lines[1].startswith("  >> C: EHLO x") and "bare LF" in lines[1]
+    assert lines[0].startswith("     S: 220")
+
+
+def _report() -> Report:
+    r = Report(exercise="smtp-client", submission="x.py", seed=42)
+    r.scenarios.append(ScenarioResult(name="one", checks=[
+        CheckResult("smtp.crlf", "Lines end in CRLF", False, 0, 3, "Expected: CRLF\n  >> C: EHLO x", "visible"),
+        CheckResult("smtp.quit", "Ends with QUIT", True, 2, 2, "", "hidden")], status="exit status 0"))
+    r.finish()
+    return r
+
+
+def test_report_formats():
+    r = _report()
+    d = json.loads(to_json(r))
+    for key in ("exercise", "submission", "score", "max_score", "seed", "scenarios"):
+        assert key in d
+    assert d["score"] == 2 and d["max_score"] == 5
+    check = d["scenarios"][0]["checks"][0]
+    for key in ("id", "passed", "points", "max_points", "feedback"):
+        assert key in check
+    root = ET.fromstring(to_junit(r))
+    assert root.get("tests") == "2" and root.get("failures") == "1"
+    assert root.find(".//failure") is not None
+    gs = json.loads(to_gradescope(r))
+    assert gs["score"] == 2 and len(gs["tests"]) == 2
+    assert {t["visibility"] for t in gs["tests"]} == {"visible", "hidden"}
+    assert all({"name", "score", "max_score", "output"} <= set(t) for t in gs["tests"])
