@@ -15,6 +15,7 @@ client and 1 for the server.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Protocol
 
 from mailtrace.capture.packets import ACK, FIN, RST, SYN, Segment
@@ -23,6 +24,7 @@ CLIENT, SERVER = 0, 1
 MOD = 1 << 32
 HALF = 1 << 31
 MAX_PENDING = 4 * 1024 * 1024  # octets held out of order per stream before the hole counts as a gap
+MAX_CLOSED = 10_000  # finished conversations remembered (to drop their late ACKs) before forgetting the oldest
 
 
 class Consumer(Protocol):
@@ -58,7 +60,7 @@ class Stream:
 class Flow:
     """One TCP conversation. ``addr[CLIENT]``/``addr[SERVER]`` are (ip, port)."""
 
-    __slots__ = ("addr", "streams", "syn_seen", "midstream", "closed", "consumer_state", "first_ts", "ended_by")
+    __slots__ = ("addr", "streams", "syn_seen", "midstream", "closed", "consumer_state", "first_ts", "ended_by", "key")
 
     def __init__(self, client: tuple[str, int], server: tuple[str, int], syn_seen: bool, ts: float) -> None:
         self.addr = (client, server)
@@ -69,6 +71,7 @@ class Flow:
         self.consumer_state: object = None  # whatever the consumer keeps per flow
         self.first_ts = ts
         self.ended_by: int | None = None
+        self.key: tuple = ()
 
 
 class Reassembler:
@@ -78,6 +81,7 @@ class Reassembler:
         self.consumer = consumer
         self.flows: dict[tuple, Flow] = {}
         self.server_side = server_side
+        self._closed: deque = deque()
 
     def segment(self, seg: Segment, ts: float) -> None:
         a, b = (seg.src, seg.sport), (seg.dst, seg.dport)
@@ -101,6 +105,7 @@ class Reassembler:
                     from_server = seg.sport < seg.dport
                 client, server = (b, a) if from_server else (a, b)
                 flow = Flow(client, server, False, ts)
+            flow.key = key
             self.flows[key] = flow
             self.consumer.open(flow, ts)
         side = CLIENT if a == flow.addr[CLIENT] else SERVER
@@ -186,6 +191,11 @@ class Reassembler:
             if stream.pending:
                 self._fill(flow, s, stream, min(stream.pending), ts)
         flow.closed = True
+        self._closed.append(flow)
+        if len(self._closed) > MAX_CLOSED:
+            old = self._closed.popleft()
+            if self.flows.get(old.key) is old:
+                del self.flows[old.key]
         who = flow.ended_by if flow.ended_by is not None else side
         if not reason:
             reason = ("client" if who == CLIENT else "server") + " closed the connection (FIN)"

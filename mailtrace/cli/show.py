@@ -1,4 +1,9 @@
-"""``mailtrace show``: render a saved transcript (JSONL) or a capture (pcap, pcapng)."""
+"""``mailtrace show``: render a saved transcript (JSONL) or a capture (pcap, pcapng).
+
+Events are streamed from the file into the output (terminal, JSONL, pcap) as they are read, so
+a capture of any size is shown without holding it in memory; only the HTML page, which groups
+each session's ladder, collects the events first.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,42 @@ import click
 FORMATS = ("text", "html", "jsonl", "pcap")
 
 
-def load_events(path: Path, *, port: int | None = None, protocol: str | None = None, show_secrets: bool = False,
-                lang: str = "en") -> list:
-    """The events of a JSONL transcript or of a pcap/pcapng capture; click errors when unreadable."""
+class _Decoding:
+    """A sink wrapper: runs the credential decoder per session (readable formats only)."""
+
+    def __init__(self, inner, show_secrets: bool, lang: str) -> None:
+        self.inner = inner
+        self.show_secrets = show_secrets
+        self.lang = lang
+        self.decoders: dict = {}
+        self.count = 0
+
+    def handle(self, event) -> None:
+        from mailtrace.proxy.credentials import CredentialDecoder
+
+        self.count += 1
+        dec = self.decoders.get(event.session)
+        if dec is None:
+            dec = self.decoders[event.session] = CredentialDecoder(event.protocol, self.show_secrets, self.lang)
+        self.inner.handle(dec.feed(event))
+
+    def close(self) -> None:
+        pass
+
+
+class _Counting(_Decoding):
+    def handle(self, event) -> None:
+        self.count += 1
+        self.inner.handle(event)
+
+
+def stream_events(path: Path, sink, *, port: int | None = None, protocol: str | None = None,
+                  show_secrets: bool = False, lang: str = "en") -> None:
+    """Push every event of a JSONL transcript or a pcap/pcapng capture into ``sink.handle``;
+    click errors when the file cannot be read."""
     from mailtrace.capture.pcapfile import CaptureFormatError, sniff_format
     from mailtrace.transcript.jsonl import TranscriptFormatError, read_jsonl
-    from mailtrace.transcript.recorder import MemorySink, Recorder
+    from mailtrace.transcript.recorder import Recorder
 
     try:
         with open(path, "rb") as f:
@@ -26,10 +61,10 @@ def load_events(path: Path, *, port: int | None = None, protocol: str | None = N
         if sniff_format(head):
             from mailtrace.capture.importer import import_capture
 
-            mem = MemorySink()
-            import_capture(path, Recorder([mem]), port=port, protocol=protocol, show_secrets=show_secrets, lang=lang)
-            return mem.events
-        return list(read_jsonl(path))
+            import_capture(path, Recorder([sink]), port=port, protocol=protocol, show_secrets=show_secrets, lang=lang)
+        else:
+            for event in read_jsonl(path):
+                sink.handle(event)
     except (TranscriptFormatError, CaptureFormatError) as exc:
         raise click.ClickException(f"{exc}")
     except UnicodeDecodeError:
@@ -38,18 +73,13 @@ def load_events(path: Path, *, port: int | None = None, protocol: str | None = N
         raise click.ClickException(f"cannot read {path}: {exc.strerror or exc}")
 
 
-def decode_credentials(events: list, show_secrets: bool, lang: str = "en") -> list:
-    """Run the credential decoder over loaded events (per session), for the readable formats."""
-    from mailtrace.proxy.credentials import CredentialDecoder
+def load_events(path: Path, **kw) -> list:
+    """All the events of a transcript or capture, in a list."""
+    from mailtrace.transcript.recorder import MemorySink
 
-    decoders: dict[str, CredentialDecoder] = {}
-    out = []
-    for event in events:
-        dec = decoders.get(event.session)
-        if dec is None:
-            dec = decoders[event.session] = CredentialDecoder(event.protocol, show_secrets, lang)
-        out.append(dec.feed(event))
-    return out
+    mem = MemorySink()
+    stream_events(path, mem, **kw)
+    return mem.events
 
 
 @click.command(name="show")
@@ -74,62 +104,55 @@ def command(file: Path, fmt: str, output: Path | None, lang: str, show_secrets: 
       mailtrace show capture.pcapng --port 2525 --format jsonl -o capture.jsonl
       mailtrace show session.jsonl --format pcap -o session.pcapng   # open it in Wireshark
     """
-    events = load_events(file, port=port, protocol=protocol, show_secrets=show_secrets, lang=lang)
-    if not events:
-        click.echo(f"{file}: no mail conversation found", err=True)
+    if fmt == "pcap" and output is None:
+        raise click.UsageError("--format pcap needs -o FILE (.pcap, or .pcapng for annotations)")
+    opts = dict(port=port, protocol=protocol, show_secrets=show_secrets, lang=lang)
+    out_file = None
     try:
         if fmt == "pcap":
-            if output is None:
-                raise click.UsageError("--format pcap needs -o FILE (.pcap, or .pcapng for annotations)")
-            from mailtrace.capture.export import export
+            from mailtrace.capture.export import PcapSink
 
-            export(events, output, show_secrets=show_secrets, lang=lang)
+            inner = PcapSink(output, show_secrets=show_secrets, lang=lang)
+            sink = _Counting(inner, show_secrets, lang)
         elif fmt == "jsonl":
             from mailtrace.transcript.jsonl import JsonlSink
 
-            _write_sink(lambda f: JsonlSink(f, show_secrets=show_secrets), events, output)
+            out_file = open(output, "w", encoding="utf-8") if output else None
+            inner = JsonlSink(out_file or sys.stdout, show_secrets=show_secrets)
+            sink = _Counting(inner, show_secrets, lang)
         elif fmt == "html":
+            from mailtrace.transcript.recorder import MemorySink
+
+            inner = MemorySink()
+            sink = _Decoding(inner, show_secrets, lang)
+        else:
+            from rich.console import Console
+
+            from mailtrace.transcript.terminal import TerminalSink
+
+            if output is None:
+                console = Console(highlight=False)
+            else:
+                out_file = open(output, "w", encoding="utf-8")
+                console = Console(file=out_file, highlight=False, no_color=True, width=200)
+            inner = TerminalSink(console, lang=lang)
+            sink = _Decoding(inner, show_secrets, lang)
+        try:
+            stream_events(file, sink, **opts)
+        finally:
+            inner.close()
+        if fmt == "html":
             from mailtrace.transcript.html import render_html
 
-            page = render_html(decode_credentials(events, show_secrets, lang), lang=lang, title=f"mailtrace: {file.name}")
+            page = render_html(inner.events, lang=lang, title=f"mailtrace: {file.name}")
             if output is None:
                 click.echo(page, nl=False)
             else:
                 output.write_text(page, encoding="utf-8")
-        else:
-            _terminal(decode_credentials(events, show_secrets, lang), output, lang)
     except OSError as exc:
         raise click.ClickException(f"cannot write {exc.filename or output}: {exc.strerror or exc}")
-
-
-def _write_sink(make, events, output) -> None:
-    if output is None:
-        sink = make(sys.stdout)
-    else:
-        f = open(output, "w", encoding="utf-8")
-        sink = make(f)
-    try:
-        for event in events:
-            sink.handle(event)
     finally:
-        sink.close()
-        if output is not None:
-            f.close()
-
-
-def _terminal(events, output, lang) -> None:
-    from rich.console import Console
-
-    from mailtrace.transcript.terminal import TerminalSink
-
-    if output is None:
-        console = Console(highlight=False)
-        sink = TerminalSink(console, lang=lang)
-        for event in events:
-            sink.handle(event)
-        return
-    with open(output, "w", encoding="utf-8") as f:
-        console = Console(file=f, highlight=False, no_color=True, width=200)
-        sink = TerminalSink(console, lang=lang)
-        for event in events:
-            sink.handle(event)
+        if out_file is not None:
+            out_file.close()
+    if sink.count == 0:
+        click.echo(f"{file}: no mail conversation found", err=True)
