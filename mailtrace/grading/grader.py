@@ -200,9 +200,7 @@ def run_scenario(exercise: Exercise, scenario: Scenario, submission: Path, seed:
         sandbox.give(workdir)
         argv = [str(a) for a in fill(list(scenario.args), variables)]
         variables.update(_arg_variables(argv, inputs))
-        limits = sandbox.limits
-        sb = replace(sandbox, limits=replace(limits, timeout=scenario.timeout or exercise.timeout)) \
-            if (scenario.timeout or exercise.timeout) != limits.timeout else sandbox
+        sb = replace(sandbox, limits=replace(sandbox.limits, timeout=scenario.timeout)) if scenario.timeout else sandbox
         result = sb.run([sandbox.python(), program, *argv], workdir)
         if server is not None:
             deadline = time.monotonic() + 1.0  # let the server record the last bytes and the close

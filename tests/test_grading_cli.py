@@ -1,0 +1,167 @@
+"""``mailtrace grade`` and ``mailtrace gradescope`` end to end: formats, class mode, the
+Gradescope zip run as Gradescope runs it, and hostile submissions contained."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mailtrace.cli import main
+from mailtrace.grading.exercise import load_exercise
+from mailtrace.grading.grader import grade
+from mailtrace.grading.sandbox import Limits
+
+ROOT = Path(__file__).resolve().parents[1]
+SMTP = ROOT / "solutions" / "smtp-client" / "smtp_client.py"
+MIME = ROOT / "solutions" / "mime-compose" / "mime_compose.py"
+MAILTRACE = Path(sys.executable).parent / "mailtrace"
+
+
+def invoke(*args):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result
+
+
+def test_grade_json_has_the_documented_keys():
+    r = invoke("grade", "smtp-client", str(SMTP), "--format", "json", "--scenario", "one-recipient",
+               "--scenario", "rcpt-550-one-of-two", "--seed", "5", "--network", "host")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert {"exercise", "submission", "score", "max_score", "seed", "scenarios"} <= set(d)
+    assert d["seed"] == 5 and d["exercise"] == "smtp-client"
+    names = [s["name"] for s in d["scenarios"]]
+    assert names == ["policy", "one-recipient", "rcpt-550-one-of-two"]
+    for s in d["scenarios"]:
+        for c in s["checks"]:
+            assert {"id", "passed", "points", "max_points", "feedback"} <= set(c)
+            assert c["passed"], c
+    assert "C: MAIL FROM:<" in d["scenarios"][1]["transcript"]
+
+
+def test_grade_junit_text_and_errors(tmp_path):
+    out = tmp_path / "r.xml"
+    r = invoke("grade", "mime-compose", str(MIME), "--format", "junit", "-o", str(out), "--network", "host")
+    assert r.exit_code == 0, r.output
+    root = ET.parse(out).getroot()
+    assert root.tag == "testsuites" and root.get("failures") == "0" and int(root.get("tests")) > 10
+    r = invoke("grade", "mime-compose", str(MIME), "--format", "text", "--network", "host")
+    assert "score 100 / 100" in r.output
+    r = CliRunner().invoke(main, ["grade", "no-such-exercise", str(MIME), "--network", "host"])
+    assert r.exit_code != 0 and "no exercise" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["grade", "mime-compose", str(MIME), "--scenario", "nope", "--network", "host"])
+    assert r.exit_code != 0 and "unknown scenario" in r.output
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "a.txt").write_text("x")
+    (empty / "b.py").write_text("x")
+    (empty / "c.py").write_text("x")
+    r = CliRunner().invoke(main, ["grade", "mime-compose", str(empty), "--format", "json", "--network", "host"])
+    assert r.exit_code == 1 and "no mime_compose.py" in json.loads(r.output)["error"]
+
+
+def test_class_mode_writes_gradebook_json_and_html(tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    shutil.copy(SMTP, subs / "ana.py")
+    (subs / "luis").mkdir()
+    shutil.copy(SMTP, subs / "luis" / "smtp_client.py")
+    shutil.copy(ROOT / "tests" / "defective" / "smtp" / "no_quit.py", subs / "marta.py")
+    out = tmp_path / "grades"
+    r = invoke("grade", "smtp-client", str(subs), "--class", "--jobs", "2", "-o", str(out), "--network", "host",
+               "--scenario", "one-recipient", "--scenario", "all-recipients-refused", "--seed", "9")
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(open(out / "gradebook.csv")))
+    assert [row["student"] for row in rows] == ["ana", "luis", "marta"]
+    assert rows[0]["score"] == rows[0]["max_score"] == rows[1]["score"]
+    assert float(rows[2]["score"]) < float(rows[2]["max_score"]) and float(rows[2]["smtp.quit"]) == 0
+    data = json.loads((out / "class.json").read_text())
+    assert len(data["students"]) == 3 and data["seed"] == 9
+    assert len({s["seed"] for s in data["students"]}) == 3  # each student gets their own data
+    html = (out / "report.html").read_text()
+    assert "<svg" in html and "smtp.quit" in html and "marta" in html and "annotated transcript" in html
+    assert (out / "transcripts" / "marta" / "one-recipient.html").is_file()
+
+
+def test_gradescope_zip_runs_as_gradescope_runs_it(tmp_path):
+    zpath = tmp_path / "autograder.zip"
+    r = invoke("gradescope", "mime-compose", "-o", str(zpath))
+    assert r.exit_code == 0, r.output
+    names = zipfile.ZipFile(zpath).namelist()
+    assert {"setup.sh", "run_autograder", "exercise/exercise.toml", "mailtrace-src/pyproject.toml"} <= set(names)
+    root = tmp_path / "autograder"
+    zipfile.ZipFile(zpath).extractall(root / "source")
+    (root / "submission").mkdir()
+    shutil.copy(MIME, root / "submission" / "mime_compose.py")
+    run = root / "source" / "run_autograder"
+    run.chmod(0o755)
+    env = dict(os.environ, MAILTRACE_AUTOGRADER_ROOT=str(root), MAILTRACE_BIN=str(MAILTRACE))
+    proc = subprocess.run(["bash", str(run)], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((root / "results" / "results.json").read_text())
+    assert results["score"] == 100
+    assert results["tests"] and all({"name", "score", "max_score", "visibility"} <= set(t) for t in results["tests"])
+    # a broken submission still gets a valid results.json
+    shutil.rmtree(root / "submission")
+    (root / "submission").mkdir()
+    (root / "results" / "results.json").unlink()
+    proc = subprocess.run(["bash", str(run)], env=env, capture_output=True, text=True, timeout=120)
+    results = json.loads((root / "results" / "results.json").read_text())
+    assert results["score"] == 0 and "mime_compose.py" in results["output"]
+
+
+HOSTILE = {
+    "infinite_loop": "while True:\n    pass\n",
+    "fork_bomb": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+    "memory_hog": "x = bytearray(4 * 1024 ** 3)\n",
+    "output_flood": "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n",
+    "writes_outside": ("import os\nfor p in ['/etc/pwned-by-student', os.path.expanduser('~/../pwned'), '/tmp/pwned-by-student']:\n"
+                       "    try:\n        open(p, 'w').write('x')\n    except OSError as e:\n        print('blocked', p, e)\n"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_submissions_are_contained(tmp_path, name):
+    prog = tmp_path / "mime_compose.py"
+    prog.write_text(HOSTILE[name])
+    ex = load_exercise("mime-compose")
+    report = grade(ex, prog, scenarios=["text-only"], limits=Limits(timeout=2, cpu_seconds=2), jobs=1)
+    scenario = report.scenarios[-1]
+    assert scenario.name == "text-only"
+    assert report.score < report.max_score  # it costs the scenario...
+    if name in ("infinite_loop", "output_flood"):
+        assert "killed" in scenario.status
+    if name == "memory_hog":
+        assert "MemoryError" in scenario.stderr
+    if name == "output_flood":
+        assert len(scenario.stdout) <= 2000
+    if name == "writes_outside":
+        assert not Path("/etc/pwned-by-student").exists()
+        assert not Path("/tmp/pwned-by-student").exists() or os.geteuid() != 0
+    # ...and nothing of it is left running
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "mime_compose.py --from" not in out or name not in ("fork_bomb", "infinite_loop")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("ip"),
+                    reason="a private network namespace needs root and iproute2")
+def test_network_is_loopback_only_when_root(tmp_path):
+    prog = tmp_path / "mime_compose.py"
+    prog.write_text("import socket, sys\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=2)\n"
+                    "    print('CONNECTED')\nexcept OSError as e:\n    print('BLOCKED', e)\n")
+    proc = subprocess.run([str(MAILTRACE), "grade", "mime-compose", str(prog), "--format", "json",
+                           "--scenario", "text-only", "--network", "private"], capture_output=True, text=True,
+                          timeout=60)
+    d = json.loads(proc.stdout)
+    assert "network: private namespace with loopback only" in d["enforced"]
+    assert "BLOCKED" in d["scenarios"][-1]["stdout"]
