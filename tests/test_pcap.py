@@ -260,3 +260,12 @@ def test_intercepted_starttls_exports_decrypted_dialogue_as_second_stream(tmp_pa
     comments = subprocess.run(["tshark", "-r", str(out), "-Y", "frame.comment contains \"intercept\"", "-T", "fields",
                                "-e", "tcp.stream"], capture_output=True, text=True, timeout=60).stdout.split()
     assert "1" in comments  # the decrypted stream says what it is
+
+
+def test_ipv6_sessions_export_and_import():
+    events = transcript("pop3", POP3_DIALOGUE, client="[::1]:40000", server="[::1]:1100")
+    buf = io.BytesIO()
+    export(events, buf, pcapng=True, show_secrets=True)
+    back, stats = reimport(buf.getvalue())
+    assert stats.sessions == 1 and back[0].info["server"] == "[::1]:110" and back[0].info["client"] == "[::1]:40000"
+    assert streams_of(back) == streams_of(events)

@@ -148,3 +148,23 @@ def test_implicit_tls_upstream_intercepted(loop_thread, lab):
     tls = [e for e in mem.events if e.kind is Kind.TLS]
     assert tls and tls[0].info == {**tls[0].info, "how": "implicit", "intercepted": "yes"}
     assert any(e.verb.upper() == "MAIL" for e in mem.events if e.kind is Kind.COMMAND)
+
+
+def test_injection_flagged_when_intercepting_and_failed_handshake_explained(loop_thread, lab):
+    from mailtrace.tls import server_context
+
+    _, _, port = loop_thread.run(start_aiosmtpd(tls_context=server_context(lab)))
+    proxy, mem = loop_thread.run(start_proxy(port, protocol="smtp", lab_dir=lab, intercept_tls=True))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as c:
+        f = c.makefile("rb")
+        f.readline()
+        c.sendall(b"EHLO x\r\n")
+        while not f.readline().startswith(b"250 "):
+            pass
+        c.sendall(b"STARTTLS\r\nRSET\r\n")
+        assert f.readline().startswith(b"220")
+        f.close()  # and no TLS handshake: the client just leaves
+    wait_closed(mem, 1, timeout=20)
+    flagged = [e for e in mem.events if any(n.rule == "starttls-injection" for n in e.notes)]
+    assert [e.verb.upper() for e in flagged] == ["RSET"]
+    assert "TLS handshake with the client failed" in mem.events[-1].info["reason"]
