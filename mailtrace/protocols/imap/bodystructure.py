@@ -120,18 +120,62 @@ def _enc(text: str | None) -> bytes | None:
     return text.encode("utf-8", "surrogateescape") if text else None
 
 
-def _addresses(part: Part, name: str) -> bytes:
-    values = part.raw_values(name)
-    if not values:
-        return b"NIL"
-    items = []
-    texts = [v.decode("utf-8", "surrogateescape") for v in values]
-    for display, addr in email.utils.getaddresses(texts):
-        if not addr and not display:
+def _split_top(text: str, seps: str) -> list[tuple[str, str]]:
+    """Split ``text`` at the characters of ``seps`` outside quotes, comments and <...>:
+    [(piece, the separator that ended it or "")]."""
+    out, cur, depth, quoted, angle, i = [], [], 0, False, False, 0
+    while i < len(text):
+        ch = text[i]
+        if quoted:
+            if ch == "\\" and i + 1 < len(text):
+                cur.append(text[i:i + 2])
+                i += 2
+                continue
+            quoted = ch != '"'
+        elif ch == '"':
+            quoted = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")" and depth:
+            depth -= 1
+        elif ch == "<" and not depth:
+            angle = True
+        elif ch == ">" and not depth:
+            angle = False
+        elif ch in seps and not depth and not angle:
+            out.append(("".join(cur), ch))
+            cur = []
+            i += 1
             continue
-        mailbox, _, host = addr.rpartition("@") if "@" in addr else (addr, "", "")
-        items.append(b"(" + b" ".join([wire.nstring(_enc(display)), b"NIL", wire.nstring(_enc(mailbox)),
-                                       wire.nstring(_enc(host))]) + b")")
+        cur.append(ch)
+        i += 1
+    out.append(("".join(cur), ""))
+    return out
+
+
+def _address(display: str | None, mailbox: str | None, host: str | None) -> bytes:
+    return b"(" + b" ".join([wire.nstring(_enc(display)), b"NIL", wire.nstring(_enc(mailbox)),
+                             wire.nstring(_enc(host))]) + b")"
+
+
+def _addresses(part: Part, name: str) -> bytes:
+    """An address list; a group "name: a, b;" becomes (NIL NIL "name" NIL) ... (NIL NIL NIL NIL)
+    (RFC 3501 §7.4.2, RFC 5322 §3.4)."""
+    items = []
+    for value in part.raw_values(name):
+        text = value.decode("utf-8", "surrogateescape")
+        for piece, sep in _split_top(text, ",:;"):
+            piece = piece.strip()
+            if sep == ":":
+                items.append(_address(None, piece.strip('"') or None, None))  # group start
+                continue
+            if piece:
+                display, addr = email.utils.parseaddr(piece)
+                if addr or display:
+                    mailbox, _, host = addr.rpartition("@") if "@" in addr else (addr, "", "")
+                    items.append(_address(display or None, mailbox or None, host or None))
+            if sep == ";":
+                items.append(b"(NIL NIL NIL NIL)")
     return b"(" + b"".join(items) + b")" if items else b"NIL"
 
 
@@ -171,8 +215,16 @@ def _disposition(msg: Message) -> bytes:
     return b"(" + wire.string(kind.upper()) + b" " + _params(msg, "content-disposition") + b")"
 
 
+def _language(part: Part) -> bytes:
+    """body-fld-lang: NIL or a list of language tags (RFC 3501 §9, RFC 3282)."""
+    value = _hval(part, "content-language")
+    tags = [t.strip() for t in (value or b"").split(b",") if t.strip()]
+    return b"(" + b" ".join(wire.string(t) for t in tags) + b")" if tags else b"NIL"
+
+
 def _lines(data: bytes) -> int:
-    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    """body-fld-lines (RFC 3501 §7.4.2): the number of line ends, as Dovecot counts them."""
+    return data.count(b"\n")
 
 
 def bodystructure(part: Part, extensible: bool = True) -> bytes:
@@ -182,7 +234,7 @@ def bodystructure(part: Part, extensible: bool = True) -> bytes:
         out += b" " + wire.string(part.subtype.upper())
         if extensible:
             out += b" " + _params(m, "content-type") + b" " + _disposition(m)
-            out += b" " + wire.nstring(_hval(part, "content-language")) + b" " + wire.nstring(_hval(part, "content-location"))
+            out += b" " + _language(part) + b" " + wire.nstring(_hval(part, "content-location"))
         return out + b")"
     maintype, subtype = part.maintype, part.subtype
     if maintype == "multipart":  # a multipart without parts: shown as text/plain
@@ -200,7 +252,7 @@ def bodystructure(part: Part, extensible: bool = True) -> bytes:
         items.append(b"%d" % _lines(part.body))
     if extensible:
         items += [wire.nstring(_hval(part, "content-md5")), _disposition(m),
-                  wire.nstring(_hval(part, "content-language")), wire.nstring(_hval(part, "content-location"))]
+                  _language(part), wire.nstring(_hval(part, "content-location"))]
     return b"(" + b" ".join(items) + b")"
 
 
@@ -210,8 +262,8 @@ class SectionNotFound(Exception):
     pass
 
 
-def _child(cur: Part, number: int) -> Part:
-    if cur.message is not None:
+def _child(cur: Part, number: int, top: bool) -> Part:
+    if cur.message is not None and not top:  # into the message a message/rfc822 part holds
         cur = cur.message
     if cur.multipart:
         if 1 <= number <= len(cur.children):
@@ -223,12 +275,15 @@ def _child(cur: Part, number: int) -> Part:
 
 
 def header_fields(header: bytes, names: tuple[str, ...], negate: bool) -> bytes:
-    """The header lines whose field name is (not) in ``names``, plus the blank line."""
+    """The header lines whose field name is (not) in ``names``, plus the blank line that ends
+    the header when the message has one (a header-only message has none, as Dovecot sends)."""
     wanted = {n.upper() for n in names}
     out = []
     keep = False
+    ended = False
     for line in header.splitlines(keepends=True):
         if line in (b"\r\n", b"\n"):
+            ended = True
             break
         if line[:1] in (b" ", b"\t"):
             if keep:
@@ -238,14 +293,16 @@ def header_fields(header: bytes, names: tuple[str, ...], negate: bool) -> bytes:
         keep = (name in wanted) != negate
         if keep:
             out.append(line)
-    return b"".join(out) + b"\r\n"
+    if out and not out[-1].endswith(b"\n"):
+        out[-1] += b"\r\n"
+    return b"".join(out) + (b"\r\n" if ended else b"")
 
 
 def section(root: Part, parts: tuple[int, ...], text: str, fields: tuple[str, ...] = ()) -> bytes:
     """The octets of BODY[parts.text] (``text`` is "", HEADER, HEADER.FIELDS[.NOT], TEXT or MIME)."""
     cur = root
-    for number in parts:
-        cur = _child(cur, number)
+    for i, number in enumerate(parts):
+        cur = _child(cur, number, top=i == 0)
     if not parts:
         if text == "":
             return root.header + root.body

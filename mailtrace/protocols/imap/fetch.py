@@ -99,7 +99,7 @@ def _parse_one(text: str) -> FetchItem:
     if spec.startswith("HEADER.FIELDS"):
         if sm.group(3) is None:
             raise ParseError(f'"{text}": HEADER.FIELDS needs a list of field names')
-        fields = tuple(f.strip('"') for f in sm.group(3).split() if f.strip('"'))  # echoed as sent
+        fields = tuple(f.strip('"').upper() for f in sm.group(3).split() if f.strip('"'))  # upper, as Dovecot
         if not fields:
             raise ParseError(f'"{text}": empty list of header field names')
     elif sm.group(3) is not None:

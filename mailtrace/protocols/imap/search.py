@@ -218,7 +218,8 @@ KEYS: dict[str, KeySpec] = {
     "HEADER": KeySpec(("string", "string"), lambda c, f, s: (not s and bool(c.msg.tree.fields.get_all(f)))
                       or (bool(s) and s in _header_text(c, f))),
     "BODY": KeySpec(("string",), lambda c, s: s in _decoded_body(c)),
-    "TEXT": KeySpec(("string",), lambda c, s: s in c.msg.tree.header.decode("utf-8", "replace").casefold()
+    # "header or body": the raw text (every MIME header too, as Dovecot) or the decoded body
+    "TEXT": KeySpec(("string",), lambda c, s: s in c.msg.raw.decode("utf-8", "replace").casefold()
                     or s in _decoded_body(c)),
     "BEFORE": KeySpec(("date",), lambda c, d: _date_cmp(_day(c.msg.info.internaldate), "<", d)),
     "ON": KeySpec(("date",), lambda c, d: _date_cmp(_day(c.msg.info.internaldate), "=", d)),
