@@ -470,3 +470,26 @@ def test_fetchmail_over_imap(server, tmp_path):
     got = sorted(p.read_bytes().replace(b"\r\n", b"\n") for p in out_dir.iterdir())
     assert len(got) == 2 and got[0].endswith(b"First message body.\nSecond line.\n")
     assert all("\\Seen" in m.flags for m in server.store.mailbox("bob").messages())
+
+
+def test_idle_sees_expunge_and_flag_changes_from_another_session(server):
+    sock, f = _raw(server.port)
+    sock.sendall(b"a1 LOGIN bob bob\r\n")
+    _until(f, b"a1")
+    server.store.deliver("bob", SIMPLE)
+    server.store.deliver("bob", MULTI)
+    sock.sendall(b"a2 SELECT INBOX\r\na3 IDLE\r\n")
+    assert b"+ idling" in _until(f, b"+")
+    other = server.client("bob")
+    ok(other.select("INBOX"))
+    sock.settimeout(2.0)
+    ok(other.store("2", "+FLAGS", "(\\Flagged)"))
+    assert f.readline() == b"* 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent))\r\n"
+    ok(other.store("1", "+FLAGS", "(\\Deleted)"))
+    ok(other.expunge())
+    lines = [f.readline(), f.readline()]
+    assert lines[-1] == b"* 1 EXPUNGE\r\n", lines
+    sock.settimeout(10)
+    sock.sendall(b"DONE\r\na4 LOGOUT\r\n")
+    assert b"a4 OK" in _until(f, b"a4")
+    other.logout()
