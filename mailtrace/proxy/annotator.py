@@ -29,6 +29,7 @@ from mailtrace.transcript.event import Side
 from mailtrace.transcript.recorder import Recorder
 
 FRAME = struct.Struct("!I")  # length prefix of one pickled message
+ANNOTATOR_NICE = 5  # scheduling priority of the child, below the relay's
 
 
 class RemoteTracer:
@@ -84,6 +85,10 @@ HANDLERS: dict[str, Callable] = {
 def _child(read_fd: int, write_fd: int, make_sinks: Callable[[], list], show_secrets: bool, lang: str) -> None:
     os.close(write_fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the parent, which closes the pipe
+    try:  # the relay and its peers come first when the CPU is busy; annotations may lag a little
+        os.nice(ANNOTATOR_NICE)
+    except OSError:
+        pass
     recorder = Recorder(make_sinks())
     tracers: dict[int, Tracer] = {}
     with os.fdopen(read_fd, "rb", buffering=1 << 16) as f:
@@ -123,6 +128,7 @@ class Annotator:
         self._keys = itertools.count(1)
         self._transport: asyncio.WriteTransport | None = None
         self._pending: list[bytes] = []
+        self._batch: list[bytes] = []  # messages of this loop iteration, written in one go
         self.process = None
         self._write_fd = -1
 
@@ -148,8 +154,15 @@ class Annotator:
         data = FRAME.pack(len(body)) + body
         if self._transport is None:
             self._pending.append(data)
-        else:
-            self._transport.write(data)
+            return
+        if not self._batch:
+            asyncio.get_running_loop().call_soon(self._write_batch)
+        self._batch.append(data)
+
+    def _write_batch(self) -> None:
+        if self._transport is not None and self._batch:
+            self._transport.write(b"".join(self._batch))
+        self._batch.clear()
 
     def open(self, protocol: str, client: str, server: str) -> RemoteTracer:
         key = next(self._keys)
@@ -161,6 +174,7 @@ class Annotator:
         transport = self._transport
         if transport is None:
             return
+        self._write_batch()
         for _ in range(500):
             if not transport.get_write_buffer_size():
                 break
