@@ -59,26 +59,34 @@ class RemoteTracer:
         self._send("set_parsing", value)
 
     def feed(self, side: Side, data: bytes, t: float | None = None) -> bool:
-        self._send("feed", side, data, self._t() if t is None else t)
+        self._send("feed", side.value, data, self._t() if t is None else t)  # a str pickles faster than an Enum
         return False
 
     def implicit_tls(self, intercepted: bool, t: float | None = None) -> None:
         self._send("implicit_tls", intercepted, self._t() if t is None else t)
 
     def finish(self, side: Side, reason: str, t: float | None = None) -> None:
-        self._send("finish", side, reason, self._t() if t is None else t)
+        self._send("finish", side.value, reason, self._t() if t is None else t)
 
 
 def _set_parsing(tracer: Tracer, value: bool) -> None:
     tracer.parsing = value
 
 
+def _feed(tracer: Tracer, side: str, data: bytes, t: float) -> None:
+    tracer.feed(Side(side), data, t)
+
+
+def _finish(tracer: Tracer, side: str, reason: str, t: float) -> None:
+    tracer.finish(Side(side), reason, t)
+
+
 # message name -> what the child does with the session's Tracer
 HANDLERS: dict[str, Callable] = {
-    "feed": Tracer.feed,
+    "feed": _feed,
     "implicit_tls": Tracer.implicit_tls,
     "set_parsing": _set_parsing,
-    "finish": Tracer.finish,
+    "finish": _finish,
 }
 
 
