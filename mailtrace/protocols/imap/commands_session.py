@@ -85,7 +85,7 @@ def authenticate(conn, cmd) -> None:
     conn.continuation("")  # §6.2.2: an empty challenge for PLAIN
 
     def response(line: bytes) -> None:
-        conn._event(Side.CLIENT, Kind.DATA, line, verb="AUTHENTICATE", tag=cmd.tag, redacted=REDACTED + b"\r\n",
+        conn.record(Side.CLIENT, Kind.DATA, line, verb="AUTHENTICATE", tag=cmd.tag, redacted=REDACTED + b"\r\n",
                     notes=() if line.endswith(b"\r\n") else (Note("bare-lf"),))
         _sasl_plain(conn, cmd, line.strip())
 
@@ -129,7 +129,7 @@ def idle(conn, cmd) -> None:
 
     def done_line(line: bytes) -> None:
         ok = line.rstrip(b"\r\n").upper() == b"DONE"
-        conn._event(Side.CLIENT, Kind.COMMAND, line, verb="DONE", tag=cmd.tag,
+        conn.record(Side.CLIENT, Kind.COMMAND, line, verb="DONE", tag=cmd.tag,
                     notes=() if line.endswith(b"\r\n") else (Note("bare-lf"),))
         conn.mode = Mode.COMMAND
         if ok:

@@ -47,9 +47,9 @@ AUTOLOGOUT_SECONDS = 30 * 60
 MAX_REMEMBERED_TAGS = 10_000
 
 CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE", "AUTH=PLAIN")
-_TAG_RE = re.compile(rb"^([^\x00-\x20(){%*\"\\+\x7f-\xff]+) +([A-Za-z][A-Za-z0-9-]*)(?: +([A-Za-z]+))?")
-_LOGIN_RE = re.compile(rb"^(\S+ +LOGIN +)(\"(?:[^\"\\]|\\.)*\"|\{\d+\+?\}|[^ \r\n]+)(.*)$", re.I | re.S)
-_AUTH_IR_RE = re.compile(rb"^(\S+ +AUTHENTICATE +[^ \r\n]+ +)([^\r\n]+)(.*)$", re.I | re.S)
+TAG_RE = re.compile(rb"^([^\x00-\x20(){%*\"\\+\x7f-\xff]+) +([A-Za-z][A-Za-z0-9-]*)(?: +([A-Za-z]+))?")
+LOGIN_RE = re.compile(rb"^(\S+ +LOGIN +)(\"(?:[^\"\\]|\\.)*\"|\{\d+\+?\}|[^ \r\n]+)(.*)$", re.I | re.S)
+AUTH_IR_RE = re.compile(rb"^(\S+ +AUTHENTICATE +[^ \r\n]+ +)([^\r\n]+)(.*)$", re.I | re.S)
 REDACTED = b"***"
 # RFC 3501 §7.4.1: no EXPUNGE response "while responding to a FETCH, STORE, or SEARCH command".
 NO_EXPUNGE = frozenset({"FETCH", "STORE", "SEARCH"})
@@ -97,12 +97,14 @@ class ImapServerConnection:
         self._scanned = 0  # how much of _buf is known to hold no LF
         self._job = None  # a Pending (slow store work) not finished yet: input waits
         self._out: list[Output] = []
-        self._parts: list[bytes] = []  # the pieces of the command being read
-        self._size = 0
+        # The command being read (used by dispatch.py): its lines and literals so far, their
+        # octets, its (tag, verb); the tags seen (tag-reuse check).
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.current: tuple[str, str] | None = None
+        self.tags: set[str] = set()
         self._literal_left = 0
-        self._current: tuple[str, str] | None = None  # (tag, verb) of the command being read
         self._literal_is_secret = False
-        self._tags: set[str] = set()
         self.pending: Callable[[bytes], None] | None = None  # SASL or IDLE continuation handler
 
     # -- ServerCore interface -------------------------------------------------------------
@@ -117,7 +119,7 @@ class ImapServerConnection:
         self._out = []
         if self.closed:
             if data:
-                self._event(Side.CLIENT, Kind.COMMAND, data, notes=(Note("after-logout"),))
+                self.record(Side.CLIENT, Kind.COMMAND, data, notes=(Note("after-logout"),))
             return self._take()
         self._buf += data
         self._process()
@@ -125,14 +127,14 @@ class ImapServerConnection:
 
     def eof(self) -> list[Output]:
         self._out = []
-        if self._buf or self._parts:
+        if self._buf or self.parts:
             data = bytes(self._buf)
             if self.mode is Mode.LITERAL:
-                self._event(Side.CLIENT, Kind.LITERAL, data, info={"command": self._verb()},
+                self.record(Side.CLIENT, Kind.LITERAL, data, info={"command": self._verb()},
                             notes=(Note("literal-length-mismatch", f"{self._literal_left} octets announced, "
                                                                   f"{len(data)} arrived before the connection closed"),))
             elif data:
-                self._event(Side.CLIENT, Kind.COMMAND, data, notes=(Note("incomplete-command"),))
+                self.record(Side.CLIENT, Kind.COMMAND, data, notes=(Note("incomplete-command"),))
         self._buf.clear()
         self._finish()
         return self._take()
@@ -140,7 +142,7 @@ class ImapServerConnection:
     def idle_timeout(self) -> list[Output]:
         self._out = []
         self.respond(b"* BYE autologout: idle for too long\r\n", tag="*", code="BYE")
-        self._close("autologout (RFC 3501 §5.4)")
+        self.close("autologout (RFC 3501 §5.4)")
         return self._take()
 
     def tls_started(self) -> list[Output]:
@@ -170,9 +172,9 @@ class ImapServerConnection:
         self._out.append(Send(data))
         for kind, piece in wire.split_lines(data):
             if kind == "literal":
-                self._event(Side.SERVER, Kind.LITERAL, piece, tag=tag, info={"command": verb or code})
+                self.record(Side.SERVER, Kind.LITERAL, piece, tag=tag, info={"command": verb or code})
             else:
-                self._event(Side.SERVER, Kind.REPLY, piece, verb=verb, code=code, tag=tag, info=info)
+                self.record(Side.SERVER, Kind.REPLY, piece, verb=verb, code=code, tag=tag, info=info)
                 code = ""  # a FETCH continued after a literal is not a new status
 
     def respond_pieces(self, pieces: list[tuple[str, bytes]], *, tag: str, verb: str) -> None:
@@ -183,9 +185,9 @@ class ImapServerConnection:
                 continue
             self._out.append(Send(piece))
             if kind == "literal":
-                self._event(Side.SERVER, Kind.LITERAL, piece, tag=tag, info={"command": verb})
+                self.record(Side.SERVER, Kind.LITERAL, piece, tag=tag, info={"command": verb})
             else:
-                self._event(Side.SERVER, Kind.REPLY, piece, verb=verb, tag=tag)
+                self.record(Side.SERVER, Kind.REPLY, piece, verb=verb, tag=tag)
 
     def untagged(self, text: bytes, verb: str, info: dict | None = None) -> None:
         self.respond(b"* " + text + b"\r\n", tag="*", verb=verb, info=info)
@@ -228,7 +230,7 @@ class ImapServerConnection:
     def logout(self) -> None:
         self.state = State.LOGOUT
         self._finish()
-        self._close("LOGOUT")
+        self.close("LOGOUT")
 
     def watch(self, user: str, mailbox: str) -> Callable[[], None]:
         def changed() -> None:
@@ -257,7 +259,10 @@ class ImapServerConnection:
             merged.append(Send(b"".join(pending)))
         return merged
 
-    def _close(self, reason: str) -> None:
+    def emit(self, output: Output) -> None:
+        self._out.append(output)
+
+    def close(self, reason: str) -> None:
         self.closed = True
         self._out.append(Close(reason))
 
@@ -267,9 +272,9 @@ class ImapServerConnection:
             self.view = None
 
     def _verb(self) -> str:
-        return self._current[1] if self._current else ""
+        return self.current[1] if self.current else ""
 
-    def _event(self, side: Side, kind: Kind, raw: bytes, *, verb: str = "", code: str = "", tag: str = "",
+    def record(self, side: Side, kind: Kind, raw: bytes, *, verb: str = "", code: str = "", tag: str = "",
                notes: tuple[Note, ...] = (), redacted: bytes | None = None, info: dict | None = None) -> None:
         self._out.append(Event(side=side, kind=kind, raw=raw, protocol="imap", verb=verb, code=code, tag=tag,
                                state=self.state.value, notes=notes, redacted=redacted, info=info or {}))
@@ -284,9 +289,9 @@ class ImapServerConnection:
                 data = bytes(self._buf[:self._literal_left])
                 del self._buf[:self._literal_left]
                 self._literal_left = 0
-                self._parts.append(data)
+                self.parts.append(data)
                 self.mode = Mode.COMMAND
-                self._event(Side.CLIENT, Kind.LITERAL, data, tag=self._current[0] if self._current else "",
+                self.record(Side.CLIENT, Kind.LITERAL, data, tag=self.current[0] if self.current else "",
                             redacted=REDACTED if self._literal_is_secret else None, info={"command": self._verb()})
                 continue
             idx = self._buf.find(b"\n", self._scanned)
@@ -316,8 +321,8 @@ class ImapServerConnection:
         # raw keeps only the first 200 octets; size says how many there were
         self._out.append(Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=data[:200], size=len(data), protocol="imap",
                                state=self.state.value, notes=(Note("line-too-long", f"over {MAX_LINE} octets"),)))
-        self._parts.clear()
-        self._current = None
+        self.parts.clear()
+        self.current = None
         self._buf.clear()
         self._scanned = 0
         if line is None:

@@ -14,7 +14,7 @@ import re
 
 from mailtrace.protocols.imap import table, wire
 from mailtrace.protocols.imap.connection import (
-    _AUTH_IR_RE, _LOGIN_RE, _TAG_RE, MAX_COMMAND, MAX_LITERAL, MAX_REMEMBERED_TAGS, REDACTED, Command,
+    AUTH_IR_RE, LOGIN_RE, TAG_RE, MAX_COMMAND, MAX_LITERAL, MAX_REMEMBERED_TAGS, REDACTED, Command,
 )
 from mailtrace.protocols.imap.lexer import ParseError
 from mailtrace.protocols.imap.parser import Cursor
@@ -22,96 +22,96 @@ from mailtrace.protocols.imap.search import CHARSETS, BadCharset
 from mailtrace.store.model import StoreError
 from mailtrace.transcript.event import Event, Kind, Note, Side
 
-_LITERAL_ONLY = re.compile(rb"^ *(\{\d+\+?\})?\)?\r?\n\Z")
+LITERAL_ONLY = re.compile(rb"^ *(\{\d+\+?\})?\)?\r?\n\Z")
 
 
 def command_line(conn, line: bytes) -> None:
     notes: list[Note] = []
     if not line.endswith(b"\r\n"):
         notes.append(Note("bare-lf", "the line ends in LF without CR (RFC 3501 §2.2: lines end in CRLF)"))
-    first = not conn._parts
+    first = not conn.parts
     redacted = None
     if first:
         if not line.strip():
             return  # an empty line is not a command; ignored, as Dovecot does
-        m = _TAG_RE.match(line)
+        m = TAG_RE.match(line)
         if m is None:
-            conn._event(Side.CLIENT, Kind.COMMAND, line, notes=tuple(notes) + (Note("bad-tag"),))
+            conn.record(Side.CLIENT, Kind.COMMAND, line, notes=tuple(notes) + (Note("bad-tag"),))
             conn.respond(b"* BAD missing or invalid tag: a command starts with a tag, e.g. a1 NOOP\r\n",
                          tag="*", code="BAD")
             return
         tag = m.group(1).decode("ascii")
         name = m.group(2).decode("ascii").upper()
         verb = f"UID {m.group(3).decode('ascii').upper()}" if name == "UID" and m.group(3) else name
-        if tag in conn._tags:
+        if tag in conn.tags:
             notes.append(Note("tag-reuse", f'tag "{tag}" was used before in this session'))
-        elif len(conn._tags) < MAX_REMEMBERED_TAGS:
-            conn._tags.add(tag)
+        elif len(conn.tags) < MAX_REMEMBERED_TAGS:
+            conn.tags.add(tag)
         spec = table.COMMANDS.get(verb)
         if spec is not None and conn.state not in spec.states:
             notes.append(Note("wrong-state", f"{verb} in the {conn.state.value} state"))
-        conn._current = (tag, verb)
-        conn._size = 0
-        redacted = _redact_first(verb, line)
+        conn.current = (tag, verb)
+        conn.size = 0
+        redacted = redact_first_line(verb, line)
     else:
-        tag, verb = conn._current
+        tag, verb = conn.current
         if not line.startswith((b" ", b")", b"\r\n", b"\n")):
             notes.append(Note("literal-length-mismatch", "the octets after a literal must be SP, \")\" or CRLF"))
-        if verb == "LOGIN" and not _LITERAL_ONLY.match(line):
+        if verb == "LOGIN" and not LITERAL_ONLY.match(line):
             redacted = b" " + REDACTED + b"\r\n"
-    conn._parts.append(line)
-    conn._size += len(line)
+    conn.parts.append(line)
+    conn.size += len(line)
     lit = wire.literal_size(line)
     if lit is not None:
         size, nonsync = lit
-        conn._event(Side.CLIENT, Kind.COMMAND, line, verb=verb, tag=tag, notes=tuple(notes), redacted=redacted,
+        conn.record(Side.CLIENT, Kind.COMMAND, line, verb=verb, tag=tag, notes=tuple(notes), redacted=redacted,
                     info=None if first else {"continued": "yes"})
-        if size > MAX_LITERAL or conn._size + size > MAX_COMMAND:
-            conn._parts.clear()
-            conn._current = None
+        if size > MAX_LITERAL or conn.size + size > MAX_COMMAND:
+            conn.parts.clear()
+            conn.current = None
             text = f"literal of {size} octets is larger than the {MAX_LITERAL}-octet limit"
             if nonsync:  # RFC 7888 §4: the client sends it anyway, so the connection must end
                 conn.respond(f"* BYE [TOOBIG] {text}\r\n".encode(), tag="*", code="BYE", info={"code": "TOOBIG"})
-                conn._close("literal too large")
+                conn.close("literal too large")
             else:
                 conn.respond(f"{tag} NO [TOOBIG] {text}\r\n".encode(), tag=tag, code="NO", verb=verb,
                              info={"code": "TOOBIG"})
             return
-        secret = verb == "LOGIN" and not (first and _user_is_literal(line))
+        secret = verb == "LOGIN" and not (first and user_is_literal(line))
         conn.begin_literal(size, secret)
         if not nonsync:
             conn.continuation("Ready for literal data")
         return
-    data = b"".join(conn._parts)
-    conn._parts.clear()
-    conn._current = None
+    data = b"".join(conn.parts)
+    conn.parts.clear()
+    conn.current = None
     if not first:
-        conn._event(Side.CLIENT, Kind.COMMAND, line, verb=verb, tag=tag, notes=tuple(notes), redacted=redacted,
+        conn.record(Side.CLIENT, Kind.COMMAND, line, verb=verb, tag=tag, notes=tuple(notes), redacted=redacted,
                     info={"continued": "yes"})
         notes = []
     execute(conn, tag, verb, data, line if first else None, notes, redacted)
 
 
-def _user_is_literal(line: bytes) -> bool:
-    m = _LOGIN_RE.match(line)
+def user_is_literal(line: bytes) -> bool:
+    m = LOGIN_RE.match(line)
     return bool(m) and m.group(2).startswith(b"{") and m.group(3).strip() == b""
 
 
-def _redact_first(verb: str, line: bytes) -> bytes | None:
+def redact_first_line(verb: str, line: bytes) -> bytes | None:
     if verb == "LOGIN":
-        m = _LOGIN_RE.match(line)
-        if m and not _LITERAL_ONLY.match(m.group(3)):
+        m = LOGIN_RE.match(line)
+        if m and not LITERAL_ONLY.match(m.group(3)):
             return m.group(1) + m.group(2) + b" " + REDACTED + b"\r\n"
     elif verb == "AUTHENTICATE":
-        m = _AUTH_IR_RE.match(line)
-        if m and not _LITERAL_ONLY.match(b" " + m.group(2) + b"\r\n"):
+        m = AUTH_IR_RE.match(line)
+        if m and not LITERAL_ONLY.match(b" " + m.group(2) + b"\r\n"):
             return m.group(1) + REDACTED + b"\r\n"
     return None
 
 
 def execute(conn, tag: str, verb: str, data: bytes, line: bytes | None, notes: list[Note],
             redacted: bytes | None) -> None:
-    m = _TAG_RE.match(data)
+    m = TAG_RE.match(data)
     assert m is not None
     start = m.end(3) if verb.startswith("UID ") else m.end(2)
     try:
@@ -122,10 +122,10 @@ def execute(conn, tag: str, verb: str, data: bytes, line: bytes | None, notes: l
     else:
         error = None
     if line is not None:
-        conn._event(Side.CLIENT, Kind.COMMAND, line, verb=verb, tag=tag, notes=tuple(notes + token_notes),
+        conn.record(Side.CLIENT, Kind.COMMAND, line, verb=verb, tag=tag, notes=tuple(notes + token_notes),
                     redacted=redacted)
     elif token_notes:
-        conn._out.append(Event(side=Side.CLIENT, kind=Kind.VIOLATION, protocol="imap", tag=tag, verb=verb,
+        conn.emit(Event(side=Side.CLIENT, kind=Kind.VIOLATION, protocol="imap", tag=tag, verb=verb,
                                state=conn.state.value, notes=tuple(token_notes)))
     spec = table.COMMANDS.get(verb)
     if spec is None:

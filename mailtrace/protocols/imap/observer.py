@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 
 from mailtrace.protocols.imap import wire
-from mailtrace.protocols.imap.connection import _TAG_RE, MAX_REMEMBERED_TAGS, REDACTED
-from mailtrace.protocols.imap.dispatch import _LITERAL_ONLY, _redact_first, _user_is_literal
+from mailtrace.protocols.imap.connection import TAG_RE, MAX_REMEMBERED_TAGS, REDACTED
+from mailtrace.protocols.imap.dispatch import LITERAL_ONLY, redact_first_line, user_is_literal
 from mailtrace.protocols.imap.lexer import ParseError, tokenize
 from mailtrace.protocols.imap.states import State
 from mailtrace.protocols.imap.table import COMMANDS
@@ -126,7 +126,7 @@ class ImapObserver:
         if first:
             if not line.strip():
                 return []
-            m = _TAG_RE.match(line)
+            m = TAG_RE.match(line)
             if m is None:
                 self._client.in_literal = False
                 return [self._ev(Side.CLIENT, Kind.COMMAND, line, notes=tuple(notes) + (Note("bad-tag"),))]
@@ -144,21 +144,21 @@ class ImapObserver:
             self._cmd = (tag, verb)
             self._pending[tag] = verb
             self._cmd_parts = []
-            redacted = _redact_first(verb, line)
+            redacted = redact_first_line(verb, line)
             if verb == "STARTTLS":
                 self._starttls_tag = tag
         else:
             tag, verb = self._cmd or ("", "")
             if self._after_literal[Side.CLIENT] and not line.startswith((b" ", b")", b"\r\n", b"\n")):
                 notes.append(Note("literal-length-mismatch", "the octets after a literal must be SP, \")\" or CRLF"))
-            if verb == "LOGIN" and not _LITERAL_ONLY.match(line):
+            if verb == "LOGIN" and not LITERAL_ONLY.match(line):
                 redacted = b" " + REDACTED + b"\r\n"
         self._after_literal[Side.CLIENT] = False
         self._cmd_parts.append(line)
         lit = wire.literal_size(line)
         if lit is not None:
             self._cmd_first = False
-            self._literal_secret = verb == "LOGIN" and not (first and _user_is_literal(line))
+            self._literal_secret = verb == "LOGIN" and not (first and user_is_literal(line))
         else:
             self._cmd_first = True
             try:
