@@ -18,7 +18,7 @@ from mailtrace.capture.pcapfile import CaptureFormatError, PcapWriter, read_pack
 from mailtrace.proxy.trace import Tracer
 from mailtrace.transcript.event import Kind, Side
 from mailtrace.transcript.recorder import MemorySink, Recorder
-from test_proxy_support import LoopThread, loop_thread, start_aiosmtpd, start_proxy, wait_closed  # noqa: F401
+from test_proxy_support import loop_thread, start_aiosmtpd, start_proxy, wait_closed  # noqa: F401
 
 SMTP_DIALOGUE = [
     ("S", b"220 lab.test ESMTP ready\r\n"),

@@ -14,7 +14,7 @@ import pytest
 
 from mailtrace.transcript.event import Kind
 from mailtrace.transcript.jsonl import read_jsonl
-from test_proxy_support import LoopThread, loop_thread, start_aiosmtpd  # noqa: F401
+from test_proxy_support import loop_thread, start_aiosmtpd  # noqa: F401
 
 MAILTRACE = [sys.executable, "-m", "mailtrace"]
 

@@ -14,8 +14,8 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-from mailtrace.transcript.event import Kind, Side
-from test_proxy_support import LoopThread, loop_thread, start_aiosmtpd, start_proxy, wait_closed  # noqa: F401
+from mailtrace.transcript.event import Kind
+from test_proxy_support import loop_thread, start_aiosmtpd, start_proxy, wait_closed  # noqa: F401
 
 
 def _dialogue(events, session=None):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from mailtrace.transcript.event import Kind
-from test_proxy_support import LoopThread, loop_thread, start_proxy, wait_closed  # noqa: F401
+from test_proxy_support import loop_thread, start_proxy, wait_closed  # noqa: F401
 
 NOBODY = 65534
 MESSAGE = b"From: carol@lab.test\r\nTo: alice@lab.test\r\nSubject: through the proxy\r\n\r\nHello Alice.\r\n.dot line\r\n"

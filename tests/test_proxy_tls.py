@@ -7,13 +7,12 @@ import asyncio
 import shutil
 import smtplib
 import socket
-import ssl
 import subprocess
 
 import pytest
 
 from mailtrace.transcript.event import Kind
-from test_proxy_support import LoopThread, loop_thread, start_aiosmtpd, start_proxy, wait_closed  # noqa: F401
+from test_proxy_support import loop_thread, start_aiosmtpd, start_proxy, wait_closed  # noqa: F401
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from mailtrace.capture.export import PcapSink  # noqa: E402
-from mailtrace.capture.importer import CaptureImporter, import_capture  # noqa: E402
+from mailtrace.capture.importer import import_capture  # noqa: E402
 from mailtrace.capture.packets import tcp_segment  # noqa: E402
 from mailtrace.capture.pcapfile import read_packets  # noqa: E402
 from mailtrace.capture.reassembly import Reassembler  # noqa: E402
