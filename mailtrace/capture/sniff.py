@@ -30,6 +30,17 @@ class SniffConfig:
     duration: float | None = None  # stop after this many seconds (None: until Ctrl+C)
 
 
+def kernel_drops(proc: subprocess.Popen) -> int:
+    """How many packets the kernel dropped, from tcpdump's closing statistics (0 if unknown)."""
+    for line in getattr(proc, "final_stats", ()):
+        if "dropped by kernel" in line:
+            try:
+                return int(line.split()[0])
+            except ValueError:
+                return 0
+    return 0
+
+
 def bpf_filter(port: int | None) -> str:
     ports = [port] if port else sorted(PORT_PROTOCOL)
     return "tcp and (" + " or ".join(f"port {p}" for p in ports) + ")"
@@ -59,7 +70,9 @@ def start_tcpdump(cfg: SniffConfig) -> tuple[subprocess.Popen, str]:
         if "no such device" in lowered or "doesn't exist" in lowered:
             raise SniffError(f"{message}\nhint: list the interfaces with: ip link (the loopback one is usually lo)")
         raise SniffError(message or f"tcpdump exited with status {proc.returncode}")
-    threading.Thread(target=proc.stderr.read, daemon=True).start()  # drain its final statistics
+    proc.final_stats = []  # tcpdump's closing statistics ("N packets dropped by kernel")
+    threading.Thread(target=lambda: proc.final_stats.extend(
+        line.decode("utf-8", "replace").strip() for line in proc.stderr), daemon=True).start()
     if cfg.duration:
         timer = threading.Timer(cfg.duration, proc.terminate)
         timer.daemon = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import click
@@ -30,7 +31,7 @@ def command(iface, port, protocol, log, text, pcap, lang, show_secrets, duration
     """
     from mailtrace.capture.importer import CaptureImporter
     from mailtrace.capture.pcapfile import CaptureFormatError, read_packets
-    from mailtrace.capture.sniff import SniffConfig, SniffError, bpf_filter, start_tcpdump
+    from mailtrace.capture.sniff import SniffConfig, SniffError, bpf_filter, kernel_drops, start_tcpdump
     from mailtrace.cli.proxy import open_sinks
     from mailtrace.transcript.recorder import Recorder
 
@@ -65,3 +66,8 @@ def command(iface, port, protocol, log, text, pcap, lang, show_secrets, duration
         stats = importer.finish()
         recorder.close()
     click.echo(f"mailtrace sniff: {stats.packets} packets, {stats.sessions} mail sessions, {stats.gaps} gaps.", err=True)
+    time.sleep(0.1)  # let tcpdump's closing statistics arrive
+    dropped = kernel_drops(proc)
+    if dropped:
+        click.echo(f"warning: the kernel dropped {dropped} packets before tcpdump read them: the transcript has gaps "
+                   "(a busy machine; try again, or capture to a file with tcpdump -B)", err=True)
