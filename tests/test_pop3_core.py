@@ -390,3 +390,26 @@ def test_store_failures_are_negative_replies_not_crashes():
     conn.start()
     assert talk(conn, "USER alice", "PASS secret").endswith(b"-ERR [SYS/TEMP] cannot open the maildrop: OSError\r\n")
     assert store.locked == set()  # RFC 1939 §4: the lock is released before the -ERR
+
+
+def unstuff(body: bytes) -> bytes:
+    """What a client keeps of a multi-line response (RFC 1939 §3): terminator gone, stuffing removed."""
+    assert body.endswith(b"\r\n.\r\n") or body == b".\r\n"
+    lines = body[:-3].split(b"\r\n")[:-1] if body != b".\r\n" else []
+    return b"".join((line[1:] if line.startswith(b".") else line) + b"\r\n" for line in lines)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([b"", b".", b"..", b".x", b"x.", b"Subject: s", b"\x00\xff", b" .", b"a" * 300]),
+                max_size=12))
+def test_retr_round_trip_and_list_size(lines):
+    message = b"".join(line + b"\r\n" for line in lines)  # the wire form the store hands out
+    store = FakeStore()
+    store.deliver("alice", message)
+    conn = Pop3ServerConnection(store, STAMP)
+    conn.start()
+    talk(conn, "USER alice", "PASS secret")
+    size = int(talk(conn, "LIST 1").split()[2])
+    out = conn.receive(b"RETR 1\r\n")
+    body = events_of(out)[2].raw
+    assert unstuff(body) == message and size == len(message)
