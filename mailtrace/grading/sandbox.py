@@ -190,11 +190,20 @@ class Sandbox:
             return ProgramResult(argv=argv, exit_code=None, error=str(exc), enforced=self.enforced())
         out = _Capture(proc.stdout, lim.output_bytes)
         err = _Capture(proc.stderr, lim.output_bytes)
-        timed_out = False
-        try:
-            proc.wait(timeout=lim.timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        # a blocking wait (waitpid) returns the moment the program exits; Popen.wait(timeout)
+        # would poll with sleeps of up to 50 ms.  A timer kills the group on timeout instead.
+        fired = threading.Event()
+
+        def on_timeout() -> None:
+            fired.set()
+            self._kill(proc)
+
+        timer = threading.Timer(lim.timeout, on_timeout)
+        timer.daemon = True
+        timer.start()
+        proc.wait()
+        timer.cancel()
+        timed_out = fired.is_set()
         self._kill(proc)
         proc.wait()
         out.join()
