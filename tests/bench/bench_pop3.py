@@ -1,7 +1,7 @@
 """POP3 benchmark (run by hand, not a test): mailtrace's lab server against Dovecot's pop3.
 
     /work/venv/bin/python tests/bench/bench_pop3.py [--seconds 3] [--concurrency 1 10 100]
-                         [--rounds 2] [--line-ends crlf|lf] [--dovecot-tuned] [--jsonl]
+                         [--rounds 2] [--line-ends crlf|lf] [--dovecot-tuned] [--jsonl] [--pin]
 
 One session = connect, greeting, USER, PASS, STAT, RETR every message, QUIT.  Both servers
 serve the same Maildir tree: one user per concurrent client (POP3 locks a maildrop for one
@@ -80,8 +80,9 @@ class Dovecot:
     """
 
     def __init__(self, workdir: Path, mail_root: Path, users: dict[str, str], protocols=("pop3",),
-                 tuned: bool = False) -> None:
+                 tuned: bool = False, cpus: set[int] | None = None) -> None:
         self.workdir = workdir
+        self.cpus = cpus
         self.ports = {proto: free_port() for proto in protocols}
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "run").mkdir(exist_ok=True)
@@ -137,8 +138,10 @@ service auth {{
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Dovecot":
+        cpus = self.cpus
         self.proc = subprocess.Popen(["dovecot", "-F", "-c", str(self.config)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE,
+                                     preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
         self.pid = self.proc.pid
         for port in self.ports.values():
             wait_port(port, self.proc, self.workdir / "dovecot.log")
@@ -181,7 +184,9 @@ def wait_port(port: int, proc=None, log: Path | None = None, timeout: float = 15
 
 
 # --- mailtrace's server, in its own process --------------------------------------------------------
-def _serve_mailtrace(directory: str, users: dict[str, str], port, jsonl: bool) -> None:
+def _serve_mailtrace(directory: str, users: dict[str, str], port, jsonl: bool, cpus=None) -> None:
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     import mailtrace.store.maildir  # noqa: F401  (everything imported before dropping root)
     from mailtrace.servers.base import Listener, ListenerConfig
     from mailtrace.servers.lab import Lab
@@ -206,10 +211,10 @@ def _serve_mailtrace(directory: str, users: dict[str, str], port, jsonl: bool) -
 
 
 class Mailtrace:
-    def __init__(self, directory: Path, users: dict[str, str], jsonl: bool = False) -> None:
+    def __init__(self, directory: Path, users: dict[str, str], jsonl: bool = False, cpus: set[int] | None = None) -> None:
         self.port_value = multiprocessing.Value("i", 0)
         self.proc = multiprocessing.Process(target=_serve_mailtrace,
-                                            args=(str(directory), users, self.port_value, jsonl), daemon=True)
+                                            args=(str(directory), users, self.port_value, jsonl, cpus), daemon=True)
 
     def start(self) -> "Mailtrace":
         self.proc.start()
@@ -338,6 +343,8 @@ def main(argv=None) -> None:
     parser.add_argument("--only", choices=["mailtrace", "dovecot"])
     parser.add_argument("--line-ends", choices=["crlf", "lf"], default="crlf",
                         help="message files as mailtrace's SMTP writes them (crlf) or as Dovecot's LDA does (lf)")
+    parser.add_argument("--pin", action="store_true",
+                        help="servers on one CPU (Dovecot: all its processes), the client on the others")
     parser.add_argument("--rounds", type=int, default=2, help="measure each level this many times, keep the best")
     args = parser.parse_args(argv)
     if not shutil.which("dovecot") and args.only != "mailtrace":
@@ -352,10 +359,18 @@ def main(argv=None) -> None:
             uid, gid = mail_owner()
             subprocess.run(["chown", "-R", f"{uid}:{gid}", str(root / "lab")], check=True)
         servers = {}
+        server_cpus = None
+        if args.pin:  # one core for the server under test (all of Dovecot's processes), the rest for the client
+            cpus = sorted(os.sched_getaffinity(0))
+            if len(cpus) < 2:
+                raise SystemExit("--pin needs at least two CPUs")
+            server_cpus = {cpus[-1]}
+            os.sched_setaffinity(0, set(cpus[:-1]))
         if args.only != "dovecot":
-            servers["mailtrace"] = Mailtrace(root / "lab", users, args.jsonl)
+            servers["mailtrace"] = Mailtrace(root / "lab", users, args.jsonl, cpus=server_cpus)
         if args.only != "mailtrace":
-            servers["dovecot"] = Dovecot(root / "dovecot", root / "lab" / "mail", users, tuned=args.dovecot_tuned)
+            servers["dovecot"] = Dovecot(root / "dovecot", root / "lab" / "mail", users, tuned=args.dovecot_tuned,
+                                         cpus=server_cpus)
         for server in servers.values():
             server.start()
         # Both servers run side by side and are measured in turns, each concurrency level
