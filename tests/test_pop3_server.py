@@ -366,3 +366,18 @@ def test_mutt_over_stls(tmp_path):
         assert any(e.kind is Kind.TLS for e in srv.sink.events)
     finally:
         srv.stop()
+
+
+def test_each_login_sees_mail_delivered_since(server):
+    deliver(server.store, 1)
+    pop = server.client()
+    assert pop.stat()[0] == 1
+    deliver(server.store, 1)  # through the store, while the first session is open
+    assert pop.stat()[0] == 1  # the listing is frozen for the session (RFC 1939 §4)
+    pop.quit()
+    new = server.lab.mail_dir / "alice" / "new"  # a file dropped by another program (procmail, Dovecot)
+    (new / "1800000000.M1P1.elsewhere").write_bytes(b"Subject: dropped\n\nhi\n")
+    pop = server.client()
+    assert pop.stat()[0] == 3
+    assert pop.retr(3)[1] == [b"Subject: dropped", b"", b"hi"]
+    pop.quit()

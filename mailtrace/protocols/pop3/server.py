@@ -418,12 +418,12 @@ HANDLERS: dict[str, Callable[[Pop3ServerConnection, list], list[Output]]] = {
 
 
 def _open_maildrop(store: Any, user: str) -> tuple[Any, list[_Message]]:
-    """The user's INBOX, rescanned, and its messages in UID order (an absent INBOX is empty)."""
+    """The user's INBOX, freshly scanned, and its messages in UID order (an absent INBOX is empty)."""
     try:
         mailbox = store.mailbox(user, "INBOX")
     except Exception as exc:
         if type(exc).__name__ == "MailboxNotFound":
             return None, []
         raise
-    mailbox.refresh()
+    # A new Mailbox view is scanned as it is made (store/maildir.py): no second refresh().
     return mailbox, [_Message(info.uid, info.size) for info in mailbox.messages()]
