@@ -280,3 +280,19 @@ def test_swaks_through_proxy_to_postfix_smtp_sink(loop_thread):
         sink.wait(5)
     verbs = [e.verb.upper() for e in mem.events if e.kind is Kind.COMMAND]
     assert verbs == ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]
+
+
+@pytest.mark.skipif(not shutil.which("mutt"), reason="mutt is not installed")
+def test_mutt_sends_through_proxy(loop_thread, tmp_path):
+    _, handler, port = loop_thread.run(start_aiosmtpd())
+    proxy, mem = loop_thread.run(start_proxy(port, protocol="smtp"))
+    rc = tmp_path / "muttrc"
+    rc.write_text(f'set smtp_url="smtp://127.0.0.1:{proxy.port}/"\nset from="alice@lab.test"\nset ssl_starttls=no\n'
+                  'set ssl_force_tls=no\nset record=""\nset hostname="lab.test"\n')
+    res = subprocess.run(["mutt", "-n", "-F", str(rc), "-s", "via mutt", "bob@lab.test"], input=b"hello from mutt\n",
+                         capture_output=True, timeout=60, env={**os.environ, "HOME": str(tmp_path)})
+    assert res.returncode == 0, res.stderr
+    wait_closed(mem, 1)
+    assert [e.verb.upper() for e in mem.events if e.kind is Kind.COMMAND] == ["HELO", "MAIL", "RCPT", "DATA", "QUIT"]
+    body = [e for e in mem.events if e.kind is Kind.DATA]
+    assert len(body) == 1 and b"hello from mutt" in body[0].raw and len(handler.messages) == 1
