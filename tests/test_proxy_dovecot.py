@@ -215,3 +215,18 @@ def test_fetchmail_through_proxy_to_dovecot(loop_thread, dovecot, tmp_path, prot
         assert "LOGIN" in cmds and "FETCH" in cmds and cmds[-1] == "LOGOUT"
         assert any(e.kind is Kind.LITERAL and b"Hello Alice." in e.raw for e in mem.events)
     assert all(b'"pw"' not in e.shown() and b" pw\r\n" not in e.shown() for e in mem.events)
+
+
+def test_imap_starttls_intercepted(loop_thread, dovecot, tmp_path):
+    from mailtrace.tls import client_context
+
+    proxy, mem = loop_thread.run(start_proxy(dovecot["imap"], protocol="imap", intercept_tls=True, lab_dir=tmp_path))
+    imap = imaplib.IMAP4("127.0.0.1", proxy.port, timeout=10)
+    imap.starttls(ssl_context=client_context(tmp_path))
+    imap.login("alice", "pw")
+    imap.select("INBOX", readonly=True)
+    imap.logout()
+    wait_closed(mem, 1)
+    tls = next(i for i, e in enumerate(mem.events) if e.kind is Kind.TLS)
+    assert mem.events[tls].info["intercepted"] == "yes"
+    assert _commands(mem.events[tls:])[-3:] == ["LOGIN", "EXAMINE", "LOGOUT"]
