@@ -43,6 +43,7 @@ Kinds:
 ``pending reason="..."``
     Waits for a feature that has not landed; reported as skipped, "not implemented yet".
 
+``slow="why"`` on any marker marks that block's test ``slow`` (it still runs in CI).
 Any marker may say ``needs="..."`` (space separated): ``cli:NAME`` (the ``mailtrace NAME``
 subcommand exists), ``flag:NAME:--flag`` (it has that flag), ``server:pop3`` (that lab server
 exists), ``knowledge:smtp`` (its annotations exist), ``tool:swaks`` (that program is installed), ``root`` (capture privileges).  A missing
@@ -643,7 +644,13 @@ def test_every_marker_is_well_formed():
             assert block.text.strip().startswith("mailtrace lab"), f"{block.ident}: not a mailtrace lab command"
 
 
-@pytest.mark.parametrize("block", all_blocks(), ids=lambda b: b.ident)
+def _params() -> list:
+    """Every block as a test; ``slow="why"`` on a marker makes it ``@pytest.mark.slow``."""
+    return [pytest.param(b, id=b.ident, marks=[pytest.mark.slow] if b.attr("slow") else [])
+            for b in all_blocks()]
+
+
+@pytest.mark.parametrize("block", _params())
 def test_handout_block(block: Block, tmp_path_factory: pytest.TempPathFactory) -> None:
     if block.kind == "skip":
         pytest.skip(block.attr("reason"))
