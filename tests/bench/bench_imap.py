@@ -1,7 +1,8 @@
 """IMAP benchmark (run by hand, not a test): mailtrace's lab server against Dovecot's imap.
 
     /work/venv/bin/python tests/bench/bench_imap.py [--seconds 5] [--concurrency 1 10 100]
-                                                    [--dovecot-tuned] [--jsonl] [--only NAME]
+                                                    [--dovecot-tuned] [--jsonl] [--only NAME] [--pin]
+                                                    [--line-ends crlf|lf]
 
 One session = connect, greeting, LOGIN, SELECT INBOX, UID FETCH 1:* BODY.PEEK[], LOGOUT; the
 client reads every literal by its byte count and checks the octets.  Both servers serve the
@@ -31,7 +32,9 @@ from bench_pop3 import MESSAGE_SIZE, MESSAGES, Dovecot, mail_owner, make_maildir
 _LITERAL = re.compile(rb"\{(\d+)\}\r\n$")
 
 
-def _serve_mailtrace(directory: str, users: dict[str, str], port, jsonl: bool) -> None:
+def _serve_mailtrace(directory: str, users: dict[str, str], port, jsonl: bool, cpus=None) -> None:
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     import mailtrace.store.maildir  # noqa: F401  (everything imported before dropping root)
     from mailtrace.servers.base import Listener, ListenerConfig
     from mailtrace.servers.imap import make_core_factory
@@ -56,10 +59,10 @@ def _serve_mailtrace(directory: str, users: dict[str, str], port, jsonl: bool) -
 
 
 class Mailtrace:
-    def __init__(self, directory: Path, users: dict[str, str], jsonl: bool = False) -> None:
+    def __init__(self, directory: Path, users: dict[str, str], jsonl: bool = False, cpus=None) -> None:
         self.port_value = multiprocessing.Value("i", 0)
         self.proc = multiprocessing.Process(target=_serve_mailtrace,
-                                            args=(str(directory), users, self.port_value, jsonl), daemon=True)
+                                            args=(str(directory), users, self.port_value, jsonl, cpus), daemon=True)
 
     def start(self) -> "Mailtrace":
         self.proc.start()
@@ -157,6 +160,10 @@ def main(argv=None) -> None:
     parser.add_argument("--jsonl", action="store_true", help="mailtrace writes a JSONL transcript meanwhile")
     parser.add_argument("--only", choices=["mailtrace", "dovecot"])
     parser.add_argument("--rounds", type=int, default=2, help="measure each level this many times, keep the best")
+    parser.add_argument("--line-ends", choices=["crlf", "lf"], default="crlf",
+                        help="message files as mailtrace's SMTP writes them (crlf) or as Dovecot's LDA does (lf)")
+    parser.add_argument("--pin", action="store_true",
+                        help="servers on one CPU (Dovecot: all its processes), the client on the others")
     args = parser.parse_args(argv)
     if not shutil.which("dovecot") and args.only != "mailtrace":
         raise SystemExit("dovecot is not installed (Debian: dovecot-imapd)")
@@ -164,16 +171,23 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-imap-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)  # Dovecot's auth process (user dovecot) reads the passwd file below
-        make_maildir_tree(root / "lab" / "mail", list(users))
+        make_maildir_tree(root / "lab" / "mail", list(users), crlf=args.line_ends == "crlf")
         if os.geteuid() == 0:
             uid, gid = mail_owner()
             subprocess.run(["chown", "-R", f"{uid}:{gid}", str(root / "lab")], check=True)
         servers = {}
+        server_cpus = None
+        if args.pin:  # one core for the server under test (all of Dovecot's processes), the rest for the client
+            cpus = sorted(os.sched_getaffinity(0))
+            if len(cpus) < 2:
+                raise SystemExit("--pin needs at least two CPUs")
+            server_cpus = {cpus[-1]}
+            os.sched_setaffinity(0, set(cpus[:-1]))
         if args.only != "dovecot":
-            servers["mailtrace"] = Mailtrace(root / "lab", users, args.jsonl)
+            servers["mailtrace"] = Mailtrace(root / "lab", users, args.jsonl, cpus=server_cpus)
         if args.only != "mailtrace":
             servers["dovecot"] = Dovecot(root / "dovecot", root / "lab" / "mail", users, protocols=("imap",),
-                                         tuned=args.dovecot_tuned)
+                                         tuned=args.dovecot_tuned, cpus=server_cpus)
         for server in servers.values():
             server.start()
         results: dict[tuple[str, int], float] = {}
