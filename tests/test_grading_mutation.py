@@ -19,6 +19,10 @@ from generate import MUTANTS, SOLUTIONS  # noqa: E402
 
 EXERCISES = sorted(SOLUTIONS)
 SEED = 20261126
+#: correct clients written apart from the reference solutions, in other styles
+ALTERNATIVES = {"tests/alternative/smtp_client_makefile.py": "smtp-client",
+                "tests/alternative/pop3_client_list.py": "pop3-client",
+                "tests/alternative/imap_client_literals.py": "imap-client"}
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +32,7 @@ def graded():
     exercises = {name: load_exercise(name) for name in EXERCISES}
     jobs = [(name, ROOT / SOLUTIONS[name], None) for name in EXERCISES]
     jobs += [(ex, ROOT / "tests" / "defective" / out, check) for ex, out, check, _ in MUTANTS]
+    jobs += [(ex, ROOT / path, None) for path, ex in ALTERNATIVES.items()]
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as coord:
             futures = {(str(path)): coord.submit(grade, exercises[ex], path, seed=SEED, pools=pools)
@@ -47,6 +52,13 @@ def test_reference_solution_scores_full_marks(graded, exercise):
     report = graded[str(ROOT / SOLUTIONS[exercise])]
     assert not report.error
     assert report.max_score > 0
+    assert report.score == report.max_score, _failures(report)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", sorted(ALTERNATIVES))
+def test_other_correct_clients_score_full_marks(graded, path):
+    report = graded[str(ROOT / path)]
     assert report.score == report.max_score, _failures(report)
 
 

@@ -25,6 +25,7 @@ parsed from the line, so checks and feedback read one honest transcript.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,6 +33,7 @@ from mailtrace.protocols.base import Close, Pending, Send
 from mailtrace.transcript.event import Event, Kind, Side
 
 ACTIONS = ("reply", "silence", "close", "close-after")
+_LITERAL_END = re.compile(rb"\{\d+\+?\}\r?\n?$")
 CLIENT_KINDS = (Kind.COMMAND, Kind.DATA, Kind.LITERAL)
 
 
@@ -144,6 +146,8 @@ class FaultLayer:
     counts: dict[int, int] = field(default_factory=dict)
     silenced: bool = False
     closed: bool = False
+    _after_literal: bool = False  # the last client event was an IMAP literal
+    _deferred: Fault | None = None  # a fault waiting for the end of a command that has literals
 
     @property
     def idle_timeout_seconds(self) -> float:
@@ -210,7 +214,19 @@ class FaultLayer:
                 actions += self._apply(group, fault, current)
                 group, current = [], out
                 actions.append(Record(out))
-                fault = self._match(out)
+                # IMAP commands with literals come as several client events: the line up to {n},
+                # the literal, the rest of the line.  The fault belongs to the command's final reply.
+                continued = out.kind is Kind.LITERAL or (out.kind is Kind.COMMAND and self._after_literal)
+                opens = out.kind is Kind.COMMAND and _LITERAL_END.search(out.raw) is not None
+                if not continued:
+                    matched = self._match(out)
+                    self._deferred = matched if opens else None
+                    fault = None if opens else matched
+                elif out.kind is Kind.LITERAL or opens:
+                    fault = None
+                else:
+                    fault, self._deferred = self._deferred, None
+                self._after_literal = out.kind is Kind.LITERAL
             else:
                 group.append(out)
         actions += self._apply(group, fault, current)

@@ -41,8 +41,20 @@ class Run:
         return [e for e in self.events if e.side is Side.CLIENT and e.kind in (Kind.COMMAND, Kind.DATA, Kind.LITERAL)]
 
     def commands(self, verb: str | None = None) -> list[Event]:
-        return [e for e in self.events if e.side is Side.CLIENT and e.kind is Kind.COMMAND
-                and (verb is None or e.verb.upper() == verb)]
+        """Client commands, without the continuation lines of IMAP commands that carry literals
+        (the rest of a command line after a literal is recorded as its own event)."""
+        out = []
+        prev: dict[str, Event] = {}
+        for e in self.events:
+            if e.side is not Side.CLIENT or e.kind not in (Kind.COMMAND, Kind.DATA, Kind.LITERAL):
+                continue
+            before = prev.get(e.session)
+            prev[e.session] = e
+            if e.kind is not Kind.COMMAND or (before is not None and before.kind is Kind.LITERAL):
+                continue
+            if verb is None or e.verb.upper() == verb:
+                out.append(e)
+        return out
 
     def sessions(self) -> list[str]:
         seen: list[str] = []
