@@ -299,6 +299,16 @@ def test_close_expunges_silently(store):
     assert c.core.state is State.AUTHENTICATED and len(store.mailbox("alice").messages()) == 1
 
 
+def test_unselect_keeps_deleted_messages(store):
+    c = Client(store)
+    c.login()
+    c.select()
+    c.cmd("k1 STORE 1 +FLAGS.SILENT (\\Deleted)")
+    assert c.cmd("k2 UNSELECT").startswith(b"k2 OK")
+    assert c.core.state is State.AUTHENTICATED and len(store.mailbox("alice").messages()) == 2
+    assert b"k3 BAD" in c.cmd("k3 UNSELECT")
+
+
 def test_examine_is_read_only(store):
     c = Client(store)
     c.login()
@@ -314,7 +324,7 @@ BAD_ARGS = [
     "CAPABILITY x", "NOOP x", "LOGOUT x", "SELECT", "SELECT a b", "EXAMINE", "CREATE", "DELETE", "RENAME a",
     "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LIST a", "LSUB", "STATUS INBOX", "STATUS INBOX (FOO)", "STATUS INBOX ()",
     "APPEND", "APPEND INBOX", "APPEND INBOX (\\Bogus) {1+}\r\nx", 'APPEND INBOX "not a date" {1+}\r\nx',
-    "NAMESPACE x", "CHECK x", "CLOSE x", "EXPUNGE x", "FETCH", "FETCH 1", "FETCH 0 FLAGS", "FETCH 1 FOO",
+    "NAMESPACE x", "CHECK x", "CLOSE x", "UNSELECT x", "EXPUNGE x", "FETCH", "FETCH 1", "FETCH 0 FLAGS", "FETCH 1 FOO",
     "FETCH 1 BODY[HEADER.FIELDS]", "FETCH 1 BODY[0]", "FETCH 1 (FLAGS", "FETCH 99 FLAGS", "FETCH x FLAGS",
     "FETCH 1 BODY[]<0.0>", "FETCH 1 BINARY[]", "STORE", "STORE 1", "STORE 1 FLAGS (", "COPY", "COPY 1",
     "MOVE 1", "UID", "UID FOO 1", "UID FETCH", "UID STORE 1", "UID COPY 1", "UID EXPUNGE", "SEARCH UID",

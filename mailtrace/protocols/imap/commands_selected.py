@@ -53,6 +53,15 @@ def close(conn, cmd) -> None:
     conn.done(cmd, "OK", "CLOSE completed, now in the authenticated state")
 
 
+def unselect(conn, cmd) -> None:
+    """RFC 3691 §2: like CLOSE, but "no messages are permanently removed"."""
+    cmd.args.end()
+    conn.view.release()
+    conn.view = None
+    conn.set_state(State.AUTHENTICATED)
+    conn.done(cmd, "OK", "UNSELECT completed, now in the authenticated state")
+
+
 def _current_flags(view, uid: int) -> frozenset:
     try:
         return frozenset(view.box.get(uid).flags)

@@ -32,6 +32,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "IDLE": CommandSpec(AUTH, ses.idle, "RFC 2177 §3"),
     "CHECK": CommandSpec(SELECTED, sel.check, "RFC 3501 §6.4.1"),
     "CLOSE": CommandSpec(SELECTED, sel.close, "RFC 3501 §6.4.2"),
+    "UNSELECT": CommandSpec(SELECTED, sel.unselect, "RFC 3691 §2"),
     "EXPUNGE": CommandSpec(SELECTED, sel.expunge, "RFC 3501 §6.4.3"),
     "SEARCH": CommandSpec(SELECTED, sel.do_search, "RFC 3501 §6.4.4"),
     "FETCH": CommandSpec(SELECTED, sel.do_fetch, "RFC 3501 §6.4.5"),
