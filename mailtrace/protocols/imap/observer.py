@@ -7,7 +7,7 @@ BODY[]).  Each line and each whole literal becomes one event, however the bytes 
 A synchronizing literal is sent only after the server's "+" (§7.5); if the server answers the
 command with a tagged NO/BAD instead, no literal follows.  Tagged completions drive the state
 (§3): OK to LOGIN/AUTHENTICATE -> authenticated, OK to SELECT/EXAMINE -> selected, CLOSE ->
-authenticated, LOGOUT -> logout; OK to STARTTLS means the next bytes are TLS records (§6.2.1).
+authenticated (also UNSELECT, RFC 3691), LOGOUT -> logout; OK to STARTTLS means the next bytes are TLS records (§6.2.1).
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ class ImapObserver:
             self.state = State.AUTHENTICATED
         elif verb in ("SELECT", "EXAMINE"):
             self.state = State.SELECTED
-        elif verb == "CLOSE":
+        elif verb in ("CLOSE", "UNSELECT"):
             self.state = State.AUTHENTICATED
         elif verb == "LOGOUT":
             self.state = State.LOGOUT
