@@ -6,8 +6,9 @@ end in LF, and a line ending in ``{n}`` is followed by exactly n octets of liter
 BODY[]).  Each line and each whole literal becomes one event, however the bytes were split.
 A synchronizing literal is sent only after the server's "+" (§7.5); if the server answers the
 command with a tagged NO/BAD instead, no literal follows.  Tagged completions drive the state
-(§3): OK to LOGIN/AUTHENTICATE -> authenticated, OK to SELECT/EXAMINE -> selected, CLOSE ->
-authenticated (also UNSELECT, RFC 3691), LOGOUT -> logout; OK to STARTTLS means the next bytes are TLS records (§6.2.1).
+(§3): OK to LOGIN/AUTHENTICATE -> authenticated, OK to SELECT/EXAMINE -> selected, CLOSE (or
+UNSELECT, RFC 3691) -> authenticated, LOGOUT -> logout; OK to STARTTLS means the next bytes are
+TLS records (§6.2.1).
 """
 
 from __future__ import annotations
