@@ -301,6 +301,15 @@ def test_mark_seen_by_client_moves_new_to_cur(store, root):
     assert not any(m.recent for m in box.messages())
 
 
+def test_mark_seen_by_client_only_the_given_uids(store, root):
+    first = store.deliver("alice", MSG)
+    box = store.mailbox("alice")
+    late = store.deliver("alice", MSG)  # delivered after this session looked
+    box.mark_seen_by_client([first.uid, late.uid])  # late is not in the view: untouched
+    assert files_in(root / "alice" / "new") == [late.key]
+    assert store.mailbox("alice").get(late.uid).recent
+
+
 # -- append, expunge, copy ------------------------------------------------------------------
 
 def test_append_with_flags_and_internaldate(store):

@@ -444,12 +444,13 @@ class Folder:
         where = self.files.get(base)
         return None if where is None else self.path / where[0] / where[1]
 
-    def mark_seen_by_client(self) -> None:
-        """Move every file of new/ to cur/ (Maildir: the client has now seen it)."""
+    def mark_seen_by_client(self, bases: set[str] | None = None) -> None:
+        """Move files of new/ to cur/ (Maildir: the client has now seen them): all of
+        them, or those whose unique name is in ``bases``."""
         with self.lock:
             changed = False
             for base, (sub, filename) in list(self.files.items()):
-                if sub != "new":
+                if sub != "new" or (bases is not None and base not in bases):
                     continue
                 new_name = filename if ":" in filename else filename + INFO_PREFIX
                 try:

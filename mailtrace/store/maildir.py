@@ -435,8 +435,15 @@ class Mailbox:
             self._store._notify(dest.user, dest.name)
         return pairs
 
-    def mark_seen_by_client(self) -> None:
-        self._folder.mark_seen_by_client()
+    def mark_seen_by_client(self, uids: Iterable[int] | None = None) -> None:
+        """Move new/ files to cur/: all of them, or only ``uids`` (those this session has
+        reported as \\Recent, so a message delivered meanwhile stays recent for the next
+        session to see, RFC 3501 §2.3.2)."""
+        if uids is None:
+            self._folder.mark_seen_by_client()
+        else:
+            self._folder.mark_seen_by_client(
+                {self._infos[uid].key for uid in uids if uid in self._infos})
 
     def __repr__(self) -> str:
         return f"<Mailbox {self.user}:{self.name} {len(self._infos)} messages>"
