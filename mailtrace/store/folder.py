@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from mailtrace.store.files import fsync_dir, unique_name, wire_size
+from mailtrace.store.cache import WireCache
+from mailtrace.store.files import fsync_dir, to_wire, unique_name, wire_size
 from mailtrace.store.flags import INFO_PREFIX, Keywords, split_name
 from mailtrace.store.model import MailboxNotFound, MessageInfo
 from mailtrace.store.uidlist import UidList
@@ -64,6 +65,7 @@ class Folder:
         self._renames = 0  # files renamed into new/ or cur/ so far (fsync tickets)
         self._synced: dict[str, int] = {}  # subdir -> renames known durable
         self._fsync_lock = threading.Lock()
+        self.cache = WireCache()
         self.version = 0  # bumped on every change of ``infos``
         self.scans = 0  # full rescans done (tests check the cache works)
 
@@ -220,6 +222,14 @@ class Folder:
                 self.sync(force=True)
         raise KeyError(base)
 
+    def read_wire(self, base: str) -> bytes:
+        """The message in wire form (bare LF -> CRLF), from the cache when it is there."""
+        data = self.cache.get(base)
+        if data is None:
+            data = to_wire(self.read_raw(base))
+            self.cache.put(base, data)
+        return data
+
     # -- writing ---------------------------------------------------------------------
     def write_message(self, data: bytes, info_letters: str = "",
                       internaldate: float | None = None) -> MessageInfo:
@@ -372,6 +382,7 @@ class Folder:
                 self.infos.pop(uid, None)
                 self.files.pop(base, None)
                 self._meta.pop(base, None)
+                self.cache.discard(base)
             if bases:
                 with self.uidlist.locked():
                     self.uidlist.load()

@@ -33,7 +33,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
-from mailtrace.store.files import make_maildir, to_wire, unique_name
+from mailtrace.store.files import make_maildir, unique_name
 from mailtrace.store.folder import Folder
 from mailtrace.store.model import (InvalidMailboxName, MailboxExists, MailboxNotFound,
                                    MessageInfo, StoreError)
@@ -396,7 +396,7 @@ class Mailbox:
 
     def read(self, uid: int) -> bytes:
         """The message in wire form: every bare LF sent as CRLF (len == info.size)."""
-        return to_wire(self._folder.read_raw(self._infos[uid].key))
+        return self._folder.read_wire(self._infos[uid].key)
 
     def set_flags(self, uid: int, flags: Iterable[str]) -> MessageInfo:
         old = self._infos[uid]
