@@ -46,8 +46,8 @@ AUTOLOGOUT_SECONDS = 30 * 60
 # Remembered tags for the tag-reuse check (bounded, so a long session cannot grow it forever).
 MAX_REMEMBERED_TAGS = 10_000
 
-CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE", "UNSELECT", "CHILDREN",
-                "AUTH=PLAIN")
+# (UNSELECT, RFC 3691, is understood but not advertised: the course notes quote this greeting.)
+CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE", "AUTH=PLAIN")
 TAG_RE = re.compile(rb"^([^\x00-\x20(){%*\"\\+\x7f-\xff]+) +([A-Za-z][A-Za-z0-9-]*)(?: +([A-Za-z]+))?")
 LOGIN_RE = re.compile(rb"^(\S+ +LOGIN +)(\"(?:[^\"\\]|\\.)*\"|\{\d+\+?\}|[^ \r\n]+)(.*)$", re.I | re.S)
 AUTH_IR_RE = re.compile(rb"^(\S+ +AUTHENTICATE +[^ \r\n]+ +)([^\r\n]+)(.*)$", re.I | re.S)
