@@ -35,6 +35,7 @@ from typing import Callable, Iterable
 
 from mailtrace.store.files import make_maildir, unique_name
 from mailtrace.store.folder import Folder
+from mailtrace.store.view import Mailbox
 from mailtrace.store.model import (InvalidMailboxName, MailboxExists, MailboxNotFound,
                                    MessageInfo, StoreError)
 from mailtrace.store.names import (HIERARCHY_DELIMITER, INBOX, canonical_mailbox,
@@ -152,6 +153,7 @@ class MaildirStore:
                     folder.close()
 
     def mailbox(self, user: str, name: str = INBOX) -> "Mailbox":
+        """A new view of ``user``'s mailbox ``name`` (refreshed); MailboxNotFound if none."""
         folder = self._folder(user, name)
         if not folder.exists():
             self._forget(user, [folder.name])
@@ -163,6 +165,10 @@ class MaildirStore:
         return Mailbox(self, folder)
 
     def deliver(self, user: str, message: bytes, mailbox: str = INBOX) -> MessageInfo:
+        """Store ``message`` (exactly these bytes) in ``user``'s ``mailbox``; returns once
+        it is on disk (fsync'd file and directory).  MailboxNotFound for an unknown user or
+        mailbox; OSError (disk full, ...) when it could not be stored, and then nothing of it
+        is visible.  Thread-safe; the mailbox's watchers are called afterwards."""
         data = bytes(message)
         for attempt in range(2):
             folder = self._folder(user, mailbox)
@@ -180,6 +186,7 @@ class MaildirStore:
         return info
 
     def list_mailboxes(self, user: str) -> list[str]:
+        """"INBOX" and the user's other mailboxes, sorted ("Sent", "Work.Sub", ...)."""
         user_dir = self._user_dir(user)
         names = []
         with os.scandir(user_dir) as it:
@@ -191,6 +198,8 @@ class MaildirStore:
         return [INBOX, *sorted(names)]
 
     def create_mailbox(self, user: str, name: str) -> None:
+        """RFC 3501 §6.3.3.  Superior names are not created: in Maildir++ a folder needs no
+        parent (LIST shows missing parents as \\Noselect, as Dovecot does)."""
         name = canonical_mailbox(name)
         user_dir = self._user_dir(user)
         if name == INBOX:
@@ -205,6 +214,7 @@ class MaildirStore:
             self._forget(user, [name])
 
     def delete_mailbox(self, user: str, name: str) -> None:
+        """RFC 3501 §6.3.4: the mailbox and its messages; its inferiors stay."""
         name = canonical_mailbox(name)
         user_dir = self._user_dir(user)
         if name == INBOX:
@@ -221,6 +231,8 @@ class MaildirStore:
         self._notify(user, name)
 
     def rename_mailbox(self, user: str, old: str, new: str) -> None:
+        """RFC 3501 §6.3.5, with its inferiors; UIDs and UIDVALIDITY move along (as in
+        Dovecot).  Renaming INBOX moves its messages into a new mailbox."""
         old, new = canonical_mailbox(old), canonical_mailbox(new)
         user_dir = self._user_dir(user)
         if new == INBOX or (new + HIERARCHY_DELIMITER).startswith(old + HIERARCHY_DELIMITER):
@@ -277,6 +289,8 @@ class MaildirStore:
 
     # -- POP3 maildrop lock ----------------------------------------------------------
     def lock_maildrop(self, user: str) -> MaildropLock | None:
+        """The POP3 exclusive maildrop lock, or None while another session (in this
+        process or another) holds it."""
         user_dir = self._user_dir(user)
         with self._lock:
             if user in self._maildrops:
@@ -294,6 +308,9 @@ class MaildirStore:
 
     # -- change notification -----------------------------------------------------------
     def watch(self, user: str, mailbox: str, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` (from any thread) after each change to the mailbox: at once
+        for changes made through this store, within ``POLL_INTERVAL`` for changes made by
+        other programs.  Returns the function that stops it."""
         key = (validate_user(user), canonical_mailbox(mailbox))
         with self._lock:
             self._watchers.setdefault(key, []).append(callback)
@@ -349,101 +366,3 @@ class MaildirStore:
             self._folders.clear()
             for lock in list(self._maildrops.values()):
                 lock.release()
-
-
-class Mailbox:
-    """One session's view of a mailbox (see the module docstring).
-
-    ``messages()`` and ``get()`` answer as of the last ``refresh()``, except that this
-    view's own ``set_flags`` and ``expunge`` show at once.
-    """
-
-    def __init__(self, store: MaildirStore, folder: Folder) -> None:
-        self._store = store
-        self._folder = folder
-        self.user = folder.user
-        self.name = folder.name
-        self._infos: dict[int, MessageInfo] = {}
-        self._sorted: list[int] | None = None
-        self._version = -1
-        self.uidvalidity = 0
-        self.uidnext = 1
-        self.refresh()
-
-    def refresh(self) -> None:
-        folder = self._folder
-        folder.sync()
-        with folder.lock:
-            if folder.version == self._version:
-                return  # nothing changed since this view last looked
-            self._version = folder.version
-            self._infos = dict(folder.infos)
-            self.uidvalidity = folder.uidlist.uidvalidity
-            self.uidnext = folder.uidlist.next_uid
-        self._sorted = None
-
-    def _uids(self) -> list[int]:
-        if self._sorted is None:
-            self._sorted = sorted(self._infos)
-        return self._sorted
-
-    def messages(self) -> list[MessageInfo]:
-        infos = self._infos
-        return [infos[uid] for uid in self._uids()]
-
-    def get(self, uid: int) -> MessageInfo:
-        return self._infos[uid]
-
-    def read(self, uid: int) -> bytes:
-        """The message in wire form: every bare LF sent as CRLF (len == info.size)."""
-        return self._folder.read_wire(self._infos[uid].key)
-
-    def set_flags(self, uid: int, flags: Iterable[str]) -> MessageInfo:
-        old = self._infos[uid]
-        new = self._folder.set_flags(uid, flags)
-        if new.recent != old.recent:  # \Recent belongs to the session that saw it
-            new = MessageInfo(uid=new.uid, key=new.key, size=new.size, flags=new.flags,
-                              internaldate=new.internaldate, recent=old.recent)
-        changed = new.flags != old.flags
-        self._infos[uid] = new
-        if changed:
-            self._store._notify(self.user, self.name)
-        return new
-
-    def append(self, data: bytes, flags: Iterable[str] = (),
-               internaldate: float | None = None) -> MessageInfo:
-        letters = self._folder.info_letters(list(flags)) if flags else ""
-        info = self._folder.write_message(bytes(data), letters, internaldate)
-        self._store._notify(self.user, self.name)
-        return info
-
-    def expunge(self, uids: Iterable[int]) -> list[int]:
-        removed = self._folder.expunge(uid for uid in uids if uid in self._infos)
-        for uid in removed:
-            self._infos.pop(uid, None)
-        if removed:
-            self._sorted = None
-            self._store._notify(self.user, self.name)
-        return removed
-
-    def copy(self, uids: Iterable[int], dest: "Mailbox") -> list[tuple[int, int]]:
-        """Copy messages into ``dest``: [(uid here, uid there)], in order; messages that no
-        longer exist are left out."""
-        wanted = [uid for uid in dict.fromkeys(uids) if uid in self._infos]
-        pairs = [(old, new.uid) for old, new in dest._folder.copy_from(self._folder, wanted)]
-        if pairs:
-            self._store._notify(dest.user, dest.name)
-        return pairs
-
-    def mark_seen_by_client(self, uids: Iterable[int] | None = None) -> None:
-        """Move new/ files to cur/: all of them, or only ``uids`` (those this session has
-        reported as \\Recent, so a message delivered meanwhile stays recent for the next
-        session to see, RFC 3501 §2.3.2)."""
-        if uids is None:
-            self._folder.mark_seen_by_client()
-        else:
-            self._folder.mark_seen_by_client(
-                {self._infos[uid].key for uid in uids if uid in self._infos})
-
-    def __repr__(self) -> str:
-        return f"<Mailbox {self.user}:{self.name} {len(self._infos)} messages>"
