@@ -130,7 +130,3 @@ class Keywords:
                 letters.add(letter)
         return "".join(sorted(letters))
 
-
-def canonical_flags(flags: Iterable[str], keywords: Keywords) -> frozenset[str]:
-    """What ``flags`` look like once stored and read back."""
-    return keywords.flags_of(keywords.info_of(flags))
