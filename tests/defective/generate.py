@@ -67,6 +67,9 @@ MUTANTS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
             quit_quietly(conn)
             return 1'''),
     ]),
+    ("smtp-client", "smtp/temporary_is_ok.py", "smtp.exit-status", [
+        ("            if code in (250, 251):\n", "            if code < 500:  # only 5xx is an error...\n"),
+    ]),
     ("smtp-client", "smtp/no_quit.py", "smtp.quit", [
         ('''    try:
         conn.command("QUIT")
@@ -181,6 +184,11 @@ MUTANTS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
         for cmd in (None, f"PASS {args.password}"):
             ok, status = (status.startswith("+OK"), status) if cmd is None else conn.command(cmd)'''),
     ]),
+    ("pop3-client", "pop3/ends_at_any_dot.py", "pop3.unstuffing", [
+        ('''            if line == b".":
+                return''', '''            if line.startswith(b"."):
+                return'''),
+    ]),
     ("pop3-client", "pop3/ignores_delete.py", "pop3.delete", [
         ("            if args.delete:\n", "            if False:\n"),
     ]),
@@ -201,6 +209,13 @@ MUTANTS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
                 body.append(line)
             literals.append(b"".join(x + b"\\r\\n" for x in body))
             text += b"\\r\\n)"'''),
+    ]),
+    ("imap-client", "imap/literal_one_recv.py", "imap.literals", [
+        ('''    def read_bytes(self, n):
+        while len(self.buffer) < n:
+            self._fill()''', '''    def read_bytes(self, n):
+        if len(self.buffer) < n:
+            self.buffer += self.sock.recv(n - len(self.buffer))  # recv(n) returns n octets...'''),
     ]),
     ("imap-client", "imap/unquoted.py", "imap.quoting", [
         ('conn.command(f"LOGIN {quote(args.user)} {quote(args.password)}")',

@@ -57,6 +57,12 @@ def exit_status(run) -> Outcome | None:
         return fail(f"exit status {expected} ({what})", f"exit status {prog.exit_code}"
                     + (f"; stderr: {run.stderr.strip()[:200]}" if run.stderr.strip() else ""),
                     rfc="the exercise's contract")
+    from mailtrace.grading.exercise import fill
+
+    for text in fill(list(run.scenario.options.get("stderr_mentions", [])), run.variables):
+        if text.lower() not in run.stderr.lower():
+            return fail(f"exit status {expected} and {text} named on stderr",
+                        f"stderr: {run.stderr.strip()[:200]!r}", rfc="the exercise's contract")
     if expected in STDERR_REQUIRED and not run.stderr.strip():
         return fail(f"exit status {expected} with a message on stderr", "nothing was written to stderr",
                     rfc="the exercise's contract")

@@ -25,9 +25,19 @@ def _retr(run, n: int):
 
 
 def _framing_only(got: bytes, want: bytes) -> bool:
-    """``got`` differs from ``want`` only by byte-stuffing left in or the terminator kept."""
-    candidates = {_stuffed(want), want + b".\r\n", _stuffed(want) + b".\r\n", want + b"\r\n.\r\n"}
-    return got != want and got in candidates
+    """``got`` differs from ``want`` only by the multi-line framing: byte-stuffing left in, the
+    terminating line kept, or the message cut at a line starting with "." (taken for the end)."""
+    if got == want:
+        return False
+    stuffed = _stuffed(want)
+    if got in (stuffed, want + b".\r\n", stuffed + b".\r\n", want + b"\r\n.\r\n"):
+        return True
+    for body in (want, stuffed):
+        cut = len(got)
+        if cut < len(body) and body[:cut] == got and body[cut:cut + 1] == b"." and \
+                (cut == 0 or body[cut - 2:cut] == b"\r\n"):
+            return True
+    return False
 
 
 @check("pop3.message-bytes", "Every message saved as DIR/<n>.eml, byte for byte (CRLF kept)", "RFC 1939 §7 (RETR)")
@@ -40,6 +50,8 @@ def message_bytes(run) -> Outcome:
     for m in run.fixture:
         name = f"{m['n']}.eml"
         got = files.get(name)
+        if got is not None and _framing_only(got, m["data"]):
+            return ok()  # pop3.unstuffing takes this; after it the client is out of step
         if got is None:
             return fail(f"{run.variables.get('arg_out')}/{name} with message {m['n']}",
                         f"no file {name} (files written: {', '.join(sorted(files)) or 'none'})", _retr(run, m["n"]))
@@ -63,6 +75,8 @@ def unstuffing(run) -> Outcome:
         if got is not None and _framing_only(got, m["data"]):
             if got.endswith(b"\r\n.\r\n") and not m["data"].endswith(b"\r\n.\r\n"):
                 happened = "the terminating '.' line was saved as part of the message"
+            elif len(got) < len(m["data"]):
+                happened = "the message was cut at a line starting with '.': only a line holding just '.' ends it"
             else:
                 happened = "lines starting with '.' were saved with the extra '.' the server added"
             return fail("a line starting with '..' saved as '.': the first dot is stuffing; the final '.' line "

@@ -161,10 +161,12 @@ def headers(run) -> Outcome:
 
 
 @check("smtp.body", "The body arrives as given (decoded, line by line)", "RFC 5322 §2.3; RFC 2045 §6")
-def body(run) -> Outcome:
+def body(run) -> Outcome | None:
     e, msg = accepted_message(run)
     if e is None:
         return fail("a message after DATA", "no message was sent")
+    if b"\n\n" not in msg.replace(b"\r\n", b"\n"):
+        return None  # no header/body separator: smtp.headers says so, the body cannot be found
     m = _parse(msg)
     if m.is_multipart():
         return fail("a single text/plain body", "a multipart message", e)
@@ -246,7 +248,7 @@ def stops_after_error(run) -> Outcome:
     return ok()
 
 
-@check("smtp.partial-recipients", "Goes on when one recipient is refused and names it on stderr", "RFC 5321 §3.3")
+@check("smtp.partial-recipients", "Goes on with the other recipients when one is refused", "RFC 5321 §3.3")
 def partial_recipients(run) -> Outcome:
     refused = [r for r in run.commands("RCPT") if _code(run, r)[:1] in ("4", "5")]
     if not refused:
@@ -259,8 +261,4 @@ def partial_recipients(run) -> Outcome:
     if not data_events(run):
         return fail("the message is sent to the recipients that were accepted (DATA)",
                     "no message was sent", refused[-1])
-    for r in refused:
-        addr = _addr(r)
-        if addr.lower() not in run.stderr.lower():
-            return fail(f"the refused recipient {addr} named on stderr", f"stderr: {run.stderr.strip()[:200]!r}", r)
     return ok()
