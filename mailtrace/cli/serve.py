@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import importlib.util
+import ipaddress
 import re
 import signal
 import sys
@@ -30,6 +31,15 @@ class Endpoint:
     host: str
     port: int  # 0: any free port (the banner shows the real one)
     implicit_tls: bool = False
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def available_protocols() -> list[str]:
@@ -167,7 +177,7 @@ def banner(lab: Lab, listeners: list, log: Path | None, text: Path | None) -> st
 def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path | None) -> None:
     """Start the listeners, print the banner, serve until Ctrl-C (or SIGTERM)."""
     for ep in endpoints:
-        if ep.host not in LOOPBACK_HOSTS:
+        if not is_loopback(ep.host):
             click.secho(f"WARNING: listening on {ep.host}, not loopback: anyone who can reach this machine can "
                         "connect, and the lab passwords are printed below. Use only on a private lab network.",
                         fg="red", bold=True, err=True)
