@@ -249,3 +249,25 @@ def test_concurrent_clients(lab):
         t.join()
     assert errors == []
     assert len(maildir_files(lab, "bob")) == 20
+
+
+@pytest.mark.parametrize("lang,headings", [("en", ["Handshake", "Message transfer", "Closing"]),
+                                           ("es", ["Establecimiento", "Transferencia del mensaje", "Cierre"])])
+def test_live_view_has_the_lecture_phases(lab_factory, lang, headings):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from mailtrace.transcript.terminal import TerminalSink
+
+    out = StringIO()
+    lab = lab_factory(("smtp",), tls=False, sinks=(TerminalSink(Console(file=out, width=200), lang=lang),))
+    converse(lab.port(), [b"HELO crepes.fr\r\n", b"MAIL FROM:<alice@crepes.fr>\r\n", b"RCPT TO:<bob@lab.test>\r\n",
+                          b"DATA\r\n", b"Subject: x\r\n", b"\r\n", b"body\r\n", b".\r\n", b"QUIT\r\n"])
+    lab.wait_closed(1)
+    text = out.getvalue()
+    assert "\x1b[" not in text  # a file, not a terminal: no colour codes
+    positions = [text.index(f"── {h}") for h in headings]
+    assert positions == sorted(positions)
+    assert text.index("── " + headings[1]) < text.index("MAIL FROM") < text.index("── " + headings[2])
+    assert "[data: " in text  # the body folded into one summary line
