@@ -213,3 +213,38 @@ def test_report_formats():
     assert gs["score"] == 2 and len(gs["tests"]) == 2
     assert {t["visibility"] for t in gs["tests"]} == {"visible", "hidden"}
     assert all({"name", "score", "max_score", "output"} <= set(t) for t in gs["tests"])
+
+
+def test_scripted_server_stamps_how_each_command_arrived():
+    """A client that sends before the reply ends is caught, on a real socket, with the real core."""
+    import socket
+    import time
+
+    from mailtrace.grading.grader import core_factory
+    from mailtrace.grading.scripted import ScriptedServer
+    from mailtrace.servers.lab import Lab
+    from mailtrace.transcript.recorder import MemorySink, Recorder
+
+    lab = Lab(directory=Path(tempfile.mkdtemp()), users={"bob": "x"})
+    lab.open_store()
+    recorder, sink = Recorder(), MemorySink()
+    recorder.add_sink(sink)
+    script = ServerScript.from_dict({"greeting_delay": 0.3, "split_lines": True, "split_delay": 0.15})
+    server = ScriptedServer("smtp", core_factory("smtp", lab), script, recorder)
+    port = server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"EHLO early\r\n")  # before the greeting: before-reply
+            got = b""
+            while b"\r\n" not in got:  # greeting, then the first half of the EHLO reply...
+                got += s.recv(100)
+            time.sleep(0.2)
+            s.recv(100)
+            s.sendall(b"NOOP\r\n")  # ...sent while a reply line is still coming: mid-line
+            time.sleep(0.1)
+        time.sleep(0.3)
+    finally:
+        server.stop()
+    arrived = {e.verb: e.info.get("arrived") for e in sink.events if e.side is Side.CLIENT and e.kind is Kind.COMMAND}
+    assert arrived["EHLO"] == "before-reply"
+    assert arrived["NOOP"] in ("mid-line", "mid-reply")

@@ -93,7 +93,7 @@ def _line(e: Event, show_secrets: bool) -> str:
     prefix = "C: " if e.side.value == "C" else "S: "
     if e.kind in (Kind.DATA, Kind.LITERAL):
         raw = e.shown(show_secrets)
-        first = raw.split(b"\n", 1)[0][:60].decode("utf-8", "backslashreplace")
+        first = raw.split(b"\n", 1)[0].rstrip(b"\r")[:60].decode("utf-8", "backslashreplace")
         return f"{prefix}[{e.kind.value}: {e.octets} octets] {first}..."
     raw = e.shown(show_secrets)
     text = e.text(show_secrets)
