@@ -248,3 +248,30 @@ def test_scripted_server_stamps_how_each_command_arrived():
     arrived = {e.verb: e.info.get("arrived") for e in sink.events if e.side is Side.CLIENT and e.kind is Kind.COMMAND}
     assert arrived["EHLO"] == "before-reply"
     assert arrived["NOOP"] in ("mid-line", "mid-reply")
+
+
+@pytest.mark.parametrize("isolate", [False, True])
+def test_sandbox_limits_without_and_with_isolation(tmp_path, isolate):
+    import os
+    import sys
+
+    from mailtrace.grading.sandbox import Limits, Sandbox
+
+    if isolate and not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        pytest.skip("isolation (uid switch, private /tmp) needs root")
+    sb = Sandbox(Limits(timeout=1.5, cpu_seconds=5, output_bytes=1000), isolate=isolate)
+    wd = sb.make_workdir()
+    try:
+        (wd / "loop.py").write_text("import sys\nsys.stdout.write('x' * 5000)\nsys.stdout.flush()\nwhile True:\n    pass\n")
+        (wd / "mem.py").write_text("x = bytearray(4 * 1024 ** 3)\n")
+        (wd / "env.py").write_text("import os, sys\nprint(sorted(os.environ))\nsys.exit(7)\n")
+        sb.give(wd)
+        r = sb.run([sb.python(), "loop.py"], wd)
+        assert r.timed_out and r.exit_code is None and len(r.stdout) == 1000 and r.truncated
+        r = sb.run([sb.python(), "mem.py"], wd)
+        assert r.exit_code == 1 and b"MemoryError" in r.stderr
+        r = sb.run([sb.python(), "env.py"], wd)
+        assert r.exit_code == 7 and b"SECRET_TOKEN" not in r.stdout
+        assert any("network" in e for e in r.enforced)
+    finally:
+        sb.remove_workdir(wd)
