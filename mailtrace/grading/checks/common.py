@@ -134,6 +134,12 @@ def _first_anomaly(run) -> Event | None:
     return next((e for e in run.client_events() if e.info.get("arrived") in ("mid-line", "mid-reply")), None)
 
 
+def out_of_step(run) -> bool:
+    """The client acted on part of a reply (see ``_first_anomaly``): what it saved afterwards is
+    whole-reply's or multiline's business, not that of the checks on the saved bytes."""
+    return _first_anomaly(run) is not None
+
+
 def whole_reply(run, protocol: str) -> Outcome | None:
     e = _first_anomaly(run)
     if e is None or e.info.get("arrived") != "mid-line":
