@@ -15,7 +15,7 @@ from mailtrace.grading.grader import Pools, grade
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "defective"))
-from generate import MUTANTS, SOLUTIONS  # noqa: E402
+from generate import MUTANTS, SOLUTIONS, STANDALONE  # noqa: E402
 
 EXERCISES = sorted(SOLUTIONS)
 SEED = 20261126
@@ -33,6 +33,7 @@ def graded():
     jobs = [(name, ROOT / SOLUTIONS[name], None) for name in EXERCISES]
     jobs += [(ex, ROOT / "tests" / "defective" / out, check) for ex, out, check, _ in MUTANTS]
     jobs += [(ex, ROOT / path, None) for path, ex in ALTERNATIVES.items()]
+    jobs += [(ex, ROOT / "tests" / "defective" / out, check) for ex, out, check in STANDALONE]
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as coord:
             futures = {(str(path)): coord.submit(grade, exercises[ex], path, seed=SEED, pools=pools)
@@ -63,8 +64,8 @@ def test_other_correct_clients_score_full_marks(graded, path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("exercise,mutant,check", [(ex, out, chk) for ex, out, chk, _ in MUTANTS],
-                         ids=[out for _, out, _, _ in MUTANTS])
+@pytest.mark.parametrize("exercise,mutant,check", [(ex, out, chk) for ex, out, chk, _ in MUTANTS] + STANDALONE,
+                         ids=[out for _, out, _, _ in MUTANTS] + [out for _, out, _ in STANDALONE])
 def test_mutant_loses_points_only_on_its_check(graded, exercise, mutant, check):
     report = graded[str(ROOT / "tests" / "defective" / mutant)]
     lost = report.lost()

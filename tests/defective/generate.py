@@ -336,6 +336,13 @@ MUTANTS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
 ]
 
 
+#: defective clients written from scratch (not generated): (exercise, file, the check it must lose on)
+STANDALONE: list[tuple[str, str, str]] = [
+    ("pop3-client", "pop3/one_recv_per_command.py", "pop3.whole-reply"),
+    ("imap-client", "imap/one_recv_per_command.py", "imap.whole-reply"),
+]
+
+
 def main() -> None:
     for exercise, out, _check, edits in MUTANTS:
         text = (ROOT / SOLUTIONS[exercise]).read_text()
