@@ -89,7 +89,7 @@ LAB_PORT_FLAGS = {"smtp": "--smtp-port", "pop3": "--pop3-port", "imap": "--imap-
 # "mailtrace lab: SMTP on 127.0.0.1:2525, POP3 on ..., implicit-TLS SMTP on 127.0.0.1:4465, ..."
 BANNER_PORT = re.compile(r"(implicit-TLS )?(SMTP|POP3|IMAP) on 127\.0\.0\.1:(\d+)")
 WILDCARD = "…"
-TURN_TIMEOUT = 5.0
+TURN_TIMEOUT = 10.0  # generous: CI machines are slow and shared
 
 
 def handout_paths() -> list[Path]:
