@@ -20,6 +20,7 @@ server must live in the same namespace as the program.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -98,9 +99,13 @@ class Sandbox:
     isolate: bool | None = None  # None: when root and the tools are there
 
     def __post_init__(self) -> None:
-        tools = all(shutil.which(t) for t in ("unshare", "setpriv", "prlimit"))
-        if self.isolate is None:
-            self.isolate = _is_root() and tools and os.path.exists("/bin/sh")
+        tools = all(shutil.which(t) for t in ("setpriv", "prlimit"))
+        if self.isolate is None:  # root, and allowed to switch uid (not so in every container)
+            self.isolate = _is_root() and tools and _works("setpriv", "--reuid=65534", "--regid=65534",
+                                                            "--clear-groups", "true")
+        # a private /tmp needs a mount namespace: refused in unprivileged containers (Docker)
+        self.private_tmp = bool(self.isolate and shutil.which("unshare") and os.path.exists("/bin/sh")
+                                and _works("unshare", "--mount", "--propagation", "private", "true"))
         self.prlimit = shutil.which("prlimit")
         block = SANDBOX_UID_BASE + (os.getpid() % 100000) * SLOTS_PER_PROCESS
         self.uid = block + self.slot % SLOTS_PER_PROCESS if self.isolate else os.getuid()
@@ -108,9 +113,15 @@ class Sandbox:
     # -- working directory -----------------------------------------------------------------
     def make_workdir(self) -> Path:
         if self.isolate:
-            ROOT_BASE.mkdir(mode=0o711, parents=True, exist_ok=True)
-            os.chmod(ROOT_BASE, 0o711)
-            path = Path(tempfile.mkdtemp(prefix="run-", dir=ROOT_BASE))
+            base = None
+            if self.private_tmp:  # outside the directories the tmpfs mounts hide
+                try:
+                    ROOT_BASE.mkdir(mode=0o711, parents=True, exist_ok=True)
+                    os.chmod(ROOT_BASE, 0o711)
+                    base = ROOT_BASE
+                except OSError:
+                    self.private_tmp = False
+            path = Path(tempfile.mkdtemp(prefix="run-", dir=base))
             os.chmod(path, 0o700)
             os.chown(path, self.uid, self.uid)
         else:
@@ -147,7 +158,8 @@ class Sandbox:
                f"output cut to {lim.output_bytes // 1024} KiB"]
         if self.isolate:
             out.append(f"uid {self.uid} (unprivileged; every process of that uid killed at the end), "
-                       "private /tmp /var/tmp /dev/shm")
+                       + ("private /tmp /var/tmp /dev/shm" if self.private_tmp
+                          else "shared /tmp (mount namespaces not permitted here)"))
         else:
             out.append("same uid as the grader (not root: no uid switch, no mount/PID namespace)")
         out.append(network_isolation())
@@ -162,14 +174,15 @@ class Sandbox:
             if self.prlimit:
                 return [self.prlimit, *limits, "--", *argv]
             return argv
+        drop = ["prlimit", *limits, "--",
+                "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--no-new-privs",
+                "--", *argv]
+        if not self.private_tmp:
+            return drop
         mounts = " ".join(d for d in WORLD_WRITABLE if os.path.isdir(d))
         script = (f'for d in {mounts}; do mount -t tmpfs -o size=8m,mode=1777 tmpfs "$d" 2>/dev/null; done; '
                   'exec "$@"')
-        return ["unshare", "--mount", "--propagation", "private", "--",
-                "/bin/sh", "-c", script, "sh",
-                "prlimit", *limits, "--",
-                "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--no-new-privs",
-                "--", *argv]
+        return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh", *drop]
 
     def env(self, workdir: Path) -> dict[str, str]:
         env = {k: os.environ[k] for k in KEEP_ENV if k in os.environ}
@@ -226,6 +239,15 @@ class Sandbox:
             pass
         if self.isolate:
             _kill_uid(self.uid)
+
+
+@functools.cache
+def _works(*argv: str) -> bool:
+    """Does this command succeed here? (asked once per process)"""
+    try:
+        return subprocess.run(list(argv), capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def _kill_uid(uid: int) -> None:
