@@ -338,7 +338,12 @@ def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs
     policy = []
     for cid in exercise.policy_checks:
         chk = REGISTRY[cid]
-        outcome = chk.fn(sources, exercise)
+        try:
+            outcome = chk.fn(sources, exercise)
+        except Exception as exc:  # a check bug costs nothing and is reported
+            from mailtrace.grading.checks import Outcome
+
+            outcome = Outcome(True, happened=f"(check error: {type(exc).__name__}: {exc})")
         pts = exercise.checks[cid].points
         policy.append(CheckResult(cid, chk.title, outcome.passed, pts if outcome.passed else 0.0, pts,
                                   feedback(outcome, chk, []), exercise.checks[cid].visibility, True))

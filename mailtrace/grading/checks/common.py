@@ -8,6 +8,7 @@ exercise's points table names checks of its own protocol.
 from __future__ import annotations
 
 import ast
+import threading
 from pathlib import Path
 
 from mailtrace.grading.checks import Outcome, check, fail, ok
@@ -217,12 +218,16 @@ for _p in PROTOCOLS:
 check("mime.exit-status", "Exit status 0", "the exercise's contract")(exit_status)
 
 
+_AST_LOCK = threading.Lock()
+
+
 # -- policy (static: reads the submission, not a run) ---------------------------------------------------
 def banned_imports(sources: dict[str, str], banned: tuple[str, ...]) -> Outcome:
     """Find ``import X`` / ``from X import`` / ``__import__("X")`` / ``importlib.import_module("X")``."""
     for name, text in sources.items():
         try:
-            tree = ast.parse(text, filename=name)
+            with _AST_LOCK:  # CPython 3.11's parser is not thread-safe (gh-106905)
+                tree = ast.parse(text, filename=name)
         except SyntaxError as exc:
             return fail("a program Python can parse", f"{name}: syntax error at line {exc.lineno}: {exc.msg}")
         for node in ast.walk(tree):
