@@ -173,3 +173,22 @@ def test_whole_conversation_with_starttls_core(store):
     assert isinstance(outs[-1], StartTLS)
     obs.feed_server(b"".join(o.data for o in outs if isinstance(o, Send)))
     assert obs.encrypted
+
+
+WORDS = [b"HELO x", b"EHLO x", b"MAIL FROM:<a@b.c>", b"MAIL FROM: a@b.c", b"RCPT TO:<bob@lab.test>",
+         b"RCPT TO:<no@lab.test>", b"RCPT TO:<x@else.org>", b"DATA", b"RSET", b"NOOP", b"VRFY bob", b"EXPN x",
+         b"HELP", b"AUTH PLAIN", b"AUTH LOGIN", b"Ym9i", b"*", b"BOGUS", b"x", b".", b"QUIT"]
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.sampled_from(WORDS), max_size=20), st.sampled_from([0, 1, 5]))
+def test_observer_agrees_with_the_core_on_any_polite_session(tmp_path_factory, words, chunk):
+    if b"QUIT" in words:  # nothing follows QUIT on a real connection (the server closes it)
+        words = words[: words.index(b"QUIT") + 1]
+    store = MaildirStore(tmp_path_factory.mktemp("m"), {"alice": "alice", "bob": "bob"}, fsync=False)
+    try:
+        core, observed, _ = play(store, [w + b"\r\n" for w in words], chunk)
+    finally:
+        store.close()
+    assert facts(observed) == facts(core)
+    assert [e.state for e in observed if e.kind is Kind.REPLY] == [e.state for e in core if e.kind is Kind.REPLY]

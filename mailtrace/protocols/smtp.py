@@ -84,6 +84,7 @@ class SmtpServerConnection:
         self._verb = ""  # the command being answered
         self._reset_transaction()
         self._auth: tuple[str, list[str]] | None = None  # (mechanism, responses so far)
+        self._auth_prior = State.READY  # the state AUTH was given in
 
     # --- the ServerCore interface ------------------------------------------------------------
     def start(self) -> list[Output]:
@@ -373,7 +374,7 @@ class SmtpServerConnection:
     def _auth_done(self, reply: Reply) -> None:
         self._auth = None
         self._reader.limit = MAX_COMMAND_LINE
-        self._set(State.READY)
+        self._set(self._auth_prior)  # back where AUTH was given (READY or DONE)
         self._reply(reply, "AUTH")
 
 

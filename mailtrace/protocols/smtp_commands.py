@@ -217,8 +217,9 @@ def auth(conn, arg: str) -> Reply | None:
                 responses.append(base64.b64decode(initial, validate=True).decode("utf-8", errors="replace"))
             except (binascii.Error, ValueError):
                 return Reply(501, "Error: cannot decode the initial response", "5.5.2")
+    conn._auth_prior = conn.state
     conn._auth_step(mechanism, responses)
-    return None  # _auth_step replied (334, 235 or 535)
+    return None  # _auth_step replied (334, 235, 535 or 501)
 
 
 COMMANDS: dict[str, Spec] = {

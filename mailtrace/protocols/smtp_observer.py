@@ -48,6 +48,8 @@ TLS_HANDSHAKE = 0x16  # first octet of a TLS handshake record (RFC 8446 §5.1)
 PREDICTED = {"HELO": State.READY, "EHLO": State.READY, "MAIL": State.MAIL, "RCPT": State.RCPT, "DATA": State.DATA,
              "RSET": State.READY, "QUIT": State.CLOSED, "STARTTLS": State.GREETED}
 
+END_OF_DATA = "\n"  # marks the reply after the final dot (no verb can hold a line feed)
+
 # What client bytes are, depending on the server's last answer.
 COMMANDS_MODE, DATA_MODE, AUTH_MODE, HOLD_MODE = "commands", "data", "auth", "hold"
 
@@ -71,6 +73,7 @@ class SmtpObserver:
         self._body_8bitmime = False
         self._data = DataReader(OBSERVED_DATA_KEEP, OBSERVED_DATA_KEEP)
         self._events: list[Event] = []
+        self._auth_prior = State.READY  # the state an AUTH exchange started in
 
     @property
     def encrypted(self) -> bool:
@@ -211,14 +214,14 @@ class SmtpObserver:
                     size=data.wire_size if data.oversize else -1)
         self._data = DataReader(OBSERVED_DATA_KEEP, OBSERVED_DATA_KEEP)
         self._client.limit = MAX_OBSERVED_LINE
-        self._outstanding.append((".", State.DATA))  # the reply after the final dot
+        self._outstanding.append((END_OF_DATA, State.DATA))  # the reply after the final dot
         self._mode = COMMANDS_MODE
 
     # --- server side ---------------------------------------------------------------------
     def _server_line(self, line: Line) -> None:
         parsed = parse_reply_line(line.raw)
         pending = self._outstanding[0] if self._outstanding and self._greeted else ("", self.state)
-        verb = "DATA" if pending[0] == "." else pending[0]
+        verb = "DATA" if pending[0] == END_OF_DATA else pending[0]
         if parsed is None:
             notes = [Note(BAD_REPLY, line.content[:40].decode("utf-8", "backslashreplace"))]
             self._event(Side.SERVER, Kind.REPLY, line.raw, verb=verb, notes=tuple(notes))
@@ -271,7 +274,7 @@ class SmtpObserver:
             else:
                 self._mode = COMMANDS_MODE
                 self._client.limit = MAX_OBSERVED_LINE
-        elif verb == ".":  # the reply after the final dot
+        elif verb == END_OF_DATA:  # the reply after the final dot
             self._accepted = 0
             self._set(State.DONE)
         elif verb == "RSET" and ok:
@@ -289,11 +292,13 @@ class SmtpObserver:
                     self._events += injected_commands(held, self.state.value)
         elif verb == "AUTH":
             if code == "334":
+                if self.state is not State.AUTH:
+                    self._auth_prior = prior
                 self._set(State.AUTH)
                 self._mode = AUTH_MODE
-            else:
+            else:  # the exchange is over (235, 535, 501...) or was refused (503, 504)
                 self._mode = COMMANDS_MODE
-                self._set(State.READY)
+                self._set(self._auth_prior if self.state is State.AUTH else prior)
         if verb == "EHLO" or verb == "HELO":
             self._ehlo_lines = []
 
