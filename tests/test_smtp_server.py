@@ -271,3 +271,25 @@ def test_live_view_has_the_lecture_phases(lab_factory, lang, headings):
     assert positions == sorted(positions)
     assert text.index("── " + headings[1]) < text.index("MAIL FROM") < text.index("── " + headings[2])
     assert "[data: " in text  # the body folded into one summary line
+
+
+def test_mail_sent_by_smtp_is_read_back_by_pop3_byte_for_byte(lab_factory):
+    import poplib
+
+    from mailtrace.cli.serve import available_protocols
+
+    if "pop3" not in available_protocols():
+        pytest.skip("no POP3 lab server yet")
+    lab = lab_factory(("smtp", "pop3"), tls=False)
+    raw = b"From: a@example.org\r\nTo: alice@lab.test\r\nSubject: round trip\r\n\r\n.dot\r\nend\r\n"
+    with smtplib.SMTP("127.0.0.1", lab.port("smtp"), timeout=10) as client:
+        client.sendmail("a@example.org", ["alice@lab.test"], raw)
+    pop = poplib.POP3("127.0.0.1", lab.port("pop3"), timeout=10)
+    try:
+        pop.user("alice")
+        pop.pass_("alice")
+        _, lines, _ = pop.retr(1)
+    finally:
+        pop.quit()
+    got = b"\r\n".join(lines) + b"\r\n"
+    assert below_trace_headers(got) == raw
