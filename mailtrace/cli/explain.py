@@ -6,6 +6,10 @@ import click
 
 from mailtrace import knowledge
 
+# what one entry of each knowledge table is called
+ENTRY_NAMES = {"replies": "reply", "commands": "command", "responses": "response", "states": "state",
+               "violations": "mistake", "codes": "code", "phases": "phase", "data": "data", "events": "event"}
+
 TABLE_ORDER = ("replies", "commands", "responses", "states", "violations", "codes", "phases", "data", "events")
 
 
@@ -20,8 +24,8 @@ def _find(protocol: str | None, key: str) -> list[knowledge.Entry]:
     return found
 
 
-@click.command(name="explain")
-@click.argument("words", nargs=-1, required=True)
+@click.command(name="explain", context_settings={"ignore_unknown_options": True})
+@click.argument("words", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True, help="Language of the explanation.")
 def command(words: tuple[str, ...], lang: str) -> None:
     """Explain a reply code, a command, a state or a mistake.
@@ -47,7 +51,7 @@ def command(words: tuple[str, ...], lang: str) -> None:
     console = Console(highlight=False)
     for entry in entries:
         title = f"{entry.protocol.upper()} {entry.key}"
-        console.print(f"[bold]{title}[/bold]  [dim]({entry.table[:-1] if entry.table.endswith('s') else entry.table})[/dim]")
+        console.print(f"[bold]{title}[/bold]  [dim]({ENTRY_NAMES.get(entry.table, entry.table)})[/dim]")
         if entry.extra.get("syntax"):
             console.print(f"  [cyan]{entry.extra['syntax']}[/cyan]", markup=True)
         console.print(f"  {entry.meaning(lang)}", markup=False)

@@ -1,0 +1,29 @@
+"""`mailtrace explain`: knowledge for codes, commands and status words, in both languages."""
+
+from click.testing import CliRunner
+
+from mailtrace.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["explain", *args])
+
+
+def test_reply_code():
+    r = run("354")
+    assert r.exit_code == 0 and "SMTP 354" in r.output and "(reply)" in r.output and "RFC 5321" in r.output
+
+
+def test_command_in_spanish():
+    r = run("smtp", "RCPT", "--lang", "es")
+    assert r.exit_code == 0 and "destinatario" in r.output
+
+
+def test_status_word_that_looks_like_an_option():
+    r = run("pop3", "-ERR")
+    assert r.exit_code == 0 and "POP3 -ERR" in r.output
+
+
+def test_unknown_word_is_a_clear_error():
+    r = run("no-such-thing")
+    assert r.exit_code != 0 and "nothing known" in r.output and "Traceback" not in r.output
