@@ -76,7 +76,9 @@ class ServerScript:
     greeting_delay: float = 0.0
     greeting_close: bool = False
     split_all: int = 0  # cut every reply into segments of this many octets
-    split_lines: bool = False  # cut every reply line in two segments (mid-line, then the rest)
+    # true: every reply line in two segments (mid-line, then the rest); "first": only the first
+    # line of each reply in two, then the rest of the reply in one more segment (fewer pauses)
+    split_lines: bool | str = False
     split_delay: float = 0.05
     faults: tuple[Fault, ...] = ()
 
@@ -306,13 +308,20 @@ class FaultLayer:
         return out
 
     def _split(self) -> int:
+        if self.script.split_lines == "first":
+            return -3
         return -1 if self.script.split_lines else self.script.split_all
 
     @staticmethod
     def _segments(wire: bytes, split: int, delay: float, _unused: bool) -> list:
         if not wire:
             return []
-        if split == -1:
+        if split == -3:
+            first, _, rest = wire.partition(b"\n")
+            first += b"\n" if _ else b""
+            half = max(1, (len(first) - 2) // 2)
+            pieces = [p for p in (first[:half], first[half:], rest) if p]
+        elif split == -1:
             pieces = []
             for line in wire.splitlines(keepends=True):
                 half = max(1, (len(line) - 2) // 2)
