@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from test_handouts import ROOT, parse_blocks
+from test_handouts_blocks import ROOT, parse_blocks
 
 RFC_DIR = ROOT.parent / "shared" / "rfc"
 if not RFC_DIR.exists():  # a checkout elsewhere: the texts may sit beside the repository
