@@ -413,3 +413,13 @@ def test_retr_round_trip_and_list_size(lines):
     out = conn.receive(b"RETR 1\r\n")
     body = events_of(out)[2].raw
     assert unstuff(body) == message and size == len(message)
+
+
+def test_bad_commands_are_counted_in_a_row():
+    conn, _ = make(max_bad_commands=3)
+    conn.start()
+    for _ in range(5):  # two bad, one good: never three in a row
+        assert talk(conn, "X", "Y", "CAPA").endswith(b".\r\n")
+    assert not conn.closed
+    assert talk(conn, "X", "Y", "Z").endswith(b"-ERR unknown command (too many bad commands, closing)\r\n")
+    assert conn.closed

@@ -210,6 +210,7 @@ class Pop3ServerConnection:
                       state=self.state.value, info=info, protocol=PROTOCOL), Send(raw)]
 
     def _ok(self, verb: str, text: str) -> list[Output]:
+        self.bad_commands = 0  # MAX_BAD_COMMANDS counts bad commands in a row
         return self._reply(OK, verb, text)
 
     def _error(self, verb: str, text: str, resp_code: str = "", count: bool = True) -> list[Output]:

@@ -44,8 +44,9 @@ AUTOLOGOUT_SECONDS = MIN_AUTOLOGOUT_SECONDS
 #: Message numbers are decimal (RFC 1939 §4); more digits than this can name no message we
 #: hold, so they are answered "no such message" without building a huge integer.
 MAX_NUMBER_DIGITS = 10
-#: Not from the RFC: a client that keeps sending bad commands is cut off (Dovecot does the
-#: same after 20); RFC 1939 §4 lets the server close the connection after a negative reply.
+#: Not from the RFC: a client that sends this many bad commands in a row is cut off, as
+#: Dovecot does (its CLIENT_MAX_BAD_COMMANDS, 20 in a row); RFC 1939 §4 lets the server
+#: close the connection after a negative reply.  Any +OK starts the count again.
 MAX_BAD_COMMANDS = 20
 #: RFC 1939 §7 (UIDL): "one to 70 characters in the range 0x21 to 0x7E".
 MAX_UIDL_LENGTH = 70
