@@ -34,6 +34,7 @@ from typing import BinaryIO, Iterable
 
 from mailtrace import knowledge
 from mailtrace.capture.pcapfile import PcapWriter
+from mailtrace.proxy.credentials import split_decoration
 from mailtrace.proxy.registry import STANDARD_PORT
 from mailtrace.transcript.event import Event, Kind, Side
 
@@ -186,8 +187,10 @@ class PcapSink:
             missing = int(event.info.get("octets", "0") or 0)
             conv.next_seq[side] += missing
         elif event.kind in PAYLOAD_KINDS and event.side in (Side.CLIENT, Side.SERVER) and conv.open:
-            payload = event.shown(self.show_secrets)
+            payload, decoded = split_decoration(event, event.shown(self.show_secrets))
             comment = self._comment(event)
+            if decoded and self.comments:  # the decoded credentials travel as a comment, not as bytes
+                comment = f"{comment}\n[{decoded}]" if comment else f"[{decoded}]"
             for start in range(0, max(len(payload), 1), MAX_SEGMENT):
                 self._send(conv, event.side, event.t, PSH | ACK, payload[start:start + MAX_SEGMENT], comment)
                 comment = ""

@@ -7,6 +7,7 @@ each session's ladder, collects the events first.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -69,6 +70,8 @@ def stream_events(path: Path, sink, *, port: int | None = None, protocol: str | 
         raise click.ClickException(f"{exc}")
     except UnicodeDecodeError:
         raise click.ClickException(f"{path}: neither a mailtrace transcript (JSONL) nor a pcap/pcapng capture")
+    except BrokenPipeError:
+        raise  # the reader of our output went away (``| head``): not a problem with the file
     except OSError as exc:
         raise click.ClickException(f"cannot read {path}: {exc.strerror or exc}")
 
@@ -149,6 +152,11 @@ def command(file: Path, fmt: str, output: Path | None, lang: str, show_secrets: 
                 click.echo(page, nl=False)
             else:
                 output.write_text(page, encoding="utf-8")
+    except BrokenPipeError:
+        # ``mailtrace show x.jsonl | head``: stop quietly, as cat does; stdout is dead, so point
+        # it at /dev/null to keep the interpreter's final flush from complaining
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     except OSError as exc:
         raise click.ClickException(f"cannot write {exc.filename or output}: {exc.strerror or exc}")
     finally:

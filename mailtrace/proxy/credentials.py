@@ -37,6 +37,23 @@ def _decorated(text: str) -> bool:
     return text.endswith("]") and "  [" in text
 
 
+CREDENTIAL_VERBS = ("AUTH", "AUTHENTICATE", "PASS", "LOGIN")  # the lines this module decorates
+
+
+def split_decoration(event: Event, payload: bytes) -> tuple[bytes, str]:
+    """Undo the decoration for exports that must carry wire-like bytes (pcap):
+    ``b'PASS ***  [password ***]\r\n'`` -> ``(b'PASS ***\r\n', 'password ***')``.
+    Lines of other verbs, and undecorated lines, come back unchanged with an empty note."""
+    if event.side is not Side.CLIENT or event.verb.upper() not in CREDENTIAL_VERBS:
+        return payload, ""
+    body = payload[:-2] if payload.endswith(b"\r\n") else payload
+    text = _str(body)
+    if not _decorated(text):
+        return payload, ""
+    visible, _, decoded = text.rpartition("  [")
+    return visible.encode("utf-8") + payload[len(body):], decoded[:-1]
+
+
 def _str(data: bytes) -> str:
     return data.decode("utf-8", errors="backslashreplace")
 
