@@ -68,7 +68,7 @@ def encode_subject(subject):
         subject.encode("ascii")
         return subject
     except UnicodeEncodeError:
-        return Header(subject, "utf-8").encode()  # RFC 2047 encoded-word
+        return Header(subject, "utf-8").encode(linesep="\r\n")  # RFC 2047 encoded-words, folded with CRLF
 
 
 def build_message(sender, recipients, subject, body):
