@@ -524,3 +524,14 @@ def test_append_runs_as_a_pending_job_and_later_input_waits(store):
     assert core.receive(b"a4 NOOP\r\n") == []  # buffered while the delivery runs
     after = out[-1].resume(out[-1].job())
     assert re.findall(rb"^(a\d) OK", send_all(after), re.M) == [b"a2", b"a3", b"a4"]
+
+
+def test_plaintext_after_starttls_is_dropped_not_run(store):
+    c = Client(store, tls_available=True)
+    out = c.core.receive(b"a1 STARTTLS\r\na2 LOGIN bob bob\r\n")
+    sent = b"".join(o.data for o in out if isinstance(o, Send))
+    assert sent == b"a1 OK Begin TLS negotiation now\r\n"
+    bad = [e for e in out if getattr(e, "kind", None) is Kind.VIOLATION]
+    assert bad[0].notes[0].rule == "starttls-injection" and bad[0].raw == b"a2 LOGIN bob bob\r\n"
+    c.core.tls_started()
+    assert c.core.state is State.NOT_AUTHENTICATED

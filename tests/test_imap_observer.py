@@ -94,3 +94,12 @@ def test_observer_flags_violations_and_cut_literals():
     obs.feed_client(b"a4 APPEND INBOX {10+}\r\nabc")
     evs = obs.close()
     assert evs[0].kind is Kind.LITERAL and evs[0].notes[0].rule == "literal-length-mismatch"
+
+
+def test_observer_flags_commands_pipelined_after_starttls():
+    obs = ImapObserver()
+    obs.feed_server(b"* OK hi\r\n")
+    evs = obs.feed_client(b"a1 STARTTLS\r\na2 LOGIN bob bob\r\n")
+    assert [n.rule for n in evs[1].notes] == ["starttls-injection"]
+    obs.feed_server(b"a1 BAD no TLS here\r\n")
+    assert obs.feed_client(b"a3 NOOP\r\n")[0].notes == ()

@@ -16,7 +16,7 @@ import binascii
 
 from mailtrace.protocols.imap.connection import REDACTED, Mode
 from mailtrace.protocols.imap.states import State
-from mailtrace.transcript.event import Kind, Note, Side
+from mailtrace.transcript.event import Event, Kind, Note, Side
 
 # RFC 4616 §2: authzid, authcid and passwd are each at most 255 octets.
 MAX_SASL_FIELD = 255
@@ -50,6 +50,12 @@ def starttls(conn, cmd) -> None:
     # §6.2.1: "the client MUST discard cached information about server capabilities"
     conn.done(cmd, "OK", "Begin TLS negotiation now")
     conn.start_tls()
+    # Anything the client sent after STARTTLS in plaintext is dropped, never run as if it had
+    # come over TLS (the STARTTLS injection of CVE-2011-0411; RFC 3207 §4.2, RFC 2595 §3.1).
+    injected = conn.discard_input()
+    if injected:
+        conn.emit(Event(side=Side.CLIENT, kind=Kind.VIOLATION, protocol="imap", raw=injected, tag=cmd.tag,
+                        state=conn.state.value, notes=(Note("starttls-injection", f"{len(injected)} octets dropped"),)))
 
 
 def login(conn, cmd) -> None:

@@ -222,6 +222,13 @@ class ImapServerConnection:
         self._job = Pending(job, resume)
         self._out.append(self._job)
 
+    def discard_input(self) -> bytes:
+        """Drop (and return) what the client sent beyond the current command."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        self._scanned = 0
+        return data
+
     def set_state(self, state: State) -> None:
         self.state = state
 

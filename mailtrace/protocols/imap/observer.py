@@ -134,6 +134,8 @@ class ImapObserver:
             tag = m.group(1).decode("ascii")
             name = m.group(2).decode("ascii").upper()
             verb = f"UID {m.group(3).decode('ascii').upper()}" if name == "UID" and m.group(3) else name
+            if self._starttls_tag is not None and self._starttls_tag in self._pending:
+                notes.append(Note("starttls-injection", "sent after STARTTLS, before the server's answer"))
             if tag in self._tags:
                 notes.append(Note("tag-reuse", f'tag "{tag}" was used before in this session'))
             elif len(self._tags) < MAX_REMEMBERED_TAGS:

@@ -21,9 +21,11 @@ RESPONSE_CODES = frozenset({"ALERT", "CAPABILITY", "PERMANENTFLAGS", "READ-ONLY"
                             "UIDNEXT", "UIDVALIDITY", "UNSEEN", "APPENDUID", "COPYUID", "TOOBIG", "NONEXISTENT",
                             "ALREADYEXISTS", "CANNOT", "SERVERBUG", "AUTHENTICATIONFAILED",
                             "AUTHORIZATIONFAILED", "BADCHARSET"})
-# Violation rules (Note.rule) found by the core and the observer.
+# Violation rules (Note.rule) found by the core and the observer; COMMON_VIOLATIONS are
+# explained in knowledge/common.toml (shared with SMTP and POP3).
+COMMON_VIOLATIONS = frozenset({"starttls-injection"})
 VIOLATIONS = frozenset({"tag-reuse", "wrong-state", "unquoted-specials", "literal-length-mismatch", "after-logout",
-                        "bare-lf", "bad-tag", "line-too-long", "incomplete-command"})
+                        "bare-lf", "bad-tag", "line-too-long", "incomplete-command"}) | COMMON_VIOLATIONS
 # Folded blocks: literals (Kind.LITERAL) and the AUTHENTICATE response line (Kind.DATA).
 DATA_VERBS = frozenset({"literal", "AUTHENTICATE"})
 STATES = frozenset(s.value for s in State)
