@@ -22,7 +22,8 @@ SEED = 20261126
 #: correct clients written apart from the reference solutions, in other styles
 ALTERNATIVES = {"tests/alternative/smtp_client_makefile.py": "smtp-client",
                 "tests/alternative/pop3_client_list.py": "pop3-client",
-                "tests/alternative/imap_client_literals.py": "imap-client"}
+                "tests/alternative/imap_client_literals.py": "imap-client",
+                "tests/alternative/mime_compose_base64.py": "mime-compose"}
 
 
 @pytest.fixture(scope="module")
