@@ -535,3 +535,14 @@ def test_plaintext_after_starttls_is_dropped_not_run(store):
     assert bad[0].notes[0].rule == "starttls-injection" and bad[0].raw == b"a2 LOGIN bob bob\r\n"
     c.core.tls_started()
     assert c.core.state is State.NOT_AUTHENTICATED
+
+
+def test_every_way_out_stops_watching_the_mailbox(store):
+    for leave in (lambda c: c.cmd("z LOGOUT"), lambda c: c.core.idle_timeout(), lambda c: c.core.eof(),
+                  lambda c: c.send(b"z APPEND INBOX {99999999999+}\r\n")):
+        c = Client(store)
+        c.login()
+        c.select()
+        assert c.core.view is not None
+        leave(c)
+        assert c.core.view is None

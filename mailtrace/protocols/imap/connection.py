@@ -237,7 +237,6 @@ class ImapServerConnection:
 
     def logout(self) -> None:
         self.state = State.LOGOUT
-        self._finish()
         self.close("LOGOUT")
 
     def watch(self, user: str, mailbox: str) -> Callable[[], None]:
@@ -272,6 +271,7 @@ class ImapServerConnection:
 
     def close(self, reason: str) -> None:
         self.closed = True
+        self._finish()  # stop watching the mailbox
         self._out.append(Close(reason))
 
     def _finish(self) -> None:
