@@ -546,3 +546,11 @@ def test_every_way_out_stops_watching_the_mailbox(store):
         assert c.core.view is not None
         leave(c)
         assert c.core.view is None
+
+
+def test_a_doomed_command_gets_bad_instead_of_the_continuation(store):
+    c = Client(store)
+    out = c.send(b"d1 APPEND INBOX {5}\r\n")  # not logged in: no "+", so the client sends nothing more
+    assert out.startswith(b"d1 BAD APPEND is not allowed in the not authenticated state")
+    assert c.send(b"d2 FOO {3}\r\n").startswith(b"d2 BAD unknown command")
+    assert b"d3 OK" in c.cmd("d3 NOOP")

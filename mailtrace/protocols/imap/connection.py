@@ -158,7 +158,6 @@ class ImapServerConnection:
                 self.view.sync(self, allow_expunge=True)
             except (OSError, ValueError, LookupError, StoreError):
                 pass  # the mailbox went away under us: reported at the next command
-
         return self._take()
 
     # -- helpers for the command handlers ----------------------------------------------------

@@ -77,6 +77,14 @@ def command_line(conn, line: bytes) -> None:
                 conn.respond(f"{tag} NO [TOOBIG] {text}\r\n".encode(), tag=tag, code="NO", verb=verb,
                              info={"code": "TOOBIG"})
             return
+        spec = table.COMMANDS.get(verb)
+        if not nonsync and (spec is None or conn.state not in spec.states):
+            # RFC 3501 §7.5: the server may answer with a tagged BAD instead of "+"; then the
+            # client must not send the literal (no octets are read for a doomed command).
+            conn.parts.clear()
+            conn.current = None
+            refuse(conn, tag, verb, spec)
+            return
         secret = verb == "LOGIN" and not (first and user_is_literal(line))
         conn.begin_literal(size, secret)
         if not nonsync:
@@ -90,6 +98,19 @@ def command_line(conn, line: bytes) -> None:
                     info={"continued": "yes"})
         notes = []
     execute(conn, tag, verb, data, line if first else None, notes, redacted)
+
+
+def refuse(conn, tag: str, verb: str, spec) -> None:
+    """Tagged BAD for an unknown command or one not allowed in this state (RFC 3501 §3)."""
+    if spec is None:
+        if verb == "UID":
+            text = "UID needs a command: UID FETCH, UID SEARCH, UID STORE, UID COPY, UID MOVE or UID EXPUNGE"
+        else:
+            text = f'unknown command "{verb}" (RFC 3501 §6 lists the commands)'
+    else:
+        allowed = " or ".join(sorted(s.value for s in spec.states))
+        text = f"{verb} is not allowed in the {conn.state.value} state (only in {allowed}; RFC 3501 §3)"
+    conn.respond(f"{tag} BAD {text}\r\n".encode(), tag=tag, code="BAD", verb=verb)
 
 
 def user_is_literal(line: bytes) -> bool:
@@ -128,17 +149,8 @@ def execute(conn, tag: str, verb: str, data: bytes, line: bytes | None, notes: l
         conn.emit(Event(side=Side.CLIENT, kind=Kind.VIOLATION, protocol="imap", tag=tag, verb=verb,
                                state=conn.state.value, notes=tuple(token_notes)))
     spec = table.COMMANDS.get(verb)
-    if spec is None:
-        if verb == "UID":
-            text = "UID needs a command: UID FETCH, UID SEARCH, UID STORE, UID COPY, UID MOVE or UID EXPUNGE"
-        else:
-            text = f'unknown command "{verb}" (RFC 3501 §6 lists the commands)'
-        conn.respond(f"{tag} BAD {text}\r\n".encode(), tag=tag, code="BAD", verb=verb)
-        return
-    if conn.state not in spec.states:
-        allowed = " or ".join(sorted(s.value for s in spec.states))
-        conn.respond(f"{tag} BAD {verb} is not allowed in the {conn.state.value} state (only in {allowed}; "
-                     f"RFC 3501 §3)\r\n".encode(), tag=tag, code="BAD", verb=verb)
+    if spec is None or conn.state not in spec.states:
+        refuse(conn, tag, verb, spec)
         return
     if error is not None:
         conn.parse_error(tag, verb, error)
