@@ -69,3 +69,20 @@ def test_text_layout_follows_the_lecture():
     assert "C: HELO crepes.fr" in lines
     assert "C: AUTH PLAIN ***" in lines
     assert lines.index("S: 220 lab.test ESMTP") < lines.index("C: HELO crepes.fr")
+
+
+def test_terminal_folds_bodies_but_shows_short_auth_lines():
+    from rich.console import Console
+
+    from mailtrace.transcript.terminal import TerminalSink
+
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    sink = TerminalSink(console)
+    rec = Recorder([sink])
+    s = rec.session("smtp")
+    s.record(Event(side=Side.CLIENT, kind=Kind.DATA, verb="AUTH", raw=b"Y2Fyb2w=\r\n",
+                   redacted=b'***  [base64 of the user name: "carol"]\r\n'))
+    s.record(Event(side=Side.CLIENT, kind=Kind.DATA, verb="DATA", raw=b"Subject: x\r\n\r\nbody\r\n.\r\n"))
+    out = console.file.getvalue()
+    assert 'user name: "carol"' in out and "Y2Fyb2w=" not in out
+    assert "[data: 23 octets, 4 lines]" in out and "Subject: x" not in out

@@ -42,6 +42,15 @@ def reply_style(code: str) -> str:
     return "white"
 
 
+FOLD_ABOVE = 120  # a DATA block or literal longer than this (or of several lines) is folded
+
+
+def _is_short(event: Event, show_secrets: bool) -> bool:
+    """One short line (an AUTH response, a user-name literal) is shown, not folded."""
+    body = event.shown(show_secrets)
+    return event.size < 0 and len(body) <= FOLD_ABOVE and body.rstrip(b"\r\n").count(b"\n") == 0
+
+
 class TerminalSink:
     def __init__(self, console: Console | None = None, *, lang: str = "en", show_secrets: bool = False,
                  annotate: bool = True) -> None:
@@ -90,7 +99,7 @@ class TerminalSink:
             else:
                 style = reply_style(event.code)
             line.append(f"{arrow} ", style="bold blue" if event.side is Side.CLIENT else "bold green")
-            if event.kind in (Kind.DATA, Kind.LITERAL):
+            if event.kind in (Kind.DATA, Kind.LITERAL) and not _is_short(event, self.show_secrets):
                 body = event.shown(self.show_secrets)
                 lines = body.count(b"\n")
                 what = event.verb.lower() if event.verb else event.kind.value
