@@ -182,3 +182,12 @@ def test_network_is_loopback_only_when_root(tmp_path):
     d = json.loads(proc.stdout)
     assert "network: private namespace with loopback only" in d["enforced"]
     assert "BLOCKED" in d["scenarios"][-1]["stdout"]
+
+
+@pytest.mark.parametrize("exercise", ["smtp-client", "pop3-client", "imap-client", "mime-compose"])
+def test_a_program_that_does_nothing_earns_almost_nothing(exercise):
+    """The skeleton connects (or not) and exits: no check may pass for want of evidence."""
+    ex = load_exercise(exercise)
+    report = grade(ex, ROOT / "exercises" / exercise, seed=1, jobs=4)
+    policy = sum(c.points for s in report.scenarios if s.name == "policy" for c in s.checks)
+    assert report.score - policy <= 0.12 * report.max_score, report.checks_by_id()

@@ -36,6 +36,30 @@ def _timed_out(run) -> bool:
     return run.program.timed_out
 
 
+# -- evidence: a check passes only when the client got far enough to show the behaviour ---------
+def progressed(run, protocol: str) -> bool:
+    """Did the client get through the scenario's dialogue (message sent / retrieved / fetched)?"""
+    if protocol == "smtp":
+        return any(e.kind is Kind.DATA and e.side is Side.CLIENT for e in run.events)
+    if protocol == "pop3":
+        return len(run.commands("RETR")) >= len(run.fixture) and bool(run.commands())
+    if protocol == "imap":
+        return any("FETCH" in e.verb.upper() for e in run.commands()) or \
+            (not run.fixture and bool(run.commands()))
+    return True
+
+
+NO_PROGRESS = {
+    "smtp": "the client never sent the message, so this could not be seen",
+    "pop3": "the client did not retrieve every message, so this could not be seen",
+    "imap": "the client never fetched a message, so this could not be seen",
+}
+
+
+def no_progress(protocol: str, what: str) -> Outcome:
+    return fail(what, NO_PROGRESS[protocol])
+
+
 # -- exit status -----------------------------------------------------------------------------------
 def exit_status(run) -> Outcome | None:
     expected = run.scenario.expect_exit
@@ -72,6 +96,8 @@ def exit_status(run) -> Outcome | None:
 
 # -- line endings ------------------------------------------------------------------------------------
 def crlf(run, protocol: str) -> Outcome:
+    if not run.client_events():
+        return fail("commands ending in CRLF", "the client sent nothing", None, RFC_CRLF[protocol])
     for e in run.client_events():
         if e.kind is Kind.LITERAL:
             continue
@@ -123,6 +149,10 @@ def waits_for_reply(run, protocol: str) -> Outcome:
                         + (" (PIPELINING was not advertised)" if protocol == "smtp" and not pipelining and not first else ""),
                         e, RFC_WAIT[protocol])
         prev = e
+    if protocol == "imap" and not run.commands():
+        return fail("a command sent once the greeting arrived", "the client sent nothing")
+    if protocol != "imap" and not progressed(run, protocol):
+        return no_progress(protocol, "the client waits for each reply, all through the dialogue")
     return ok()
 
 
@@ -143,6 +173,8 @@ def out_of_step(run) -> bool:
 
 def whole_reply(run, protocol: str) -> Outcome | None:
     e = _first_anomaly(run)
+    if e is None and not progressed(run, protocol):
+        return no_progress(protocol, "the client reads whole replies all through the dialogue")
     if e is None or e.info.get("arrived") != "mid-line":
         return ok()
     return fail("the client reads until the end of the reply line (CRLF) before acting on it",
@@ -153,6 +185,8 @@ def whole_reply(run, protocol: str) -> Outcome | None:
 
 def multiline(run, protocol: str) -> Outcome | None:
     e = _first_anomaly(run)
+    if e is None and not progressed(run, protocol):
+        return no_progress(protocol, "the client reads multi-line replies whole all through the dialogue")
     if e is None or e.info.get("arrived") != "mid-reply":
         return ok()
     hint = {"smtp": "a multi-line reply ends with the line whose code is followed by a space (250 ...), "
@@ -169,6 +203,8 @@ def closes_politely(run, protocol: str) -> Outcome | None:
     if _timed_out(run):
         return None  # killed by the grader: the timeout/exit checks say so
     verb = CLOSING_VERB[protocol]
+    if not run.sessions():
+        return fail(f"a session that ends with {verb}", "the client never connected", None, RFC_CLOSE[protocol])
     for sid in run.sessions():
         events = [e for e in run.events if e.session == sid]
         server_closed = any(e.kind is Kind.CLOSE and e.side is Side.SERVER for e in events)
@@ -183,6 +219,10 @@ def closes_politely(run, protocol: str) -> Outcome | None:
 
 
 def timeout(run, protocol: str) -> Outcome:
+    cmds = run.commands()
+    if not run.program.timed_out and (not cmds or run.reply_to(cmds[-1])):
+        return fail("the client sends the command the server will not answer, then times out",
+                    "it never got to the point where the server went silent", cmds[-1] if cmds else None)
     if run.program.timed_out:
         return fail("when the server stops answering, the client gives up after its read timeout (10 s), "
                     "prints a message and exits",

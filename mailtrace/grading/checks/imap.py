@@ -37,6 +37,8 @@ def expected_uids(run) -> list[int]:
 
 @check("imap.unique-tags", "A fresh tag for every command", "RFC 3501 §2.2.1")
 def unique_tags(run) -> Outcome:
+    if len(run.commands()) < 2:
+        return fail("tagged commands, a fresh tag for each", "the client sent fewer than two commands")
     for sid in run.sessions():
         seen: dict[str, Event] = {}
         for e in run.commands():
@@ -54,6 +56,8 @@ def literals(run) -> Outcome | None:
     if out_of_step(run):
         return None  # it read part of a response as a whole one: imap.whole-reply's business
     files = _out_files(run)
+    if not files and expected_uids(run):
+        return fail("each message saved as DIR/<uid>.eml, the literal's octets exactly", "no message was saved")
     by_uid = {m["uid"]: m for m in run.fixture}
     for name, got in sorted(files.items()):
         try:
@@ -105,6 +109,8 @@ def quoting(run) -> Outcome:
 
 @check("imap.stops-after-error", "Stops after NO or BAD (login refused, mailbox missing)", "RFC 3501 §7.1")
 def stops_after_error(run) -> Outcome:
+    if not run.commands():
+        return fail("LOGIN, stopping after a NO or BAD", "the client sent nothing")
     allowed = {"LOGOUT", "LOGIN", "AUTHENTICATE", "CAPABILITY", "NOOP"}  # a retry, or goodbye
     for e in run.commands():
         if e.verb.upper() not in ("LOGIN", "AUTHENTICATE", "SELECT", "EXAMINE"):
@@ -124,6 +130,8 @@ def stops_after_error(run) -> Outcome:
 def flags(run) -> Outcome:
     mark = "--mark-seen" in run.variables.get("argv", [])
     after = {m["uid"]: m for m in run.store_after.get("messages", [])}
+    if expected_uids(run) and not any("FETCH" in e.verb.upper() for e in run.commands()):
+        return fail("messages fetched (BODY.PEEK[] unless --mark-seen)", "the client fetched nothing")
     for m in run.fixture:
         if m["mailbox"] != run.variables.get("arg_mailbox", "INBOX"):
             continue

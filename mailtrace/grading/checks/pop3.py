@@ -75,6 +75,9 @@ def unstuffing(run) -> Outcome:
     files = _out_files(run)
     for m in run.fixture:
         got = files.get(f"{m['n']}.eml")
+        if got is None and m["kind"] in ("dots", "tagged"):
+            return fail(f"message {m['n']} (it has lines starting with '.') saved without the stuffing",
+                        f"{m['n']}.eml was not saved", _retr(run, m["n"]))
         if got is not None and _framing_only(got, m["data"]):
             if got.endswith(b"\r\n.\r\n") and not m["data"].endswith(b"\r\n.\r\n"):
                 happened = "the terminating '.' line was saved as part of the message"
@@ -94,6 +97,8 @@ def delete(run) -> Outcome:
     if not want:
         if deles:
             return fail("no DELE without --delete", "the client deleted messages", deles[0])
+        if len(run.commands("RETR")) < len(run.fixture):
+            return fail("every message retrieved (RETR) and none deleted", "not every message was retrieved")
         return ok()
     numbers = {e.text().split()[1] if len(e.text().split()) > 1 else "" for e in deles}
     for m in run.fixture:
@@ -108,6 +113,8 @@ def delete(run) -> Outcome:
 
 @check("pop3.stops-after-error", "Stops after -ERR to USER or PASS (login refused)", "RFC 1939 §7 (USER, PASS)")
 def stops_after_error(run) -> Outcome:
+    if not run.commands():
+        return fail("USER and PASS, stopping after a -ERR", "the client sent nothing")
     refused = None
     for e in run.events:
         if e.side is Side.CLIENT and e.kind is Kind.COMMAND:

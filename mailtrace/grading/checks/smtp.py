@@ -72,6 +72,8 @@ def _decoded_header(value: str | None) -> str:
 
 @check("smtp.angle-brackets", "MAIL FROM and RCPT TO put the address in angle brackets", "RFC 5321 §4.1.1.2, §4.1.1.3")
 def angle_brackets(run) -> Outcome:
+    if not run.commands("MAIL") or not run.commands("RCPT"):
+        return fail("MAIL FROM:<sender> and RCPT TO:<recipient>", "the client never sent MAIL and RCPT")
     for e in run.commands():
         if e.verb.upper() not in ("MAIL", "RCPT"):
             continue
@@ -105,6 +107,8 @@ def envelope(run) -> Outcome:
 
 @check("smtp.helo-fallback", "Falls back to HELO when EHLO is refused", "RFC 5321 §3.2, §4.1.4")
 def helo_fallback(run) -> Outcome:
+    if not run.commands("EHLO") and not run.commands("HELO"):
+        return fail("EHLO, then HELO when EHLO is refused", "the client never greeted the server")
     for e in run.commands("EHLO"):
         if _code(run, e)[:1] in ("5",):
             later = [c for c in run.commands() if c.seq > e.seq and c.session == e.session]
@@ -211,6 +215,9 @@ def seven_bit(run) -> Outcome:
 
 @check("smtp.stops-after-error", "Does not carry on after a 4xx/5xx reply", "RFC 5321 §4.2.1, §3.3")
 def stops_after_error(run) -> Outcome:
+    errors = [e for e in run.events if e.side is Side.SERVER and e.kind is Kind.REPLY and e.code[:1] in ("4", "5")]
+    if not errors and not run.commands():
+        return fail("a complete dialogue, stopping only at a 4xx/5xx reply", "the client sent nothing")
     for sid in run.sessions():
         # commands sent before the reply they should have waited for are waits-for-reply's business
         cmds = [e for e in run.events if e.session == sid and e.side is Side.CLIENT
