@@ -85,7 +85,21 @@ class _FlushingTerminal:
 def build_lab(directory: Path, users: dict[str, str], *, lang: str = "en", log: Path | None = None,
               text: Path | None = None, show_secrets: bool = False, tls: bool = True, live: bool = True,
               sinks: tuple = ()) -> Lab:
-    """A ``Lab`` with its recorder's sinks (terminal, JSONL, text) and TLS context."""
+    """A ``Lab`` with its recorder's sinks (terminal, JSONL, text) and TLS context.
+
+    Problems a user can fix (a folder that cannot be created, a log that cannot be written)
+    become ``click.ClickException`` with the reason, never a traceback.
+    """
+    try:
+        return _build_lab(directory, users, lang=lang, log=log, text=text, show_secrets=show_secrets, tls=tls,
+                          live=live, sinks=sinks)
+    except OSError as exc:
+        where = exc.filename or directory
+        raise click.ClickException(f"cannot use {where}: {exc.strerror or exc}") from None
+
+
+def _build_lab(directory: Path, users: dict[str, str], *, lang: str, log: Path | None, text: Path | None,
+               show_secrets: bool, tls: bool, live: bool, sinks: tuple) -> Lab:
     from mailtrace.transcript.recorder import Recorder
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -203,7 +217,10 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
     try:
         asyncio.run(main())
     except PortError as exc:
-        raise click.ClickException(f"{exc}. Choose another port (e.g. --port 0 for any free one).")
+        if exc.error.errno in (errno.EADDRINUSE, errno.EACCES):
+            flag = "--port" if len(endpoints) == 1 else f"--{exc.endpoint.protocol}{'s' if exc.endpoint.implicit_tls else ''}-port"
+            raise click.ClickException(f"{exc}. Choose another port (e.g. {flag} 0 for any free one).")
+        raise click.ClickException(f"{exc}. Check --host (an address of this machine, such as 127.0.0.1).")
     except KeyboardInterrupt:
         pass
     finally:
