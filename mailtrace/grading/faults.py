@@ -45,7 +45,7 @@ class Fault:
     reply: tuple[str, ...] = ()  # replacement reply lines (without CRLF)
     before: tuple[str, ...] = ()  # lines sent before the reply (unsolicited responses)
     delay: float = 0.0
-    split: int = 0  # octets per segment; -1: each line in two segments
+    split: int = 0  # octets per segment; -1: each line in two; -3: the first line in two, then the rest segments
     split_delay: float = 0.05
     coalesce: bool = False
     action: str = "reply"
@@ -164,13 +164,13 @@ class FaultLayer:
         if s.greeting:
             events = [o for o in outputs if isinstance(o, Event) and o.side is not Side.SERVER]
             actions += [Record(e) for e in events]
-            actions += self._reply_lines(list(s.greeting), None, verb="", tag="")
-            actions += self._segments(b"".join(_crlf(x) for x in s.greeting), self._split(), s.split_delay, False)
+            actions += self._reply_lines(list(s.greeting), verb="")
+            actions += self._segments(b"".join(_crlf(x) for x in s.greeting), self._split(), s.split_delay)
             if s.greeting_close:
                 actions.append(Hangup("scripted: closed after the greeting"))
                 self.closed = True
             return actions
-        actions += self._plain(outputs, None)
+        actions += self._plain(outputs)
         if s.greeting_close:
             actions.append(Hangup("scripted: closed after the greeting"))
             self.closed = True
@@ -243,7 +243,7 @@ class FaultLayer:
             if isinstance(out, Pending):  # the reply comes after slow work: apply the fault then
                 return (self._apply(group[:i], None, trigger) if i else []) + [Wait(out, fault, trigger)]
         if fault is None:
-            return self._plain(group, None)
+            return self._plain(group)
         actions: list = []
         if fault.action == "silence":
             self.silenced = True
@@ -257,12 +257,12 @@ class FaultLayer:
         verb = trigger.verb if trigger is not None else ""
         lines = [x.replace("{tag}", tag) for x in fault.before]
         wire = b"".join(_crlf(x) for x in lines)
-        actions += self._reply_lines(lines, None, verb=verb, tag="*")
+        actions += self._reply_lines(lines, verb=verb)
         if fault.core_input:
             self.core.receive(fault.core_input.encode("utf-8") + b"\r\n")  # keep the core in step
         if fault.reply:
             reply = [x.replace("{tag}", tag) for x in fault.reply]
-            actions += self._reply_lines(reply, None, verb=verb, tag=tag)
+            actions += self._reply_lines(reply, verb=verb)
             actions += [Record(o) for o in group if isinstance(o, Event) and o.side is not Side.SERVER]
             wire += b"".join(_crlf(x) for x in reply)
             close = any(isinstance(o, Close) for o in group)
@@ -275,7 +275,7 @@ class FaultLayer:
         if fault.coalesce:
             actions.append(Write(wire, unit_end=True))
         else:
-            actions += self._segments(wire, split, split_delay, False)
+            actions += self._segments(wire, split, split_delay)
         if close:
             actions.append(Hangup(next((o.reason for o in group if isinstance(o, Close)), "")))
         if fault.action == "close-after":
@@ -283,20 +283,21 @@ class FaultLayer:
             actions.append(Hangup("scripted: closed after replying"))
         return actions
 
-    def _plain(self, group: list, _fault) -> list:
+    def _plain(self, group: list) -> list:
         actions: list = []
         for out in group:
             if isinstance(out, Event):
                 actions.append(Record(out))
             elif isinstance(out, Send):
-                actions += self._segments(out.data, self._split(), self.script.split_delay, False)
+                actions += self._segments(out.data, self._split(), self.script.split_delay)
             elif isinstance(out, Close):
                 actions.append(Hangup(out.reason))
             elif isinstance(out, Pending):
                 actions.append(Wait(out, None, None))  # (only reached for the greeting)
         return actions
 
-    def _reply_lines(self, lines: list[str], _unused, verb: str, tag: str) -> list:
+    def _reply_lines(self, lines: list[str], verb: str) -> list:
+        """Transcript events for scripted lines, as the core would record them."""
         out = []
         for line in lines:
             ev_tag = ""
@@ -313,12 +314,14 @@ class FaultLayer:
         return -1 if self.script.split_lines else self.script.split_all
 
     @staticmethod
-    def _segments(wire: bytes, split: int, delay: float, _unused: bool) -> list:
+    def _segments(wire: bytes, split: int, delay: float) -> list:
+        """Writes (and pauses): split > 0 octets per segment; -1 each line in two; -3 the first
+        line in two, then the rest of the reply; 0 all at once."""
         if not wire:
             return []
         if split == -3:
-            first, _, rest = wire.partition(b"\n")
-            first += b"\n" if _ else b""
+            first, newline, rest = wire.partition(b"\n")
+            first += newline
             half = max(1, (len(first) - 2) // 2)
             pieces = [p for p in (first[:half], first[half:], rest) if p]
         elif split == -1:
