@@ -112,6 +112,7 @@ def command(listen, to, protocol, log, text, pcap, lang, show_secrets, intercept
         try:
             await proxy.start()
         except OSError as exc:
+            await proxy.stop()  # closes the annotator's pipe while the loop still runs: its child ends
             raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}")
         proto = protocol or "guessed"
         tls = " (TLS intercepted with the lab CA)" if intercept_tls else ""

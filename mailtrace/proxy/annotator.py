@@ -26,7 +26,7 @@ from typing import Callable
 
 from mailtrace.proxy.trace import Tracer
 from mailtrace.transcript.event import Side
-from mailtrace.transcript.recorder import Recorder
+from mailtrace.transcript.recorder import Recorder, SessionRecorder
 
 FRAME = struct.Struct("!I")  # length prefix of one pickled message
 ANNOTATOR_NICE = 5  # scheduling priority of the child, below the relay's
@@ -90,6 +90,23 @@ HANDLERS: dict[str, Callable] = {
 }
 
 
+class _OpenClock:
+    """The clock of a session recorded in the child.  The relay times every event itself, from
+    the moment it opened the session; the child learns of that moment later.  So the ``open``
+    event is stamped 0 (the relay's origin, never after the greeting), and what the child has to
+    time on its own (the final "proxy stopped") counts from the relay's wall-clock start."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.calls = 0
+
+    def __call__(self) -> float:
+        self.calls += 1
+        if self.calls <= 2:  # SessionRecorder reads it for its origin, then for the open event
+            return self.started
+        return time.time()
+
+
 def _child(read_fd: int, write_fd: int, make_sinks: Callable[[], list], show_secrets: bool, lang: str) -> None:
     os.close(write_fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the parent, which closes the pipe
@@ -98,6 +115,7 @@ def _child(read_fd: int, write_fd: int, make_sinks: Callable[[], list], show_sec
     except OSError:
         pass
     recorder = Recorder(make_sinks())
+    numbers = itertools.count(1)  # session ids as Recorder.session numbers them ("smtp-1", ...)
     tracers: dict[int, Tracer] = {}
     with os.fdopen(read_fd, "rb", buffering=1 << 16) as f:
         while True:
@@ -112,7 +130,8 @@ def _child(read_fd: int, write_fd: int, make_sinks: Callable[[], list], show_sec
                 name, key, *args = pickle.loads(body)
                 if name == "open":
                     protocol, client, server, started = args
-                    session = recorder.session(protocol, client=client, server=server, mode="proxy", started=started)
+                    session = SessionRecorder(recorder, f"{protocol}-{next(numbers)}", protocol, client=client,
+                                              server=server, mode="proxy", started=started, clock=_OpenClock(started))
                     tracers[key] = Tracer(session, protocol, show_secrets=show_secrets, lang=lang)
                 elif key in tracers:
                     HANDLERS[name](tracers[key], *args)
@@ -152,6 +171,7 @@ class Annotator:
     async def attach(self) -> None:
         loop = asyncio.get_running_loop()
         pipe = os.fdopen(self._write_fd, "wb", buffering=0)
+        self._write_fd = -1  # owned by the pipe (and its transport) from now on
         self._transport, _ = await loop.connect_write_pipe(asyncio.Protocol, pipe)
         for data in self._pending:
             self._transport.write(data)
@@ -192,7 +212,16 @@ class Annotator:
 
     def close(self, timeout: float = 10) -> None:
         if self._transport is not None:
-            self._transport.close()
+            try:
+                self._transport.close()
+            except RuntimeError:  # its event loop is already closed: close the pipe so the child sees EOF
+                pipe = self._transport.get_extra_info("pipe")
+                if pipe is not None:
+                    pipe.close()
+            self._transport = None
+        elif self._write_fd >= 0:  # never attached to a loop
+            os.close(self._write_fd)
+        self._write_fd = -1
         if self.process is not None:
             self.process.join(timeout)
             if self.process.is_alive():
