@@ -108,6 +108,10 @@ class LabRunner:
         return self.wait_for(lambda evs: len([e for e in evs if e.kind is Kind.CLOSE]) >= sessions and evs, timeout)
 
     def stop(self) -> None:
+        if getattr(self, "_stopped", False):  # a test stopped it already; teardown calls again
+            return
+        self._stopped = True
+
         async def _stop():
             for listener in self.listeners.values():
                 await listener.stop()

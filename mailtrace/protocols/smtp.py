@@ -105,21 +105,36 @@ class SmtpServerConnection:
         return self._process()
 
     def eof(self) -> list[Output]:
-        if self.state is State.DATA:  # cut short: record what came, deliver nothing
-            data = self._data
-            data.add(self._reader.clear())
-            self._event(Event(side=Side.CLIENT, kind=Kind.DATA, raw=data.raw, verb="DATA", state=self.state.value,
-                              size=data.wire_size if data.oversize else -1, protocol=PROTOCOL,
-                              info={"incomplete": "the client closed the connection before the final dot"}))
-            self._reset_transaction()
+        self._abandon_data("the client closed the connection before the final dot")
         self._set(State.CLOSED)
         return self._take()
+
+    def _abandon_data(self, why: str) -> None:
+        """A message cut short: record what came, deliver nothing."""
+        if self.state is not State.DATA:
+            return
+        data = self._data
+        data.add(self._reader.clear())
+        self._event(Event(side=Side.CLIENT, kind=Kind.DATA, raw=data.raw, verb="DATA", state=self.state.value,
+                          size=data.wire_size if data.oversize else -1, protocol=PROTOCOL,
+                          info={"incomplete": why}))
+        self._reset_transaction()
 
     def idle_timeout(self) -> list[Output]:
         if self.state is State.CLOSED or self._pending:
             return []
         self._close(Reply(421, f"{self.config.hostname} Error: timeout exceeded, closing connection", "4.4.2"),
                       "idle timeout")
+        return self._take()
+
+    def shutdown(self) -> list[Output]:
+        """The lab is stopping (Ctrl-C). RFC 5321 §3.8: 421 "may be a reply to any command if
+        the service knows it must shut down"; a message cut short is not delivered."""
+        if self.state is State.CLOSED or self._pending:
+            return []
+        self._abandon_data("the server shut down before the final dot")
+        self._close(Reply(421, f"{self.config.hostname} Service not available, closing transmission channel",
+                          "4.3.2"), "server shutting down")
         return self._take()
 
     def tls_started(self) -> list[Output]:

@@ -266,7 +266,7 @@ KNOWN_COMMANDS = frozenset(COMMANDS) | NOT_IMPLEMENTED
 DATA_VERBS = frozenset({"DATA", "AUTH"})
 
 #: Every enhanced status code (RFC 3463) the server core can send (knowledge table "codes").
-ENHANCED_CODES = frozenset({"2.0.0", "2.1.0", "2.1.5", "2.7.0", "4.3.0", "4.4.2", "4.5.3", "4.7.0", "5.1.1", "5.1.3",
+ENHANCED_CODES = frozenset({"2.0.0", "2.1.0", "2.1.5", "2.7.0", "4.3.0", "4.3.2", "4.4.2", "4.5.3", "4.7.0", "5.1.1", "5.1.3",
                             "5.1.7", "5.3.4", "5.5.1", "5.5.2", "5.5.4", "5.7.0", "5.7.1", "5.7.8"})
 
 #: The knowledge table "codes": enhanced status codes and EHLO keywords (Event.info["code"]).

@@ -140,6 +140,7 @@ class Listener:
         self.tls_context = tls_context
         self.server: asyncio.base_events.Server | None = None
         self.connections: set[asyncio.Task] = set()
+        self.live: dict[asyncio.Task, Connection] = {}  # the connections whose core is running
 
     @property
     def port(self) -> int:
@@ -166,6 +167,8 @@ class Listener:
             core = self.core_factory(ctx)
             conn = Connection(core, session, reader, writer, self.tls_context)
             ctx.connection = conn
+            if task is not None:
+                self.live[task] = conn
             await conn.run()
         except asyncio.CancelledError:  # stop() cancelled us: end quietly (no "Task was cancelled" log)
             session.close(Side.SERVER, "server stopping")
@@ -176,10 +179,21 @@ class Listener:
         finally:
             if task is not None:
                 self.connections.discard(task)
+                self.live.pop(task, None)
 
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
+            # Tell connected clients why they are being dropped (SMTP 421, IMAP * BYE), if the
+            # core knows how (an optional ``shutdown()``); never wait long for a slow client.
+            async def say_goodbye(conn: Connection) -> None:
+                shutdown = getattr(conn.core, "shutdown", None)
+                if shutdown is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(conn.feed(shutdown), 1)
+
+            if self.live:
+                await asyncio.gather(*(say_goodbye(c) for c in list(self.live.values())))
             for task in list(self.connections):
                 task.cancel()
             with contextlib.suppress(Exception):
