@@ -64,7 +64,7 @@ from pathlib import Path
 
 import pytest
 
-from test_handouts_blocks import KINDS, ROOT, Block, all_blocks, block_needs, missing_need
+from test_handouts_blocks import KINDS, ROOT, Block, all_blocks, block_needs, cli_help, missing_need
 from test_handouts_support import Handout, run_nc, run_script
 
 # --------------------------------------------------------------------------- the tests
@@ -145,3 +145,29 @@ def _run_block(handout: Handout, block: Block) -> None:
     else:
         raise AssertionError(f"{block.ident}: unknown marker kind {block.kind!r}")
 
+
+
+def documented_commands() -> list[tuple[str, str, list[str]]]:
+    """(where, subcommand, options) for every ``mailtrace SUB ...`` line of every block, run or not."""
+    found = []
+    for block in all_blocks():
+        text = block.text.replace("\\\n", " ")
+        for line in text.splitlines():
+            for m in re.finditer(r"(?<![\w/.-])mailtrace\s+([a-z]+)([^|;&#\n]*)", line):
+                options = [word.split("=")[0] for word in m.group(2).split() if word.startswith("-")]
+                found.append((block.ident, m.group(1), options))
+    return found
+
+
+def test_documented_commands_and_options_exist():
+    """Every subcommand and option the handouts use exists, also in blocks the tests skip here."""
+    from mailtrace.cli import SUBCOMMANDS
+
+    commands = documented_commands()
+    assert commands
+    for where, sub, options in commands:
+        assert sub in SUBCOMMANDS, f"{where}: 'mailtrace {sub}' is not a mailtrace command"
+        help_text = cli_help(sub)
+        for option in options:
+            assert re.search(rf"(^|[\s,]){re.escape(option)}([\s,/=]|$)", help_text, re.M), (
+                f"{where}: 'mailtrace {sub}' has no option {option}")
