@@ -69,23 +69,42 @@ class ProgramResult:
     duration: float = 0.0
     error: str = ""  # the program could not be started at all
     enforced: tuple[str, ...] = ()
+    limit_seconds: float = 0.0  # the wall-clock limit it ran under
 
     @property
     def crashed(self) -> bool:
         return self.signal is not None and not self.timed_out
 
     def status_text(self) -> str:
+        """How the program ended, and which limit it ran into (the report shows this)."""
         if self.error:
             return f"could not start: {self.error}"
         if self.timed_out:
-            return "killed: timed out"
-        if self.signal is not None:
+            text = f"killed: still running after {self.limit_seconds:g} s (wall-clock limit)"
+        elif self.signal is not None:
             try:
                 name = signal.Signals(self.signal).name
             except ValueError:
                 name = str(self.signal)
-            return f"killed by signal {name}"
-        return f"exit status {self.exit_code}"
+            text = f"killed by signal {name}" + (" (CPU time limit)" if name == "SIGXCPU" else "")
+        else:
+            text = f"exit status {self.exit_code}"
+        return text + "".join(f" ({note})" for note in self.limit_notes())
+
+    def limit_notes(self) -> list[str]:
+        err = self.stderr[-4000:]
+        notes = []
+        if b"MemoryError" in err:
+            notes.append("memory limit reached")
+        if b"Resource temporarily unavailable" in err or b"BlockingIOError" in err and b"fork" in err:
+            notes.append("process limit reached")
+        if b"Network is unreachable" in err or b"ENETUNREACH" in err:
+            notes.append("network beyond loopback blocked")
+        if b"File too large" in err:
+            notes.append("file size limit reached")
+        if self.truncated:
+            notes.append("output cut")
+        return notes
 
 
 def _is_root() -> bool:
@@ -229,7 +248,8 @@ class Sandbox:
             sig, code = signal.SIGKILL, None
         return ProgramResult(argv=argv, exit_code=code, signal=sig, timed_out=timed_out, stdout=out.data,
                              stderr=err.data, truncated=out.truncated or err.truncated,
-                             duration=time.monotonic() - started, enforced=self.enforced())
+                             duration=time.monotonic() - started, enforced=self.enforced(),
+                             limit_seconds=lim.timeout)
 
     def _kill(self, proc: subprocess.Popen) -> None:
         """Kill the whole process group (and, isolated, the PID namespace with everything in it)."""
