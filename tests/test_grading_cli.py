@@ -90,6 +90,10 @@ def test_class_mode_writes_gradebook_json_and_html(tmp_path):
     html = (out / "report.html").read_text()
     assert "<svg" in html and "smtp.quit" in html and "marta" in html and "annotated transcript" in html
     assert (out / "transcripts" / "marta" / "one-recipient.html").is_file()
+    from mailtrace.transcript.jsonl import read_jsonl
+
+    events = list(read_jsonl(out / "transcripts" / "marta" / "one-recipient.jsonl"))
+    assert any(e.verb == "MAIL" for e in events)
 
 
 def test_gradescope_zip_runs_as_gradescope_runs_it(tmp_path):

@@ -177,6 +177,7 @@ def write_html(path: Path, exercise: Exercise, results: list[tuple[str, Report]]
 def write_ladders(folder: Path, results: list[tuple[str, Report]]) -> dict[tuple[str, str], str]:
     """One ladder-diagram page per (student, scenario) with a transcript; returns relative links."""
     from mailtrace.transcript.html import render_html
+    from mailtrace.transcript.jsonl import JsonlSink
 
     links = {}
     for name, r in results:
@@ -187,6 +188,11 @@ def write_ladders(folder: Path, results: list[tuple[str, Report]]) -> dict[tuple
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
             (folder / rel).write_text(render_html(s.events, show_secrets=True, title=f"{name}: {s.name}"),
                                       encoding="utf-8")
+            # the same transcript as JSON Lines: `mailtrace show` renders it again, in any format
+            sink = JsonlSink(folder / rel.with_suffix(".jsonl"), show_secrets=True)
+            for event in s.events:
+                sink.handle(event)
+            sink.close()
             links[(name, s.name)] = str(rel)
     return links
 
