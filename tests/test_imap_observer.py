@@ -103,3 +103,13 @@ def test_observer_flags_commands_pipelined_after_starttls():
     assert [n.rule for n in evs[1].notes] == ["starttls-injection"]
     obs.feed_server(b"a1 BAD no TLS here\r\n")
     assert obs.feed_client(b"a3 NOOP\r\n")[0].notes == ()
+
+
+def test_observer_flags_data_after_logout_and_preauth_state():
+    obs = ImapObserver()
+    obs.feed_server(b"* PREAUTH welcome back\r\n")
+    assert obs.state.value == "authenticated"
+    obs.feed_client(b"a1 LOGOUT\r\n")
+    obs.feed_server(b"* BYE bye\r\na1 OK LOGOUT completed\r\n")
+    evs = obs.feed_client(b"a2 NOOP\r\n")
+    assert obs.state.value == "logout" and evs[0].notes[0].rule == "after-logout"
