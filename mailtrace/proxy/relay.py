@@ -113,6 +113,10 @@ class Proxy:
             self.tasks.add(task)
         try:
             await ProxySession(self, reader, writer).run()
+        except asyncio.CancelledError:
+            # stop() cancels live sessions; each has recorded its close by now.  Ending normally
+            # keeps Python 3.11's start_server callback from logging the cancelled task as an error.
+            pass
         finally:
             if task is not None:
                 self.tasks.discard(task)
