@@ -35,3 +35,16 @@ def test_smtp_clients_get_421_and_partial_data_is_not_delivered(lab_factory):
     assert list((lab.store.root / "bob" / "new").iterdir()) == []
     # the transcript says the message was cut short (however much of it had arrived)
     assert [e for e in lab.events if e.kind is Kind.DATA and "shut down" in e.info.get("incomplete", "")]
+
+
+def test_imap_clients_get_bye_even_in_idle(lab_factory):
+    lab = lab_factory(("imap",))
+    s = socket.create_connection(("127.0.0.1", lab.port("imap")), timeout=10)
+    assert _read_until(s, b"* OK").startswith(b"* OK")
+    s.sendall(b"a LOGIN alice alice\r\nb SELECT INBOX\r\nc IDLE\r\n")
+    assert b"+ idling" in _read_until(s, b"+ ")
+    lab.stop()
+    rest = _read_until(s, b"* BYE")
+    assert b"* BYE server shutting down\r\n" in rest
+    assert s.recv(100) == b""
+    s.close()

@@ -146,6 +146,16 @@ class ImapServerConnection:
         self.close("autologout (RFC 3501 §5.4)")
         return self._take()
 
+    def shutdown(self) -> list[Output]:
+        """The lab is stopping (Ctrl-C): RFC 3501 §7.1.5, "BYE ... the server is closing the
+        connection"; an unsolicited BYE may come at any time."""
+        self._out = []
+        if self.closed:
+            return []
+        self.respond(b"* BYE server shutting down\r\n", tag="*", code="BYE")
+        self.close("server shutting down")
+        return self._take()
+
     def tls_started(self) -> list[Output]:
         self.tls_active = True
         return []
