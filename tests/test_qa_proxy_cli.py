@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from mailtrace.proxy.annotator import Annotator
 from mailtrace.transcript.event import Side
 from mailtrace.transcript.jsonl import JsonlSink
@@ -78,3 +80,24 @@ def test_annotator_closed_after_its_loop_still_lets_the_child_finish(tmp_path):
     annotator.close(timeout=30)  # used to raise RuntimeError("Event loop is closed")
     assert not annotator.process.is_alive()
     assert annotator.process.exitcode == 0
+
+
+def test_ipv6_banner_names_addresses_as_the_options_take_them():
+    try:
+        upstream = socket.socket(socket.AF_INET6)
+        upstream.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    upstream.listen()
+    port = upstream.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "mailtrace", "proxy", "--listen", "[::1]:0", "--protocol", "smtp",
+                             "--to", f"[::1]:{port}", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = proc.stdout.readline()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+        upstream.close()
+    assert banner.startswith("mailtrace proxy listening on [::1]:")
+    assert f"-> [::1]:{port} [smtp]" in banner

@@ -29,6 +29,11 @@ def parse_hostport(value: str, what: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def _hostport(host: str, port: int) -> str:
+    """As --listen and --to take it back: "[::1]:2525" for IPv6."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -116,7 +121,8 @@ def command(listen, to, protocol, log, text, pcap, lang, show_secrets, intercept
             raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}")
         proto = protocol or "guessed"
         tls = " (TLS intercepted with the lab CA)" if intercept_tls else ""
-        click.echo(f"mailtrace proxy listening on {listen_host}:{proxy.port} -> {up_host}:{up_port} [{proto}]{tls}")
+        click.echo(f"mailtrace proxy listening on {_hostport(listen_host, proxy.port)} -> {_hostport(up_host, up_port)} "
+                   f"[{proto}]{tls}")
         click.echo("Press Ctrl+C to stop.")
         try:
             await proxy.server.serve_forever()
