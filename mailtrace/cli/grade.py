@@ -38,8 +38,10 @@ def _isolate_network(mode: str) -> None:
 @click.option("--network", type=click.Choice(["auto", "private", "host"]), default="auto", show_default=True,
               help="private: loopback-only network namespace (root); auto: private when possible.")
 @click.option("--verbose", "-v", is_flag=True, help="Text format: include every transcript.")
+@click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True,
+              help="Language of the check titles and feedback labels.")
 def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed: int | None, jobs: int,
-            class_mode: bool, scenarios: tuple[str, ...], network: str, verbose: bool) -> None:
+            class_mode: bool, scenarios: tuple[str, ...], network: str, verbose: bool, lang: str) -> None:
     """Grade SUBMISSION (a file or a folder) for EXERCISE (smtp-client, pop3-client, imap-client,
     mime-compose, or the path of an exercise folder).
 
@@ -64,7 +66,7 @@ def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed
     if seed is None:
         seed = int.from_bytes(os.urandom(3), "big")
     if class_mode:
-        _class(ex, submission, output, seed, jobs, list(scenarios) or None)
+        _class(ex, submission, output, seed, jobs, list(scenarios) or None, lang)
         return
     from mailtrace.grading.grader import grade
     from mailtrace.grading import report as rep
@@ -76,9 +78,9 @@ def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed
             total = len([s for s in ex.scenarios if not scenarios or s.name in scenarios])
             task = progress.add_task("grading", total=total)
             result = grade(ex, submission, seed=seed, jobs=jobs, scenarios=list(scenarios) or None,
-                           progress=lambda: progress.advance(task))
+                           progress=lambda: progress.advance(task), lang=lang)
     else:
-        result = grade(ex, submission, seed=seed, jobs=jobs, scenarios=list(scenarios) or None)
+        result = grade(ex, submission, seed=seed, jobs=jobs, scenarios=list(scenarios) or None, lang=lang)
     if fmt == "rich" and output is None:
         from rich.console import Console
 
@@ -95,7 +97,8 @@ def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed
         sys.exit(1)
 
 
-def _class(ex, folder: Path, output: Path | None, seed: int, jobs: int, scenarios: list[str] | None) -> None:
+def _class(ex, folder: Path, output: Path | None, seed: int, jobs: int, scenarios: list[str] | None,
+           lang: str) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -113,7 +116,7 @@ def _class(ex, folder: Path, output: Path | None, seed: int, jobs: int, scenario
                   TextColumn("{task.fields[last]}"), console=console) as progress:
         task = progress.add_task(f"grading {ex.name}", total=len(subs), last="")
         results = classroom.grade_class(
-            ex, folder, seed=seed, jobs=jobs, scenarios=scenarios,
+            ex, folder, seed=seed, jobs=jobs, scenarios=scenarios, lang=lang,
             on_done=lambda name, r: progress.update(task, advance=1, last=f"{name}: {r.score:g}/{r.max_score:g}"))
     classroom.write_csv(out / "gradebook.csv", ex, results)
     classroom.write_json(out / "class.json", ex, results, seed)

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mailtrace.grading import data as gdata
-from mailtrace.grading.checks import REGISTRY, feedback, load_all
+from mailtrace.grading.checks import REGISTRY, feedback, load_all, title
 from mailtrace.grading.checks.common import read_sources
 from mailtrace.grading.exercise import Exercise, Scenario, fill
 from mailtrace.grading.faults import ServerScript
@@ -265,11 +265,12 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en") -> Scenario
             note = ""
         max_points = weights[cid]
         if outcome is None:
-            results.append(CheckResult(cid, chk.title, True, max_points, max_points, note, conf.visibility, False))
+            results.append(CheckResult(cid, title(chk, lang), True, max_points, max_points, note, conf.visibility,
+                                       False))
             continue
         fraction = 1.0 if outcome.passed else (outcome.fraction or 0.0)
-        results.append(CheckResult(cid, chk.title, outcome.passed, max_points * fraction, max_points,
-                                   feedback(outcome, chk, run.events), conf.visibility, True))
+        results.append(CheckResult(cid, title(chk, lang), outcome.passed, max_points * fraction, max_points,
+                                   feedback(outcome, chk, run.events, lang), conf.visibility, True))
     from mailtrace.transcript.text import render_text
 
     return ScenarioResult(name=run.scenario.name, description=run.scenario.description, checks=results,
@@ -314,7 +315,7 @@ class Pools:
 
 def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs: int = 2,
           limits: Limits | None = None, scenarios: list[str] | None = None, slot_base: int = 0,
-          progress=None, pools: Pools | None = None) -> Report:
+          progress=None, pools: Pools | None = None, lang: str = "en") -> Report:
     load_all()
     if seed is None:
         seed = int.from_bytes(os.urandom(3), "big")
@@ -345,8 +346,8 @@ def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs
 
             outcome = Outcome(True, happened=f"(check error: {type(exc).__name__}: {exc})")
         pts = exercise.checks[cid].points
-        policy.append(CheckResult(cid, chk.title, outcome.passed, pts if outcome.passed else 0.0, pts,
-                                  feedback(outcome, chk, []), exercise.checks[cid].visibility, True))
+        policy.append(CheckResult(cid, title(chk, lang), outcome.passed, pts if outcome.passed else 0.0, pts,
+                                  feedback(outcome, chk, [], lang), exercise.checks[cid].visibility, True))
     if policy:
         report.scenarios.append(ScenarioResult(name="policy", description="static analysis of the source",
                                                checks=policy, status="not run"))
@@ -363,7 +364,7 @@ def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs
             except Exception as exc:  # never the grader: the scenario is lost, with the reason
                 return _broken(sc, w, exercise, f"{type(exc).__name__}: {exc}")
             report.enforced = run.program.enforced
-            return score_run(run, w)
+            return score_run(run, w, lang)
         finally:
             pools.slots.put(slot)
             if progress is not None:

@@ -13,7 +13,10 @@ fail other checks.  The mutation test (tests/test_grading_mutation.py) holds the
 
 from __future__ import annotations
 
+import functools
+import tomllib
 from dataclasses import dataclass
+from importlib import resources
 from typing import Callable
 
 from mailtrace.transcript.event import Event, Kind
@@ -104,23 +107,43 @@ def _line(e: Event, show_secrets: bool) -> str:
     return prefix + text
 
 
-def feedback(outcome: Outcome, check_: Check, events: list[Event]) -> str:
+LABELS_EN = {"expected": "Expected", "happened": "Happened", "transcript": "Transcript", "see": "See",
+             "cut": "[... feedback cut]"}
+
+
+@functools.cache
+def _translations(lang: str) -> dict:
+    """Titles and labels for ``lang`` (checks/<lang>.toml); English needs none."""
+    if lang == "en":
+        return {}
+    try:
+        return tomllib.loads(resources.files(__package__).joinpath(f"{lang}.toml").read_text("utf-8"))
+    except (FileNotFoundError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def title(check_: Check, lang: str = "en") -> str:
+    return _translations(lang).get("titles", {}).get(check_.id, check_.title)
+
+
+def feedback(outcome: Outcome, check_: Check, events: list[Event], lang: str = "en") -> str:
     if outcome.passed:
         return ""
+    label = {**LABELS_EN, **_translations(lang).get("labels", {})}
     parts = []
     if outcome.expected:
-        parts.append(f"Expected: {outcome.expected}")
+        parts.append(f"{label['expected']}: {outcome.expected}")
     if outcome.happened:
-        parts.append(f"Happened: {outcome.happened}")
+        parts.append(f"{label['happened']}: {outcome.happened}")
     ex = excerpt(events, outcome.event) if outcome.event is not None else ""
     if ex:
-        parts.append("Transcript:\n" + ex)
+        parts.append(f"{label['transcript']}:\n" + ex)
     rfc = outcome.rfc or check_.rfc
     if rfc:
-        parts.append(f"See {rfc}.")
+        parts.append(f"{label['see']} {rfc}.")
     text = "\n".join(parts)
     if len(text) > FEEDBACK_LIMIT:
-        text = text[: FEEDBACK_LIMIT - 20] + "\n[... feedback cut]"
+        text = text[: FEEDBACK_LIMIT - 20] + "\n" + label["cut"]
     return text
 
 
