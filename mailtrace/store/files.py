@@ -47,6 +47,9 @@ def wire_size(data: bytes) -> int:
 
 
 def to_wire(data: bytes) -> bytes:
+    """Every bare LF as CRLF (files written by Dovecot or mutt use LF line ends)."""
+    if b"\r" not in data:  # the common LF-only file: a plain replace is ~50x faster than the regex
+        return data.replace(b"\n", b"\r\n")
     if data.count(b"\n") == data.count(b"\r\n"):
         return data
     return _BARE_LF_RE.sub(b"\r\n", data)
