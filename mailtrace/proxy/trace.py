@@ -15,6 +15,12 @@ from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.recorder import SessionRecorder
 
 STARTTLS_VERBS = ("STARTTLS", "STLS")
+TLS_HANDSHAKE = 0x16  # RFC 8446 §5.1: a record of ContentType handshake(22), legacy_record_version 3.x
+
+
+def looks_like_tls(data: bytes) -> bool:
+    """A TLS ClientHello record: what a client sends first to an implicit-TLS server."""
+    return len(data) >= 3 and data[0] == TLS_HANDSHAKE and data[1] == 3 and data[2] <= 4
 INJECTION_RULE = "starttls-injection"  # knowledge: common.toml [violations]
 
 
@@ -29,10 +35,15 @@ class Tracer:
         self.parsing = True  # False once the rest is TLS nobody here can read
         self.starttls_pending = False  # a STARTTLS/STLS command awaits its answer
         self.unseen = {Side.CLIENT: 0, Side.SERVER: 0}  # TLS octets relayed unparsed
+        self.fed = False  # any bytes yet (the mail protocols' servers speak first)
 
     def feed(self, side: Side, data: bytes, t: float | None = None) -> bool:
         """Parse ``data``; True when the server has just accepted STARTTLS and ``intercept`` is
         set (the caller swaps to TLS, then calls ``tls_started``)."""
+        if self.parsing and not self.fed and side is Side.CLIENT and looks_like_tls(data):
+            # the client opened with a TLS handshake: implicit TLS on a port we did not know as such
+            self.implicit_tls(intercepted=False, t=t)
+        self.fed = self.fed or bool(data)
         if not self.parsing:
             self.unseen[side] += len(data)
             return False
