@@ -103,6 +103,7 @@ class CaptureImporter:
         self.stats.protocols[protocol] = self.stats.protocols.get(protocol, 0) + 1
         tracer = Tracer(session, protocol, show_secrets=self.show_secrets, lang=self.lang)
         tracer.t0 = flow.first_ts  # type: ignore[attr-defined]
+        tracer.midstream = flow.midstream
         if flow.midstream:
             session.record(Event(side=Side.NONE, kind=Kind.GAP,
                                  info={"reason": "the capture starts after the connection was opened"}), ts - flow.first_ts)

@@ -15,19 +15,36 @@ from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.recorder import SessionRecorder
 
 STARTTLS_VERBS = ("STARTTLS", "STLS")
+INJECTION_RULE = "starttls-injection"  # knowledge: common.toml [violations]
 TLS_HANDSHAKE = 0x16  # RFC 8446 §5.1: a record of ContentType handshake(22), legacy_record_version 3.x
+
+# How each server opens a session (RFC 5321 §4.2 / §3.1 "220", RFC 1939 §4 "+OK", RFC 3501 §7.1 "* OK"
+# or "* PREAUTH"): a capture that starts later shows some other line first.
+GREETINGS = {"smtp": (b"220 ", b"220-"), "pop3": (b"+OK",), "imap": (b"* OK", b"* PREAUTH")}
+# A made-up opening that brings an observer to the established state of a session whose start was
+# not captured (greeting and login done, IMAP mailbox selected, SMTP PIPELINING so that nothing is
+# flagged for want of it).  Fed to the observer only: its events are dropped, never recorded.
+RESYNC_OPENINGS = {
+    "smtp": ((Side.SERVER, b"220 -\r\n"), (Side.CLIENT, b"EHLO -\r\n"),
+             (Side.SERVER, b"250-PIPELINING\r\n250 8BITMIME\r\n")),
+    "pop3": ((Side.SERVER, b"+OK\r\n"), (Side.CLIENT, b"USER -\r\n"), (Side.SERVER, b"+OK\r\n"),
+             (Side.CLIENT, b"PASS -\r\n"), (Side.SERVER, b"+OK\r\n")),
+    "imap": ((Side.SERVER, b"* OK\r\n"), (Side.CLIENT, b"mailtrace-resync-1 LOGIN - -\r\n"),
+             (Side.SERVER, b"mailtrace-resync-1 OK\r\n"), (Side.CLIENT, b"mailtrace-resync-2 SELECT INBOX\r\n"),
+             (Side.SERVER, b"mailtrace-resync-2 OK\r\n")),
+}
 
 
 def looks_like_tls(data: bytes) -> bool:
     """A TLS ClientHello record: what a client sends first to an implicit-TLS server."""
     return len(data) >= 3 and data[0] == TLS_HANDSHAKE and data[1] == 3 and data[2] <= 4
-INJECTION_RULE = "starttls-injection"  # knowledge: common.toml [violations]
 
 
 class Tracer:
     def __init__(self, session: SessionRecorder, protocol: str, *, show_secrets: bool = False,
                  intercept: bool = False, lang: str = "en") -> None:
         self.session = session
+        self.protocol = protocol
         self.lang = lang
         self.observer = make_observer(protocol)
         self.decoder = CredentialDecoder(protocol, show_secrets, lang)
@@ -36,6 +53,7 @@ class Tracer:
         self.starttls_pending = False  # a STARTTLS/STLS command awaits its answer
         self.unseen = {Side.CLIENT: 0, Side.SERVER: 0}  # TLS octets relayed unparsed
         self.fed = False  # any bytes yet (the mail protocols' servers speak first)
+        self.midstream = False  # set by capture import: the capture may have missed the opening
 
     def feed(self, side: Side, data: bytes, t: float | None = None) -> bool:
         """Parse ``data``; True when the server has just accepted STARTTLS and ``intercept`` is
@@ -43,6 +61,9 @@ class Tracer:
         if self.parsing and not self.fed and side is Side.CLIENT and looks_like_tls(data):
             # the client opened with a TLS handshake: implicit TLS on a port we did not know as such
             self.implicit_tls(intercepted=False, t=t)
+        elif self.parsing and not self.fed and self.midstream and data:
+            if side is Side.CLIENT or not data.startswith(GREETINGS.get(self.protocol, (b"",))):
+                self._resync()
         self.fed = self.fed or bool(data)
         if not self.parsing:
             self.unseen[side] += len(data)
@@ -58,6 +79,15 @@ class Tracer:
             self.parsing = False
             self.tls_event("starttls", intercepted=False, t=t)
         return False
+
+    def _resync(self) -> None:
+        """The capture began after the opening: without it the observer would take the first
+        commands for ones sent before the greeting or the login (false violations)."""
+        for side, data in RESYNC_OPENINGS.get(self.protocol, ()):
+            if side is Side.CLIENT:
+                self.observer.feed_client(data)
+            else:
+                self.observer.feed_server(data)
 
     def record(self, event: Event, t: float | None = None) -> None:
         if event.kind is Kind.TLS:
