@@ -28,6 +28,7 @@ UI = {
 }
 SLOW_TURN = 1.0  # seconds: a pause this long is highlighted
 NEWLINE = b"\n"
+SASL_VERBS = ("AUTH", "AUTHENTICATE")  # their DATA lines are one base64 SASL response each (RFC 4954 §4)
 
 CSS = """
 :root{--c2s:#1f5fbf;--ok:#1b7f3a;--more:#087f8c;--tmp:#a36b00;--err:#c0262d;--bg:#fbfbfd;--lane:#9aa5b1}
@@ -134,7 +135,9 @@ def _session_html(events: list[Event], lang: str, show_secrets: bool) -> str:
         c2s = event.side is Side.CLIENT
         colour = "" if c2s else _reply_class(event.code)
         row = " viol-row" if bad else ""
-        if event.kind in (Kind.DATA, Kind.LITERAL):
+        if event.kind is Kind.DATA and event.verb.upper() in SASL_VERBS and event.shown(show_secrets).count(NEWLINE) <= 1:
+            content = _e(event.text(show_secrets))  # one SASL response line: show its decoded user, no fold
+        elif event.kind in (Kind.DATA, Kind.LITERAL):
             body = event.shown(show_secrets)
             what = (event.verb or event.kind.value).upper()
             summary = f"{what}: {event.octets:,} {ui['octets']}, {body.count(NEWLINE):,} {ui['lines']}"
