@@ -86,3 +86,16 @@ def test_terminal_folds_bodies_but_shows_short_auth_lines():
     out = console.file.getvalue()
     assert 'user name: "carol"' in out and "Y2Fyb2w=" not in out
     assert "[data: 23 octets, 4 lines]" in out and "Subject: x" not in out
+
+
+def test_buffered_jsonl_is_complete_after_flush_and_close(tmp_path):
+    path = tmp_path / "b.jsonl"
+    sink = JsonlSink(path, autoflush=False)
+    rec = Recorder([sink])
+    s = rec.session("smtp")
+    s.record(command(b"NOOP\r\n", "NOOP"))
+    rec.flush()
+    assert [e.verb for e in read_jsonl(path)][-1] == "NOOP"  # live after the recorder's flush
+    s.record(reply(b"250 OK\r\n", "250"))
+    s.close()  # a close event is always written through
+    assert [e.kind for e in read_jsonl(path)][-1] is Kind.CLOSE

@@ -109,11 +109,11 @@ def _build_lab(directory: Path, users: dict[str, str], *, lang: str, log: Path |
     if log is not None:
         from mailtrace.transcript.jsonl import JsonlSink
 
-        recorder.add_sink(JsonlSink(log, show_secrets=show_secrets))
+        recorder.add_sink(JsonlSink(log, show_secrets=show_secrets, autoflush=False))
     if text is not None:
         from mailtrace.transcript.text import TextSink
 
-        recorder.add_sink(TextSink(text, show_secrets=show_secrets, lang=lang))
+        recorder.add_sink(TextSink(text, show_secrets=show_secrets, lang=lang, autoflush=False))
     tls_context = None
     if tls:
         from mailtrace.tls import server_context

@@ -82,6 +82,7 @@ class Connection:
         async with self._lock:
             if not self.closing:
                 await self.carry_out(outputs_fn())
+            self.session.recorder.flush()  # one flush of the log files per chunk of input
 
     def notify(self) -> None:
         """Thread-safe: tell the core that something changed elsewhere (new mail...)."""

@@ -69,6 +69,14 @@ class Recorder:
             for sink in self.sinks:
                 sink.handle(event)
 
+    def flush(self) -> None:
+        """Flush the sinks that buffer (files opened with ``autoflush=False``)."""
+        with self._lock:
+            for sink in self.sinks:
+                flush = getattr(sink, "flush", None)
+                if flush is not None:
+                    flush()
+
     def close(self) -> None:
         with self._lock:
             for sink in self.sinks:

@@ -52,7 +52,8 @@ def format_event(event: Event, *, show_secrets: bool = False, fold: bool = False
 
 
 class TextSink:
-    def __init__(self, target: str | Path | IO[str], show_secrets: bool = False, lang: str = "en") -> None:
+    def __init__(self, target: str | Path | IO[str], show_secrets: bool = False, lang: str = "en",
+                 autoflush: bool = True) -> None:
         if isinstance(target, (str, Path)):
             self._file: IO[str] = open(target, "w", encoding="utf-8")
             self._owned = True
@@ -61,11 +62,17 @@ class TextSink:
             self._owned = False
         self.show_secrets = show_secrets
         self.lang = lang
+        self.autoflush = autoflush
 
     def handle(self, event: Event) -> None:
         for line in format_event(event, show_secrets=self.show_secrets, lang=self.lang):
             self._file.write(line + "\n")
-        self._file.flush()
+        if self.autoflush or event.kind is Kind.CLOSE:
+            self._file.flush()
+
+    def flush(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
 
     def close(self) -> None:
         if self._owned and not self._file.closed:

@@ -45,7 +45,7 @@ async def serve_mailtrace(directory: Path, fsync: bool, log: bool) -> None:
     if log:
         from mailtrace.transcript.jsonl import JsonlSink
 
-        sinks.append(JsonlSink(directory / "transcript.jsonl"))
+        sinks.append(JsonlSink(directory / "transcript.jsonl", autoflush=False))  # as `mailtrace lab --log`
     users = {"alice": "alice", "bob": "bob"}
     lab = Lab(directory=directory, users=users, recorder=Recorder(sinks))
     lab.store = MaildirStore(directory / "mail", users, fsync=fsync)
