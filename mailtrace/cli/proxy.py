@@ -157,18 +157,19 @@ def check_writable(*paths) -> None:
 def open_sinks(*, log=None, text=None, pcap=None, lang="en", show_secrets=False, live=True) -> list:
     """The sinks of a live trace (proxy, sniff). Credentials are decoded into the shown form
     (``CredentialDecoder``), so the human-readable sinks always show that form."""
+    from mailtrace.proxy.safe import EscapingSink
     from mailtrace.transcript.jsonl import JsonlSink
     from mailtrace.transcript.terminal import TerminalSink
     from mailtrace.transcript.text import TextSink
 
     sinks: list = []
     try:
-        if live:
-            sinks.append(TerminalSink(lang=lang, show_secrets=False))
+        if live:  # what people read gets the traced bytes with their control characters made inert
+            sinks.append(EscapingSink(TerminalSink(lang=lang, show_secrets=False)))
         if log:
             sinks.append(JsonlSink(log, show_secrets=show_secrets))
         if text:
-            sinks.append(TextSink(text, show_secrets=False, lang=lang))
+            sinks.append(EscapingSink(TextSink(text, show_secrets=False, lang=lang)))
         if pcap:
             from mailtrace.capture.export import PcapSink
 

@@ -131,6 +131,7 @@ def command(file: Path, fmt: str, output: Path | None, lang: str, show_secrets: 
         else:
             from rich.console import Console
 
+            from mailtrace.proxy.safe import EscapingSink
             from mailtrace.transcript.terminal import TerminalSink
 
             if output is None:
@@ -138,7 +139,7 @@ def command(file: Path, fmt: str, output: Path | None, lang: str, show_secrets: 
             else:
                 out_file = open(output, "w", encoding="utf-8")
                 console = Console(file=out_file, highlight=False, no_color=True, width=200)
-            inner = TerminalSink(console, lang=lang)
+            inner = EscapingSink(TerminalSink(console, lang=lang))  # traced bytes must not drive the terminal
             sink = _Decoding(inner, show_secrets, lang)
         try:
             stream_events(file, sink, **opts)

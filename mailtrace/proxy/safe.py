@@ -1,0 +1,54 @@
+"""Keep traced bytes from driving the terminal that shows them.
+
+A proxy, a sniffer or a saved capture shows whatever a client or a server sent.  Printed as they
+are, bytes such as ESC (``\\x1b[2J`` clears the screen, ``\\x1b]0;...`` retitles the window), a lone
+CR or BS (overwrite the line before, faking a transcript) act on the instructor's terminal.
+``EscapingSink`` wraps a human-readable sink (terminal, text file) and hands it the events with
+every control character written out as ``\\xNN``; line ends (CRLF, LF) and TAB stay as they are.
+The JSON Lines and pcap sinks keep the exact bytes and are never wrapped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from mailtrace.transcript.event import Event, Note
+
+# C0 controls but TAB and LF, DEL, a CR that does not end a line, and the C1 controls (U+0080 to
+# U+009F, which some terminals obey as 8-bit escapes) in their UTF-8 form
+_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]|\r(?!\n)|\xc2[\x80-\x9f]")
+_CONTROL_TEXT = re.compile("[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)")
+
+
+def _bytes(data: bytes) -> bytes:
+    return _CONTROL_BYTES.sub(lambda m: b"".join(b"\\x%02x" % c for c in m.group()), data)
+
+
+def _text(text: str) -> str:
+    return _CONTROL_TEXT.sub(lambda m: "\\x%02x" % ord(m.group()), text)
+
+
+def escape_controls(event: Event) -> Event:
+    """The event with its shown bytes and note details made inert (the same event if already so)."""
+    raw = _bytes(event.raw)
+    redacted = _bytes(event.redacted) if event.redacted is not None else None
+    notes = tuple(Note(n.rule, _text(n.detail)) if n.detail else n for n in event.notes)
+    info = {k: _text(v) if isinstance(v, str) else v for k, v in event.info.items()} if event.info else event.info
+    if raw == event.raw and redacted == event.redacted and notes == event.notes and info == event.info:
+        return event
+    return replace(event, raw=raw, redacted=redacted, notes=notes, info=info,
+                   size=event.size if event.size >= 0 or raw == event.raw else len(event.raw))
+
+
+class EscapingSink:
+    """A sink that passes every event on to ``inner`` with its control characters escaped."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def handle(self, event: Event) -> None:
+        self.inner.handle(escape_controls(event))
+
+    def close(self) -> None:
+        self.inner.close()
