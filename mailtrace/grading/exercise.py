@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,14 @@ class Exercise:
         raise KeyError(name)
 
 
+#: the contracts' read timeout: "a read times out after 10 s" (../shared/contracts.md)
+CLIENT_READ_TIMEOUT = 10.0
+#: the least time a scenario with a silent server gives the program: its read timeout, then
+#: QUIT/LOGOUT and a wait for that reply with the same timeout (RFC 5321 §4.1.1.10: the
+#: client waits for the QUIT reply; the silent server never sends it), plus room to start
+SILENT_TIMEOUT = 2 * CLIENT_READ_TIMEOUT + 10.0
+
+
 def exercises_root() -> Path | None:
     """The repository's exercises/ directory (beside the package, or under the cwd)."""
     here = Path(__file__).resolve().parents[2] / "exercises"
@@ -124,7 +132,9 @@ def load_exercise(name_or_path: str) -> Exercise:
                     raise ExerciseError(f"{path}: scenario {sc.name}: unknown check {cid!r}")
                 if cid not in checks:
                     raise ExerciseError(f"{path}: scenario {sc.name}: check {cid!r} has no points in exercise.toml")
-            ServerScript.from_dict(sc.server)  # fail early on a bad fault
+            script = ServerScript.from_dict(sc.server)  # fail early on a bad fault
+            if any(f.action == "silence" for f in script.faults) and (sc.timeout or ex.timeout) < SILENT_TIMEOUT:
+                sc = replace(sc, timeout=SILENT_TIMEOUT)
             ex.scenarios.append(sc)
     names = [s.name for s in ex.scenarios]
     if len(set(names)) != len(names):
