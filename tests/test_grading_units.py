@@ -64,6 +64,22 @@ def test_fault_layer_overrides_reply_and_records_it(chunk):
     assert replies[-1].code == "451" and replies[-1].verb == "RCPT"  # ...and from the transcript
 
 
+def test_fault_layer_keeps_the_replies_of_earlier_commands_in_one_segment():
+    """Finding F2 (grader_findings.md): the SMTP core writes the replies to commands that came
+    in one segment in one Send; a fault on the last command must replace only its own reply."""
+    script = ServerScript.from_dict({"faults": [{"on": "RCPT", "match": "carol", "reply": ["550 5.1.1 no"]},
+                                                {"on": "NOOP", "split": -1, "split_delay": 0.01}]})
+    layer = smtp_layer(script)
+    layer.start()
+    layer.receive(b"EHLO me\r\n")
+    out = wire(layer.receive(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<bob@lab.test>\r\nRCPT TO:<carol@lab.test>\r\n"))
+    assert out.startswith(b"250 2.1.0") and b"250 2.1.5" in out and out.endswith(b"550 5.1.1 no\r\n")
+    # the timing faults of a command cut only its own reply, not the ones before it
+    actions = layer.receive(b"RSET\r\nNOOP\r\n")
+    writes = [a.data for a in actions if isinstance(a, Write)]
+    assert writes[0].startswith(b"250") and writes[0].endswith(b"\r\n") and len(writes) == 3
+
+
 def test_fault_layer_split_delay_silence_close():
     layer = smtp_layer(ServerScript.from_dict({"split_lines": True, "split_delay": 0.01,
                                                "faults": [{"on": "MAIL", "action": "silence"}]}))
@@ -119,6 +135,25 @@ def test_exercises_load_and_use_every_check(name):
     root = exercises_root() / name
     for f in ("README.md", "README.es.md", ex.program):
         assert (root / f).is_file(), f"{name}/{f}"
+
+
+def test_silent_scenarios_leave_room_for_a_timeout_then_quit(tmp_path):
+    """Finding F1: a client that times out (10 s), then sends QUIT/LOGOUT and waits as long for
+    its reply must not be killed first, whatever timeout the scenario file gives."""
+    from mailtrace.grading.exercise import SILENT_TIMEOUT
+
+    assert SILENT_TIMEOUT >= 2 * 10 + 5
+    for name in EXERCISES:
+        for sc in load_exercise(name).scenarios:
+            if any(f.get("action") == "silence" for f in sc.server.get("faults", ())):
+                assert sc.timeout >= SILENT_TIMEOUT, f"{name}/{sc.name}"
+    ex = tmp_path / "ex"
+    (ex / "scenarios").mkdir(parents=True)
+    (ex / "exercise.toml").write_text('program = "c.py"\nprotocol = "smtp"\ntimeout = 8\n'
+                                      '[checks."smtp.timeout"]\npoints = 1\n')
+    (ex / "scenarios" / "s.toml").write_text('[[scenario]]\nname = "s"\ntimeout = 12\nchecks = ["smtp.timeout"]\n'
+                                             '[[scenario.server.faults]]\non = "MAIL"\naction = "silence"\n')
+    assert load_exercise(str(ex)).scenarios[0].timeout == SILENT_TIMEOUT
 
 
 def test_every_registered_check_is_used_somewhere():

@@ -208,6 +208,7 @@ class FaultLayer:
 
     def _group(self, outputs: list, fault: Fault | None = None, trigger: Event | None = None) -> list:
         """Split outputs at each client event; apply that event's fault to its reply."""
+        outputs = _attribute_sends(outputs)
         actions: list = []
         group: list = []
         current: Event | None = trigger
@@ -257,7 +258,7 @@ class FaultLayer:
         verb = trigger.verb if trigger is not None else ""
         lines = [x.replace("{tag}", tag) for x in fault.before]
         wire = b"".join(_crlf(x) for x in lines)
-        actions += self._reply_lines(lines, verb=verb)
+        actions += self._reply_lines(lines, verb=verb, unsolicited=True)
         if fault.core_input:
             self.core.receive(fault.core_input.encode("utf-8") + b"\r\n")  # keep the core in step
         if fault.reply:
@@ -296,8 +297,10 @@ class FaultLayer:
                 actions.append(Wait(out, None, None))  # (only reached for the greeting)
         return actions
 
-    def _reply_lines(self, lines: list[str], verb: str) -> list:
-        """Transcript events for scripted lines, as the core would record them."""
+    def _reply_lines(self, lines: list[str], verb: str, unsolicited: bool = False) -> list:
+        """Transcript events for scripted lines, as the core would record them (``unsolicited``:
+        lines put before a reply, which answer no command)."""
+        info = {"scripted": "1", "unsolicited": "1"} if unsolicited else {"scripted": "1"}
         out = []
         for line in lines:
             ev_tag = ""
@@ -305,7 +308,7 @@ class FaultLayer:
                 ev_tag = line.split(" ", 1)[0]
             out.append(Record(Event(side=Side.SERVER, kind=Kind.REPLY, raw=_crlf(line),
                                     code=_code_of(line, self.protocol), verb=verb, tag=ev_tag,
-                                    info={"scripted": "1"})))
+                                    info=info)))
         return out
 
     def _split(self) -> int:
@@ -339,6 +342,47 @@ class FaultLayer:
                 actions.append(Sleep(delay))
             actions.append(Write(piece, unit_end=i == len(pieces) - 1))
         return actions
+
+
+def _attribute_sends(outputs: list) -> list:
+    """Give each client event's reply its own ``Send``.
+
+    A core may buffer the replies to several commands that came in one segment (pipelined, or
+    sent without waiting) and write them in one ``Send`` after the last one (the SMTP core does).
+    Grouped per client event, those octets would all land in the last command's group, and a
+    fault on that command would replace the replies owed to the earlier ones.  So a ``Send``
+    whose octets begin with the raw lines of the server events recorded since the previous
+    ``Send`` is cut at the client events between them: each group gets the octets of its own
+    reply lines, and what no event covers stays where the ``Send`` was (the last group).
+    """
+    out: list = []
+    since: list[tuple[int, Event]] = []  # (position in out, server event) since the last Send
+    for item in outputs:
+        if not isinstance(item, Send):
+            if isinstance(item, Event) and item.side is Side.SERVER:
+                since.append((len(out), item))
+            out.append(item)
+            continue
+        data, pos, start = item.data, 0, 0
+        cuts: list[tuple[int, int, int]] = []  # (insert after this index, start, end)
+        for i, (idx, event) in enumerate(since):
+            if not event.raw or not data.startswith(event.raw, pos):
+                break
+            pos += len(event.raw)
+            upto = since[i + 1][0] if i + 1 < len(since) else len(out)
+            if any(_is_client(o) for o in out[idx + 1:upto]):  # the next event is another reply
+                cuts.append((idx, start, pos))
+                start = pos
+        since = []
+        for idx, a, b in reversed(cuts):
+            out.insert(idx + 1, Send(data[a:b]))
+        if data[start:]:
+            out.append(Send(data[start:]))
+    return out
+
+
+def _is_client(item: Any) -> bool:
+    return isinstance(item, Event) and item.side is Side.CLIENT and item.kind in CLIENT_KINDS
 
 
 def _crlf(line: str) -> bytes:

@@ -28,6 +28,7 @@ class Run:
     store_after: dict[str, Any] = field(default_factory=dict)  # {"messages": [{uid, flags, ...}], ...}
     server_errors: list[str] = field(default_factory=list)
     lang: str = "en"
+    _pairs: dict[int, list[Event]] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def exercise_timeout(self) -> float:
@@ -75,7 +76,18 @@ class Run:
         return self.program.stdout.decode("utf-8", errors="replace")
 
     def reply_to(self, event: Event) -> list[Event]:
-        """The server events that came after ``event`` until the next client event."""
+        """The server reply to ``event`` (its lines).
+
+        SMTP replies are paired with commands by order (RFC 2920 §3: "the server MUST send the
+        replies in the order of the commands"), so a pipelined command, followed at once by the
+        next one, still has its reply.  Elsewhere (and where the order cannot be trusted) it is
+        the server events that came after ``event`` until the next client event.
+        """
+        if self.exercise.protocol == "smtp":
+            if self._pairs is None:
+                self._pairs = smtp_pairs(self.events)
+            if id(event) in self._pairs:
+                return self._pairs[id(event)]
         out = []
         started = False
         for e in self.events:
@@ -89,3 +101,33 @@ class Run:
             if e.side is Side.SERVER and e.kind is Kind.REPLY:
                 out.append(e)
         return out
+
+
+def smtp_pairs(events: list[Event]) -> dict[int, list[Event]]:
+    """``id(client event) -> its reply lines`` for SMTP, by order within each session.
+
+    The first reply of a session is the greeting; then each command (and each DATA body) has
+    one reply, whose last line has a space after the code (RFC 5321 §4.2.1).  Pairing stops at
+    the first reply whose verb is not the command's (something unforeseen: the caller falls back
+    to reading what followed the command), and unsolicited scripted lines are skipped.
+    """
+    pairs: dict[int, list[Event]] = {}
+    by_session: dict[str, tuple[list[Event], list[list[Event]]]] = {}
+    for e in events:
+        cmds, units = by_session.setdefault(e.session, ([], [[]]))
+        if e.side is Side.CLIENT and e.kind in (Kind.COMMAND, Kind.DATA):
+            cmds.append(e)
+        elif e.side is Side.SERVER and e.kind is Kind.REPLY and not e.info.get("unsolicited"):
+            units[-1].append(e)
+            if e.raw[3:4] != b"-":
+                units.append([])
+    for cmds, units in by_session.values():
+        replies = [u for u in units if u][1:]  # without the greeting
+        for cmd, unit in zip(cmds, replies):
+            if unit[-1].verb.upper() != cmd.verb.upper():
+                break
+            pairs[id(cmd)] = unit
+        else:
+            for cmd in cmds[len(replies):]:
+                pairs[id(cmd)] = []  # not answered (yet): a silent server, a closed connection
+    return pairs

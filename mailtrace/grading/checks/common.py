@@ -66,6 +66,8 @@ def exit_status(run) -> Outcome | None:
     prog = run.program
     if expected is None:
         return None
+    if run.exercise.protocol and out_of_step(run):
+        return None  # it acted on part of a reply: whole-reply / multiline take the points
     if prog.timed_out:
         if any(c.endswith(".timeout") for c in run.scenario.checks):
             return None  # the timeout check already took the points for hanging
@@ -125,12 +127,14 @@ def _pipelining(run) -> bool:
 SMTP_GROUP_OK = {"MAIL", "RCPT", "RSET", "NOOP"}  # RFC 2920 §3.1: these may be followed at once
 
 
-def waits_for_reply(run, protocol: str) -> Outcome:
+def waits_for_reply(run, protocol: str) -> Outcome | None:
     pipelining = protocol == "smtp" and _pipelining(run)
     prev: Event | None = None
     first_in_session: dict[str, bool] = {}
     for e in run.client_events():
         how = e.info.get("arrived", "after-reply")
+        if how in ("mid-line", "mid-reply"):
+            break  # out of step from here on (it acted on part of a reply): whole-reply / multiline
         first = e.session not in first_in_session
         first_in_session[e.session] = True
         if how in ("before-reply", "same-segment"):
@@ -152,6 +156,8 @@ def waits_for_reply(run, protocol: str) -> Outcome:
     if protocol == "imap" and not run.commands():
         return fail("a command sent once the greeting arrived", "the client sent nothing")
     if protocol != "imap" and not progressed(run, protocol):
+        if out_of_step(run):
+            return None  # it got stuck on a partly read reply: whole-reply / multiline say so
         return no_progress(protocol, "the client waits for each reply, all through the dialogue")
     return ok()
 
@@ -202,6 +208,8 @@ def multiline(run, protocol: str) -> Outcome | None:
 def closes_politely(run, protocol: str) -> Outcome | None:
     if _timed_out(run):
         return None  # killed by the grader: the timeout/exit checks say so
+    if out_of_step(run):
+        return None  # it acted on part of a reply, and ended out of step: whole-reply / multiline
     verb = CLOSING_VERB[protocol]
     if not run.sessions():
         return fail(f"a session that ends with {verb}", "the client never connected", None, RFC_CLOSE[protocol])

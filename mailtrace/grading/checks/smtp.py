@@ -9,6 +9,7 @@ from email.header import decode_header, make_header
 from email.utils import getaddresses, parsedate_to_datetime
 
 from mailtrace.grading.checks import Outcome, check, fail, ok
+from mailtrace.grading.checks.common import out_of_step
 from mailtrace.transcript.event import Event, Kind, Side
 
 PATH = re.compile(r"^(MAIL FROM|RCPT TO):\s?<([^<>\s]*)>(\s.*)?$", re.IGNORECASE)
@@ -214,15 +215,18 @@ def seven_bit(run) -> Outcome:
 
 
 @check("smtp.stops-after-error", "Does not carry on after a 4xx/5xx reply", "RFC 5321 §4.2.1, §3.3")
-def stops_after_error(run) -> Outcome:
+def stops_after_error(run) -> Outcome | None:
+    if out_of_step(run):
+        return None  # it read part of a reply as the whole: replies no longer match its commands
     errors = [e for e in run.events if e.side is Side.SERVER and e.kind is Kind.REPLY and e.code[:1] in ("4", "5")]
     if not errors and not run.commands():
         return fail("a complete dialogue, stopping only at a 4xx/5xx reply", "the client sent nothing")
     for sid in run.sessions():
         # commands sent before the reply they should have waited for are waits-for-reply's business
-        cmds = [e for e in run.events if e.session == sid and e.side is Side.CLIENT
-                and e.kind in (Kind.COMMAND, Kind.DATA)
-                and e.info.get("arrived", "after-reply") not in ("before-reply", "same-segment")]
+        every = [e for e in run.events if e.session == sid and e.side is Side.CLIENT
+                 and e.kind in (Kind.COMMAND, Kind.DATA)]
+        cmds = [e for e in every if e.info.get("arrived", "after-reply") not in ("before-reply", "same-segment")]
+        judged = {id(e) for e in cmds}
         greeting = next((e for e in run.events if e.session == sid and e.side is Side.SERVER
                          and e.kind is Kind.REPLY), None)
         if greeting is not None and greeting.code[:1] in ("4", "5"):
@@ -232,11 +236,11 @@ def stops_after_error(run) -> Outcome:
                             f"the client went on with {bad[0].verb}", bad[0], "RFC 5321 §3.1, §4.2.1")
         accepted_rcpt = False
         mail_ok = True
-        for c in cmds:
+        for c in every:  # pipelined commands (RFC 2920) count for the state, only waited-for ones are judged
             verb = c.verb.upper()
             code = _code(run, c)
             if verb in ("MAIL",):
-                mail_ok = code.startswith("2")
+                mail_ok = not code or code.startswith("2")  # "": no reply seen, not a refusal
                 accepted_rcpt = False
                 if not mail_ok:
                     later = [x for x in cmds if x.seq > c.seq and x.verb.upper() in ("RCPT", "DATA")]
@@ -245,6 +249,8 @@ def stops_after_error(run) -> Outcome:
                                     f"the client sent {later[0].verb} after MAIL got {code}", later[0])
             elif verb == "RCPT" and code.startswith("2"):
                 accepted_rcpt = True
+            elif id(c) not in judged:
+                continue
             elif verb == "DATA" and c.kind is Kind.COMMAND and not accepted_rcpt:
                 return fail("no DATA when no recipient was accepted (QUIT, exit 1)",
                             "the client sent DATA although every RCPT was refused", c)
@@ -256,7 +262,9 @@ def stops_after_error(run) -> Outcome:
 
 
 @check("smtp.partial-recipients", "Goes on with the other recipients when one is refused", "RFC 5321 §3.3")
-def partial_recipients(run) -> Outcome:
+def partial_recipients(run) -> Outcome | None:
+    if out_of_step(run):
+        return None  # it read part of a reply as the whole: whole-reply / multiline
     refused = [r for r in run.commands("RCPT") if _code(run, r)[:1] in ("4", "5")]
     if not refused:
         return fail("one RCPT TO per recipient", "no recipient was refused: did the client send every --to?")
