@@ -102,10 +102,13 @@ def _build_lab(directory: Path, users: dict[str, str], *, lang: str, log: Path |
                show_secrets: bool, tls: bool, live: bool, sinks: tuple) -> Lab:
     from mailtrace.transcript.recorder import Recorder
 
+    # what clients send must not drive the terminal or the text log (escape sequences)
+    from mailtrace.proxy.safe import EscapingSink
+
     directory.mkdir(parents=True, exist_ok=True)
     recorder = Recorder(sinks)
     if live:
-        recorder.add_sink(_FlushingTerminal(lang, show_secrets))
+        recorder.add_sink(EscapingSink(_FlushingTerminal(lang, show_secrets)))
     if log is not None:
         from mailtrace.transcript.jsonl import JsonlSink
 
@@ -113,7 +116,7 @@ def _build_lab(directory: Path, users: dict[str, str], *, lang: str, log: Path |
     if text is not None:
         from mailtrace.transcript.text import TextSink
 
-        recorder.add_sink(TextSink(text, show_secrets=show_secrets, lang=lang, autoflush=False))
+        recorder.add_sink(EscapingSink(TextSink(text, show_secrets=show_secrets, lang=lang, autoflush=False)))
     tls_context = None
     if tls:
         from mailtrace.tls import server_context

@@ -50,5 +50,10 @@ class EscapingSink:
     def handle(self, event: Event) -> None:
         self.inner.handle(escape_controls(event))
 
+    def flush(self) -> None:
+        flush = getattr(self.inner, "flush", None)
+        if flush is not None:
+            flush()
+
     def close(self) -> None:
         self.inner.close()
