@@ -78,7 +78,14 @@ def section_exists(text: str, section: str) -> bool:
 
 
 def test_rfc_texts_are_here():
-    assert (RFC_DIR / "rfc5321.txt").exists(), f"the RFC texts are missing from {RFC_DIR}"
+    """CI has the course's shared/ folder beside the clone and must check the citations; a
+    clone elsewhere skips them (with this reason) instead of failing."""
+    import os
+
+    if not (RFC_DIR / "rfc5321.txt").exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"the RFC texts are missing from {RFC_DIR}: the citations cannot be checked")
+        pytest.skip(f"the RFC texts are not in {RFC_DIR} (the course's shared/ folder beside this clone)")
 
 
 @pytest.mark.parametrize("doc", documents(), ids=lambda p: str(p.relative_to(ROOT)))
