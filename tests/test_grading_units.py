@@ -80,6 +80,16 @@ def test_fault_layer_keeps_the_replies_of_earlier_commands_in_one_segment():
     assert writes[0].startswith(b"250") and writes[0].endswith(b"\r\n") and len(writes) == 3
 
 
+def test_scripted_pop3_replies_carry_the_status_as_the_core_records_it():
+    """Finding F5: a scripted "-ERR ..." line was recorded with code "" (split at the "-"), so
+    the checks never saw the refusal."""
+    from mailtrace.grading.faults import _code_of
+
+    assert _code_of("-ERR [AUTH] no such mailbox", "pop3") == "-ERR"
+    assert _code_of("+OK 2 messages", "pop3") == "+OK"
+    assert _code_of("250-PIPELINING", "smtp") == "250"
+
+
 def test_fault_layer_split_delay_silence_close():
     layer = smtp_layer(ServerScript.from_dict({"split_lines": True, "split_delay": 0.01,
                                                "faults": [{"on": "MAIL", "action": "silence"}]}))

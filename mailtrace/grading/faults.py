@@ -135,6 +135,8 @@ def _code_of(line: str, protocol: str) -> str:
         if len(parts) > 1 and parts[1].upper() in ("OK", "NO", "BAD", "BYE", "PREAUTH"):
             return parts[1].upper()
         return "+" if line.startswith("+") else ""
+    if protocol == "pop3":
+        return line.split(" ", 1)[0]  # "+OK" / "-ERR", as the core records them (not split at "-")
     return word
 
 

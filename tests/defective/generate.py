@@ -342,6 +342,7 @@ STANDALONE: list[tuple[str, str, str]] = [
     ("imap-client", "imap/one_recv_per_command.py", "imap.whole-reply"),
     # written by the independent tester (/work/notes/indep/, see grader_findings.md)
     ("smtp-client", "smtp/indep_pipelines_without_pipelining.py", "smtp.waits-for-reply"),
+    ("pop3-client", "pop3/indep_pass_after_user_err.py", "pop3.stops-after-error"),
 ]
 
 

@@ -121,6 +121,11 @@ def stops_after_error(run) -> Outcome:
             if refused is not None and e.verb.upper() not in ("QUIT", "USER", "PASS", "CAPA", "AUTH", "APOP"):
                 return fail("after the login is refused: QUIT, a message on stderr, exit 1",
                             f"the client went on with {e.verb} after {refused.text()!r}", e)
+            # RFC 1939 §7 (USER): after -ERR "the client may either issue a new authentication
+            # command or may issue the QUIT command"; PASS is only for a USER that got +OK
+            if refused is not None and refused.verb.upper() == "USER" and e.verb.upper() == "PASS":
+                return fail("after -ERR to USER: QUIT (a message on stderr, exit 1), never PASS",
+                            f"the client sent PASS after {refused.text()!r}", e, "RFC 1939 §7 (USER)")
             if e.verb.upper() in ("USER", "PASS", "APOP"):
                 replies = run.reply_to(e)
                 if replies and replies[0].code == "-ERR":
