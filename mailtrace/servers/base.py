@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -110,11 +111,23 @@ class Connection:
                     self.session.close(Side.CLIENT, "client closed the connection")
                     break
                 await self.feed(lambda: self.core.receive(data))
+        except Exception as exc:  # a bug in a core costs this connection only, and is said
+            self.closing = True
+            report_internal_error(self.session, exc)
         finally:
             self.session.close(Side.NONE)
             self.writer.close()
             with contextlib.suppress(Exception):
                 await self.writer.wait_closed()
+
+
+def report_internal_error(session: SessionRecorder, exc: Exception) -> None:
+    """An unexpected exception in a core: one line on stderr (no traceback) and the close reason."""
+    what = f"{type(exc).__name__}: {exc}".replace("\r", " ").replace("\n", " ")
+    with contextlib.suppress(Exception):
+        print(f"mailtrace: {session.protocol} session {session.id}: internal error: {what}",
+              file=sys.stderr, flush=True)
+    session.close(Side.SERVER, f"internal error: {what}")
 
 
 CoreFactory = Callable[["ConnectionContext"], ServerCore]
@@ -175,7 +188,7 @@ class Listener:
             session.close(Side.SERVER, "server stopping")
             writer.close()
         except Exception as exc:  # a bug in a core must cost one connection, never the server
-            session.close(Side.SERVER, f"internal error: {type(exc).__name__}: {exc}")
+            report_internal_error(session, exc)
             writer.close()
         finally:
             if task is not None:
