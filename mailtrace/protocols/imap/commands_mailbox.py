@@ -34,8 +34,9 @@ def store_error(conn, cmd, exc: Exception, trycreate: bool = False) -> None:
         conn.done(cmd, "NO", "the mailbox already exists", code="ALREADYEXISTS")
     elif isinstance(exc, InvalidMailboxName):
         conn.done(cmd, "NO", f"invalid mailbox name: {exc}", code="CANNOT")
-    else:
-        conn.done(cmd, "NO", f"the operation failed: {exc}", code="SERVERBUG")
+    else:  # RFC 5530 §3: SERVERBUG, "the server encountered a bug in itself or violated a limit"
+        conn.done(cmd, "NO", f"{cmd.name} failed: {wire.failure(exc)}", code="SERVERBUG")
+
 
 
 def _open(conn, cmd, readonly: bool) -> None:
@@ -206,7 +207,7 @@ def append(conn, cmd) -> None:
         try:
             box = conn.store.mailbox(conn.user, name)
             return box, box.append(message, flags=flags, internaldate=stamp)
-        except (StoreError, KeyError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any store failure (OSError...) is a NO, never a lost session
             return None, exc
 
     def then(result) -> None:

@@ -164,5 +164,5 @@ def execute(conn, tag: str, verb: str, data: bytes, line: bytes | None, notes: l
         conn.done(cmd, "NO", f'charset "{exc}" is not supported', code=f"BADCHARSET ({' '.join(CHARSETS)})")
     except (KeyError, OSError, ValueError, LookupError, StoreError) as exc:
         # a message that vanished or an odd file: one NO, never a crashed connection
-        conn.respond(f"{tag} NO [SERVERBUG] {verb} failed: {type(exc).__name__}\r\n".encode(), tag=tag, code="NO",
+        conn.respond(f"{tag} NO [SERVERBUG] {verb} failed: {wire.failure(exc)}\r\n".encode(), tag=tag, code="NO",
                      verb=verb, info={"code": "SERVERBUG"})

@@ -71,3 +71,9 @@ def split_lines(data: bytes) -> list[tuple[str, bytes]]:
             out.append(("literal", data[i:i + lit[0]]))
             i += lit[0]
     return out
+
+
+def failure(exc: Exception) -> str:
+    """What went wrong, on one line: the exception's type and message (for the transcript)."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return " ".join(text.split())
