@@ -14,6 +14,12 @@ It tracks the state from what the server answers (+OK to PASS or APOP enters TRA
 server's own mistakes (a status line that is neither "+OK" nor "-ERR").  After +OK to STLS
 the bytes are TLS records: ``encrypted`` becomes True and nothing more is parsed unless the
 proxy intercepts TLS and calls :meth:`Pop3Observer.tls_started`.
+
+A pipelined command is judged when the server reaches it, not when it is sent: "STAT"
+pipelined after "PASS" is right if the PASS succeeds (the server runs STAT in TRANSACTION).
+So a command sent while earlier responses are still due keeps its state check in its queue
+entry; when the response before it is complete, the check runs on the state the server is
+then in, and a wrong state (or a command after +OK to QUIT) becomes a VIOLATION event.
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ class _Lines:
 class _Expect:
     verb: str  # "" for an unknown command
     multiline: bool  # whether +OK starts a multi-line response
+    states: tuple = ()  # pipelined: the states to check when the server reaches it
 
 
 class Pop3Observer:
@@ -135,9 +142,9 @@ class Pop3Observer:
             notes.append(Note("unknown-command", keyword[:40]))
             self._expect.append(_Expect("", False))
             return Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line, state=self.state.value, notes=tuple(notes))
-        if self.state not in spec.states and not self.ended:
-            allowed = " or ".join(s.value for s in spec.states)
-            notes.append(Note("wrong-state", f"{name} is allowed in {allowed}, not {self.state.value}"))
+        pipelined = bool(self._expect)  # earlier responses still due: judge it when the server gets there
+        if not pipelined and self.state not in spec.states and not self.ended:
+            notes.append(self._wrong_state(name, spec.states))
         has_argument = False
         try:
             has_argument = bool(parse_arguments(spec, rest))
@@ -145,7 +152,8 @@ class Pop3Observer:
             notes.append(Note("bad-argument", str(exc)))
         if name == "STLS":
             self._stls_pending = True
-        self._expect.append(_Expect(name, spec.is_multiline(has_argument)))
+        self._expect.append(_Expect(name, spec.is_multiline(has_argument),
+                                    tuple(spec.states) if pipelined else ()))
         return Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line, verb=name, state=self.state.value,
                      notes=tuple(notes), redacted=redact(name, line, rest))
 
@@ -170,7 +178,7 @@ class Pop3Observer:
             if line in (b".\r\n", b".\n"):
                 body, self._body = bytes(self._body), None
                 return [Event(side=Side.SERVER, kind=Kind.DATA, raw=body, verb=self._body_verb,
-                              state=self.state.value)]
+                              state=self.state.value)] + self._judge_next()
             return []
         notes: list[Note] = []
         if (line.startswith(b"+ ") or line.rstrip(b"\r\n") == b"+") and self._expect and self._expect[0].verb == "AUTH":
@@ -210,7 +218,27 @@ class Pop3Observer:
         if code == OK and expect.multiline:
             self._body = bytearray()
             self._body_verb = verb
-        return [event]
+            return [event]
+        return [event] + self._judge_next()
+
+    def _judge_next(self) -> list[Event]:
+        """A response is complete: judge the pipelined command the server turns to next."""
+        if not self._expect or not self._expect[0].states:
+            return []
+        head = self._expect[0]
+        states, head.states = head.states, ()
+        if self.ended:
+            note = Note("after-quit", f"{head.verb} was pipelined after QUIT")
+        elif self.state not in states:
+            note = self._wrong_state(head.verb, states)
+        else:
+            return []
+        return [Event(side=Side.CLIENT, kind=Kind.VIOLATION, verb=head.verb, state=self.state.value,
+                      notes=(note,))]
+
+    def _wrong_state(self, name: str, states) -> Note:
+        allowed = " or ".join(s.value for s in State if s in states)
+        return Note("wrong-state", f"{name} is allowed in {allowed}, not {self.state.value}")
 
     def _advance(self, verb: str) -> None:
         if verb in ("PASS", "APOP", "AUTH") and self.state is State.AUTHORIZATION:

@@ -1,0 +1,79 @@
+"""Regressions for the independent QA findings on POP3 (notes/qa_findings.md)."""
+
+from __future__ import annotations
+
+from mailtrace.protocols.pop3 import Pop3Observer
+from mailtrace.transcript.event import Kind, Side
+
+
+def rules(events):
+    return [n.rule for e in events for n in e.notes]
+
+
+def test_commands_pipelined_after_pass_are_judged_when_the_server_reaches_them():
+    """QA-24: STAT/LIST pipelined after PASS are right when PASS succeeds (RFC 2449 §6.6)."""
+    obs = Pop3Observer()
+    events = obs.feed_server(b"+OK ready\r\n")
+    events += obs.feed_client(b"USER a\r\nPASS b\r\nSTAT\r\nLIST 1\r\nUIDL\r\nRETR 1\r\n")
+    events += obs.feed_server(b"+OK\r\n+OK logged in\r\n+OK 1 10\r\n+OK 1 10\r\n+OK\r\n1 u1\r\n.\r\n")
+    events += obs.feed_server(b"+OK 10 octets\r\nSubject: x\r\n.\r\n")
+    assert rules(events) == []
+    assert [e.verb for e in events if e.side is Side.SERVER] == ["", "USER", "PASS", "STAT", "LIST", "UIDL", "UIDL",
+                                                               "RETR", "RETR"]
+
+
+def test_pipelined_commands_after_a_failed_pass_are_in_the_wrong_state():
+    """QA-24: if PASS fails, the pipelined STAT ran in AUTHORIZATION: flagged once its turn comes."""
+    obs = Pop3Observer()
+    obs.feed_server(b"+OK ready\r\n")
+    sent = obs.feed_client(b"USER a\r\nPASS wrong\r\nSTAT\r\nNOOP\r\n")
+    assert rules(sent) == []  # not judged yet: the server has not reached them
+    events = obs.feed_server(b"+OK\r\n-ERR [AUTH] no\r\n")
+    (violation,) = [e for e in events if e.kind is Kind.VIOLATION]
+    assert violation.verb == "STAT" and violation.side is Side.CLIENT and violation.state == "AUTHORIZATION"
+    assert rules([violation]) == ["wrong-state"]
+    assert events[-1] is violation  # right after the -ERR to PASS, before STAT's own reply
+    events = obs.feed_server(b"-ERR not logged in\r\n")
+    assert rules(events) == ["wrong-state"] and events[-1].verb == "NOOP"
+
+
+def test_a_violation_waits_for_the_end_of_a_multiline_response():
+    obs = Pop3Observer()
+    obs.feed_server(b"+OK ready\r\n")
+    obs.feed_client(b"CAPA\r\nSTAT\r\n")
+    events = obs.feed_server(b"+OK\r\nUSER\r\n.\r\n")
+    assert [e.kind for e in events] == [Kind.REPLY, Kind.DATA, Kind.VIOLATION]
+
+
+def test_commands_pipelined_after_quit_are_flagged():
+    obs = Pop3Observer()
+    obs.feed_server(b"+OK ready\r\n")
+    obs.feed_client(b"QUIT\r\nNOOP\r\n")
+    events = obs.feed_server(b"+OK bye\r\n")
+    assert rules(events) == ["after-quit"] and events[-1].verb == "NOOP"
+
+
+def test_the_tracer_sees_no_violation_in_a_pipelined_login():
+    """QA-24 as reported: the proxy's Tracer on the minimal reproduction."""
+    from mailtrace.proxy.trace import Tracer
+    from mailtrace.transcript.recorder import MemorySink, Recorder
+
+    mem = MemorySink()
+    tracer = Tracer(Recorder([mem]).session("pop3", mode="proxy"), "pop3")
+    tracer.feed(Side.SERVER, b"+OK ready\r\n")
+    tracer.feed(Side.CLIENT, b"USER a\r\nPASS b\r\nSTAT\r\nLIST 1\r\n")
+    tracer.feed(Side.SERVER, b"+OK\r\n+OK logged in\r\n+OK 1 10\r\n+OK 1 10\r\n")
+    assert rules(mem.events) == []
+
+
+def test_pipelined_script_has_the_same_violations_as_the_core():
+    """The whole SCRIPT pipelined at once: the observer flags exactly what the core flags."""
+    from test_pop3_observer import SCRIPT, interleave, record_session
+
+    for script in (SCRIPT, [b"USER alice\r\n", b"PASS wrong\r\n", b"STAT\r\n", b"QUIT\r\n"]):
+        _, server, core_events = record_session(script)
+        seen = interleave(Pop3Observer(), script, server, 7)
+        core_rules = sorted(rules(e for e in core_events if e.side is Side.CLIENT))
+        seen_rules = sorted(rules(e for e in seen if e.side is Side.CLIENT and e.kind is not Kind.VIOLATION
+                                  or e.kind is Kind.VIOLATION and e.notes[0].rule != "no-quit"))
+        assert seen_rules == core_rules
