@@ -341,6 +341,9 @@ STANDALONE: list[tuple[str, str, str]] = [
     ("pop3-client", "pop3/one_recv_per_command.py", "pop3.whole-reply"),
     ("imap-client", "imap/one_recv_per_command.py", "imap.whole-reply"),
     # written by the independent tester (/work/notes/indep/, see grader_findings.md)
+    ("mime-compose", "mime/indep_b64_100_columns.py", "mime.attachments"),
+    ("mime-compose", "mime/indep_text_part_last.py", "mime.structure"),
+    ("mime-compose", "mime/indep_constant_boundary.py", "mime.structure"),
     ("smtp-client", "smtp/indep_pipelines_without_pipelining.py", "smtp.waits-for-reply"),
     ("pop3-client", "pop3/indep_pass_after_user_err.py", "pop3.stops-after-error"),
 ]

@@ -11,6 +11,7 @@ from email.utils import parsedate_to_datetime
 from mailtrace.grading.checks import Outcome, check, fail, ok
 
 MAX_LINE = 998  # RFC 5322 §2.1.1: "Each line of characters MUST be no more than 998 characters"
+BASE64_LINE = 76  # RFC 2045 §6.8: "lines of no more than 76 characters"
 
 
 def _output(run) -> bytes | None:
@@ -110,6 +111,32 @@ def _norm(text: str) -> list[str]:
     return text.replace("\r\n", "\n").rstrip("\n").split("\n")
 
 
+def _body_part(m):
+    """The text body: the message itself, or its first text/plain part that is not an attachment
+    (wherever it is: the order of the parts is mime.structure's business)."""
+    if not m.is_multipart():
+        return m
+    parts = [p for p in m.get_payload() if not isinstance(p, str)]
+    for p in parts:
+        if p.get_content_type() == "text/plain" and \
+                not (p.get("Content-Disposition") or "").lower().startswith("attachment"):
+            return p
+    return parts[0] if parts else None
+
+
+def _boundary_collision(run, data: bytes, m) -> str | None:
+    """A text line that starts with the boundary delimiter and went into the message as it is
+    (RFC 2046 §5.1.1: the boundary "must not appear inside any of the encapsulated parts")."""
+    boundary = m.get_boundary() if m.is_multipart() else None
+    if not boundary:
+        return None
+    lines = set(data.split(b"\r\n"))
+    for line in run.variables.get("arg_text_file_text", "").splitlines():
+        if line.startswith("--" + boundary) and line.encode("utf-8", "replace") in lines:
+            return line
+    return None
+
+
 @check("mime.structure", "text/plain alone, or multipart/mixed: the text first, one part per file",
        "RFC 2046 §5.1.1, §5.1.3")
 def structure(run) -> Outcome:
@@ -125,6 +152,11 @@ def structure(run) -> Outcome:
     if m.get_content_type() != "multipart/mixed" or not m.is_multipart():
         return fail("Content-Type: multipart/mixed; boundary=...", f"Content-Type: {m.get('Content-Type')}")
     boundary = m.get_boundary() or ""
+    clash = _boundary_collision(run, data, m)
+    if clash is not None:
+        return fail("a boundary that appears nowhere in the content (random, e.g. uuid.uuid4().hex, and checked "
+                    "against the text)", f"the text has the line {clash[:80]!r}, which the boundary "
+                    f"{boundary!r} turns into a part delimiter", rfc="RFC 2046 §5.1.1")
     body = data.split(b"\r\n\r\n", 1)[-1]
     if (b"--" + boundary.encode() + b"--") not in body:
         return fail(f"the closing delimiter --{boundary}-- after the last part", "it is missing", rfc="RFC 2046 §5.1.1")
@@ -137,13 +169,15 @@ def structure(run) -> Outcome:
 
 
 @check("mime.text", "The text arrives as given (decoded)", "RFC 2045 §6")
-def text(run) -> Outcome:
+def text(run) -> Outcome | None:
     data = _output(run)
     if data is None:
         return _missing(run)
     m = _parse(data)
-    part = m.get_payload()[0] if m.is_multipart() else m
-    if isinstance(part, str):
+    if _boundary_collision(run, data, m) is not None:
+        return None  # the boundary cuts the text: mime.structure's business
+    part = _body_part(m)
+    if part is None:
         return fail("a text part", "no text part")
     got, want = _norm(_text_of(part)), _norm(run.variables.get("arg_text_file_text", ""))
     if got != want:
@@ -155,23 +189,36 @@ def text(run) -> Outcome:
 
 
 @check("mime.attachments", "Each file as a base64 attachment part with its name and type", "RFC 2045 §6.8; RFC 2183")
-def attachments(run) -> Outcome:
+def attachments(run) -> Outcome | None:
     data = _output(run)
     if data is None:
         return _missing(run)
     m = _parse(data)
+    if _boundary_collision(run, data, m) is not None:
+        return None  # the boundary cuts the parts: mime.structure's business
     files = run.variables.get("arg_attach", [])
-    parts = m.get_payload()[1:] if m.is_multipart() else []
+    # base64 not cut into lines at all goes over 998 somewhere: mime.line-length's business
+    too_long = any(len(x) > MAX_LINE for x in data.split(b"\r\n"))
+    body = _body_part(m)
+    parts = [p for p in m.get_payload() if p is not body and not isinstance(p, str)] if m.is_multipart() else []
     for i, name in enumerate(files):
-        if i >= len(parts):
+        # matched by file name (their order is mime.structure's business), else by position
+        p = next((q for q in parts if q.get_param("filename", header="content-disposition") == name), None)
+        if p is None and i >= len(parts):
             return fail(f"a part for {name}", "it is missing")
-        p = parts[i]
+        p = p if p is not None else parts[i]
         disp = (p.get("Content-Disposition") or "").lower()
         if not disp.startswith("attachment") or p.get_param("filename", header="content-disposition") != name:
             return fail(f'Content-Disposition: attachment; filename="{name}"',
                         f"Content-Disposition: {p.get('Content-Disposition')}", rfc="RFC 2183 §2")
         if (p.get("Content-Transfer-Encoding") or "").strip().lower() != "base64":
             return fail(f"{name} encoded in base64", f"Content-Transfer-Encoding: {p.get('Content-Transfer-Encoding')}")
+        raw = p.get_payload(decode=False)
+        longest = max((len(x) for x in raw.splitlines()), default=0) if isinstance(raw, str) else 0
+        if longest > BASE64_LINE and not too_long:
+            return fail(f"{name} in base64 lines of at most {BASE64_LINE} characters "
+                        "(base64.encodebytes, or cut b64encode's output)",
+                        f"a base64 line of {longest} characters", rfc="RFC 2045 §6.8")
         want_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if p.get_content_type() != want_type:
             return fail(f"Content-Type: {want_type} for {name}", f"Content-Type: {p.get_content_type()}")
