@@ -77,3 +77,69 @@ def test_pipelined_script_has_the_same_violations_as_the_core():
         seen_rules = sorted(rules(e for e in seen if e.side is Side.CLIENT and e.kind is not Kind.VIOLATION
                                   or e.kind is Kind.VIOLATION and e.notes[0].rule != "no-quit"))
         assert seen_rules == core_rules
+
+
+def _deliver_three(lab):
+    for i in range(3):
+        lab.store.deliver("bob", f"Subject: {i}\r\n\r\nbody {i}\r\n".encode())
+
+
+def test_quit_is_ok_when_a_deleted_message_was_already_removed(lab_factory):
+    """QA-21: DELE'd messages another program removed meanwhile are removed: QUIT says +OK (RFC 1939 §6)."""
+    import poplib
+
+    lab = lab_factory(("pop3",), tls=False)
+    _deliver_three(lab)
+    p = poplib.POP3("127.0.0.1", lab.port("pop3"), timeout=10)
+    p.user("bob")
+    p.pass_("bob")
+    assert p.stat()[0] == 3
+    for sub in ("cur", "new"):  # everything vanishes behind the session's back
+        for f in (lab.store.root / "bob" / sub).iterdir():
+            f.unlink()
+    try:
+        p.retr(1)
+    except poplib.error_proto as exc:
+        assert b"[SYS/TEMP]" in exc.args[0]
+    assert p.dele(1).startswith(b"+OK")
+    assert p.dele(2).startswith(b"+OK")
+    reply = p.quit()
+    assert reply.startswith(b"+OK") and b"2 of the deleted were already removed" in reply
+    assert b"1 messages left" in reply
+
+
+def test_quit_still_removes_what_is_there_and_reports_ok(lab_factory):
+    import poplib
+
+    lab = lab_factory(("pop3",), tls=False)
+    _deliver_three(lab)
+    p = poplib.POP3("127.0.0.1", lab.port("pop3"), timeout=10)
+    p.user("bob")
+    p.pass_("bob")
+    p.dele(1)
+    reply = p.quit()
+    assert reply.startswith(b"+OK") and b"already removed" not in reply
+    assert len(lab.store.mailbox("bob").messages()) == 2
+
+
+def test_quit_is_err_sys_temp_when_a_message_cannot_be_removed(lab_factory):
+    """The -ERR of RFC 1939 §6 stays for a real failure: here the message file became a directory."""
+    import poplib
+
+    lab = lab_factory(("pop3",), tls=False)
+    _deliver_three(lab)
+    p = poplib.POP3("127.0.0.1", lab.port("pop3"), timeout=10)
+    p.user("bob")
+    p.pass_("bob")
+    p.dele(1)
+    p.dele(2)
+    for sub in ("cur", "new"):  # unlink() of a directory fails (EISDIR), even for root
+        for f in sorted((lab.store.root / "bob" / sub).iterdir()):
+            f.unlink()
+            f.mkdir()
+    try:
+        p.quit()
+    except poplib.error_proto as exc:
+        assert exc.args[0].startswith(b"-ERR [SYS/TEMP] some deleted messages not removed")
+    else:
+        raise AssertionError("QUIT should have failed")

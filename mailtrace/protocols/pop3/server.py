@@ -294,19 +294,40 @@ class Pop3ServerConnection:
         session = self.session
         doomed = [m.uid for m in session.messages if m.deleted]
         left = len(session.messages) - len(doomed)
-        failed = 0
-        if doomed:
-            try:
-                removed = set(session.mailbox.expunge(doomed))
-                failed = sum(uid not in removed for uid in doomed)
-            except Exception:
-                failed = len(doomed)
+        failed, gone = self._update(doomed)
         if failed:
             out = self._error("QUIT", f"some deleted messages not removed ({failed})", "SYS/TEMP", count=False)
         else:
-            out = self._ok("QUIT", f"{self.config.hostname} POP3 server signing off ({left} messages left)")
+            already = f"; {gone} of the deleted were already removed by another program" if gone else ""
+            out = self._ok("QUIT", f"{self.config.hostname} POP3 server signing off ({left} messages left{already})")
         self._end()
         return out + [Close("QUIT")]
+
+    def _update(self, doomed: list[int]) -> tuple[int, int]:
+        """RFC 1939 §6 UPDATE: remove the messages marked deleted; (not removed, already gone).
+
+        A message someone else removed meanwhile (another program, an IMAP EXPUNGE) is what DELE
+        asked for, so it is no failure: +OK, as Dovecot answers.  Only a message that is still
+        there after the attempt makes QUIT answer "-ERR [SYS/TEMP]" (§6: "If [...] an error
+        occurs [...] the server responds with a negative status indicator"; RFC 2449 §8.1.2:
+        SYS/TEMP, a temporary failure; the client may try again later)."""
+        if not doomed:
+            return 0, 0
+        mailbox = self.session.mailbox
+        try:
+            removed = set(mailbox.expunge(doomed))
+        except Exception:  # noqa: BLE001 - the store failed: nothing is known to be removed
+            return len(doomed), 0
+        missing = [uid for uid in doomed if uid not in removed]
+        if not missing:
+            return 0, 0
+        try:
+            mailbox.refresh()
+            present = {m.uid for m in mailbox.messages()}
+        except Exception:  # noqa: BLE001
+            return len(missing), 0
+        still = sum(uid in present for uid in missing)
+        return still, len(missing) - still
 
     def _capa(self, args: list) -> list[Output]:
         caps = list(CAPABILITIES)
