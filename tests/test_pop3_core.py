@@ -324,14 +324,30 @@ def test_message_vanished_under_us():
     assert talk(conn, "RETR 2").startswith(b"+OK")
 
 
-def test_failed_expunge_reports_error():
+def test_expunge_of_a_message_already_gone_is_ok():
+    """QA-21: removed by someone else meanwhile is what DELE asked for (RFC 1939 §6): +OK."""
     conn, store = make()
     conn.start()
     talk(conn, "USER alice", "PASS secret", "DELE 1")
     del store.mail["alice"][1]
     out = conn.receive(b"QUIT\r\n")
-    assert send_all(out).startswith(b"-ERR [SYS/TEMP] some deleted messages not removed")
+    assert send_all(out).startswith(b"+OK") and b"1 of the deleted were already removed" in send_all(out)
     assert isinstance(out[-1], Close) and store.locked == set()
+
+
+def test_failed_expunge_reports_error():
+    conn, store = make()
+    conn.start()
+    talk(conn, "USER alice", "PASS secret", "DELE 1")
+
+    def broken(uids):
+        raise OSError("disk on fire")
+
+    conn.session.mailbox.expunge = broken
+    out = conn.receive(b"QUIT\r\n")
+    assert send_all(out).startswith(b"-ERR [SYS/TEMP] some deleted messages not removed (1)")
+    assert isinstance(out[-1], Close) and store.locked == set()
+    assert 1 in store.mail["alice"]
 
 
 def test_every_output_is_a_known_type():
