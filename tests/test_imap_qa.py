@@ -109,3 +109,38 @@ def test_a_core_bug_is_said_on_stderr_and_in_the_close_reason(tmp_path, capsys):
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if "ZeroDivisionError" in ln]
     assert len(lines) == 2 and "Traceback" not in err
+
+
+def _names(m) -> set[str]:
+    typ, data = m.list()
+    assert typ == "OK"
+    return {line.decode().rsplit(" ", 1)[1].strip('"') for line in data}
+
+
+def test_rename_of_a_noselect_parent_renames_its_inferiors(lab_factory):
+    """QA-15: RFC 3501 §6.3.5 inferiors are renamed too, also under a \\Noselect parent (§6.3.4)."""
+    lab = lab_factory(("imap",), tls=False)
+    m = imaplib.IMAP4("127.0.0.1", lab.port("imap"), timeout=10)
+    m.login("alice", "alice")
+    for name in ("P", "P.C1", "P.C2.D", "Taken"):
+        assert m.create(name)[0] == "OK"
+    assert m.append("P.C1", None, None, b"Subject: kept\r\n\r\nx\r\n")[0] == "OK"
+    assert m.delete("P")[0] == "OK"
+    typ, data = m.list('""', "P")
+    assert b"\\Noselect" in data[0]
+    assert m.rename("P", "Taken.P")[0] == "OK"  # under an existing mailbox
+    names = _names(m)
+    assert {"Taken.P.C1", "Taken.P.C2.D"} <= names and not any(n == "P" or n.startswith("P.") for n in names)
+    assert m.select("Taken.P.C1") == ("OK", [b"1"])
+    m.close()
+    assert m.rename("Taken.P", "Q")[0] == "OK"
+    assert {"Q.C1", "Q.C2.D"} <= _names(m)
+    typ, data = m.rename("Nothing", "Z")  # still NONEXISTENT when there is nothing at all
+    assert typ == "NO" and b"[NONEXISTENT]" in data[0]
+    assert m.create("R.C1")[0] == "OK" and m.delete("R")[0] in ("OK", "NO")
+    typ, data = m.rename("Q", "R")  # R.C1 would be overwritten
+    assert typ == "NO" and b"[ALREADYEXISTS]" in data[0]
+    typ, data = m.rename("Q", "Q.Sub")  # into its own inferior
+    assert typ == "NO"
+    assert {"Q.C1", "Q.C2.D"} <= _names(m)
+    m.logout()

@@ -21,6 +21,7 @@ from mailtrace.protocols.imap.mailboxview import MailboxView
 from mailtrace.protocols.imap.parser import SYSTEM_FLAGS, parse_date_time
 from mailtrace.protocols.imap.states import State
 from mailtrace.store.model import InvalidMailboxName, MailboxExists, MailboxNotFound, StoreError
+from mailtrace.store.names import canonical_mailbox
 
 # Status items (RFC 3501 §6.3.10).
 STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
@@ -82,10 +83,36 @@ def examine(conn, cmd) -> None:
 _STORE_CALLS = {
     "CREATE": (1, lambda store, user, names: store.create_mailbox(user, *names)),
     "DELETE": (1, lambda store, user, names: store.delete_mailbox(user, *names)),
-    "RENAME": (2, lambda store, user, names: store.rename_mailbox(user, *names)),
+    "RENAME": (2, lambda store, user, names: rename_mailbox(store, user, *names)),
     "SUBSCRIBE": (1, lambda store, user, names: store.subscribe(user, *names)),
     "UNSUBSCRIBE": (1, lambda store, user, names: store.unsubscribe(user, *names)),
 }
+
+
+def rename_mailbox(store, user: str, old: str, new: str) -> None:
+    """RFC 3501 §6.3.5: "all hierarchical names under it are renamed as well" -- also when the
+    mailbox itself is a \\Noselect parent that DELETE left behind for its inferiors (§6.3.4):
+    it has no Maildir of its own, so its inferiors are all there is to rename (as Dovecot does)."""
+    try:
+        store.rename_mailbox(user, old, new)
+        return
+    except MailboxNotFound:
+        delim = store.HIERARCHY_DELIMITER
+        old, new = canonical_mailbox(old), canonical_mailbox(new)
+        existing = store.list_mailboxes(user)
+        inferiors = sorted(name for name in existing if name.startswith(old + delim))
+        if not inferiors:
+            raise
+    if (new + delim).startswith(old + delim):
+        raise InvalidMailboxName(f"cannot rename {old!r} into its own inferior {new!r}")
+    if new in existing or any(new + name[len(old):] in existing for name in inferiors):
+        raise MailboxExists(f"mailbox {new!r} or one of its inferiors exists")
+    tops: list[str] = []  # the store renames a mailbox with its own inferiors
+    for name in inferiors:
+        if not any(name.startswith(top + delim) for top in tops):
+            tops.append(name)
+    for name in tops:
+        store.rename_mailbox(user, name, new + name[len(old):])
 
 
 def mailbox_command(conn, cmd) -> None:
