@@ -341,6 +341,8 @@ STANDALONE: list[tuple[str, str, str]] = [
     ("pop3-client", "pop3/one_recv_per_command.py", "pop3.whole-reply"),
     ("imap-client", "imap/one_recv_per_command.py", "imap.whole-reply"),
     # written by the independent tester (/work/notes/indep/, see grader_findings.md)
+    ("smtp-client", "smtp/indep_no_crlf_before_final_dot.py", "smtp.body"),
+    ("smtp-client", "smtp/indep_helo_only.py", "smtp.helo-fallback"),
     ("mime-compose", "mime/indep_b64_100_columns.py", "mime.attachments"),
     ("mime-compose", "mime/indep_text_part_last.py", "mime.structure"),
     ("mime-compose", "mime/indep_constant_boundary.py", "mime.structure"),

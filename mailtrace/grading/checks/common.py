@@ -71,6 +71,11 @@ def exit_status(run) -> Outcome | None:
     if prog.timed_out:
         if any(c.endswith(".timeout") for c in run.scenario.checks):
             return None  # the timeout check already took the points for hanging
+        if run.exercise.protocol == "smtp":
+            from mailtrace.grading.checks.smtp import unterminated
+
+            if unterminated(run) is not None:
+                return None  # it waited for a reply to a message it never ended: smtp.body says so
         return fail(f"exit status {expected}", f"the program was still running after {run.exercise_timeout:g} s "
                     "and was killed", rfc="the exercise's contract")
     if prog.signal is not None or prog.error:

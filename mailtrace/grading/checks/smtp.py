@@ -46,6 +46,12 @@ def unstuff(raw: bytes) -> bytes:
     return b"\n".join(line[1:] if line.startswith(b".") else line for line in lines)
 
 
+def unterminated(run) -> Event | None:
+    """A message the server never saw end: the client was killed (or closed) while the server
+    still waited for CRLF . CRLF (RFC 5321 §4.1.1.4), e.g. the final dot glued to the last line."""
+    return next((e for e in data_events(run) if e.info.get("incomplete")), None)
+
+
 def accepted_message(run) -> tuple[Event | None, bytes | None]:
     """The last DATA body the server answered 250 (or any body when none was)."""
     best = (None, None)
@@ -110,6 +116,11 @@ def envelope(run) -> Outcome:
 def helo_fallback(run) -> Outcome:
     if not run.commands("EHLO") and not run.commands("HELO"):
         return fail("EHLO, then HELO when EHLO is refused", "the client never greeted the server")
+    for sid in run.sessions():
+        first = next((c for c in run.commands() if c.session == sid and c.verb.upper() in ("EHLO", "HELO")), None)
+        if first is not None and first.verb.upper() == "HELO":
+            return fail("EHLO first (RFC 5321 §3.2: a client that supports extensions SHOULD start with EHLO); "
+                        "HELO only after EHLO is answered 500/502", "the client opened with HELO", first)
     for e in run.commands("EHLO"):
         if _code(run, e)[:1] in ("5",):
             later = [c for c in run.commands() if c.seq > e.seq and c.session == e.session]
@@ -129,7 +140,9 @@ def dot_stuffing(run) -> Outcome:
     wire = e.raw.replace(b"\r\n", b"\n")
     for line in body.splitlines():
         if line.startswith("."):
-            if b"\n." + line.encode("utf-8") + b"\n" not in wire:
+            stuffed = b"\n." + line.encode("utf-8")
+            # (a last line with the final dot glued to it is smtp.body's business, see unterminated)
+            if stuffed + b"\n" not in wire and not wire.endswith(stuffed + b".\n"):
                 return fail(f"the body line {line[:40]!r} sent as {('.' + line)[:41]!r} (an extra dot in front)",
                             "the line went out unstuffed: the server removes its first dot (or, for a line "
                             "holding only '.', ends the message there)", e)
@@ -167,6 +180,13 @@ def headers(run) -> Outcome:
 
 @check("smtp.body", "The body arrives as given (decoded, line by line)", "RFC 5322 §2.3; RFC 2045 §6")
 def body(run) -> Outcome | None:
+    cut = unterminated(run)
+    if cut is not None and not cut.raw.endswith(b"\r\n.\r\n"):
+        last = cut.raw.rstrip(b"\r\n").rsplit(b"\n", 1)[-1][-60:]
+        return fail("the message ends with CRLF . CRLF: the final dot alone on its own line",
+                    f"the server was still waiting for the end of the message when the client "
+                    f"{'was killed' if run.program.timed_out else 'closed the connection'}; "
+                    f"the last line sent was {last.decode('utf-8', 'replace')!r}", cut, "RFC 5321 §4.1.1.4")
     e, msg = accepted_message(run)
     if e is None:
         return fail("a message after DATA", "no message was sent")
