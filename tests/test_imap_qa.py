@@ -144,3 +144,32 @@ def test_rename_of_a_noselect_parent_renames_its_inferiors(lab_factory):
     assert typ == "NO"
     assert {"Q.C1", "Q.C2.D"} <= _names(m)
     m.logout()
+
+
+def test_commands_pipelined_after_logout_are_flagged(lab_factory):
+    """QA-17: "b NOOP" sent with "a LOGOUT" is not run and the transcript says so (RFC 3501 §6.1.3)."""
+    lab = lab_factory(("imap",), tls=False)
+    with socket.create_connection(("127.0.0.1", lab.port("imap")), timeout=10) as s:
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"a LOGOUT\r\nb NOOP\r\n")
+        assert f.readline().startswith(b"* BYE")
+        assert f.readline().startswith(b"a OK")
+        assert f.read() == b""  # b NOOP never answered
+    events = lab.wait_closed()
+    (flag,) = [e for e in events if any(n.rule == "after-logout" for n in e.notes)]
+    assert flag.kind is Kind.VIOLATION and flag.raw == b"b NOOP\r\n" and flag.size == 8
+    close = [e for e in events if e.kind is Kind.CLOSE][0]
+    assert events.index(flag) < events.index(close)
+
+
+def test_the_observer_flags_a_command_pipelined_after_logout():
+    from mailtrace.protocols.imap import ImapObserver
+
+    obs = ImapObserver()
+    obs.feed_server(b"* OK ready\r\n")
+    a, b = obs.feed_client(b"a LOGOUT\r\nb NOOP\r\n")
+    assert not a.notes and [n.rule for n in b.notes] == ["after-logout"]
+    obs.feed_server(b"* BYE bye\r\na OK LOGOUT completed\r\n")
+    (late,) = obs.feed_client(b"c NOOP\r\n")
+    assert [n.rule for n in late.notes] == ["after-logout"]

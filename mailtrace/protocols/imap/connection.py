@@ -246,6 +246,11 @@ class ImapServerConnection:
 
     def logout(self) -> None:
         self.state = State.LOGOUT
+        rest = self.discard_input()  # pipelined after LOGOUT: never run (RFC 3501 §6.1.3)
+        if rest.strip():
+            self._out.append(Event(side=Side.CLIENT, kind=Kind.VIOLATION, raw=rest[:200], size=len(rest),
+                                   protocol="imap", state=self.state.value,
+                                   notes=(Note("after-logout", f"{len(rest)} octets discarded"),)))
         self.close("LOGOUT")
 
     def watch(self, user: str, mailbox: str) -> Callable[[], None]:

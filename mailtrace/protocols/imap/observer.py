@@ -136,6 +136,8 @@ class ImapObserver:
             verb = f"UID {m.group(3).decode('ascii').upper()}" if name == "UID" and m.group(3) else name
             if self._starttls_tag is not None and self._starttls_tag in self._pending:
                 notes.append(Note("starttls-injection", "sent after STARTTLS, before the server's answer"))
+            if "LOGOUT" in self._pending.values():  # RFC 3501 §6.1.3: nothing follows LOGOUT
+                notes.append(Note("after-logout", "pipelined after LOGOUT: the server will not run it"))
             if tag in self._tags:
                 notes.append(Note("tag-reuse", f'tag "{tag}" was used before in this session'))
             elif len(self._tags) < MAX_REMEMBERED_TAGS:
