@@ -48,7 +48,11 @@ def available_protocols() -> list[str]:
 
 
 def parse_users(values: tuple[str, ...]) -> dict[str, str]:
-    """``NAME:PASSWORD`` options (split at the FIRST colon) -> {name: password}."""
+    """``NAME:PASSWORD`` options (split at the FIRST colon) -> {name: password}.
+
+    User names are case-insensitive: kept in lower case (they name Maildir folders), and the
+    servers match any case ("Dave@lab.test" in SMTP, "USER Dave" in POP3, "LOGIN Dave" in IMAP).
+    The same name given twice (in any case) is an error, never a silent override."""
     if not values:
         return dict(DEFAULT_USERS)
     users: dict[str, str] = {}
@@ -60,6 +64,9 @@ def parse_users(values: tuple[str, ...]) -> dict[str, str]:
         if not USER_NAME.match(name):
             raise click.BadParameter(f"{name!r}: a user name is letters, digits, '.', '_' or '-'",
                                      param_hint="--user")
+        if name in users:
+            raise click.BadParameter(f"{value.partition(':')[0]!r}: user {name!r} is given twice (user names are "
+                                     "case-insensitive); give each user once", param_hint="--user")
         users[name] = password
     return users
 
@@ -241,7 +248,8 @@ def common_options(func):
         click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
                      default=Path("mailtrace-lab"), show_default=True, help="Lab directory (mail/, tls/)."),
         click.option("--user", "users", multiple=True, metavar="NAME:PASSWORD",
-                     help="A lab user (repeatable; default alice:alice and bob:bob)."),
+                     help="A lab user (repeatable; default alice:alice and bob:bob). The password is "
+                          "everything after the first colon; the name is case-insensitive (kept in lower case)."),
         click.option("--log", type=click.Path(dir_okay=False, path_type=Path), help="Save the transcript as JSON Lines."),
         click.option("--text", type=click.Path(dir_okay=False, path_type=Path),
                      help="Save the transcript as plain text (S: / C: lines)."),
