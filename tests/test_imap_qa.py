@@ -173,3 +173,25 @@ def test_the_observer_flags_a_command_pipelined_after_logout():
     obs.feed_server(b"* BYE bye\r\na OK LOGOUT completed\r\n")
     (late,) = obs.feed_client(b"c NOOP\r\n")
     assert [n.rule for n in late.notes] == ["after-logout"]
+
+
+def test_imap_login_name_in_any_case(lab_factory):
+    """QA-25: `--user Dave:pw` creates dave; LOGIN Dave and AUTHENTICATE PLAIN Dave log in as dave."""
+    from mailtrace.cli.serve import parse_users
+
+    lab = lab_factory(("imap",), tls=False, users=parse_users(("Dave:pw",)))
+    m = imaplib.IMAP4("127.0.0.1", lab.port("imap"), timeout=10)
+    assert m.login("Dave", "pw")[0] == "OK"
+    assert m.select("INBOX")[0] == "OK"
+    m.logout()
+    m = imaplib.IMAP4("127.0.0.1", lab.port("imap"), timeout=10)
+    assert m.authenticate("PLAIN", lambda _: b"\0DAVE\0pw")[0] == "OK"
+    m.logout()
+    m = imaplib.IMAP4("127.0.0.1", lab.port("imap"), timeout=10)
+    try:
+        m.login("Dave", "PW")
+    except imaplib.IMAP4.error as exc:
+        assert "AUTHENTICATIONFAILED" in str(exc)
+    else:
+        raise AssertionError("the password stays case-sensitive")
+    m.logout()

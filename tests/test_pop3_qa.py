@@ -143,3 +143,55 @@ def test_quit_is_err_sys_temp_when_a_message_cannot_be_removed(lab_factory):
         assert exc.args[0].startswith(b"-ERR [SYS/TEMP] some deleted messages not removed")
     else:
         raise AssertionError("QUIT should have failed")
+
+
+def test_user_names_given_twice_are_a_cli_error():
+    """QA-25: a duplicate --user (in any case) is a clear error, never a silent override."""
+    import click
+    import pytest
+
+    from mailtrace.cli.serve import parse_users
+
+    assert parse_users(("Dave:pw", "bob:b")) == {"dave": "pw", "bob": "b"}
+    for dup in (("alice:x", "alice:y"), ("ALICE:x", "alice:y")):
+        with pytest.raises(click.BadParameter, match="given twice"):
+            parse_users(dup)
+
+
+def test_the_cli_refuses_a_duplicate_user(tmp_path):
+    from click.testing import CliRunner
+
+    from mailtrace.cli.serve import command
+
+    result = CliRunner().invoke(command, ["pop3", "--port", "0", "--dir", str(tmp_path / "lab"),
+                                          "--user", "alice:x", "--user", "Alice:y"])
+    assert result.exit_code == 2 and "given twice" in result.output and "Traceback" not in result.output
+
+
+def test_pop3_login_name_in_any_case(lab_factory):
+    """QA-25: `--user Dave:pw` creates dave; USER Dave / APOP Dave log in as dave."""
+    import hashlib
+    import poplib
+    import re
+
+    from mailtrace.cli.serve import parse_users
+
+    lab = lab_factory(("pop3",), tls=False, users=parse_users(("Dave:pw",)))
+    p = poplib.POP3("127.0.0.1", lab.port("pop3"), timeout=10)
+    p.user("Dave")
+    assert p.pass_("pw").startswith(b"+OK")
+    assert p.quit().startswith(b"+OK")
+    p = poplib.POP3("127.0.0.1", lab.port("pop3"), timeout=10)
+    stamp = re.search(rb"<[^>]+>", p.getwelcome()).group(0)
+    digest = hashlib.md5(stamp + b"pw").hexdigest()
+    assert p._shortcmd(f"APOP DAVE {digest}").startswith(b"+OK")
+    p.quit()
+    p = poplib.POP3("127.0.0.1", lab.port("pop3"), timeout=10)
+    p.user("Dave")
+    try:
+        p.pass_("PW")  # the password stays case-sensitive
+    except poplib.error_proto as exc:
+        assert exc.args[0].startswith(b"-ERR [AUTH]")
+    else:
+        raise AssertionError("a wrong password must fail")
+    p.quit()

@@ -66,6 +66,8 @@ def login(conn, cmd) -> None:
 
 
 def _authenticate(conn, cmd, user: str, password: str) -> None:
+    if not conn.store.has_user(user) and conn.store.has_user(user.lower()):
+        user = user.lower()  # lab user names are lower case; "LOGIN Dave" is dave (as SMTP's Dave@)
     if conn.store.has_user(user) and conn.store.check_password(user, password):
         conn.user = user
         conn.set_state(State.AUTHENTICATED)

@@ -253,6 +253,7 @@ class Pop3ServerConnection:
         if user is None:
             self._notes.append(Note("pass-without-user"))
             return self._error("PASS", "send USER first")
+        user = self._known_name(user)
         if not self.store.check_password(user, args[0]):
             return self._error("PASS", "invalid user name or password", "AUTH")
         return self._login("PASS", user)
@@ -260,10 +261,17 @@ class Pop3ServerConnection:
     def _apop(self, args: list) -> list[Output]:
         name, digest = args
         self.user = None
+        name = self._known_name(name)
         secret = self.store.password(name)
         if secret is None or not hmac.compare_digest(apop_digest(self.timestamp, secret), digest):
             return self._error("APOP", "invalid user name or digest", "AUTH")
         return self._login("APOP", name)
+
+    def _known_name(self, name: str) -> str:
+        """Lab user names are lower case: "USER Dave" logs in as dave (as SMTP's Dave@ is dave)."""
+        if self.store.password(name) is None and self.store.password(name.lower()) is not None:
+            return name.lower()
+        return name
 
     def _login(self, verb: str, user: str) -> list[Output]:
         try:
