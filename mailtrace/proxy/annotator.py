@@ -144,6 +144,9 @@ def _child(read_fd: int, write_fd: int, make_sinks: Callable[[], list], show_sec
     recorder.close()
 
 
+BATCH_DELAY = 0.005  # seconds a relayed chunk may wait before it goes to the annotating child
+
+
 class Annotator:
     """Start it before the event loop (it forks); ``attach()`` inside the loop; ``flush()`` and
     ``close()`` at the end."""
@@ -184,7 +187,9 @@ class Annotator:
             self._pending.append(data)
             return
         if not self._batch:
-            asyncio.get_running_loop().call_soon(self._write_batch)
+            # One pipe write per BATCH_DELAY, not per relayed chunk: the relay's own path stays
+            # recv + send, and the live view lags by a few milliseconds at most.
+            asyncio.get_running_loop().call_later(BATCH_DELAY, self._write_batch)
         self._batch.append(data)
 
     def _write_batch(self) -> None:
