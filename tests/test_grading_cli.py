@@ -195,3 +195,16 @@ def test_a_program_that_does_nothing_earns_almost_nothing(exercise):
     report = grade(ex, ROOT / "exercises" / exercise, seed=1, jobs=4)
     policy = sum(c.points for s in report.scenarios if s.name == "policy" for c in s.checks)
     assert report.score - policy <= 0.12 * report.max_score, report.checks_by_id()
+
+
+@pytest.mark.parametrize("exercise", ["smtp-client", "pop3-client", "imap-client"])
+def test_a_program_that_never_connects_keeps_no_points_for_want_of_evidence(tmp_path, exercise):
+    """Finding F15 (grader_findings.md): a hung program kept "ends with QUIT" and the other
+    "not judged" points although it never opened a session."""
+    ex = load_exercise(exercise)
+    prog = tmp_path / ex.program
+    prog.write_text("import time\ntime.sleep(60)\n")
+    chosen = [s.name for s in ex.scenarios if not s.timeout and not s.server.get("none")]
+    report = grade(ex, prog, scenarios=chosen, limits=Limits(timeout=1), jobs=4)
+    policy = sum(c.points for s in report.scenarios if s.name == "policy" for c in s.checks)
+    assert report.score == pytest.approx(policy), report.checks_by_id()

@@ -92,3 +92,16 @@ def test_every_mutant_is_generated_and_current():
         assert path.read_text().endswith(text), f"{out} is stale: run python tests/defective/generate.py"
         assert check in load_exercise(ex).checks
     assert generate.ROOT == ROOT
+
+
+@pytest.mark.slow
+def test_feedback_marks_the_right_line_and_cites_the_right_rfc(graded):
+    """Findings F8, F9 (grader_findings.md): a missing QUIT is marked at the client's close, and
+    the POP3/IMAP timeout feedback does not cite the SMTP RFC."""
+    report = graded[str(ROOT / "tests" / "defective" / "smtp" / "no_quit.py")]
+    quit_ = [c for s in report.scenarios for c in s.checks if c.id == "smtp.quit" and not c.passed]
+    assert quit_ and all(">> -- connection closed by the client" in c.feedback for c in quit_)
+    for mutant, cid in (("pop3/no_timeout.py", "pop3.timeout"), ("imap/no_timeout.py", "imap.timeout")):
+        report = graded[str(ROOT / "tests" / "defective" / mutant)]
+        lost = [c for s in report.scenarios for c in s.checks if c.id == cid and not c.passed]
+        assert lost and all("RFC 5321" not in c.feedback for c in lost)

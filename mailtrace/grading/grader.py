@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mailtrace.grading import data as gdata
-from mailtrace.grading.checks import REGISTRY, feedback, load_all, title
+from mailtrace.grading.checks import REGISTRY, fail, feedback, load_all, title
 from mailtrace.grading.checks.common import read_sources
 from mailtrace.grading.exercise import Exercise, Scenario, fill
 from mailtrace.grading.faults import ServerScript
@@ -253,6 +253,7 @@ def _collect(workdir: Path, skip: set[str]) -> dict[str, bytes]:
 # -- scoring ------------------------------------------------------------------------------------------
 def score_run(run: Run, weights: dict[str, float], lang: str = "en") -> ScenarioResult:
     results = []
+    never_connected = bool(run.exercise.protocol) and not run.server_options.get("none") and not run.sessions()
     for cid in run.scenario.checks:
         chk = REGISTRY[cid]
         conf = run.exercise.checks[cid]
@@ -264,6 +265,10 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en") -> Scenario
         else:
             note = ""
         max_points = weights[cid]
+        if outcome is None and not note and never_connected:
+            # "not judged" keeps the points only when there was something to judge
+            outcome = fail("a session with the scripted server", "the program never connected to it, so this "
+                           f"could not be seen ({run.program.status_text()})")
         if outcome is None:
             results.append(CheckResult(cid, title(chk, lang), True, max_points, max_points, note, conf.visibility,
                                        False))

@@ -26,6 +26,8 @@ RFC_MULTI = {"smtp": "RFC 5321 §4.2.1 (multiline replies)", "pop3": "RFC 1939 �
              "imap": "RFC 3501 §2.2.2"}
 RFC_CLOSE = {"smtp": "RFC 5321 §4.1.1.10 (QUIT)", "pop3": "RFC 1939 §6 (QUIT: the UPDATE state)",
              "imap": "RFC 3501 §6.1.3 (LOGOUT)"}
+RFC_TIMEOUT = {"smtp": "the exercise's contract; RFC 5321 §4.5.3.2 (timeouts)",
+               "pop3": "the exercise's contract", "imap": "the exercise's contract"}
 TRACEBACK = "Traceback (most recent call last)"
 #: the exit statuses for which the contracts require a message on stderr (1: refused, closed or
 #: silent server; 3: some recipients refused); exit 2 (unreachable) only needs the status
@@ -225,7 +227,9 @@ def closes_politely(run, protocol: str) -> Outcome | None:
         if server_closed:
             continue
         if not any(c.verb.upper() == verb for c in cmds):
-            last = cmds[-1] if cmds else None
+            # mark where QUIT was missing: the client's close (else its last command)
+            last = next((e for e in reversed(events) if e.kind is Kind.CLOSE and e.side is Side.CLIENT),
+                        cmds[-1] if cmds else None)
             return fail(f"the client ends the session with {verb} while the connection is open",
                         f"the client closed the connection without {verb}", last, RFC_CLOSE[protocol])
     return ok()
@@ -241,7 +245,7 @@ def timeout(run, protocol: str) -> Outcome:
                     "prints a message and exits",
                     f"the program was still waiting after {run.exercise_timeout:g} s and was killed "
                     "(use socket.settimeout(10) and handle socket.timeout)",
-                    _last_client(run), "the exercise's contract; RFC 5321 §4.5.3.2 (timeouts)")
+                    _last_client(run), RFC_TIMEOUT[protocol])
     return ok()
 
 
