@@ -336,3 +336,22 @@ def test_spanish_titles_cover_every_check_and_feedback_labels_translate():
     assert title(chk, "es") == "Las líneas terminan en CRLF" and title(chk, "en") == chk.title
     text = feedback(Outcome(False, "CRLF", "LF"), chk, [], "es")
     assert text.startswith("Se esperaba: CRLF\nOcurrió: LF") and "Véase RFC 5321" in text
+
+
+def test_a_deferring_check_takes_the_failure_when_its_owner_is_not_in_the_scenario():
+    """Finding F17: pop3.message-bytes deferred to whole-reply/multiline ("not judged") in a
+    scenario that applied neither, so a one-recv() RETR lost nothing."""
+    from types import SimpleNamespace
+
+    from mailtrace.grading.checks import REGISTRY, Defer, fail
+    from mailtrace.grading.grader import _deferred
+
+    REGISTRY["test.owner"] = SimpleNamespace(fn=lambda run: fail("whole lines", "a partial line"))
+    try:
+        run = SimpleNamespace(scenario=SimpleNamespace(checks=("test.owner", "pop3.message-bytes")))
+        assert _deferred(run, Defer(("test.owner",))) is None  # the owner is there: it takes the points
+        run.scenario.checks = ("pop3.message-bytes",)
+        taken = _deferred(run, Defer(("test.owner",)))
+        assert taken is not None and not taken.passed and taken.happened == "a partial line"
+    finally:
+        del REGISTRY["test.owner"]

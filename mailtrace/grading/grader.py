@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mailtrace.grading import data as gdata
-from mailtrace.grading.checks import REGISTRY, fail, feedback, load_all, title
+from mailtrace.grading.checks import REGISTRY, Defer, Outcome, fail, feedback, load_all, title
 from mailtrace.grading.checks.common import read_sources
 from mailtrace.grading.exercise import Exercise, Scenario, fill
 from mailtrace.grading.faults import ServerScript
@@ -265,6 +265,8 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en") -> Scenario
         else:
             note = ""
         max_points = weights[cid]
+        if isinstance(outcome, Defer):
+            outcome = _deferred(run, outcome)
         if outcome is None and not note and never_connected:
             # "not judged" keeps the points only when there was something to judge
             outcome = fail("a session with the scripted server", "the program never connected to it, so this "
@@ -284,6 +286,22 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en") -> Scenario
                           stdout=run.stdout[-2000:], stderr=run.stderr[-2000:],
                           transcript=render_text(run.events, show_secrets=True, fold=False)[-20000:],
                           events=run.events)
+
+
+def _deferred(run: Run, defer: Defer) -> Outcome | None:
+    """A check that defers to others: not judged when one of them fails in this scenario; their
+    failure when the scenario applies none of them (see ``checks.Defer``)."""
+    failing = []
+    for cid in defer.to:
+        try:
+            outcome = REGISTRY[cid].fn(run) if cid in REGISTRY else None
+        except Exception:
+            outcome = None
+        if isinstance(outcome, Outcome) and not outcome.passed:
+            failing.append((cid, outcome))
+    if not failing or any(cid in run.scenario.checks for cid, _ in failing):
+        return None
+    return failing[0][1]
 
 
 def weights(exercise: Exercise) -> dict[str, float]:

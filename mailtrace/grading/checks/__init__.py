@@ -39,6 +39,16 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Defer:
+    """Not judged here: the checks in ``to`` own the root cause (a client out of step after a
+    partial read).  The grader keeps this check's points only when one of them fails in the same
+    scenario; when the scenario applies none of them, this check takes their failure, so a
+    mistake never goes unpunished for want of the right check in a scenario."""
+
+    to: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Check:
     id: str
     title: str

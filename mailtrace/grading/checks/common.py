@@ -11,7 +11,7 @@ import ast
 import threading
 from pathlib import Path
 
-from mailtrace.grading.checks import Outcome, check, fail, ok
+from mailtrace.grading.checks import Defer, Outcome, check, fail, ok
 from mailtrace.transcript.event import Event, Kind, Side
 
 PROTOCOLS = ("smtp", "pop3", "imap")
@@ -41,8 +41,14 @@ def _timed_out(run) -> bool:
 # -- evidence: a check passes only when the client got far enough to show the behaviour ---------
 def progressed(run, protocol: str) -> bool:
     """Did the client get through the scenario's dialogue (message sent / retrieved / fetched)?"""
-    if protocol == "smtp":
-        return any(e.kind is Kind.DATA and e.side is Side.CLIENT for e in run.events)
+    if protocol == "smtp":  # the message sent, or QUIT after the refusal that ends the dialogue
+        return any(e.kind is Kind.DATA and e.side is Side.CLIENT for e in run.events) or \
+            (run.scenario.expect_exit not in (None, 0) and any(
+                c.info.get("arrived", "after-reply") == "after-reply"
+                and any(r.seq < c.seq and r.session == c.session and r.code[:1] in ("4", "5") and r.verb.upper()
+                        in ("MAIL", "RCPT", "DATA") for r in run.events if r.side is Side.SERVER)
+                for c in run.events if c.side is Side.CLIENT
+                and (c.kind is Kind.CLOSE or (c.kind is Kind.COMMAND and c.verb.upper() == "QUIT"))))
     if protocol == "pop3":
         return len(run.commands("RETR")) >= len(run.fixture) and bool(run.commands())
     if protocol == "imap":
@@ -69,7 +75,7 @@ def exit_status(run) -> Outcome | None:
     if expected is None:
         return None
     if run.exercise.protocol and out_of_step(run):
-        return None  # it acted on part of a reply: whole-reply / multiline take the points
+        return stepped(run)  # it acted on part of a reply: whole-reply / multiline take the points
     if prog.timed_out:
         if any(c.endswith(".timeout") for c in run.scenario.checks):
             return None  # the timeout check already took the points for hanging
@@ -164,7 +170,7 @@ def waits_for_reply(run, protocol: str) -> Outcome | None:
         return fail("a command sent once the greeting arrived", "the client sent nothing")
     if protocol != "imap" and not progressed(run, protocol):
         if out_of_step(run):
-            return None  # it got stuck on a partly read reply: whole-reply / multiline say so
+            return stepped(run)  # it got stuck on a partly read reply: whole-reply / multiline say so
         return no_progress(protocol, "the client waits for each reply, all through the dialogue")
     return ok()
 
@@ -176,6 +182,12 @@ def _first_anomaly(run) -> Event | None:
     it sends later says nothing about how it reads replies.
     """
     return next((e for e in run.client_events() if e.info.get("arrived") in ("mid-line", "mid-reply")), None)
+
+
+def stepped(run) -> Defer:
+    """Not judged: the client is out of step (see ``out_of_step``); whole-reply/multiline own it."""
+    p = run.exercise.protocol
+    return Defer((f"{p}.whole-reply",) + ((f"{p}.multiline",) if p != "imap" else ()))
 
 
 def out_of_step(run) -> bool:
@@ -216,7 +228,7 @@ def closes_politely(run, protocol: str) -> Outcome | None:
     if _timed_out(run):
         return None  # killed by the grader: the timeout/exit checks say so
     if out_of_step(run):
-        return None  # it acted on part of a reply, and ended out of step: whole-reply / multiline
+        return stepped(run)  # it acted on part of a reply, and ended out of step: whole-reply / multiline
     verb = CLOSING_VERB[protocol]
     if not run.sessions():
         return fail(f"a session that ends with {verb}", "the client never connected", None, RFC_CLOSE[protocol])

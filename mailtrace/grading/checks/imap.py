@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mailtrace.grading.checks import Outcome, check, fail, ok
-from mailtrace.grading.checks.common import out_of_step
+from mailtrace.grading.checks.common import out_of_step, stepped
 from mailtrace.transcript.event import Event, Kind, Side
 
 
@@ -54,7 +54,7 @@ def unique_tags(run) -> Outcome:
 @check("imap.literals", "Saves each message as the literal's exact octets", "RFC 3501 §4.3 (literals)")
 def literals(run) -> Outcome | None:
     if out_of_step(run):
-        return None  # it read part of a response as a whole one: imap.whole-reply's business
+        return stepped(run)  # it read part of a response as a whole one: imap.whole-reply's business
     files = _out_files(run)
     if not files and expected_uids(run):
         return fail("each message saved as DIR/<uid>.eml, the literal's octets exactly", "no message was saved")

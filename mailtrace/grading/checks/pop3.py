@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mailtrace.grading.checks import Outcome, check, fail, ok
-from mailtrace.grading.checks.common import out_of_step
+from mailtrace.grading.checks.common import out_of_step, stepped
 from mailtrace.transcript.event import Kind, Side
 
 
@@ -44,7 +44,7 @@ def _framing_only(got: bytes, want: bytes) -> bool:
 @check("pop3.message-bytes", "Every message saved as DIR/<n>.eml, byte for byte (CRLF kept)", "RFC 1939 §7 (RETR)")
 def message_bytes(run) -> Outcome | None:
     if out_of_step(run):
-        return None  # it read part of a reply as a whole one: pop3.whole-reply / pop3.multiline
+        return stepped(run)  # it read part of a reply as a whole one: pop3.whole-reply / pop3.multiline
     files = _out_files(run)
     out = run.variables.get("arg_out", "out").strip("/")
     if out + "/" not in run.files and (run.program.exit_code == 0 or not run.sessions()):

@@ -9,7 +9,7 @@ from email.header import decode_header, make_header
 from email.utils import getaddresses, parsedate_to_datetime
 
 from mailtrace.grading.checks import Outcome, check, fail, ok
-from mailtrace.grading.checks.common import out_of_step
+from mailtrace.grading.checks.common import out_of_step, stepped
 from mailtrace.transcript.event import Event, Kind, Side
 
 PATH = re.compile(r"^(MAIL FROM|RCPT TO):\s?<([^<>\s]*)>(\s.*)?$", re.IGNORECASE)
@@ -237,7 +237,7 @@ def seven_bit(run) -> Outcome:
 @check("smtp.stops-after-error", "Does not carry on after a 4xx/5xx reply", "RFC 5321 §4.2.1, §3.3")
 def stops_after_error(run) -> Outcome | None:
     if out_of_step(run):
-        return None  # it read part of a reply as the whole: replies no longer match its commands
+        return stepped(run)  # it read part of a reply as the whole: replies no longer match its commands
     errors = [e for e in run.events if e.side is Side.SERVER and e.kind is Kind.REPLY and e.code[:1] in ("4", "5")]
     if not errors and not run.commands():
         return fail("a complete dialogue, stopping only at a 4xx/5xx reply", "the client sent nothing")
@@ -284,7 +284,7 @@ def stops_after_error(run) -> Outcome | None:
 @check("smtp.partial-recipients", "Goes on with the other recipients when one is refused", "RFC 5321 §3.3")
 def partial_recipients(run) -> Outcome | None:
     if out_of_step(run):
-        return None  # it read part of a reply as the whole: whole-reply / multiline
+        return stepped(run)  # it read part of a reply as the whole: whole-reply / multiline
     refused = [r for r in run.commands("RCPT") if _code(run, r)[:1] in ("4", "5")]
     if not refused:
         return fail("one RCPT TO per recipient", "no recipient was refused: did the client send every --to?")
