@@ -29,7 +29,11 @@ ALTERNATIVES = {"tests/alternative/smtp_client_makefile.py": "smtp-client",
                 "tests/alternative/imap_client_literals.py": "imap-client",
                 "tests/alternative/mime_compose_base64.py": "mime-compose",
                 # by the independent tester (grader_findings.md F1-F3): PIPELINING, QUIT after a timeout
-                "tests/alternative/smtp_client_pipelining.py": "smtp-client"}
+                "tests/alternative/smtp_client_pipelining.py": "smtp-client",
+                "tests/alternative/smtp_client_select.py": "smtp-client",
+                "tests/alternative/pop3_client_select.py": "pop3-client",
+                "tests/alternative/imap_client_literalplus.py": "imap-client",
+                "tests/alternative/mime_compose_rfc2231.py": "mime-compose"}
 
 
 @pytest.fixture(scope="module")
