@@ -109,3 +109,13 @@ def test_feedback_marks_the_right_line_and_cites_the_right_rfc(graded):
         report = graded[str(ROOT / "tests" / "defective" / mutant)]
         lost = [c for s in report.scenarios for c in s.checks if c.id == cid and not c.passed]
         assert lost and all("RFC 5321" not in c.feedback for c in lost)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mutant", ["smtp/uses_smtplib.py", "pop3/uses_poplib.py", "imap/uses_imaplib.py",
+                                    "mime/uses_email_mime.py"])
+def test_a_banned_library_caps_the_score(graded, mutant):
+    """Finding F19: smtplib speaks SMTP correctly, so every behavioural check passed (95/100)."""
+    report = graded[str(ROOT / "tests" / "defective" / mutant)]
+    assert set(report.lost()) == {"policy.imports"}
+    assert report.score == 0 and "policy.imports" in report.capped

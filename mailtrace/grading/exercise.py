@@ -69,6 +69,7 @@ class Exercise:
     checks: dict[str, CheckConfig] = field(default_factory=dict)
     scenarios: list[Scenario] = field(default_factory=list)
     policy_checks: tuple[str, ...] = ()
+    policy_cap: float | None = None  # a failed policy check caps the score at this fraction of max
 
     def scenario(self, name: str) -> Scenario:
         for s in self.scenarios:
@@ -117,7 +118,10 @@ def load_exercise(name_or_path: str) -> Exercise:
     ex = Exercise(name=data.get("name", directory.name), directory=directory, protocol=data.get("protocol", ""),
                   program=data["program"], title=data.get("title", ""),
                   banned_imports=tuple(data.get("banned_imports", ())), timeout=float(data.get("timeout", 10)),
-                  checks=checks, policy_checks=tuple(data.get("policy_checks", ())))
+                  checks=checks, policy_checks=tuple(data.get("policy_checks", ())),
+                  policy_cap=float(data["policy_cap"]) if "policy_cap" in data else None)
+    if ex.policy_cap is not None and not 0 <= ex.policy_cap <= 1:
+        raise ExerciseError(f"{directory / 'exercise.toml'}: policy_cap must be between 0 and 1")
     from mailtrace.grading.checks import load_all
 
     REGISTRY = load_all()

@@ -288,6 +288,19 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en") -> Scenario
                           events=run.events)
 
 
+def _cap(report: Report, exercise: Exercise) -> None:
+    """A failed policy check (smtplib did the talking) caps the score: the behavioural checks
+    then judged the library, not the student (exercise.toml ``policy_cap``)."""
+    if exercise.policy_cap is None:
+        return
+    failed = [c.id for s in report.scenarios if s.name == "policy" for c in s.checks if not c.passed]
+    cap = round(exercise.policy_cap * report.max_score, 2)
+    if failed and report.score > cap:
+        report.score = cap
+        report.capped = (f"score capped at {cap:g} ({exercise.policy_cap:.0%} of {report.max_score:g}): "
+                         f"{', '.join(failed)} failed, so the other checks judged a banned library")
+
+
 def _deferred(run: Run, defer: Defer) -> Outcome | None:
     """A check that defers to others: not judged when one of them fails in this scenario; their
     failure when the scenario applies none of them (see ``checks.Defer``)."""
@@ -401,6 +414,7 @@ def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs
             pools.close()
     report.duration = round(time.monotonic() - t0, 3)
     report.finish()
+    _cap(report, exercise)
     return report
 
 

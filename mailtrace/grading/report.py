@@ -74,6 +74,7 @@ class Report:
     max_score: float = 0.0
     enforced: tuple[str, ...] = ()
     error: str = ""
+    capped: str = ""  # why the score was capped (a failed policy check, exercise.toml policy_cap)
 
     def finish(self) -> None:
         self.score = round(sum(s.points for s in self.scenarios), 2)
@@ -97,7 +98,7 @@ class Report:
         return {"format": f"mailtrace-grade/{FORMAT_VERSION}", "exercise": self.exercise,
                 "submission": self.submission, "seed": self.seed, "score": self.score,
                 "max_score": self.max_score, "started": self.started, "duration": self.duration,
-                "enforced": list(self.enforced), "error": self.error,
+                "enforced": list(self.enforced), "error": self.error, "capped": self.capped,
                 "scenarios": [s.to_dict(transcripts) for s in self.scenarios]}
 
 
@@ -143,7 +144,8 @@ def to_gradescope(report: Report) -> str:
     out = {"score": report.score, "execution_time": report.duration, "visibility": "visible",
            "stdout_visibility": "hidden",
            "output": f"mailtrace grade {report.exercise}, seed {report.seed}"
-                     + (f"\n{report.error}" if report.error else ""),
+                     + (f"\n{report.error}" if report.error else "")
+                     + (f"\n{report.capped}" if report.capped else ""),
            "tests": tests}
     if report.error:
         out["score"] = 0
@@ -155,6 +157,8 @@ def to_text(report: Report, *, verbose: bool = False) -> str:
              f"score {report.score:g} / {report.max_score:g}    seed {report.seed} (--seed {report.seed} reproduces this run)"]
     if report.error:
         lines.append(f"ERROR: {report.error}")
+    if report.capped:
+        lines.append(f"CAPPED: {report.capped}")
     for s in report.scenarios:
         lines.append("")
         lines.append(f"== {s.name}: {s.points:.2f}/{s.max_points:.2f}  [{s.status}]  {s.description}")
@@ -181,6 +185,8 @@ def print_rich(report: Report, console) -> None:
     console.print(f"score [bold {colour}]{report.score:g} / {report.max_score:g}[/]   seed {report.seed}")
     if report.error:
         console.print(f"[red]error:[/red] {resc(report.error)}")
+    if report.capped:
+        console.print(f"[red]capped:[/red] {resc(report.capped)}")
     for s in report.scenarios:
         table = Table(title=f"{s.name} — {s.points:.2f}/{s.max_points:.2f} — {s.status}", title_justify="left",
                       show_header=False, box=None, padding=(0, 1))
