@@ -41,6 +41,7 @@ def play(store, client_chunks: list[bytes], chunk: int = 0, config: SmtpConfig |
     for data in client_chunks:
         wire.append(("C", data))
         run(core.receive(data))
+    run(core.eof())  # the connection ends for both: the observer's close() below
     obs = SmtpObserver()
     obs_events: list[Event] = []
     for side, data in wire:
