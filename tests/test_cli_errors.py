@@ -33,3 +33,10 @@ def test_busy_port_names_the_flag_to_change(tmp_path):
         assert r.returncode == 1 and "already in use" in r.stderr and "--smtp-port 0" in r.stderr
         r = mailtrace("serve", "smtp", "--port", port, "--dir", str(tmp_path / "lab"), cwd=tmp_path)
         assert r.returncode == 1 and "--port 0" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_banner_addresses_bracket_ipv6():
+    from mailtrace.cli.serve import host_port
+
+    assert host_port("127.0.0.1", 2525) == "127.0.0.1:2525"
+    assert host_port("::1", 2525) == "[::1]:2525"

@@ -173,14 +173,19 @@ class PortError(Exception):
         super().__init__(f"{endpoint.protocol.upper()} port {endpoint.port} on {endpoint.host} {why}")
 
 
+def host_port(host: str, port: int) -> str:
+    """``127.0.0.1:2525``, or ``[::1]:2525`` for an IPv6 address (RFC 3986 §3.2.2)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def banner(lab: Lab, listeners: list, log: Path | None, text: Path | None) -> str:
     lines = ["mailtrace lab: " + ", ".join(
         f"{'implicit-TLS ' if lst.config.implicit_tls else ''}{lst.config.protocol.upper()} on "
-        f"{lst.config.host}:{lst.port}" for lst in listeners)]
+        f"{host_port(lst.config.host, lst.port)}" for lst in listeners)]
     for lst in listeners:
         host, port = lst.config.host, lst.port
         if lst.config.implicit_tls:
-            hint = f"openssl s_client -quiet -crlf -connect {host}:{port} -CAfile {lab.directory / 'tls' / 'ca.pem'}"
+            hint = f"openssl s_client -quiet -crlf -connect {host_port(host, port)} -CAfile {lab.directory / 'tls' / 'ca.pem'}"
         else:
             hint = f"nc -C {host} {port}   (-C: end lines in CRLF, as the RFCs require)"
         lines.append(f"  connect ({lst.config.protocol}{'s' if lst.config.implicit_tls else ''}): {hint}")
