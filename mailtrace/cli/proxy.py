@@ -6,11 +6,11 @@ import contextlib
 import functools
 import signal
 import socket
-import ipaddress
 from pathlib import Path
 
 import click
 
+from mailtrace.netaddr import host_port, is_loopback
 from mailtrace.proxy.registry import PROTOCOLS
 
 
@@ -27,20 +27,6 @@ def parse_hostport(value: str, what: str) -> tuple[str, int]:
     if not ok or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise click.BadParameter(f"{value!r} is not HOST:PORT (for example 127.0.0.1:2525 or [::1]:25)", param_hint=what)
     return host, int(port_text)
-
-
-def _hostport(host: str, port: int) -> str:
-    """As --listen and --to take it back: "[::1]:2525" for IPv6."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @click.command(name="proxy")
@@ -121,7 +107,7 @@ def command(listen, to, protocol, log, text, pcap, lang, show_secrets, intercept
             raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}")
         proto = protocol or "guessed"
         tls = " (TLS intercepted with the lab CA)" if intercept_tls else ""
-        click.echo(f"mailtrace proxy listening on {_hostport(listen_host, proxy.port)} -> {_hostport(up_host, up_port)} "
+        click.echo(f"mailtrace proxy listening on {host_port(listen_host, proxy.port)} -> {host_port(up_host, up_port)} "
                    f"[{proto}]{tls}")
         click.echo("Press Ctrl+C to stop.")
         try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import importlib.util
-import ipaddress
 import re
 import signal
 import sys
@@ -18,11 +17,11 @@ from pathlib import Path
 
 import click
 
+from mailtrace.netaddr import host_port, is_loopback
 from mailtrace.servers.lab import DEFAULT_PORTS, DEFAULT_USERS, Lab
 
 PROTOCOLS = ("smtp", "pop3", "imap")
 USER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # becomes a directory name under mail/
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 @dataclass(frozen=True)
@@ -31,15 +30,6 @@ class Endpoint:
     host: str
     port: int  # 0: any free port (the banner shows the real one)
     implicit_tls: bool = False
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def available_protocols() -> list[str]:
@@ -171,11 +161,6 @@ class PortError(Exception):
         else:
             why = f"cannot be opened: {error.strerror or error}"
         super().__init__(f"{endpoint.protocol.upper()} port {endpoint.port} on {endpoint.host} {why}")
-
-
-def host_port(host: str, port: int) -> str:
-    """``127.0.0.1:2525``, or ``[::1]:2525`` for an IPv6 address (RFC 3986 §3.2.2)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def banner(lab: Lab, listeners: list, log: Path | None, text: Path | None) -> str:
