@@ -9,19 +9,11 @@ whether the channel is safe for plaintext passwords (loopback or TLS).
 
 from __future__ import annotations
 
-import ipaddress
+from mailtrace.netaddr import is_loopback_address
 
 from mailtrace.protocols.smtp import SmtpConfig, SmtpServerConnection
 from mailtrace.servers.base import ConnectionContext, CoreFactory
 from mailtrace.servers.lab import Lab
-
-
-def _is_loopback(address: str) -> bool:
-    host = address.rsplit(":", 1)[0].strip("[]")
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def make_config(lab: Lab, **overrides) -> SmtpConfig:
@@ -41,6 +33,6 @@ def make_core_factory(lab: Lab, **config_overrides) -> CoreFactory:
 
     def factory(ctx: ConnectionContext) -> SmtpServerConnection:
         return SmtpServerConnection(config, store, client_address=ctx.client, tls=ctx.tls,
-                                    secure_channel=ctx.tls or _is_loopback(ctx.client))
+                                    secure_channel=ctx.tls or is_loopback_address(ctx.client))
 
     return factory
