@@ -306,6 +306,14 @@ def test_auth_plain_and_login_redacted(store):
     assert garbage.codes()[-1] == "501"
 
 
+def test_auth_plain_authzid_must_be_the_user(store):
+    """RFC 4616 §2: a server that does not let authcid act as authzid fails the exchange."""
+    other = Run(store).say(b"EHLO x\r\n", b"AUTH PLAIN " + base64.b64encode(b"bob\0alice\0alice") + b"\r\n")
+    assert other.codes()[-1] == "535" and other.conn.user == ""
+    same = Run(store).say(b"EHLO x\r\n", b"AUTH PLAIN " + base64.b64encode(b"alice\0alice\0alice") + b"\r\n")
+    assert same.codes()[-1] == "235" and same.conn.user == "alice"
+
+
 def test_cleartext_auth_flagged_off_loopback(store):
     run = Run(store, secure_channel=False).say(b"EHLO x\r\n", b"AUTH PLAIN " + base64.b64encode(b"\0bob\0bob") + b"\r\n")
     assert run.codes()[-1] == "235" and "cleartext-auth" in run.notes()

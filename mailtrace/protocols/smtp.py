@@ -363,7 +363,12 @@ class SmtpServerConnection:
             if len(parts) != 3:
                 self._auth_done(Reply(501, "Error: malformed PLAIN response", "5.5.2"))
                 return
-            self._auth_check(parts[1], parts[2])
+            authzid, authcid, passwd = parts
+            if authzid and authzid.lower() != authcid.lower():  # RFC 4616 §2: acting as another user
+                self._auth_done(Reply(535, "Authentication credentials invalid (no authorization as another user)",
+                                      "5.7.8"))
+                return
+            self._auth_check(authcid, passwd)
         else:  # LOGIN (draft-murchison-sasl-login): Username: then Password:
             if len(responses) == 0:
                 self._auth_challenge(mechanism, responses, "VXNlcm5hbWU6")
