@@ -10,6 +10,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 
 from mailtrace.grading.checks import Outcome, check, fail, ok
 from mailtrace.grading.checks.common import out_of_step, stepped
+from mailtrace.protocols.smtp_data import unstuff as core_unstuff
 from mailtrace.transcript.event import Event, Kind, Side
 
 PATH = re.compile(r"^(MAIL FROM|RCPT TO):\s?<([^<>\s]*)>(\s.*)?$", re.IGNORECASE)
@@ -34,7 +35,8 @@ def data_events(run) -> list[Event]:
 
 
 def unstuff(raw: bytes) -> bytes:
-    """The message as the server stores it: final dot removed, leading dots un-stuffed (RFC 5321 §4.5.2)."""
+    """The message as the server stores it: final dot removed (also after a bare LF, which a
+    broken client may send), then leading dots un-stuffed (RFC 5321 §4.5.2)."""
     for end in (b"\r\n.\r\n", b"\n.\n", b"\n.\r\n"):
         if raw.endswith(end):
             raw = raw[: len(raw) - len(end) + (2 if end.startswith(b"\r\n") else 1)]
@@ -42,8 +44,7 @@ def unstuff(raw: bytes) -> bytes:
     else:
         if raw in (b".\r\n", b".\n"):
             raw = b""
-    lines = raw.split(b"\n")
-    return b"\n".join(line[1:] if line.startswith(b".") else line for line in lines)
+    return core_unstuff(raw)  # the per-line rule is the SMTP core's, not a second copy
 
 
 def unterminated(run) -> Event | None:
