@@ -149,6 +149,8 @@ def test_ehlo_extensions_multiline(store):
     ([b"HELO x\r\n", b"AUTH PLAIN\r\n"], "503"),
     ([b"EHLO x\r\n", b"AUTH CRAM-MD5\r\n"], "504"),
     ([b"X" * 600 + b"\r\n"], "500"),
+    ([b"EHLO x\x00y\r\n"], "501"),  # a control character is no hostname (and is not echoed back)
+    ([b"HELO x\ty\r\n"], "501"),
 ])
 def test_reply_codes(store, lines, expected):
     run = Run(store).say(*lines)

@@ -32,7 +32,7 @@ AUTH_MECHANISMS = ("PLAIN", "LOGIN")  # RFC 4954 §4; plaintext: acceptable on l
 
 def _helo(conn, arg: str, esmtp: bool) -> Reply:
     verb = "EHLO" if esmtp else "HELO"
-    if not arg or " " in arg:
+    if not arg or " " in arg or not arg.isprintable():  # §4.1.1.1: a Domain or address literal, no CTLs
         return Reply(501, f"Syntax: {verb} hostname", "5.5.4")
     # §4.1.4: HELO/EHLO in a session "is equivalent to" RSET plus the greeting
     conn._reset_transaction()
