@@ -11,13 +11,14 @@ from __future__ import annotations
 import importlib
 
 from mailtrace.proxy.fallback import LineObserver
+from mailtrace.servers.lab import DEFAULT_PORTS  # protocol -> (plain, implicit TLS)
 
 PORT_PROTOCOL = {
-    25: "smtp", 465: "smtp", 587: "smtp", 2525: "smtp", 4465: "smtp",
-    110: "pop3", 995: "pop3", 1100: "pop3", 9950: "pop3",
-    143: "imap", 993: "imap", 1430: "imap", 9930: "imap",
-}
-IMPLICIT_TLS_PORTS = frozenset({465, 993, 995, 4465, 9950, 9930})
+    25: "smtp", 465: "smtp", 587: "smtp",
+    110: "pop3", 995: "pop3",
+    143: "imap", 993: "imap",
+} | {port: protocol for protocol, ports in DEFAULT_PORTS.items() for port in ports}
+IMPLICIT_TLS_PORTS = frozenset({465, 993, 995} | {tls for _plain, tls in DEFAULT_PORTS.values()})
 STANDARD_PORT = {"smtp": 25, "pop3": 110, "imap": 143}  # what Wireshark decodes without help
 PROTOCOLS = ("smtp", "pop3", "imap")
 UNKNOWN = "tcp"  # the protocol name of a session we cannot identify (annotated from common.toml)
