@@ -5,9 +5,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-
-class MailboxNotFound(Exception):
-    pass
+from mailtrace.store.model import MailboxNotFound  # the real store's error, as the core catches it
 
 
 @dataclass(frozen=True)

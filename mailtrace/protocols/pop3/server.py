@@ -50,6 +50,7 @@ from mailtrace.protocols.pop3.spec import (
     top_of,
     uidl_of,
 )
+from mailtrace.store.model import MailboxNotFound
 from mailtrace.transcript.event import Event, Kind, Note, Side
 
 PROTOCOL = "pop3"
@@ -451,9 +452,7 @@ def _open_maildrop(store: Any, user: str) -> tuple[Any, list[_Message]]:
     """The user's INBOX, freshly scanned, and its messages in UID order (an absent INBOX is empty)."""
     try:
         mailbox = store.mailbox(user, "INBOX")
-    except Exception as exc:
-        if type(exc).__name__ == "MailboxNotFound":
-            return None, []
-        raise
+    except MailboxNotFound:
+        return None, []
     # A new Mailbox view is scanned as it is made (store/maildir.py): no second refresh().
     return mailbox, [_Message(info.uid, info.size) for info in mailbox.messages()]
