@@ -19,6 +19,7 @@ from typing import IO, Iterator
 
 from mailtrace import __version__
 from mailtrace.transcript.event import Event, Kind, Note, Side
+from mailtrace.transcript.filesink import FileSink
 
 FORMAT = "mailtrace-transcript"
 VERSION = 1
@@ -87,7 +88,7 @@ def event_from_dict(d: dict) -> Event:
     )
 
 
-class JsonlSink:
+class JsonlSink(FileSink):
     """Writes events to a JSON Lines file.
 
     With ``autoflush`` (the default) every event is flushed at once; a server passes
@@ -97,29 +98,14 @@ class JsonlSink:
     """
 
     def __init__(self, target: str | Path | IO[str], show_secrets: bool = False, autoflush: bool = True) -> None:
-        if isinstance(target, (str, Path)):
-            self._file: IO[str] = open(target, "w", encoding="utf-8")
-            self._owned = True
-        else:
-            self._file = target
-            self._owned = False
+        super().__init__(target, autoflush)
         self.show_secrets = show_secrets
-        self.autoflush = autoflush
         self._file.write(json.dumps(header()) + "\n")
         self._file.flush()
 
     def handle(self, event: Event) -> None:
         self._file.write(json.dumps(event_to_dict(event, self.show_secrets), ensure_ascii=False) + "\n")
-        if self.autoflush or event.kind is Kind.CLOSE:
-            self._file.flush()
-
-    def flush(self) -> None:
-        if not self._file.closed:
-            self._file.flush()
-
-    def close(self) -> None:
-        if self._owned and not self._file.closed:
-            self._file.close()
+        self._written(event)
 
 
 def read_jsonl(path: str | Path) -> Iterator[Event]:

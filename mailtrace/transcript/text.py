@@ -15,6 +15,7 @@ from typing import IO, Iterable
 
 from mailtrace import knowledge
 from mailtrace.transcript.event import Event, Kind, Side
+from mailtrace.transcript.filesink import FileSink
 
 
 def format_event(event: Event, *, show_secrets: bool = False, fold: bool = False, lang: str = "en",
@@ -51,32 +52,17 @@ def format_event(event: Event, *, show_secrets: bool = False, fold: bool = False
     return lines
 
 
-class TextSink:
+class TextSink(FileSink):
     def __init__(self, target: str | Path | IO[str], show_secrets: bool = False, lang: str = "en",
                  autoflush: bool = True) -> None:
-        if isinstance(target, (str, Path)):
-            self._file: IO[str] = open(target, "w", encoding="utf-8")
-            self._owned = True
-        else:
-            self._file = target
-            self._owned = False
+        super().__init__(target, autoflush)
         self.show_secrets = show_secrets
         self.lang = lang
-        self.autoflush = autoflush
 
     def handle(self, event: Event) -> None:
         for line in format_event(event, show_secrets=self.show_secrets, lang=self.lang):
             self._file.write(line + "\n")
-        if self.autoflush or event.kind is Kind.CLOSE:
-            self._file.flush()
-
-    def flush(self) -> None:
-        if not self._file.closed:
-            self._file.flush()
-
-    def close(self) -> None:
-        if self._owned and not self._file.closed:
-            self._file.close()
+        self._written(event)
 
 
 def render_text(events: Iterable[Event], **kw) -> str:
