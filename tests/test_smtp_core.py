@@ -404,3 +404,15 @@ def test_every_command_sequence_gets_proper_replies(store, words):
         if run.conn.state is not State.DATA:
             lines = word.count(b"\r\n") + 1
             assert len(run.codes()) == before + lines or run.conn.state is State.CLOSED
+
+
+def test_path_errors_tell_keyword_from_address(store):
+    """501 5.5.4 when FROM:/TO: is missing; 501 5.1.7 / 5.1.3 (RFC 3463 §3.2) for a bad address."""
+    run = Run(store).say(b"EHLO x\r\n", b"MAIL <a@b.c>\r\n", b"MAIL FROM:<a b@c>\r\n", b"MAIL FROM:<a@b.c>\r\n",
+                         b"RCPT <bob@lab.test>\r\n", b"RCPT TO:<b ob@lab.test>\r\n")
+    lines = run.sent.decode().splitlines()[-5:]
+    assert lines[0] == "501 5.5.4 Syntax: MAIL FROM:<address>"
+    assert lines[1].startswith("501 5.1.7 Bad sender address syntax (")
+    assert lines[2] == "250 2.1.0 OK"
+    assert lines[3] == "501 5.5.4 Syntax: RCPT TO:<address>"
+    assert lines[4].startswith("501 5.1.3 Bad recipient address syntax (")

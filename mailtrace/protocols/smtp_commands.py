@@ -21,7 +21,7 @@ import binascii
 
 from mailtrace.protocols.smtp_states import NO_TRANSACTION, NOT_IMPLEMENTED, Spec, State
 from mailtrace.protocols.smtp_syntax import (
-    CLEARTEXT_AUTH, DATA_NO_RECIPIENT, EHLO_KEYWORDS, MISSING_BRACKETS, PathError, Reply, SPACE_AFTER_COLON,
+    CLEARTEXT_AUTH, DATA_NO_RECIPIENT, EHLO_KEYWORDS, MISSING_BRACKETS, Path, PathError, Reply, SPACE_AFTER_COLON,
     parse_path,
 )
 from mailtrace.transcript.event import Note
@@ -62,14 +62,25 @@ def _path_notes(conn, path) -> None:
         conn._notes.append(Note(rule, detail))
 
 
-def mail(conn, arg: str) -> Reply:
+def _parse_path(conn, arg: str, keyword: str, role: str, bad_address: str) -> Path | Reply:
+    """The path after "FROM:"/"TO:" (its notes added to the command), or the 501 to send:
+    5.5.4 when the keyword is missing, ``bad_address`` (5.1.7 sender, 5.1.3 recipient;
+    RFC 3463 §3.2) when the address is malformed."""
     try:
-        path = parse_path(arg, "FROM", allow_null=True)
+        path = parse_path(arg, keyword, allow_null=keyword == "FROM")  # §4.1.1.2: only MAIL takes <>
     except PathError as exc:
-        if arg[:5].upper() != "FROM:":
-            return Reply(501, "Syntax: MAIL FROM:<address>", "5.5.4")
-        return Reply(501, f"Bad sender address syntax ({exc})", "5.1.7")
+        verb = "MAIL" if keyword == "FROM" else "RCPT"
+        if arg[:len(keyword) + 1].upper() != keyword + ":":
+            return Reply(501, f"Syntax: {verb} {keyword}:<address>", "5.5.4")
+        return Reply(501, f"Bad {role} address syntax ({exc})", bad_address)
     _path_notes(conn, path)
+    return path
+
+
+def mail(conn, arg: str) -> Reply:
+    path = _parse_path(conn, arg, "FROM", "sender", "5.1.7")
+    if isinstance(path, Reply):
+        return path
     bits8 = False
     for key, value in path.params:
         if not conn.esmtp:  # parameters are ESMTP: not after HELO (§4.1.1.2, §2.2.1)
@@ -95,13 +106,9 @@ def mail(conn, arg: str) -> Reply:
 
 
 def rcpt(conn, arg: str) -> Reply:
-    try:
-        path = parse_path(arg, "TO", allow_null=False)
-    except PathError as exc:
-        if arg[:3].upper() != "TO:":
-            return Reply(501, "Syntax: RCPT TO:<address>", "5.5.4")
-        return Reply(501, f"Bad recipient address syntax ({exc})", "5.1.3")
-    _path_notes(conn, path)
+    path = _parse_path(conn, arg, "TO", "recipient", "5.1.3")
+    if isinstance(path, Reply):
+        return path
     if path.params:
         return Reply(555, "RCPT TO parameters not recognized", "5.5.4")
     domain = path.domain.lower() or conn.config.local_domains[0]  # <postmaster> has no domain
