@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mailtrace.grading.checks import Outcome, check, fail, ok
 from mailtrace.grading.checks.common import out_of_step, stepped
+from mailtrace.protocols.pop3.spec import byte_stuff
 from mailtrace.transcript.event import Kind, Side
 
 
@@ -14,8 +15,9 @@ def _out_files(run) -> dict[str, bytes]:
 
 
 def _stuffed(data: bytes) -> bytes:
-    lines = data.split(b"\r\n")
-    return b"\r\n".join(b"." + x if x.startswith(b".") else x for x in lines)
+    """The message as the lab server put it on the wire, without the final ".CRLF" line
+    (the POP3 core's byte_stuff, RFC 1939 §3, rather than a second copy of the rule)."""
+    return byte_stuff(data)[: -len(b".\r\n")]
 
 
 def _retr(run, n: int):
