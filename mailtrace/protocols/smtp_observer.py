@@ -114,10 +114,9 @@ class SmtpObserver:
         if self._mode == DATA_MODE:
             data = self._data
             data.add(self._client.clear())
-            if data.size:
-                self._event(Side.CLIENT, Kind.DATA, data.raw, verb="DATA",
-                            size=data.wire_size if data.oversize else -1,
-                            info={"incomplete": "the connection ended before the final dot"})
+            # as the core does: a message cut short is recorded even when nothing came after the 354
+            self._event(Side.CLIENT, Kind.DATA, data.raw, verb="DATA", size=data.wire_size if data.oversize else -1,
+                        info={"incomplete": "the connection ended before the final dot"})
         return self._take()
 
     # --- helpers -------------------------------------------------------------------------
