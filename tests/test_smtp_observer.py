@@ -193,3 +193,13 @@ def test_observer_agrees_with_the_core_on_any_polite_session(tmp_path_factory, w
         store.close()
     assert facts(observed) == facts(core)
     assert [e.state for e in observed if e.kind is Kind.REPLY] == [e.state for e in core if e.kind is Kind.REPLY]
+
+
+def test_message_cut_right_after_354_is_recorded_by_both(store):
+    """The client closes as soon as DATA is accepted: core and observer both record an empty,
+    incomplete message (found by the agreement test above)."""
+    core, observed, _ = play(store, [b"HELO x\r\n", b"MAIL FROM:<a@b.c>\r\n", b"RCPT TO:<bob@lab.test>\r\n",
+                                     b"DATA\r\n"])
+    assert facts(observed) == facts(core)
+    cut = [e for e in observed if e.kind is Kind.DATA]
+    assert len(cut) == 1 and cut[0].raw == b"" and cut[0].info.get("incomplete")
