@@ -17,6 +17,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailtrace.netaddr import host_port
 from mailtrace.proxy.registry import IMPLICIT_TLS_PORTS, UNKNOWN, protocol_by_greeting, protocol_by_port
 from mailtrace.proxy.trace import INJECTION_RULE, Tracer
 from mailtrace.transcript.event import Event, Kind, Note, Side
@@ -53,8 +54,7 @@ class ProxyConfig:
 def _addr(sockname) -> str:
     if not sockname:
         return "?"
-    host, port = sockname[0], sockname[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return host_port(sockname[0], sockname[1])
 
 
 class Proxy:
