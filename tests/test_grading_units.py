@@ -355,3 +355,32 @@ def test_a_deferring_check_takes_the_failure_when_its_owner_is_not_in_the_scenar
         assert taken is not None and not taken.passed and taken.happened == "a partial line"
     finally:
         del REGISTRY["test.owner"]
+
+
+def test_waits_for_reply_uses_the_rfc2920_group_rule():
+    """RFC 2920 §3.1: NOOP (like EHLO, DATA, QUIT) must end a group; MAIL and RCPT may not.
+    The grader takes the rule from the SMTP core's MUST_END_GROUP (it once let NOOP through)."""
+    from types import SimpleNamespace
+
+    from mailtrace.grading.checks.common import waits_for_reply
+    from mailtrace.transcript.event import Event
+
+    def ev(side, kind, raw, verb, code="", **kw):
+        return Event(side=side, kind=kind, raw=raw, protocol="smtp", verb=verb, code=code, session="s", **kw)
+
+    def run(first: str, then: str):
+        events = [ev(Side.SERVER, Kind.REPLY, b"220 lab\r\n", "<greeting>", "220"),
+                  ev(Side.CLIENT, Kind.COMMAND, b"EHLO x\r\n", "EHLO"),
+                  ev(Side.SERVER, Kind.REPLY, b"250-lab\r\n250 PIPELINING\r\n", "EHLO", "250"),
+                  ev(Side.CLIENT, Kind.COMMAND, first.encode() + b"\r\n", first.split()[0]),
+                  ev(Side.CLIENT, Kind.COMMAND, then.encode() + b"\r\n", then.split()[0],
+                     info={"arrived": "before-reply"}),
+                  ev(Side.CLIENT, Kind.DATA, b"Subject: x\r\n\r\nhi\r\n.\r\n", "DATA")]
+        clients = [e for e in events if e.side is Side.CLIENT]
+        return SimpleNamespace(events=events, client_events=lambda: clients, commands=lambda verb=None: clients,
+                               scenario=SimpleNamespace(expect_exit=0, options={}))
+
+    good = waits_for_reply(run("MAIL FROM:<a@b>", "RCPT TO:<c@d>"), "smtp")
+    assert good is None or good.passed
+    bad = waits_for_reply(run("NOOP", "MAIL FROM:<a@b>"), "smtp")
+    assert bad is not None and not bad.passed and "before" in bad.happened

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from mailtrace.grading.checks import Defer, Outcome, check, fail, ok
+from mailtrace.protocols.smtp_states import MUST_END_GROUP  # RFC 2920 §3.1: the core's table, not a copy
 from mailtrace.transcript.event import Event, Kind, Side
 
 PROTOCOLS = ("smtp", "pop3", "imap")
@@ -137,7 +138,6 @@ def _pipelining(run) -> bool:
                for e in run.events)
 
 
-SMTP_GROUP_OK = {"MAIL", "RCPT", "RSET", "NOOP"}  # RFC 2920 §3.1: these may be followed at once
 
 
 def waits_for_reply(run, protocol: str) -> Outcome | None:
@@ -154,7 +154,7 @@ def waits_for_reply(run, protocol: str) -> Outcome | None:
             if protocol == "imap" and not first:
                 prev = e
                 continue  # RFC 3501 §5.5: IMAP clients may send commands without waiting
-            if pipelining and prev is not None and prev.verb.upper() in SMTP_GROUP_OK and e.kind is Kind.COMMAND:
+            if pipelining and prev is not None and prev.verb.upper() not in MUST_END_GROUP and e.kind is Kind.COMMAND:
                 prev = e
                 continue
             if e.kind is Kind.DATA and protocol == "smtp":
