@@ -208,7 +208,10 @@ class Listener:
 
             if self.live:
                 await asyncio.gather(*(say_goodbye(c) for c in list(self.live.values())))
-            for task in list(self.connections):
+            tasks = list(self.connections)
+            for task in tasks:
                 task.cancel()
+            if tasks:  # let them end their cancellation (else "Task was destroyed but it is pending!")
+                await asyncio.wait(tasks, timeout=2)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 2)
