@@ -153,3 +153,25 @@ def test_explain_uses_the_smtp_knowledge():
     assert result.exit_code == 0 and "destinatario" in result.output and "RFC 5321 §4.1.1.3" in result.output
     result = runner.invoke(main, ["explain", "smtp", "missing-brackets"])
     assert result.exit_code == 0 and "<user@domain>" in result.output
+
+
+def test_fresh_empties_the_mail_store_and_keeps_the_lab_ca(tmp_path):
+    """Labs are followed in order in one folder: `--fresh` starts each from no mail (issue 9)."""
+    def deliver_and_stop(extra: list[str]) -> None:
+        proc, ports, _ = start(["serve", "smtp", "--port", "0", "--dir", "lab", *extra], tmp_path)
+        try:
+            with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10) as client:
+                client.sendmail("a@example.org", ["bob@lab.test"], b"Subject: x\r\n\r\nbody\r\n")
+        finally:
+            stop(proc)
+
+    def delivered() -> list[Path]:
+        return sorted((tmp_path / "lab" / "mail" / "bob" / "new").iterdir())
+
+    deliver_and_stop([])
+    deliver_and_stop([])
+    assert len(delivered()) == 2  # without --fresh the store persists
+    ca = (tmp_path / "lab" / "tls" / "ca.pem").read_bytes()
+    deliver_and_stop(["--fresh"])
+    assert len(delivered()) == 1  # only the message of this run
+    assert (tmp_path / "lab" / "tls" / "ca.pem").read_bytes() == ca  # clients that trust the CA still do

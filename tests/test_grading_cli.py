@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from mailtrace.cli import main
+from mailtrace_cli import MAILTRACE, shim
 from mailtrace.grading.exercise import load_exercise
 from mailtrace.grading.grader import grade
 from mailtrace.grading.sandbox import Limits
@@ -24,7 +25,6 @@ from mailtrace.grading.sandbox import Limits
 ROOT = Path(__file__).resolve().parents[1]
 SMTP = ROOT / "solutions" / "smtp-client" / "smtp_client.py"
 MIME = ROOT / "solutions" / "mime-compose" / "mime_compose.py"
-MAILTRACE = Path(sys.executable).parent / "mailtrace"
 
 
 def invoke(*args):
@@ -108,7 +108,7 @@ def test_gradescope_zip_runs_as_gradescope_runs_it(tmp_path):
     shutil.copy(MIME, root / "submission" / "mime_compose.py")
     run = root / "source" / "run_autograder"
     run.chmod(0o755)
-    env = dict(os.environ, MAILTRACE_AUTOGRADER_ROOT=str(root), MAILTRACE_BIN=str(MAILTRACE))
+    env = dict(os.environ, MAILTRACE_AUTOGRADER_ROOT=str(root), MAILTRACE_BIN=str(shim()))
     proc = subprocess.run(["bash", str(run)], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     results = json.loads((root / "results" / "results.json").read_text())
@@ -180,7 +180,7 @@ def test_network_is_loopback_only_when_root(tmp_path):
     prog = tmp_path / "mime_compose.py"
     prog.write_text("import socket, sys\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=2)\n"
                     "    print('CONNECTED')\nexcept OSError as e:\n    print('BLOCKED', e)\n")
-    proc = subprocess.run([str(MAILTRACE), "grade", "mime-compose", str(prog), "--format", "json",
+    proc = subprocess.run([*MAILTRACE, "grade", "mime-compose", str(prog), "--format", "json",
                            "--scenario", "text-only", "--network", "private"], capture_output=True, text=True,
                           timeout=60)
     d = json.loads(proc.stdout)
@@ -199,7 +199,7 @@ def test_a_program_that_does_nothing_earns_almost_nothing(exercise):
 
 @pytest.mark.parametrize("exercise", ["smtp-client", "pop3-client", "imap-client"])
 def test_a_program_that_never_connects_keeps_no_points_for_want_of_evidence(tmp_path, exercise):
-    """Finding F15 (grader_findings.md): a hung program kept "ends with QUIT" and the other
+    """Finding F15 (independent grader review): a hung program kept "ends with QUIT" and the other
     "not judged" points although it never opened a session."""
     ex = load_exercise(exercise)
     prog = tmp_path / ex.program

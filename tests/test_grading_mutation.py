@@ -100,7 +100,7 @@ def test_every_mutant_is_generated_and_current():
 
 @pytest.mark.slow
 def test_feedback_marks_the_right_line_and_cites_the_right_rfc(graded):
-    """Findings F8, F9 (grader_findings.md): a missing QUIT is marked at the client's close, and
+    """Findings F8, F9 (independent grader review): a missing QUIT is marked at the client's close, and
     the POP3/IMAP timeout feedback does not cite the SMTP RFC."""
     report = graded[str(ROOT / "tests" / "defective" / "smtp" / "no_quit.py")]
     quit_ = [c for s in report.scenarios for c in s.checks if c.id == "smtp.quit" and not c.passed]

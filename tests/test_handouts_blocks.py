@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
+from mailtrace_cli import MAILTRACE, shim_dir
 
 MARKER = re.compile(r"^<!--\s*test:\s*(?P<body>.*?)\s*-->\s*$")
 ATTR = re.compile(r'([\w-]+)="([^"]*)"')
@@ -120,7 +120,7 @@ def all_blocks() -> list[Block]:
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PATH"] = f"{shim_dir()}{os.pathsep}{env.get('PATH', '')}"
     env["COLUMNS"] = "200"  # rich must not wrap the transcript
     env["NO_COLOR"] = "1"
     env["TERM"] = "dumb"
@@ -145,7 +145,7 @@ _HELP_CACHE: dict[str, str] = {}
 def cli_help(*words: str) -> str:
     key = " ".join(words)
     if key not in _HELP_CACHE:
-        proc = subprocess.run([str(VENV_BIN / "mailtrace"), *words, "--help"], capture_output=True,
+        proc = subprocess.run([*MAILTRACE, *words, "--help"], capture_output=True,
                               text=True, timeout=60, env=_env())
         _HELP_CACHE[key] = proc.stdout + proc.stderr
     return _HELP_CACHE[key]

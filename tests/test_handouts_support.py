@@ -14,7 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from test_handouts_blocks import (BANNER_PORT, DOC_PORTS, LAB_PORT_FLAGS, LAB_PORTS, ROOT, TURN_TIMEOUT, VENV_BIN,
+from mailtrace_cli import MAILTRACE
+from test_handouts_blocks import (BANNER_PORT, DOC_PORTS, LAB_PORT_FLAGS, LAB_PORTS, ROOT, TURN_TIMEOUT,
                                   WILDCARD, Block, _env, cli_help)
 
 def free_port() -> int:
@@ -47,7 +48,8 @@ class Handout:
         self.workdir = workdir
         self.ports = {doc: free_port() for doc in DOC_PORTS}
         self.lab: subprocess.Popen | None = None
-        self.lab_log = workdir / ".lab-output.txt"
+        # several handouts may share one folder (the labs, in order): one output file each
+        self.lab_log = workdir / f".lab-output-{path.parent.name}-{path.stem}.txt"
         self.background: list[tuple[subprocess.Popen, Path]] = []
         self.sessions: dict[str, Session] = {}
 
@@ -70,7 +72,7 @@ class Handout:
         for name, flag in LAB_PORT_FLAGS.items():
             if flag in help_text and flag not in words:
                 extra += [flag, "0"]
-        argv = [str(VENV_BIN / "mailtrace"), *words[1:], *extra]
+        argv = [*MAILTRACE, *words[1:], *extra]
         out = open(self.lab_log, "wb")
         self.lab = subprocess.Popen(argv, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=_env(), start_new_session=True)

@@ -9,6 +9,7 @@ import shutil
 import smtplib
 import socket
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -188,7 +189,7 @@ def test_cli_proxy_with_swaks_writes_log_text_and_pcap(tmp_path, loop_thread):
     _, handler, port = loop_thread.run(start_aiosmtpd())
     log, text, pcap = tmp_path / "t.jsonl", tmp_path / "t.txt", tmp_path / "t.pcapng"
     proc = subprocess.Popen(
-        ["/work/venv/bin/mailtrace" if os.path.exists("/work/venv/bin/mailtrace") else "mailtrace", "proxy",
+        [sys.executable, "-m", "mailtrace", "proxy",
          "--listen", "127.0.0.1:0", "--to", f"127.0.0.1:{port}", "--protocol", "smtp", "--log", str(log),
          "--text", str(text), "--pcap", str(pcap), "--lang", "es"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -63,6 +63,6 @@ def main() -> None:
     \b
     Quick start:
       mailtrace lab                 # start the lab servers on 127.0.0.1
-      nc 127.0.0.1 2525             # talk SMTP by hand, watch the annotated dialogue
+      nc -C 127.0.0.1 2525          # talk SMTP by hand, watch the annotated dialogue
       mailtrace explain 354         # what does a reply code mean?
     """

@@ -25,7 +25,7 @@ PORT = click.IntRange(0, 65535)
 @common_options
 def command(smtp_port: int, pop3_port: int, imap_port: int, smtps_port: int, pop3s_port: int, imaps_port: int,
             host: str, directory: Path, users: tuple[str, ...], log: Path | None, text: Path | None, lang: str,
-            show_secrets: bool, no_tls: bool) -> None:
+            show_secrets: bool, no_tls: bool, fresh: bool) -> None:
     """Start the SMTP, POP3 and IMAP lab servers on one Maildir store, on 127.0.0.1.
 
     \b
@@ -33,6 +33,7 @@ def command(smtp_port: int, pop3_port: int, imap_port: int, smtps_port: int, pop
       nc -C 127.0.0.1 2525          # SMTP by hand (HELO, MAIL FROM, RCPT TO, DATA, QUIT)
       nc -C 127.0.0.1 1100          # POP3 by hand (USER, PASS, LIST, RETR, QUIT)
     Every dialogue appears here, annotated (--lang es for Spanish).
+    The mail store (mailtrace-lab/mail) persists between runs; --fresh starts it empty.
     """
     plain = {"smtp": smtp_port, "pop3": pop3_port, "imap": imap_port}
     implicit = {"smtp": smtps_port, "pop3": pop3s_port, "imap": imaps_port}
@@ -41,5 +42,5 @@ def command(smtp_port: int, pop3_port: int, imap_port: int, smtps_port: int, pop
     if not no_tls:
         endpoints += [Endpoint(p, host, implicit[p], implicit_tls=True) for p in protocols]
     lab = build_lab(directory.resolve(), parse_users(users), lang=lang, log=log, text=text,
-                    show_secrets=show_secrets, tls=not no_tls)
+                    show_secrets=show_secrets, tls=not no_tls, fresh=fresh)
     run_lab(lab, endpoints, log=log, text=text)

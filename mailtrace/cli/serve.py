@@ -81,13 +81,17 @@ class _FlushingTerminal:
 
 def build_lab(directory: Path, users: dict[str, str], *, lang: str = "en", log: Path | None = None,
               text: Path | None = None, show_secrets: bool = False, tls: bool = True, live: bool = True,
-              sinks: tuple = ()) -> Lab:
+              sinks: tuple = (), fresh: bool = False) -> Lab:
     """A ``Lab`` with its recorder's sinks (terminal, JSONL, text) and TLS context.
 
+    ``fresh``: empty the mail store first (``--fresh``: each lab handout starts from no mail; the
+    lab CA in tls/ is kept, so clients that trust it still do).
     Problems a user can fix (a folder that cannot be created, a log that cannot be written)
     become ``click.ClickException`` with the reason, never a traceback.
     """
     try:
+        if fresh:
+            empty_mail_store(directory)
         return _build_lab(directory, users, lang=lang, log=log, text=text, show_secrets=show_secrets, tls=tls,
                           live=live, sinks=sinks)
     except OSError as exc:
@@ -122,6 +126,17 @@ def _build_lab(directory: Path, users: dict[str, str], *, lang: str, log: Path |
     lab = Lab(directory=directory, users=users, recorder=recorder, tls_context=tls_context, lang=lang)
     lab.open_store()
     return lab
+
+
+def empty_mail_store(directory: Path) -> None:
+    """Remove the lab's mail store (``DIR/mail``), keeping ``DIR/tls`` (the lab CA)."""
+    import shutil
+
+    mail = directory / "mail"
+    if mail.is_symlink() or mail.is_file():
+        mail.unlink()
+    elif mail.is_dir():
+        shutil.rmtree(mail)
 
 
 async def start_listeners(lab: Lab, endpoints: list[Endpoint]) -> list:
@@ -247,6 +262,8 @@ def common_options(func):
                      help="Language of the annotations."),
         click.option("--show-secrets", is_flag=True, help="Show and save passwords and AUTH payloads."),
         click.option("--no-tls", is_flag=True, help="No STARTTLS and no implicit-TLS ports."),
+        click.option("--fresh", is_flag=True,
+                     help="Start with an empty mail store (removes DIR/mail; keeps the lab CA in DIR/tls)."),
     ]
     for opt in reversed(opts):
         func = opt(func)
@@ -260,7 +277,8 @@ def common_options(func):
 @click.option("--implicit-tls", is_flag=True, help="Speak TLS from the first byte (like ports 465/995/993).")
 @common_options
 def command(protocol: str, port: int | None, implicit_tls: bool, host: str, directory: Path, users: tuple[str, ...],
-            log: Path | None, text: Path | None, lang: str, show_secrets: bool, no_tls: bool) -> None:
+            log: Path | None, text: Path | None, lang: str, show_secrets: bool, no_tls: bool,
+            fresh: bool) -> None:
     """Start one lab server (smtp, pop3 or imap) on 127.0.0.1 and show the annotated dialogue.
 
     \b
@@ -276,5 +294,5 @@ def command(protocol: str, port: int | None, implicit_tls: bool, host: str, dire
     if port is None:
         port = DEFAULT_PORTS[protocol][1 if implicit_tls else 0]
     lab = build_lab(directory.resolve(), parse_users(users), lang=lang, log=log, text=text,
-                    show_secrets=show_secrets, tls=not no_tls)
+                    show_secrets=show_secrets, tls=not no_tls, fresh=fresh)
     run_lab(lab, [Endpoint(protocol, host, port, implicit_tls)], log=log, text=text)

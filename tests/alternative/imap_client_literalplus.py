@@ -1,5 +1,5 @@
-# Written by the independent tester (/work/notes/indep/imap-client/correct/c_asyncio_literalplus), from the contract
-# only (see /work/notes/grader_findings.md): a correct client in another style; it must score full marks.
+# Written by the independent tester, from the contract
+# only (the independent grader review): a correct client in another style; it must score full marks.
 #!/usr/bin/env python3
 """IMAP client, style C: asyncio streams; CAPABILITY first; LOGIN with non-synchronizing
 literals when LITERAL+ is advertised (RFC 7888), quoted strings otherwise; FETCH asks for

@@ -1,5 +1,5 @@
-# Written by the independent tester (/work/notes/indep/mime-compose/correct/c_folded_rfc2231), from the contract
-# only (see /work/notes/grader_findings.md): a correct client in another style; it must score full marks.
+# Written by the independent tester, from the contract
+# only (the independent grader review): a correct client in another style; it must score full marks.
 #!/usr/bin/env python3
 """MIME composer, style C: email.header for a folded multi-word subject; MIME-Version with a
 comment (RFC 2045 §4 allows it); a boundary using the special characters RFC 2046 §5.1.1 allows

@@ -1,5 +1,5 @@
-# Written by the independent tester (/work/notes/indep/pop3-client/correct/c_select_capa_lower), from the contract
-# only (see /work/notes/grader_findings.md): a correct client in another style; it must score full marks.
+# Written by the independent tester, from the contract
+# only (the independent grader review): a correct client in another style; it must score full marks.
 #!/usr/bin/env python3
 """POP3 client, style C: select() with a deadline; CAPA first (RFC 2449); lower-case
 commands (RFC 1939 §3: keywords are case-insensitive); "list n" before each "retr n";

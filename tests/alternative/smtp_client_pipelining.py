@@ -1,7 +1,7 @@
-# Written by the independent tester (/work/notes/indep/smtp-client/correct/b_recvbuf_pipelining),
+# Written by the independent tester,
 # from the contract only: pipelines MAIL+RCPT when PIPELINING is advertised, and after a read
 # timeout sends QUIT and waits for its reply with the same 10 s timeout.  Findings F1-F3 of
-# /work/notes/grader_findings.md: it must score full marks.
+# the independent grader review: it must score full marks.
 # SMTP client, style B: recv() loop with a byte buffer; pipelines MAIL+RCPT when the server
 # advertises PIPELINING (RFC 2920); no RSET; quoted-printable body; Message-ID from time+pid.
 import argparse, os, quopri, socket, sys, time

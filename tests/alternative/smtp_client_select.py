@@ -1,5 +1,5 @@
-# Written by the independent tester (/work/notes/indep/smtp-client/correct/e_select_params), from the contract
-# only (see /work/notes/grader_findings.md): a correct client in another style; it must score full marks.
+# Written by the independent tester, from the contract
+# only (the independent grader review): a correct client in another style; it must score full marks.
 #!/usr/bin/env python3
 """SMTP client, style E: non-blocking socket + select() with a 10 s deadline per reply;
 EHLO with an address literal; SIZE= on MAIL when SIZE is advertised (RFC 1870); a folded To:

@@ -1,6 +1,6 @@
 """IMAP benchmark (run by hand, not a test): mailtrace's lab server against Dovecot's imap.
 
-    /work/venv/bin/python tests/bench/bench_imap.py [--seconds 5] [--concurrency 1 10 100]
+    .venv/bin/python tests/bench/bench_imap.py [--seconds 5] [--concurrency 1 10 100]
                                                     [--dovecot-tuned] [--jsonl] [--only NAME] [--pin]
                                                     [--line-ends crlf|lf]
 

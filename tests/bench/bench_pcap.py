@@ -1,6 +1,6 @@
 """Benchmark (run by hand, not a test): pcap import speed.
 
-    /work/venv/bin/python tests/bench/bench_pcap.py [SESSIONS]
+    .venv/bin/python tests/bench/bench_pcap.py [SESSIONS]
 
 Writes a capture of SESSIONS SMTP sessions (default 2000; ~25 packets each) with the exporter,
 then times on the same file:

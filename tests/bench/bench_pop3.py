@@ -1,6 +1,6 @@
 """POP3 benchmark (run by hand, not a test): mailtrace's lab server against Dovecot's pop3.
 
-    /work/venv/bin/python tests/bench/bench_pop3.py [--seconds 3] [--concurrency 1 10 100]
+    .venv/bin/python tests/bench/bench_pop3.py [--seconds 3] [--concurrency 1 10 100]
                          [--rounds 2] [--line-ends crlf|lf] [--dovecot-tuned] [--jsonl] [--pin]
 
 One session = connect, greeting, USER, PASS, STAT, RETR every message, QUIT.  Both servers

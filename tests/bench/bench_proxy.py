@@ -1,6 +1,6 @@
 """Benchmark (run by hand, not a test): the proxy's added latency per round trip.
 
-    /work/venv/bin/python tests/bench/bench_proxy.py [ROUND_TRIPS]
+    .venv/bin/python tests/bench/bench_proxy.py [ROUND_TRIPS]
 
 A line server (its own process) answers every "NOOP" line with "250 OK".  The client (this
 process) does ROUND_TRIPS request/answer round trips, one at a time, straight to the server,

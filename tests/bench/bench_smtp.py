@@ -1,6 +1,6 @@
 """Benchmark of the SMTP lab server against aiosmtpd (run by hand, not a test).
 
-    /work/venv/bin/python tests/bench/bench_smtp.py [--seconds 3] [--rounds 2] [--sessions 1,10,100]
+    .venv/bin/python tests/bench/bench_smtp.py [--seconds 3] [--rounds 2] [--sessions 1,10,100]
                                                     [--sizes 1024,102400] [--no-fsync] [--no-log] [--profile]
 
 Each server runs in its own process (one CPU for the server, one for the load generator):

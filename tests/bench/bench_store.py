@@ -1,6 +1,6 @@
 """Benchmark of the Maildir store (run by hand, not a test).
 
-    /work/venv/bin/python tests/bench/bench_store.py [--dir DIR] [--no-fsync]
+    .venv/bin/python tests/bench/bench_store.py [--dir DIR] [--no-fsync]
 
 Measures, on a fresh store in DIR (default: a temporary directory, so the file system of
 /tmp), with fsync on unless --no-fsync:

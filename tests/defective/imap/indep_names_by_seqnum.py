@@ -1,6 +1,6 @@
 # DEFECTIVE on purpose (mutation test): must lose points on imap.selection and nowhere else.
-# Written by the independent tester (/work/notes/indep/imap-client/defective/names_by_seqnum).
-# Finding F11 of /work/notes/grader_findings.md.
+# Written by the independent tester.
+# Finding F11 of the independent grader review (commit messages cite it by that id).
 #!/usr/bin/env python3
 """IMAP client, style A: makefile, quoted strings, always SELECT, tags A0001..."""
 import argparse

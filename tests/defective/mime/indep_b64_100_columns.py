@@ -1,6 +1,6 @@
 # DEFECTIVE on purpose (mutation test): must lose points on mime.attachments and nowhere else.
-# Written by the independent tester (/work/notes/indep/mime-compose/defective/b64_100_columns).
-# Finding F13 of /work/notes/grader_findings.md.
+# Written by the independent tester.
+# Finding F13 of the independent grader review (commit messages cite it by that id).
 #!/usr/bin/env python3
 # MIME composer, style B: 7bit text when it is ASCII with short lines, otherwise base64;
 # a preamble and an epilogue; boundary derived from a hash of the content; headers in

@@ -1,6 +1,6 @@
 # DEFECTIVE on purpose (mutation test): must lose points on mime.structure and nowhere else.
-# Written by the independent tester (/work/notes/indep/mime-compose/defective/constant_boundary).
-# Finding F6 of /work/notes/grader_findings.md.
+# Written by the independent tester.
+# Finding F6 of the independent grader review (commit messages cite it by that id).
 #!/usr/bin/env python3
 """MIME composer, style A: text always quoted-printable (quopri), random boundary checked
 against the content, RFC 2231 filename when non-ASCII."""

@@ -1,6 +1,6 @@
 # DEFECTIVE on purpose (mutation test): must lose points on pop3.stops-after-error and nowhere else.
-# Written by the independent tester (/work/notes/indep/pop3-client/defective/pass_after_user_err):
-# ignores the reply to USER and sends PASS anyway.  Finding F5 of /work/notes/grader_findings.md.
+# Written by the independent tester:
+# ignores the reply to USER and sends PASS anyway.  Finding F5 of the independent grader review (commit messages cite it by that id).
 """POP3 client, style A: makefile/readline, STAT, DELE right after each write."""
 import argparse
 import os

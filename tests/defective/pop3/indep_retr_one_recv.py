@@ -1,6 +1,6 @@
 # DEFECTIVE on purpose (mutation test): must lose points on pop3.whole-reply and nowhere else.
-# Written by the independent tester (/work/notes/indep/pop3-client/defective/retr_one_recv).
-# Finding F17 of /work/notes/grader_findings.md.
+# Written by the independent tester.
+# Finding F17 of the independent grader review (commit messages cite it by that id).
 #!/usr/bin/env python3
 # POP3 client, style B: recv loop + buffer, LIST (multi-line) instead of STAT,
 # message read until CRLF.CRLF in the buffer, deletes all at the end, before QUIT.

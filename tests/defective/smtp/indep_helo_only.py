@@ -1,6 +1,6 @@
 # DEFECTIVE on purpose (mutation test): must lose points on smtp.helo-fallback and nowhere else.
-# Written by the independent tester (/work/notes/indep/smtp-client/defective/helo_only).
-# Finding F12 of /work/notes/grader_findings.md.
+# Written by the independent tester.
+# Finding F12 of the independent grader review (commit messages cite it by that id).
 #!/usr/bin/env python3
 """SMTP client, style A: socket.makefile + readline, RSET when no recipient, base64 body."""
 import argparse

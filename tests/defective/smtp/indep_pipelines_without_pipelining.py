@@ -1,7 +1,7 @@
 # DEFECTIVE on purpose (mutation test): must lose points on smtp.waits-for-reply and nowhere else.
-# Written by the independent tester (/work/notes/indep/smtp-client/defective/pipelines_without_pipelining):
+# Written by the independent tester:
 # sends MAIL and every RCPT in one write even when PIPELINING is not advertised.  Finding F2 of
-# /work/notes/grader_findings.md (the replies of the earlier commands were dropped: 5 checks lost).
+# the independent grader review (the replies of the earlier commands were dropped: 5 checks lost).
 # SMTP client, style D (= B, but no wait for QUIT's reply after a timeout): recv() loop with a byte buffer; pipelines MAIL+RCPT when the server
 # advertises PIPELINING (RFC 2920); no RSET; quoted-printable body; Message-ID from time+pid.
 import argparse, os, quopri, socket, sys, time
