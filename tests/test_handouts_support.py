@@ -315,18 +315,34 @@ def normalise(text: str) -> str:
 
 
 def check_output(block: Block, output: str) -> None:
-    got = [normalise(line) for line in output.splitlines()]
+    """The handout's output block against what the command printed.
+
+    The block may start and end anywhere in the output, but between two of its lines nothing may
+    be left out unless the block says so with a line holding only ``…`` (a student comparing
+    line by line must see where lines were skipped)."""
+    got = [line for line in (normalise(x) for x in output.splitlines()) if line]
     pos = 0
+    first, gap = True, False
     for want in block.output.splitlines():
         want = normalise(want)
         if not want:
             continue
+        if want == WILDCARD:
+            gap = True
+            continue
         rx = line_regex(want)
-        while pos < len(got) and not rx.search(got[pos]):
-            pos += 1
-        assert pos < len(got), (f"{block.ident}: the output shown in the handout is not what the command prints:"
-                                f" missing line {want!r}\n--- output ---\n{output}")
+        if first or gap:
+            while pos < len(got) and not rx.search(got[pos]):
+                pos += 1
+            assert pos < len(got), (f"{block.ident}: the output shown in the handout is not what the command prints:"
+                                    f" missing line {want!r}\n--- output ---\n{output}")
+        else:
+            assert pos < len(got) and rx.search(got[pos]), (
+                f"{block.ident}: the output shown in the handout is not what the command prints: expected "
+                f"{want!r} as the next line, got {got[pos] if pos < len(got) else '(end of output)'!r}; if the "
+                f"handout leaves lines out here, mark it with a line '…'\n--- output ---\n{output}")
         pos += 1
+        first, gap = False, False
 
 
 def run_script(handout: Handout, block: Block) -> None:
