@@ -25,7 +25,7 @@ PORT = click.IntRange(0, 65535)
 @common_options
 def command(smtp_port: int, pop3_port: int, imap_port: int, smtps_port: int, pop3s_port: int, imaps_port: int,
             host: str, directory: Path, users: tuple[str, ...], log: Path | None, text: Path | None, lang: str,
-            show_secrets: bool, no_tls: bool, fresh: bool) -> None:
+            show_secrets: bool, no_tls: bool, fresh: bool, quiet: bool) -> None:
     """Start the SMTP, POP3 and IMAP lab servers on one Maildir store, on 127.0.0.1.
 
     \b
@@ -42,5 +42,5 @@ def command(smtp_port: int, pop3_port: int, imap_port: int, smtps_port: int, pop
     if not no_tls:
         endpoints += [Endpoint(p, host, implicit[p], implicit_tls=True) for p in protocols]
     lab = build_lab(directory.resolve(), parse_users(users), lang=lang, log=log, text=text,
-                    show_secrets=show_secrets, tls=not no_tls, fresh=fresh)
+                    show_secrets=show_secrets, tls=not no_tls, fresh=fresh, live=not quiet)
     run_lab(lab, endpoints, log=log, text=text)

@@ -145,13 +145,16 @@ def open_sinks(*, log=None, text=None, pcap=None, lang="en", show_secrets=False,
     (``CredentialDecoder``), so the human-readable sinks always show that form."""
     from mailtrace.proxy.safe import EscapingSink
     from mailtrace.transcript.jsonl import JsonlSink
-    from mailtrace.transcript.terminal import TerminalSink
     from mailtrace.transcript.text import TextSink
 
     sinks: list = []
     try:
-        if live:  # what people read gets the traced bytes with their control characters made inert
-            sinks.append(EscapingSink(TerminalSink(lang=lang, show_secrets=False)))
+        if live:  # what people read gets the traced bytes with their control characters made inert;
+            # drawn by a thread of its own, coalesced in floods (mailtrace.transcript.live)
+            from mailtrace.proxy.safe import escape_controls
+            from mailtrace.transcript.live import stdout_view
+
+            sinks.append(stdout_view(lang, False, where=str(log) if log else "", prepare=escape_controls))
         if log:
             sinks.append(JsonlSink(log, show_secrets=show_secrets))
         if text:

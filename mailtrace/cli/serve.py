@@ -61,24 +61,6 @@ def parse_users(values: tuple[str, ...]) -> dict[str, str]:
     return users
 
 
-class _FlushingTerminal:
-    """The live TerminalSink, flushed after each event (so a pipe sees it at once)."""
-
-    def __init__(self, lang: str, show_secrets: bool) -> None:
-        from rich.console import Console
-
-        from mailtrace.transcript.terminal import TerminalSink
-
-        self.sink = TerminalSink(Console(highlight=False), lang=lang, show_secrets=show_secrets)
-
-    def handle(self, event) -> None:
-        self.sink.handle(event)
-        self.sink.console.file.flush()
-
-    def close(self) -> None:
-        self.sink.close()
-
-
 def build_lab(directory: Path, users: dict[str, str], *, lang: str = "en", log: Path | None = None,
               text: Path | None = None, show_secrets: bool = False, tls: bool = True, live: bool = True,
               sinks: tuple = (), fresh: bool = False) -> Lab:
@@ -108,8 +90,12 @@ def _build_lab(directory: Path, users: dict[str, str], *, lang: str, log: Path |
 
     directory.mkdir(parents=True, exist_ok=True)
     recorder = Recorder(sinks)
-    if live:
-        recorder.add_sink(EscapingSink(_FlushingTerminal(lang, show_secrets)))
+    if live:  # drawn by a thread of its own, coalesced in floods (mailtrace.transcript.live)
+        from mailtrace.proxy.safe import escape_controls
+        from mailtrace.transcript.live import stdout_view
+
+        recorder.add_sink(stdout_view(lang, show_secrets, where=str(log) if log is not None else "",
+                                      prepare=escape_controls))
     if log is not None:
         from mailtrace.transcript.jsonl import JsonlSink
 
@@ -264,6 +250,8 @@ def common_options(func):
         click.option("--no-tls", is_flag=True, help="No STARTTLS and no implicit-TLS ports."),
         click.option("--fresh", is_flag=True,
                      help="Start with an empty mail store (removes DIR/mail; keeps the lab CA in DIR/tls)."),
+        click.option("--quiet", is_flag=True, help="No live view (scripted runs; --log and --text still "
+                                                   "save every event)."),
     ]
     for opt in reversed(opts):
         func = opt(func)
@@ -278,7 +266,7 @@ def common_options(func):
 @common_options
 def command(protocol: str, port: int | None, implicit_tls: bool, host: str, directory: Path, users: tuple[str, ...],
             log: Path | None, text: Path | None, lang: str, show_secrets: bool, no_tls: bool,
-            fresh: bool) -> None:
+            fresh: bool, quiet: bool) -> None:
     """Start one lab server (smtp, pop3 or imap) on 127.0.0.1 and show the annotated dialogue.
 
     \b
@@ -294,5 +282,5 @@ def command(protocol: str, port: int | None, implicit_tls: bool, host: str, dire
     if port is None:
         port = DEFAULT_PORTS[protocol][1 if implicit_tls else 0]
     lab = build_lab(directory.resolve(), parse_users(users), lang=lang, log=log, text=text,
-                    show_secrets=show_secrets, tls=not no_tls, fresh=fresh)
+                    show_secrets=show_secrets, tls=not no_tls, fresh=fresh, live=not quiet)
     run_lab(lab, [Endpoint(protocol, host, port, implicit_tls)], log=log, text=text)

@@ -16,7 +16,9 @@ When stdout is not a terminal rich writes no colour codes, so the transcript can
 
 from __future__ import annotations
 
+from rich.color import ColorSystem
 from rich.console import Console
+from rich.style import Style
 from rich.text import Text
 
 from mailtrace import knowledge
@@ -51,7 +53,15 @@ def _is_short(event: Event, show_secrets: bool) -> bool:
     return event.size < 0 and len(body) <= FOLD_ABOVE and body.rstrip(b"\r\n").count(b"\n") == 0
 
 
+Line = list[tuple[str, str]]  # one screen line: (text, rich style name) pieces
+
+
 class TerminalSink:
+    """The live view's renderer.  ``lines()`` decides what to show (pieces of text and style
+    names); ``render()`` makes rich ``Text`` of them (``mailtrace show``, tests), ``ansi()``
+    writes them straight as terminal escape codes, with no rich rendering per line (the
+    live view, ``mailtrace.transcript.live``, where thousands of lines a second may come)."""
+
     def __init__(self, console: Console | None = None, *, lang: str = "en", show_secrets: bool = False,
                  annotate: bool = True) -> None:
         self.console = console or Console(highlight=False)
@@ -60,69 +70,94 @@ class TerminalSink:
         self.annotate = annotate
         self._phase: dict[str, str] = {}
         self._colour: dict[str, str] = {}
+        self._next_colour = 0
+        self._sgr: dict[str, tuple[str, str]] = {}  # style name -> (escape before, escape after)
 
     def _session_style(self, session: str) -> str:
-        if session not in self._colour:
-            self._colour[session] = SESSION_COLOURS[len(self._colour) % len(SESSION_COLOURS)]
-        return self._colour[session]
+        colour = self._colour.get(session)
+        if colour is None:
+            colour = self._colour[session] = SESSION_COLOURS[self._next_colour % len(SESSION_COLOURS)]
+            self._next_colour += 1
+        return colour
 
-    def render(self, event: Event) -> list[Text]:
-        """The rich lines for one event (also used by ``mailtrace show``)."""
-        out: list[Text] = []
+    def forget(self, session: str) -> None:
+        """The session ended: drop what the view kept about it (its phase and colour)."""
+        self._phase.pop(session, None)
+        self._colour.pop(session, None)
+
+    def lines(self, event: Event) -> list[Line]:
+        """The screen lines for one event, as (text, style) pieces."""
+        out: list[Line] = []
         sess_style = self._session_style(event.session)
-        label = Text(f"{event.session:>8} ", style=sess_style)
+        label = (f"{event.session:>8} ", sess_style)
         if event.kind is Kind.CLOSE:
-            self._phase.pop(event.session, None)
+            self.forget(event.session)
         elif event.state:
             heading = knowledge.state_heading(event.protocol, event.state, self.lang)
             if heading and self._phase.get(event.session) != heading[1]:
                 self._phase[event.session] = heading[1]
-                out.append(Text.assemble(label, (f"── {heading[0]} ", f"bold {sess_style}"), ("─" * 30, sess_style)))
-        line = label.copy()
-        line.append(f"{event.t:7.3f} ", style="dim")
+                out.append([label, (f"── {heading[0]} ", f"bold {sess_style}"), ("─" * 30, sess_style)])
+        line: Line = [label, (f"{event.t:7.3f} ", "dim")]
         ann = knowledge.annotate(event, self.lang)
         if event.kind is Kind.OPEN:
             info = event.info
-            line.append(f"● {event.protocol.upper()} {info.get('client', '')} → {info.get('server', '')}", style="bold")
+            line.append((f"● {event.protocol.upper()} {info.get('client', '')} → {info.get('server', '')}", "bold"))
             if ann.meaning:
-                line.append(f"   {ann.meaning}", style="dim")
+                line.append((f"   {ann.meaning}", "dim"))
         elif event.kind is Kind.CLOSE:
             reason = event.info.get("reason", "")
-            line.append("● closed" + (f" ({reason})" if reason else ""), style="bold")
+            line.append(("● closed" + (f" ({reason})" if reason else ""), "bold"))
         elif event.kind in (Kind.TLS, Kind.GAP, Kind.VIOLATION):
             style = {"tls": "bold magenta", "gap": "bold yellow", "violation": "bold red"}[event.kind.value]
-            line.append(f"◆ {event.text(self.show_secrets) or ann.meaning}", style=style)
+            line.append((f"◆ {event.text(self.show_secrets) or ann.meaning}", style))
         else:
-            arrow = "C →" if event.side is Side.CLIENT else "S ←"
-            if event.side is Side.CLIENT:
-                style = "bold white"
-            else:
-                style = reply_style(event.code)
-            line.append(f"{arrow} ", style="bold blue" if event.side is Side.CLIENT else "bold green")
+            client = event.side is Side.CLIENT
+            line.append(("C → " if client else "S ← ", "bold blue" if client else "bold green"))
             if event.kind in (Kind.DATA, Kind.LITERAL) and not _is_short(event, self.show_secrets):
                 body = event.shown(self.show_secrets)
-                lines = body.count(b"\n")
                 what = event.verb.lower() if event.verb else event.kind.value
-                shown = f"[{what}: {event.octets:,} octets, {lines:,} lines]"
-                line.append(shown, style="italic")
-                width = len(shown)
+                newlines = body.count(b"\n")
+                text = f"[{what}: {event.octets:,} octets, {newlines:,} lines]"
+                line.append((text, "italic"))
             else:
                 text = event.text(self.show_secrets)
-                line.append(text, style=style)
-                width = len(text)
+                line.append((text, "bold white" if client else reply_style(event.code)))
             if self.annotate and ann.meaning:
-                pad = max(1, TEXT_WIDTH - width)
-                line.append(" " * pad)
-                line.append(ann.meaning + (f" ({ann.rfc})" if ann.rfc else ""), style="dim")
+                line.append((" " * max(1, TEXT_WIDTH - len(text)), ""))
+                line.append((ann.meaning + (f" ({ann.rfc})" if ann.rfc else ""), "dim"))
         out.append(line)
         for meaning, rfc, detail in ann.problems:
-            out.append(Text.assemble(
-                (" " * 17, ""),
-                ("! " + meaning, "bold red"),
-                (f" [{detail}]" if detail else "", "red"),
-                (f" ({rfc})" if rfc else "", "dim red"),
-            ))
+            out.append([(" " * 17, ""), ("! " + meaning, "bold red"), (f" [{detail}]" if detail else "", "red"),
+                        (f" ({rfc})" if rfc else "", "dim red")])
         return out
+
+    def render(self, event: Event) -> list[Text]:
+        """The rich lines for one event (also used by ``mailtrace show``)."""
+        return [Text.assemble(*line) for line in self.lines(event)]
+
+    def ansi(self, event: Event) -> str:
+        """The lines for one event as a string with terminal escape codes (none when the
+        console has no colour: a pipe, a file, NO_COLOR), each line ending in a newline."""
+        return "".join(self.ansi_line(line) for line in self.lines(event))
+
+    def ansi_line(self, line: Line) -> str:
+        parts = []
+        for text, style in line:
+            if not text:
+                continue
+            codes = self._sgr.get(style)
+            if codes is None:
+                codes = self._sgr[style] = self._codes(style)
+            parts.append(codes[0] + text + codes[1])
+        parts.append("\n")
+        return "".join(parts)
+
+    def _codes(self, style: str) -> tuple[str, str]:
+        system = _COLOR_SYSTEMS.get(self.console.color_system or "")
+        if not style or system is None or self.console.no_color:
+            return "", ""
+        before, _, after = Style.parse(style).render("\0", color_system=system).partition("\0")
+        return before, after
 
     def handle(self, event: Event) -> None:
         for text in self.render(event):
@@ -130,3 +165,7 @@ class TerminalSink:
 
     def close(self) -> None:
         pass
+
+
+_COLOR_SYSTEMS = {"standard": ColorSystem.STANDARD, "256": ColorSystem.EIGHT_BIT,
+                  "truecolor": ColorSystem.TRUECOLOR, "windows": ColorSystem.WINDOWS}

@@ -1,0 +1,155 @@
+"""The live view: the terminal transcript, drawn by its own thread so it never slows a server.
+
+The servers' event loop only appends each event to a queue (``handle``); a thread takes the
+queue in batches (every ``INTERVAL`` seconds), draws them with ``TerminalSink.ansi`` and writes
+each batch with one ``write`` and one ``flush``.  A slow terminal, or one paused with Ctrl-S,
+then delays only this thread.
+
+Nobody reads a thousand lines a second.  When more than ``DETAIL_PER_SECOND`` events arrive in
+one second, the rest of that second is counted instead of drawn, and a summary line takes their
+place once the second is over::
+
+    … 1,234 events not shown in the last 1 s: 56 sessions opened (SMTP 50, POP3 6), 0 mistakes;
+      every event is in t.jsonl
+
+Detail resumes with the next quiet second.  Only the view coalesces: the JSONL log, the text
+log, the pcap and the web view are other sinks and still receive every event.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import threading
+import time
+from typing import Callable, TextIO
+
+from mailtrace import knowledge
+from mailtrace.transcript.event import Event, Kind
+from mailtrace.transcript.terminal import TerminalSink
+
+INTERVAL = 0.05  # seconds between two batches: 20 screen updates a second feel immediate
+DETAIL_PER_SECOND = 200  # events drawn line by line in one second; the rest is summed up
+MAX_BACKLOG = 200_000  # events queued while the terminal does not take output (Ctrl-S): then counted only
+CLOSE_WAIT = 1.0  # seconds close() waits for the thread to finish the last batch
+
+
+class _Tally:
+    """What the view did not draw during one second."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.mistakes = 0
+        self.opened: collections.Counter[str] = collections.Counter()
+
+    def add(self, event: Event) -> None:
+        self.events += 1
+        if event.kind is Kind.OPEN:
+            self.opened[event.protocol.upper() or "?"] += 1
+        if event.notes or event.kind is Kind.VIOLATION:
+            self.mistakes += 1
+
+
+class LiveView:
+    """A sink that shows events on a terminal from a thread of its own, coalescing floods.
+
+    ``terminal`` draws the lines (its console says whether to use colour); ``prepare`` is
+    applied to each event in the thread before drawing (the control-character escaping of
+    ``mailtrace.proxy.safe``); ``where`` names the complete record for the summary lines (the
+    JSONL log's path, or "" when there is none).
+    """
+
+    def __init__(self, terminal: TerminalSink, *, file: TextIO | None = None,
+                 prepare: Callable[[Event], Event] | None = None, where: str = "",
+                 detail_per_second: int = DETAIL_PER_SECOND, interval: float = INTERVAL) -> None:
+        self.terminal = terminal
+        self.file = file if file is not None else terminal.console.file
+        self.prepare = prepare
+        self.where = where
+        self.detail_per_second = detail_per_second
+        self.interval = interval
+        self._queue: collections.deque[Event] = collections.deque()
+        self._overflow = 0  # events dropped from the queue while it was full (counted, not shown)
+        self._closing = threading.Event()
+        self._second = 0.0  # start of the current one-second window
+        self._drawn = 0  # events drawn in detail in the current window
+        self._tally = _Tally()
+        self._thread = threading.Thread(target=self._run, name="mailtrace-live-view", daemon=True)
+        self._thread.start()
+
+    # --- the servers' side: cheap ------------------------------------------------------------
+    def handle(self, event: Event) -> None:
+        if len(self._queue) < MAX_BACKLOG:
+            self._queue.append(event)
+        else:
+            self._overflow += 1
+
+    def close(self) -> None:
+        """Draw what is queued (coalesced when it is a lot) and stop the thread."""
+        self._closing.set()
+        self._thread.join(CLOSE_WAIT)
+
+    # --- the view's thread ------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            closing = self._closing.wait(self.interval)
+            try:
+                self._batch(time.monotonic(), final=closing)
+            except (OSError, ValueError):  # the terminal is gone (closed, hung up): stop drawing
+                return
+            if closing:
+                return
+
+    def _batch(self, now: float, final: bool = False) -> None:
+        out: list[str] = []
+        if now - self._second >= 1.0:
+            self._summary(out, now - self._second)
+            self._second, self._drawn = now, 0
+        queue = self._queue
+        while queue:
+            event = queue.popleft()
+            if self._drawn < self.detail_per_second:
+                self._drawn += 1
+                if self.prepare is not None:
+                    event = self.prepare(event)
+                out.append(self.terminal.ansi(event))
+            else:
+                self._tally.add(event)
+                if event.kind is Kind.CLOSE:
+                    self.terminal.forget(event.session)
+        if self._overflow:
+            self._tally.events += self._overflow
+            self._overflow = 0
+        if final:
+            self._summary(out, max(now - self._second, 0.001))
+        if out:
+            self.file.write("".join(out))
+            self.file.flush()
+
+    def _summary(self, out: list[str], seconds: float) -> None:
+        tally = self._tally
+        if not tally.events:
+            return
+        self._tally = _Tally()
+        out.append(self.terminal.ansi_line([(summary_text(tally, seconds, self.where, self.terminal.lang), "dim")]))
+
+
+def summary_text(tally: _Tally, seconds: float, where: str, lang: str = "en") -> str:
+    """The one line that stands for the events not drawn (text from knowledge/common.toml)."""
+    protocols = ", ".join(f"{name} {count:,}" for name, count in sorted(tally.opened.items())) or "-"
+    key = "summary" if where else "summary-no-log"
+    entry = knowledge.lookup("common", "live", key)
+    template = entry.meaning(lang) if entry else "{events} events not shown"
+    return template.format(events=f"{tally.events:,}", seconds=f"{seconds:.0f}" if seconds >= 1 else f"{seconds:.1f}",
+                           sessions=f"{sum(tally.opened.values()):,}", protocols=protocols,
+                           mistakes=f"{tally.mistakes:,}", where=where)
+
+
+def stdout_view(lang: str = "en", show_secrets: bool = False, where: str = "",
+                prepare: Callable[[Event], Event] | None = None) -> LiveView:
+    """The live view of ``mailtrace lab``, ``serve`` and ``proxy``: standard output, colour when
+    it is a terminal."""
+    from rich.console import Console
+
+    console = Console(highlight=False, file=sys.stdout)
+    return LiveView(TerminalSink(console, lang=lang, show_secrets=show_secrets), prepare=prepare, where=where)

@@ -1,0 +1,124 @@
+"""The live view (mailtrace.transcript.live): drawn off the servers' thread, coalesced in floods,
+while the other sinks keep every event; the cheap ANSI writer draws what rich would."""
+
+from __future__ import annotations
+
+import io
+import re
+import signal
+import smtplib
+import threading
+
+from rich.console import Console
+
+from mailtrace.transcript.event import Event, Kind, Note, Side
+from mailtrace.transcript.live import LiveView
+from mailtrace.transcript.recorder import MemorySink, Recorder
+from mailtrace.transcript.terminal import TerminalSink
+
+SUMMARY = re.compile(r"… ([\d,]+) events in the last .* not shown: ([\d,]+) sessions opened \((.*)\), ([\d,]+) "
+                     r"mistakes; every event is in t\.jsonl")
+
+
+def noop(i: int) -> Event:
+    return Event(side=Side.CLIENT, kind=Kind.COMMAND, verb="NOOP", raw=f"NOOP {i}\r\n".encode())
+
+
+def view(detail: int, lang: str = "en") -> tuple[LiveView, io.StringIO]:
+    out = io.StringIO()
+    console = Console(file=out, width=200, color_system=None)
+    return LiveView(TerminalSink(console, lang=lang), where="t.jsonl", detail_per_second=detail), out
+
+
+def test_a_trickle_is_drawn_in_full_and_the_recorder_thread_never_draws():
+    live, out = view(detail=1000)
+    drawn_by: set[str] = set()
+    real = live.terminal.ansi
+
+    def spy(event):
+        drawn_by.add(threading.current_thread().name)
+        return real(event)
+
+    live.terminal.ansi = spy
+    rec = Recorder([live])
+    s = rec.session("smtp", client="127.0.0.1:1", server="127.0.0.1:2")
+    for i in range(20):
+        s.record(noop(i))
+    s.close()
+    rec.close()
+    text = out.getvalue()
+    assert all(f"C → NOOP {i}" in text for i in range(20))
+    assert "● closed" in text and "not shown" not in text
+    assert drawn_by == {"mailtrace-live-view"}
+
+
+def test_a_flood_is_summed_up_and_the_log_sink_keeps_every_event():
+    live, out = view(detail=10)
+    memory = MemorySink()
+    rec = Recorder([live, memory])
+    sessions = [rec.session("smtp" if k % 2 else "pop3") for k in range(30)]
+    for k, s in enumerate(sessions):
+        for i in range(10):
+            s.record(noop(k * 100 + i))
+        s.violation("bare-lf")
+        s.close()
+    rec.close()
+    total = len(memory.events)
+    assert total == 30 * 13  # open, 10 NOOP, a violation, close: the other sinks get everything
+    text = out.getvalue()
+    drawn = sum(1 for line in text.splitlines() if re.search(r"^\s*\S+\s+\d+\.\d{3} ", line))
+    summaries = [SUMMARY.search(line) for line in text.splitlines() if "not shown" in line]
+    assert summaries and all(summaries), text[-2000:]
+    assert drawn + sum(int(m.group(1).replace(",", "")) for m in summaries) == total
+    # every session opened is accounted for, drawn or summed up, and so is every mistake
+    shown_opens = text.count("● SMTP") + text.count("● POP3")
+    assert shown_opens + sum(int(m.group(2)) for m in summaries) == 30
+    shown_mistakes = len(re.findall(r"^\s*\S+\s+\d+\.\d{3} ◆", text, re.M))
+    assert shown_mistakes + sum(int(m.group(4)) for m in summaries) == 30
+
+
+def test_summary_in_spanish():
+    live, out = view(detail=1, lang="es")
+    rec = Recorder([live])
+    s = rec.session("imap")
+    for i in range(5):
+        s.record(noop(i))
+    rec.close()
+    assert "eventos de los últimos" in out.getvalue() and "todos los eventos están en t.jsonl" in out.getvalue()
+
+
+def test_ansi_writer_draws_the_same_text_as_rich():
+    events = [
+        Event(side=Side.NONE, kind=Kind.OPEN, session="smtp-1", protocol="smtp", info={"client": "a", "server": "b"}),
+        Event(side=Side.SERVER, kind=Kind.REPLY, session="smtp-1", protocol="smtp", raw=b"220 lab.test ESMTP\r\n",
+              code="220", state="ready"),
+        Event(side=Side.CLIENT, kind=Kind.COMMAND, session="smtp-1", protocol="smtp", raw=b"HELO x\n", verb="HELO",
+              notes=(Note("bare-lf", "line 1"),)),
+        Event(side=Side.CLIENT, kind=Kind.DATA, session="smtp-1", protocol="smtp", verb="DATA",
+              raw=b"Subject: x\r\n\r\n" + b"body\r\n" * 40 + b".\r\n"),
+    ]
+    plain_rich, plain_ansi = TerminalSink(Console(file=io.StringIO(), width=300, color_system=None)), \
+        TerminalSink(Console(file=io.StringIO(), width=300, color_system=None))
+    for e in events:
+        plain_rich.handle(e)
+    assert "".join(plain_ansi.ansi(e) for e in events) == plain_rich.console.file.getvalue()
+    coloured = TerminalSink(Console(file=io.StringIO(), width=300, force_terminal=True, color_system="256"))
+    text = "".join(coloured.ansi(e) for e in events)
+    assert "\x1b[" in text and re.sub(r"\x1b\[[0-9;]*m", "", text) == plain_rich.console.file.getvalue()
+
+
+def test_serve_quiet_shows_no_dialogue_but_logs_it(tmp_path):
+    from test_cli_serve import start
+
+    log = tmp_path / "q.jsonl"
+    proc, ports, _ = start(["serve", "smtp", "--port", "0", "--dir", "lab", "--no-tls", "--quiet", "--log", str(log)],
+                           tmp_path)
+    try:
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10) as client:
+            client.sendmail("a@example.org", ["bob@lab.test"], b"Subject: q\r\n\r\nquiet\r\n")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert b"MAIL FROM" not in out.upper() and b"stopped" in out
+    assert "MAIL FROM:<A@EXAMPLE.ORG>" in log.read_text().upper()
