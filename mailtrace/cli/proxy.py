@@ -116,7 +116,9 @@ def command(listen, to, protocol, log, text, pcap, lang, show_secrets, intercept
             await proxy.stop()
 
     try:
-        asyncio.run(main())
+        from mailtrace.servers.loop import run
+
+        run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
         pass
     except OSError as exc:

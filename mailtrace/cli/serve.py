@@ -216,7 +216,9 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
                 await listener.stop()
 
     try:
-        asyncio.run(main())
+        from mailtrace.servers.loop import run
+
+        run(main())
     except PortError as exc:
         if exc.error.errno in (errno.EADDRINUSE, errno.EACCES):
             flag = "--port" if len(endpoints) == 1 else f"--{exc.endpoint.protocol}{'s' if exc.endpoint.implicit_tls else ''}-port"
