@@ -11,6 +11,14 @@ from mailtrace.protocols import pop3
 from mailtrace.protocols.pop3 import spec
 from mailtrace.transcript.event import Event, Kind, Side
 
+
+def receive(core, data: bytes) -> list:
+    """The core's outputs for ``data``, its store jobs (``Pending``) run at once as a shell would."""
+    from mailtrace.protocols.base import settle
+
+    return settle(core.receive(data))
+
+
 TABLES = knowledge.load("pop3")
 RFC = re.compile(r"RFC \d+ §\d")
 
@@ -68,7 +76,7 @@ def test_response_code_is_explained_before_the_status():
     store.locked.add("alice")
     conn = Pop3ServerConnection(store, "<1@x>")
     conn.start()
-    out = conn.receive(b"USER alice\r\nPASS secret\r\n")
+    out = receive(conn, b"USER alice\r\nPASS secret\r\n")
     refused = [e for e in out if getattr(e, "code", "") == "-ERR"][0]
     assert send_all(out).endswith(b"-ERR [IN-USE] maildrop already locked by another session\r\n")
     assert refused.info == {"code": "IN-USE"}

@@ -12,6 +12,14 @@ from mailtrace.protocols.pop3.spec import MAX_COMMAND_LINE, byte_stuff, top_of
 from mailtrace.transcript.event import Kind, Side
 from test_pop3_fakes import FakeStore
 
+
+def receive(core, data: bytes) -> list:
+    """The core's outputs for ``data``, its store jobs (``Pending``) run at once as a shell would."""
+    from mailtrace.protocols.base import settle
+
+    return settle(core.receive(data))
+
+
 STAMP = "<4242.1700000000@lab.test>"
 MSG1 = b"From: a@lab.test\r\nSubject: one\r\n\r\nHello\r\n.dot line\r\n..two dots\r\nend\r\n"
 MSG2 = b"Subject: two\r\n\r\nline1\r\nline2\r\nline3\r\n"
@@ -30,7 +38,7 @@ def make(store=None, **config) -> tuple[Pop3ServerConnection, FakeStore]:
 def feed(conn, data: bytes, chunk: int) -> list:
     out = []
     for i in range(0, len(data), chunk):
-        out += conn.receive(data[i: i + chunk])
+        out += receive(conn, data[i: i + chunk])
     return out
 
 
@@ -104,7 +112,7 @@ def test_retr_events_one_data_event_with_stuffed_bytes():
     conn, _ = make()
     conn.start()
     talk(conn, "USER alice", "PASS secret")
-    out = conn.receive(b"RETR 1\r\n")
+    out = receive(conn, b"RETR 1\r\n")
     kinds = [(e.side, e.kind, e.verb) for e in events_of(out)]
     assert kinds == [(Side.CLIENT, Kind.COMMAND, "RETR"), (Side.SERVER, Kind.REPLY, "RETR"),
                      (Side.SERVER, Kind.DATA, "RETR")]
@@ -122,7 +130,7 @@ def test_apop_login_and_redaction():
     conn, _ = make()
     conn.start()
     digest = apop_digest(STAMP, "secret")
-    out = conn.receive(f"APOP alice {digest}\r\n".encode())
+    out = receive(conn, f"APOP alice {digest}\r\n".encode())
     assert send_all(out).startswith(b"+OK alice's maildrop has 2")
     cmd = events_of(out)[0]
     assert cmd.redacted == b"APOP alice ********\r\n" and digest.encode() not in cmd.shown()
@@ -143,7 +151,7 @@ def test_pass_is_redacted_and_may_hold_spaces():
     store.deliver("bob", b"x\r\n")
     conn = Pop3ServerConnection(store, STAMP)
     conn.start()
-    out = conn.receive(b'USER bob\r\nPASS b o"b\r\n')
+    out = receive(conn, b'USER bob\r\nPASS b o"b\r\n')
     assert send_all(out).splitlines()[1].startswith(b"+OK bob's maildrop")
     pass_event = [e for e in events_of(out) if e.verb == "PASS" and e.kind is Kind.COMMAND][0]
     assert pass_event.redacted == b"PASS ********\r\n"
@@ -156,7 +164,7 @@ def test_bad_password_and_pass_without_user():
     assert talk(conn, "PASS secret") == b"-ERR send USER first\r\n"
     assert talk(conn, "USER alice", "PASS nope") == b"+OK send PASS for alice\r\n-ERR [AUTH] invalid user name or password\r\n"
     # the failed attempt forgets the USER: PASS alone is refused again
-    out = conn.receive(b"PASS secret\r\n")
+    out = receive(conn, b"PASS secret\r\n")
     assert send_all(out) == b"-ERR send USER first\r\n"
     assert events_of(out)[0].notes[0].rule == "pass-without-user"
     assert store.locked == set()
@@ -185,7 +193,7 @@ def test_autologout_deletes_nothing_and_says_nothing():
     out = conn.idle_timeout()
     assert send_all(out) == b"" and isinstance(out[-1], Close)
     assert store.expunged == [] and store.locked == set()
-    assert conn.receive(b"STAT\r\n") == []
+    assert receive(conn, b"STAT\r\n") == []
 
 
 def test_empty_or_missing_maildrop():
@@ -240,7 +248,7 @@ def test_bad_transaction_commands(line, reply):
 def test_transaction_commands_refused_in_authorization(command):
     conn, _ = make()
     conn.start()
-    out = conn.receive((command + "\r\n").encode())
+    out = receive(conn, (command + "\r\n").encode())
     verb = command.split()[0]
     assert send_all(out) == f"-ERR {verb} not allowed in AUTHORIZATION state\r\n".encode()
     assert events_of(out)[0].notes[0].rule == "wrong-state"
@@ -260,7 +268,7 @@ def test_bad_authorization_commands(line, reply):
 def test_commands_are_case_insensitive_and_bare_lf_is_noted():
     conn, _ = make()
     conn.start()
-    out = conn.receive(b"user alice\npass secret\nstat\n")
+    out = receive(conn, b"user alice\npass secret\nstat\n")
     assert send_all(out).splitlines()[2].startswith(b"+OK 2 ")
     assert all(e.notes[0].rule == "bare-lf" for e in events_of(out) if e.side is Side.CLIENT)
 
@@ -284,7 +292,7 @@ def test_capa_before_and_after_stls():
     assert caps[0] == "+OK Capability list follows" and caps[-1] == "."
     assert {"TOP", "UIDL", "USER", "PIPELINING", "RESP-CODES", "STLS"} <= set(caps)
     assert any(c.startswith("IMPLEMENTATION ") for c in caps)
-    out = conn.receive(b"USER alice\r\nSTLS\r\nPASS secret\r\n")  # PASS pipelined after STLS
+    out = receive(conn, b"USER alice\r\nSTLS\r\nPASS secret\r\n")  # PASS pipelined after STLS
     assert send_all(out) == b"+OK send PASS for alice\r\n+OK Begin TLS negotiation now\r\n"
     assert isinstance(out[-1], StartTLS)
     assert [n.rule for e in events_of(out) for n in e.notes] == ["after-stls"]
@@ -299,18 +307,18 @@ def test_capa_before_and_after_stls():
 def test_quit_in_authorization_and_after_quit():
     conn, _ = make()
     conn.start()
-    out = conn.receive(b"QUIT\r\nNOOP\r\n")
+    out = receive(conn, b"QUIT\r\nNOOP\r\n")
     assert send_all(out) == b"+OK lab.test POP3 server signing off\r\n"
     assert isinstance(out[-1], Close)
     assert [n.rule for e in events_of(out) for n in e.notes] == ["after-quit"]
-    assert conn.receive(b"NOOP\r\n") == []
+    assert receive(conn, b"NOOP\r\n") == []
 
 
 def test_too_many_bad_commands_closes():
     conn, store = make(max_bad_commands=3)
     conn.start()
     talk(conn, "USER alice", "PASS secret")
-    out = conn.receive(b"X\r\nY\r\nZ\r\nSTAT\r\n")
+    out = receive(conn, b"X\r\nY\r\nZ\r\nSTAT\r\n")
     assert send_all(out).endswith(b"-ERR unknown command (too many bad commands, closing)\r\n")
     assert isinstance(out[-1], Close) and store.locked == set()
 
@@ -330,7 +338,7 @@ def test_expunge_of_a_message_already_gone_is_ok():
     conn.start()
     talk(conn, "USER alice", "PASS secret", "DELE 1")
     del store.mail["alice"][1]
-    out = conn.receive(b"QUIT\r\n")
+    out = receive(conn, b"QUIT\r\n")
     assert send_all(out).startswith(b"+OK") and b"1 of the deleted were already removed" in send_all(out)
     assert isinstance(out[-1], Close) and store.locked == set()
 
@@ -344,7 +352,7 @@ def test_failed_expunge_reports_error():
         raise OSError("disk on fire")
 
     conn.session.mailbox.expunge = broken
-    out = conn.receive(b"QUIT\r\n")
+    out = receive(conn, b"QUIT\r\n")
     assert send_all(out).startswith(b"-ERR [SYS/TEMP] some deleted messages not removed (1)")
     assert isinstance(out[-1], Close) and store.locked == set()
     assert 1 in store.mail["alice"]
@@ -352,7 +360,7 @@ def test_failed_expunge_reports_error():
 
 def test_every_output_is_a_known_type():
     conn, _ = make()
-    outs = conn.start() + conn.receive(b"USER alice\r\nPASS secret\r\nRETR 1\r\nQUIT\r\n")
+    outs = conn.start() + receive(conn, b"USER alice\r\nPASS secret\r\nRETR 1\r\nQUIT\r\n")
     from mailtrace.transcript.event import Event
     assert all(isinstance(o, (Event, Send, Close, StartTLS)) for o in outs)
 
@@ -363,9 +371,9 @@ def test_random_bytes_never_raise(chunks, login):
     conn, store = make(tls_available=True)
     conn.start()
     if login:
-        conn.receive(b"USER alice\r\nPASS secret\r\n")
+        receive(conn, b"USER alice\r\nPASS secret\r\n")
     for chunk in chunks:
-        for out in conn.receive(chunk):
+        for out in receive(conn, chunk):
             if isinstance(out, Send):
                 assert out.data.startswith((b"+OK", b"-ERR")) or out.data.endswith(b".\r\n")
     conn.eof()
@@ -380,7 +388,7 @@ def test_every_command_in_every_state_gets_a_status(script):
     conn, store = make(max_bad_commands=1000)
     conn.start()
     for line in script:
-        out = conn.receive((line + "\r\n").encode())
+        out = receive(conn, (line + "\r\n").encode())
         if conn.closed and not out:
             break
         assert send_all(out)[:3] in (b"+OK", b"-ER")
@@ -426,7 +434,7 @@ def test_retr_round_trip_and_list_size(lines):
     conn.start()
     talk(conn, "USER alice", "PASS secret")
     size = int(talk(conn, "LIST 1").split()[2])
-    out = conn.receive(b"RETR 1\r\n")
+    out = receive(conn, b"RETR 1\r\n")
     body = events_of(out)[2].raw
     assert unstuff(body) == message and size == len(message)
 
@@ -439,3 +447,29 @@ def test_bad_commands_are_counted_in_a_row():
     assert not conn.closed
     assert talk(conn, "X", "Y", "Z").endswith(b"-ERR unknown command (too many bad commands, closing)\r\n")
     assert conn.closed
+
+
+def test_login_and_quit_store_work_is_a_pending_job_and_pipelined_lines_wait_for_it():
+    from mailtrace.protocols.base import Pending
+
+    conn, store = make()
+    conn.start()
+    out = conn.receive(b"USER alice\r\nPASS secret\r\nSTAT\r\n")
+    assert isinstance(out[-1], Pending)  # the lock and the scan of the maildrop: off the event loop
+    assert send_all(out) == b"+OK send PASS for alice\r\n"  # STAT waits in the buffer
+    assert conn.receive(b"NOOP\r\n") == []  # and so does anything fed meanwhile
+    pending = out[-1]
+    after = send_all(settle_all(pending.resume(pending.job())))
+    assert after == f"+OK alice's maildrop has 2 messages ({len(MSG1) + len(MSG2)} octets)\r\n+OK 2 " \
+                    f"{len(MSG1) + len(MSG2)}\r\n+OK\r\n".encode()
+    out = conn.receive(b"DELE 1\r\nQUIT\r\n")
+    assert isinstance(out[-1], Pending) and len(store.mail["alice"]) == 2  # unlinks at QUIT: a job too
+    rest = settle_all(out[-1].resume(out[-1].job()))
+    assert send_all(rest).startswith(b"+OK lab.test POP3 server signing off (1 messages left")
+    assert isinstance(rest[-1], Close) and len(store.mail["alice"]) == 1
+
+
+def settle_all(outputs):
+    from mailtrace.protocols.base import settle
+
+    return settle(outputs)

@@ -84,6 +84,20 @@ def send_all(outputs: list[Output]) -> bytes:
     return b"".join(o.data for o in outputs if isinstance(o, Send))
 
 
+def settle(outputs: list[Output]) -> list[Output]:
+    """``outputs`` with every ``Pending`` run at once, in place (unit tests: what a shell does,
+    without threads)."""
+    out: list[Output] = []
+    queue = list(outputs)
+    while queue:
+        item = queue.pop(0)
+        if isinstance(item, Pending):
+            queue[0:0] = item.resume(item.job())
+        else:
+            out.append(item)
+    return out
+
+
 def events_of(outputs: list[Output]) -> list[Event]:
     return [o for o in outputs if isinstance(o, Event)]
 

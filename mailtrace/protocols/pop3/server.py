@@ -30,7 +30,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from mailtrace.protocols.base import Close, Output, Send, StartTLS
+from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
 from mailtrace.protocols.lines import Line, LineReader
 from mailtrace.protocols.pop3.spec import (
     AUTOLOGOUT_SECONDS,
@@ -115,6 +115,7 @@ class Pop3ServerConnection:
         self.session: _Session | None = None
         self._lines = LineReader(MAX_COMMAND_LINE)
         self._finalizer: weakref.finalize | None = None
+        self._pending: Pending | None = None  # store work running in the shell's thread
 
     # --- the ServerCore interface ------------------------------------------------------------
     def start(self) -> list[Output]:
@@ -125,18 +126,38 @@ class Pop3ServerConnection:
             return []
         self._lines.feed(data)
         out: list[Output] = []
-        while not self.closed:
+        while not self.closed and self._pending is None:  # input waits while store work runs
             line = self._lines.next_line()
             if line is None:
                 break
             out += self._too_long(line) if line.too_long else self._line(line.raw, line.bare_lf)
-            last = out[-1]
-            if isinstance(last, StartTLS):
-                out[-1:-1] = self._discard("after-stls")  # RFC 2595 §4: never act on pre-TLS leftovers
+            if self._after(out):
                 break
-            if isinstance(last, Close) and self.quit:
-                out[-1:-1] = self._discard("after-quit")
         return out
+
+    def _after(self, out: list[Output]) -> bool:
+        """What follows a command's outputs; True: stop reading lines for now."""
+        last = out[-1]
+        if isinstance(last, StartTLS):
+            out[-1:-1] = self._discard("after-stls")  # RFC 2595 §4: never act on pre-TLS leftovers
+            return True
+        if isinstance(last, Close) and self.quit:
+            out[-1:-1] = self._discard("after-quit")
+        return isinstance(last, Pending)
+
+    def _slowly(self, job: Callable[[], Any], then: Callable[[Any], list[Output]]) -> list[Output]:
+        """Store work that may wait on the disk (locking and scanning a maildrop, unlinking at
+        QUIT) runs in the shell's worker thread: ``job()`` there, then ``then(result)`` here for
+        the reply; lines pipelined meanwhile wait in the buffer."""
+        def resume(result: Any) -> list[Output]:
+            self._pending = None
+            out = then(result)
+            if self._after(out):
+                return out
+            return out + self.receive(b"")
+
+        self._pending = Pending(job, resume)
+        return [self._pending]
 
     def eof(self) -> list[Output]:
         out: list[Output] = []
@@ -275,17 +296,25 @@ class Pop3ServerConnection:
         return name
 
     def _login(self, verb: str, user: str) -> list[Output]:
-        try:
-            lock = self.store.lock_maildrop(user)
-        except Exception as exc:  # e.g. a lab user whose name cannot be a Maildir
-            return self._error(verb, f"cannot lock the maildrop: {type(exc).__name__}", "SYS/PERM", count=False)
-        if lock is None:
-            return self._error(verb, "maildrop already locked by another session", "IN-USE")
-        try:
-            mailbox, messages = _open_maildrop(self.store, user)
-        except Exception as exc:  # RFC 1939 §4: release the lock before rejecting
-            _release(lock)
-            return self._error(verb, f"cannot open the maildrop: {type(exc).__name__}", "SYS/TEMP")
+        def job() -> tuple[Any, Any, list[_Message]] | tuple[str, str, str]:
+            try:
+                lock = self.store.lock_maildrop(user)
+            except Exception as exc:  # e.g. a lab user whose name cannot be a Maildir
+                return ("error", f"cannot lock the maildrop: {type(exc).__name__}", "SYS/PERM")
+            if lock is None:
+                return ("error", "maildrop already locked by another session", "IN-USE")
+            try:
+                return (lock, *_open_maildrop(self.store, user))
+            except Exception as exc:  # RFC 1939 §4: release the lock before rejecting
+                _release(lock)
+                return ("error", f"cannot open the maildrop: {type(exc).__name__}", "SYS/TEMP")
+
+        return self._slowly(job, lambda result: self._logged_in(verb, user, result))
+
+    def _logged_in(self, verb: str, user: str, result: tuple) -> list[Output]:
+        if result[0] == "error":
+            return self._error(verb, result[1], result[2], count=result[2] == "IN-USE")
+        lock, mailbox, messages = result
         uidvalidity = getattr(mailbox, "uidvalidity", 0) if mailbox is not None else 0
         self.session = _Session(user, lock, mailbox, uidvalidity, messages)
         self._finalizer = weakref.finalize(self, _release, lock)  # a lost core never keeps the lock
@@ -303,7 +332,9 @@ class Pop3ServerConnection:
         session = self.session
         doomed = [m.uid for m in session.messages if m.deleted]
         left = len(session.messages) - len(doomed)
-        failed, gone = self._update(doomed)
+        return self._slowly(lambda: self._update(doomed), lambda result: self._updated(left, *result))
+
+    def _updated(self, left: int, failed: int, gone: int) -> list[Output]:
         if failed:
             out = self._error("QUIT", f"some deleted messages not removed ({failed})", "SYS/TEMP", count=False)
         else:
