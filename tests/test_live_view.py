@@ -122,3 +122,24 @@ def test_serve_quiet_shows_no_dialogue_but_logs_it(tmp_path):
     assert proc.returncode == 0, err
     assert b"MAIL FROM" not in out.upper() and b"stopped" in out
     assert "MAIL FROM:<A@EXAMPLE.ORG>" in log.read_text().upper()
+
+
+def test_background_log_writer_keeps_order_and_is_complete_at_close(tmp_path):
+    from mailtrace.transcript.background import BackgroundSink
+    from mailtrace.transcript.jsonl import JsonlSink, read_jsonl
+
+    path = tmp_path / "bg.jsonl"
+    sink = BackgroundSink(JsonlSink(path, autoflush=False))
+    rec = Recorder([sink])
+    sessions = [rec.session("smtp") for _ in range(50)]
+    for i in range(20):
+        for s in sessions:
+            s.record(noop(i))
+    for s in sessions:
+        s.close()
+    rec.close()
+    events = list(read_jsonl(path))
+    assert len(events) == 50 * 22
+    for s in sessions:
+        mine = [e for e in events if e.session == s.id]
+        assert [e.seq for e in mine] == list(range(22)) and mine[-1].kind is Kind.CLOSE

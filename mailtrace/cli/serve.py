@@ -96,14 +96,18 @@ def _build_lab(directory: Path, users: dict[str, str], *, lang: str, log: Path |
 
         recorder.add_sink(stdout_view(lang, show_secrets, where=str(log) if log is not None else "",
                                       prepare=escape_controls))
+    from mailtrace.transcript.background import BackgroundSink
+
     if log is not None:
         from mailtrace.transcript.jsonl import JsonlSink
 
-        recorder.add_sink(JsonlSink(log, show_secrets=show_secrets, autoflush=False))
+        # written by a thread of its own: the servers' loop only queues the events
+        recorder.add_sink(BackgroundSink(JsonlSink(log, show_secrets=show_secrets, autoflush=False)))
     if text is not None:
         from mailtrace.transcript.text import TextSink
 
-        recorder.add_sink(EscapingSink(TextSink(text, show_secrets=show_secrets, lang=lang, autoflush=False)))
+        recorder.add_sink(BackgroundSink(EscapingSink(TextSink(text, show_secrets=show_secrets, lang=lang,
+                                                               autoflush=False))))
     tls_context = None
     if tls:
         from mailtrace.tls import server_context
