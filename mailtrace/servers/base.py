@@ -100,8 +100,9 @@ class Connection:
             while not self.closing:
                 timeout = self.core.idle_timeout_seconds or None
                 try:
-                    data = await asyncio.wait_for(self.reader.read(READ_CHUNK), timeout)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(timeout):  # (wait_for would wrap every read in a new task)
+                        data = await self.reader.read(READ_CHUNK)
+                except TimeoutError:
                     await self.feed(self.core.idle_timeout)
                     continue
                 except (ConnectionError, OSError, ssl.SSLError):
