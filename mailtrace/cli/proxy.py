@@ -157,10 +157,13 @@ def open_sinks(*, log=None, text=None, pcap=None, lang="en", show_secrets=False,
             from mailtrace.transcript.live import stdout_view
 
             sinks.append(stdout_view(lang, False, where=str(log) if log else "", prepare=escape_controls))
+        # the logs are written by a thread of their own (mailtrace.transcript.background)
+        from mailtrace.transcript.background import BackgroundSink
+
         if log:
-            sinks.append(JsonlSink(log, show_secrets=show_secrets))
+            sinks.append(BackgroundSink(JsonlSink(log, show_secrets=show_secrets, autoflush=False)))
         if text:
-            sinks.append(EscapingSink(TextSink(text, show_secrets=False, lang=lang)))
+            sinks.append(BackgroundSink(EscapingSink(TextSink(text, show_secrets=False, lang=lang, autoflush=False))))
         if pcap:
             from mailtrace.capture.export import PcapSink
 

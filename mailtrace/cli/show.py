@@ -121,7 +121,7 @@ def command(file: Path, fmt: str, output: Path | None, lang: str, show_secrets: 
             from mailtrace.transcript.jsonl import JsonlSink
 
             out_file = open(output, "w", encoding="utf-8") if output else None
-            inner = JsonlSink(out_file or sys.stdout, show_secrets=show_secrets)
+            inner = JsonlSink(out_file or sys.stdout, show_secrets=show_secrets, autoflush=False)
             sink = _Counting(inner, show_secrets, lang)
         elif fmt == "html":
             from mailtrace.transcript.recorder import MemorySink
@@ -132,14 +132,14 @@ def command(file: Path, fmt: str, output: Path | None, lang: str, show_secrets: 
             from rich.console import Console
 
             from mailtrace.proxy.safe import EscapingSink
-            from mailtrace.transcript.terminal import TerminalSink
+            from mailtrace.transcript.terminal import AnsiTerminalSink
 
             if output is None:
                 console = Console(highlight=False)
             else:
                 out_file = open(output, "w", encoding="utf-8")
                 console = Console(file=out_file, highlight=False, no_color=True, width=200)
-            inner = EscapingSink(TerminalSink(console, lang=lang))  # traced bytes must not drive the terminal
+            inner = EscapingSink(AnsiTerminalSink(console, lang=lang))  # traced bytes must not drive the terminal
             sink = _Decoding(inner, show_secrets, lang)
         try:
             stream_events(file, sink, **opts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import sys
 import threading
+import time
 
 from mailtrace.transcript.event import Event
 
@@ -60,6 +61,7 @@ class BackgroundSink:
         handle = self.inner.handle
         while queue:
             handle(queue.popleft())
+            time.sleep(0)  # let the servers' thread have the GIL between two events
         flush = getattr(self.inner, "flush", None)
         if flush is not None:
             flush()

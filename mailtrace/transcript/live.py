@@ -113,6 +113,7 @@ class LiveView:
                 if self.prepare is not None:
                     event = self.prepare(event)
                 out.append(self.terminal.ansi(event))
+                time.sleep(0)  # let the servers' thread have the GIL between two lines
             else:
                 self._tally.add(event)
                 if event.kind is Kind.CLOSE:

@@ -141,7 +141,7 @@ class Drain(threading.Thread):
             return bytes(self.head)
 
 
-def on_pty(args: list[str], run_as: tuple[int, int] | None = None, cwd: Path | None = None
+def on_pty(args: list[str], run_as: tuple[int, int] | None = None, cwd: Path | None = None, env_extra: dict | None = None
            ) -> tuple[subprocess.Popen, Drain]:
     """Start a command with stdout and stderr on a new pseudo-terminal (120 x 40, TERM=xterm)."""
     import fcntl
@@ -152,6 +152,7 @@ def on_pty(args: list[str], run_as: tuple[int, int] | None = None, cwd: Path | N
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     env = dict(os.environ, TERM="xterm-256color", COLUMNS="120", LINES="40")
     env.pop("NO_COLOR", None)
+    env.update(env_extra or {})
     kw = {}
     if run_as is not None:
         kw = dict(user=run_as[0], group=run_as[1], extra_groups=[])
@@ -386,13 +387,16 @@ def proxy_bench(tmp: Path, n: int, runs: int) -> None:
         procs.append(server)
         relay, rport = spawn([PY, "-c", RELAY, str(sport)])
         procs.append(relay)
-        proxy, drain = on_pty([PY, "-m", "mailtrace", "proxy", "--listen", "127.0.0.1:0", "--to",
-                               f"127.0.0.1:{sport}", "--protocol", "smtp", "--log", str(tmp / "proxy.jsonl")])
-        procs.append(proxy)
-        head = drain.wait_for(b"127.0.0.1:").decode("utf-8", "replace")
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", head) or re.search(r"127\.0\.0\.1:(\d+)", head)
-        pport = int(m.group(1))
-        times: dict[int, list[float]] = {p: [] for p in (sport, rport, pport)}
+        ports = {}
+        for name, env in (("mailtrace proxy --log (live view)", {}),
+                          ("the same on asyncio's loop", {"MAILTRACE_LOOP": "asyncio"})):
+            proxy, drain = on_pty([PY, "-m", "mailtrace", "proxy", "--listen", "127.0.0.1:0", "--to",
+                                   f"127.0.0.1:{sport}", "--protocol", "smtp", "--log", str(tmp / f"proxy{len(ports)}.jsonl")],
+                                  env_extra=env)
+            procs.append(proxy)
+            head = drain.wait_for(b"Ctrl+C").decode("utf-8", "replace")
+            ports[name] = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", head).group(1))
+        times: dict[int, list[float]] = {p: [] for p in (sport, rport, *ports.values())}
         for _ in range(runs):  # interleaved
             for port in times:
                 times[port] += latencies(port, n)
@@ -404,16 +408,16 @@ def proxy_bench(tmp: Path, n: int, runs: int) -> None:
         print(f"\nproxy latency: {runs} x {n} round trips each, interleaved (microseconds)")
         print(f"{'path':>34} {'p50':>8} {'p99':>8} {'added p50':>10} {'added p99':>10}")
         direct = times[sport]
-        for name, port in (("direct", sport), ("trivial asyncio relay", rport),
-                           ("mailtrace proxy --log (live view)", pport)):
+        for name, port in (("direct", sport), ("trivial asyncio relay", rport), *ports.items()):
             xs = times[port]
             print(f"{name:>34} {pct(xs, .5) * 1e6:8.1f} {pct(xs, .99) * 1e6:8.1f} "
                   f"{(pct(xs, .5) - pct(direct, .5)) * 1e6:10.1f} {(pct(xs, .99) - pct(direct, .99)) * 1e6:10.1f}")
-        for q, label in ((.5, "p50"), (.99, "p99")):
-            added_relay = pct(times[rport], q) - pct(direct, q)
-            added_proxy = pct(times[pport], q) - pct(direct, q)
-            print(f"  added latency {label}: proxy / relay = {added_proxy / added_relay if added_relay > 0 else float('inf'):.2f}"
-                  f" (goal <= 1.2)")
+        for name, pport in ports.items():
+            for q, label in ((.5, "p50"), (.99, "p99")):
+                added_relay = pct(times[rport], q) - pct(direct, q)
+                added_proxy = pct(times[pport], q) - pct(direct, q)
+                ratio = added_proxy / added_relay if added_relay > 0 else float("inf")
+                print(f"  {name}: added latency {label}, proxy / relay = {ratio:.2f} (goal <= 1.2)")
     finally:
         for p in procs:
             p.terminate()
