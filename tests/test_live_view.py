@@ -143,3 +143,20 @@ def test_background_log_writer_keeps_order_and_is_complete_at_close(tmp_path):
     for s in sessions:
         mine = [e for e in events if e.session == s.id]
         assert [e.seq for e in mine] == list(range(22)) and mine[-1].kind is Kind.CLOSE
+
+
+def test_a_terminal_that_is_gone_stops_the_view_and_nothing_more_is_queued():
+    class Closed(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    live = LiveView(TerminalSink(Console(file=io.StringIO(), color_system=None)), file=Closed())
+    rec = Recorder([live])
+    s = rec.session("smtp")
+    s.record(noop(1))
+    live._thread.join(5)  # the first write fails: the thread ends
+    assert not live._thread.is_alive()
+    for i in range(100):
+        s.record(noop(i))
+    assert len(live._queue) == 0
+    rec.close()

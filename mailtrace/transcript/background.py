@@ -16,6 +16,7 @@ import time
 from mailtrace.transcript.event import Event
 
 INTERVAL = 0.05  # seconds between two batches
+YIELD_EVERY = 64  # events written between two offers of the GIL to the servers' thread
 
 
 class BackgroundSink:
@@ -59,9 +60,12 @@ class BackgroundSink:
         if not queue:
             return
         handle = self.inner.handle
+        done = 0
         while queue:
             handle(queue.popleft())
-            time.sleep(0)  # let the servers' thread have the GIL between two events
+            done += 1
+            if done % YIELD_EVERY == 0:
+                time.sleep(0)  # let the servers' thread have the GIL now and then
         flush = getattr(self.inner, "flush", None)
         if flush is not None:
             flush()

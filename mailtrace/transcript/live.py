@@ -30,7 +30,7 @@ from mailtrace.transcript.terminal import TerminalSink
 
 INTERVAL = 0.05  # seconds between two batches: 20 screen updates a second feel immediate
 DETAIL_PER_SECOND = 200  # events drawn line by line in one second; the rest is summed up
-MAX_BACKLOG = 200_000  # events queued while the terminal does not take output (Ctrl-S): then counted only
+MAX_BACKLOG = 5_000  # events queued while the terminal takes no output (Ctrl-S): beyond, only counted
 CLOSE_WAIT = 1.0  # seconds close() waits for the thread to finish the last batch
 
 
@@ -69,7 +69,8 @@ class LiveView:
         self.detail_per_second = detail_per_second
         self.interval = interval
         self._queue: collections.deque[Event] = collections.deque()
-        self._overflow = 0  # events dropped from the queue while it was full (counted, not shown)
+        self._overflow = _Tally()  # events not queued because the queue was full (counted, not shown)
+        self._gone = False  # the terminal is gone (closed pipe, hung up): nothing more is queued
         self._closing = threading.Event()
         self._second = 0.0  # start of the current one-second window
         self._drawn = 0  # events drawn in detail in the current window
@@ -79,10 +80,12 @@ class LiveView:
 
     # --- the servers' side: cheap ------------------------------------------------------------
     def handle(self, event: Event) -> None:
+        if self._gone:
+            return
         if len(self._queue) < MAX_BACKLOG:
             self._queue.append(event)
         else:
-            self._overflow += 1
+            self._overflow.add(event)
 
     def close(self) -> None:
         """Draw what is queued (coalesced when it is a lot) and stop the thread."""
@@ -96,6 +99,8 @@ class LiveView:
             try:
                 self._batch(time.monotonic(), final=closing)
             except (OSError, ValueError):  # the terminal is gone (closed, hung up): stop drawing
+                self._gone = True
+                self._queue.clear()
                 return
             if closing:
                 return
@@ -113,14 +118,17 @@ class LiveView:
                 if self.prepare is not None:
                     event = self.prepare(event)
                 out.append(self.terminal.ansi(event))
-                time.sleep(0)  # let the servers' thread have the GIL between two lines
+                if self._drawn % 16 == 0:
+                    time.sleep(0)  # let the servers' thread have the GIL now and then
             else:
                 self._tally.add(event)
                 if event.kind is Kind.CLOSE:
                     self.terminal.forget(event.session)
-        if self._overflow:
-            self._tally.events += self._overflow
-            self._overflow = 0
+        overflow, self._overflow = self._overflow, _Tally()
+        if overflow.events:
+            self._tally.events += overflow.events
+            self._tally.mistakes += overflow.mistakes
+            self._tally.opened.update(overflow.opened)
         if final:
             self._summary(out, max(now - self._second, 0.001))
         if out:
