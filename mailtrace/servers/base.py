@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mailtrace.protocols.base import Close, Pending, Send, ServerCore, StartTLS
+from mailtrace.servers.storejobs import run_store_job
 from mailtrace.transcript.event import Event, Kind, Side
 from mailtrace.transcript.recorder import Recorder, SessionRecorder
 
@@ -55,7 +56,7 @@ class Connection:
                     with contextlib.suppress(ConnectionError):
                         await self.writer.drain()
             elif isinstance(out, Pending):
-                result = await asyncio.to_thread(out.job)
+                result = await run_store_job(out.job)  # off the loop (servers/storejobs.py)
                 queue[0:0] = out.resume(result)
             elif isinstance(out, StartTLS):
                 await self._start_tls()

@@ -1,0 +1,31 @@
+"""Store work off the event loop: the worker threads that run the cores' ``Pending`` jobs.
+
+A core hands slow store work to its shell as a ``Pending`` (protocols/base.py): an fsync'd
+Maildir delivery, the lock and scan of a POP3 maildrop, the unlinks at POP3 QUIT.  The shell
+runs it here, in a pool of its own (not asyncio's default executor, which name lookups share),
+so a slow disk or a uidlist lock held by another program stalls that session only.  Deliveries
+that finish together share one directory fsync (group commit, ``store.folder.Folder.sync_dir``);
+each reply is still sent only after its own job returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import Any, Callable
+
+WORKERS = 8  # concurrent store jobs; more only queue behind the same disk
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _executor() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="mailtrace-store")
+    return _pool
+
+
+async def run_store_job(job: Callable[[], Any]) -> Any:
+    """``job()`` in a store worker thread; the event loop serves other sessions meanwhile."""
+    return await asyncio.get_running_loop().run_in_executor(_executor(), job)
