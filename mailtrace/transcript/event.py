@@ -92,10 +92,11 @@ class Event:
             data = data[:-1]
         return data.decode("utf-8", errors="backslashreplace")
 
-    def stamped(self, session: str, seq: int, t: float) -> "Event":
+    def stamped(self, session: str, seq: int, t: float, protocol: str = "") -> "Event":
+        """A copy with the recorder's stamps (and ``protocol`` when the event has none)."""
         # Every field spelled out: twice as fast as dataclasses.replace, which matters at
         # hundreds of events per IMAP session (a FETCH of 100 messages is 300 events).
-        return Event(side=self.side, kind=self.kind, raw=self.raw, protocol=self.protocol, verb=self.verb,
+        return Event(side=self.side, kind=self.kind, raw=self.raw, protocol=self.protocol or protocol, verb=self.verb,
                      code=self.code, tag=self.tag, state=self.state, notes=self.notes, size=self.size,
                      redacted=self.redacted, info=self.info, session=session, seq=seq, t=t)
 

@@ -118,9 +118,7 @@ class SessionRecorder:
         """Stamp and dispatch one event; ``t`` overrides the clock (pcap import)."""
         if t is None:
             t = self._clock() - self._t0
-        if not event.protocol:
-            event = _with_protocol(event, self.protocol)
-        stamped = event.stamped(self.id, next(self._seq), t)
+        stamped = event.stamped(self.id, next(self._seq), t, self.protocol)  # one copy, protocol filled in
         self.recorder.dispatch(stamped)
         return stamped
 
@@ -138,8 +136,3 @@ class SessionRecorder:
         self.closed = True
         self.record(Event(side=side, kind=Kind.CLOSE, info={"reason": reason} if reason else {}), t=t)
 
-
-def _with_protocol(event: Event, protocol: str) -> Event:
-    from dataclasses import replace
-
-    return replace(event, protocol=protocol)

@@ -28,7 +28,8 @@ Loads, each measured in turns (mailtrace, peer, mailtrace, peer, ...; best of ``
   vs scapy's ``rdpcap(file).sessions()``.
 
 Each line prints the ratio, the server's CPU milliseconds per message or session (user +
-system, threads and reaped children included) and its peak RSS.  The machine's load average
+system, threads and reaped children included), the CPU ratio (the peer's CPU per unit over
+mailtrace's: above 1, mailtrace does the work with less CPU) and, per load, the peak RSS.  The machine's load average
 is printed before and after: other work on the machine moves wall-clock rates, CPU per unit
 much less.  The in-process benchmarks (bench_smtp.py, ...) stay as profiling aids.
 """
@@ -282,7 +283,7 @@ def compare(title: str, unit: str, pairs: list[tuple[str, object]], points: list
     print(f"\n{title}")
     names = [name for name, _ in pairs]
     print(f"{'point':>14} " + " ".join(f"{n + ' ' + unit:>20}" for n in names) + f" {'ratio':>6}   "
-          + " ".join(f"{n + ' CPU ms':>18}" for n in names))
+          + " ".join(f"{n + ' CPU ms':>18}" for n in names) + f" {'CPU ratio':>9}")
     rows = []
     for point in points:
         best = {n: 0.0 for n in names}
@@ -293,8 +294,9 @@ def compare(title: str, unit: str, pairs: list[tuple[str, object]], points: list
                 best[name] = max(best[name], rate)
                 cpu[name] = min(cpu[name], ms)
         ratio = best[names[0]] / best[names[1]] if best[names[1]] else float("inf")
+        cpu_ratio = cpu[names[1]] / cpu[names[0]] if cpu[names[0]] else float("inf")
         print(f"{str(point):>14} " + " ".join(f"{best[n]:>20.1f}" for n in names) + f" {ratio:>5.2f}x   "
-              + " ".join(f"{cpu[n]:>18.2f}" for n in names), flush=True)
+              + " ".join(f"{cpu[n]:>18.2f}" for n in names) + f" {cpu_ratio:>8.2f}x", flush=True)
         rows.append((point, best, cpu, ratio))
     return rows
 
