@@ -115,6 +115,7 @@ class Drain(threading.Thread):
         self.fd = fd
         self.octets = 0
         self.head = bytearray()  # the first bytes (the banner)
+        self.tail = bytearray()  # the last bytes (the summary lines of a flood)
         self.seen = threading.Condition()
 
     def run(self) -> None:
@@ -129,6 +130,7 @@ class Drain(threading.Thread):
                 self.octets += len(data)
                 if len(self.head) < 1 << 16:
                     self.head += data
+                self.tail = (self.tail + data)[-(1 << 16):]
                 self.seen.notify_all()
 
     def wait_for(self, pattern: bytes, timeout: float = 60) -> bytes:
@@ -328,7 +330,12 @@ def stop_under_flood(lab: Lab, seconds: float) -> None:
     accepted_final = counter[0]
     opens, closes, replies_250 = count_log(lab.log)
     print(f"\nCtrl-C during a flood of 100 SMTP sessions ({accepted} messages accepted in {seconds:g} s):")
-    print(f"  the lab exited {result['exit']:.2f} s after SIGINT (goal < 2 s)")
+    print(f"  the lab exited {result['exit']:.2f} s after SIGINT (goal < 2 s); the terminal got "
+          f"{lab.drain.octets / 1e6:.1f} MB in all")
+    summaries = [line for line in bytes(lab.drain.tail).decode("utf-8", "replace").splitlines() if "not shown" in line]
+    if summaries:
+        last = re.sub(r"\x1b\[[0-9;]*m", "", summaries[-1]).strip()
+        print(f"  the live view's last summary line: {last}")
     got = replies_250 - before_250
     print(f"  JSONL log: {opens} sessions opened, {closes} closed; {got} DATA 250 replies logged for "
           f"{accepted_final} the clients saw -> {'complete' if opens == closes and got >= accepted_final else 'MISSING EVENTS'}")
