@@ -54,6 +54,7 @@ from mailtrace.protocols.smtp_data import DataReader
 from mailtrace.protocols.smtp_observer import SmtpObserver, injected_commands
 from mailtrace.protocols.smtp_trace import trace_headers
 from mailtrace.transcript.event import Event, Kind, Note, Side
+from mailtrace.transcript.links import Action, MessageRef, to_info
 
 _ids = itertools.count(1)
 
@@ -170,12 +171,13 @@ class SmtpServerConnection:
     def _set(self, state: State) -> None:
         self.state = state
 
-    def _reply(self, reply: Reply, verb: str) -> None:
+    def _reply(self, reply: Reply, verb: str, info: dict[str, str] | None = None) -> None:
         state = self.state.value
         for i, raw in enumerate(reply.lines()):
             keyword = ehlo_keyword(raw) if verb == "EHLO" and i else ""  # explained line by line
+            facts = {"code": keyword} if keyword else dict(info or {})
             self._out.append(Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, code=str(reply.code), verb=verb,
-                                   state=state, protocol=PROTOCOL, info={"code": keyword} if keyword else {}))
+                                   state=state, protocol=PROTOCOL, info=facts))
             self._wbuf += raw
         if reply.code in (500, 501, 502, 503, 504):
             self.errors += 1
@@ -317,7 +319,7 @@ class SmtpServerConnection:
                                         hostname=self.config.hostname, software=self.config.software,
                                         with_=with_, queue_id=queue_id, when=now)
                 try:
-                    results.append(self.store.deliver(user, headers + content))
+                    results.append((user, self.store.deliver(user, headers + content)))
                 except Exception as exc:  # the store failed: tell the client to retry (451)
                     results.append(exc)
             return results
@@ -332,7 +334,10 @@ class SmtpServerConnection:
         if failed:
             self._reply(Reply(451, f"Error: local error in processing ({type(failed[0]).__name__})", "4.3.0"), "DATA")
         else:
-            self._reply(Reply(250, f"OK: queued as {queue_id}", "2.0.0"), "DATA")
+            # which messages this 250 put in which mailboxes (the web view's "life of a message")
+            refs = [MessageRef(Action.DELIVERED, user, "INBOX",
+                               getattr(info, "uid", 0), getattr(info, "key", "")) for user, info in results]
+            self._reply(Reply(250, f"OK: queued as {queue_id}", "2.0.0"), "DATA", info=to_info(refs))
         if self._reader.buffered:
             self._early = True
         return self._process()

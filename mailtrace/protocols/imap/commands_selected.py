@@ -13,6 +13,7 @@ from mailtrace.protocols.imap.commands_mailbox import store_error
 from mailtrace.protocols.imap.lexer import ParseError
 from mailtrace.protocols.imap.states import State
 from mailtrace.store.model import StoreError
+from mailtrace.transcript.links import Action, MessageRef
 
 STORE_MODES = {"FLAGS": "replace", "+FLAGS": "add", "-FLAGS": "remove"}
 
@@ -26,6 +27,12 @@ def uid_set_text(uids: list[int]) -> str:
         else:
             out.append([u, u])
     return ",".join(f"{a}:{b}" if a != b else f"{a}" for a, b in out)
+
+
+def touch(conn, action: Action, uids) -> None:
+    """Say which stored messages the command read or changed (``transcript.links``)."""
+    box = conn.view.box
+    conn.touched.extend(MessageRef(action, conn.user or "", box.name, uid) for uid in uids)
 
 
 def check(conn, cmd) -> None:
@@ -43,7 +50,7 @@ def close(conn, cmd) -> None:
         doomed = [u for u in view.uids if _current_flags(view, u) and "\\Deleted" in _current_flags(view, u)]
         if doomed:
             try:
-                view.box.expunge(doomed)
+                touch(conn, Action.DELETED, view.box.expunge(doomed))
             except StoreError as exc:
                 store_error(conn, cmd, exc)
                 return
@@ -78,6 +85,7 @@ def _expunge(conn, cmd, only: set[int] | None) -> list[int]:
         seq = view.forget(uid)
         if seq:
             conn.untagged(b"%d EXPUNGE" % seq, "EXPUNGE")
+    touch(conn, Action.DELETED, removed)
     return removed
 
 
@@ -127,6 +135,7 @@ def do_fetch(conn, cmd) -> None:
     view = conn.view
     pairs = view.resolve(seqset, cmd.uid)
     sets_seen = not view.readonly and any(i.sets_seen for i in items)
+    reads = any(i.needs_body for i in items)
     wants_flags = any(i.name == "FLAGS" for i in items)
     for seq, uid in pairs:
         try:
@@ -142,6 +151,8 @@ def do_fetch(conn, cmd) -> None:
             continue  # expunged by another session; reported at the next allowed moment
         view.flags[uid] = frozenset(info.flags)
         conn.respond_pieces(data, tag="*", verb="FETCH")
+        if reads:
+            touch(conn, Action.READ, [uid])
     conn.done(cmd, "OK", f"{cmd.name} completed")
 
 
@@ -166,6 +177,8 @@ def do_store(conn, cmd) -> None:
             info = view.box.set_flags(uid, new) if new != old else view.box.get(uid)
         except KeyError:
             continue
+        if new != old:
+            touch(conn, Action.FLAGGED, [uid])
         view.flags[uid] = frozenset(info.flags)
         if not silent:
             uid_part = b"UID %d " % uid if cmd.uid else b""
@@ -194,6 +207,7 @@ def _copy(conn, cmd, move: bool) -> None:
     code = ""
     if mapping:
         code = f"COPYUID {dest.uidvalidity} {uid_set_text([a for a, _ in mapping])} {uid_set_text([b for _, b in mapping])}"
+    touch(conn, Action.MOVED if move else Action.COPIED, [a for a, _ in mapping])
     if move:
         if code:
             conn.untagged_status("OK", "moved", code=code)

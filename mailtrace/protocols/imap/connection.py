@@ -30,6 +30,7 @@ from mailtrace.protocols.imap.parser import Cursor
 from mailtrace.protocols.imap.states import State
 from mailtrace.store.model import StoreError
 from mailtrace.transcript.event import Event, Kind, Note, Side
+from mailtrace.transcript.links import MessageRef, to_info
 
 # Limits.  RFC 7162 §4: "a server implementation ... should accept a command line of at
 # least 8000 octets"; we accept 64 KiB per line.
@@ -92,6 +93,7 @@ class ImapServerConnection:
         self.state = State.NOT_AUTHENTICATED
         self.user: str | None = None
         self.view = None  # a mailboxview.MailboxView in the selected state
+        self.touched: list[MessageRef] = []  # messages the running command read/changed (told in done())
         self.mode = Mode.COMMAND
         self.closed = False
         self._buf = bytearray()
@@ -212,8 +214,11 @@ class ImapServerConnection:
         if self.view is not None and self.mode is Mode.COMMAND:
             self.view.sync(self, allow_expunge=cmd.name not in NO_EXPUNGE, force=cmd.name in FORCE_SYNC)
         resp = f"[{code}] " if code else ""
+        info = {"code": code.split(" ")[0]} if code else {}
+        info.update(to_info(self.touched))  # which stored messages this command read or changed
+        self.touched = []
         self.respond(f"{cmd.tag} {status} {resp}{text}\r\n".encode(), tag=cmd.tag, code=status, verb=cmd.name,
-                     info={"code": code.split(" ")[0]} if code else None)
+                     info=info or None)
 
     def continuation(self, text: str) -> None:
         self.respond(f"+ {text}\r\n".encode(), tag="+", code="+")

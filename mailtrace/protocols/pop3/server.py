@@ -52,6 +52,7 @@ from mailtrace.protocols.pop3.spec import (
 )
 from mailtrace.store.model import MailboxNotFound
 from mailtrace.transcript.event import Event, Kind, Note, Side
+from mailtrace.transcript.links import Action, MessageRef, to_info
 
 PROTOCOL = "pop3"
 
@@ -223,17 +224,19 @@ class Pop3ServerConnection:
         return [Event(**base, notes=notes + tuple(self._notes))] + out
 
     # --- replies -----------------------------------------------------------------------------
-    def _reply(self, code: str, verb: str, text: str, resp_code: str = "") -> list[Output]:
+    def _reply(self, code: str, verb: str, text: str, resp_code: str = "",
+               refs: tuple[MessageRef, ...] = ()) -> list[Output]:
         if resp_code:
             text = f"[{resp_code}] {text}"
         raw = f"{code} {text}\r\n".encode("utf-8") if text else f"{code}\r\n".encode()
         info = {"code": resp_code} if resp_code else {}
+        info.update(to_info(refs))  # the messages this reply reports on (the web view's links)
         return [Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, code=code, verb=verb,
                       state=self.state.value, info=info, protocol=PROTOCOL), Send(raw)]
 
-    def _ok(self, verb: str, text: str) -> list[Output]:
+    def _ok(self, verb: str, text: str, refs: tuple[MessageRef, ...] = ()) -> list[Output]:
         self.bad_commands = 0  # MAX_BAD_COMMANDS counts bad commands in a row
-        return self._reply(OK, verb, text)
+        return self._reply(OK, verb, text, refs=refs)
 
     def _error(self, verb: str, text: str, resp_code: str = "", count: bool = True) -> list[Output]:
         if count:
@@ -247,10 +250,10 @@ class Pop3ServerConnection:
         self._end()
         return out + [Close("too many bad commands")]
 
-    def _multiline(self, verb: str, first: str, body: bytes) -> list[Output]:
+    def _multiline(self, verb: str, first: str, body: bytes, refs: tuple[MessageRef, ...] = ()) -> list[Output]:
         """A +OK status line and its body (already stuffed, ending in ".CRLF"): two events, and
         one ``Send`` so that a RETR costs one write on the socket, not two."""
-        status, sent = self._ok(verb, first)
+        status, sent = self._ok(verb, first, refs)
         body_event = Event(side=Side.SERVER, kind=Kind.DATA, raw=body, verb=verb, state=self.state.value,
                            protocol=PROTOCOL)
         return [status, body_event, Send(sent.data + body)]
@@ -339,7 +342,9 @@ class Pop3ServerConnection:
             out = self._error("QUIT", f"some deleted messages not removed ({failed})", "SYS/TEMP", count=False)
         else:
             already = f"; {gone} of the deleted were already removed by another program" if gone else ""
-            out = self._ok("QUIT", f"{self.config.hostname} POP3 server signing off ({left} messages left{already})")
+            removed = tuple(r for m in session.messages if m.deleted for r in self._ref(Action.DELETED, m))
+            out = self._ok("QUIT", f"{self.config.hostname} POP3 server signing off ({left} messages left{already})",
+                           removed)
         self._end()
         return out + [Close("QUIT")]
 
@@ -419,6 +424,10 @@ class Pop3ServerConnection:
         validity = self.session.uidvalidity
         return self._listing("UIDL", args, lambda m: uidl_of(m.uid, validity))
 
+    def _ref(self, action: Action, message: _Message) -> tuple[MessageRef, ...]:
+        box = self.session.mailbox
+        return (MessageRef(action, self.session.user, getattr(box, "name", "INBOX"), message.uid),)
+
     def _read(self, message: _Message) -> bytes | None:
         try:
             return self.session.mailbox.read(message.uid)
@@ -432,7 +441,7 @@ class Pop3ServerConnection:
         data = self._read(message)
         if data is None:
             return self._error("RETR", "message was removed by another session", "SYS/TEMP", count=False)
-        return self._multiline("RETR", f"{len(data)} octets", byte_stuff(data))
+        return self._multiline("RETR", f"{len(data)} octets", byte_stuff(data), self._ref(Action.READ, message))
 
     def _top(self, args: list) -> list[Output]:
         message, error = self._find("TOP", args[0])
@@ -441,7 +450,8 @@ class Pop3ServerConnection:
         data = self._read(message)
         if data is None:
             return self._error("TOP", "message was removed by another session", "SYS/TEMP", count=False)
-        return self._multiline("TOP", "top of message follows", byte_stuff(top_of(data, args[1])))
+        return self._multiline("TOP", "top of message follows", byte_stuff(top_of(data, args[1])),
+                               self._ref(Action.READ, message))
 
     def _dele(self, args: list) -> list[Output]:
         message, error = self._find("DELE", args[0])

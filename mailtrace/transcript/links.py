@@ -1,0 +1,66 @@
+"""Which stored messages an event touched: the link between a dialogue and a mailbox.
+
+The lecture's push and pull on one page: SMTP delivers a message (push), POP3 and IMAP
+sessions read, flag, copy, move and delete it (pull).  The server cores know which message
+each command touched; they say so on the reply that reports it (SMTP's 250 after DATA, POP3's
++OK to RETR/TOP/DELE, IMAP's tagged OK) as ``MessageRef`` records.  They travel in the
+event's ``info`` under one key, so they survive a JSON Lines transcript unchanged, and the
+web view (``mailtrace.web``) follows them from a message to its sessions and back.
+
+A message is named as the store names it: user, mailbox and UID (RFC 3501 §2.3.1.1: unique
+and never reused within a mailbox of one UIDVALIDITY), plus the Maildir key when known.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Iterable
+
+from mailtrace.transcript.event import Event
+
+INFO_KEY = "messages"
+
+
+class Action(str, enum.Enum):
+    DELIVERED = "delivered"  # SMTP: accepted with 250 and written to the Maildir
+    READ = "read"  # POP3 RETR/TOP, IMAP FETCH
+    FLAGGED = "flagged"  # IMAP STORE (flags changed)
+    COPIED = "copied"  # IMAP COPY (the source message)
+    MOVED = "moved"  # IMAP MOVE (the source message, gone from its mailbox)
+    DELETED = "deleted"  # POP3 DELE (+ QUIT), IMAP EXPUNGE
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    action: Action
+    user: str
+    mailbox: str
+    uid: int
+    key: str = ""  # Maildir unique name, when the core has it at hand
+
+    def to_list(self) -> list:
+        return [self.action.value, self.user, self.mailbox, self.uid, self.key]
+
+    @classmethod
+    def from_list(cls, item: list) -> "MessageRef":
+        action, user, mailbox, uid, *rest = item
+        return cls(Action(action), str(user), str(mailbox), int(uid), str(rest[0]) if rest else "")
+
+
+def to_info(refs: Iterable[MessageRef]) -> dict[str, str]:
+    """The ``info`` entry for these references (empty when there are none)."""
+    items = [r.to_list() for r in refs]
+    return {INFO_KEY: json.dumps(items, separators=(",", ":"))} if items else {}
+
+
+def refs_of(event: Event) -> list[MessageRef]:
+    """The message references an event carries (none for most events; bad data is ignored)."""
+    text = event.info.get(INFO_KEY) if event.info else None
+    if not text:
+        return []
+    try:
+        return [MessageRef.from_list(item) for item in json.loads(text)]
+    except (ValueError, TypeError):
+        return []
