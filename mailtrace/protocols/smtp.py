@@ -54,7 +54,7 @@ from mailtrace.protocols.smtp_data import DataReader
 from mailtrace.protocols.smtp_observer import SmtpObserver, injected_commands
 from mailtrace.protocols.smtp_trace import trace_headers
 from mailtrace.transcript.event import Event, Kind, Note, Side
-from mailtrace.transcript.links import Action, MessageRef, to_info
+from mailtrace.transcript.links import Action, MessageRef, to_info, user_info
 
 _ids = itertools.count(1)
 
@@ -392,15 +392,15 @@ class SmtpServerConnection:
         user = user.lower()
         if self.store.has_user(user) and self.store.check_password(user, password):
             self.user = user
-            self._auth_done(Reply(235, "Authentication successful", "2.7.0"))
+            self._auth_done(Reply(235, "Authentication successful", "2.7.0"), user_info(user))
         else:
             self._auth_done(Reply(535, "Authentication credentials invalid", "5.7.8"))
 
-    def _auth_done(self, reply: Reply) -> None:
+    def _auth_done(self, reply: Reply, info: dict[str, str] | None = None) -> None:
         self._auth = None
         self._reader.limit = MAX_COMMAND_LINE
         self._set(self._auth_prior)  # back where AUTH was given (READY or DONE)
-        self._reply(reply, "AUTH")
+        self._reply(reply, "AUTH", info)
 
 
 def _out_of_sequence(verb: str, state: State) -> Reply:

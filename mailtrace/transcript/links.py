@@ -21,6 +21,7 @@ from typing import Iterable
 from mailtrace.transcript.event import Event
 
 INFO_KEY = "messages"
+USER_KEY = "user"  # on the reply that accepts a login: who the session belongs to from then on
 
 
 class Action(str, enum.Enum):
@@ -53,6 +54,11 @@ def to_info(refs: Iterable[MessageRef]) -> dict[str, str]:
     """The ``info`` entry for these references (empty when there are none)."""
     items = [r.to_list() for r in refs]
     return {INFO_KEY: json.dumps(items, separators=(",", ":"))} if items else {}
+
+
+def user_info(user: str) -> dict[str, str]:
+    """The ``info`` entry of a successful login (SMTP 235, POP3 +OK to PASS/APOP, IMAP OK)."""
+    return {USER_KEY: user}
 
 
 def refs_of(event: Event) -> list[MessageRef]:

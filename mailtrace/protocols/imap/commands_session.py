@@ -17,6 +17,7 @@ import binascii
 from mailtrace.protocols.imap.connection import REDACTED, Mode
 from mailtrace.protocols.imap.states import State
 from mailtrace.transcript.event import Event, Kind, Note, Side
+from mailtrace.transcript.links import user_info
 
 # RFC 4616 §2: authzid, authcid and passwd are each at most 255 octets.
 MAX_SASL_FIELD = 255
@@ -72,7 +73,7 @@ def _authenticate(conn, cmd, user: str, password: str) -> None:
         conn.user = user
         conn.set_state(State.AUTHENTICATED)
         conn.done(cmd, "OK", f"{cmd.name} completed, now in the authenticated state",
-                  code="CAPABILITY " + " ".join(conn.capabilities()))
+                  code="CAPABILITY " + " ".join(conn.capabilities()), facts=user_info(user))
     else:
         # RFC 5530 §3 AUTHENTICATIONFAILED; same answer for unknown users and bad passwords
         conn.done(cmd, "NO", "invalid user name or password", code="AUTHENTICATIONFAILED")

@@ -209,13 +209,14 @@ class ImapServerConnection:
         self.respond(f"* {status} {resp}{text}\r\n".encode(), tag="*", code=status,
                      info={"code": code.split(" ")[0]} if code else None)
 
-    def done(self, cmd: Command, status: str, text: str, code: str = "") -> None:
+    def done(self, cmd: Command, status: str, text: str, code: str = "", facts: dict[str, str] | None = None) -> None:
         """The tagged completion result (RFC 3501 §7.1)."""
         if self.view is not None and self.mode is Mode.COMMAND:
             self.view.sync(self, allow_expunge=cmd.name not in NO_EXPUNGE, force=cmd.name in FORCE_SYNC)
         resp = f"[{code}] " if code else ""
         info = {"code": code.split(" ")[0]} if code else {}
         info.update(to_info(self.touched))  # which stored messages this command read or changed
+        info.update(facts or {})  # who logged in (transcript.links)
         self.touched = []
         self.respond(f"{cmd.tag} {status} {resp}{text}\r\n".encode(), tag=cmd.tag, code=status, verb=cmd.name,
                      info=info or None)

@@ -52,7 +52,7 @@ from mailtrace.protocols.pop3.spec import (
 )
 from mailtrace.store.model import MailboxNotFound
 from mailtrace.transcript.event import Event, Kind, Note, Side
-from mailtrace.transcript.links import Action, MessageRef, to_info
+from mailtrace.transcript.links import Action, MessageRef, to_info, user_info
 
 PROTOCOL = "pop3"
 
@@ -225,18 +225,18 @@ class Pop3ServerConnection:
 
     # --- replies -----------------------------------------------------------------------------
     def _reply(self, code: str, verb: str, text: str, resp_code: str = "",
-               refs: tuple[MessageRef, ...] = ()) -> list[Output]:
+               facts: dict[str, str] | None = None) -> list[Output]:
         if resp_code:
             text = f"[{resp_code}] {text}"
         raw = f"{code} {text}\r\n".encode("utf-8") if text else f"{code}\r\n".encode()
         info = {"code": resp_code} if resp_code else {}
-        info.update(to_info(refs))  # the messages this reply reports on (the web view's links)
+        info.update(facts or {})  # who logged in, which messages this reply reports on (transcript.links)
         return [Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, code=code, verb=verb,
                       state=self.state.value, info=info, protocol=PROTOCOL), Send(raw)]
 
-    def _ok(self, verb: str, text: str, refs: tuple[MessageRef, ...] = ()) -> list[Output]:
+    def _ok(self, verb: str, text: str, facts: dict[str, str] | None = None) -> list[Output]:
         self.bad_commands = 0  # MAX_BAD_COMMANDS counts bad commands in a row
-        return self._reply(OK, verb, text, refs=refs)
+        return self._reply(OK, verb, text, facts=facts)
 
     def _error(self, verb: str, text: str, resp_code: str = "", count: bool = True) -> list[Output]:
         if count:
@@ -250,10 +250,10 @@ class Pop3ServerConnection:
         self._end()
         return out + [Close("too many bad commands")]
 
-    def _multiline(self, verb: str, first: str, body: bytes, refs: tuple[MessageRef, ...] = ()) -> list[Output]:
+    def _multiline(self, verb: str, first: str, body: bytes, facts: dict[str, str] | None = None) -> list[Output]:
         """A +OK status line and its body (already stuffed, ending in ".CRLF"): two events, and
         one ``Send`` so that a RETR costs one write on the socket, not two."""
-        status, sent = self._ok(verb, first, refs)
+        status, sent = self._ok(verb, first, facts)
         body_event = Event(side=Side.SERVER, kind=Kind.DATA, raw=body, verb=verb, state=self.state.value,
                            protocol=PROTOCOL)
         return [status, body_event, Send(sent.data + body)]
@@ -323,7 +323,7 @@ class Pop3ServerConnection:
         self._finalizer = weakref.finalize(self, _release, lock)  # a lost core never keeps the lock
         self.state = State.TRANSACTION
         count, octets = self._drop_listing()
-        return self._ok(verb, f"{user}'s maildrop has {count} messages ({octets} octets)")
+        return self._ok(verb, f"{user}'s maildrop has {count} messages ({octets} octets)", user_info(user))
 
     def _quit(self, args: list) -> list[Output]:
         self.quit = True
@@ -344,7 +344,7 @@ class Pop3ServerConnection:
             already = f"; {gone} of the deleted were already removed by another program" if gone else ""
             removed = tuple(r for m in session.messages if m.deleted for r in self._ref(Action.DELETED, m))
             out = self._ok("QUIT", f"{self.config.hostname} POP3 server signing off ({left} messages left{already})",
-                           removed)
+                           to_info(removed))
         self._end()
         return out + [Close("QUIT")]
 
@@ -428,6 +428,9 @@ class Pop3ServerConnection:
         box = self.session.mailbox
         return (MessageRef(action, self.session.user, getattr(box, "name", "INBOX"), message.uid),)
 
+    def _refs(self, action: Action, message: _Message) -> dict[str, str]:
+        return to_info(self._ref(action, message))
+
     def _read(self, message: _Message) -> bytes | None:
         try:
             return self.session.mailbox.read(message.uid)
@@ -441,7 +444,7 @@ class Pop3ServerConnection:
         data = self._read(message)
         if data is None:
             return self._error("RETR", "message was removed by another session", "SYS/TEMP", count=False)
-        return self._multiline("RETR", f"{len(data)} octets", byte_stuff(data), self._ref(Action.READ, message))
+        return self._multiline("RETR", f"{len(data)} octets", byte_stuff(data), self._refs(Action.READ, message))
 
     def _top(self, args: list) -> list[Output]:
         message, error = self._find("TOP", args[0])
@@ -451,7 +454,7 @@ class Pop3ServerConnection:
         if data is None:
             return self._error("TOP", "message was removed by another session", "SYS/TEMP", count=False)
         return self._multiline("TOP", "top of message follows", byte_stuff(top_of(data, args[1])),
-                               self._ref(Action.READ, message))
+                               self._refs(Action.READ, message))
 
     def _dele(self, args: list) -> list[Output]:
         message, error = self._find("DELE", args[0])
