@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from mailtrace.cli.serve import Endpoint, available_protocols, build_lab, common_options, parse_users, run_lab
+from mailtrace.cli.serve import (Endpoint, available_protocols, build_lab, common_options, parse_users, run_lab,
+                                 web_options, web_settings)
 from mailtrace.servers.lab import DEFAULT_PORTS
 
 PORT = click.IntRange(0, 65535)
@@ -23,9 +24,10 @@ PORT = click.IntRange(0, 65535)
 @click.option("--imaps-port", type=PORT, default=DEFAULT_PORTS["imap"][1], show_default=True,
               help="Implicit-TLS IMAP (like 993).")
 @common_options
+@web_options
 def command(smtp_port: int, pop3_port: int, imap_port: int, smtps_port: int, pop3s_port: int, imaps_port: int,
             host: str, directory: Path, users: tuple[str, ...], log: Path | None, text: Path | None, lang: str,
-            show_secrets: bool, no_tls: bool, fresh: bool, quiet: bool) -> None:
+            show_secrets: bool, no_tls: bool, fresh: bool, web: str | None, admin: str | None, quiet: bool) -> None:
     """Start the SMTP, POP3 and IMAP lab servers on one Maildir store, on 127.0.0.1.
 
     \b
@@ -34,6 +36,7 @@ def command(smtp_port: int, pop3_port: int, imap_port: int, smtps_port: int, pop
       nc -C 127.0.0.1 1100          # POP3 by hand (USER, PASS, LIST, RETR, QUIT)
     Every dialogue appears here, annotated (--lang es for Spanish).
     The mail store (mailtrace-lab/mail) persists between runs; --fresh starts it empty.
+    With --web 8025, watch it live in a browser too: http://127.0.0.1:8025/
     """
     plain = {"smtp": smtp_port, "pop3": pop3_port, "imap": imap_port}
     implicit = {"smtp": smtps_port, "pop3": pop3s_port, "imap": imaps_port}
@@ -41,6 +44,9 @@ def command(smtp_port: int, pop3_port: int, imap_port: int, smtps_port: int, pop
     endpoints = [Endpoint(p, host, plain[p]) for p in protocols]
     if not no_tls:
         endpoints += [Endpoint(p, host, implicit[p], implicit_tls=True) for p in protocols]
-    lab = build_lab(directory.resolve(), parse_users(users), lang=lang, log=log, text=text,
-                    show_secrets=show_secrets, tls=not no_tls, fresh=fresh, live=not quiet)
-    run_lab(lab, endpoints, log=log, text=text)
+    user_table = parse_users(users)
+    settings = web_settings(web, admin, user_table, show_secrets)
+    lab = build_lab(directory.resolve(), user_table, lang=lang, log=log, text=text,
+                    show_secrets=show_secrets, tls=not no_tls, fresh=fresh, live=not quiet,
+                    sinks=(settings.feed,) if settings else ())
+    run_lab(lab, endpoints, log=log, text=text, web=settings)

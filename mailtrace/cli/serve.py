@@ -193,8 +193,9 @@ def banner(lab: Lab, listeners: list, log: Path | None, text: Path | None) -> st
     return "\n".join(lines)
 
 
-def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path | None) -> None:
-    """Start the listeners, print the banner, serve until Ctrl-C (or SIGTERM)."""
+def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path | None, web=None) -> None:
+    """Start the listeners (and the web view, ``web``: a ``mailtrace.web.WebSettings``), print the
+    banner, serve until Ctrl-C (or SIGTERM)."""
     for ep in endpoints:
         if not is_loopback(ep.host):
             click.secho(f"WARNING: listening on {ep.host}, not loopback: anyone who can reach this machine can "
@@ -204,7 +205,13 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
 
     async def main() -> None:
         listeners = await start_listeners(lab, endpoints)
-        click.echo(banner(lab, listeners, log, text))
+        view = None
+        if web is not None:
+            view = await start_web(web, lab, listeners)
+        lines = banner(lab, listeners, log, text).splitlines()
+        if view is not None:
+            lines.insert(-1, f"  web view: {view.url}" + (f"   (log in; {web.admin} sees all)" if web.admin else ""))
+        click.echo("\n".join(lines))
         sys.stdout.flush()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -216,6 +223,8 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
         try:
             await stop.wait()
         finally:
+            if view is not None:
+                await view.stop()
             for listener in listeners:
                 await listener.stop()
 
@@ -226,6 +235,8 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
     except PortError as exc:
         if exc.error.errno in (errno.EADDRINUSE, errno.EACCES):
             flag = "--port" if len(endpoints) == 1 else f"--{exc.endpoint.protocol}{'s' if exc.endpoint.implicit_tls else ''}-port"
+            if exc.endpoint.protocol == "web":
+                flag = "--web"
             raise click.ClickException(f"{exc}. Choose another port (e.g. {flag} 0 for any free one).")
         raise click.ClickException(f"{exc}. Check --host (an address of this machine, such as 127.0.0.1).")
     except KeyboardInterrupt:
@@ -235,6 +246,53 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
         if hasattr(lab.store, "close"):
             lab.store.close()
     click.echo("mailtrace: stopped.")
+
+
+async def start_web(web, lab: Lab, listeners: list):
+    """Start the web view (``--web``) on this loop; a port problem stops the listeners and says why."""
+    from mailtrace.web import start_for_lab
+
+    try:
+        return await start_for_lab(web, lab)
+    except OSError as exc:
+        for listener in listeners:
+            await listener.stop()
+        raise PortError(Endpoint("web", web.host, web.port), exc) from exc
+
+
+def web_settings(web: str | None, admin: str | None, users: dict[str, str], show_secrets: bool = False):
+    """``--web [HOST:]PORT`` and ``--admin NAME`` -> ``mailtrace.web.WebSettings`` (None without --web)."""
+    if web is None:
+        if admin is not None:
+            raise click.UsageError("--admin names the web view's administrator: give --web too.")
+        return None
+    from mailtrace.cli.proxy import parse_hostport
+    from mailtrace.web import WebSettings
+
+    text = web.strip()
+    host, port = ("127.0.0.1", int(text)) if text.isdigit() else parse_hostport(text, "--web")
+    if port > 65535:
+        raise click.BadParameter(f"{web!r}: a port is 0 to 65535", param_hint="--web")
+    if admin is not None:
+        admin = admin.strip().lower()
+        if admin not in users:
+            raise click.BadParameter(f"{admin!r} is not a lab user (give it with --user NAME:PASSWORD)",
+                                     param_hint="--admin")
+    if not is_loopback(host):
+        click.secho(f"WARNING: the web view listens on {host}, not loopback: anyone who can reach this machine "
+                    "can read the lab's sessions and mail" + ("" if admin else " (give --admin NAME to require logins)")
+                    + ".", fg="red", bold=True, err=True)
+    return WebSettings(host, port, admin=admin, show_secrets=show_secrets)
+
+
+def web_options(func):
+    """``--web`` and ``--admin`` (``serve``, ``lab``)."""
+    func = click.option("--admin", metavar="NAME", default=None,
+                        help="Classroom web view: every user logs in with their lab account and sees only their "
+                             "own sessions and mailbox; NAME (a lab user) sees everything.")(func)
+    return click.option("--web", metavar="[HOST:]PORT", default=None,
+                        help="Also serve the live web view (sessions, messages, JSON API) on this address "
+                             "(127.0.0.1 unless a HOST is given; port 0: any free port).")(func)
 
 
 def common_options(func):
@@ -270,9 +328,10 @@ def common_options(func):
               help="Port to listen on (default: SMTP 2525, POP3 1100, IMAP 1430; 0: any free port).")
 @click.option("--implicit-tls", is_flag=True, help="Speak TLS from the first byte (like ports 465/995/993).")
 @common_options
+@web_options
 def command(protocol: str, port: int | None, implicit_tls: bool, host: str, directory: Path, users: tuple[str, ...],
             log: Path | None, text: Path | None, lang: str, show_secrets: bool, no_tls: bool,
-            fresh: bool, quiet: bool) -> None:
+            fresh: bool, web: str | None, admin: str | None, quiet: bool) -> None:
     """Start one lab server (smtp, pop3 or imap) on 127.0.0.1 and show the annotated dialogue.
 
     \b
@@ -287,6 +346,9 @@ def command(protocol: str, port: int | None, implicit_tls: bool, host: str, dire
         raise click.UsageError("--implicit-tls and --no-tls contradict each other.")
     if port is None:
         port = DEFAULT_PORTS[protocol][1 if implicit_tls else 0]
-    lab = build_lab(directory.resolve(), parse_users(users), lang=lang, log=log, text=text,
-                    show_secrets=show_secrets, tls=not no_tls, fresh=fresh, live=not quiet)
-    run_lab(lab, [Endpoint(protocol, host, port, implicit_tls)], log=log, text=text)
+    user_table = parse_users(users)
+    settings = web_settings(web, admin, user_table, show_secrets)
+    lab = build_lab(directory.resolve(), user_table, lang=lang, log=log, text=text,
+                    show_secrets=show_secrets, tls=not no_tls, fresh=fresh, live=not quiet,
+                    sinks=(settings.feed,) if settings else ())
+    run_lab(lab, [Endpoint(protocol, host, port, implicit_tls)], log=log, text=text, web=settings)
