@@ -50,8 +50,10 @@ def parse_hostport(value: str, what: str) -> tuple[str, int]:
 @click.option("--dir", "lab_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("mailtrace-lab"),
               show_default=True, help="The lab directory (its tls/ folder holds the lab CA for --intercept-tls).")
 @click.option("--quiet", is_flag=True, help="No live view (only the files asked for).")
+@click.option("--web", metavar="[HOST:]PORT", default=None,
+              help="Also show the traced sessions live in a browser (127.0.0.1 unless a HOST is given).")
 def command(listen, to, protocol, log, text, pcap, lang, show_secrets, intercept_tls, upstream_tls, upstream_ca,
-            lab_dir, quiet) -> None:
+            lab_dir, quiet, web) -> None:
     """Relay a client to a real server and show the annotated dialogue live.
 
     \b
@@ -88,9 +90,14 @@ def command(listen, to, protocol, log, text, pcap, lang, show_secrets, intercept
                          upstream_ca=upstream_ca, lab_dir=lab_dir, show_secrets=show_secrets, lang=lang)
     make_sinks = functools.partial(open_sinks, log=log, text=text, pcap=pcap, lang=lang, show_secrets=show_secrets,
                                    live=not quiet)
+    from mailtrace.cli.serve import web_settings
+
+    settings = web_settings(web, None, {}, show_secrets)
     annotator = recorder = None
-    if intercept_tls:  # the relay must see STARTTLS accepted at once: parse here
-        recorder = Recorder(make_sinks())
+    if intercept_tls or settings is not None:
+        # the relay must see STARTTLS accepted at once (intercept), or the web view's feed must be on
+        # this loop (--web): parse here
+        recorder = Recorder(make_sinks() + ([settings.feed] if settings is not None else []))
     else:  # parse in a child process, off the relay's path (see mailtrace.proxy.annotator)
         check_writable(log, text, pcap)
         annotator = Annotator(make_sinks, show_secrets=show_secrets, lang=lang)
@@ -105,14 +112,25 @@ def command(listen, to, protocol, log, text, pcap, lang, show_secrets, intercept
         except OSError as exc:
             await proxy.stop()  # closes the annotator's pipe while the loop still runs: its child ends
             raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}")
+        view = None
+        if settings is not None:
+            try:
+                view = await settings.start(lang=lang)
+            except OSError as exc:
+                await proxy.stop()
+                raise click.ClickException(f"cannot serve the web view on {web}: {exc.strerror or exc}")
         proto = protocol or "guessed"
         tls = " (TLS intercepted with the lab CA)" if intercept_tls else ""
         click.echo(f"mailtrace proxy listening on {host_port(listen_host, proxy.port)} -> {host_port(up_host, up_port)} "
                    f"[{proto}]{tls}")
+        if view is not None:
+            click.echo(f"web view: {view.url}")
         click.echo("Press Ctrl+C to stop.")
         try:
             await proxy.server.serve_forever()
         finally:
+            if view is not None:
+                await view.stop()
             await proxy.stop()
 
     try:

@@ -81,23 +81,24 @@ async function loadSessions() {
 async function showSession(id) {
   state.session = id;
   renderSessions();
-  const s = state.sessions.get(id);
-  const head = document.getElementById("session-head");
-  head.replaceChildren(el("h2", {text: t("session") + " " + id + (s ? " · " + s.protocol.toUpperCase() : "")}));
   const downloads = document.getElementById("downloads");
   downloads.replaceChildren(el("span", {text: t("download") + ": "}), ...["jsonl", "txt", "html", "pcap"].map(fmt =>
     el("a", {href: api("/api/sessions/" + encodeURIComponent(id) + "/download/" + fmt), id: "dl-" + fmt, text: fmt.toUpperCase()})));
   await refreshLadder();
 }
 
+let ladderAsked = 0;
 async function refreshLadder() {
   if (!state.session) return;
   const ladder = document.getElementById("ladder");
+  const asked = ++ladderAsked;  // answers may come back out of order: only the latest is shown
   const atBottom = ladder.scrollHeight - ladder.scrollTop - ladder.clientHeight < 40;
   const resp = await fetch(api("/api/sessions/" + encodeURIComponent(state.session) + "/ladder"), {credentials: "same-origin"});
-  if (!resp.ok) { ladder.textContent = t("not_found"); return; }
+  const html = resp.ok ? await resp.text() : null;
+  if (asked !== ladderAsked) return;
+  if (html === null) { ladder.textContent = t("not_found"); return; }
   // Rendered by mailtrace.transcript.html on the server: every value there is HTML-escaped.
-  ladder.innerHTML = await resp.text();
+  ladder.innerHTML = html;
   if (atBottom) ladder.scrollTop = ladder.scrollHeight;
 }
 
