@@ -23,6 +23,7 @@ from mailtrace.transcript.links import USER_KEY, MessageRef, refs_of
 
 MAX_SESSIONS = 2000  # the oldest closed sessions are forgotten past this (memory bound)
 MAX_EVENTS = 20000  # events kept per session (a long IMAP session); later ones are counted only
+MAX_BYTES = 256 * 1024 * 1024  # octets of kept events in all; past it the oldest closed sessions lose theirs
 PUSH_INTERVAL = 0.2  # seconds: updates to browsers are batched at most this often
 
 
@@ -40,6 +41,7 @@ class SessionSummary:
     close_reason: str = ""
     violations: int = 0
     events: int = 0
+    dropped: int = 0  # events not kept (memory bounds): the downloads and ladder miss them
     duration: float = 0.0
     touched_users: set[str] = field(default_factory=set)  # users whose mailbox the session changed/read
 
@@ -52,7 +54,7 @@ class SessionSummary:
         return {"id": self.id, "protocol": self.protocol, "client": self.client, "server": self.server,
                 "mode": self.mode, "started": self.started, "user": self.user, "state": self.state,
                 "closed": self.closed, "close_reason": self.close_reason, "violations": self.violations,
-                "events": self.events, "duration": round(self.duration, 6)}
+                "events": self.events, "dropped": self.dropped, "duration": round(self.duration, 6)}
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class WebFeed:
         self._subscribers: list[Callable[[list[dict]], None]] = []
         self._dirty: set[str] = set()
         self._scheduled = False
+        self._bytes = 0
         self.loop: asyncio.AbstractEventLoop | None = None  # set by the web server when it starts
 
     # -- the sink ------------------------------------------------------------------------------
@@ -87,8 +90,14 @@ class WebFeed:
         summary.events += 1
         summary.duration = event.t
         kept = self.events[sid]
-        if len(kept) < MAX_EVENTS:
+        self._bytes += len(event.raw)
+        if self._bytes > MAX_BYTES:
+            self._evict()
+        if len(kept) < MAX_EVENTS and self._bytes <= MAX_BYTES:
             kept.append(event)
+        else:
+            self._bytes -= len(event.raw)
+            summary.dropped += 1
         if event.state:
             summary.state = event.state
         if event.notes:
@@ -125,7 +134,19 @@ class WebFeed:
         for sid, old in list(self.sessions.items())[: len(self.sessions) - MAX_SESSIONS]:
             if old.closed:
                 del self.sessions[sid]
-                self.events.pop(sid, None)
+                self._bytes -= sum(len(e.raw) for e in self.events.pop(sid, ()))
+
+    def _evict(self) -> None:
+        """Over the memory budget: the oldest closed sessions give up their events (kept: their summary)."""
+        with self._lock:
+            for sid, old in list(self.sessions.items()):
+                if self._bytes <= MAX_BYTES * 3 // 4:
+                    break
+                events = self.events.get(sid)
+                if old.closed and events:
+                    self._bytes -= sum(len(e.raw) for e in events)
+                    old.dropped += len(events)
+                    self.events[sid] = []
 
     def _facts(self, summary: SessionSummary, event: Event) -> None:
         user = event.info.get(USER_KEY)
