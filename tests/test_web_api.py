@@ -29,6 +29,8 @@ def test_sessions_events_downloads_and_life_of_a_message(lab_factory):
     imap.select("INBOX")
     imap.fetch("1", "(RFC822)")
     imap.store("1", "+FLAGS", "\\Flagged")
+    imap.create("Archive")
+    imap.copy("1", "Archive")
     imap.logout()
     lab.wait_closed(2)
     sessions = _wait_sessions(lab, url, 2)
@@ -49,6 +51,7 @@ def test_sessions_events_downloads_and_life_of_a_message(lab_factory):
 
     status, _, boxes = get(url + "api/mailboxes")
     assert {"user": "bob", "mailbox": "INBOX", "messages": 1} in boxes
+    assert {"user": "bob", "mailbox": "Archive", "messages": 1} in boxes
     status, _, listing = get(url + "api/mailboxes/bob/messages?mailbox=INBOX")
     assert listing[0]["subject"] == "Hola" and "\\Flagged" in listing[0]["flags"]
     uid = listing[0]["uid"]
@@ -61,7 +64,7 @@ def test_sessions_events_downloads_and_life_of_a_message(lab_factory):
     assert "caf=C3=A9" in message["mime"]["encoded"] and "caf\u00e9" in message["mime"]["decoded"]
     life = [(step["protocol"], step["action"]) for step in message["life"]]
     assert life[0] == ("smtp", "delivered")
-    assert ("imap", "read") in life and ("imap", "flagged") in life
+    assert ("imap", "read") in life and ("imap", "flagged") in life and ("imap", "copied") in life
     assert {step["session"] for step in message["life"]} == {by_proto["smtp"]["id"], by_proto["imap"]["id"]}
 
 

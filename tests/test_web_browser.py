@@ -141,6 +141,15 @@ def test_live_session_ladder_message_mime_and_life(lab_factory, browser):
     wait(browser, lambda d: "BODY[]" in ladder_text(d) and "LOGIN" in ladder_text(d))
     shot(browser, "5-imap-session-from-life")
 
+    # the same page in Spanish, filtered to the sessions of one protocol
+    ready(browser, lab.web_view.url + "?lang=es#/sessions")
+    assert browser.find_element(By.ID, "tab-sessions").text == "Sesiones"
+    browser.find_element(By.CSS_SELECTOR, "#f-protocol option[value=imap]").click()
+    wait(browser, lambda d: [r.get_attribute("data-id")[:4] for r in rows(d, "sessions-table")] == ["imap"])
+    rows(browser, "sessions-table")[0].click()
+    wait(browser, lambda d: "LOGIN" in ladder_text(d) and "Autenticado" in d.find_element(By.ID, "ladder").text)
+    shot(browser, "8-spanish-filtered")
+
 
 def test_hostile_mail_runs_nothing(lab_factory, browser):
     lab = make_web_lab(lab_factory)

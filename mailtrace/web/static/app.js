@@ -260,7 +260,7 @@ async function main() {
   document.getElementById("logout").hidden = !state.me.login;
   for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => { location.hash = "#/" + b.dataset.view; });
   for (const b of document.querySelectorAll("#message-tabs button")) b.addEventListener("click", () => showPart(b.dataset.part));
-  for (const id of ["f-protocol", "f-user", "f-mistakes"]) document.getElementById(id).addEventListener("input", renderSessions);
+  for (const id of ["f-protocol", "f-user", "f-mistakes"]) { document.getElementById(id).addEventListener("input", renderSessions); document.getElementById(id).addEventListener("change", renderSessions); }
   window.addEventListener("hashchange", route);
   await loadSessions();
   live();
