@@ -93,6 +93,33 @@ def open_browser(url: str):
     return driver, profile
 
 
+def sink_cost(sessions: int = 1000) -> None:
+    """The feed's cost per event beside the JSONL sink's (both in this process, same events)."""
+    import io
+    import time
+
+    from mailtrace.transcript.event import Event, Kind, Side
+    from mailtrace.transcript.jsonl import JsonlSink
+    from mailtrace.web.feed import WebFeed
+
+    events = []
+    for n in range(sessions):
+        sid = f"smtp-{n}"
+        events.append(Event(side=Side.NONE, kind=Kind.OPEN, session=sid, protocol="smtp", info={"started": "1.0"}))
+        for i in range(20):
+            events.append(Event(side=Side.CLIENT, kind=Kind.COMMAND, session=sid, protocol="smtp", verb="MAIL",
+                                raw=b"MAIL FROM:<bench@client.test>\r\n", state="mail", seq=i + 1, t=i / 1000))
+        events.append(Event(side=Side.NONE, kind=Kind.CLOSE, session=sid, protocol="smtp"))
+    cost = {}
+    for name, sink in (("feed", WebFeed()), ("jsonl", JsonlSink(io.StringIO(), autoflush=False))):
+        start = time.perf_counter()
+        for event in events:
+            sink.handle(event)
+        cost[name] = (time.perf_counter() - start) / len(events) * 1e6
+    print(f"sink cost per event: web feed {cost['feed']:.2f} us, JSONL log {cost['jsonl']:.2f} us "
+          f"(ratio {cost['feed'] / cost['jsonl']:.3f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=3.0)
@@ -108,6 +135,7 @@ def main() -> None:
             pass
         return
     sessions = [int(x) for x in args.sessions.split(",")]
+    sink_cost()
     print(f"SMTP lab server, fsync and JSONL log on; {args.size}-octet messages; best of {args.rounds} x "
           f"{args.seconds:g} s per point; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"{'sessions':>8} {'plain msg/s':>12} {'web msg/s':>10} {'watched msg/s':>14} {'web/plain':>10} "
