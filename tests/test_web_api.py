@@ -158,3 +158,44 @@ def test_spanish_texts_and_annotations(lab_factory):
     mail_es = next(e for e in es if e.get("verb") == "MAIL" and e["kind"] == "command")
     mail_en = next(e for e in en if e.get("verb") == "MAIL" and e["kind"] == "command")
     assert mail_es["meaning"] != mail_en["meaning"] and "remitente" in mail_es["meaning"]
+
+
+def test_live_channel_tells_a_student_only_their_sessions(lab_factory):
+    import base64
+    import json
+    import urllib.request
+
+    users = {"alice": "a-pw", "bob": "b-pw", "teacher": "t-pw"}
+    lab = make_web_lab(lab_factory, admin="teacher", users=users)
+    request = urllib.request.Request(lab.web_view.url + "api/stream")
+    request.add_header("Authorization", "Basic " + base64.b64encode(b"bob:b-pw").decode())
+    stream = urllib.request.urlopen(request, timeout=10)
+    assert stream.readline().startswith(b": mailtrace live channel")
+    send_mail(lab.port("smtp"), "alice@lab.test", "alice@lab.test", "mine", login=("alice", "a-pw"))
+    lab.wait_closed(1)
+    imap = imaplib.IMAP4("127.0.0.1", lab.port("imap"))
+    imap.login("bob", "b-pw")
+    imap.logout()
+    told = []
+    for _ in range(200):  # bounded: until bob's own session is told
+        line = stream.readline()
+        if line.startswith(b"data: "):
+            told += json.loads(line[6:])
+            if any(s["protocol"] == "imap" and s["closed"] for s in told):
+                break
+    stream.close()
+    assert told and {s["user"] for s in told} == {"bob"}
+
+
+def test_a_long_session_shows_its_latest_lines(lab_factory, monkeypatch):
+    from mailtrace.web import server
+
+    monkeypatch.setattr(server, "LADDER_MAX_EVENTS", 6)
+    lab = make_web_lab(lab_factory)
+    send_mail(lab.port("smtp"), "alice@lab.test", "bob@lab.test", "long")
+    lab.wait_closed(1)
+    sid = _wait_sessions(lab, lab.web_view.url, 1)[0]["id"]
+    status, _, body = get(lab.web_view.url + f"api/sessions/{sid}/ladder", raw=True)
+    assert b"earlier lines not shown here" in body and b"closing connection" in body and b"ESMTP" not in body
+    status, _, full = get(lab.web_view.url + f"api/sessions/{sid}/download/html", raw=True)
+    assert b"ESMTP" in full  # the download has it all

@@ -46,6 +46,7 @@ SSE_PING = 15.0  # seconds between keep-alive comments on the live channel
 DOWNLOADS = {"jsonl": "application/x-ndjson", "txt": "text/plain", "html": "text/html",
              "pcap": "application/vnd.tcpdump.pcap"}
 PUBLIC = ("/login", "/static/")
+LADDER_MAX_EVENTS = 2000  # lines of a live ladder: a browser watching a long session stays cheap for the lab
 
 
 class WebView:
@@ -223,7 +224,11 @@ class WebView:
 
         summary = self._visible(request, request.match_info["sid"])
         events = self.feed.session_events(summary.id)
-        text = _session_html(events, request["lang"], self.show_secrets) if events else ""
+        note = ""
+        if len(events) > LADDER_MAX_EVENTS:  # a long session: its latest lines (the downloads have it all)
+            note = f"<p class=hint>… {len(events) - LADDER_MAX_EVENTS} {_escape(ui_texts(request['lang'])['earlier'])}</p>"
+            events = events[-LADDER_MAX_EVENTS:]
+        text = note + (_session_html(events, request["lang"], self.show_secrets) if events else "")
         return web.Response(text=text, content_type="text/html")
 
     async def download(self, request: web.Request) -> web.Response:

@@ -87,6 +87,15 @@ async function showSession(id) {
   await refreshLadder();
 }
 
+// A busy session changes many times a second: redraw its ladder at most every 250 ms (2 s for
+// long sessions), so a browser watching costs the lab little.
+function scheduleLadder() {
+  if (state.ladderTimer) return;
+  const s = state.sessions.get(state.session);
+  const pause = s && s.events > 1000 ? 2000 : 250;
+  state.ladderTimer = setTimeout(() => { state.ladderTimer = null; refreshLadder(); }, pause);
+}
+
 let ladderAsked = 0;
 async function refreshLadder() {
   if (!state.session) return;
@@ -114,7 +123,7 @@ function live() {
       if (s.id === state.session) touched = true;
     }
     renderSessions();
-    if (touched) refreshLadder();
+    if (touched) scheduleLadder();
     if (state.view === "messages") scheduleMailboxRefresh();
   });
 }
