@@ -66,6 +66,10 @@ def test_sessions_events_downloads_and_life_of_a_message(lab_factory):
     assert life[0] == ("smtp", "delivered")
     assert ("imap", "read") in life and ("imap", "flagged") in life and ("imap", "copied") in life
     assert {step["session"] for step in message["life"]} == {by_proto["smtp"]["id"], by_proto["imap"]["id"]}
+    archived = get(url + "api/mailboxes/bob/messages?mailbox=Archive")[2][0]["uid"]
+    copy_life = get(url + f"api/messages/bob/{archived}?mailbox=Archive")[2]["life"]
+    assert [(s["protocol"], s["action"]) for s in copy_life][0] == ("smtp", "delivered")  # inherited
+    assert copy_life[-1]["action"] == "arrived"
 
 
 def test_pop3_retrieval_and_deletion_are_in_the_life(lab_factory):

@@ -31,6 +31,7 @@ class Action(str, enum.Enum):
     COPIED = "copied"  # IMAP COPY (the source message)
     MOVED = "moved"  # IMAP MOVE (the source message, gone from its mailbox)
     DELETED = "deleted"  # POP3 DELE (+ QUIT), IMAP EXPUNGE
+    ARRIVED = "arrived"  # IMAP COPY/MOVE (the new message in the destination, in the source's order)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from mailtrace.transcript.event import Event, Kind
-from mailtrace.transcript.links import USER_KEY, MessageRef, refs_of
+from mailtrace.transcript.links import USER_KEY, Action, MessageRef, refs_of
 
 MAX_SESSIONS = 2000  # the oldest closed sessions are forgotten past this (memory bound)
 MAX_EVENTS = 20000  # events kept per session (a long IMAP session); later ones are counted only
@@ -152,11 +152,21 @@ class WebFeed:
         user = event.info.get(USER_KEY)
         if user and event.kind is Kind.REPLY:
             summary.user = user
-        for ref in refs_of(event):
+        refs = refs_of(event)
+        for ref in refs:
             summary.touched_users.add(ref.user)
             entry = LifeEntry(event.session, event.seq, event.t, event.protocol, event.verb, ref)
             with self._lock:
                 self.life.setdefault((ref.user, ref.mailbox, ref.uid), []).append(entry)
+        # a copy or move: the new message inherits the life of the one it was made from
+        sources = [r for r in refs if r.action in (Action.COPIED, Action.MOVED)]
+        arrived = [r for r in refs if r.action is Action.ARRIVED]
+        if sources and len(sources) == len(arrived):
+            with self._lock:
+                for src, dst in zip(sources, arrived):
+                    past = self.life.get((src.user, src.mailbox, src.uid), [])
+                    key = (dst.user, dst.mailbox, dst.uid)
+                    self.life[key] = past + self.life.get(key, [])
 
     # -- the live channel ----------------------------------------------------------------------
     def subscribe(self, callback: Callable[[list[dict]], None]) -> Callable[[], None]:

@@ -29,10 +29,10 @@ def uid_set_text(uids: list[int]) -> str:
     return ",".join(f"{a}:{b}" if a != b else f"{a}" for a, b in out)
 
 
-def touch(conn, action: Action, uids) -> None:
+def touch(conn, action: Action, uids, mailbox: str | None = None) -> None:
     """Say which stored messages the command read or changed (``transcript.links``)."""
-    box = conn.view.box
-    conn.touched.extend(MessageRef(action, conn.user or "", box.name, uid) for uid in uids)
+    name = mailbox if mailbox is not None else conn.view.box.name
+    conn.touched.extend(MessageRef(action, conn.user or "", name, uid) for uid in uids)
 
 
 def check(conn, cmd) -> None:
@@ -208,6 +208,7 @@ def _copy(conn, cmd, move: bool) -> None:
     if mapping:
         code = f"COPYUID {dest.uidvalidity} {uid_set_text([a for a, _ in mapping])} {uid_set_text([b for _, b in mapping])}"
     touch(conn, Action.MOVED if move else Action.COPIED, [a for a, _ in mapping])
+    touch(conn, Action.ARRIVED, [b for _, b in mapping], dest.name)
     if move:
         if code:
             conn.untagged_status("OK", "moved", code=code)
