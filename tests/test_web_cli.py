@@ -86,3 +86,11 @@ print(sorted(m for m in sys.modules if m.startswith(("aiohttp", "mailtrace.web")
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_explain_knows_the_header_fields_the_web_view_explains():
+    done = subprocess.run(MAILTRACE + ["explain", "Content-Transfer-Encoding", "--lang", "es"], capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0 and "RFC 2045 §6" in done.stdout and "quoted-printable" in done.stdout
+    done = subprocess.run(MAILTRACE + ["explain", "nothing-here"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "web" not in done.stderr.split("command (")[1]

@@ -8,17 +8,21 @@ from mailtrace import knowledge
 
 # what one entry of each knowledge table is called
 ENTRY_NAMES = {"replies": "reply", "commands": "command", "responses": "response", "states": "state",
-               "violations": "mistake", "codes": "code", "phases": "phase", "data": "data", "events": "event"}
+               "violations": "mistake", "codes": "code", "phases": "phase", "data": "data", "events": "event",
+               "headers": "header field"}
 
-TABLE_ORDER = ("replies", "commands", "responses", "states", "violations", "codes", "phases", "data", "events")
+TABLE_ORDER = ("replies", "commands", "responses", "states", "violations", "codes", "phases", "data", "events",
+               "headers")
+NOT_PROTOCOLS = ("common", "web")  # knowledge files that name no protocol (web: the web view's labels)
 
 
 def _find(protocol: str | None, key: str) -> list[knowledge.Entry]:
-    protos = [protocol] if protocol else [p for p in knowledge.protocols() if p != "common"] + ["common"]
+    protos = [protocol] if protocol else [p for p in knowledge.protocols() if p not in NOT_PROTOCOLS] + ["common"]
     found = []
     for proto in protos:
         for table in TABLE_ORDER:
-            entry = knowledge.load(proto).get(table, {}).get(key) or knowledge.load(proto).get(table, {}).get(key.upper())
+            entries = knowledge.load(proto).get(table, {})
+            entry = entries.get(key) or entries.get(key.upper()) or entries.get(key.lower())  # header fields: lower
             if entry is not None:
                 found.append(entry)
     return found
@@ -36,6 +40,7 @@ def command(words: tuple[str, ...], lang: str) -> None:
       mailtrace explain smtp RCPT
       mailtrace explain pop3 -ERR
       mailtrace explain imap FETCH
+      mailtrace explain Received          # a header field of a message
     """
     from rich.console import Console
 
@@ -45,7 +50,7 @@ def command(words: tuple[str, ...], lang: str) -> None:
     key = " ".join(words)
     entries = _find(protocol, key)
     if not entries:
-        known = ", ".join(p for p in knowledge.protocols() if p != "common")
+        known = ", ".join(p for p in knowledge.protocols() if p not in NOT_PROTOCOLS)
         raise click.ClickException(f"nothing known about {key!r}" + (f" in {protocol}" if protocol else "")
                                    + f". Try a reply code (354), or a protocol and a command ({known}).")
     console = Console(highlight=False)
