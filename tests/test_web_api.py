@@ -203,3 +203,25 @@ def test_a_long_session_shows_its_latest_lines(lab_factory, monkeypatch):
     assert b"earlier lines not shown here" in body and b"closing connection" in body and b"ESMTP" not in body
     status, _, full = get(lab.web_view.url + f"api/sessions/{sid}/download/html", raw=True)
     assert b"ESMTP" in full  # the download has it all
+
+
+def test_passwords_stay_hidden_on_every_view(lab_factory):
+    import base64
+
+    users = {"alice": "s3cret-pw", "bob": "bob"}
+    lab = make_web_lab(lab_factory, users=users)
+    url = lab.web_view.url
+    send_mail(lab.port("smtp"), "alice@lab.test", "bob@lab.test", "hi", login=("alice", "s3cret-pw"))
+    pop = poplib.POP3("127.0.0.1", lab.port("pop3"))
+    pop.user("bob")
+    pop.pass_("bob")
+    pop.quit()
+    imap = imaplib.IMAP4("127.0.0.1", lab.port("imap"))
+    imap.login("alice", "s3cret-pw")
+    imap.logout()
+    lab.wait_closed(3)
+    secrets = (b"s3cret-pw", base64.b64encode(b"\0alice\0s3cret-pw"), b"PASS bob")
+    for s in _wait_sessions(lab, url, 3):
+        for path in ("", "/ladder", "/download/jsonl", "/download/txt", "/download/html", "/download/pcap"):
+            status, _, body = get(url + f"api/sessions/{s['id']}{path}", raw=True)
+            assert status == 200 and not any(secret in body for secret in secrets), (s["id"], path)

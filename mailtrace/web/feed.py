@@ -108,8 +108,10 @@ class WebFeed:
             summary.closed = True
             summary.close_reason = event.info.get("reason", "")
         if self._subscribers:
-            self._dirty.add(sid)
-            if not self._scheduled:
+            with self._lock:  # the recorder may call from another thread than the loop's
+                self._dirty.add(sid)
+                schedule, self._scheduled = not self._scheduled, True
+            if schedule:
                 self._schedule()
 
     def close(self) -> None:
@@ -182,8 +184,8 @@ class WebFeed:
     def _schedule(self) -> None:
         loop = self.loop
         if loop is None or loop.is_closed():
+            self._scheduled = False
             return
-        self._scheduled = True
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -194,8 +196,9 @@ class WebFeed:
             loop.call_soon_threadsafe(loop.call_later, PUSH_INTERVAL, self._push)
 
     def _push(self) -> None:
-        self._scheduled = False
-        dirty, self._dirty = self._dirty, set()
+        with self._lock:
+            self._scheduled = False
+            dirty, self._dirty = self._dirty, set()
         updates = [self.sessions[sid].to_json() | {"_owners": sorted(self.sessions[sid].owners())}
                    for sid in dirty if sid in self.sessions]
         for callback in list(self._subscribers):
