@@ -225,3 +225,26 @@ def test_passwords_stay_hidden_on_every_view(lab_factory):
         for path in ("", "/ladder", "/download/jsonl", "/download/txt", "/download/html", "/download/pcap"):
             status, _, body = get(url + f"api/sessions/{s['id']}{path}", raw=True)
             assert status == 200 and not any(secret in body for secret in secrets), (s["id"], path)
+
+
+def test_https_with_the_lab_certificate(lab_factory):
+    """Off loopback the web view speaks HTTPS with the lab's certificate (here forced on loopback)."""
+    import urllib.request
+
+    from mailtrace.netaddr import is_loopback
+    from mailtrace.web import WebSettings, start_for_lab
+    from mailtrace.web.feed import WebFeed
+
+    assert WebSettings("0.0.0.0", 0).https is None and not is_loopback("0.0.0.0")  # None: by the host
+    lab = lab_factory(("smtp",), tls=True)
+    view = lab.call(start_for_lab(WebSettings("127.0.0.1", 0, https=True, feed=WebFeed()), lab.lab))
+    try:
+        assert view.url.startswith("https://")
+        port = view.port
+        with urllib.request.urlopen(f"https://localhost:{port}/api/me", context=lab.client_tls_context(),
+                                    timeout=10) as resp:
+            assert resp.status == 200
+        with pytest.raises(OSError):  # no plain HTTP there (ssl.SSLError or a dropped connection)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/me", timeout=10).read()
+    finally:
+        lab.call(view.stop())

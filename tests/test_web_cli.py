@@ -64,6 +64,7 @@ def test_proxy_web(tmp_path):
     (["--web", "0", "--admin", "mallory"], "'mallory' is not a lab user"),
     (["--web", "localhost"], "is not HOST:PORT"),
     (["--web", "99999"], "a port is 0 to 65535"),
+    (["--web", "0.0.0.0:0", "--admin", "alice"], "would send the lab passwords in clear"),
 ])
 def test_bad_web_options_are_explained(tmp_path, extra, message):
     done = subprocess.run(MAILTRACE + ["serve", "smtp", "--port", "0", "--no-tls", "--dir", str(tmp_path)] + extra,

@@ -45,7 +45,7 @@ def command(smtp_port: int, pop3_port: int, imap_port: int, smtps_port: int, pop
     if not no_tls:
         endpoints += [Endpoint(p, host, implicit[p], implicit_tls=True) for p in protocols]
     user_table = parse_users(users)
-    settings = web_settings(web, admin, user_table, show_secrets)
+    settings = web_settings(web, admin, user_table, show_secrets, tls=not no_tls)
     lab = build_lab(directory.resolve(), user_table, lang=lang, log=log, text=text,
                     show_secrets=show_secrets, tls=not no_tls, fresh=fresh, live=not quiet,
                     sinks=(settings.feed,) if settings else ())

@@ -260,7 +260,8 @@ async def start_web(web, lab: Lab, listeners: list):
         raise PortError(Endpoint("web", web.host, web.port), exc) from exc
 
 
-def web_settings(web: str | None, admin: str | None, users: dict[str, str], show_secrets: bool = False):
+def web_settings(web: str | None, admin: str | None, users: dict[str, str], show_secrets: bool = False,
+                 tls: bool = True):
     """``--web [HOST:]PORT`` and ``--admin NAME`` -> ``mailtrace.web.WebSettings`` (None without --web)."""
     if web is None:
         if admin is not None:
@@ -279,9 +280,12 @@ def web_settings(web: str | None, admin: str | None, users: dict[str, str], show
             raise click.BadParameter(f"{admin!r} is not a lab user (give it with --user NAME:PASSWORD)",
                                      param_hint="--admin")
     if not is_loopback(host):
-        click.secho(f"WARNING: the web view listens on {host}, not loopback: anyone who can reach this machine "
-                    "can read the lab's sessions and mail" + ("" if admin else " (give --admin NAME to require logins)")
-                    + ".", fg="red", bold=True, err=True)
+        if admin and not tls:
+            raise click.UsageError(f"--web {web} with --admin would send the lab passwords in clear over the network: "
+                                   "drop --no-tls (the web view then speaks HTTPS with the lab's certificate).")
+        who = "can try to log in" if admin else "can read the lab's sessions and mail (give --admin NAME to require logins)"
+        click.secho(f"WARNING: the web view listens on {host}, not loopback: anyone who can reach this machine {who}.",
+                    fg="red", bold=True, err=True)
     return WebSettings(host, port, admin=admin, show_secrets=show_secrets)
 
 
@@ -347,7 +351,7 @@ def command(protocol: str, port: int | None, implicit_tls: bool, host: str, dire
     if port is None:
         port = DEFAULT_PORTS[protocol][1 if implicit_tls else 0]
     user_table = parse_users(users)
-    settings = web_settings(web, admin, user_table, show_secrets)
+    settings = web_settings(web, admin, user_table, show_secrets, tls=not no_tls)
     lab = build_lab(directory.resolve(), user_table, lang=lang, log=log, text=text,
                     show_secrets=show_secrets, tls=not no_tls, fresh=fresh, live=not quiet,
                     sinks=(settings.feed,) if settings else ())

@@ -27,9 +27,10 @@ class WebSettings:
     port: int
     admin: str | None = None
     show_secrets: bool = False
+    https: bool | None = None  # None: HTTPS exactly when the host is not loopback
     feed: WebFeed = field(default_factory=WebFeed)
 
-    async def start(self, *, store=None, users=None, check_password=None, lang: str = "en"):
+    async def start(self, *, store=None, users=None, check_password=None, lang: str = "en", ssl_context=None):
         """Start the web server on the running loop; returns the ``WebView`` (``url``, ``stop()``)."""
         from mailtrace.web.access import Access
         from mailtrace.web.server import WebView
@@ -37,16 +38,22 @@ class WebSettings:
         access = Access(check_password=check_password, admin=self.admin)
         view = WebView(self.feed, access, store=store, users=users or (lambda: []), lang=lang,
                        show_secrets=self.show_secrets)
-        await view.start(self.host, self.port)
+        await view.start(self.host, self.port, ssl_context)
         return view
 
 
 async def start_for_lab(settings: WebSettings, lab):
-    """The lab's web view: its store, its users, its passwords (``authenticate``'s one source)."""
+    """The lab's web view: its store, its users, its passwords (``authenticate``'s one source).
+    Off loopback it speaks HTTPS with the lab's certificate, so logins never cross the network
+    in clear (``web_settings`` refuses --admin off loopback without TLS)."""
+    from mailtrace.netaddr import is_loopback
+
     store = lab.store
+    https = settings.https if settings.https is not None else not is_loopback(settings.host)
+    ssl_context = lab.tls_context if https else None
 
     def check_password(user: str, password: str) -> bool:
         return bool(store.has_user(user) and store.check_password(user, password))
 
     return await settings.start(store=store, users=lambda: sorted(lab.users), check_password=check_password,
-                                lang=lab.lang)
+                                lang=lab.lang, ssl_context=ssl_context)

@@ -63,15 +63,18 @@ class WebView:
         self.runner: web.AppRunner | None = None
         self.port = 0
         self.host = ""
+        self.scheme = "http"
         self._streams: set[asyncio.Queue] = set()
         self.app = self._make_app()
 
     # -- life cycle -----------------------------------------------------------------------------
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, ssl_context=None) -> None:
+        """Listen on host:port (HTTPS with ``ssl_context``: the lab's certificate off loopback)."""
         self.feed.loop = asyncio.get_running_loop()
+        self.scheme = "https" if ssl_context is not None else "http"
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port)
+        site = web.TCPSite(self.runner, host, port, ssl_context=ssl_context)
         await site.start()
         sock = site._server.sockets[0]  # port 0: the port the system chose
         self.host, self.port = host, sock.getsockname()[1]
@@ -80,7 +83,7 @@ class WebView:
     def url(self) -> str:
         from mailtrace.netaddr import host_port
 
-        return f"http://{host_port(self.host, self.port)}/"
+        return f"{self.scheme}://{host_port(self.host, self.port)}/"
 
     async def stop(self) -> None:
         for queue in list(self._streams):
