@@ -342,7 +342,7 @@ class Pop3ServerConnection:
             out = self._error("QUIT", f"some deleted messages not removed ({failed})", "SYS/TEMP", count=False)
         else:
             already = f"; {gone} of the deleted were already removed by another program" if gone else ""
-            removed = tuple(r for m in session.messages if m.deleted for r in self._ref(Action.DELETED, m))
+            removed = tuple(r for m in self.session.messages if m.deleted for r in self._ref(Action.DELETED, m))
             out = self._ok("QUIT", f"{self.config.hostname} POP3 server signing off ({left} messages left{already})",
                            to_info(removed))
         self._end()
