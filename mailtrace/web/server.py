@@ -46,6 +46,7 @@ SSE_PING = 15.0  # seconds between keep-alive comments on the live channel
 DOWNLOADS = {"jsonl": "application/x-ndjson", "txt": "text/plain", "html": "text/html",
              "pcap": "application/vnd.tcpdump.pcap"}
 PUBLIC = ("/login", "/static/")
+SUMMARY_CACHE = 20000  # message summaries kept (From, To, Subject, Date) so listings do not reread files
 LADDER_MAX_EVENTS = 2000  # lines of a live ladder: a browser watching a long session stays cheap for the lab
 
 
@@ -65,6 +66,7 @@ class WebView:
         self.host = ""
         self.scheme = "http"
         self._streams: set[asyncio.Queue] = set()
+        self._summaries: dict[tuple[str, str, str], dict] = {}  # (user, mailbox, Maildir key): a message never changes
         self.app = self._make_app()
 
     # -- life cycle -----------------------------------------------------------------------------
@@ -343,10 +345,16 @@ class WebView:
             raise web.HTTPNotFound(text=json.dumps({"error": "no such mailbox"}), content_type="application/json")
         out = []
         for info in box.messages():
-            try:
-                head = msgs.summary(box.read(info.uid)[:64 * 1024])
-            except (KeyError, OSError):
-                continue  # removed meanwhile
+            cached = (user, mailbox, info.key)
+            head = self._summaries.get(cached)
+            if head is None:
+                try:
+                    head = msgs.summary(box.read(info.uid)[:64 * 1024])
+                except (KeyError, OSError):
+                    continue  # removed meanwhile
+                if len(self._summaries) >= SUMMARY_CACHE:
+                    self._summaries.clear()
+                self._summaries[cached] = head
             out.append({"uid": info.uid, "key": info.key, "size": info.size, "flags": sorted(info.flags),
                         "internaldate": info.internaldate, **head})
         return out
