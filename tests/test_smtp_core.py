@@ -108,12 +108,13 @@ def test_ehlo_extensions_multiline(store):
     run = Run(store, SmtpConfig(tls_available=True)).say(b"EHLO client.example\r\n")
     lines = run.sent.split(b"\r\n")[1:-1]
     assert lines[0].startswith(b"250-lab.test Hello client.example")
-    assert [ln[4:] for ln in lines[1:]] == [b"PIPELINING", b"SIZE 10485760", b"8BITMIME", b"ENHANCEDSTATUSCODES",
+    assert [ln[4:] for ln in lines[1:]] == [b"PIPELINING", b"SIZE 10485760", b"8BITMIME", b"SMTPUTF8", b"ENHANCEDSTATUSCODES",
                                             b"HELP", b"STARTTLS", b"AUTH PLAIN LOGIN"]
     assert lines[-1].startswith(b"250 ") and all(ln.startswith(b"250-") for ln in lines[:-1])
     replies = [e for e in run.events if e.kind is Kind.REPLY and e.verb == "EHLO"]
-    assert len(replies) == 8  # one event per reply line
-    assert [e.info.get("code", "") for e in replies] == ["", "PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES",
+    assert len(replies) == 9  # one event per reply line
+    assert [e.info.get("code", "") for e in replies] == ["", "PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8",
+                                                         "ENHANCEDSTATUSCODES",
                                                          "HELP", "STARTTLS", "AUTH"]
     from mailtrace import knowledge
 

@@ -87,7 +87,8 @@ def test_lecture_style_violations_match_the_core(store):
     assert facts(observed) == facts(core)
     rules = lambda evs: [n.rule for e in evs for n in e.notes]  # noqa: E731
     assert rules(observed) == rules(core) == ["bare-lf", "space-after-colon", "missing-brackets",
-                                              "space-after-colon", "8bit-without-8bitmime"]
+                                              "space-after-colon", "8bit-without-8bitmime",
+                                              "8bit-header-without-smtputf8"]
 
 
 def test_pipelining_flags(store):

@@ -193,7 +193,7 @@ def test_50mb_data_gets_552_and_nothing_is_delivered(lab):
         f = sock.makefile("rb")
         f.readline()
         sock.sendall(b"EHLO x\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<bob@lab.test>\r\nDATA\r\n")
-        replies = [f.readline() for _ in range(11)]
+        replies = [f.readline() for _ in range(12)]
         assert replies[-1].startswith(b"354")
         for _ in range(50):
             sock.sendall(chunk)

@@ -30,10 +30,11 @@ from __future__ import annotations
 from collections import deque
 
 from mailtrace.protocols.lines import Line, LineReader
-from mailtrace.protocols.smtp_data import DataReader
+from mailtrace.protocols.smtp_data import DataReader, header_has_8bit
 from mailtrace.protocols.smtp_states import DATA_READ_LIMIT, MUST_END_GROUP, PROTOCOL, State
 from mailtrace.protocols.smtp_syntax import (
-    BAD_REPLY, BARE_CR, BARE_LF, BEFORE_GREETING, DATA_NO_RECIPIENT, EIGHT_BIT, LINE_TOO_LONG, MAX_COMMAND_LINE,
+    BAD_REPLY, BARE_CR, BARE_LF, BEFORE_GREETING, DATA_NO_RECIPIENT, EIGHT_BIT, EIGHT_BIT_HEADER, LEFT_WITHOUT_MAIL,
+    LINE_TOO_LONG, MAX_COMMAND_LINE,
     NO_PIPELINING, PIPELINING_GROUP, STARTTLS_INJECTION, PathError, ehlo_keyword, parse_path, parse_reply_line,
     split_command,
 )
@@ -71,6 +72,9 @@ class SmtpObserver:
         self._reply_lines = 0  # lines of the reply being read
         self._accepted = 0  # RCPTs accepted in this transaction
         self._body_8bitmime = False
+        self._smtputf8 = False  # the last MAIL carried SMTPUTF8 (RFC 6531 §3.4)
+        self._introduced = False  # a HELO/EHLO was accepted
+        self._mail_commands = 0  # MAIL commands seen (accepted or not)
         self._data = DataReader(OBSERVED_DATA_KEEP, OBSERVED_DATA_KEEP)
         self._events: list[Event] = []
         self._auth_prior = State.READY  # the state an AUTH exchange started in
@@ -185,6 +189,11 @@ class SmtpObserver:
                 notes += [Note(rule, detail) for rule, detail in path.notes]
                 if verb == "MAIL":
                     self._body_8bitmime = any(k == "BODY" and (v or "").upper() == "8BITMIME" for k, v in path.params)
+                    self._smtputf8 = any(k == "SMTPUTF8" for k, _ in path.params)
+        if verb == "MAIL":
+            self._mail_commands += 1
+        if verb == "QUIT" and self._introduced and not self._mail_commands:
+            notes.append(Note(LEFT_WITHOUT_MAIL))
         if verb == "DATA" and self._accepted == 0 and all(v != "RCPT" for v, _ in self._outstanding):
             notes.append(Note(DATA_NO_RECIPIENT))
         redacted = None
@@ -209,6 +218,8 @@ class SmtpObserver:
         notes = [Note(rule) for rule in (BARE_LF, BARE_CR, LINE_TOO_LONG) if rule in data.rules]
         if data.eight_bit and not self._body_8bitmime:
             notes.append(Note(EIGHT_BIT))
+        if data.eight_bit and not self._smtputf8 and header_has_8bit(bytes(data.body)):
+            notes.append(Note(EIGHT_BIT_HEADER))
         self._event(Side.CLIENT, Kind.DATA, data.raw, verb="DATA", notes=tuple(notes),
                     size=data.wire_size if data.oversize else -1)
         self._data = DataReader(OBSERVED_DATA_KEEP, OBSERVED_DATA_KEEP)
@@ -257,6 +268,7 @@ class SmtpObserver:
             self._set(prior)  # refused: the prediction made at the command is undone
         if verb in ("HELO", "EHLO") and ok:
             self._esmtp = verb == "EHLO"
+            self._introduced = True
             self._pipelining = any(x.split(b" ")[0] == b"PIPELINING" for x in self._ehlo_lines)
             self._accepted = 0
             self._set(State.READY)
