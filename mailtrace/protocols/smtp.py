@@ -50,7 +50,7 @@ from mailtrace.protocols.smtp_syntax import (
     BARE_CR, BARE_LF, BEFORE_GREETING, EIGHT_BIT, EIGHT_BIT_HEADER, LINE_TOO_LONG, MAX_COMMAND_LINE,
     MAX_TEXT_LINE, NO_PIPELINING, PIPELINING_GROUP, Reply, ehlo_keyword, split_command,
 )
-from mailtrace.protocols.smtp_data import DataReader, header_has_8bit
+from mailtrace.protocols.smtp_data import DataReader, eight_bit_parts
 from mailtrace.protocols.smtp_observer import SmtpObserver, injected_commands
 from mailtrace.protocols.smtp_trace import trace_headers
 from mailtrace.transcript.event import Event, Kind, Note, Side
@@ -304,9 +304,10 @@ class SmtpServerConnection:
         notes = [Note(rule) for rule in (BARE_LF, BARE_CR, LINE_TOO_LONG) if rule in data.rules]
         if self._data_early:
             notes.append(Note(PIPELINING_GROUP, "DATA → 354"))
-        if data.eight_bit and not self.body_8bitmime:
+        header_8bit, body_8bit = eight_bit_parts(data.body) if data.eight_bit else (False, False)
+        if (body_8bit or header_8bit and not self.smtputf8) and not self.body_8bitmime:  # SMTPUTF8 covers the header
             notes.append(Note(EIGHT_BIT))
-        if data.eight_bit and not self.smtputf8 and header_has_8bit(data.body):
+        if header_8bit and not self.smtputf8:  # 8BITMIME covers the body only (RFC 6532 §3, RFC 6531 §3.2)
             notes.append(Note(EIGHT_BIT_HEADER))
         self._set(State.DONE)
         self._event(Event(side=Side.CLIENT, kind=Kind.DATA, raw=data.raw, verb="DATA", state=State.DATA.value,

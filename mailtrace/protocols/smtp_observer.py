@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections import deque
 
 from mailtrace.protocols.lines import Line, LineReader
-from mailtrace.protocols.smtp_data import DataReader, header_has_8bit
+from mailtrace.protocols.smtp_data import DataReader, eight_bit_parts
 from mailtrace.protocols.smtp_states import DATA_READ_LIMIT, MUST_END_GROUP, PROTOCOL, State
 from mailtrace.protocols.smtp_syntax import (
     BAD_REPLY, BARE_CR, BARE_LF, BEFORE_GREETING, DATA_NO_RECIPIENT, EIGHT_BIT, EIGHT_BIT_HEADER, LEFT_WITHOUT_MAIL,
@@ -216,9 +216,10 @@ class SmtpObserver:
     def _end_of_data(self) -> None:
         data = self._data
         notes = [Note(rule) for rule in (BARE_LF, BARE_CR, LINE_TOO_LONG) if rule in data.rules]
-        if data.eight_bit and not self._body_8bitmime:
+        header_8bit, body_8bit = eight_bit_parts(bytes(data.body)) if data.eight_bit else (False, False)
+        if (body_8bit or header_8bit and not self._smtputf8) and not self._body_8bitmime:  # SMTPUTF8 covers the header
             notes.append(Note(EIGHT_BIT))
-        if data.eight_bit and not self._smtputf8 and header_has_8bit(bytes(data.body)):
+        if header_8bit and not self._smtputf8:  # 8BITMIME covers the body only (RFC 6532 §3, RFC 6531 §3.2)
             notes.append(Note(EIGHT_BIT_HEADER))
         self._event(Side.CLIENT, Kind.DATA, data.raw, verb="DATA", notes=tuple(notes),
                     size=data.wire_size if data.oversize else -1)
@@ -266,6 +267,9 @@ class SmtpObserver:
         ok = code.startswith("2") or code.startswith("3")
         if not ok and verb in PREDICTED and not self._outstanding:
             self._set(prior)  # refused: the prediction made at the command is undone
+            if verb == "DATA" and prior in (State.MAIL, State.RCPT):
+                # prior was predicted from pipelined RCPTs that may all have been refused
+                self._set(State.RCPT if self._accepted else State.MAIL)
         if verb in ("HELO", "EHLO") and ok:
             self._esmtp = verb == "EHLO"
             self._introduced = True
