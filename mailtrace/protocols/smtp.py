@@ -50,7 +50,8 @@ from mailtrace.protocols.smtp_syntax import (
     BARE_CR, BARE_LF, BEFORE_GREETING, EIGHT_BIT, EIGHT_BIT_HEADER, LINE_TOO_LONG, MAX_COMMAND_LINE,
     MAX_TEXT_LINE, NO_PIPELINING, PIPELINING_GROUP, Reply, ehlo_keyword, split_command,
 )
-from mailtrace.protocols.smtp_data import DataReader, eight_bit_parts
+from mailtrace.protocols.smtp_data import DataReader
+from mailtrace.protocols.utf8mail import eight_bit_parts
 from mailtrace.protocols.smtp_observer import SmtpObserver, injected_commands
 from mailtrace.protocols.smtp_trace import trace_headers
 from mailtrace.transcript.event import Event, Kind, Note, Side

@@ -114,22 +114,3 @@ def unstuff(body: bytes) -> bytes:
         body = body[1:]
     return body.replace(b"\n.", b"\n")
 
-
-_HEADER_END = re.compile(rb"\r?\n\r?\n")  # the empty line that ends the header section (RFC 5322 §2.1)
-
-
-def eight_bit_parts(body: bytes) -> tuple[bool, bool]:
-    """(raw 8-bit octets in the header section, in the rest): the header ends at the first empty line.
-
-    RFC 6152 (8BITMIME) covers the body only; UTF-8 in header fields is RFC 6532, which an
-    SMTP client may send only with MAIL ... SMTPUTF8 (RFC 6531 §3.2).  Otherwise header fields
-    carry non-ASCII text as RFC 2047 encoded-words (``=?UTF-8?Q?can=C3=A7i=C3=B3n?=``).
-    """
-    if body.isascii():
-        return False, False
-    if body.startswith((b"\r\n", b"\n")):  # no header at all
-        return False, True
-    m = _HEADER_END.search(body)
-    if m is None:
-        return True, False
-    return not body[:m.start()].isascii(), not body[m.end():].isascii()

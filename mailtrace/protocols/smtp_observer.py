@@ -30,7 +30,8 @@ from __future__ import annotations
 from collections import deque
 
 from mailtrace.protocols.lines import Line, LineReader
-from mailtrace.protocols.smtp_data import DataReader, eight_bit_parts
+from mailtrace.protocols.smtp_data import DataReader
+from mailtrace.protocols.utf8mail import eight_bit_parts
 from mailtrace.protocols.smtp_states import DATA_READ_LIMIT, MUST_END_GROUP, PROTOCOL, State
 from mailtrace.protocols.smtp_syntax import (
     BAD_REPLY, BARE_CR, BARE_LF, BEFORE_GREETING, DATA_NO_RECIPIENT, EIGHT_BIT, EIGHT_BIT_HEADER, LEFT_WITHOUT_MAIL,
