@@ -76,12 +76,13 @@ def main_cf(root: Path, relay_port: int, tls: str, ca_file: Path | None) -> str:
         "message_size_limit = 20480000",
         "smtp_tls_loglevel = 1",
     ]
+    if tls in ("secure", "secure-default"):
+        lines += ["smtp_tls_security_level = secure", f"smtp_tls_CAfile = {ca_file}"]
     if tls == "secure":
         # The lab's certificate names lab.test; relayhost [127.0.0.1] is matched against
         # "127.0.0.1" by default (hostname mismatch), so name the certificate's host.
-        lines += ["smtp_tls_security_level = secure", f"smtp_tls_CAfile = {ca_file}",
-                  "smtp_tls_secure_cert_match = lab.test"]
-    else:
+        lines += ["smtp_tls_secure_cert_match = lab.test"]
+    if tls == "none":
         lines += ["smtp_tls_security_level = none"]
     return "\n".join(lines) + "\n"
 

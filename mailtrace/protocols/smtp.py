@@ -305,8 +305,9 @@ class SmtpServerConnection:
         notes = [Note(rule) for rule in (BARE_LF, BARE_CR, LINE_TOO_LONG) if rule in data.rules]
         if self._data_early:
             notes.append(Note(PIPELINING_GROUP, "DATA → 354"))
-        header_8bit, body_8bit = eight_bit_parts(data.body) if data.eight_bit else (False, False)
-        if (body_8bit or header_8bit and not self.smtputf8) and not self.body_8bitmime:  # SMTPUTF8 covers the header
+        header_8bit, _ = eight_bit_parts(data.body) if data.eight_bit else (False, False)
+        if data.eight_bit and not self.body_8bitmime and not self.smtputf8:
+            # SMTPUTF8 allows UTF-8 in the header and the body too (RFC 6532 §3.2: "text =/ UTF8-non-ascii")
             notes.append(Note(EIGHT_BIT))
         if header_8bit and not self.smtputf8:  # 8BITMIME covers the body only (RFC 6532 §3, RFC 6531 §3.2)
             notes.append(Note(EIGHT_BIT_HEADER))

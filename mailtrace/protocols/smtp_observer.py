@@ -217,8 +217,9 @@ class SmtpObserver:
     def _end_of_data(self) -> None:
         data = self._data
         notes = [Note(rule) for rule in (BARE_LF, BARE_CR, LINE_TOO_LONG) if rule in data.rules]
-        header_8bit, body_8bit = eight_bit_parts(bytes(data.body)) if data.eight_bit else (False, False)
-        if (body_8bit or header_8bit and not self._smtputf8) and not self._body_8bitmime:  # SMTPUTF8 covers the header
+        header_8bit, _ = eight_bit_parts(bytes(data.body)) if data.eight_bit else (False, False)
+        if data.eight_bit and not self._body_8bitmime and not self._smtputf8:
+            # SMTPUTF8 allows UTF-8 in the header and the body too (RFC 6532 §3.2: "text =/ UTF8-non-ascii")
             notes.append(Note(EIGHT_BIT))
         if header_8bit and not self._smtputf8:  # 8BITMIME covers the body only (RFC 6532 §3, RFC 6531 §3.2)
             notes.append(Note(EIGHT_BIT_HEADER))
