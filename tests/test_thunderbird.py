@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import smtplib
 
+import shutil
+
 import pytest
 
 import thunderbird_support as tb
+from mailtrace.tls import paths as tls_paths
 from mailtrace.transcript.event import Kind
 from mailtrace.transcript.text import render_text
 
@@ -40,8 +43,11 @@ def fetched_pop3(events) -> set[str]:
     return done
 
 
-@pytest.mark.parametrize("protocol", ["imap", "pop3"])
-def test_thunderbird_reads_five_messages_with_no_error_reply(lab_factory, tmp_path, protocol):
+@pytest.mark.parametrize("protocol, starttls", [("imap", False), ("imap", True), ("pop3", False)],
+                         ids=["imap", "imap-starttls", "pop3"])
+def test_thunderbird_reads_five_messages_with_no_error_reply(lab_factory, tmp_path, protocol, starttls):
+    if starttls and shutil.which("certutil") is None:
+        pytest.skip("certutil is not installed (apt-get install libnss3-tools): the lab CA cannot be trusted")
     lab = lab_factory(("smtp", "pop3", "imap"))
     with smtplib.SMTP("127.0.0.1", lab.port("smtp"), timeout=30) as smtp:
         for n in range(1, 6):
@@ -51,7 +57,10 @@ def test_thunderbird_reads_five_messages_with_no_error_reply(lab_factory, tmp_pa
                           f"Body {n}\r\n")
     profile, home = tmp_path / "profile", tmp_path / "home"
     home.mkdir()
-    tb.make_profile(profile, protocol=protocol, port=lab.port(protocol), user="bob", password="bob")
+    tb.make_profile(profile, protocol=protocol, port=lab.port(protocol), user="bob", password="bob",
+                    socket_type=2 if starttls else 0)
+    if starttls:  # Thunderbird verifies the lab's certificate against the lab CA, trusted in the profile
+        tb.trust_ca(profile, tls_paths(lab.directory).ca_cert)
     proc = tb.start(profile, home, tmp_path / "thunderbird.log")
     fetched = fetched_imap if protocol == "imap" else fetched_pop3
     try:
@@ -65,3 +74,8 @@ def test_thunderbird_reads_five_messages_with_no_error_reply(lab_factory, tmp_pa
     logins = [e for e in events if e.kind is Kind.REPLY and e.code in ("OK", "+OK")
               and e.verb in ("AUTHENTICATE", "LOGIN", "PASS", "APOP")]
     assert logins, "Thunderbird never logged in"
+    if starttls:
+        assert any(e.kind is Kind.TLS for e in events), "no STARTTLS"
+        for e in events:  # every login came after that session's TLS handshake (RFC 3501 §6.2.1)
+            if e.kind is Kind.COMMAND and e.verb in ("AUTHENTICATE", "LOGIN"):
+                assert any(t.kind is Kind.TLS and t.session == e.session and t.seq < e.seq for t in events)

@@ -151,6 +151,18 @@ def make_profile(profile: Path, *, protocol: str, port: int, user: str, password
     (profile / "logins.json").write_text(json.dumps(logins))
 
 
+def trust_ca(profile: Path, ca_file: Path) -> None:
+    """Add the lab CA to the profile's certificate store (cert9.db) as a trusted server CA, as
+    a user would in Thunderbird's certificate manager (``certutil``, Debian's libnss3-tools)."""
+    certutil = shutil.which("certutil")
+    if certutil is None:
+        raise RuntimeError("certutil is not installed (apt-get install libnss3-tools)")
+    result = subprocess.run([certutil, "-A", "-d", f"sql:{profile}", "-n", "mailtrace lab CA", "-t", "C,,",
+                             "-i", str(ca_file)], capture_output=True, text=True, timeout=60, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"certutil failed: {result.stderr or result.stdout}")
+
+
 def start(profile: Path, home: Path, log: Path) -> subprocess.Popen:
     """Thunderbird headless on ``profile``; stop it with :func:`stop` (by its PID)."""
     env = dict(os.environ)
