@@ -485,3 +485,11 @@ def test_pipelined_data_after_refused_rcpt_is_no_mistake(utf8_store):
     run.say(b"RSET\r\n", b"RCPT TO:<nosuchuser@lab.test>\r\n")
     run.say(b"MAIL FROM:<a@b.c>\r\n", b"RCPT TO:<nosuchuser@lab.test>\r\n", b"DATA\r\n")  # DATA after the 550
     assert run.notes() == ["data-no-recipient"]
+
+
+def test_utf8_local_part_limit_counts_octets(utf8_store):
+    """RFC 5321 §4.5.3.1.1: 64 octets; 33 "é" are 66 octets of UTF-8."""
+    run = Run(utf8_store).say(b"EHLO x\r\n", b"MAIL FROM:<a@b.c> SMTPUTF8\r\n",
+                              ("RCPT TO:<" + "é" * 33 + "@lab.test>\r\n").encode(),
+                              ("RCPT TO:<" + "é" * 32 + "@lab.test>\r\n").encode())
+    assert run.codes()[-2:] == ["501", "550"]  # too long; then well-formed, but no such user

@@ -173,7 +173,7 @@ def parse_path(arg: str, keyword: str, allow_null: bool) -> Path:
     m = _ADL.match(inner)
     if m:  # a source route: MUST be accepted, SHOULD be ignored (§4.1.2, Appendix C)
         inner = inner[m.end():]
-    if len(inner) > MAX_PATH - 2:
+    if len(inner.encode("utf-8", "surrogateescape")) > MAX_PATH - 2:  # octets (§4.5.3.1), UTF-8 included
         raise PathError("path too long")
     mm = _MAILBOX.match(inner)
     if mm is None and inner.lower() == "postmaster" and not allow_null:  # RCPT TO:<Postmaster> (§4.1.1.3)
@@ -181,7 +181,8 @@ def parse_path(arg: str, keyword: str, allow_null: bool) -> Path:
     if mm is None:
         raise PathError(f"bad address syntax: {inner}")
     local, domain = mm.group("local"), mm.group("domain")
-    if len(local) > MAX_LOCAL_PART or len(domain) > MAX_DOMAIN:
+    if len(local.encode("utf-8", "surrogateescape")) > MAX_LOCAL_PART or \
+            len(domain.encode("utf-8", "surrogateescape")) > MAX_DOMAIN:
         raise PathError("local part or domain too long")
     return Path(inner, local, domain, params, tuple(notes))
 
