@@ -207,3 +207,6 @@ def test_secure_level_without_the_certificate_name_fails_on_the_ip_relayhost(rel
     mta.wait_log(lambda log: "status=deferred" in log)
     assert "Server certificate not verified" in mta.log() or "certificate verification failed" in mta.log()
     assert stored(lab, "bob") == []
+    # the lab saw a client that greeted and left: its note points at the client's own log
+    lab.wait_closed(1)
+    assert "left-without-transaction" in [rule for _, _, rule in notes(lab)], render_text(lab.events)
