@@ -27,3 +27,15 @@ def test_status_word_that_looks_like_an_option():
 def test_unknown_word_is_a_clear_error():
     r = run("no-such-thing")
     assert r.exit_code != 0 and "nothing known" in r.output and "Traceback" not in r.output
+
+
+def test_8bitmime_smtputf8_and_encoded_words_are_told_apart_in_both_languages():
+    """Issue 19: the three ways of non-ASCII text in mail, each entry pointing at the others."""
+    for lang, body, header in (("en", "BODY", "header"), ("es", "CUERPO", "cabecera")):
+        word = run("encoded-word", "--lang", lang)
+        assert word.exit_code == 0 and "(concept)" in word.output and "=?UTF-8?Q?" in word.output
+        assert "8BITMIME" in word.output and "SMTPUTF8" in word.output
+        eight = run("8BITMIME", "--lang", lang)
+        assert eight.exit_code == 0 and "SMTPUTF8" in eight.output and "encoded-word" in eight.output
+        note = run("8bit-header-without-smtputf8", "--lang", lang)
+        assert note.exit_code == 0 and body in note.output and header in note.output.lower()

@@ -30,6 +30,7 @@ LABS = [
     "06-on-the-wire",
     "07-starttls",
     "08-before-you-submit",
+    "09-real-mta",
 ]
 
 # The parts every handout has, as headings (English, Spanish).

@@ -23,6 +23,8 @@ Kinds:
     another process is still writing is re-run up to N times, 0.5 s apart).  A block marked ``<!-- test: output -->`` right after
     it holds the output the student should see: each non-blank line of it must appear, in
     order, in the command's output (``…`` in a line matches any text).
+    ``cleanup="command"`` is run when the handout ends, whatever happened (it stops a daemon
+    the block starts, such as a Postfix instance).
 ``background``
     A long-running command (a proxy, a second server, a sniffer) started in the background
     and stopped when the handout ends.  ``wait-port="N"`` waits until that port accepts;

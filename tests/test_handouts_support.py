@@ -52,6 +52,7 @@ class Handout:
         self.lab_log = workdir / f".lab-output-{path.parent.name}-{path.stem}.txt"
         self.background: list[tuple[subprocess.Popen, Path]] = []
         self.sessions: dict[str, Session] = {}
+        self.cleanups: list[str] = []  # ``cleanup="..."`` commands, run when the handout ends
 
     def rewrite(self, text: str) -> str:
         pattern = r"(?<![\d.])(" + "|".join(str(p) for p in DOC_PORTS) + r")(?![\d])"
@@ -118,6 +119,13 @@ class Handout:
                 raise AssertionError(f"{exc}\n--- output ---\n{log.read_text('utf-8', 'replace')}") from None
 
     def close(self) -> None:
+        for command in reversed(self.cleanups):  # e.g. stop a daemon a block started, even after a failure
+            try:
+                subprocess.run(["bash", "-c", command], cwd=self.workdir, env=_env(), capture_output=True,
+                               timeout=60, stdin=subprocess.DEVNULL, check=False)
+            except subprocess.TimeoutExpired:
+                pass
+        self.cleanups.clear()
         for session in self.sessions.values():
             session.close()
         procs = [p for p, _ in self.background] + ([self.lab] if self.lab else [])
@@ -360,6 +368,8 @@ def run_script(handout: Handout, block: Block) -> None:
 
 def _run_script_once(handout: Handout, block: Block) -> None:
     script = handout.rewrite(block.text)
+    if block.attr("cleanup"):  # registered before the block runs: a half-started daemon is stopped too
+        handout.cleanups.append(handout.rewrite(block.attr("cleanup")))
     if any(str(p) in block.text for p in DOC_PORTS) or "mailtrace-lab" in block.text:
         handout.ensure_lab()
     timeout = float(block.attr("timeout", "60"))

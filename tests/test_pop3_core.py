@@ -473,3 +473,36 @@ def settle_all(outputs):
     from mailtrace.protocols.base import settle
 
     return settle(outputs)
+
+
+# --- UTF8 (RFC 6856) --------------------------------------------------------------------------
+UTF8_MESSAGE = "From: José <josé@lab.test>\r\nSubject: canción\r\n\r\nniño\r\n".encode()
+
+
+def test_utf8_capability_and_command():
+    store = FakeStore()
+    store.deliver("alice", UTF8_MESSAGE)
+    store.deliver("alice", b"Subject: =?UTF-8?Q?canci=C3=B3n?=\r\n\r\nni\xc3\xb1o\r\n")  # encoded-word, 8-bit body
+    conn = Pop3ServerConnection(store, STAMP)
+    conn.start()
+    assert b"\r\nUTF8\r\n" in talk(conn, "CAPA")
+    talk(conn, "USER alice", "PASS secret")
+    # §2.1: not in UTF-8 mode, a message with UTF-8 headers is refused with [UTF8] (§5) ...
+    for command in (b"RETR 1\r\n", b"TOP 1 0\r\n"):
+        status = events_of(conn.receive(command))[1]
+        assert status.raw.startswith(b"-ERR [UTF8] ") and status.info == {"code": "UTF8"}
+    # ... an ASCII header (encoded-words) goes as it is
+    assert events_of(conn.receive(b"RETR 2\r\n"))[1].raw.startswith(b"+OK")
+    assert talk(conn, "UTF8").startswith(b"-ERR")  # only in AUTHORIZATION (§2)
+
+
+def test_utf8_mode_sends_the_message_as_is_and_forbids_stls():
+    store = FakeStore()
+    store.deliver("alice", UTF8_MESSAGE)
+    conn = Pop3ServerConnection(store, STAMP, Pop3Config(tls_available=True))
+    conn.start()
+    assert talk(conn, "UTF8").startswith(b"+OK")
+    assert talk(conn, "STLS").startswith(b"-ERR")  # §2.1: no STLS after UTF8
+    talk(conn, "USER alice", "PASS secret")
+    out = conn.receive(b"RETR 1\r\n")
+    assert unstuff(events_of(out)[2].raw) == UTF8_MESSAGE

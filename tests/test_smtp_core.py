@@ -108,12 +108,13 @@ def test_ehlo_extensions_multiline(store):
     run = Run(store, SmtpConfig(tls_available=True)).say(b"EHLO client.example\r\n")
     lines = run.sent.split(b"\r\n")[1:-1]
     assert lines[0].startswith(b"250-lab.test Hello client.example")
-    assert [ln[4:] for ln in lines[1:]] == [b"PIPELINING", b"SIZE 10485760", b"8BITMIME", b"ENHANCEDSTATUSCODES",
+    assert [ln[4:] for ln in lines[1:]] == [b"PIPELINING", b"SIZE 10485760", b"8BITMIME", b"SMTPUTF8", b"ENHANCEDSTATUSCODES",
                                             b"HELP", b"STARTTLS", b"AUTH PLAIN LOGIN"]
     assert lines[-1].startswith(b"250 ") and all(ln.startswith(b"250-") for ln in lines[:-1])
     replies = [e for e in run.events if e.kind is Kind.REPLY and e.verb == "EHLO"]
-    assert len(replies) == 8  # one event per reply line
-    assert [e.info.get("code", "") for e in replies] == ["", "PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES",
+    assert len(replies) == 9  # one event per reply line
+    assert [e.info.get("code", "") for e in replies] == ["", "PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8",
+                                                         "ENHANCEDSTATUSCODES",
                                                          "HELP", "STARTTLS", "AUTH"]
     from mailtrace import knowledge
 
@@ -416,3 +417,79 @@ def test_path_errors_tell_keyword_from_address(store):
     assert lines[2] == "250 2.1.0 OK"
     assert lines[3] == "501 5.5.4 Syntax: RCPT TO:<address>"
     assert lines[4].startswith("501 5.1.3 Bad recipient address syntax (")
+
+
+# --- SMTPUTF8 (RFC 6531) ----------------------------------------------------------------------
+@pytest.fixture
+def utf8_store(tmp_path):
+    s = MaildirStore(tmp_path / "mail", {"bob": "bob", "josé": "pw"}, fsync=False)
+    yield s
+    s.close()
+
+
+def test_utf8_addresses_need_the_smtputf8_parameter(utf8_store):
+    run = Run(utf8_store).say(b"EHLO x\r\n", "MAIL FROM:<maría@ejemplo.es>\r\n".encode(),
+                              b"MAIL FROM:<alice@example.org>\r\n", "RCPT TO:<josé@lab.test>\r\n".encode())
+    replies = [e.raw for e in run.events if e.kind is Kind.REPLY][-3:]
+    assert replies[0].startswith(b"550 5.6.7 ")  # §3.5: MAIL -> 550, X.6.7
+    assert replies[1].startswith(b"250 ")
+    assert replies[2].startswith(b"553 5.6.7 ")  # §3.5: RCPT -> 553, X.6.7
+    assert delivered(utf8_store, "josé") == []
+
+
+def test_smtputf8_takes_no_value(utf8_store):
+    run = Run(utf8_store).say(b"EHLO x\r\n", b"MAIL FROM:<a@b.c> SMTPUTF8=yes\r\n")
+    assert run.codes()[-1] == "501"
+
+
+@pytest.mark.parametrize("tls, keyword", [(False, b"UTF8SMTP"), (True, b"UTF8SMTPS")])
+def test_utf8_message_delivered_as_sent_with_utf8smtp_trace(utf8_store, tls, keyword):
+    # UTF-8 in the header only: SMTPUTF8 covers it (no BODY=8BITMIME needed for an ASCII body)
+    message = "From: María <maría@ejemplo.es>\r\nSubject: canción\r\n\r\nHola\r\n".encode()
+    run = Run(utf8_store, tls=tls).say(b"EHLO x\r\n", "MAIL FROM:<maría@ejemplo.es> SMTPUTF8\r\n".encode(),
+                                       "RCPT TO:<Jose\u0301@lab.test>\r\n".encode(),  # decomposed é: same user
+                                       b"DATA\r\n", message + b".\r\n")
+    assert run.codes()[-3:] == ["250", "354", "250"]
+    assert run.notes() == []
+    [stored] = delivered(utf8_store, "josé")
+    head, _, content = stored.partition(b"\r\n\r\n")
+    assert stored.endswith(message)  # byte for byte after the trace lines
+    assert b" with " + keyword + b" id " in stored
+    assert "Return-Path: <maría@ejemplo.es>".encode() in stored
+    assert "for <josé@lab.test>".encode() in stored
+
+
+def test_esmtp_trace_without_smtputf8(utf8_store):
+    Run(utf8_store).say(b"EHLO x\r\n", b"MAIL FROM:<a@b.c>\r\n", b"RCPT TO:<bob@lab.test>\r\n", b"DATA\r\n",
+                        b"Subject: x\r\n\r\ny\r\n.\r\n")
+    [stored] = delivered(utf8_store, "bob")
+    assert b" with ESMTP id " in stored
+
+
+def test_raw_utf8_header_without_smtputf8_is_stored_and_noted(utf8_store):
+    run = Run(utf8_store).say(b"EHLO x\r\n", b"MAIL FROM:<a@b.c> BODY=8BITMIME\r\n", b"RCPT TO:<bob@lab.test>\r\n",
+                              b"DATA\r\n", "Subject: pingüino\r\n\r\nok\r\n.\r\n".encode())
+    assert run.codes()[-1] == "250"
+    assert run.notes() == ["8bit-header-without-smtputf8"]
+    # an 8-bit body under 8BITMIME with an ASCII header (encoded-word) is fine
+    run = Run(utf8_store).say(b"EHLO x\r\n", b"MAIL FROM:<a@b.c> BODY=8BITMIME\r\n", b"RCPT TO:<bob@lab.test>\r\n",
+                              b"DATA\r\n", "Subject: =?UTF-8?Q?ping=C3=BCino?=\r\n\r\npingüino\r\n.\r\n".encode())
+    assert run.notes() == []
+
+
+def test_pipelined_data_after_refused_rcpt_is_no_mistake(utf8_store):
+    run = Run(utf8_store).say(b"EHLO x\r\n")
+    run.feed(b"MAIL FROM:<a@b.c>\r\nRCPT TO:<nosuchuser@lab.test>\r\nDATA\r\n")
+    assert run.codes()[-3:] == ["250", "550", "554"]
+    assert run.notes() == []
+    run.say(b"RSET\r\n", b"RCPT TO:<nosuchuser@lab.test>\r\n")
+    run.say(b"MAIL FROM:<a@b.c>\r\n", b"RCPT TO:<nosuchuser@lab.test>\r\n", b"DATA\r\n")  # DATA after the 550
+    assert run.notes() == ["data-no-recipient"]
+
+
+def test_utf8_local_part_limit_counts_octets(utf8_store):
+    """RFC 5321 §4.5.3.1.1: 64 octets; 33 "é" are 66 octets of UTF-8."""
+    run = Run(utf8_store).say(b"EHLO x\r\n", b"MAIL FROM:<a@b.c> SMTPUTF8\r\n",
+                              ("RCPT TO:<" + "é" * 33 + "@lab.test>\r\n").encode(),
+                              ("RCPT TO:<" + "é" * 32 + "@lab.test>\r\n").encode())
+    assert run.codes()[-2:] == ["501", "550"]  # too long; then well-formed, but no such user

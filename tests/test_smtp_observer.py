@@ -87,7 +87,8 @@ def test_lecture_style_violations_match_the_core(store):
     assert facts(observed) == facts(core)
     rules = lambda evs: [n.rule for e in evs for n in e.notes]  # noqa: E731
     assert rules(observed) == rules(core) == ["bare-lf", "space-after-colon", "missing-brackets",
-                                              "space-after-colon", "8bit-without-8bitmime"]
+                                              "space-after-colon", "8bit-without-8bitmime",
+                                              "8bit-header-without-smtputf8"]
 
 
 def test_pipelining_flags(store):
@@ -208,3 +209,40 @@ def test_message_cut_right_after_354_is_recorded_by_both(store):
     assert facts(observed) == facts(core)
     cut = [e for e in observed if e.kind is Kind.DATA]
     assert len(cut) == 1 and cut[0].raw == b"" and cut[0].info.get("incomplete")
+
+
+# --- sessions of real MTAs (issue 19): core and observer give the same notes --------------------
+POSTFIX_REFUSED = [b"EHLO mta.example\r\n",
+                   b"MAIL FROM:<alice@mta.example> SIZE=300 BODY=8BITMIME\r\nRCPT TO:<nosuchuser@lab.test>\r\nDATA\r\n",
+                   b"RSET\r\n", b"QUIT\r\n"]
+MIXED_GROUP = [b"EHLO mta.example\r\n",
+               b"MAIL FROM:<alice@mta.example>\r\nRCPT TO:<nosuchuser@lab.test>\r\nRCPT TO:<bob@lab.test>\r\nDATA\r\n",
+               b"Subject: hi\r\n\r\nhello\r\n.\r\n", b"QUIT\r\n"]
+UTF8_SESSION = [b"EHLO mta.example\r\n", "MAIL FROM:<josé@ejemplo.es> SMTPUTF8 BODY=8BITMIME\r\n".encode(),
+                b"RCPT TO:<bob@lab.test>\r\n", b"DATA\r\n",
+                "From: José <josé@ejemplo.es>\r\nSubject: canción\r\n\r\nniño\r\n.\r\n".encode(), b"QUIT\r\n"]
+RAW_HEADER_8BITMIME = [b"EHLO mta.example\r\n", b"MAIL FROM:<alice@mta.example> BODY=8BITMIME\r\n",
+                       b"RCPT TO:<bob@lab.test>\r\n", b"DATA\r\n",
+                       "Subject: Prueba: canción, niño y pingüino\r\n\r\nok\r\n.\r\n".encode(), b"QUIT\r\n"]
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 7])
+@pytest.mark.parametrize("session, rules", [
+    (POSTFIX_REFUSED, []),  # DATA pipelined with its refused RCPT (RFC 2920 §3.1): no mistake
+    (MIXED_GROUP, []),
+    ([b"EHLO x\r\n", b"MAIL FROM:<a@b.c>\r\n", b"RCPT TO:<nosuchuser@lab.test>\r\n", b"DATA\r\n", b"QUIT\r\n"],
+     ["data-no-recipient"]),  # DATA sent after the 550 was read: a real mistake
+    ([b"EHLO x\r\n", b"MAIL FROM:<a@b.c>\r\nDATA\r\n", b"QUIT\r\n"], ["data-no-recipient"]),  # no RCPT at all
+    ([b"EHLO mta.example\r\n", b"QUIT\r\n"], ["left-without-transaction"]),
+    ([b"EHLO mta.example\r\n", b"STARTTLS\r\n", b"QUIT\r\n"], ["left-without-transaction"]),
+    (UTF8_SESSION, []),
+    (RAW_HEADER_8BITMIME, ["8bit-header-without-smtputf8"]),
+], ids=["postfix-refused", "mixed-group", "data-after-refusal", "data-without-rcpt", "greet-and-leave",
+        "starttls-refused-and-leave", "smtputf8", "raw-utf8-header-8bitmime"])
+def test_real_mta_sessions_core_and_observer_agree(store, session, rules, chunk):
+    core, observed, _ = play(store, session, chunk)
+    for side in (Side.CLIENT, Side.SERVER):  # pipelined groups: the core interleaves, the observer cannot
+        assert [f for f in facts(observed) if f[0] is side] == [f for f in facts(core) if f[0] is side]
+    assert [e.state for e in observed if e.side is Side.SERVER] == [e.state for e in core if e.side is Side.SERVER]
+    rule_list = lambda evs: [n.rule for e in evs for n in e.notes]  # noqa: E731
+    assert rule_list(observed) == rule_list(core) == rules

@@ -193,7 +193,7 @@ def test_50mb_data_gets_552_and_nothing_is_delivered(lab):
         f = sock.makefile("rb")
         f.readline()
         sock.sendall(b"EHLO x\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<bob@lab.test>\r\nDATA\r\n")
-        replies = [f.readline() for _ in range(11)]
+        replies = [f.readline() for _ in range(12)]
         assert replies[-1].startswith(b"354")
         for _ in range(50):
             sock.sendall(chunk)
@@ -293,3 +293,38 @@ def test_mail_sent_by_smtp_is_read_back_by_pop3_byte_for_byte(lab_factory):
         pop.quit()
     got = b"\r\n".join(lines) + b"\r\n"
     assert below_trace_headers(got) == raw
+
+
+def test_text_log_labels_lines_while_sessions_overlap(lab_factory, tmp_path):
+    """Two clients at once (as Thunderbird or an MTA sending a bounce do): each line of the
+    --text file names its session while both are open; a lone session stays unlabelled."""
+    text = tmp_path / "s.txt"
+    lab = lab_factory(("smtp",), sinks=(TextSink(text),), tls=False)
+    first = socket.create_connection(("127.0.0.1", lab.port()), timeout=10)
+    f1 = first.makefile("rb")
+    f1.readline()
+    first.sendall(b"HELO one\r\n")
+    f1.readline()
+    lab.wait_for(lambda evs: any(e.raw.startswith(b"250 ") for e in evs))
+    with socket.create_connection(("127.0.0.1", lab.port()), timeout=10) as second:
+        f2 = second.makefile("rb")
+        f2.readline()
+        for sock, f, line in ((second, f2, b"HELO two\r\n"), (first, f1, b"NOOP\r\n"), (second, f2, b"QUIT\r\n")):
+            sock.sendall(line)
+            f.readline()
+    lab.wait_closed(1)
+    first.sendall(b"QUIT\r\n")
+    f1.readline()
+    first.close()
+    lab.wait_closed(2)
+    lab.lab.recorder.close()
+    lines = text.read_text().splitlines()
+    one, two = sorted({e.session for e in lab.events})
+    assert "C: HELO one" in lines  # alone: no label
+    assert f"[{two}] C: HELO two" in lines and f"[{one}] C: NOOP" in lines and f"[{two}] C: QUIT" in lines
+    assert "C: QUIT" in lines  # the first session's QUIT, alone again after the second closed
+    dialogue = [ln for ln in lines if not ln.startswith("---")]
+    labelled = [ln.split("] ", 1)[0] + "]" for ln in dialogue if ln.startswith("[")]
+    # while both were open: two's 220, HELO, 250; one's NOOP, 250; two's QUIT, 221; and the left-
+    # without-transaction note under two's QUIT
+    assert labelled == [f"[{two}]"] * 3 + [f"[{one}]"] * 2 + [f"[{two}]"] * 3, dialogue

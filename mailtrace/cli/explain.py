@@ -9,10 +9,10 @@ from mailtrace import knowledge
 # what one entry of each knowledge table is called
 ENTRY_NAMES = {"replies": "reply", "commands": "command", "responses": "response", "states": "state",
                "violations": "mistake", "codes": "code", "phases": "phase", "data": "data", "events": "event",
-               "headers": "header field"}
+               "headers": "header field", "concepts": "concept"}
 
 TABLE_ORDER = ("replies", "commands", "responses", "states", "violations", "codes", "phases", "data", "events",
-               "headers")
+               "headers", "concepts")
 NOT_PROTOCOLS = ("common", "web")  # knowledge files that name no protocol (web: the web view's labels)
 
 

@@ -10,6 +10,7 @@ import asyncio
 import errno
 import importlib.util
 import re
+import unicodedata
 import signal
 import sys
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from mailtrace.netaddr import host_port, is_loopback
 from mailtrace.servers.lab import DEFAULT_PORTS, DEFAULT_USERS, Lab
 
 PROTOCOLS = ("smtp", "pop3", "imap")
-USER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # becomes a directory name under mail/
+USER_NAME = re.compile(r"^[^\W_][\w.-]{0,63}$")  # a directory name under mail/; may be "josé" (RFC 6531)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def parse_users(values: tuple[str, ...]) -> dict[str, str]:
     users: dict[str, str] = {}
     for value in values:
         name, colon, password = value.partition(":")
-        name = name.strip().lower()
+        name = unicodedata.normalize("NFC", name.strip()).lower()
         if not colon or not password:
             raise click.BadParameter(f"{value!r}: expected NAME:PASSWORD", param_hint="--user")
         if not USER_NAME.match(name):

@@ -26,7 +26,8 @@ from importlib import resources
 from mailtrace.transcript.event import Event, Kind
 
 LANGUAGES = ("en", "es")
-TABLES = ("commands", "replies", "responses", "states", "violations", "data", "phases", "codes", "events")
+TABLES = ("commands", "replies", "responses", "states", "violations", "data", "phases", "codes", "events",
+          "concepts")
 
 
 @dataclass(frozen=True)

@@ -47,10 +47,11 @@ from mailtrace.protocols.smtp_states import (
     PROTOCOL, TRANSCRIPT_KEEP, DATA_READ_LIMIT, SmtpConfig, Spec, State, Store,
 )
 from mailtrace.protocols.smtp_syntax import (
-    BARE_CR, BARE_LF, BEFORE_GREETING, EIGHT_BIT, LINE_TOO_LONG, MAX_COMMAND_LINE,
+    BARE_CR, BARE_LF, BEFORE_GREETING, EIGHT_BIT, EIGHT_BIT_HEADER, LINE_TOO_LONG, MAX_COMMAND_LINE,
     MAX_TEXT_LINE, NO_PIPELINING, PIPELINING_GROUP, Reply, ehlo_keyword, split_command,
 )
 from mailtrace.protocols.smtp_data import DataReader
+from mailtrace.protocols.utf8mail import eight_bit_parts
 from mailtrace.protocols.smtp_observer import SmtpObserver, injected_commands
 from mailtrace.protocols.smtp_trace import trace_headers
 from mailtrace.transcript.event import Event, Kind, Note, Side
@@ -75,6 +76,9 @@ class SmtpServerConnection:
         self.helo = ""  # the name the client gave in HELO/EHLO
         self.esmtp = False  # EHLO (not HELO): extensions and PIPELINING in effect
         self.user = ""  # authenticated user (AUTH)
+        self.introduced = False  # a HELO/EHLO was accepted in this connection
+        self.mail_commands = 0  # MAIL commands received in this connection (accepted or not)
+        self.rcpt_in_group = False  # an RCPT came in the pipelined group of the current command
         self.errors = 0
         self._reader = LineReader(MAX_COMMAND_LINE)
         self._out: list[Output] = []
@@ -237,7 +241,11 @@ class SmtpServerConnection:
         self._notes = self._line_notes(line, early)
         reply: Reply | None
         at = len(self._out)  # the command event goes before anything the handler emits
+        if not early:  # a new pipelined group starts (RFC 2920 §3.1)
+            self.rcpt_in_group = False
         spec = COMMANDS.get(verb)
+        if verb == "MAIL":
+            self.mail_commands += 1
         if line.too_long:
             verb = verb if spec else ""
             reply = Reply(500, "Error: line too long", "5.5.2")
@@ -249,6 +257,8 @@ class SmtpServerConnection:
             reply = special(self, arg) if special else _out_of_sequence(verb, self.state)
         else:
             reply = spec.handler(self, arg)
+        if verb == "RCPT":
+            self.rcpt_in_group = True
         self._prev_verb = verb
         redacted = b"AUTH " + arg.split(" ")[0].encode() + b" ***\r\n" if verb == "AUTH" and " " in arg else None
         self._out.insert(at, Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line.raw, verb=verb,
@@ -271,6 +281,7 @@ class SmtpServerConnection:
         self.recipients: list[str] = []
         self.rejected = 0  # RCPTs refused in this transaction (DATA then gets 554, §4.1.1.4)
         self.body_8bitmime = False  # MAIL ... BODY=8BITMIME (RFC 6152)
+        self.smtputf8 = False  # MAIL ... SMTPUTF8 (RFC 6531 §3.4): UTF-8 addresses and headers
         self._data = DataReader(self.config.max_message_size, TRANSCRIPT_KEEP)
         self._data_early = False  # the message came before the 354 reply
 
@@ -294,8 +305,12 @@ class SmtpServerConnection:
         notes = [Note(rule) for rule in (BARE_LF, BARE_CR, LINE_TOO_LONG) if rule in data.rules]
         if self._data_early:
             notes.append(Note(PIPELINING_GROUP, "DATA → 354"))
-        if data.eight_bit and not self.body_8bitmime:
+        header_8bit, _ = eight_bit_parts(data.body) if data.eight_bit else (False, False)
+        if data.eight_bit and not self.body_8bitmime and not self.smtputf8:
+            # SMTPUTF8 allows UTF-8 in the header and the body too (RFC 6532 §3.2: "text =/ UTF8-non-ascii")
             notes.append(Note(EIGHT_BIT))
+        if header_8bit and not self.smtputf8:  # 8BITMIME covers the body only (RFC 6532 §3, RFC 6531 §3.2)
+            notes.append(Note(EIGHT_BIT_HEADER))
         self._set(State.DONE)
         self._event(Event(side=Side.CLIENT, kind=Kind.DATA, raw=data.raw, verb="DATA", state=State.DATA.value,
                           notes=tuple(notes), size=data.wire_size if data.oversize else -1, protocol=PROTOCOL))
@@ -307,7 +322,9 @@ class SmtpServerConnection:
         content = data.message()
         sender, recipients = self.sender or "", list(self.recipients)
         queue_id = f"{int(self.clock()):x}.{next(_ids)}"
-        with_ = ("ESMTP" if self.esmtp else "SMTP") + ("S" if self.tls else "") + ("A" if self.user else "")
+        # RFC 3848 (ESMTP, ESMTPS, ESMTPA, ESMTPSA) and RFC 6531 §4.3 (UTF8SMTP, UTF8SMTPS, ...)
+        with_ = (("UTF8SMTP" if self.smtputf8 else "ESMTP") if self.esmtp else "SMTP") \
+            + ("S" if self.tls else "") + ("A" if self.user else "")
         now = self.clock()
         helo, client = self.helo, self.client_address
 

@@ -20,8 +20,10 @@ import base64
 import binascii
 
 from mailtrace.protocols.smtp_states import NO_TRANSACTION, NOT_IMPLEMENTED, Spec, State
+import unicodedata
+
 from mailtrace.protocols.smtp_syntax import (
-    CLEARTEXT_AUTH, DATA_NO_RECIPIENT, EHLO_KEYWORDS, MISSING_BRACKETS, Path, PathError, Reply, SPACE_AFTER_COLON,
+    CLEARTEXT_AUTH, DATA_NO_RECIPIENT, EHLO_KEYWORDS, EIGHT_BIT_HEADER, LEFT_WITHOUT_MAIL, MISSING_BRACKETS, Path, PathError, Reply, SPACE_AFTER_COLON,
     parse_path,
 )
 from mailtrace.transcript.event import Note
@@ -37,12 +39,14 @@ def _helo(conn, arg: str, esmtp: bool) -> Reply:
     # §4.1.4: HELO/EHLO in a session "is equivalent to" RSET plus the greeting
     conn._reset_transaction()
     conn.helo, conn.esmtp = arg, esmtp
+    conn.introduced = True
     conn._set(State.READY)
     peer = conn.client_address.rsplit(":", 1)[0] if conn.client_address else ""
     first = f"{conn.config.hostname} Hello {arg}" + (f" [{peer}]" if peer else "")
     if not esmtp:
         return Reply(250, first + ", pleased to meet you")
-    lines = [first, "PIPELINING", f"SIZE {conn.config.max_message_size}", "8BITMIME", "ENHANCEDSTATUSCODES", "HELP"]
+    lines = [first, "PIPELINING", f"SIZE {conn.config.max_message_size}", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES",
+             "HELP"]
     if conn.config.tls_available and not conn.tls:
         lines.append("STARTTLS")
     lines.append("AUTH " + " ".join(AUTH_MECHANISMS))
@@ -81,7 +85,7 @@ def mail(conn, arg: str) -> Reply:
     path = _parse_path(conn, arg, "FROM", "sender", "5.1.7")
     if isinstance(path, Reply):
         return path
-    bits8 = False
+    bits8 = utf8 = False
     for key, value in path.params:
         if not conn.esmtp:  # parameters are ESMTP: not after HELO (§4.1.1.2, §2.2.1)
             return Reply(555, "MAIL FROM parameters not recognized (use EHLO)", "5.5.4")
@@ -94,13 +98,21 @@ def mail(conn, arg: str) -> Reply:
             if value is None or value.upper() not in ("7BIT", "8BITMIME"):
                 return Reply(501, "Bad BODY parameter (7BIT or 8BITMIME)", "5.5.4")
             bits8 = value.upper() == "8BITMIME"
+        elif key == "SMTPUTF8":  # RFC 6531 §3.4: "it MUST not accept a value"
+            if value is not None:
+                return Reply(501, "SMTPUTF8 takes no value", "5.5.4")
+            utf8 = True
         elif key == "AUTH":  # RFC 4954 §5: accepted, not trusted
             continue
         else:
             return Reply(555, f"MAIL FROM parameter {key} not recognized", "5.5.4")
+    if path.internationalized and not utf8:  # RFC 6531 §3.5: 550 and X.6.7 for MAIL
+        return Reply(550, "Non-ASCII addresses not permitted for that sender (use MAIL FROM:<...> SMTPUTF8)",
+                     "5.6.7")
     conn._reset_transaction()
     conn.sender = path.address
     conn.body_8bitmime = bits8
+    conn.smtputf8 = utf8
     conn._set(State.MAIL)
     return Reply(250, "OK", "2.1.0")
 
@@ -111,11 +123,15 @@ def rcpt(conn, arg: str) -> Reply:
         return path
     if path.params:
         return Reply(555, "RCPT TO parameters not recognized", "5.5.4")
+    if path.internationalized and not conn.smtputf8:  # RFC 6531 §3.5: 553 and X.6.7 for RCPT
+        conn.rejected += 1
+        return Reply(553, "Non-ASCII addresses not permitted for that recipient (use MAIL FROM:<...> SMTPUTF8)",
+                     "5.6.7")
     domain = path.domain.lower() or conn.config.local_domains[0]  # <postmaster> has no domain
     if domain not in conn.config.local_domains:
         conn.rejected += 1  # no open relay: the lab delivers only to its own domains
         return Reply(550, f"Relay access denied: {path.domain} is not a local domain", "5.7.1")
-    user = path.local.lower()
+    user = unicodedata.normalize("NFC", path.local).lower()  # "josé" composed or not is one user
     if user == "postmaster" and conn.config.postmaster:  # §4.5.1: postmaster MUST be accepted
         user = conn.config.postmaster
     if not conn.store.has_user(user):
@@ -139,8 +155,13 @@ def data(conn, arg: str) -> Reply:
 
 
 def data_without_recipient(conn, arg: str) -> Reply:
-    """DATA in state MAIL: §4.1.1.4 allows 503 or 554 ("no valid recipients")."""
-    conn._notes.append(Note(DATA_NO_RECIPIENT))
+    """DATA in state MAIL: §4.1.1.4 allows 503 or 554 ("no valid recipients").
+
+    A DATA pipelined in the same group as its RCPTs is no mistake when they were all refused:
+    the client could not know, and RFC 2920 §3.1 has it send DATA and read 554 (every real MTA
+    does so).  Only a DATA sent with no RCPT in its group, or after the refusals came, is one."""
+    if not conn.rcpt_in_group:
+        conn._notes.append(Note(DATA_NO_RECIPIENT))
     if conn.state is not State.MAIL:
         return Reply(503, "Error: need MAIL command", "5.5.1")
     if conn.rejected:
@@ -164,6 +185,8 @@ def noop(conn, arg: str) -> Reply:
 def quit_(conn, arg: str) -> Reply:
     if arg:
         return Reply(501, "Syntax: QUIT (no arguments)", "5.5.4")
+    if conn.introduced and not conn.mail_commands:  # greeted, then left without trying MAIL
+        conn._notes.append(Note(LEFT_WITHOUT_MAIL))
     conn._set(State.CLOSED)
     return Reply(221, f"{conn.config.hostname} closing connection", "2.0.0")
 
@@ -232,7 +255,7 @@ def auth(conn, arg: str) -> Reply | None:
 COMMANDS: dict[str, Spec] = {
     "HELO": Spec(ANY_LINE_STATE, helo, "HELO <domain>"),
     "EHLO": Spec(ANY_LINE_STATE, ehlo, "EHLO <domain>"),
-    "MAIL": Spec(NO_TRANSACTION, mail, "MAIL FROM:<reverse-path> [SIZE=<n>] [BODY=7BIT|8BITMIME]"),
+    "MAIL": Spec(NO_TRANSACTION, mail, "MAIL FROM:<reverse-path> [SIZE=<n>] [BODY=7BIT|8BITMIME] [SMTPUTF8]"),
     "RCPT": Spec(frozenset({State.MAIL, State.RCPT}), rcpt, "RCPT TO:<forward-path>"),
     "DATA": Spec(frozenset({State.RCPT}), data, "DATA, then the message, then a line with only '.'"),
     "RSET": Spec(ANY_LINE_STATE, rset, "RSET"),
@@ -260,7 +283,7 @@ SEQUENCE_ERRORS = {
 
 #: Every reply code the server core can send (knowledge must explain each one).
 REPLY_CODES = frozenset({"214", "220", "221", "235", "250", "252", "334", "354", "421", "451", "452", "500",
-                         "501", "502", "503", "504", "535", "550", "552", "554", "555"})
+                         "501", "502", "503", "504", "535", "550", "552", "553", "554", "555"})
 
 #: Common codes the lab never sends but a student meets elsewhere (proxy, pcap): documented too.
 DOCUMENTED_CODES = frozenset({"251", "450", "551", "553"}) | frozenset(
@@ -274,7 +297,7 @@ DATA_VERBS = frozenset({"DATA", "AUTH"})
 
 #: Every enhanced status code (RFC 3463) the server core can send (knowledge table "codes").
 ENHANCED_CODES = frozenset({"2.0.0", "2.1.0", "2.1.5", "2.7.0", "4.3.0", "4.3.2", "4.4.2", "4.5.3", "4.7.0", "5.1.1", "5.1.3",
-                            "5.1.7", "5.3.4", "5.5.1", "5.5.2", "5.5.4", "5.7.0", "5.7.1", "5.7.8"})
+                            "5.1.7", "5.3.4", "5.5.1", "5.6.7", "5.5.2", "5.5.4", "5.7.0", "5.7.1", "5.7.8"})
 
 #: The knowledge table "codes": enhanced status codes and EHLO keywords (Event.info["code"]).
 CODES = ENHANCED_CODES | EHLO_KEYWORDS
@@ -282,4 +305,5 @@ CODES = ENHANCED_CODES | EHLO_KEYWORDS
 #: Every violation rule the server core or the observer can record.
 VIOLATIONS = frozenset({"bare-lf", "bare-cr", "line-too-long", SPACE_AFTER_COLON, MISSING_BRACKETS,
                         "before-greeting", "no-pipelining", "pipelining-group", "8bit-without-8bitmime",
-                        DATA_NO_RECIPIENT, CLEARTEXT_AUTH, "bad-reply", "starttls-injection"})
+                        DATA_NO_RECIPIENT, CLEARTEXT_AUTH, "bad-reply", "starttls-injection", EIGHT_BIT_HEADER,
+                        LEFT_WITHOUT_MAIL})

@@ -113,3 +113,4 @@ def unstuff(body: bytes) -> bytes:
     if body.startswith(b"."):
         body = body[1:]
     return body.replace(b"\n.", b"\n")
+

@@ -31,9 +31,11 @@ from collections import deque
 
 from mailtrace.protocols.lines import Line, LineReader
 from mailtrace.protocols.smtp_data import DataReader
+from mailtrace.protocols.utf8mail import eight_bit_parts
 from mailtrace.protocols.smtp_states import DATA_READ_LIMIT, MUST_END_GROUP, PROTOCOL, State
 from mailtrace.protocols.smtp_syntax import (
-    BAD_REPLY, BARE_CR, BARE_LF, BEFORE_GREETING, DATA_NO_RECIPIENT, EIGHT_BIT, LINE_TOO_LONG, MAX_COMMAND_LINE,
+    BAD_REPLY, BARE_CR, BARE_LF, BEFORE_GREETING, DATA_NO_RECIPIENT, EIGHT_BIT, EIGHT_BIT_HEADER, LEFT_WITHOUT_MAIL,
+    LINE_TOO_LONG, MAX_COMMAND_LINE,
     NO_PIPELINING, PIPELINING_GROUP, STARTTLS_INJECTION, PathError, ehlo_keyword, parse_path, parse_reply_line,
     split_command,
 )
@@ -71,6 +73,9 @@ class SmtpObserver:
         self._reply_lines = 0  # lines of the reply being read
         self._accepted = 0  # RCPTs accepted in this transaction
         self._body_8bitmime = False
+        self._smtputf8 = False  # the last MAIL carried SMTPUTF8 (RFC 6531 §3.4)
+        self._introduced = False  # a HELO/EHLO was accepted
+        self._mail_commands = 0  # MAIL commands seen (accepted or not)
         self._data = DataReader(OBSERVED_DATA_KEEP, OBSERVED_DATA_KEEP)
         self._events: list[Event] = []
         self._auth_prior = State.READY  # the state an AUTH exchange started in
@@ -185,6 +190,11 @@ class SmtpObserver:
                 notes += [Note(rule, detail) for rule, detail in path.notes]
                 if verb == "MAIL":
                     self._body_8bitmime = any(k == "BODY" and (v or "").upper() == "8BITMIME" for k, v in path.params)
+                    self._smtputf8 = any(k == "SMTPUTF8" for k, _ in path.params)
+        if verb == "MAIL":
+            self._mail_commands += 1
+        if verb == "QUIT" and self._introduced and not self._mail_commands:
+            notes.append(Note(LEFT_WITHOUT_MAIL))
         if verb == "DATA" and self._accepted == 0 and all(v != "RCPT" for v, _ in self._outstanding):
             notes.append(Note(DATA_NO_RECIPIENT))
         redacted = None
@@ -207,8 +217,12 @@ class SmtpObserver:
     def _end_of_data(self) -> None:
         data = self._data
         notes = [Note(rule) for rule in (BARE_LF, BARE_CR, LINE_TOO_LONG) if rule in data.rules]
-        if data.eight_bit and not self._body_8bitmime:
+        header_8bit, _ = eight_bit_parts(bytes(data.body)) if data.eight_bit else (False, False)
+        if data.eight_bit and not self._body_8bitmime and not self._smtputf8:
+            # SMTPUTF8 allows UTF-8 in the header and the body too (RFC 6532 §3.2: "text =/ UTF8-non-ascii")
             notes.append(Note(EIGHT_BIT))
+        if header_8bit and not self._smtputf8:  # 8BITMIME covers the body only (RFC 6532 §3, RFC 6531 §3.2)
+            notes.append(Note(EIGHT_BIT_HEADER))
         self._event(Side.CLIENT, Kind.DATA, data.raw, verb="DATA", notes=tuple(notes),
                     size=data.wire_size if data.oversize else -1)
         self._data = DataReader(OBSERVED_DATA_KEEP, OBSERVED_DATA_KEEP)
@@ -255,8 +269,12 @@ class SmtpObserver:
         ok = code.startswith("2") or code.startswith("3")
         if not ok and verb in PREDICTED and not self._outstanding:
             self._set(prior)  # refused: the prediction made at the command is undone
+            if verb == "DATA" and prior in (State.MAIL, State.RCPT):
+                # prior was predicted from pipelined RCPTs that may all have been refused
+                self._set(State.RCPT if self._accepted else State.MAIL)
         if verb in ("HELO", "EHLO") and ok:
             self._esmtp = verb == "EHLO"
+            self._introduced = True
             self._pipelining = any(x.split(b" ")[0] == b"PIPELINING" for x in self._ehlo_lines)
             self._accepted = 0
             self._set(State.READY)

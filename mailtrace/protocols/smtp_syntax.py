@@ -44,6 +44,8 @@ BEFORE_GREETING = "before-greeting"  # §3.1, §4.3.2
 NO_PIPELINING = "no-pipelining"  # RFC 2920 §3: only with PIPELINING may a client not wait
 PIPELINING_GROUP = "pipelining-group"  # RFC 2920 §3.1, RFC 3207 §4.2: must end a group
 EIGHT_BIT = "8bit-without-8bitmime"  # RFC 6152 §3, RFC 5321 §2.4
+EIGHT_BIT_HEADER = "8bit-header-without-smtputf8"  # RFC 6532 §3, RFC 6531 §3.2: 8BITMIME is the body only
+LEFT_WITHOUT_MAIL = "left-without-transaction"  # greeted, then left: often a missing extension
 DATA_NO_RECIPIENT = "data-no-recipient"  # §4.1.1.4, §3.3
 CLEARTEXT_AUTH = "cleartext-auth"  # RFC 4954 §4: PLAIN/LOGIN need a protected channel
 STARTTLS_INJECTION = "starttls-injection"  # RFC 3207 §4.2 (knowledge: common.toml)
@@ -110,15 +112,17 @@ def split_command(content: bytes) -> tuple[str, str]:
 
 
 # --- Paths (RFC 5321 §4.1.2) -----------------------------------------------------------------
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_UTF8_NON_ASCII = "\u0080-\U0010ffff"  # RFC 6531 §3.3: atext =/ UTF8-non-ascii (SMTPUTF8)
+_ATEXT = rf"[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~{_UTF8_NON_ASCII}-]"
 _DOT_STRING = rf"{_ATEXT}+(?:\.{_ATEXT}+)*"
-_QUOTED = r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"'
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_QUOTED = rf'"(?:[\x20\x21\x23-\x5b\x5d-\x7e{_UTF8_NON_ASCII}]|\\[\x20-\x7e])*"'  # qtextSMTP =/ UTF8
+_LABEL = rf"[A-Za-z0-9{_UTF8_NON_ASCII}](?:[A-Za-z0-9{_UTF8_NON_ASCII}-]*[A-Za-z0-9{_UTF8_NON_ASCII}])?"  # =/ U-label
 _DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*"
 _LITERAL = r"\[[\x21-\x5a\x5e-\x7e]+\]"
 _MAILBOX = re.compile(rf"^(?P<local>{_DOT_STRING}|{_QUOTED})@(?P<domain>{_DOMAIN}|{_LITERAL})$")
 _ADL = re.compile(rf"^@{_DOMAIN}(?:,@{_DOMAIN})*:")
-# Non-ASCII local parts and domains are SMTPUTF8 (RFC 6531), which the lab does not offer.
+# Non-ASCII local parts and domains are SMTPUTF8 (RFC 6531 §3.3): the grammar accepts them, and
+# MAIL/RCPT refuse them (§3.5) in a transaction whose MAIL did not carry the SMTPUTF8 parameter.
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,11 @@ class Path:
     domain: str
     params: tuple[tuple[str, str | None], ...]  # ESMTP parameters, keywords upper-cased
     notes: tuple[tuple[str, str], ...]  # (rule, detail) departures from the grammar
+
+    @property
+    def internationalized(self) -> bool:
+        """A UTF-8 address (RFC 6531 §3.3): only in a transaction with MAIL ... SMTPUTF8."""
+        return not self.address.isascii()
 
 
 class PathError(ValueError):
@@ -164,7 +173,7 @@ def parse_path(arg: str, keyword: str, allow_null: bool) -> Path:
     m = _ADL.match(inner)
     if m:  # a source route: MUST be accepted, SHOULD be ignored (§4.1.2, Appendix C)
         inner = inner[m.end():]
-    if len(inner) > MAX_PATH - 2:
+    if len(inner.encode("utf-8", "surrogateescape")) > MAX_PATH - 2:  # octets (§4.5.3.1), UTF-8 included
         raise PathError("path too long")
     mm = _MAILBOX.match(inner)
     if mm is None and inner.lower() == "postmaster" and not allow_null:  # RCPT TO:<Postmaster> (§4.1.1.3)
@@ -172,7 +181,8 @@ def parse_path(arg: str, keyword: str, allow_null: bool) -> Path:
     if mm is None:
         raise PathError(f"bad address syntax: {inner}")
     local, domain = mm.group("local"), mm.group("domain")
-    if len(local) > MAX_LOCAL_PART or len(domain) > MAX_DOMAIN:
+    if len(local.encode("utf-8", "surrogateescape")) > MAX_LOCAL_PART or \
+            len(domain.encode("utf-8", "surrogateescape")) > MAX_DOMAIN:
         raise PathError("local part or domain too long")
     return Path(inner, local, domain, params, tuple(notes))
 

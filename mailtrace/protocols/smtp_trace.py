@@ -9,7 +9,8 @@ Theory of operation
 
 The Received line follows the grammar of §4.4 (``From-domain By-domain [Via] [With] [ID]
 [For] ";" date-time``); the ``with`` keyword is ESMTP, ESMTPS, ESMTPA, ESMTPSA or SMTP
-(RFC 3848).  Pure string work: the time is passed in.
+(RFC 3848), or UTF8SMTP, UTF8SMTPS, UTF8SMTPA, UTF8SMTPSA when the MAIL command carried
+SMTPUTF8 (RFC 6531 §3.7.3, §4.3); the addresses are then UTF-8 (``for <josé@lab.test>``).  Pure string work: the time is passed in.
 """
 
 from __future__ import annotations

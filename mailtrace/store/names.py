@@ -32,7 +32,8 @@ MAX_MAILBOX_NAME = 200  # octets of UTF-8
 MAX_USER_NAME = 64  # octets; a user name is one directory name under the store root
 
 _FORBIDDEN = frozenset("/\\*%")
-_USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*\Z")
+# \w is Unicode-aware: a lab user may be "josé" (SMTPUTF8 addresses, RFC 6531 §3.3)
+_USER_RE = re.compile(r"\w[\w.+-]*\Z")
 
 
 def validate_user(user: str) -> str:

@@ -6,6 +6,12 @@
 
 Sessions are separated by a heading line; a DATA body or IMAP literal is written in full
 (it is part of the dialogue) unless ``fold`` is set, in which case one summary line stands for it.
+While two or more sessions are open at once (Thunderbird opens several IMAP connections, an
+MTA a second SMTP session for a bounce) their lines interleave, so each line then starts with
+its session's name, as JSONL and ``mailtrace show`` label every event::
+
+    [imap-1] C: a3 IDLE
+    [imap-2] C: b1 SELECT INBOX
 """
 
 from __future__ import annotations
@@ -52,21 +58,43 @@ def format_event(event: Event, *, show_secrets: bool = False, fold: bool = False
     return lines
 
 
+class SessionLabels:
+    """Tracks the open sessions; gives the "[session] " label of an event while sessions overlap."""
+
+    def __init__(self) -> None:
+        self._open: set[str] = set()
+
+    def label(self, event: Event) -> str:
+        if not event.session:
+            return ""
+        if event.kind is Kind.CLOSE:
+            self._open.discard(event.session)
+            return ""
+        self._open.add(event.session)  # an OPEN, or a session whose OPEN came before this sink
+        if event.kind is Kind.OPEN or len(self._open) < 2:
+            return ""
+        return f"[{event.session}] "
+
+
 class TextSink(FileSink):
     def __init__(self, target: str | Path | IO[str], show_secrets: bool = False, lang: str = "en",
                  autoflush: bool = True) -> None:
         super().__init__(target, autoflush)
         self.show_secrets = show_secrets
         self.lang = lang
+        self._labels = SessionLabels()
 
     def handle(self, event: Event) -> None:
+        label = self._labels.label(event)
         for line in format_event(event, show_secrets=self.show_secrets, lang=self.lang):
-            self._file.write(line + "\n")
+            self._file.write(label + line + "\n")
         self._written(event)
 
 
 def render_text(events: Iterable[Event], **kw) -> str:
     out: list[str] = []
+    labels = SessionLabels()
     for event in events:
-        out.extend(format_event(event, **kw))
+        label = labels.label(event)
+        out.extend(label + line for line in format_event(event, **kw))
     return "\n".join(out) + ("\n" if out else "")

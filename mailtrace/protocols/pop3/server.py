@@ -50,6 +50,7 @@ from mailtrace.protocols.pop3.spec import (
     top_of,
     uidl_of,
 )
+from mailtrace.protocols.utf8mail import has_utf8_header
 from mailtrace.store.model import MailboxNotFound
 from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.links import Action, MessageRef, to_info, user_info
@@ -113,6 +114,7 @@ class Pop3ServerConnection:
         self._notes: list[Note] = []  # notes a handler adds to the command being answered
         self.bad_commands = 0
         self.user: str | None = None  # set by a successful USER, waiting for PASS
+        self.utf8 = False  # UTF8 was accepted (RFC 6856 §2.1): messages go as they are
         self.session: _Session | None = None
         self._lines = LineReader(MAX_COMMAND_LINE)
         self._finalizer: weakref.finalize | None = None
@@ -382,7 +384,14 @@ class Pop3ServerConnection:
         body = "".join(f"{c}\r\n" for c in caps).encode() + b".\r\n"
         return self._multiline("CAPA", "Capability list follows", body)
 
+    def _utf8(self, args: list) -> list[Output]:
+        """RFC 6856 §2.1: UTF-8 mode; messages with UTF-8 headers (RFC 6532) are then sent as is."""
+        self.utf8 = True
+        return self._ok("UTF8", "UTF-8 mode enabled")
+
     def _stls(self, args: list) -> list[Output]:
+        if self.utf8:  # RFC 6856 §2.1: "Clients MUST NOT issue the STLS command after issuing UTF8"
+            return self._error("STLS", "STLS is not allowed after UTF8 (RFC 6856 §2.1)")
         if self.tls:
             return self._error("STLS", "already using TLS")
         if not self.config.tls_available:
@@ -437,6 +446,15 @@ class Pop3ServerConnection:
         except (KeyError, OSError):
             return None
 
+    def _not_utf8(self, verb: str, data: bytes) -> list[Output]:
+        """RFC 6856 §2.1: a message with UTF-8 headers is not sent as is to a client that did
+        not send UTF8; the lab fails the request with -ERR [UTF8] (§5) rather than send a
+        surrogate, so the student sees why.  The client may send UTF8 (in AUTHORIZATION) next time."""
+        if self.utf8 or not has_utf8_header(data):
+            return []
+        return self._error(verb, "this message has UTF-8 header fields: send UTF8 before logging in (RFC 6856)",
+                           "UTF8", count=False)
+
     def _retr(self, args: list) -> list[Output]:
         message, error = self._find("RETR", args[0])
         if error:
@@ -444,6 +462,8 @@ class Pop3ServerConnection:
         data = self._read(message)
         if data is None:
             return self._error("RETR", "message was removed by another session", "SYS/TEMP", count=False)
+        if refused := self._not_utf8("RETR", data):
+            return refused
         return self._multiline("RETR", f"{len(data)} octets", byte_stuff(data), self._refs(Action.READ, message))
 
     def _top(self, args: list) -> list[Output]:
@@ -453,6 +473,8 @@ class Pop3ServerConnection:
         data = self._read(message)
         if data is None:
             return self._error("TOP", "message was removed by another session", "SYS/TEMP", count=False)
+        if refused := self._not_utf8("TOP", data):
+            return refused
         return self._multiline("TOP", "top of message follows", byte_stuff(top_of(data, args[1])),
                                self._refs(Action.READ, message))
 
@@ -481,6 +503,7 @@ HANDLERS: dict[str, Callable[[Pop3ServerConnection, list], list[Output]]] = {
     "QUIT": Pop3ServerConnection._quit,
     "CAPA": Pop3ServerConnection._capa,
     "STLS": Pop3ServerConnection._stls,
+    "UTF8": Pop3ServerConnection._utf8,
     "STAT": Pop3ServerConnection._stat,
     "LIST": Pop3ServerConnection._list,
     "RETR": Pop3ServerConnection._retr,

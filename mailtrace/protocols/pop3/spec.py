@@ -64,6 +64,7 @@ RESPONSE_CODES = frozenset({
     "AUTH",  # RFC 3206 §4: the credentials were wrong (retrying with others may work)
     "SYS/TEMP",  # RFC 3206 §4: a temporary system problem
     "SYS/PERM",  # RFC 3206 §4: a permanent system problem
+    "UTF8",  # RFC 6856 §5: the message has UTF-8 headers and the client did not send UTF8
 })
 
 
@@ -111,6 +112,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "QUIT": CommandSpec(_BOTH, rfc="RFC 1939 §4, §6"),
     "CAPA": CommandSpec(_BOTH, multiline=Multiline.ALWAYS, rfc="RFC 2449 §5"),
     "STLS": CommandSpec(_AUTH, rfc="RFC 2595 §4"),
+    "UTF8": CommandSpec(_AUTH, rfc="RFC 6856 §2.1"),
     "STAT": CommandSpec(_TRANS, rfc="RFC 1939 §5"),
     "LIST": CommandSpec(_TRANS, (Arg.MSG,), optional=1, multiline=Multiline.WITHOUT_ARGUMENT, rfc="RFC 1939 §5"),
     "RETR": CommandSpec(_TRANS, (Arg.MSG,), multiline=Multiline.ALWAYS, rfc="RFC 1939 §5"),
@@ -132,7 +134,7 @@ OBSERVED_COMMANDS: dict[str, CommandSpec] = {
 CONTINUATION = "+"
 
 #: Capabilities listed by CAPA (RFC 2449 §6). STLS only while TLS can still be started.
-CAPABILITIES = ("TOP", "UIDL", "USER", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE")
+CAPABILITIES = ("TOP", "UIDL", "USER", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE", "UTF8")  # UTF8: RFC 6856 §2
 
 # --- Violations (knowledge keys, table [violations] of pop3.toml) ----------------------------
 VIOLATIONS = frozenset({
