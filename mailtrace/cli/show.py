@@ -95,8 +95,10 @@ def load_events(path: Path, **kw) -> list:
 @click.option("--show-secrets", is_flag=True, help="Decode passwords too (when the file still holds them).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Captures: the server port (for non-standard ports).")
 @click.option("--protocol", type=click.Choice(["smtp", "pop3", "imap"]), help="Captures: the protocol on --port.")
+@click.option("--packets", is_flag=True,
+              help="Captures: list each TCP segment (flags, seq/ack, length) with the lines it carries.")
 def command(file: Path, fmt: str, output: Path | None, lang: str, show_secrets: bool, port: int | None,
-            protocol: str | None) -> None:
+            protocol: str | None, packets: bool) -> None:
     """Render a transcript (.jsonl) or a capture (.pcap/.pcapng).
 
     \b
@@ -104,11 +106,15 @@ def command(file: Path, fmt: str, output: Path | None, lang: str, show_secrets: 
       mailtrace show session.jsonl
       mailtrace show session.jsonl --format html -o session.html
       mailtrace show lab.pcap --lang es
+      mailtrace show lab.pcap --packets           # the TCP segments under the dialogue
       mailtrace show capture.pcapng --port 2525 --format jsonl -o capture.jsonl
       mailtrace show session.jsonl --format pcap -o session.pcapng   # open it in Wireshark
     """
     if fmt == "pcap" and output is None:
         raise click.UsageError("--format pcap needs -o FILE (.pcap, or .pcapng for annotations)")
+    if packets:
+        _show_packets(file, fmt, output, port=port, protocol=protocol, show_secrets=show_secrets, lang=lang)
+        return
     opts = dict(port=port, protocol=protocol, show_secrets=show_secrets, lang=lang)
     out_file = None
     try:
@@ -116,7 +122,9 @@ def command(file: Path, fmt: str, output: Path | None, lang: str, show_secrets: 
             from mailtrace.capture.export import PcapSink
 
             inner = PcapSink(output, show_secrets=show_secrets, lang=lang)
-            sink = _Counting(inner, show_secrets, lang)
+            # decoded like the text view, so a transcript saved with its passwords exports them
+            # hidden (the decoded user travels as a packet comment) unless --show-secrets
+            sink = _Decoding(inner, show_secrets, lang)
         elif fmt == "jsonl":
             from mailtrace.transcript.jsonl import JsonlSink
 
@@ -164,4 +172,45 @@ def command(file: Path, fmt: str, output: Path | None, lang: str, show_secrets: 
         if out_file is not None:
             out_file.close()
     if sink.count == 0:
+        click.echo(f"{file}: no mail conversation found", err=True)
+
+
+def _show_packets(file: Path, fmt: str, output: Path | None, **opts) -> None:
+    """``--packets``: the segment view (``mailtrace.capture.segments``, which loads scapy)."""
+    from mailtrace.capture.pcapfile import CaptureFormatError, sniff_format
+
+    if fmt != "text":
+        raise click.UsageError("--packets is a text view: it cannot be combined with --format " + fmt)
+    try:
+        with open(file, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {file}: {exc.strerror or exc}")
+    if not sniff_format(head):
+        raise click.UsageError(f"--packets needs a capture (pcap or pcapng); {file.name} is not one")
+    from mailtrace.capture.segments import read_connections, render
+
+    try:
+        connections = read_connections(file, **opts)
+    except CaptureFormatError as exc:
+        raise click.ClickException(f"{exc}")
+    except Exception as exc:  # scapy's own complaint about a damaged file
+        if type(exc).__name__ != "Scapy_Exception":
+            raise
+        raise click.ClickException(f"{file}: {exc}")
+    lines = render(connections, opts["lang"])
+    try:
+        if output is None:
+            for line in lines:
+                click.echo(line)
+        else:
+            with open(output, "w", encoding="utf-8") as out:
+                for line in lines:
+                    out.write(line + "\n")
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {exc.filename or output}: {exc.strerror or exc}")
+    if not connections:
         click.echo(f"{file}: no mail conversation found", err=True)

@@ -20,52 +20,70 @@ import click
 @click.option("--show-secrets", is_flag=True, help="Show passwords decoded (default: ***).")
 @click.option("--duration", type=click.FloatRange(min=0.1), help="Stop after this many seconds (default: Ctrl+C).")
 @click.option("--quiet", is_flag=True, help="No live view (only the files asked for).")
-def command(iface, port, protocol, log, text, pcap, lang, show_secrets, duration, quiet) -> None:
+@click.option("--engine", type=click.Choice(["auto", "tcpdump", "scapy"]), default="auto", show_default=True,
+              help="Who captures: tcpdump, or scapy's sniffer (libpcap/Npcap, no tcpdump needed); "
+                   "auto takes tcpdump when it is installed.")
+def command(iface, port, protocol, log, text, pcap, lang, show_secrets, duration, quiet, engine) -> None:
     """Watch mail traffic on an interface, annotated live (needs capture privileges).
 
     \b
     Examples:
       sudo mailtrace sniff --iface lo
       sudo mailtrace sniff --iface lo --port 2525 --log capture.jsonl
+      sudo mailtrace sniff --iface lo --engine scapy   # without tcpdump
     Unlike the proxy this sees only what crosses the wire: after STARTTLS the rest is encrypted.
     """
     from mailtrace.capture.importer import CaptureImporter
     from mailtrace.capture.pcapfile import CaptureFormatError, read_packets
-    from mailtrace.capture.sniff import SniffConfig, SniffError, bpf_filter, kernel_drops, start_tcpdump
+    from mailtrace.capture.sniff import SniffConfig, SniffError, bpf_filter, choose_engine, kernel_drops, start_tcpdump
     from mailtrace.cli.proxy import open_sinks
     from mailtrace.transcript.recorder import Recorder
 
     cfg = SniffConfig(iface=iface, port=port, duration=duration)
+    engine = choose_engine(engine)
+    proc = capture = None
     try:
-        proc, _ = start_tcpdump(cfg)
+        if engine == "tcpdump":
+            proc, _ = start_tcpdump(cfg)
+        else:
+            from mailtrace.capture.sniff import ScapyCapture
+
+            capture = ScapyCapture(cfg)
     except SniffError as exc:
         raise click.ClickException(str(exc))
     except OSError as exc:
-        raise click.ClickException(f"cannot start tcpdump: {exc}")
+        raise click.ClickException(f"cannot start {engine}: {exc}")
     recorder = Recorder(open_sinks(log=log, text=text, pcap=pcap, lang=lang, show_secrets=show_secrets, live=not quiet))
     importer = CaptureImporter(recorder, port=port, protocol=protocol, show_secrets=show_secrets, lang=lang)
-    click.echo(f"mailtrace sniff: capturing on {iface} ({bpf_filter(port)}); press Ctrl+C to stop.")
+    click.echo(f"mailtrace sniff: capturing on {iface} with {engine} ({bpf_filter(port)}); press Ctrl+C to stop.")
 
-    def stop(signum, frame):  # Ctrl+C: stop tcpdump, then read what it flushed up to the end
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl+C stops at once
-        if proc.poll() is None:
+    def stop_capture() -> None:
+        if proc is not None and proc.poll() is None:
             proc.terminate()
+        if capture is not None:
+            capture.stop()
+
+    def stop(signum, frame):  # Ctrl+C: stop capturing, then read what was captured up to the end
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl+C stops at once
+        stop_capture()
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        importer.feed_packets(read_packets(proc.stdout))
+        importer.feed_packets(read_packets(proc.stdout) if proc is not None else capture.packets())
     except KeyboardInterrupt:
         pass
     except CaptureFormatError as exc:
         raise click.ClickException(f"unexpected data from tcpdump: {exc}")
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait()
+        stop_capture()
+        if proc is not None:
+            proc.wait()
         stats = importer.finish()
         recorder.close()
     click.echo(f"mailtrace sniff: {stats.packets} packets, {stats.sessions} mail sessions, {stats.gaps} gaps.", err=True)
+    if proc is None:
+        return
     time.sleep(0.1)  # let tcpdump's closing statistics arrive
     dropped = kernel_drops(proc)
     if dropped:
