@@ -1,5 +1,6 @@
 """pcap export (tshark decodes it as the transcript) and import (reassembly of reordered,
-duplicated, missing segments; captures that start mid-session; a real tcpdump capture)."""
+duplicated, missing segments; captures that start mid-session; a real tcpdump capture).  The
+captures to import are built with scapy (``test_pcap_scapy_support``), not by our own writer."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import time
 
 import pytest
 
-from mailtrace.capture.export import ACK, FIN, PSH, SYN, export, tcp_frame
+from mailtrace.capture.export import export
 from mailtrace.capture.importer import import_capture
-from mailtrace.capture.pcapfile import CaptureFormatError, PcapWriter, read_packets
+from mailtrace.capture.pcapfile import CaptureFormatError, read_packets
 from mailtrace.proxy.trace import Tracer
 from mailtrace.transcript.event import Kind, Side
 from mailtrace.transcript.recorder import MemorySink, Recorder
+from test_pcap_scapy_support import CLIENT, SERVER, TcpScript
 from test_proxy_support import loop_thread, start_aiosmtpd, start_proxy, wait_closed  # noqa: F401
 
 SMTP_DIALOGUE = [
@@ -131,16 +133,10 @@ def test_import_reordered_duplicated_segments_same_dialogue():
         if len(turn) > 2:  # an overlapping retransmission: the end of piece 0 and all of piece 1
             shuffled.append((side, turn[1][1] - 3, turn[0][2][-3:] + turn[1][2]))
         segments.extend(shuffled)
-    buf = io.BytesIO()
-    w = PcapWriter(buf)
-    t = 1000.0
-    w.write(t, tcp_frame(c, s, 1000, 0, SYN, b"", Side.CLIENT))
-    w.write(t, tcp_frame(s, c, 5000, 1001, SYN | ACK, b"", Side.SERVER))
-    w.write(t, tcp_frame(c, s, 1001, 5001, ACK, b"", Side.CLIENT))
-    for side, seq, payload in segments:
-        t += 0.001
-        src, dst = (c, s) if side is Side.CLIENT else (s, c)
-        w.write(t, tcp_frame(src, dst, seq, 0, PSH, payload, side))  # no ACK flag: no ack-based gap guesses
+    script = TcpScript(client=c, server=s).handshake()
+    for side, seq, payload in segments:  # no ACK flag: no ack-based gap guesses
+        script.packets.append(script.frame(CLIENT if side is Side.CLIENT else SERVER, "P", seq, 0, payload))
+    buf = io.BytesIO(script.pcap())
     back, stats = reimport(buf.getvalue())
     assert stats.gaps == 0
     got = streams_of(back)
@@ -149,25 +145,15 @@ def test_import_reordered_duplicated_segments_same_dialogue():
 
 
 def _simple_capture(drop_handshake=False, drop_index=None):
-    c, s = ("127.0.0.1", 40001), ("127.0.0.1", 110)
-    buf = io.BytesIO()
-    w = PcapWriter(buf)
-    seq = {Side.CLIENT: 1001, Side.SERVER: 5001}
-    t = 50.0
+    """A POP3 session built with scapy; ``drop_index``: that turn was not captured (but acknowledged)."""
+    script = TcpScript(client=("127.0.0.1", 40001), server=("127.0.0.1", 110))
     if not drop_handshake:
-        w.write(t, tcp_frame(c, s, 1000, 0, SYN, b"", Side.CLIENT))
-        w.write(t, tcp_frame(s, c, 5000, 1001, SYN | ACK, b"", Side.SERVER))
-        w.write(t, tcp_frame(c, s, 1001, 5001, ACK, b"", Side.CLIENT))
+        script.handshake()
     for i, (who, data) in enumerate(POP3_DIALOGUE):
-        side = Side.CLIENT if who == "C" else Side.SERVER
-        other = Side.SERVER if side is Side.CLIENT else Side.CLIENT
-        src, dst = (c, s) if side is Side.CLIENT else (s, c)
+        seg = script.segment(CLIENT if who == "C" else SERVER, data)
         if i != drop_index:
-            w.write(t + i, tcp_frame(src, dst, seq[side], seq[other], PSH | ACK, data, side))
-        seq[side] += len(data)
-    w.write(t + 20, tcp_frame(s, c, seq[Side.SERVER], seq[Side.CLIENT], FIN | ACK, b"", Side.SERVER))
-    w.write(t + 20, tcp_frame(c, s, seq[Side.CLIENT], seq[Side.SERVER] + 1, FIN | ACK, b"", Side.CLIENT))
-    return buf.getvalue()
+            script.packets.append(seg)
+    return script.close(SERVER).pcap()
 
 
 def test_import_missing_segment_becomes_a_gap():

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from mailtrace.capture.importer import import_capture
-from mailtrace.capture.segments import read_connections, render, text
+from mailtrace.capture.segments import read_connections, text
 from mailtrace.cli import main
 from mailtrace.proxy.credentials import split_decoration
 from mailtrace.transcript.event import Kind, Side

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from mailtrace.cli import main
 from mailtrace.transcript.event import Kind
 from mailtrace.transcript.jsonl import JsonlSink, read_jsonl
-from test_pcap import POP3_DIALOGUE, SMTP_DIALOGUE, transcript
+from test_pcap import POP3_DIALOGUE, SMTP_DIALOGUE, streams_of, transcript
+from test_pcap_scapy_support import scapy_streams
 
 
 def _jsonl(tmp_path, events, name="t.jsonl", show_secrets=False):
@@ -51,6 +52,8 @@ def test_show_html_jsonl_and_pcap_round_trip(tmp_path):
     pcap = tmp_path / "t.pcapng"
     res = run(path, "--format", "pcap", "-o", pcap)
     assert res.exit_code == 0, res.output
+    streams = streams_of(events)
+    assert scapy_streams(pcap) == [(streams["C"], streams["S"])]  # an independent decoder agrees
     out = tmp_path / "back.jsonl"
     res = run(pcap, "--format", "jsonl", "-o", out)
     assert res.exit_code == 0, res.output

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Iterator
 
 from mailtrace import knowledge
-from mailtrace.transcript.event import Event, Kind, Side
+from mailtrace.transcript.event import Kind, Side
 
 PAYLOAD_KINDS = (Kind.COMMAND, Kind.REPLY, Kind.DATA, Kind.LITERAL)
-MAX_LINES = 4  # protocol lines listed per segment; a long DATA segment says how many more
+MAX_LINES = 8  # protocol lines listed per segment; a long DATA segment says how many more
 MOD = 1 << 32
 
 
@@ -302,7 +302,7 @@ def render(connections: list[Connection], lang: str = "en") -> Iterator[str]:
             if len(row.lines) > MAX_LINES + 1:
                 items.append(text("more-lines", lang, n=len(row.lines) - MAX_LINES))
             items += [f"[{m}]" for m in row.marks]
-            yield first + (items[0] if items else "")
+            yield (first + (items[0] if items else "")).rstrip()
             for item in items[1:]:
                 yield indent + item
         yield ""
