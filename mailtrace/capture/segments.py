@@ -152,14 +152,12 @@ def _flags(tcp) -> str:
 
 
 def _payload(tcp) -> bytes:
-    from scapy.packet import Padding, Raw
+    """The segment's data, without the Ethernet padding of a short frame."""
+    from scapy.packet import Padding
 
-    raw = tcp.getlayer(Raw)
     data = bytes(tcp.payload)
     pad = tcp.getlayer(Padding)
-    if pad is not None:
-        data = data[: len(data) - len(bytes(pad))]
-    return data if raw is not None or data else b""
+    return data[: len(data) - len(bytes(pad))] if pad is not None else data
 
 
 def _line_pieces(conn: Connection, side: int, start: int, end: int, show_secrets: bool, lang: str) -> list[str]:

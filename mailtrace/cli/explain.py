@@ -28,8 +28,42 @@ def _find(protocol: str | None, key: str) -> list[knowledge.Entry]:
     return found
 
 
+# the tables listed by ``mailtrace explain PROTOCOL`` (no topic), in this order
+TOPIC_TABLES = ("commands", "replies", "responses", "codes", "states", "phases", "data", "violations", "headers",
+                "concepts")
+
+
+def _heading(key: str, lang: str, **fields) -> str:
+    """A word of the topic list, from ``knowledge/common.toml`` ``[explain.KEY]``."""
+    entry = knowledge.lookup("common", "explain", key)
+    return entry.meaning(lang).format(**fields) if entry else key
+
+
+def _print_indented(console, text: str, indent: int) -> None:
+    """``text`` wrapped to the terminal with every line, continuation lines too, indented."""
+    import textwrap
+
+    pad = " " * indent
+    for paragraph in text.splitlines() or [""]:
+        console.print(textwrap.fill(paragraph, width=max(console.width, 40), initial_indent=pad,
+                                    subsequent_indent=pad, break_on_hyphens=False) or pad,
+                      markup=False, soft_wrap=True)
+
+
+def _list_topics(console, protocol: str, lang: str) -> None:
+    tables = knowledge.load(protocol)
+    console.print(f"[bold]{protocol.upper()}[/bold]: " + _heading("topics", lang, protocol=protocol), soft_wrap=True)
+    for table in TOPIC_TABLES:
+        keys = list(tables.get(table, {}))
+        if not keys:
+            continue
+        _print_indented(console, f"{_heading(table, lang)} ({len(keys)})", 2)
+        _print_indented(console, ", ".join(keys), 4)
+    console.print()
+
+
 @click.command(name="explain", context_settings={"ignore_unknown_options": True})
-@click.argument("words", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.argument("words", nargs=-1, type=click.UNPROCESSED)
 @click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True, help="Language of the explanation.")
 def command(words: tuple[str, ...], lang: str) -> None:
     """Explain a reply code, a command, a state or a mistake.
@@ -41,9 +75,16 @@ def command(words: tuple[str, ...], lang: str) -> None:
       mailtrace explain pop3 -ERR
       mailtrace explain imap FETCH
       mailtrace explain Received          # a header field of a message
+      mailtrace explain smtp              # every topic and mistake id it knows
     """
     from rich.console import Console
 
+    protocols = [p for p in knowledge.protocols() if p not in NOT_PROTOCOLS]
+    if not words or (len(words) == 1 and words[0].lower() in protocols):
+        console = Console(highlight=False)
+        for proto in [words[0].lower()] if words else protocols:
+            _list_topics(console, proto, lang)
+        return
     protocol = None
     if len(words) >= 2 and words[0].lower() in knowledge.protocols():
         protocol, words = words[0].lower(), words[1:]
@@ -59,9 +100,9 @@ def command(words: tuple[str, ...], lang: str) -> None:
         console.print(f"[bold]{title}[/bold]  [dim]({ENTRY_NAMES.get(entry.table, entry.table)})[/dim]")
         if entry.extra.get("syntax"):
             console.print(f"  [cyan]{entry.extra['syntax']}[/cyan]", markup=True)
-        console.print(f"  {entry.meaning(lang)}", markup=False)
+        _print_indented(console, entry.meaning(lang), 2)
         if entry.explain(lang):
-            console.print(f"  {entry.explain(lang)}", markup=False)
+            _print_indented(console, entry.explain(lang), 2)
         if entry.rfc:
             console.print(f"  [dim]{entry.rfc}[/dim]")
         console.print()
