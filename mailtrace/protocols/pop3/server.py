@@ -356,7 +356,7 @@ class Pop3ServerConnection:
         A message someone else removed meanwhile (another program, an IMAP EXPUNGE) is what DELE
         asked for, so it is no failure: +OK, as Dovecot answers.  Only a message that is still
         there after the attempt makes QUIT answer "-ERR [SYS/TEMP]" (§6: "If [...] an error
-        occurs [...] the server responds with a negative status indicator"; RFC 2449 §8.1.2:
+        occurs [...] the server responds with a negative status indicator"; RFC 3206 §4:
         SYS/TEMP, a temporary failure; the client may try again later)."""
         if not doomed:
             return 0, 0

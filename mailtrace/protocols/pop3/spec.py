@@ -57,11 +57,11 @@ ERR = "-ERR"
 #: RFC 1939 §3: "There are currently two status indicators" (servers MUST send them upper case).
 REPLY_CODES = frozenset({OK, ERR})
 
-#: Extended response codes in square brackets after -ERR (RFC 2449 §8, RFC 3206 §4).
+#: Extended response codes in square brackets after -ERR (RFC 2449 §8, RFC 3206 §4 and §5).
 RESPONSE_CODES = frozenset({
-    "IN-USE",  # RFC 2449 §8.1.1: the maildrop is locked by another session
-    "LOGIN-DELAY",  # RFC 2449 §8.1.2: logging in too soon after the last time
-    "AUTH",  # RFC 3206 §4: the credentials were wrong (retrying with others may work)
+    "IN-USE",  # RFC 2449 §8.1.2: the maildrop is locked by another session
+    "LOGIN-DELAY",  # RFC 2449 §8.1.1: logging in too soon after the last time
+    "AUTH",  # RFC 3206 §5: the credentials were wrong (retrying with others may work)
     "SYS/TEMP",  # RFC 3206 §4: a temporary system problem
     "SYS/PERM",  # RFC 3206 §4: a permanent system problem
     "UTF8",  # RFC 6856 §5: the message has UTF-8 headers and the client did not send UTF8
