@@ -57,3 +57,62 @@ def test_html_renders_in_headless_chromium(tmp_path):
     assert shot.exists(), res.stderr[-2000:]
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000  # a real picture, not a blank page
+
+
+# --------------------------------------------------------------------------- the timeline (issue #9)
+
+def _swaks_session(lab, *extra):
+    from conftest import need
+
+    swaks = need("swaks")
+    res = subprocess.run([swaks, "--server", f"127.0.0.1:{lab.port()}", "--from", "alice@lab.test",
+                          "--to", "bob@lab.test,carol@lab.test", "--body", "timeline", *extra],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def _round_trips(page: str) -> list[int]:
+    return [int(n) for n in re.findall(r"<figcaption><b>[^<]+</b> · (\d+) ", page)]
+
+
+def test_timeline_shows_what_pipelining_saves_in_round_trips(lab):
+    """Two real swaks sessions to the lab, one waiting for every reply, one pipelining: the same
+    commands, two round trips fewer (MAIL, RCPT, RCPT and DATA go as one group, RFC 2920 §3.1)."""
+    from mailtrace.transcript.timeline import round_trips
+
+    _swaks_session(lab)
+    _swaks_session(lab, "--pipeline")
+    events = lab.wait_closed(2)
+    sessions: dict[str, list] = {}
+    for e in events:
+        sessions.setdefault(e.session, []).append(e)
+    plain, piped = sessions.values()
+    verbs = lambda evs: [e.verb.upper() for e in evs if e.kind is Kind.COMMAND]  # noqa: E731
+    assert verbs(plain) == verbs(piped) == ["EHLO", "MAIL", "RCPT", "RCPT", "DATA", "QUIT"]
+    # EHLO, MAIL, RCPT, RCPT, DATA, the message, QUIT: 7 waits; pipelined: EHLO, group, message, QUIT
+    assert max(round_trips(plain)) == 7 and max(round_trips(piped)) == 4
+    page = render_html(events, lang="en")
+    assert _round_trips(page) == [7, 4]
+    assert page.count("<svg") == 2 and page.count("<figure class=timeline>") == 2
+    assert not re.search(r"(src|href)\s*=\s*['\"]?(https?:)?//", page)  # still self-contained
+    arrows = re.findall(r"<line x1='(\d+)' y1='([\d.]+)' x2='(\d+)' y2='([\d.]+)' stroke='#[0-9a-f]+' stroke-width='1.5'",
+                        page)
+    payload = [e for e in events if e.kind in (Kind.COMMAND, Kind.REPLY, Kind.DATA)]
+    assert len(arrows) == len(payload)  # one arrow per line
+    ys = [float(a[1]) for a in arrows]
+    assert all(float(a[3]) >= float(a[1]) for a in arrows)  # time runs down: no arrow goes back in time
+    assert ys[:len(ys) // 2] == sorted(ys[:len(ys) // 2])
+    assert "↻ 4" in page and "↻ 7" in page  # round trips numbered in the ladder too
+    es = render_html(events, lang="es")
+    assert "Línea de tiempo" in es and "idas y vueltas" in es and _round_trips(es) == [7, 4]
+
+
+def test_timeline_axis_is_real_time():
+    from mailtrace.transcript.timeline import _positions, _ticks, _y_at
+
+    times = [0.0, 0.5, 0.5, 1.0]
+    ys = _positions(times)
+    assert ys[1] - ys[0] == ys[3] - ys[1]  # equal spans of time, equal lengths
+    assert ys[2] > ys[1]  # two lines seen together are still two arrows
+    assert _y_at(0.25, times, ys) == (ys[0] + ys[1]) / 2
+    assert _ticks(1.0) == (0.2, "ms") and _ticks(30.0) == (5.0, "s")

@@ -263,7 +263,9 @@ class SmtpServerConnection:
         redacted = b"AUTH " + arg.split(" ")[0].encode() + b" ***\r\n" if verb == "AUTH" and " " in arg else None
         self._out.insert(at, Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line.raw, verb=verb,
                                    state=self.state.value, notes=tuple(self._notes),
-                                   size=line.size if line.too_long else -1, redacted=redacted, protocol=PROTOCOL))
+                                   size=line.size if line.too_long else -1, redacted=redacted, protocol=PROTOCOL,
+                                   # sent before the previous reply (RFC 2920): the timeline counts no round trip
+                                   info={"pipelined": "yes"} if early else {}))
         if reply is not None:
             if self.state is State.CLOSED:
                 self._reply(reply, verb)

@@ -4,8 +4,10 @@ Client on the left, server on the right, one arrow per line with its text; reply
 coloured like the terminal view (2xx/+OK/OK green, 3xx/+ cyan, 4xx/NO yellow, 5xx/-ERR/BAD red,
 RFC 5321 §4.2.1); the annotation from ``mailtrace.knowledge`` sits beside each arrow; the time
 between turns is shown on the left; a band marks each phase or state; DATA bodies and IMAP
-literals are folded in ``<details>``; violations are highlighted.  CSS and the few lines of JS
-are inline: the file opens offline and loads nothing from the network.
+literals are folded in ``<details>``; violations are highlighted.  Above each ladder a timeline
+(``timeline``) draws the session on a real time axis and numbers its round trips, so what
+PIPELINING saves is visible.  CSS, SVG and the few lines of JS are inline: the file opens
+offline and loads nothing from the network.
 """
 
 from __future__ import annotations
@@ -15,16 +17,27 @@ from typing import Iterable
 
 from mailtrace import knowledge
 from mailtrace.transcript.event import Event, Kind, Side
+from mailtrace.transcript.timeline import round_trips, timeline_svg
 
 UI = {
     "en": {"client": "Client", "server": "Server", "session": "Session", "expand": "Expand all",
            "collapse": "Fold all", "annotations": "Annotations", "octets": "octets", "lines": "lines",
            "title": "mailtrace transcript", "closed": "closed", "started": "started", "events": "events",
-           "legend": "Arrows: client → server on the right, server → client on the left. Time: seconds since the previous line."},
+           "legend": "Arrows: client → server on the right, server → client on the left. Time: seconds since the previous line.",
+           "timeline": "Timeline", "round_trip": "round trip", "round_trips": "round trips",
+           "caption": "Time runs down. Each arrow leaves its sender when the line was seen and reaches the other "
+                      "side by the time that side next spoke without pipelining; each shaded band is one round trip (the client sends, then "
+                      "waits for the replies). Pipelining (RFC 2920) sends several commands in one round trip. "
+                      "Lines closer than a few pixels are spread apart."},
     "es": {"client": "Cliente", "server": "Servidor", "session": "Sesión", "expand": "Desplegar todo",
            "collapse": "Plegar todo", "annotations": "Anotaciones", "octets": "octetos", "lines": "líneas",
            "title": "transcripción de mailtrace", "closed": "cerrada", "started": "inicio", "events": "eventos",
-           "legend": "Flechas: cliente → servidor hacia la derecha, servidor → cliente hacia la izquierda. Tiempo: segundos desde la línea anterior."},
+           "legend": "Flechas: cliente → servidor hacia la derecha, servidor → cliente hacia la izquierda. Tiempo: segundos desde la línea anterior.",
+           "timeline": "Línea de tiempo", "round_trip": "ida y vuelta", "round_trips": "idas y vueltas",
+           "caption": "El tiempo corre hacia abajo. Cada flecha sale de su emisor cuando se vio la línea y llega al "
+                      "otro lado antes de que ese lado vuelva a hablar sin pipelining; cada franja sombreada es una ida y vuelta (el "
+                      "cliente envía y espera las respuestas). Con pipelining (RFC 2920) varios comandos van en una "
+                      "sola ida y vuelta. Las líneas a menos de unos píxeles se separan para que se vean."},
 }
 SLOW_TURN = 1.0  # seconds: a pause this long is highlighted
 NEWLINE = b"\n"
@@ -59,6 +72,9 @@ h1{font-size:1.4em;margin:0 0 .3em}h2{font-size:1.1em;margin:1.5em 0 .4em}
 details summary{cursor:pointer;font-style:italic}details pre{margin:.3em 0;max-height:30em;overflow:auto;background:#f6f7f9;color:#222;
  border:1px solid #e1e4e8;padding:.4em;text-align:left;font-size:.9em}
 .hide-ann .ann>*{display:none}
+.timeline{margin:.5em 0 1em;max-width:100%;overflow-x:auto}.timeline figcaption{color:#5b6570;font-size:.9em;max-width:60em}
+.timeline svg{display:block;max-width:100%;height:auto;background:#fff;border:1px solid #dde2e7}
+.rt{display:block;color:#1f3f73;font-size:.8em}
 """
 
 JS = """
@@ -100,14 +116,16 @@ def _session_html(events: list[Event], lang: str, show_secrets: bool) -> str:
     ui = UI.get(lang, UI["en"])
     first = events[0]
     info = first.info if first.kind is Kind.OPEN else {}
-    out = [f"<h2>{_e(ui['session'])} {_e(first.session)} · {_e(first.protocol.upper())}</h2>", "<div class=ladder>",
+    out = [f"<h2>{_e(ui['session'])} {_e(first.session)} · {_e(first.protocol.upper())}</h2>",
+           timeline_svg(events, _reply_class, ui), "<div class=ladder>",
            "<div class=head></div>",
            f"<div class='head ends'><span>{_e(ui['client'])}<br><small>{_e(info.get('client', ''))}</small></span>"
            f"<span>{_e(ui['server'])}<br><small>{_e(info.get('server', ''))}</small></span></div>",
            f"<div class=head>{_e(ui['annotations'])}</div>"]
     phase = None
     last_t = 0.0
-    for event in events:
+    trips = round_trips(events)
+    for i, event in enumerate(events):
         if event.state and event.kind is not Kind.CLOSE:
             heading = knowledge.state_heading(event.protocol, event.state, lang)
             if heading and heading[1] != phase:
@@ -116,7 +134,9 @@ def _session_html(events: list[Event], lang: str, show_secrets: bool) -> str:
         dt = event.t - last_t
         last_t = event.t
         slow = " slow" if dt >= SLOW_TURN else ""
-        dt_cell = f"<div class='dt{slow}' title='t = {event.t:.3f} s'>+{dt:.3f}</div>"
+        starts_trip = trips[i] and event.side is Side.CLIENT and (i == 0 or trips[i - 1] != trips[i])
+        badge = f"<span class=rt>↻ {trips[i]}</span>" if starts_trip else ""
+        dt_cell = f"<div class='dt{slow}' title='t = {event.t:.6f} s'>+{dt:.3f}{badge}</div>"
         ann_html, bad = _annotation(event, lang)
         if event.kind in (Kind.OPEN, Kind.CLOSE, Kind.TLS, Kind.GAP, Kind.VIOLATION):
             cls = {"tls": "tls", "gap": "gap", "violation": "viol"}.get(event.kind.value, "")
