@@ -255,6 +255,14 @@ def test_show_packets_refuses_what_it_cannot_show(tmp_path):
     TcpScript().handshake().dialogue(SMTP_DIALOGUE).close().write(pcap)
     res = run("show", pcap, "--packets", "--format", "html")
     assert res.exit_code == 2 and "--packets" in res.output
+    broken = tmp_path / "broken.pcap"
+    broken.write_bytes(pcap.read_bytes()[:10])
+    res = run("show", broken, "--packets")
+    assert res.exit_code == 1 and "truncated" in res.output and "Traceback" not in res.output
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(pcap.read_bytes()[:-7])  # the last packet cut short, as when tcpdump is killed
+    res = run("show", cut, "--packets")
+    assert res.exit_code == 0 and text("syn") in res.output and "Traceback" not in res.output
 
 
 # --------------------------------------------------------------------------- 3. a real session

@@ -202,6 +202,9 @@ def read_connections(path: str | Path, *, port: int | None = None, protocol: str
     from scapy.layers.l2 import Ether  # noqa: F401  (registers the link layers the reader dissects)
     from scapy.utils import PcapReader
 
+    import logging
+
+    logging.getLogger("scapy.runtime").setLevel(logging.ERROR)  # a cut-short capture is normal (tcpdump killed)
     path = Path(path)
     conns = _sessions(path, port=port, protocol=protocol, show_secrets=show_secrets, lang=lang)
     with PcapReader(str(path)) as reader:
