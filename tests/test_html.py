@@ -116,3 +116,25 @@ def test_timeline_axis_is_real_time():
     assert ys[2] > ys[1]  # two lines seen together are still two arrows
     assert _y_at(0.25, times, ys) == (ys[0] + ys[1]) / 2
     assert _ticks(1.0) == (0.2, "ms") and _ticks(30.0) == (5.0, "s")
+
+
+def test_round_trips_follow_how_the_client_lines_arrived():
+    """A line sent without waiting (the SMTP core's ``pipelined``, the grader's ``arrived``) does
+    not start a round trip; an observer's transcript lists the group first and needs no mark."""
+    from mailtrace.transcript.timeline import round_trips
+
+    def line(side, raw, **info):
+        return Event(side=side, kind=Kind.COMMAND if side is Side.CLIENT else Kind.REPLY, raw=raw, info=info)
+
+    greeting = line(Side.SERVER, b"220 hi\r\n")
+    lab = [greeting, line(Side.CLIENT, b"MAIL FROM:<a@b>\r\n"), line(Side.SERVER, b"250 ok\r\n"),
+           line(Side.CLIENT, b"RCPT TO:<c@d>\r\n", pipelined="yes"), line(Side.SERVER, b"250 ok\r\n"),
+           line(Side.CLIENT, b"QUIT\r\n"), line(Side.SERVER, b"221 bye\r\n")]
+    assert round_trips(lab) == [0, 1, 1, 1, 1, 2, 2]
+    graded = [greeting, line(Side.CLIENT, b"MAIL FROM:<a@b>\r\n"), line(Side.SERVER, b"250 ok\r\n"),
+              line(Side.CLIENT, b"RCPT TO:<c@d>\r\n", arrived="same-segment"), line(Side.SERVER, b"250 ok\r\n")]
+    assert round_trips(graded) == [0, 1, 1, 1, 1]
+    observed = [greeting, line(Side.CLIENT, b"MAIL FROM:<a@b>\r\n"), line(Side.CLIENT, b"RCPT TO:<c@d>\r\n"),
+                line(Side.SERVER, b"250 ok\r\n"), line(Side.SERVER, b"250 ok\r\n"), line(Side.CLIENT, b"QUIT\r\n")]
+    assert round_trips(observed) == [0, 1, 1, 1, 1, 2]
+    assert round_trips([line(Side.CLIENT, b"EHLO x\r\n", pipelined="yes")]) == [1]  # before the greeting: still one

@@ -32,6 +32,16 @@ COLOURS = {"c2s": "#1f5fbf", "r2": "#1b7f3a", "r3": "#087f8c", "r4": "#a36b00", 
            "mark": "#7b2c9e"}
 
 
+NOT_WAITED = ("before-reply", "same-segment", "mid-line", "mid-reply")  # the grader's info["arrived"]
+
+
+def waited(event: Event) -> bool:
+    """Did the client wait for the previous reply before sending this line?  Unknown: yes.  The
+    lab's SMTP core marks a command that was already buffered ``info["pipelined"]``; the grader's
+    scripted servers say how each line ``arrived`` (``mailtrace.grading.scripted``)."""
+    return event.info.get("pipelined") != "yes" and event.info.get("arrived") not in NOT_WAITED
+
+
 def round_trips(events: list[Event]) -> list[int]:
     """For each event, the number of the round trip it belongs to (0: before the client's first
     line, e.g. the greeting).  A round trip starts with each client line that follows a server
@@ -41,8 +51,7 @@ def round_trips(events: list[Event]) -> list[int]:
     out, current, last = [], 0, None
     for event in events:
         if event.kind in PAYLOAD and event.side in (Side.CLIENT, Side.SERVER):
-            waited = event.info.get("pipelined") != "yes"
-            if event.side is Side.CLIENT and last is not Side.CLIENT and (waited or current == 0):
+            if event.side is Side.CLIENT and last is not Side.CLIENT and (waited(event) or current == 0):
                 current += 1
             last = event.side
         out.append(current)
@@ -138,7 +147,7 @@ def timeline_svg(events: list[Event], reply_class, words: dict) -> str:
         c2s = event.side is Side.CLIENT
         other = Side.SERVER if c2s else Side.CLIENT
         end = next((ys[j] for j in range(i + 1, len(shown)) if shown[j].side is other and shown[j].kind in PAYLOAD
-                    and shown[j].info.get("pipelined") != "yes"), y + MIN_GAP / 2)
+                    and waited(shown[j])), y + MIN_GAP / 2)
         name = "c2s" if c2s else reply_class(event.code)
         x1, x2 = (CLIENT_X, SERVER_X) if c2s else (SERVER_X, CLIENT_X)
         title = html.escape(f"{event.text()[:80]}  (t = {event.t:.6f} s)")
