@@ -24,6 +24,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ca": ("mailtrace.cli.ca", "Manage the lab's certificate authority (export it for clients)."),
     "grade": ("mailtrace.cli.grade", "Grade a student's client (or a whole class) against scripted servers."),
     "gradescope": ("mailtrace.cli.gradescope", "Build a Gradescope autograder zip for an exercise."),
+    "exercises": ("mailtrace.cli.exercises", "List the graded exercises; 'exercises copy NAME' starts one anywhere."),
+    "classroom-workflow": ("mailtrace.cli.classroom_workflow",
+                           "Write the GitHub Classroom workflow that grades an exercise on each push."),
 }
 
 
@@ -55,8 +58,21 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: the version, and where exercises are looked up by name."""
+    if not value or ctx.resilient_parsing:
+        return
+    from mailtrace.grading.exercise import exercises_origin
+
+    root, origin = exercises_origin()
+    click.echo(f"mailtrace, version {__version__}")
+    click.echo(f"exercises: {root} ({origin})" if root else f"exercises: {origin}")
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="mailtrace")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and where the exercises come from, then exit.")
 def main() -> None:
     """mailtrace: watch, learn and grade e-mail protocols (SMTP, POP3, IMAP).
 

@@ -19,8 +19,9 @@ checks that apply.  See exercises/README.md for every field.
 
 from __future__ import annotations
 
+import os
 import re
-import tomllib
+from mailtrace._compat import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -86,13 +87,40 @@ CLIENT_READ_TIMEOUT = 10.0
 SILENT_TIMEOUT = 2 * CLIENT_READ_TIMEOUT + 10.0
 
 
-def exercises_root() -> Path | None:
-    """The repository's exercises/ directory (beside the package, or under the cwd)."""
-    here = Path(__file__).resolve().parents[2] / "exercises"
-    for candidate in (here, Path.cwd() / "exercises"):
+#: a folder of exercises that takes the place of the built-in ones (an instructor's collection)
+EXERCISES_ENV = "MAILTRACE_EXERCISES"
+
+
+def exercises_origin() -> tuple[Path | None, str]:
+    """Where exercises are looked up by name, and why there (``mailtrace --version`` says it).
+
+    In this order: the folder named by $MAILTRACE_EXERCISES; a clone's ``exercises/`` beside
+    the package (a clone or an editable install: the source the instructor edits); the copy a
+    wheel carries in the package (setup.py puts it there); ``exercises/`` in the current folder.
+    """
+    package = Path(__file__).resolve().parents[1]
+    checkout = package.parent
+    candidates = []
+    if os.environ.get(EXERCISES_ENV):
+        candidates.append((Path(os.environ[EXERCISES_ENV]).expanduser(), f"${EXERCISES_ENV}"))
+    if (checkout / "pyproject.toml").is_file():
+        candidates.append((checkout / "exercises", "source checkout"))
+    candidates += [(package / "exercises", "installed with mailtrace"), (Path.cwd() / "exercises", "current folder")]
+    for candidate, origin in candidates:
         if candidate.is_dir():
-            return candidate
-    return None
+            return candidate, origin
+    return None, "none found"
+
+
+def exercises_root() -> Path | None:
+    """The folder holding the exercises that are looked up by name (see :func:`exercises_origin`)."""
+    return exercises_origin()[0]
+
+
+def exercise_names(root: Path | None = None) -> list[str]:
+    """The exercises in ``root`` (default: :func:`exercises_root`), sorted by name."""
+    root = exercises_root() if root is None else root
+    return sorted(p.name for p in root.iterdir() if (p / "exercise.toml").is_file()) if root else []
 
 
 def find_exercise(name_or_path: str) -> Path:
@@ -102,7 +130,7 @@ def find_exercise(name_or_path: str) -> Path:
     root = exercises_root()
     if root is not None and (root / name_or_path / "exercise.toml").is_file():
         return root / name_or_path
-    known = sorted(p.name for p in root.iterdir() if (p / "exercise.toml").is_file()) if root else []
+    known = exercise_names(root)
     raise ExerciseError(f"no exercise {name_or_path!r}" + (f" (known: {', '.join(known)})" if known else ""))
 
 

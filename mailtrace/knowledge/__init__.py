@@ -19,7 +19,7 @@ Renderers never hard-code explanations: they call :func:`annotate` on an event.
 from __future__ import annotations
 
 import functools
-import tomllib
+from mailtrace._compat import tomllib
 from dataclasses import dataclass
 from importlib import resources
 

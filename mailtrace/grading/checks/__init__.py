@@ -14,7 +14,7 @@ fail other checks.  The mutation test (tests/test_grading_mutation.py) holds the
 from __future__ import annotations
 
 import functools
-import tomllib
+from mailtrace._compat import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from typing import Callable
