@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-FORMATS = ("rich", "text", "json", "junit", "gradescope")
+FORMATS = ("rich", "text", "json", "junit", "gradescope", "github-classroom")
 
 
 def _isolate_network(mode: str) -> None:
@@ -27,7 +27,8 @@ def _isolate_network(mode: str) -> None:
 @click.argument("exercise")
 @click.argument("submission", type=click.Path(exists=True, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="rich", show_default=True,
-              help="Report format (rich: coloured, for a terminal).")
+              help="Report format (rich: coloured, for a terminal; github-classroom: a Classroom runner's "
+                   "result, see `mailtrace classroom-workflow`).")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Write the report to this file (--class: a folder for gradebook.csv, class.json, report.html).")
 @click.option("--seed", type=int, help="Seed of the randomised data (the report shows it; reuse it to reproduce a run).")
@@ -81,7 +82,9 @@ def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed
                            progress=lambda: progress.advance(task), lang=lang)
     else:
         result = grade(ex, submission, seed=seed, jobs=jobs, scenarios=list(scenarios) or None, lang=lang)
-    if fmt == "rich" and output is None:
+    if fmt == "github-classroom":
+        _github_classroom(result, submission, output, lang)
+    elif fmt == "rich" and output is None:
         from rich.console import Console
 
         rep.print_rich(result, Console(highlight=False))
@@ -95,6 +98,23 @@ def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed
             output.write_text(text, encoding="utf-8")
     if result.error:
         sys.exit(1)
+
+
+def _github_classroom(result, submission: Path, output: Path | None, lang: str) -> None:
+    """The Classroom runner's JSON (to -o, or stdout); with -o, the feedback goes to stdout,
+    which is the Actions log the student reads."""
+    import json
+
+    from mailtrace.grading import github_classroom as gc
+
+    data = gc.to_result(result, lang=lang, program=str(submission))
+    text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    click.echo(gc.log_text(result, data, lang=lang, program=str(submission)), nl=False)
 
 
 def _class(ex, folder: Path, output: Path | None, seed: int, jobs: int, scenarios: list[str] | None,

@@ -66,13 +66,49 @@ def build(exercise_dir: Path, output: Path, *, jobs: int = 2) -> list[str]:
                 z.write(path, name)
                 names.append(name)
         for path in sorted(package.rglob("*")):
+            if path.relative_to(package).parts[0] == "exercises":
+                continue  # an installed wheel's copy of the exercises: the zip has exercise/ already
             if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".toml", ".css", ".js",
                                                                                       ".html", ".md"):
                 name = "mailtrace-src/mailtrace/" + str(path.relative_to(package))
                 z.write(path, name)
                 names.append(name)
-        for extra in ("pyproject.toml", "README.md"):
-            if (project / extra).is_file():
-                z.write(project / extra, f"mailtrace-src/{extra}")
-                names.append(f"mailtrace-src/{extra}")
+        if (project / "pyproject.toml").is_file():  # a clone (or an editable install)
+            for extra in ("pyproject.toml", "README.md"):
+                if (project / extra).is_file():
+                    z.write(project / extra, f"mailtrace-src/{extra}")
+                    names.append(f"mailtrace-src/{extra}")
+        else:  # installed from a wheel: describe the installed package
+            add_text("mailtrace-src/pyproject.toml", installed_pyproject())
     return names
+
+
+INSTALLED_PYPROJECT = """[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "mailtrace"
+version = {version}
+requires-python = ">=3.10"
+dependencies = {dependencies}
+
+[project.scripts]
+mailtrace = "mailtrace.cli:main"
+
+[tool.setuptools.packages.find]
+include = ["mailtrace*"]
+
+[tool.setuptools.package-data]
+"*" = ["*.toml", "*.css", "*.js", "*.html"]
+"""
+
+
+def installed_pyproject() -> str:
+    """A pyproject.toml for the installed mailtrace's source (name, version, dependencies)."""
+    import json
+    from importlib import metadata
+
+    requires = [r for r in metadata.requires("mailtrace") or [] if "extra ==" not in r]
+    return INSTALLED_PYPROJECT.format(version=json.dumps(metadata.version("mailtrace")),
+                                      dependencies=json.dumps(requires))
