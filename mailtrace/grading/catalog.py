@@ -20,7 +20,7 @@ GRADER_ONLY = ("exercise.toml",)
 
 @dataclass(frozen=True)
 class Entry:
-    name: str
+    name: str  # the folder name: what `mailtrace grade NAME` and `exercises copy NAME` take
     directory: Path
     titles: dict[str, str]  # {"en": ..., "es": ...}
     points: float
@@ -51,8 +51,9 @@ def entry(name_or_path: str) -> Entry:
         ex = load_exercise(str(directory))
     except ExerciseError as exc:
         return Entry(directory.name, directory, titles, 0.0, raw.get("program", ""), statements, skeletons, str(exc))
-    return Entry(ex.name, directory, titles, sum(c.points for c in ex.checks.values()), ex.program, statements,
-                 skeletons)
+    # the folder's name is what `mailtrace grade NAME` looks up
+    return Entry(directory.name, directory, titles, sum(c.points for c in ex.checks.values()), ex.program,
+                 statements, skeletons)
 
 
 def entries(root: Path | None = None) -> list[Entry]:
