@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailtrace._compat import NEW_PROCESS_GROUP
+
 MiB = 1024 * 1024
 #: the unprivileged uids programs run as: one per parallel slot, and a block per grader
 #: process, so two graders on one machine never share (nor kill) each other's uid
@@ -217,7 +219,7 @@ class Sandbox:
         try:
             proc = subprocess.Popen(self.command(argv), cwd=workdir, env=self.env(workdir),
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    process_group=0, preexec_fn=preexec, close_fds=True)
+                                    **NEW_PROCESS_GROUP, preexec_fn=preexec, close_fds=True)
         except OSError as exc:
             return ProgramResult(argv=argv, exit_code=None, error=str(exc), enforced=self.enforced())
         out = _Capture(proc.stdout, lim.output_bytes)
