@@ -336,3 +336,15 @@ def test_python310_imports_everything_and_passes_the_pure_units(built, tmp_path)
                cwd=tmp_path, env=clean_env(), check=False)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     assert re.search(r"\d+ passed", proc.stdout)
+
+
+def test_no_311_only_import_outside_the_compat_module():
+    """Where python3.10 is missing, at least the known 3.11-only names stay behind mailtrace._compat."""
+    found = []
+    for path in sorted((ROOT / "mailtrace").rglob("*.py")):
+        if path.name == "_compat.py":
+            continue
+        for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+            if re.match(r"\s*(import tomllib|from tomllib )", line) or "process_group=" in line:
+                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not found, "use mailtrace._compat (Python 3.10):\n" + "\n".join(found)

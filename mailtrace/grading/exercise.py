@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import os
 import re
-from mailtrace._compat import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mailtrace._compat import tomllib
 from mailtrace.grading.faults import ServerScript
 
 VISIBILITIES = ("visible", "hidden", "after_due_date")

@@ -19,10 +19,10 @@ Renderers never hard-code explanations: they call :func:`annotate` on an event.
 from __future__ import annotations
 
 import functools
-from mailtrace._compat import tomllib
 from dataclasses import dataclass
 from importlib import resources
 
+from mailtrace._compat import tomllib
 from mailtrace.transcript.event import Event, Kind
 
 LANGUAGES = ("en", "es")

@@ -14,11 +14,11 @@ fail other checks.  The mutation test (tests/test_grading_mutation.py) holds the
 from __future__ import annotations
 
 import functools
-from mailtrace._compat import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from typing import Callable
 
+from mailtrace._compat import tomllib
 from mailtrace.transcript.event import Event, Kind
 
 #: feedback is cut to this many characters (a student reads it; a class report holds hundreds)
