@@ -17,6 +17,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailtrace._compat import start_tls
 from mailtrace.netaddr import host_port
 from mailtrace.proxy.registry import IMPLICIT_TLS_PORTS, UNKNOWN, protocol_by_greeting, protocol_by_port
 from mailtrace.proxy.trace import INJECTION_RULE, Tracer
@@ -251,12 +252,12 @@ class ProxySession:
             self.tracer.session.record(Event(side=Side.CLIENT, kind=Kind.VIOLATION, raw=leftover,
                                       notes=(Note(INJECTION_RULE, f"{len(leftover)} octets of plaintext dropped"),)))
         try:
-            await asyncio.wait_for(self.c_writer.start_tls(self.proxy.client_tls), HANDSHAKE_TIMEOUT)
+            await asyncio.wait_for(start_tls(self.c_writer, self.proxy.client_tls), HANDSHAKE_TIMEOUT)
         except (ssl.SSLError, OSError, asyncio.TimeoutError, ConnectionError) as exc:
             await self._abort(f"TLS handshake with the client failed ({exc or type(exc).__name__})")
             return
         try:
-            await asyncio.wait_for(self.u_writer.start_tls(self.proxy.upstream_tls, server_hostname=self.cfg.upstream_host),
+            await asyncio.wait_for(start_tls(self.u_writer, self.proxy.upstream_tls, server_hostname=self.cfg.upstream_host),
                                    HANDSHAKE_TIMEOUT)
         except (ssl.SSLError, OSError, asyncio.TimeoutError, ConnectionError) as exc:
             await self._abort(f"TLS handshake with the server failed ({exc or type(exc).__name__})")

@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
+from mailtrace._compat import start_tls
 from mailtrace.protocols.base import Close, Pending, Send, ServerCore, StartTLS
 from mailtrace.servers.storejobs import run_store_job
 from mailtrace.transcript.event import Event, Kind, Side
@@ -73,7 +74,7 @@ class Connection:
         with contextlib.suppress(ConnectionError):
             await self.writer.drain()
         try:
-            await self.writer.start_tls(self.tls_context)
+            await start_tls(self.writer, self.tls_context)
         except (ssl.SSLError, ConnectionError, OSError) as exc:
             self.closing = True
             self.session.close(Side.CLIENT, f"TLS handshake failed: {exc}")
