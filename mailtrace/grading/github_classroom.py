@@ -128,10 +128,11 @@ def workflow(exercise: str, *, install: str, program: str, max_score: float, lan
     result_file = '"$RUNNER_TEMP/mailtrace-result.json"'
     failed = json.dumps({"version": 1, "status": "error", "max_score": max_score,
                          "tests": [{"name": _t("error_test", lang), "status": "error", "score": 0,
-                                    "message": _t("failed_to_run", lang)}]}, ensure_ascii=False)
+                                    "message": _t("failed_to_run", lang, program=program)}]}, ensure_ascii=False)
     grade = (f"mailtrace grade {_sh(exercise_arg or exercise)} {_sh(program)} --format github-classroom "
              f"--lang {lang} -o {result_file}")
     run_grade = "\n".join([
+        f"rm -f {result_file}",
         f'{grade} || echo "mailtrace grade: exit status $?"',
         f"if [ ! -s {result_file} ]; then",
         f"  printf '%s\\n' {_sh(failed)} > {result_file}",
