@@ -74,6 +74,8 @@ def test_copy_writes_statement_and_skeleton_and_never_overwrites(tmp_path):
     r = invoke("exercises", "copy", "smtp-client", str(dest), "--lang", "es")
     assert r.exit_code != 0 and "smtp_client.py" in r.output and "a salvo" in r.output
     assert (dest / "smtp_client.py").read_text() == "# my work\n" and not (dest / "README.es.md").exists()
+    r = invoke("exercises", "--lang", "es", "copy", "smtp-client", str(dest))
+    assert r.exit_code != 0 and "a salvo" in r.output
     r = invoke("exercises", "copy", "no-such-exercise", str(tmp_path / "x"))
     assert r.exit_code != 0 and "no exercise" in r.output and not (tmp_path / "x").exists()
     (tmp_path / "afile").write_text("")

@@ -28,6 +28,7 @@ def command(ctx: click.Context, lang: str) -> None:
       mailtrace exercises copy smtp-client          # into ./smtp-client
       mailtrace exercises copy smtp-client lab8/
     """
+    ctx.obj = {"lang": lang}  # `mailtrace exercises --lang es copy NAME` speaks Spanish too
     if ctx.invoked_subcommand is not None:
         return
     from mailtrace.grading.catalog import entries
@@ -57,11 +58,13 @@ def command(ctx: click.Context, lang: str) -> None:
 @command.command(name="copy")
 @click.argument("name")
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
-@click.option("--lang", type=LANGS, default="en", show_default=True, help="Language of the messages.")
-def copy_command(name: str, directory: Path | None, lang: str) -> None:
+@click.option("--lang", type=LANGS, help="Language of the messages [default: en].")
+@click.pass_context
+def copy_command(ctx: click.Context, name: str, directory: Path | None, lang: str | None) -> None:
     """Copy exercise NAME's statement (English and Spanish) and skeleton into DIRECTORY
     (default: ./NAME).  Refuses to overwrite a file already there.
     """
+    lang = lang or (ctx.obj or {}).get("lang", "en")
     from mailtrace.grading.catalog import CopyRefused, copy, entry
     from mailtrace.grading.exercise import ExerciseError
 
