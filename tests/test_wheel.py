@@ -355,6 +355,6 @@ def test_no_311_only_import_outside_the_compat_module():
             continue
         for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
             if (re.match(r"\s*(import tomllib|from tomllib )", line) or "process_group=" in line
-                    or re.search(r"writer\.start_tls\(", line)):
+                    or re.search(r"writer\.start_tls\(|asyncio\.(timeout|Runner|TaskGroup)\b", line)):
                 found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not found, "use mailtrace._compat (Python 3.10):\n" + "\n".join(found)

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from mailtrace._compat import start_tls
+from mailtrace._compat import start_tls, timeout as read_timeout
 from mailtrace.protocols.base import Close, Pending, Send, ServerCore, StartTLS
 from mailtrace.servers.storejobs import run_store_job
 from mailtrace.transcript.event import Event, Kind, Side
@@ -102,7 +102,7 @@ class Connection:
             while not self.closing:
                 timeout = self.core.idle_timeout_seconds or None
                 try:
-                    async with asyncio.timeout(timeout):  # (wait_for would wrap every read in a new task)
+                    async with read_timeout(timeout):  # (wait_for would wrap every read in a new task)
                         data = await self.reader.read(READ_CHUNK)
                 except TimeoutError:
                     await self.feed(self.core.idle_timeout)

@@ -11,6 +11,8 @@ import asyncio
 import os
 from typing import Any, Callable, Coroutine
 
+from mailtrace import _compat
+
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's loop factory when uvloop is installed and not turned off; None: asyncio's."""
@@ -25,5 +27,4 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def run(main: Coroutine[Any, Any, Any]) -> Any:
     """``asyncio.run(main)`` on the loop of :func:`loop_factory`."""
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(main)
+    return _compat.run(main, loop_factory())
