@@ -389,6 +389,10 @@ def _run_script_once(handout: Handout, block: Block) -> None:
     if block.output is not None:
         check_output(block, output)
     for snippet in block.attrs.get("log-expect", []):
+        # the live view is drawn by a thread of its own, in batches: wait for the line to appear
+        deadline = time.monotonic() + TURN_TIMEOUT
+        while snippet not in handout.lab_output() and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert snippet in handout.lab_output(), f"{block.ident}: {snippet!r} is not in the lab's transcript"
 
 
