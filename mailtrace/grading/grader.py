@@ -17,7 +17,7 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mailtrace.grading import data as gdata
@@ -27,6 +27,7 @@ from mailtrace.grading.exercise import Exercise, Scenario, fill
 from mailtrace.grading.faults import ServerScript
 from mailtrace.grading.report import CheckResult, Report, ScenarioResult
 from mailtrace.grading.run import Run
+from mailtrace.grading.files import MiB, remove_tree
 from mailtrace.grading.sandbox import Limits, ProgramResult, Sandbox
 from mailtrace.transcript.recorder import MemorySink, Recorder
 
@@ -41,41 +42,97 @@ class SubmissionError(Exception):
     pass
 
 
-def find_program(exercise: Exercise, submission: Path) -> tuple[Path, str]:
-    """(directory to copy, program file name inside it)."""
-    if submission.is_file():
-        return submission, submission.name
-    if not submission.is_dir():
-        raise SubmissionError(f"no such file or folder: {submission}")
-    if (submission / exercise.program).is_file():
-        return submission, exercise.program
-    found = sorted(submission.rglob(exercise.program))
-    if found:
-        return found[0].parent, exercise.program
-    py = sorted(submission.glob("*.py"))
+#: what a folder may hold to be run (checked in this order; the statements say the same)
+BUILD_FILES = ("build.sh", "Makefile", "makefile", "GNUmakefile")
+RUN_FILE = "run"
+#: copy and collect are bounded; a scenario's wall clock gets this much on top of the program's
+COPY_COLLECT_SECONDS = 5.0
+
+
+@dataclass
+class Prepared:
+    """A submission copied once into a staging folder (links refused, bounded), found and built."""
+
+    stage: Path
+    kind: str  # "python" | "run" | "build"
+    program: str  # relative to the stage: the .py file, or "run"
+    notes: list[str] = field(default_factory=list)
+    build: ProgramResult | None = None
+    build_error: str = ""
+
+    def argv(self, sandbox: Sandbox, args: list[str]) -> list[str]:
+        if self.kind == "python":
+            return [sandbox.python(), self.program, *args]
+        return [f"./{self.program}", *args]
+
+
+def find_program(exercise: Exercise, root: Path, files: list[str] | None = None) -> tuple[str, str]:
+    """(kind, program) in a staged copy: a Python file (the exercise's name, or the only .py),
+    a folder with a ``Makefile`` or ``build.sh`` (built, then ``run``), or an executable ``run``."""
+    if files is None:
+        files = sorted(str(p.relative_to(root)) for p in root.iterdir() if p.is_file())
+    top = {f for f in files if "/" not in f}
+    if exercise.program in top:
+        return "python", exercise.program
+    for name in BUILD_FILES:
+        if name in top:
+            return "build", RUN_FILE
+    if RUN_FILE in top:
+        return "run", RUN_FILE
+    nested = sorted((f for f in files if f.rsplit("/", 1)[-1] == exercise.program), key=lambda f: (f.count("/"), f))
+    if nested:
+        return "python", nested[0]
+    py = sorted(f for f in top if f.endswith(".py"))
     if len(py) == 1:
-        return submission, py[0].name
-    raise SubmissionError(f"{submission}: no {exercise.program} in the submission")
+        return "python", py[0]
+    raise SubmissionError(f"no {exercise.program}, no executable '{RUN_FILE}' and no Makefile or build.sh "
+                          f"in the submission")
 
 
-def _copy_submission(source: Path, program: str, workdir: Path) -> list[str]:
-    if source.is_file():
-        shutil.copy2(source, workdir / program)
-        return [program]
-    names = []
-    total = 0
-    for path in sorted(source.rglob("*")):
-        rel = path.relative_to(source)
-        if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
-            continue
-        if path.is_file():
-            total += path.stat().st_size
-            if total > MAX_SUBMISSION:
-                raise SubmissionError(f"submission larger than {MAX_SUBMISSION // 1024 // 1024} MiB")
-            (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, workdir / rel)
-            names.append(str(rel))
-    return names
+def prepare(exercise: Exercise, submission: Path, limits: Limits, slot: int = 0) -> Prepared:
+    """Copy the submission once (safely), find what to run, and build it when it has a build file."""
+    from mailtrace.grading.files import TreeError, copy_tree
+
+    submission = Path(submission)
+    if not os.path.lexists(submission) or submission.is_symlink():
+        raise SubmissionError(f"no such file or folder: {submission}")
+    stage = Path(tempfile.mkdtemp(prefix="mailtrace-stage-"))
+    try:
+        walked = copy_tree(submission, stage)
+        if submission.is_file():
+            prepared = Prepared(stage, "python", submission.name, walked.notes)
+        else:
+            kind, program = find_program(exercise, stage, walked.files)
+            prepared = Prepared(stage, kind, program, walked.notes)
+    except TreeError as exc:
+        remove_tree(stage)
+        raise SubmissionError(f"submission refused: {exc}") from None
+    except SubmissionError:
+        remove_tree(stage)
+        raise
+    if prepared.kind == "run":
+        os.chmod(stage / RUN_FILE, 0o755)
+    if prepared.kind == "build":
+        _build(prepared, limits, slot)
+    return prepared
+
+
+def _build(prepared: Prepared, limits: Limits, slot: int) -> None:
+    """Build in the same sandbox, with its own time limit: compiler errors become feedback."""
+    stage = prepared.stage
+    sandbox = Sandbox(limits=replace(limits, timeout=limits.build_timeout, cpu_seconds=int(limits.build_timeout)),
+                      slot=slot)
+    builder = ["/bin/sh", "build.sh"] if (stage / "build.sh").is_file() else ["make"]
+    sandbox.give(stage)
+    with sandbox.network():
+        result = sandbox.run(builder, stage)
+    prepared.build = result
+    if result.exit_code != 0:
+        prepared.build_error = f"the build ({' '.join(builder)}) failed: {result.status_text()}"
+    elif not (stage / RUN_FILE).is_file() or (stage / RUN_FILE).is_symlink():
+        prepared.build_error = f"the build ({' '.join(builder)}) succeeded but left no '{RUN_FILE}' file to run"
+    else:
+        os.chmod(stage / RUN_FILE, 0o755)
 
 
 def _arg_variables(argv: list[str], files: dict[str, bytes]) -> dict:
@@ -173,7 +230,18 @@ def core_factory(protocol: str, lab):
     return lambda: factory(ConnectionContext(client="127.0.0.1:0", server="127.0.0.1:0", tls=False))
 
 
-def run_scenario(exercise: Exercise, scenario: Scenario, submission: Path, seed: int, sandbox: Sandbox) -> Run:
+def run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, seed: int, sandbox: Sandbox) -> Run:
+    """One scenario in its own network namespace (the scripted server and the program both live
+    in it), under one wall clock for copying, running and collecting."""
+    with sandbox.network():
+        return _run_scenario(exercise, scenario, prepared, seed, sandbox)
+
+
+def _run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, seed: int, sandbox: Sandbox) -> Run:
+    from mailtrace.grading.files import Bounds, TreeError, collect, copy_tree
+
+    timeout = scenario.timeout or sandbox.limits.timeout
+    deadline = time.monotonic() + timeout + COPY_COLLECT_SECONDS
     rng = gdata.rng_for(seed, exercise.name, scenario.name)
     variables = gdata.variables(rng)
     labdir = Path(tempfile.mkdtemp(prefix="mailtrace-lab-", dir=_fast_tmp()))
@@ -191,11 +259,14 @@ def run_scenario(exercise: Exercise, scenario: Scenario, submission: Path, seed:
             from mailtrace.grading.scripted import ScriptedServer
 
             server = ScriptedServer(exercise.protocol, core_factory(exercise.protocol, fixture.lab), script, recorder)
-            variables["port"] = server.start()
+            variables["port"] = server.start(socket.create_server(("127.0.0.1", 0)))
         else:
             variables["port"] = _closed_port()
-        source, program = find_program(exercise, submission)
-        own = set(_copy_submission(source, program, workdir))
+        try:
+            own = set(copy_tree(prepared.stage, workdir, Bounds(max_bytes=64 * MiB, file_bytes=32 * MiB,
+                                                                max_files=5000), deadline).files)
+        except TreeError as exc:
+            raise SubmissionError(f"the built submission is too large: {exc}") from None
         inputs: dict[str, bytes] = {}
         for name, template in scenario.files.items():
             inputs[name] = fill(template, variables).encode("utf-8")
@@ -207,47 +278,24 @@ def run_scenario(exercise: Exercise, scenario: Scenario, submission: Path, seed:
         sandbox.give(workdir)
         argv = [str(a) for a in fill(list(scenario.args), variables)]
         variables.update(_arg_variables(argv, inputs))
-        sb = replace(sandbox, limits=replace(sandbox.limits, timeout=scenario.timeout)) if scenario.timeout else sandbox
-        result = sb.run([sandbox.python(), program, *argv], workdir)
+        result = sandbox.run(prepared.argv(sandbox, argv), workdir,
+                             timeout=max(0.1, min(timeout, deadline - COPY_COLLECT_SECONDS / 2 - time.monotonic())))
         if server is not None:
-            deadline = time.monotonic() + 1.0  # let the server record the last bytes and the close
-            while any(not t.done() for t in list(server.tasks)) and time.monotonic() < deadline:
+            limit = time.monotonic() + 1.0  # let the server record the last bytes and the close
+            while any(not t.done() for t in list(server.tasks)) and time.monotonic() < limit:
                 time.sleep(0.005)
             server.stop()
-        files = _collect(workdir, own | set(inputs))
+        files, notes = collect(workdir, own | set(inputs), MAX_COLLECTED, deadline=deadline)
         box = variables.get("arg_mailbox", "INBOX")
         return Run(exercise=exercise, scenario=scenario, variables=variables, program=result,
                    events=list(sink.events), files=files, inputs=inputs, fixture=fixture.messages,
                    store_after=fixture.after(box) if fixture.messages else {},
-                   server_errors=list(server.errors) if server else [])
+                   server_errors=list(server.errors) if server else [], notes=notes)
     finally:
         if server is not None:
             server.stop()
         sandbox.remove_workdir(workdir)
         shutil.rmtree(labdir, ignore_errors=True)
-
-
-def _collect(workdir: Path, skip: set[str]) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    total = 0
-    for root, dirs, files in os.walk(workdir):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
-        if root != str(workdir):
-            out[str(Path(root).relative_to(workdir)) + "/"] = b""  # directories the program made
-        for name in files:
-            path = Path(root) / name
-            rel = str(path.relative_to(workdir))
-            if rel in skip or path.is_symlink():
-                continue
-            try:
-                size = path.stat().st_size
-                if total + size > MAX_COLLECTED:
-                    continue
-                out[rel] = path.read_bytes()
-                total += size
-            except OSError:
-                continue
-    return out
 
 
 # -- scoring ------------------------------------------------------------------------------------------
@@ -285,7 +333,7 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en") -> Scenario
                           duration=round(run.program.duration, 3),
                           stdout=run.stdout[-2000:], stderr=run.stderr[-2000:],
                           transcript=render_text(run.events, show_secrets=True, fold=False)[-20000:],
-                          events=run.events)
+                          events=run.events, notes=list(run.notes))
 
 
 def _cap(report: Report, exercise: Exercise) -> None:
@@ -361,17 +409,34 @@ def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs
     w = weights(exercise)
     report = Report(exercise=exercise.name, submission=str(submission), seed=seed, started=started)
     chosen = [s for s in exercise.scenarios if scenarios is None or s.name in scenarios]
+    own = pools is None
+    pools = pools or Pools(jobs, slot_base)
+    base_limits = limits or Limits(timeout=exercise.timeout)
+    slot = pools.slots.get()
     try:
-        find_program(exercise, submission)
+        prepared = prepare(exercise, submission, base_limits, slot)
     except SubmissionError as exc:
         report.error = str(exc)
         report.max_score = round(sum(c.points for c in exercise.checks.values()), 4)
         if progress is not None:
             for _ in chosen:
                 progress()
+        if own:
+            pools.close()
         return report
+    finally:
+        pools.slots.put(slot)
+    report.notes = list(prepared.notes)
+    try:
+        return _grade_prepared(exercise, prepared, report, chosen, w, base_limits, pools, own, progress, lang, t0)
+    finally:
+        remove_tree(prepared.stage)
+
+
+def _grade_prepared(exercise, prepared, report, chosen, w, base_limits, pools, own, progress, lang, t0) -> Report:
+    seed = report.seed
     # policy (static) checks
-    sources = read_sources(submission)
+    sources = read_sources(prepared.stage)
     policy = []
     for cid in exercise.policy_checks:
         chk = REGISTRY[cid]
@@ -387,16 +452,31 @@ def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs
     if policy:
         report.scenarios.append(ScenarioResult(name="policy", description="static analysis of the source",
                                                checks=policy, status="not run"))
-    own = pools is None
-    pools = pools or Pools(jobs, slot_base)
-    base_limits = limits or Limits(timeout=exercise.timeout)
+    if prepared.build is not None:
+        b = prepared.build
+        report.scenarios.append(ScenarioResult(
+            name="build", description=" ".join(b.argv), status=b.status_text(), exit_code=b.exit_code,
+            duration=round(b.duration, 3), stdout=_tail(b.stdout), stderr=_tail(b.stderr)))
+        report.enforced = b.enforced
+    if prepared.build_error:
+        output = _tail(prepared.build.stderr + prepared.build.stdout if prepared.build else b"", 1500)
+        for sc in chosen:
+            report.scenarios.append(_broken(sc, w, exercise, f"{prepared.build_error}\n{output}".rstrip(),
+                                            status="not run: the build failed"))
+            if progress is not None:
+                progress()
+        if own:
+            pools.close()
+        report.duration = round(time.monotonic() - t0, 3)
+        report.finish()
+        return report
 
     def one(sc: Scenario) -> ScenarioResult:
         slot = pools.slots.get()
         try:
             sandbox = Sandbox(limits=base_limits, slot=slot)
             try:
-                run = run_scenario(exercise, sc, submission, seed, sandbox)
+                run = run_scenario(exercise, sc, prepared, seed, sandbox)
             except Exception as exc:  # never the grader: the scenario is lost, with the reason
                 return _broken(sc, w, exercise, f"{type(exc).__name__}: {exc}")
             report.enforced = run.program.enforced
@@ -428,10 +508,15 @@ def _mostly_waits(sc: Scenario, exercise: Exercise) -> bool:
     return any(f.get("delay") or f.get("split") or f.get("action") == "silence" for f in srv.get("faults", ()))
 
 
-def _broken(sc: Scenario, w: dict[str, float], exercise: Exercise, error: str) -> ScenarioResult:
+def _broken(sc: Scenario, w: dict[str, float], exercise: Exercise, error: str, status: str = "") -> ScenarioResult:
     checks = [CheckResult(cid, REGISTRY[cid].title, False, 0.0, w[cid], f"The scenario could not run: {error}",
                           exercise.checks[cid].visibility, True) for cid in sc.checks]
-    return ScenarioResult(name=sc.name, description=sc.description, checks=checks, status=f"error: {error}")
+    return ScenarioResult(name=sc.name, description=sc.description, checks=checks,
+                          status=status or f"error: {error}")
+
+
+def _tail(data: bytes, limit: int = 2000) -> str:
+    return data.decode("utf-8", "replace")[-limit:]
 
 
 def _unused(_: ProgramResult) -> None:  # keeps the import for type checkers

@@ -43,6 +43,7 @@ class ScenarioResult:
     stderr: str = ""
     transcript: str = ""
     events: list = field(default_factory=list, repr=False)
+    notes: list[str] = field(default_factory=list)  # outputs left out when collecting (FIFOs, size)
 
     @property
     def points(self) -> float:
@@ -57,6 +58,8 @@ class ScenarioResult:
              "exit_code": self.exit_code, "duration": self.duration,
              "points": round(self.points, 2), "max_points": round(self.max_points, 2),
              "checks": [c.to_dict() for c in self.checks]}
+        if self.notes:
+            d["notes"] = list(self.notes)
         if transcripts:
             d.update(stdout=self.stdout, stderr=self.stderr, transcript=self.transcript)
         return d
@@ -75,6 +78,7 @@ class Report:
     enforced: tuple[str, ...] = ()
     error: str = ""
     capped: str = ""  # why the score was capped (a failed policy check, exercise.toml policy_cap)
+    notes: list[str] = field(default_factory=list)  # what copying the submission refused, and why
 
     def finish(self) -> None:
         self.score = round(sum(s.points for s in self.scenarios), 2)
@@ -99,6 +103,7 @@ class Report:
                 "submission": self.submission, "seed": self.seed, "score": self.score,
                 "max_score": self.max_score, "started": self.started, "duration": self.duration,
                 "enforced": list(self.enforced), "error": self.error, "capped": self.capped,
+                "notes": list(self.notes),
                 "scenarios": [s.to_dict(transcripts) for s in self.scenarios]}
 
 
@@ -159,6 +164,7 @@ def to_text(report: Report, *, verbose: bool = False) -> str:
         lines.append(f"ERROR: {report.error}")
     if report.capped:
         lines.append(f"CAPPED: {report.capped}")
+    lines.extend(f"NOTE: {n}" for n in report.notes)
     for s in report.scenarios:
         lines.append("")
         lines.append(f"== {s.name}: {s.points:.2f}/{s.max_points:.2f}  [{s.status}]  {s.description}")
@@ -187,6 +193,8 @@ def print_rich(report: Report, console) -> None:
         console.print(f"[red]error:[/red] {resc(report.error)}")
     if report.capped:
         console.print(f"[red]capped:[/red] {resc(report.capped)}")
+    for note in report.notes:
+        console.print(f"[yellow]note:[/yellow] {resc(note)}")
     for s in report.scenarios:
         table = Table(title=f"{s.name} — {s.points:.2f}/{s.max_points:.2f} — {s.status}", title_justify="left",
                       show_header=False, box=None, padding=(0, 1))

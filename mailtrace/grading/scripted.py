@@ -149,14 +149,19 @@ class ScriptedServer:
         self.port = 0
         self._server: asyncio.base_events.Server | None = None
 
-    def start(self) -> int:
+    def start(self, sock: socket.socket | None = None) -> int:
+        """Listen on ``sock`` (a bound listening socket: one opened in a run's network namespace
+        belongs to that namespace) or on a new one on 127.0.0.1; returns the port."""
         self.thread.start()
-        fut = asyncio.run_coroutine_threadsafe(self._start(), self.loop)
+        fut = asyncio.run_coroutine_threadsafe(self._start(sock), self.loop)
         self.port = fut.result(10)
         return self.port
 
-    async def _start(self) -> int:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, limit=READ_CHUNK)
+    async def _start(self, sock: socket.socket | None) -> int:
+        if sock is not None:
+            self._server = await asyncio.start_server(self._handle, sock=sock, limit=READ_CHUNK)
+        else:
+            self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, limit=READ_CHUNK)
         return self._server.sockets[0].getsockname()[1]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
