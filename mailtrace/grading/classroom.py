@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from mailtrace.grading.exercise import Exercise
-from mailtrace.grading.report import Report
+from mailtrace.grading.report import Report, visible
 
 
 
@@ -128,7 +128,7 @@ def write_html(path: Path, exercise: Exercise, results: list[tuple[str, Report]]
                ladders: dict[tuple[str, str], str] | None = None) -> None:
     from mailtrace.transcript.text import format_event
 
-    e = html.escape
+    e = lambda text, quote=True: html.escape(visible(str(text)), quote)  # noqa: E731
     ladders = ladders or {}
     scores = [r.score for _, r in results]
     max_score = max((r.max_score for _, r in results), default=0.0)

@@ -8,8 +8,22 @@ points, max_points, feedback}}`` plus extra keys (``format``, ``enforced``...).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
-from xml.sax.saxutils import escape
+from xml.sax import saxutils
+
+#: characters XML 1.0 forbids even as references (a program's stderr may hold ESC, BEL, NUL)
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def visible(text: str) -> str:
+    """``text`` with the control characters a document cannot hold written as ``\\xNN``."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def escape(text: str, entities: dict | None = None) -> str:
+    """XML-escape ``text`` after making its control characters visible (JUnit stays valid XML)."""
+    return saxutils.escape(visible(text), entities or {})
 
 FORMAT_VERSION = 1
 

@@ -418,7 +418,10 @@ class Sandbox:
             out.append(f"--nproc={lim.processes}")
         return out
 
-    def command(self, argv: list[str], workdir: Path | None = None, cgroup: Cgroup | None = None) -> list[str]:
+    def command(self, argv: list[str], workdir: Path | None = None, cgroup: Cgroup | None = None,
+                args_fd: int | None = None) -> list[str]:
+        """The command line that starts ``argv`` sandboxed.  With ``args_fd`` (sealed), bwrap reads
+        its own options from that descriptor, so the program's /proc/1/cmdline shows no host path."""
         limits = self._rlimits()
         if not self.isolate:
             if self.prlimit:
@@ -427,7 +430,8 @@ class Sandbox:
         drop = ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--no-new-privs",
                 "--", *argv]
         if self.sealed:
-            inner = ["prlimit", *limits, "--", *self._bwrap(workdir), "--", *drop]
+            bwrap = ["bwrap", "--args", str(args_fd)] if args_fd is not None else self._bwrap(workdir)
+            inner = ["prlimit", *limits, "--", *bwrap, "--", *drop]
         elif not self.private_tmp:
             inner = ["prlimit", *limits, "--", *drop]
         else:
@@ -443,8 +447,8 @@ class Sandbox:
             return ["/bin/sh", "-c", enter, "sh", *inner]
         return inner
 
-    def _bwrap(self, workdir: Path | None) -> list[str]:
-        args = ["bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+    def bwrap_options(self, workdir: Path | None) -> list[str]:
+        args = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                 "--hostname", "sandbox", "--die-with-parent", "--new-session",
                 "--perms", "0755", "--dir", "/etc", "--perms", "0755", "--dir", "/home"]
         for top in RO_TOP:
@@ -465,6 +469,9 @@ class Sandbox:
             args += ["--bind", str(workdir), INSIDE_HOME, "--chdir", INSIDE_HOME]
         args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         return args
+
+    def _bwrap(self, workdir: Path | None) -> list[str]:
+        return ["bwrap", *self.bwrap_options(workdir)]
 
     def env(self, workdir: Path) -> dict[str, str]:
         env = {k: os.environ[k] for k in KEEP_ENV if k in os.environ}
@@ -498,16 +505,26 @@ class Running:
         self.fired = threading.Event()
         lim = sandbox.limits
         preexec = None if (sandbox.isolate or sandbox.prlimit) else _set_limits(lim)
+        args_fd = None
+        if sandbox.sealed:
+            options = "\0".join(sandbox.bwrap_options(workdir)).encode() + b"\0"
+            args_fd, w = os.pipe()
+            os.write(w, options)  # a few KiB: well within a pipe's buffer
+            os.close(w)
         try:
-            self.proc = subprocess.Popen(sandbox.command(argv, workdir, self.cgroup), cwd=workdir,
+            self.proc = subprocess.Popen(sandbox.command(argv, workdir, self.cgroup, args_fd), cwd=workdir,
                                          env=sandbox.env(workdir), stdin=subprocess.DEVNULL,
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         process_group=0, preexec_fn=preexec, close_fds=True)
+                                         process_group=0, preexec_fn=preexec, close_fds=True,
+                                         pass_fds=(args_fd,) if args_fd is not None else ())
         except OSError as exc:
             self.error = str(exc)
             if self.cgroup is not None:
                 self.cgroup.close()
             return
+        finally:
+            if args_fd is not None:
+                os.close(args_fd)
         self.out = _Capture(self.proc.stdout, lim.output_bytes)
         self.err = _Capture(self.proc.stderr, lim.output_bytes)
         # a blocking wait (waitpid) returns the moment the program exits; a timer kills it
