@@ -124,6 +124,8 @@ def _build(prepared: Prepared, limits: Limits, slot: int) -> None:
                       slot=slot)
     builder = ["/bin/sh", "build.sh"] if (stage / "build.sh").is_file() else ["make"]
     sandbox.give(stage)
+    if sandbox.sealed:
+        os.chmod(stage, 0o711)  # bwrap, root without capabilities, enters it to bind it
     with sandbox.network():
         result = sandbox.run(builder, stage)
     prepared.build = result
