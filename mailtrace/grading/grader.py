@@ -161,6 +161,16 @@ def _arg_variables(argv: list[str], files: dict[str, bytes]) -> dict:
     return out
 
 
+def _ports(seed: int, exercise: str, scenario: str) -> tuple[int, int]:
+    """(server port, a closed port) drawn from the seed: in a run's own network namespace they are
+    free, and the same seed gives the same transcript (still unguessable: not a constant)."""
+    import random
+
+    rng = random.Random(f"{seed}/{exercise}/{scenario}/ports")
+    listen = rng.randrange(20000, 40000)
+    return listen, listen + rng.randrange(1, 1000)
+
+
 def _closed_port() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -249,6 +259,7 @@ def _run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, se
     labdir = Path(tempfile.mkdtemp(prefix="mailtrace-lab-", dir=_fast_tmp()))
     workdir = sandbox.make_workdir()
     server = None
+    ports = _ports(seed, exercise.name, scenario.name) if sandbox.net_private else (0, 0)
     try:
         fixture = _Fixture(exercise, scenario, variables, rng, labdir)
         script_data = fill(scenario.server, variables)
@@ -261,9 +272,9 @@ def _run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, se
             from mailtrace.grading.scripted import ScriptedServer
 
             server = ScriptedServer(exercise.protocol, core_factory(exercise.protocol, fixture.lab), script, recorder)
-            variables["port"] = server.start(socket.create_server(("127.0.0.1", 0)))
+            variables["port"] = server.start(socket.create_server(("127.0.0.1", ports[0])))
         else:
-            variables["port"] = _closed_port()
+            variables["port"] = ports[1] or _closed_port()
         try:
             own = set(copy_tree(prepared.stage, workdir, Bounds(max_bytes=64 * MiB, file_bytes=32 * MiB,
                                                                 max_files=5000), deadline).files)

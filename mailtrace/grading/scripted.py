@@ -63,8 +63,11 @@ class _Conn:
                     self.session.record(action.event)
                 elif isinstance(action, Sleep):
                     await asyncio.sleep(action.seconds)
+                elif isinstance(action, ClientClosed):
+                    self.session.close(Side.CLIENT, action.reason)
                 elif isinstance(action, Write):
-                    if not self.closed:
+                    # a transport the peer already reset would log "socket.send() raised exception."
+                    if not self.closed and not self.writer.transport.is_closing():
                         self.unit_sent += action.data
                         self.writer.write(action.data)
                         with contextlib.suppress(ConnectionError):
@@ -119,9 +122,10 @@ class _Conn:
             if not data:
                 if not self.closed:
                     self.enqueue(self.layer.eof())
-                    self.queue.put_nowait(Hangup("client closed the connection"))
-                    self.busy += 1
-                    self.session.close(Side.CLIENT, "client closed the connection")
+                    # recorded in turn, after the replies already due (the order must not depend on
+                    # whether the writer had sent them when the close was read: same seed, same report)
+                    self.enqueue([ClientClosed("client closed the connection"),
+                                  Hangup("client closed the connection")])
                     self.closed = True
                 return
             # the first byte of a client event decides how it arrived (a line may come in pieces)
@@ -131,6 +135,13 @@ class _Conn:
             self.enqueue(self.layer.receive(data))
             if self.emitted:
                 self.carry = None
+
+
+class ClientClosed:
+    """The client's close, recorded in the write queue's order."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 class ScriptedServer:
@@ -173,7 +184,8 @@ class ScriptedServer:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = writer.get_extra_info("peername") or ("?", 0)
         local = writer.get_extra_info("sockname") or ("?", 0)
-        session = self.recorder.session(self.protocol, client=f"{peer[0]}:{peer[1]}",
+        # the client's port is the kernel's choice: left out, so one seed gives one transcript
+        session = self.recorder.session(self.protocol, client=f"{peer[0]}",
                                         server=f"{local[0]}:{local[1]}", mode="grade")
         conn = None
         writer_task = None
