@@ -28,6 +28,7 @@ from mailtrace.grading.faults import ServerScript
 from mailtrace.grading.report import CheckResult, Report, ScenarioResult
 from mailtrace.grading.run import Run
 from mailtrace.grading.files import MiB, remove_tree
+from mailtrace.grading.messages import text
 from mailtrace.grading.sandbox import Limits, ProgramResult, Sandbox
 from mailtrace.transcript.recorder import MemorySink, Recorder
 
@@ -89,7 +90,7 @@ def find_program(exercise: Exercise, root: Path, files: list[str] | None = None)
                           f"in the submission")
 
 
-def prepare(exercise: Exercise, submission: Path, limits: Limits, slot: int = 0) -> Prepared:
+def prepare(exercise: Exercise, submission: Path, limits: Limits, slot: int = 0, lang: str = "en") -> Prepared:
     """Copy the submission once (safely), find what to run, and build it when it has a build file."""
     from mailtrace.grading.files import TreeError, copy_tree
 
@@ -113,11 +114,11 @@ def prepare(exercise: Exercise, submission: Path, limits: Limits, slot: int = 0)
     if prepared.kind == "run":
         os.chmod(stage / RUN_FILE, 0o755)
     if prepared.kind == "build":
-        _build(prepared, limits, slot)
+        _build(prepared, limits, slot, lang)
     return prepared
 
 
-def _build(prepared: Prepared, limits: Limits, slot: int) -> None:
+def _build(prepared: Prepared, limits: Limits, slot: int, lang: str = "en") -> None:
     """Build in the same sandbox, with its own time limit: compiler errors become feedback."""
     stage = prepared.stage
     sandbox = Sandbox(limits=replace(limits, timeout=limits.build_timeout, cpu_seconds=int(limits.build_timeout)),
@@ -130,9 +131,10 @@ def _build(prepared: Prepared, limits: Limits, slot: int) -> None:
         result = sandbox.run(builder, stage)
     prepared.build = result
     if result.exit_code != 0:
-        prepared.build_error = f"the build ({' '.join(builder)}) failed: {result.status_text()}"
+        prepared.build_error = text("build.failed", lang, command=" ".join(builder),
+                                    status=result.status_text(lang))
     elif not (stage / RUN_FILE).is_file() or (stage / RUN_FILE).is_symlink():
-        prepared.build_error = f"the build ({' '.join(builder)}) succeeded but left no '{RUN_FILE}' file to run"
+        prepared.build_error = text("build.no-run", lang, command=" ".join(builder), run=RUN_FILE)
     else:
         os.chmod(stage / RUN_FILE, 0o755)
 
@@ -312,8 +314,12 @@ def _run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, se
 
 
 # -- scoring ------------------------------------------------------------------------------------------
-def score_run(run: Run, weights: dict[str, float], lang: str = "en") -> ScenarioResult:
+def score_run(run: Run, weights: dict[str, float], lang: str = "en", show_secrets: bool = False) -> ScenarioResult:
+    from mailtrace.grading.checks.common import NO_PROGRESS
+
     results = []
+    unobserved: set[str] = set()  # checks that failed only because the dialogue stopped earlier
+    run.lang = lang
     never_connected = bool(run.exercise.protocol) and not run.server_options.get("none") and not run.sessions()
     for cid in run.scenario.checks:
         chk = REGISTRY[cid]
@@ -330,22 +336,31 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en") -> Scenario
             outcome = _deferred(run, outcome)
         if outcome is None and not note and never_connected:
             # "not judged" keeps the points only when there was something to judge
-            outcome = fail("a session with the scripted server", "the program never connected to it, so this "
-                           f"could not be seen ({run.program.status_text()})")
+            outcome = fail(text("feedback.never-connected.expected", lang),
+                           text("feedback.never-connected.happened", lang, status=run.program.status_text(lang)))
         if outcome is None:
             results.append(CheckResult(cid, title(chk, lang), True, max_points, max_points, note, conf.visibility,
                                        False))
             continue
         fraction = 1.0 if outcome.passed else (outcome.fraction or 0.0)
+        if not outcome.passed and outcome.happened in set(NO_PROGRESS.values()):
+            unobserved.add(cid)
         results.append(CheckResult(cid, title(chk, lang), outcome.passed, max_points * fraction, max_points,
-                                   feedback(outcome, chk, run.events, lang), conf.visibility, True))
+                                   feedback(outcome, chk, run.events, lang, show_secrets), conf.visibility, True))
+    # a check that could not be observed names the one to fix first: the first failure that was seen
+    root = next((c for c in results if not c.passed and c.id not in unobserved), None)
+    for c in results:
+        if c.id in unobserved:
+            c.unobserved = True
+            if root is not None:
+                c.feedback += "\n" + text("feedback.fix-first", lang, check=root.id, title=root.title)
     from mailtrace.transcript.text import render_text
 
     return ScenarioResult(name=run.scenario.name, description=run.scenario.description, checks=results,
-                          status=run.program.status_text(), exit_code=run.program.exit_code,
+                          status=run.program.status_text(lang), exit_code=run.program.exit_code,
                           duration=round(run.program.duration, 3),
                           stdout=run.stdout[-2000:], stderr=run.stderr[-2000:],
-                          transcript=render_text(run.events, show_secrets=True, fold=False)[-20000:],
+                          transcript=render_text(run.events, show_secrets=show_secrets, fold=False)[-20000:],
                           events=run.events, notes=list(run.notes))
 
 
@@ -358,8 +373,9 @@ def _cap(report: Report, exercise: Exercise) -> None:
     cap = round(exercise.policy_cap * report.max_score, 2)
     if failed and report.score > cap:
         report.score = cap
-        report.capped = (f"score capped at {cap:g} ({exercise.policy_cap:.0%} of {report.max_score:g}): "
-                         f"{', '.join(failed)} failed, so the other checks judged a banned library")
+        report.capped = text("report.capped-reason", report.lang, cap=f"{cap:g}",
+                             percent=f"{exercise.policy_cap:.0%}", max=f"{report.max_score:g}",
+                             checks=", ".join(failed))
 
 
 def _deferred(run: Run, defer: Defer) -> Outcome | None:
@@ -412,7 +428,9 @@ class Pools:
 
 def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs: int = 2,
           limits: Limits | None = None, scenarios: list[str] | None = None, slot_base: int = 0,
-          progress=None, pools: Pools | None = None, lang: str = "en") -> Report:
+          progress=None, pools: Pools | None = None, lang: str = "en", show_secrets: bool = False) -> Report:
+    """Grade one submission.  Passwords in transcripts and feedback are redacted unless
+    ``show_secrets``."""
     load_all()
     if seed is None:
         seed = int.from_bytes(os.urandom(3), "big")
@@ -420,14 +438,15 @@ def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs
     t0 = time.monotonic()
     submission = Path(submission)
     w = weights(exercise)
-    report = Report(exercise=exercise.name, submission=str(submission), seed=seed, started=started)
+    report = Report(exercise=exercise.name, submission=str(submission), seed=seed, started=started,
+                    show_secrets=show_secrets, lang=lang)
     chosen = [s for s in exercise.scenarios if scenarios is None or s.name in scenarios]
     own = pools is None
     pools = pools or Pools(jobs, slot_base)
     base_limits = limits or Limits(timeout=exercise.timeout)
     slot = pools.slots.get()
     try:
-        prepared = prepare(exercise, submission, base_limits, slot)
+        prepared = prepare(exercise, submission, base_limits, slot, lang)
     except SubmissionError as exc:
         report.error = str(exc)
         report.max_score = round(sum(c.points for c in exercise.checks.values()), 4)
@@ -463,19 +482,19 @@ def _grade_prepared(exercise, prepared, report, chosen, w, base_limits, pools, o
         policy.append(CheckResult(cid, title(chk, lang), outcome.passed, pts if outcome.passed else 0.0, pts,
                                   feedback(outcome, chk, [], lang), exercise.checks[cid].visibility, True))
     if policy:
-        report.scenarios.append(ScenarioResult(name="policy", description="static analysis of the source",
+        report.scenarios.append(ScenarioResult(name="policy", description=text("report.policy-description", lang),
                                                checks=policy, status="not run"))
     if prepared.build is not None:
         b = prepared.build
         report.scenarios.append(ScenarioResult(
-            name="build", description=" ".join(b.argv), status=b.status_text(), exit_code=b.exit_code,
+            name="build", description=" ".join(b.argv), status=b.status_text(lang), exit_code=b.exit_code,
             duration=round(b.duration, 3), stdout=_tail(b.stdout), stderr=_tail(b.stderr)))
         report.enforced = b.enforced
     if prepared.build_error:
         output = _tail(prepared.build.stderr + prepared.build.stdout if prepared.build else b"", 1500)
         for sc in chosen:
             report.scenarios.append(_broken(sc, w, exercise, f"{prepared.build_error}\n{output}".rstrip(),
-                                            status="not run: the build failed"))
+                                            status=text("scenario.not-run-build", lang), lang=lang))
             if progress is not None:
                 progress()
         if own:
@@ -491,9 +510,9 @@ def _grade_prepared(exercise, prepared, report, chosen, w, base_limits, pools, o
             try:
                 run = run_scenario(exercise, sc, prepared, seed, sandbox)
             except Exception as exc:  # never the grader: the scenario is lost, with the reason
-                return _broken(sc, w, exercise, f"{type(exc).__name__}: {exc}")
+                return _broken(sc, w, exercise, f"{type(exc).__name__}: {exc}", lang=lang)
             report.enforced = run.program.enforced
-            return score_run(run, w, lang)
+            return score_run(run, w, lang, report.show_secrets)
         finally:
             pools.slots.put(slot)
             if progress is not None:
@@ -508,7 +527,54 @@ def _grade_prepared(exercise, prepared, report, chosen, w, base_limits, pools, o
     report.duration = round(time.monotonic() - t0, 3)
     report.finish()
     _cap(report, exercise)
+    _point_to_root(report, lang)
+    report.diagnosis = diagnose(report, lang)
+    if report.diagnosis:  # it never ran: an exit status that happens to match earns nothing
+        for s in report.scenarios:
+            for c in s.checks:
+                if c.passed:
+                    c.passed, c.points, c.judged = False, 0.0, True
+                    c.feedback = report.diagnosis
+        report.finish()
     return report
+
+
+def _point_to_root(report: Report, lang: str) -> None:
+    """Unobserved checks in a scenario where nothing else failed point at the first check that
+    failed for a reason anywhere in the report (the defect that stopped the dialogue)."""
+    root = next((c for s in report.scenarios for c in s.checks if not c.passed and not c.unobserved), None)
+    if root is None:
+        return
+    pointer = text("feedback.fix-first", lang, check=root.id, title=root.title)
+    marker = text("feedback.fix-first", lang, check="\0", title="\0").split("\0")[0]
+    for s in report.scenarios:
+        for c in s.checks:
+            if c.unobserved and marker not in c.feedback:
+                c.feedback += "\n" + pointer
+
+
+def diagnose(report: Report, lang: str = "en") -> str:
+    """A program that never gets going fails every check for one reason: say it first.
+
+    A syntax error, or a crash before it did anything, in every scenario that ran."""
+    from mailtrace.grading.messages import text
+
+    ran = [s for s in report.scenarios if s.name not in ("policy", "build") and not s.status.startswith("not run")]
+    if not ran:
+        return ""
+    crashed = [s for s in ran if s.exit_code not in (0, None) and not s.events
+               and any(mark in s.stderr for mark in CRASH_MARKS)]
+    if len(crashed) < len(ran):
+        return ""
+    last = next((line for line in reversed(crashed[0].stderr.strip().splitlines()) if line.strip()), "")
+    if any(m in crashed[0].stderr for m in ("SyntaxError", "IndentationError", "TabError")):
+        return text("diagnosis.syntax-error", lang, error=last)
+    return text("diagnosis.crash-at-start", lang, error=last, status=crashed[0].status)
+
+
+#: what a crash at start leaves on stderr (Python, Node.js, Java, a C runtime)
+CRASH_MARKS = ("Traceback (most recent call last)", "SyntaxError", "Exception in thread", "Error: ",
+               "Segmentation fault", "error while loading shared libraries")
 
 
 def _mostly_waits(sc: Scenario, exercise: Exercise) -> bool:
@@ -521,8 +587,10 @@ def _mostly_waits(sc: Scenario, exercise: Exercise) -> bool:
     return any(f.get("delay") or f.get("split") or f.get("action") == "silence" for f in srv.get("faults", ()))
 
 
-def _broken(sc: Scenario, w: dict[str, float], exercise: Exercise, error: str, status: str = "") -> ScenarioResult:
-    checks = [CheckResult(cid, REGISTRY[cid].title, False, 0.0, w[cid], f"The scenario could not run: {error}",
+def _broken(sc: Scenario, w: dict[str, float], exercise: Exercise, error: str, status: str = "",
+            lang: str = "en") -> ScenarioResult:
+    checks = [CheckResult(cid, title(REGISTRY[cid], lang), False, 0.0, w[cid],
+                          text("scenario.could-not-run", lang, error=error),
                           exercise.checks[cid].visibility, True) for cid in sc.checks]
     return ScenarioResult(name=sc.name, description=sc.description, checks=checks,
                           status=status or f"error: {error}")

@@ -38,6 +38,7 @@ class CheckResult:
     feedback: str = ""
     visibility: str = "visible"
     judged: bool = True  # False: not judged here (another check took the points for this mistake)
+    unobserved: bool = False  # failed only because the dialogue stopped before it could be seen
 
     def to_dict(self) -> dict:
         return {"id": self.id, "title": self.title, "passed": self.passed, "points": round(self.points, 2),
@@ -93,6 +94,9 @@ class Report:
     error: str = ""
     capped: str = ""  # why the score was capped (a failed policy check, exercise.toml policy_cap)
     notes: list[str] = field(default_factory=list)  # what copying the submission refused, and why
+    show_secrets: bool = False  # transcripts keep passwords (grade --show-secrets); not in the JSON
+    diagnosis: str = ""  # the one thing to fix first (a syntax error, a crash at start)
+    lang: str = "en"  # the language of the report's texts (grade --lang)
 
     def finish(self) -> None:
         self.score = round(sum(s.points for s in self.scenarios), 2)
@@ -117,7 +121,7 @@ class Report:
                 "submission": self.submission, "seed": self.seed, "score": self.score,
                 "max_score": self.max_score, "started": self.started, "duration": self.duration,
                 "enforced": list(self.enforced), "error": self.error, "capped": self.capped,
-                "notes": list(self.notes),
+                "notes": list(self.notes), "diagnosis": self.diagnosis,
                 "scenarios": [s.to_dict(transcripts) for s in self.scenarios]}
 
 
@@ -164,6 +168,7 @@ def to_gradescope(report: Report) -> str:
            "stdout_visibility": "hidden",
            "output": f"mailtrace grade {report.exercise}, seed {report.seed}"
                      + (f"\n{report.error}" if report.error else "")
+                     + (f"\n{report.diagnosis}" if report.diagnosis else "")
                      + (f"\n{report.capped}" if report.capped else ""),
            "tests": tests}
     if report.error:
@@ -172,13 +177,19 @@ def to_gradescope(report: Report) -> str:
 
 
 def to_text(report: Report, *, verbose: bool = False) -> str:
+    from mailtrace.grading.messages import text
+
+    lang = report.lang
     lines = [f"mailtrace grade: {report.exercise}  {report.submission}",
-             f"score {report.score:g} / {report.max_score:g}    seed {report.seed} (--seed {report.seed} reproduces this run)"]
+             f"{text('report.score', lang)} {report.score:g} / {report.max_score:g}    "
+             + text("report.seed", lang, seed=report.seed)]
     if report.error:
-        lines.append(f"ERROR: {report.error}")
+        lines.append(f"{text('report.error', lang)}: {report.error}")
+    if report.diagnosis:
+        lines.append(f"{text('report.fix-first', lang)}: {report.diagnosis}")
     if report.capped:
-        lines.append(f"CAPPED: {report.capped}")
-    lines.extend(f"NOTE: {n}" for n in report.notes)
+        lines.append(f"{text('report.capped', lang)}: {report.capped}")
+    lines.extend(f"{text('report.note', lang)}: {n}" for n in report.notes)
     for s in report.scenarios:
         lines.append("")
         lines.append(f"== {s.name}: {s.points:.2f}/{s.max_points:.2f}  [{s.status}]  {s.description}")
@@ -188,11 +199,11 @@ def to_text(report: Report, *, verbose: bool = False) -> str:
             if not c.passed and c.feedback:
                 lines.extend("       " + x for x in c.feedback.splitlines())
         if verbose and s.transcript:
-            lines.append("  transcript:")
+            lines.append(f"  {text('report.transcript', lang)}:")
             lines.extend("    " + x for x in s.transcript.splitlines())
     if report.enforced:
         lines.append("")
-        lines.append("sandbox: " + "; ".join(report.enforced))
+        lines.append(f"{text('report.sandbox', lang)}: " + "; ".join(report.enforced))
     return "\n".join(lines) + "\n"
 
 
@@ -205,6 +216,8 @@ def print_rich(report: Report, console) -> None:
     console.print(f"score [bold {colour}]{report.score:g} / {report.max_score:g}[/]   seed {report.seed}")
     if report.error:
         console.print(f"[red]error:[/red] {resc(report.error)}")
+    if report.diagnosis:
+        console.print(f"[bold red]fix first:[/bold red] {resc(report.diagnosis)}")
     if report.capped:
         console.print(f"[red]capped:[/red] {resc(report.capped)}")
     for note in report.notes:

@@ -96,36 +96,41 @@ class ProgramResult:
     def crashed(self) -> bool:
         return self.signal is not None and not self.timed_out
 
-    def status_text(self) -> str:
+    def status_text(self, lang: str = "en") -> str:
         """How the program ended, and which limit it ran into (the report shows this)."""
+        from mailtrace.grading.messages import text as msg
+
         if self.error:
-            return f"could not start: {self.error}"
+            return msg("status.could-not-start", lang, error=self.error)
         if self.timed_out:
-            text = f"killed: still running after {self.limit_seconds:g} s (wall-clock limit)"
+            text = msg("status.timeout", lang, seconds=f"{self.limit_seconds:g}")
         elif self.signal is not None:
             try:
                 name = signal.Signals(self.signal).name
             except ValueError:
                 name = str(self.signal)
-            text = f"killed by signal {name}" + (" (CPU time limit)" if name == "SIGXCPU" else "")
+            text = msg("status.signal", lang, name=name) + \
+                (f" ({msg('limit.cpu', lang)})" if name == "SIGXCPU" else "")
         else:
-            text = f"exit status {self.exit_code}"
-        return text + "".join(f" ({note})" for note in self.limit_notes())
+            text = msg("status.exit", lang, code=self.exit_code)
+        return text + "".join(f" ({note})" for note in self.limit_notes(lang))
 
-    def limit_notes(self) -> list[str]:
+    def limit_notes(self, lang: str = "en") -> list[str]:
+        from mailtrace.grading.messages import text as msg
+
         err = self.stderr[-4000:]
         notes = []
         if b"MemoryError" in err or self.memory_limited:
-            notes.append("memory limit reached")
+            notes.append("memory")
         if b"Resource temporarily unavailable" in err or b"BlockingIOError" in err and b"fork" in err:
-            notes.append("process limit reached")
+            notes.append("processes")
         if b"Network is unreachable" in err or b"ENETUNREACH" in err:
-            notes.append("network beyond loopback blocked")
+            notes.append("network")
         if b"File too large" in err:
-            notes.append("file size limit reached")
+            notes.append("file-size")
         if self.truncated:
-            notes.append("output cut")
-        return notes
+            notes.append("output")
+        return [msg(f"limit.{key}", lang) for key in notes]
 
 
 def _is_root() -> bool:

@@ -136,7 +136,8 @@ def title(check_: Check, lang: str = "en") -> str:
     return _translations(lang).get("titles", {}).get(check_.id, check_.title)
 
 
-def feedback(outcome: Outcome, check_: Check, events: list[Event], lang: str = "en") -> str:
+def feedback(outcome: Outcome, check_: Check, events: list[Event], lang: str = "en",
+             show_secrets: bool = False) -> str:
     if outcome.passed:
         return ""
     label = {**LABELS_EN, **_translations(lang).get("labels", {})}
@@ -145,7 +146,7 @@ def feedback(outcome: Outcome, check_: Check, events: list[Event], lang: str = "
         parts.append(f"{label['expected']}: {outcome.expected}")
     if outcome.happened:
         parts.append(f"{label['happened']}: {outcome.happened}")
-    ex = excerpt(events, outcome.event) if outcome.event is not None else ""
+    ex = excerpt(events, outcome.event, show_secrets) if outcome.event is not None else ""
     if ex:
         parts.append(f"{label['transcript']}:\n" + ex)
     rfc = outcome.rfc or check_.rfc
