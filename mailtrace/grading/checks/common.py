@@ -30,9 +30,9 @@ RFC_CLOSE = {"smtp": "RFC 5321 §4.1.1.10 (QUIT)", "pop3": "RFC 1939 §6 (QUIT: 
 RFC_TIMEOUT = {"smtp": "the exercise's contract; RFC 5321 §4.5.3.2 (timeouts)",
                "pop3": "the exercise's contract", "imap": "the exercise's contract"}
 TRACEBACK = "Traceback (most recent call last)"
-#: the exit statuses for which the contracts require a message on stderr (1: refused, closed or
-#: silent server; 3: some recipients refused); exit 2 (unreachable) only needs the status
-STDERR_REQUIRED = (1, 3)
+#: every non-zero exit status comes with a message on stderr (the statements say so): a client
+#: that exits 2 silently after a 421 greeting leaves its user guessing (issue #13)
+STDERR_REQUIRED = tuple(range(1, 256))
 
 
 def _timed_out(run) -> bool:

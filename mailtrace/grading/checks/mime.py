@@ -211,6 +211,12 @@ def attachments(run) -> Outcome | None:
         if not disp.startswith("attachment") or p.get_param("filename", header="content-disposition") != name:
             return fail(f'Content-Disposition: attachment; filename="{name}"',
                         f"Content-Disposition: {p.get('Content-Disposition')}", rfc="RFC 2183 §2")
+        raw_disp = " ".join((p.get("Content-Disposition") or "").split())
+        if re.search(r"(?i)\bfilename=(?!\")", raw_disp):
+            # the statement asks for a quoted-string: a name with a space or one of ()<>@,;:\"/[]?=
+            # is not a token (RFC 2045 §5.1), so an unquoted filename= breaks on such names
+            return fail(f'Content-Disposition: attachment; filename="{name}" (the name in double quotes)',
+                        f"Content-Disposition: {raw_disp}", rfc="RFC 2183 §2; RFC 2045 §5.1")
         if (p.get("Content-Transfer-Encoding") or "").strip().lower() != "base64":
             return fail(f"{name} encoded in base64", f"Content-Transfer-Encoding: {p.get('Content-Transfer-Encoding')}")
         raw = p.get_payload(decode=False)

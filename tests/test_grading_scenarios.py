@@ -1,0 +1,58 @@
+"""The false passes of issue #13, each caught now by a scenario or a sharper check.
+
+Every defective client is the reference solution with one change made here, at test time, so
+the test fails if the defect stops being caught (and the reference itself scores every point
+of the same scenarios: the checks stay narrow).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailtrace.grading.exercise import load_exercise
+from mailtrace.grading.grader import grade
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CASES = {
+    # IMAP: STORE with a position in the list fetched, after UID FETCH (--unseen-only --mark-seen)
+    "imap-store-by-position": ("imap-client", ["unseen-mark-seen"], "imap.flags", [
+        ("        for uid in uids:\n", "        for pos, uid in enumerate(uids, 1):\n"),
+        ('conn.command(f"UID STORE {uid} +FLAGS (\\\\Seen)")', 'conn.command(f"STORE {pos} +FLAGS (\\\\Seen)")'),
+    ]),
+    # SMTP: 251 (user not local; will forward) taken for a refusal
+    "smtp-251-is-refusal": ("smtp-client", ["rcpt-251-forwarded"], "smtp.exit-status", [
+        ("if code in (250, 251):", "if code == 250:"),
+    ]),
+    # SMTP: exit 2 after a 421/554 greeting with nothing on stderr
+    "smtp-silent-exit-2": ("smtp-client", ["greeting-421", "greeting-554"], "smtp.exit-status", [
+        ('            print(f"error: the server refused the session: {lines[-1]}", file=sys.stderr)\n', ""),
+    ]),
+    # MIME: filename= without the quotes the statement asks for
+    "mime-unquoted-filename": ("mime-compose", ["two-attachments"], "mime.attachments", [
+        ('filename="{name}"', "filename={name}"),
+    ]),
+}
+
+
+def solution(exercise: str) -> Path:
+    ex = load_exercise(exercise)
+    return ROOT / "solutions" / exercise / ex.program
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_reference_passes_and_the_defect_is_caught_on_its_check(case, tmp_path):
+    exercise, scenarios, check, edits = CASES[case]
+    ex = load_exercise(exercise)
+    reference = grade(ex, solution(exercise), seed=21, scenarios=scenarios)
+    assert reference.score == reference.max_score, reference.lost()
+    source = solution(exercise).read_text()
+    for old, new in edits:
+        assert old in source, f"the reference solution changed: {old!r} not found"
+        source = source.replace(old, new)
+    prog = tmp_path / ex.program
+    prog.write_text(source)
+    report = grade(ex, prog, seed=21, scenarios=scenarios)
+    assert check in report.lost(), report.lost()
