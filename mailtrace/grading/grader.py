@@ -331,7 +331,7 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en", show_secret
             note = f"(check error: {type(exc).__name__}: {exc})"
         else:
             note = ""
-        max_points = weights[cid]
+        max_points = weights[cid] * share(run.scenario, cid)
         if isinstance(outcome, Defer):
             outcome = _deferred(run, outcome)
         if outcome is None and not note and never_connected:
@@ -394,12 +394,18 @@ def _deferred(run: Run, defer: Defer) -> Outcome | None:
     return failing[0][1]
 
 
+def share(sc: Scenario, cid: str) -> float:
+    """How many shares of a check's points a scenario holds: 1, or its ``weights`` entry (a
+    scenario where the mistake does the most harm: exit 0 after the message was refused)."""
+    return float(sc.options.get("weights", {}).get(cid, 1))
+
+
 def weights(exercise: Exercise) -> dict[str, float]:
-    """A check's points are shared among the scenarios it applies to."""
-    counts: dict[str, int] = {}
+    """A check's points are shared among the scenarios it applies to (points per share)."""
+    counts: dict[str, float] = {}
     for sc in exercise.scenarios:
         for cid in sc.checks:
-            counts[cid] = counts.get(cid, 0) + 1
+            counts[cid] = counts.get(cid, 0) + share(sc, cid)
     return {cid: exercise.checks[cid].points / n for cid, n in counts.items()}
 
 
@@ -589,7 +595,7 @@ def _mostly_waits(sc: Scenario, exercise: Exercise) -> bool:
 
 def _broken(sc: Scenario, w: dict[str, float], exercise: Exercise, error: str, status: str = "",
             lang: str = "en") -> ScenarioResult:
-    checks = [CheckResult(cid, title(REGISTRY[cid], lang), False, 0.0, w[cid],
+    checks = [CheckResult(cid, title(REGISTRY[cid], lang), False, 0.0, w[cid] * share(sc, cid),
                           text("scenario.could-not-run", lang, error=error),
                           exercise.checks[cid].visibility, True) for cid in sc.checks]
     return ScenarioResult(name=sc.name, description=sc.description, checks=checks,

@@ -6,6 +6,7 @@ import email
 import email.policy
 import mimetypes
 import re
+from dataclasses import replace
 from email.utils import parsedate_to_datetime
 
 from mailtrace.grading.checks import Outcome, check, fail, ok
@@ -222,9 +223,10 @@ def attachments(run) -> Outcome | None:
         raw = p.get_payload(decode=False)
         longest = max((len(x) for x in raw.splitlines()), default=0) if isinstance(raw, str) else 0
         if longest > BASE64_LINE and not too_long:
-            return fail(f"{name} in base64 lines of at most {BASE64_LINE} characters "
-                        "(base64.encodebytes, or cut b64encode's output)",
-                        f"a base64 line of {longest} characters", rfc="RFC 2045 §6.8")
+            # a rule broken, but nothing in transit breaks below 998 octets: part of the points
+            return replace(fail(f"{name} in base64 lines of at most {BASE64_LINE} characters "
+                                "(base64.encodebytes, or cut b64encode's output)",
+                                f"a base64 line of {longest} characters", rfc="RFC 2045 §6.8"), fraction=0.5)
         want_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if p.get_content_type() != want_type:
             return fail(f"Content-Type: {want_type} for {name}", f"Content-Type: {p.get_content_type()}")
