@@ -345,6 +345,8 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en", show_secret
         fraction = 1.0 if outcome.passed else (outcome.fraction or 0.0)
         if not outcome.passed and outcome.happened in set(NO_PROGRESS.values()):
             unobserved.add(cid)
+            if lang != "en":
+                outcome = replace(outcome, happened=text(f"feedback.no-progress.{run.exercise.protocol}", lang))
         results.append(CheckResult(cid, title(chk, lang), outcome.passed, max_points * fraction, max_points,
                                    feedback(outcome, chk, run.events, lang, show_secrets), conf.visibility, True))
     # a check that could not be observed names the one to fix first: the first failure that was seen

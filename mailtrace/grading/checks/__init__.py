@@ -78,6 +78,23 @@ def fail(expected: str, happened: str, event: Event | None = None, rfc: str = ""
     return Outcome(False, expected, happened, event, rfc)
 
 
+def said(run, key: str, event: Event | None = None, rfc: str = "", **params) -> Outcome:
+    """A failure whose texts are data: ``check.<key>.expected`` / ``.happened`` in
+    ``grading/messages.toml``, in the run's language."""
+    from mailtrace.grading.messages import text
+
+    lang = getattr(run, "lang", "en")
+    return Outcome(False, text(f"check.{key}.expected", lang, **params), text(f"check.{key}.happened", lang, **params),
+                   event, rfc)
+
+
+def phrase(run, key: str, **params) -> str:
+    """One message of ``grading/messages.toml`` in the run's language."""
+    from mailtrace.grading.messages import text
+
+    return text(key, getattr(run, "lang", "en"), **params)
+
+
 def excerpt(events: list[Event], marked: Event | None, show_secrets: bool = True) -> str:
     """Transcript lines around ``marked`` (C:/S: prefixes), the marked one flagged with ``>>``."""
     lines = [e for e in events if e.kind in (Kind.COMMAND, Kind.REPLY, Kind.DATA, Kind.LITERAL, Kind.CLOSE)]
