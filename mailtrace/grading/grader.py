@@ -358,7 +358,7 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en", show_secret
                 c.feedback += "\n" + text("feedback.fix-first", lang, check=root.id, title=root.title)
     from mailtrace.transcript.text import render_text
 
-    return ScenarioResult(name=run.scenario.name, description=run.scenario.description, checks=results,
+    return ScenarioResult(name=run.scenario.name, description=describe(run.scenario, lang), checks=results,
                           status=run.program.status_text(lang), exit_code=run.program.exit_code,
                           duration=round(run.program.duration, 3),
                           stdout=run.stdout[-2000:], stderr=run.stderr[-2000:],
@@ -595,12 +595,17 @@ def _mostly_waits(sc: Scenario, exercise: Exercise) -> bool:
     return any(f.get("delay") or f.get("split") or f.get("action") == "silence" for f in srv.get("faults", ()))
 
 
+def describe(sc: Scenario, lang: str) -> str:
+    """The scenario's description in ``lang`` (``description_es`` in its TOML), else English."""
+    return sc.options.get(f"description_{lang}") or sc.description
+
+
 def _broken(sc: Scenario, w: dict[str, float], exercise: Exercise, error: str, status: str = "",
             lang: str = "en") -> ScenarioResult:
     checks = [CheckResult(cid, title(REGISTRY[cid], lang), False, 0.0, w[cid] * share(sc, cid),
                           text("scenario.could-not-run", lang, error=error),
                           exercise.checks[cid].visibility, True) for cid in sc.checks]
-    return ScenarioResult(name=sc.name, description=sc.description, checks=checks,
+    return ScenarioResult(name=sc.name, description=describe(sc, lang), checks=checks,
                           status=status or f"error: {error}")
 
 

@@ -94,7 +94,8 @@ def exit_status(run) -> Outcome | None:
         last = run.stderr.strip().splitlines()[-1][:200]
         return said(run, "exit-traceback", rfc="the exercise's contract", expected=expected, last=last)
     if prog.exit_code != expected:
-        what = run.scenario.description or run.scenario.name
+        what = run.scenario.options.get(f"description_{getattr(run, 'lang', 'en')}") or run.scenario.description \
+            or run.scenario.name
         return said(run, "exit-wrong", rfc="the exercise's contract", expected=expected, what=what,
                     code=prog.exit_code,
                     stderr=f"; stderr: {run.stderr.strip()[:200]}" if run.stderr.strip() else "")
