@@ -199,6 +199,8 @@ def whole_reply(run, protocol: str) -> Outcome | None:
         return no_progress(protocol, "the client reads whole replies all through the dialogue")
     if e is None or e.info.get("arrived") != "mid-line":
         return ok()
+    if e.info.get("partial"):
+        return said(run, "whole-line-partial", e, RFC_CRLF[protocol], partial=e.info["partial"])
     return said(run, "whole-line", e, RFC_CRLF[protocol])
 
 
