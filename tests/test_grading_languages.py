@@ -54,7 +54,9 @@ def grade_it(path: Path):
 def test_a_correct_client_in_any_language_scores_every_point(lang, tmp_path):
     report = grade_it(submission(lang, tmp_path))
     assert not report.error, report.error
-    assert report.score == report.max_score, (report.lost(), [(s.name, s.status, s.stderr) for s in report.scenarios])
+    build = [(s.status, s.stderr[-600:]) for s in report.scenarios if s.name == "build"]
+    assert report.score == report.max_score, (report.lost(), build,
+                                              [(s.name, s.status, s.stderr[-300:]) for s in report.scenarios])
     if lang in ("c", "java"):
         assert report.scenarios[1].name == "build" and report.scenarios[1].status == "exit status 0"
 

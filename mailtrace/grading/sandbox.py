@@ -485,7 +485,11 @@ class Sandbox:
         home = self.inside(workdir)
         env.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": "/tmp" if self.sealed else home,
                     "USER": "student", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8",
-                    "PYTHONUNBUFFERED": "1"})
+                    "PYTHONUNBUFFERED": "1",
+                    # glibc reserves 64 MiB of address space per malloc arena (up to 8 per core):
+                    # under the address-space limit a JVM's threads ran out of it (javac, "Not
+                    # enough space"); two arenas cost nothing to a student's program
+                    "MALLOC_ARENA_MAX": "2"})
         env.setdefault("LANG", "C.UTF-8")
         return env
 
