@@ -26,7 +26,7 @@ export DEBIAN_FRONTEND=noninteractive
 NEED="{need}"
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends python3 python3-venv ca-certificates curl util-linux iproute2 \\
-    bubblewrap gcc make >/dev/null
+    bubblewrap gcc libc6-dev make >/dev/null
 ok() {{ "$1" -c "import sys; sys.exit(0 if sys.version_info >= tuple(map(int, '$NEED'.split('.'))) else 1)" 2>/dev/null; }}
 PY=python3
 if ! ok "$PY"; then
