@@ -211,17 +211,22 @@ def print_rich(report: Report, console) -> None:
     from rich.markup import escape as resc
     from rich.table import Table
 
+    from mailtrace.grading.messages import text
+
+    lang = report.lang
+
     colour = "green" if report.score >= report.max_score - 1e-6 else "yellow" if report.score else "red"
     console.print(f"[bold]{resc(report.exercise)}[/bold]  {resc(report.submission)}")
-    console.print(f"score [bold {colour}]{report.score:g} / {report.max_score:g}[/]   seed {report.seed}")
+    console.print(f"{text('report.score', lang)} [bold {colour}]{report.score:g} / {report.max_score:g}[/]   "
+                  + resc(text("report.seed", lang, seed=report.seed)))
     if report.error:
-        console.print(f"[red]error:[/red] {resc(report.error)}")
+        console.print(f"[red]{text('report.error', lang)}:[/red] {resc(report.error)}")
     if report.diagnosis:
-        console.print(f"[bold red]fix first:[/bold red] {resc(report.diagnosis)}")
+        console.print(f"[bold red]{text('report.fix-first', lang)}:[/bold red] {resc(report.diagnosis)}")
     if report.capped:
-        console.print(f"[red]capped:[/red] {resc(report.capped)}")
+        console.print(f"[red]{text('report.capped', lang)}:[/red] {resc(report.capped)}")
     for note in report.notes:
-        console.print(f"[yellow]note:[/yellow] {resc(note)}")
+        console.print(f"[yellow]{text('report.note', lang)}:[/yellow] {resc(note)}")
     for s in report.scenarios:
         table = Table(title=f"{s.name} — {s.points:.2f}/{s.max_points:.2f} — {s.status}", title_justify="left",
                       show_header=False, box=None, padding=(0, 1))
@@ -236,4 +241,4 @@ def print_rich(report: Report, console) -> None:
                     style = "bold red" if line.lstrip().startswith(">>") else ""
                     console.print(f"      [{style}]{resc(line)}[/]" if style else f"      {resc(line)}")
     if report.enforced:
-        console.print("[dim]sandbox: " + resc("; ".join(report.enforced)) + "[/dim]")
+        console.print(f"[dim]{text('report.sandbox', lang)}: " + resc("; ".join(report.enforced)) + "[/dim]")
