@@ -614,6 +614,9 @@ def _sandbox_etc(uid: int) -> dict[str, Path]:
     base.mkdir(mode=0o711, parents=True, exist_ok=True)
     folder = base / f"etc-{os.getpid()}-{uid}"
     folder.mkdir(exist_ok=True)
+    import atexit
+
+    atexit.register(shutil.rmtree, folder, True)  # the grader's own files: gone when it exits
     files = {"passwd": f"root:x:0:0:root:/root:/bin/sh\nstudent:x:{uid}:{uid}:student:{INSIDE_HOME}:/bin/sh\n",
              "group": f"root:x:0:\nstudent:x:{uid}:\n",
              "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n",
