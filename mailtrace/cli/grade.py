@@ -40,9 +40,14 @@ def _isolate_network(mode: str) -> None:
               help="private: loopback-only network namespace (root); auto: private when possible.")
 @click.option("--verbose", "-v", is_flag=True, help="Text format: include every transcript.")
 @click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True,
-              help="Language of the check titles and feedback labels.")
+              help="Language of the report (titles, feedback, notes).")
+@click.option("--show-secrets", is_flag=True, help="Keep passwords in transcripts and feedback (redacted by default).")
+@click.option("--fail-under", type=float, metavar="SCORE",
+              help="Exit with status 2 when the score is below SCORE (CI, GitHub Classroom); "
+                   "otherwise the exit status is 0 whenever grading itself worked.")
 def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed: int | None, jobs: int,
-            class_mode: bool, scenarios: tuple[str, ...], network: str, verbose: bool, lang: str) -> None:
+            class_mode: bool, scenarios: tuple[str, ...], network: str, verbose: bool, lang: str,
+            show_secrets: bool, fail_under: float | None) -> None:
     """Grade SUBMISSION (a file or a folder) for EXERCISE (smtp-client, pop3-client, imap-client,
     mime-compose, or the path of an exercise folder).
 
@@ -67,7 +72,7 @@ def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed
     if seed is None:
         seed = int.from_bytes(os.urandom(3), "big")
     if class_mode:
-        _class(ex, submission, output, seed, jobs, list(scenarios) or None, lang)
+        _class(ex, submission, output, seed, jobs, list(scenarios) or None, lang, show_secrets)
         return
     from mailtrace.grading.grader import grade
     from mailtrace.grading import report as rep
@@ -79,9 +84,10 @@ def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed
             total = len([s for s in ex.scenarios if not scenarios or s.name in scenarios])
             task = progress.add_task("grading", total=total)
             result = grade(ex, submission, seed=seed, jobs=jobs, scenarios=list(scenarios) or None,
-                           progress=lambda: progress.advance(task), lang=lang)
+                           progress=lambda: progress.advance(task), lang=lang, show_secrets=show_secrets)
     else:
-        result = grade(ex, submission, seed=seed, jobs=jobs, scenarios=list(scenarios) or None, lang=lang)
+        result = grade(ex, submission, seed=seed, jobs=jobs, scenarios=list(scenarios) or None, lang=lang,
+                       show_secrets=show_secrets)
     if fmt == "github-classroom":
         _github_classroom(result, submission, output, lang)
     elif fmt == "rich" and output is None:
@@ -97,7 +103,10 @@ def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text(text, encoding="utf-8")
     if result.error:
-        sys.exit(1)
+        sys.exit(1)  # the submission could not be graded at all (nothing to run, too large...)
+    if fail_under is not None and result.score < fail_under:
+        click.echo(f"score {result.score:g} is under --fail-under {fail_under:g}", err=True)
+        sys.exit(2)
 
 
 def _github_classroom(result, submission: Path, output: Path | None, lang: str) -> None:
@@ -118,7 +127,7 @@ def _github_classroom(result, submission: Path, output: Path | None, lang: str) 
 
 
 def _class(ex, folder: Path, output: Path | None, seed: int, jobs: int, scenarios: list[str] | None,
-           lang: str) -> None:
+           lang: str, show_secrets: bool = False) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -136,7 +145,7 @@ def _class(ex, folder: Path, output: Path | None, seed: int, jobs: int, scenario
                   TextColumn("{task.fields[last]}"), console=console) as progress:
         task = progress.add_task(f"grading {ex.name}", total=len(subs), last="")
         results = classroom.grade_class(
-            ex, folder, seed=seed, jobs=jobs, scenarios=scenarios, lang=lang,
+            ex, folder, seed=seed, jobs=jobs, scenarios=scenarios, lang=lang, show_secrets=show_secrets,
             on_done=lambda name, r: progress.update(task, advance=1, last=f"{name}: {r.score:g}/{r.max_score:g}"))
     classroom.write_csv(out / "gradebook.csv", ex, results)
     classroom.write_json(out / "class.json", ex, results, seed)

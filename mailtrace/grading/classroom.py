@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from mailtrace.grading.exercise import Exercise
-from mailtrace.grading.report import Report
+from mailtrace.grading.report import Report, visible
 
 
 
@@ -39,7 +39,8 @@ def student_seed(seed: int, name: str) -> int:
 
 def grade_class(exercise: Exercise, folder: Path, *, seed: int, jobs: int = 2,
                 scenarios: list[str] | None = None, lang: str = "en",
-                on_done: Callable[[str, Report], None] | None = None) -> list[tuple[str, Report]]:
+                on_done: Callable[[str, Report], None] | None = None,
+                show_secrets: bool = False) -> list[tuple[str, Report]]:
     """Grade every submission; ``jobs`` programs run at once (plus the ones waiting on a silent server)."""
     from mailtrace.grading.grader import Pools, grade
 
@@ -48,7 +49,8 @@ def grade_class(exercise: Exercise, folder: Path, *, seed: int, jobs: int = 2,
 
     def one(item: tuple[str, Path]) -> tuple[str, Report]:
         name, path = item
-        report = grade(exercise, path, seed=student_seed(seed, name), scenarios=scenarios, pools=pools, lang=lang)
+        report = grade(exercise, path, seed=student_seed(seed, name), scenarios=scenarios, pools=pools, lang=lang,
+                       show_secrets=show_secrets)
         if on_done is not None:
             on_done(name, report)
         return name, report
@@ -128,7 +130,7 @@ def write_html(path: Path, exercise: Exercise, results: list[tuple[str, Report]]
                ladders: dict[tuple[str, str], str] | None = None) -> None:
     from mailtrace.transcript.text import format_event
 
-    e = html.escape
+    e = lambda text, quote=True: html.escape(visible(str(text)), quote)  # noqa: E731
     ladders = ladders or {}
     scores = [r.score for _, r in results]
     max_score = max((r.max_score for _, r in results), default=0.0)
@@ -166,7 +168,7 @@ def write_html(path: Path, exercise: Exercise, results: list[tuple[str, Report]]
             if s.events:
                 lines = []
                 for ev in s.events:
-                    lines.extend(format_event(ev, show_secrets=True, fold=True, annotate=True))
+                    lines.extend(format_event(ev, show_secrets=r.show_secrets, fold=True, annotate=True))
                 out.append("<details><summary>annotated transcript</summary><pre>" + e("\n".join(lines)) + "</pre></details>")
             if s.stderr:
                 out.append("<details><summary>stderr</summary><pre>" + e(s.stderr) + "</pre></details>")
@@ -186,10 +188,10 @@ def write_ladders(folder: Path, results: list[tuple[str, Report]]) -> dict[tuple
                 continue
             rel = Path("transcripts") / _safe(name) / f"{_safe(s.name)}.html"
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            (folder / rel).write_text(render_html(s.events, show_secrets=True, title=f"{name}: {s.name}"),
+            (folder / rel).write_text(render_html(s.events, show_secrets=r.show_secrets, title=f"{name}: {s.name}"),
                                       encoding="utf-8")
             # the same transcript as JSON Lines: `mailtrace show` renders it again, in any format
-            sink = JsonlSink(folder / rel.with_suffix(".jsonl"), show_secrets=True)
+            sink = JsonlSink(folder / rel.with_suffix(".jsonl"), show_secrets=r.show_secrets)
             for event in s.events:
                 sink.handle(event)
             sink.close()

@@ -17,7 +17,7 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mailtrace.grading import data as gdata
@@ -27,6 +27,8 @@ from mailtrace.grading.exercise import Exercise, Scenario, fill
 from mailtrace.grading.faults import ServerScript
 from mailtrace.grading.report import CheckResult, Report, ScenarioResult
 from mailtrace.grading.run import Run
+from mailtrace.grading.files import MiB, remove_tree
+from mailtrace.grading.messages import text
 from mailtrace.grading.sandbox import Limits, ProgramResult, Sandbox
 from mailtrace.transcript.recorder import MemorySink, Recorder
 
@@ -41,41 +43,100 @@ class SubmissionError(Exception):
     pass
 
 
-def find_program(exercise: Exercise, submission: Path) -> tuple[Path, str]:
-    """(directory to copy, program file name inside it)."""
-    if submission.is_file():
-        return submission, submission.name
-    if not submission.is_dir():
-        raise SubmissionError(f"no such file or folder: {submission}")
-    if (submission / exercise.program).is_file():
-        return submission, exercise.program
-    found = sorted(submission.rglob(exercise.program))
-    if found:
-        return found[0].parent, exercise.program
-    py = sorted(submission.glob("*.py"))
+#: what a folder may hold to be run (checked in this order; the statements say the same)
+BUILD_FILES = ("build.sh", "Makefile", "makefile", "GNUmakefile")
+RUN_FILE = "run"
+#: copy and collect are bounded; a scenario's wall clock gets this much on top of the program's
+COPY_COLLECT_SECONDS = 5.0
+
+
+@dataclass
+class Prepared:
+    """A submission copied once into a staging folder (links refused, bounded), found and built."""
+
+    stage: Path
+    kind: str  # "python" | "run" | "build"
+    program: str  # relative to the stage: the .py file, or "run"
+    notes: list[str] = field(default_factory=list)
+    build: ProgramResult | None = None
+    build_error: str = ""
+
+    def argv(self, sandbox: Sandbox, args: list[str]) -> list[str]:
+        if self.kind == "python":
+            return [sandbox.python(), self.program, *args]
+        return [f"./{self.program}", *args]
+
+
+def find_program(exercise: Exercise, root: Path, files: list[str] | None = None) -> tuple[str, str]:
+    """(kind, program) in a staged copy: a Python file (the exercise's name, or the only .py),
+    a folder with a ``Makefile`` or ``build.sh`` (built, then ``run``), or an executable ``run``."""
+    if files is None:
+        files = sorted(str(p.relative_to(root)) for p in root.iterdir() if p.is_file())
+    top = {f for f in files if "/" not in f}
+    if exercise.program in top:
+        return "python", exercise.program
+    for name in BUILD_FILES:
+        if name in top:
+            return "build", RUN_FILE
+    if RUN_FILE in top:
+        return "run", RUN_FILE
+    nested = sorted((f for f in files if f.rsplit("/", 1)[-1] == exercise.program), key=lambda f: (f.count("/"), f))
+    if nested:
+        return "python", nested[0]
+    py = sorted(f for f in top if f.endswith(".py"))
     if len(py) == 1:
-        return submission, py[0].name
-    raise SubmissionError(f"{submission}: no {exercise.program} in the submission")
+        return "python", py[0]
+    raise SubmissionError(f"no {exercise.program}, no executable '{RUN_FILE}' and no Makefile or build.sh "
+                          f"in the submission")
 
 
-def _copy_submission(source: Path, program: str, workdir: Path) -> list[str]:
-    if source.is_file():
-        shutil.copy2(source, workdir / program)
-        return [program]
-    names = []
-    total = 0
-    for path in sorted(source.rglob("*")):
-        rel = path.relative_to(source)
-        if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
-            continue
-        if path.is_file():
-            total += path.stat().st_size
-            if total > MAX_SUBMISSION:
-                raise SubmissionError(f"submission larger than {MAX_SUBMISSION // 1024 // 1024} MiB")
-            (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, workdir / rel)
-            names.append(str(rel))
-    return names
+def prepare(exercise: Exercise, submission: Path, limits: Limits, slot: int = 0, lang: str = "en") -> Prepared:
+    """Copy the submission once (safely), find what to run, and build it when it has a build file."""
+    from mailtrace.grading.files import TreeError, copy_tree
+
+    submission = Path(submission)
+    if not os.path.lexists(submission) or submission.is_symlink():
+        raise SubmissionError(f"no such file or folder: {submission}")
+    stage = Path(tempfile.mkdtemp(prefix="mailtrace-stage-"))
+    try:
+        walked = copy_tree(submission, stage)
+        if submission.is_file():
+            prepared = Prepared(stage, "python", submission.name, walked.notes)
+        else:
+            kind, program = find_program(exercise, stage, walked.files)
+            prepared = Prepared(stage, kind, program, walked.notes)
+    except TreeError as exc:
+        remove_tree(stage)
+        raise SubmissionError(f"submission refused: {exc}") from None
+    except SubmissionError:
+        remove_tree(stage)
+        raise
+    if prepared.kind == "run":
+        os.chmod(stage / RUN_FILE, 0o755)
+    if prepared.kind == "build":
+        _build(prepared, limits, slot, lang)
+    return prepared
+
+
+def _build(prepared: Prepared, limits: Limits, slot: int, lang: str = "en") -> None:
+    """Build in the same sandbox, with its own time limit: compiler errors become feedback."""
+    stage = prepared.stage
+    sandbox = Sandbox(limits=replace(limits, timeout=limits.build_timeout, cpu_seconds=int(limits.build_timeout)),
+                      slot=slot)
+    builder = ["/bin/sh", "build.sh"] if (stage / "build.sh").is_file() else ["make"]
+    sandbox.give(stage)
+    if sandbox.sealed:
+        os.chmod(stage, 0o711)  # bwrap, root without capabilities, enters it to bind it
+    with sandbox.network():
+        result = sandbox.run(builder, stage)
+    prepared.build = result
+    if result.exit_code != 0:
+        prepared.build_error = text("build.failed", lang, command=" ".join(builder),
+                                    status=result.status_text(lang))
+    elif not (stage / RUN_FILE).is_file() or (stage / RUN_FILE).is_symlink():
+        prepared.build_error = text("build.no-run", lang, command=" ".join(builder), run=RUN_FILE)
+    else:
+        os.chmod(stage / RUN_FILE, 0o755)
 
 
 def _arg_variables(argv: list[str], files: dict[str, bytes]) -> dict:
@@ -100,6 +161,16 @@ def _arg_variables(argv: list[str], files: dict[str, bytes]) -> dict:
     out.setdefault("arg_to", [])
     out.setdefault("arg_attach", [])
     return out
+
+
+def _ports(seed: int, exercise: str, scenario: str) -> tuple[int, int]:
+    """(server port, a closed port) drawn from the seed: in a run's own network namespace they are
+    free, and the same seed gives the same transcript (still unguessable: not a constant)."""
+    import random
+
+    rng = random.Random(f"{seed}/{exercise}/{scenario}/ports")
+    listen = rng.randrange(20000, 40000)
+    return listen, listen + rng.randrange(1, 1000)
 
 
 def _closed_port() -> int:
@@ -173,12 +244,24 @@ def core_factory(protocol: str, lab):
     return lambda: factory(ConnectionContext(client="127.0.0.1:0", server="127.0.0.1:0", tls=False))
 
 
-def run_scenario(exercise: Exercise, scenario: Scenario, submission: Path, seed: int, sandbox: Sandbox) -> Run:
+def run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, seed: int, sandbox: Sandbox) -> Run:
+    """One scenario in its own network namespace (the scripted server and the program both live
+    in it), under one wall clock for copying, running and collecting."""
+    with sandbox.network():
+        return _run_scenario(exercise, scenario, prepared, seed, sandbox)
+
+
+def _run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, seed: int, sandbox: Sandbox) -> Run:
+    from mailtrace.grading.files import Bounds, TreeError, collect, copy_tree
+
+    timeout = scenario.timeout or sandbox.limits.timeout
+    deadline = time.monotonic() + timeout + COPY_COLLECT_SECONDS
     rng = gdata.rng_for(seed, exercise.name, scenario.name)
     variables = gdata.variables(rng)
     labdir = Path(tempfile.mkdtemp(prefix="mailtrace-lab-", dir=_fast_tmp()))
     workdir = sandbox.make_workdir()
     server = None
+    ports = _ports(seed, exercise.name, scenario.name) if sandbox.net_private else (0, 0)
     try:
         fixture = _Fixture(exercise, scenario, variables, rng, labdir)
         script_data = fill(scenario.server, variables)
@@ -191,11 +274,14 @@ def run_scenario(exercise: Exercise, scenario: Scenario, submission: Path, seed:
             from mailtrace.grading.scripted import ScriptedServer
 
             server = ScriptedServer(exercise.protocol, core_factory(exercise.protocol, fixture.lab), script, recorder)
-            variables["port"] = server.start()
+            variables["port"] = server.start(socket.create_server(("127.0.0.1", ports[0])))
         else:
-            variables["port"] = _closed_port()
-        source, program = find_program(exercise, submission)
-        own = set(_copy_submission(source, program, workdir))
+            variables["port"] = ports[1] or _closed_port()
+        try:
+            own = set(copy_tree(prepared.stage, workdir, Bounds(max_bytes=64 * MiB, file_bytes=32 * MiB,
+                                                                max_files=5000), deadline).files)
+        except TreeError as exc:
+            raise SubmissionError(f"the built submission is too large: {exc}") from None
         inputs: dict[str, bytes] = {}
         for name, template in scenario.files.items():
             inputs[name] = fill(template, variables).encode("utf-8")
@@ -207,19 +293,19 @@ def run_scenario(exercise: Exercise, scenario: Scenario, submission: Path, seed:
         sandbox.give(workdir)
         argv = [str(a) for a in fill(list(scenario.args), variables)]
         variables.update(_arg_variables(argv, inputs))
-        sb = replace(sandbox, limits=replace(sandbox.limits, timeout=scenario.timeout)) if scenario.timeout else sandbox
-        result = sb.run([sandbox.python(), program, *argv], workdir)
+        result = sandbox.run(prepared.argv(sandbox, argv), workdir,
+                             timeout=max(0.1, min(timeout, deadline - COPY_COLLECT_SECONDS / 2 - time.monotonic())))
         if server is not None:
-            deadline = time.monotonic() + 1.0  # let the server record the last bytes and the close
-            while any(not t.done() for t in list(server.tasks)) and time.monotonic() < deadline:
+            limit = time.monotonic() + 1.0  # let the server record the last bytes and the close
+            while any(not t.done() for t in list(server.tasks)) and time.monotonic() < limit:
                 time.sleep(0.005)
             server.stop()
-        files = _collect(workdir, own | set(inputs))
+        files, notes = collect(workdir, own | set(inputs), MAX_COLLECTED, deadline=deadline)
         box = variables.get("arg_mailbox", "INBOX")
         return Run(exercise=exercise, scenario=scenario, variables=variables, program=result,
                    events=list(sink.events), files=files, inputs=inputs, fixture=fixture.messages,
                    store_after=fixture.after(box) if fixture.messages else {},
-                   server_errors=list(server.errors) if server else [])
+                   server_errors=list(server.errors) if server else [], notes=notes)
     finally:
         if server is not None:
             server.stop()
@@ -227,32 +313,13 @@ def run_scenario(exercise: Exercise, scenario: Scenario, submission: Path, seed:
         shutil.rmtree(labdir, ignore_errors=True)
 
 
-def _collect(workdir: Path, skip: set[str]) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    total = 0
-    for root, dirs, files in os.walk(workdir):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
-        if root != str(workdir):
-            out[str(Path(root).relative_to(workdir)) + "/"] = b""  # directories the program made
-        for name in files:
-            path = Path(root) / name
-            rel = str(path.relative_to(workdir))
-            if rel in skip or path.is_symlink():
-                continue
-            try:
-                size = path.stat().st_size
-                if total + size > MAX_COLLECTED:
-                    continue
-                out[rel] = path.read_bytes()
-                total += size
-            except OSError:
-                continue
-    return out
-
-
 # -- scoring ------------------------------------------------------------------------------------------
-def score_run(run: Run, weights: dict[str, float], lang: str = "en") -> ScenarioResult:
+def score_run(run: Run, weights: dict[str, float], lang: str = "en", show_secrets: bool = False) -> ScenarioResult:
+    from mailtrace.grading.checks.common import NO_PROGRESS
+
     results = []
+    unobserved: set[str] = set()  # checks that failed only because the dialogue stopped earlier
+    run.lang = lang
     never_connected = bool(run.exercise.protocol) and not run.server_options.get("none") and not run.sessions()
     for cid in run.scenario.checks:
         chk = REGISTRY[cid]
@@ -264,28 +331,39 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en") -> Scenario
             note = f"(check error: {type(exc).__name__}: {exc})"
         else:
             note = ""
-        max_points = weights[cid]
+        max_points = weights[cid] * share(run.scenario, cid)
         if isinstance(outcome, Defer):
             outcome = _deferred(run, outcome)
         if outcome is None and not note and never_connected:
             # "not judged" keeps the points only when there was something to judge
-            outcome = fail("a session with the scripted server", "the program never connected to it, so this "
-                           f"could not be seen ({run.program.status_text()})")
+            outcome = fail(text("feedback.never-connected.expected", lang),
+                           text("feedback.never-connected.happened", lang, status=run.program.status_text(lang)))
         if outcome is None:
             results.append(CheckResult(cid, title(chk, lang), True, max_points, max_points, note, conf.visibility,
                                        False))
             continue
         fraction = 1.0 if outcome.passed else (outcome.fraction or 0.0)
+        if not outcome.passed and outcome.happened in set(NO_PROGRESS.values()):
+            unobserved.add(cid)
+            if lang != "en":
+                outcome = replace(outcome, happened=text(f"feedback.no-progress.{run.exercise.protocol}", lang))
         results.append(CheckResult(cid, title(chk, lang), outcome.passed, max_points * fraction, max_points,
-                                   feedback(outcome, chk, run.events, lang), conf.visibility, True))
+                                   feedback(outcome, chk, run.events, lang, show_secrets), conf.visibility, True))
+    # a check that could not be observed names the one to fix first: the first failure that was seen
+    root = next((c for c in results if not c.passed and c.id not in unobserved), None)
+    for c in results:
+        if c.id in unobserved:
+            c.unobserved = True
+            if root is not None:
+                c.feedback += "\n" + text("feedback.fix-first", lang, check=root.id, title=root.title)
     from mailtrace.transcript.text import render_text
 
-    return ScenarioResult(name=run.scenario.name, description=run.scenario.description, checks=results,
-                          status=run.program.status_text(), exit_code=run.program.exit_code,
+    return ScenarioResult(name=run.scenario.name, description=describe(run.scenario, lang), checks=results,
+                          status=run.program.status_text(lang), exit_code=run.program.exit_code,
                           duration=round(run.program.duration, 3),
                           stdout=run.stdout[-2000:], stderr=run.stderr[-2000:],
-                          transcript=render_text(run.events, show_secrets=True, fold=False)[-20000:],
-                          events=run.events)
+                          transcript=render_text(run.events, show_secrets=show_secrets, fold=False)[-20000:],
+                          events=run.events, notes=list(run.notes))
 
 
 def _cap(report: Report, exercise: Exercise) -> None:
@@ -297,8 +375,9 @@ def _cap(report: Report, exercise: Exercise) -> None:
     cap = round(exercise.policy_cap * report.max_score, 2)
     if failed and report.score > cap:
         report.score = cap
-        report.capped = (f"score capped at {cap:g} ({exercise.policy_cap:.0%} of {report.max_score:g}): "
-                         f"{', '.join(failed)} failed, so the other checks judged a banned library")
+        report.capped = text("report.capped-reason", report.lang, cap=f"{cap:g}",
+                             percent=f"{exercise.policy_cap:.0%}", max=f"{report.max_score:g}",
+                             checks=", ".join(failed))
 
 
 def _deferred(run: Run, defer: Defer) -> Outcome | None:
@@ -317,12 +396,18 @@ def _deferred(run: Run, defer: Defer) -> Outcome | None:
     return failing[0][1]
 
 
+def share(sc: Scenario, cid: str) -> float:
+    """How many shares of a check's points a scenario holds: 1, or its ``weights`` entry (a
+    scenario where the mistake does the most harm: exit 0 after the message was refused)."""
+    return float(sc.options.get("weights", {}).get(cid, 1))
+
+
 def weights(exercise: Exercise) -> dict[str, float]:
-    """A check's points are shared among the scenarios it applies to."""
-    counts: dict[str, int] = {}
+    """A check's points are shared among the scenarios it applies to (points per share)."""
+    counts: dict[str, float] = {}
     for sc in exercise.scenarios:
         for cid in sc.checks:
-            counts[cid] = counts.get(cid, 0) + 1
+            counts[cid] = counts.get(cid, 0) + share(sc, cid)
     return {cid: exercise.checks[cid].points / n for cid, n in counts.items()}
 
 
@@ -351,7 +436,9 @@ class Pools:
 
 def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs: int = 2,
           limits: Limits | None = None, scenarios: list[str] | None = None, slot_base: int = 0,
-          progress=None, pools: Pools | None = None, lang: str = "en") -> Report:
+          progress=None, pools: Pools | None = None, lang: str = "en", show_secrets: bool = False) -> Report:
+    """Grade one submission.  Passwords in transcripts and feedback are redacted unless
+    ``show_secrets``."""
     load_all()
     if seed is None:
         seed = int.from_bytes(os.urandom(3), "big")
@@ -359,19 +446,37 @@ def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs
     t0 = time.monotonic()
     submission = Path(submission)
     w = weights(exercise)
-    report = Report(exercise=exercise.name, submission=str(submission), seed=seed, started=started)
+    report = Report(exercise=exercise.name, submission=str(submission), seed=seed, started=started,
+                    show_secrets=show_secrets, lang=lang)
     chosen = [s for s in exercise.scenarios if scenarios is None or s.name in scenarios]
+    own = pools is None
+    pools = pools or Pools(jobs, slot_base)
+    base_limits = limits or Limits(timeout=exercise.timeout)
+    slot = pools.slots.get()
     try:
-        find_program(exercise, submission)
+        prepared = prepare(exercise, submission, base_limits, slot, lang)
     except SubmissionError as exc:
         report.error = str(exc)
         report.max_score = round(sum(c.points for c in exercise.checks.values()), 4)
         if progress is not None:
             for _ in chosen:
                 progress()
+        if own:
+            pools.close()
         return report
+    finally:
+        pools.slots.put(slot)
+    report.notes = list(prepared.notes)
+    try:
+        return _grade_prepared(exercise, prepared, report, chosen, w, base_limits, pools, own, progress, lang, t0)
+    finally:
+        remove_tree(prepared.stage)
+
+
+def _grade_prepared(exercise, prepared, report, chosen, w, base_limits, pools, own, progress, lang, t0) -> Report:
+    seed = report.seed
     # policy (static) checks
-    sources = read_sources(submission)
+    sources = read_sources(prepared.stage)
     policy = []
     for cid in exercise.policy_checks:
         chk = REGISTRY[cid]
@@ -385,22 +490,37 @@ def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs
         policy.append(CheckResult(cid, title(chk, lang), outcome.passed, pts if outcome.passed else 0.0, pts,
                                   feedback(outcome, chk, [], lang), exercise.checks[cid].visibility, True))
     if policy:
-        report.scenarios.append(ScenarioResult(name="policy", description="static analysis of the source",
+        report.scenarios.append(ScenarioResult(name="policy", description=text("report.policy-description", lang),
                                                checks=policy, status="not run"))
-    own = pools is None
-    pools = pools or Pools(jobs, slot_base)
-    base_limits = limits or Limits(timeout=exercise.timeout)
+    if prepared.build is not None:
+        b = prepared.build
+        report.scenarios.append(ScenarioResult(
+            name="build", description=" ".join(b.argv), status=b.status_text(lang), exit_code=b.exit_code,
+            duration=round(b.duration, 3), stdout=_tail(b.stdout), stderr=_tail(b.stderr)))
+        report.enforced = b.enforced
+    if prepared.build_error:
+        output = _tail(prepared.build.stderr + prepared.build.stdout if prepared.build else b"", 1500)
+        for sc in chosen:
+            report.scenarios.append(_broken(sc, w, exercise, f"{prepared.build_error}\n{output}".rstrip(),
+                                            status=text("scenario.not-run-build", lang), lang=lang))
+            if progress is not None:
+                progress()
+        if own:
+            pools.close()
+        report.duration = round(time.monotonic() - t0, 3)
+        report.finish()
+        return report
 
     def one(sc: Scenario) -> ScenarioResult:
         slot = pools.slots.get()
         try:
             sandbox = Sandbox(limits=base_limits, slot=slot)
             try:
-                run = run_scenario(exercise, sc, submission, seed, sandbox)
+                run = run_scenario(exercise, sc, prepared, seed, sandbox)
             except Exception as exc:  # never the grader: the scenario is lost, with the reason
-                return _broken(sc, w, exercise, f"{type(exc).__name__}: {exc}")
+                return _broken(sc, w, exercise, f"{type(exc).__name__}: {exc}", lang=lang)
             report.enforced = run.program.enforced
-            return score_run(run, w, lang)
+            return score_run(run, w, lang, report.show_secrets)
         finally:
             pools.slots.put(slot)
             if progress is not None:
@@ -415,7 +535,54 @@ def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs
     report.duration = round(time.monotonic() - t0, 3)
     report.finish()
     _cap(report, exercise)
+    _point_to_root(report, lang)
+    report.diagnosis = diagnose(report, lang)
+    if report.diagnosis:  # it never ran: an exit status that happens to match earns nothing
+        for s in report.scenarios:
+            for c in s.checks:
+                if c.passed:
+                    c.passed, c.points, c.judged = False, 0.0, True
+                    c.feedback = report.diagnosis
+        report.finish()
     return report
+
+
+def _point_to_root(report: Report, lang: str) -> None:
+    """Unobserved checks in a scenario where nothing else failed point at the first check that
+    failed for a reason anywhere in the report (the defect that stopped the dialogue)."""
+    root = next((c for s in report.scenarios for c in s.checks if not c.passed and not c.unobserved), None)
+    if root is None:
+        return
+    pointer = text("feedback.fix-first", lang, check=root.id, title=root.title)
+    marker = text("feedback.fix-first", lang, check="\0", title="\0").split("\0")[0]
+    for s in report.scenarios:
+        for c in s.checks:
+            if c.unobserved and marker not in c.feedback:
+                c.feedback += "\n" + pointer
+
+
+def diagnose(report: Report, lang: str = "en") -> str:
+    """A program that never gets going fails every check for one reason: say it first.
+
+    A syntax error, or a crash before it did anything, in every scenario that ran."""
+    from mailtrace.grading.messages import text
+
+    ran = [s for s in report.scenarios if s.name not in ("policy", "build") and not s.status.startswith("not run")]
+    if not ran:
+        return ""
+    crashed = [s for s in ran if s.exit_code not in (0, None) and not s.events
+               and any(mark in s.stderr for mark in CRASH_MARKS)]
+    if len(crashed) < len(ran):
+        return ""
+    last = next((line for line in reversed(crashed[0].stderr.strip().splitlines()) if line.strip()), "")
+    if any(m in crashed[0].stderr for m in ("SyntaxError", "IndentationError", "TabError")):
+        return text("diagnosis.syntax-error", lang, error=last)
+    return text("diagnosis.crash-at-start", lang, error=last, status=crashed[0].status)
+
+
+#: what a crash at start leaves on stderr (Python, Node.js, Java, a C runtime)
+CRASH_MARKS = ("Traceback (most recent call last)", "SyntaxError", "Exception in thread", "Error: ",
+               "Segmentation fault", "error while loading shared libraries")
 
 
 def _mostly_waits(sc: Scenario, exercise: Exercise) -> bool:
@@ -428,10 +595,22 @@ def _mostly_waits(sc: Scenario, exercise: Exercise) -> bool:
     return any(f.get("delay") or f.get("split") or f.get("action") == "silence" for f in srv.get("faults", ()))
 
 
-def _broken(sc: Scenario, w: dict[str, float], exercise: Exercise, error: str) -> ScenarioResult:
-    checks = [CheckResult(cid, REGISTRY[cid].title, False, 0.0, w[cid], f"The scenario could not run: {error}",
+def describe(sc: Scenario, lang: str) -> str:
+    """The scenario's description in ``lang`` (``description_es`` in its TOML), else English."""
+    return sc.options.get(f"description_{lang}") or sc.description
+
+
+def _broken(sc: Scenario, w: dict[str, float], exercise: Exercise, error: str, status: str = "",
+            lang: str = "en") -> ScenarioResult:
+    checks = [CheckResult(cid, title(REGISTRY[cid], lang), False, 0.0, w[cid] * share(sc, cid),
+                          text("scenario.could-not-run", lang, error=error),
                           exercise.checks[cid].visibility, True) for cid in sc.checks]
-    return ScenarioResult(name=sc.name, description=sc.description, checks=checks, status=f"error: {error}")
+    return ScenarioResult(name=sc.name, description=describe(sc, lang), checks=checks,
+                          status=status or f"error: {error}")
+
+
+def _tail(data: bytes, limit: int = 2000) -> str:
+    return data.decode("utf-8", "replace")[-limit:]
 
 
 def _unused(_: ProgramResult) -> None:  # keeps the import for type checkers

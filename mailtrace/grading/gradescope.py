@@ -17,13 +17,38 @@ import zipfile
 from pathlib import Path
 
 SETUP_SH = """#!/usr/bin/env bash
-# Gradescope image setup: Python 3, then mailtrace from the bundled source.
+# Gradescope image setup (Ubuntu 22.04 or 24.04 base images): a Python that mailtrace supports
+# (>= {need}), bubblewrap for the sealed sandbox, then mailtrace from the bundled source.
+# Ubuntu 22.04 ships Python 3.10: when the image's python3 is too old we install one from the
+# deadsnakes PPA, or failing that with uv (a standalone CPython build).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
+NEED="{need}"
 apt-get update -qq
-apt-get install -y -qq python3 python3-venv python3-pip util-linux iproute2 >/dev/null
-python3 -m venv /autograder/venv
-/autograder/venv/bin/pip install -q /autograder/source/mailtrace-src
+apt-get install -y -qq --no-install-recommends python3 python3-venv ca-certificates curl util-linux iproute2 \\
+    bubblewrap gcc libc6-dev make >/dev/null
+ok() {{ "$1" -c "import sys; sys.exit(0 if sys.version_info >= tuple(map(int, '$NEED'.split('.'))) else 1)" 2>/dev/null; }}
+PY=python3
+if ! ok "$PY"; then
+  for v in 3.13 3.12 3.11; do
+    if command -v "python$v" >/dev/null && ok "python$v"; then PY="python$v"; break; fi
+  done
+fi
+if ! ok "$PY" && grep -qi ubuntu /etc/os-release; then
+  apt-get install -y -qq --no-install-recommends software-properties-common gpg-agent >/dev/null || true
+  if add-apt-repository -y ppa:deadsnakes/ppa >/dev/null 2>&1 && apt-get update -qq \\
+     && apt-get install -y -qq --no-install-recommends python3.12 python3.12-venv >/dev/null; then
+    PY=python3.12
+  fi
+fi
+if ok "$PY"; then
+  "$PY" -m venv /autograder/venv
+else
+  curl -LsSf https://astral.sh/uv/install.sh | env UV_INSTALL_DIR=/usr/local/bin sh
+  uv venv --seed --python 3.12 /autograder/venv
+fi
+/autograder/venv/bin/python -m pip install -q /autograder/source/mailtrace-src
+/autograder/venv/bin/mailtrace --help >/dev/null
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
@@ -33,7 +58,7 @@ BIN="${{MAILTRACE_BIN:-$ROOT/venv/bin/mailtrace}}"
 mkdir -p "$ROOT/results"
 cd "$ROOT/source"
 "$BIN" grade "$ROOT/source/exercise" "$ROOT/submission" --format gradescope \\
-    -o "$ROOT/results/results.json" --jobs {jobs} --network auto
+    -o "$ROOT/results/results.json" --jobs {jobs} --network auto --lang {lang}
 status=$?
 if [ ! -s "$ROOT/results/results.json" ]; then
   printf '{{"score": 0, "output": "The autograder failed (exit %s); tell your instructor."}}\\n' "$status" \\
@@ -43,7 +68,19 @@ exit 0
 """
 
 
-def build(exercise_dir: Path, output: Path, *, jobs: int = 2) -> list[str]:
+def required_python(pyproject: Path) -> str:
+    """The lowest Python version mailtrace supports ("3.11"), read from pyproject.toml."""
+    import re
+
+    try:
+        text = pyproject.read_text("utf-8")
+    except OSError:
+        return "3.11"
+    m = re.search(r'requires-python\s*=\s*">=\s*(\d+\.\d+)', text)
+    return m.group(1) if m else "3.11"
+
+
+def build(exercise_dir: Path, output: Path, *, jobs: int = 2, lang: str = "en") -> list[str]:
     """Write the zip; returns the names it holds."""
     import mailtrace
 
@@ -58,8 +95,8 @@ def build(exercise_dir: Path, output: Path, *, jobs: int = 2) -> list[str]:
             z.writestr(info, text)
             names.append(name)
 
-        add_text("setup.sh", SETUP_SH, 0o755)
-        add_text("run_autograder", RUN_AUTOGRADER.format(jobs=jobs), 0o755)
+        add_text("setup.sh", SETUP_SH.format(need=required_python(project / "pyproject.toml")), 0o755)
+        add_text("run_autograder", RUN_AUTOGRADER.format(jobs=jobs, lang=lang), 0o755)
         for path in sorted(exercise_dir.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 name = "exercise/" + str(path.relative_to(exercise_dir))

@@ -8,8 +8,22 @@ points, max_points, feedback}}`` plus extra keys (``format``, ``enforced``...).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
-from xml.sax.saxutils import escape
+from xml.sax import saxutils
+
+#: characters XML 1.0 forbids even as references (a program's stderr may hold ESC, BEL, NUL)
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def visible(text: str) -> str:
+    """``text`` with the control characters a document cannot hold written as ``\\xNN``."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def escape(text: str, entities: dict | None = None) -> str:
+    """XML-escape ``text`` after making its control characters visible (JUnit stays valid XML)."""
+    return saxutils.escape(visible(text), entities or {})
 
 FORMAT_VERSION = 1
 
@@ -24,6 +38,7 @@ class CheckResult:
     feedback: str = ""
     visibility: str = "visible"
     judged: bool = True  # False: not judged here (another check took the points for this mistake)
+    unobserved: bool = False  # failed only because the dialogue stopped before it could be seen
 
     def to_dict(self) -> dict:
         return {"id": self.id, "title": self.title, "passed": self.passed, "points": round(self.points, 2),
@@ -43,6 +58,7 @@ class ScenarioResult:
     stderr: str = ""
     transcript: str = ""
     events: list = field(default_factory=list, repr=False)
+    notes: list[str] = field(default_factory=list)  # outputs left out when collecting (FIFOs, size)
 
     @property
     def points(self) -> float:
@@ -57,6 +73,8 @@ class ScenarioResult:
              "exit_code": self.exit_code, "duration": self.duration,
              "points": round(self.points, 2), "max_points": round(self.max_points, 2),
              "checks": [c.to_dict() for c in self.checks]}
+        if self.notes:
+            d["notes"] = list(self.notes)
         if transcripts:
             d.update(stdout=self.stdout, stderr=self.stderr, transcript=self.transcript)
         return d
@@ -75,6 +93,10 @@ class Report:
     enforced: tuple[str, ...] = ()
     error: str = ""
     capped: str = ""  # why the score was capped (a failed policy check, exercise.toml policy_cap)
+    notes: list[str] = field(default_factory=list)  # what copying the submission refused, and why
+    show_secrets: bool = False  # transcripts keep passwords (grade --show-secrets); not in the JSON
+    diagnosis: str = ""  # the one thing to fix first (a syntax error, a crash at start)
+    lang: str = "en"  # the language of the report's texts (grade --lang)
 
     def finish(self) -> None:
         self.score = round(sum(s.points for s in self.scenarios), 2)
@@ -99,6 +121,7 @@ class Report:
                 "submission": self.submission, "seed": self.seed, "score": self.score,
                 "max_score": self.max_score, "started": self.started, "duration": self.duration,
                 "enforced": list(self.enforced), "error": self.error, "capped": self.capped,
+                "notes": list(self.notes), "diagnosis": self.diagnosis,
                 "scenarios": [s.to_dict(transcripts) for s in self.scenarios]}
 
 
@@ -145,6 +168,7 @@ def to_gradescope(report: Report) -> str:
            "stdout_visibility": "hidden",
            "output": f"mailtrace grade {report.exercise}, seed {report.seed}"
                      + (f"\n{report.error}" if report.error else "")
+                     + (f"\n{report.diagnosis}" if report.diagnosis else "")
                      + (f"\n{report.capped}" if report.capped else ""),
            "tests": tests}
     if report.error:
@@ -153,12 +177,19 @@ def to_gradescope(report: Report) -> str:
 
 
 def to_text(report: Report, *, verbose: bool = False) -> str:
+    from mailtrace.grading.messages import text
+
+    lang = report.lang
     lines = [f"mailtrace grade: {report.exercise}  {report.submission}",
-             f"score {report.score:g} / {report.max_score:g}    seed {report.seed} (--seed {report.seed} reproduces this run)"]
+             f"{text('report.score', lang)} {report.score:g} / {report.max_score:g}    "
+             + text("report.seed", lang, seed=report.seed)]
     if report.error:
-        lines.append(f"ERROR: {report.error}")
+        lines.append(f"{text('report.error', lang)}: {report.error}")
+    if report.diagnosis:
+        lines.append(f"{text('report.fix-first', lang)}: {report.diagnosis}")
     if report.capped:
-        lines.append(f"CAPPED: {report.capped}")
+        lines.append(f"{text('report.capped', lang)}: {report.capped}")
+    lines.extend(f"{text('report.note', lang)}: {n}" for n in report.notes)
     for s in report.scenarios:
         lines.append("")
         lines.append(f"== {s.name}: {s.points:.2f}/{s.max_points:.2f}  [{s.status}]  {s.description}")
@@ -168,11 +199,11 @@ def to_text(report: Report, *, verbose: bool = False) -> str:
             if not c.passed and c.feedback:
                 lines.extend("       " + x for x in c.feedback.splitlines())
         if verbose and s.transcript:
-            lines.append("  transcript:")
+            lines.append(f"  {text('report.transcript', lang)}:")
             lines.extend("    " + x for x in s.transcript.splitlines())
     if report.enforced:
         lines.append("")
-        lines.append("sandbox: " + "; ".join(report.enforced))
+        lines.append(f"{text('report.sandbox', lang)}: " + "; ".join(report.enforced))
     return "\n".join(lines) + "\n"
 
 
@@ -180,13 +211,22 @@ def print_rich(report: Report, console) -> None:
     from rich.markup import escape as resc
     from rich.table import Table
 
+    from mailtrace.grading.messages import text
+
+    lang = report.lang
+
     colour = "green" if report.score >= report.max_score - 1e-6 else "yellow" if report.score else "red"
     console.print(f"[bold]{resc(report.exercise)}[/bold]  {resc(report.submission)}")
-    console.print(f"score [bold {colour}]{report.score:g} / {report.max_score:g}[/]   seed {report.seed}")
+    console.print(f"{text('report.score', lang)} [bold {colour}]{report.score:g} / {report.max_score:g}[/]   "
+                  + resc(text("report.seed", lang, seed=report.seed)))
     if report.error:
-        console.print(f"[red]error:[/red] {resc(report.error)}")
+        console.print(f"[red]{text('report.error', lang)}:[/red] {resc(report.error)}")
+    if report.diagnosis:
+        console.print(f"[bold red]{text('report.fix-first', lang)}:[/bold red] {resc(report.diagnosis)}")
     if report.capped:
-        console.print(f"[red]capped:[/red] {resc(report.capped)}")
+        console.print(f"[red]{text('report.capped', lang)}:[/red] {resc(report.capped)}")
+    for note in report.notes:
+        console.print(f"[yellow]{text('report.note', lang)}:[/yellow] {resc(note)}")
     for s in report.scenarios:
         table = Table(title=f"{s.name} — {s.points:.2f}/{s.max_points:.2f} — {s.status}", title_justify="left",
                       show_header=False, box=None, padding=(0, 1))
@@ -201,4 +241,4 @@ def print_rich(report: Report, console) -> None:
                     style = "bold red" if line.lstrip().startswith(">>") else ""
                     console.print(f"      [{style}]{resc(line)}[/]" if style else f"      {resc(line)}")
     if report.enforced:
-        console.print("[dim]sandbox: " + resc("; ".join(report.enforced)) + "[/dim]")
+        console.print(f"[dim]{text('report.sandbox', lang)}: " + resc("; ".join(report.enforced)) + "[/dim]")

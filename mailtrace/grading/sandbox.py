@@ -1,27 +1,38 @@
 """The runner's sandbox: start a student's program with limits, and always get control back.
 
-Theory of operation: every scenario runs the program in a fresh working directory, as a
-subprocess in its own process group, with a scrubbed environment and a wall-clock timeout.
-What else is enforced depends on the machine, and the report says which:
+Theory of operation.  Each run gets a fresh working directory holding a copy of the submission
+(see ``files.py``: no link is followed, nothing but regular files and folders) and is started
+in the strongest sandbox this machine permits; the report lists exactly what was enforced
+(:meth:`Sandbox.enforced`).
 
-* root (a lab machine, Gradescope's container): the program runs inside a private mount
-  namespace (``unshare``): world-writable directories (/tmp, /var/tmp, /dev/shm) are hidden
-  behind private tmpfs mounts; it drops to a dedicated unprivileged uid per parallel slot
-  (``setpriv``) so file permissions and RLIMIT_NPROC (counted per real uid) mean something,
-  and at the end every process of that uid is killed (a fork bomb's children, or one that
-  escaped its process group with setsid(), included);
-* everywhere: CPU, address-space, file-size, process-count and open-file limits (``prlimit``,
-  or ``resource.setrlimit`` in the child when prlimit is missing), output truncated.
+* **sealed** (root and bubblewrap, the normal case on a lab machine, in CI and on Gradescope):
+  ``bwrap`` gives the program new PID, IPC, mount and UTS namespaces; its filesystem is the
+  working directory (at ``/home/student``), private ``/tmp`` and ``/dev/shm``, and read-only
+  ``/usr`` and the few ``/etc`` files an interpreter or compiler reads (no solutions, no other
+  student, no grader source, no ``/proc`` of other processes).  Inside, it drops to an
+  unprivileged uid of its own (``setpriv``, no capabilities, no new privileges).  Ending the
+  run kills the namespace's first process, and the kernel then kills every process in it: a
+  fork bomb's children, daemons and ``setsid()`` escapees included; the IPC namespace takes
+  System V shared memory with it.  A cgroup (``pids``, ``memory``) bounds the number of tasks
+  (threads count, so a JVM starts while a fork bomb stops) and the memory, when one can be made.
+* **network**: each run gets its own network namespace with only loopback up
+  (:meth:`Sandbox.network`), entered by the grader thread that starts the scripted server and
+  the program, so both live in it and nothing else does.
+* **fallbacks**: root without bubblewrap keeps the older unshare + setpriv wrapper (private
+  /tmp, uid switch, kill by uid); a non-root grader only gets rlimits and a process group.
 
-The network is restricted by the caller (``mailtrace grade`` re-runs itself inside a private
-network namespace that has only loopback, see :func:`network_isolation`), because the scripted
-server must live in the same namespace as the program.
+``start`` returns a :class:`Running` handle, so a program can also be run as a long-lived server
+(listening on loopback inside the run's network namespace, reached by clients the grader opens
+inside :meth:`Sandbox.network`); ``run`` is ``start`` then ``wait``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import glob
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -39,24 +50,33 @@ MiB = 1024 * 1024
 #: process, so two graders on one machine never share (nor kill) each other's uid
 SANDBOX_UID_BASE = 200000
 SLOTS_PER_PROCESS = 100
-#: world-writable directories hidden behind a private tmpfs in the program's mount namespace
+#: world-writable directories hidden behind a private tmpfs (fallback wrapper)
 WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
-#: where working directories live when running as root: not world-writable, so the tmpfs
-#: mounts above do not hide them
+#: where working directories live when running as root: not world-writable
 ROOT_BASE = Path("/run/mailtrace-grade")
 #: environment variables the program keeps (everything else is scrubbed)
 KEEP_ENV = ("LANG", "LC_ALL", "TZ")
+#: where the working directory appears inside the sealed sandbox
+INSIDE_HOME = "/home/student"
+#: top-level folders shown read-only (what interpreters and compilers are made of)
+RO_TOP = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+#: /etc entries an interpreter, compiler or JVM reads (nothing about the machine's users)
+RO_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "ssl", "ca-certificates",
+          "mime.types", "java-*", "gcc", "protocols", "services")
+CGROUP_V1 = Path("/sys/fs/cgroup")
 
 
 @dataclass(frozen=True)
 class Limits:
-    timeout: float = 20.0  # wall clock, seconds
+    timeout: float = 20.0  # wall clock, seconds (the whole run: start to the last process ended)
     cpu_seconds: int = 10
-    memory_bytes: int = 1024 * MiB  # RLIMIT_AS: a 4 GB allocation fails with MemoryError
+    memory_bytes: int = 4096 * MiB  # RLIMIT_AS: address space (a JVM reserves ~2.5 GiB it never uses)
+    resident_bytes: int = 1024 * MiB  # cgroup memory limit (real memory), when there is a cgroup
     file_bytes: int = 16 * MiB  # RLIMIT_FSIZE: largest file the program may write
-    processes: int = 64  # RLIMIT_NPROC (per uid: only meaningful with a dedicated uid)
-    open_files: int = 128
+    processes: int = 256  # tasks (processes AND threads): cgroup pids.max, else RLIMIT_NPROC per uid
+    open_files: int = 256
     output_bytes: int = 64 * 1024  # stdout and stderr are each cut to this size
+    build_timeout: float = 60.0  # a Makefile or build.sh, once per submission
 
 
 @dataclass
@@ -72,45 +92,221 @@ class ProgramResult:
     error: str = ""  # the program could not be started at all
     enforced: tuple[str, ...] = ()
     limit_seconds: float = 0.0  # the wall-clock limit it ran under
+    memory_limited: bool = False  # the cgroup memory limit was hit
 
     @property
     def crashed(self) -> bool:
         return self.signal is not None and not self.timed_out
 
-    def status_text(self) -> str:
+    def status_text(self, lang: str = "en") -> str:
         """How the program ended, and which limit it ran into (the report shows this)."""
+        from mailtrace.grading.messages import text as msg
+
         if self.error:
-            return f"could not start: {self.error}"
+            return msg("status.could-not-start", lang, error=self.error)
         if self.timed_out:
-            text = f"killed: still running after {self.limit_seconds:g} s (wall-clock limit)"
+            text = msg("status.timeout", lang, seconds=f"{self.limit_seconds:g}")
         elif self.signal is not None:
             try:
                 name = signal.Signals(self.signal).name
             except ValueError:
                 name = str(self.signal)
-            text = f"killed by signal {name}" + (" (CPU time limit)" if name == "SIGXCPU" else "")
+            text = msg("status.signal", lang, name=name) + \
+                (f" ({msg('limit.cpu', lang)})" if name == "SIGXCPU" else "")
         else:
-            text = f"exit status {self.exit_code}"
-        return text + "".join(f" ({note})" for note in self.limit_notes())
+            text = msg("status.exit", lang, code=self.exit_code)
+        return text + "".join(f" ({note})" for note in self.limit_notes(lang))
 
-    def limit_notes(self) -> list[str]:
+    def limit_notes(self, lang: str = "en") -> list[str]:
+        from mailtrace.grading.messages import text as msg
+
         err = self.stderr[-4000:]
         notes = []
-        if b"MemoryError" in err:
-            notes.append("memory limit reached")
+        if b"MemoryError" in err or self.memory_limited:
+            notes.append("memory")
         if b"Resource temporarily unavailable" in err or b"BlockingIOError" in err and b"fork" in err:
-            notes.append("process limit reached")
+            notes.append("processes")
         if b"Network is unreachable" in err or b"ENETUNREACH" in err:
-            notes.append("network beyond loopback blocked")
+            notes.append("network")
         if b"File too large" in err:
-            notes.append("file size limit reached")
+            notes.append("file-size")
         if self.truncated:
-            notes.append("output cut")
-        return notes
+            notes.append("output")
+        return [msg(f"limit.{key}", lang) for key in notes]
 
 
 def _is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+# -- cgroups -------------------------------------------------------------------------------------
+class Cgroup:
+    """A cgroup per run in each controller we may write (``pids``, ``memory``; v1 or v2).
+
+    ``procs`` are the ``cgroup.procs`` files a process writes its pid into before exec;
+    ``kill`` ends every task left in it; ``close`` removes it."""
+
+    def __init__(self, name: str, limits: Limits) -> None:
+        self.dirs: list[Path] = []
+        self.controllers: list[str] = []
+        for controller, path, settings in _cgroup_targets(name, limits):
+            try:
+                path.mkdir(parents=False, exist_ok=False)
+            except OSError:
+                continue
+            try:
+                for key, value in settings:
+                    (path / key).write_text(str(value))
+            except OSError:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+                continue
+            self.dirs.append(path)
+            self.controllers.append(controller)
+
+    @property
+    def procs(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs]
+
+    def memory_hit(self) -> bool:
+        for d in self.dirs:
+            for name in ("memory.failcnt", "memory.events"):
+                try:
+                    text = (d / name).read_text()
+                except OSError:
+                    continue
+                if name == "memory.failcnt" and text.strip() not in ("", "0"):
+                    return True
+                if name == "memory.events" and any(l.split()[:1] == ["oom_kill"] and l.split()[1] != "0"
+                                                   for l in text.splitlines() if len(l.split()) == 2):
+                    return True
+        return False
+
+    def kill(self, wait: float = 5.0) -> bool:
+        """SIGKILL every task until the cgroup is empty (bounded); True when it is."""
+        deadline = time.monotonic() + wait
+        pause = 0.001  # the namespace's last tasks are usually gone within a few ms: back off from 1 ms
+        while True:
+            pids = set()
+            for d in self.dirs:
+                kill_file = d / "cgroup.kill"  # v2: the kernel does it atomically
+                if kill_file.exists():
+                    with contextlib.suppress(OSError):
+                        kill_file.write_text("1")
+                with contextlib.suppress(OSError):
+                    pids.update(int(p) for p in (d / "cgroup.procs").read_text().split())
+            if not pids:
+                return True
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
+    def close(self) -> None:
+        self.kill()
+        for d in self.dirs:
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+def _cgroup_targets(name: str, limits: Limits):
+    """(controller, new cgroup path, [(file, value)]) for every controller we can use."""
+    pids = [("pids.max", limits.processes)]
+    v2 = CGROUP_V1 / "cgroup.controllers"
+    if v2.exists():
+        parent = _v2_parent()
+        if parent is not None:
+            yield "pids+memory", parent / name, pids + [("memory.max", limits.resident_bytes)]
+        return
+    if (CGROUP_V1 / "pids" / "cgroup.procs").exists():
+        yield "pids", _v1_parent("pids") / name, pids
+    if (CGROUP_V1 / "memory" / "cgroup.procs").exists():
+        yield "memory", _v1_parent("memory") / name, [("memory.limit_in_bytes", limits.resident_bytes)]
+
+
+@functools.cache
+def _v1_parent(controller: str) -> Path:
+    parent = CGROUP_V1 / controller / "mailtrace-grade"
+    with contextlib.suppress(OSError):
+        parent.mkdir(exist_ok=True)
+    return parent
+
+
+@functools.cache
+def _v2_parent() -> Path | None:
+    """A v2 subtree with pids and memory delegated, or None (the root's "no internal processes"
+    rule refuses it where the grader itself sits in a leaf)."""
+    try:
+        own = next(l[3:] for l in Path("/proc/self/cgroup").read_text().splitlines() if l.startswith("0::"))
+        base = CGROUP_V1 / own.lstrip("/")
+        parent = base / "mailtrace-grade"
+        parent.mkdir(exist_ok=True)
+        (base / "cgroup.subtree_control").write_text("+pids +memory")
+        (parent / "cgroup.subtree_control").write_text("+pids +memory")
+        return parent
+    except (OSError, StopIteration):
+        return None
+
+
+@functools.cache
+def cgroups_available() -> tuple[str, ...]:
+    """Which cgroup controllers a run gets here (asked once)."""
+    probe = Cgroup(f"probe-{os.getpid()}", Limits())
+    names = tuple(probe.controllers)
+    probe.close()
+    return names
+
+
+# -- network ------------------------------------------------------------------------------------
+CLONE_NEWNET = 0x40000000
+
+
+def _libc():
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _loopback_up() -> None:
+    """``ip link set lo up`` without iproute2 (SIOCSIFFLAGS)."""
+    import fcntl
+    import socket
+    import struct
+
+    SIOCSIFFLAGS, IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x8914, 0x1, 0x8, 0x40
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", IFF_UP | IFF_LOOPBACK | IFF_RUNNING, b""))
+
+
+@contextlib.contextmanager
+def private_network():
+    """Run the block (this thread only) in a new network namespace with only loopback up.
+
+    Sockets opened in the block, and processes started from it, belong to that namespace for
+    the rest of their lives; the thread returns to its old namespace at the end.  Yields True
+    when it worked (root), False otherwise (the block then runs in the grader's namespace).
+    """
+    orig = None
+    entered = False
+    if _is_root() and os.path.exists("/proc/thread-self/ns/net"):
+        try:
+            orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            libc = _libc()
+            if libc.unshare(CLONE_NEWNET) == 0:
+                entered = True
+                _loopback_up()
+        except OSError:
+            pass
+    try:
+        yield entered
+    finally:
+        if entered and _libc().setns(orig, CLONE_NEWNET) != 0:  # pragma: no cover - kernel refused
+            raise OSError("cannot return to the grader's network namespace")
+        if orig is not None:
+            os.close(orig)
 
 
 @dataclass
@@ -118,18 +314,25 @@ class Sandbox:
     limits: Limits = field(default_factory=Limits)
     slot: int = 0  # parallel slot: each gets its own uid
     isolate: bool | None = None  # None: when root and the tools are there
+    sealed: bool | None = None  # bubblewrap namespaces; None: when root and bwrap works here
 
     def __post_init__(self) -> None:
         tools = all(shutil.which(t) for t in ("setpriv", "prlimit"))
         if self.isolate is None:  # root, and allowed to switch uid (not so in every container)
             self.isolate = _is_root() and tools and _works("setpriv", "--reuid=65534", "--regid=65534",
                                                             "--clear-groups", "true")
+        if self.sealed is None:
+            self.sealed = bool(self.isolate) and bwrap_works()
+        self.sealed = bool(self.sealed and self.isolate)
         # a private /tmp needs a mount namespace: refused in unprivileged containers (Docker)
-        self.private_tmp = bool(self.isolate and shutil.which("unshare") and os.path.exists("/bin/sh")
-                                and _works("unshare", "--mount", "--propagation", "private", "true"))
+        self.private_tmp = bool(self.isolate and (self.sealed or (
+            shutil.which("unshare") and os.path.exists("/bin/sh")
+            and _works("unshare", "--mount", "--propagation", "private", "true"))))
         self.prlimit = shutil.which("prlimit")
         block = SANDBOX_UID_BASE + (os.getpid() % 100000) * SLOTS_PER_PROCESS
         self.uid = block + self.slot % SLOTS_PER_PROCESS if self.isolate else os.getuid()
+        self.cgroups = cgroups_available() if self.isolate else ()
+        self.net_private = False  # set by network(): this run has its own namespace
 
     # -- working directory -----------------------------------------------------------------
     def make_workdir(self) -> Path:
@@ -141,25 +344,34 @@ class Sandbox:
                     os.chmod(ROOT_BASE, 0o711)
                     base = ROOT_BASE
                 except OSError:
-                    self.private_tmp = False
+                    self.private_tmp = self.sealed
             path = Path(tempfile.mkdtemp(prefix="run-", dir=base))
-            os.chmod(path, 0o700)
+            # sealed: bwrap (root without capabilities) must enter it; no other run can see it
+            os.chmod(path, 0o711 if self.sealed else 0o700)
             os.chown(path, self.uid, self.uid)
         else:
             path = Path(tempfile.mkdtemp(prefix="mailtrace-run-"))
         return path
 
     def give(self, path: Path) -> None:
-        """Hand a file or directory tree inside the working directory to the program's uid."""
+        """Hand a tree inside the working directory to the program's uid (links not followed)."""
         if not self.isolate:
             return
-        for root, dirs, files in os.walk(path):
-            os.chown(root, self.uid, self.uid)
-            for name in files:
-                os.chown(os.path.join(root, name), self.uid, self.uid)
+        from mailtrace.grading.files import Bounds, walk
+
+        os.chown(path, self.uid, self.uid, follow_symlinks=False)
+        for rel, st in walk(path, Bounds(max_depth=64), skip_hidden=False):
+            if rel is not None:
+                os.chown(os.path.join(path, rel), self.uid, self.uid, follow_symlinks=False)
 
     def remove_workdir(self, path: Path) -> None:
-        shutil.rmtree(path, ignore_errors=True)
+        from mailtrace.grading.files import remove_tree
+
+        remove_tree(path)
+
+    def inside(self, workdir: Path) -> str:
+        """The working directory as the program sees it."""
+        return INSIDE_HOME if self.sealed else str(workdir)
 
     # -- python ----------------------------------------------------------------------------
     def python(self) -> str:
@@ -170,97 +382,213 @@ class Sandbox:
                     return candidate
         return sys.executable
 
+    @contextlib.contextmanager
+    def network(self):
+        """A private loopback-only network namespace for one run (see :func:`private_network`):
+        start the scripted server (or, for a server exercise, open the grader's client sockets)
+        and the program inside this block."""
+        with private_network() as entered:
+            self.net_private = entered
+            yield entered
+
     def enforced(self) -> tuple[str, ...]:
         lim = self.limits
-        out = [f"timeout {lim.timeout:g}s (process group killed)",
-               f"CPU {lim.cpu_seconds}s, memory {lim.memory_bytes // MiB} MiB, files {lim.file_bytes // MiB} MiB, "
-               f"{lim.processes} processes, {lim.open_files} open files",
-               "fresh working directory, scrubbed environment",
+        tasks = (f"{lim.processes} tasks (cgroup pids.max; threads count)" if "pids" in "".join(self.cgroups)
+                 else f"{lim.processes} processes per uid (RLIMIT_NPROC; no cgroup here)")
+        memory = f"address space {lim.memory_bytes // MiB} MiB"
+        if "memory" in "".join(self.cgroups):
+            memory += f", memory {lim.resident_bytes // MiB} MiB (cgroup)"
+        out = [f"timeout {lim.timeout:g}s wall clock (copy, run, collect)",
+               f"CPU {lim.cpu_seconds}s, {memory}, files {lim.file_bytes // MiB} MiB, {tasks}, "
+               f"{lim.open_files} open files",
+               "fresh working directory with a copy of the submission (links not followed), scrubbed environment",
                f"output cut to {lim.output_bytes // 1024} KiB"]
-        if self.isolate:
+        if self.sealed:
+            out.append(f"sealed (bubblewrap): new PID, IPC, mount and UTS namespaces; sees only its copy, /tmp, "
+                       f"/dev/shm and read-only /usr; uid {self.uid} without capabilities; every process ended "
+                       f"with the run")
+        elif self.isolate:
             out.append(f"uid {self.uid} (unprivileged; every process of that uid killed at the end), "
                        + ("private /tmp /var/tmp /dev/shm" if self.private_tmp
-                          else "shared /tmp (mount namespaces not permitted here)"))
+                          else "shared /tmp (mount namespaces not permitted here)")
+                       + "; NOT sealed (no bubblewrap): the rest of the filesystem is readable, no PID/IPC namespace")
         else:
-            out.append("same uid as the grader (not root: no uid switch, no mount/PID namespace)")
-        out.append(network_isolation())
+            out.append("NOT sealed: same uid as the grader (not root: no uid switch, no namespaces); "
+                       "the program can read what the grader can")
+        out.append("network: private namespace with loopback only" if self.net_private else network_isolation())
         return tuple(out)
 
     # -- running ---------------------------------------------------------------------------
-    def command(self, argv: list[str]) -> list[str]:
+    def _rlimits(self) -> list[str]:
         lim = self.limits
-        limits = [f"--cpu={lim.cpu_seconds}", f"--as={lim.memory_bytes}", f"--fsize={lim.file_bytes}",
-                  f"--nproc={lim.processes}", f"--nofile={lim.open_files}", "--core=0"]
+        out = [f"--cpu={lim.cpu_seconds}", f"--as={lim.memory_bytes}", f"--fsize={lim.file_bytes}",
+               f"--nofile={lim.open_files}", "--core=0"]
+        if not (self.isolate and "pids" in "".join(self.cgroups)):
+            out.append(f"--nproc={lim.processes}")
+        return out
+
+    def command(self, argv: list[str], workdir: Path | None = None, cgroup: Cgroup | None = None,
+                args_fd: int | None = None) -> list[str]:
+        """The command line that starts ``argv`` sandboxed.  With ``args_fd`` (sealed), bwrap reads
+        its own options from that descriptor, so the program's /proc/1/cmdline shows no host path."""
+        limits = self._rlimits()
         if not self.isolate:
             if self.prlimit:
                 return [self.prlimit, *limits, "--", *argv]
             return argv
-        drop = ["prlimit", *limits, "--",
-                "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--no-new-privs",
+        drop = ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--no-new-privs",
                 "--", *argv]
-        if not self.private_tmp:
-            return drop
-        mounts = " ".join(d for d in WORLD_WRITABLE if os.path.isdir(d))
-        script = (f'for d in {mounts}; do mount -t tmpfs -o size=8m,mode=1777 tmpfs "$d" 2>/dev/null; done; '
-                  'exec "$@"')
-        return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh", *drop]
+        if self.sealed:
+            bwrap = ["bwrap", "--args", str(args_fd)] if args_fd is not None else self._bwrap(workdir)
+            inner = ["prlimit", *limits, "--", *bwrap, "--", *drop]
+        elif not self.private_tmp:
+            inner = ["prlimit", *limits, "--", *drop]
+        else:
+            mounts = " ".join(d for d in WORLD_WRITABLE if os.path.isdir(d))
+            script = (f'for d in {mounts}; do mount -t tmpfs -o size=8m,mode=1777 tmpfs "$d" 2>/dev/null; done; '
+                      'exec "$@"')
+            inner = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh",
+                     "prlimit", *limits, "--", *drop]
+        if cgroup is not None and cgroup.procs:
+            # enter the run's cgroups before anything forks: every task is counted from the start
+            files = " ".join(shlex.quote(p) for p in cgroup.procs)
+            enter = f'for f in {files}; do echo $$ > "$f" || exit 125; done; exec "$@"'
+            return ["/bin/sh", "-c", enter, "sh", *inner]
+        return inner
+
+    def bwrap_options(self, workdir: Path | None) -> list[str]:
+        args = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+                "--hostname", "sandbox", "--die-with-parent", "--new-session",
+                "--perms", "0755", "--dir", "/etc", "--perms", "0755", "--dir", "/home"]
+        for top in RO_TOP:
+            if os.path.islink(top):
+                args += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                args += ["--ro-bind", top, top]
+        for pattern in RO_ETC:
+            for path in sorted(glob.glob(os.path.join("/etc", pattern))):
+                args += ["--ro-bind", path, path]
+        for name, path in _sandbox_etc(self.uid).items():
+            args += ["--ro-bind", str(path), f"/etc/{name}"]
+        args += ["--proc", "/proc", "--dev", "/dev",
+                 "--perms", "1777", "--size", str(64 * MiB), "--tmpfs", "/tmp",
+                 "--perms", "1777", "--size", str(64 * MiB), "--tmpfs", "/dev/shm",
+                 "--perms", "1777", "--tmpfs", "/var/tmp"]
+        if workdir is not None:
+            args += ["--bind", str(workdir), INSIDE_HOME, "--chdir", INSIDE_HOME]
+        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        return args
+
+    def _bwrap(self, workdir: Path | None) -> list[str]:
+        return ["bwrap", *self.bwrap_options(workdir)]
 
     def env(self, workdir: Path) -> dict[str, str]:
         env = {k: os.environ[k] for k in KEEP_ENV if k in os.environ}
-        env.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir),
-                    "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8", "PYTHONUNBUFFERED": "1"})
+        home = self.inside(workdir)
+        env.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": "/tmp" if self.sealed else home,
+                    "USER": "student", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8",
+                    "PYTHONUNBUFFERED": "1",
+                    # glibc reserves 64 MiB of address space per malloc arena (up to 8 per core):
+                    # under the address-space limit a JVM's threads ran out of it (javac, "Not
+                    # enough space"); two arenas cost nothing to a student's program
+                    "MALLOC_ARENA_MAX": "2"})
         env.setdefault("LANG", "C.UTF-8")
         return env
 
-    def run(self, argv: list[str], workdir: Path) -> ProgramResult:
-        lim = self.limits
-        started = time.monotonic()
-        preexec = None if (self.isolate or self.prlimit) else _set_limits(lim)
+    def start(self, argv: list[str], workdir: Path, timeout: float | None = None) -> "Running":
+        """Start ``argv`` in ``workdir``; the handle waits, stops, and gives the result."""
+        return Running(self, argv, workdir, self.limits.timeout if timeout is None else timeout)
+
+    def run(self, argv: list[str], workdir: Path, timeout: float | None = None) -> ProgramResult:
+        return self.start(argv, workdir, timeout).wait()
+
+
+class Running:
+    """One started program: its output read as it comes, a timer that ends it at the limit."""
+
+    def __init__(self, sandbox: Sandbox, argv: list[str], workdir: Path, timeout: float) -> None:
+        self.sandbox = sandbox
+        self.argv = argv
+        self.timeout = timeout
+        self.started = time.monotonic()
+        self.cgroup = Cgroup(f"run-{os.getpid()}-{threading.get_ident()}-{id(self)}", sandbox.limits) \
+            if sandbox.isolate and sandbox.cgroups else None
+        self.error = ""
+        self.proc = None
+        self.fired = threading.Event()
+        lim = sandbox.limits
+        preexec = None if (sandbox.isolate or sandbox.prlimit) else _set_limits(lim)
+        args_fd = None
+        if sandbox.sealed:
+            options = "\0".join(sandbox.bwrap_options(workdir)).encode() + b"\0"
+            args_fd, w = os.pipe()
+            os.write(w, options)  # a few KiB: well within a pipe's buffer
+            os.close(w)
         try:
-            proc = subprocess.Popen(self.command(argv), cwd=workdir, env=self.env(workdir),
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    **NEW_PROCESS_GROUP, preexec_fn=preexec, close_fds=True)
+            self.proc = subprocess.Popen(sandbox.command(argv, workdir, self.cgroup, args_fd), cwd=workdir,
+                                         env=sandbox.env(workdir), stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         **NEW_PROCESS_GROUP, preexec_fn=preexec, close_fds=True,
+                                         pass_fds=(args_fd,) if args_fd is not None else ())
         except OSError as exc:
-            return ProgramResult(argv=argv, exit_code=None, error=str(exc), enforced=self.enforced())
-        out = _Capture(proc.stdout, lim.output_bytes)
-        err = _Capture(proc.stderr, lim.output_bytes)
-        # a blocking wait (waitpid) returns the moment the program exits; Popen.wait(timeout)
-        # would poll with sleeps of up to 50 ms.  A timer kills the group on timeout instead.
-        fired = threading.Event()
+            self.error = str(exc)
+            if self.cgroup is not None:
+                self.cgroup.close()
+            return
+        finally:
+            if args_fd is not None:
+                os.close(args_fd)
+        self.out = _Capture(self.proc.stdout, lim.output_bytes)
+        self.err = _Capture(self.proc.stderr, lim.output_bytes)
+        # a blocking wait (waitpid) returns the moment the program exits; a timer kills it
+        self.timer = threading.Timer(max(0.0, timeout), self._on_timeout)
+        self.timer.daemon = True
+        self.timer.start()
 
-        def on_timeout() -> None:
-            fired.set()
-            self._kill(proc)
+    def _on_timeout(self) -> None:
+        self.fired.set()
+        self.stop()
 
-        timer = threading.Timer(lim.timeout, on_timeout)
-        timer.daemon = True
-        timer.start()
-        proc.wait()
-        timer.cancel()
-        timed_out = fired.is_set()
-        self._kill(proc)
-        proc.wait()
-        out.join()
-        err.join()
-        code = proc.returncode
+    def stop(self) -> None:
+        """End the program and everything it started."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # bwrap's first process: the kernel ends its PID namespace
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        elif self.sandbox.isolate and not self.sandbox.sealed:
+            _kill_uid(self.sandbox.uid)
+
+    def wait(self) -> ProgramResult:
+        sb = self.sandbox
+        if self.proc is None:
+            return ProgramResult(argv=self.argv, exit_code=None, error=self.error, enforced=sb.enforced())
+        self.proc.wait()
+        self.timer.cancel()
+        timed_out = self.fired.is_set()
+        self.stop()  # what the program left running (a daemon, a fork bomb's children) ends now
+        self.out.join()
+        self.err.join()
+        code = self.proc.returncode
         sig = None
         if code is not None and code < 0:
             sig, code = -code, None
         if timed_out:
             sig, code = signal.SIGKILL, None
-        return ProgramResult(argv=argv, exit_code=code, signal=sig, timed_out=timed_out, stdout=out.data,
-                             stderr=err.data, truncated=out.truncated or err.truncated,
-                             duration=time.monotonic() - started, enforced=self.enforced(),
-                             limit_seconds=lim.timeout)
-
-    def _kill(self, proc: subprocess.Popen) -> None:
-        """Kill the whole process group (and, isolated, the PID namespace with everything in it)."""
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.isolate:
-            _kill_uid(self.uid)
+        memory = False
+        if self.cgroup is not None:
+            memory = self.cgroup.memory_hit()
+            self.cgroup.close()
+        if sb.sealed and code is not None and code > 128 and sig is None and not timed_out:
+            # bwrap reports a signal death of the program as 128+N
+            with contextlib.suppress(ValueError):
+                sig, code = signal.Signals(code - 128).value, None
+        return ProgramResult(argv=self.argv, exit_code=code, signal=sig, timed_out=timed_out,
+                             stdout=self.out.data, stderr=self.err.data,
+                             truncated=self.out.truncated or self.err.truncated,
+                             duration=time.monotonic() - self.started, enforced=sb.enforced(),
+                             limit_seconds=self.timeout, memory_limited=memory)
 
 
 @functools.cache
@@ -272,16 +600,54 @@ def _works(*argv: str) -> bool:
         return False
 
 
+@functools.cache
+def bwrap_works() -> bool:
+    """bubblewrap is installed and may create namespaces here (not in every container)."""
+    if not shutil.which("bwrap"):
+        return False
+    return _works("bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
+                  "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--", "/bin/true")
+
+
+@functools.cache
+def _sandbox_etc(uid: int) -> dict[str, Path]:
+    """Small /etc files of our own: the sandbox user, localhost, and nothing about the machine."""
+    base = ROOT_BASE if _is_root() else Path(tempfile.gettempdir())
+    base.mkdir(mode=0o711, parents=True, exist_ok=True)
+    folder = base / f"etc-{os.getpid()}-{uid}"
+    folder.mkdir(exist_ok=True)
+    import atexit
+
+    atexit.register(shutil.rmtree, folder, True)  # the grader's own files: gone when it exits
+    files = {"passwd": f"root:x:0:0:root:/root:/bin/sh\nstudent:x:{uid}:{uid}:student:{INSIDE_HOME}:/bin/sh\n",
+             "group": f"root:x:0:\nstudent:x:{uid}:\n",
+             "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n",
+             "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
+             "hostname": "sandbox\n"}
+    out = {}
+    for name, text in files.items():
+        path = folder / name
+        path.write_text(text)
+        os.chmod(path, 0o644)
+        out[name] = path
+    return out
+
+
 def _kill_uid(uid: int) -> None:
-    """Kill the processes left running as the sandbox uid (one that escaped with setsid)."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}").st_uid == uid:
-                os.kill(int(entry), signal.SIGKILL)
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            pass
+    """Kill the processes left running as the sandbox uid (the fallback without namespaces)."""
+    for _ in range(3):  # a fork bomb re-forks between the listing and the kill: a few passes
+        found = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    os.kill(int(entry), signal.SIGKILL)
+                    found = True
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                pass
+        if not found:
+            return
 
 
 def _set_limits(lim: Limits):

@@ -43,6 +43,7 @@ class _Conn:
         self.unit_sent = b""  # bytes of the reply being written so far
         self.pending_mark: str | None = None
         self.carry: str | None = None
+        self.carry_partial = ""  # the reply line's first octets, when a command came mid-line
         self.emitted = False
         self.closed = False
 
@@ -63,8 +64,11 @@ class _Conn:
                     self.session.record(action.event)
                 elif isinstance(action, Sleep):
                     await asyncio.sleep(action.seconds)
+                elif isinstance(action, ClientClosed):
+                    self.session.close(Side.CLIENT, action.reason)
                 elif isinstance(action, Write):
-                    if not self.closed:
+                    # a transport the peer already reset would log "socket.send() raised exception."
+                    if not self.closed and not self.writer.transport.is_closing():
                         self.unit_sent += action.data
                         self.writer.write(action.data)
                         with contextlib.suppress(ConnectionError):
@@ -108,7 +112,10 @@ class _Conn:
         how = self.pending_mark or "after-reply"
         self.pending_mark = "same-segment"  # until the next chunk arrives
         self.emitted = True
-        self.session.record(mark(event, arrived=how))
+        if how == "mid-line":  # what of the reply line had been sent: the transcript shows it whole
+            self.session.record(mark(event, arrived=how, partial=self.carry_partial))
+        else:
+            self.session.record(mark(event, arrived=how))
 
     async def read_loop(self) -> None:
         while not self.closed:
@@ -119,18 +126,27 @@ class _Conn:
             if not data:
                 if not self.closed:
                     self.enqueue(self.layer.eof())
-                    self.queue.put_nowait(Hangup("client closed the connection"))
-                    self.busy += 1
-                    self.session.close(Side.CLIENT, "client closed the connection")
+                    # recorded in turn, after the replies already due (the order must not depend on
+                    # whether the writer had sent them when the close was read: same seed, same report)
+                    self.enqueue([ClientClosed("client closed the connection"),
+                                  Hangup("client closed the connection")])
                     self.closed = True
                 return
             # the first byte of a client event decides how it arrived (a line may come in pieces)
             if self.carry is None:
                 self.carry = self._arrival()
+                self.carry_partial = self.unit_sent.rsplit(b"\n", 1)[-1][-60:].decode("utf-8", "replace")
             self.pending_mark, self.emitted = self.carry, False
             self.enqueue(self.layer.receive(data))
             if self.emitted:
                 self.carry = None
+
+
+class ClientClosed:
+    """The client's close, recorded in the write queue's order."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 class ScriptedServer:
@@ -149,14 +165,19 @@ class ScriptedServer:
         self.port = 0
         self._server: asyncio.base_events.Server | None = None
 
-    def start(self) -> int:
+    def start(self, sock: socket.socket | None = None) -> int:
+        """Listen on ``sock`` (a bound listening socket: one opened in a run's network namespace
+        belongs to that namespace) or on a new one on 127.0.0.1; returns the port."""
         self.thread.start()
-        fut = asyncio.run_coroutine_threadsafe(self._start(), self.loop)
+        fut = asyncio.run_coroutine_threadsafe(self._start(sock), self.loop)
         self.port = fut.result(10)
         return self.port
 
-    async def _start(self) -> int:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, limit=READ_CHUNK)
+    async def _start(self, sock: socket.socket | None) -> int:
+        if sock is not None:
+            self._server = await asyncio.start_server(self._handle, sock=sock, limit=READ_CHUNK)
+        else:
+            self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, limit=READ_CHUNK)
         return self._server.sockets[0].getsockname()[1]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -168,7 +189,8 @@ class ScriptedServer:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = writer.get_extra_info("peername") or ("?", 0)
         local = writer.get_extra_info("sockname") or ("?", 0)
-        session = self.recorder.session(self.protocol, client=f"{peer[0]}:{peer[1]}",
+        # the client's port is the kernel's choice: left out, so one seed gives one transcript
+        session = self.recorder.session(self.protocol, client=f"{peer[0]}",
                                         server=f"{local[0]}:{local[1]}", mode="grade")
         conn = None
         writer_task = None

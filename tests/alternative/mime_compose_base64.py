@@ -35,6 +35,6 @@ else:
         name = os.path.basename(path)
         ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
         lines += ["--" + bnd, "Content-Type: " + ctype, "Content-Transfer-Encoding: base64",
-                  "Content-Disposition: attachment; filename=" + name, ""] + b64(open(path, "rb").read())
+                  "Content-Disposition: attachment; filename=\"" + name + "\"", ""] + b64(open(path, "rb").read())
     lines += ["--" + bnd + "--"]
 open(a.out, "wb").write(("\r\n".join(lines) + "\r\n").encode())

@@ -62,7 +62,9 @@ def main():
     s.settimeout(10)
     p = P(s)
     try:
-        if not p.line().startswith("+OK"):
+        greeting = p.line()
+        if not greeting.startswith("+OK"):
+            print("server refused the session:", greeting, file=sys.stderr)  # every non-zero exit says why
             return 2
         for c in ("USER " + a.user, "PASS " + a.password):
             r = p.do(c)

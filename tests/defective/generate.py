@@ -121,7 +121,9 @@ MUTANTS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
     ("pop3-client", "pop3/bare_lf.py", "pop3.crlf", [
         ('self.sock.sendall(line.encode("utf-8") + b"\\r\\n")', 'self.sock.sendall(line.encode("utf-8") + b"\\n")'),
     ]),
-    ("pop3-client", "pop3/no_quit.py", "pop3.quit", [
+    # no QUIT in POP3 is two faults the lab teaches apart: no polite close (pop3.quit) and, in
+    # the --delete scenario, DELEs never committed (pop3.delete, RFC 1939 §6; issue #13)
+    ("pop3-client", "pop3/no_quit.py", "pop3.quit+pop3.delete", [
         ('''        ok, status = conn.command("QUIT")
         if not ok:
             print(f"error: QUIT failed (deletions not committed): {status}", file=sys.stderr)

@@ -78,6 +78,23 @@ def fail(expected: str, happened: str, event: Event | None = None, rfc: str = ""
     return Outcome(False, expected, happened, event, rfc)
 
 
+def said(run, key: str, event: Event | None = None, rfc: str = "", **params) -> Outcome:
+    """A failure whose texts are data: ``check.<key>.expected`` / ``.happened`` in
+    ``grading/messages.toml``, in the run's language."""
+    from mailtrace.grading.messages import text
+
+    lang = getattr(run, "lang", "en")
+    return Outcome(False, text(f"check.{key}.expected", lang, **params), text(f"check.{key}.happened", lang, **params),
+                   event, rfc)
+
+
+def phrase(run, key: str, **params) -> str:
+    """One message of ``grading/messages.toml`` in the run's language."""
+    from mailtrace.grading.messages import text
+
+    return text(key, getattr(run, "lang", "en"), **params)
+
+
 def excerpt(events: list[Event], marked: Event | None, show_secrets: bool = True) -> str:
     """Transcript lines around ``marked`` (C:/S: prefixes), the marked one flagged with ``>>``."""
     lines = [e for e in events if e.kind in (Kind.COMMAND, Kind.REPLY, Kind.DATA, Kind.LITERAL, Kind.CLOSE)]
@@ -136,7 +153,8 @@ def title(check_: Check, lang: str = "en") -> str:
     return _translations(lang).get("titles", {}).get(check_.id, check_.title)
 
 
-def feedback(outcome: Outcome, check_: Check, events: list[Event], lang: str = "en") -> str:
+def feedback(outcome: Outcome, check_: Check, events: list[Event], lang: str = "en",
+             show_secrets: bool = False) -> str:
     if outcome.passed:
         return ""
     label = {**LABELS_EN, **_translations(lang).get("labels", {})}
@@ -145,7 +163,7 @@ def feedback(outcome: Outcome, check_: Check, events: list[Event], lang: str = "
         parts.append(f"{label['expected']}: {outcome.expected}")
     if outcome.happened:
         parts.append(f"{label['happened']}: {outcome.happened}")
-    ex = excerpt(events, outcome.event) if outcome.event is not None else ""
+    ex = excerpt(events, outcome.event, show_secrets) if outcome.event is not None else ""
     if ex:
         parts.append(f"{label['transcript']}:\n" + ex)
     rfc = outcome.rfc or check_.rfc

@@ -144,6 +144,14 @@ def flags(run) -> Outcome:
         if mark and fetched and not is_:
             return fail(f"UID {m['uid']} marked \\Seen (UID STORE {m['uid']} +FLAGS (\\Seen))",
                         "it is still unseen", _fetch_for(run, m["uid"]))
+        if mark and not fetched and is_ and not was:
+            # STORE with a sequence number where a UID was meant (RFC 3501 §6.4.8: only UID STORE
+            # takes UIDs), or a place in the list fetched taken for a sequence number
+            store = next((e for e in run.commands() if "STORE" in e.verb.upper() or "STORE" in e.text().upper()),
+                         None)
+            return fail(f"only the messages fetched marked \\Seen (UID STORE <uid> +FLAGS (\\Seen))",
+                        f"UID {m['uid']}, which was not to be fetched, was marked \\Seen", store,
+                        "RFC 3501 §6.4.6, §6.4.8")
         if not mark and is_ and not was:
             return fail(f"UID {m['uid']} left unseen without --mark-seen (fetch BODY.PEEK[], not BODY[])",
                         "it was marked \\Seen", _fetch_for(run, m["uid"]), "RFC 3501 §6.4.5 (BODY.PEEK)")

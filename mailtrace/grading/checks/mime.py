@@ -6,6 +6,7 @@ import email
 import email.policy
 import mimetypes
 import re
+from dataclasses import replace
 from email.utils import parsedate_to_datetime
 
 from mailtrace.grading.checks import Outcome, check, fail, ok
@@ -211,14 +212,21 @@ def attachments(run) -> Outcome | None:
         if not disp.startswith("attachment") or p.get_param("filename", header="content-disposition") != name:
             return fail(f'Content-Disposition: attachment; filename="{name}"',
                         f"Content-Disposition: {p.get('Content-Disposition')}", rfc="RFC 2183 §2")
+        raw_disp = " ".join((p.get("Content-Disposition") or "").split())
+        if re.search(r"(?i)\bfilename=(?!\")", raw_disp):
+            # the statement asks for a quoted-string: a name with a space or one of ()<>@,;:\"/[]?=
+            # is not a token (RFC 2045 §5.1), so an unquoted filename= breaks on such names
+            return fail(f'Content-Disposition: attachment; filename="{name}" (the name in double quotes)',
+                        f"Content-Disposition: {raw_disp}", rfc="RFC 2183 §2; RFC 2045 §5.1")
         if (p.get("Content-Transfer-Encoding") or "").strip().lower() != "base64":
             return fail(f"{name} encoded in base64", f"Content-Transfer-Encoding: {p.get('Content-Transfer-Encoding')}")
         raw = p.get_payload(decode=False)
         longest = max((len(x) for x in raw.splitlines()), default=0) if isinstance(raw, str) else 0
         if longest > BASE64_LINE and not too_long:
-            return fail(f"{name} in base64 lines of at most {BASE64_LINE} characters "
-                        "(base64.encodebytes, or cut b64encode's output)",
-                        f"a base64 line of {longest} characters", rfc="RFC 2045 §6.8")
+            # a rule broken, but nothing in transit breaks below 998 octets: part of the points
+            return replace(fail(f"{name} in base64 lines of at most {BASE64_LINE} characters "
+                                "(base64.encodebytes, or cut b64encode's output)",
+                                f"a base64 line of {longest} characters", rfc="RFC 2045 §6.8"), fraction=0.5)
         want_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if p.get_content_type() != want_type:
             return fail(f"Content-Type: {want_type} for {name}", f"Content-Type: {p.get_content_type()}")

@@ -110,6 +110,12 @@ def delete(run) -> Outcome:
         retr, dele = _retr(run, m["n"]), next(e for e in deles if e.text().split()[1:2] == [str(m["n"])])
         if retr is None or retr.seq > dele.seq:
             return fail(f"RETR {m['n']} (and saving it) before DELE {m['n']}", "DELE came first", dele)
+    left = run.store_after.get("messages", [])
+    if left and not run.store_after.get("error"):
+        # DELE only marks: the deletions happen when QUIT moves the session to UPDATE
+        return fail("the deletions committed: QUIT after the DELEs (the server deletes in the UPDATE state)",
+                    f"{len(left)} message(s) still in the mailbox: the session ended without QUIT, so the "
+                    "server undid every DELE", deles[-1], "RFC 1939 §6 (the UPDATE state)")
     return ok()
 
 

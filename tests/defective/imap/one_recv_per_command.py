@@ -21,7 +21,7 @@ def cmd(c):
     return data
 try:
     g = s.recv(4096)
-    if g.startswith(b"* BYE"): sys.exit(2)
+    if g.startswith(b"* BYE"): print("refused:", g.decode(errors="replace").strip(), file=sys.stderr); sys.exit(2)
     q = lambda x: '"' + x.replace("\\", "\\\\").replace('"', '\\"') + '"'
     r = cmd(f"LOGIN {q(a.user)} {q(a.password)}")
     if b" OK" not in r.split(b"\r\n")[-2]:

@@ -1,4 +1,4 @@
-# DEFECTIVE on purpose (mutation test): must lose points on pop3.quit and nowhere else.
+# DEFECTIVE on purpose (mutation test): must lose points on pop3.quit+pop3.delete and nowhere else.
 #!/usr/bin/env python3
 """Reference solution of the pop3-client exercise: POP3 over a plain TCP socket (no poplib).
 

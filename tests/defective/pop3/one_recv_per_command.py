@@ -16,7 +16,7 @@ def cmd(c):
     return d
 try:
     g = s.recv(1024)
-    if not g.startswith(b"+OK"): sys.exit(2)
+    if not g.startswith(b"+OK"): print("refused:", g.decode(errors="replace").strip(), file=sys.stderr); sys.exit(2)
     for c in ("USER " + a.user, "PASS " + a.password):
         r = cmd(c)
         if r.startswith(b"-ERR"):

@@ -1,0 +1,282 @@
+"""The sealed sandbox against hostile submissions, one test per case of issue #13, run as root as
+CI runs (they skip, with the reason, where the sandbox cannot be sealed).
+
+Each hostile program is graded for real (``grade()`` on mime-compose's ``text-only`` scenario,
+which needs no network) and prints what it managed to see; the test asserts both that the grade
+completed and that nothing leaked or survived.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import textwrap
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from mailtrace.grading import classroom
+from mailtrace.grading.exercise import load_exercise
+from mailtrace.grading.files import remove_tree
+from mailtrace.grading.grader import grade
+from mailtrace.grading.report import to_json, to_junit
+from mailtrace.grading.sandbox import ROOT_BASE, SANDBOX_UID_BASE, SLOTS_PER_PROCESS, Limits, Sandbox, bwrap_works
+
+ROOT = Path(__file__).resolve().parents[1]
+MIME = ROOT / "solutions" / "mime-compose" / "mime_compose.py"
+
+pytestmark = pytest.mark.skipif(
+    not (hasattr(os, "geteuid") and os.geteuid() == 0 and bwrap_works()),
+    reason="the sealed sandbox needs root and bubblewrap (Debian package bubblewrap)")
+
+
+def run(tmp_path: Path, source: str, *, timeout: float = 8, files: dict | None = None, name="mime_compose.py"):
+    """Grade a hostile program (a folder with the program and ``files``); the text-only scenario."""
+    folder = tmp_path / "submission"
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(textwrap.dedent(source))
+    for rel, content in (files or {}).items():
+        (folder / rel).write_text(content)
+    report = grade(load_exercise("mime-compose"), folder, scenarios=["text-only"], seed=7, jobs=1,
+                   limits=Limits(timeout=timeout, cpu_seconds=int(timeout)))
+    return report, report.scenarios[-1]
+
+
+def our_uids() -> range:
+    block = SANDBOX_UID_BASE + (os.getpid() % 100000) * SLOTS_PER_PROCESS
+    return range(block, block + SLOTS_PER_PROCESS)
+
+
+def alive_sandbox_processes() -> list[str]:
+    uids = our_uids()
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{pid}").st_uid not in uids:
+                continue
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(") ", 1)[1][0]
+        except (OSError, IndexError):
+            continue
+        if state not in "ZX":  # the dead wait only to be reaped
+            out.append(pid)
+    return out
+
+
+def leftover_workdirs() -> list[str]:
+    uids = our_uids()
+    try:
+        return [p.name for p in ROOT_BASE.iterdir() if p.name.startswith("run-") and p.stat().st_uid in uids]
+    except OSError:
+        return []
+
+
+def test_the_report_says_the_run_was_sealed(tmp_path):
+    report, sc = run(tmp_path, "print('hello')\n")
+    assert any(e.startswith("sealed (bubblewrap): new PID, IPC, mount and UTS namespaces") for e in report.enforced)
+    assert "network: private namespace with loopback only" in report.enforced
+    assert "tasks (cgroup pids.max" in " ".join(report.enforced) or "RLIMIT_NPROC" in " ".join(report.enforced)
+
+
+def test_a_fork_bomb_ends_with_its_run(tmp_path):
+    report, sc = run(tmp_path, """
+        import os, time
+        while True:
+            try:
+                if os.fork() == 0:
+                    os.setsid()  # try to leave the process group too
+            except OSError:
+                time.sleep(0.01)
+        """, timeout=3)
+    assert "killed" in sc.status
+    assert not alive_sandbox_processes()
+    time.sleep(0.5)  # a process that re-forked after the kill would show up now
+    assert not alive_sandbox_processes()
+
+
+def test_a_link_to_etc_shadow_is_refused_and_reported(tmp_path):
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    (folder / "leak").symlink_to("/etc/shadow")
+    (folder / "inside").symlink_to("mime_compose.py")  # a link that stays inside is kept
+    report, sc = run(tmp_path, """
+        import os
+        for name in ("leak", "/etc/shadow", "inside"):
+            try:
+                print(name, "READ", len(open(name).read()))
+            except OSError as e:
+                print(name, "BLOCKED", e.errno)
+        """)
+    assert any("leak" in n and "/etc/shadow" in n and "refused" in n for n in report.notes), report.notes
+    assert "leak BLOCKED" in sc.stdout and "/etc/shadow BLOCKED" in sc.stdout
+    assert "inside READ" in sc.stdout
+
+
+def test_a_fifo_left_by_the_program_cannot_hang_the_grader(tmp_path):
+    report, sc = run(tmp_path, """
+        import os
+        os.mkfifo("trap")
+        os.mkfifo("message.eml")
+        """)
+    assert sc.status.startswith("exit status 0")
+    assert any("trap" in n and "FIFO" in n for n in sc.notes), sc.notes
+    assert not leftover_workdirs()
+
+
+def test_a_fifo_in_the_submission_is_refused(tmp_path):
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe")
+    report, sc = run(tmp_path, "print('ok')\n")
+    assert any("pipe" in n and "refused" in n for n in report.notes), report.notes
+
+
+def test_solutions_grader_source_and_other_students_are_invisible(tmp_path):
+    secret = tmp_path / "class" / "bob" / "mime_compose.py"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("# bob's work: SECRET-BOB\n")
+    ana = tmp_path / "class" / "ana"
+    ana.mkdir()
+    targets = [str(MIME), str(ROOT / "mailtrace" / "grading" / "grader.py"), str(secret), "../bob/mime_compose.py",
+               "/work", str(Path.home())]
+    (ana / "mime_compose.py").write_text(textwrap.dedent(f"""
+        for path in {targets!r}:
+            try:
+                data = open(path).read()
+                print("READ", path, data[:40].replace(chr(10), " "))
+            except IsADirectoryError:
+                print("DIR", path)
+            except OSError as e:
+                print("BLOCKED", path, e.errno)
+        """))
+    results = classroom.grade_class(load_exercise("mime-compose"), tmp_path / "class", seed=1, jobs=1,
+                                    scenarios=["text-only"])
+    out = dict(results)["ana"].scenarios[-1].stdout
+    assert "READ" not in out and "DIR" not in out, out
+    assert out.count("BLOCKED") == len(targets)
+
+
+def test_proc_shows_neither_the_grader_nor_its_command_line(tmp_path):
+    report, sc = run(tmp_path, """
+        import os
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+        lines = [open(f"/proc/{p}/cmdline", "rb").read().replace(b"\\0", b" ").decode() for p in pids]
+        print(len(pids), "processes")
+        print("|".join(lines))
+        """)
+    assert "pytest" not in sc.stdout and "mailtrace" not in sc.stdout.split("processes", 1)[1]
+    assert int(sc.stdout.split()[0]) <= 3  # bwrap's init, (setpriv's exec of) the program
+
+
+def test_system_v_shared_memory_does_not_outlive_the_run(tmp_path):
+    key = 0x4D540000 + os.getpid() % 0xFFFF
+    report, sc = run(tmp_path, f"""
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        shmid = libc.shmget({key}, 4096, 0o1000 | 0o666)  # IPC_CREAT
+        print("shmid", shmid, ctypes.get_errno())
+        """)
+    assert "shmid -1" not in sc.stdout, sc.stdout  # it was created (inside its IPC namespace)
+    with open("/proc/sysvipc/shm") as f:
+        keys = [int(line.split()[0]) for line in f.readlines()[1:]]
+    assert key not in keys
+
+
+def _deep_tree(top: Path, depth: int) -> None:
+    """mkdir d/d/d/... ``depth`` levels with directory descriptors (no path is that long)."""
+    fd = os.open(top, os.O_RDONLY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = nxt
+    os.close(fd)
+
+
+def test_a_3000_deep_tree_in_the_submission_is_cut_and_reported(tmp_path):
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    (folder / "mime_compose.py").write_text(MIME.read_text())
+    _deep_tree(folder, 3000)
+    ex = load_exercise("mime-compose")
+    try:
+        report = grade(ex, folder, scenarios=["text-only"], seed=7, jobs=1)
+    finally:
+        remove_tree(folder / "d")  # pytest's own clean-up of tmp_path would recurse
+    plain = grade(ex, MIME, scenarios=["text-only"], seed=7, jobs=1)
+    assert report.score == plain.score == plain.max_score  # the tree costs nothing, and breaks nothing
+    assert any("deeper than" in n for n in report.notes), report.notes
+    assert not leftover_workdirs()
+
+
+def test_a_3000_deep_tree_made_by_the_program_is_collected_and_removed(tmp_path):
+    report, sc = run(tmp_path, """
+        import os
+        fd = os.open(".", os.O_RDONLY)
+        for _ in range(3000):
+            os.mkdir("d", dir_fd=fd)
+            nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        print("made")
+        """)
+    assert "made" in sc.stdout and sc.status.startswith("exit status 0")
+    assert any("deeper than" in n for n in sc.notes)
+    assert not leftover_workdirs()
+
+
+def test_reports_stay_valid_whatever_bytes_the_program_prints(tmp_path):
+    report, sc = run(tmp_path, """
+        import sys
+        sys.stderr.buffer.write(b"\\x1b[31mred\\x07 bell \\x00 nul \\xff\\xfe bad utf-8 ]]> </system-err> &amp;\\n")
+        sys.stdout.buffer.write(b"\\x1b]0;title\\x07\\x0c")
+        sys.exit(1)
+        """)
+    root = ET.fromstring(to_junit(report))  # parses: valid XML
+    err = "".join(e.text or "" for e in root.iter("system-err"))
+    assert "\\x1b[31mred\\x07" in err and "</system-err>" in err
+    assert json.loads(to_json(report))["scenarios"][-1]["stderr"].startswith("\x1b[31mred")
+    out = tmp_path / "class"
+    out.mkdir()
+    classroom.write_csv(out / "g.csv", load_exercise("mime-compose"), [("ana", report)])
+    assert list(csv.reader(io.StringIO((out / "g.csv").read_text())))[1][0] == "ana"
+    classroom.write_html(out / "r.html", load_exercise("mime-compose"), [("ana", report)], 1)
+    page = (out / "r.html").read_text()
+    assert "\x1b" not in page and "\x07" not in page and "\x00" not in page
+
+
+def test_a_jvm_starts_under_the_limits_that_contain_a_fork_bomb(tmp_path):
+    import shutil
+
+    if not (shutil.which("javac") and shutil.which("java")):
+        pytest.skip("no JDK (Debian package default-jdk-headless)")
+    sb = Sandbox(Limits(timeout=60, cpu_seconds=60))
+    wd = sb.make_workdir()
+    try:
+        (wd / "Threads.java").write_text(
+            "public class Threads { public static void main(String[] a) throws Exception {"
+            " Thread[] t = new Thread[40]; for (int i = 0; i < 40; i++) { t[i] = new Thread(() -> {}); t[i].start(); }"
+            " for (Thread x : t) x.join(); System.out.println(\"started \" + t.length); } }")
+        sb.give(wd)
+        assert sb.run(["javac", "Threads.java"], wd).exit_code == 0
+        r = sb.run(["java", "-cp", ".", "Threads"], wd)
+        assert r.exit_code == 0 and r.stdout == b"started 40\n", r.stderr
+    finally:
+        sb.remove_workdir(wd)
+
+
+def test_one_scenario_is_bounded_by_one_wall_clock(tmp_path):
+    """A program that ignores SIGTERM and sleeps for an hour is ended at its limit (the class goes on)."""
+    report, sc = run(tmp_path, """
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(3600)
+        """, timeout=1)
+    assert sc.status.startswith("killed: still running after 1 s")
+    assert sc.duration < 3600
