@@ -24,7 +24,7 @@ mkdir -p "$ROOT/autograder/source" "$ROOT/autograder/submission"
 "$PY" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$ROOT/bundle.zip" "$ROOT/autograder/source"
 chmod +x "$ROOT/autograder/source/setup.sh" "$ROOT/autograder/source/run_autograder"
 ENV=(/usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root)
-if [ -n "${PIP_CERT:-}" ]; then cp "$PIP_CERT" "$ROOT/root/ca.crt"; ENV+=(PIP_CERT=/root/ca.crt); fi
+if [ -n "${PIP_CERT:-}" ]; then cp "$PIP_CERT" "$ROOT/root/ca.crt"; ENV+=(PIP_CERT=/root/ca.crt); fi  # a path inside the new root (not-a-machine-path)
 chroot "$ROOT" "${ENV[@]}" bash /autograder/source/setup.sh
 grade() {
   rm -rf "$ROOT/autograder/submission" "$ROOT/autograder/results"; mkdir -p "$ROOT/autograder/submission"

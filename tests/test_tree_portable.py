@@ -37,7 +37,8 @@ def test_no_absolute_path_of_a_developer_machine_in_the_tree():
     for path in tracked_files():
         text = path.read_text(errors="replace")
         for number, line in enumerate(text.splitlines(), 1):
-            if MACHINE_PATH.search(line) and path.name != Path(__file__).name:
+            # a line may name a path of another root it builds (a chroot), saying so explicitly
+            if MACHINE_PATH.search(line) and path.name != Path(__file__).name and "not-a-machine-path" not in line:
                 found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:120]}")
     assert not found, "absolute paths of one machine:\n" + "\n".join(found)
 

@@ -1,0 +1,1 @@
+"""State diagrams drawn from the knowledge data (see mailtrace/diagrams.py); data only."""

@@ -1,0 +1,126 @@
+"""The state diagrams of the course notes: drawn from data, and every arrow true of the cores.
+
+Each row of knowledge/diagrams/transitions.toml is replayed on the real server core (the lab's
+own factory, a real Maildir store); the DOT and SVG files in knowledge/diagrams/ must be what
+``python -m mailtrace.diagrams`` makes of the data today.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mailtrace import diagrams
+from mailtrace.knowledge import load
+from mailtrace.protocols.base import Close, Pending
+from mailtrace.servers.base import ConnectionContext
+from mailtrace.servers.lab import Lab, core_factory
+from mailtrace.transcript.event import Event
+
+PROTOCOLS = ("smtp", "pop3", "imap")
+FOLDER = diagrams.TRANSITIONS.parent
+
+
+class CoreSession:
+    """One lab core fed whole lines; Pending store jobs run at once."""
+
+    def __init__(self, protocol: str, directory: Path) -> None:
+        lab = Lab(directory=directory)
+        self.core = core_factory(protocol, lab)(ConnectionContext("127.0.0.1:50000", "127.0.0.1:25", False))
+        self.outputs: list = []
+        self._run(self.core.start())
+
+    def _run(self, outputs) -> None:
+        for out in outputs:
+            if isinstance(out, Pending):
+                self._run(out.resume(out.job()))
+            else:
+                self.outputs.append(out)
+
+    def say(self, lines) -> None:
+        for line in lines:
+            self._run(self.core.receive(line.encode() + b"\r\n"))
+
+    def eof(self) -> None:
+        self._run(self.core.eof())
+
+    @property
+    def state(self) -> str:
+        return [o for o in self.outputs if isinstance(o, Event) and o.state][-1].state
+
+    @property
+    def closed(self) -> bool:
+        return any(isinstance(o, Close) for o in self.outputs)
+
+
+ROWS = [pytest.param(p, t, id=f"{p}:{t.source}->{t.target}:{'/'.join(t.send) or 'eof' if t.eof else '/'.join(t.send)}")
+        for p in PROTOCOLS for t in diagrams.transitions(p)]
+
+
+@pytest.mark.parametrize("protocol, t", ROWS)
+def test_each_arrow_is_what_the_core_does(protocol, t, tmp_path):
+    session = CoreSession(protocol, tmp_path)
+    if t.source == diagrams.START:
+        assert session.state == t.target
+        return
+    session.say(t.path)
+    assert session.state == t.source, f"the path {t.path} does not reach {t.source!r}"
+    assert not session.closed or t.target == diagrams.END
+    session.say(t.send)
+    if t.eof:  # the client went away: the session ends where it was (POP3: UPDATE never entered)
+        session.eof()
+        assert session.state == t.source
+        return
+    if t.target == diagrams.END:
+        assert session.closed
+    else:
+        assert session.state == t.target  # (a state such as logout or UPDATE comes with the close)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_every_state_of_the_knowledge_is_drawn_and_reached(protocol):
+    states = set(load(protocol)["states"])
+    rows = diagrams.transitions(protocol)
+    targets = {t.target for t in rows}
+    named = {t.source for t in rows} | targets
+    assert named - {diagrams.START, diagrams.END} <= states, "an arrow names a state the knowledge does not have"
+    unreached = states - targets - {"greeting"}  # SMTP's "greeting": before the 220, the connection itself
+    assert not unreached, f"states with no arrow into them: {sorted(unreached)}"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_the_committed_pictures_are_drawn_from_todays_data(protocol, lang):
+    source = diagrams.dot(protocol, lang)
+    dot_file = FOLDER / f"{protocol}-{lang}.dot"
+    assert dot_file.read_text() == source, "run: python -m mailtrace.diagrams"
+    svg = (FOLDER / f"{protocol}-{lang}.svg").read_text()
+    assert f"sha256 {diagrams.source_hash(source)}" in svg.splitlines()[0], "run: python -m mailtrace.diagrams"
+    assert "<svg" in svg
+
+
+def test_smtp_phases_are_titled_in_each_language():
+    assert 'label="Handshake"' in diagrams.dot("smtp", "en")
+    es = diagrams.dot("smtp", "es")
+    assert load("smtp")["phases"]["transfer"].meaning("es") in es
+
+
+@pytest.mark.skipif(not shutil.which("dot"), reason="Graphviz (dot) is not installed")
+def test_render_writes_dot_and_svg(tmp_path):
+    written = {p.name for p in diagrams.render(tmp_path, ("pop3",))}
+    assert written == {"pop3-en.dot", "pop3-en.svg", "pop3-es.dot", "pop3-es.svg"}
+    assert "TRANSACTION" in (tmp_path / "pop3-en.svg").read_text()
+
+
+def test_the_notes_show_each_picture_in_their_language():
+    root = FOLDER.parents[2]
+    for notes, lang in (("course_notes.md", "en"), ("course_notes.es.md", "es")):
+        import re
+
+        images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (root / notes).read_text())
+        pictures = [i for i in images if "diagrams/" in i]
+        assert sorted(pictures) == sorted(f"mailtrace/knowledge/diagrams/{p}-{lang}.svg" for p in PROTOCOLS)
+        for image in images:
+            assert (root / image).is_file(), f"{notes}: {image} does not exist"
