@@ -17,10 +17,7 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-try:  # Python 3.11+; the tomli backport before
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from mailtrace._compat import tomllib
 
 LANGUAGES = ("en", "es")
 
