@@ -316,7 +316,8 @@ def test_append_with_flags_and_internaldate(store):
     box = store.mailbox("alice")
     when = 1_000_000_000.0
     info = box.append(MSG, flags=["\\Seen"], internaldate=when)
-    assert info.flags == {"\\Seen"} and info.internaldate == when and not info.recent
+    # RFC 3501 §6.3.11: "In either case, the Recent flag is also set." (flags or not)
+    assert info.flags == {"\\Seen"} and info.internaldate == when and info.recent
     box.refresh()
     assert box.get(info.uid).internaldate == when
     assert box.read(info.uid) == MSG

@@ -58,6 +58,12 @@ class Folder:
         self.keywords = Keywords(path)
         self.files: dict[str, tuple[str, str]] = {}  # base -> (subdir, file name)
         self.infos: dict[int, MessageInfo] = {}  # uid -> info, current
+        # \Recent messages that are not in new/ (copied or appended with flags, which puts
+        # them in cur/; or flagged before any session saw them).  RFC 3501 §2.3.2: \Recent
+        # means "this session is the first session to have been notified about this message";
+        # kept in memory, so a restart of the lab makes them not recent (as a new/ file that a
+        # client read would be).
+        self.unclaimed: set[int] = set()
         self._meta: dict[str, tuple[int, float]] = {}  # base -> (wire size, mtime)
         self._dir_key: tuple[int, ...] | None = None
         self._trusted = False  # the listing at _dir_key can be trusted (not within grace)
@@ -161,7 +167,7 @@ class Folder:
     def _info_for(self, base: str, sub: str, filename: str, uid: int,
                   cached: MessageInfo | None, moved: dict[str, tuple[str, str]]
                   ) -> MessageInfo | None:
-        recent = sub == "new"
+        recent = sub == "new" or uid in self.unclaimed
         _, info_letters = split_name(filename)
         flags = self.keywords.flags_of(info_letters)
         if (cached is not None and cached.uid == uid and cached.flags == flags
@@ -176,7 +182,7 @@ class Folder:
                     return None  # expunged meanwhile
                 moved[base] = found
                 sub, filename = found
-                recent = sub == "new"
+                recent = sub == "new" or uid in self.unclaimed
                 flags = self.keywords.flags_of(split_name(filename)[1])
                 meta = self._read_meta(self.path / sub / filename, base)
                 if meta is None:
@@ -294,9 +300,11 @@ class Folder:
                 raise
             for (_, sub, filename, base, meta), uid in zip(items, uids):
                 _, letters = split_name(filename)
+                if sub != "new":
+                    self.unclaimed.add(uid)  # new to every session, flags or not
                 info = MessageInfo(uid=uid, key=base, size=meta[0],
                                    flags=self.keywords.flags_of(letters),
-                                   internaldate=meta[1], recent=sub == "new")
+                                   internaldate=meta[1], recent=True)
                 self.files[base] = (sub, filename)
                 self.infos[uid] = info
                 out.append(info)
@@ -347,15 +355,39 @@ class Folder:
                         pass  # renamed or expunged by another process: rescan, retry
                     else:
                         self.files[info.key] = ("cur", new_name)
+                        if sub == "new":  # leaves new/ before any session claimed it
+                            self.unclaimed.add(uid)
                         new = MessageInfo(uid=uid, key=info.key, size=info.size,
                                           flags=self.keywords.flags_of(letters),
-                                          internaldate=info.internaldate, recent=False)
+                                          internaldate=info.internaldate,
+                                          recent=uid in self.unclaimed)
                         self.infos[uid] = new
                         self.version += 1
                         return new
                 if attempt == 0:
                     self.sync(force=True)
         raise KeyError(uid)
+
+    def change_flags(self, uid: int, add: Iterable[str] = (), remove: Iterable[str] = ()
+                     ) -> MessageInfo:
+        """Add and remove flags as one read-modify-write under the folder lock, starting
+        from the flags on disk now (not from a session's snapshot): two sessions that
+        change different flags of one message at the same time both keep their change
+        (RFC 3501 §6.4.6 "+FLAGS ... Add the argument to the flags for the message")."""
+        add, remove = set(add), set(remove)
+        with self.lock:
+            self.sync()
+            info = self.infos.get(uid)
+            if info is None:
+                self.sync(force=True)
+                info = self.infos.get(uid)
+                if info is None:
+                    raise KeyError(uid)
+            low_remove = {flag.lower() for flag in remove}
+            flags = {flag for flag in info.flags if flag.lower() not in low_remove} | add
+            if flags == set(info.flags):
+                return info
+            return self.set_flags(uid, flags)
 
     def expunge(self, uids: Iterable[int]) -> list[int]:
         removed: list[int] = []
@@ -379,6 +411,7 @@ class Folder:
                     bases.append(info.key)
                     break
             for uid, base in zip(removed, bases):
+                self.unclaimed.discard(uid)
                 self.infos.pop(uid, None)
                 self.files.pop(base, None)
                 self._meta.pop(base, None)
@@ -476,6 +509,16 @@ class Folder:
                                                   flags=info.flags,
                                                   internaldate=info.internaldate, recent=False)
                 changed = True
+            for uid in list(self.unclaimed):
+                info = self.infos.get(uid)
+                if info is None:
+                    self.unclaimed.discard(uid)
+                elif bases is None or info.key in bases:
+                    self.unclaimed.discard(uid)
+                    self.infos[uid] = MessageInfo(uid=uid, key=info.key, size=info.size,
+                                                  flags=info.flags,
+                                                  internaldate=info.internaldate, recent=False)
+                    changed = True
             if changed:
                 self.version += 1
 

@@ -76,6 +76,20 @@ class Mailbox:
             self._store._notify(self.user, self.name)
         return new
 
+    def change_flags(self, uid: int, add: Iterable[str] = (), remove: Iterable[str] = ()
+                     ) -> MessageInfo:
+        """+FLAGS / -FLAGS: an atomic change of the current flags (``Folder.change_flags``)."""
+        old = self._infos[uid]
+        new = self._folder.change_flags(uid, add, remove)
+        if new.recent != old.recent:
+            new = MessageInfo(uid=new.uid, key=new.key, size=new.size, flags=new.flags,
+                              internaldate=new.internaldate, recent=old.recent)
+        changed = new.flags != old.flags
+        self._infos[uid] = new
+        if changed:
+            self._store._notify(self.user, self.name)
+        return new
+
     def append(self, data: bytes, flags: Iterable[str] = (),
                internaldate: float | None = None) -> MessageInfo:
         letters = self._folder.info_letters(list(flags)) if flags else ""

@@ -26,6 +26,7 @@ from mailtrace.protocols.imap import wire
 MAX_MIME_DEPTH = 32
 _HEADER_PARSER = BytesHeaderParser(policy=compat32)
 _BLANK = re.compile(rb"\r?\n\r?\n")
+_FOLD = re.compile(rb"\r?\n(?=[ \t])")
 
 
 @dataclass
@@ -53,12 +54,17 @@ class Part:
 def raw_fields(header: bytes) -> dict[str, list[bytes]]:
     """RFC 5322 §2.2: field name, colon, body; §2.2.3: unfold CRLF followed by WSP."""
     fields: dict[str, list[bytes]] = {}
-    unfolded = re.sub(rb"\r?\n(?=[ \t])", b"", header)
-    for line in unfolded.splitlines():
+    for line in unfold(header).splitlines():
         name, colon, value = line.partition(b":")
         if colon and name and not name[:1].isspace():
             fields.setdefault(name.strip().decode("ascii", "replace").lower(), []).append(value.strip())
     return fields
+
+
+def unfold(header: bytes) -> bytes:
+    """RFC 5322 §2.2.3: "Unfolding is accomplished by simply removing any CRLF that is
+    immediately followed by WSP" (so a boundary folded over two lines is one value)."""
+    return _FOLD.sub(b"", header)
 
 
 def split_header(raw: bytes) -> tuple[bytes, bytes]:
@@ -74,7 +80,7 @@ def split_header(raw: bytes) -> tuple[bytes, bytes]:
 
 def parse(raw: bytes, default_type: str = "text/plain", depth: int = 0) -> Part:
     header, body = split_header(raw)
-    fields = _HEADER_PARSER.parsebytes(header)
+    fields = _HEADER_PARSER.parsebytes(unfold(header))
     if fields.get("content-type") is None:
         fields.set_default_type(default_type)
     ctype = fields.get_content_type()
@@ -153,29 +159,43 @@ def _split_top(text: str, seps: str) -> list[tuple[str, str]]:
     return out
 
 
-def _address(display: str | None, mailbox: str | None, host: str | None) -> bytes:
-    return b"(" + b" ".join([wire.nstring(_enc(display)), b"NIL", wire.nstring(_enc(mailbox)),
-                             wire.nstring(_enc(host))]) + b")"
+# An obsolete source route before the address (RFC 5322 §4.4 obs-route, RFC 3501 §7.4.2
+# "at-domain-list (source route)"): "<@route1,@route2:user@domain>".
+_ROUTE = re.compile(r"<\s*(@[^<>:\"]*):")
+
+Address = tuple[str | None, str | None, str | None, str | None]  # name, route, mailbox, host
 
 
-def _addresses(part: Part, name: str) -> bytes:
-    """An address list; a group "name: a, b;" becomes (NIL NIL "name" NIL) ... (NIL NIL NIL NIL)
-    (RFC 3501 §7.4.2, RFC 5322 §3.4)."""
-    items = []
+def address_list(part: Part, name: str) -> list[Address]:
+    """The addresses of header ``name``, as ENVELOPE lists them (RFC 3501 §7.4.2): a group
+    "name: a, b;" is (None, None, "name", None), its members, then (None, None, None, None)
+    (RFC 5322 §3.4).  Used by ENVELOPE and by the address keys of SEARCH."""
+    items: list[Address] = []
     for value in part.raw_values(name):
         text = value.decode("utf-8", "surrogateescape")
         for piece, sep in _split_top(text, ",:;"):
             piece = piece.strip()
             if sep == ":":
-                items.append(_address(None, piece.strip('"') or None, None))  # group start
+                items.append((None, None, piece.strip('"') or None, None))  # group start
                 continue
             if piece:
+                route = None
+                m = _ROUTE.search(piece)
+                if m:
+                    route = re.sub(r"\s+", "", m.group(1))
+                    piece = piece[:m.start()] + "<" + piece[m.end():]
                 display, addr = email.utils.parseaddr(piece)
                 if addr or display:
                     mailbox, _, host = addr.rpartition("@") if "@" in addr else (addr, "", "")
-                    items.append(_address(display or None, mailbox or None, host or None))
+                    items.append((display.strip() or None, route, mailbox or None, host or None))
             if sep == ";":
-                items.append(b"(NIL NIL NIL NIL)")
+                items.append((None, None, None, None))
+    return items
+
+
+def _addresses(part: Part, name: str) -> bytes:
+    items = [b"(" + b" ".join(wire.nstring(_enc(x)) for x in address) + b")"
+             for address in address_list(part, name)]
     return b"(" + b"".join(items) + b")" if items else b"NIL"
 
 

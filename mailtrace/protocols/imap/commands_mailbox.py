@@ -54,8 +54,7 @@ def _open(conn, cmd, readonly: bool) -> None:
     except (StoreError, KeyError) as exc:
         store_error(conn, cmd, exc)
         return
-    keywords = sorted({f for fl in view.flags.values() for f in fl if not f.startswith("\\")})
-    conn.untagged(b"FLAGS " + flag_list(list(SYSTEM_FLAGS) + keywords), "FLAGS")
+    view.send_flags(conn, permanent=False)
     conn.untagged(b"%d EXISTS" % view.exists, "EXISTS")
     conn.untagged(b"%d RECENT" % len(view.recent), "RECENT")
     unseen = next((i + 1 for i, u in enumerate(view.uids) if "\\Seen" not in view.flags[u]), 0)
@@ -63,8 +62,7 @@ def _open(conn, cmd, readonly: bool) -> None:
         conn.untagged_status("OK", f"first unseen is message {unseen}", code=f"UNSEEN {unseen}")
     conn.untagged_status("OK", "UIDs valid", code=f"UIDVALIDITY {box.uidvalidity}")
     conn.untagged_status("OK", "predicted next UID", code=f"UIDNEXT {box.uidnext}")
-    permanent = "()" if readonly else "(" + " ".join(list(SYSTEM_FLAGS) + keywords + ["\\*"]) + ")"
-    conn.untagged_status("OK", "flags the client can change permanently", code=f"PERMANENTFLAGS {permanent}")
+    view.send_permanent_flags(conn)
     conn.view = view
     conn.set_state(State.SELECTED)
     conn.done(cmd, "OK", f"{cmd.name} completed", code="READ-ONLY" if readonly else "READ-WRITE")
@@ -81,7 +79,11 @@ def examine(conn, cmd) -> None:
 # The commands that only name mailboxes and call one store method (RFC 3501 §6.3.3-§6.3.7):
 # command -> (how many mailbox names, the store call).
 _STORE_CALLS = {
-    "CREATE": (1, lambda store, user, names: store.create_mailbox(user, *names)),
+    # §6.3.3: "If the mailbox name is suffixed with the server's hierarchy separator
+    # character ..., this is a declaration that the client intends to create mailbox names
+    # under this name in the hierarchy."  The separator is dropped and the mailbox created.
+    "CREATE": (1, lambda store, user, names: store.create_mailbox(
+        user, names[0][:-1] if len(names[0]) > 1 and names[0].endswith(store.HIERARCHY_DELIMITER) else names[0])),
     "DELETE": (1, lambda store, user, names: store.delete_mailbox(user, *names)),
     "RENAME": (2, lambda store, user, names: rename_mailbox(store, user, *names)),
     "SUBSCRIBE": (1, lambda store, user, names: store.subscribe(user, *names)),

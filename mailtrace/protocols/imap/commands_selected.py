@@ -141,7 +141,7 @@ def do_fetch(conn, cmd) -> None:
         try:
             info = view.box.get(uid)
             if sets_seen and "\\Seen" not in info.flags:
-                info = view.box.set_flags(uid, set(info.flags) | {"\\Seen"})
+                info = view.box.change_flags(uid, add={"\\Seen"})
                 row = items if wants_flags else items + [fetch.SIMPLE_ITEMS["FLAGS"]()]
             else:
                 row = items
@@ -149,6 +149,7 @@ def do_fetch(conn, cmd) -> None:
             data = fetch.render(seq, msg, row, info.flags, uid in view.recent, add_uid=cmd.uid)
         except (KeyError, FileNotFoundError):
             continue  # expunged by another session; reported at the next allowed moment
+        view.announce_keywords(conn, info.flags)
         view.flags[uid] = frozenset(info.flags)
         conn.respond_pieces(data, tag="*", verb="FETCH")
         if reads:
@@ -172,13 +173,17 @@ def do_store(conn, cmd) -> None:
         return
     for seq, uid in pairs:
         try:
-            old = set(view.box.get(uid).flags)
-            new = flags if mode == "replace" else (old | flags if mode == "add" else old - flags)
-            info = view.box.set_flags(uid, new) if new != old else view.box.get(uid)
+            old = view.box.get(uid).flags
+            if mode == "replace":
+                info = view.box.set_flags(uid, flags)
+            else:  # a read-modify-write of the flags as they are now, under the store's lock
+                info = view.box.change_flags(uid, add=flags if mode == "add" else (),
+                                             remove=flags if mode == "remove" else ())
         except KeyError:
             continue
-        if new != old:
+        if info.flags != old:
             touch(conn, Action.FLAGGED, [uid])
+        view.announce_keywords(conn, info.flags)
         view.flags[uid] = frozenset(info.flags)
         if not silent:
             uid_part = b"UID %d " % uid if cmd.uid else b""

@@ -14,13 +14,21 @@ from __future__ import annotations
 import base64
 import binascii
 
+from mailtrace import __version__
+from mailtrace.protocols.imap import wire
 from mailtrace.protocols.imap.connection import REDACTED, Mode
+from mailtrace.protocols.imap.lexer import ParseError, T
 from mailtrace.protocols.imap.states import State
 from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.links import user_info
 
 # RFC 4616 §2: authzid, authcid and passwd are each at most 255 octets.
 MAX_SASL_FIELD = 255
+# RFC 2971 §3.3: "Field strings MUST NOT be longer than 30 octets.  Value strings MUST NOT be
+# longer than 1024 octets.  Implementations MUST NOT send more than 30 field-value pairs."
+MAX_ID_FIELD, MAX_ID_VALUE, MAX_ID_PAIRS = 30, 1024, 30
+# What we tell a client that sends ID (RFC 2971 §3.2): the program's name and version.
+SERVER_ID = (("name", "mailtrace"), ("vendor", "mailtrace lab"))
 
 
 def capability(conn, cmd) -> None:
@@ -147,3 +155,27 @@ def idle(conn, cmd) -> None:
             conn.done(cmd, "BAD", "expected DONE to end IDLE (RFC 2177 §3)")
 
     conn.pending = done_line
+
+
+def id_(conn, cmd) -> None:
+    """RFC 2971 §3.1: "ID" with a list of field/value pairs (or NIL); the server "MUST send a
+    tagged ID response" -- an untagged ``* ID (...)`` with its own pairs -- then OK."""
+    tok = cmd.args.peek()
+    pairs = 0
+    if tok is not None and tok.kind is T.ATOM and tok.value.upper() == b"NIL":
+        cmd.args.next("NIL")
+    else:
+        cmd.args.open_paren("ID parameter list (or NIL)")
+        while not cmd.args.close_paren_if_next():
+            field = cmd.args.string("ID field")
+            value = cmd.args.next("ID value")
+            if value.kind is T.ATOM and value.value.upper() != b"NIL" or value.kind in (T.LPAREN, T.RPAREN):
+                raise ParseError(f"an ID value is a string or NIL, not {value.describe()}")
+            pairs += 1
+            if len(field) > MAX_ID_FIELD or len(value.value) > MAX_ID_VALUE or pairs > MAX_ID_PAIRS:
+                raise ParseError(f"ID allows {MAX_ID_PAIRS} pairs, fields of {MAX_ID_FIELD} octets and "
+                                 f"values of {MAX_ID_VALUE} (RFC 2971 §3.3)")
+    cmd.args.end()
+    fields = SERVER_ID + (("version", __version__),)
+    conn.untagged(b"ID (" + b" ".join(wire.string(k) + b" " + wire.string(v) for k, v in fields) + b")", "ID")
+    conn.done(cmd, "OK", "ID completed")

@@ -47,8 +47,8 @@ AUTOLOGOUT_SECONDS = 30 * 60
 # Remembered tags for the tag-reuse check (bounded, so a long session cannot grow it forever).
 MAX_REMEMBERED_TAGS = 10_000
 
-# (UNSELECT, RFC 3691, is understood but not advertised: the course notes quote this greeting.)
-CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE", "AUTH=PLAIN")
+# What the server advertises (RFC 3501 §7.2.1); each extension only once it is complete.
+CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE", "ID", "UNSELECT", "AUTH=PLAIN")
 TAG_RE = re.compile(rb"^([^\x00-\x20(){%*\"\\+\x7f-\xff]+) +([A-Za-z][A-Za-z0-9-]*)(?: +([A-Za-z]+))?")
 LOGIN_RE = re.compile(rb"^(\S+ +LOGIN +)(\"(?:[^\"\\]|\\.)*\"|\{\d+\+?\}|[^ \r\n]+)(.*)$", re.I | re.S)
 AUTH_IR_RE = re.compile(rb"^(\S+ +AUTHENTICATE +[^ \r\n]+ +)([^\r\n]+)(.*)$", re.I | re.S)
@@ -211,7 +211,9 @@ class ImapServerConnection:
 
     def done(self, cmd: Command, status: str, text: str, code: str = "", facts: dict[str, str] | None = None) -> None:
         """The tagged completion result (RFC 3501 §7.1)."""
-        if self.view is not None and self.mode is Mode.COMMAND:
+        # No mailbox news after LOGOUT's BYE (§6.1.3): the client has stopped tracking the
+        # mailbox, and a FETCH for a message it saw expunged would only confuse it.
+        if self.view is not None and self.mode is Mode.COMMAND and self.state is not State.LOGOUT:
             self.view.sync(self, allow_expunge=cmd.name not in NO_EXPUNGE, force=cmd.name in FORCE_SYNC)
         resp = f"[{code}] " if code else ""
         info = {"code": code.split(" ")[0]} if code else {}

@@ -134,22 +134,31 @@ def _atom(data: bytes, i: int) -> tuple[bytes, int]:
     while j < n:
         c = data[j]
         if c == 0x5B:  # "[": a section spec, read up to the matching "]"
-            depth = 0
-            while j < n:
-                if data[j] == 0x5B:
-                    depth += 1
-                elif data[j] == 0x5D:
-                    depth -= 1
-                    if depth == 0:
-                        break
-                elif data[j] in (0x0D, 0x0A):
-                    raise ParseError(f"unterminated '[' at octet {i}")
-                j += 1
-            if j >= n:
-                raise ParseError(f"unterminated '[' at octet {i}")
-            j += 1
-            continue
+            end = _section_end(data, j)
+            if end is not None:
+                j = end
+                continue
+            # no "]" on this line: "[" is an ordinary ATOM-CHAR (RFC 3501 §9 atom-specials
+            # do not include it), as in the mailbox name "a[b"
         if c in _ATOM_END:
             break
         j += 1
     return data[i:j], j
+
+
+def _section_end(data: bytes, j: int) -> int | None:
+    """Where the bracketed section starting at ``data[j] == "["`` ends (after its "]"), or
+    None when the line holds no matching "]"."""
+    depth = 0
+    n = len(data)
+    while j < n:
+        if data[j] == 0x5B:
+            depth += 1
+        elif data[j] == 0x5D:
+            depth -= 1
+            if depth == 0:
+                return j + 1
+        elif data[j] in (0x0D, 0x0A):
+            return None
+        j += 1
+    return None

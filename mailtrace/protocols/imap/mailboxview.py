@@ -15,7 +15,7 @@ import bisect
 from typing import Callable
 
 from mailtrace.protocols.imap.lexer import ParseError
-from mailtrace.protocols.imap.parser import SequenceSet
+from mailtrace.protocols.imap.parser import SYSTEM_FLAGS, SequenceSet
 
 
 class MailboxView:
@@ -30,8 +30,31 @@ class MailboxView:
         self.flags: dict[int, frozenset] = {m.uid: frozenset(m.flags) for m in msgs}
         self.recent: set[int] = {m.uid for m in msgs if m.recent}
         self.last_uid = self.uids[-1] if self.uids else 0
+        # Keywords announced in the last untagged FLAGS (RFC 3501 §7.2.6).
+        self.keywords: set[str] = {f for fl in self.flags.values() for f in fl if not f.startswith("\\")}
         if self.recent and not readonly:
             box.mark_seen_by_client()  # \Recent belongs to this session alone (§2.3.2)
+
+    def send_flags(self, conn, permanent: bool = True) -> None:
+        """Untagged FLAGS and OK [PERMANENTFLAGS] (RFC 3501 §6.3.1, §7.2.6)."""
+        from mailtrace.protocols.imap.fetch import flag_list
+
+        conn.untagged(b"FLAGS " + flag_list(list(SYSTEM_FLAGS) + sorted(self.keywords)), "FLAGS")
+        if permanent:
+            self.send_permanent_flags(conn)
+
+    def send_permanent_flags(self, conn) -> None:
+        keywords = sorted(self.keywords)
+        permanent = "()" if self.readonly else "(" + " ".join(list(SYSTEM_FLAGS) + keywords + ["\\*"]) + ")"
+        conn.untagged_status("OK", "flags the client can change permanently", code=f"PERMANENTFLAGS {permanent}")
+
+    def announce_keywords(self, conn, flags) -> None:
+        """A keyword comes into use that the last FLAGS did not list: send FLAGS again first
+        (RFC 3501 §7.2.6: FLAGS lists "the flags that are applicable for this mailbox")."""
+        new = {f for f in flags if not f.startswith("\\")} - self.keywords
+        if new:
+            self.keywords |= new
+            self.send_flags(conn)
 
     def release(self) -> None:
         if self.unwatch is not None:
@@ -98,6 +121,7 @@ class MailboxView:
                     self.recent.add(u)
                     new_recent = True
             self.last_uid = new[-1]
+            self.announce_keywords(conn, {f for u in new for f in current[u].flags})
             conn.untagged(b"%d EXISTS" % len(self.uids), "EXISTS")
             conn.untagged(b"%d RECENT" % len(self.recent), "RECENT")
             if new_recent and not self.readonly:
@@ -107,6 +131,7 @@ class MailboxView:
         for i, u in enumerate(self.uids):
             m = current.get(u)
             if m is not None and frozenset(m.flags) != self.flags.get(u):
+                self.announce_keywords(conn, m.flags)
                 self.flags[u] = frozenset(m.flags)
                 conn.untagged(b"%d FETCH (UID %d FLAGS %s)" % (i + 1, u, flag_list(all_flags(m.flags, u in self.recent))),
                               "FETCH")

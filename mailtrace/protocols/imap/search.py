@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from email.header import decode_header, make_header
 from typing import Callable
 
+from mailtrace.protocols.imap.bodystructure import address_list
 from mailtrace.protocols.imap.fetch import MessageData
 from mailtrace.protocols.imap.lexer import ParseError, T
 from mailtrace.protocols.imap.parser import Cursor, normalize_flag, parse_date, parse_sequence_set
@@ -184,6 +185,22 @@ def _hdr(name: str) -> Callable[..., bool]:
     return lambda c, s: s in _header_text(c, name)
 
 
+def _address_text(c: Candidate, name: str) -> str:
+    """The addresses of an address header as "name mailbox@host" lines, comments and
+    folding gone: "<user (comment)@ (comment) domain>" is found by "user@domain", as in
+    Dovecot (the parsed addresses are what ENVELOPE shows)."""
+    out = []
+    for display, _, mailbox, host in address_list(c.msg.tree, name):
+        if mailbox is not None or display is not None:
+            out.append(f"{display or ''} {mailbox or ''}@{host or ''}")
+    return "\n".join(out).casefold()
+
+
+def _addr(name: str) -> Callable[..., bool]:
+    """FROM, TO, CC, BCC: the header text or its parsed addresses contain the string."""
+    return lambda c, s: s in _header_text(c, name) or s in _address_text(c, name)
+
+
 @dataclass(frozen=True)
 class KeySpec:
     args: tuple[str, ...]
@@ -210,10 +227,10 @@ KEYS: dict[str, KeySpec] = {
     "OLD": KeySpec((), lambda c: not c.recent),
     "KEYWORD": KeySpec(("flag",), lambda c, k: k in c.flags),
     "UNKEYWORD": KeySpec(("flag",), lambda c, k: k not in c.flags),
-    "BCC": KeySpec(("string",), _hdr("bcc")),
-    "CC": KeySpec(("string",), _hdr("cc")),
-    "FROM": KeySpec(("string",), _hdr("from")),
-    "TO": KeySpec(("string",), _hdr("to")),
+    "BCC": KeySpec(("string",), _addr("bcc")),
+    "CC": KeySpec(("string",), _addr("cc")),
+    "FROM": KeySpec(("string",), _addr("from")),
+    "TO": KeySpec(("string",), _addr("to")),
     "SUBJECT": KeySpec(("string",), _hdr("subject")),
     "HEADER": KeySpec(("string", "string"), lambda c, f, s: (not s and bool(c.msg.tree.fields.get_all(f)))
                       or (bool(s) and s in _header_text(c, f))),

@@ -29,6 +29,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "STATUS": CommandSpec(AUTH, mb.status, "RFC 3501 §6.3.10"),
     "APPEND": CommandSpec(AUTH, mb.append, "RFC 3501 §6.3.11"),
     "NAMESPACE": CommandSpec(AUTH, ses.namespace, "RFC 2342 §5"),
+    "ID": CommandSpec(ANY, ses.id_, "RFC 2971 §3.1"),
     "IDLE": CommandSpec(AUTH, ses.idle, "RFC 2177 §3"),
     "CHECK": CommandSpec(SELECTED, sel.check, "RFC 3501 §6.4.1"),
     "CLOSE": CommandSpec(SELECTED, sel.close, "RFC 3501 §6.4.2"),
