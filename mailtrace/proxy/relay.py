@@ -21,6 +21,7 @@ from mailtrace._compat import start_tls
 from mailtrace.netaddr import host_port
 from mailtrace.proxy.registry import IMPLICIT_TLS_PORTS, UNKNOWN, protocol_by_greeting, protocol_by_port
 from mailtrace.proxy.trace import INJECTION_RULE, Tracer
+from mailtrace.tcp import QuickAck
 from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.recorder import Recorder
 
@@ -201,6 +202,8 @@ class ProxySession:
 
     # -- relaying -----------------------------------------------------------------------
     async def _pump(self, side: Side) -> None:
+        # each leg acknowledges at once what it reads (mailtrace/tcp.py: no 40 ms stall)
+        quick_ack = QuickAck(self.c_writer if side is Side.CLIENT else self.u_writer)
         while True:
             if side is Side.CLIENT and self.gate is not None:
                 await self.gate.wait()
@@ -208,6 +211,7 @@ class ProxySession:
             other = self.u_writer if side is Side.CLIENT else self.c_writer
             try:
                 data = await reader.read(READ_CHUNK)
+                quick_ack.rearm()
             except (ConnectionError, OSError, ssl.SSLError) as exc:
                 self.reason = self.reason or f"{'client' if side is Side.CLIENT else 'server'} connection lost ({exc})"
                 data = b""

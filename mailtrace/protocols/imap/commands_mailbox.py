@@ -76,7 +76,7 @@ def examine(conn, cmd) -> None:
     _open(conn, cmd, readonly=True)
 
 
-# The commands that only name mailboxes and call one store method (RFC 3501 §6.3.3-§6.3.7):
+# The commands that only name mailboxes and call one store method (RFC 3501 §6.3.3-§6.3.6):
 # command -> (how many mailbox names, the store call).
 _STORE_CALLS = {
     # §6.3.3: "If the mailbox name is suffixed with the server's hierarchy separator
@@ -87,7 +87,6 @@ _STORE_CALLS = {
     "DELETE": (1, lambda store, user, names: store.delete_mailbox(user, *names)),
     "RENAME": (2, lambda store, user, names: rename_mailbox(store, user, *names)),
     "SUBSCRIBE": (1, lambda store, user, names: store.subscribe(user, *names)),
-    "UNSUBSCRIBE": (1, lambda store, user, names: store.unsubscribe(user, *names)),
 }
 
 
@@ -129,7 +128,24 @@ def mailbox_command(conn, cmd) -> None:
     conn.done(cmd, "OK", f"{cmd.name} completed")
 
 
-create = delete = rename = subscribe = unsubscribe = mailbox_command
+create = delete = rename = subscribe = mailbox_command
+
+
+def unsubscribe(conn, cmd) -> None:
+    """§6.3.7 removes a name from the subscription list.  Unsubscribing a name that is not
+    subscribed answers OK (the result the client wants is already there), as Dovecot does:
+    a client cleaning up after LSUB must not stop at its first NO."""
+    name = cmd.args.mailbox()
+    cmd.args.end()
+    try:
+        conn.store.unsubscribe(conn.user, name)
+    except MailboxNotFound:
+        conn.done(cmd, "OK", "UNSUBSCRIBE completed (the name was not subscribed: nothing to remove)")
+        return
+    except StoreError as exc:
+        store_error(conn, cmd, exc)
+        return
+    conn.done(cmd, "OK", "UNSUBSCRIBE completed")
 
 
 def _pattern(pattern: str, delim: str) -> re.Pattern:
@@ -169,6 +185,10 @@ def _list(conn, cmd, subscribed: bool) -> None:
     rx = _pattern(full, delim)
     existing = set(names)
     parents = {delim.join(n.split(delim)[:i]) for n in names for i in range(1, n.count(delim) + 1)}
+    if subscribed and "%" not in full:
+        # §6.3.9: LSUB returns the names the user subscribed; only with the "%" wildcard an
+        # unsubscribed parent of a subscribed name is returned (flagged \Noselect).
+        parents = set()
     for name in sorted(existing | parents, key=lambda n: (n != "INBOX", n)):
         if not rx.match(name):
             continue
