@@ -81,11 +81,14 @@ def _expunge(conn, cmd, only: set[int] | None) -> list[int]:
     view.box.refresh()
     doomed = [u for u in view.uids if "\\Deleted" in _current_flags(view, u) and (only is None or u in only)]
     removed = view.box.expunge(doomed) if doomed else []
+    recent = len(view.recent)
     for uid in sorted(removed, reverse=True):
         seq = view.forget(uid)
         if seq:
             conn.untagged(b"%d EXPUNGE" % seq, "EXPUNGE")
     touch(conn, Action.DELETED, removed)
+    if len(view.recent) != recent:  # the new count, as Dovecot sends it (RFC 3501 §7.3.2)
+        conn.untagged(b"%d RECENT" % len(view.recent), "RECENT")
     return removed
 
 
