@@ -8,25 +8,15 @@ MOVE (RFC 6851 §3.3) "first sends an untagged OK [COPYUID] ... then EXPUNGE res
 
 from __future__ import annotations
 
-from mailtrace.protocols.imap import fetch, search
+from mailtrace.protocols.imap import fetch, search, sort, thread
 from mailtrace.protocols.imap.commands_mailbox import store_error
 from mailtrace.protocols.imap.lexer import ParseError
+from mailtrace.protocols.imap.parser import set_text as uid_set_text
 from mailtrace.protocols.imap.states import State
 from mailtrace.store.model import StoreError
 from mailtrace.transcript.links import Action, MessageRef
 
 STORE_MODES = {"FLAGS": "replace", "+FLAGS": "add", "-FLAGS": "remove"}
-
-
-def uid_set_text(uids: list[int]) -> str:
-    """RFC 4315 §4 uid-set: ascending ranges such as ``3:5,9``."""
-    out = []
-    for u in sorted(uids):
-        if out and out[-1][1] == u - 1:
-            out[-1][1] = u
-        else:
-            out.append([u, u])
-    return ",".join(f"{a}:{b}" if a != b else f"{a}" for a, b in out)
 
 
 def touch(conn, action: Action, uids, mailbox: str | None = None) -> None:
@@ -109,9 +99,9 @@ def expunge(conn, cmd) -> None:
     conn.done(cmd, "OK", f"{cmd.name} completed")
 
 
-def do_search(conn, cmd) -> None:
-    node = search.parse(cmd.args)
-    view = conn.view
+def matching(view, node) -> list[tuple[int, fetch.MessageData]]:
+    """(sequence number, message) of every message of the view that matches search ``node``
+    (SEARCH, and the search part of SORT and THREAD, RFC 5256 §3)."""
     hits = []
     max_uid = view.uids[-1] if view.uids else 0
     for i, uid in enumerate(view.uids):
@@ -126,8 +116,18 @@ def do_search(conn, cmd) -> None:
         except (KeyError, OSError):
             continue
         if ok:
-            hits.append(uid if cmd.uid else i + 1)
-    conn.untagged(b"SEARCH" + b"".join(b" %d" % h for h in hits), "SEARCH")
+            hits.append((i + 1, msg))
+    return hits
+
+
+def do_search(conn, cmd) -> None:
+    options = search.parse_return(cmd.args)
+    node = search.parse(cmd.args)
+    hits = [msg.info.uid if cmd.uid else seq for seq, msg in matching(conn.view, node)]
+    if options is None:
+        conn.untagged(b"SEARCH" + b"".join(b" %d" % h for h in hits), "SEARCH")
+    else:
+        conn.untagged(search.esearch_response(cmd.tag, cmd.uid, hits, options), "ESEARCH")
     conn.done(cmd, "OK", f"{cmd.name} completed")
 
 
@@ -240,3 +240,37 @@ def copy(conn, cmd) -> None:
 
 def move(conn, cmd) -> None:
     _copy(conn, cmd, move=True)
+
+
+def _charset(cmd) -> None:
+    """RFC 5256 §3: "The charset argument is mandatory (unlike SEARCH) ... The US-ASCII and
+    [UTF-8] charsets MUST be implemented."""
+    charset = cmd.args.astring("charset").decode("ascii", "replace").upper()
+    if charset not in search.CHARSETS:
+        raise search.BadCharset(charset)
+
+
+def do_sort(conn, cmd) -> None:
+    """SORT / UID SORT (RFC 5256 §3): search, then order by the sort criteria."""
+    criteria = sort.parse_criteria(cmd.args)
+    _charset(cmd)
+    node = search.parse(cmd.args)
+    ordered = sort.sort(matching(conn.view, node), criteria)
+    numbers = [msg.info.uid if cmd.uid else seq for seq, msg in ordered]
+    conn.untagged(b"SORT" + b"".join(b" %d" % n for n in numbers), "SORT")
+    conn.done(cmd, "OK", f"{cmd.name} completed")
+
+
+def do_thread(conn, cmd) -> None:
+    """THREAD / UID THREAD (RFC 5256 §3): search, then group into conversations."""
+    algorithm = cmd.args.atom("threading algorithm").upper()
+    if algorithm not in thread.ALGORITHMS:
+        raise ParseError(f'unknown threading algorithm "{algorithm}" (one of {", ".join(thread.ALGORITHMS)})')
+    _charset(cmd)
+    node = search.parse(cmd.args)
+    hits = matching(conn.view, node)
+    threads = thread.references(hits) if algorithm == "REFERENCES" else thread.ordered_subject(hits)
+    uid_of = {seq: msg.info.uid for seq, msg in hits}
+    data = thread.render(threads, (lambda seq: uid_of[seq]) if cmd.uid else (lambda seq: seq))
+    conn.untagged(b"THREAD" + (b" " + data if data else b""), "THREAD")
+    conn.done(cmd, "OK", f"{cmd.name} completed")

@@ -48,13 +48,15 @@ AUTOLOGOUT_SECONDS = 30 * 60
 MAX_REMEMBERED_TAGS = 10_000
 
 # What the server advertises (RFC 3501 §7.2.1); each extension only once it is complete.
-CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE", "ID", "UNSELECT", "AUTH=PLAIN")
+CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE", "ID", "UNSELECT", "ESEARCH",
+                "SORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "AUTH=PLAIN")
 TAG_RE = re.compile(rb"^([^\x00-\x20(){%*\"\\+\x7f-\xff]+) +([A-Za-z][A-Za-z0-9-]*)(?: +([A-Za-z]+))?")
 LOGIN_RE = re.compile(rb"^(\S+ +LOGIN +)(\"(?:[^\"\\]|\\.)*\"|\{\d+\+?\}|[^ \r\n]+)(.*)$", re.I | re.S)
 AUTH_IR_RE = re.compile(rb"^(\S+ +AUTHENTICATE +[^ \r\n]+ +)([^\r\n]+)(.*)$", re.I | re.S)
 REDACTED = b"***"
 # RFC 3501 §7.4.1: no EXPUNGE response "while responding to a FETCH, STORE, or SEARCH command".
-NO_EXPUNGE = frozenset({"FETCH", "STORE", "SEARCH"})
+# RFC 5256 §3: the same for SORT and THREAD ("but are permitted during a UID SORT command").
+NO_EXPUNGE = frozenset({"FETCH", "STORE", "SEARCH", "SORT", "THREAD"})
 # Commands that look at the mailbox on disk even when no change was signalled (RFC 3501 §6.1.2
 # NOOP "can be used as a periodic poll for new messages", §6.4.1 CHECK).
 FORCE_SYNC = frozenset({"NOOP", "CHECK", "IDLE"})

@@ -50,6 +50,17 @@ class SequenceSet:
         return any(lo <= value <= hi for lo, hi in self.resolve(largest))
 
 
+def set_text(numbers) -> str:
+    """RFC 3501 §9 sequence-set (RFC 4315 §4 uid-set) of ``numbers``: ascending ranges, "3:5,9"."""
+    out: list[list[int]] = []
+    for n in sorted(set(numbers)):
+        if out and out[-1][1] == n - 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return ",".join(f"{a}:{b}" if a != b else f"{a}" for a, b in out)
+
+
 def parse_sequence_set(text: str) -> SequenceSet:
     """RFC 3501 §9: seq-number / seq-range, comma separated (``1:*``, ``3,5:7``, ``*``)."""
     ranges = []

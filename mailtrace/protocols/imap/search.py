@@ -24,7 +24,8 @@ from typing import Callable
 from mailtrace.protocols.imap.bodystructure import address_list
 from mailtrace.protocols.imap.fetch import MessageData
 from mailtrace.protocols.imap.lexer import ParseError, T
-from mailtrace.protocols.imap.parser import Cursor, normalize_flag, parse_date, parse_sequence_set
+from mailtrace.protocols.imap import wire
+from mailtrace.protocols.imap.parser import Cursor, normalize_flag, parse_date, parse_sequence_set, set_text
 
 # RFC 3501 §6.4.4: "US-ASCII MUST be supported; other [CHARSET]s MAY be supported."
 CHARSETS = ("UTF-8", "US-ASCII")
@@ -47,6 +48,43 @@ class Candidate:
 
 
 Node = tuple  # (key name, args...)
+
+
+# RFC 4731 §3.1 result options of SEARCH RETURN (...), in the order the response lists them.
+RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT")
+
+
+def parse_return(cur: Cursor) -> list[str] | None:
+    """RFC 4466 §2.6 / RFC 4731 §3.1: ``SEARCH RETURN (MIN MAX ALL COUNT) keys``; None when
+    the command has no RETURN (a plain SEARCH response), ["ALL"] for ``RETURN ()``."""
+    if cur.peek_atom() != "RETURN":
+        return None
+    cur.next("RETURN")
+    cur.open_paren("search return options")
+    options: list[str] = []
+    while not cur.close_paren_if_next():
+        option = cur.atom("search return option").upper()
+        if option not in RETURN_OPTIONS:
+            raise ParseError(f'unknown search return option "{option}" (one of {", ".join(RETURN_OPTIONS)})')
+        options.append(option)
+    # §3.1: "If the list of result options is empty, that requests the server to return an
+    # ESEARCH response instead of the SEARCH response.  This is equivalent to "(ALL)"."
+    return options or ["ALL"]
+
+
+def esearch_response(tag: str, uid: bool, hits: list[int], options: list[str]) -> bytes:
+    """The ESEARCH response (RFC 4731 §3.1; RFC 4466 §2.6.2 ``(TAG "x") [UID] ...``): MIN, MAX
+    and ALL only when something matched, COUNT always."""
+    out = [b"ESEARCH (TAG " + wire.quote(tag) + b")"]
+    if uid:
+        out.append(b"UID")
+    for option in RETURN_OPTIONS:
+        if option not in options or (option != "COUNT" and not hits):
+            continue
+        value = {"MIN": lambda: str(min(hits)), "MAX": lambda: str(max(hits)),
+                 "ALL": lambda: set_text(hits), "COUNT": lambda: str(len(hits))}[option]()
+        out.append(f"{option} {value}".encode())
+    return b" ".join(out)
 
 
 def parse(cur: Cursor) -> Node:

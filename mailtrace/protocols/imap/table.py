@@ -46,4 +46,8 @@ COMMANDS: dict[str, CommandSpec] = {
     "UID COPY": CommandSpec(SELECTED, sel.copy, "RFC 3501 §6.4.8"),
     "UID MOVE": CommandSpec(SELECTED, sel.move, "RFC 6851 §3.2"),
     "UID EXPUNGE": CommandSpec(SELECTED, sel.expunge, "RFC 4315 §2.1"),
+    "SORT": CommandSpec(SELECTED, sel.do_sort, "RFC 5256 §3"),
+    "UID SORT": CommandSpec(SELECTED, sel.do_sort, "RFC 5256 §3"),
+    "THREAD": CommandSpec(SELECTED, sel.do_thread, "RFC 5256 §3"),
+    "UID THREAD": CommandSpec(SELECTED, sel.do_thread, "RFC 5256 §3"),
 }
