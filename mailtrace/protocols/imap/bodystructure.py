@@ -12,6 +12,7 @@ package.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import re
 from dataclasses import dataclass, field
@@ -342,3 +343,98 @@ def section(root: Part, parts: tuple[int, ...], text: str, fields: tuple[str, ..
     if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
         return header_fields(target.header, fields, text.endswith(".NOT"))
     raise SectionNotFound(text)
+
+
+# -- Content-Transfer-Encoding (RFC 2045 §6) ---------------------------------------------------
+
+class UnknownCte(Exception):
+    """A part whose Content-Transfer-Encoding we cannot decode (RFC 3516 §4.3: "NO" with the
+    "UNKNOWN-CTE" response code)."""
+
+
+IDENTITY_CTES = ("", "7bit", "8bit", "binary")  # RFC 2045 §6.2: no decoding to do
+_QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
+
+
+def cte(part: Part) -> str:
+    value = _hval(part, "content-transfer-encoding")
+    return value.decode("ascii", "replace").strip().lower() if value else ""
+
+
+def decode_qp(data: bytes) -> bytes:
+    """RFC 2045 §6.7: =XX is an octet; trailing white space on a line is dropped (rule 3); a
+    line ending in "=" is a soft line break (rule 5).  Hard line breaks stay as they were
+    (CRLF on the wire)."""
+    out = []
+    for line in data.splitlines(keepends=True):
+        body = line.rstrip(b"\r\n")
+        end = line[len(body):]
+        body = body.rstrip(b" \t")
+        if body.endswith(b"="):
+            body, end = body[:-1], b""
+        out.append(_QP_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), body) + end)
+    return b"".join(out)
+
+
+def decoded_body(part: Part) -> bytes:
+    """The part's body with its Content-Transfer-Encoding removed (RFC 3516 §3, step 1);
+    UnknownCte for an encoding that is not one of RFC 2045's."""
+    encoding = cte(part)
+    if encoding in IDENTITY_CTES:
+        return part.body
+    if encoding == "base64":  # RFC 2045 §6.8: characters outside the alphabet are ignored;
+        # "=" pads the end of the data
+        data = re.sub(rb"[^A-Za-z0-9+/]", b"", part.body.split(b"=", 1)[0])
+        data = data[:len(data) - len(data) % 4] if len(data) % 4 == 1 else data
+        return base64.b64decode(data + b"=" * (-len(data) % 4))
+    if encoding == "quoted-printable":
+        return decode_qp(part.body)
+    raise UnknownCte(encoding)
+
+
+def binary_section(root: Part, parts: tuple[int, ...]) -> bytes:
+    """BINARY[parts] (RFC 3516 §4.2): the section as BODY[parts] gives it, decoded; BINARY[] is
+    the whole message as it is."""
+    if not parts:
+        return root.header + root.body
+    cur = root
+    for i, number in enumerate(parts):
+        cur = _child(cur, number, top=i == 0)
+    return decoded_body(cur)
+
+
+_CTE_FIELD = re.compile(rb"(?im)^content-transfer-encoding:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*\r?\n")
+
+
+def _leaves(part: Part, depth: int = 0):
+    if part.multipart:
+        for child in part.children:
+            yield from _leaves(child, depth + 1)
+    elif part.message is not None and depth < MAX_MIME_DEPTH:
+        yield from _leaves(part.message, depth + 1)
+    else:
+        yield part
+
+
+def binary_to_base64(raw: bytes) -> bytes:
+    """RFC 3516 §4.4: "The server MAY modify the CTE of the appended data, however any such
+    transformation MUST NOT result in a loss of data."  Parts that are "binary" or hold NUL
+    (octets no IMAP literal may carry, RFC 3501 §4.3) are stored base64-encoded instead, so
+    BODY[n] can send them and BINARY[n] decodes them back to the very octets appended."""
+    if b"\0" not in raw and b"binary" not in raw.lower():
+        return raw
+    out = raw
+    for part in _leaves(parse(raw)):
+        if b"\0" not in part.body and cte(part) != "binary":
+            continue
+        old = part.header + part.body
+        at = out.find(old)
+        if at < 0:
+            continue
+        header = _CTE_FIELD.sub(b"", part.header)
+        blank = b"\r\n" if header.endswith(b"\r\n") or not header.endswith(b"\n") else b"\n"
+        header = header[:len(header) - len(blank)] if header.endswith(blank) else header
+        encoded = base64.encodebytes(part.body).replace(b"\n", b"\r\n")  # 76-character lines
+        new = header + b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded
+        out = out[:at] + new + out[at + len(old):]
+    return out

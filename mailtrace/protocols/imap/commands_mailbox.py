@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import time
 
-from mailtrace.protocols.imap import wire
+from mailtrace.protocols.imap import bodystructure, wire
 from mailtrace.protocols.imap.fetch import flag_list
 from mailtrace.protocols.imap.lexer import ParseError, T
 from mailtrace.protocols.imap.mailboxview import MailboxView
@@ -251,6 +251,7 @@ def append(conn, cmd) -> None:
         conn.done(cmd, "NO", "an empty message cannot be appended")
         return
     stamp = date if date is not None else time.time()
+    message = bodystructure.binary_to_base64(message)  # RFC 3516 §4.4 (a literal8 with NUL)
 
     def job():  # in a worker thread: the Maildir delivery fsyncs (write tmp/, rename into new/)
         try:

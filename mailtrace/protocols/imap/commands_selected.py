@@ -8,7 +8,7 @@ MOVE (RFC 6851 §3.3) "first sends an untagged OK [COPYUID] ... then EXPUNGE res
 
 from __future__ import annotations
 
-from mailtrace.protocols.imap import fetch, search, sort, thread
+from mailtrace.protocols.imap import bodystructure, fetch, search, sort, thread
 from mailtrace.protocols.imap.commands_mailbox import store_error
 from mailtrace.protocols.imap.lexer import ParseError
 from mailtrace.protocols.imap.parser import set_text as uid_set_text
@@ -152,6 +152,10 @@ def do_fetch(conn, cmd) -> None:
             data = fetch.render(seq, msg, row, info.flags, uid in view.recent, add_uid=cmd.uid)
         except (KeyError, FileNotFoundError):
             continue  # expunged by another session; reported at the next allowed moment
+        except bodystructure.UnknownCte as exc:  # RFC 3516 §4.3
+            conn.done(cmd, "NO", f'cannot decode the Content-Transfer-Encoding "{exc}" of message {seq}',
+                      code="UNKNOWN-CTE")
+            return
         view.announce_keywords(conn, info.flags)
         view.flags[uid] = frozenset(info.flags)
         conn.respond_pieces(data, tag="*", verb="FETCH")

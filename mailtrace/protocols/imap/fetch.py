@@ -20,6 +20,7 @@ from mailtrace.protocols.imap.lexer import ParseError
 from mailtrace.protocols.imap.parser import MONTHS, Cursor
 
 _BODY_RE = re.compile(r"^(BODY|BODY\.PEEK|BINARY|BINARY\.PEEK)\[([^\]]*)\](?:<(\d+)\.(\d+)>)?$", re.I)
+_BINARY_SIZE_RE = re.compile(r"^BINARY\.SIZE\[([^\]]*)\]$", re.I)
 _SECTION_RE = re.compile(r"^((?:\d+)(?:\.\d+)*)?(?:\.?(HEADER\.FIELDS\.NOT|HEADER\.FIELDS|HEADER|TEXT|MIME))?(?:\s*\((.*)\))?$", re.I | re.S)
 # RFC 3501 §6.4.5 macros.
 MACROS = {
@@ -83,11 +84,15 @@ def _parse_one(text: str) -> FetchItem:
     if upper in SIMPLE_ITEMS:
         return SIMPLE_ITEMS[upper]()
     m = _BODY_RE.match(text)
+    size = _BINARY_SIZE_RE.match(text)
+    if size:  # RFC 3516 §4.2 BINARY.SIZE<section-binary>: the decoded size
+        section = size.group(1).strip()
+        return FetchItem("BINARY.SIZE", parts=_section_part(text, section), label=f"BINARY.SIZE[{section}]")
     if not m:
         raise ParseError(f'unknown fetch data item "{text}"')
     kind = m.group(1).upper()
     if kind.startswith("BINARY"):
-        raise ParseError(f'"{text}": BINARY is not supported (no BINARY capability)')
+        return _parse_binary(text, kind, m)
     sm = _SECTION_RE.match(m.group(2).strip())
     if not sm:
         raise ParseError(f'bad section "[{m.group(2)}]" in "{text}"')
@@ -119,6 +124,31 @@ def _parse_one(text: str) -> FetchItem:
     label = f"BODY[{section}]" + (f"<{partial[0]}>" if partial else "")
     return FetchItem("BODY[]", sets_seen=not kind.endswith(".PEEK"), parts=parts, text=spec,
                      fields=fields, partial=partial, label=label)
+
+
+def _section_part(text: str, section: str) -> tuple[int, ...]:
+    """RFC 3516 §6 section-binary = "[" [section-part] "]": part numbers only."""
+    if not section:
+        return ()
+    if not re.fullmatch(r"\d+(?:\.\d+)*", section):
+        raise ParseError(f'"{text}": a BINARY section is part numbers only, e.g. BINARY[1.2] (RFC 3516 §6)')
+    parts = tuple(int(p) for p in section.split("."))
+    if any(p == 0 for p in parts):
+        raise ParseError(f'bad section "[{section}]": part numbers start at 1')
+    return parts
+
+
+def _parse_binary(text: str, kind: str, m: re.Match) -> FetchItem:
+    """BINARY[section]<partial>, BINARY.PEEK[...] (RFC 3516 §4.2): the section decoded."""
+    section = m.group(2).strip()
+    parts = _section_part(text, section)
+    partial = None
+    if m.group(3) is not None:
+        partial = (int(m.group(3)), int(m.group(4)))
+        if partial[1] == 0:
+            raise ParseError(f'"{text}": a partial fetch needs a non-zero length')
+    label = f"BINARY[{section}]" + (f"<{partial[0]}>" if partial else "")
+    return FetchItem("BINARY[]", sets_seen=not kind.endswith(".PEEK"), parts=parts, partial=partial, label=label)
 
 
 def internaldate(stamp: float) -> bytes:
@@ -155,12 +185,23 @@ class MessageData:
 
 
 class Literal:
-    """A value sent as a literal of its own (BODY[], RFC822...): its own LITERAL event."""
+    """A value sent as a literal of its own (BODY[], RFC822...): its own LITERAL event.
+    ``binary``: sent as a literal8 ``~{n}`` (RFC 3516 §4.3), for octets a literal cannot carry."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "binary")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, binary: bool = False) -> None:
         self.data = data
+        self.binary = binary
+
+
+_NOT_TEXT = re.compile(rb"\x00|\r(?!\n)|(?<!\r)\n")
+
+
+def needs_literal8(data: bytes) -> bool:
+    """RFC 3516 §4.3: decoded data that holds NUL (or, as Dovecot also counts, a CR or LF that is
+    not part of a CRLF line end) goes as a <literal8>; other data as a plain literal."""
+    return _NOT_TEXT.search(data) is not None
 
 
 def render(seq: int, msg: MessageData, items: list[FetchItem], flags, recent: bool,
@@ -175,7 +216,8 @@ def render(seq: int, msg: MessageData, items: list[FetchItem], flags, recent: bo
     for item in items:
         value = _value(item, msg, flags, recent)
         if isinstance(value, Literal):
-            line.append(b"%s%s {%d}\r\n" % (sep, item.label.encode(), len(value.data)))
+            line.append(b"%s%s %s{%d}\r\n" % (sep, item.label.encode(), b"~" if value.binary else b"",
+                                               len(value.data)))
             pieces.append(("line", b"".join(line)))
             pieces.append(("literal", value.data))
             line = []
@@ -216,6 +258,14 @@ def _value(item: FetchItem, msg: MessageData, flags, recent: bool) -> bytes | Li
         return Literal(msg.tree.header)
     if name == "RFC822.TEXT":
         return Literal(msg.tree.body)
+    if name in ("BINARY[]", "BINARY.SIZE"):  # RFC 3516: raises UnknownCte for an unknown encoding
+        data = bodystructure.binary_section(msg.tree, item.parts)
+        if name == "BINARY.SIZE":
+            return b"%d" % len(data)
+        if item.partial is not None:
+            start, length = item.partial
+            data = data[start:start + length]
+        return Literal(data, binary=needs_literal8(data))
     try:
         data = msg.raw if (not item.parts and not item.text) else bodystructure.section(
             msg.tree, item.parts, item.text, item.fields)

@@ -87,8 +87,9 @@ def tokenize(data: bytes, start: int = 0) -> tuple[list[Token], list[Note]]:
         elif c == 0x22:  # quoted string, RFC 3501 §4.3
             value, i = _quoted(data, i)
             tokens.append(Token(T.QUOTED, value, i))
-        elif c == 0x7B and _LITERAL_RE.match(data, i):  # literal, RFC 3501 §4.3 / RFC 7888
-            m = _LITERAL_RE.match(data, i)
+        elif (c == 0x7B and _LITERAL_RE.match(data, i)) or (c == 0x7E and _LITERAL_RE.match(data, i + 1)):
+            # literal, RFC 3501 §4.3 / RFC 7888; "~{n}" is RFC 3516's literal8 (any octet, NUL too)
+            m = _LITERAL_RE.match(data, i + (c == 0x7E))
             assert m is not None
             size = int(m.group(1))
             body_start = m.end()
