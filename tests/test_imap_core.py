@@ -326,7 +326,7 @@ BAD_ARGS = [
     "APPEND", "APPEND INBOX", "APPEND INBOX (\\Bogus) {1+}\r\nx", 'APPEND INBOX "not a date" {1+}\r\nx',
     "NAMESPACE x", "CHECK x", "CLOSE x", "UNSELECT x", "EXPUNGE x", "FETCH", "FETCH 1", "FETCH 0 FLAGS", "FETCH 1 FOO",
     "FETCH 1 BODY[HEADER.FIELDS]", "FETCH 1 BODY[0]", "FETCH 1 (FLAGS", "FETCH 99 FLAGS", "FETCH x FLAGS",
-    "FETCH 1 BODY[]<0.0>", "FETCH 1 BINARY[]", "STORE", "STORE 1", "STORE 1 FLAGS (", "COPY", "COPY 1",
+    "FETCH 1 BODY[]<0.0>", "FETCH 1 BINARY[HEADER]", "STORE", "STORE 1", "STORE 1 FLAGS (", "COPY", "COPY 1",
     "MOVE 1", "UID", "UID FOO 1", "UID FETCH", "UID STORE 1", "UID COPY 1", "UID EXPUNGE", "SEARCH UID",
     "FOO", 'NOOP "unterminated', "NOOP \"bad \\escape\"", "IDLE x", "STARTTLS",
 ]
