@@ -237,42 +237,57 @@ class Folder:
         return data
 
     # -- writing ---------------------------------------------------------------------
-    def write_message(self, data: bytes, info_letters: str = "",
-                      internaldate: float | None = None) -> MessageInfo:
-        """Atomic Maildir delivery of ``data`` (stored exactly as given)."""
+    def write_messages(self, entries: list[tuple[bytes, str, float | None]]) -> list[MessageInfo]:
+        """Deliver several messages (data, info letters, internal date) all or none: each is
+        written and fsync'd in tmp/, then all are published in one locked step (an IMAP
+        MULTIAPPEND is atomic, RFC 4466 §2.7)."""
+        staged: list[tuple[Path, str, str, str, tuple[int, float]]] = []
+        try:
+            for data, letters, internaldate in entries:
+                staged.append(self._write_tmp(data, letters, internaldate))
+            infos, ticket = self._publish(staged)
+        except BaseException:
+            for tmp_path, *_ in staged:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp_path)
+            raise
+        if self.fsync:
+            for sub in {item[1] for item in staged}:
+                self.sync_dir(sub, ticket)
+        return infos
+
+    def _write_tmp(self, data: bytes, info_letters: str, internaldate: float | None
+                   ) -> tuple[Path, str, str, str, tuple[int, float]]:
+        """Write and fsync ``data`` in tmp/: the item ``_publish`` takes."""
         base = unique_name(len(data), wire_size(data))
         tmp_path = self.path / "tmp" / base
         try:
-            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                         _FILE_MODE)
+            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
         except FileNotFoundError:
-            raise MailboxNotFound(
-                f"mailbox {self.name!r} of {self.user!r} does not exist") from None
+            raise MailboxNotFound(f"mailbox {self.name!r} of {self.user!r} does not exist") from None
         try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                if internaldate is not None:
-                    os.utime(fd, (internaldate, internaldate))
-                if self.fsync:
-                    os.fsync(fd)
-                mtime = os.fstat(fd).st_mtime
-            finally:
-                os.close(fd)
-            sub = "cur" if info_letters else "new"
-            filename = base + INFO_PREFIX + info_letters if info_letters else base
-            (info,), ticket = self._publish(
-                [(tmp_path, sub, filename, base, (wire_size(data), mtime))])
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if internaldate is not None:
+                os.utime(fd, (internaldate, internaldate))
+            if self.fsync:
+                os.fsync(fd)
+            mtime = os.fstat(fd).st_mtime
         except BaseException:
-            try:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_path)
-            except FileNotFoundError:
-                pass
             raise
-        if self.fsync:
-            self.sync_dir(sub, ticket)
-        return info
+        os.close(fd)
+        sub = "cur" if info_letters else "new"
+        filename = base + INFO_PREFIX + info_letters if info_letters else base
+        return tmp_path, sub, filename, base, (wire_size(data), mtime)
+
+    def write_message(self, data: bytes, info_letters: str = "",
+                      internaldate: float | None = None) -> MessageInfo:
+        """Atomic Maildir delivery of ``data`` (stored exactly as given)."""
+        return self.write_messages([(data, info_letters, internaldate)])[0]
 
     def _publish(self, items: list[tuple[Path, str, str, str, tuple[int, float]]]
                  ) -> tuple[list[MessageInfo], int]:

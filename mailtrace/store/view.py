@@ -97,6 +97,14 @@ class Mailbox:
         self._store._notify(self.user, self.name)
         return info
 
+    def append_many(self, messages: list[tuple[bytes, Iterable[str], float | None]]) -> list[MessageInfo]:
+        """Append (data, flags, internal date) messages all or none (IMAP MULTIAPPEND)."""
+        entries = [(bytes(data), self._folder.info_letters(list(flags)) if flags else "", date)
+                   for data, flags, date in messages]
+        infos = self._folder.write_messages(entries)
+        self._store._notify(self.user, self.name)
+        return infos
+
     def expunge(self, uids: Iterable[int]) -> list[int]:
         removed = self._folder.expunge(uid for uid in uids if uid in self._infos)
         for uid in removed:

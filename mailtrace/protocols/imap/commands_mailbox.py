@@ -19,6 +19,7 @@ from mailtrace.protocols.imap.fetch import flag_list
 from mailtrace.protocols.imap.lexer import ParseError, T
 from mailtrace.protocols.imap.mailboxview import MailboxView
 from mailtrace.protocols.imap.parser import SYSTEM_FLAGS, parse_date_time
+from mailtrace.protocols.imap.parser import set_text as uid_set_text
 from mailtrace.protocols.imap.states import State
 from mailtrace.store.model import InvalidMailboxName, MailboxExists, MailboxNotFound, StoreError
 from mailtrace.store.names import canonical_mailbox
@@ -236,35 +237,42 @@ def status(conn, cmd) -> None:
 
 
 def append(conn, cmd) -> None:
+    """APPEND (RFC 3501 §6.3.11), with several messages at once (MULTIAPPEND, RFC 4466 §2.7:
+    ``append = "APPEND" SP mailbox 1*append-message``), stored all or none."""
     name = cmd.args.mailbox()
-    flags: list[str] = []
-    date = None
-    tok = cmd.args.peek()
-    if tok is not None and tok.kind is T.LPAREN:
-        flags = cmd.args.flag_list()
-    tok = cmd.args.peek()
-    if tok is not None and tok.kind is T.QUOTED and len(cmd.args.tokens) > cmd.args.pos + 1:
-        date = parse_date_time(cmd.args.next("date-time").text())
-    message = cmd.args.string("message literal")
-    cmd.args.end()
-    if not message:
-        conn.done(cmd, "NO", "an empty message cannot be appended")
-        return
-    stamp = date if date is not None else time.time()
-    message = bodystructure.binary_to_base64(message)  # RFC 3516 §4.4 (a literal8 with NUL)
+    messages: list[tuple[bytes, list[str], float]] = []
+    while True:
+        flags: list[str] = []
+        date = None
+        tok = cmd.args.peek()
+        if tok is not None and tok.kind is T.LPAREN:
+            flags = cmd.args.flag_list()
+        tok = cmd.args.peek()
+        if tok is not None and tok.kind is T.QUOTED and len(cmd.args.tokens) > cmd.args.pos + 1:
+            date = parse_date_time(cmd.args.next("date-time").text())
+        message = cmd.args.string("message literal")
+        if not message:
+            conn.done(cmd, "NO", "an empty message cannot be appended")
+            return
+        # RFC 3516 §4.4: a literal8 with NUL is kept, base64-encoded
+        messages.append((bodystructure.binary_to_base64(message), flags,
+                         date if date is not None else time.time()))
+        if cmd.args.at_end():
+            break
 
     def job():  # in a worker thread: the Maildir delivery fsyncs (write tmp/, rename into new/)
         try:
             box = conn.store.mailbox(conn.user, name)
-            return box, box.append(message, flags=flags, internaldate=stamp)
+            return box, box.append_many(messages)
         except Exception as exc:  # noqa: BLE001 - any store failure (OSError...) is a NO, never a lost session
             return None, exc
 
     def then(result) -> None:
-        box, info = result
+        box, infos = result
         if box is None:
-            store_error(conn, cmd, info, trycreate=True)
-        else:  # RFC 4315 §3: "OK [APPENDUID <uidvalidity> <uid>]"
-            conn.done(cmd, "OK", "APPEND completed", code=f"APPENDUID {box.uidvalidity} {info.uid}")
+            store_error(conn, cmd, infos, trycreate=True)
+        else:  # RFC 4315 §3: "OK [APPENDUID <uidvalidity> <uid>]" (a uid-set for several)
+            uids = uid_set_text([info.uid for info in infos])
+            conn.done(cmd, "OK", "APPEND completed", code=f"APPENDUID {box.uidvalidity} {uids}")
 
     conn.run_slowly(job, then)
