@@ -164,7 +164,7 @@ def _pattern(pattern: str, delim: str) -> re.Pattern:
 
 
 def _list(conn, cmd, subscribed: bool) -> None:
-    reference = cmd.args.text_astring("reference name")
+    reference = cmd.args.list_mailbox("reference name")
     pattern = cmd.args.list_mailbox("mailbox name pattern")
     cmd.args.end()
     delim = conn.store.HIERARCHY_DELIMITER
@@ -198,7 +198,7 @@ def _list(conn, cmd, subscribed: bool) -> None:
             attrs.append("\\Noselect")
         if not subscribed:
             attrs.append("\\HasChildren" if name in parents else "\\HasNoChildren")
-        conn.untagged(f"{verb} ({' '.join(attrs)}) \"{delim}\" ".encode() + wire.astring(name), verb)
+        conn.untagged(f"{verb} ({' '.join(attrs)}) \"{delim}\" ".encode() + conn.mailbox_name(name), verb)
     conn.done(cmd, "OK", f"{verb} completed")
 
 
@@ -232,8 +232,13 @@ def status(conn, cmd) -> None:
     values = {"MESSAGES": len(msgs), "RECENT": sum(1 for m in msgs if m.recent), "UIDNEXT": box.uidnext,
               "UIDVALIDITY": box.uidvalidity, "UNSEEN": sum(1 for m in msgs if "\\Seen" not in m.flags)}
     body = " ".join(f"{i} {values[i]}" for i in items)
-    conn.untagged(b"STATUS " + wire.astring(box.name) + f" ({body})".encode(), "STATUS")
+    conn.untagged(b"STATUS " + conn.mailbox_name(box.name) + f" ({body})".encode(), "STATUS")
     conn.done(cmd, "OK", "STATUS completed")
+
+
+def _eight_bit_header(message: bytes) -> bool:
+    header, _ = bodystructure.split_header(message)
+    return any(b > 0x7F for b in header)
 
 
 def append(conn, cmd) -> None:
@@ -250,7 +255,19 @@ def append(conn, cmd) -> None:
         tok = cmd.args.peek()
         if tok is not None and tok.kind is T.QUOTED and len(cmd.args.tokens) > cmd.args.pos + 1:
             date = parse_date_time(cmd.args.next("date-time").text())
+        utf8 = cmd.args.peek_atom() == "UTF8"
+        if utf8:  # RFC 6855 §4: utf8-literal = "UTF8" SP "(" literal8 ")"
+            cmd.args.next("UTF8")
+            cmd.args.open_paren("UTF8 message")
         message = cmd.args.string("message literal")
+        if utf8 and not cmd.args.close_paren_if_next():
+            raise ParseError('missing ")" after the UTF8 message literal (RFC 6855 §4)')
+        if not conn.utf8 and _eight_bit_header(message):
+            # RFC 6855 §4: without ENABLE UTF8=ACCEPT "the server MUST reject, with a "NO"
+            # response, an "APPEND" command that includes any 8-bit character in message
+            # header fields"
+            conn.done(cmd, "NO", "8-bit characters in the header: send ENABLE UTF8=ACCEPT first (RFC 6855 §4)")
+            return
         if not message:
             conn.done(cmd, "NO", "an empty message cannot be appended")
             return

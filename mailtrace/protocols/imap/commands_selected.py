@@ -122,6 +122,10 @@ def matching(view, node) -> list[tuple[int, fetch.MessageData]]:
 
 def do_search(conn, cmd) -> None:
     options = search.parse_return(cmd.args)
+    if conn.utf8 and cmd.args.peek_atom() == "CHARSET":
+        # RFC 6855 §3: after ENABLE UTF8=ACCEPT a client "MUST NOT issue a "SEARCH" command
+        # that contains a charset specification ... SHOULD reject the command with a "BAD""
+        raise ParseError("no CHARSET after ENABLE UTF8=ACCEPT: strings are UTF-8 (RFC 6855 §3)")
     node = search.parse(cmd.args)
     hits = [msg.info.uid if cmd.uid else seq for seq, msg in matching(conn.view, node)]
     if options is None:

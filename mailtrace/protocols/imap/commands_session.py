@@ -179,3 +179,25 @@ def id_(conn, cmd) -> None:
     fields = SERVER_ID + (("version", __version__),)
     conn.untagged(b"ID (" + b" ".join(wire.string(k) + b" " + wire.string(v) for k, v in fields) + b")", "ID")
     conn.done(cmd, "OK", "ID completed")
+
+
+# Extensions a client may switch on with ENABLE (RFC 5161 §3.1: the others are ignored).
+ENABLEABLE = ("UTF8=ACCEPT",)
+
+
+def enable(conn, cmd) -> None:
+    """RFC 5161 §3.1: "The ENABLE command takes a list of capability names, and requests the
+    server to enable the named extensions" -- unknown ones are ignored; the untagged ENABLED
+    lists those this command enabled.  Here: UTF8=ACCEPT (RFC 6855 §3)."""
+    names = []
+    while not cmd.args.at_end():
+        names.append(cmd.args.atom("capability name").upper())
+    if not names:
+        raise ParseError("ENABLE needs at least one capability name (RFC 5161 §3.1)")
+    enabled = []
+    for name in dict.fromkeys(names):
+        if name == "UTF8=ACCEPT" and not conn.utf8:
+            conn.utf8 = True
+            enabled.append(name)
+    conn.untagged(b"ENABLED" + b"".join(b" " + n.encode() for n in enabled), "ENABLED")
+    conn.done(cmd, "OK", "ENABLE completed")

@@ -24,7 +24,7 @@ import re
 from typing import Callable
 
 from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
-from mailtrace.protocols.imap import wire
+from mailtrace.protocols.imap import mutf7, wire
 from mailtrace.protocols.imap.lexer import ParseError, tokenize
 from mailtrace.protocols.imap.parser import Cursor
 from mailtrace.protocols.imap.states import State
@@ -48,7 +48,8 @@ AUTOLOGOUT_SECONDS = 30 * 60
 MAX_REMEMBERED_TAGS = 10_000
 
 # What the server advertises (RFC 3501 §7.2.1); each extension only once it is complete.
-CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE", "ID", "UNSELECT", "ESEARCH", "BINARY", "MULTIAPPEND",
+CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE", "ID", "UNSELECT", "ENABLE",
+                "UTF8=ACCEPT", "ESEARCH", "BINARY", "MULTIAPPEND",
                 "SORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "AUTH=PLAIN")
 TAG_RE = re.compile(rb"^([^\x00-\x20(){%*\"\\+\x7f-\xff]+) +([A-Za-z][A-Za-z0-9-]*)(?: +([A-Za-z]+))?")
 LOGIN_RE = re.compile(rb"^(\S+ +LOGIN +)(\"(?:[^\"\\]|\\.)*\"|\{\d+\+?\}|[^ \r\n]+)(.*)$", re.I | re.S)
@@ -96,6 +97,7 @@ class ImapServerConnection:
         self.user: str | None = None
         self.view = None  # a mailboxview.MailboxView in the selected state
         self.touched: list[MessageRef] = []  # messages the running command read/changed (told in done())
+        self.utf8 = False  # ENABLE UTF8=ACCEPT was sent (RFC 6855 §3)
         self.mode = Mode.COMMAND
         self.closed = False
         self._buf = bytearray()
@@ -202,6 +204,15 @@ class ImapServerConnection:
                 self.record(Side.SERVER, Kind.LITERAL, piece, tag=tag, info={"command": verb})
             else:
                 self.record(Side.SERVER, Kind.REPLY, piece, verb=verb, tag=tag)
+
+    def mailbox_name(self, name: str) -> bytes:
+        """A stored (modified UTF-7) mailbox name as sent to this client: in UTF-8 once it
+        sent ENABLE UTF8=ACCEPT (RFC 6855 §3), else as stored (RFC 3501 §5.1.3)."""
+        if self.utf8:
+            text = mutf7.decode(name)
+            if text.isprintable():
+                return wire.quote(text)
+        return wire.astring(name)
 
     def untagged(self, text: bytes, verb: str, info: dict | None = None) -> None:
         self.respond(b"* " + text + b"\r\n", tag="*", verb=verb, info=info)

@@ -16,7 +16,7 @@ from mailtrace.protocols.imap import table, wire
 from mailtrace.protocols.imap.connection import (
     AUTH_IR_RE, LOGIN_RE, TAG_RE, MAX_COMMAND, MAX_LITERAL, MAX_REMEMBERED_TAGS, REDACTED, Command,
 )
-from mailtrace.protocols.imap.lexer import ParseError
+from mailtrace.protocols.imap.lexer import ParseError, T
 from mailtrace.protocols.imap.parser import Cursor
 from mailtrace.protocols.imap.search import CHARSETS, BadCharset
 from mailtrace.store.model import StoreError
@@ -100,6 +100,14 @@ def command_line(conn, line: bytes) -> None:
     execute(conn, tag, verb, data, line if first else None, notes, redacted)
 
 
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def refuse(conn, tag: str, verb: str, spec) -> None:
     """Tagged BAD for an unknown command or one not allowed in this state (RFC 3501 §3)."""
     if spec is None:
@@ -155,7 +163,12 @@ def execute(conn, tag: str, verb: str, data: bytes, line: bytes | None, notes: l
     if error is not None:
         conn.parse_error(tag, verb, error)
         return
-    cmd = Command(tag, verb, Cursor(tokens), verb.startswith("UID "))
+    if conn.utf8 and any(t.kind is T.QUOTED and not _utf8(t.value) for t in tokens):
+        # RFC 6855 §3: "the server MUST reject, with a "BAD" response, any octet sequences with
+        # the high bit set that fail to comply with the formal syntax requirements of UTF-8"
+        conn.parse_error(tag, verb, ParseError("a quoted string is not valid UTF-8 (RFC 6855 §3)"))
+        return
+    cmd = Command(tag, verb, Cursor(tokens, utf8=conn.utf8), verb.startswith("UID "))
     try:
         spec.handler(conn, cmd)
     except ParseError as exc:

@@ -14,6 +14,7 @@ import calendar
 import re
 from dataclasses import dataclass
 
+from mailtrace.protocols.imap import mutf7
 from mailtrace.protocols.imap.lexer import ParseError, T, Token
 
 # RFC 3501 §2.3.2 system flags (\Recent is session-only and cannot be stored).
@@ -116,9 +117,10 @@ def parse_date_time(text: str) -> float:
 class Cursor:
     """Reads the arguments of one command, token by token."""
 
-    def __init__(self, tokens: list[Token], pos: int = 0) -> None:
+    def __init__(self, tokens: list[Token], pos: int = 0, utf8: bool = False) -> None:
         self.tokens = tokens
         self.pos = pos
+        self.utf8 = utf8  # ENABLE UTF8=ACCEPT: mailbox names come in UTF-8 (RFC 6855 §3)
 
     # -- low level ---------------------------------------------------------------------
     def peek(self) -> Token | None:
@@ -192,12 +194,15 @@ class Cursor:
 
     def mailbox(self, what: str = "mailbox name") -> str:
         """RFC 3501 §5.1: "INBOX" is case-insensitive; other names are kept as given."""
-        name = self.text_astring(what)
+        name = self.list_mailbox(what)
         return "INBOX" if name.upper() == "INBOX" else name
 
     def list_mailbox(self, what: str) -> str:
-        """RFC 3501 §9 list-mailbox: like astring but may hold the wildcards % and *."""
-        return self.text_astring(what)
+        """RFC 3501 §9 list-mailbox: like astring but may hold the wildcards % and *.  After
+        ENABLE UTF8=ACCEPT the name is UTF-8, converted to the stored modified UTF-7 (RFC 6855
+        §3: servers "MUST accept UTF8-quoted mailbox names and convert them")."""
+        name = self.text_astring(what)
+        return mutf7.encode(name) if self.utf8 else name
 
     def number(self, what: str) -> int:
         text = self.atom(what)

@@ -29,6 +29,8 @@ ANY = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED})
 NOT_AUTH = frozenset({State.NOT_AUTHENTICATED})
 AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})
 SELECTED = frozenset({State.SELECTED})
+# ENABLE: "only valid in the authenticated state ..., before any mailbox is selected" (RFC 5161 §3.1)
+AUTHENTICATED_ONLY = frozenset({State.AUTHENTICATED})
 
 
 @dataclass(frozen=True)

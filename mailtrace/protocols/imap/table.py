@@ -8,7 +8,7 @@ from __future__ import annotations
 from mailtrace.protocols.imap import commands_mailbox as mb
 from mailtrace.protocols.imap import commands_selected as sel
 from mailtrace.protocols.imap import commands_session as ses
-from mailtrace.protocols.imap.states import ANY, AUTH, NOT_AUTH, SELECTED, CommandSpec
+from mailtrace.protocols.imap.states import ANY, AUTH, AUTHENTICATED_ONLY, NOT_AUTH, SELECTED, CommandSpec
 
 COMMANDS: dict[str, CommandSpec] = {
     "CAPABILITY": CommandSpec(ANY, ses.capability, "RFC 3501 §6.1.1"),
@@ -30,6 +30,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "APPEND": CommandSpec(AUTH, mb.append, "RFC 3501 §6.3.11"),
     "NAMESPACE": CommandSpec(AUTH, ses.namespace, "RFC 2342 §5"),
     "ID": CommandSpec(ANY, ses.id_, "RFC 2971 §3.1"),
+    "ENABLE": CommandSpec(AUTHENTICATED_ONLY, ses.enable, "RFC 5161 §3.1"),
     "IDLE": CommandSpec(AUTH, ses.idle, "RFC 2177 §3"),
     "CHECK": CommandSpec(SELECTED, sel.check, "RFC 3501 §6.4.1"),
     "CLOSE": CommandSpec(SELECTED, sel.close, "RFC 3501 §6.4.2"),
