@@ -81,3 +81,35 @@ def test_append_with_utf8_headers_needs_enable(client):
     assert b"a2 OK [APPENDUID" in client.send(b"a2 APPEND INBOX UTF8 (~{%d+}\r\n%s)\r\n" % (len(msg), msg))
     assert b"a3 OK [APPENDUID" in client.send(b"a3 APPEND INBOX {%d+}\r\n%s\r\n" % (len(msg), msg))
     assert len(client.store.mailbox("alice").messages()) == 2
+
+
+def _listing(reply: bytes) -> list[bytes]:
+    return [line for line in reply.split(b"\r\n") if line.startswith((b"* LIST", b"* STATUS"))]
+
+
+def test_list_extended_selection_and_return_options(client):
+    for name in ("Work.a", "Work.b.c", "Sent", "Trash", "Old"):
+        client.cmd(f"c CREATE {name}")
+    for name in ("Work.b.c", "Gone", "Sent"):
+        client.cmd(f"s SUBSCRIBE {name}")
+    client.cmd("d DELETE Old")
+    assert _listing(client.cmd('l1 LIST "" (Work.a Sent)')) == [b'* LIST () "." Sent', b'* LIST () "." Work.a']
+    assert _listing(client.cmd('l2 LIST (SUBSCRIBED) "" *')) == [
+        b'* LIST (\\NonExistent \\Subscribed) "." Gone', b'* LIST (\\Subscribed) "." Sent',
+        b'* LIST (\\Subscribed) "." Work.b.c']
+    # RFC 5258 §3.5: Work.b is not subscribed but holds a subscribed name the pattern misses
+    assert _listing(client.cmd('l3 LIST (SUBSCRIBED RECURSIVEMATCH) "" Work.% RETURN (CHILDREN)')) == [
+        b'* LIST (\\Noselect \\HasChildren) "." Work.b (CHILDINFO ("SUBSCRIBED"))']
+    assert _listing(client.cmd('l4 LIST "" % RETURN (SUBSCRIBED CHILDREN SPECIAL-USE)')) == [
+        b'* LIST (\\HasNoChildren) "." INBOX', b'* LIST (\\HasNoChildren \\Subscribed \\Sent) "." Sent',
+        b'* LIST (\\HasNoChildren \\Trash) "." Trash', b'* LIST (\\Noselect \\HasChildren) "." Work']
+    assert _listing(client.cmd('l5 LIST (SPECIAL-USE) "" *')) == [
+        b'* LIST (\\Sent) "." Sent', b'* LIST (\\Trash) "." Trash']
+    client.send(b"a1 APPEND Trash {19+}\r\nSubject: x\r\n\r\nbody\r\n")
+    assert _listing(client.cmd('l6 LIST "" T* RETURN (STATUS (MESSAGES UNSEEN))')) == [
+        b'* LIST () "." Trash', b'* STATUS Trash (MESSAGES 1 UNSEEN 1)']
+    assert b"* LIST (\\HasNoChildren \\Trash)" in client.cmd('l7 LIST "" Trash')  # plain LIST too
+    for bad in ("(RECURSIVEMATCH)", "(REMOTE RECURSIVEMATCH)", "(NOSUCH)"):
+        assert b"b BAD" in client.cmd(f'b LIST {bad} "" *')
+    assert b"b2 BAD" in client.cmd('b2 LIST "" * RETURN (NOSUCH)')
+    assert b"l8 OK" in client.cmd('l8 LIST (REMOTE) "" %')

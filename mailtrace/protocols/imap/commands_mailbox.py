@@ -11,14 +11,12 @@ the store; its errors become NO responses (never a crash): an unknown mailbox NO
 
 from __future__ import annotations
 
-import re
 import time
 
 from mailtrace.protocols.imap import bodystructure, wire
-from mailtrace.protocols.imap.fetch import flag_list
 from mailtrace.protocols.imap.lexer import ParseError, T
 from mailtrace.protocols.imap.mailboxview import MailboxView
-from mailtrace.protocols.imap.parser import SYSTEM_FLAGS, parse_date_time
+from mailtrace.protocols.imap.parser import parse_date_time
 from mailtrace.protocols.imap.parser import set_text as uid_set_text
 from mailtrace.protocols.imap.states import State
 from mailtrace.store.model import InvalidMailboxName, MailboxExists, MailboxNotFound, StoreError
@@ -149,90 +147,41 @@ def unsubscribe(conn, cmd) -> None:
     conn.done(cmd, "OK", "UNSUBSCRIBE completed")
 
 
-def _pattern(pattern: str, delim: str) -> re.Pattern:
-    """RFC 3501 §6.3.8: "*" matches zero or more characters; "%" is like "*" but does not
-    match a hierarchy delimiter."""
-    out = []
-    for ch in pattern:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "%":
-            out.append(f"[^{re.escape(delim)}]*")
-        else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out) + r"\Z", re.S)
+def status_items(cur) -> list[str]:
+    """RFC 3501 §6.3.10 status data items: "(" item *(SP item) ")"."""
+    cur.open_paren("status data items")
+    items = []
+    while not cur.close_paren_if_next():
+        item = cur.atom("status data item").upper()
+        if item not in STATUS_ITEMS:
+            raise ParseError(f'unknown status data item "{item}" (one of {", ".join(STATUS_ITEMS)})')
+        items.append(item)
+    if not items:
+        raise ParseError("empty status data item list")
+    return items
 
 
-def _list(conn, cmd, subscribed: bool) -> None:
-    reference = cmd.args.list_mailbox("reference name")
-    pattern = cmd.args.list_mailbox("mailbox name pattern")
-    cmd.args.end()
-    delim = conn.store.HIERARCHY_DELIMITER
-    verb = "LSUB" if subscribed else "LIST"
-    if not pattern and not subscribed:
-        # §6.3.8: 'An empty ("" string) mailbox name argument is a special request to return
-        # the hierarchy delimiter and the root name of the name given in the reference.'
-        conn.untagged(b'LIST (\\Noselect) "' + delim.encode() + b'" ""', verb)
-        conn.done(cmd, "OK", f"{verb} completed")
-        return
-    try:
-        names = conn.store.subscriptions(conn.user) if subscribed else conn.store.list_mailboxes(conn.user)
-    except StoreError as exc:
-        store_error(conn, cmd, exc)
-        return
-    full = reference + pattern
-    if full.upper().startswith("INBOX"):
-        full = "INBOX" + full[5:]
-    rx = _pattern(full, delim)
-    existing = set(names)
-    parents = {delim.join(n.split(delim)[:i]) for n in names for i in range(1, n.count(delim) + 1)}
-    if subscribed and "%" not in full:
-        # §6.3.9: LSUB returns the names the user subscribed; only with the "%" wildcard an
-        # unsubscribed parent of a subscribed name is returned (flagged \Noselect).
-        parents = set()
-    for name in sorted(existing | parents, key=lambda n: (n != "INBOX", n)):
-        if not rx.match(name):
-            continue
-        attrs = []
-        if name not in existing:
-            attrs.append("\\Noselect")
-        if not subscribed:
-            attrs.append("\\HasChildren" if name in parents else "\\HasNoChildren")
-        conn.untagged(f"{verb} ({' '.join(attrs)}) \"{delim}\" ".encode() + conn.mailbox_name(name), verb)
-    conn.done(cmd, "OK", f"{verb} completed")
-
-
-def list_(conn, cmd) -> None:
-    _list(conn, cmd, subscribed=False)
-
-
-def lsub(conn, cmd) -> None:
-    _list(conn, cmd, subscribed=True)
+def status_response(conn, name: str, items: list[str]) -> bytes:
+    """The untagged STATUS data of mailbox ``name`` (StoreError when it cannot be opened)."""
+    box = conn.store.mailbox(conn.user, name)
+    box.refresh()
+    msgs = box.messages()
+    values = {"MESSAGES": len(msgs), "RECENT": sum(1 for m in msgs if m.recent), "UIDNEXT": box.uidnext,
+              "UIDVALIDITY": box.uidvalidity, "UNSEEN": sum(1 for m in msgs if "\\Seen" not in m.flags)}
+    body = " ".join(f"{i} {values[i]}" for i in items)
+    return b"STATUS " + conn.mailbox_name(box.name) + f" ({body})".encode()
 
 
 def status(conn, cmd) -> None:
     name = cmd.args.mailbox()
-    cmd.args.open_paren("status data items")
-    items = []
-    while not cmd.args.close_paren_if_next():
-        item = cmd.args.atom("status data item").upper()
-        if item not in STATUS_ITEMS:
-            raise ParseError(f'unknown status data item "{item}" (one of {", ".join(STATUS_ITEMS)})')
-        items.append(item)
+    items = status_items(cmd.args)
     cmd.args.end()
-    if not items:
-        raise ParseError("empty status data item list")
     try:
-        box = conn.store.mailbox(conn.user, name)
-        box.refresh()
-        msgs = box.messages()
+        response = status_response(conn, name, items)
     except StoreError as exc:
         store_error(conn, cmd, exc)
         return
-    values = {"MESSAGES": len(msgs), "RECENT": sum(1 for m in msgs if m.recent), "UIDNEXT": box.uidnext,
-              "UIDVALIDITY": box.uidvalidity, "UNSEEN": sum(1 for m in msgs if "\\Seen" not in m.flags)}
-    body = " ".join(f"{i} {values[i]}" for i in items)
-    conn.untagged(b"STATUS " + conn.mailbox_name(box.name) + f" ({body})".encode(), "STATUS")
+    conn.untagged(response, "STATUS")
     conn.done(cmd, "OK", "STATUS completed")
 
 

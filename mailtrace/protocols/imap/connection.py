@@ -49,7 +49,7 @@ MAX_REMEMBERED_TAGS = 10_000
 
 # What the server advertises (RFC 3501 §7.2.1); each extension only once it is complete.
 CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE", "ID", "UNSELECT", "ENABLE",
-                "UTF8=ACCEPT", "ESEARCH", "BINARY", "MULTIAPPEND",
+                "UTF8=ACCEPT", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "ESEARCH", "BINARY", "MULTIAPPEND",
                 "SORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "AUTH=PLAIN")
 TAG_RE = re.compile(rb"^([^\x00-\x20(){%*\"\\+\x7f-\xff]+) +([A-Za-z][A-Za-z0-9-]*)(?: +([A-Za-z]+))?")
 LOGIN_RE = re.compile(rb"^(\S+ +LOGIN +)(\"(?:[^\"\\]|\\.)*\"|\{\d+\+?\}|[^ \r\n]+)(.*)$", re.I | re.S)

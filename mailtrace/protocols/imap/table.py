@@ -5,6 +5,7 @@ Rendered by ``mailtrace explain`` and kept in sync with ``knowledge/imap.toml`` 
 
 from __future__ import annotations
 
+from mailtrace.protocols.imap import commands_list as lst
 from mailtrace.protocols.imap import commands_mailbox as mb
 from mailtrace.protocols.imap import commands_selected as sel
 from mailtrace.protocols.imap import commands_session as ses
@@ -24,8 +25,8 @@ COMMANDS: dict[str, CommandSpec] = {
     "RENAME": CommandSpec(AUTH, mb.rename, "RFC 3501 §6.3.5"),
     "SUBSCRIBE": CommandSpec(AUTH, mb.subscribe, "RFC 3501 §6.3.6"),
     "UNSUBSCRIBE": CommandSpec(AUTH, mb.unsubscribe, "RFC 3501 §6.3.7"),
-    "LIST": CommandSpec(AUTH, mb.list_, "RFC 3501 §6.3.8"),
-    "LSUB": CommandSpec(AUTH, mb.lsub, "RFC 3501 §6.3.9"),
+    "LIST": CommandSpec(AUTH, lst.list_, "RFC 3501 §6.3.8"),
+    "LSUB": CommandSpec(AUTH, lst.lsub, "RFC 3501 §6.3.9"),
     "STATUS": CommandSpec(AUTH, mb.status, "RFC 3501 §6.3.10"),
     "APPEND": CommandSpec(AUTH, mb.append, "RFC 3501 §6.3.11"),
     "NAMESPACE": CommandSpec(AUTH, ses.namespace, "RFC 2342 §5"),
