@@ -4,7 +4,6 @@ sort order and tie-breaks, both threading algorithms, through the sans-I/O core 
 from __future__ import annotations
 
 import imaplib
-import time
 
 import pytest
 

@@ -4,7 +4,6 @@ tests/bench/bench_imap_two_writes.py, not asserted here: no timed assertions.)""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 
 import pytest

@@ -36,6 +36,7 @@ from mailtrace.store.cache import WireCache
 from mailtrace.store.files import fsync_dir, to_wire, unique_name, wire_size
 from mailtrace.store.flags import INFO_PREFIX, Keywords, split_name
 from mailtrace.store.model import MailboxNotFound, MessageInfo
+from mailtrace.store.modseq import ModSeqs
 from mailtrace.store.uidlist import UidList
 
 # A directory mtime this close to "now" may hide a change made in the same clock tick
@@ -56,6 +57,7 @@ class Folder:
         self.lock = threading.RLock()
         self.uidlist = UidList(path, user_dir)
         self.keywords = Keywords(path)
+        self.modseqs = ModSeqs(path)  # CONDSTORE mod-sequences (RFC 7162 §3)
         self.files: dict[str, tuple[str, str]] = {}  # base -> (subdir, file name)
         self.infos: dict[int, MessageInfo] = {}  # uid -> info, current
         # \Recent messages that are not in new/ (copied or appended with flags, which puts
@@ -158,11 +160,33 @@ class Folder:
                 infos[info.uid] = info
         files.update(moved)
         changed = infos != self.infos
+        self._track_modseqs(infos, self.infos if ul.uidvalidity == old_validity else {})
         self.files = {info.key: files[info.key] for info in infos.values()}
         if changed:
             self.infos = infos
             self.version += 1
         return changed
+
+    def _track_modseqs(self, infos: dict[int, MessageInfo], old: dict[int, MessageInfo]) -> None:
+        """Changes seen on disk (another program delivered, flagged or deleted) get
+        mod-sequences too; a message never seen before gets one once, then keeps it."""
+        mods = self.modseqs
+        mods.load(self.uidlist.uidvalidity)
+        mods.bump(uid for uid, info in infos.items()
+                  if uid not in mods.of or (uid in old and old[uid].flags != info.flags))
+        gone = [uid for uid in mods.of if uid not in infos]
+        if gone:
+            mods.forget(gone)
+
+    def modseq(self, uid: int) -> int:
+        with self.lock:
+            self.modseqs.load(self.uidlist.uidvalidity)
+            return self.modseqs.get(uid)
+
+    def highest_modseq(self) -> int:
+        with self.lock:
+            self.modseqs.load(self.uidlist.uidvalidity)
+            return self.modseqs.highest
 
     def _info_for(self, base: str, sub: str, filename: str, uid: int,
                   cached: MessageInfo | None, moved: dict[str, tuple[str, str]]
@@ -323,6 +347,8 @@ class Folder:
                 self.files[base] = (sub, filename)
                 self.infos[uid] = info
                 out.append(info)
+            self.modseqs.load(ul.uidvalidity)
+            self.modseqs.bump(uids)
             self.version += 1
             ticket = self._renames
         return out, ticket
@@ -377,6 +403,9 @@ class Folder:
                                           internaldate=info.internaldate,
                                           recent=uid in self.unclaimed)
                         self.infos[uid] = new
+                        if new.flags != info.flags:
+                            self.modseqs.load(self.uidlist.uidvalidity)
+                            self.modseqs.bump([uid])
                         self.version += 1
                         return new
                 if attempt == 0:
@@ -435,6 +464,8 @@ class Folder:
                 with self.uidlist.locked():
                     self.uidlist.load()
                     self.uidlist.remove(bases)
+                self.modseqs.load(self.uidlist.uidvalidity)
+                self.modseqs.forget(removed)
                 self.version += 1
         return removed
 

@@ -90,6 +90,13 @@ class Mailbox:
             self._store._notify(self.user, self.name)
         return new
 
+    def modseq(self, uid: int) -> int:
+        """The message's current mod-sequence (RFC 7162 §3), whatever the snapshot says."""
+        return self._folder.modseq(uid)
+
+    def highest_modseq(self) -> int:
+        return self._folder.highest_modseq()
+
     def append(self, data: bytes, flags: Iterable[str] = (),
                internaldate: float | None = None) -> MessageInfo:
         letters = self._folder.info_letters(list(flags)) if flags else ""

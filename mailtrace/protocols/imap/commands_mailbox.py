@@ -23,7 +23,7 @@ from mailtrace.store.model import InvalidMailboxName, MailboxExists, MailboxNotF
 from mailtrace.store.names import canonical_mailbox
 
 # Status items (RFC 3501 §6.3.10).
-STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
+STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ")  # RFC 7162 §3.1.7
 
 
 def store_error(conn, cmd, exc: Exception, trycreate: bool = False) -> None:
@@ -41,6 +41,11 @@ def store_error(conn, cmd, exc: Exception, trycreate: bool = False) -> None:
 
 def _open(conn, cmd, readonly: bool) -> None:
     name = cmd.args.mailbox()
+    if cmd.args.paren_if_next():  # RFC 4466 §2.1 select parameters; RFC 7162 §3.1.8 CONDSTORE
+        word = cmd.args.atom("select parameter").upper()
+        if word != "CONDSTORE" or not cmd.args.close_paren_if_next():
+            raise ParseError(f'unknown select parameter "{word}" (only CONDSTORE)')
+        conn.condstore = True
     cmd.args.end()
     if conn.view is not None:
         conn.view.release()
@@ -62,6 +67,8 @@ def _open(conn, cmd, readonly: bool) -> None:
     conn.untagged_status("OK", "UIDs valid", code=f"UIDVALIDITY {box.uidvalidity}")
     conn.untagged_status("OK", "predicted next UID", code=f"UIDNEXT {box.uidnext}")
     view.send_permanent_flags(conn)
+    if conn.condstore:  # RFC 7162 §3.1.2.1
+        conn.untagged_status("OK", "highest mod-sequence", code=f"HIGHESTMODSEQ {box.highest_modseq()}")
     conn.view = view
     conn.set_state(State.SELECTED)
     conn.done(cmd, "OK", f"{cmd.name} completed", code="READ-ONLY" if readonly else "READ-WRITE")
@@ -167,7 +174,8 @@ def status_response(conn, name: str, items: list[str]) -> bytes:
     box.refresh()
     msgs = box.messages()
     values = {"MESSAGES": len(msgs), "RECENT": sum(1 for m in msgs if m.recent), "UIDNEXT": box.uidnext,
-              "UIDVALIDITY": box.uidvalidity, "UNSEEN": sum(1 for m in msgs if "\\Seen" not in m.flags)}
+              "UIDVALIDITY": box.uidvalidity, "UNSEEN": sum(1 for m in msgs if "\\Seen" not in m.flags),
+              "HIGHESTMODSEQ": box.highest_modseq() if "HIGHESTMODSEQ" in items else 0}
     body = " ".join(f"{i} {values[i]}" for i in items)
     return b"STATUS " + conn.mailbox_name(box.name) + f" ({body})".encode()
 
@@ -176,6 +184,8 @@ def status(conn, cmd) -> None:
     name = cmd.args.mailbox()
     items = status_items(cmd.args)
     cmd.args.end()
+    if "HIGHESTMODSEQ" in items:
+        conn.condstore = True  # RFC 7162 §3.1: a CONDSTORE enabling command
     try:
         response = status_response(conn, name, items)
     except StoreError as exc:

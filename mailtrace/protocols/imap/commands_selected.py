@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mailtrace.protocols.imap import bodystructure, fetch, search, sort, thread
 from mailtrace.protocols.imap.commands_mailbox import store_error
-from mailtrace.protocols.imap.lexer import ParseError
+from mailtrace.protocols.imap.lexer import ParseError, T
 from mailtrace.protocols.imap.parser import set_text as uid_set_text
 from mailtrace.protocols.imap.states import State
 from mailtrace.store.model import StoreError
@@ -100,6 +100,7 @@ def expunge(conn, cmd) -> None:
 
 
 def matching(view, node) -> list[tuple[int, fetch.MessageData]]:
+    with_modseq = search.uses_modseq(node)
     """(sequence number, message) of every message of the view that matches search ``node``
     (SEARCH, and the search part of SORT and THREAD, RFC 5256 §3)."""
     hits = []
@@ -110,7 +111,9 @@ def matching(view, node) -> list[tuple[int, fetch.MessageData]]:
         except KeyError:
             continue
         msg = fetch.MessageData(info, lambda u=uid: view.box.read(u))
-        cand = search.Candidate(i + 1, msg, frozenset(info.flags), uid in view.recent, len(view.uids), max_uid)
+        msg.modseq = view.box.modseq(uid) if with_modseq else 0
+        cand = search.Candidate(i + 1, msg, frozenset(info.flags), uid in view.recent, len(view.uids), max_uid,
+                                msg.modseq)
         try:
             ok = search.matches(node, cand)
         except (KeyError, OSError):
@@ -127,20 +130,55 @@ def do_search(conn, cmd) -> None:
         # that contains a charset specification ... SHOULD reject the command with a "BAD""
         raise ParseError("no CHARSET after ENABLE UTF8=ACCEPT: strings are UTF-8 (RFC 6855 §3)")
     node = search.parse(cmd.args)
-    hits = [msg.info.uid if cmd.uid else seq for seq, msg in matching(conn.view, node)]
+    found = matching(conn.view, node)
+    hits = [msg.info.uid if cmd.uid else seq for seq, msg in found]
+    modseq = max((msg.modseq for _, msg in found), default=0)
+    if found and options is not None and set(options) <= {"MIN", "MAX"}:
+        # RFC 4731 §3.2: with MIN and/or MAX only, the mod-sequence of the message(s) returned
+        shown = ([found[0]] if "MIN" in options else []) + ([found[-1]] if "MAX" in options else [])
+        modseq = max(msg.modseq for _, msg in shown)
+    if search.uses_modseq(node):
+        condstore_on(conn)  # RFC 7162 §3.1: SEARCH MODSEQ is a CONDSTORE enabling command
     if options is None:
-        conn.untagged(b"SEARCH" + b"".join(b" %d" % h for h in hits), "SEARCH")
+        # RFC 7162 §3.1.5: "append ... the highest mod-sequence for all messages being returned"
+        tail = b" (MODSEQ %d)" % modseq if modseq and hits else b""
+        conn.untagged(b"SEARCH" + b"".join(b" %d" % h for h in hits) + tail, "SEARCH")
     else:
-        conn.untagged(search.esearch_response(cmd.tag, cmd.uid, hits, options), "ESEARCH")
+        conn.untagged(search.esearch_response(cmd.tag, cmd.uid, hits, options, modseq), "ESEARCH")
     conn.done(cmd, "OK", f"{cmd.name} completed")
+
+
+def _modifiers(cmd, name: str) -> int | None:
+    """RFC 4466 §2.4/§2.5 modifiers "(" NAME n ")": CHANGEDSINCE (FETCH) or UNCHANGEDSINCE
+    (STORE) of RFC 7162 §3.1.3, §3.1.4.1; None when absent."""
+    tok = cmd.args.peek()
+    if tok is None or tok.kind is not T.LPAREN:
+        return None
+    cmd.args.open_paren(f"{name} modifier")
+    word = cmd.args.atom(f"{name} modifier").upper()
+    if word != name:
+        raise ParseError(f'unknown modifier "{word}" (only {name}, RFC 7162)')
+    value = cmd.args.atom("mod-sequence")
+    if not value.isdigit() or (name == "CHANGEDSINCE" and int(value) == 0):
+        raise ParseError(f'bad mod-sequence "{value}" after {name}')
+    if not cmd.args.close_paren_if_next():
+        raise ParseError(f'missing ")" after {name}')
+    return int(value)
 
 
 def do_fetch(conn, cmd) -> None:
     seqset = cmd.args.seqset()
     items = fetch.parse_items(cmd.args)
+    since = _modifiers(cmd, "CHANGEDSINCE")
     cmd.args.end()
     view = conn.view
     pairs = view.resolve(seqset, cmd.uid)
+    if since is not None or any(i.name == "MODSEQ" for i in items):
+        condstore_on(conn)  # RFC 7162 §3.1: both are CONDSTORE enabling commands
+    if since is not None:  # §3.1.4.1: only messages changed since, with their MODSEQ
+        pairs = [(seq, uid) for seq, uid in pairs if view.box.modseq(uid) > since]
+        if not any(i.name == "MODSEQ" for i in items):
+            items = items + [fetch.SIMPLE_ITEMS["MODSEQ"]()]
     sets_seen = not view.readonly and any(i.sets_seen for i in items)
     reads = any(i.needs_body for i in items)
     wants_flags = any(i.name == "FLAGS" for i in items)
@@ -150,9 +188,12 @@ def do_fetch(conn, cmd) -> None:
             if sets_seen and "\\Seen" not in info.flags:
                 info = view.box.change_flags(uid, add={"\\Seen"})
                 row = items if wants_flags else items + [fetch.SIMPLE_ITEMS["FLAGS"]()]
+                if conn.condstore and not any(i.name == "MODSEQ" for i in row):
+                    row = row + [fetch.SIMPLE_ITEMS["MODSEQ"]()]  # §3.2: flag changes carry MODSEQ
             else:
                 row = items
             msg = fetch.MessageData(info, lambda u=uid: view.box.read(u))
+            msg.modseq = view.box.modseq(uid)
             data = fetch.render(seq, msg, row, info.flags, uid in view.recent, add_uid=cmd.uid)
         except (KeyError, FileNotFoundError):
             continue  # expunged by another session; reported at the next allowed moment
@@ -170,6 +211,9 @@ def do_fetch(conn, cmd) -> None:
 
 def do_store(conn, cmd) -> None:
     seqset = cmd.args.seqset()
+    unchanged_since = _modifiers(cmd, "UNCHANGEDSINCE")
+    if unchanged_since is not None:
+        condstore_on(conn)
     item = cmd.args.atom("store data item (FLAGS, +FLAGS or -FLAGS)").upper()
     silent = item.endswith(".SILENT")
     mode = STORE_MODES.get(item.removesuffix(".SILENT"))
@@ -182,7 +226,11 @@ def do_store(conn, cmd) -> None:
     if view.readonly:
         conn.done(cmd, "NO", "the mailbox is read-only (EXAMINE)", code="READ-ONLY")
         return
+    modified = []
     for seq, uid in pairs:
+        if unchanged_since is not None and view.box.modseq(uid) > unchanged_since:
+            modified.append(uid if cmd.uid else seq)  # §3.1.3: "MUST NOT be performed"
+            continue
         try:
             old = view.box.get(uid).flags
             if mode == "replace":
@@ -196,11 +244,26 @@ def do_store(conn, cmd) -> None:
             touch(conn, Action.FLAGGED, [uid])
         view.announce_keywords(conn, info.flags)
         view.flags[uid] = frozenset(info.flags)
+        uid_part = b"UID %d " % uid if cmd.uid else b""
+        modseq = b" MODSEQ (%d)" % view.box.modseq(uid) if conn.condstore else b""
         if not silent:
-            uid_part = b"UID %d " % uid if cmd.uid else b""
-            conn.untagged(b"%d FETCH (%sFLAGS %s)" % (seq, uid_part, fetch.flag_list(
-                fetch.all_flags(info.flags, uid in view.recent))), "FETCH")
+            conn.untagged(b"%d FETCH (%sFLAGS %s%s)" % (seq, uid_part, fetch.flag_list(
+                fetch.all_flags(info.flags, uid in view.recent)), modseq), "FETCH")
+        elif unchanged_since is not None:  # §3.1.3: "MUST be sent, even if the .SILENT suffix"
+            conn.untagged(b"%d FETCH (%s%s)" % (seq, uid_part, modseq[1:]), "FETCH")
+    if modified:
+        conn.done(cmd, "OK", "conditional STORE failed for some messages", code=f"MODIFIED {uid_set_text(modified)}")
+        return
     conn.done(cmd, "OK", f"{cmd.name} completed")
+
+
+def condstore_on(conn) -> None:
+    """A CONDSTORE enabling command (RFC 7162 §3.1): from now on flag changes carry MODSEQ; the
+    first one in a selected mailbox also tells its HIGHESTMODSEQ (§3.1.2.1, Example 5)."""
+    if not conn.condstore:
+        conn.condstore = True
+        if conn.view is not None:
+            conn.untagged_status("OK", "highest mod-sequence", code=f"HIGHESTMODSEQ {conn.view.box.highest_modseq()}")
 
 
 def _copy(conn, cmd, move: bool) -> None:

@@ -182,7 +182,7 @@ def id_(conn, cmd) -> None:
 
 
 # Extensions a client may switch on with ENABLE (RFC 5161 §3.1: the others are ignored).
-ENABLEABLE = ("UTF8=ACCEPT",)
+ENABLEABLE = ("UTF8=ACCEPT", "CONDSTORE")
 
 
 def enable(conn, cmd) -> None:
@@ -198,6 +198,9 @@ def enable(conn, cmd) -> None:
     for name in dict.fromkeys(names):
         if name == "UTF8=ACCEPT" and not conn.utf8:
             conn.utf8 = True
+            enabled.append(name)
+        elif name == "CONDSTORE" and not conn.condstore:  # RFC 7162 §3.1
+            conn.condstore = True
             enabled.append(name)
     conn.untagged(b"ENABLED" + b"".join(b" " + n.encode() for n in enabled), "ENABLED")
     conn.done(cmd, "OK", "ENABLE completed")

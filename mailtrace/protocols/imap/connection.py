@@ -50,7 +50,7 @@ MAX_REMEMBERED_TAGS = 10_000
 # What the server advertises (RFC 3501 §7.2.1); each extension only once it is complete.
 CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE", "ID", "UNSELECT", "ENABLE",
                 "UTF8=ACCEPT", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "ESEARCH", "BINARY", "MULTIAPPEND",
-                "SORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "AUTH=PLAIN")
+                "SORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "CONDSTORE", "AUTH=PLAIN")
 TAG_RE = re.compile(rb"^([^\x00-\x20(){%*\"\\+\x7f-\xff]+) +([A-Za-z][A-Za-z0-9-]*)(?: +([A-Za-z]+))?")
 LOGIN_RE = re.compile(rb"^(\S+ +LOGIN +)(\"(?:[^\"\\]|\\.)*\"|\{\d+\+?\}|[^ \r\n]+)(.*)$", re.I | re.S)
 AUTH_IR_RE = re.compile(rb"^(\S+ +AUTHENTICATE +[^ \r\n]+ +)([^\r\n]+)(.*)$", re.I | re.S)
@@ -98,6 +98,7 @@ class ImapServerConnection:
         self.view = None  # a mailboxview.MailboxView in the selected state
         self.touched: list[MessageRef] = []  # messages the running command read/changed (told in done())
         self.utf8 = False  # ENABLE UTF8=ACCEPT was sent (RFC 6855 §3)
+        self.condstore = False  # a CONDSTORE enabling command was sent (RFC 7162 §3.1)
         self.mode = Mode.COMMAND
         self.closed = False
         self._buf = bytearray()

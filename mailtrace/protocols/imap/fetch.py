@@ -42,7 +42,7 @@ class FetchItem:
 
     @property
     def needs_body(self) -> bool:
-        return self.name not in ("FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE")
+        return self.name not in ("FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ")
 
 
 def _simple(name: str, sets_seen: bool = False) -> Callable[[], FetchItem]:
@@ -61,6 +61,7 @@ SIMPLE_ITEMS: dict[str, Callable[[], FetchItem]] = {
     "RFC822": _simple("RFC822", sets_seen=True),  # "Functionally equivalent to BODY[]"
     "RFC822.HEADER": _simple("RFC822.HEADER"),  # "equivalent to BODY.PEEK[HEADER]"
     "RFC822.TEXT": _simple("RFC822.TEXT", sets_seen=True),  # "equivalent to BODY[TEXT]"
+    "MODSEQ": _simple("MODSEQ"),  # RFC 7162 §3.1.4.2
 }
 
 
@@ -170,6 +171,7 @@ class MessageData:
         self._read = read
         self._raw: bytes | None = None
         self._tree: bodystructure.Part | None = None
+        self.modseq = 0  # RFC 7162 §3: set by FETCH when MODSEQ is asked for
 
     @property
     def raw(self) -> bytes:
@@ -242,6 +244,8 @@ def _value(item: FetchItem, msg: MessageData, flags, recent: bool) -> bytes | Li
         return flag_list(all_flags(flags, recent))
     if name == "UID":
         return b"%d" % msg.info.uid
+    if name == "MODSEQ":  # RFC 7162 §3.1.4.2: "MODSEQ (<mod-sequence>)"
+        return b"(%d)" % msg.modseq
     if name == "INTERNALDATE":
         return internaldate(msg.info.internaldate)
     if name == "RFC822.SIZE":

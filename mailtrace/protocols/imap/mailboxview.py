@@ -133,5 +133,7 @@ class MailboxView:
             if m is not None and frozenset(m.flags) != self.flags.get(u):
                 self.announce_keywords(conn, m.flags)
                 self.flags[u] = frozenset(m.flags)
-                conn.untagged(b"%d FETCH (UID %d FLAGS %s)" % (i + 1, u, flag_list(all_flags(m.flags, u in self.recent))),
-                              "FETCH")
+                # RFC 7162 §3.2: once CONDSTORE is on, such FETCH responses carry MODSEQ
+                modseq = b" MODSEQ (%d)" % self.box.modseq(u) if getattr(conn, "condstore", False) else b""
+                conn.untagged(b"%d FETCH (UID %d FLAGS %s%s)" % (i + 1, u, flag_list(all_flags(m.flags, u in self.recent)),
+                                                                 modseq), "FETCH")

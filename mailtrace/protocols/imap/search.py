@@ -45,6 +45,7 @@ class Candidate:
     recent: bool
     max_seq: int
     max_uid: int
+    modseq: int = 0
 
 
 Node = tuple  # (key name, args...)
@@ -72,7 +73,7 @@ def parse_return(cur: Cursor) -> list[str] | None:
     return options or ["ALL"]
 
 
-def esearch_response(tag: str, uid: bool, hits: list[int], options: list[str]) -> bytes:
+def esearch_response(tag: str, uid: bool, hits: list[int], options: list[str], modseq: int = 0) -> bytes:
     """The ESEARCH response (RFC 4731 §3.1; RFC 4466 §2.6.2 ``(TAG "x") [UID] ...``): MIN, MAX
     and ALL only when something matched, COUNT always."""
     out = [b"ESEARCH (TAG " + wire.quote(tag) + b")"]
@@ -84,6 +85,8 @@ def esearch_response(tag: str, uid: bool, hits: list[int], options: list[str]) -
         value = {"MIN": lambda: str(min(hits)), "MAX": lambda: str(max(hits)),
                  "ALL": lambda: set_text(hits), "COUNT": lambda: str(len(hits))}[option]()
         out.append(f"{option} {value}".encode())
+    if modseq and hits:  # RFC 7162 §3.1.10: "the ESEARCH response containing the MODSEQ result option"
+        out.append(b"MODSEQ %d" % modseq)
     return b" ".join(out)
 
 
@@ -137,7 +140,23 @@ def _key(cur: Cursor, depth: int) -> Node:
             args.append(normalize_flag(cur.atom(f"keyword after {name}")))
         elif kind == "set":
             args.append(cur.seqset(f"UID set after {name}"))
+        elif kind == "modseq":
+            # RFC 7162 §3.1.5: MODSEQ [<entry-name> <entry-type-req>] <mod-sequence-valzer>; a
+            # server without per-flag mod-sequences "MUST ignore <entry-name> and <entry-type-req>"
+            tok = cur.peek()
+            if tok is not None and tok.kind in (T.QUOTED, T.LITERAL):
+                cur.next("entry name")
+                cur.atom("entry type (shared, priv or all)")
+            value = cur.atom("mod-sequence after MODSEQ")
+            if not value.isdigit():
+                raise ParseError(f'bad mod-sequence "{value}" after MODSEQ')
+            args.append(int(value))
     return (name, *args)
+
+
+def uses_modseq(node: Node) -> bool:
+    """The search holds a MODSEQ key (RFC 7162 §3.1.5: the response then ends in (MODSEQ n))."""
+    return node[0] == "MODSEQ" or any(isinstance(a, tuple) and uses_modseq(a) for a in node[1:])
 
 
 def _text(value: bytes) -> str:
@@ -285,6 +304,7 @@ KEYS: dict[str, KeySpec] = {
     "LARGER": KeySpec(("number",), lambda c, n: c.msg.info.size > n),
     "SMALLER": KeySpec(("number",), lambda c, n: c.msg.info.size < n),
     "UID": KeySpec(("set",), lambda c, s: s.contains(c.msg.info.uid, c.max_uid)),
+    "MODSEQ": KeySpec(("modseq",), lambda c, n: c.modseq >= n),  # RFC 7162 §3.1.5
     "NOT": KeySpec(("key",), lambda c, k: not matches(k, c)),
     "OR": KeySpec(("key", "key"), lambda c, a, b: matches(a, c) or matches(b, c)),
 }
