@@ -118,3 +118,10 @@ def test_imapclient_condstore(tmp_path):
         c.logout()
     finally:
         srv.stop()
+
+
+def test_select_while_selected_says_closed(client):
+    client.cmd("s1 SELECT INBOX")
+    reply = client.cmd("s2 EXAMINE INBOX")
+    assert reply.startswith(b"* OK [CLOSED]")  # RFC 7162 §3.2.11: the boundary comes first
+    assert b"[CLOSED]" not in client.cmd("s3 UNSELECT")  # "no need" on CLOSE/UNSELECT

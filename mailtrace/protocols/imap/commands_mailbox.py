@@ -51,6 +51,10 @@ def _open(conn, cmd, readonly: bool) -> None:
         conn.view.release()
         conn.view = None
         conn.set_state(State.AUTHENTICATED)
+        # RFC 7162 §3.2.11: a server that advertises CONDSTORE "must return the CLOSED response
+        # code" when SELECT/EXAMINE closes the mailbox selected before: the boundary between the
+        # responses of the old mailbox and those of the new one
+        conn.untagged_status("OK", "previous mailbox closed", code="CLOSED")
     try:
         box = conn.store.mailbox(conn.user, name)
         view = MailboxView(box, readonly)
