@@ -125,3 +125,66 @@ def test_select_while_selected_says_closed(client):
     reply = client.cmd("s2 EXAMINE INBOX")
     assert reply.startswith(b"* OK [CLOSED]")  # RFC 7162 §3.2.11: the boundary comes first
     assert b"[CLOSED]" not in client.cmd("s3 UNSELECT")  # "no need" on CLOSE/UNSELECT
+
+
+def test_qresync_vanished_and_quick_resync(tmp_path):
+    store = make_store(tmp_path)
+    for n in range(5):
+        store.deliver("alice", b"Subject: %d\r\n\r\nbody\r\n" % n)
+    a = Client(store)
+    a.login()
+    assert b"s0 BAD" in a.cmd("s0 SELECT INBOX (QRESYNC (1 1))")  # §3.2.5: ENABLE QRESYNC first
+    assert b"* ENABLED QRESYNC\r\n" in a.cmd("e1 ENABLE QRESYNC")
+    reply = a.cmd("s1 SELECT INBOX")
+    validity = int(re.search(rb"UIDVALIDITY (\d+)", reply).group(1))
+    known = int(re.search(rb"HIGHESTMODSEQ (\d+)", reply).group(1))  # QRESYNC implies CONDSTORE
+    a.cmd("t1 STORE 2,4 +FLAGS.SILENT (\\Deleted)")
+    assert b"* VANISHED 2,4\r\n" in a.cmd("x1 EXPUNGE")  # §3.2.10.2: instead of EXPUNGE
+    a.cmd("t2 STORE 1 +FLAGS (\\Answered)")
+    reply = a.cmd("f1 UID FETCH 1:5 (FLAGS) (CHANGEDSINCE %d VANISHED)" % known)
+    assert reply.index(b"* VANISHED (EARLIER) 2,4\r\n") < reply.index(b"FETCH (")  # VANISHED first
+    assert re.search(rb"\* 1 FETCH \(UID 1 FLAGS \(\\Answered \\Recent\) MODSEQ \(\d+\)\)", reply)
+    assert b"f2 BAD" in a.cmd("f2 FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)")  # not UID FETCH
+    assert b"f3 BAD" in a.cmd("f3 UID FETCH 1 (FLAGS) (VANISHED)")  # no CHANGEDSINCE
+    a.cmd("u1 UNSELECT")
+    # a client that saw the mailbox at `known` resynchronises in one SELECT (§3.2.5.1)
+    reply = a.cmd("s2 SELECT INBOX (QRESYNC (%d %d 1:5))" % (validity, known))
+    assert b"* VANISHED (EARLIER) 2,4\r\n" in reply
+    assert re.search(rb"\* 1 FETCH \(UID 1 FLAGS \(\\Answered\) MODSEQ \(\d+\)\)", reply)
+    assert b"* 2 FETCH" not in reply and b"s2 OK" in reply
+    reply = a.cmd("s3 SELECT INBOX (QRESYNC (%d %d))" % (validity + 1, known))  # another UIDVALIDITY
+    assert b"VANISHED" not in reply and b"s3 OK" in reply and reply.startswith(b"* OK [CLOSED]")
+    b = Client(store)  # another session's expunge reaches a QRESYNC client as VANISHED too
+    b.login()
+    b.select()
+    b.cmd("t3 STORE 1 +FLAGS.SILENT (\\Deleted)")
+    b.cmd("x2 EXPUNGE")
+    assert b"* VANISHED 1\r\n" in a.cmd("n1 NOOP")
+
+
+def test_imapclient_qresync_fetch(tmp_path):
+    imapclient = pytest.importorskip("imapclient")
+    srv = RunningServer(tmp_path)
+    try:
+        for n in range(3):
+            srv.store.deliver("bob", b"Subject: %d\r\n\r\nbody\r\n" % n)
+        c = imapclient.IMAPClient("127.0.0.1", port=srv.port, ssl=False, timeout=10)
+        c.login("bob", "bob")
+        assert b"QRESYNC" in c.capabilities()
+        assert c.enable("QRESYNC") == [b"QRESYNC"]
+        highest = c.select_folder("INBOX")[b"HIGHESTMODSEQ"]
+        other = imapclient.IMAPClient("127.0.0.1", port=srv.port, ssl=False, timeout=10)
+        other.login("bob", "bob")
+        other.select_folder("INBOX")
+        other.delete_messages([2])
+        other.expunge()
+        other.add_flags([3], [b"\\Flagged"])
+        other.logout()
+        changed = c.fetch([1, 2, 3], ["FLAGS"], modifiers=["CHANGEDSINCE %d" % highest, "VANISHED"])
+        assert list(changed) == [3] and b"\\Flagged" in changed[3][b"FLAGS"]
+        # the UID FETCH's own VANISHED (EARLIER), then the news for the selected mailbox: two
+        # responses, never combined (RFC 7162 §3.2.10)
+        assert c._imap.untagged_responses.get("VANISHED") == [b"(EARLIER) 2", b"2"]
+        c.logout()
+    finally:
+        srv.stop()

@@ -183,6 +183,11 @@ class Folder:
             self.modseqs.load(self.uidlist.uidvalidity)
             return self.modseqs.get(uid)
 
+    def vanished_since(self, modseq: int) -> list[int] | None:
+        with self.lock:
+            self.modseqs.load(self.uidlist.uidvalidity)
+            return self.modseqs.vanished_since(modseq)
+
     def highest_modseq(self) -> int:
         with self.lock:
             self.modseqs.load(self.uidlist.uidvalidity)

@@ -6,6 +6,9 @@ and HIGHESTMODSEQ is "the highest mod-sequence value of all messages in the mail
 must survive a restart as UIDs do, so they are kept beside ``dovecot-uidlist`` in
 ``mailtrace-modseq``: a "V<uidvalidity> H<highest>" line, then "<uid> <modseq>" lines, written
 through a temporary file and an atomic rename.  A new UIDVALIDITY starts them again.
+QRESYNC (RFC 7162 §3.2.5) also needs the mod-sequence at which each UID was expunged: kept as
+"x<uid> <modseq>" lines, the newest ``MAX_VANISHED`` of them; ``floor`` says below which
+mod-sequence that record is no longer complete.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 MODSEQ_NAME = "mailtrace-modseq"
+MAX_VANISHED = 100_000  # expunged UIDs remembered (a bound on the file, not on correctness)
 
 
 class ModSeqs:
@@ -23,12 +27,14 @@ class ModSeqs:
         self.uidvalidity = 0
         self.highest = 1
         self.of: dict[int, int] = {}
+        self.vanished: dict[int, int] = {}  # expunged uid -> mod-sequence of its expunge
+        self.floor = 0  # expunges at or below this mod-sequence may be missing from ``vanished``
 
     def load(self, uidvalidity: int) -> None:
         """Read the file (once per UIDVALIDITY); a missing or foreign file starts afresh."""
         if uidvalidity == self.uidvalidity:
             return
-        self.uidvalidity, self.highest, self.of = uidvalidity, 1, {}
+        self.uidvalidity, self.highest, self.of, self.vanished, self.floor = uidvalidity, 1, {}, {}, 0
         try:
             lines = self.path.read_text("ascii").splitlines()
         except (FileNotFoundError, UnicodeDecodeError):
@@ -37,7 +43,13 @@ class ModSeqs:
         if head.get("V") != str(uidvalidity) or not head.get("H", "").isdigit():
             return
         self.highest = int(head["H"])
+        self.floor = int(head["F"]) if head.get("F", "").isdigit() else 0
         for line in lines[1:]:
+            if line.startswith("x"):
+                uid, _, value = line[1:].partition(" ")
+                if uid.isdigit() and value.isdigit():
+                    self.vanished[int(uid)] = int(value)
+                continue
             uid, _, value = line.partition(" ")
             if uid.isdigit() and value.isdigit():
                 self.of[int(uid)] = int(value)
@@ -56,18 +68,30 @@ class ModSeqs:
 
     def forget(self, uids: Iterable[int]) -> None:
         """``uids`` were expunged: the mailbox changed (HIGHESTMODSEQ grows, RFC 7162 §3.1.2.1)."""
-        uids = [uid for uid in uids if uid in self.of] or list(uids)
+        uids = list(uids)
         if uids:
             self.highest += 1
             for uid in uids:
                 self.of.pop(uid, None)
+                self.vanished[uid] = self.highest
+            if len(self.vanished) > MAX_VANISHED:
+                for uid, value in sorted(self.vanished.items(), key=lambda kv: kv[1])[:len(self.vanished) - MAX_VANISHED]:
+                    self.floor = max(self.floor, value)
+                    del self.vanished[uid]
             self._save()
+
+    def vanished_since(self, modseq: int) -> list[int] | None:
+        """UIDs expunged after ``modseq``; None when the record does not reach back that far."""
+        if modseq < self.floor:
+            return None
+        return sorted(uid for uid, value in self.vanished.items() if value > modseq)
 
     def _save(self) -> None:
         body = "".join(f"{uid} {value}\n" for uid, value in sorted(self.of.items()))
+        body += "".join(f"x{uid} {value}\n" for uid, value in sorted(self.vanished.items()))
         tmp = self.path.with_name(f"{MODSEQ_NAME}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(f"V{self.uidvalidity} H{self.highest}\n{body}", "ascii")
+            tmp.write_text(f"V{self.uidvalidity} H{self.highest} F{self.floor}\n{body}", "ascii")
             os.replace(tmp, self.path)
         except FileNotFoundError:  # the folder was deleted meanwhile
             pass

@@ -97,6 +97,10 @@ class Mailbox:
     def highest_modseq(self) -> int:
         return self._folder.highest_modseq()
 
+    def vanished_since(self, modseq: int) -> list[int] | None:
+        """UIDs expunged after ``modseq`` (QRESYNC); None when that is too long ago to know."""
+        return self._folder.vanished_since(modseq)
+
     def append(self, data: bytes, flags: Iterable[str] = (),
                internaldate: float | None = None) -> MessageInfo:
         letters = self._folder.info_letters(list(flags)) if flags else ""

@@ -41,11 +41,7 @@ def store_error(conn, cmd, exc: Exception, trycreate: bool = False) -> None:
 
 def _open(conn, cmd, readonly: bool) -> None:
     name = cmd.args.mailbox()
-    if cmd.args.paren_if_next():  # RFC 4466 §2.1 select parameters; RFC 7162 §3.1.8 CONDSTORE
-        word = cmd.args.atom("select parameter").upper()
-        if word != "CONDSTORE" or not cmd.args.close_paren_if_next():
-            raise ParseError(f'unknown select parameter "{word}" (only CONDSTORE)')
-        conn.condstore = True
+    qresync = _select_params(conn, cmd)
     cmd.args.end()
     if conn.view is not None:
         conn.view.release()
@@ -73,9 +69,60 @@ def _open(conn, cmd, readonly: bool) -> None:
     view.send_permanent_flags(conn)
     if conn.condstore:  # RFC 7162 §3.1.2.1
         conn.untagged_status("OK", "highest mod-sequence", code=f"HIGHESTMODSEQ {box.highest_modseq()}")
+    if qresync is not None and qresync[0] == box.uidvalidity:  # §3.2.5: else "behave as if no ... changed"
+        _resync(conn, view, *qresync[1:])
     conn.view = view
     conn.set_state(State.SELECTED)
     conn.done(cmd, "OK", f"{cmd.name} completed", code="READ-ONLY" if readonly else "READ-WRITE")
+
+
+def _select_params(conn, cmd):
+    """RFC 4466 §2.1 select parameters: CONDSTORE (RFC 7162 §3.1.8) and QRESYNC (uidvalidity
+    modseq [known-uids [(seq-match)]]) (§3.2.5); returns the QRESYNC arguments or None."""
+    qresync = None
+    if not cmd.args.paren_if_next():
+        return None
+    while not cmd.args.close_paren_if_next():
+        word = cmd.args.atom("select parameter").upper()
+        if word == "CONDSTORE":
+            conn.condstore = True
+        elif word == "QRESYNC":
+            if not conn.qresync:  # §3.2.5: "MUST respond with a tagged BAD response"
+                raise ParseError("QRESYNC needs ENABLE QRESYNC first (RFC 7162 §3.2.5)")
+            cmd.args.open_paren("QRESYNC parameters")
+            validity, modseq = cmd.args.atom("UIDVALIDITY"), cmd.args.atom("mod-sequence")
+            if not (validity.isdigit() and modseq.isdigit()):
+                raise ParseError("QRESYNC (uidvalidity mod-sequence [known-uids]) takes numbers")
+            known = None
+            if not cmd.args.close_paren_if_next():
+                known = cmd.args.seqset("known UIDs")
+                if cmd.args.paren_if_next():  # seq-match-data: optional help we do not need
+                    cmd.args.seqset("known sequence set")
+                    cmd.args.seqset("known UID set")
+                    if not cmd.args.close_paren_if_next():
+                        raise ParseError('missing ")" after the sequence match data')
+                if not cmd.args.close_paren_if_next():
+                    raise ParseError('missing ")" after the QRESYNC parameters')
+            qresync = (int(validity), int(modseq), known)
+        else:
+            raise ParseError(f'unknown select parameter "{word}" (CONDSTORE or QRESYNC)')
+    return qresync
+
+
+def _resync(conn, view, modseq: int, known) -> None:
+    """§3.2.5.1: VANISHED (EARLIER) for what was expunged since ``modseq``, then FETCH (UID FLAGS
+    MODSEQ) for every message changed since, limited to the known UIDs when given."""
+    from mailtrace.protocols.imap.commands_selected import vanished_earlier
+    from mailtrace.protocols.imap.fetch import all_flags, flag_list
+
+    largest = max(view.box.uidnext - 1, 1)
+    wanted = (lambda uid: True) if known is None else (lambda uid: known.contains(uid, largest))
+    vanished_earlier(conn, view, modseq, wanted)
+    for i, uid in enumerate(view.uids):
+        current = view.box.modseq(uid)
+        if current > modseq and wanted(uid):
+            conn.untagged(b"%d FETCH (UID %d FLAGS %s MODSEQ (%d))" % (
+                i + 1, uid, flag_list(all_flags(view.flags[uid], uid in view.recent)), current), "FETCH")
 
 
 def select(conn, cmd) -> None:

@@ -72,10 +72,7 @@ def _expunge(conn, cmd, only: set[int] | None) -> list[int]:
     doomed = [u for u in view.uids if "\\Deleted" in _current_flags(view, u) and (only is None or u in only)]
     removed = view.box.expunge(doomed) if doomed else []
     recent = len(view.recent)
-    for uid in sorted(removed, reverse=True):
-        seq = view.forget(uid)
-        if seq:
-            conn.untagged(b"%d EXPUNGE" % seq, "EXPUNGE")
+    conn.report_expunged([(seq, uid) for uid in sorted(removed, reverse=True) if (seq := view.forget(uid))])
     touch(conn, Action.DELETED, removed)
     if len(view.recent) != recent:  # the new count, as Dovecot sends it (RFC 3501 §7.3.2)
         conn.untagged(b"%d RECENT" % len(view.recent), "RECENT")
@@ -166,13 +163,53 @@ def _modifiers(cmd, name: str) -> int | None:
     return int(value)
 
 
+def _fetch_modifiers(cmd, conn) -> tuple[int | None, bool]:
+    """FETCH modifiers (RFC 4466 §2.4): (CHANGEDSINCE n [VANISHED]) of RFC 7162 §3.1.4.1, §3.2.6."""
+    since, vanished = None, False
+    if not cmd.args.paren_if_next():
+        return None, False
+    while not cmd.args.close_paren_if_next():
+        word = cmd.args.atom("FETCH modifier").upper()
+        if word == "CHANGEDSINCE":
+            value = cmd.args.atom("mod-sequence")
+            if not value.isdigit() or int(value) == 0:
+                raise ParseError(f'bad mod-sequence "{value}" after CHANGEDSINCE')
+            since = int(value)
+        elif word == "VANISHED":
+            # §3.2.6: BAD with FETCH, without ENABLE QRESYNC, or without CHANGEDSINCE
+            if not cmd.uid or not conn.qresync:
+                raise ParseError("VANISHED is a UID FETCH modifier, after ENABLE QRESYNC (RFC 7162 §3.2.6)")
+            vanished = True
+        else:
+            raise ParseError(f'unknown FETCH modifier "{word}" (CHANGEDSINCE, VANISHED)')
+    if vanished and since is None:
+        raise ParseError("VANISHED needs CHANGEDSINCE (RFC 7162 §3.2.6)")
+    return since, vanished
+
+
+def vanished_earlier(conn, view, since: int, wanted) -> None:
+    """"* VANISHED (EARLIER) uids": the UIDs of ``wanted(uid)`` expunged after mod-sequence
+    ``since`` (RFC 7162 §3.2.10.1); when that is older than the store remembers, every UID that
+    is not in the mailbox (§3.2.6: "as if it was requested to report all expunged messages")."""
+    gone = view.box.vanished_since(since)
+    if gone is None:
+        present = set(view.uids)
+        gone = [uid for uid in range(1, view.box.uidnext) if uid not in present]
+    gone = [uid for uid in gone if wanted(uid)]
+    if gone:
+        conn.untagged(b"VANISHED (EARLIER) " + uid_set_text(gone).encode(), "VANISHED")
+
+
 def do_fetch(conn, cmd) -> None:
     seqset = cmd.args.seqset()
     items = fetch.parse_items(cmd.args)
-    since = _modifiers(cmd, "CHANGEDSINCE")
+    since, vanished = _fetch_modifiers(cmd, conn)
     cmd.args.end()
     view = conn.view
     pairs = view.resolve(seqset, cmd.uid)
+    if vanished:  # §3.2.6: "MUST be returned before any FETCH responses"
+        largest = max(view.box.uidnext - 1, 1)
+        vanished_earlier(conn, view, since, lambda uid: seqset.contains(uid, largest))
     if since is not None or any(i.name == "MODSEQ" for i in items):
         condstore_on(conn)  # RFC 7162 §3.1: both are CONDSTORE enabling commands
     if since is not None:  # §3.1.4.1: only messages changed since, with their MODSEQ
@@ -296,10 +333,7 @@ def _copy(conn, cmd, move: bool) -> None:
         except StoreError as exc:
             store_error(conn, cmd, exc)
             return
-        for uid in sorted(removed, reverse=True):
-            seq = view.forget(uid)
-            if seq:
-                conn.untagged(b"%d EXPUNGE" % seq, "EXPUNGE")
+        conn.report_expunged([(seq, uid) for uid in sorted(removed, reverse=True) if (seq := view.forget(uid))])
         conn.done(cmd, "OK", f"{cmd.name} completed")
     else:
         conn.done(cmd, "OK", f"{cmd.name} completed", code=code)

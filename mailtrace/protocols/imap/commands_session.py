@@ -182,7 +182,7 @@ def id_(conn, cmd) -> None:
 
 
 # Extensions a client may switch on with ENABLE (RFC 5161 §3.1: the others are ignored).
-ENABLEABLE = ("UTF8=ACCEPT", "CONDSTORE")
+ENABLEABLE = ("UTF8=ACCEPT", "CONDSTORE", "QRESYNC")
 
 
 def enable(conn, cmd) -> None:
@@ -201,6 +201,9 @@ def enable(conn, cmd) -> None:
             enabled.append(name)
         elif name == "CONDSTORE" and not conn.condstore:  # RFC 7162 §3.1
             conn.condstore = True
+            enabled.append(name)
+        elif name == "QRESYNC" and not conn.qresync:  # RFC 7162 §3.2.3 (it implies CONDSTORE)
+            conn.qresync = conn.condstore = True
             enabled.append(name)
     conn.untagged(b"ENABLED" + b"".join(b" " + n.encode() for n in enabled), "ENABLED")
     conn.done(cmd, "OK", "ENABLE completed")

@@ -26,7 +26,7 @@ from typing import Callable
 from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
 from mailtrace.protocols.imap import mutf7, wire
 from mailtrace.protocols.imap.lexer import ParseError, tokenize
-from mailtrace.protocols.imap.parser import Cursor
+from mailtrace.protocols.imap.parser import Cursor, set_text
 from mailtrace.protocols.imap.states import State
 from mailtrace.store.model import StoreError
 from mailtrace.transcript.event import Event, Kind, Note, Side
@@ -50,7 +50,8 @@ MAX_REMEMBERED_TAGS = 10_000
 # What the server advertises (RFC 3501 §7.2.1); each extension only once it is complete.
 CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE", "ID", "UNSELECT", "ENABLE",
                 "UTF8=ACCEPT", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "ESEARCH", "BINARY", "MULTIAPPEND",
-                "SORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "CONDSTORE", "AUTH=PLAIN")
+                "SORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "CONDSTORE", "QRESYNC",
+                "AUTH=PLAIN")
 TAG_RE = re.compile(rb"^([^\x00-\x20(){%*\"\\+\x7f-\xff]+) +([A-Za-z][A-Za-z0-9-]*)(?: +([A-Za-z]+))?")
 LOGIN_RE = re.compile(rb"^(\S+ +LOGIN +)(\"(?:[^\"\\]|\\.)*\"|\{\d+\+?\}|[^ \r\n]+)(.*)$", re.I | re.S)
 AUTH_IR_RE = re.compile(rb"^(\S+ +AUTHENTICATE +[^ \r\n]+ +)([^\r\n]+)(.*)$", re.I | re.S)
@@ -99,6 +100,7 @@ class ImapServerConnection:
         self.touched: list[MessageRef] = []  # messages the running command read/changed (told in done())
         self.utf8 = False  # ENABLE UTF8=ACCEPT was sent (RFC 6855 §3)
         self.condstore = False  # a CONDSTORE enabling command was sent (RFC 7162 §3.1)
+        self.qresync = False  # ENABLE QRESYNC was sent (RFC 7162 §3.2.3)
         self.mode = Mode.COMMAND
         self.closed = False
         self._buf = bytearray()
@@ -214,6 +216,18 @@ class ImapServerConnection:
             if text.isprintable():
                 return wire.quote(text)
         return wire.astring(name)
+
+    def report_expunged(self, gone: list[tuple[int, int]]) -> None:
+        """Tell the client that messages (sequence number, UID; highest number first) are gone:
+        "* n EXPUNGE" each (RFC 3501 §7.4.1), or after ENABLE QRESYNC one "* VANISHED uid-set"
+        (RFC 7162 §3.2.10.2: "MUST use the VANISHED response ... instead of the EXPUNGE")."""
+        if not gone:
+            return
+        if self.qresync:
+            self.untagged(b"VANISHED " + set_text(uid for _, uid in gone).encode(), "VANISHED")
+            return
+        for seq, _ in gone:
+            self.untagged(b"%d EXPUNGE" % seq, "EXPUNGE")
 
     def untagged(self, text: bytes, verb: str, info: dict | None = None) -> None:
         self.respond(b"* " + text + b"\r\n", tag="*", verb=verb, info=info)

@@ -101,13 +101,15 @@ class MailboxView:
         self.box.refresh()
         current = {m.uid: m for m in self.box.messages()}
         if allow_expunge:
+            gone = []
             for i in range(len(self.uids) - 1, -1, -1):
                 u = self.uids[i]
                 if u not in current:
                     del self.uids[i]
                     self.flags.pop(u, None)
                     self.recent.discard(u)
-                    conn.untagged(b"%d EXPUNGE" % (i + 1), "EXPUNGE")
+                    gone.append((i + 1, u))
+            conn.report_expunged(gone)
         else:
             self.dirty = any(u not in current for u in self.uids)  # report them later
         new = sorted(u for u in current if u > self.last_uid)

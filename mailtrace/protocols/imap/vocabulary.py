@@ -15,7 +15,7 @@ COMMAND_VERBS = frozenset(COMMANDS) | {"DONE"}
 REPLY_CODES = frozenset({"OK", "NO", "BAD", "BYE", "PREAUTH", "+"})
 # Untagged data responses (RFC 3501 §7.2-§7.4, RFC 2342): Event.verb of "*" lines.
 RESPONSES = frozenset({"CAPABILITY", "LIST", "LSUB", "STATUS", "SEARCH", "FLAGS", "EXISTS", "RECENT",
-                       "EXPUNGE", "FETCH", "NAMESPACE", "ID", "ESEARCH", "SORT", "THREAD", "ENABLED"})
+                       "EXPUNGE", "FETCH", "NAMESPACE", "ID", "ESEARCH", "SORT", "THREAD", "ENABLED", "VANISHED"})
 # Response codes in brackets (RFC 3501 §7.1, RFC 4315, RFC 5530): Event.info["code"].
 RESPONSE_CODES = frozenset({"ALERT", "CAPABILITY", "PERMANENTFLAGS", "READ-ONLY", "READ-WRITE", "TRYCREATE",
                             "UIDNEXT", "UIDVALIDITY", "UNSEEN", "APPENDUID", "COPYUID", "TOOBIG", "NONEXISTENT",
