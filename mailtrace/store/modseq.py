@@ -36,7 +36,7 @@ class ModSeqs:
             return
         self.uidvalidity, self.highest, self.of, self.vanished, self.floor = uidvalidity, 1, {}, {}, 0
         try:
-            lines = self.path.read_text("ascii").splitlines()
+            lines = self.path.read_text("utf-8").splitlines()
         except (FileNotFoundError, UnicodeDecodeError):
             return
         head = {f[:1]: f[1:] for f in (lines[0].split() if lines else [])}
@@ -91,7 +91,7 @@ class ModSeqs:
         body += "".join(f"x{uid} {value}\n" for uid, value in sorted(self.vanished.items()))
         tmp = self.path.with_name(f"{MODSEQ_NAME}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(f"V{self.uidvalidity} H{self.highest} F{self.floor}\n{body}", "ascii")
+            tmp.write_text(f"V{self.uidvalidity} H{self.highest} F{self.floor}\n{body}", "utf-8")
             os.replace(tmp, self.path)
         except FileNotFoundError:  # the folder was deleted meanwhile
             pass

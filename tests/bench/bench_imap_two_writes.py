@@ -47,16 +47,19 @@ def medians(port: int, commands: int) -> tuple[float, float]:
         f = s.makefile("rb")
         f.readline()
         s.sendall(f"l LOGIN {USER} {PASSWORD}\r\ns SELECT INBOX\r\n".encode())
-        _until(f, b"l")
-        _until(f, b"s")
+        for tag in (b"l", b"s"):
+            reply = _until(f, tag)
+            if not reply.startswith(tag + b" OK"):
+                raise SystemExit(f"set-up failed: {reply!r}")
         split, whole = [], []
         for i in range(commands):
             tag = b"t%d" % i
             t = time.perf_counter()
             s.send(tag + b" SEARCH ALL")
             s.send(b"\r\n")
-            if not _until(f, tag).startswith(tag + b" OK"):
-                raise SystemExit("SEARCH failed")
+            reply = _until(f, tag)
+            if not reply.startswith(tag + b" OK"):
+                raise SystemExit(f"SEARCH failed: {reply!r}")
             split.append(time.perf_counter() - t)
             tag = b"w%d" % i
             t = time.perf_counter()
