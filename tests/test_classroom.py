@@ -32,7 +32,7 @@ DUMMY = ("mtdummy0", "10.99.0.1")
 
 def _own_addresses() -> list[str]:
     try:
-        out = subprocess.run(["ip", "-j", "-4", "addr"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(["ip", "-j", "-4", "addr"], capture_output=True, text=True, timeout=60).stdout
         return [a["local"] for i in json.loads(out or "[]") for a in i.get("addr_info", [])
                 if not is_loopback(a["local"])]
     except (OSError, ValueError, subprocess.TimeoutExpired):
@@ -86,7 +86,7 @@ def classroom(tmp_path, address):
 
 def test_imap_loginDISABLED_before_tls_and_login_after(classroom):
     address, plain, _, ctx, log_dir = classroom
-    imap = imaplib.IMAP4(address, plain["imap"], timeout=10)
+    imap = imaplib.IMAP4(address, plain["imap"], timeout=60)
     assert "LOGINDISABLED" in imap.capabilities and not any(c.startswith("AUTH=") for c in imap.capabilities)
     with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
         imap.login("ana", "Secreta-1")  # a tagged NO [PRIVACYREQUIRED] (RFC 5530 §3)
@@ -98,7 +98,7 @@ def test_imap_loginDISABLED_before_tls_and_login_after(classroom):
 
 def test_pop3_refuses_user_pass_before_stls(classroom):
     address, plain, _, ctx, _ = classroom
-    pop = poplib.POP3(address, plain["pop3"], timeout=10)
+    pop = poplib.POP3(address, plain["pop3"], timeout=60)
     assert "USER" not in pop.capa()
     with pytest.raises(poplib.error_proto, match=r"-ERR \[AUTH\] plaintext authentication disallowed"):
         pop.user("ana")
@@ -113,7 +113,7 @@ def test_pop3_refuses_user_pass_before_stls(classroom):
 
 def test_smtp_offers_auth_only_after_starttls(classroom):
     address, plain, _, ctx, _ = classroom
-    smtp = smtplib.SMTP(address, plain["smtp"], timeout=10)
+    smtp = smtplib.SMTP(address, plain["smtp"], timeout=60)
     smtp.ehlo("student.test")
     assert not smtp.has_extn("auth") and smtp.has_extn("starttls")
     code, text = smtp.docmd("AUTH", "PLAIN AGFuYQBTZWNyZXRhLTE=")
@@ -128,11 +128,11 @@ def test_smtp_offers_auth_only_after_starttls(classroom):
 
 def test_implicit_tls_accepts_at_once_and_transcripts_per_user(classroom):
     address, _, tls, ctx, log_dir = classroom
-    with imaplib.IMAP4_SSL(address, tls["imap"], ssl_context=ctx, timeout=10) as imap:
+    with imaplib.IMAP4_SSL(address, tls["imap"], ssl_context=ctx, timeout=60) as imap:
         assert "LOGINDISABLED" not in imap.capabilities
         imap.login("beto", "Secreta-2")
         imap.logout()
-    pop = poplib.POP3_SSL(address, tls["pop3"], context=ctx, timeout=10)
+    pop = poplib.POP3_SSL(address, tls["pop3"], context=ctx, timeout=60)
     pop.user("ana")
     pop.pass_("Secreta-1")
     pop.quit()
