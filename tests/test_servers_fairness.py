@@ -125,3 +125,35 @@ def test_sigterm_stops_a_flooded_lab(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_plaintext_after_starttls_is_dropped_however_the_input_is_sliced(lab_factory):
+    """The shell feeds input in slices (fairness); bytes that came in plaintext with STARTTLS
+    must still never be run after the switch (RFC 3207 §5), and the handshake must not lose
+    the ClientHello to the plaintext reader."""
+    from mailtrace.transcript.event import Kind
+
+    lab = lab_factory(("smtp",))
+    raw = socket.create_connection(("127.0.0.1", lab.port()), timeout=30)
+    raw.recv(1000)
+    raw.sendall(b"EHLO x\r\nSTARTTLS\r\n" + b"MAIL FROM:<evil@x.test>\r\n" * 300)
+    data = b""
+    while b"220 2.0.0" not in data:
+        data += raw.recv(4096)
+    tls = lab.client_tls_context().wrap_socket(raw, server_hostname="localhost")
+    tls.sendall(b"EHLO y\r\nRSET\r\n")
+    answer = b""
+    while b"250 2.0.0" not in answer and b"RSET" not in answer:
+        chunk = tls.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+        if answer.count(b"\r\n250 ") + answer.startswith(b"250 ") >= 2:
+            break
+    tls.close()
+    events = lab.events
+    mails = [e for e in events if e.kind is Kind.COMMAND and e.verb == "MAIL"]
+    # recorded as injected (those the core saw) or dropped by the shell; none was run
+    assert all(any(n.rule == "starttls-injection" for n in e.notes) for e in mails)
+    assert not [e for e in events if e.kind is Kind.REPLY and e.verb == "MAIL"]
+    assert b"250" in answer  # the TLS session works (EHLO answered)

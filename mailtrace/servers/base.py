@@ -62,6 +62,7 @@ class Connection:
         self._lock = asyncio.Lock()  # outputs of input and of notify() never interleave
         self._turn_started = 0.0
         self._slice = 1024
+        self.tls_switched = False  # set when a StartTLS was carried out (run() drops the rest)
 
     async def _take_turns(self) -> None:
         """Yield to the other connections once this one has worked for TURN_SECONDS."""
@@ -74,9 +75,11 @@ class Connection:
         """Carry out a core's outputs in order."""
         queue = list(outputs)
         queue.reverse()  # popped from the end: O(1) per output
+        tls_ahead = any(isinstance(o, StartTLS) for o in queue)
         while queue:
             out = queue.pop()
-            await self._take_turns()
+            if not tls_ahead:  # never yield between the reply to STARTTLS and the switch:
+                await self._take_turns()  # the ClientHello must not reach the plaintext reader
             if isinstance(out, Event):
                 self.session.record(out)
             elif isinstance(out, Send):
@@ -88,6 +91,8 @@ class Connection:
                 result = await run_store_job(out.job)  # off the loop (servers/storejobs.py)
                 queue.extend(reversed(out.resume(result)))
             elif isinstance(out, StartTLS):
+                tls_ahead = False
+                self.tls_switched = True
                 await self._start_tls()
                 queue.extend(reversed(self.core.tls_started() if not self.closing else []))
             elif isinstance(out, Close):
@@ -163,10 +168,16 @@ class Connection:
                     self.session.close(Side.CLIENT, "client closed the connection")
                     break
                 pos = 0
+                self.tls_switched = False
                 while pos < len(data):
                     piece = data[pos:pos + self._slice]
                     pos += len(piece)
                     await self.feed(lambda: self._sized(self.core.receive(piece)), flush=pos >= len(data))
+                    if self.tls_switched and pos < len(data):
+                        # RFC 3207 §5: plaintext sent after STARTTLS is never acted on
+                        self.session.violation("starttls-injection",
+                                               f"{len(data) - pos} octets after STARTTLS in plaintext, discarded")
+                        break
                     await self._take_turns()
         except Exception as exc:  # a bug in a core costs this connection only, and is said
             self.closing = True
