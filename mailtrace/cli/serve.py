@@ -83,7 +83,7 @@ def read_users_file(path: Path) -> dict[str, str]:
         raise click.BadParameter(f"{path} is not UTF-8 text", param_hint="--users") from None
     pairs: list[tuple[str, str]] = []
     if path.suffix.lower() == ".toml":
-        import tomllib
+        from mailtrace._compat import tomllib
 
         try:
             data = tomllib.loads(text)
