@@ -106,16 +106,33 @@ def _issue(ca_cert, ca_key, names, common_name: str):
     return cert, key
 
 
-def ensure_lab_tls(lab_dir: str | Path) -> TlsPaths:
-    """Create the lab CA and the server certificate on first use; return their paths."""
+def _names_in(cert_path: Path) -> set[str]:
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {str(n.value) for n in san}
+
+
+def ensure_lab_tls(lab_dir: str | Path, extra_names: tuple[str, ...] = ()) -> TlsPaths:
+    """Create the lab CA and the server certificate on first use; return their paths.
+
+    ``extra_names``: the address or name a classroom lab is reached at (``--host``); the
+    server certificate is issued again (same CA) when it does not name them yet, so students
+    who trust the lab CA can check the server they connect to."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.x509.oid import NameOID
 
     p = paths(lab_dir)
+    extra = tuple(n for n in extra_names if n and n not in ("0.0.0.0", "::"))
     with _lock:
         if p.ca_cert.exists() and p.ca_key.exists() and p.server_cert.exists() and p.server_key.exists():
-            return p
+            if not extra or set(extra) <= _names_in(p.server_cert):
+                return p
         p.directory.mkdir(parents=True, exist_ok=True)
         if p.ca_cert.exists() and p.ca_key.exists():
             ca_cert = x509.load_pem_x509_certificate(p.ca_cert.read_bytes())
@@ -141,15 +158,16 @@ def ensure_lab_tls(lab_dir: str | Path) -> TlsPaths:
             )
             _write_private(p.ca_key, _key_pem(ca_key))
             _write_public(p.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
-        cert, key = _issue(ca_cert, ca_key, SERVER_NAMES, "lab.test")
+        names = list(SERVER_NAMES) + [n for n in extra if n not in SERVER_NAMES]
+        cert, key = _issue(ca_cert, ca_key, names, "lab.test")
         _write_private(p.server_key, _key_pem(key))
         _write_public(p.server_cert, cert.public_bytes(serialization.Encoding.PEM))
     return p
 
 
-def server_context(lab_dir: str | Path) -> ssl.SSLContext:
+def server_context(lab_dir: str | Path, extra_names: tuple[str, ...] = ()) -> ssl.SSLContext:
     """The TLS context of the lab servers (STARTTLS, STLS and the implicit-TLS ports)."""
-    p = ensure_lab_tls(lab_dir)
+    p = ensure_lab_tls(lab_dir, extra_names)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(p.server_cert, p.server_key)

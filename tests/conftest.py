@@ -34,14 +34,14 @@ class LabRunner:
 
     def __init__(self, directory: Path, protocols: Iterable[str] = ("smtp",), *, users: dict | None = None,
                  tls: bool = True, implicit_tls: bool = False, sinks: tuple = (), lab_attrs: dict | None = None,
-                 factory_overrides: dict | None = None) -> None:
+                 factory_overrides: dict | None = None, limits: dict | None = None) -> None:
         from mailtrace.cli.serve import build_lab
 
         self.directory = directory
         self.protocols = tuple(protocols)
         self.sink = MemorySink()
         self.lab = build_lab(directory, dict(users or {"alice": "alice", "bob": "bob"}), tls=tls, live=False,
-                             sinks=(self.sink, *sinks))
+                             sinks=(self.sink, *sinks), limits=limits)
         for name, value in (lab_attrs or {}).items():
             setattr(self.lab, name, value)
         self.factory_overrides = factory_overrides or {}
@@ -77,7 +77,7 @@ class LabRunner:
             modes = (False, True) if self.implicit_tls else (False,)
             for implicit in modes:
                 listener = Listener(ListenerConfig(proto, "127.0.0.1", 0, implicit), factory, self.lab.recorder,
-                                    self.lab.tls_context)
+                                    self.lab.tls_context, self.lab.limiter)
                 await listener.start()
                 self.listeners[(proto, implicit)] = listener
 

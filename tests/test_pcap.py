@@ -255,3 +255,31 @@ def test_ipv6_sessions_export_and_import():
     back, stats = reimport(buf.getvalue())
     assert stats.sessions == 1 and back[0].info["server"] == "[::1]:110" and back[0].info["client"] == "[::1]:40000"
     assert streams_of(back) == streams_of(events)
+
+
+def test_an_annotation_longer_than_a_pcapng_option_is_split_not_lost(tmp_path):
+    """Issue #11: the proxy's annotator lost annotations with "struct.error: ushort format"
+    (an option's length is 16 bits).  Now it is cut into "[i/n] " comments; tshark reads them."""
+    import io
+    import os
+    import shutil
+    import subprocess
+
+    from mailtrace.capture.pcapfile import MAX_OPTION, PcapWriter, read_packets
+
+    comment = "ñ" * 100_000 + "end"  # 200,003 octets of UTF-8
+    buf = io.BytesIO()
+    writer = PcapWriter(buf, pcapng=True)
+    writer.write(1.0, b"\x00" * 60, comment=comment)
+    writer.flush()
+    assert len(list(read_packets(io.BytesIO(buf.getvalue())))) == 1
+    path = tmp_path / "c.pcapng"
+    path.write_bytes(buf.getvalue())
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed (apt-get install tshark) to read the comments back")
+    out = subprocess.run(["tshark", "-r", str(path), "-T", "fields", "-e", "frame.comment"], capture_output=True,
+                         text=True, timeout=60, env=dict(os.environ, HOME=str(tmp_path)))
+    shown = out.stdout.strip().split(",")
+    assert len(shown) == 4 and shown[0].startswith("[1/4] ") and shown[-1].endswith("end")
+    assert "".join(s.split("] ", 1)[1] for s in shown) == comment
+    assert all(len(s.encode()) <= MAX_OPTION for s in shown)

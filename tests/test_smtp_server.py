@@ -14,6 +14,7 @@ from io import BytesIO
 import pytest
 
 from conftest import need
+from mailtrace.store.files import to_wire
 from mailtrace.transcript.event import Kind, Side
 from mailtrace.transcript.jsonl import JsonlSink
 from mailtrace.transcript.text import TextSink
@@ -26,6 +27,7 @@ def maildir_files(lab, user):
 
 
 def below_trace_headers(data: bytes) -> bytes:
+    data = to_wire(data)  # stored with LF line ends (as Dovecot and mutt expect): compare in wire form
     head, rest = data.split(b"\r\n", 1)
     assert head.startswith(b"Return-Path: <")
     assert rest.startswith(b"Received: from ")

@@ -146,7 +146,7 @@ class PcapWriter:
     def write(self, ts: float, frame: bytes, comment: str = "") -> None:
         usec = int(round(ts * 1e6))
         if self.pcapng:
-            opts = (_option(OPT_COMMENT, comment.encode("utf-8")) + _END) if comment else b""
+            opts = (comment_options(comment) + _END) if comment else b""
             pad = b"\x00" * (-len(frame) % 4)
             self._block(6, struct.pack("<IIIII", 0, usec >> 32, usec & 0xFFFFFFFF, len(frame), len(frame))
                         + frame + pad + opts)
@@ -158,6 +158,27 @@ class PcapWriter:
 
 
 _END = struct.pack("<HH", OPT_ENDOFOPT, 0)
+
+
+MAX_OPTION = 0xFFFF  # an option's length is 16 bits (pcapng, IETF draft-ietf-opsawg-pcapng §3.5)
+
+
+def comment_options(text: str) -> bytes:
+    """``opt_comment`` options for ``text``: one when it fits; else several, each starting
+    "[i/n] " (an annotation never lost to the 16-bit length: issue #11's struct.error)."""
+    data = text.encode("utf-8")
+    if len(data) <= MAX_OPTION:
+        return _option(OPT_COMMENT, data)
+    room = MAX_OPTION - 32  # for the "[i/n] " prefix
+    pieces, pos = [], 0
+    while pos < len(data):
+        end = min(len(data), pos + room)
+        while end < len(data) and end > pos and (data[end] & 0xC0) == 0x80:  # not inside a UTF-8 character
+            end -= 1
+        pieces.append(data[pos:end])
+        pos = end
+    return b"".join(_option(OPT_COMMENT, f"[{i}/{len(pieces)}] ".encode() + piece)
+                    for i, piece in enumerate(pieces, start=1))
 
 
 def _option(code: int, value: bytes) -> bytes:

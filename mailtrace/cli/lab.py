@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from mailtrace.cli.serve import (Endpoint, available_protocols, build_lab, common_options, parse_users, run_lab,
-                                 web_options, web_settings)
+from mailtrace.cli.serve import (Endpoint, available_protocols, build_lab, common_options, parse_users,
+                                 read_users_file, run_lab, web_options, web_settings)
 from mailtrace.servers.lab import DEFAULT_PORTS
+from mailtrace.servers.limits import Limits
 
 PORT = click.IntRange(0, 65535)
 
@@ -23,9 +24,23 @@ PORT = click.IntRange(0, 65535)
               help="Implicit-TLS POP3 (like 995).")
 @click.option("--imaps-port", type=PORT, default=DEFAULT_PORTS["imap"][1], show_default=True,
               help="Implicit-TLS IMAP (like 993).")
+@click.option("--users", "users_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A classroom's accounts: CSV (name,password rows) or TOML ([users] name = \"password\").")
+@click.option("--allow-plaintext-auth", is_flag=True,
+              help="Off loopback, accept passwords before TLS too (only on a closed lab network).")
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also save each user's sessions in DIR/<user>/ (text and JSONL), to hand to each student.")
+@click.option("--max-connections", type=click.IntRange(1), default=Limits.max_connections, show_default=True,
+              help="Connections at once, all protocols together.")
+@click.option("--max-per-address", type=click.IntRange(1), default=Limits.max_per_address, show_default=True,
+              help="Connections at once from one client address (loopback exempt).")
+@click.option("--rate-per-address", type=click.FloatRange(0.1), default=Limits.rate_per_address, show_default=True,
+              help="New connections per second from one client address (bursts of 5x; loopback exempt).")
 @common_options
 @web_options
 def command(smtp_port: int, pop3_port: int, imap_port: int, smtps_port: int, pop3s_port: int, imaps_port: int,
+            users_file: Path | None, allow_plaintext_auth: bool, log_dir: Path | None, max_connections: int,
+            max_per_address: int, rate_per_address: float,
             host: str, directory: Path, users: tuple[str, ...], log: Path | None, text: Path | None, lang: str,
             show_secrets: bool, no_tls: bool, fresh: bool, web: str | None, admin: str | None, quiet: bool) -> None:
     """Start the SMTP, POP3 and IMAP lab servers on one Maildir store, on 127.0.0.1.
@@ -44,9 +59,14 @@ def command(smtp_port: int, pop3_port: int, imap_port: int, smtps_port: int, pop
     endpoints = [Endpoint(p, host, plain[p]) for p in protocols]
     if not no_tls:
         endpoints += [Endpoint(p, host, implicit[p], implicit_tls=True) for p in protocols]
-    user_table = parse_users(users)
-    settings = web_settings(web, admin, user_table, show_secrets, tls=not no_tls)
-    lab = build_lab(directory.resolve(), user_table, lang=lang, log=log, text=text,
+    accounts = parse_users(users)
+    if users_file is not None:
+        accounts = read_users_file(users_file) if not users else {**accounts, **read_users_file(users_file)}
+    limits = {"max_connections": max_connections, "max_per_address": max_per_address,
+              "rate_per_address": rate_per_address, "burst_per_address": max(1, int(rate_per_address * 5))}
+    settings = web_settings(web, admin, accounts, show_secrets, tls=not no_tls)
+    lab = build_lab(directory.resolve(), accounts, lang=lang, log=log, text=text,
                     show_secrets=show_secrets, tls=not no_tls, fresh=fresh, live=not quiet,
-                    sinks=(settings.feed,) if settings else ())
+                    sinks=(settings.feed,) if settings else (), limits=limits,
+                    allow_plaintext_auth=allow_plaintext_auth, log_dir=log_dir, tls_names=(host,))
     run_lab(lab, endpoints, log=log, text=text, web=settings)

@@ -7,12 +7,17 @@ is shared with ``mailtrace lab`` (``cli/lab.py``) and the test fixtures (``tests
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import os
 import errno
 import importlib.util
 import re
 import unicodedata
 import signal
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +28,8 @@ from mailtrace.servers.lab import DEFAULT_PORTS, DEFAULT_USERS, Lab
 
 PROTOCOLS = ("smtp", "pop3", "imap")
 USER_NAME = re.compile(r"^[^\W_][\w.-]{0,63}$")  # a directory name under mail/; may be "josé" (RFC 6531)
+STOP_SECONDS = 5  # Ctrl-C / SIGTERM: the lab is down within this (plus closing the logs)
+MAX_USERS_SHOWN = 5  # more users (a classroom's --users FILE): the banner does not list passwords
 
 
 @dataclass(frozen=True)
@@ -62,9 +69,55 @@ def parse_users(values: tuple[str, ...]) -> dict[str, str]:
     return users
 
 
+def read_users_file(path: Path) -> dict[str, str]:
+    """The accounts of a classroom (``--users FILE``): one student per account.
+
+    CSV: ``name,password`` rows (a first row ``name,password`` is a header).  TOML: a table
+    ``[users]`` of ``name = "password"``, or ``[[user]]`` entries with ``name`` and
+    ``password``.  Names follow the ``--user`` rules (lower-cased, each once)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror or exc}", param_hint="--users") from None
+    except UnicodeDecodeError:
+        raise click.BadParameter(f"{path} is not UTF-8 text", param_hint="--users") from None
+    pairs: list[tuple[str, str]] = []
+    if path.suffix.lower() == ".toml":
+        from mailtrace._compat import tomllib
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise click.BadParameter(f"{path}: {exc}", param_hint="--users") from None
+        table, entries = data.get("users", {}), data.get("user", [])
+        if not isinstance(table, dict) or not isinstance(entries, list):
+            raise click.BadParameter(f"{path}: expected [users] name = \"password\" or [[user]] entries",
+                                     param_hint="--users")
+        pairs += [(str(k), str(v)) for k, v in table.items()]
+        for entry in entries:
+            if not isinstance(entry, dict) or "name" not in entry or "password" not in entry:
+                raise click.BadParameter(f"{path}: each [[user]] needs name and password", param_hint="--users")
+            pairs.append((str(entry["name"]), str(entry["password"])))
+    else:
+        import csv
+
+        for number, row in enumerate(csv.reader(text.splitlines()), start=1):
+            if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+                continue
+            if number == 1 and [c.strip().lower() for c in row[:2]] in (["name", "password"], ["user", "password"]):
+                continue
+            if len(row) < 2:
+                raise click.BadParameter(f"{path}:{number}: expected name,password", param_hint="--users")
+            pairs.append((row[0], row[1]))
+    if not pairs:
+        raise click.BadParameter(f"{path}: no accounts in it", param_hint="--users")
+    return parse_users(tuple(f"{name.strip()}:{password}" for name, password in pairs))
+
+
 def build_lab(directory: Path, users: dict[str, str], *, lang: str = "en", log: Path | None = None,
               text: Path | None = None, show_secrets: bool = False, tls: bool = True, live: bool = True,
-              sinks: tuple = (), fresh: bool = False) -> Lab:
+              sinks: tuple = (), fresh: bool = False, limits: dict | None = None, allow_plaintext_auth: bool = False,
+              log_dir: Path | None = None, tls_names: tuple[str, ...] = ()) -> Lab:
     """A ``Lab`` with its recorder's sinks (terminal, JSONL, text) and TLS context.
 
     ``fresh``: empty the mail store first (``--fresh``: each lab handout starts from no mail; the
@@ -76,14 +129,17 @@ def build_lab(directory: Path, users: dict[str, str], *, lang: str = "en", log: 
         if fresh:
             empty_mail_store(directory)
         return _build_lab(directory, users, lang=lang, log=log, text=text, show_secrets=show_secrets, tls=tls,
-                          live=live, sinks=sinks)
+                          live=live, sinks=sinks, limits=limits, allow_plaintext_auth=allow_plaintext_auth,
+                          log_dir=log_dir, tls_names=tls_names)
     except OSError as exc:
         where = exc.filename or directory
         raise click.ClickException(f"cannot use {where}: {exc.strerror or exc}") from None
 
 
 def _build_lab(directory: Path, users: dict[str, str], *, lang: str, log: Path | None, text: Path | None,
-               show_secrets: bool, tls: bool, live: bool, sinks: tuple) -> Lab:
+               show_secrets: bool, tls: bool, live: bool, sinks: tuple, limits: dict | None,
+               allow_plaintext_auth: bool = False, log_dir: Path | None = None,
+               tls_names: tuple[str, ...] = ()) -> Lab:
     from mailtrace.transcript.recorder import Recorder
 
     # what clients send must not drive the terminal or the text log (escape sequences)
@@ -91,12 +147,14 @@ def _build_lab(directory: Path, users: dict[str, str], *, lang: str, log: Path |
 
     directory.mkdir(parents=True, exist_ok=True)
     recorder = Recorder(sinks)
+    live_sink = None
     if live:  # drawn by a thread of its own, coalesced in floods (mailtrace.transcript.live)
         from mailtrace.proxy.safe import escape_controls
         from mailtrace.transcript.live import stdout_view
 
-        recorder.add_sink(stdout_view(lang, show_secrets, where=str(log) if log is not None else "",
-                                      prepare=escape_controls))
+        live_sink = stdout_view(lang, show_secrets, where=str(log) if log is not None else "",
+                                      prepare=escape_controls)
+        recorder.add_sink(live_sink)
     from mailtrace.transcript.background import BackgroundSink
 
     if log is not None:
@@ -113,8 +171,19 @@ def _build_lab(directory: Path, users: dict[str, str], *, lang: str, log: Path |
     if tls:
         from mailtrace.tls import server_context
 
-        tls_context = server_context(directory)
-    lab = Lab(directory=directory, users=users, recorder=recorder, tls_context=tls_context, lang=lang)
+        tls_context = server_context(directory, tls_names)  # the certificate names --host too
+    from mailtrace.servers.limits import FDS_KEPT_FREE, ConnectionLimiter, Limits, raise_fd_limit
+
+    fds = raise_fd_limit()
+    limits = Limits(**(limits or {}))
+    limits = dataclasses.replace(limits, max_connections=min(limits.max_connections, max(16, fds - FDS_KEPT_FREE)))
+    lab = Lab(directory=directory, users=users, recorder=recorder, tls_context=tls_context, lang=lang,
+              limiter=ConnectionLimiter(limits), allow_plaintext_auth=allow_plaintext_auth)
+    lab.live_sink = live_sink
+    if log_dir is not None:
+        from mailtrace.transcript.peruser import PerUserSink
+
+        recorder.add_sink(PerUserSink(log_dir, lab.session_users.get, show_secrets=show_secrets, lang=lang))
     lab.open_store()
     return lab
 
@@ -142,7 +211,8 @@ async def start_listeners(lab: Lab, endpoints: list[Endpoint]) -> list:
             if ep.protocol not in factories:
                 factories[ep.protocol] = core_factory(ep.protocol, lab)
             listener = Listener(ListenerConfig(ep.protocol, ep.host, ep.port, ep.implicit_tls),
-                                factories[ep.protocol], lab.recorder, lab.tls_context)
+                                factories[ep.protocol], lab.recorder, lab.tls_context, lab.limiter,
+                                lab.session_users)
             try:
                 await listener.start()
             except OSError as exc:
@@ -180,9 +250,12 @@ def banner(lab: Lab, listeners: list, log: Path | None, text: Path | None) -> st
         else:
             hint = f"nc -C {host} {port}   (-C: end lines in CRLF, as the RFCs require)"
         lines.append(f"  connect ({lst.config.protocol}{'s' if lst.config.implicit_tls else ''}): {hint}")
-    users = ", ".join(f"{u} / {p}" for u, p in lab.users.items())
-    addresses = ", ".join(f"{u}@{lab.local_domains[0]}" for u in lab.users)
-    lines.append(f"  users (name / password): {users}   addresses: {addresses}")
+    if len(lab.users) <= MAX_USERS_SHOWN:
+        users = ", ".join(f"{u} / {p}" for u, p in lab.users.items())
+        addresses = ", ".join(f"{u}@{lab.local_domains[0]}" for u in lab.users)
+        lines.append(f"  users (name / password): {users}   addresses: {addresses}")
+    else:  # a classroom: the passwords are not for the projector
+        lines.append(f"  {len(lab.users)} users (passwords not shown)   addresses: <user>@{lab.local_domains[0]}")
     lines.append(f"  mail lands in: {lab.mail_dir}/<user>/new/   (Maildir; mutt -f {lab.mail_dir}/alice)")
     if log is not None:
         lines.append(f"  JSONL log: {log}")
@@ -194,17 +267,52 @@ def banner(lab: Lab, listeners: list, log: Path | None, text: Path | None) -> st
     return "\n".join(lines)
 
 
+class OneLineErrors:
+    """The event loop's error handler: one line per kind of error, at most once every
+    REPEAT_SECONDS (with how many were not shown), never a traceback.  Out of file
+    descriptors (EMFILE), asyncio pauses accepting for a second and resumes by itself; the
+    teacher sees one line a second instead of thousands of tracebacks (issue #11)."""
+
+    REPEAT_SECONDS = 10.0
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, loop, context: dict) -> None:
+        exc = context.get("exception")
+        what = context.get("message", "error")
+        if exc is not None:
+            what += f": {type(exc).__name__}: {exc}"
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            what = "out of file descriptors: not accepting connections for a second (raise ulimit -n)"
+        key = what[:120]
+        now = time.monotonic()
+        last, hidden = self._last.get(key, (-self.REPEAT_SECONDS, 0))
+        if now - last < self.REPEAT_SECONDS:
+            self._last[key] = (last, hidden + 1)
+            return
+        more = f" (and {hidden} more like it)" if hidden else ""
+        print(f"mailtrace: {what}{more}".replace("\n", " "), file=sys.stderr, flush=True)
+        self._last[key] = (now, 0)
+
+
 def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path | None, web=None) -> None:
     """Start the listeners (and the web view, ``web``: a ``mailtrace.web.WebSettings``), print the
     banner, serve until Ctrl-C (or SIGTERM)."""
     for ep in endpoints:
         if not is_loopback(ep.host):
+            if lab.allow_plaintext_auth:
+                how = ("and --allow-plaintext-auth lets passwords travel readable before TLS. Use only on a "
+                       "closed lab network.")
+            else:
+                how = ("plaintext passwords are refused before STARTTLS/STLS (or on the implicit-TLS ports); "
+                       "students trust the lab CA to check the server.")
             click.secho(f"WARNING: listening on {ep.host}, not loopback: anyone who can reach this machine can "
-                        "connect, and the lab passwords are printed below. Use only on a private lab network.",
-                        fg="red", bold=True, err=True)
+                        f"connect; {how}", fg="red", bold=True, err=True)
             break
 
     async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(OneLineErrors())
         listeners = await start_listeners(lab, endpoints)
         view = None
         if web is not None:
@@ -216,18 +324,47 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
         sys.stdout.flush()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        signalled: list[int] = []
+
+        def stop_gracefully() -> None:
+            stop.set()
+            # The closing of hundreds of sessions must not wait on the live view's rendering
+            # (the log files still get every event).
+            if getattr(lab, "live_sink", None) is not None:
+                lab.recorder.remove_sink(lab.live_sink)
+
+        def on_signal(signum, frame) -> None:
+            # A Python-level handler (not loop.add_signal_handler): it runs even while the
+            # loop is busy with thousands of connections.  The loop is asked to stop; a
+            # watchdog thread ends the process if that takes longer than STOP_SECONDS + 3.
+            if signalled:  # a second Ctrl-C or SIGTERM: stop at once
+                force_exit("a second signal")
+            signalled.append(signum)
+            loop.call_soon_threadsafe(stop_gracefully)
+            watchdog = threading.Timer(STOP_SECONDS + 3, force_exit, args=("the stop deadline",))
+            watchdog.daemon = True
+            watchdog.start()
+
+        def force_exit(why: str) -> None:
+            with contextlib.suppress(Exception):
+                lab.recorder.flush()
+            print(f"mailtrace: stopped at once ({why}).", file=sys.stderr, flush=True)
+            os._exit(0)
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError):
+                signal.signal(sig, on_signal)
+            except (ValueError, OSError):  # not the main thread (tests): no signal handling
                 pass
         try:
             await stop.wait()
         finally:
             if view is not None:
                 await view.stop()
-            for listener in listeners:
-                await listener.stop()
+            # all listeners at once, within STOP_SECONDS whatever the clients do
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(lst.stop() for lst in listeners)), STOP_SECONDS)
 
     try:
         from mailtrace.servers.loop import run

@@ -36,6 +36,7 @@ import itertools
 import time
 from typing import Callable
 
+from mailtrace.protocols import credentials
 from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
 from mailtrace.protocols.lines import Line, LineReader
 from mailtrace.protocols.smtp_commands import (
@@ -53,7 +54,7 @@ from mailtrace.protocols.smtp_syntax import (
 from mailtrace.protocols.smtp_data import DataReader
 from mailtrace.protocols.utf8mail import eight_bit_parts
 from mailtrace.protocols.smtp_observer import SmtpObserver, injected_commands
-from mailtrace.protocols.smtp_trace import trace_headers
+from mailtrace.protocols.smtp_trace import trace_headers, with_header_break
 from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.links import Action, MessageRef, to_info, user_info
 
@@ -89,6 +90,7 @@ class SmtpServerConnection:
         self._verb = ""  # the command being answered
         self._reset_transaction()
         self._auth: tuple[str, list[str]] | None = None  # (mechanism, responses so far)
+        self._maybe_sasl = False  # the last line was an AUTH the client may answer anyway
         self._auth_prior = State.READY  # the state AUTH was given in
 
     # --- the ServerCore interface ------------------------------------------------------------
@@ -130,6 +132,14 @@ class SmtpServerConnection:
             return []
         self._close(Reply(421, f"{self.config.hostname} Error: timeout exceeded, closing connection", "4.4.2"),
                       "idle timeout")
+        return self._take()
+
+    def busy(self, why: str) -> list[Output]:
+        """Instead of the greeting, when the server takes no more connections (too many in
+        total or from this address).  RFC 5321 §3.1: "a 421 response ... if [the server] is
+        unable to provide service"; 4.3.2 "System not accepting network messages" (RFC 3463)."""
+        self._close(Reply(421, f"{self.config.hostname} Service not available: {why}, try again later", "4.3.2"),
+                    why)
         return self._take()
 
     def shutdown(self) -> list[Output]:
@@ -260,7 +270,12 @@ class SmtpServerConnection:
         if verb == "RCPT":
             self.rcpt_in_group = True
         self._prev_verb = verb
-        redacted = b"AUTH " + arg.split(" ")[0].encode() + b" ***\r\n" if verb == "AUTH" and " " in arg else None
+        redacted = credentials.smtp(line.raw)  # read leniently: AUTH<TAB>PLAIN, a cut line...
+        if redacted is None and self._maybe_sasl and spec is None:
+            redacted = credentials.masked_line(line.raw)  # a SASL response after a refused AUTH
+        # until a command the server knows, lines after a refused AUTH may be SASL responses
+        self._maybe_sasl = ((credentials.starts_sasl(line.raw) or (self._maybe_sasl and spec is None))
+                            and not (reply is not None and reply.code == 334))
         self._out.insert(at, Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line.raw, verb=verb,
                                    state=self.state.value, notes=tuple(self._notes),
                                    size=line.size if line.too_long else -1, redacted=redacted, protocol=PROTOCOL,
@@ -321,7 +336,7 @@ class SmtpServerConnection:
             self._reply(Reply(552, "Error: message size exceeds fixed maximum message size", "5.3.4"), "DATA")
             self._reset_transaction()
             return
-        content = data.message()
+        content = with_header_break(data.message())  # a hand-typed message may have no header section
         sender, recipients = self.sender or "", list(self.recipients)
         queue_id = f"{int(self.clock()):x}.{next(_ids)}"
         # RFC 3848 (ESMTP, ESMTPS, ESMTPA, ESMTPSA) and RFC 6531 §4.3 (UTF8SMTP, UTF8SMTPS, ...)

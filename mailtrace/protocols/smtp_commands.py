@@ -49,7 +49,8 @@ def _helo(conn, arg: str, esmtp: bool) -> Reply:
              "HELP"]
     if conn.config.tls_available and not conn.tls:
         lines.append("STARTTLS")
-    lines.append("AUTH " + " ".join(AUTH_MECHANISMS))
+    if conn.secure_channel or not conn.config.tls_required_for_auth:
+        lines.append("AUTH " + " ".join(AUTH_MECHANISMS))
     return Reply(250, tuple(lines))
 
 
@@ -238,6 +239,11 @@ def auth(conn, arg: str) -> Reply | None:
         return Reply(504, f"Unrecognized authentication type {mechanism}", "5.5.4")
     if not conn.secure_channel:
         conn._notes.append(Note(CLEARTEXT_AUTH, f"AUTH {mechanism}"))
+        if conn.config.tls_required_for_auth:
+            # RFC 4954 §6: "the selected authentication mechanism may only be used when the
+            # underlying SMTP connection is encrypted"
+            return Reply(538, "Encryption required for requested authentication mechanism: STARTTLS first",
+                         "5.7.11")
     responses: list[str] = []
     if initial:
         if initial == "=":  # RFC 4954 §4: "=" is an empty initial response
@@ -283,7 +289,7 @@ SEQUENCE_ERRORS = {
 
 #: Every reply code the server core can send (knowledge must explain each one).
 REPLY_CODES = frozenset({"214", "220", "221", "235", "250", "252", "334", "354", "421", "451", "452", "500",
-                         "501", "502", "503", "504", "535", "550", "552", "553", "554", "555"})
+                         "501", "502", "503", "504", "535", "538", "550", "552", "553", "554", "555"})
 
 #: Common codes the lab never sends but a student meets elsewhere (proxy, pcap): documented too.
 DOCUMENTED_CODES = frozenset({"251", "450", "551", "553"}) | frozenset(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from mailtrace.protocols import credentials
 from mailtrace.protocols.lines import Line, LineReader
 from mailtrace.protocols.smtp_data import DataReader
 from mailtrace.protocols.utf8mail import eight_bit_parts
@@ -197,9 +198,7 @@ class SmtpObserver:
             notes.append(Note(LEFT_WITHOUT_MAIL))
         if verb == "DATA" and self._accepted == 0 and all(v != "RCPT" for v, _ in self._outstanding):
             notes.append(Note(DATA_NO_RECIPIENT))
-        redacted = None
-        if verb == "AUTH" and " " in arg:
-            redacted = b"AUTH " + arg.split(" ")[0].encode("utf-8", "replace") + b" ***\r\n"
+        redacted = credentials.smtp(line.raw)
         prior = self.state
         predicted = PREDICTED.get(verb)
         if predicted is not None and self._greeted and self.state is not State.CLOSED:

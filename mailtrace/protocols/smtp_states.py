@@ -72,6 +72,9 @@ class SmtpConfig:
     tls_available: bool = False  # offer STARTTLS (a certificate is configured)
     software: str = "mailtrace"
     postmaster: str = ""  # the user who gets mail for <postmaster> (RFC 5321 §4.5.1)
+    # A classroom lab off loopback: AUTH (plaintext passwords) only on a secure channel (TLS
+    # or loopback); not advertised before STARTTLS (RFC 4954 §6, 538 5.7.11).
+    tls_required_for_auth: bool = False
 
 
 @dataclass(frozen=True)

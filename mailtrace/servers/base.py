@@ -12,16 +12,31 @@ import contextlib
 import ssl
 import sys
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from mailtrace._compat import start_tls, timeout as read_timeout
 from mailtrace.protocols.base import Close, Pending, Send, ServerCore, StartTLS
 from mailtrace.servers.storejobs import run_store_job
+from mailtrace.servers.lab import session_user
 from mailtrace.tcp import QuickAck
 from mailtrace.transcript.event import Event, Kind, Side
 from mailtrace.transcript.recorder import Recorder, SessionRecorder
 
+if TYPE_CHECKING:
+    from mailtrace.servers.limits import ConnectionLimiter
+
 READ_CHUNK = 64 * 1024
+# Fairness: one connection must never hold the event loop.  A chunk read from a socket is fed
+# to the core a slice at a time, and after TURN_SECONDS of work a connection yields to the
+# others (a client that pipelines 100,000 commands in one write only slows itself down).
+# The slice adapts: small while the input is dense in commands (many outputs per slice),
+# large while it is bulk data (a DATA body, an APPEND literal: few outputs per slice).
+# Replies wait for the socket to drain (backpressure), and no more input is read until they
+# have been written: a client that sends without reading is stalled by TCP itself.
+MIN_SLICE, MAX_SLICE = 128, 64 * 1024
+OUTPUTS_PER_SLICE = 24  # more than this from one slice: halve the slice; under a sixth: double it
+TURN_SECONDS = 0.001
+BUSY_REPLY_SECONDS = 5  # a refused client that does not read its busy reply is dropped anyway
 
 
 @dataclass(frozen=True)
@@ -36,20 +51,36 @@ class Connection:
     """One client connection: a core, its session recorder, and the stream pair."""
 
     def __init__(self, core: ServerCore, session: SessionRecorder, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, tls_context: ssl.SSLContext | None) -> None:
+                 writer: asyncio.StreamWriter, tls_context: ssl.SSLContext | None,
+                 session_users: dict | None = None) -> None:
         self.core = core
+        self.session_users = session_users  # session id -> lab user, for per-user transcripts
         self.session = session
         self.reader = reader
         self.writer = writer
         self.tls_context = tls_context
         self.closing = False
         self._lock = asyncio.Lock()  # outputs of input and of notify() never interleave
+        self._turn_started = 0.0
+        self._slice = 1024
+        self.tls_switched = False  # set when a StartTLS was carried out (run() drops the rest)
+
+    async def _take_turns(self) -> None:
+        """Yield to the other connections once this one has worked for TURN_SECONDS."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._turn_started >= TURN_SECONDS:
+            await asyncio.sleep(0)
+            self._turn_started = loop.time()
 
     async def carry_out(self, outputs: list) -> None:
         """Carry out a core's outputs in order."""
         queue = list(outputs)
+        queue.reverse()  # popped from the end: O(1) per output
+        tls_ahead = any(isinstance(o, StartTLS) for o in queue)
         while queue:
-            out = queue.pop(0)
+            out = queue.pop()
+            if not tls_ahead:  # never yield between the reply to STARTTLS and the switch:
+                await self._take_turns()  # the ClientHello must not reach the plaintext reader
             if isinstance(out, Event):
                 self.session.record(out)
             elif isinstance(out, Send):
@@ -59,10 +90,12 @@ class Connection:
                         await self.writer.drain()
             elif isinstance(out, Pending):
                 result = await run_store_job(out.job)  # off the loop (servers/storejobs.py)
-                queue[0:0] = out.resume(result)
+                queue.extend(reversed(out.resume(result)))
             elif isinstance(out, StartTLS):
+                tls_ahead = False
+                self.tls_switched = True
                 await self._start_tls()
-                queue[0:0] = self.core.tls_started() if not self.closing else []
+                queue.extend(reversed(self.core.tls_started() if not self.closing else []))
             elif isinstance(out, Close):
                 self.closing = True
                 self.session.close(Side.SERVER, out.reason)
@@ -82,11 +115,16 @@ class Connection:
             return
         self.session.record(Event(side=Side.NONE, kind=Kind.TLS, info={"how": "starttls"}))
 
-    async def feed(self, outputs_fn: Callable[[], list]) -> None:
+    async def feed(self, outputs_fn: Callable[[], list], flush: bool = True) -> None:
         async with self._lock:
             if not self.closing:
                 await self.carry_out(outputs_fn())
-            self.session.recorder.flush()  # one flush of the log files per chunk of input
+            if self.session_users is not None and self.session.id not in self.session_users:
+                user = session_user(self.core)
+                if user:
+                    self.session_users[self.session.id] = user
+            if flush:
+                self.session.recorder.flush()  # one flush of the log files per chunk of input
 
     def notify(self) -> None:
         """Thread-safe: tell the core that something changed elsewhere (new mail...)."""
@@ -95,6 +133,22 @@ class Connection:
 
     async def _notify(self) -> None:
         await self.feed(self.core.notify)
+
+    def _sized(self, outputs: list) -> list:
+        """Adapt the input slice to how many outputs the last one made (see MIN_SLICE)."""
+        if len(outputs) > OUTPUTS_PER_SLICE:
+            self._slice = max(MIN_SLICE, self._slice // 2)
+        elif len(outputs) < OUTPUTS_PER_SLICE // 6:
+            self._slice = min(MAX_SLICE, self._slice * 2)
+        return outputs
+
+    async def refuse(self, why: str) -> None:
+        """Answer with the core's busy greeting (``busy(why)``) and close."""
+        try:
+            await self.feed(lambda: self.core.busy(why))
+        finally:
+            self.session.close(Side.SERVER, why)
+            self.writer.close()
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -116,7 +170,18 @@ class Connection:
                     await self.feed(self.core.eof)
                     self.session.close(Side.CLIENT, "client closed the connection")
                     break
-                await self.feed(lambda: self.core.receive(data))
+                pos = 0
+                self.tls_switched = False
+                while pos < len(data):
+                    piece = data[pos:pos + self._slice]
+                    pos += len(piece)
+                    await self.feed(lambda: self._sized(self.core.receive(piece)), flush=pos >= len(data))
+                    if self.tls_switched and pos < len(data):
+                        # RFC 3207 §5: plaintext sent after STARTTLS is never acted on
+                        self.session.violation("starttls-injection",
+                                               f"{len(data) - pos} octets after STARTTLS in plaintext, discarded")
+                        break
+                    await self._take_turns()
         except Exception as exc:  # a bug in a core costs this connection only, and is said
             self.closing = True
             report_internal_error(self.session, exc)
@@ -153,8 +218,11 @@ class Listener:
     """A TCP listener that runs one core per connection. ``await start()``, then ``port``."""
 
     def __init__(self, config: ListenerConfig, core_factory: CoreFactory, recorder: Recorder,
-                 tls_context: ssl.SSLContext | None = None) -> None:
+                 tls_context: ssl.SSLContext | None = None, limiter: "ConnectionLimiter | None" = None,
+                 session_users: dict | None = None) -> None:
         self.config = config
+        self.session_users = session_users
+        self.limiter = limiter  # shared by all the lab's listeners (servers.limits)
         self.core_factory = core_factory
         self.recorder = recorder
         self.tls_context = tls_context
@@ -183,10 +251,15 @@ class Listener:
         task = asyncio.current_task()
         if task is not None:
             self.connections.add(task)
+        refused = self.limiter.admit(str(peer[0])) if self.limiter is not None else None
         try:
             core = self.core_factory(ctx)
-            conn = Connection(core, session, reader, writer, self.tls_context)
+            conn = Connection(core, session, reader, writer, self.tls_context, self.session_users)
             ctx.connection = conn
+            if refused is not None:  # the protocol's own busy greeting, then close
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(conn.refuse(refused), BUSY_REPLY_SECONDS)
+                return
             if task is not None:
                 self.live[task] = conn
             await conn.run()
@@ -197,6 +270,11 @@ class Listener:
             report_internal_error(session, exc)
             writer.close()
         finally:
+            if self.session_users is not None:
+                session.close(Side.NONE)  # (recorded with its user) before the user is forgotten
+                self.session_users.pop(session.id, None)
+            if refused is None and self.limiter is not None:
+                self.limiter.release(str(peer[0]))
             if task is not None:
                 self.connections.discard(task)
                 self.live.pop(task, None)

@@ -10,6 +10,7 @@ a client in IDLE gets its untagged EXISTS at once (RFC 2177 §3).
 
 from __future__ import annotations
 
+from mailtrace.netaddr import is_loopback_address
 from mailtrace.protocols.imap import ImapServerConnection
 from mailtrace.servers.base import ConnectionContext, CoreFactory
 from mailtrace.servers.lab import Lab
@@ -28,7 +29,9 @@ def make_core_factory(lab: Lab) -> CoreFactory:
                 except RuntimeError:  # the event loop is gone (server shutting down)
                     pass
 
+        # off loopback, LOGINDISABLED until TLS (RFC 3501 §6.2.3) unless --allow-plaintext-auth
+        plaintext = ctx.tls or is_loopback_address(ctx.client) or getattr(lab, "allow_plaintext_auth", True)
         return ImapServerConnection(store, hostname=lab.hostname, tls_available=tls_available,
-                                    tls_active=ctx.tls, on_change=on_change)
+                                    tls_active=ctx.tls, on_change=on_change, plaintext_auth=plaintext)
 
     return factory

@@ -36,6 +36,12 @@ class Lab:
     lang: str = "en"
     store: object = None  # mailtrace.store.maildir.MaildirStore, created by open_store()
     connections: set = field(default_factory=set)  # live servers.base.Connection objects (notify())
+    limiter: object = None  # servers.limits.ConnectionLimiter shared by all listeners (None: no limits)
+    # Off loopback, plaintext passwords only after STARTTLS/STLS or on implicit TLS, unless this
+    # is set (``--allow-plaintext-auth``, for a closed lab network).
+    allow_plaintext_auth: bool = False
+    session_users: dict = field(default_factory=dict)  # session id -> lab user (per-user transcripts)
+    live_sink: object = None  # the live terminal view (dropped when the lab stops)
 
     @property
     def mail_dir(self) -> Path:
@@ -52,3 +58,24 @@ class Lab:
 def core_factory(protocol: str, lab: Lab):
     module = importlib.import_module(f"mailtrace.servers.{protocol}")
     return module.make_core_factory(lab)
+
+
+def session_user(core) -> str | None:
+    """The lab user a session belongs to, as far as its core knows: the logged-in user (SMTP
+    AUTH, POP3 USER/PASS or APOP, IMAP LOGIN/AUTHENTICATE), or for SMTP without AUTH the
+    envelope sender when it is a lab user (``MAIL FROM:<alice@lab.test>``)."""
+    user = getattr(core, "user", None)
+    pop3_session = getattr(core, "session", None)
+    if pop3_session is not None and hasattr(pop3_session, "user"):
+        return pop3_session.user
+    if type(core).__name__ == "Pop3ServerConnection":
+        return None  # its .user is the name of a USER not yet confirmed by PASS
+    if isinstance(user, str) and user:
+        return user
+    sender = getattr(core, "sender", None)
+    if isinstance(sender, str) and "@" in sender:
+        local, _, domain = sender.rpartition("@")
+        store = getattr(core, "store", None)
+        if domain.lower() in LOCAL_DOMAINS and store is not None and store.has_user(local.lower()):
+            return local.lower()
+    return None

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 
+from mailtrace.netaddr import is_loopback_address
 from mailtrace.protocols.pop3 import Pop3Config, Pop3ServerConnection, make_timestamp
 from mailtrace.protocols.pop3.spec import AUTOLOGOUT_SECONDS
 from mailtrace.servers.base import ConnectionContext, CoreFactory
@@ -42,11 +43,13 @@ def make_core_factory(lab: Lab, *, idle_timeout: float | None = None) -> CoreFac
     if idle_timeout is None:
         idle_timeout = getattr(lab, "pop3_idle_timeout", AUTOLOGOUT_SECONDS)
     config = Pop3Config(hostname=lab.hostname, idle_timeout=idle_timeout,
-                        tls_available=lab.tls_context is not None)
+                        tls_available=lab.tls_context is not None,
+                        tls_required_for_auth=not getattr(lab, "allow_plaintext_auth", True))
     clock = _Clock()
     pid = os.getpid()
 
     def factory(ctx: ConnectionContext) -> Pop3ServerConnection:
-        return Pop3ServerConnection(store, make_timestamp(pid, clock(), lab.hostname), config, tls=ctx.tls)
+        return Pop3ServerConnection(store, make_timestamp(pid, clock(), lab.hostname), config, tls=ctx.tls,
+                                    secure_channel=ctx.tls or is_loopback_address(ctx.client))
 
     return factory

@@ -20,7 +20,8 @@ def make_config(lab: Lab, **overrides) -> SmtpConfig:
     """The SMTP configuration of ``lab`` (``lab.smtp_config`` overrides, for tests)."""
     base = dict(hostname=lab.hostname, local_domains=tuple(lab.local_domains),
                 tls_available=lab.tls_context is not None,
-                postmaster=next(iter(lab.users), ""))  # RFC 5321 §4.5.1: someone reads postmaster's mail
+                postmaster=next(iter(lab.users), ""),  # RFC 5321 §4.5.1: someone reads postmaster's mail
+                tls_required_for_auth=not getattr(lab, "allow_plaintext_auth", True))
     base.update(getattr(lab, "smtp_config", None) or {})
     base.update(overrides)
     return SmtpConfig(**base)

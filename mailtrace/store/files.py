@@ -4,7 +4,8 @@ The Maildir specification (cr.yp.to/proto/maildir.html) names each message uniqu
 "time.MusecPpid.host" ("Q" + a delivery counter makes it unique within the process), with
 "/" and ":" in the host name replaced by "\\057" and "\\072".  Dovecot appends fields after
 a comma: ",S=<octets on disk>,W=<octets with CRLF line ends>", which lets a reader know a
-message's size from its name alone; we write both.
+message's size from its name alone; we write both.  Files hold LF line ends (``to_disk``),
+as Dovecot writes them; readers get the CRLF wire form from ``to_wire``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -53,6 +55,42 @@ def to_wire(data: bytes) -> bytes:
     if data.count(b"\n") == data.count(b"\r\n"):
         return data
     return _BARE_LF_RE.sub(b"\r\n", data)
+
+
+def to_disk(data: bytes) -> bytes:
+    """Every CRLF as LF: Maildir files use the local (Unix) line end, as Dovecot, Postfix's
+    local(8) and mutt write and expect them (mutt shows a stored CR as ``^M``).  ``to_wire``
+    gives the CRLF form back for POP3 and IMAP."""
+    return data.replace(b"\r\n", b"\n") if b"\r\n" in data else data
+
+
+# The Maildir convention (cr.yp.to/proto/maildir.html): "When you look through a tmp
+# directory, delete files that haven't been accessed in more than 36 hours."  They are what a
+# delivery killed half-way (kill -9, power loss) left behind; nothing will ever finish them.
+STALE_TMP_SECONDS = 36 * 3600
+
+
+def clean_tmp(maildir: Path, now: float | None = None) -> list[str]:
+    """Remove stale entries of ``maildir``/tmp (see STALE_TMP_SECONDS); returns their names."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(maildir / "tmp"))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if now - max(st.st_atime, st.st_mtime) <= STALE_TMP_SECONDS:
+                continue
+            if entry.is_dir(follow_symlinks=False):  # a deleted mailbox being removed
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(entry.name)
+        except OSError:
+            continue  # gone already, or not ours to remove: leave it
+    return removed
 
 
 def fsync_dir(path: Path) -> None:

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Iterable
 
 from mailtrace.store.cache import WireCache
-from mailtrace.store.files import fsync_dir, to_wire, unique_name, wire_size
+from mailtrace.store.files import fsync_dir, to_disk, to_wire, unique_name, wire_size
+from mailtrace.store.spool import claim
 from mailtrace.store.flags import INFO_PREFIX, Keywords, split_name
 from mailtrace.store.model import MailboxNotFound, MessageInfo
 from mailtrace.store.modseq import ModSeqs
@@ -287,15 +288,31 @@ class Folder:
 
     def _write_tmp(self, data: bytes, info_letters: str, internaldate: float | None
                    ) -> tuple[Path, str, str, str, tuple[int, float]]:
-        """Write and fsync ``data`` in tmp/: the item ``_publish`` takes."""
-        base = unique_name(len(data), wire_size(data))
+        """Write and fsync ``data`` in tmp/, stored with LF line ends (``to_disk``): the item
+        ``_publish`` takes.  The name carries ",S=" (octets on disk) and ",W=" (octets on the
+        wire, CRLF).  A large APPEND already spooled to disk (store/spool.py) is moved, not
+        copied."""
+        spooled = claim(data)
+        if spooled is not None:
+            base = unique_name(spooled.disk_size, spooled.wire_size)
+            size = spooled.wire_size
+        else:
+            data = to_disk(data)
+            base = unique_name(len(data), wire_size(data))
+            size = wire_size(data)
         tmp_path = self.path / "tmp" / base
         try:
-            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+            if spooled is not None:
+                os.rename(spooled.path, tmp_path)  # same user tree, same file system
+                fd = os.open(tmp_path, os.O_WRONLY | os.O_CLOEXEC)
+            else:
+                fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
         except FileNotFoundError:
+            if spooled is not None:
+                spooled.discard()
             raise MailboxNotFound(f"mailbox {self.name!r} of {self.user!r} does not exist") from None
         try:
-            view = memoryview(data)
+            view = memoryview(data if spooled is None else b"")
             while view:
                 view = view[os.write(fd, view):]
             if internaldate is not None:
@@ -311,11 +328,11 @@ class Folder:
         os.close(fd)
         sub = "cur" if info_letters else "new"
         filename = base + INFO_PREFIX + info_letters if info_letters else base
-        return tmp_path, sub, filename, base, (wire_size(data), mtime)
+        return tmp_path, sub, filename, base, (size, mtime)
 
     def write_message(self, data: bytes, info_letters: str = "",
                       internaldate: float | None = None) -> MessageInfo:
-        """Atomic Maildir delivery of ``data`` (stored exactly as given)."""
+        """Atomic Maildir delivery of ``data`` (one message; see ``_write_tmp``)."""
         return self.write_messages([(data, info_letters, internaldate)])[0]
 
     def _publish(self, items: list[tuple[Path, str, str, str, tuple[int, float]]]

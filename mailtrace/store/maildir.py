@@ -25,6 +25,7 @@ poller thread within ``POLL_INTERVAL``).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hmac
 import os
@@ -33,7 +34,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
-from mailtrace.store.files import make_maildir, unique_name
+from mailtrace.store.files import clean_tmp, make_maildir, unique_name
 from mailtrace.store.folder import Folder
 from mailtrace.store.view import Mailbox
 from mailtrace.store.model import (InvalidMailboxName, MailboxExists, MailboxNotFound,
@@ -98,6 +99,23 @@ class MaildirStore:
                 self._user_dir(user)
             except InvalidMailboxName:
                 pass  # refused later, by name, when someone uses it
+        self.clean_stale_tmp()
+
+    def clean_stale_tmp(self, now: float | None = None) -> list[str]:
+        """Remove what interrupted deliveries left in the users' tmp/ directories (older than
+        36 hours, the Maildir convention; ``files.clean_tmp``).  Done when the store opens."""
+        removed = []
+        for user in list(self.users):
+            if not self.has_user(user):
+                continue
+            user_dir = self.root / user
+            maildirs = [user_dir]
+            with contextlib.suppress(OSError), os.scandir(user_dir) as it:
+                maildirs += [Path(e.path) for e in it
+                             if mailbox_from_dirname(e.name) is not None and e.is_dir()]
+            for maildir in maildirs:
+                removed += clean_tmp(maildir, now)
+        return removed
 
     # -- users -----------------------------------------------------------------------
     def has_user(self, user: str) -> bool:
@@ -184,6 +202,13 @@ class MaildirStore:
                     self._ready_users.discard(user)
         self._notify(user, folder.name)
         return info
+
+    def spool(self, user: str):
+        """A ``store.spool.Spool`` in ``user``'s tmp/: a large incoming message written as it
+        arrives; ``finish()`` gives the token to pass to ``deliver``/``Mailbox.append``."""
+        from mailtrace.store.spool import Spool
+
+        return Spool(self._user_dir(user) / "tmp")
 
     def list_mailboxes(self, user: str) -> list[str]:
         """"INBOX" and the user's other mailboxes, sorted ("Sent", "Work.Sub", ...)."""

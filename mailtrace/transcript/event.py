@@ -68,6 +68,12 @@ class Event:
     seq: int = 0
     t: float = 0.0  # seconds since the session opened (monotonic clock)
 
+    def __post_init__(self) -> None:
+        # A secret line's notes must not quote it ("unknown command PASS<TAB>pw", a NUL in
+        # "pw\x00"): they keep their rule, not their detail.  Decided once, here, for every sink.
+        if self.redacted is not None and self.notes and any(n.detail for n in self.notes):
+            object.__setattr__(self, "notes", tuple(Note(n.rule) for n in self.notes))
+
     @property
     def octets(self) -> int:
         """How many octets this event carried on the wire."""

@@ -64,6 +64,12 @@ class Recorder:
         sid = session_id or f"{protocol}-{next(self._counter)}"
         return SessionRecorder(self, sid, protocol, client=client, server=server, mode=mode, started=started)
 
+    def remove_sink(self, sink: Sink) -> None:
+        """Stop sending events to ``sink`` (the lab drops its live view when stopping)."""
+        with self._lock:
+            if sink in self.sinks:
+                self.sinks.remove(sink)
+
     def dispatch(self, event: Event) -> None:
         with self._lock:
             for sink in self.sinks:

@@ -71,7 +71,18 @@ def login(conn, cmd) -> None:
     user = cmd.args.text_astring("user name")
     password = cmd.args.astring("password").decode("utf-8", "replace")
     cmd.args.end()
+    if _privacy_required(conn, cmd):
+        return
     _authenticate(conn, cmd, user, password)
+
+
+def _privacy_required(conn, cmd) -> bool:
+    """LOGINDISABLED (RFC 3501 §6.2.3): NO [PRIVACYREQUIRED] (RFC 5530 §3) until STARTTLS."""
+    if conn.login_disabled:
+        conn.done(cmd, "NO", "plaintext authentication disallowed on a non-secure connection: STARTTLS first",
+                  code="PRIVACYREQUIRED")
+        return True
+    return False
 
 
 def _authenticate(conn, cmd, user: str, password: str) -> None:
@@ -95,6 +106,8 @@ def authenticate(conn, cmd) -> None:
     cmd.args.end()
     if mechanism != "PLAIN":
         conn.done(cmd, "NO", f'SASL mechanism "{mechanism}" is not supported (only PLAIN)')
+        return
+    if _privacy_required(conn, cmd):
         return
     if initial is not None:
         _sasl_plain(conn, cmd, initial.encode())

@@ -23,6 +23,7 @@ import enum
 import re
 from typing import Callable
 
+from mailtrace.protocols import credentials
 from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
 from mailtrace.protocols.imap import mutf7, wire
 from mailtrace.protocols.imap.lexer import ParseError, tokenize
@@ -39,6 +40,14 @@ MAX_LINE = 64 * 1024
 # synchronizing literal gets NO [TOOBIG] (RFC 5530 §3) instead of the "+", so not a single
 # octet of it is sent (RFC 3501 §7.5 lets the server refuse the continuation).
 MAX_LITERAL = 64 * 1024 * 1024
+# Before LOGIN a literal can only be a user name or a password: RFC 7888 §5's LITERAL- size
+# (4096 octets) is plenty, and an unauthenticated client cannot make the server buffer more.
+MAX_LITERAL_BEFORE_LOGIN = 4096
+# An APPEND literal at least this large is written to the Maildir's tmp/ as it arrives
+# (``store.spool``) instead of being held in memory; the transcript keeps its first
+# LITERAL_PREVIEW octets (and its size).
+SPOOL_LITERAL = 256 * 1024
+LITERAL_PREVIEW = 16 * 1024
 # All the literals of one command together (e.g. MULTIAPPEND-like abuse).
 MAX_COMMAND = MAX_LITERAL + MAX_LINE
 # RFC 3501 §5.4: "If a server has an inactivity autologout timer, the duration of that timer
@@ -88,8 +97,11 @@ class ImapServerConnection:
     idle_timeout_seconds: float = AUTOLOGOUT_SECONDS
 
     def __init__(self, store, *, hostname: str = "lab.test", tls_available: bool = False,
-                 tls_active: bool = False, on_change: Callable[[], None] | None = None) -> None:
+                 tls_active: bool = False, on_change: Callable[[], None] | None = None,
+                 plaintext_auth: bool = True) -> None:
         self.store = store
+        # False in a classroom lab off loopback: LOGIN and AUTHENTICATE PLAIN wait for TLS
+        self.plaintext_auth = plaintext_auth
         self.hostname = hostname
         self.tls_available = tls_available
         self.tls_active = tls_active
@@ -115,7 +127,11 @@ class ImapServerConnection:
         self.tags: set[str] = set()
         self._literal_left = 0
         self._literal_is_secret = False
+        self._spool = None  # the store.spool.Spool of the literal being read, if spooled
+        self._preview = bytearray()
+        self.spools: list = []  # spools of the current command (discarded unless delivered)
         self.pending: Callable[[bytes], None] | None = None  # SASL or IDLE continuation handler
+        self.maybe_sasl = False  # the last command line was an AUTHENTICATE (dispatch, redaction)
 
     # -- ServerCore interface -------------------------------------------------------------
     def start(self) -> list[Output]:
@@ -155,6 +171,17 @@ class ImapServerConnection:
         self.close("autologout (RFC 3501 §5.4)")
         return self._take()
 
+    def busy(self, why: str) -> list[Output]:
+        """Instead of the greeting, when the server takes no more connections.  RFC 3501
+        §7.1.5: BYE "is also used as one of three possible greetings at connection startup.
+        It indicates that the server is not willing to accept a connection from this client";
+        UNAVAILABLE (RFC 5530 §3): a temporary failure."""
+        self._out = []
+        self.respond(f"* BYE [UNAVAILABLE] {why}, try again later\r\n".encode(), tag="*", code="BYE",
+                     info={"code": "UNAVAILABLE"})
+        self.close(why)
+        return self._take()
+
     def shutdown(self) -> list[Output]:
         """The lab is stopping (Ctrl-C): RFC 3501 §7.1.5, "BYE ... the server is closing the
         connection"; an unsolicited BYE may come at any time."""
@@ -180,8 +207,16 @@ class ImapServerConnection:
         return self._take()
 
     # -- helpers for the command handlers ----------------------------------------------------
+    @property
+    def login_disabled(self) -> bool:
+        """RFC 3501 §6.2.3: without TLS "a server implementation MUST implement a configuration
+        in which it advertises the LOGINDISABLED capability and does NOT permit the LOGIN command"."""
+        return not self.plaintext_auth and not self.tls_active
+
     def capabilities(self) -> list[str]:
         caps = list(CAPABILITIES)
+        if self.login_disabled:  # and no AUTH=PLAIN either: it sends the same password
+            caps = [c for c in caps if not c.startswith("AUTH=")] + ["LOGINDISABLED"]
         if self.tls_available and not self.tls_active and self.state is State.NOT_AUTHENTICATED:
             caps.insert(1, "STARTTLS")
         return caps
@@ -325,6 +360,7 @@ class ImapServerConnection:
         self._out.append(Close(reason))
 
     def _finish(self) -> None:
+        self.discard_spools()
         if self.view is not None:
             self.view.release()
             self.view = None
@@ -333,14 +369,19 @@ class ImapServerConnection:
         return self.current[1] if self.current else ""
 
     def record(self, side: Side, kind: Kind, raw: bytes, *, verb: str = "", code: str = "", tag: str = "",
-               notes: tuple[Note, ...] = (), redacted: bytes | None = None, info: dict | None = None) -> None:
+               notes: tuple[Note, ...] = (), redacted: bytes | None = None, info: dict | None = None,
+               size: int = -1) -> None:
         self._out.append(Event(side=side, kind=kind, raw=raw, protocol="imap", verb=verb, code=code, tag=tag,
-                               state=self.state.value, notes=notes, redacted=redacted, info=info or {}))
+                               state=self.state.value, notes=notes, redacted=redacted, info=info or {}, size=size))
 
     def _process(self) -> None:
         from mailtrace.protocols.imap import dispatch
 
         while not self.closed and self._job is None:
+            if self.mode is Mode.LITERAL and self._spool is not None:
+                if not self._spool_some():
+                    return
+                continue
             if self.mode is Mode.LITERAL:
                 if len(self._buf) < self._literal_left:
                     return
@@ -378,20 +419,59 @@ class ImapServerConnection:
         data = line if line is not None else bytes(self._buf)
         # raw keeps only the first 200 octets; size says how many there were
         self._out.append(Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=data[:200], size=len(data), protocol="imap",
-                               state=self.state.value, notes=(Note("line-too-long", f"over {MAX_LINE} octets"),)))
+                               state=self.state.value, notes=(Note("line-too-long", f"over {MAX_LINE} octets"),),
+                               redacted=credentials.imap(data[:200])))
         self.parts.clear()
         self.current = None
-        self._buf.clear()
         self._scanned = 0
-        if line is None:
+        if line is None:  # no line end yet: drop what came and skip the rest of the line
+            self._buf.clear()
             self.mode = Mode.SKIP
+        # (a whole long line was cut off the buffer already: the commands after it stay, and
+        # are answered - issue #11: they were dropped with it)
         self.respond(f"* BAD line longer than {MAX_LINE} octets, discarded\r\n".encode(), tag="*", code="BAD")
 
+    def _spool_some(self) -> bool:
+        """Write what arrived of a spooled literal to its file; True once it is complete."""
+        take = min(len(self._buf), self._literal_left)
+        if take:
+            chunk = bytes(self._buf[:take])
+            del self._buf[:take]
+            self._literal_left -= take
+            if len(self._preview) < LITERAL_PREVIEW:
+                self._preview += chunk[:LITERAL_PREVIEW - len(self._preview)]
+            try:
+                self._spool.write(chunk)
+            except OSError as exc:  # disk full...: the command fails when it runs, not the session
+                self._spool.failed = exc
+        if self._literal_left:
+            return False
+        spool, self._spool = self._spool, None
+        size = spool.received
+        token = spool.finish() if getattr(spool, "failed", None) is None else b""
+        # the command's parts carry the token instead of the octets: "{n}" becomes "{len(token)}"
+        self.parts[-1] = wire.with_literal_size(self.parts[-1], len(token))
+        self.parts.append(token)
+        self.mode = Mode.COMMAND
+        self.record(Side.CLIENT, Kind.LITERAL, bytes(self._preview), tag=self.current[0] if self.current else "",
+                    size=size, info={"command": self._verb(), "spooled": "yes"})
+        self._preview = bytearray()
+        return True
+
     # used by dispatch
-    def begin_literal(self, size: int, secret: bool) -> None:
+    def begin_literal(self, size: int, secret: bool, spool=None) -> None:
         self.mode = Mode.LITERAL
         self._literal_left = size
         self._literal_is_secret = secret
+        self._spool = spool
+        if spool is not None:
+            self.spools.append(spool)
+
+    def discard_spools(self) -> None:
+        """Remove the spooled literals of the last command that no delivery took."""
+        for spool in self.spools:
+            spool.discard()
+        self.spools.clear()
 
     def parse_error(self, tag: str, verb: str, exc: ParseError) -> None:
         self.respond(f"{tag} BAD {exc}\r\n".encode(), tag=tag, code="BAD", verb=verb)

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import re
 
+from mailtrace.protocols import credentials
 from mailtrace.protocols.imap import table, wire
 from mailtrace.protocols.imap.connection import (
-    AUTH_IR_RE, LOGIN_RE, TAG_RE, MAX_COMMAND, MAX_LITERAL, MAX_REMEMBERED_TAGS, REDACTED, Command,
+    TAG_RE, SPOOL_LITERAL, MAX_COMMAND, MAX_LITERAL, MAX_LITERAL_BEFORE_LOGIN, MAX_REMEMBERED_TAGS,
+    REDACTED, Command,
 )
+from mailtrace.protocols.imap.states import State
 from mailtrace.protocols.imap.lexer import ParseError, T
 from mailtrace.protocols.imap.parser import Cursor
 from mailtrace.protocols.imap.search import CHARSETS, BadCharset
@@ -34,9 +37,14 @@ def command_line(conn, line: bytes) -> None:
     if first:
         if not line.strip():
             return  # an empty line is not a command; ignored, as Dovecot does
+        conn.discard_spools()  # the previous command is over: its unused spooled literals go
         m = TAG_RE.match(line)
-        if m is None:
-            conn.record(Side.CLIENT, Kind.COMMAND, line, notes=tuple(notes) + (Note("bad-tag"),))
+        maybe_sasl = conn.maybe_sasl  # until a tagged command, lines after AUTHENTICATE may be SASL
+        conn.maybe_sasl = credentials.imap_secret_may_follow(line) or (maybe_sasl and m is None)
+        if m is None:  # "a+b LOGIN", "* LOGIN", "a<TAB>LOGIN": refused, but typed as a LOGIN
+            # (and a SASL response typed after a refused AUTHENTICATE has no tag either)
+            masked = credentials.imap(line) or (credentials.masked_line(line) if maybe_sasl else None)
+            conn.record(Side.CLIENT, Kind.COMMAND, line, notes=tuple(notes) + (Note("bad-tag"),), redacted=masked)
             conn.respond(b"* BAD missing or invalid tag: a command starts with a tag, e.g. a1 NOOP\r\n",
                          tag="*", code="BAD")
             return
@@ -57,7 +65,7 @@ def command_line(conn, line: bytes) -> None:
         tag, verb = conn.current
         if not line.startswith((b" ", b")", b"\r\n", b"\n")):
             notes.append(Note("literal-length-mismatch", "the octets after a literal must be SP, \")\" or CRLF"))
-        if verb == "LOGIN" and not LITERAL_ONLY.match(line):
+        if "LOGIN" in verb and not LITERAL_ONLY.match(line):
             redacted = b" " + REDACTED + b"\r\n"
     conn.parts.append(line)
     conn.size += len(line)
@@ -66,10 +74,13 @@ def command_line(conn, line: bytes) -> None:
         size, nonsync = lit
         conn.record(Side.CLIENT, Kind.COMMAND, line, verb=verb, tag=tag, notes=tuple(notes), redacted=redacted,
                     info=None if first else {"continued": "yes"})
-        if size > MAX_LITERAL or conn.size + size > MAX_COMMAND:
+        limit = MAX_LITERAL_BEFORE_LOGIN if conn.state is State.NOT_AUTHENTICATED else MAX_LITERAL
+        if size > limit or conn.size + size > MAX_COMMAND:
             conn.parts.clear()
             conn.current = None
-            text = f"literal of {size} octets is larger than the {MAX_LITERAL}-octet limit"
+            text = f"literal of {size} octets is larger than the {limit}-octet limit"
+            if limit < MAX_LITERAL:
+                text += " before login"
             if nonsync:  # RFC 7888 §4: the client sends it anyway, so the connection must end
                 conn.respond(f"* BYE [TOOBIG] {text}\r\n".encode(), tag="*", code="BYE", info={"code": "TOOBIG"})
                 conn.close("literal too large")
@@ -85,8 +96,14 @@ def command_line(conn, line: bytes) -> None:
             conn.current = None
             refuse(conn, tag, verb, spec)
             return
-        secret = verb == "LOGIN" and not (first and user_is_literal(line))
-        conn.begin_literal(size, secret)
+        secret = credentials.imap_literal_is_secret(verb, line if first else None)
+        spool = None
+        if verb == "APPEND" and size >= SPOOL_LITERAL and conn.user and hasattr(conn.store, "spool"):
+            try:
+                spool = conn.store.spool(conn.user)  # written to tmp/ as it arrives (bounded memory)
+            except (OSError, StoreError):
+                spool = None  # then held in memory, as any literal
+        conn.begin_literal(size, secret, spool)
         if not nonsync:
             conn.continuation("Ready for literal data")
         return
@@ -122,20 +139,14 @@ def refuse(conn, tag: str, verb: str, spec) -> None:
 
 
 def user_is_literal(line: bytes) -> bool:
-    m = LOGIN_RE.match(line)
-    return bool(m) and m.group(2).startswith(b"{") and m.group(3).strip() == b""
+    """The LOGIN command's first line ends with its user name as a literal."""
+    return not credentials.imap_literal_is_secret("LOGIN", line)
 
 
 def redact_first_line(verb: str, line: bytes) -> bytes | None:
-    if verb == "LOGIN":
-        m = LOGIN_RE.match(line)
-        if m and not LITERAL_ONLY.match(m.group(3)):
-            return m.group(1) + m.group(2) + b" " + REDACTED + b"\r\n"
-    elif verb == "AUTHENTICATE":
-        m = AUTH_IR_RE.match(line)
-        if m and not LITERAL_ONLY.match(b" " + m.group(2) + b"\r\n"):
-            return m.group(1) + REDACTED + b"\r\n"
-    return None
+    """The masked form of a command's first line (``protocols.credentials``: read leniently,
+    so ``a UID LOGIN``, tabs and extra arguments are masked too), whatever ``verb`` it parsed as."""
+    return credentials.imap(line)
 
 
 def execute(conn, tag: str, verb: str, data: bytes, line: bytes | None, notes: list[Note],

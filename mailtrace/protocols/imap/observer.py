@@ -17,7 +17,8 @@ import re
 
 from mailtrace.protocols.imap import wire
 from mailtrace.protocols.imap.connection import TAG_RE, MAX_REMEMBERED_TAGS, REDACTED
-from mailtrace.protocols.imap.dispatch import LITERAL_ONLY, redact_first_line, user_is_literal
+from mailtrace.protocols import credentials
+from mailtrace.protocols.imap.dispatch import LITERAL_ONLY, redact_first_line
 from mailtrace.protocols.imap.lexer import ParseError, tokenize
 from mailtrace.protocols.imap.states import State
 from mailtrace.protocols.imap.table import COMMANDS
@@ -67,6 +68,7 @@ class _Stream:
 class ImapObserver:
     def __init__(self) -> None:
         self.state = State.NOT_AUTHENTICATED
+        self._maybe_secret = False  # a secret may come next (see credentials.imap_secret_may_follow)
         self._encrypted = False
         self._tls_reported: set[Side] = set()
         self._client = _Stream()
@@ -128,9 +130,14 @@ class ImapObserver:
             if not line.strip():
                 return []
             m = TAG_RE.match(line)
+            maybe_secret = self._maybe_secret  # as the server core decides it (dispatch.command_line)
+            self._maybe_secret = credentials.imap_secret_may_follow(line) or (maybe_secret and m is None)
             if m is None:
                 self._client.in_literal = False
-                return [self._ev(Side.CLIENT, Kind.COMMAND, line, notes=tuple(notes) + (Note("bad-tag"),))]
+                self._literal_secret = self._maybe_secret  # a literal it announced may be the password
+                masked = credentials.imap(line) or (credentials.masked_line(line) if maybe_secret else None)
+                return [self._ev(Side.CLIENT, Kind.COMMAND, line, notes=tuple(notes) + (Note("bad-tag"),),
+                                 redacted=masked)]
             tag = m.group(1).decode("ascii")
             name = m.group(2).decode("ascii").upper()
             verb = f"UID {m.group(3).decode('ascii').upper()}" if name == "UID" and m.group(3) else name
@@ -156,14 +163,14 @@ class ImapObserver:
             tag, verb = self._cmd or ("", "")
             if self._after_literal[Side.CLIENT] and not line.startswith((b" ", b")", b"\r\n", b"\n")):
                 notes.append(Note("literal-length-mismatch", "the octets after a literal must be SP, \")\" or CRLF"))
-            if verb == "LOGIN" and not LITERAL_ONLY.match(line):
+            if "LOGIN" in verb and not LITERAL_ONLY.match(line):
                 redacted = b" " + REDACTED + b"\r\n"
         self._after_literal[Side.CLIENT] = False
         self._cmd_parts.append(line)
         lit = wire.literal_size(line)
         if lit is not None:
             self._cmd_first = False
-            self._literal_secret = verb == "LOGIN" and not (first and user_is_literal(line))
+            self._literal_secret = credentials.imap_literal_is_secret(verb, line if first else None)
         else:
             self._cmd_first = True
             try:

@@ -20,7 +20,8 @@ RESPONSES = frozenset({"CAPABILITY", "LIST", "LSUB", "STATUS", "SEARCH", "FLAGS"
 RESPONSE_CODES = frozenset({"ALERT", "CAPABILITY", "PERMANENTFLAGS", "READ-ONLY", "READ-WRITE", "TRYCREATE",
                             "UIDNEXT", "UIDVALIDITY", "UNSEEN", "APPENDUID", "COPYUID", "TOOBIG", "NONEXISTENT",
                             "ALREADYEXISTS", "CANNOT", "SERVERBUG", "AUTHENTICATIONFAILED",
-                            "AUTHORIZATIONFAILED", "BADCHARSET", "UNKNOWN-CTE", "HIGHESTMODSEQ", "MODIFIED", "CLOSED"})
+                            "AUTHORIZATIONFAILED", "BADCHARSET", "UNKNOWN-CTE", "HIGHESTMODSEQ", "MODIFIED", "CLOSED",
+                            "UNAVAILABLE", "PRIVACYREQUIRED"})
 # Violation rules (Note.rule) found by the core and the observer; COMMON_VIOLATIONS are
 # explained in knowledge/common.toml (shared with SMTP and POP3).
 COMMON_VIOLATIONS = frozenset({"starttls-injection"})

@@ -54,6 +54,11 @@ def literal_size(line: bytes) -> tuple[int, bool] | None:
     return int(m.group(1)), m.group(2) == b"+"
 
 
+def with_literal_size(line: bytes, size: int) -> bytes:
+    """``line`` with the literal announced at its end saying ``size`` octets instead."""
+    return _LITERAL_AT_END.sub(lambda m: b"{%d%s}\r\n" % (size, m.group(2)), line)
+
+
 def split_lines(data: bytes) -> list[tuple[str, bytes]]:
     """Cut complete response bytes into ("line", bytes) and ("literal", bytes) pieces."""
     out: list[tuple[str, bytes]] = []

@@ -141,7 +141,8 @@ class Pop3Observer:
         if spec is None:
             notes.append(Note("unknown-command", keyword[:40]))
             self._expect.append(_Expect("", False))
-            return Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line, state=self.state.value, notes=tuple(notes))
+            return Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line, state=self.state.value, notes=tuple(notes),
+                         redacted=redact("", line, ""))
         pipelined = bool(self._expect)  # earlier responses still due: judge it when the server gets there
         if not pipelined and self.state not in spec.states and not self.ended:
             notes.append(self._wrong_state(name, spec.states))

@@ -30,6 +30,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from mailtrace.protocols import credentials
 from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
 from mailtrace.protocols.lines import Line, LineReader
 from mailtrace.protocols.pop3.spec import (
@@ -66,6 +67,9 @@ class Pop3Config:
     tls_available: bool = False  # offer STLS (the shell has a certificate)
     implementation: str = "mailtrace POP3 lab server"
     max_bad_commands: int = MAX_BAD_COMMANDS
+    # A classroom lab off loopback: USER/PASS (plaintext) refused until STLS (RFC 2595 §4
+    # lets a server refuse them "until after a successful STLS"); APOP sends no password.
+    tls_required_for_auth: bool = False
 
 
 @dataclass
@@ -102,7 +106,9 @@ class Pop3ServerConnection:
     connection is already encrypted (implicit TLS, port 995 style).
     """
 
-    def __init__(self, store: Any, timestamp: str, config: Pop3Config = Pop3Config(), *, tls: bool = False) -> None:
+    def __init__(self, store: Any, timestamp: str, config: Pop3Config = Pop3Config(), *, tls: bool = False,
+                 secure_channel: bool = True) -> None:
+        self.secure_channel = secure_channel  # loopback: plaintext passwords acceptable
         self.store = store
         self.timestamp = timestamp
         self.config = config
@@ -110,6 +116,7 @@ class Pop3ServerConnection:
         self.state = State.AUTHORIZATION
         self.tls = tls
         self.closed = False
+        self._maybe_sasl = False  # the last line was an AUTH the client may answer anyway
         self.quit = False  # QUIT was received
         self._notes: list[Note] = []  # notes a handler adds to the command being answered
         self.bad_commands = 0
@@ -123,6 +130,14 @@ class Pop3ServerConnection:
     # --- the ServerCore interface ------------------------------------------------------------
     def start(self) -> list[Output]:
         return self._reply(OK, "", f"{self.config.implementation} ready {self.timestamp}")
+
+    def busy(self, why: str) -> list[Output]:
+        """Instead of the greeting, when the server takes no more connections: a negative
+        greeting with the SYS/TEMP response code (RFC 3206 §4: a temporary problem, "the
+        client may try again later"), as Dovecot answers an overloaded login process."""
+        out = self._reply(ERR, "", f"{why}, try again later", "SYS/TEMP")
+        self.closed = True
+        return out + [Close(why)]
 
     def receive(self, data: bytes) -> list[Output]:
         if self.closed:
@@ -188,7 +203,8 @@ class Pop3ServerConnection:
     # --- framing ---------------------------------------------------------------------------
     def _too_long(self, line: Line) -> list[Output]:
         event = Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line.raw, size=line.size, state=self.state.value,
-                      notes=(Note("line-too-long", f"{line.size} octets, limit {MAX_COMMAND_LINE} (RFC 2449 §4)"),))
+                      notes=(Note("line-too-long", f"{line.size} octets, limit {MAX_COMMAND_LINE} (RFC 2449 §4)"),),
+                      redacted=redact("", line.raw, ""))
         return [event] + self._error("", "line too long")
 
     def _discard(self, rule: str) -> list[Output]:
@@ -206,9 +222,13 @@ class Pop3ServerConnection:
         keyword, _, rest = text.partition(" ")
         name = keyword.upper()
         spec = COMMANDS.get(name)
+        maybe_sasl = self._maybe_sasl  # until a known command, lines after AUTH may be SASL responses
+        self._maybe_sasl = credentials.starts_sasl(line) or (maybe_sasl and spec is None)
         if spec is None:
+            # a SASL response typed after an AUTH (this server offers none) is masked too
+            masked = redact("", line, "") or (credentials.masked_line(line) if maybe_sasl else None)
             event = Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line, state=self.state.value,
-                          notes=notes + (Note("unknown-command", keyword[:40]),))
+                          notes=notes + (Note("unknown-command", keyword[:40]),), redacted=masked)
             return [event] + self._error("", "unknown command")
         redacted = redact(name, line, rest)
         base = dict(side=Side.CLIENT, kind=Kind.COMMAND, raw=line, verb=name, state=self.state.value,
@@ -270,12 +290,25 @@ class Pop3ServerConnection:
             self.session = None
 
     # --- AUTHORIZATION (RFC 1939 §4, §7) -----------------------------------------------------
+    def _plaintext_refused(self, verb: str) -> list[Output] | None:
+        if self.config.tls_required_for_auth and not self.tls and not self.secure_channel:
+            return self._error(verb, "plaintext authentication disallowed on a non-secure connection: STLS first",
+                               "AUTH", count=False)
+        return None
+
     def _user(self, args: list) -> list[Output]:
+        refused = self._plaintext_refused("USER")
+        if refused:
+            return refused
         # Every name gets +OK: answering -ERR here would tell strangers which users exist.
         self.user = args[0]
         return self._ok("USER", f"send PASS for {args[0]}")
 
     def _pass(self, args: list) -> list[Output]:
+        refused = self._plaintext_refused("PASS")
+        if refused:
+            self.user = None
+            return refused
         user, self.user = self.user, None
         if user is None:
             self._notes.append(Note("pass-without-user"))
@@ -378,6 +411,8 @@ class Pop3ServerConnection:
 
     def _capa(self, args: list) -> list[Output]:
         caps = list(CAPABILITIES)
+        if self.config.tls_required_for_auth and not self.tls and not self.secure_channel:
+            caps.remove("USER")  # RFC 2449 §6.2: USER/PASS are not available (until STLS)
         if self.config.tls_available and not self.tls and self.state is State.AUTHORIZATION:
             caps.append("STLS")
         caps.append(f"IMPLEMENTATION {self.config.implementation.replace(' ', '-')}")

@@ -266,15 +266,8 @@ def decode_line(data: bytes) -> str:
 
 
 def redact(name: str, line: bytes, rest: str) -> bytes | None:
-    """What a transcript shows instead of a PASS or APOP line (the secret hidden)."""
-    ending = b"\r\n" if line.endswith(b"\r\n") else b"\n"
-    keyword = line.split(b" ", 1)[0].rstrip(b"\r\n")
-    if name == "PASS":
-        return keyword + b" ********" + ending
-    if name == "AUTH" and " " in rest:  # RFC 5034 §4: an initial response carries credentials
-        mechanism = rest.split(" ", 1)[0].encode("utf-8", "replace")
-        return keyword + b" " + mechanism + b" ********" + ending
-    if name == "APOP":
-        user = rest.split(" ", 1)[0].encode("utf-8", "replace")
-        return keyword + b" " + user + b" ********" + ending
-    return None
+    """What a transcript shows instead of a PASS, APOP or AUTH line (the secret hidden), read
+    leniently (``protocols.credentials``): a tab after PASS, a password after USER's name."""
+    from mailtrace.protocols import credentials
+
+    return credentials.pop3(line)
