@@ -32,5 +32,5 @@ class QuickAck:
         if self._sock is not None:
             try:
                 self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-            except OSError:  # closed meanwhile, or a socket type without it: never fatal
+            except (OSError, ValueError):  # closed meanwhile (fd -1), or no such option: never fatal
                 self._sock = None
