@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mailtrace.proxy.credentials import CredentialDecoder
+from mailtrace.knowledge import because
 from mailtrace.proxy.messages import message
 from mailtrace.proxy.registry import make_observer
 from mailtrace.transcript.event import Event, Kind, Note, Side
@@ -135,6 +136,6 @@ class Tracer:
             for event in self.observer.close():
                 self.record(event, t)
         if self.unseen[Side.CLIENT] or self.unseen[Side.SERVER]:
-            reason += (f"; TLS relayed unseen: {self.unseen[Side.CLIENT]} octets from the client, "
-                       f"{self.unseen[Side.SERVER]} from the server")
+            reason = because("tls-unseen", reason,
+                             client=self.unseen[Side.CLIENT], server=self.unseen[Side.SERVER])
         self.session.close(side, reason, t)

@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+from mailtrace import knowledge
 from mailtrace.transcript.event import Event, Kind
 from mailtrace.transcript.links import USER_KEY, Action, MessageRef, refs_of
 
@@ -100,8 +101,8 @@ class WebFeed:
             summary.dropped += 1
         if event.state:
             summary.state = event.state
-        if event.notes:
-            summary.violations += len(event.notes)
+        if event.notes:  # informative notes (POP3 dropped without QUIT, RFC 1939 §6) are no mistake
+            summary.violations += len(knowledge.mistakes(event))
         if event.info:
             self._facts(summary, event)
         if event.kind is Kind.CLOSE:

@@ -33,6 +33,7 @@ from aiohttp import web
 from mailtrace import knowledge
 from mailtrace.web import messages as msgs
 from mailtrace.web.access import COOKIE, Access
+from mailtrace.transcript.event import Kind
 from mailtrace.web.feed import WebFeed
 from mailtrace.web.texts import pick_language, ui_texts
 
@@ -221,6 +222,9 @@ class WebView:
             ann = knowledge.annotate(event, lang)
             d["meaning"], d["rfc"] = ann.meaning, ann.rfc
             d["problems"] = [{"meaning": m, "rfc": r, "detail": det} for m, r, det in ann.problems]
+            d["infos"] = [{"meaning": m, "rfc": r, "detail": det} for m, r, det in ann.infos]  # no rule broken
+            if event.kind is Kind.CLOSE:
+                d["reason"] = knowledge.close_reason(event.info, lang)
             events.append(d)
         return web.json_response({"session": summary.to_json(), "events": events})
 
