@@ -170,27 +170,36 @@ class PortError(Exception):
 
 
 def banner(lab: Lab, listeners: list, log: Path | None, text: Path | None) -> str:
+    """What the lab prints when it starts, in the lab's language (``[cli]`` of common.toml)."""
+    from mailtrace.knowledge import phrase
+
+    lang = lab.lang
+
+    def say(key: str, **fields: object) -> str:
+        return phrase("cli", key, lang, **fields)
+
     lines = ["mailtrace lab: " + ", ".join(
-        f"{'implicit-TLS ' if lst.config.implicit_tls else ''}{lst.config.protocol.upper()} on "
-        f"{host_port(lst.config.host, lst.port)}" for lst in listeners)]
+        say("banner-implicit-on" if lst.config.implicit_tls else "banner-on", protocol=lst.config.protocol.upper(),
+            address=host_port(lst.config.host, lst.port)) for lst in listeners)]
     for lst in listeners:
         host, port = lst.config.host, lst.port
         if lst.config.implicit_tls:
             hint = f"openssl s_client -quiet -crlf -connect {host_port(host, port)} -CAfile {lab.directory / 'tls' / 'ca.pem'}"
         else:
-            hint = f"nc -C {host} {port}   (-C: end lines in CRLF, as the RFCs require)"
-        lines.append(f"  connect ({lst.config.protocol}{'s' if lst.config.implicit_tls else ''}): {hint}")
+            hint = f"nc -C {host} {port}   " + say("banner-crlf")
+        lines.append("  " + say("banner-connect", protocol=lst.config.protocol + ("s" if lst.config.implicit_tls else ""),
+                                hint=hint))
     users = ", ".join(f"{u} / {p}" for u, p in lab.users.items())
     addresses = ", ".join(f"{u}@{lab.local_domains[0]}" for u in lab.users)
-    lines.append(f"  users (name / password): {users}   addresses: {addresses}")
-    lines.append(f"  mail lands in: {lab.mail_dir}/<user>/new/   (Maildir; mutt -f {lab.mail_dir}/alice)")
+    lines.append("  " + say("banner-users", users=users, addresses=addresses))
+    lines.append("  " + say("banner-mail", mail=lab.mail_dir))
     if log is not None:
-        lines.append(f"  JSONL log: {log}")
+        lines.append("  " + say("banner-jsonl", path=log))
     if text is not None:
-        lines.append(f"  text log: {text}")
+        lines.append("  " + say("banner-text", path=text))
     if lab.tls_context is not None:
-        lines.append(f"  TLS: trust the lab CA {lab.directory / 'tls' / 'ca.pem'}")
-    lines.append("  Ctrl-C stops the lab.")
+        lines.append("  " + say("banner-tls", ca=lab.directory / "tls" / "ca.pem"))
+    lines.append("  " + say("banner-stop"))
     return "\n".join(lines)
 
 
@@ -211,7 +220,10 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
             view = await start_web(web, lab, listeners)
         lines = banner(lab, listeners, log, text).splitlines()
         if view is not None:
-            lines.insert(-1, f"  web view: {view.url}" + (f"   (log in; {web.admin} sees all)" if web.admin else ""))
+            from mailtrace.knowledge import phrase
+
+            lines.insert(-1, "  " + phrase("cli", "banner-web-admin" if web.admin else "banner-web", lab.lang,
+                                           url=view.url, admin=web.admin))
         click.echo("\n".join(lines))
         sys.stdout.flush()
         stop = asyncio.Event()
@@ -246,7 +258,9 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
         lab.recorder.close()
         if hasattr(lab.store, "close"):
             lab.store.close()
-    click.echo("mailtrace: stopped.")
+    from mailtrace.knowledge import phrase
+
+    click.echo(phrase("cli", "stopped", lab.lang))
 
 
 async def start_web(web, lab: Lab, listeners: list):
