@@ -85,11 +85,14 @@ def lookup(protocol: str, table: str, key: str) -> Entry | None:
     return entry
 
 
+NOT_KNOWLEDGE = ("glossary",)  # data files beside the knowledge that are not tables of entries
+
+
 def protocols() -> list[str]:
     """Every protocol that has a knowledge file."""
     names = []
     for item in resources.files(__package__).iterdir():
-        if item.name.endswith(".toml"):
+        if item.name.endswith(".toml") and item.name[: -len(".toml")] not in NOT_KNOWLEDGE:
             names.append(item.name[: -len(".toml")])
     return sorted(names)
 
@@ -146,6 +149,14 @@ def severity(protocol: str, rule: str) -> str:
 def mistakes(event: Event) -> list:
     """The notes of ``event`` that report a broken rule (not the informative ones)."""
     return [n for n in event.notes if severity(event.protocol, n.rule) != INFO]
+
+
+@functools.cache
+def glossary() -> list[dict]:
+    """The course's Spanish glossary (``glossary.toml``): ``[{"en", "es", "note", "avoid": [{"pattern",
+    "unless", "why", "bad", "ok"}, ...]}, ...]``; tests/test_spanish_glossary.py enforces it."""
+    text = resources.files(__package__).joinpath("glossary.toml").read_text("utf-8")
+    return tomllib.loads(text).get("term", [])
 
 
 @dataclass(frozen=True)
