@@ -136,6 +136,15 @@ def close_reason(info: dict[str, str], lang: str = "en") -> str:
     return info.get("reason", "")
 
 
+def tls_mark(event: Event, lang: str = "en") -> str:
+    """What the proxy's TLS mark says (``info["mark"]``, a ``[proxy]`` key) in ``lang``; else the
+    recorded ``detail`` (older transcripts)."""
+    mark = event.info.get("mark")
+    if mark and lookup("common", "proxy", mark) is not None:
+        return phrase("proxy", mark, lang)
+    return event.info.get("detail", "")
+
+
 INFO = "info"  # severity of a note that tells what happened and breaks no rule
 
 

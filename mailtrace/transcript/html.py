@@ -147,7 +147,8 @@ def _session_html(events: list[Event], lang: str, show_secrets: bool) -> str:
             elif event.kind is Kind.VIOLATION and not bad:
                 text = "ℹ " + knowledge.annotate(event, lang).meaning
             else:
-                text = "◆ " + (event.text(show_secrets) or event.info.get("detail", "") or knowledge.annotate(event, lang).meaning)
+                mark = knowledge.tls_mark(event, lang) if event.kind is Kind.TLS else ""
+                text = "◆ " + (mark or event.text(show_secrets) or event.info.get("detail", "") or knowledge.annotate(event, lang).meaning)
             out.append(dt_cell + f"<div class='note {cls}'>{_e(text)}</div><div class=ann>{ann_html}</div>")
             continue
         c2s = event.side is Side.CLIENT

@@ -111,7 +111,8 @@ class TerminalSink:
             style = {"tls": "bold magenta", "gap": "bold yellow", "violation": "bold red"}[event.kind.value]
             if event.kind is Kind.VIOLATION and not ann.problems:
                 style = "bold cyan"  # only informative notes: nothing was done wrong
-            line.append((f"◆ {event.text(self.show_secrets) or ann.meaning}", style))
+            mark = knowledge.tls_mark(event, self.lang) if event.kind is Kind.TLS else ""
+            line.append((f"◆ {mark or event.text(self.show_secrets) or ann.meaning}", style))
         else:
             client = event.side is Side.CLIENT
             line.append(("C → " if client else "S ← ", "bold blue" if client else "bold green"))

@@ -48,7 +48,7 @@ def format_event(event: Event, *, show_secrets: bool = False, fold: bool = False
             lines.append(prefix + knowledge.phrase("view", "not-recorded", lang, octets=event.size - len(event.raw)))
     elif event.kind in (Kind.TLS, Kind.GAP, Kind.VIOLATION):
         ann = knowledge.annotate(event, lang)
-        text = event.text(show_secrets) if event.raw else ""
+        text = (knowledge.tls_mark(event, lang) if event.kind is Kind.TLS else "") or (event.text(show_secrets) if event.raw else "")
         kind = "note" if event.kind is Kind.VIOLATION and event.notes and not ann.problems else event.kind.value
         lines.append(f"*** {knowledge.phrase('view', kind, lang)}: {text or ann.meaning}")
     else:
