@@ -137,12 +137,12 @@ def close_reason(info: dict[str, str], lang: str = "en") -> str:
 
 
 def tls_mark(event: Event, lang: str = "en") -> str:
-    """What the proxy's TLS mark says (``info["mark"]``, a ``[proxy]`` key) in ``lang``; else the
-    recorded ``detail`` (older transcripts)."""
+    """What the proxy's TLS mark says (``info["mark"]``, a ``[proxy]`` key) in ``lang``; "" when
+    the event has no mark (a lab server's TLS event, an older transcript: renderers fall back)."""
     mark = event.info.get("mark")
     if mark and lookup("common", "proxy", mark) is not None:
         return phrase("proxy", mark, lang)
-    return event.info.get("detail", "")
+    return ""
 
 
 INFO = "info"  # severity of a note that tells what happened and breaks no rule
