@@ -166,3 +166,39 @@ def test_the_vocabulary_catches_english():
     """The check can fail: an English rendering of the same sessions is caught."""
     assert "client sent QUIT" in english_in("● closed (client sent QUIT)")
     assert english_in("[data: 39 octets, 3 lines]")
+
+
+def test_cli_banner_and_errors_are_spanish(tmp_path):
+    """`mailtrace serve --lang es`: the banner, the stop line and a port error speak Spanish."""
+    import os
+    import signal
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        taken = busy.getsockname()[1]
+        failed = subprocess.run([sys.executable, "-m", "mailtrace", "serve", "smtp", "--port", str(taken), "--dir", "lab",
+                                 "--no-tls", "--lang", "es"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                                env=env)
+    finally:
+        busy.close()
+    assert failed.returncode == 1 and "ya está en uso" in failed.stderr and "Elige otro puerto" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "mailtrace", "serve", "smtp", "--port", "0", "--dir", "lab",
+                             "--no-tls", "--lang", "es"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    banner = ""
+    try:
+        for _ in range(20):  # bounded: the banner is a handful of lines
+            line = proc.stdout.readline()
+            banner += line
+            if not line or "Ctrl-C" in line:
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert "SMTP en 127.0.0.1:" in banner and "conéctate (smtp): nc -C" in banner
+    assert "usuarios (nombre / contraseña)" in banner and "Ctrl-C detiene el laboratorio." in banner
+    assert "mailtrace: detenido." in out and english_in(banner + out) == []

@@ -158,15 +158,17 @@ async def start_listeners(lab: Lab, endpoints: list[Endpoint]) -> list:
 class PortError(Exception):
     def __init__(self, endpoint: Endpoint, error: OSError) -> None:
         self.endpoint, self.error = endpoint, error
-        if error.errno == errno.EADDRINUSE:
-            why = "is already in use (another mailtrace lab, or another server?)"
-        elif error.errno == errno.EACCES:
-            why = "needs privileges (ports below 1024 are reserved to root)"
-        elif error.errno == errno.EADDRNOTAVAIL:
-            why = "cannot be bound: that address is not on this machine"
-        else:
-            why = f"cannot be opened: {error.strerror or error}"
-        super().__init__(f"{endpoint.protocol.upper()} port {endpoint.port} on {endpoint.host} {why}")
+        super().__init__(self.say("en"))
+
+    def say(self, lang: str) -> str:
+        """The message in ``lang`` (``[cli.port-*]`` of common.toml)."""
+        from mailtrace.knowledge import phrase
+
+        key = {errno.EADDRINUSE: "port-in-use", errno.EACCES: "port-privileged",
+               errno.EADDRNOTAVAIL: "port-not-here"}.get(self.error.errno, "port-failed")
+        ep = self.endpoint
+        return phrase("cli", key, lang, protocol=ep.protocol.upper(), port=ep.port, host=ep.host,
+                      error=self.error.strerror or self.error)
 
 
 def banner(lab: Lab, listeners: list, log: Path | None, text: Path | None) -> str:
@@ -208,9 +210,9 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
     banner, serve until Ctrl-C (or SIGTERM)."""
     for ep in endpoints:
         if not is_loopback(ep.host):
-            click.secho(f"WARNING: listening on {ep.host}, not loopback: anyone who can reach this machine can "
-                        "connect, and the lab passwords are printed below. Use only on a private lab network.",
-                        fg="red", bold=True, err=True)
+            from mailtrace.knowledge import phrase
+
+            click.secho(phrase("cli", "not-loopback", lab.lang, host=ep.host), fg="red", bold=True, err=True)
             break
 
     async def main() -> None:
@@ -241,6 +243,8 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
             for listener in listeners:
                 await listener.stop()
 
+    from mailtrace.knowledge import phrase
+
     try:
         from mailtrace.servers.loop import run
 
@@ -250,8 +254,8 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
             flag = "--port" if len(endpoints) == 1 else f"--{exc.endpoint.protocol}{'s' if exc.endpoint.implicit_tls else ''}-port"
             if exc.endpoint.protocol == "web":
                 flag = "--web"
-            raise click.ClickException(f"{exc}. Choose another port (e.g. {flag} 0 for any free one).")
-        raise click.ClickException(f"{exc}. Check --host (an address of this machine, such as 127.0.0.1).")
+            raise click.ClickException(exc.say(lab.lang) + phrase("cli", "port-choose", lab.lang, flag=flag))
+        raise click.ClickException(exc.say(lab.lang) + phrase("cli", "port-check-host", lab.lang))
     except KeyboardInterrupt:
         pass
     finally:
