@@ -123,6 +123,19 @@ def test_text_and_html_are_spanish(spanish_lab):
     assert english_in(page) == []
 
 
+def test_web_view_summaries_in_the_readers_language(spanish_lab):
+    from mailtrace.web.feed import WebFeed
+
+    _, events, _ = spanish_lab
+    feed = WebFeed()
+    for event in events:
+        feed.handle(event)
+    summaries = {s.id: s for s in feed.sessions.values()}
+    assert summaries["smtp-1"].to_json("es")["close_reason"] == "el cliente envió QUIT"
+    assert summaries["smtp-1"].to_json()["close_reason"] == "client sent QUIT"
+    assert summaries["pop3-5"].violations == 0  # dropped without QUIT: a note, not a mistake
+
+
 def test_mailtrace_show_lang_es_text_and_html(spanish_lab, tmp_path):
     _, events, _ = spanish_lab
     log = tmp_path / "lab.jsonl"

@@ -208,7 +208,7 @@ class WebView:
                 continue
             if q.get("mistakes") in ("1", "true", "yes") and not summary.violations:
                 continue
-            out.append(summary.to_json())
+            out.append(summary.to_json(request["lang"]))
         return web.json_response(out)
 
     async def session(self, request: web.Request) -> web.Response:
@@ -226,7 +226,7 @@ class WebView:
             if event.kind is Kind.CLOSE:
                 d["reason"] = knowledge.close_reason(event.info, lang)
             events.append(d)
-        return web.json_response({"session": summary.to_json(), "events": events})
+        return web.json_response({"session": summary.to_json(lang), "events": events})
 
     async def ladder(self, request: web.Request) -> web.Response:
         from mailtrace.transcript.html import _session_html
