@@ -43,13 +43,14 @@ def findings(text: str, rule: dict) -> list[str]:
 
 
 def _strings(value, spanish: bool):
-    """Every string in a parsed TOML value; only those under an ``es`` key unless ``spanish``."""
+    """Every string in a parsed TOML value; only those under an ``es`` key (``es.meaning``,
+    ``es = "..."``) or a ``*_es`` key (``title_es``, ``description_es``) unless ``spanish``."""
     if isinstance(value, str):
         if spanish:
             yield value
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _strings(item, spanish or key == "es")
+            yield from _strings(item, spanish or key == "es" or key.endswith("_es"))
     elif isinstance(value, list):
         for item in value:
             yield from _strings(item, spanish)
@@ -100,6 +101,7 @@ def test_the_scan_covers_every_kind_of_spanish_text():
     assert {"mailtrace/knowledge/smtp.toml", "mailtrace/knowledge/pop3.toml", "mailtrace/knowledge/imap.toml",
             "mailtrace/knowledge/common.toml"} <= where
     assert "mailtrace/grading/messages.toml" in where  # the grader's Spanish feedback
+    assert "exercises/smtp-client/scenarios/basic.toml" in where  # description_es
 
 
 def test_every_spanish_text_follows_the_glossary():
