@@ -40,7 +40,7 @@ def test_core_and_observer_agree_on_the_dropped_session(lab_factory, loop_thread
                 tally.add(e)
         assert tally.mistakes == 0, who
         text = render_text([e for e in events if e.protocol == "pop3"], lang="en")
-        assert "!!!" not in text and "--- The connection ended without QUIT" in text
+        assert "!!!" not in text and "ℹ The connection ended without QUIT" in text
     assert notes["core"] == notes["observer"]
     assert notes["core"][0][2] == "1 message(s) marked deleted were kept"
     assert len(lab.store.mailbox("bob").messages()) == 3  # nothing deleted

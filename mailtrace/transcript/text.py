@@ -61,7 +61,7 @@ def format_event(event: Event, *, show_secrets: bool = False, fold: bool = False
     for meaning, rfc, detail in ann.problems:
         lines.append(f"!!! {meaning}" + (f" [{detail}]" if detail else "") + (f" ({rfc})" if rfc else ""))
     for meaning, rfc, detail in ann.infos:  # what happened, no rule broken
-        lines.append(f"--- {meaning}" + (f" [{detail}]" if detail else "") + (f" ({rfc})" if rfc else ""))
+        lines.append(f"ℹ {meaning}" + (f" [{detail}]" if detail else "") + (f" ({rfc})" if rfc else ""))
     return lines
 
 
