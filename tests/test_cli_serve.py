@@ -21,7 +21,7 @@ from mailtrace.cli import main
 from mailtrace.cli.serve import parse_users
 
 MAILTRACE = [sys.executable, "-m", "mailtrace"]
-PORT = re.compile(rb"(SMTP|POP3|IMAP) on 127\.0\.0\.1:(\d+)")
+PORT = re.compile(rb"(SMTP|POP3|IMAP) (?:on|en) 127\.0\.0\.1:(\d+)")  # --lang en / es
 
 
 def start(args: list[str], cwd: Path) -> tuple[subprocess.Popen, dict[str, int], bytes]:

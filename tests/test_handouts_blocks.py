@@ -29,7 +29,8 @@ DOC_PORTS = tuple(LAB_PORTS.values()) + PROXY_PORTS
 LAB_PORT_FLAGS = {"smtp": "--smtp-port", "pop3": "--pop3-port", "imap": "--imap-port",
                   "smtps": "--smtps-port", "pop3s": "--pop3s-port", "imaps": "--imaps-port"}
 # "mailtrace lab: SMTP on 127.0.0.1:2525, POP3 on ..., implicit-TLS SMTP on 127.0.0.1:4465, ..."
-BANNER_PORT = re.compile(r"(implicit-TLS )?(SMTP|POP3|IMAP) on 127\.0\.0\.1:(\d+)")
+# (--lang es: "SMTP en 127.0.0.1:2525, ..., SMTP con TLS implícito en 127.0.0.1:4465, ...")
+BANNER_PORT = re.compile(r"(implicit-TLS )?(SMTP|POP3|IMAP)( con TLS implícito)? (?:on|en) 127\.0\.0\.1:(\d+)")
 WILDCARD = "…"
 TURN_TIMEOUT = 10.0  # generous: CI machines are slow and shared
 

@@ -85,8 +85,8 @@ class Handout:
                                      + self.lab_output())
             complete_lines = self.lab_output().split("\n")[:-1]  # the last one may still be written
             banner = next((line for line in complete_lines if BANNER_PORT.search(line)), "")
-            for tls, proto, port in BANNER_PORT.findall(banner):
-                found[proto.lower() + ("s" if tls else "")] = int(port)
+            for tls, proto, tls_es, port in BANNER_PORT.findall(banner):
+                found[proto.lower() + ("s" if tls or tls_es else "")] = int(port)
             time.sleep(0.05)
         if "smtp" not in found:
             raise AssertionError("the lab's banner did not say its ports\n--- lab output ---\n" + self.lab_output())

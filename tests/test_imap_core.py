@@ -437,7 +437,8 @@ def test_bad_tags_and_empty_lines(store):
 def test_core_works_without_a_watchable_change(store):
     core = ImapServerConnection(store)
     assert core.notify() == []
-    assert core.idle_timeout()[-1] == Close("autologout (RFC 3501 §5.4)")
+    close = core.idle_timeout()[-1]
+    assert isinstance(close, Close) and close.reason["reason"] == "autologout (RFC 3501 §5.4)"
 
 
 # -- property tests: random input never raises, every command gets a tagged answer ---------------

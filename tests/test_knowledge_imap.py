@@ -74,7 +74,7 @@ def test_annotate_finds_entries():
     assert knowledge.annotate(tagged).rfc == "RFC 3501 §7.1.2"
     lit = Event(side=Side.CLIENT, kind=Kind.LITERAL, protocol="imap", tag="a1")
     assert "octets" in knowledge.annotate(lit).meaning
-    assert knowledge.state_heading("imap", "selected", "es")[0].startswith("Seleccionado")
+    assert knowledge.state_heading("imap", "selected", "es")[0].startswith("Selected (seleccionado)")  # RFC name, Spanish gloss
 
 
 def test_a_response_code_explains_its_line():

@@ -195,7 +195,7 @@ def test_cli_proxy_with_swaks_writes_log_text_and_pcap(tmp_path, loop_thread):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         banner = proc.stdout.readline()
-        assert "listening on 127.0.0.1:" in banner
+        assert "escuchando en 127.0.0.1:" in banner  # --lang es: the banner is Spanish too
         pport = int(banner.split("127.0.0.1:")[1].split()[0])
         out = subprocess.run(["swaks", "--server", f"127.0.0.1:{pport}", "--to", "bob@lab.test",
                               "--from", "alice@lab.test", "--auth", "LOGIN", "--auth-user", "alice",

@@ -254,7 +254,7 @@ def test_concurrent_clients(lab):
 
 
 @pytest.mark.parametrize("lang,headings", [("en", ["Handshake", "Message transfer", "Closing"]),
-                                           ("es", ["Establecimiento", "Transferencia del mensaje", "Cierre"])])
+                                           ("es", ["Saludo", "Transferencia del mensaje", "Cierre"])])
 def test_live_view_has_the_lecture_phases(lab_factory, lang, headings):
     from io import StringIO
 

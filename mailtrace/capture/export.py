@@ -167,6 +167,8 @@ class PcapSink:
             parts.append(ann.meaning + (f" ({ann.rfc})" if ann.rfc else ""))
         for meaning, rfc, detail in ann.problems:
             parts.append("! " + meaning + (f" [{detail}]" if detail else "") + (f" ({rfc})" if rfc else ""))
+        for meaning, rfc, detail in ann.infos:  # what happened, no rule broken
+            parts.append("ℹ " + meaning + (f" [{detail}]" if detail else "") + (f" ({rfc})" if rfc else ""))
         return "\n".join(parts)
 
     # -- the sink -----------------------------------------------------------------------
@@ -180,7 +182,9 @@ class PcapSink:
         if event.kind is Kind.TLS:
             self._tls(event, conv)
         elif event.kind is Kind.CLOSE:
-            self._finish(conv, event.side, event.t, "session closed" + (": " + event.info["reason"] if event.info.get("reason") else ""))
+            reason = knowledge.close_reason(event.info, self.lang)
+            self._finish(conv, event.side, event.t,
+                         knowledge.phrase("pcap", "closed-why" if reason else "closed", self.lang, reason=reason))
             self._conv.pop(event.session, None)
         elif event.kind is Kind.GAP:
             side = event.side if event.side is not Side.NONE else Side.CLIENT
@@ -230,20 +234,17 @@ class PcapSink:
                 self._finish_quiet(conv, event)
             return
         if not intercepted:
-            self._finish(conv, Side.CLIENT, event.t,
-                         "STARTTLS accepted: the rest of this connection is encrypted and was not seen; "
-                         "the capture stops here")
+            self._finish(conv, Side.CLIENT, event.t, knowledge.phrase("pcap", "starttls-unseen", self.lang))
             return
-        self._finish(conv, Side.CLIENT, event.t, "STARTTLS accepted: the TLS stream continues as the next "
-                                                 "conversation, decrypted by mailtrace --intercept-tls")
+        self._finish(conv, Side.CLIENT, event.t, knowledge.phrase("pcap", "starttls-decrypted", self.lang))
         new = _Conversation((conv.client[0], self._client_port(None)), conv.server, conv.t0)
         self._conv[event.session] = new
-        self._handshake(new, event.t, f"decrypted by mailtrace --intercept-tls: the TLS tunnel of session "
-                                      f"{event.session} (client port {conv.client[1]}), shown as plaintext")
+        self._handshake(new, event.t, knowledge.phrase("pcap", "tunnel", self.lang, session=event.session,
+                                                       port=conv.client[1]))
 
     def _finish_quiet(self, conv: _Conversation, event: Event) -> None:
         if self.comments:
-            self._send(conv, Side.CLIENT, event.t, ACK, comment="implicit TLS, not intercepted: nothing readable to export")
+            self._send(conv, Side.CLIENT, event.t, ACK, comment=knowledge.phrase("pcap", "implicit-unseen", self.lang))
 
     def close(self) -> None:
         for conv in self._conv.values():

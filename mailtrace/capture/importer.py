@@ -16,6 +16,7 @@ from typing import BinaryIO, Iterable
 from mailtrace.capture.packets import tcp_segment
 from mailtrace.capture.pcapfile import read_packets
 from mailtrace.capture.reassembly import CLIENT, SERVER, Flow, Reassembler
+from mailtrace.knowledge import because
 from mailtrace.proxy.registry import PORT_PROTOCOL, UNKNOWN, protocol_by_greeting
 from mailtrace.proxy.trace import Tracer
 from mailtrace.transcript.event import Event, Kind, Side
@@ -106,7 +107,7 @@ class CaptureImporter:
         tracer.midstream = flow.midstream
         if flow.midstream:
             session.record(Event(side=Side.NONE, kind=Kind.GAP,
-                                 info={"reason": "the capture starts after the connection was opened"}), ts - flow.first_ts)
+                                 info=because("capture-started-late")), ts - flow.first_ts)
         return tracer
 
     def _tracer(self, flow: Flow, what: str, args: tuple, ts: float) -> Tracer | None:

@@ -19,6 +19,7 @@ from collections import deque
 from typing import Protocol
 
 from mailtrace.capture.packets import ACK, FIN, RST, SYN, Segment
+from mailtrace.knowledge import because
 
 CLIENT, SERVER = 0, 1
 MOD = 1 << 32
@@ -198,7 +199,7 @@ class Reassembler:
                 del self.flows[old.key]
         who = flow.ended_by if flow.ended_by is not None else side
         if not reason:
-            reason = ("client" if who == CLIENT else "server") + " closed the connection (FIN)"
+            reason = because("client-fin" if who == CLIENT else "server-fin")
         self.consumer.close(flow, who, reason, ts)
 
     def finish(self, ts: float) -> None:

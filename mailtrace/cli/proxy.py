@@ -119,13 +119,15 @@ def command(listen, to, protocol, log, text, pcap, lang, show_secrets, intercept
             except OSError as exc:
                 await proxy.stop()
                 raise click.ClickException(f"cannot serve the web view on {web}: {exc.strerror or exc}")
-        proto = protocol or "guessed"
-        tls = " (TLS intercepted with the lab CA)" if intercept_tls else ""
-        click.echo(f"mailtrace proxy listening on {host_port(listen_host, proxy.port)} -> {host_port(up_host, up_port)} "
-                   f"[{proto}]{tls}")
+        from mailtrace.knowledge import phrase
+
+        proto = protocol or phrase("cli", "guessed", lang)
+        tls = phrase("cli", "proxy-intercepting", lang) if intercept_tls else ""
+        click.echo(phrase("cli", "proxy-listening", lang, listen=host_port(listen_host, proxy.port),
+                          upstream=host_port(up_host, up_port), protocol=proto) + tls)
         if view is not None:
-            click.echo(f"web view: {view.url}")
-        click.echo("Press Ctrl+C to stop.")
+            click.echo(phrase("cli", "banner-web", lang, url=view.url))
+        click.echo(phrase("cli", "press-ctrl-c", lang))
         try:
             await proxy.server.serve_forever()
         finally:

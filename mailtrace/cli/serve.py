@@ -228,42 +228,53 @@ async def start_listeners(lab: Lab, endpoints: list[Endpoint]) -> list:
 class PortError(Exception):
     def __init__(self, endpoint: Endpoint, error: OSError) -> None:
         self.endpoint, self.error = endpoint, error
-        if error.errno == errno.EADDRINUSE:
-            why = "is already in use (another mailtrace lab, or another server?)"
-        elif error.errno == errno.EACCES:
-            why = "needs privileges (ports below 1024 are reserved to root)"
-        elif error.errno == errno.EADDRNOTAVAIL:
-            why = "cannot be bound: that address is not on this machine"
-        else:
-            why = f"cannot be opened: {error.strerror or error}"
-        super().__init__(f"{endpoint.protocol.upper()} port {endpoint.port} on {endpoint.host} {why}")
+        super().__init__(self.say("en"))
+
+    def say(self, lang: str) -> str:
+        """The message in ``lang`` (``[cli.port-*]`` of common.toml)."""
+        from mailtrace.knowledge import phrase
+
+        key = {errno.EADDRINUSE: "port-in-use", errno.EACCES: "port-privileged",
+               errno.EADDRNOTAVAIL: "port-not-here"}.get(self.error.errno, "port-failed")
+        ep = self.endpoint
+        return phrase("cli", key, lang, protocol=ep.protocol.upper(), port=ep.port, host=ep.host,
+                      error=self.error.strerror or self.error)
 
 
 def banner(lab: Lab, listeners: list, log: Path | None, text: Path | None) -> str:
+    """What the lab prints when it starts, in the lab's language (``[cli]`` of common.toml)."""
+    from mailtrace.knowledge import phrase
+
+    lang = lab.lang
+
+    def say(key: str, **fields: object) -> str:
+        return phrase("cli", key, lang, **fields)
+
     lines = ["mailtrace lab: " + ", ".join(
-        f"{'implicit-TLS ' if lst.config.implicit_tls else ''}{lst.config.protocol.upper()} on "
-        f"{host_port(lst.config.host, lst.port)}" for lst in listeners)]
+        say("banner-implicit-on" if lst.config.implicit_tls else "banner-on", protocol=lst.config.protocol.upper(),
+            address=host_port(lst.config.host, lst.port)) for lst in listeners)]
     for lst in listeners:
         host, port = lst.config.host, lst.port
         if lst.config.implicit_tls:
             hint = f"openssl s_client -quiet -crlf -connect {host_port(host, port)} -CAfile {lab.directory / 'tls' / 'ca.pem'}"
         else:
-            hint = f"nc -C {host} {port}   (-C: end lines in CRLF, as the RFCs require)"
-        lines.append(f"  connect ({lst.config.protocol}{'s' if lst.config.implicit_tls else ''}): {hint}")
+            hint = f"nc -C {host} {port}   " + say("banner-crlf")
+        lines.append("  " + say("banner-connect", protocol=lst.config.protocol + ("s" if lst.config.implicit_tls else ""),
+                                hint=hint))
     if len(lab.users) <= MAX_USERS_SHOWN:
         users = ", ".join(f"{u} / {p}" for u, p in lab.users.items())
         addresses = ", ".join(f"{u}@{lab.local_domains[0]}" for u in lab.users)
-        lines.append(f"  users (name / password): {users}   addresses: {addresses}")
+        lines.append("  " + say("banner-users", users=users, addresses=addresses))
     else:  # a classroom: the passwords are not for the projector
-        lines.append(f"  {len(lab.users)} users (passwords not shown)   addresses: <user>@{lab.local_domains[0]}")
-    lines.append(f"  mail lands in: {lab.mail_dir}/<user>/new/   (Maildir; mutt -f {lab.mail_dir}/alice)")
+        lines.append("  " + say("banner-users-hidden", count=len(lab.users), domain=lab.local_domains[0]))
+    lines.append("  " + say("banner-mail", mail=lab.mail_dir))
     if log is not None:
-        lines.append(f"  JSONL log: {log}")
+        lines.append("  " + say("banner-jsonl", path=log))
     if text is not None:
-        lines.append(f"  text log: {text}")
+        lines.append("  " + say("banner-text", path=text))
     if lab.tls_context is not None:
-        lines.append(f"  TLS: trust the lab CA {lab.directory / 'tls' / 'ca.pem'}")
-    lines.append("  Ctrl-C stops the lab.")
+        lines.append("  " + say("banner-tls", ca=lab.directory / "tls" / "ca.pem"))
+    lines.append("  " + say("banner-stop"))
     return "\n".join(lines)
 
 
@@ -301,14 +312,10 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
     banner, serve until Ctrl-C (or SIGTERM)."""
     for ep in endpoints:
         if not is_loopback(ep.host):
-            if lab.allow_plaintext_auth:
-                how = ("and --allow-plaintext-auth lets passwords travel readable before TLS. Use only on a "
-                       "closed lab network.")
-            else:
-                how = ("plaintext passwords are refused before STARTTLS/STLS (or on the implicit-TLS ports); "
-                       "students trust the lab CA to check the server.")
-            click.secho(f"WARNING: listening on {ep.host}, not loopback: anyone who can reach this machine can "
-                        f"connect; {how}", fg="red", bold=True, err=True)
+            from mailtrace.knowledge import phrase
+
+            key = "not-loopback-plaintext-allowed" if lab.allow_plaintext_auth else "not-loopback"
+            click.secho(phrase("cli", key, lab.lang, host=ep.host), fg="red", bold=True, err=True)
             break
 
     async def main() -> None:
@@ -319,7 +326,10 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
             view = await start_web(web, lab, listeners)
         lines = banner(lab, listeners, log, text).splitlines()
         if view is not None:
-            lines.insert(-1, f"  web view: {view.url}" + (f"   (log in; {web.admin} sees all)" if web.admin else ""))
+            from mailtrace.knowledge import phrase
+
+            lines.insert(-1, "  " + phrase("cli", "banner-web-admin" if web.admin else "banner-web", lab.lang,
+                                           url=view.url, admin=web.admin))
         click.echo("\n".join(lines))
         sys.stdout.flush()
         stop = asyncio.Event()
@@ -366,6 +376,8 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*(lst.stop() for lst in listeners)), STOP_SECONDS)
 
+    from mailtrace.knowledge import phrase
+
     try:
         from mailtrace.servers.loop import run
 
@@ -375,15 +387,17 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
             flag = "--port" if len(endpoints) == 1 else f"--{exc.endpoint.protocol}{'s' if exc.endpoint.implicit_tls else ''}-port"
             if exc.endpoint.protocol == "web":
                 flag = "--web"
-            raise click.ClickException(f"{exc}. Choose another port (e.g. {flag} 0 for any free one).")
-        raise click.ClickException(f"{exc}. Check --host (an address of this machine, such as 127.0.0.1).")
+            raise click.ClickException(exc.say(lab.lang) + phrase("cli", "port-choose", lab.lang, flag=flag))
+        raise click.ClickException(exc.say(lab.lang) + phrase("cli", "port-check-host", lab.lang))
     except KeyboardInterrupt:
         pass
     finally:
         lab.recorder.close()
         if hasattr(lab.store, "close"):
             lab.store.close()
-    click.echo("mailtrace: stopped.")
+    from mailtrace.knowledge import phrase
+
+    click.echo(phrase("cli", "stopped", lab.lang))
 
 
 async def start_web(web, lab: Lab, listeners: list):

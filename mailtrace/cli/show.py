@@ -172,7 +172,9 @@ def command(file: Path, fmt: str, output: Path | None, lang: str, show_secrets: 
         if out_file is not None:
             out_file.close()
     if sink.count == 0:
-        click.echo(f"{file}: no mail conversation found", err=True)
+        from mailtrace.knowledge import phrase
+
+        click.echo(phrase("cli", "no-conversation", lang, file=file), err=True)
 
 
 def _show_packets(file: Path, fmt: str, output: Path | None, **opts) -> None:
@@ -213,4 +215,6 @@ def _show_packets(file: Path, fmt: str, output: Path | None, **opts) -> None:
     except OSError as exc:
         raise click.ClickException(f"cannot write {exc.filename or output}: {exc.strerror or exc}")
     if not connections:
-        click.echo(f"{file}: no mail conversation found", err=True)
+        from mailtrace.knowledge import phrase
+
+        click.echo(phrase("cli", "no-conversation", opts["lang"], file=file), err=True)

@@ -55,7 +55,9 @@ def command(iface, port, protocol, log, text, pcap, lang, show_secrets, duration
         raise click.ClickException(f"cannot start {engine}: {exc}")
     recorder = Recorder(open_sinks(log=log, text=text, pcap=pcap, lang=lang, show_secrets=show_secrets, live=not quiet))
     importer = CaptureImporter(recorder, port=port, protocol=protocol, show_secrets=show_secrets, lang=lang)
-    click.echo(f"mailtrace sniff: capturing on {iface} with {engine} ({bpf_filter(port)}); press Ctrl+C to stop.")
+    from mailtrace.knowledge import phrase
+
+    click.echo(phrase("cli", "sniff-capturing", lang, iface=iface, engine=engine, filter=bpf_filter(port)))
 
     def stop_capture() -> None:
         if proc is not None and proc.poll() is None:
@@ -81,11 +83,10 @@ def command(iface, port, protocol, log, text, pcap, lang, show_secrets, duration
             proc.wait()
         stats = importer.finish()
         recorder.close()
-    click.echo(f"mailtrace sniff: {stats.packets} packets, {stats.sessions} mail sessions, {stats.gaps} gaps.", err=True)
+    click.echo(phrase("cli", "sniff-stats", lang, packets=stats.packets, sessions=stats.sessions, gaps=stats.gaps), err=True)
     if proc is None:
         return
     time.sleep(0.1)  # let tcpdump's closing statistics arrive
     dropped = kernel_drops(proc)
     if dropped:
-        click.echo(f"warning: the kernel dropped {dropped} packets before tcpdump read them: the transcript has gaps "
-                   "(a busy machine; try again, or capture to a file with tcpdump -B)", err=True)
+        click.echo(phrase("cli", "sniff-dropped", lang, dropped=dropped), err=True)

@@ -19,6 +19,7 @@ Renderers never hard-code explanations: they call :func:`annotate` on an event.
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from importlib import resources
 
@@ -84,13 +85,87 @@ def lookup(protocol: str, table: str, key: str) -> Entry | None:
     return entry
 
 
+NOT_KNOWLEDGE = ("glossary",)  # data files beside the knowledge that are not tables of entries
+
+
 def protocols() -> list[str]:
     """Every protocol that has a knowledge file."""
     names = []
     for item in resources.files(__package__).iterdir():
-        if item.name.endswith(".toml"):
+        if item.name.endswith(".toml") and item.name[: -len(".toml")] not in NOT_KNOWLEDGE:
             names.append(item.name[: -len(".toml")])
     return sorted(names)
+
+
+def phrase(table: str, key: str, lang: str = "en", **fields: object) -> str:
+    """One of the program's own words or sentences (``[table.key]`` of ``common.toml``) in
+    ``lang``, its ``{names}`` filled in from ``fields``; the key itself when there is no entry."""
+    entry = lookup("common", table, key)
+    template = entry.meaning(lang) if entry else key
+    try:
+        return template.format(**fields)
+    except (KeyError, IndexError, ValueError):
+        return template
+
+
+# Close reasons travel in a CLOSE event's info: "reason" is the English sentence (old
+# transcripts, JSONL readers), "why" the clauses it was made of, as JSON [[KEY, {fields}], ...]
+# with each KEY an entry of ``[close]`` in common.toml, so each renderer says it in its language.
+def because(key: str, info: dict[str, str] | str | None = None, **fields: object) -> dict[str, str]:
+    """The ``info`` of a CLOSE event whose reason is ``[close.KEY]`` (added as one more clause
+    to the reason already in ``info``, or to a free-text reason, when given)."""
+    if isinstance(info, str):
+        info = {"reason": info} if info else None
+    clauses = json.loads(info["why"]) if info and info.get("why") else []
+    if info and info.get("reason") and not clauses:
+        clauses = [["", {"text": info["reason"]}]]  # free text (an error message): kept as it is
+    clauses.append([key, {name: str(value) for name, value in fields.items()}])
+    english = "; ".join(part for part in ((info or {}).get("reason", ""), phrase("close", key, "en", **fields)) if part)
+    return {"reason": english, "why": json.dumps(clauses, ensure_ascii=False)}
+
+
+def close_reason(info: dict[str, str], lang: str = "en") -> str:
+    """A CLOSE event's reason in ``lang`` (the recorded English text when it has no clauses)."""
+    try:
+        clauses = json.loads(info["why"]) if info.get("why") else None
+        if clauses:
+            return "; ".join(phrase("close", key, lang, **fields) if key else fields.get("text", "")
+                             for key, fields in clauses)
+    except (ValueError, TypeError):
+        pass
+    return info.get("reason", "")
+
+
+def tls_mark(event: Event, lang: str = "en") -> str:
+    """What the proxy's TLS mark says (``info["mark"]``, a ``[proxy]`` key) in ``lang``; "" when
+    the event has no mark (a lab server's TLS event, an older transcript: renderers fall back)."""
+    mark = event.info.get("mark")
+    if mark and lookup("common", "proxy", mark) is not None:
+        return phrase("proxy", mark, lang)
+    return ""
+
+
+INFO = "info"  # severity of a note that tells what happened and breaks no rule
+
+
+def severity(protocol: str, rule: str) -> str:
+    """"violation" (a rule was broken) or "info" (``severity = "info"`` in the rule's entry:
+    something worth knowing that the RFC allows, such as a POP3 session dropped without QUIT)."""
+    entry = lookup(protocol or "common", "violations", rule)
+    return str(entry.extra.get("severity", "violation")) if entry else "violation"
+
+
+def mistakes(event: Event) -> list:
+    """The notes of ``event`` that report a broken rule (not the informative ones)."""
+    return [n for n in event.notes if severity(event.protocol, n.rule) != INFO]
+
+
+@functools.cache
+def glossary() -> list[dict]:
+    """The course's Spanish glossary (``glossary.toml``): ``[{"en", "es", "note", "avoid": [{"pattern",
+    "unless", "why", "bad", "ok"}, ...]}, ...]``; tests/test_spanish_glossary.py enforces it."""
+    text = resources.files(__package__).joinpath("glossary.toml").read_text("utf-8")
+    return tomllib.loads(text).get("term", [])
 
 
 @dataclass(frozen=True)
@@ -98,6 +173,7 @@ class Annotation:
     meaning: str  # one line: what this line means
     rfc: str  # where the rule is written
     problems: tuple[tuple[str, str, str], ...]  # (meaning, rfc, detail) for each violation
+    infos: tuple[tuple[str, str, str], ...] = ()  # the same for each informative note (no rule broken)
 
 
 def entry_for(event: Event) -> Entry | None:
@@ -121,22 +197,32 @@ def entry_for(event: Event) -> Entry | None:
         return entry
     if event.kind in (Kind.DATA, Kind.LITERAL):
         return lookup(proto, "data", event.verb or event.kind.value)
+    if event.kind is Kind.VIOLATION and event.notes and not mistakes(event):
+        return lookup(proto, "events", "note")  # only informative notes: no rule was broken
     return lookup(proto, "events", event.kind.value)
 
 
 def annotate(event: Event, lang: str = "en") -> Annotation:
     entry = entry_for(event)
-    problems = []
+    problems, infos = [], []
     for note in event.notes:
         rule = lookup(event.protocol or "common", "violations", note.rule)
         if rule is None:
             problems.append((note.rule, "", note.detail))
-        else:
-            problems.append((rule.meaning(lang), rule.rfc, note.detail))
+            continue
+        detail = note.detail
+        template = rule.texts.get(lang, {}).get("detail") or rule.texts.get("en", {}).get("detail")
+        if template and detail:  # the rule words its detail: the core recorded only the facts
+            try:
+                detail = template.strip().format(detail=detail)
+            except (KeyError, IndexError, ValueError):
+                pass
+        (infos if rule.extra.get("severity") == INFO else problems).append((rule.meaning(lang), rule.rfc, detail))
     return Annotation(
         meaning=entry.meaning(lang) if entry else "",
         rfc=entry.rfc if entry else "",
         problems=tuple(problems),
+        infos=tuple(infos),
     )
 
 

@@ -35,7 +35,7 @@ class StartTLS:
 
 @dataclass(frozen=True, slots=True)
 class Close:
-    reason: str = ""
+    reason: str | dict[str, str] = ""  # free text, or knowledge.because(KEY, ...) to be translated
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ import itertools
 import time
 from typing import Callable
 
+from mailtrace.knowledge import because
 from mailtrace.protocols import credentials
 from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
 from mailtrace.protocols.lines import Line, LineReader
@@ -284,7 +285,7 @@ class SmtpServerConnection:
         if reply is not None:
             if self.state is State.CLOSED:
                 self._reply(reply, verb)
-                self._control(Close("client sent QUIT"))
+                self._control(Close(because("client-quit")))
             else:
                 self._reply(reply, verb)
         if verb == "STARTTLS" and self.state is State.GREETED and not self.tls and reply and reply.code == 220:

@@ -11,9 +11,4 @@ KEYS = ("tls-intercepted", "tls-relayed", "tls-implicit", "decoded-plain", "deco
 
 
 def message(key: str, lang: str = "en", **fields: str) -> str:
-    entry = knowledge.lookup("common", "proxy", key)
-    template = entry.meaning(lang) if entry else key
-    try:
-        return template.format(**fields)
-    except (KeyError, IndexError, ValueError):
-        return template
+    return knowledge.phrase("proxy", key, lang, **fields)

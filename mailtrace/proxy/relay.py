@@ -19,6 +19,7 @@ from pathlib import Path
 
 from mailtrace._compat import start_tls
 from mailtrace.netaddr import host_port
+from mailtrace.knowledge import because
 from mailtrace.proxy.registry import IMPLICIT_TLS_PORTS, UNKNOWN, protocol_by_greeting, protocol_by_port
 from mailtrace.proxy.trace import INJECTION_RULE, Tracer
 from mailtrace.tcp import QuickAck
@@ -190,7 +191,7 @@ class ProxySession:
                 if pending:
                     done, pending = await asyncio.wait(pending, timeout=LINGER_TIMEOUT)
                 if pending:
-                    self.reason += f"; the other side stayed open {LINGER_TIMEOUT:g} s longer: closed by the proxy"
+                    self.reason = because("linger", self.reason, seconds=f"{LINGER_TIMEOUT:g}")
             finally:
                 for task in pumps:
                     task.cancel()
@@ -213,7 +214,7 @@ class ProxySession:
                 data = await reader.read(READ_CHUNK)
                 quick_ack.rearm()
             except (ConnectionError, OSError, ssl.SSLError) as exc:
-                self.reason = self.reason or f"{'client' if side is Side.CLIENT else 'server'} connection lost ({exc})"
+                self.reason = self.reason or because("client-lost" if side is Side.CLIENT else "server-lost", error=exc)
                 data = b""
             if not data:
                 self._eof(side)
@@ -232,8 +233,7 @@ class ProxySession:
     def _eof(self, side: Side) -> None:
         if self.closed_first is None:
             self.closed_first = side
-            self.reason = self.reason or ("client closed the connection" if side is Side.CLIENT
-                                          else "server closed the connection")
+            self.reason = self.reason or because("client-closed" if side is Side.CLIENT else "server-closed")
 
     async def _pass(self, side: Side, data: bytes) -> bool:
         """Account and parse ``data``; True when the proxy must swap to TLS now (intercept)."""
@@ -283,7 +283,7 @@ class ProxySession:
 
     def _finish(self) -> None:
         if self.tracer is not None:
-            self.tracer.finish(self.closed_first or Side.NONE, self.reason or "proxy stopped")
+            self.tracer.finish(self.closed_first or Side.NONE, self.reason or because("proxy-stopped"))
 
     @staticmethod
     async def _close_writer(writer: asyncio.StreamWriter | None) -> None:

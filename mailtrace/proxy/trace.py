@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mailtrace.proxy.credentials import CredentialDecoder
+from mailtrace.knowledge import because
 from mailtrace.proxy.messages import message
 from mailtrace.proxy.registry import make_observer
 from mailtrace.transcript.event import Event, Kind, Note, Side
@@ -113,18 +114,17 @@ class Tracer:
 
     def implicit_tls(self, intercepted: bool, t: float | None = None) -> None:
         """TLS from the first byte (465/993/995): readable only when the proxy intercepts it."""
-        detail = "" if intercepted else message("tls-implicit", self.lang)
-        self.tls_event("implicit", intercepted=intercepted, t=t, detail=detail)
+        self.tls_event("implicit", intercepted=intercepted, t=t, mark="" if intercepted else "tls-implicit")
         self.parsing = intercepted
         if intercepted:
             self.observer.tls_started()
 
-    def tls_event(self, how: str, intercepted: bool, t: float | None = None, detail: str = "") -> None:
-        info = {"how": how, "intercepted": "yes" if intercepted else "no"}
-        if detail:
-            info["detail"] = detail
-        else:
-            info["detail"] = message("tls-intercepted" if intercepted else "tls-relayed", self.lang)
+    def tls_event(self, how: str, intercepted: bool, t: float | None = None, mark: str = "") -> None:
+        # info["mark"]: the [proxy] key of the message, so each renderer says it in its own
+        # language (knowledge.tls_mark); info["detail"]: the same in the proxy's --lang.
+        mark = mark or ("tls-intercepted" if intercepted else "tls-relayed")
+        info = {"how": how, "intercepted": "yes" if intercepted else "no", "mark": mark,
+                "detail": message(mark, self.lang)}
         self.session.record(Event(side=Side.NONE, kind=Kind.TLS, info=info,
                                   redacted=(info["detail"] + "\r\n").encode()), t)
 
@@ -135,6 +135,6 @@ class Tracer:
             for event in self.observer.close():
                 self.record(event, t)
         if self.unseen[Side.CLIENT] or self.unseen[Side.SERVER]:
-            reason += (f"; TLS relayed unseen: {self.unseen[Side.CLIENT]} octets from the client, "
-                       f"{self.unseen[Side.SERVER]} from the server")
+            reason = because("tls-unseen", reason,
+                             client=self.unseen[Side.CLIENT], server=self.unseen[Side.SERVER])
         self.session.close(side, reason, t)

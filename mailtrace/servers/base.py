@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from mailtrace._compat import start_tls, timeout as read_timeout
+from mailtrace.knowledge import because
 from mailtrace.protocols.base import Close, Pending, Send, ServerCore, StartTLS
 from mailtrace.servers.storejobs import run_store_job
 from mailtrace.servers.lab import session_user
@@ -103,7 +104,7 @@ class Connection:
     async def _start_tls(self) -> None:
         if self.tls_context is None:
             self.closing = True
-            self.session.close(Side.SERVER, "no TLS certificate configured")
+            self.session.close(Side.SERVER, because("no-certificate"))
             return
         with contextlib.suppress(ConnectionError):
             await self.writer.drain()
@@ -111,7 +112,7 @@ class Connection:
             await start_tls(self.writer, self.tls_context)
         except (ssl.SSLError, ConnectionError, OSError) as exc:
             self.closing = True
-            self.session.close(Side.CLIENT, f"TLS handshake failed: {exc}")
+            self.session.close(Side.CLIENT, because("tls-failed", error=exc))
             return
         self.session.record(Event(side=Side.NONE, kind=Kind.TLS, info={"how": "starttls"}))
 
@@ -168,7 +169,7 @@ class Connection:
                 quick_ack.rearm()
                 if not data:
                     await self.feed(self.core.eof)
-                    self.session.close(Side.CLIENT, "client closed the connection")
+                    self.session.close(Side.CLIENT, because("client-closed"))
                     break
                 pos = 0
                 self.tls_switched = False
@@ -198,7 +199,7 @@ def report_internal_error(session: SessionRecorder, exc: Exception) -> None:
     with contextlib.suppress(Exception):
         print(f"mailtrace: {session.protocol} session {session.id}: internal error: {what}",
               file=sys.stderr, flush=True)
-    session.close(Side.SERVER, f"internal error: {what}")
+    session.close(Side.SERVER, because("internal-error", what=what))
 
 
 CoreFactory = Callable[["ConnectionContext"], ServerCore]
@@ -264,7 +265,7 @@ class Listener:
                 self.live[task] = conn
             await conn.run()
         except asyncio.CancelledError:  # stop() cancelled us: end quietly (no "Task was cancelled" log)
-            session.close(Side.SERVER, "server stopping")
+            session.close(Side.SERVER, because("server-stopping"))
             writer.close()
         except Exception as exc:  # a bug in a core must cost one connection, never the server
             report_internal_error(session, exc)

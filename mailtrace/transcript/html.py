@@ -19,26 +19,15 @@ from mailtrace import knowledge
 from mailtrace.transcript.event import Event, Kind, Side
 from mailtrace.transcript.timeline import round_trips, timeline_svg
 
-UI = {
-    "en": {"client": "Client", "server": "Server", "session": "Session", "expand": "Expand all",
-           "collapse": "Fold all", "annotations": "Annotations", "octets": "octets", "lines": "lines",
-           "title": "mailtrace transcript", "closed": "closed", "started": "started", "events": "events",
-           "legend": "Arrows: client → server on the right, server → client on the left. Time: seconds since the previous line.",
-           "timeline": "Timeline", "round_trip": "round trip", "round_trips": "round trips",
-           "caption": "Time runs down. Each arrow leaves its sender when the line was seen and reaches the other "
-                      "side by the time that side next spoke without pipelining; each shaded band is one round trip (the client sends, then "
-                      "waits for the replies). Pipelining (RFC 2920) sends several commands in one round trip. "
-                      "Lines closer than a few pixels are spread apart."},
-    "es": {"client": "Cliente", "server": "Servidor", "session": "Sesión", "expand": "Desplegar todo",
-           "collapse": "Plegar todo", "annotations": "Anotaciones", "octets": "octetos", "lines": "líneas",
-           "title": "transcripción de mailtrace", "closed": "cerrada", "started": "inicio", "events": "eventos",
-           "legend": "Flechas: cliente → servidor hacia la derecha, servidor → cliente hacia la izquierda. Tiempo: segundos desde la línea anterior.",
-           "timeline": "Línea de tiempo", "round_trip": "ida y vuelta", "round_trips": "idas y vueltas",
-           "caption": "El tiempo corre hacia abajo. Cada flecha sale de su emisor cuando se vio la línea y llega al "
-                      "otro lado antes de que ese lado vuelva a hablar sin pipelining; cada franja sombreada es una ida y vuelta (el "
-                      "cliente envía y espera las respuestas). Con pipelining (RFC 2920) varios comandos van en una "
-                      "sola ida y vuelta. Las líneas a menos de unos píxeles se separan para que se vean."},
-}
+UI_KEYS = ("client", "server", "session", "expand", "collapse", "annotations", "octets", "lines", "title", "closed",
+           "started", "events", "legend", "timeline", "round_trip", "round_trips", "caption")
+
+
+def ui_words(lang: str) -> dict[str, str]:
+    """The page's own words in ``lang`` (``[view]`` of knowledge/common.toml)."""
+    return {key: knowledge.phrase("view", key, lang) for key in UI_KEYS}
+
+
 SLOW_TURN = 1.0  # seconds: a pause this long is highlighted
 NEWLINE = b"\n"
 SASL_VERBS = ("AUTH", "AUTHENTICATE")  # their DATA lines are one base64 SASL response each (RFC 4954 §4)
@@ -68,7 +57,8 @@ h1{font-size:1.4em;margin:0 0 .3em}h2{font-size:1.1em;margin:1.5em 0 .4em}
 .band{grid-column:1/-1;background:#eef3fb;color:#1f3f73;font-weight:600;border-top:1px solid #c9d6ea;border-bottom:1px solid #c9d6ea;padding-left:1em!important}
 .note{grid-column:2/5;text-align:center;font-style:italic;color:#555}
 .note.tls{color:#7b2c9e;background:#f6eefb}.note.gap{color:#8a5a00;background:#fff6df}.note.viol{color:#a4161a;background:#fdecec}
-.viol-row{background:#fdecec}.prob{color:#a4161a;font-weight:600;display:block}
+.note.info{color:#1f3f73;background:#eef3fb}
+.viol-row{background:#fdecec}.prob{color:#a4161a;font-weight:600;display:block}.info{color:#1f3f73;display:block}
 details summary{cursor:pointer;font-style:italic}details pre{margin:.3em 0;max-height:30em;overflow:auto;background:#f6f7f9;color:#222;
  border:1px solid #e1e4e8;padding:.4em;text-align:left;font-size:.9em}
 .hide-ann .ann>*{display:none}
@@ -109,11 +99,14 @@ def _annotation(event: Event, lang: str) -> tuple[str, bool]:
     for meaning, rfc, detail in ann.problems:
         parts.append(f"<span class=prob>⚠ {_e(meaning)}" + (f" [{_e(detail)}]" if detail else "")
                      + (f" <span class=rfc>{_e(rfc)}</span>" if rfc else "") + "</span>")
+    for meaning, rfc, detail in ann.infos:  # what happened, no rule broken
+        parts.append(f"<span class=info>ℹ {_e(meaning)}" + (f" [{_e(detail)}]" if detail else "")
+                     + (f" <span class=rfc>{_e(rfc)}</span>" if rfc else "") + "</span>")
     return " ".join(parts), bool(ann.problems)
 
 
 def _session_html(events: list[Event], lang: str, show_secrets: bool) -> str:
-    ui = UI.get(lang, UI["en"])
+    ui = ui_words(lang)
     first = events[0]
     info = first.info if first.kind is Kind.OPEN else {}
     out = [f"<h2>{_e(ui['session'])} {_e(first.session)} · {_e(first.protocol.upper())}</h2>",
@@ -140,16 +133,22 @@ def _session_html(events: list[Event], lang: str, show_secrets: bool) -> str:
         ann_html, bad = _annotation(event, lang)
         if event.kind in (Kind.OPEN, Kind.CLOSE, Kind.TLS, Kind.GAP, Kind.VIOLATION):
             cls = {"tls": "tls", "gap": "gap", "violation": "viol"}.get(event.kind.value, "")
+            if event.kind is Kind.VIOLATION and not bad:
+                cls = "info"  # only informative notes: no rule was broken
             if event.kind is Kind.OPEN:
                 text = f"● {info.get('client', '')} → {info.get('server', '')}"
             elif event.kind is Kind.CLOSE:
-                text = f"● {ui['closed']}" + (f": {event.info.get('reason')}" if event.info.get("reason") else "")
+                reason = knowledge.close_reason(event.info, lang)
+                text = f"● {ui['closed']}" + (f": {reason}" if reason else "")
             elif event.kind is Kind.GAP:
                 text = "◆ " + (event.text(show_secrets) or knowledge.annotate(event, lang).meaning)
                 if event.info.get("octets"):
                     text += f" ({event.info['octets']} {ui['octets']})"
+            elif event.kind is Kind.VIOLATION and not bad:
+                text = "ℹ " + knowledge.annotate(event, lang).meaning
             else:
-                text = "◆ " + (event.text(show_secrets) or event.info.get("detail", "") or knowledge.annotate(event, lang).meaning)
+                mark = knowledge.tls_mark(event, lang) if event.kind is Kind.TLS else ""
+                text = "◆ " + (mark or event.text(show_secrets) or event.info.get("detail", "") or knowledge.annotate(event, lang).meaning)
             out.append(dt_cell + f"<div class='note {cls}'>{_e(text)}</div><div class=ann>{ann_html}</div>")
             continue
         c2s = event.side is Side.CLIENT
@@ -173,7 +172,7 @@ def _session_html(events: list[Event], lang: str, show_secrets: bool) -> str:
 
 
 def render_html(events: Iterable[Event], *, lang: str = "en", show_secrets: bool = False, title: str = "") -> str:
-    ui = UI.get(lang, UI["en"])
+    ui = ui_words(lang)
     sessions: dict[str, list[Event]] = {}
     for event in events:
         sessions.setdefault(event.session, []).append(event)

@@ -46,8 +46,8 @@ class _Tally:
         self.events += 1
         if event.kind is Kind.OPEN:
             self.opened[event.protocol.upper() or "?"] += 1
-        if event.notes or event.kind is Kind.VIOLATION:
-            self.mistakes += 1
+        if knowledge.mistakes(event) or (event.kind is Kind.VIOLATION and not event.notes):
+            self.mistakes += 1  # informative notes (a POP3 session dropped without QUIT) are no mistake
 
 
 class LiveView:
@@ -147,9 +147,7 @@ def summary_text(tally: _Tally, seconds: float, where: str, lang: str = "en") ->
     """The one line that stands for the events not drawn (text from knowledge/common.toml)."""
     protocols = ", ".join(f"{name} {count:,}" for name, count in sorted(tally.opened.items())) or "-"
     key = "summary" if where else "summary-no-log"
-    entry = knowledge.lookup("common", "live", key)
-    template = entry.meaning(lang) if entry else "{events} events not shown"
-    return template.format(events=f"{tally.events:,}", seconds=f"{seconds:.0f}" if seconds >= 1 else f"{seconds:.1f}",
+    return knowledge.phrase("live", key, lang, events=f"{tally.events:,}", seconds=f"{seconds:.0f}" if seconds >= 1 else f"{seconds:.1f}",
                            sessions=f"{sum(tally.opened.values()):,}", protocols=protocols,
                            mistakes=f"{tally.mistakes:,}", where=where)
 

@@ -135,10 +135,12 @@ class SessionRecorder:
     def violation(self, rule: str, detail: str = "", side: Side = Side.CLIENT, state: str = "") -> Event:
         return self.record(Event(side=side, kind=Kind.VIOLATION, state=state, notes=(Note(rule, detail),)))
 
-    def close(self, side: Side = Side.NONE, reason: str = "", t: float | None = None) -> None:
-        """Record the ``close`` event once; later calls do nothing."""
+    def close(self, side: Side = Side.NONE, reason: str | dict[str, str] = "", t: float | None = None) -> None:
+        """Record the ``close`` event once; later calls do nothing.  ``reason`` is free text or,
+        to be shown in the reader's language, ``knowledge.because(KEY, ...)``."""
         if self.closed:
             return
         self.closed = True
-        self.record(Event(side=side, kind=Kind.CLOSE, info={"reason": reason} if reason else {}), t=t)
+        info = dict(reason) if isinstance(reason, dict) else ({"reason": reason} if reason else {})
+        self.record(Event(side=side, kind=Kind.CLOSE, info=info), t=t)
 

@@ -105,19 +105,23 @@ class TerminalSink:
             if ann.meaning:
                 line.append((f"   {ann.meaning}", "dim"))
         elif event.kind is Kind.CLOSE:
-            reason = event.info.get("reason", "")
-            line.append(("● closed" + (f" ({reason})" if reason else ""), "bold"))
+            reason = knowledge.close_reason(event.info, self.lang)
+            line.append(("● " + knowledge.phrase("view", "closed", self.lang) + (f" ({reason})" if reason else ""), "bold"))
         elif event.kind in (Kind.TLS, Kind.GAP, Kind.VIOLATION):
             style = {"tls": "bold magenta", "gap": "bold yellow", "violation": "bold red"}[event.kind.value]
-            line.append((f"◆ {event.text(self.show_secrets) or ann.meaning}", style))
+            if event.kind is Kind.VIOLATION and not ann.problems:
+                style = "bold cyan"  # only informative notes: nothing was done wrong
+            mark = knowledge.tls_mark(event, self.lang) if event.kind is Kind.TLS else ""
+            line.append((f"◆ {mark or event.text(self.show_secrets) or ann.meaning}", style))
         else:
             client = event.side is Side.CLIENT
             line.append(("C → " if client else "S ← ", "bold blue" if client else "bold green"))
             if event.kind in (Kind.DATA, Kind.LITERAL) and not _is_short(event, self.show_secrets):
                 body = event.shown(self.show_secrets)
-                what = event.verb.lower() if event.verb else event.kind.value
+                what = event.verb.lower() if event.verb else knowledge.phrase("view", event.kind.value, self.lang)
                 newlines = body.count(b"\n")
-                text = f"[{what}: {event.octets:,} octets, {newlines:,} lines]"
+                text = knowledge.phrase("view", "folded", self.lang, what=what, octets=f"{event.octets:,}",
+                                        lines=f"{newlines:,}")
                 line.append((text, "italic"))
             else:
                 text = event.text(self.show_secrets)
@@ -129,6 +133,9 @@ class TerminalSink:
         for meaning, rfc, detail in ann.problems:
             out.append([(" " * 17, ""), ("! " + meaning, "bold red"), (f" [{detail}]" if detail else "", "red"),
                         (f" ({rfc})" if rfc else "", "dim red")])
+        for meaning, rfc, detail in ann.infos:  # what happened, no rule broken: not in red
+            out.append([(" " * 17, ""), ("ℹ " + meaning, "cyan"), (f" [{detail}]" if detail else "", "cyan"),
+                        (f" ({rfc})" if rfc else "", "dim")])
         return out
 
     def render(self, event: Event) -> list[Text]:

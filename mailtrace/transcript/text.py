@@ -29,32 +29,39 @@ def format_event(event: Event, *, show_secrets: bool = False, fold: bool = False
     """The text lines for one event (empty for events that carry no dialogue)."""
     if event.kind is Kind.OPEN:
         info = event.info
-        return [f"--- session {event.session} ({event.protocol}) {info.get('client', '')} -> {info.get('server', '')} ---"]
+        return [knowledge.phrase("view", "session-open", lang, session=event.session, protocol=event.protocol,
+                                 client=info.get("client", ""), server=info.get("server", ""))]
     if event.kind is Kind.CLOSE:
-        reason = event.info.get("reason", "")
-        return [f"--- session {event.session} closed{': ' + reason if reason else ''} ---"]
+        reason = knowledge.close_reason(event.info, lang)
+        return [knowledge.phrase("view", "session-closed-why" if reason else "session-closed", lang,
+                                 session=event.session, reason=reason)]
     lines: list[str] = []
     prefix = {Side.CLIENT: "C: ", Side.SERVER: "S: "}.get(event.side, "   ")
     if event.kind in (Kind.DATA, Kind.LITERAL) and fold:
-        lines.append(f"{prefix}[{event.kind.value}: {event.octets} octets]")
+        lines.append(prefix + knowledge.phrase("view", "folded-short", lang, what=knowledge.phrase("view", event.kind.value, lang),
+                                               octets=event.octets))
     elif event.kind in (Kind.DATA, Kind.LITERAL):
         body = event.shown(show_secrets).decode("utf-8", errors="backslashreplace")
         for line in body.splitlines():
             lines.append(prefix + line)
         if event.size >= 0 and event.size > len(event.raw):
-            lines.append(f"{prefix}[... {event.size - len(event.raw)} more octets not recorded]")
+            lines.append(prefix + knowledge.phrase("view", "not-recorded", lang, octets=event.size - len(event.raw)))
     elif event.kind in (Kind.TLS, Kind.GAP, Kind.VIOLATION):
-        meaning = knowledge.annotate(event, lang).meaning
-        text = event.text(show_secrets) if event.raw else ""
-        lines.append(f"*** {event.kind.value}: {text or meaning}")
+        ann = knowledge.annotate(event, lang)
+        text = (knowledge.tls_mark(event, lang) if event.kind is Kind.TLS else "") or (event.text(show_secrets) if event.raw else "")
+        kind = "note" if event.kind is Kind.VIOLATION and event.notes and not ann.problems else event.kind.value
+        lines.append(f"*** {knowledge.phrase('view', kind, lang)}: {text or ann.meaning}")
     else:
         lines.append(prefix + event.text(show_secrets))
     if annotate:
         ann = knowledge.annotate(event, lang)
         if ann.meaning and event.kind in (Kind.COMMAND, Kind.REPLY):
             lines[-1] += f"    # {ann.meaning}" + (f" ({ann.rfc})" if ann.rfc else "")
-    for meaning, rfc, detail in knowledge.annotate(event, lang).problems:
+    ann = knowledge.annotate(event, lang)
+    for meaning, rfc, detail in ann.problems:
         lines.append(f"!!! {meaning}" + (f" [{detail}]" if detail else "") + (f" ({rfc})" if rfc else ""))
+    for meaning, rfc, detail in ann.infos:  # what happened, no rule broken
+        lines.append(f"ℹ {meaning}" + (f" [{detail}]" if detail else "") + (f" ({rfc})" if rfc else ""))
     return lines
 
 

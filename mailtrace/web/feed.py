@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+from mailtrace import knowledge
 from mailtrace.transcript.event import Event, Kind
 from mailtrace.transcript.links import USER_KEY, Action, MessageRef, refs_of
 
@@ -39,6 +40,7 @@ class SessionSummary:
     state: str = ""
     closed: bool = False
     close_reason: str = ""
+    close_info: dict = field(default_factory=dict)  # the CLOSE event's info: its reason in any language
     violations: int = 0
     events: int = 0
     dropped: int = 0  # events not kept (memory bounds): the downloads and ladder miss them
@@ -50,10 +52,11 @@ class SessionSummary:
         delivery), the users it delivered to (it is part of their messages' life)."""
         return {self.user} if self.user else set(self.touched_users)
 
-    def to_json(self) -> dict:
+    def to_json(self, lang: str = "en") -> dict:
+        reason = knowledge.close_reason(self.close_info, lang) if self.close_info else self.close_reason
         return {"id": self.id, "protocol": self.protocol, "client": self.client, "server": self.server,
                 "mode": self.mode, "started": self.started, "user": self.user, "state": self.state,
-                "closed": self.closed, "close_reason": self.close_reason, "violations": self.violations,
+                "closed": self.closed, "close_reason": reason, "violations": self.violations,
                 "events": self.events, "dropped": self.dropped, "duration": round(self.duration, 6)}
 
 
@@ -100,13 +103,14 @@ class WebFeed:
             summary.dropped += 1
         if event.state:
             summary.state = event.state
-        if event.notes:
-            summary.violations += len(event.notes)
+        if event.notes:  # informative notes (POP3 dropped without QUIT, RFC 1939 §6) are no mistake
+            summary.violations += len(knowledge.mistakes(event))
         if event.info:
             self._facts(summary, event)
         if event.kind is Kind.CLOSE:
             summary.closed = True
             summary.close_reason = event.info.get("reason", "")
+            summary.close_info = dict(event.info)
         if self._subscribers:
             with self._lock:  # the recorder may call from another thread than the loop's
                 self._dirty.add(sid)

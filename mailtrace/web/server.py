@@ -33,6 +33,7 @@ from aiohttp import web
 from mailtrace import knowledge
 from mailtrace.web import messages as msgs
 from mailtrace.web.access import COOKIE, Access
+from mailtrace.transcript.event import Kind
 from mailtrace.web.feed import WebFeed
 from mailtrace.web.texts import pick_language, ui_texts
 
@@ -207,7 +208,7 @@ class WebView:
                 continue
             if q.get("mistakes") in ("1", "true", "yes") and not summary.violations:
                 continue
-            out.append(summary.to_json())
+            out.append(summary.to_json(request["lang"]))
         return web.json_response(out)
 
     async def session(self, request: web.Request) -> web.Response:
@@ -221,8 +222,11 @@ class WebView:
             ann = knowledge.annotate(event, lang)
             d["meaning"], d["rfc"] = ann.meaning, ann.rfc
             d["problems"] = [{"meaning": m, "rfc": r, "detail": det} for m, r, det in ann.problems]
+            d["infos"] = [{"meaning": m, "rfc": r, "detail": det} for m, r, det in ann.infos]  # no rule broken
+            if event.kind is Kind.CLOSE:
+                d["reason"] = knowledge.close_reason(event.info, lang)
             events.append(d)
-        return web.json_response({"session": summary.to_json(), "events": events})
+        return web.json_response({"session": summary.to_json(lang), "events": events})
 
     async def ladder(self, request: web.Request) -> web.Response:
         from mailtrace.transcript.html import _session_html

@@ -25,6 +25,7 @@ from typing import Callable
 
 from mailtrace.protocols import credentials
 from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
+from mailtrace.knowledge import because
 from mailtrace.protocols.imap import mutf7, wire
 from mailtrace.protocols.imap.lexer import ParseError, tokenize
 from mailtrace.protocols.imap.parser import Cursor, set_text
@@ -168,7 +169,7 @@ class ImapServerConnection:
     def idle_timeout(self) -> list[Output]:
         self._out = []
         self.respond(b"* BYE autologout: idle for too long\r\n", tag="*", code="BYE")
-        self.close("autologout (RFC 3501 §5.4)")
+        self.close(because("autologout-imap"))
         return self._take()
 
     def busy(self, why: str) -> list[Output]:
@@ -189,7 +190,7 @@ class ImapServerConnection:
         if self.closed:
             return []
         self.respond(b"* BYE server shutting down\r\n", tag="*", code="BYE")
-        self.close("server shutting down")
+        self.close(because("server-shutting-down"))
         return self._take()
 
     def tls_started(self) -> list[Output]:
@@ -322,7 +323,7 @@ class ImapServerConnection:
             self._out.append(Event(side=Side.CLIENT, kind=Kind.VIOLATION, raw=rest[:200], size=len(rest),
                                    protocol="imap", state=self.state.value,
                                    notes=(Note("after-logout", f"{len(rest)} octets discarded"),)))
-        self.close("LOGOUT")
+        self.close(because("logout"))
 
     def watch(self, user: str, mailbox: str) -> Callable[[], None]:
         def changed() -> None:
@@ -354,7 +355,7 @@ class ImapServerConnection:
     def emit(self, output: Output) -> None:
         self._out.append(output)
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str | dict[str, str]) -> None:
         self.closed = True
         self._finish()  # stop watching the mailbox
         self._out.append(Close(reason))

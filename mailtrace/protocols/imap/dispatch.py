@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from mailtrace.knowledge import because
 from mailtrace.protocols import credentials
 from mailtrace.protocols.imap import table, wire
 from mailtrace.protocols.imap.connection import (
@@ -83,7 +84,7 @@ def command_line(conn, line: bytes) -> None:
                 text += " before login"
             if nonsync:  # RFC 7888 §4: the client sends it anyway, so the connection must end
                 conn.respond(f"* BYE [TOOBIG] {text}\r\n".encode(), tag="*", code="BYE", info={"code": "TOOBIG"})
-                conn.close("literal too large")
+                conn.close(because("literal-too-large"))
             else:
                 conn.respond(f"{tag} NO [TOOBIG] {text}\r\n".encode(), tag=tag, code="NO", verb=verb,
                              info={"code": "TOOBIG"})

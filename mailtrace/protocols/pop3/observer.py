@@ -95,6 +95,7 @@ class Pop3Observer:
         self._encrypted = False
         self._tls_reported: set[Side] = set()
         self._stls_pending = False  # STLS sent, answer not seen yet
+        self._marked = 0  # messages DELE marked in this session (RSET unmarks them, RFC 1939 §5)
         self._client = _Lines()
         self._server = _Lines()
         self._expect: deque[_Expect] = deque()
@@ -244,6 +245,10 @@ class Pop3Observer:
     def _advance(self, verb: str) -> None:
         if verb in ("PASS", "APOP", "AUTH") and self.state is State.AUTHORIZATION:
             self.state = State.TRANSACTION
+        elif verb == "DELE" and self.state is State.TRANSACTION:
+            self._marked += 1
+        elif verb == "RSET" and self.state is State.TRANSACTION:
+            self._marked = 0
         elif verb == "QUIT":
             if self.state is State.TRANSACTION:
                 self.state = State.UPDATE
@@ -287,5 +292,5 @@ class Pop3Observer:
                                 notes=(Note("incomplete-response", "a status line without its CRLF"),)))
         if self.state is State.TRANSACTION and not self.ended:
             events.append(Event(side=Side.CLIENT, kind=Kind.VIOLATION, state=self.state.value,
-                                notes=(Note("no-quit", "the connection ended without QUIT"),)))
+                                notes=(Note("no-quit", str(self._marked)),)))  # as the server core says it
         return events

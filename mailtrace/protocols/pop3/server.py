@@ -30,6 +30,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from mailtrace.knowledge import because
 from mailtrace.protocols import credentials
 from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
 from mailtrace.protocols.lines import Line, LineReader
@@ -182,14 +183,14 @@ class Pop3ServerConnection:
         if self.session is not None and not self.closed:
             marked = sum(m.deleted for m in self.session.messages)
             out.append(Event(side=Side.CLIENT, kind=Kind.VIOLATION, state=self.state.value,
-                             notes=(Note("no-quit", f"{marked} message(s) marked deleted were kept"),)))
+                             notes=(Note("no-quit", str(marked)),)))  # worded by knowledge/pop3.toml
         self._end()
         return out
 
     def idle_timeout(self) -> list[Output]:
         # RFC 1939 §3: close "without removing any messages or sending any response".
         self._end()
-        return [Close(f"autologout after {self.config.idle_timeout:g} s of silence (RFC 1939 §3)")]
+        return [Close(because("autologout", seconds=f"{self.config.idle_timeout:g}"))]
 
     def tls_started(self) -> list[Output]:
         # RFC 2595 §4: the session stays in AUTHORIZATION; nothing said before counts.
@@ -270,7 +271,7 @@ class Pop3ServerConnection:
         out.append(Event(side=Side.CLIENT, kind=Kind.VIOLATION, state=self.state.value,
                          notes=(Note("too-many-errors", f"{self.bad_commands} bad commands"),)))
         self._end()
-        return out + [Close("too many bad commands")]
+        return out + [Close(because("too-many-errors"))]
 
     def _multiline(self, verb: str, first: str, body: bytes, facts: dict[str, str] | None = None) -> list[Output]:
         """A +OK status line and its body (already stuffed, ending in ".CRLF"): two events, and
@@ -365,7 +366,7 @@ class Pop3ServerConnection:
         if self.session is None:  # from AUTHORIZATION: no UPDATE state (RFC 1939 §6)
             out = self._ok("QUIT", f"{self.config.hostname} POP3 server signing off")
             self._end()
-            return out + [Close("QUIT")]
+            return out + [Close(because("quit"))]
         self.state = State.UPDATE
         session = self.session
         doomed = [m.uid for m in session.messages if m.deleted]
@@ -381,7 +382,7 @@ class Pop3ServerConnection:
             out = self._ok("QUIT", f"{self.config.hostname} POP3 server signing off ({left} messages left{already})",
                            to_info(removed))
         self._end()
-        return out + [Close("QUIT")]
+        return out + [Close(because("quit"))]
 
     def _update(self, doomed: list[int]) -> tuple[int, int]:
         """RFC 1939 §6 UPDATE: remove the messages marked deleted; (not removed, already gone).
