@@ -167,3 +167,46 @@ def test_injection_flagged_when_intercepting_and_failed_handshake_explained(loop
     flagged = [e for e in mem.events if any(n.rule == "starttls-injection" for n in e.notes)]
     assert [e.verb.upper() for e in flagged] == ["RSET"]
     assert "TLS handshake with the client failed" in mem.events[-1].info["reason"]
+
+
+def test_cli_intercepting_proxy_never_loses_the_client_hello(tmp_path):
+    """`mailtrace proxy --intercept-tls` as users run it (uvloop when installed): every STARTTLS
+    session succeeds.  The client's ClientHello used to land in the plaintext buffer when it
+    arrived before the swap, and was dropped as injected plaintext (about 1 session in 10)."""
+    import os
+    import re
+    import ssl
+    import sys
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    mailtrace = [sys.executable, "-m", "mailtrace"]
+
+    def started(argv: list[str]) -> tuple[subprocess.Popen, int]:
+        proc = subprocess.Popen(mailtrace + argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=env, text=True)
+        for _ in range(50):  # the banner's first lines
+            line = proc.stdout.readline()
+            found = re.search(r"127\.0\.0\.1:(\d+)", line)
+            if found:
+                return proc, int(found.group(1))
+        proc.kill()
+        raise AssertionError("no port in the banner")
+
+    lab, lab_port = started(["serve", "smtp", "--port", "0", "--dir", "lab", "--quiet"])
+    try:
+        proxy, proxy_port = started(["proxy", "--listen", "127.0.0.1:0", "--to", f"127.0.0.1:{lab_port}",
+                                     "--protocol", "smtp", "--intercept-tls", "--dir", "lab"])
+        try:
+            context = ssl.create_default_context(cafile=str(tmp_path / "lab" / "tls" / "ca.pem"))
+            for number in range(30):
+                with smtplib.SMTP("127.0.0.1", proxy_port, timeout=15) as client:
+                    client.starttls(context=context)
+                    client.login("alice", "alice")
+                    client.sendmail("alice@lab.test", ["bob@lab.test"], f"Subject: {number}\r\n\r\nhi\r\n")
+        finally:
+            proxy.terminate()
+            proxy.communicate(timeout=20)
+    finally:
+        lab.terminate()
+        lab.communicate(timeout=20)
+    assert len(list((tmp_path / "lab" / "mail" / "bob" / "new").iterdir())) == 30

@@ -224,10 +224,17 @@ class ProxySession:
                     else:
                         other.close()
                 return
+            swap = await self._pass(side, data)
+            if swap:
+                # The server accepted STARTTLS.  Stop reading the client BEFORE it sees the 220:
+                # what it sends next is its TLS ClientHello, which must reach the TLS layer, not
+                # the plaintext buffer (where _intercept would drop it as injected plaintext).
+                with contextlib.suppress(AttributeError, RuntimeError):
+                    self.c_writer.transport.pause_reading()
             other.write(data)
             with contextlib.suppress(ConnectionError):
                 await other.drain()
-            if await self._pass(side, data):
+            if swap:
                 await self._intercept()
 
     def _eof(self, side: Side) -> None:
