@@ -133,3 +133,10 @@ class Observer(Protocol):
     def close(self) -> list[Event]:
         """The connection ended: flush anything incomplete (a DATA body cut short...)."""
         ...
+
+
+def wire_text(text: str) -> str:
+    """A human-readable reply text as it may go on the wire: our texts cite RFC sections with
+    "§", which is not ASCII; reply texts are 7-bit for clients that did not ask for UTF-8
+    (RFC 5321 §4.2, RFC 1939 §3, RFC 3501 §9 ``text``), so "§4.2" is sent as "section 4.2"."""
+    return text.replace("§", "section ")

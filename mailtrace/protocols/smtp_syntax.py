@@ -26,6 +26,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mailtrace.protocols.base import wire_text
+
 # --- Limits (RFC 5321 §4.5.3.1) -------------------------------------------------------------
 MAX_COMMAND_LINE = 512  # §4.5.3.1.4: command line including the verb and CRLF
 MAX_REPLY_LINE = 512  # §4.5.3.1.5: reply line including the code and CRLF
@@ -73,7 +75,7 @@ class Reply:
         last = len(texts) - 1
         for i, text in enumerate(texts):
             sep = " " if i == last else "-"
-            out.append(f"{self.code}{sep}{prefix}{text}".rstrip(" ").encode("utf-8") + b"\r\n")
+            out.append(f"{self.code}{sep}{prefix}{wire_text(text)}".rstrip(" ").encode("utf-8") + b"\r\n")
         return out
 
 

@@ -24,7 +24,7 @@ import re
 from typing import Callable
 
 from mailtrace.protocols import credentials
-from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
+from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS, wire_text
 from mailtrace.knowledge import because
 from mailtrace.protocols.imap import mutf7, wire
 from mailtrace.protocols.imap.lexer import ParseError, tokenize
@@ -270,7 +270,7 @@ class ImapServerConnection:
 
     def untagged_status(self, status: str, text: str, code: str = "") -> None:
         resp = f"[{code}] " if code else ""
-        self.respond(f"* {status} {resp}{text}\r\n".encode(), tag="*", code=status,
+        self.respond(f"* {status} {resp}{wire_text(text)}\r\n".encode(), tag="*", code=status,
                      info={"code": code.split(" ")[0]} if code else None)
 
     def done(self, cmd: Command, status: str, text: str, code: str = "", facts: dict[str, str] | None = None) -> None:
@@ -284,11 +284,11 @@ class ImapServerConnection:
         info.update(to_info(self.touched))  # which stored messages this command read or changed
         info.update(facts or {})  # who logged in (transcript.links)
         self.touched = []
-        self.respond(f"{cmd.tag} {status} {resp}{text}\r\n".encode(), tag=cmd.tag, code=status, verb=cmd.name,
+        self.respond(f"{cmd.tag} {status} {resp}{wire_text(text)}\r\n".encode(), tag=cmd.tag, code=status, verb=cmd.name,
                      info=info or None)
 
     def continuation(self, text: str) -> None:
-        self.respond(f"+ {text}\r\n".encode(), tag="+", code="+")
+        self.respond(f"+ {wire_text(text)}\r\n".encode(), tag="+", code="+")
 
     def run_slowly(self, job: Callable[[], object], then: Callable[[object], None]) -> None:
         """Run ``job`` (an fsync'd Maildir write) in the shell's worker thread, then ``then(result)``;
@@ -475,7 +475,7 @@ class ImapServerConnection:
         self.spools.clear()
 
     def parse_error(self, tag: str, verb: str, exc: ParseError) -> None:
-        self.respond(f"{tag} BAD {exc}\r\n".encode(), tag=tag, code="BAD", verb=verb)
+        self.respond(f"{tag} BAD {wire_text(str(exc))}\r\n".encode(), tag=tag, code="BAD", verb=verb)
 
     def tokenize(self, data: bytes, start: int):
         return tokenize(data, start)

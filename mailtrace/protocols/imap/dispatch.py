@@ -14,6 +14,7 @@ import re
 
 from mailtrace.knowledge import because
 from mailtrace.protocols import credentials
+from mailtrace.protocols.base import wire_text
 from mailtrace.protocols.imap import table, wire
 from mailtrace.protocols.imap.connection import (
     TAG_RE, SPOOL_LITERAL, MAX_COMMAND, MAX_LITERAL, MAX_LITERAL_BEFORE_LOGIN, MAX_REMEMBERED_TAGS,
@@ -83,10 +84,10 @@ def command_line(conn, line: bytes) -> None:
             if limit < MAX_LITERAL:
                 text += " before login"
             if nonsync:  # RFC 7888 §4: the client sends it anyway, so the connection must end
-                conn.respond(f"* BYE [TOOBIG] {text}\r\n".encode(), tag="*", code="BYE", info={"code": "TOOBIG"})
+                conn.respond(f"* BYE [TOOBIG] {wire_text(text)}\r\n".encode(), tag="*", code="BYE", info={"code": "TOOBIG"})
                 conn.close(because("literal-too-large"))
             else:
-                conn.respond(f"{tag} NO [TOOBIG] {text}\r\n".encode(), tag=tag, code="NO", verb=verb,
+                conn.respond(f"{tag} NO [TOOBIG] {wire_text(text)}\r\n".encode(), tag=tag, code="NO", verb=verb,
                              info={"code": "TOOBIG"})
             return
         spec = table.COMMANDS.get(verb)
@@ -136,7 +137,7 @@ def refuse(conn, tag: str, verb: str, spec) -> None:
     else:
         allowed = " or ".join(sorted(s.value for s in spec.states))
         text = f"{verb} is not allowed in the {conn.state.value} state (only in {allowed}; RFC 3501 §3)"
-    conn.respond(f"{tag} BAD {text}\r\n".encode(), tag=tag, code="BAD", verb=verb)
+    conn.respond(f"{tag} BAD {wire_text(text)}\r\n".encode(), tag=tag, code="BAD", verb=verb)
 
 
 def user_is_literal(line: bytes) -> bool:
@@ -189,5 +190,5 @@ def execute(conn, tag: str, verb: str, data: bytes, line: bytes | None, notes: l
         conn.done(cmd, "NO", f'charset "{exc}" is not supported', code=f"BADCHARSET ({' '.join(CHARSETS)})")
     except (KeyError, OSError, ValueError, LookupError, StoreError) as exc:
         # a message that vanished or an odd file: one NO, never a crashed connection
-        conn.respond(f"{tag} NO [SERVERBUG] {verb} failed: {wire.failure(exc)}\r\n".encode(), tag=tag, code="NO",
+        conn.respond(f"{tag} NO [SERVERBUG] {verb} failed: {wire_text(wire.failure(exc))}\r\n".encode(), tag=tag, code="NO",
                      verb=verb, info={"code": "SERVERBUG"})

@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from mailtrace.knowledge import because
 from mailtrace.protocols import credentials
-from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
+from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS, wire_text
 from mailtrace.protocols.lines import Line, LineReader
 from mailtrace.protocols.pop3.spec import (
     AUTOLOGOUT_SECONDS,
@@ -251,7 +251,7 @@ class Pop3ServerConnection:
                facts: dict[str, str] | None = None) -> list[Output]:
         if resp_code:
             text = f"[{resp_code}] {text}"
-        raw = f"{code} {text}\r\n".encode("utf-8") if text else f"{code}\r\n".encode()
+        raw = f"{code} {wire_text(text)}\r\n".encode("utf-8") if text else f"{code}\r\n".encode()
         info = {"code": resp_code} if resp_code else {}
         info.update(facts or {})  # who logged in, which messages this reply reports on (transcript.links)
         return [Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, code=code, verb=verb,
