@@ -261,6 +261,7 @@ def _run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, se
     labdir = Path(tempfile.mkdtemp(prefix="mailtrace-lab-", dir=_fast_tmp()))
     workdir = sandbox.make_workdir()
     server = None
+    fixture = None
     ports = _ports(seed, exercise.name, scenario.name) if sandbox.net_private else (0, 0)
     try:
         fixture = _Fixture(exercise, scenario, variables, rng, labdir)
@@ -309,6 +310,8 @@ def _run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, se
     finally:
         if server is not None:
             server.stop()
+        if fixture is not None:  # its lock files and poller: a class of 100 must not run out of descriptors
+            fixture.store.close()
         sandbox.remove_workdir(workdir)
         shutil.rmtree(labdir, ignore_errors=True)
 
