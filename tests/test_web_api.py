@@ -248,3 +248,24 @@ def test_https_with_the_lab_certificate(lab_factory):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/me", timeout=10).read()
     finally:
         lab.call(view.stop())
+
+
+def test_live_channel_says_the_close_reason_in_the_viewers_language(lab_factory):
+    import json
+    import urllib.request
+
+    lab = make_web_lab(lab_factory)
+    stream = urllib.request.urlopen(lab.web_view.url + "api/stream?lang=es", timeout=10)
+    assert stream.readline().startswith(b": mailtrace live channel")
+    send_mail(lab.port("smtp"), "alice@lab.test", "bob@lab.test", "hola")
+    closed = None
+    for _ in range(200):  # bounded: until the SMTP session is told closed
+        line = stream.readline()
+        if line.startswith(b"data: "):
+            closed = next((s for s in json.loads(line[6:]) if s["closed"]), None)
+            if closed:
+                break
+    stream.close()
+    assert closed and closed["close_reason"] and "QUIT" in closed["close_reason"]
+    assert "envió" in closed["close_reason"] and "sent" not in closed["close_reason"]
+    assert "_close" not in closed and "_owners" not in closed

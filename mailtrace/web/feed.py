@@ -203,7 +203,10 @@ class WebFeed:
         with self._lock:
             self._scheduled = False
             dirty, self._dirty = self._dirty, set()
-        updates = [self.sessions[sid].to_json() | {"_owners": sorted(self.sessions[sid].owners())}
+        # "_owners" (who may see it) and "_close" (the close reason as data, said in each
+        # viewer's language by the stream) are for the server, not for the page
+        updates = [self.sessions[sid].to_json() | {"_owners": sorted(self.sessions[sid].owners()),
+                                                   "_close": dict(self.sessions[sid].close_info)}
                    for sid in dirty if sid in self.sessions]
         for callback in list(self._subscribers):
             callback(updates)

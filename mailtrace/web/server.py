@@ -284,9 +284,16 @@ class WebView:
         queue: asyncio.Queue = asyncio.Queue()
         self._streams.add(queue)
 
+        lang = request["lang"]
+
+        def in_viewer_language(update: dict) -> dict:
+            out = {k: v for k, v in update.items() if not k.startswith("_")}
+            if update.get("_close"):
+                out["close_reason"] = knowledge.close_reason(update["_close"], lang)
+            return out
+
         def changed(updates: list[dict]) -> None:
-            seen = [{k: v for k, v in u.items() if k != "_owners"} for u in updates
-                    if self.access.may_see_session(viewer, u["_owners"])]
+            seen = [in_viewer_language(u) for u in updates if self.access.may_see_session(viewer, u["_owners"])]
             if seen:
                 queue.put_nowait(seen)
 
