@@ -147,7 +147,7 @@ def test_live_session_ladder_message_mime_and_life(lab_factory, browser):
     browser.find_element(By.CSS_SELECTOR, "#f-protocol option[value=imap]").click()
     wait(browser, lambda d: [r.get_attribute("data-id")[:4] for r in rows(d, "sessions-table")] == ["imap"])
     rows(browser, "sessions-table")[0].click()
-    wait(browser, lambda d: "LOGIN" in ladder_text(d) and "Autenticado" in d.find_element(By.ID, "ladder").text)
+    wait(browser, lambda d: "LOGIN" in ladder_text(d) and "(autenticado)" in d.find_element(By.ID, "ladder").text)
     shot(browser, "8-spanish-filtered")
 
 
