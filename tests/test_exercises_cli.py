@@ -157,3 +157,18 @@ def test_workflow_needs_a_name_and_refuses_to_overwrite(tmp_path):
     assert r.exit_code != 0 and "exercise name" in r.output
     r = invoke("classroom-workflow", "smtp-client", "-o", "-")
     assert r.exit_code != 0 and "--install" in r.output
+
+
+def test_classroom_workflow_warns_about_an_unpinned_install(tmp_path):
+    """A bare 'mailtrace' on the package index may be another project (independent check)."""
+    import subprocess
+    import sys
+
+    def run(spec: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mailtrace", "classroom-workflow", "smtp-client", "--install", spec,
+                               "-o", str(tmp_path / f"wf{len(spec)}.yml")], capture_output=True, text=True, timeout=60)
+
+    bare = run("mailtrace")
+    assert bare.returncode == 0 and "names no version" in bare.stderr
+    pinned = run("mailtrace==0.1.0")
+    assert pinned.returncode == 0 and "names no version" not in pinned.stderr

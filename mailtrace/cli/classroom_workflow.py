@@ -3,6 +3,7 @@ GitHub Classroom (see mailtrace/grading/github_classroom.py)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -44,6 +45,10 @@ def command(exercise: str, output: Path, install: str, program: str | None, lang
     except ExerciseError as exc:
         raise click.ClickException(str(exc)) from None
     program = program or ex.program
+    if re.fullmatch(r"[A-Za-z0-9._-]+(\[[A-Za-z0-9_,.-]+\])?", install.strip()):  # a bare name: unpinned
+        from importlib.metadata import version
+
+        click.echo(text("github_classroom", "unpinned", lang, install=install, version=version("mailtrace")), err=True)
     text_out = workflow(ex.name, install=install, program=program, lang=lang, python=python,
                         max_score=round(sum(c.points for c in ex.checks.values()), 4))
     if str(output) == "-":
