@@ -89,9 +89,13 @@ class Session(socketserver.StreamRequestHandler):
         except (OSError, socket.timeout):
             pass  # dropped connection: no UPDATE state, nothing is deleted (§6)
         finally:
-            if self.user is not None:
-                with locked_guard:
-                    locked.discard(self.user)
+            self.release()
+
+    def release(self):
+        if self.user is not None:
+            with locked_guard:
+                locked.discard(self.user)
+            self.user = None
 
     def dialogue(self):
         self.send("+OK POP3 reference server ready")
@@ -115,6 +119,7 @@ class Session(socketserver.StreamRequestHandler):
                                 os.remove(m.path)
                             except FileNotFoundError:
                                 pass
+                self.release()  # before +OK: the client may open the next session at once
                 self.send("+OK bye")
                 return
             if messages is None:

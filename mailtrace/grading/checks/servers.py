@@ -13,6 +13,7 @@ same ``SmtpObserver`` / ``Pop3Observer`` that judge real servers in the proxy).
 from __future__ import annotations
 
 import functools
+import re
 import tomllib
 from importlib import resources
 
@@ -208,13 +209,20 @@ def _first_difference(got: bytes, want: bytes) -> tuple[int, bytes, bytes]:
 
 
 def _stuffed_only(got: bytes, want: bytes) -> bool:
-    """``got`` is ``want`` with the dot-stuffing left in (the unstuffing check owns that)."""
-    return got != want and got == byte_stuff(want)[: -len(b".\r\n")]
+    """``got`` differs from ``want`` only by dots at line starts (the unstuffing check owns that)."""
+    return got != want and _dotless(got) == _dotless(want)
 
 
 def _is_abandoned(run, user: str, got: bytes) -> bool:
-    return any(unstuff(byte_stuff(m)[:len(got) + 8]).startswith(got[: max(1, len(got) - 8)])
+    """Is ``got`` (part of) a message whose client disconnected mid-DATA?"""
+    return any(_dotless(m).startswith(_dotless(got)[: max(1, len(_dotless(got)) - 8)])
                for m in run.aborted.get(user, []))
+
+
+def _dotless(data: bytes) -> bytes:
+    """``data`` with every run of dots at the start of a line removed: two copies of a message
+    that differ only there differ by the dot-stuffing (RFC 5321 §4.5.2, RFC 1939 §3)."""
+    return re.sub(rb"(^|\n)\.+", rb"\1", data)
 
 
 @check("smtpd.delivery", "Each accepted message in each recipient's Maildir, once, byte for byte",
@@ -223,8 +231,8 @@ def delivery(run) -> Outcome:
     first = _started(run)
     if first:
         return first
-    for user in sorted(run.expected):
-        want = list(run.expected[user])
+    for user in sorted(set(run.expected) | set(run.maildir_after) if run.expected else ()):
+        want = list(run.expected.get(user, []))
         stored = _stored(run, user)
         leftover = dict(stored)
         for message in run.expected[user]:
@@ -232,7 +240,8 @@ def delivery(run) -> Outcome:
             if match is not None:
                 leftover.pop(match)
                 want.remove(message)
-        extra = {k: v for k, v in leftover.items() if not _is_abandoned(run, user, v)}
+        maybe = [_dotless(m) for m in run.refused.get(user, [])]  # sent, never acknowledged: not judged
+        extra = {k: v for k, v in leftover.items() if not _is_abandoned(run, user, v) and _dotless(v) not in maybe}
         exp = say(run, "delivered_expected", user=user)
         if want:
             near = next(iter(extra.values()), None) if len(want) == 1 and len(extra) == 1 else None
@@ -371,7 +380,12 @@ def _unstuffed(body: bytes) -> bytes:
 
 
 def _stuffing_only(body: bytes, want: bytes) -> bool:
-    return body != byte_stuff(want) and _unstuffed(body) == want or (body == want + b".\r\n" and body != byte_stuff(want))
+    """A multi-line body that differs from the right one only by dots at line starts (or was cut
+    at a line "." that was not stuffed): the byte-stuffing check owns that, not RETR/TOP."""
+    if body == byte_stuff(want):
+        return False
+    got = _dotless(body[: -len(b".\r\n")] if body.endswith(b".\r\n") else body)
+    return got == _dotless(want) or (bool(got) and _dotless(want).startswith(got) and b"\n.\r\n" in want)
 
 
 @check("pop3d.retr", "RETR sends the message as stored, with CRLF line ends", "RFC 1939 §5 (RETR) and §3")

@@ -77,9 +77,11 @@ class Client:
         self._inbox: list[Event] = []  # server events not yet returned by read_reply
 
     # -- recording ------------------------------------------------------------------------
-    def _record(self, events: list[Event]) -> None:
-        for e in events:
-            self._pending.append(self.session.record(e))
+    def _record(self, events: list[Event]) -> list[Event]:
+        """Stamp and record the observer's events (the transcript); returns the stamped ones."""
+        stamped = [self.session.record(e) for e in events]
+        self._pending += stamped
+        return stamped
 
     def send(self, data: bytes) -> None:
         try:
@@ -117,8 +119,7 @@ class Client:
             if not data:
                 self.closed_by_server = True
                 return self._take_inbox(), "closed"
-            events = self.observer.feed_server(data)
-            self._record(events)
+            events = self._record(self.observer.feed_server(data))
             self._inbox += [e for e in events if e.side is Side.SERVER]
 
     def _take_inbox(self) -> list[Event]:
@@ -165,6 +166,14 @@ class Client:
         return False
 
     def close(self) -> None:
+        """Close our side, then wait (a little) for the server to close its own: by then it has
+        seen the end of the session (released a POP3 lock, discarded an unfinished message)."""
+        if not self.closed_by_server:
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self.wait_closed()
         self._record(self.observer.close())
         try:
             self.sock.close()

@@ -55,6 +55,7 @@ class ServerRun(Run):
     steps: list[StepResult] = field(default_factory=list)
     expected: dict[str, list[bytes]] = field(default_factory=dict)  # user -> messages that must be there
     aborted: dict[str, list[bytes]] = field(default_factory=dict)  # user -> messages that must NOT be there
+    refused: dict[str, list[bytes]] = field(default_factory=dict)  # user -> sent, but not acknowledged with 250
     maildir_after: dict[str, dict[str, bytes]] = field(default_factory=dict)  # user -> {"new/name": bytes}
     deliveries: list[tuple[str, str, str]] = field(default_factory=list)  # inotify: (dir, name, how)
     watched: bool = False
@@ -309,10 +310,6 @@ def _step(client: Client, index: int, step: dict, run: ServerRun, rng: random.Ra
             return res
         client.send(wire)
         timeout = BIG_REPLY_TIMEOUT
-        if step.get("deliver", True):
-            with lock:
-                for user in step.get("to", []):
-                    run.expected.setdefault(run.variables[user + "_user"], []).append(message)
     elif "cmd" in step:
         client.send(step["cmd"].encode("utf-8") + b"\r\n")
     elif "raw" in step:
@@ -334,6 +331,11 @@ def _step(client: Client, index: int, step: dict, run: ServerRun, rng: random.Ra
         if res.sent is None:  # the observer held the client's bytes (e.g. after DATA): take them now
             sent = [e for e in client.take() if e.side.value == "C"]
             res.sent = sent[-1] if sent else None
+    if "message" in step:  # accepted with 250: it must be in each recipient's Maildir (RFC 5321 §6.1)
+        with lock:
+            target = run.expected if res.code == "250" else run.refused
+            for user in step.get("to", []):
+                target.setdefault(run.variables[user + "_user"], []).append(message)
     if step.get("closes"):
         res.closed = client.wait_closed()
     return res
