@@ -17,7 +17,7 @@ import re
 import tomllib
 from importlib import resources
 
-from mailtrace.grading.checks import Outcome, check, fail, ok
+from mailtrace.grading.checks import Defer, Outcome, check, fail, ok
 from mailtrace.protocols.pop3.spec import MAX_UIDL_LENGTH, byte_stuff, top_of
 from mailtrace.protocols.smtp_data import unstuff
 from mailtrace.transcript.event import Kind, Side
@@ -38,10 +38,25 @@ def say(run, key: str, **values) -> str:
 
 
 def _started(run) -> Outcome | None:
-    """A server that never listened fails every check, with the reason."""
+    """A server that never listened (or never greeted anyone) fails every check, with the reason."""
     if getattr(run, "start_error", ""):
         return fail(say(run, "start_expected", port=run.variables.get("port", "PORT")), run.start_error)
+    greetings = [s for s in run.steps if s.index == -1]
+    if greetings and not any(s.code for s in greetings):
+        first = greetings[0]
+        proto = run.exercise.protocol
+        return fail(say(run, "greeting_expected", expect="220" if proto == "smtp" else "+OK",
+                        domain=run.variables.get("domain", "")),
+                    say(run, "reply_none", timeout=5.0) if first.problem == "timeout" else say(run, "reply_closed"))
     return None
+
+
+def _unacknowledged(run) -> Defer | None:
+    """Messages were sent but not acknowledged with 250: whatever the Maildir holds says little.
+    The step's own check owns that (delivery is judged only when it passes)."""
+    owners = tuple(sorted({_step_check(run, r) for r in run.steps if "message" in r.step
+                           and not r.step.get("partial") and r.code != "250"}))
+    return Defer(owners) if owners else None
 
 
 def _line(e) -> str:
@@ -227,8 +242,8 @@ def _dotless(data: bytes) -> bytes:
 
 @check("smtpd.delivery", "Each accepted message in each recipient's Maildir, once, byte for byte",
        "RFC 5321 §6.1 and §4.1.1.4")
-def delivery(run) -> Outcome:
-    first = _started(run)
+def delivery(run) -> Outcome | Defer:
+    first = _started(run) or _unacknowledged(run)
     if first:
         return first
     for user in sorted(set(run.expected) | set(run.maildir_after) if run.expected else ()):
@@ -313,6 +328,9 @@ def _concurrency(run) -> Outcome:
 
 
 def _still_running(run) -> Outcome:
+    first = _started(run)
+    if first:
+        return first
     stopped = run.stopped
     if stopped is not None and not stopped.after_sigterm:
         return fail(say(run, "robust_expected"), say(run, "robust_dead", status=run.program.status_text()))

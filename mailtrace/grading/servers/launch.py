@@ -76,9 +76,10 @@ class Stopped:
 class ServerProcess:
     """A student's server running in the background in the sandbox."""
 
-    def __init__(self, sandbox: Sandbox, argv: list[str], workdir: Path) -> None:
+    def __init__(self, sandbox: Sandbox, argv: list[str], workdir: Path, port: int) -> None:
         self.sandbox = sandbox
         self.argv = argv
+        self.port = port
         self.started = time.monotonic()
         self.error = ""
         lim = sandbox.limits
@@ -116,8 +117,11 @@ class ServerProcess:
                 pass
             if self.proc.poll() is not None:
                 code = self.proc.returncode
-                return (f"the server exited (status {code}) before listening on 127.0.0.1:{port}"
-                        if code >= 0 else f"the server died ({_signal_name(-code)}) before listening")
+                self._err.join(1.0)
+                last = [line for line in self._err.data.decode("utf-8", "replace").splitlines() if line.strip()]
+                why = f"; its stderr ends: {last[-1][:200]}" if last else ""
+                return (f"the server exited (status {code}) before listening on 127.0.0.1:{port}{why}"
+                        if code >= 0 else f"the server died ({_signal_name(-code)}) before listening{why}")
             time.sleep(POLL)
         other = _listening_ports_of(self.proc.pid, self.sandbox.uid if self.sandbox.isolate else None)
         if other:
@@ -158,10 +162,17 @@ class ServerProcess:
         return Stopped(result, alive, alive and in_time, stop_seconds)
 
     def kill(self) -> None:
-        """End every process of the server: its process group, and (isolated) its uid."""
+        """End every process of the server: its process group, (isolated) its uid, and whatever
+        still listens on its port (a daemon that left the process group with setsid())."""
         if self.proc is None:
             return
         self.sandbox._kill(self.proc)
+        for pid in _pids_listening_on(self.port):
+            if pid != os.getpid():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
 
 
 def _signal_name(num: int) -> str:
@@ -234,3 +245,14 @@ def _listening_ports_of(root: int, uid: int | None) -> list[str]:
 
 def _listening_pids(port: int) -> bool:
     return any(addr.endswith(f":{port}") for addr in _listening_sockets().values())
+
+
+def _pids_listening_on(port: int) -> list[int]:
+    inodes = {inode for inode, addr in _listening_sockets().items() if addr.endswith(f":{port}")}
+    if not inodes:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _socket_inodes(int(entry)) & inodes:
+            pids.append(int(entry))
+    return pids

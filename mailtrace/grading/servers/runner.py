@@ -42,8 +42,12 @@ from mailtrace.grading.servers.watch import MaildirWatch
 from mailtrace.protocols.pop3.spec import byte_stuff
 from mailtrace.transcript.recorder import MemorySink, Recorder
 
-#: the whole-line form of every message kind a step may send (grading/data.py has the others)
-MEGA_LINES = 13000  # about 1 MB
+MEGA_LINES = 13000  # lines of the "mega" message: about 1 MB
+
+#: submissions whose server never listened, by (path, seed): the other scenarios of the same
+#: grading report that at once instead of waiting 10 s each (a class run never stalls on one)
+_NEVER_LISTENED: dict[tuple[str, int], str] = {}
+_never_lock = threading.Lock()
 
 
 @dataclass
@@ -179,9 +183,22 @@ def run_server_scenario(exercise: Exercise, scenario: Scenario, submission: Path
         argv = launch.command_for(workdir, program, sandbox.python()) + ["--port", str(port), *args,
                                                                         *fill(list(scenario.args), variables)]
         watch = MaildirWatch([str(maildir / u / "new") for u in users]) if protocol == "smtp" else None
-        server = launch.ServerProcess(sandbox, argv, workdir)
+        key = (str(Path(submission).resolve()), seed)
+        with _never_lock:
+            known = _NEVER_LISTENED.get(key)
+        if known:
+            run.start_error = known + " (seen in another scenario; this one was not run)"
+            return _finish(run, sink, None)
+        server = launch.ServerProcess(sandbox, argv, workdir, port)
         run.start_error = server.wait_listening(port)
+        if run.start_error:
+            with _never_lock:
+                _NEVER_LISTENED[key] = run.start_error
         kept = [] if run.start_error else _play(run, scenario, protocol, port, recorder, variables, rng)
+        greetings = [s for s in run.steps if s.index == -1]
+        if greetings and not any(s.code for s in greetings):  # listens, never greets: the same for all
+            with _never_lock:
+                _NEVER_LISTENED[key] = "the server accepted connections but never sent a greeting within 5 s"
         run.stopped = server.stop()
         # the server must close the connections still open when it stops (the contract)
         run.kept_closed = [c.wait_closed(0.5) for c in kept]
@@ -229,8 +246,11 @@ def _play(run: ServerRun, scenario: Scenario, protocol: str, port: int, recorder
         greeted = _in_threads(clients, lambda c: _greeting(c, run, lock))
         if copies > 1:
             run.concurrency.append({"greeted": sum(greeted), "total": copies})
-        _in_threads(clients, lambda c: _steps(c, session.get("steps", []), run, variables, rng, lock)
-                    if c in clients else None)
+        if not any(greeted):  # a server that never greets: its steps would each wait in vain
+            steps = [{**s, "skip": True} for s in session.get("steps", [])]
+        else:
+            steps = session.get("steps", [])
+        _in_threads(clients, lambda c: _steps(c, steps, run, variables, rng, lock))
         for c in clients:
             if session.get("keep_open"):
                 kept.append(c)
@@ -275,7 +295,7 @@ def _steps(client: Client, steps: list[dict], run: ServerRun, variables: dict, r
            lock: threading.Lock) -> None:
     broken = False
     for index, step in enumerate(steps):
-        if broken:  # the connection is gone or the server stopped answering: the rest is not played
+        if broken or step.get("skip"):  # the connection is gone or the server stopped answering
             res = StepResult(session=client.session.id, index=index, step=step, problem="not played")
             with lock:
                 run.steps.append(res)
