@@ -87,8 +87,13 @@ DEFECTS: list[tuple[str, str, set[str], list[tuple[str, str]]]] = [
         ('''            for m in messages:
                 m.deleted = False''', '''            pass'''),
     ]),
-    ("pop3-server", "retr-deleted-message", {"pop3d.bad-number"}, [("        if m.deleted:", "        if False:")]),
-    ("pop3-server", "stuffs-only-lone-dots", {"pop3d.byte-stuffing"}, [
+    ("pop3-server", "retr-deleted-message", {"pop3d.bad-number"}, [
+        ('''        if m.deleted:
+            self.send("-ERR message already deleted")''', '''        if False:
+            self.send("-ERR message already deleted")'''),
+    ]),
+    # poplib (the real client) un-stuffs what was never stuffed: it sees the same defect
+    ("pop3-server", "stuffs-only-lone-dots", {"pop3d.byte-stuffing", "pop3d.real-client"}, [
         ('return data.replace(b"\\r\\n.", b"\\r\\n..") + b".\\r\\n"',
          'return data.replace(b"\\r\\n.\\r\\n", b"\\r\\n..\\r\\n") + b".\\r\\n"'),
     ]),
