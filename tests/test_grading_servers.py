@@ -241,3 +241,34 @@ def test_gradescope_zip_for_a_server_exercise(tmp_path):
     names = zipfile.ZipFile(out).namelist()
     assert any(n.endswith("exercise/exercise.toml") for n in names)
     assert any(n.endswith("exercise/scenarios/update.toml") for n in names)
+
+
+@pytest.mark.slow
+def test_class_run_over_twelve_servers_with_broken_ones(tmp_path):
+    """--class over 12 SMTP servers (correct ones in four styles, one-defect ones, a crash, a
+    silent one, one that never listens): every student graded, the broken ones reported, all
+    the files written, no process left."""
+    cls = tmp_path / "class"
+    cls.mkdir()
+    shutil.copy(SOLUTIONS["smtp-server"], cls / "ana.py")
+    shutil.copy(SERVERS / "smtp_server_asyncio.py", cls / "berta.py")
+    shutil.copy(SERVERS / "smtp_server_select.py", cls / "carlos.py")
+    shutil.copytree(SERVERS / "c_smtp", cls / "dolores", ignore=shutil.ignore_patterns("run"))
+    smtp_defects = [d for d in DEFECTS if d[0] == "smtp-server"][:5]
+    for i, (ex, name, _, subs) in enumerate(smtp_defects):
+        make_defective(ex, f"student{i}", subs, cls)
+    shutil.copy(SERVERS / "bad_crash.py", cls / "eva.py")
+    shutil.copy(SERVERS / "bad_hangs.py", cls / "fede.py")
+    shutil.copy(SERVERS / "bad_never_listens.py", cls / "gema.py")
+    out = tmp_path / "out"
+    r = mailtrace("grade", "smtp-server", str(cls), "--class", "--jobs", "2", "-o", str(out), "--seed", str(SEED))
+    assert r.returncode == 0, r.stderr
+    data = json.loads((out / "class.json").read_text("utf-8"))
+    scores = {s["student"]: s["score"] for s in data["students"]}
+    assert len(scores) == 12
+    assert all(scores[n] == 100 for n in ("ana", "berta", "carlos", "dolores")), scores
+    assert all(50 < scores[f"student{i}"] < 100 for i in range(5)), scores
+    assert all(scores[n] <= 4 for n in ("eva", "fede", "gema")), scores
+    assert (out / "gradebook.csv").is_file() and (out / "report.html").is_file()
+    for marker in ("bad_crash", "bad_hangs", "bad_never_listens", "eva.py", "fede.py", "gema.py"):
+        assert _no_process_left(marker)
