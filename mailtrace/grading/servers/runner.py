@@ -379,6 +379,40 @@ def _login(client: Client, res: StepResult, step: dict, variables: dict) -> Step
 
 
 # -- real clients -----------------------------------------------------------------------------------
+REAL_TIMEOUT = 30.0  # seconds a real mail program may take
+
+
+def _real_program(name: str, run: ServerRun, port: int, variables: dict) -> dict[str, Any]:
+    """swaks (SMTP) or curl (POP3) against the server, when installed (else not judged)."""
+    import shutil
+    import subprocess
+
+    tool = shutil.which(name)
+    if tool is None:
+        return {"name": name, "ok": True, "skipped": f"{name} is not installed"}
+    if name == "swaks":
+        subject = f"swaks {variables['nonce']}"
+        argv = [tool, "--server", "127.0.0.1", "--port", str(port), "--from", variables["sender"],
+                "--to", variables["rcpt1"], "--header", f"Subject: {subject}", "--body", variables["body_dots"],
+                "--timeout", "10", "--silent", "2"]
+    else:  # curl retrieves message 1 over POP3 (RETR; curl removes the byte-stuffing)
+        subject = ""
+        argv = [tool, "--silent", "--show-error", "--max-time", "20",
+                "--user", f"{variables['user']}:{variables['password']}", f"pop3://127.0.0.1:{port}/1"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=REAL_TIMEOUT, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return {"name": name, "ok": False, "detail": f"{name} did not finish within {REAL_TIMEOUT:g} s"}
+    err = proc.stderr.decode("utf-8", "replace").strip()[-300:]
+    if proc.returncode != 0:
+        return {"name": name, "ok": False, "detail": f"{name} exited {proc.returncode}: {err}"}
+    if name == "swaks":  # its message must arrive: checked in the Maildir after the stop
+        return {"name": name, "ok": True, "user": variables["rcpt1_user"], "subject": subject}
+    want = run.pop3_fixture[0]["wire"] if run.pop3_fixture else b""
+    ok = proc.stdout == want
+    return {"name": name, "ok": ok,
+            "detail": "" if ok else f"curl got {len(proc.stdout)} octets for message 1, the maildrop holds {len(want)}"}
+
 def _real_client(name: str, run: ServerRun, port: int, variables: dict) -> dict[str, Any]:
     """A mail program not written here talks to the server (python's smtplib / poplib)."""
     try:
@@ -413,6 +447,8 @@ def _real_client(name: str, run: ServerRun, port: int, variables: dict) -> dict[
             return {"name": name, "ok": ok,
                     "detail": "" if ok else f"poplib retrieved {len(got)} messages; "
                                             f"{sum(a != b for a, b in zip(got, want))} differ from the maildrop"}
+        if name in ("swaks", "curl"):
+            return _real_program(name, run, port, variables)
         return {"name": name, "ok": False, "detail": f"unknown real client {name}"}
     except Exception as exc:  # whatever the library raises is the finding
         return {"name": name, "ok": False, "detail": f"{type(exc).__name__}: {exc}"}
