@@ -118,8 +118,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 code = self.proc.returncode
                 self._err.join(1.0)
-                last = [line for line in self._err.data.decode("utf-8", "replace").splitlines() if line.strip()]
-                why = f"; its stderr ends: {last[-1][:200]}" if last else ""
+                why = _stderr_gist(self._err.data)
                 return (f"the server exited (status {code}) before listening on 127.0.0.1:{port}{why}"
                         if code >= 0 else f"the server died ({_signal_name(-code)}) before listening{why}")
             time.sleep(POLL)
@@ -173,6 +172,15 @@ class ServerProcess:
                     os.kill(pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
+
+
+def _stderr_gist(err: bytes) -> str:
+    """The line of a crash's stderr worth quoting: the exception (Python's is last, Java's first)."""
+    lines = [line.strip() for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    named = [line for line in lines if "Error" in line or "Exception" in line]
+    return f"; its stderr says: {(named[-1] if named else lines[-1])[:240]}"
 
 
 def _signal_name(num: int) -> str:
