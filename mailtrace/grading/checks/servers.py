@@ -1,6 +1,6 @@
 """Server checks (exercises smtp-server, pop3-server): the student wrote the server, the grader's
 scripted clients (``grading/servers``) talked to it.  Each check is a pure function of a
-``ServerRun``; its texts (English and Spanish) are data in ``grading/servers/texts.toml``.
+``ServerRun``; its texts (English and Spanish) are data in ``grading/messages.toml`` (``server.*``).
 
 Most checks judge the replies to the steps that name them (a step's ``check``, else the
 scenario's ``step_check``): the first step whose reply is not the one expected fails the check,
@@ -12,10 +12,7 @@ same ``SmtpObserver`` / ``Pop3Observer`` that judge real servers in the proxy).
 
 from __future__ import annotations
 
-import functools
 import re
-import tomllib
-from importlib import resources
 
 from mailtrace.grading.checks import Defer, Outcome, check, fail, ok
 from mailtrace.protocols.pop3.spec import MAX_UIDL_LENGTH, byte_stuff, top_of
@@ -26,15 +23,11 @@ GREETING_CHECK = {"smtp": "smtpd.greeting", "pop3": "pop3d.greeting"}
 TRACE_HEADERS = (b"return-path:", b"received:", b"delivered-to:", b"x-original-to:")
 
 
-@functools.cache
-def _texts() -> dict:
-    return tomllib.loads(resources.files("mailtrace.grading.servers").joinpath("texts.toml").read_text("utf-8"))
-
-
 def say(run, key: str, **values) -> str:
-    texts = _texts()
-    template = texts.get(getattr(run, "lang", "en"), {}).get(key) or texts["en"][key]
-    return template.format(**values)
+    """A feedback text of these checks in the run's language (grading/messages.toml, "server.*")."""
+    from mailtrace.grading.messages import text
+
+    return text(f"server.{key}", getattr(run, "lang", "en"), **values)
 
 
 def _started(run) -> Outcome | None:

@@ -6,8 +6,7 @@
 | `clients.py` | the scripted clients: send a step, read the reply through the protocol's observer |
 | `runner.py` | one scenario: Maildir fixture, sessions (several at once), the Maildir afterwards |
 | `watch.py` | inotify on new/: was each message renamed in from tmp/? |
-| `texts.toml` | the feedback texts of the server checks, English and Spanish |
 
-The checks are in ``mailtrace/grading/checks/servers.py``; scoring and reports are the client
+The checks are in ``mailtrace/grading/checks/servers.py`` (their texts in ``grading/messages.toml``, ``server.*``); scoring and reports are the client
 grader's (``grader.score_run``, ``report``, ``classroom``).
 """

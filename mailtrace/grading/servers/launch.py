@@ -1,14 +1,15 @@
 """Start a student's server in the sandbox, wait until it listens, stop it, end every process of it.
 
 This is the one place the server grader touches the sandbox (``mailtrace.grading.sandbox``):
-it borrows the sandbox's command line (limits, uid, private /tmp) and environment, but runs the
-program in the background instead of to completion.  The grader's scripted clients then reach
-the server on 127.0.0.1:PORT: the grader and the server share one network namespace (``mailtrace
-grade`` moves itself into a private loopback-only namespace when it can, see
-``sandbox.enter_private_network``), so the clients run in the same namespace as the server.
+``Sandbox.start`` runs the program in the background (a :class:`~mailtrace.grading.sandbox.Running`
+handle) and the whole scenario runs inside ``Sandbox.network()``, the run's own loopback-only
+network namespace: the server listens on 127.0.0.1:PORT in it, and the grader's scripted
+clients, opened by threads of the same block, reach it there and nowhere else.
 
 The contract (../shared/contracts.md, "Server exercises"): the server listens within 10 s and
-exits 0 within 5 s of SIGTERM.
+exits 0 within 5 s of SIGTERM.  SIGTERM goes to the program itself, not to the sandbox's
+wrapper (bubblewrap would end the whole PID namespace at once); whatever is left at the end is
+killed with the namespace (``Running.stop``).
 """
 
 from __future__ import annotations
@@ -17,50 +18,23 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailtrace.grading.sandbox import ProgramResult, Sandbox, _Capture
+from mailtrace.grading.sandbox import ProgramResult, Sandbox
 
 LISTEN_TIMEOUT = 10.0  # seconds the server has to start listening
 STOP_TIMEOUT = 5.0  # seconds it has to exit after SIGTERM
-BUILD_TIMEOUT = 60.0
 POLL = 0.02  # seconds between two connection attempts while waiting for the server
+WRAPPERS = ("bwrap",)  # sandbox processes between the grader and the program (the others exec)
 
 
 def free_port() -> int:
-    """An unused loopback port (the kernel's choice, released for the server to take)."""
+    """An unused loopback port in this thread's network namespace."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def command_for(workdir: Path, program: str, python: str) -> list[str]:
-    """How the submission is started: ``./run`` when the folder has one, else the Python file."""
-    run = workdir / "run"
-    if run.is_file():
-        return ["./run"]
-    return [python, program]
-
-
-def build(sandbox: Sandbox, workdir: Path) -> ProgramResult | None:
-    """Run build.sh or make first when the submission has one (in the sandbox); None: nothing to build."""
-    if (workdir / "build.sh").is_file():
-        argv = ["/bin/sh", "build.sh"]
-    elif (workdir / "Makefile").is_file() or (workdir / "makefile").is_file():
-        argv = ["make", "-s"]
-    else:
-        return None
-    from dataclasses import replace
-
-    sb = replace(sandbox, limits=replace(sandbox.limits, timeout=BUILD_TIMEOUT, cpu_seconds=int(BUILD_TIMEOUT)))
-    result = sb.run(argv, workdir)
-    run = workdir / "run"
-    if run.is_file():
-        os.chmod(run, 0o755)
-    return result
 
 
 @dataclass
@@ -76,102 +50,72 @@ class Stopped:
 class ServerProcess:
     """A student's server running in the background in the sandbox."""
 
-    def __init__(self, sandbox: Sandbox, argv: list[str], workdir: Path, port: int) -> None:
+    def __init__(self, sandbox: Sandbox, argv: list[str], workdir: Path, port: int, timeout: float) -> None:
         self.sandbox = sandbox
         self.argv = argv
         self.port = port
-        self.started = time.monotonic()
-        self.error = ""
-        lim = sandbox.limits
-        try:
-            self.proc: subprocess.Popen | None = subprocess.Popen(
-                sandbox.command(argv), cwd=workdir, env=sandbox.env(workdir), stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0, close_fds=True)
-        except OSError as exc:
-            self.proc = None
-            self.error = str(exc)
-            return
-        self._out = _Capture(self.proc.stdout, lim.output_bytes)
-        self._err = _Capture(self.proc.stderr, lim.output_bytes)
-        # a hard stop: whatever happens to the grader's clients, the server dies at the deadline
-        self._deadline = threading.Timer(lim.timeout, self.kill)
-        self._deadline.daemon = True
-        self._deadline.start()
+        # the sandbox's own timer ends the server at ``timeout`` whatever the clients do
+        self.running = sandbox.start(argv, workdir, timeout)
+        self.proc = self.running.proc
+        self.error = self.running.error
 
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def wait_listening(self, port: int, timeout: float = LISTEN_TIMEOUT) -> str:
+    def wait_listening(self, timeout: float = LISTEN_TIMEOUT) -> str:
         """'' once 127.0.0.1:port accepts connections, else why not (the report shows it)."""
+        port = self.port
         if self.proc is None:
             return f"could not start: {self.error}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-                    pass
-                if self.proc.poll() is not None and not _listening_pids(port):
-                    break
-                return ""  # accepted (a server that forked into the background is caught at stop)
+                    return ""
             except OSError:
                 pass
             if self.proc.poll() is not None:
+                self.running.err.join(1.0)
                 code = self.proc.returncode
-                self._err.join(1.0)
-                why = _stderr_gist(self._err.data)
+                why = _stderr_gist(self.running.err.data)
+                if code == 0:  # a daemon: the sandbox ends everything the program left behind
+                    why += ("; a server must stay in the foreground (one that forks into the background "
+                            "and exits is ended with its sandbox)")
                 return (f"the server exited (status {code}) before listening on 127.0.0.1:{port}{why}"
                         if code >= 0 else f"the server died ({_signal_name(-code)}) before listening{why}")
             time.sleep(POLL)
-        other = _listening_ports_of(self.proc.pid, self.sandbox.uid if self.sandbox.isolate else None)
+        # in the run's private namespace whatever listens is the student's server
+        other = [a for a in _listening_sockets().values() if not a.endswith(f":{port}")] \
+            if self.sandbox.net_private else []
         if other:
-            return (f"the server listens on {', '.join(other)} instead of 127.0.0.1:{port} "
+            return (f"the server listens on {', '.join(sorted(other))} instead of 127.0.0.1:{port} "
                     f"(it must use the --port argument)")
         return f"the server did not listen on 127.0.0.1:{port} within {timeout:g} s"
 
     def stop(self) -> Stopped:
-        """SIGTERM, up to STOP_TIMEOUT for it to exit, then SIGKILL to every process it left."""
+        """SIGTERM to the program, up to STOP_TIMEOUT for it to exit, then the sandbox ends the rest."""
         if self.proc is None:
-            return Stopped(ProgramResult(argv=self.argv, exit_code=None, error=self.error,
-                                         enforced=self.sandbox.enforced()), False, False, 0.0)
+            return Stopped(self.running.wait(), False, False, 0.0)
         t0 = time.monotonic()
-        alive = self.proc.poll() is None
+        alive = self.proc.poll() is None and bool(_program_pids(self.proc.pid))
         if alive:
-            try:
-                os.kill(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            for pid in _program_pids(self.proc.pid):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    pass
         try:
             self.proc.wait(timeout=STOP_TIMEOUT)
             in_time = True
         except subprocess.TimeoutExpired:
             in_time = False
         stop_seconds = time.monotonic() - t0
-        self.kill()
-        self.proc.wait()
-        self._deadline.cancel()
-        self._out.join()
-        self._err.join()
-        code = self.proc.returncode
-        sig = -code if code < 0 else None
-        result = ProgramResult(argv=self.argv, exit_code=None if sig else code, signal=sig,
-                               timed_out=not in_time, stdout=self._out.data, stderr=self._err.data,
-                               truncated=self._out.truncated or self._err.truncated,
-                               duration=time.monotonic() - self.started, enforced=self.sandbox.enforced(),
-                               limit_seconds=STOP_TIMEOUT)
+        result = self.running.wait()  # kills whatever is left (the whole PID namespace when sealed)
+        if not in_time:
+            result.timed_out = True
+            result.limit_seconds = STOP_TIMEOUT
         return Stopped(result, alive, alive and in_time, stop_seconds)
 
     def kill(self) -> None:
-        """End every process of the server: its process group, (isolated) its uid, and whatever
-        still listens on its port (a daemon that left the process group with setsid())."""
-        if self.proc is None:
-            return
-        self.sandbox._kill(self.proc)
-        for pid in _pids_listening_on(self.port):
-            if pid != os.getpid():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+        """End every process of the server (idempotent)."""
+        self.running.stop()
 
 
 def _stderr_gist(err: bytes) -> str:
@@ -194,7 +138,8 @@ def _signal_name(num: int) -> str:
 def _listening_sockets() -> dict[str, str]:
     """{socket inode: 'address:port'} of the TCP sockets listening in this network namespace."""
     out = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    base = "/proc/thread-self/net" if os.path.exists("/proc/thread-self/net") else "/proc/net"
+    for table in (f"{base}/tcp", f"{base}/tcp6"):
         try:
             with open(table, encoding="ascii") as f:
                 rows = f.readlines()[1:]
@@ -209,58 +154,38 @@ def _listening_sockets() -> dict[str, str]:
     return out
 
 
-def _socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    except OSError:
-        pass
-    return inodes
-
-
-def _pids_of(root: int, uid: int | None) -> list[int]:
-    """The server's processes: its process group, or every process of the sandbox uid."""
-    pids = []
+def _children() -> dict[int, list[int]]:
+    """{ppid: [pids]} of every process visible here."""
+    out: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        pid = int(entry)
         try:
-            if uid is not None and os.stat(f"/proc/{pid}").st_uid == uid:
-                pids.append(pid)
-            elif os.getpgid(pid) == root:
-                pids.append(pid)
-        except (OSError, ProcessLookupError):
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
             continue
-    return pids
+        fields = stat[stat.rfind(b")") + 2:].split()
+        out.setdefault(int(fields[1]), []).append(int(entry))
+    return out
 
 
-def _listening_ports_of(root: int, uid: int | None) -> list[str]:
-    listening = _listening_sockets()
-    found = set()
-    for pid in _pids_of(root, uid):
-        for inode in _socket_inodes(pid):
-            if inode in listening:
-                found.add(listening[inode])
-    return sorted(found)
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
-def _listening_pids(port: int) -> bool:
-    return any(addr.endswith(f":{port}") for addr in _listening_sockets().values())
-
-
-def _pids_listening_on(port: int) -> list[int]:
-    inodes = {inode for inode, addr in _listening_sockets().items() if addr.endswith(f":{port}")}
-    if not inodes:
-        return []
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and _socket_inodes(int(entry)) & inodes:
-            pids.append(int(entry))
-    return pids
+def _program_pids(root: int) -> list[int]:
+    """The student's processes under the process the grader started: every descendant (and the
+    root itself) except the sandbox's wrappers (bubblewrap and its PID-namespace init)."""
+    children = _children()
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if _comm(pid) not in WRAPPERS:
+            out.append(pid)
+        todo += children.get(pid, [])
+    return out

@@ -23,12 +23,10 @@ disconnects); ``login = "ok" | "fail"`` logs in to POP3.  ``expect`` is a reply 
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +53,6 @@ class ServerRun(Run):
     """A :class:`Run` of a server exercise: what the scripted clients saw and the Maildir after."""
 
     start_error: str = ""  # the server never listened (why)
-    build: ProgramResult | None = None
     steps: list[StepResult] = field(default_factory=list)
     expected: dict[str, list[bytes]] = field(default_factory=dict)  # user -> messages that must be there
     aborted: dict[str, list[bytes]] = field(default_factory=dict)  # user -> messages that must NOT be there
@@ -134,9 +131,12 @@ def _snapshot(root: Path) -> dict[str, dict[str, bytes]]:
 
 
 # -- the scenario -----------------------------------------------------------------------------------
-def run_server_scenario(exercise: Exercise, scenario: Scenario, submission: Path, seed: int,
+def run_server_scenario(exercise: Exercise, scenario: Scenario, prepared, seed: int,
                         sandbox: Sandbox) -> ServerRun:
-    from mailtrace.grading.grader import _copy_submission, find_program
+    """Called by ``grader.run_scenario`` inside ``sandbox.network()``: the server and the
+    scripted clients share the run's private network namespace."""
+    from mailtrace.grading.files import Bounds, TreeError, copy_tree
+    from mailtrace.grading.grader import SubmissionError
 
     rng = gdata.rng_for(seed, exercise.name, scenario.name)
     variables = gdata.variables(rng)
@@ -150,13 +150,16 @@ def run_server_scenario(exercise: Exercise, scenario: Scenario, submission: Path
     run = ServerRun(exercise=exercise, scenario=scenario, variables=variables,
                     program=ProgramResult(argv=[], exit_code=None))
     server = None
+    timeout = scenario.timeout or sandbox.limits.timeout
     try:
-        source, program = find_program(exercise, submission)
-        _copy_submission(source, program, workdir)
+        try:
+            copy_tree(prepared.stage, workdir, Bounds(max_bytes=64 * 1024 * 1024, file_bytes=32 * 1024 * 1024,
+                                                      max_files=5000), time.monotonic() + 10)
+        except TreeError as exc:
+            raise SubmissionError(f"the built submission is too large: {exc}") from None
         maildir = workdir / "maildir"
         maildir.mkdir()
         protocol = exercise.protocol
-        users = []
         box = fill(scenario.mailbox, variables)
         if protocol == "smtp":  # rcpt1 and rcpt2 exist; rcpt3 does not (550)
             users = [variables["rcpt1_user"], variables["rcpt2_user"]]
@@ -173,24 +176,18 @@ def run_server_scenario(exercise: Exercise, scenario: Scenario, submission: Path
                                                f"{variables['other_user']}:{variables['other_password']}\n")
             args = ["--maildir", "maildir", "--users", "users.txt"]
         sandbox.give(workdir)
-        run.build = launch.build(sandbox, workdir)
-        if run.build is not None and run.build.exit_code != 0:
-            run.start_error = f"the build failed ({run.build.status_text()}): " + \
-                run.build.stderr.decode("utf-8", "replace")[-400:]
-            return _finish(run, sink, None)
         port = launch.free_port()
         variables["port"] = port
-        argv = launch.command_for(workdir, program, sandbox.python()) + ["--port", str(port), *args,
-                                                                        *fill(list(scenario.args), variables)]
-        watch = MaildirWatch([str(maildir / u / "new") for u in users]) if protocol == "smtp" else None
-        key = (str(Path(submission).resolve()), seed)
+        argv = prepared.argv(sandbox, ["--port", str(port), *args, *fill(list(scenario.args), variables)])
+        key = (str(prepared.stage), seed)
         with _never_lock:
             known = _NEVER_LISTENED.get(key)
         if known:
             run.start_error = known + " (seen in another scenario; this one was not run)"
             return _finish(run, sink, None)
-        server = launch.ServerProcess(sandbox, argv, workdir, port)
-        run.start_error = server.wait_listening(port)
+        watch = MaildirWatch([str(maildir / u / "new") for u in users]) if protocol == "smtp" else None
+        server = launch.ServerProcess(sandbox, argv, workdir, port, timeout)
+        run.start_error = server.wait_listening()
         if run.start_error:
             with _never_lock:
                 _NEVER_LISTENED[key] = run.start_error
@@ -219,8 +216,6 @@ def _finish(run: ServerRun, sink: MemorySink, result: ProgramResult | None) -> S
     run.events = list(sink.events)
     if result is not None:
         run.program = result
-    elif run.build is not None:
-        run.program = run.build
     return run
 
 
