@@ -19,7 +19,7 @@ from mailtrace.grading.report import CheckResult, Report, ScenarioResult, to_gra
 from mailtrace.protocols.base import Pending
 from mailtrace.transcript.event import Kind, Side
 
-EXERCISES = ["smtp-client", "pop3-client", "imap-client", "mime-compose"]
+EXERCISES = ["smtp-client", "pop3-client", "imap-client", "mime-compose", "smtp-server", "pop3-server"]
 
 
 def smtp_layer(script: ServerScript, users=("bob",)):

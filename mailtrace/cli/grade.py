@@ -49,13 +49,15 @@ def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed
             class_mode: bool, scenarios: tuple[str, ...], network: str, verbose: bool, lang: str,
             show_secrets: bool, fail_under: float | None) -> None:
     """Grade SUBMISSION (a file or a folder) for EXERCISE (smtp-client, pop3-client, imap-client,
-    mime-compose, or the path of an exercise folder).
+    mime-compose; smtp-server, pop3-server: the student's server, mailtrace the client; or the
+    path of an exercise folder).
 
     \b
     Examples:
       mailtrace grade smtp-client my_smtp_client.py
       mailtrace grade pop3-client submissions/ana/ --format json -o ana.json
       mailtrace grade imap-client submissions/ --class --jobs 2 -o results/
+      mailtrace grade smtp-server my_smtp_server.py --lang es
     """
     from mailtrace.grading.exercise import ExerciseError, load_exercise
 

@@ -71,6 +71,7 @@ class Exercise:
     scenarios: list[Scenario] = field(default_factory=list)
     policy_checks: tuple[str, ...] = ()
     policy_cap: float | None = None  # a failed policy check caps the score at this fraction of max
+    role: str = "client"  # "server": the student writes the server, the grader is the client (grading/servers)
 
     def scenario(self, name: str) -> Scenario:
         for s in self.scenarios:
@@ -147,7 +148,8 @@ def load_exercise(name_or_path: str) -> Exercise:
                   program=data["program"], title=data.get("title", ""),
                   banned_imports=tuple(data.get("banned_imports", ())), timeout=float(data.get("timeout", 10)),
                   checks=checks, policy_checks=tuple(data.get("policy_checks", ())),
-                  policy_cap=float(data["policy_cap"]) if "policy_cap" in data else None)
+                  policy_cap=float(data["policy_cap"]) if "policy_cap" in data else None,
+                  role=data.get("role", "client"))
     if ex.policy_cap is not None and not 0 <= ex.policy_cap <= 1:
         raise ExerciseError(f"{directory / 'exercise.toml'}: policy_cap must be between 0 and 1")
     from mailtrace.grading.checks import load_all

@@ -248,6 +248,10 @@ def run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, see
     """One scenario in its own network namespace (the scripted server and the program both live
     in it), under one wall clock for copying, running and collecting."""
     with sandbox.network():
+        if exercise.role == "server":  # the student wrote the server: scripted clients talk to it
+            from mailtrace.grading.servers.runner import run_server_scenario
+
+            return run_server_scenario(exercise, scenario, prepared, seed, sandbox)
         return _run_scenario(exercise, scenario, prepared, seed, sandbox)
 
 
@@ -323,7 +327,7 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en", show_secret
     results = []
     unobserved: set[str] = set()  # checks that failed only because the dialogue stopped earlier
     run.lang = lang
-    never_connected = bool(run.exercise.protocol) and not run.server_options.get("none") and not run.sessions()
+    never_connected = run.exercise.role == "client" and bool(run.exercise.protocol) and not run.server_options.get("none") and not run.sessions()
     for cid in run.scenario.checks:
         chk = REGISTRY[cid]
         conf = run.exercise.checks[cid]

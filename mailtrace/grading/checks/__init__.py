@@ -177,6 +177,6 @@ def feedback(outcome: Outcome, check_: Check, events: list[Event], lang: str = "
 
 def load_all() -> dict[str, Check]:
     """Import every check module (they register themselves)."""
-    from mailtrace.grading.checks import common, imap, mime, pop3, smtp  # noqa: F401
+    from mailtrace.grading.checks import common, imap, mime, pop3, servers, smtp  # noqa: F401
 
     return REGISTRY
