@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from mailtrace_cli import MAILTRACE
-from test_handouts_blocks import (BANNER_PORT, DOC_PORTS, LAB_PORT_FLAGS, LAB_PORTS, ROOT, TURN_TIMEOUT,
+from test_handouts_blocks import (PROXY_PORTS, BANNER_PORT, DOC_PORTS, LAB_PORT_FLAGS, LAB_PORTS, ROOT, TURN_TIMEOUT,
                                   WILDCARD, Block, _env, cli_help)
 
 def free_port() -> int:
@@ -92,6 +92,15 @@ class Handout:
             raise AssertionError("the lab's banner did not say its ports\n--- lab output ---\n" + self.lab_output())
         for name, port in found.items():
             self.ports[LAB_PORTS[name]] = port
+        # The ports picked for the handout's proxies were free when picked, but the lab (port 0)
+        # may have taken one of them since: pick again, so a proxy never "starts" on a lab port.
+        taken = set(found.values())
+        for doc in PROXY_PORTS:
+            for _ in range(20):  # bounded
+                if self.ports[doc] not in taken:
+                    break
+                self.ports[doc] = free_port()
+            taken.add(self.ports[doc])
         for name in ("smtp", "pop3", "imap"):
             if name in found:
                 wait_port(found[name], self.lab)
