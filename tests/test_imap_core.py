@@ -505,10 +505,14 @@ def test_event_stamped_keeps_every_field():
     """Event.stamped spells out every field (for speed): a new field must be copied too."""
     import dataclasses
 
-    from mailtrace.transcript.event import Event, Note
+    from mailtrace.transcript.event import Args, Event, MessageRef, Note, Peer, Reason, Tls
 
     values = dict(side=Side.SERVER, kind=Kind.REPLY, raw=b"r", protocol="imap", verb="FETCH", code="OK", tag="*",
-                  state="selected", notes=(Note("x"),), size=9, redacted=b"***", info={"a": "b"})
+                  state="selected", notes=(Note("x"),), size=9, redacted=b"***", args=Args(mailbox="INBOX"),
+                  response_code="UIDVALIDITY", user="u", messages=(MessageRef("read", "u", "INBOX", 1),),
+                  continued=True, command="APPEND", spooled=True, incomplete="cut", pipelined=True,
+                  arrived="mid-line", partial="* O", scripted=True, unsolicited=True, peer=Peer(client="c"),
+                  reason=Reason(text="r"), missing=3, tls=Tls(how="starttls"))
     assert set(values) | {"session", "seq", "t"} == {f.name for f in dataclasses.fields(Event)}
     e = Event(**values).stamped("imap-1", 3, 0.5)
     assert all(getattr(e, k) == v for k, v in values.items()) and (e.session, e.seq, e.t) == ("imap-1", 3, 0.5)

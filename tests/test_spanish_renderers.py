@@ -143,7 +143,7 @@ def test_mailtrace_show_lang_es_text_and_html(spanish_lab, tmp_path):
     for event in events:
         sink.handle(event)
     sink.close()
-    assert any("why" in json.loads(line).get("info", {}) for line in log.read_text().splitlines()[1:])
+    assert any(json.loads(line).get("reason", {}).get("clauses") for line in log.read_text().splitlines()[1:])
     shown = subprocess.run([sys.executable, "-m", "mailtrace", "show", str(log), "--lang", "es"],
                            capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr

@@ -39,7 +39,7 @@ def test_jsonl_round_trip_redacts_secrets(tmp_path):
     rec = _session([JsonlSink(path), mem])
     rec.close()
     head = json.loads(path.read_text().splitlines()[0])
-    assert head["format"] == "mailtrace-transcript" and head["version"] == 1
+    assert head["format"] == "mailtrace-transcript" and head["version"] == 2
     back = list(read_jsonl(path))
     assert [e.raw for e in back if e.verb != "AUTH"] == [e.raw for e in mem.events if e.verb != "AUTH"]
     auth = [e for e in back if e.verb == "AUTH"][0]

@@ -36,7 +36,7 @@ from mailtrace import knowledge
 from mailtrace.capture.pcapfile import PcapWriter
 from mailtrace.proxy.credentials import split_decoration
 from mailtrace.proxy.registry import STANDARD_PORT
-from mailtrace.transcript.event import Event, Kind, Side
+from mailtrace.transcript.event import Event, Kind, Peer, Side, Tls
 
 MAX_SEGMENT = 65000  # octets of payload per segment: an IPv4 packet holds at most 65535 (RFC 791 §3.1)
 MAC = {Side.CLIENT: b"\x02\x00\x00\x00\x00\x01", Side.SERVER: b"\x02\x00\x00\x00\x00\x02"}
@@ -182,14 +182,13 @@ class PcapSink:
         if event.kind is Kind.TLS:
             self._tls(event, conv)
         elif event.kind is Kind.CLOSE:
-            reason = knowledge.close_reason(event.info, self.lang)
+            reason = knowledge.close_reason(event, self.lang)
             self._finish(conv, event.side, event.t,
                          knowledge.phrase("pcap", "closed-why" if reason else "closed", self.lang, reason=reason))
             self._conv.pop(event.session, None)
         elif event.kind is Kind.GAP:
             side = event.side if event.side is not Side.NONE else Side.CLIENT
-            missing = int(event.info.get("octets", "0") or 0)
-            conv.next_seq[side] += missing
+            conv.next_seq[side] += event.missing
         elif event.kind in PAYLOAD_KINDS and event.side in (Side.CLIENT, Side.SERVER) and conv.open:
             payload, decoded = split_decoration(event, event.shown(self.show_secrets))
             comment = self._comment(event)
@@ -205,10 +204,10 @@ class PcapSink:
         self.writer.flush()
 
     def _open(self, event: Event) -> None:
-        info = event.info
+        peer = event.peer or Peer()
         proto = event.protocol
-        client = parse_addr(info.get("client", ""))
-        server = parse_addr(info.get("server", ""))
+        client = parse_addr(peer.client)
+        server = parse_addr(peer.server)
         std = STANDARD_PORT.get(proto)
         s_host = server[0] if server else "127.0.0.1"
         c_host = client[0] if client else s_host
@@ -216,19 +215,16 @@ class PcapSink:
             c_host = s_host = "127.0.0.1"
         s_port = std or (server[1] if server else 9)
         c_port = self._client_port(client[1] if client and client[1] != s_port else None)
-        try:
-            t0 = float(info.get("started", "0") or 0)
-        except ValueError:
-            t0 = 0.0
-        conv = _Conversation((c_host, c_port), (s_host, s_port), t0)
+        conv = _Conversation((c_host, c_port), (s_host, s_port), peer.started)
         self._conv[event.session] = conv
-        note = (f"mailtrace session {event.session} ({proto}): {info.get('client', '?')} -> {info.get('server', '?')}"
+        note = (f"mailtrace session {event.session} ({proto}): {peer.client or '?'} -> {peer.server or '?'}"
                 + (f"; exported on port {s_port} so Wireshark decodes {proto.upper()}" if server and server[1] != s_port else ""))
         self._handshake(conv, event.t, note)
 
     def _tls(self, event: Event, conv: _Conversation) -> None:
-        intercepted = event.info.get("intercepted") == "yes"
-        if event.info.get("how") == "implicit":
+        tls = event.tls or Tls()
+        intercepted = tls.intercepted is True
+        if tls.how == "implicit":
             if not intercepted:
                 conv.open = False  # nothing readable follows; the close event will not write a FIN
                 self._finish_quiet(conv, event)

@@ -142,7 +142,7 @@ class CaptureImporter:
         elif what == "gap":
             self.stats.gaps += 1
             if tracer.parsing:
-                tracer.session.record(Event(side=SIDES[args[0]], kind=Kind.GAP, info={"octets": str(args[1])}), t)
+                tracer.session.record(Event(side=SIDES[args[0]], kind=Kind.GAP, missing=int(args[1])), t)
             else:
                 tracer.unseen[SIDES[args[0]]] += args[1]
         elif what == "close":

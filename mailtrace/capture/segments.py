@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from mailtrace import knowledge
-from mailtrace.transcript.event import Kind, Side
+from mailtrace.transcript.event import Kind, Peer, Side
 
 PAYLOAD_KINDS = (Kind.COMMAND, Kind.REPLY, Kind.DATA, Kind.LITERAL)
 MAX_LINES = 8  # protocol lines listed per segment; a long DATA segment says how many more
@@ -126,10 +126,11 @@ def _sessions(path: Path, *, port, protocol, show_secrets: bool, lang: str) -> d
     by_session: dict[str, tuple[Connection, CredentialDecoder, list[int]]] = {}
     for event in mem.events:
         if event.kind is Kind.OPEN:
-            client, server = _addr(event.info.get("client", "")), _addr(event.info.get("server", ""))
+            peer = event.peer or Peer()
+            client, server = _addr(peer.client), _addr(peer.server)
             if client is None or server is None:
                 continue
-            conn = Connection(client, server, event.protocol, float(event.info.get("started", "0") or 0))
+            conn = Connection(client, server, event.protocol, peer.started)
             conns[(client, server)] = conn
             by_session[event.session] = (conn, CredentialDecoder(event.protocol, show_secrets, lang), [0, 0])
             continue
@@ -138,8 +139,8 @@ def _sessions(path: Path, *, port, protocol, show_secrets: bool, lang: str) -> d
             continue
         conn, decoder, offset = entry
         side = 0 if event.side is Side.CLIENT else 1
-        if event.kind is Kind.GAP and event.info.get("octets"):
-            offset[side] += int(event.info["octets"])
+        if event.kind is Kind.GAP:
+            offset[side] += event.missing
         elif event.kind in PAYLOAD_KINDS and event.side in (Side.CLIENT, Side.SERVER):
             shown = escape_controls(decoder.feed(event))
             conn.spans[side].append((offset[side], offset[side] + event.octets, shown, event.raw))
@@ -171,7 +172,7 @@ def _line_pieces(conn: Connection, side: int, start: int, end: int, show_secrets
             continue
         lo, hi = max(start, s), min(end, e)
         covered += hi - lo
-        if event.is_secret and not show_secrets:
+        if event.redacted is not None and not show_secrets:
             whole = lo == s and hi == e
             pieces.append(("" if lo == s else "…") + event.text(False) + ("" if whole else "  " + text("part", lang)))
             continue

@@ -1,7 +1,7 @@
 """``mailtrace show``: render a saved transcript (JSONL) or a capture (pcap, pcapng).
 
-Events are streamed from the file into the output (terminal, JSONL, pcap) as they are read, so
-a capture of any size is shown without holding it in memory; only the HTML page, which groups
+Events are streamed from the file into a sink (terminal, JSONL, HTML, pcap) as they are read, so
+a capture of any size is shown without holding it in memory; only the HTML sink, which groups
 each session's ladder, collects the events first.
 """
 
@@ -132,9 +132,10 @@ def command(file: Path, fmt: str, output: Path | None, lang: str, show_secrets: 
             inner = JsonlSink(out_file or sys.stdout, show_secrets=show_secrets, autoflush=False)
             sink = _Counting(inner, show_secrets, lang)
         elif fmt == "html":
-            from mailtrace.transcript.recorder import MemorySink
+            from mailtrace.transcript.html import HtmlSink
 
-            inner = MemorySink()
+            out_file = open(output, "w", encoding="utf-8") if output else None
+            inner = HtmlSink(out_file or sys.stdout, lang=lang, title=f"mailtrace: {file.name}")
             sink = _Decoding(inner, show_secrets, lang)
         else:
             from rich.console import Console
@@ -151,16 +152,11 @@ def command(file: Path, fmt: str, output: Path | None, lang: str, show_secrets: 
             sink = _Decoding(inner, show_secrets, lang)
         try:
             stream_events(file, sink, **opts)
-        finally:
-            inner.close()
-        if fmt == "html":
-            from mailtrace.transcript.html import render_html
-
-            page = render_html(inner.events, lang=lang, title=f"mailtrace: {file.name}")
-            if output is None:
-                click.echo(page, nl=False)
-            else:
-                output.write_text(page, encoding="utf-8")
+        except BaseException:
+            if fmt != "html":  # a page is written whole or not at all
+                inner.close()
+            raise
+        inner.close()
     except BrokenPipeError:
         # ``mailtrace show x.jsonl | head``: stop quietly, as cat does; stdout is dead, so point
         # it at /dev/null to keep the interpreter's final flush from complaining

@@ -302,7 +302,6 @@ class FaultLayer:
     def _reply_lines(self, lines: list[str], verb: str, unsolicited: bool = False) -> list:
         """Transcript events for scripted lines, as the core would record them (``unsolicited``:
         lines put before a reply, which answer no command)."""
-        info = {"scripted": "1", "unsolicited": "1"} if unsolicited else {"scripted": "1"}
         out = []
         for line in lines:
             ev_tag = ""
@@ -310,7 +309,7 @@ class FaultLayer:
                 ev_tag = line.split(" ", 1)[0]
             out.append(Record(Event(side=Side.SERVER, kind=Kind.REPLY, raw=_crlf(line),
                                     code=_code_of(line, self.protocol), verb=verb, tag=ev_tag,
-                                    info=info)))
+                                    scripted=True, unsolicited=unsolicited)))
         return out
 
     def _split(self) -> int:
@@ -391,6 +390,6 @@ def _crlf(line: str) -> bytes:
     return line.encode("utf-8") + b"\r\n"
 
 
-def mark(event: Event, **info: str) -> Event:
-    """A copy of ``event`` with extra ``info`` facts (how and when it arrived)."""
-    return replace(event, info={**event.info, **info})
+def mark(event: Event, **facts: str) -> Event:
+    """A copy of ``event`` with how and when it arrived (``arrived=``, ``partial=``)."""
+    return replace(event, **facts)

@@ -118,7 +118,7 @@ def smtp_pairs(events: list[Event]) -> dict[int, list[Event]]:
         cmds, units = by_session.setdefault(e.session, ([], [[]]))
         if e.side is Side.CLIENT and e.kind in (Kind.COMMAND, Kind.DATA):
             cmds.append(e)
-        elif e.side is Side.SERVER and e.kind is Kind.REPLY and not e.info.get("unsolicited"):
+        elif e.side is Side.SERVER and e.kind is Kind.REPLY and not e.unsolicited:
             units[-1].append(e)
             if e.raw[3:4] != b"-":
                 units.append([])

@@ -8,7 +8,7 @@ say the same of their replies).  So this shell reads and writes concurrently: a 
 feeds the core the moment bytes arrive, a writer task carries out the fault layer's actions
 (segments, delays, closes) in order, and each client event is stamped with how it arrived:
 
-``info["arrived"]`` = ``"after-reply"`` (fine), ``"before-reply"`` (nothing of the reply owed
+``Event.arrived`` = ``"after-reply"`` (fine), ``"before-reply"`` (nothing of the reply owed
 had been sent: before the greeting, or without waiting), ``"mid-line"`` (part of a reply line
 had been sent: one recv() taken for a whole reply), ``"mid-reply"`` (whole lines of a
 multi-line reply had been sent, not its last line) or ``"same-segment"`` (sent in one go with

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from importlib import resources
 
 from mailtrace._compat import tomllib
-from mailtrace.transcript.event import Event, Kind
+from typing import Mapping
+
+from mailtrace.transcript.event import Event, Kind, Reason, facts_from_info
 
 LANGUAGES = ("en", "es")
 TABLES = ("commands", "replies", "responses", "states", "violations", "data", "phases", "codes", "events",
@@ -108,9 +110,10 @@ def phrase(table: str, key: str, lang: str = "en", **fields: object) -> str:
         return template
 
 
-# Close reasons travel in a CLOSE event's info: "reason" is the English sentence (old
-# transcripts, JSONL readers), "why" the clauses it was made of, as JSON [[KEY, {fields}], ...]
-# with each KEY an entry of ``[close]`` in common.toml, so each renderer says it in its language.
+# Close reasons travel in a CLOSE event's ``reason`` (a transcript.event.Reason): ``text`` is the
+# English sentence (plain logs, version-1 readers), ``clauses`` the [close] keys it was made of,
+# so each renderer says it in its language.  ``because`` still returns them in the version-1
+# ``info`` shape ("reason", and "why" as JSON [[KEY, {fields}], ...]) that producers pass on.
 def because(key: str, info: dict[str, str] | str | None = None, **fields: object) -> dict[str, str]:
     """The ``info`` of a CLOSE event whose reason is ``[close.KEY]`` (added as one more clause
     to the reason already in ``info``, or to a free-text reason, when given)."""
@@ -124,22 +127,26 @@ def because(key: str, info: dict[str, str] | str | None = None, **fields: object
     return {"reason": english, "why": json.dumps(clauses, ensure_ascii=False)}
 
 
-def close_reason(info: dict[str, str], lang: str = "en") -> str:
-    """A CLOSE event's reason in ``lang`` (the recorded English text when it has no clauses)."""
-    try:
-        clauses = json.loads(info["why"]) if info.get("why") else None
-        if clauses:
-            return "; ".join(phrase("close", key, lang, **fields) if key else fields.get("text", "")
-                             for key, fields in clauses)
-    except (ValueError, TypeError):
-        pass
-    return info.get("reason", "")
+def close_reason(what: "Event | Reason | Mapping[str, str] | None", lang: str = "en") -> str:
+    """A CLOSE (or GAP) event's reason in ``lang``: its clauses worded from ``[close]``, or the
+    recorded English text when it has none.  Takes the event, its ``Reason``, or (transcripts and
+    producers of the version-1 shape) an ``info`` dict."""
+    if isinstance(what, Event):
+        what = what.reason
+    elif isinstance(what, Mapping):
+        what = facts_from_info(what).get("reason")
+    if what is None:
+        return ""
+    if what.clauses:
+        return "; ".join(phrase("close", c.key, lang, **dict(c.fields)) if c.key else dict(c.fields).get("text", "")
+                         for c in what.clauses)
+    return what.text
 
 
 def tls_mark(event: Event, lang: str = "en") -> str:
-    """What the proxy's TLS mark says (``info["mark"]``, a ``[proxy]`` key) in ``lang``; "" when
+    """What the proxy's TLS mark says (``event.tls.mark``, a ``[proxy]`` key) in ``lang``; "" when
     the event has no mark (a lab server's TLS event, an older transcript: renderers fall back)."""
-    mark = event.info.get("mark")
+    mark = event.tls.mark if event.tls is not None else ""
     if mark and lookup("common", "proxy", mark) is not None:
         return phrase("proxy", mark, lang)
     return ""
@@ -187,8 +194,8 @@ def entry_for(event: Event) -> Entry | None:
             entry = lookup(proto, "responses", event.verb)
             if entry:
                 return entry
-        # A response code (IMAP "* OK [UIDVALIDITY 3]", info["code"]) says more than its status.
-        entry = lookup(proto, "codes", event.info["code"]) if event.info.get("code") else None
+        # A response code (IMAP "* OK [UIDVALIDITY 3]", an EHLO keyword) says more than its status.
+        entry = lookup(proto, "codes", event.response_code) if event.response_code else None
         if entry:
             return entry
         entry = lookup(proto, "replies", event.code) if event.code else None

@@ -52,6 +52,7 @@ from mailtrace.protocols.smtp_syntax import (
     BARE_CR, BARE_LF, BEFORE_GREETING, EIGHT_BIT, EIGHT_BIT_HEADER, LINE_TOO_LONG, MAX_COMMAND_LINE,
     MAX_TEXT_LINE, NO_PIPELINING, PIPELINING_GROUP, Reply, ehlo_keyword, split_command,
 )
+from mailtrace.protocols.smtp_syntax import command_args  # typed MAIL/RCPT arguments for the transcript
 from mailtrace.protocols.smtp_data import DataReader
 from mailtrace.protocols.utf8mail import eight_bit_parts
 from mailtrace.protocols.smtp_observer import SmtpObserver, injected_commands
@@ -280,6 +281,7 @@ class SmtpServerConnection:
         self._out.insert(at, Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line.raw, verb=verb,
                                    state=self.state.value, notes=tuple(self._notes),
                                    size=line.size if line.too_long else -1, redacted=redacted, protocol=PROTOCOL,
+                                   args=command_args(verb, arg),
                                    # sent before the previous reply (RFC 2920): the timeline counts no round trip
                                    info={"pipelined": "yes"} if early else {}))
         if reply is not None:

@@ -40,6 +40,7 @@ from mailtrace.protocols.smtp_syntax import (
     NO_PIPELINING, PIPELINING_GROUP, STARTTLS_INJECTION, PathError, ehlo_keyword, parse_path, parse_reply_line,
     split_command,
 )
+from mailtrace.protocols.smtp_syntax import command_args  # typed MAIL/RCPT arguments for the transcript
 from mailtrace.transcript.event import Event, Kind, Note, Side
 
 MAX_OBSERVED_LINE = 64 * 1024  # longer "lines" are cut (a command may not exceed 512, §4.5.3.1.4)
@@ -206,7 +207,7 @@ class SmtpObserver:
             if not (verb == "RSET" and prior is State.GREETED):
                 self._set(predicted)
         self._event(Side.CLIENT, Kind.COMMAND, line.raw, verb=verb, notes=tuple(notes), redacted=redacted,
-                    size=line.size if line.size > len(line.raw) else -1)
+                    size=line.size if line.size > len(line.raw) else -1, args=command_args(verb, arg))
         self._outstanding.append((verb, prior))
         if verb in ("DATA", "AUTH", "STARTTLS"):
             self._mode = HOLD_MODE  # what comes next depends on the reply (354 / 334 / 220)

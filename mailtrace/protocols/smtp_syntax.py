@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass
 
 from mailtrace.protocols.base import wire_text
+from mailtrace.transcript.event import Args
 
 # --- Limits (RFC 5321 §4.5.3.1) -------------------------------------------------------------
 MAX_COMMAND_LINE = 512  # §4.5.3.1.4: command line including the verb and CRLF
@@ -187,6 +188,21 @@ def parse_path(arg: str, keyword: str, allow_null: bool) -> Path:
             len(domain.encode("utf-8", "surrogateescape")) > MAX_DOMAIN:
         raise PathError("local part or domain too long")
     return Path(inner, local, domain, params, tuple(notes))
+
+
+def command_args(verb: str, arg: str) -> Args | None:
+    """The transcript's typed arguments of a MAIL or RCPT command (None for other verbs and for a
+    path ``parse_path`` cannot read): the server core and the observer both record them, so the
+    grader and the web view read the envelope without parsing the line again."""
+    if verb not in ("MAIL", "RCPT"):
+        return None
+    try:
+        path = parse_path(arg, "FROM" if verb == "MAIL" else "TO", allow_null=verb == "MAIL")
+    except PathError:
+        return None
+    if verb == "MAIL":
+        return Args(reverse_path=path.address, params=path.params)
+    return Args(forward_path=path.address, params=path.params)
 
 
 _KEYWORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")

@@ -11,7 +11,7 @@ The JSON Lines and pcap sinks keep the exact bytes and are never wrapped.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import fields, is_dataclass, replace
 
 from mailtrace.transcript.event import Event, Note
 
@@ -34,11 +34,27 @@ def escape_controls(event: Event) -> Event:
     raw = _bytes(event.raw)
     redacted = _bytes(event.redacted) if event.redacted is not None else None
     notes = tuple(Note(n.rule, _text(n.detail)) if n.detail else n for n in event.notes)
-    info = {k: _text(v) if isinstance(v, str) else v for k, v in event.info.items()} if event.info else event.info
-    if raw == event.raw and redacted == event.redacted and notes == event.notes and info == event.info:
+    facts = {name: _inert(getattr(event, name)) for name in TEXT_FACTS}
+    changed = {name: value for name, value in facts.items() if value != getattr(event, name)}
+    if raw == event.raw and redacted == event.redacted and notes == event.notes and not changed:
         return event
-    return replace(event, raw=raw, redacted=redacted, notes=notes, info=info,
+    return replace(event, raw=raw, redacted=redacted, notes=notes, **changed,
                    size=event.size if event.size >= 0 or raw == event.raw else len(event.raw))
+
+
+#: The typed facts that may hold text from the wire (a path, a reason quoting an error, ...).
+TEXT_FACTS = ("args", "response_code", "user", "command", "incomplete", "partial", "reason", "tls")
+
+
+def _inert(value):
+    """``value`` (a string, a tuple or a small dataclass of them) with its controls written out."""
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, tuple):
+        return tuple(_inert(v) for v in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return replace(value, **{f.name: _inert(getattr(value, f.name)) for f in fields(value)})
+    return value
 
 
 class EscapingSink:

@@ -14,7 +14,8 @@ angle brackets, tag reuse, ...) are facts found by the parser, so they are store
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, fields
+from typing import Mapping
 
 
 class Side(str, enum.Enum):
@@ -49,8 +50,109 @@ class Note:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """A stored message an event touched (``mailtrace.transcript.links`` tells the story): named as
+    the store names it, user, mailbox and UID (RFC 3501 §2.3.1.1), plus the Maildir key when known."""
+
+    action: str  # a ``links.Action`` value: "delivered", "read", "flagged", "copied", ...
+    user: str
+    mailbox: str
+    uid: int
+    key: str = ""  # Maildir unique name, when the core has it at hand
+
+    def to_list(self) -> list:
+        return [getattr(self.action, "value", self.action), self.user, self.mailbox, self.uid, self.key]
+
+    @classmethod
+    def from_list(cls, item: list) -> "MessageRef":
+        action, user, mailbox, uid, *rest = item
+        from mailtrace.transcript.links import Action  # the enum lives with the story it tells
+        return cls(Action(action), str(user), str(mailbox), int(uid), str(rest[0]) if rest else "")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Args:
+    """A command's arguments as the protocol's own parser read them (only what it found).
+
+    Filled in by the core and the observer alike, so the grader and the web view never parse a
+    command line a second time.
+    """
+
+    reverse_path: str | None = None  # SMTP MAIL FROM:<...>, "" for the null path <> (RFC 5321 §4.1.1.2)
+    forward_path: str | None = None  # SMTP RCPT TO:<...> (RFC 5321 §4.1.1.3)
+    params: tuple[tuple[str, str | None], ...] = ()  # SMTP ESMTP parameters: (("SIZE", "120"), ("SMTPUTF8", None))
+    message: int | None = None  # POP3 message number (RETR, DELE, TOP, LIST, UIDL; RFC 1939 §5)
+    lines: int | None = None  # POP3 TOP's line count (RFC 1939 §7)
+    mailbox: str = ""  # IMAP mailbox named by the command (SELECT, CREATE, APPEND, COPY's target...)
+    sequence_set: str = ""  # IMAP sequence set as sent ("1:*", "2,4"; RFC 3501 §9 sequence-set)
+
+    def to_dict(self) -> dict:
+        d: dict = {}
+        for name in Args.__slots__:
+            value = getattr(self, name)
+            if value not in (None, "", ()):
+                d[name] = [list(p) for p in value] if name == "params" else value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Args":
+        kw = {k: v for k, v in d.items() if k in Args.__slots__}
+        if "params" in kw:
+            kw["params"] = tuple((str(k), None if v is None else str(v)) for k, v in kw["params"])
+        for name in ("message", "lines"):
+            if kw.get(name) is not None:
+                kw[name] = int(kw[name])
+        return cls(**kw)
+
+
+@dataclass(frozen=True, slots=True)
+class Clause:
+    """One part of a reason: ``key`` names an entry of ``[close]`` in knowledge/common.toml (so each
+    renderer words it in its reader's language), ``fields`` fill in its ``{names}``; ``key`` ""
+    holds a free text (an error message) in ``fields["text"]``."""
+
+    key: str
+    fields: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reason:
+    """Why a session closed (CLOSE) or bytes are missing (GAP)."""
+
+    text: str = ""  # the reason in English: what version-1 readers and plain logs show
+    clauses: tuple[Clause, ...] = ()  # the same, as knowledge keys (knowledge.close_reason words them)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Peer:
+    """Who talked to whom (OPEN)."""
+
+    client: str = ""  # "127.0.0.1:40000", "[::1]:40000"
+    server: str = ""
+    mode: str = ""  # "lab", "proxy", "capture", "grader"
+    started: float = 0.0  # wall-clock time the session opened (seconds since the epoch; 0: unknown)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tls:
+    """How encryption started (TLS)."""
+
+    how: str = ""  # "starttls" (SMTP, IMAP), "stls" (POP3), "implicit" (465/993/995)
+    seen: bool = True  # False: an observer saw the handshake start but not the decrypted dialogue
+    intercepted: bool | None = None  # the proxy decrypted it (True) or relayed it unseen (False)
+    mark: str = ""  # the ``[proxy]`` knowledge key of the proxy's message (knowledge.tls_mark)
+    detail: str = ""  # the same message in the proxy's --lang
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
+    """One line (or block) on the wire, or one session-level fact.
+
+    The first fields say what was on the wire; the typed facts after them are set only on the
+    kinds named in their comments (empty defaults everywhere else).
+    """
+
     side: Side
     kind: Kind
     raw: bytes = b""  # exact wire bytes, CRLF included; exporters never re-encode
@@ -62,13 +164,37 @@ class Event:
     notes: tuple[Note, ...] = ()
     size: int = -1  # octets on the wire when ``raw`` was cut short (-1: raw is complete)
     redacted: bytes | None = None  # what to show/save instead of raw unless secrets are shown
-    info: dict[str, str] = field(default_factory=dict)  # extra facts: peer addresses, ...
+    # --- typed facts, by kind -----------------------------------------------------------------
+    args: Args | None = None  # COMMAND: the arguments as parsed
+    response_code: str = ""  # REPLY: a knowledge "codes" key: IMAP/POP3 [CODE], an EHLO keyword
+    user: str = ""  # REPLY accepting a login: who the session belongs to from then on
+    messages: tuple[MessageRef, ...] = ()  # REPLY: the stored messages this reply reports on
+    continued: bool = False  # REPLY/LITERAL: a later piece of one response line cut in pieces (IMAP)
+    command: str = ""  # LITERAL: the verb of the command the literal belongs to
+    spooled: bool = False  # LITERAL: written to disk as it came (too big to hold in memory)
+    incomplete: str = ""  # DATA: why the block never ended (the connection closed first, ...)
+    pipelined: bool = False  # COMMAND: sent before the previous reply (RFC 2920); no round trip
+    arrived: str = ""  # client line, graded runs: when it came relative to the reply it should wait for
+    partial: str = ""  # with arrived == "mid-line": the reply line's first octets the client had seen
+    scripted: bool = False  # REPLY written by a grading script rather than the core
+    unsolicited: bool = False  # REPLY put before the real reply by a grading script (answers nothing)
+    peer: Peer | None = None  # OPEN
+    reason: Reason | None = None  # CLOSE, GAP
+    missing: int = 0  # GAP: octets the capture lacks
+    tls: Tls | None = None  # TLS
     # Stamped by the recorder:
     session: str = ""
     seq: int = 0
     t: float = 0.0  # seconds since the session opened (monotonic clock)
+    # Transition: producers written for the version-1 shape pass ``info={"key": "text"}``; its
+    # known keys set the typed facts above (``event.info`` reads them back in that shape).
+    info: InitVar[Mapping[str, str] | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, info: Mapping[str, str] | None = None) -> None:
+        # (dataclasses.replace passes the old event's ``info`` view back in: not new facts)
+        if isinstance(info, Mapping) and info and not isinstance(info, InfoView):
+            for name, value in facts_from_info(info, strict=True).items():
+                object.__setattr__(self, name, value)
         # A secret line's notes must not quote it ("unknown command PASS<TAB>pw", a NUL in
         # "pw\x00"): they keep their rule, not their detail.  Decided once, here, for every sink.
         if self.redacted is not None and self.notes and any(n.detail for n in self.notes):
@@ -78,10 +204,6 @@ class Event:
     def octets(self) -> int:
         """How many octets this event carried on the wire."""
         return self.size if self.size >= 0 else len(self.raw)
-
-    @property
-    def is_secret(self) -> bool:
-        return self.redacted is not None
 
     def shown(self, show_secrets: bool = False) -> bytes:
         """The bytes to display or save: the redacted form unless secrets were asked for."""
@@ -100,11 +222,127 @@ class Event:
 
     def stamped(self, session: str, seq: int, t: float, protocol: str = "") -> "Event":
         """A copy with the recorder's stamps (and ``protocol`` when the event has none)."""
-        # Every field spelled out: twice as fast as dataclasses.replace, which matters at
-        # hundreds of events per IMAP session (a FETCH of 100 messages is 300 events).
-        return Event(side=self.side, kind=self.kind, raw=self.raw, protocol=self.protocol or protocol, verb=self.verb,
-                     code=self.code, tag=self.tag, state=self.state, notes=self.notes, size=self.size,
-                     redacted=self.redacted, info=self.info, session=session, seq=seq, t=t)
+        # A field-by-field copy without __init__: several times faster than dataclasses.replace,
+        # which matters at hundreds of events per IMAP session (a FETCH of 100 messages is 300).
+        new = object.__new__(Event)
+        for name in _COPIED:
+            object.__setattr__(new, name, getattr(self, name))
+        object.__setattr__(new, "protocol", self.protocol or protocol)
+        object.__setattr__(new, "session", session)
+        object.__setattr__(new, "seq", seq)
+        object.__setattr__(new, "t", t)
+        return new
+
+    @property  # after the fields: this read-only view replaces the InitVar's class attribute
+    def info(self) -> dict[str, str]:  # type: ignore[no-redef]
+        """Transition only: the typed facts in the version-1 ``info`` shape (strings)."""
+        return InfoView(info_of(self))
+
+
+class InfoView(dict):
+    """``Event.info``: a read-only copy of the typed facts, never taken back as new facts."""
+
+
+_COPIED = tuple(f.name for f in fields(Event) if f.name not in ("protocol", "session", "seq", "t"))
+
+
+# --- The version-1 shape: ``info`` strings <-> typed facts ---------------------------------------
+# Used by producers not yet moved to the typed fields (Event(..., info=...)), by readers of
+# version-1 JSONL files, and by ``Event.info``.  Remove once nothing passes ``info=``.
+
+def facts_from_info(info: Mapping[str, str], strict: bool = False) -> dict:
+    """The typed Event fields for a version-1 ``info`` dict.  ``strict``: an unknown key is an
+    error (a producer's typo); a file reader passes False and drops keys it does not know."""
+    import json
+
+    facts: dict = {}
+    peer: dict = {}
+    tls: dict = {}
+    reason: dict = {}
+    for key, value in info.items():
+        value = "" if value is None else str(value)
+        if key in ("client", "server", "mode"):
+            peer[key] = value
+        elif key == "started":
+            peer["started"] = float(value or 0)
+        elif key == "how":
+            tls["how"] = value
+        elif key == "seen":
+            tls["seen"] = value != "no"
+        elif key == "intercepted":
+            tls["intercepted"] = value == "yes"
+        elif key in ("mark", "detail"):
+            tls[key] = value
+        elif key == "reason":
+            reason["text"] = value
+        elif key == "why":
+            try:
+                clauses = json.loads(value) if value else []
+                reason["clauses"] = tuple(Clause(str(k), tuple((str(n), str(v)) for n, v in dict(f).items()))
+                                          for k, f in clauses)
+            except (ValueError, TypeError):
+                reason["clauses"] = ()
+        elif key == "octets":
+            facts["missing"] = int(value or 0)
+        elif key == "code":
+            facts["response_code"] = value
+        elif key == "messages":
+            try:
+                facts["messages"] = tuple(MessageRef.from_list(item) for item in json.loads(value))
+            except (ValueError, TypeError):
+                facts["messages"] = ()
+        elif key in ("user", "command", "incomplete", "arrived", "partial"):
+            facts[key] = value
+        elif key in ("continued", "spooled", "pipelined", "scripted", "unsolicited"):
+            facts[key] = value not in ("", "no", "0")
+        elif strict:
+            raise TypeError(f"Event: unknown info key {key!r} (give it a typed field)")
+    if peer:
+        facts["peer"] = Peer(**peer)
+    if tls:
+        facts["tls"] = Tls(**tls)
+    if reason:
+        facts["reason"] = Reason(**reason)
+    return facts
+
+
+def info_of(event: Event) -> dict[str, str]:
+    """The version-1 ``info`` dict of an event's typed facts."""
+    import json
+
+    info: dict[str, str] = {}
+    if event.peer is not None:
+        p = event.peer
+        info.update(client=p.client, server=p.server, mode=p.mode, started=f"{p.started:.6f}")
+    if event.tls is not None:
+        if event.tls.how:
+            info["how"] = event.tls.how
+        if not event.tls.seen:
+            info["seen"] = "no"
+        if event.tls.intercepted is not None:
+            info["intercepted"] = "yes" if event.tls.intercepted else "no"
+        if event.tls.mark:
+            info["mark"] = event.tls.mark
+        if event.tls.detail:
+            info["detail"] = event.tls.detail
+    if event.reason is not None:
+        if event.reason.text:
+            info["reason"] = event.reason.text
+        if event.reason.clauses:
+            info["why"] = json.dumps([[c.key, dict(c.fields)] for c in event.reason.clauses], ensure_ascii=False)
+    if event.missing:
+        info["octets"] = str(event.missing)
+    if event.response_code:
+        info["code"] = event.response_code
+    if event.messages:
+        info["messages"] = json.dumps([m.to_list() for m in event.messages], separators=(",", ":"))
+    for key in ("user", "command", "incomplete", "arrived", "partial"):
+        if getattr(event, key):
+            info[key] = getattr(event, key)
+    for key in ("continued", "spooled", "pipelined", "scripted", "unsolicited"):
+        if getattr(event, key):
+            info[key] = "yes"
+    return info
 
 
 def command(raw: bytes, verb: str, state: str = "", notes: tuple[Note, ...] = (), **kw) -> Event:

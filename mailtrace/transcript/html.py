@@ -8,15 +8,21 @@ literals are folded in ``<details>``; violations are highlighted.  Above each la
 (``timeline``) draws the session on a real time axis and numbers its round trips, so what
 PIPELINING saves is visible.  CSS, SVG and the few lines of JS are inline: the file opens
 offline and loads nothing from the network.
+
+``HtmlSink`` is the page as a transcript sink, like ``JsonlSink`` and ``TextSink``: it keeps each
+session's events (a ladder needs the whole session) and writes the page when closed.  The page's
+own words are data: ``[view]`` of knowledge/common.toml, in English and Spanish.
 """
 
 from __future__ import annotations
 
 import html
-from typing import Iterable
+from pathlib import Path
+from typing import IO, Iterable
 
 from mailtrace import knowledge
-from mailtrace.transcript.event import Event, Kind, Side
+from mailtrace.transcript.event import Event, Kind, Peer, Side
+from mailtrace.transcript.filesink import FileSink
 from mailtrace.transcript.timeline import round_trips, timeline_svg
 
 UI_KEYS = ("client", "server", "session", "expand", "collapse", "annotations", "octets", "lines", "title", "closed",
@@ -108,12 +114,12 @@ def _annotation(event: Event, lang: str) -> tuple[str, bool]:
 def _session_html(events: list[Event], lang: str, show_secrets: bool) -> str:
     ui = ui_words(lang)
     first = events[0]
-    info = first.info if first.kind is Kind.OPEN else {}
+    peer = first.peer if first.kind is Kind.OPEN and first.peer is not None else Peer()
     out = [f"<h2>{_e(ui['session'])} {_e(first.session)} · {_e(first.protocol.upper())}</h2>",
            timeline_svg(events, _reply_class, ui), "<div class=ladder>",
            "<div class=head></div>",
-           f"<div class='head ends'><span>{_e(ui['client'])}<br><small>{_e(info.get('client', ''))}</small></span>"
-           f"<span>{_e(ui['server'])}<br><small>{_e(info.get('server', ''))}</small></span></div>",
+           f"<div class='head ends'><span>{_e(ui['client'])}<br><small>{_e(peer.client)}</small></span>"
+           f"<span>{_e(ui['server'])}<br><small>{_e(peer.server)}</small></span></div>",
            f"<div class=head>{_e(ui['annotations'])}</div>"]
     phase = None
     last_t = 0.0
@@ -136,19 +142,19 @@ def _session_html(events: list[Event], lang: str, show_secrets: bool) -> str:
             if event.kind is Kind.VIOLATION and not bad:
                 cls = "info"  # only informative notes: no rule was broken
             if event.kind is Kind.OPEN:
-                text = f"● {info.get('client', '')} → {info.get('server', '')}"
+                text = f"● {peer.client} → {peer.server}"
             elif event.kind is Kind.CLOSE:
-                reason = knowledge.close_reason(event.info, lang)
+                reason = knowledge.close_reason(event, lang)
                 text = f"● {ui['closed']}" + (f": {reason}" if reason else "")
             elif event.kind is Kind.GAP:
                 text = "◆ " + (event.text(show_secrets) or knowledge.annotate(event, lang).meaning)
-                if event.info.get("octets"):
-                    text += f" ({event.info['octets']} {ui['octets']})"
+                if event.missing:
+                    text += f" ({event.missing} {ui['octets']})"
             elif event.kind is Kind.VIOLATION and not bad:
                 text = "ℹ " + knowledge.annotate(event, lang).meaning
             else:
                 mark = knowledge.tls_mark(event, lang) if event.kind is Kind.TLS else ""
-                text = "◆ " + (mark or event.text(show_secrets) or event.info.get("detail", "") or knowledge.annotate(event, lang).meaning)
+                text = "◆ " + (mark or event.text(show_secrets) or (event.tls.detail if event.tls else "") or knowledge.annotate(event, lang).meaning)
             out.append(dt_cell + f"<div class='note {cls}'>{_e(text)}</div><div class=ann>{ann_html}</div>")
             continue
         c2s = event.side is Side.CLIENT
@@ -186,3 +192,30 @@ def render_html(events: Iterable[Event], *, lang: str = "en", show_secrets: bool
             f"<button onclick='setAll(false)'>{_e(ui['collapse'])}</button>"
             f"<button onclick='toggleAnn()'>{_e(ui['annotations'])}</button></p>"
             + "\n".join(body) + "</body></html>\n")
+
+
+class HtmlSink(FileSink):
+    """Writes the events as one HTML page (``render_html``) when closed.
+
+    Unlike the line-by-line sinks it must hold the events until then: the page groups each
+    session's lines into one ladder, and sessions of a lab or a capture interleave.
+    """
+
+    def __init__(self, target: str | Path | IO[str], *, lang: str = "en", show_secrets: bool = False,
+                 title: str = "") -> None:
+        super().__init__(target, autoflush=False)
+        self.lang = lang
+        self.show_secrets = show_secrets
+        self.title = title
+        self.events: list[Event] = []
+        self._done = False
+
+    def handle(self, event: Event) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            self._file.write(render_html(self.events, lang=self.lang, show_secrets=self.show_secrets, title=self.title))
+            self._file.flush()
+        super().close()

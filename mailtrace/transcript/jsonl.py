@@ -2,11 +2,18 @@
 
 The first line is a header naming the format and its version::
 
-    {"format": "mailtrace-transcript", "version": 1, "tool": "mailtrace 0.1.0", "created": "..."}
+    {"format": "mailtrace-transcript", "version": 2, "tool": "mailtrace 0.1.0", "created": "..."}
 
 Each further line is one event.  ``raw`` holds the wire bytes as text when they are valid
 UTF-8, otherwise ``raw_b64`` holds them base64-encoded.  Secrets (passwords, AUTH payloads)
 are saved in their redacted form unless the sink was created with ``show_secrets=True``.
+
+Version 2 writes the event's typed facts as JSON values under their field names, only when
+set: ``"args": {"reverse_path": "a@b"}``, ``"peer": {"client": ..., "started": 1700000000.5}``,
+``"reason": {"text": ..., "clauses": [["client-quit", {}]]}``, ``"tls": {"how": "starttls"}``,
+``"messages": [["read", "bob", "INBOX", 3, "key"]]``, ``"response_code": "UIDVALIDITY"``,
+``"pipelined": true``, ...  Version 1 (mailtrace before the typed events) kept them all as
+strings in one ``"info"`` object; this module still reads it.
 """
 
 from __future__ import annotations
@@ -18,11 +25,15 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from mailtrace import __version__
-from mailtrace.transcript.event import Event, Kind, Note, Side
+from mailtrace.transcript.event import (Args, Clause, Event, Kind, MessageRef, Note, Peer, Reason, Side, Tls,
+                                       facts_from_info)
 from mailtrace.transcript.filesink import FileSink
 
 FORMAT = "mailtrace-transcript"
-VERSION = 1
+VERSION = 2
+#: Flat typed facts written under their own name when they differ from the default.
+FACTS = ("response_code", "user", "continued", "command", "spooled", "incomplete", "pipelined", "arrived",
+         "partial", "scripted", "unsolicited", "missing")
 
 
 class TranscriptFormatError(ValueError):
@@ -58,12 +69,59 @@ def event_to_dict(event: Event, show_secrets: bool = False) -> dict:
         d["size"] = event.size
     if event.redacted is not None:
         d["redacted"] = not show_secrets
-    if event.info:
-        d["info"] = dict(event.info)
+    if event.args is not None:
+        d["args"] = event.args.to_dict()
+    for name in FACTS:
+        value = getattr(event, name)
+        if value:
+            d[name] = value
+    if event.messages:
+        d["messages"] = [m.to_list() for m in event.messages]
+    if event.peer is not None:
+        p = event.peer
+        d["peer"] = {"client": p.client, "server": p.server, "mode": p.mode, "started": p.started}
+    if event.reason is not None:
+        d["reason"] = {"text": event.reason.text, "clauses": [[c.key, dict(c.fields)] for c in event.reason.clauses]}
+    if event.tls is not None:
+        t = event.tls
+        d["tls"] = {"how": t.how, "seen": t.seen, "intercepted": t.intercepted, "mark": t.mark, "detail": t.detail}
     return d
 
 
-def event_from_dict(d: dict) -> Event:
+def _facts(d: dict) -> dict:
+    """The typed facts of a version-2 event line."""
+    facts = {name: type(_DEFAULTS[name])(d[name]) for name in FACTS if name in d}
+    if "args" in d:
+        facts["args"] = Args.from_dict(d["args"])
+    if "messages" in d:
+        facts["messages"] = tuple(MessageRef.from_list(item) for item in d["messages"])
+    if "peer" in d:
+        p = d["peer"]
+        facts["peer"] = Peer(client=str(p.get("client", "")), server=str(p.get("server", "")),
+                             mode=str(p.get("mode", "")), started=float(p.get("started") or 0))
+    if "reason" in d:
+        r = d["reason"]
+        facts["reason"] = Reason(text=str(r.get("text", "")), clauses=tuple(
+            Clause(str(key), tuple((str(n), str(v)) for n, v in dict(fields).items()))
+            for key, fields in r.get("clauses", ())))
+    if "tls" in d:
+        t = d["tls"]
+        intercepted = t.get("intercepted")
+        facts["tls"] = Tls(how=str(t.get("how", "")), seen=bool(t.get("seen", True)),
+                           intercepted=None if intercepted is None else bool(intercepted),
+                           mark=str(t.get("mark", "")), detail=str(t.get("detail", "")))
+    return facts
+
+
+_DEFAULTS = {name: getattr(Event(side=Side.NONE, kind=Kind.OPEN), name) for name in FACTS}
+
+
+def event_from_dict(d: dict, version: int = VERSION) -> Event:
+    """One event line of a file of format ``version`` (1: the facts are in ``"info"``)."""
+    if version < 2:
+        facts = facts_from_info({str(k): str(v) for k, v in (d.get("info") or {}).items()})
+    else:
+        facts = _facts(d)
     if "raw_b64" in d:
         raw = base64.b64decode(d["raw_b64"])
     else:
@@ -84,7 +142,7 @@ def event_from_dict(d: dict) -> Event:
         size=int(d.get("size", -1)),
         # a saved redacted line is already redacted: keep it shown as it is
         redacted=None,
-        info={str(k): str(v) for k, v in (d.get("info") or {}).items()},
+        **facts,
     )
 
 
@@ -118,7 +176,8 @@ def read_jsonl(path: str | Path) -> Iterator[Event]:
             raise TranscriptFormatError(f"{path}: the first line is not JSON ({exc.msg})") from None
         if not isinstance(head, dict) or head.get("format") != FORMAT:
             raise TranscriptFormatError(f"{path}: not a mailtrace transcript (no '{FORMAT}' header)")
-        if head.get("version", 0) > VERSION:
+        version = head.get("version", 0)
+        if not isinstance(version, int) or version > VERSION:
             raise TranscriptFormatError(
                 f"{path}: transcript format version {head.get('version')} is newer than this mailtrace reads ({VERSION})"
             )
@@ -126,6 +185,6 @@ def read_jsonl(path: str | Path) -> Iterator[Event]:
             if not line.strip():
                 continue
             try:
-                yield event_from_dict(json.loads(line))
+                yield event_from_dict(json.loads(line), version)
             except (json.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
                 raise TranscriptFormatError(f"{path}:{number}: bad event line ({exc})") from None

@@ -3,9 +3,9 @@
 The lecture's push and pull on one page: SMTP delivers a message (push), POP3 and IMAP
 sessions read, flag, copy, move and delete it (pull).  The server cores know which message
 each command touched; they say so on the reply that reports it (SMTP's 250 after DATA, POP3's
-+OK to RETR/TOP/DELE, IMAP's tagged OK) as ``MessageRef`` records.  They travel in the
-event's ``info`` under one key, so they survive a JSON Lines transcript unchanged, and the
-web view (``mailtrace.web``) follows them from a message to its sessions and back.
++OK to RETR/TOP/DELE, IMAP's tagged OK) as ``MessageRef`` records in the event's ``messages``
+field.  They survive a JSON Lines transcript unchanged, and the web view (``mailtrace.web``)
+follows them from a message to its sessions and back.
 
 A message is named as the store names it: user, mailbox and UID (RFC 3501 §2.3.1.1: unique
 and never reused within a mailbox of one UIDVALIDITY), plus the Maildir key when known.
@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass
 from typing import Iterable
 
-from mailtrace.transcript.event import Event
+from mailtrace.transcript.event import Event, MessageRef
+
+__all__ = ["Action", "MessageRef", "refs_of", "to_info", "user_info"]
 
 INFO_KEY = "messages"
 USER_KEY = "user"  # on the reply that accepts a login: who the session belongs to from then on
@@ -34,25 +35,10 @@ class Action(str, enum.Enum):
     ARRIVED = "arrived"  # IMAP COPY/MOVE (the new message in the destination, in the source's order)
 
 
-@dataclass(frozen=True, slots=True)
-class MessageRef:
-    action: Action
-    user: str
-    mailbox: str
-    uid: int
-    key: str = ""  # Maildir unique name, when the core has it at hand
-
-    def to_list(self) -> list:
-        return [self.action.value, self.user, self.mailbox, self.uid, self.key]
-
-    @classmethod
-    def from_list(cls, item: list) -> "MessageRef":
-        action, user, mailbox, uid, *rest = item
-        return cls(Action(action), str(user), str(mailbox), int(uid), str(rest[0]) if rest else "")
-
-
+# Transition: producers still building ``Event(..., info=...)`` pass these; new code sets the
+# typed fields ``messages=`` and ``user=`` directly.
 def to_info(refs: Iterable[MessageRef]) -> dict[str, str]:
-    """The ``info`` entry for these references (empty when there are none)."""
+    """The version-1 ``info`` entry for these references (empty when there are none)."""
     items = [r.to_list() for r in refs]
     return {INFO_KEY: json.dumps(items, separators=(",", ":"))} if items else {}
 
@@ -63,11 +49,5 @@ def user_info(user: str) -> dict[str, str]:
 
 
 def refs_of(event: Event) -> list[MessageRef]:
-    """The message references an event carries (none for most events; bad data is ignored)."""
-    text = event.info.get(INFO_KEY) if event.info else None
-    if not text:
-        return []
-    try:
-        return [MessageRef.from_list(item) for item in json.loads(text)]
-    except (ValueError, TypeError):
-        return []
+    """The message references an event carries (none for most events)."""
+    return list(event.messages)

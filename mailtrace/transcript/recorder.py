@@ -11,9 +11,9 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from typing import Iterable, Protocol
+from typing import Iterable, Mapping, Protocol
 
-from mailtrace.transcript.event import Event, Kind, Note, Side
+from mailtrace.transcript.event import Event, Kind, Note, Peer, Reason, Side, facts_from_info
 
 
 class Sink(Protocol):
@@ -112,13 +112,7 @@ class SessionRecorder:
         self._t0 = clock()
         self._seq = itertools.count()
         wall = started if started is not None else time.time()
-        self.record(
-            Event(
-                side=Side.NONE,
-                kind=Kind.OPEN,
-                info={"client": client, "server": server, "mode": mode, "started": f"{wall:.6f}"},
-            )
-        )
+        self.record(Event(side=Side.NONE, kind=Kind.OPEN, peer=Peer(client=client, server=server, mode=mode, started=wall)))
 
     def record(self, event: Event, t: float | None = None) -> Event:
         """Stamp and dispatch one event; ``t`` overrides the clock (pcap import)."""
@@ -128,19 +122,19 @@ class SessionRecorder:
         self.recorder.dispatch(stamped)
         return stamped
 
-    def record_all(self, events: Iterable[Event]) -> None:
-        for event in events:
-            self.record(event)
-
     def violation(self, rule: str, detail: str = "", side: Side = Side.CLIENT, state: str = "") -> Event:
         return self.record(Event(side=side, kind=Kind.VIOLATION, state=state, notes=(Note(rule, detail),)))
 
-    def close(self, side: Side = Side.NONE, reason: str | dict[str, str] = "", t: float | None = None) -> None:
+    def close(self, side: Side = Side.NONE, reason: str | Reason | Mapping[str, str] = "",
+              t: float | None = None) -> None:
         """Record the ``close`` event once; later calls do nothing.  ``reason`` is free text or,
         to be shown in the reader's language, ``knowledge.because(KEY, ...)``."""
         if self.closed:
             return
         self.closed = True
-        info = dict(reason) if isinstance(reason, dict) else ({"reason": reason} if reason else {})
-        self.record(Event(side=side, kind=Kind.CLOSE, info=info), t=t)
+        if isinstance(reason, Mapping):
+            reason = facts_from_info(reason).get("reason")
+        elif isinstance(reason, str):
+            reason = Reason(text=reason) if reason else None
+        self.record(Event(side=side, kind=Kind.CLOSE, reason=reason), t=t)
 

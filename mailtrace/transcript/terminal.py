@@ -22,7 +22,7 @@ from rich.style import Style
 from rich.text import Text
 
 from mailtrace import knowledge
-from mailtrace.transcript.event import Event, Kind, Side
+from mailtrace.transcript.event import Event, Kind, Peer, Side
 
 SESSION_COLOURS = ("cyan", "magenta", "blue", "green", "yellow", "bright_cyan", "bright_magenta", "bright_blue")
 TEXT_WIDTH = 48  # the annotation column starts after this many characters of dialogue
@@ -100,12 +100,12 @@ class TerminalSink:
         line: Line = [label, (f"{event.t:7.3f} ", "dim")]
         ann = knowledge.annotate(event, self.lang)
         if event.kind is Kind.OPEN:
-            info = event.info
-            line.append((f"● {event.protocol.upper()} {info.get('client', '')} → {info.get('server', '')}", "bold"))
+            peer = event.peer or Peer()
+            line.append((f"● {event.protocol.upper()} {peer.client} → {peer.server}", "bold"))
             if ann.meaning:
                 line.append((f"   {ann.meaning}", "dim"))
         elif event.kind is Kind.CLOSE:
-            reason = knowledge.close_reason(event.info, self.lang)
+            reason = knowledge.close_reason(event, self.lang)
             line.append(("● " + knowledge.phrase("view", "closed", self.lang) + (f" ({reason})" if reason else ""), "bold"))
         elif event.kind in (Kind.TLS, Kind.GAP, Kind.VIOLATION):
             style = {"tls": "bold magenta", "gap": "bold yellow", "violation": "bold red"}[event.kind.value]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Iterable
 
 from mailtrace import knowledge
-from mailtrace.transcript.event import Event, Kind, Side
+from mailtrace.transcript.event import Event, Kind, Peer, Side
 from mailtrace.transcript.filesink import FileSink
 
 
@@ -28,11 +28,11 @@ def format_event(event: Event, *, show_secrets: bool = False, fold: bool = False
                  annotate: bool = False) -> list[str]:
     """The text lines for one event (empty for events that carry no dialogue)."""
     if event.kind is Kind.OPEN:
-        info = event.info
+        peer = event.peer or Peer()
         return [knowledge.phrase("view", "session-open", lang, session=event.session, protocol=event.protocol,
-                                 client=info.get("client", ""), server=info.get("server", ""))]
+                                 client=peer.client, server=peer.server)]
     if event.kind is Kind.CLOSE:
-        reason = knowledge.close_reason(event.info, lang)
+        reason = knowledge.close_reason(event, lang)
         return [knowledge.phrase("view", "session-closed-why" if reason else "session-closed", lang,
                                  session=event.session, reason=reason)]
     lines: list[str] = []

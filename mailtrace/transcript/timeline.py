@@ -32,14 +32,14 @@ COLOURS = {"c2s": "#1f5fbf", "r2": "#1b7f3a", "r3": "#087f8c", "r4": "#a36b00", 
            "mark": "#7b2c9e"}
 
 
-NOT_WAITED = ("before-reply", "same-segment", "mid-line", "mid-reply")  # the grader's info["arrived"]
+NOT_WAITED = ("before-reply", "same-segment", "mid-line", "mid-reply")  # the grader's Event.arrived
 
 
 def waited(event: Event) -> bool:
     """Did the client wait for the previous reply before sending this line?  Unknown: yes.  The
-    lab's SMTP core marks a command that was already buffered ``info["pipelined"]``; the grader's
+    lab's SMTP core marks a command that was already buffered ``pipelined``; the grader's
     scripted servers say how each line ``arrived`` (``mailtrace.grading.scripted``)."""
-    return event.info.get("pipelined") != "yes" and event.info.get("arrived") not in NOT_WAITED
+    return not event.pipelined and event.arrived not in NOT_WAITED
 
 
 def round_trips(events: list[Event]) -> list[int]:
@@ -47,7 +47,7 @@ def round_trips(events: list[Event]) -> list[int]:
     line, e.g. the greeting).  A round trip starts with each client line that follows a server
     line, unless the line was sent without waiting for that reply: a lab server's transcript lists
     each reply right after its command, and its SMTP core marks a command that was already waiting
-    in the buffer ``info["pipelined"]``; a capture or the proxy lists the group first anyway."""
+    in the buffer ``pipelined``; a capture or the proxy lists the group first anyway."""
     out, current, last = [], 0, None
     for event in events:
         if event.kind in PAYLOAD and event.side in (Side.CLIENT, Side.SERVER):

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from mailtrace import knowledge
-from mailtrace.transcript.event import Event, Kind
-from mailtrace.transcript.links import USER_KEY, Action, MessageRef, refs_of
+from mailtrace.transcript.event import Event, Kind, Peer, Reason
+from mailtrace.transcript.links import Action, MessageRef
 
 MAX_SESSIONS = 2000  # the oldest closed sessions are forgotten past this (memory bound)
 MAX_EVENTS = 20000  # events kept per session (a long IMAP session); later ones are counted only
@@ -39,8 +39,7 @@ class SessionSummary:
     user: str = ""  # the authenticated user, once a login succeeded
     state: str = ""
     closed: bool = False
-    close_reason: str = ""
-    close_info: dict = field(default_factory=dict)  # the CLOSE event's info: its reason in any language
+    close: Reason | None = None  # the CLOSE event's reason: said in each reader's language
     violations: int = 0
     events: int = 0
     dropped: int = 0  # events not kept (memory bounds): the downloads and ladder miss them
@@ -53,7 +52,7 @@ class SessionSummary:
         return {self.user} if self.user else set(self.touched_users)
 
     def to_json(self, lang: str = "en") -> dict:
-        reason = knowledge.close_reason(self.close_info, lang) if self.close_info else self.close_reason
+        reason = knowledge.close_reason(self.close, lang)
         return {"id": self.id, "protocol": self.protocol, "client": self.client, "server": self.server,
                 "mode": self.mode, "started": self.started, "user": self.user, "state": self.state,
                 "closed": self.closed, "close_reason": reason, "violations": self.violations,
@@ -105,12 +104,11 @@ class WebFeed:
             summary.state = event.state
         if event.notes:  # informative notes (POP3 dropped without QUIT, RFC 1939 §6) are no mistake
             summary.violations += len(knowledge.mistakes(event))
-        if event.info:
+        if event.user or event.messages:
             self._facts(summary, event)
         if event.kind is Kind.CLOSE:
             summary.closed = True
-            summary.close_reason = event.info.get("reason", "")
-            summary.close_info = dict(event.info)
+            summary.close = event.reason
         if self._subscribers:
             with self._lock:  # the recorder may call from another thread than the loop's
                 self._dirty.add(sid)
@@ -122,13 +120,9 @@ class WebFeed:
         pass
 
     def _open(self, event: Event) -> SessionSummary:
-        info = event.info if event.kind is Kind.OPEN else {}
-        try:
-            started = float(info.get("started", "0"))
-        except ValueError:
-            started = 0.0
-        summary = SessionSummary(event.session, event.protocol, client=info.get("client", ""),
-                                 server=info.get("server", ""), mode=info.get("mode", ""), started=started)
+        peer = event.peer if event.kind is Kind.OPEN and event.peer is not None else Peer()
+        summary = SessionSummary(event.session, event.protocol, client=peer.client,
+                                 server=peer.server, mode=peer.mode, started=peer.started)
         with self._lock:
             self.sessions[event.session] = summary
             self.events[event.session] = []
@@ -155,10 +149,9 @@ class WebFeed:
                     self.events[sid] = []
 
     def _facts(self, summary: SessionSummary, event: Event) -> None:
-        user = event.info.get(USER_KEY)
-        if user and event.kind is Kind.REPLY:
-            summary.user = user
-        refs = refs_of(event)
+        if event.user and event.kind is Kind.REPLY:
+            summary.user = event.user
+        refs = event.messages
         for ref in refs:
             summary.touched_users.add(ref.user)
             entry = LifeEntry(event.session, event.seq, event.t, event.protocol, event.verb, ref)
@@ -206,7 +199,7 @@ class WebFeed:
         # "_owners" (who may see it) and "_close" (the close reason as data, said in each
         # viewer's language by the stream) are for the server, not for the page
         updates = [self.sessions[sid].to_json() | {"_owners": sorted(self.sessions[sid].owners()),
-                                                   "_close": dict(self.sessions[sid].close_info)}
+                                                   "_close": self.sessions[sid].close}
                    for sid in dirty if sid in self.sessions]
         for callback in list(self._subscribers):
             callback(updates)

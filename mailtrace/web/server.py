@@ -224,7 +224,7 @@ class WebView:
             d["problems"] = [{"meaning": m, "rfc": r, "detail": det} for m, r, det in ann.problems]
             d["infos"] = [{"meaning": m, "rfc": r, "detail": det} for m, r, det in ann.infos]  # no rule broken
             if event.kind is Kind.CLOSE:
-                d["reason"] = knowledge.close_reason(event.info, lang)
+                d["reason"] = knowledge.close_reason(event, lang)
             events.append(d)
         return web.json_response({"session": summary.to_json(lang), "events": events})
 

@@ -45,7 +45,7 @@ def progressed(run, protocol: str) -> bool:
     if protocol == "smtp":  # the message sent, or QUIT after the refusal that ends the dialogue
         return any(e.kind is Kind.DATA and e.side is Side.CLIENT for e in run.events) or \
             (run.scenario.expect_exit not in (None, 0) and any(
-                c.info.get("arrived", "after-reply") == "after-reply"
+                (c.arrived or "after-reply") == "after-reply"
                 and any(r.seq < c.seq and r.session == c.session and r.code[:1] in ("4", "5") and r.verb.upper()
                         in ("MAIL", "RCPT", "DATA") for r in run.events if r.side is Side.SERVER)
                 for c in run.events if c.side is Side.CLIENT
@@ -143,7 +143,7 @@ def waits_for_reply(run, protocol: str) -> Outcome | None:
     prev: Event | None = None
     first_in_session: dict[str, bool] = {}
     for e in run.client_events():
-        how = e.info.get("arrived", "after-reply")
+        how = e.arrived or "after-reply"
         if how in ("mid-line", "mid-reply"):
             break  # out of step from here on (it acted on part of a reply): whole-reply / multiline
         first = e.session not in first_in_session
@@ -178,7 +178,7 @@ def _first_anomaly(run) -> Event | None:
     Only the first one is judged: after it the client is out of step with the server, and what
     it sends later says nothing about how it reads replies.
     """
-    return next((e for e in run.client_events() if e.info.get("arrived") in ("mid-line", "mid-reply")), None)
+    return next((e for e in run.client_events() if e.arrived in ("mid-line", "mid-reply")), None)
 
 
 def stepped(run) -> Defer:
@@ -197,10 +197,10 @@ def whole_reply(run, protocol: str) -> Outcome | None:
     e = _first_anomaly(run)
     if e is None and not progressed(run, protocol):
         return no_progress(protocol, "the client reads whole replies all through the dialogue")
-    if e is None or e.info.get("arrived") != "mid-line":
+    if e is None or e.arrived != "mid-line":
         return ok()
-    if e.info.get("partial"):
-        return said(run, "whole-line-partial", e, RFC_CRLF[protocol], partial=e.info["partial"])
+    if e.partial:
+        return said(run, "whole-line-partial", e, RFC_CRLF[protocol], partial=e.partial)
     return said(run, "whole-line", e, RFC_CRLF[protocol])
 
 
@@ -208,7 +208,7 @@ def multiline(run, protocol: str) -> Outcome | None:
     e = _first_anomaly(run)
     if e is None and not progressed(run, protocol):
         return no_progress(protocol, "the client reads multi-line replies whole all through the dialogue")
-    if e is None or e.info.get("arrived") != "mid-reply":
+    if e is None or e.arrived != "mid-reply":
         return ok()
     return said(run, "multiline", e, RFC_MULTI[protocol], hint=phrase(run, f"check.multiline-hint.{protocol}"))
 

@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import email
 import email.policy
-import re
 from email.header import decode_header, make_header
 from email.utils import getaddresses, parsedate_to_datetime
 
 from mailtrace.grading.checks import Outcome, check, fail, ok
 from mailtrace.grading.checks.common import out_of_step, stepped
 from mailtrace.protocols.smtp_data import unstuff as core_unstuff
+from mailtrace.protocols.smtp_syntax import MISSING_BRACKETS
 from mailtrace.transcript.event import Event, Kind, Side
 
-PATH = re.compile(r"^(MAIL FROM|RCPT TO):\s?<([^<>\s]*)>(\s.*)?$", re.IGNORECASE)
-
-
 def _addr(e: Event) -> str:
-    """The address of a MAIL FROM / RCPT TO line, with or without its angle brackets."""
-    g = PATH.match(e.text())
-    if g:
-        return g.group(2)
-    rest = e.text().split(":", 1)[-1].strip()
-    return (rest.split() or [""])[0].strip("<>")
+    """The address of a MAIL FROM / RCPT TO command as the SMTP core parsed it (``Event.args``,
+    brackets or not); the argument as sent when the core could not read a path in it."""
+    if e.args is None:
+        return e.text().partition(":")[2].strip()
+    return (e.args.reverse_path if e.verb.upper() == "MAIL" else e.args.forward_path) or ""
+
+
+def _bracketed(e: Event) -> bool:
+    """Did the path come inside < > (RFC 5321 §4.1.2)?  The core's parser notes it when not."""
+    return e.args is not None and all(n.rule != MISSING_BRACKETS for n in e.notes)
 
 
 def _code(run, e: Event) -> str:
@@ -50,7 +51,7 @@ def unstuff(raw: bytes) -> bytes:
 def unterminated(run) -> Event | None:
     """A message the server never saw end: the client was killed (or closed) while the server
     still waited for CRLF . CRLF (RFC 5321 §4.1.1.4), e.g. the final dot glued to the last line."""
-    return next((e for e in data_events(run) if e.info.get("incomplete")), None)
+    return next((e for e in data_events(run) if e.incomplete), None)
 
 
 def accepted_message(run) -> tuple[Event | None, bytes | None]:
@@ -85,7 +86,7 @@ def angle_brackets(run) -> Outcome:
     for e in run.commands():
         if e.verb.upper() not in ("MAIL", "RCPT"):
             continue
-        if not PATH.match(e.text()):
+        if not _bracketed(e):
             return fail("MAIL FROM:<sender> and RCPT TO:<recipient> (the address inside < >)",
                         "the path was sent without angle brackets", e, "RFC 5321 §4.1.2 (Reverse-path, Forward-path)")
     return ok()
@@ -246,7 +247,7 @@ def stops_after_error(run) -> Outcome | None:
         # commands sent before the reply they should have waited for are waits-for-reply's business
         every = [e for e in run.events if e.session == sid and e.side is Side.CLIENT
                  and e.kind in (Kind.COMMAND, Kind.DATA)]
-        cmds = [e for e in every if e.info.get("arrived", "after-reply") not in ("before-reply", "same-segment")]
+        cmds = [e for e in every if (e.arrived or "after-reply") not in ("before-reply", "same-segment")]
         judged = {id(e) for e in cmds}
         greeting = next((e for e in run.events if e.session == sid and e.side is Side.SERVER
                          and e.kind is Kind.REPLY), None)
