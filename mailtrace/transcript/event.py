@@ -88,16 +88,17 @@ class Args:
     sequence_set: str = ""  # IMAP sequence set as sent ("1:*", "2,4"; RFC 3501 §9 sequence-set)
 
     def to_dict(self) -> dict:
+        """The arguments that differ from the defaults (the null path "" is kept: it is not None)."""
         d: dict = {}
-        for name in Args.__slots__:
-            value = getattr(self, name)
-            if value not in (None, "", ()):
-                d[name] = [list(p) for p in value] if name == "params" else value
+        for f in fields(Args):
+            value = getattr(self, f.name)
+            if value != f.default:
+                d[f.name] = [list(p) for p in value] if f.name == "params" else value
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Args":
-        kw = {k: v for k, v in d.items() if k in Args.__slots__}
+        kw = {k: v for k, v in d.items() if k in Args.__dataclass_fields__}
         if "params" in kw:
             kw["params"] = tuple((str(k), None if v is None else str(v)) for k, v in kw["params"])
         for name in ("message", "lines"):
