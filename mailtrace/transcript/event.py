@@ -2,8 +2,9 @@
 
 Every line a client or a server puts on the wire becomes one ``Event``.  Protocol cores
 (``mailtrace.protocols``) create events with only the protocol facts filled in (side, kind,
-raw bytes, verb, code, state, notes); a ``SessionRecorder`` stamps them with the session id,
-sequence number and time before handing them to the sinks (terminal, JSONL, text, ...).
+raw bytes, verb, code, state, notes, and the typed facts their parser found: a command's
+``args``, a reply's ``response_code``, ...); a ``SessionRecorder`` stamps them with the session
+id, sequence number and time before handing them to the sinks (terminal, JSONL, text, HTML, ...).
 
 Explanations are *not* stored here: renderers look them up in ``mailtrace.knowledge`` at
 render time, so an old transcript gains from better text.  Violations (bare LF, missing
@@ -71,7 +72,7 @@ class MessageRef:
         return cls(Action(action), str(user), str(mailbox), int(uid), str(rest[0]) if rest else "")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Args:
     """A command's arguments as the protocol's own parser read them (only what it found).
 
@@ -86,6 +87,10 @@ class Args:
     lines: int | None = None  # POP3 TOP's line count (RFC 1939 §7)
     mailbox: str = ""  # IMAP mailbox named by the command (SELECT, CREATE, APPEND, COPY's target...)
     sequence_set: str = ""  # IMAP sequence set as sent ("1:*", "2,4"; RFC 3501 §9 sequence-set)
+
+    def __repr__(self) -> str:
+        shown = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(Args) if getattr(self, f.name) != f.default]
+        return f"Args({', '.join(shown)})"
 
     def to_dict(self) -> dict:
         """The arguments that differ from the defaults (the null path "" is kept: it is not None)."""
@@ -146,7 +151,7 @@ class Tls:
     detail: str = ""  # the same message in the proxy's --lang
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Event:
     """One line (or block) on the wire, or one session-level fact.
 
@@ -170,7 +175,7 @@ class Event:
     response_code: str = ""  # REPLY: a knowledge "codes" key: IMAP/POP3 [CODE], an EHLO keyword
     user: str = ""  # REPLY accepting a login: who the session belongs to from then on
     messages: tuple[MessageRef, ...] = ()  # REPLY: the stored messages this reply reports on
-    continued: bool = False  # REPLY/LITERAL: a later piece of one response line cut in pieces (IMAP)
+    continued: bool = False  # IMAP: a later line of one command (after a literal) or of one response
     command: str = ""  # LITERAL: the verb of the command the literal belongs to
     spooled: bool = False  # LITERAL: written to disk as it came (too big to hold in memory)
     incomplete: str = ""  # DATA: why the block never ended (the connection closed first, ...)
@@ -200,6 +205,12 @@ class Event:
         # "pw\x00"): they keep their rule, not their detail.  Decided once, here, for every sink.
         if self.redacted is not None and self.notes and any(n.detail for n in self.notes):
             object.__setattr__(self, "notes", tuple(Note(n.rule) for n in self.notes))
+
+    def __repr__(self) -> str:
+        """Only the fields that are set: a test failure shows what differs, not 30 defaults."""
+        shown = [f"{f.name}={getattr(self, f.name)!r}" for f in _FIELDS
+                 if f.name in ("side", "kind") or getattr(self, f.name) != f.default]
+        return f"Event({', '.join(shown)})"
 
     @property
     def octets(self) -> int:
@@ -244,7 +255,8 @@ class InfoView(dict):
     """``Event.info``: a read-only copy of the typed facts, never taken back as new facts."""
 
 
-_COPIED = tuple(f.name for f in fields(Event) if f.name not in ("protocol", "session", "seq", "t"))
+_FIELDS = fields(Event)
+_COPIED = tuple(f.name for f in _FIELDS if f.name not in ("protocol", "session", "seq", "t"))
 
 
 # --- The version-1 shape: ``info`` strings <-> typed facts ---------------------------------------
