@@ -12,7 +12,7 @@ from mailtrace.proxy.credentials import CredentialDecoder
 from mailtrace.knowledge import because
 from mailtrace.proxy.messages import message
 from mailtrace.proxy.registry import make_observer
-from mailtrace.transcript.event import Event, Kind, Note, Side
+from mailtrace.transcript.event import Event, Kind, Note, Side, Tls
 from mailtrace.transcript.recorder import SessionRecorder
 
 STARTTLS_VERBS = ("STARTTLS", "STLS")
@@ -120,13 +120,11 @@ class Tracer:
             self.observer.tls_started()
 
     def tls_event(self, how: str, intercepted: bool, t: float | None = None, mark: str = "") -> None:
-        # info["mark"]: the [proxy] key of the message, so each renderer says it in its own
-        # language (knowledge.tls_mark); info["detail"]: the same in the proxy's --lang.
+        # mark: the [proxy] key of the message, so each renderer says it in its own language
+        # (knowledge.tls_mark); detail: the same in the proxy's --lang.
         mark = mark or ("tls-intercepted" if intercepted else "tls-relayed")
-        info = {"how": how, "intercepted": "yes" if intercepted else "no", "mark": mark,
-                "detail": message(mark, self.lang)}
-        self.session.record(Event(side=Side.NONE, kind=Kind.TLS, info=info,
-                                  redacted=(info["detail"] + "\r\n").encode()), t)
+        tls = Tls(how=how, intercepted=intercepted, mark=mark, detail=message(mark, self.lang))
+        self.session.record(Event(side=Side.NONE, kind=Kind.TLS, tls=tls, redacted=(tls.detail + "\r\n").encode()), t)
 
     def finish(self, side: Side, reason: str, t: float | None = None) -> None:
         if self.session.closed:
