@@ -51,4 +51,4 @@ def test_sigint_with_a_live_session_prints_no_traceback(tmp_path):
         upstream.close()
     assert "Traceback" not in err and "Exception in callback" not in err, err
     assert proc.returncode == 0
-    assert '"reason": "proxy stopped"' in log.read_text()
+    assert '"reason": {"text": "proxy stopped"' in log.read_text()  # JSONL version 2: the reason typed
