@@ -33,7 +33,6 @@ from aiohttp import web
 from mailtrace import knowledge
 from mailtrace.web import messages as msgs
 from mailtrace.web.access import COOKIE, Access
-from mailtrace.transcript.event import Kind
 from mailtrace.web.feed import WebFeed
 from mailtrace.web.texts import pick_language, ui_texts
 
@@ -223,7 +222,7 @@ class WebView:
             d["meaning"], d["rfc"] = ann.meaning, ann.rfc
             d["problems"] = [{"meaning": m, "rfc": r, "detail": det} for m, r, det in ann.problems]
             d["infos"] = [{"meaning": m, "rfc": r, "detail": det} for m, r, det in ann.infos]  # no rule broken
-            if event.kind is Kind.CLOSE:
+            if event.reason is not None:  # CLOSE, GAP: said in the viewer's language
                 d["reason"] = knowledge.close_reason(event, lang)
             events.append(d)
         return web.json_response({"session": summary.to_json(lang), "events": events})

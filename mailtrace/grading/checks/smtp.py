@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 from email.header import decode_header, make_header
 from email.utils import getaddresses, parsedate_to_datetime
 
