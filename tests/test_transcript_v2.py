@@ -270,3 +270,17 @@ def test_pop3_core_and_observer_record_message_numbers(tmp_path):
     assert numbers(core_events) == numbers(observed) == [
         ("USER", None), ("PASS", None), ("RETR", Args(message=2)), ("TOP", Args(message=1, lines=3)),
         ("DELE", None), ("LIST", None), ("QUIT", None)]
+
+
+def test_a_damaged_version_2_line_is_a_clear_error(tmp_path):
+    from mailtrace.transcript.jsonl import TranscriptFormatError
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"format": "mailtrace-transcript", "version": 2}\n'
+                   '{"session": "s", "side": "-", "kind": "close", "reason": "not an object"}\n')
+    with pytest.raises(TranscriptFormatError, match="bad.jsonl:2: bad event line"):
+        list(read_jsonl(bad))
+    newer = tmp_path / "newer.jsonl"
+    newer.write_text('{"format": "mailtrace-transcript", "version": 3}\n')
+    with pytest.raises(TranscriptFormatError, match="version 3 is newer"):
+        list(read_jsonl(newer))

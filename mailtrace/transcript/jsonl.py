@@ -186,5 +186,5 @@ def read_jsonl(path: str | Path) -> Iterator[Event]:
                 continue
             try:
                 yield event_from_dict(json.loads(line), version)
-            except (json.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
+            except (json.JSONDecodeError, ValueError, TypeError, KeyError, AttributeError) as exc:
                 raise TranscriptFormatError(f"{path}:{number}: bad event line ({exc})") from None
