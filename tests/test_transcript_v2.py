@@ -243,35 +243,6 @@ def test_html_sink_writes_the_page_in_the_readers_language(tmp_path):
     assert "AGJvYgBwdw" not in text  # the AUTH PLAIN payload stays hidden
 
 
-def test_pop3_core_and_observer_record_message_numbers(tmp_path):
-    """POP3 message numbers and TOP's line count: typed, from the spec's one argument parser."""
-    from mailtrace.protocols.base import send_all, settle
-    from mailtrace.protocols.pop3 import Pop3Config, Pop3Observer, Pop3ServerConnection
-
-    store = MaildirStore(tmp_path / "mail", {"alice": "secret"}, fsync=False)
-    store.deliver("alice", b"Subject: 1\r\n\r\nx\r\n")
-    store.deliver("alice", b"Subject: 2\r\n\r\ny\r\n")
-    core = Pop3ServerConnection(store, "<1.2@lab.test>", Pop3Config())
-    obs = Pop3Observer()
-    out = settle(core.start())
-    observed = obs.feed_server(send_all(out))
-    core_events = [o for o in out if isinstance(o, Event)]
-    for line in (b"USER alice\r\n", b"PASS secret\r\n", b"RETR 2\r\n", b"TOP 1 3\r\n", b"DELE x\r\n",
-                 b"LIST\r\n", b"QUIT\r\n"):
-        observed += obs.feed_client(line)
-        out = settle(core.receive(line))
-        core_events += [o for o in out if isinstance(o, Event)]
-        observed += obs.feed_server(send_all(out))
-    store.close()
-
-    def numbers(events):
-        return [(e.verb, e.args) for e in events if e.kind is Kind.COMMAND]
-
-    assert numbers(core_events) == numbers(observed) == [
-        ("USER", None), ("PASS", None), ("RETR", Args(message=2)), ("TOP", Args(message=1, lines=3)),
-        ("DELE", None), ("LIST", None), ("QUIT", None)]
-
-
 def test_a_damaged_version_2_line_is_a_clear_error(tmp_path):
     from mailtrace.transcript.jsonl import TranscriptFormatError
 

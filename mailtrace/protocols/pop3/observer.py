@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from mailtrace.protocols.pop3.spec import typed_args  # Event.args: message numbers, TOP's line count
 from mailtrace.protocols.pop3.spec import (
     COMMANDS,
     CONTINUATION,
@@ -158,7 +157,7 @@ class Pop3Observer:
         self._expect.append(_Expect(name, spec.is_multiline(has_argument),
                                     tuple(spec.states) if pipelined else ()))
         return Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line, verb=name, state=self.state.value,
-                     notes=tuple(notes), redacted=redact(name, line, rest), args=typed_args(spec, rest))
+                     notes=tuple(notes), redacted=redact(name, line, rest))
 
     # --- server side -------------------------------------------------------------------------
     def feed_server(self, data: bytes) -> list[Event]:

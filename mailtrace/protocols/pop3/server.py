@@ -34,7 +34,6 @@ from mailtrace.knowledge import because
 from mailtrace.protocols import credentials
 from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS, wire_text
 from mailtrace.protocols.lines import Line, LineReader
-from mailtrace.protocols.pop3.spec import typed_args  # Event.args: message numbers, TOP's line count
 from mailtrace.protocols.pop3.spec import (
     AUTOLOGOUT_SECONDS,
     CAPABILITIES,
@@ -234,7 +233,7 @@ class Pop3ServerConnection:
             return [event] + self._error("", "unknown command")
         redacted = redact(name, line, rest)
         base = dict(side=Side.CLIENT, kind=Kind.COMMAND, raw=line, verb=name, state=self.state.value,
-                    redacted=redacted, protocol=PROTOCOL, args=typed_args(spec, rest))
+                    redacted=redacted, protocol=PROTOCOL)
         if self.state not in spec.states:
             allowed = " or ".join(s.value for s in spec.states)
             note = Note("wrong-state", f"{name} is allowed in {allowed}, not {self.state.value}")

@@ -21,8 +21,6 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from mailtrace.transcript.event import Args
-
 
 class State(str, enum.Enum):
     """The three states of RFC 1939 §3 (the value is what ``Event.state`` holds)."""
@@ -273,18 +271,3 @@ def redact(name: str, line: bytes, rest: str) -> bytes | None:
     from mailtrace.protocols import credentials
 
     return credentials.pop3(line)
-
-
-def typed_args(spec: CommandSpec, text: str) -> Args | None:
-    """The transcript's typed arguments of a command (``Event.args``): its message number and
-    TOP's line count; None when it takes neither or they are malformed.  The core and the
-    observer both call it, so their events agree."""
-    if not any(kind in (Arg.MSG, Arg.LINES) for kind in spec.args):
-        return None
-    try:
-        values = parse_arguments(spec, text)
-    except ArgumentError:
-        return None
-    found = {"message" if kind is Arg.MSG else "lines": value
-             for kind, value in zip(spec.args, values) if kind in (Arg.MSG, Arg.LINES)}
-    return Args(**found) if found else None
