@@ -255,3 +255,13 @@ def test_a_damaged_version_2_line_is_a_clear_error(tmp_path):
     newer.write_text('{"format": "mailtrace-transcript", "version": 3}\n')
     with pytest.raises(TranscriptFormatError, match="version 3 is newer"):
         list(read_jsonl(newer))
+
+
+def test_a_version_1_start_time_that_is_no_number_reads_as_unknown(tmp_path):
+    """Version-1 readers took an unreadable "started" as 0 (e.g. a golden file normalised to "STARTED")."""
+    path = tmp_path / "v1.jsonl"
+    path.write_text('{"format": "mailtrace-transcript", "version": 1}\n'
+                    '{"session": "s", "side": "-", "kind": "open", "info": {"client": "a", "started": "STARTED"}}\n'
+                    '{"session": "s", "side": "C", "kind": "gap", "info": {"octets": "many"}}\n')
+    opened, gap = read_jsonl(path)
+    assert opened.peer == Peer(client="a", started=0.0) and gap.missing == 0

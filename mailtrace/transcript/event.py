@@ -277,7 +277,7 @@ def facts_from_info(info: Mapping[str, str], strict: bool = False) -> dict:
         if key in ("client", "server", "mode"):
             peer[key] = value
         elif key == "started":
-            peer["started"] = float(value or 0)
+            peer["started"] = _number(value, float)
         elif key == "how":
             tls["how"] = value
         elif key == "seen":
@@ -296,7 +296,7 @@ def facts_from_info(info: Mapping[str, str], strict: bool = False) -> dict:
             except (ValueError, TypeError):
                 reason["clauses"] = ()
         elif key == "octets":
-            facts["missing"] = int(value or 0)
+            facts["missing"] = _number(value, int)
         elif key == "code":
             facts["response_code"] = value
         elif key == "messages":
@@ -317,6 +317,15 @@ def facts_from_info(info: Mapping[str, str], strict: bool = False) -> dict:
     if reason:
         facts["reason"] = Reason(**reason)
     return facts
+
+
+def _number(text: str, kind: type) -> float | int:
+    """A number written as text in ``info``; 0 when it is not one (version-1 readers did the same:
+    an edited or normalised transcript may hold "STARTED" there)."""
+    try:
+        return kind(text or 0)
+    except ValueError:
+        return kind(0)
 
 
 def info_of(event: Event) -> dict[str, str]:
