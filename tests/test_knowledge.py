@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import time
 
 import pytest
 
@@ -90,7 +91,7 @@ def test_smtp_enhanced_codes_sent_are_the_documented_ones():
 
     import mailtrace.protocols as pkg
 
-    source = "".join(p.read_text() for p in Path(pkg.__file__).parent.glob("smtp*.py"))
+    source = "".join(p.read_text() for p in (Path(pkg.__file__).parent / "smtp").glob("*.py"))
     from mailtrace.protocols.smtp import ENHANCED_CODES
 
     used = set(_re.findall(r'"([245]\.\d\.\d)"', source))
@@ -139,7 +140,7 @@ def test_smtp_events_emitted_in_practice_are_all_explained(tmp_path):
     events: list[Event] = []
     for chunks in sessions:
         conn = SmtpServerConnection(SmtpConfig(tls_available=True, max_recipients=1, max_message_size=1000), store,
-                                    secure_channel=False)
+                                    clock=time.time, secure_channel=False)
         queue = conn.start()
         for chunk in chunks:
             queue += conn.receive(chunk)

@@ -15,6 +15,7 @@ import base64
 import io
 import string
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ from mailtrace.protocols.imap.observer import ImapObserver
 from mailtrace.protocols.pop3 import Pop3ServerConnection, make_timestamp
 from mailtrace.protocols.pop3.observer import Pop3Observer
 from mailtrace.protocols.smtp import SmtpConfig, SmtpServerConnection
-from mailtrace.protocols.smtp_observer import SmtpObserver
+from mailtrace.protocols.smtp.observer import SmtpObserver
 from mailtrace.proxy.credentials import CredentialDecoder
 from mailtrace.store.maildir import MaildirStore
 from mailtrace.transcript.event import Event, Side
@@ -127,7 +128,7 @@ SESSIONS = {"smtp": smtp_sessions, "pop3": pop3_sessions, "imap": imap_sessions}
 
 def make_core(protocol: str, store):
     if protocol == "smtp":
-        return SmtpServerConnection(SmtpConfig(), store, client_address="127.0.0.1:40000", secure_channel=True)
+        return SmtpServerConnection(SmtpConfig(), store, clock=time.time, client_address="127.0.0.1:40000", secure_channel=True)
     if protocol == "pop3":
         return Pop3ServerConnection(store, make_timestamp(1, 1, "lab.test"))
     return ImapServerConnection(store)

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from mailtrace.protocols.smtp_trace import with_header_break
+from mailtrace.protocols.smtp.trace import with_header_break
 from mailtrace.store.maildir import MaildirStore
 
 MSG = b"From: carol@lab.test\r\nSubject: lf test\r\nTo: bob@lab.test\r\n\r\nHola, line one.\r\nline two.\r\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -25,7 +26,7 @@ def play(store, client_chunks: list[bytes], chunk: int = 0, config: SmtpConfig |
     """Run a real core; feed the observer each client chunk, then the server's answer to it.
 
     Returns (core events, observer events, wire) where wire is [(side, bytes)] in order."""
-    core = SmtpServerConnection(config or SmtpConfig(), store, client_address="127.0.0.1:1")
+    core = SmtpServerConnection(config or SmtpConfig(), store, clock=time.time, client_address="127.0.0.1:1")
     core_events: list[Event] = []
     wire: list[tuple[str, bytes]] = []
 
@@ -172,7 +173,7 @@ def test_random_bytes_never_raise(chunks):
 
 def test_whole_conversation_with_starttls_core(store):
     """The core's STARTTLS output: the observer stops parsing exactly where the core switches."""
-    core = SmtpServerConnection(SmtpConfig(tls_available=True), store)
+    core = SmtpServerConnection(SmtpConfig(tls_available=True), store, clock=time.time)
     obs = SmtpObserver()
     obs.feed_server(b"".join(o.data for o in core.start() if isinstance(o, Send)))
     obs.feed_client(b"EHLO x\r\nSTARTTLS\r\n")

@@ -22,6 +22,11 @@ from typing import Any, Callable, Protocol, Union
 
 from mailtrace.transcript.event import Event
 
+#: What every observer (and the proxy) knows about the wire, whatever the protocol:
+MAX_OBSERVED_LINE = 64 * 1024  # longer "lines" are cut (no mail protocol allows lines near this)
+TLS_HANDSHAKE = 0x16  # first octet of a TLS handshake record (RFC 8446 §5.1: ContentType handshake(22))
+STARTTLS_VERBS = frozenset({"STARTTLS", "STLS"})  # SMTP and IMAP (RFC 3207, RFC 3501 §6.2.1); POP3 (RFC 2595 §4)
+
 
 @dataclass(frozen=True, slots=True)
 class Send:

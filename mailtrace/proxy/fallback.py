@@ -9,10 +9,9 @@ bytes are TLS records and are no longer parsed.
 
 from __future__ import annotations
 
+from mailtrace.protocols.base import MAX_OBSERVED_LINE, STARTTLS_VERBS
 from mailtrace.transcript.event import Event, Kind, Side
 
-MAX_PENDING = 64 * 1024  # a "line" longer than this is cut into pieces (no protocol allows it)
-STARTTLS_VERBS = ("STARTTLS", "STLS")
 
 
 def _reply_fields(line: bytes) -> tuple[str, str]:
@@ -96,7 +95,7 @@ class LineObserver:
         rest = buf[start:]
         if self._encrypted:
             rest = b""
-        elif len(rest) > MAX_PENDING:
+        elif len(rest) > MAX_OBSERVED_LINE:
             out.append(self._line(side, rest))
             rest = b""
         self._buf[side] = rest

@@ -25,7 +25,7 @@ UNKNOWN = "tcp"  # the protocol name of a session we cannot identify (annotated 
 
 # protocol -> (class, modules to look in) of the real observer, written in mailtrace.protocols
 OBSERVERS = {
-    "smtp": ("SmtpObserver", ("mailtrace.protocols.smtp", "mailtrace.protocols.smtp_observer")),
+    "smtp": ("SmtpObserver", ("mailtrace.protocols.smtp", "mailtrace.protocols.smtp.observer")),
     "pop3": ("Pop3Observer", ("mailtrace.protocols.pop3", "mailtrace.protocols.pop3.observer")),
     "imap": ("ImapObserver", ("mailtrace.protocols.imap", "mailtrace.protocols.imap.observer")),
 }

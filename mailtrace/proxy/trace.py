@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from mailtrace.protocols.base import STARTTLS_VERBS, TLS_HANDSHAKE
 from mailtrace.proxy.credentials import CredentialDecoder
 from mailtrace.knowledge import because
 from mailtrace.proxy.messages import message
@@ -15,9 +16,7 @@ from mailtrace.proxy.registry import make_observer
 from mailtrace.transcript.event import Event, Kind, Note, Side, Tls
 from mailtrace.transcript.recorder import SessionRecorder
 
-STARTTLS_VERBS = ("STARTTLS", "STLS")
 INJECTION_RULE = "starttls-injection"  # knowledge: common.toml [violations]
-TLS_HANDSHAKE = 0x16  # RFC 8446 §5.1: a record of ContentType handshake(22), legacy_record_version 3.x
 
 # How each server opens a session (RFC 5321 §4.2 / §3.1 "220", RFC 1939 §4 "+OK", RFC 3501 §7.1 "* OK"
 # or "* PREAUTH"): a capture that starts later shows some other line first.

@@ -9,6 +9,9 @@ whether the channel is safe for plaintext passwords (loopback or TLS).
 
 from __future__ import annotations
 
+import itertools
+import time
+
 from mailtrace.netaddr import is_loopback_address
 
 from mailtrace.protocols.smtp import SmtpConfig, SmtpServerConnection
@@ -31,9 +34,11 @@ def make_core_factory(lab: Lab, **config_overrides) -> CoreFactory:
     """A factory of SMTP cores on ``lab``'s store (``config_overrides``: SmtpConfig fields)."""
     store = lab.open_store()
     config = make_config(lab, **config_overrides)
+    queue_ids = itertools.count(1)  # one numbering for all the server's connections
 
     def factory(ctx: ConnectionContext) -> SmtpServerConnection:
-        return SmtpServerConnection(config, store, client_address=ctx.client, tls=ctx.tls,
+        return SmtpServerConnection(config, store, clock=time.time, queue_ids=queue_ids,
+                                    client_address=ctx.client, tls=ctx.tls,
                                     secure_channel=ctx.tls or is_loopback_address(ctx.client))
 
     return factory

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from mailtrace.grading.checks import Defer, Outcome, check, fail, ok, phrase, said
-from mailtrace.protocols.smtp_states import MUST_END_GROUP  # RFC 2920 §3.1: the core's table, not a copy
+from mailtrace.protocols.smtp.spec import MUST_END_GROUP  # RFC 2920 §3.1: the core's table, not a copy
 from mailtrace.transcript.event import Event, Kind, Side
 
 PROTOCOLS = ("smtp", "pop3", "imap")

@@ -16,7 +16,7 @@ import re
 
 from mailtrace.grading.checks import Defer, Outcome, check, fail, ok
 from mailtrace.protocols.pop3.spec import MAX_UIDL_LENGTH, byte_stuff, top_of
-from mailtrace.protocols.smtp_data import unstuff
+from mailtrace.protocols.smtp.data import unstuff
 from mailtrace.transcript.event import Kind, Side
 
 GREETING_CHECK = {"smtp": "smtpd.greeting", "pop3": "pop3d.greeting"}

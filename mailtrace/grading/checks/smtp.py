@@ -10,8 +10,8 @@ from email.utils import getaddresses, parsedate_to_datetime
 
 from mailtrace.grading.checks import Outcome, check, fail, ok
 from mailtrace.grading.checks.common import out_of_step, stepped
-from mailtrace.protocols.smtp_data import unstuff as core_unstuff
-from mailtrace.protocols.smtp_syntax import MISSING_BRACKETS
+from mailtrace.protocols.smtp.data import unstuff as core_unstuff
+from mailtrace.protocols.smtp.spec import MISSING_BRACKETS
 from mailtrace.transcript.event import Event, Kind, Side
 
 def _addr(e: Event) -> str:

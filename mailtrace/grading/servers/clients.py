@@ -29,7 +29,7 @@ CLOSE_TIMEOUT = 2.0  # seconds the server has to close after QUIT
 
 def observer_for(protocol: str):
     if protocol == "smtp":
-        from mailtrace.protocols.smtp_observer import SmtpObserver
+        from mailtrace.protocols.smtp.observer import SmtpObserver
 
         return SmtpObserver()
     from mailtrace.protocols.pop3 import Pop3Observer

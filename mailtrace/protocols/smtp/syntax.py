@@ -1,4 +1,5 @@
-"""SMTP syntax shared by the server core and the observer: limits, replies, paths, parameters.
+"""SMTP syntax, read the same way by the server core and the observer: commands, replies,
+paths and parameters, the notes a line earns, which lines are credentials.
 
 Theory of operation
 -------------------
@@ -24,62 +25,104 @@ RFC 5321 really requires.  Nothing in this module performs I/O.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from mailtrace.protocols.base import wire_text
-from mailtrace.transcript.event import Args
+from mailtrace.protocols import credentials
+from mailtrace.protocols.lines import Line
+from mailtrace.protocols.smtp.spec import (
+    BARE_CR, BARE_LF, BEFORE_GREETING, EHLO_KEYWORDS, LINE_TOO_LONG, MAX_DOMAIN, MAX_LOCAL_PART, MAX_PATH,
+    MISSING_BRACKETS, MUST_END_GROUP, NO_PIPELINING, PIPELINING_GROUP, PROTOCOL, SPACE_AFTER_COLON,
+    STARTTLS_INJECTION,
+)
+from mailtrace.transcript.event import Args, Event, Kind, Note, Side
 
-# --- Limits (RFC 5321 §4.5.3.1) -------------------------------------------------------------
-MAX_COMMAND_LINE = 512  # §4.5.3.1.4: command line including the verb and CRLF
-MAX_REPLY_LINE = 512  # §4.5.3.1.5: reply line including the code and CRLF
-MAX_TEXT_LINE = 1000  # §4.5.3.1.6: text (DATA) line including CRLF, not counting a stuffed dot
-MAX_LOCAL_PART = 64  # §4.5.3.1.1
-MAX_DOMAIN = 255  # §4.5.3.1.2
-MAX_PATH = 256  # §4.5.3.1.3: reverse-path / forward-path including the punctuation
+# --- Commands --------------------------------------------------------------------------------
 
-# --- Violation rule keys (knowledge: smtp.toml [violations]) ---------------------------------
-BARE_LF = "bare-lf"  # §2.3.8
-BARE_CR = "bare-cr"  # §2.3.8
-LINE_TOO_LONG = "line-too-long"  # §4.5.3.1.4 / §4.5.3.1.6
-SPACE_AFTER_COLON = "space-after-colon"  # §3.3, §4.1.2
-MISSING_BRACKETS = "missing-brackets"  # §4.1.2
-BEFORE_GREETING = "before-greeting"  # §3.1, §4.3.2
-NO_PIPELINING = "no-pipelining"  # RFC 2920 §3: only with PIPELINING may a client not wait
-PIPELINING_GROUP = "pipelining-group"  # RFC 2920 §3.1, RFC 3207 §4.2: must end a group
-EIGHT_BIT = "8bit-without-8bitmime"  # RFC 6152 §3, RFC 5321 §2.4
-EIGHT_BIT_HEADER = "8bit-header-without-smtputf8"  # RFC 6532 §3, RFC 6531 §3.2: 8BITMIME is the body only
-LEFT_WITHOUT_MAIL = "left-without-transaction"  # greeted, then left: often a missing extension
-DATA_NO_RECIPIENT = "data-no-recipient"  # §4.1.1.4, §3.3
-CLEARTEXT_AUTH = "cleartext-auth"  # RFC 4954 §4: PLAIN/LOGIN need a protected channel
-STARTTLS_INJECTION = "starttls-injection"  # RFC 3207 §4.2 (knowledge: common.toml)
-BAD_REPLY = "bad-reply"  # §4.2 (observer: a server line that is no reply)
+
+@dataclass(slots=True)
+class Command:
+    """One command line, parsed: what a handler receives.  ``notes`` are the violations found
+    so far (the line's own, then the path's); a handler may add more."""
+
+    verb: str  # upper-cased: "MAIL"
+    arg: str  # the rest, without the separating space: "FROM:<a@b.c> SIZE=10"
+    line: Line
+    notes: list[Note] = field(default_factory=list)
+
+
+def split_command(content: bytes) -> tuple[str, str]:
+    """(VERB, argument) of a command line without its CRLF; undecodable bytes are escaped."""
+    text = content.decode("utf-8", errors="backslashreplace")
+    verb, _, arg = text.partition(" ")
+    return verb.upper(), arg.strip(" ")
+
+
+def parse_command(line: Line, limit: int) -> Command:
+    verb, arg = split_command(line.content)
+    return Command(verb, arg, line, line_notes(line, limit))
+
+
+def line_notes(line: Line, limit: int) -> list[Note]:
+    """What is wrong with the line itself (§2.3.8 line ends; ``limit``: §4.5.3.1.4)."""
+    notes = []
+    if line.bare_lf:
+        notes.append(Note(BARE_LF))
+    if line.bare_cr:
+        notes.append(Note(BARE_CR))
+    if line.size > limit:
+        notes.append(Note(LINE_TOO_LONG, f"{line.size} > {limit}"))
+    return notes
+
+
+def order_notes(previous: str | None, pipelining: bool) -> list[Note]:
+    """Notes for a command sent before the client read the reply to ``previous`` (None: before
+    the greeting, §3.1).  RFC 2920 §3: only with PIPELINING may a client send without waiting,
+    and never after a command that must end a group (§3.1)."""
+    if previous is None:
+        return [Note(BEFORE_GREETING)]
+    if previous in MUST_END_GROUP:
+        return [Note(PIPELINING_GROUP, f"{previous} →")]
+    if not pipelining:
+        return [Note(NO_PIPELINING, f"{previous} →")]
+    return []
+
+
+class Redaction:
+    """Which client lines are shown masked (RFC 4954 §4: AUTH carries a credential).
+
+    ``AUTH mech initial-response`` is masked however it is written (``credentials.smtp``); the
+    lines after an AUTH that got no 334 may still be SASL responses the client typed ahead,
+    so they are masked until a line is a command the server knows."""
+
+    RESPONSE = credentials.MASK + b"\r\n"  # what an AUTH response line (after 334) shows
+
+    def __init__(self) -> None:
+        self._maybe_sasl = False
+
+    def command(self, raw: bytes, known: bool) -> bytes | None:
+        redacted = credentials.smtp(raw)  # read leniently: AUTH<TAB>PLAIN, a cut line...
+        if redacted is None and self._maybe_sasl and not known:
+            redacted = credentials.masked_line(raw)
+        self._maybe_sasl = credentials.starts_sasl(raw) or (self._maybe_sasl and not known)
+        return redacted
+
+    def challenged(self) -> None:
+        """A 334 came: the next lines are AUTH responses (masked as such)."""
+        self._maybe_sasl = False
+
+
+def injected_commands(held: bytes, state: str) -> list[Event]:
+    """Plaintext sent after STARTTLS and before the handshake, one COMMAND event per line,
+    each flagged (RFC 3207 §4.2: the server MUST discard it; CVE-2011-0411)."""
+    events = []
+    for raw in held.splitlines(keepends=True):
+        verb, _ = split_command(raw.rstrip(b"\r\n"))
+        events.append(Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=raw, verb=verb, state=state, protocol=PROTOCOL,
+                            notes=(Note(STARTTLS_INJECTION),)))
+    return events
+
 
 # --- Replies ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A typed reply: ``Reply(250, "OK", "2.0.0")``; multi-line when ``text`` is a tuple.
-
-    The wire form is made in one place (:meth:`lines`); the enhanced status code (RFC 3463,
-    advertised by ENHANCEDSTATUSCODES, RFC 2034 §3) prefixes the text of every line.
-    """
-
-    code: int
-    text: str | tuple[str, ...] = ""
-    enhanced: str = ""
-
-    def lines(self) -> list[bytes]:
-        texts = (self.text,) if isinstance(self.text, str) else self.text
-        prefix = f"{self.enhanced} " if self.enhanced else ""
-        out = []
-        last = len(texts) - 1
-        for i, text in enumerate(texts):
-            sep = " " if i == last else "-"
-            out.append(f"{self.code}{sep}{prefix}{wire_text(text)}".rstrip(" ").encode("utf-8") + b"\r\n")
-        return out
-
-
 _REPLY_LINE = re.compile(rb"^([2-5][0-9][0-9])([ -]|\r?\n|$)")
 
 
@@ -91,27 +134,17 @@ def parse_reply_line(raw: bytes) -> tuple[str, bool] | None:
     return m.group(1).decode(), m.group(2) != b"-"
 
 
-#: EHLO keywords explained in the knowledge ("codes" table): what this server offers and the
-#: common ones a student meets on real servers (proxy, pcap).
-EHLO_KEYWORDS = frozenset({"PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES", "HELP", "STARTTLS", "AUTH",
-                           "SMTPUTF8", "CHUNKING", "BINARYMIME", "DSN", "ETRN", "VRFY", "EXPN", "DELIVERBY",
-                           "REQUIRETLS"})
-
-
 def ehlo_keyword(raw: bytes) -> str:
     """The extension keyword of an EHLO reply line ("250-SIZE 10485760" -> "SIZE"), if known."""
     word = raw[4:].split(None, 1)[0].decode("ascii", "replace").upper() if len(raw) > 4 and raw[4:].strip() else ""
     return word if word in EHLO_KEYWORDS else ""
 
 
-# --- Commands --------------------------------------------------------------------------------
-
-
-def split_command(content: bytes) -> tuple[str, str]:
-    """(VERB, argument) of a command line without its CRLF; undecodable bytes are escaped."""
-    text = content.decode("utf-8", errors="backslashreplace")
-    verb, _, arg = text.partition(" ")
-    return verb.upper(), arg.strip(" ")
+def reply_line_info(verb: str, index: int, raw: bytes) -> dict[str, str]:
+    """Facts about one reply line: the extension an EHLO reply line offers (every line but the
+    first, §4.1.1.1), explained from the knowledge's "codes" table."""
+    keyword = ehlo_keyword(raw) if verb == "EHLO" and index else ""
+    return {"code": keyword} if keyword else {}
 
 
 # --- Paths (RFC 5321 §4.1.2) -----------------------------------------------------------------

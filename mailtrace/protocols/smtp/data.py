@@ -20,7 +20,11 @@ from __future__ import annotations
 
 import re
 
-from mailtrace.protocols.smtp_syntax import BARE_CR, BARE_LF, LINE_TOO_LONG, MAX_TEXT_LINE
+from mailtrace.protocols.smtp.spec import (
+    BARE_CR, BARE_LF, EIGHT_BIT, EIGHT_BIT_HEADER, LINE_TOO_LONG, MAX_TEXT_LINE, PROTOCOL, State,
+)
+from mailtrace.protocols.utf8mail import eight_bit_parts
+from mailtrace.transcript.event import Event, Kind, Note, Side
 
 _END_OF_DATA = re.compile(rb"\n\.\r?\n")  # a line holding only "." ends the data (§4.1.1.4)
 
@@ -102,6 +106,24 @@ class DataReader:
     @property
     def wire_size(self) -> int:
         return self.size + len(self.terminator)
+
+    def notes(self, body_8bitmime: bool, smtputf8: bool) -> list[Note]:
+        """The violations of the whole message, given what its MAIL command declared."""
+        notes = [Note(rule) for rule in (BARE_LF, BARE_CR, LINE_TOO_LONG) if rule in self.rules]
+        header_8bit, _ = eight_bit_parts(bytes(self.body)) if self.eight_bit else (False, False)
+        if self.eight_bit and not body_8bitmime and not smtputf8:
+            # SMTPUTF8 allows UTF-8 in the header and the body too (RFC 6532 §3.2: "text =/ UTF8-non-ascii")
+            notes.append(Note(EIGHT_BIT))
+        if header_8bit and not smtputf8:  # 8BITMIME covers the body only (RFC 6532 §3, RFC 6531 §3.2)
+            notes.append(Note(EIGHT_BIT_HEADER))
+        return notes
+
+    def event(self, notes: list[Note] | tuple[Note, ...] = (), incomplete: str = "") -> Event:
+        """The message as ONE transcript event (cut short when oversize; ``incomplete``: why it
+        ended before the final dot)."""
+        return Event(side=Side.CLIENT, kind=Kind.DATA, raw=self.raw, verb="DATA", state=State.DATA.value,
+                     notes=tuple(notes), size=self.wire_size if self.oversize else -1, protocol=PROTOCOL,
+                     info={"incomplete": incomplete} if incomplete else {})
 
     def message(self) -> bytes:
         """The message with the dot-stuffing removed (§4.5.2)."""
