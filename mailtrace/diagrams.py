@@ -33,13 +33,16 @@ class Transition:
     path: tuple[str, ...]  # client lines that bring a new session to ``source`` (for the test)
     send: tuple[str, ...]  # the client lines of the transition itself
     eof: bool = False  # the transition is the client closing the connection
+    verbs: tuple[str, ...] = ()  # SMTP: the rows of smtp.spec.TRANSITIONS the arrow draws (verb x outcome)
+    outcomes: tuple[str, ...] = ()
 
 
 def transitions(protocol: str) -> list[Transition]:
     with open(TRANSITIONS, "rb") as f:
         rows = tomllib.load(f).get(protocol, [])
     return [Transition(r["from"], r["to"], r["label"], r.get("label_es", ""), tuple(r.get("path", ())),
-                       tuple(r.get("send", ())), bool(r.get("eof", False))) for r in rows]
+                       tuple(r.get("send", ())), bool(r.get("eof", False)), tuple(r.get("verbs", ())),
+                       tuple(r.get("outcomes", ()))) for r in rows]
 
 
 def _quote(text: str) -> str:

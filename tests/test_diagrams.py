@@ -8,6 +8,7 @@ own factory, a real Maildir store); the DOT and SVG files in knowledge/diagrams/
 from __future__ import annotations
 
 import shutil
+import ssl
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,9 @@ class CoreSession:
     """One lab core fed whole lines; Pending store jobs run at once."""
 
     def __init__(self, protocol: str, directory: Path) -> None:
-        lab = Lab(directory=directory)
+        # SMTP offers STARTTLS only with a certificate configured; the arrow needs no handshake
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH) if protocol == "smtp" else None
+        lab = Lab(directory=directory, tls_context=tls)
         self.core = core_factory(protocol, lab)(ConnectionContext("127.0.0.1:50000", "127.0.0.1:25", False))
         self.outputs: list = []
         self._run(self.core.start())
@@ -77,6 +80,28 @@ def test_each_arrow_is_what_the_core_does(protocol, t, tmp_path):
         assert session.closed
     else:
         assert session.state == t.target  # (a state such as logout or UPDATE comes with the close)
+
+
+def test_smtp_arrows_are_the_rows_of_the_transition_table():
+    """Each SMTP arrow draws rows of ``smtp.spec.TRANSITIONS`` (from its state, its verbs and
+    outcomes lead to its target), and each row of the table is drawn by some arrow: the picture
+    in the notes, the server core and the observer read one table."""
+    from mailtrace.protocols.smtp.spec import TRANSITIONS, State
+    from mailtrace.protocols.spec import Outcome
+
+    drawn = set()
+    for t in diagrams.transitions("smtp"):
+        if t.target == diagrams.END:  # the connection closing after 221/421: no reply, no row
+            continue
+        source = State.GREETING if t.source == diagrams.START else State(t.source)
+        assert t.verbs and t.outcomes, f"{t.source}->{t.target}: name the table rows (verbs, outcomes)"
+        for verb in t.verbs:
+            for outcome in t.outcomes:
+                row = TRANSITIONS.row(source, verb, Outcome(outcome))
+                assert row is not None, f"{t.source} {verb!r} {outcome}: no row in TRANSITIONS"
+                assert row.target is State(t.target), f"{t.source} {verb!r} {outcome}: the table says {row.target}"
+                drawn.add(row)
+    assert [row.label for row in TRANSITIONS.rows if row not in drawn] == [], "rows of the table with no arrow"
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

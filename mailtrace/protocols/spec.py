@@ -85,20 +85,23 @@ class TransitionTable:
 
     def __init__(self, rows: Iterable[Transition]):
         self.rows: tuple[Transition, ...] = tuple(rows)
-        self._index: dict[tuple[Any, str, Outcome], Any] = {}
+        self._index: dict[tuple[Any, str, Outcome], Transition] = {}
         for row in self.rows:
             for source in row.sources:
                 key = (source, row.verb, row.outcome)
-                if key in self._index and self._index[key] != row.target:
+                if key in self._index and self._index[key].target != row.target:
                     raise ValueError(f"two transitions for {key}")
-                self._index[key] = row.target
+                self._index[key] = row
+
+    def row(self, state: Any, verb: str, outcome: Outcome) -> Transition | None:
+        """The row that decides where ``verb`` answered with ``outcome`` leads from ``state``
+        (None: the state does not change); diagrams and tests name the rows they draw."""
+        return self._index.get((state, verb, outcome)) or self._index.get((state, ANY_VERB, outcome))
 
     def next_state(self, state: Any, verb: str, outcome: Outcome) -> Any:
         """The state after ``verb`` was answered with ``outcome`` in ``state``."""
-        found = self._index.get((state, verb, outcome))
-        if found is None:
-            found = self._index.get((state, ANY_VERB, outcome))
-        return state if found is None else found
+        found = self.row(state, verb, outcome)
+        return state if found is None else found.target
 
     def targets(self, state: Any) -> set:
         """Every state reachable from ``state`` in one step (for diagrams and tests)."""
