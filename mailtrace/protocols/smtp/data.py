@@ -19,6 +19,7 @@ reader it accepts a bare LF as a line end (``.\\n`` ends the data too) but repor
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 from mailtrace.protocols.smtp.spec import (
     BARE_CR, BARE_LF, EIGHT_BIT, EIGHT_BIT_HEADER, LINE_TOO_LONG, MAX_TEXT_LINE, PROTOCOL, State,
@@ -41,6 +42,7 @@ class DataReader:
         self.eight_bit = False
         self.rules: set[str] = set()  # violation rules found (bare-lf, bare-cr, line-too-long)
         self.terminator = b""  # ".\r\n" (or ".\n") once the end was seen
+        self.sink: Callable[[bytes], None] | None = None  # where the body goes once spilled (see spill)
         self._at_bol = True
         self._line_len = 0
 
@@ -88,15 +90,29 @@ class DataReader:
         self._line_len = len(chunk) - last - 1 if last >= 0 else self._line_len + len(chunk)
         self._at_bol = last == len(chunk) - 1
         self.size += len(chunk)
-        if self.size > self.max_size:
-            if not self.oversize:  # RFC 1870 §6.3: discard at once, answer 552 after the dot
-                self.oversize = True
-                del self.body[self.keep:]
+        if self.size > self.max_size and not self.oversize:  # RFC 1870 §6.3: discard at once, 552 after the dot
+            self.oversize = True
+            self.sink = None
+            del self.body[self.keep:]
+        if self.sink is not None:
+            self.sink(chunk)
+        if self.oversize or self.sink is not None:
             room = self.keep - len(self.body)
             if room > 0:
                 self.body += chunk[:room]
         else:
             self.body += chunk
+
+    def spill(self, sink: Callable[[bytes], None]) -> None:
+        """From now on the body goes to ``sink`` as it arrives (a file), and only its first
+        ``keep`` octets stay here, for the transcript."""
+        self.sink = sink
+        del self.body[self.keep:]
+
+    @property
+    def truncated(self) -> bool:
+        """The transcript keeps only the start of the body (too big, or spilled to a file)."""
+        return self.size > len(self.body)
 
     @property
     def raw(self) -> bytes:
@@ -122,7 +138,7 @@ class DataReader:
         """The message as ONE transcript event (cut short when oversize; ``incomplete``: why it
         ended before the final dot)."""
         return Event(side=Side.CLIENT, kind=Kind.DATA, raw=self.raw, verb="DATA", state=State.DATA.value,
-                     notes=tuple(notes), size=self.wire_size if self.oversize else -1, protocol=PROTOCOL,
+                     notes=tuple(notes), size=self.wire_size if self.truncated else -1, protocol=PROTOCOL,
                      info={"incomplete": incomplete} if incomplete else {})
 
     def message(self) -> bytes:

@@ -32,13 +32,13 @@ from mailtrace.protocols.lines import Line, LineReader
 from mailtrace.protocols.smtp import commands
 from mailtrace.protocols.smtp.commands import Session
 from mailtrace.protocols.smtp.data import DataReader
+from mailtrace.protocols.smtp.delivery import SPOOL_THRESHOLD, Envelope, SpooledMessage, in_memory_job
 from mailtrace.protocols.smtp.spec import (
     COMMANDS, END_OF_DATA, GREETING, MAX_COMMAND_LINE, NOT_IMPLEMENTED, PIPELINING_GROUP, PROTOCOL,
     TRANSCRIPT_KEEP, TRANSITIONS, Outcome, Reply, SmtpConfig, State, Store, line_limit, outcome, wire_lines,
 )
 from mailtrace.protocols.smtp.syntax import Command, Redaction, command_args, injected_commands, line_notes, \
     order_notes, parse_command, reply_line_info
-from mailtrace.protocols.smtp.trace import trace_headers, with_header_break
 from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.links import Action, MessageRef, to_info
 
@@ -259,6 +259,7 @@ class SmtpServerConnection:
     def _new_data(self) -> None:
         self._data = DataReader(self.config.max_message_size, TRANSCRIPT_KEEP)
         self._data_early = False  # the message came before the 354 reply
+        self._spooled: SpooledMessage | None = None  # a large message, written to tmp/ as it comes
 
     def _abandon_data(self, why: str) -> None:
         """A message cut short: record what came, deliver nothing."""
@@ -266,17 +267,39 @@ class SmtpServerConnection:
             return
         self._data.add(self._reader.clear())
         self._out.append(self._data.event(incomplete=why))
+        if self._spooled is not None:
+            self._spooled.discard()
         self._new_data()
         self.session.new_transaction()
 
     def _data_chunk(self) -> bool:
         """Consume DATA bytes from the reader's buffer; False when more input is needed."""
-        used, finished = self._data.consume(self._reader.buffer)
+        data = self._data
+        used, finished = data.consume(self._reader.buffer)
         if used:
             self._reader.consumed(used)
+        if self._spooled is not None and data.oversize:  # it will get 552: its files go now
+            self._spooled.discard()
+            self._spooled = None
+        elif self._spooled is None and len(data.body) > SPOOL_THRESHOLD and hasattr(self.session.store, "spool"):
+            # too big to hold in memory: each recipient's copy goes to tmp/ as it arrives
+            self._spooled = SpooledMessage(self.session.store, self._envelope(), bytes(data.body))
+            data.spill(self._spooled.write)
         if finished:
             self._end_of_data()
         return finished
+
+    def _envelope(self) -> Envelope:
+        """The trace facts of the message being received (§4.4), queue id and time included."""
+        session, transaction = self.session, self.session.transaction
+        now = self.clock()
+        # RFC 3848 (ESMTP, ESMTPS, ESMTPA, ESMTPSA) and RFC 6531 §4.3 (UTF8SMTP, UTF8SMTPS, ...)
+        with_ = (("UTF8SMTP" if transaction.smtputf8 else "ESMTP") if session.esmtp else "SMTP") \
+            + ("S" if session.tls else "") + ("A" if session.user else "")
+        return Envelope(sender=transaction.sender or "", recipients=tuple(transaction.recipients), helo=session.helo,
+                        client=session.client_address, hostname=self.config.hostname,
+                        software=self.config.software, with_=with_, queue_id=f"{int(now):x}.{next(self.queue_ids)}",
+                        when=now)
 
     def _end_of_data(self) -> None:
         data, session = self._data, self.session
@@ -287,36 +310,19 @@ class SmtpServerConnection:
         self._out.append(data.event(notes))
         self._prev_verb = END_OF_DATA
         self._reader.limit = MAX_COMMAND_LINE  # what follows the dot are commands (held until the reply)
-        self._new_data()
-        session.new_transaction()
+        spooled = self._spooled
         if data.oversize:
+            self._new_data()
+            session.new_transaction()
             self._reply(Reply("552", "Error: message size exceeds fixed maximum message size", "5.3.4"), "DATA",
                         END_OF_DATA)
             return
-        content = with_header_break(data.message())  # a hand-typed message may have no header section
-        sender, recipients = transaction.sender or "", list(transaction.recipients)
-        now = self.clock()
-        queue_id = f"{int(now):x}.{next(self.queue_ids)}"
-        # RFC 3848 (ESMTP, ESMTPS, ESMTPA, ESMTPSA) and RFC 6531 §4.3 (UTF8SMTP, UTF8SMTPS, ...)
-        with_ = (("UTF8SMTP" if transaction.smtputf8 else "ESMTP") if session.esmtp else "SMTP") \
-            + ("S" if session.tls else "") + ("A" if session.user else "")
-        helo, client, config, store = session.helo, session.client_address, self.config, session.store
-
-        def job():
-            results = []
-            for rcpt in recipients:
-                user = rcpt.split("@", 1)[0].lower()
-                headers = trace_headers(sender=sender, recipient=rcpt, helo=helo, client=client,
-                                        hostname=config.hostname, software=config.software,
-                                        with_=with_, queue_id=queue_id, when=now)
-                try:
-                    results.append((user, store.deliver(user, headers + content)))
-                except Exception as exc:  # the store failed: tell the client to retry (451)
-                    results.append(exc)
-            return results
-
+        envelope = spooled.envelope if spooled is not None else self._envelope()
+        job = spooled.job() if spooled is not None else in_memory_job(session.store, envelope, data.message())
+        self._new_data()
+        session.new_transaction()
         self._pending = True
-        self._control(Pending(job=job, resume=lambda results: self._delivered(results, queue_id)))
+        self._control(Pending(job=job, resume=lambda results: self._delivered(results, envelope.queue_id)))
 
     def _delivered(self, results: list, queue_id: str) -> list[Output]:
         self._pending = False

@@ -1,0 +1,152 @@
+"""Delivering an accepted message: the trace headers, then the store (RFC 5321 §4.4, §6.1).
+
+Theory of operation
+-------------------
+    "When an SMTP server receives a message for delivery or further processing, it MUST
+    insert trace ("time stamp" or "Received") information at the beginning of the message
+    content"                                                                   (§4.4)
+    "When the receiver-SMTP accepts a piece of mail (by sending a "250 OK" message in
+    response to DATA), it is accepting responsibility for delivering or relaying the
+    message."                                                                  (§6.1)
+
+Each recipient gets its own copy, headed by Return-Path and a Received line ``for`` it.  The
+core hands the shell a job (``Pending``) that stores every copy; the 250 is sent only when the
+job has returned, i.e. when the store has fsync'd the files.
+
+A small message is kept in memory until the final dot.  A large one (past ``SPOOL_THRESHOLD``)
+is not: :class:`SpooledMessage` writes each copy to the recipient's Maildir ``tmp/`` as the
+octets arrive (``store.spool``, the same spool an IMAP APPEND uses), dot-stuffing removed
+(§4.5.2), and the job only publishes the files by rename after an fsync.  So eight clients
+sending 50 MB each do not take the server's memory with them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from mailtrace.protocols.smtp.spec import Store
+from mailtrace.protocols.smtp.trace import trace_headers, with_header_break
+
+#: Past this many octets the message goes to tmp/ files instead of memory (as IMAP APPEND does).
+SPOOL_THRESHOLD = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the trace headers of one message say (§4.4), fixed when the message starts to be kept."""
+
+    sender: str
+    recipients: tuple[str, ...]  # "bob@lab.test", user names already resolved and lower-cased
+    helo: str
+    client: str
+    hostname: str
+    software: str
+    with_: str  # ESMTP, ESMTPSA, UTF8SMTPS... (RFC 3848, RFC 6531 §4.3)
+    queue_id: str
+    when: float
+
+    def headers(self, recipient: str) -> bytes:
+        return trace_headers(sender=self.sender, recipient=recipient, helo=self.helo, client=self.client,
+                             hostname=self.hostname, software=self.software, with_=self.with_,
+                             queue_id=self.queue_id, when=self.when)
+
+
+def mailbox_user(recipient: str) -> str:
+    return recipient.split("@", 1)[0].lower()
+
+
+def deliver_job(store: Store, envelope: Envelope, copies: dict[str, bytes]) -> Callable[[], list]:
+    """The job that stores one copy per recipient (``copies``: recipient -> message bytes or
+    spool token); its result is a list of (user, MessageInfo) or the exception of each copy."""
+    def job() -> list:
+        results: list = []
+        for rcpt in envelope.recipients:
+            user = mailbox_user(rcpt)
+            try:
+                results.append((user, store.deliver(user, copies[rcpt])))
+            except Exception as exc:  # the store failed: the client is told to retry (451)
+                results.append(exc)
+        return results
+
+    return job
+
+
+def in_memory_job(store: Store, envelope: Envelope, message: bytes) -> Callable[[], list]:
+    """A message held in memory, dot-stuffing already removed."""
+    content = with_header_break(message)  # a hand-typed message may have no header section
+    return deliver_job(store, envelope, {rcpt: envelope.headers(rcpt) + content for rcpt in envelope.recipients})
+
+
+class SpooledMessage:
+    """One large message written to each recipient's tmp/ while it arrives.
+
+    ``start`` is the beginning of the body (as sent, dot-stuffed) that was in memory when the
+    message crossed the threshold; ``write`` takes every later chunk, in order.  Any store error
+    is kept and reported by ``job`` (451), never raised into the core."""
+
+    def __init__(self, store: Store, envelope: Envelope, start: bytes) -> None:
+        self.store, self.envelope = store, envelope
+        self.spools: dict[str, object] = {}
+        self.failed: Exception | None = None
+        self._at_line_start = True  # for §4.5.2: a stuffed dot may open the next chunk
+        first = self._unstuff(start)
+        cut = first.rfind(b"\n") + 1  # the header break is looked for in whole lines only
+        first = with_header_break(first[:cut]) + first[cut:]
+        try:
+            for rcpt in envelope.recipients:
+                spool = store.spool(mailbox_user(rcpt))  # type: ignore[attr-defined]
+                self.spools[rcpt] = spool
+                spool.write(envelope.headers(rcpt))
+                spool.write(first)
+        except Exception as exc:  # disk full, a Maildir removed under us...
+            self.failed = exc
+
+    def _unstuff(self, chunk: bytes) -> bytes:
+        """§4.5.2: "If the first character is a period and there are other characters on the
+        line, the first character is deleted" (across chunk boundaries)."""
+        if self._at_line_start and chunk.startswith(b"."):
+            out = chunk[1:]
+        else:
+            out = chunk
+        self._at_line_start = chunk.endswith(b"\n")
+        return out.replace(b"\n.", b"\n")
+
+    def write(self, chunk: bytes) -> None:
+        data = self._unstuff(chunk)
+        if self.failed is not None:
+            return
+        try:
+            for spool in self.spools.values():
+                spool.write(data)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.failed = exc
+
+    def job(self) -> Callable[[], list]:
+        """Close the files; the job that publishes them (rename after fsync, in the store)."""
+        if self.failed is None:
+            try:
+                copies = {rcpt: spool.finish() for rcpt, spool in self.spools.items()}  # type: ignore[attr-defined]
+                deliver = deliver_job(self.store, self.envelope, copies)
+
+                def job() -> list:
+                    try:
+                        return deliver()
+                    finally:
+                        self.discard()  # what a failed copy left in tmp/ (a delivered one was renamed)
+
+                return job
+            except Exception as exc:
+                self.failed = exc
+        failed = self.failed
+        self.discard()
+        return lambda: [failed]
+
+    def discard(self) -> None:
+        """The message will not be delivered (cut short, too big, failed): remove the files."""
+        for spool in self.spools.values():
+            try:
+                spool.discard()  # type: ignore[attr-defined]
+            except OSError:
+                pass
+        self.spools.clear()
