@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailtrace.protocols.base import Event, Pending
+from mailtrace.protocols.base import Pending
 from mailtrace.protocols.smtp import SmtpConfig, SmtpServerConnection
 from mailtrace.protocols.smtp.data import unstuff
 from mailtrace.protocols.smtp.delivery import SPOOL_THRESHOLD
@@ -18,7 +18,7 @@ from mailtrace.protocols.smtp.spec import TRANSCRIPT_KEEP
 from mailtrace.protocols.smtp.trace import with_header_break
 from mailtrace.store.files import to_disk
 from mailtrace.store.maildir import MaildirStore
-from mailtrace.transcript.event import Kind
+from mailtrace.transcript.event import Event, Kind
 
 MB = 1024 * 1024
 CHUNK = 64 * 1024  # what one socket read brings
