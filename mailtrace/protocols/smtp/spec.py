@@ -12,8 +12,8 @@ Theory of operation
     indicator, which also confirms the transaction."                                    (§3.3)
 
 §4.1.4 fixes the order: "A session that will contain mail transactions MUST first be
-initialized by the use of the EHLO command"; MAIL "starts a mail transaction" and is not
-allowed inside one; RCPT follows MAIL; DATA follows an accepted RCPT.  Those positions are
+initialized by the use of the EHLO command"; "The MAIL command ... begins a mail transaction"
+and is not allowed inside one; RCPT follows MAIL; DATA follows an accepted RCPT.  Those positions are
 the ``State`` values below.  ``COMMANDS`` says in which states each verb is allowed (any other
 state gets "503 bad sequence of commands", §4.2.4 and §4.3.2) and ``TRANSITIONS`` says where
 the session goes when a command is answered: in state S, verb V answered with a reply of
@@ -69,7 +69,7 @@ IDLE_TIMEOUT = 300.0  # §4.5.3.2.7: "An SMTP server SHOULD have a timeout of at
 MAX_AUTH_LINE = 12288  # RFC 4954 §4: a SASL response line may be up to 12288 octets
 MAX_ERRORS = 20  # not from the RFC: bad commands before 421 (a flood of garbage is no client; Postfix: 20)
 DATA_READ_LIMIT = 1 << 40  # in DATA the core scans chunks itself: the line reader must not cut
-TRANSCRIPT_KEEP = 64 * 1024  # octets of an oversize body kept in the transcript event
+TRANSCRIPT_KEEP = 64 * 1024  # octets of an oversize or spooled body kept in the transcript event
 
 #: How long a line the core reads in each state (the message body is scanned in bulk).
 LINE_LIMIT = {State.DATA: DATA_READ_LIMIT, State.AUTH: MAX_AUTH_LINE}
@@ -82,11 +82,12 @@ def line_limit(state: State) -> int:
 # --- Commands (RFC 5321 §4.1.1; the order of §4.1.4) ------------------------------------------
 #: States in which the server reads command lines (no message, no SASL exchange).
 COMMAND_STATES = frozenset({State.GREETED, State.READY, State.MAIL, State.RCPT, State.DONE})
-#: "MAIL ... starts a mail transaction" (§4.1.4): only outside one, and after HELO/EHLO.
-NO_TRANSACTION = frozenset({State.READY, State.DONE})
-#: STARTTLS outside a mail transaction (after it the client starts over with EHLO, RFC 3207 §4.2);
-#: AUTH also needs HELO/EHLO first (RFC 4954 §4: "The AUTH command is not permitted during a mail
+#: After HELO/EHLO, outside a mail transaction: MAIL ("The MAIL command ... begins a mail
+#: transaction", §4.1.4) and AUTH (RFC 4954 §4: "The AUTH command is not permitted during a mail
 #: transaction").
+NO_TRANSACTION = frozenset({State.READY, State.DONE})
+#: STARTTLS: outside a mail transaction, before HELO/EHLO too (after it the client starts over
+#: with EHLO, RFC 3207 §4.2).
 OUTSIDE_TRANSACTION = frozenset({State.GREETED}) | NO_TRANSACTION
 
 COMMANDS: dict[str, CommandSpec] = {
@@ -151,7 +152,9 @@ TRANSITIONS = TransitionTable([
     Transition(NO_TRANSACTION, "MAIL", OK, State.MAIL, "MAIL FROM: 250"),
     Transition(frozenset({State.MAIL, State.RCPT}), "RCPT", OK, State.RCPT, "RCPT TO: 250"),
     Transition(frozenset({State.RCPT}), "DATA", MORE, State.DATA, "DATA: 354"),
-    # §4.1.1.4: the reply after "." ends the transaction whether it was accepted or not
+    # §4.1.1.4: processing the end of mail data "consumes the information in the reverse-path
+    # buffer, the forward-path buffer, and the mail data buffer, and on the completion of this
+    # command these buffers are cleared": accepted (250) or not (552, 451), the transaction is over
     Transition(frozenset({State.DATA}), END_OF_DATA, OK, State.DONE, "message, then '.': 250"),
     Transition(frozenset({State.DATA}), END_OF_DATA, FAIL, State.DONE, "message, then '.': 552 / 451"),
     # §4.1.1.5: RSET aborts the transaction; before HELO/EHLO there is nothing to go back to
