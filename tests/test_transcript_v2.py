@@ -14,12 +14,13 @@ import dataclasses
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from mailtrace.protocols.smtp import SmtpConfig, SmtpServerConnection
-from mailtrace.protocols.smtp_observer import SmtpObserver
+from mailtrace.protocols.smtp.observer import SmtpObserver
 from mailtrace.store.maildir import MaildirStore
 from mailtrace.transcript.event import (Args, Clause, Event, Kind, MessageRef, Peer, Reason, Side, Tls,
                                         facts_from_info)
@@ -121,7 +122,7 @@ class _Ticks:
 def _lab_smtp_session(rec: Recorder, store: MaildirStore) -> None:
     from mailtrace.protocols.base import Close, Pending
 
-    conn = SmtpServerConnection(SmtpConfig(), store, client_address="127.0.0.1:40000")
+    conn = SmtpServerConnection(SmtpConfig(), store, clock=time.time, client_address="127.0.0.1:40000")
     session = SessionRecorder(rec, "smtp-1", "smtp", client="127.0.0.1:40000", server="127.0.0.1:2525",
                               started=1700000000.5, clock=_Ticks())
 
@@ -176,11 +177,11 @@ def test_version_2_golden_round_trip(tmp_path):
 
 
 def test_core_and_observer_record_the_same_typed_envelope(tmp_path):
-    """MAIL/RCPT arguments come from the one parser (smtp_syntax.parse_path) on both sides."""
+    """MAIL/RCPT arguments come from the one parser (smtp.syntax.parse_path) on both sides."""
     from mailtrace.protocols.base import Pending, Send
 
     store = MaildirStore(tmp_path / "mail", {"bob": "pw"}, fsync=False)
-    core = SmtpServerConnection(SmtpConfig(), store, client_address="127.0.0.1:4000")
+    core = SmtpServerConnection(SmtpConfig(), store, clock=time.time, client_address="127.0.0.1:4000")
     obs = SmtpObserver()
     core_events: list[Event] = []
     observed: list[Event] = []
