@@ -4,21 +4,20 @@ item 2): the real core on a real, fsync'ing Maildir store, several big messages 
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from mailtrace.protocols.base import Pending
-from mailtrace.protocols.smtp import SmtpConfig, SmtpServerConnection
+from mailtrace.protocols.smtp import SmtpConfig
 from mailtrace.protocols.smtp.data import unstuff
 from mailtrace.protocols.smtp.delivery import SPOOL_THRESHOLD
 from mailtrace.protocols.smtp.spec import TRANSCRIPT_KEEP
 from mailtrace.protocols.smtp.trace import with_header_break
 from mailtrace.store.files import to_disk
 from mailtrace.store.maildir import MaildirStore
-from mailtrace.transcript.event import Event, Kind
+from mailtrace.transcript.event import Kind
+from test_smtp_spec import Session
 
 MB = 1024 * 1024
 CHUNK = 64 * 1024  # what one socket read brings
@@ -30,23 +29,6 @@ def stuffed_body(n: int, size: int) -> bytes:
     other = f"line of message {n} ".encode() + b"y" * 50 + b"\r\n"
     lines = (line + other) * (size // (len(line) + len(other)))
     return f"Subject: big {n}\r\nFrom: <a@b.example>\r\n\r\n".encode() + lines
-
-
-class Client:
-    def __init__(self, store, config) -> None:
-        self.core = SmtpServerConnection(config, store, clock=time.time, client_address="127.0.0.1:40001")
-        self.events: list = []
-        self.run(self.core.start())
-
-    def run(self, outputs) -> None:
-        for out in outputs:
-            if isinstance(out, Pending):
-                self.run(out.resume(out.job()))
-            elif isinstance(out, Event):
-                self.events.append(out)
-
-    def codes(self) -> list[str]:
-        return [e.code for e in self.events if e.kind is Kind.REPLY and e.raw[3:4] == b" "]
 
 
 @pytest.fixture
@@ -63,7 +45,7 @@ def files(root: Path, user: str, sub: str) -> list[Path]:
 def test_big_messages_at_once_keep_memory_bounded_and_arrive_intact(store, tmp_path):
     config = SmtpConfig(max_message_size=16 * MB)
     bodies = [stuffed_body(n, 4 * MB) for n in range(4)]
-    clients = [Client(store, config) for _ in bodies]
+    clients = [Session(store, config) for _ in bodies]
     for c in clients:
         c.run(c.core.receive(b"EHLO pc1.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@lab.test>\r\n"
                              b"RCPT TO:<alice@lab.test>\r\nDATA\r\n"))
@@ -107,7 +89,7 @@ def test_spooled_message_equals_the_in_memory_one(store, tmp_path):
     for size in (SPOOL_THRESHOLD // 2, SPOOL_THRESHOLD * 3):
         body = b"no header section: typed by hand\r\n.. a stuffed dot\r\n" + b"z" * 70 + b"\r\n"
         body = body * (size // len(body))
-        c = Client(store, SmtpConfig())
+        c = Session(store, SmtpConfig())
         for piece in (b"HELO pc1\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@lab.test>\r\nDATA\r\n",
                       *(body[i:i + 1000] for i in range(0, len(body), 1000)), b".\r\n"):
             c.run(c.core.receive(piece))
@@ -120,7 +102,7 @@ def test_spooled_message_equals_the_in_memory_one(store, tmp_path):
 
 @pytest.mark.parametrize("end", ["eof", "oversize"])
 def test_a_spooled_message_not_delivered_leaves_nothing(store, tmp_path, end):
-    c = Client(store, SmtpConfig(max_message_size=2 * MB))
+    c = Session(store, SmtpConfig(max_message_size=2 * MB))
     c.run(c.core.receive(b"EHLO pc1\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@lab.test>\r\nDATA\r\n"))
     body = stuffed_body(0, MB)
     c.run(c.core.receive(body))

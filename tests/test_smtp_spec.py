@@ -35,25 +35,29 @@ PATHS = {
 class Session:
     """A real core on a real Maildir store; store jobs run at once, STARTTLS 'succeeds'."""
 
-    def __init__(self, store: MaildirStore) -> None:
-        self.core = SmtpServerConnection(SmtpConfig(tls_available=True, max_errors=1000), store, clock=time.time,
-                                         client_address="127.0.0.1:40000")
+    def __init__(self, store: MaildirStore, config: SmtpConfig | None = None) -> None:
+        self.core = SmtpServerConnection(config or SmtpConfig(tls_available=True, max_errors=1000), store,
+                                         clock=time.time, client_address="127.0.0.1:40000")
         self.events: list[Event] = []
-        self._run(self.core.start())
+        self.run(self.core.start())
 
-    def _run(self, outputs) -> None:
+    def run(self, outputs) -> None:
         for out in outputs:
             if isinstance(out, Pending):
-                self._run(out.resume(out.job()))
+                self.run(out.resume(out.job()))
             elif isinstance(out, StartTLS):
-                self._run(self.core.tls_started())
+                self.run(self.core.tls_started())
             elif isinstance(out, Event):
                 self.events.append(out)
+
+    def codes(self) -> list[str]:
+        """The codes of every complete reply so far."""
+        return [e.code for e in self.events if e.kind is Kind.REPLY and e.raw[3:4] != b"-"]
 
     def say(self, line: str) -> list[str]:
         """Send one line; the codes of the complete replies it got."""
         before = len(self.events)
-        self._run(self.core.receive(line.encode() + b"\r\n"))
+        self.run(self.core.receive(line.encode() + b"\r\n"))
         return [e.code for e in self.events[before:] if e.kind is Kind.REPLY and e.raw[3:4] != b"-"]
 
 
