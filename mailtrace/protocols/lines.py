@@ -22,9 +22,25 @@ protocol (RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with its CR
 IMAP have their own), so they are passed in, never assumed here.
 
 The reader is sans-I/O: ``feed(bytes)`` then ``next_line()`` until it returns ``None``.
+
+IMAP literals
+-------------
+IMAP adds one rule (RFC 3501 §4.3): "A literal is a sequence of zero or more octets
+(including CR and LF), prefix-quoted with an octet count in the form of an open brace ("{"),
+the number of octets, close brace ("}"), and CRLF."  The octets that follow are *not* lines:
+a literal may hold any byte, LF included, and the command goes on after its last octet.
+RFC 7888 §3 adds the non-synchronizing form ``{n+}`` (sent without waiting for the server's
+"+"); LITERAL- (RFC 7888 §5) uses the same form, only smaller ("MUST NOT be larger than 4096
+bytes").  ``literal_announced(line)`` finds the announcement; ``expect_literal(n)`` makes the
+next ``n`` octets one ``Literal`` piece of ``next_piece()`` (or several, as they arrive, for a
+core that writes a large APPEND to disk); with ``auto_literals`` (observers) every line that
+announces a literal is followed by one.  ``literal_keep`` caps what is kept of a literal: the
+rest is counted in ``size`` and discarded, as for a too-long line.
 """
 
 from __future__ import annotations
+
+import re
 
 CR = 0x0D
 LF = 0x0A
@@ -64,22 +80,114 @@ class Line:
         return f"Line({self.raw!r}, size={self.size}{', ' + ', '.join(flags) if flags else ''})"
 
 
-class LineReader:
-    """Splits a byte stream into lines of at most ``limit`` octets (line ending included)."""
+# RFC 3501 §9: literal = "{" number "}" CRLF *CHAR8; RFC 7888 §8: literal = "{" number ["+"] "}" CRLF
+_LITERAL_AT_END = re.compile(rb"\{(\d{1,20})(\+?)\}\r?\n\Z")
 
-    def __init__(self, limit: int) -> None:
+
+def literal_announced(line: bytes) -> tuple[int, bool] | None:
+    """(size, non-synchronizing) if ``line`` ends with an IMAP literal's ``{n}`` / ``{n+}``."""
+    m = _LITERAL_AT_END.search(line, max(0, len(line) - 26))
+    if not m:
+        return None
+    return int(m.group(1)), m.group(2) == b"+"
+
+
+class Literal:
+    """The octets of an IMAP literal (or, read in chunks, the part that has arrived).
+
+    ``raw``   the octets kept (all of them unless ``literal_keep`` cut it);
+    ``size``  how many octets this piece really had;   ``left``: octets still to come (0: the end).
+    """
+
+    __slots__ = ("raw", "size", "left")
+
+    def __init__(self, raw: bytes, size: int, left: int = 0) -> None:
+        self.raw = raw
+        self.size = size
+        self.left = left
+
+    def __repr__(self) -> str:
+        return f"Literal({self.raw[:20]!r}, size={self.size}, left={self.left})"
+
+
+class LineReader:
+    """Splits a byte stream into lines of at most ``limit`` octets (line ending included),
+    and, for IMAP, literals (see the module docstring)."""
+
+    def __init__(self, limit: int, *, auto_literals: bool = False, literal_keep: int | None = None) -> None:
         if limit < 2:
             raise ValueError("a line limit must leave room for CRLF")
         self.limit = limit
+        self.auto_literals = auto_literals
+        self.literal_keep = literal_keep
         self._buf = bytearray()
         self._scan = 0  # bytes of _buf already known to hold no LF
         self._overflow = 0  # octets discarded from the current (too long) line
+        self._literal_left = -1  # octets of the literal still to come (-1: reading lines)
+        self._literal_size = 0
+        self._literal = bytearray()  # the kept octets of the literal so far
+        self._chunks = False
 
     def feed(self, data: bytes) -> None:
         """Buffer ``data``; only the first pending line is ever cut (see ``_trim``)."""
         self._buf += data
-        if self._overflow or len(self._buf) > self.limit:
+        if self._literal_left < 0 and (self._overflow or len(self._buf) > self.limit):
             self._trim()
+
+    # -- literals ---------------------------------------------------------------------------
+    def expect_literal(self, size: int, *, chunks: bool = False) -> None:
+        """The next ``size`` octets are a literal: ``next_piece()`` returns it whole (or, with
+        ``chunks``, each part as it arrives)."""
+        self._literal_left = size
+        self._literal_size = size
+        self._literal = bytearray()
+        self._chunks = chunks
+        self._scan = 0
+
+    def cancel_literal(self) -> None:
+        """The announced literal will not come (the server refused it, RFC 3501 §7.5)."""
+        self._literal_left = -1
+        self._literal = bytearray()
+
+    @property
+    def in_literal(self) -> bool:
+        return self._literal_left >= 0
+
+    @property
+    def literal_left(self) -> int:
+        return max(self._literal_left, 0)
+
+    def next_piece(self) -> Line | Literal | None:
+        """The next complete line or literal (a literal part, when read in chunks), or None."""
+        if self._literal_left < 0:
+            line = self.next_line()
+            if line is not None and self.auto_literals:
+                announced = literal_announced(line.raw)
+                if announced is not None:
+                    self.expect_literal(announced[0])
+            return line
+        buf = self._buf
+        take = min(len(buf), self._literal_left)
+        if take:
+            chunk = bytes(buf[:take])
+            del buf[:take]
+            self._literal_left -= take
+            if self._chunks:
+                if self._literal_left == 0:
+                    self._literal_left = -1
+                return Literal(chunk, take, self.literal_left if self.in_literal else 0)
+            keep = self.literal_keep
+            if keep is None:
+                self._literal += chunk
+            elif len(self._literal) < keep:
+                self._literal += chunk[:keep - len(self._literal)]
+        if self._literal_left:
+            return None
+        self._literal_left = -1
+        raw, self._literal = bytes(self._literal), bytearray()
+        if self._chunks:  # an empty literal read in chunks
+            return Literal(b"", 0)
+        return Literal(raw, self._literal_size)
 
     def _trim(self) -> None:
         """Discard the excess of a too-long line that has not ended yet."""
@@ -115,24 +223,25 @@ class LineReader:
             raw = raw[: self.limit] + (b"\n" if bare_lf else b"\r\n")
         return Line(raw, size, too_long, bare_lf, bare_cr)
 
-    def take(self, n: int) -> bytes:
-        """Remove and return up to ``n`` octets as they are (an IMAP literal, a DATA chunk)."""
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        self._scan = 0
-        return data
-
     def peek(self) -> bytes:
         """Everything buffered and not yet returned (without removing it)."""
         return bytes(self._buf)
 
     def clear(self) -> bytes:
-        """Drop and return everything buffered (e.g. plaintext that followed STARTTLS)."""
-        data = bytes(self._buf)
+        """Drop and return everything buffered (e.g. plaintext that followed STARTTLS),
+        the kept part of an unfinished literal first."""
+        data = bytes(self._literal) + bytes(self._buf)
         self._buf.clear()
         self._scan = 0
         self._overflow = 0
+        self.cancel_literal()
         return data
+
+    @property
+    def overflowing(self) -> bool:
+        """The line being read is already longer than the limit (its end has not come yet)."""
+        return self._overflow > 0 or (self._literal_left < 0 and len(self._buf) > self.limit
+                                      and self._buf.find(b"\n", 0, self.limit) < 0)
 
     @property
     def buffered(self) -> int:

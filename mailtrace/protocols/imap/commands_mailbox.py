@@ -18,7 +18,6 @@ from mailtrace.protocols.imap.lexer import ParseError, T
 from mailtrace.protocols.imap.mailboxview import MailboxView
 from mailtrace.protocols.imap.parser import parse_date_time
 from mailtrace.protocols.imap.parser import set_text as uid_set_text
-from mailtrace.protocols.imap.states import State
 from mailtrace.store.model import InvalidMailboxName, MailboxExists, MailboxNotFound, StoreError
 from mailtrace.store.names import canonical_mailbox
 
@@ -46,7 +45,6 @@ def _open(conn, cmd, readonly: bool) -> None:
     if conn.view is not None:
         conn.view.release()
         conn.view = None
-        conn.set_state(State.AUTHENTICATED)
         # RFC 7162 §3.2.11: a server that advertises CONDSTORE "must return the CLOSED response
         # code" when SELECT/EXAMINE closes the mailbox selected before: the boundary between the
         # responses of the old mailbox and those of the new one
@@ -72,7 +70,6 @@ def _open(conn, cmd, readonly: bool) -> None:
     if qresync is not None and qresync[0] == box.uidvalidity:  # §3.2.5: else "behave as if no ... changed"
         _resync(conn, view, *qresync[1:])
     conn.view = view
-    conn.set_state(State.SELECTED)
     conn.done(cmd, "OK", f"{cmd.name} completed", code="READ-ONLY" if readonly else "READ-WRITE")
 
 

@@ -12,7 +12,6 @@ from mailtrace.protocols.imap import bodystructure, fetch, search, sort, thread
 from mailtrace.protocols.imap.commands_mailbox import store_error
 from mailtrace.protocols.imap.lexer import ParseError, T
 from mailtrace.protocols.imap.parser import set_text as uid_set_text
-from mailtrace.protocols.imap.states import State
 from mailtrace.store.model import StoreError
 from mailtrace.transcript.links import Action, MessageRef
 
@@ -33,29 +32,25 @@ def check(conn, cmd) -> None:
 def close(conn, cmd) -> None:
     cmd.args.end()
     view = conn.view
-    if not view.readonly:
-        # §6.4.2: "permanently removes all messages that have the \Deleted flag set ...
-        # No untagged EXPUNGE responses are sent."
-        view.box.refresh()
-        doomed = [u for u in view.uids if _current_flags(view, u) and "\\Deleted" in _current_flags(view, u)]
-        if doomed:
-            try:
-                touch(conn, Action.DELETED, view.box.expunge(doomed))
-            except StoreError as exc:
-                store_error(conn, cmd, exc)
-                return
-    view.release()
-    conn.view = None
-    conn.set_state(State.AUTHENTICATED)
-    conn.done(cmd, "OK", "CLOSE completed, now in the authenticated state")
+    if view.readonly:
+        conn.done(cmd, "OK", "CLOSE completed, now in the authenticated state")
+        return
+
+    def then(removed) -> None:
+        if isinstance(removed, Exception):
+            store_error(conn, cmd, removed)
+            return
+        touch(conn, Action.DELETED, removed)
+        conn.done(cmd, "OK", "CLOSE completed, now in the authenticated state")
+
+    # §6.4.2: "permanently removes all messages that have the \Deleted flag set ...
+    # No untagged EXPUNGE responses are sent."  (The view closes with the tagged OK.)
+    conn.run_slowly(lambda: _remove_deleted(view, None), then)
 
 
 def unselect(conn, cmd) -> None:
     """RFC 3691 §2: like CLOSE, but "no messages are permanently removed"."""
     cmd.args.end()
-    conn.view.release()
-    conn.view = None
-    conn.set_state(State.AUTHENTICATED)
     conn.done(cmd, "OK", "UNSELECT completed, now in the authenticated state")
 
 
@@ -66,17 +61,24 @@ def _current_flags(view, uid: int) -> frozenset:
         return frozenset()
 
 
-def _expunge(conn, cmd, only: set[int] | None) -> list[int]:
+def _remove_deleted(view, only: set[int] | None) -> list[int] | Exception:
+    """A store job (worker thread: fsyncs, the uidlist lock): remove the messages of the view
+    flagged \\Deleted (only those in ``only``, if given) and return their UIDs."""
+    try:
+        view.box.refresh()
+        doomed = [u for u in view.uids if "\\Deleted" in _current_flags(view, u) and (only is None or u in only)]
+        return view.box.expunge(doomed) if doomed else []
+    except (StoreError, OSError) as exc:
+        return exc
+
+
+def _report_removed(conn, removed: list[int]) -> None:
     view = conn.view
-    view.box.refresh()
-    doomed = [u for u in view.uids if "\\Deleted" in _current_flags(view, u) and (only is None or u in only)]
-    removed = view.box.expunge(doomed) if doomed else []
     recent = len(view.recent)
     conn.report_expunged([(seq, uid) for uid in sorted(removed, reverse=True) if (seq := view.forget(uid))])
     touch(conn, Action.DELETED, removed)
     if len(view.recent) != recent:  # the new count, as Dovecot sends it (RFC 3501 §7.3.2)
         conn.untagged(b"%d RECENT" % len(view.recent), "RECENT")
-    return removed
 
 
 def expunge(conn, cmd) -> None:
@@ -88,12 +90,16 @@ def expunge(conn, cmd) -> None:
     if conn.view.readonly:
         conn.done(cmd, "NO", "the mailbox is read-only (EXAMINE)", code="READ-ONLY")
         return
-    try:
-        _expunge(conn, cmd, only)
-    except StoreError as exc:
-        store_error(conn, cmd, exc)
-        return
-    conn.done(cmd, "OK", f"{cmd.name} completed")
+    view = conn.view
+
+    def then(removed) -> None:
+        if isinstance(removed, Exception):
+            store_error(conn, cmd, removed)
+            return
+        _report_removed(conn, removed)
+        conn.done(cmd, "OK", f"{cmd.name} completed")
+
+    conn.run_slowly(lambda: _remove_deleted(view, only), then)
 
 
 def matching(view, node) -> list[tuple[int, fetch.MessageData]]:
@@ -312,14 +318,37 @@ def _copy(conn, cmd, move: bool) -> None:
     if move and view.readonly:
         conn.done(cmd, "NO", "the mailbox is read-only (EXAMINE)", code="READ-ONLY")
         return
-    try:
-        dest = conn.store.mailbox(conn.user, name)
-        mapping = view.box.copy([u for _, u in pairs], dest) if pairs else []
-    except (StoreError, KeyError) as exc:
-        # §6.4.7: "If the destination mailbox does not exist, a server SHOULD return an error
-        # ... prefixed with the "[TRYCREATE]" response code"
-        store_error(conn, cmd, exc, trycreate=True)
-        return
+    uids = [u for _, u in pairs]
+    user = conn.user
+
+    def job():  # in a worker thread: the copies are fsync'd, the uidlist locked
+        try:
+            dest = conn.store.mailbox(user, name)
+            mapping = view.box.copy(uids, dest) if uids else []
+        except (StoreError, KeyError, OSError) as exc:
+            return exc, None
+        if not move or not mapping:
+            return (dest, mapping), []
+        try:
+            return (dest, mapping), view.box.expunge([a for a, _ in mapping])
+        except (StoreError, OSError) as exc:
+            return (dest, mapping), exc
+
+    def then(result) -> None:
+        copied, removed = result
+        if isinstance(copied, Exception):
+            # §6.4.7: "If the destination mailbox does not exist, a server SHOULD return an error
+            # ... prefixed with the "[TRYCREATE]" response code"
+            store_error(conn, cmd, copied, trycreate=True)
+            return
+        _copied(conn, cmd, move, *copied, removed)
+
+    conn.run_slowly(job, then)
+
+
+def _copied(conn, cmd, move: bool, dest, mapping, removed) -> None:
+    """COPY / MOVE done in the store: tell the client (RFC 4315 §3 COPYUID, RFC 6851 §3.3)."""
+    view = conn.view
     code = ""
     if mapping:
         code = f"COPYUID {dest.uidvalidity} {uid_set_text([a for a, _ in mapping])} {uid_set_text([b for _, b in mapping])}"
@@ -328,10 +357,8 @@ def _copy(conn, cmd, move: bool) -> None:
     if move:
         if code:
             conn.untagged_status("OK", "moved", code=code)
-        try:
-            removed = view.box.expunge([a for a, _ in mapping])
-        except StoreError as exc:
-            store_error(conn, cmd, exc)
+        if isinstance(removed, Exception):
+            store_error(conn, cmd, removed)
             return
         conn.report_expunged([(seq, uid) for uid in sorted(removed, reverse=True) if (seq := view.forget(uid))])
         conn.done(cmd, "OK", f"{cmd.name} completed")

@@ -16,9 +16,9 @@ import binascii
 
 from mailtrace import __version__
 from mailtrace.protocols.imap import wire
-from mailtrace.protocols.imap.connection import REDACTED, Mode
+from mailtrace.protocols.imap.connection import Mode
 from mailtrace.protocols.imap.lexer import ParseError, T
-from mailtrace.protocols.imap.states import State
+from mailtrace.protocols.imap.spec import REDACTED
 from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.links import user_info
 
@@ -46,7 +46,6 @@ def logout(conn, cmd) -> None:
     cmd.args.end()
     # §6.1.3: "The server MUST send a BYE untagged response before the (tagged) OK response"
     conn.untagged_status("BYE", "mailtrace IMAP server logging out")
-    conn.set_state(State.LOGOUT)
     conn.done(cmd, "OK", "LOGOUT completed")
     conn.logout()
 
@@ -90,7 +89,6 @@ def _authenticate(conn, cmd, user: str, password: str) -> None:
         user = user.lower()  # lab user names are lower case; "LOGIN Dave" is dave (as SMTP's Dave@)
     if conn.store.has_user(user) and conn.store.check_password(user, password):
         conn.user = user
-        conn.set_state(State.AUTHENTICATED)
         conn.done(cmd, "OK", f"{cmd.name} completed, now in the authenticated state",
                   code="CAPABILITY " + " ".join(conn.capabilities()), facts=user_info(user))
     else:
@@ -152,8 +150,11 @@ def namespace(conn, cmd) -> None:
 
 def idle(conn, cmd) -> None:
     cmd.args.end()
-    if conn.view is not None:
-        conn.view.sync(conn, allow_expunge=True, force=True)
+    conn.sync_view(allow_expunge=True, force=True, then=lambda: start_idling(conn, cmd))
+
+
+def start_idling(conn, cmd) -> None:
+    """After the news so far: "+ idling", then updates as they come until DONE (RFC 2177 §3)."""
     conn.continuation("idling")
     conn.mode = Mode.IDLE
 

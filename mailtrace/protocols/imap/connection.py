@@ -5,10 +5,16 @@ command is prefixed with an identifier (typically a short alphanumeric string, e
 A0002, etc.) called a 'tag'. ... In two cases, a line from the client does not represent a
 complete command.  In one case, a command argument is quoted with an octet count; in the
 other case, the command arguments require server feedback (see the AUTHENTICATE command)."
-So the framing reads lines, and when a line ends with ``{n}`` it reads exactly n octets of
-literal (after sending the "+" continuation request for a synchronizing literal, §7.5) and
-then the rest of the command.  A complete command is tokenized (``lexer``), its handler is
-found in the ``COMMANDS`` table (``table``), checked against the connection ``State`` and run.
+So the framing (``protocols.lines.LineReader``) reads lines, and when a line ends with ``{n}``
+it reads exactly n octets of literal (after sending the "+" continuation request for a
+synchronizing literal, §7.5) and then the rest of the command.  A complete command is
+tokenized (``lexer``), its handler is found in ``spec.COMMANDS``, checked against the
+connection ``State`` and run.  The state changes only when a tagged completion is looked up in
+``spec.TRANSITIONS`` (``status()``), as the observer does with the replies it sees.
+
+Store work that may wait (a directory rescan under the uidlist lock, an fsync'd COPY) is
+handed to the shell as a ``Pending`` job (``run_slowly``): it runs in a worker thread and the
+connection reads no further input until it is resumed.
 
 §2.2.2: "Data transmitted by the server to the client and status responses that do not
 indicate command completion are prefixed with the token '*', and are called untagged
@@ -20,66 +26,32 @@ EXPUNGE during FETCH, STORE or SEARCH (§7.4.1).
 from __future__ import annotations
 
 import enum
-import re
 from typing import Callable
 
 from mailtrace.protocols import credentials
-from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS, wire_text
+from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
 from mailtrace.knowledge import because
-from mailtrace.protocols.imap import mutf7, wire
+from mailtrace.protocols.imap import mutf7, spec, wire
+from mailtrace.protocols.imap.commandline import CommandReader
 from mailtrace.protocols.imap.lexer import ParseError, tokenize
 from mailtrace.protocols.imap.parser import Cursor, set_text
-from mailtrace.protocols.imap.states import State
-from mailtrace.store.model import StoreError
+from mailtrace.protocols.imap.spec import (
+    AUTOLOGOUT_SECONDS, FORCE_SYNC, LITERAL_PREVIEW, MAX_LINE, NO_EXPUNGE, REDACTED, Reply, State,
+)
+from mailtrace.protocols.lines import LineReader, Literal
 from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.links import MessageRef, to_info
-
-# Limits.  RFC 7162 §4: "a server implementation ... should accept a command line of at
-# least 8000 octets"; we accept 64 KiB per line.
-MAX_LINE = 64 * 1024
-# The largest literal accepted (an APPENDed message).  RFC 3501 sets no limit; a larger
-# synchronizing literal gets NO [TOOBIG] (RFC 5530 §3) instead of the "+", so not a single
-# octet of it is sent (RFC 3501 §7.5 lets the server refuse the continuation).
-MAX_LITERAL = 64 * 1024 * 1024
-# Before LOGIN a literal can only be a user name or a password: RFC 7888 §5's LITERAL- size
-# (4096 octets) is plenty, and an unauthenticated client cannot make the server buffer more.
-MAX_LITERAL_BEFORE_LOGIN = 4096
-# An APPEND literal at least this large is written to the Maildir's tmp/ as it arrives
-# (``store.spool``) instead of being held in memory; the transcript keeps its first
-# LITERAL_PREVIEW octets (and its size).
-SPOOL_LITERAL = 256 * 1024
-LITERAL_PREVIEW = 16 * 1024
-# All the literals of one command together (e.g. MULTIAPPEND-like abuse).
-MAX_COMMAND = MAX_LITERAL + MAX_LINE
-# RFC 3501 §5.4: "If a server has an inactivity autologout timer, the duration of that timer
-# MUST be at least 30 minutes."
-AUTOLOGOUT_SECONDS = 30 * 60
-# Remembered tags for the tag-reuse check (bounded, so a long session cannot grow it forever).
-MAX_REMEMBERED_TAGS = 10_000
 
 # What the server advertises (RFC 3501 §7.2.1); each extension only once it is complete.
 CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE", "ID", "UNSELECT", "ENABLE",
                 "UTF8=ACCEPT", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "ESEARCH", "BINARY", "MULTIAPPEND",
                 "SORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "CONDSTORE", "QRESYNC",
                 "AUTH=PLAIN")
-TAG_RE = re.compile(rb"^([^\x00-\x20(){%*\"\\+\x7f-\xff]+) +([A-Za-z][A-Za-z0-9-]*)(?: +([A-Za-z]+))?")
-LOGIN_RE = re.compile(rb"^(\S+ +LOGIN +)(\"(?:[^\"\\]|\\.)*\"|\{\d+\+?\}|[^ \r\n]+)(.*)$", re.I | re.S)
-AUTH_IR_RE = re.compile(rb"^(\S+ +AUTHENTICATE +[^ \r\n]+ +)([^\r\n]+)(.*)$", re.I | re.S)
-REDACTED = b"***"
-# RFC 3501 §7.4.1: no EXPUNGE response "while responding to a FETCH, STORE, or SEARCH command".
-# RFC 5256 §3: the same for SORT and THREAD ("but are permitted during a UID SORT command").
-NO_EXPUNGE = frozenset({"FETCH", "STORE", "SEARCH", "SORT", "THREAD"})
-# Commands that look at the mailbox on disk even when no change was signalled (RFC 3501 §6.1.2
-# NOOP "can be used as a periodic poll for new messages", §6.4.1 CHECK).
-FORCE_SYNC = frozenset({"NOOP", "CHECK", "IDLE"})
-
 
 class Mode(enum.Enum):
     COMMAND = "command"  # reading command lines
     LITERAL = "literal"  # reading the n octets of a literal
-    SASL = "sasl"  # AUTHENTICATE: waiting for the client's response line (§6.2.2)
     IDLE = "idle"  # RFC 2177: waiting for DONE
-    SKIP = "skip"  # discarding the rest of an over-long line
 
 
 class Command:
@@ -116,8 +88,8 @@ class ImapServerConnection:
         self.qresync = False  # ENABLE QRESYNC was sent (RFC 7162 §3.2.3)
         self.mode = Mode.COMMAND
         self.closed = False
-        self._buf = bytearray()
-        self._scanned = 0  # how much of _buf is known to hold no LF
+        self._reader = LineReader(MAX_LINE)
+        self._skipping = False  # a too-long line was answered BAD before its end came
         self._job = None  # a Pending (slow store work) not finished yet: input waits
         self._out: list[Output] = []
         # The command being read (used by dispatch.py): its lines and literals so far, their
@@ -125,21 +97,18 @@ class ImapServerConnection:
         self.parts: list[bytes] = []
         self.size = 0
         self.current: tuple[str, str] | None = None
-        self.tags: set[str] = set()
-        self._literal_left = 0
+        self.commands = CommandReader()  # tags seen, a SASL response may follow (commandline.py)
         self._literal_is_secret = False
         self._spool = None  # the store.spool.Spool of the literal being read, if spooled
         self._preview = bytearray()
         self.spools: list = []  # spools of the current command (discarded unless delivered)
         self.pending: Callable[[bytes], None] | None = None  # SASL or IDLE continuation handler
-        self.maybe_sasl = False  # the last command line was an AUTHENTICATE (dispatch, redaction)
 
     # -- ServerCore interface -------------------------------------------------------------
     def start(self) -> list[Output]:
         self._out = []
-        self.respond(b"* OK [CAPABILITY " + " ".join(self.capabilities()).encode() + b"] "
-                     + self.hostname.encode() + b" mailtrace IMAP4rev1 lab server ready\r\n",
-                     tag="*", code="OK", info={"code": "CAPABILITY"})
+        self.status("*", "OK", f"{self.hostname} mailtrace IMAP4rev1 lab server ready",
+                    code="CAPABILITY " + " ".join(self.capabilities()))
         return self._take()
 
     def receive(self, data: bytes) -> list[Output]:
@@ -148,27 +117,26 @@ class ImapServerConnection:
             if data:
                 self.record(Side.CLIENT, Kind.COMMAND, data, notes=(Note("after-logout"),))
             return self._take()
-        self._buf += data
+        self._reader.feed(data)
         self._process()
         return self._take()
 
     def eof(self) -> list[Output]:
         self._out = []
-        if self._buf or self.parts:
-            data = bytes(self._buf)
-            if self.mode is Mode.LITERAL:
-                self.record(Side.CLIENT, Kind.LITERAL, data, info={"command": self._verb()},
-                            notes=(Note("literal-length-mismatch", f"{self._literal_left} octets announced, "
-                                                                  f"{len(data)} arrived before the connection closed"),))
-            elif data:
-                self.record(Side.CLIENT, Kind.COMMAND, data, notes=(Note("incomplete-command"),))
-        self._buf.clear()
+        literal_left = self._reader.literal_left
+        data = self._reader.clear()
+        if self.mode is Mode.LITERAL and (data or self.parts):
+            self.record(Side.CLIENT, Kind.LITERAL, data, info={"command": self._verb()},
+                        notes=(Note("literal-length-mismatch", f"{literal_left + len(data)} octets announced, "
+                                                              f"{len(data)} arrived before the connection closed"),))
+        elif data:
+            self.record(Side.CLIENT, Kind.COMMAND, data, notes=(Note("incomplete-command"),))
         self._finish()
         return self._take()
 
     def idle_timeout(self) -> list[Output]:
         self._out = []
-        self.respond(b"* BYE autologout: idle for too long\r\n", tag="*", code="BYE")
+        self.status("*", "BYE", "autologout: idle for too long")
         self.close(because("autologout-imap"))
         return self._take()
 
@@ -178,8 +146,7 @@ class ImapServerConnection:
         It indicates that the server is not willing to accept a connection from this client";
         UNAVAILABLE (RFC 5530 §3): a temporary failure."""
         self._out = []
-        self.respond(f"* BYE [UNAVAILABLE] {why}, try again later\r\n".encode(), tag="*", code="BYE",
-                     info={"code": "UNAVAILABLE"})
+        self.status("*", "BYE", f"{why}, try again later", code="UNAVAILABLE")
         self.close(why)
         return self._take()
 
@@ -189,7 +156,7 @@ class ImapServerConnection:
         self._out = []
         if self.closed:
             return []
-        self.respond(b"* BYE server shutting down\r\n", tag="*", code="BYE")
+        self.status("*", "BYE", "server shutting down")
         self.close(because("server-shutting-down"))
         return self._take()
 
@@ -200,11 +167,8 @@ class ImapServerConnection:
     def notify(self) -> list[Output]:
         """Another session changed the selected mailbox: push updates during IDLE (RFC 2177)."""
         self._out = []
-        if self.mode is Mode.IDLE and self.view is not None and not self.closed:
-            try:
-                self.view.sync(self, allow_expunge=True)
-            except (OSError, ValueError, LookupError, StoreError):
-                pass  # the mailbox went away under us: reported at the next command
+        if self.mode is Mode.IDLE and self.view is not None and not self.closed and self._job is None:
+            self.sync_view(allow_expunge=True, force=False, then=lambda: None)
         return self._take()
 
     # -- helpers for the command handlers ----------------------------------------------------
@@ -269,26 +233,59 @@ class ImapServerConnection:
         self.respond(b"* " + text + b"\r\n", tag="*", verb=verb, info=info)
 
     def untagged_status(self, status: str, text: str, code: str = "") -> None:
-        resp = f"[{code}] " if code else ""
-        self.respond(f"* {status} {resp}{wire_text(text)}\r\n".encode(), tag="*", code=status,
-                     info={"code": code.split(" ")[0]} if code else None)
+        self.status("*", status, text, code=code)
+
+    def status(self, tag: str, status: str, text: str, *, code: str = "", verb: str = "",
+               info: dict[str, str] | None = None) -> None:
+        """Send a status response (RFC 3501 §7.1): untagged (``tag`` "*"), or the tagged
+        completion of ``verb``, which moves the connection along ``spec.TRANSITIONS``."""
+        reply = Reply(status, text, code=code, tag=tag)
+        if tag != "*":
+            target = spec.TRANSITIONS.next_state(self.state, verb, spec.outcome(reply))
+            if target is not State.SELECTED and self.view is not None:
+                self.view.release()  # §3.2: out of the selected state, the mailbox is closed
+                self.view = None
+            self.state = target
+        if code:
+            info = {"code": spec.response_code(reply), **(info or {})}
+        self.respond(spec.wire(reply), tag=tag, code=status, verb=verb, info=info)
 
     def done(self, cmd: Command, status: str, text: str, code: str = "", facts: dict[str, str] | None = None) -> None:
-        """The tagged completion result (RFC 3501 §7.1)."""
-        # No mailbox news after LOGOUT's BYE (§6.1.3): the client has stopped tracking the
-        # mailbox, and a FETCH for a message it saw expunged would only confuse it.
-        if self.view is not None and self.mode is Mode.COMMAND and self.state is not State.LOGOUT:
-            self.view.sync(self, allow_expunge=cmd.name not in NO_EXPUNGE, force=cmd.name in FORCE_SYNC)
-        resp = f"[{code}] " if code else ""
-        info = {"code": code.split(" ")[0]} if code else {}
-        info.update(to_info(self.touched))  # which stored messages this command read or changed
-        info.update(facts or {})  # who logged in (transcript.links)
-        self.touched = []
-        self.respond(f"{cmd.tag} {status} {resp}{wire_text(text)}\r\n".encode(), tag=cmd.tag, code=status, verb=cmd.name,
-                     info=info or None)
+        """The tagged completion result (RFC 3501 §7.1), after the untagged news of changes
+        made by other sessions (§5.2) when the connection stays in the selected state (not
+        after LOGOUT's BYE, §6.1.3: the client has stopped tracking the mailbox)."""
+        target = spec.TRANSITIONS.next_state(self.state, cmd.name, spec.outcome(Reply(status, tag=cmd.tag)))
+
+        def complete() -> None:
+            info = to_info(self.touched)  # which stored messages this command read or changed
+            info.update(facts or {})  # who logged in (transcript.links)
+            self.touched = []
+            self.status(cmd.tag, status, text, code=code, verb=cmd.name, info=info or None)
+
+        if self.view is not None and self.mode is Mode.COMMAND and target is State.SELECTED:
+            self.sync_view(allow_expunge=cmd.name not in NO_EXPUNGE, force=cmd.name in FORCE_SYNC, then=complete)
+        else:
+            complete()
+
+    def sync_view(self, *, allow_expunge: bool, force: bool, then: Callable[[], None]) -> None:
+        """The untagged updates for changes made elsewhere (RFC 3501 §5.2), then ``then()``.
+        Looking at the mailbox on disk (the uidlist lock may wait for another program) is a
+        ``Pending`` job; nothing to look at (no change signalled, not forced): at once."""
+        view = self.view
+        if view is None or not (view.dirty or force):
+            then()
+            return
+        view.dirty = False  # a change signalled while the job runs is looked at next time
+
+        def apply(current) -> None:
+            if self.view is view and not isinstance(current, Exception):  # (gone: told at the next command)
+                view.update(self, current, allow_expunge=allow_expunge)
+            then()
+
+        self.run_slowly(view.look, apply)
 
     def continuation(self, text: str) -> None:
-        self.respond(f"+ {wire_text(text)}\r\n".encode(), tag="+", code="+")
+        self.respond(spec.wire(Reply("+", text)), tag="+", code="+")
 
     def run_slowly(self, job: Callable[[], object], then: Callable[[object], None]) -> None:
         """Run ``job`` (an fsync'd Maildir write) in the shell's worker thread, then ``then(result)``;
@@ -305,19 +302,12 @@ class ImapServerConnection:
 
     def discard_input(self) -> bytes:
         """Drop (and return) what the client sent beyond the current command."""
-        data = bytes(self._buf)
-        self._buf.clear()
-        self._scanned = 0
-        return data
-
-    def set_state(self, state: State) -> None:
-        self.state = state
+        return self._reader.clear()
 
     def start_tls(self) -> None:
         self._out.append(StartTLS())
 
     def logout(self) -> None:
-        self.state = State.LOGOUT
         rest = self.discard_input()  # pipelined after LOGOUT: never run (RFC 3501 §6.1.3)
         if rest.strip():
             self._out.append(Event(side=Side.CLIENT, kind=Kind.VIOLATION, raw=rest[:200], size=len(rest),
@@ -378,75 +368,58 @@ class ImapServerConnection:
     def _process(self) -> None:
         from mailtrace.protocols.imap import dispatch
 
+        reader = self._reader
         while not self.closed and self._job is None:
-            if self.mode is Mode.LITERAL and self._spool is not None:
-                if not self._spool_some():
-                    return
-                continue
-            if self.mode is Mode.LITERAL:
-                if len(self._buf) < self._literal_left:
-                    return
-                data = bytes(self._buf[:self._literal_left])
-                del self._buf[:self._literal_left]
-                self._literal_left = 0
-                self.parts.append(data)
-                self.mode = Mode.COMMAND
-                self.record(Side.CLIENT, Kind.LITERAL, data, tag=self.current[0] if self.current else "",
-                            redacted=REDACTED if self._literal_is_secret else None, info={"command": self._verb()})
-                continue
-            idx = self._buf.find(b"\n", self._scanned)
-            if idx < 0:
-                self._scanned = len(self._buf)  # fed byte by byte, a long line is not rescanned
-                if len(self._buf) > MAX_LINE:
-                    self._too_long()
+            piece = reader.next_piece()
+            if piece is None:
+                if reader.overflowing and not self._skipping:  # answered now, not when it ends
+                    self._too_long(reader.peek(), reader.buffered)
+                    self._skipping = True
                 return
-            self._scanned = 0
-            line = bytes(self._buf[:idx + 1])
-            del self._buf[:idx + 1]
-            if self.mode is Mode.SKIP:
-                self.mode = Mode.COMMAND
+            if isinstance(piece, Literal):
+                self._literal(piece)
                 continue
-            if len(line) > MAX_LINE:
-                self._too_long(line)
-                self.mode = Mode.COMMAND
+            if piece.too_long:
+                if not self._skipping:
+                    self._too_long(piece.raw, piece.size)
+                self._skipping = False  # (the rest of a line already answered is skipped)
                 continue
             if self.pending is not None:
                 handler, self.pending = self.pending, None
-                handler(line)
+                handler(piece.raw)
                 continue
-            dispatch.command_line(self, line)
+            dispatch.command_line(self, piece.raw)
 
-    def _too_long(self, line: bytes | None = None) -> None:
-        data = line if line is not None else bytes(self._buf)
+    def _too_long(self, raw: bytes, size: int) -> None:
+        """A line over MAX_LINE octets: the framer kept its start only; it is answered BAD
+        and the commands after it are read as usual."""
         # raw keeps only the first 200 octets; size says how many there were
-        self._out.append(Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=data[:200], size=len(data), protocol="imap",
+        self._out.append(Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=raw[:200], size=size, protocol="imap",
                                state=self.state.value, notes=(Note("line-too-long", f"over {MAX_LINE} octets"),),
-                               redacted=credentials.imap(data[:200])))
+                               redacted=credentials.imap(raw[:200])))
         self.parts.clear()
         self.current = None
-        self._scanned = 0
-        if line is None:  # no line end yet: drop what came and skip the rest of the line
-            self._buf.clear()
-            self.mode = Mode.SKIP
-        # (a whole long line was cut off the buffer already: the commands after it stay, and
-        # are answered - issue #11: they were dropped with it)
-        self.respond(f"* BAD line longer than {MAX_LINE} octets, discarded\r\n".encode(), tag="*", code="BAD")
+        self.mode = Mode.COMMAND
+        self.status("*", "BAD", f"line longer than {MAX_LINE} octets, discarded")
 
-    def _spool_some(self) -> bool:
-        """Write what arrived of a spooled literal to its file; True once it is complete."""
-        take = min(len(self._buf), self._literal_left)
-        if take:
-            chunk = bytes(self._buf[:take])
-            del self._buf[:take]
-            self._literal_left -= take
-            if len(self._preview) < LITERAL_PREVIEW:
-                self._preview += chunk[:LITERAL_PREVIEW - len(self._preview)]
+    def _literal(self, piece: Literal) -> None:
+        """Octets of the literal being read: the whole of it, or a part of a spooled one."""
+        tag = self.current[0] if self.current else ""
+        if self._spool is None:
+            self.parts.append(piece.raw)
+            self.mode = Mode.COMMAND
+            self.record(Side.CLIENT, Kind.LITERAL, piece.raw, tag=tag,
+                        redacted=REDACTED if self._literal_is_secret else None, info={"command": self._verb()})
+            return
+        if len(self._preview) < LITERAL_PREVIEW:
+            self._preview += piece.raw[:LITERAL_PREVIEW - len(self._preview)]
+        if piece.raw:
             try:
-                self._spool.write(chunk)
+                self._spool.write(piece.raw)
             except OSError as exc:  # disk full...: the command fails when it runs, not the session
                 self._spool.failed = exc
-        if self._literal_left:
-            return False
+        if piece.left:
+            return
         spool, self._spool = self._spool, None
         size = spool.received
         token = spool.finish() if getattr(spool, "failed", None) is None else b""
@@ -454,15 +427,14 @@ class ImapServerConnection:
         self.parts[-1] = wire.with_literal_size(self.parts[-1], len(token))
         self.parts.append(token)
         self.mode = Mode.COMMAND
-        self.record(Side.CLIENT, Kind.LITERAL, bytes(self._preview), tag=self.current[0] if self.current else "",
+        self.record(Side.CLIENT, Kind.LITERAL, bytes(self._preview), tag=tag,
                     size=size, info={"command": self._verb(), "spooled": "yes"})
         self._preview = bytearray()
-        return True
 
     # used by dispatch
     def begin_literal(self, size: int, secret: bool, spool=None) -> None:
         self.mode = Mode.LITERAL
-        self._literal_left = size
+        self._reader.expect_literal(size, chunks=spool is not None)
         self._literal_is_secret = secret
         self._spool = spool
         if spool is not None:
@@ -475,7 +447,7 @@ class ImapServerConnection:
         self.spools.clear()
 
     def parse_error(self, tag: str, verb: str, exc: ParseError) -> None:
-        self.respond(f"{tag} BAD {wire_text(str(exc))}\r\n".encode(), tag=tag, code="BAD", verb=verb)
+        self.status(tag, "BAD", str(exc), verb=verb)
 
     def tokenize(self, data: bytes, start: int):
         return tokenize(data, start)

@@ -16,6 +16,7 @@ from typing import Callable
 
 from mailtrace.protocols.imap.lexer import ParseError
 from mailtrace.protocols.imap.parser import SYSTEM_FLAGS, SequenceSet
+from mailtrace.store.model import MessageInfo, StoreError
 
 
 class MailboxView:
@@ -93,13 +94,18 @@ class MailboxView:
         self.recent.discard(uid)
         return seq
 
-    def sync(self, conn, allow_expunge: bool, force: bool = False) -> None:
-        """Send the untagged updates for changes made by others (RFC 3501 §5.2, §7.3, §7.4)."""
-        if not (self.dirty or force):
-            return
-        self.dirty = False
-        self.box.refresh()
-        current = {m.uid: m for m in self.box.messages()}
+    def look(self) -> dict[int, MessageInfo] | Exception:
+        """The mailbox as it is now on disk (a store job: run in a worker thread, it may wait
+        for the uidlist lock); the error, if it went away."""
+        try:
+            self.box.refresh()
+            return {m.uid: m for m in self.box.messages()}
+        except (OSError, ValueError, LookupError, StoreError) as exc:
+            return exc
+
+    def update(self, conn, current: dict[int, MessageInfo], allow_expunge: bool) -> None:
+        """Send the untagged updates for changes made by others (RFC 3501 §5.2, §7.3, §7.4),
+        from what ``look()`` saw."""
         if allow_expunge:
             gone = []
             for i in range(len(self.uids) - 1, -1, -1):

@@ -6,8 +6,7 @@ entry in English and Spanish, and every knowledge entry names one of these.
 
 from __future__ import annotations
 
-from mailtrace.protocols.imap.states import State
-from mailtrace.protocols.imap.table import COMMANDS
+from mailtrace.protocols.imap.spec import COMMANDS, State
 
 # Command verbs in events: the table, plus DONE (the line that ends IDLE, RFC 2177 §3).
 COMMAND_VERBS = frozenset(COMMANDS) | {"DONE"}

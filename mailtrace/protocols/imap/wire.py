@@ -2,18 +2,19 @@
 
 ``nstring``/``astring`` choose between NIL, a quoted string and a literal: "a quoted string
 ... excluding CR and LF" (§4.3), and 8-bit data only in literals (§4.3.1).  ``split_lines``
-is the literal-aware framing used for server responses (by the core, to make one event per
-line and per literal) and by the observer on both sides: a line that ends in ``{n}`` CRLF is
-followed by exactly n octets of literal data (§4.3, §7.5).
+cuts a response the core sends into its lines and literals (one event each) with the same
+framer the observer uses (``protocols.lines``).
 """
 
 from __future__ import annotations
 
 import re
 
+from mailtrace.protocols.lines import LineReader, Literal, literal_announced
+
 # RFC 3501 §4.3: quoted strings hold 7-bit text without CR/LF; longer text goes as a literal.
 MAX_QUOTED = 1000
-_LITERAL_AT_END = re.compile(rb"\{(\d{1,20})(\+?)\}\r?\n\Z")
+_LITERAL_AT_END = re.compile(rb"\{(\d{1,20})(\+?)\}\r?\n\Z")  # (as lines.literal_announced)
 _SAFE_QUOTED = re.compile(rb"^[\x20-\x7e]*\Z")
 
 
@@ -46,12 +47,7 @@ def astring(value: str) -> bytes:
     return string(data)
 
 
-def literal_size(line: bytes) -> tuple[int, bool] | None:
-    """(size, non-synchronizing) if ``line`` ends with a literal announcement ``{n}`` CRLF."""
-    m = _LITERAL_AT_END.search(line)
-    if not m:
-        return None
-    return int(m.group(1)), m.group(2) == b"+"
+literal_size = literal_announced  # (size, non-synchronizing) of a line ending in {n} / {n+}
 
 
 def with_literal_size(line: bytes, size: int) -> bytes:
@@ -61,20 +57,16 @@ def with_literal_size(line: bytes, size: int) -> bytes:
 
 def split_lines(data: bytes) -> list[tuple[str, bytes]]:
     """Cut complete response bytes into ("line", bytes) and ("literal", bytes) pieces."""
+    if data.find(b"\n") == len(data) - 1 and literal_announced(data) is None:
+        return [("line", data)]  # the common case: one line
+    reader = LineReader(len(data) + 2, auto_literals=True)
+    reader.feed(data)
     out: list[tuple[str, bytes]] = []
-    i, n = 0, len(data)
-    while i < n:
-        j = data.find(b"\n", i)
-        if j < 0:
-            out.append(("line", data[i:]))
-            break
-        line = data[i:j + 1]
-        out.append(("line", line))
-        i = j + 1
-        lit = literal_size(line)
-        if lit is not None and (i < n or lit[0] == 0):  # (a piece may end at the announcement)
-            out.append(("literal", data[i:i + lit[0]]))
-            i += lit[0]
+    while (piece := reader.next_piece()) is not None:
+        out.append(("literal" if isinstance(piece, Literal) else "line", piece.raw))
+    rest = reader.clear()  # (a piece may end at a literal's announcement)
+    if rest:
+        out.append(("line", rest))
     return out
 
 
