@@ -33,7 +33,7 @@ class Transition:
     path: tuple[str, ...]  # client lines that bring a new session to ``source`` (for the test)
     send: tuple[str, ...]  # the client lines of the transition itself
     eof: bool = False  # the transition is the client closing the connection
-    verbs: tuple[str, ...] = ()  # SMTP: the rows of smtp.spec.TRANSITIONS the arrow draws (verb x outcome)
+    verbs: tuple[str, ...] = ()  # SMTP, IMAP: the rows of <protocol>.spec.TRANSITIONS the arrow draws (verb x outcome)
     outcomes: tuple[str, ...] = ()
 
 

@@ -104,6 +104,29 @@ def test_smtp_arrows_are_the_rows_of_the_transition_table():
     assert [row.label for row in TRANSITIONS.rows if row not in drawn] == [], "rows of the table with no arrow"
 
 
+def test_imap_arrows_are_the_rows_of_its_transition_table():
+    """Each IMAP arrow draws rows of ``imap.spec.TRANSITIONS`` (from its state, its commands
+    answered with its outcomes lead to its target), and each row, from each of its states, is
+    drawn: the picture, the server core and the observer read one table."""
+    from mailtrace.protocols.imap.spec import TRANSITIONS, State
+    from mailtrace.protocols.spec import Outcome
+
+    drawn = set()
+    for t in diagrams.transitions("imap"):
+        if diagrams.START in (t.source, t.target) or t.target == diagrams.END:  # greeting; the close after BYE
+            continue
+        assert t.verbs and t.outcomes, f"{t.source}->{t.target}: name the table rows (verbs, outcomes)"
+        for verb in t.verbs:
+            for outcome in t.outcomes:
+                row = TRANSITIONS.row(State(t.source), verb, Outcome(outcome))
+                assert row is not None, f"{t.source} {verb} {outcome}: no row in TRANSITIONS"
+                assert row.target is State(t.target), f"{t.source} {verb} {outcome}: the table says {row.target}"
+                drawn.add((row, State(t.source)))
+    undrawn = [f"{row.label} from {source.value}" for row in TRANSITIONS.rows for source in row.sources
+               if (row, source) not in drawn]
+    assert undrawn == [], "rows of the table with no arrow"
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_every_state_of_the_knowledge_is_drawn_and_reached(protocol):
     states = set(load(protocol)["states"])

@@ -446,7 +446,7 @@ def test_core_works_without_a_watchable_change(store):
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from mailtrace.protocols.imap import COMMANDS  # noqa: E402
+from mailtrace.protocols.imap import COMMANDS, spec  # noqa: E402
 
 _TOKENS = st.sampled_from([b" ", b"(", b")", b"{3}\r\n", b"{2+}\r\n", b'"', b"\\", b"*", b"1:*", b"\r\n", b"\n",
                            b"BODY[", b"]", b"<0.5>", b"INBOX", b"FLAGS", b"a1 ", b"UID ", b"\x00", b"\xff", b"DONE"])
@@ -485,8 +485,32 @@ def test_every_state_command_pair_gets_a_tagged_answer_or_continuation(shared_st
         c.login()
     if state == "examine":
         c.cmd("x0 EXAMINE INBOX")
+    before = c.core.state
     out = c.cmd(f"t1 {verb}{args}")
-    assert re.search(rb"^t1 (OK|NO|BAD) ", out, re.M) or out.startswith(b"+ "), out
+    if out.startswith(b"+ "):  # IDLE waits for DONE; AUTHENTICATE for a response ("*" cancels, §6.2.2)
+        out = c.cmd("DONE" if verb == "IDLE" else "*")
+    m = re.search(rb"^t1 (OK|NO|BAD) ", out, re.M)
+    assert m, out
+    if not spec.allowed(verb, before):
+        assert m[1] == b"BAD"  # RFC 3501 §3: a command in the wrong state is refused
+    # the state the connection is in afterwards is the table's (spec.TRANSITIONS), nothing else
+    assert c.core.state is spec.TRANSITIONS.next_state(before, verb, spec.outcome(spec.Reply(m[1].decode())))
+
+
+@pytest.mark.parametrize("state", ["none", "auth", "examine"])
+def test_every_command_outside_its_states_gets_bad_and_changes_nothing(shared_store, state):
+    c = Client(shared_store)
+    if state != "none":
+        c.login()
+    if state == "examine":
+        c.cmd("x0 EXAMINE INBOX")
+    before = c.core.state
+    refused = [verb for verb in COMMANDS if not spec.allowed(verb, before)]
+    assert refused  # every state refuses some commands (LOGIN once logged in, FETCH before SELECT...)
+    for verb in refused:
+        out = c.cmd(f"w1 {verb} 1 INBOX")
+        assert out.startswith(b"w1 BAD ") and b"not allowed in the " + before.value.encode() in out, out
+        assert c.core.state is before
 
 
 def test_eight_bit_header_goes_as_a_literal_inside_the_envelope(store):

@@ -110,7 +110,7 @@ def authenticate(conn, cmd) -> None:
     if initial is not None:
         _sasl_plain(conn, cmd, initial.encode())
         return
-    conn.continuation("")  # §6.2.2: an empty challenge for PLAIN
+    conn.continuation("", cmd.name)  # §6.2.2: an empty challenge for PLAIN
 
     def response(line: bytes) -> None:
         conn.record(Side.CLIENT, Kind.DATA, line, verb="AUTHENTICATE", tag=cmd.tag, redacted=REDACTED + b"\r\n",
@@ -155,7 +155,7 @@ def idle(conn, cmd) -> None:
 
 def start_idling(conn, cmd) -> None:
     """After the news so far: "+ idling", then updates as they come until DONE (RFC 2177 §3)."""
-    conn.continuation("idling")
+    conn.continuation("idling", cmd.name)
     conn.mode = Mode.IDLE
 
     def done_line(line: bytes) -> None:

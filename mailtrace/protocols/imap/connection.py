@@ -284,8 +284,9 @@ class ImapServerConnection:
 
         self.run_slowly(view.look, apply)
 
-    def continuation(self, text: str) -> None:
-        self.respond(spec.wire(Reply("+", text)), tag="+", code="+")
+    def continuation(self, text: str, verb: str) -> None:
+        """A command continuation request (RFC 3501 §7.5) for the command ``verb``."""
+        self.respond(spec.wire(Reply("+", text)), tag="+", code="+", verb=verb)
 
     def run_slowly(self, job: Callable[[], object], then: Callable[[object], None]) -> None:
         """Run ``job`` (an fsync'd Maildir write) in the shell's worker thread, then ``then(result)``;

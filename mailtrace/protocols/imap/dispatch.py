@@ -78,7 +78,7 @@ def command_line(conn, line: bytes) -> None:
                 spool = None  # then held in memory, as any literal
         conn.begin_literal(size, secret, spool)
         if not nonsync:
-            conn.continuation("Ready for literal data")
+            conn.continuation("Ready for literal data", verb)
         return
     data = b"".join(conn.parts)
     conn.parts.clear()
