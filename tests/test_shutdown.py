@@ -42,7 +42,7 @@ def test_imap_clients_get_bye_even_in_idle(lab_factory):
     s = socket.create_connection(("127.0.0.1", lab.port("imap")), timeout=10)
     assert _read_until(s, b"* OK").startswith(b"* OK")
     s.sendall(b"a LOGIN alice alice\r\nb SELECT INBOX\r\nc IDLE\r\n")
-    assert b"+ idling" in _read_until(s, b"+ ")
+    assert b"+ idling" in _read_until(s, b"+ idling")  # (not "+ " alone: the CAPABILITY code has "LITERAL+ ")
     lab.stop()
     rest = _read_until(s, b"* BYE")
     assert b"* BYE server shutting down\r\n" in rest

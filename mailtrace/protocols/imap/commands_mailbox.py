@@ -49,13 +49,28 @@ def _open(conn, cmd, readonly: bool) -> None:
         # code" when SELECT/EXAMINE closes the mailbox selected before: the boundary between the
         # responses of the old mailbox and those of the new one
         conn.untagged_status("OK", "previous mailbox closed", code="CLOSED")
-    try:
-        box = conn.store.mailbox(conn.user, name)
-        view = MailboxView(box, readonly)
-        view.unwatch = conn.watch(conn.user, box.name)
-    except (StoreError, KeyError) as exc:
-        store_error(conn, cmd, exc)
-        return
+    store, user = conn.store, conn.user
+
+    def job():  # in a worker thread: the first look at the mailbox may wait for the uidlist lock
+        try:
+            box = store.mailbox(user, name)
+            return box, MailboxView(box, readonly)
+        except (StoreError, KeyError, OSError) as exc:
+            return exc, None
+
+    def then(result) -> None:
+        box, view = result
+        if view is None:
+            store_error(conn, cmd, box)
+            return
+        view.unwatch = conn.watch(user, box.name)
+        _opened(conn, cmd, box, view, readonly, qresync)
+
+    conn.run_slowly(job, then)
+
+
+def _opened(conn, cmd, box, view: MailboxView, readonly: bool, qresync) -> None:
+    """The mailbox is open: the responses SELECT / EXAMINE must send (RFC 3501 §6.3.1)."""
     view.send_flags(conn, permanent=False)
     conn.untagged(b"%d EXISTS" % view.exists, "EXISTS")
     conn.untagged(b"%d RECENT" % len(view.recent), "RECENT")
@@ -174,12 +189,22 @@ def mailbox_command(conn, cmd) -> None:
     count, call = _STORE_CALLS[cmd.name]
     names = [cmd.args.mailbox("mailbox name" if i == 0 else "new mailbox name") for i in range(count)]
     cmd.args.end()
-    try:
-        call(conn.store, conn.user, names)
-    except StoreError as exc:
-        store_error(conn, cmd, exc)
-        return
-    conn.done(cmd, "OK", f"{cmd.name} completed")
+    store, user = conn.store, conn.user
+
+    def job():  # in a worker thread: directories made, renamed or removed on disk
+        try:
+            call(store, user, names)
+        except (StoreError, OSError) as exc:
+            return exc
+        return None
+
+    def then(exc) -> None:
+        if exc is not None:
+            store_error(conn, cmd, exc)
+        else:
+            conn.done(cmd, "OK", f"{cmd.name} completed")
+
+    conn.run_slowly(job, then)
 
 
 create = delete = rename = subscribe = mailbox_command
@@ -234,13 +259,21 @@ def status(conn, cmd) -> None:
     cmd.args.end()
     if "HIGHESTMODSEQ" in items:
         conn.condstore = True  # RFC 7162 §3.1: a CONDSTORE enabling command
-    try:
-        response = status_response(conn, name, items)
-    except StoreError as exc:
-        store_error(conn, cmd, exc)
-        return
-    conn.untagged(response, "STATUS")
-    conn.done(cmd, "OK", "STATUS completed")
+
+    def job():  # in a worker thread: a look at another mailbox (the uidlist lock)
+        try:
+            return status_response(conn, name, items)
+        except (StoreError, OSError) as exc:
+            return exc
+
+    def then(response) -> None:
+        if isinstance(response, Exception):
+            store_error(conn, cmd, response)
+            return
+        conn.untagged(response, "STATUS")
+        conn.done(cmd, "OK", "STATUS completed")
+
+    conn.run_slowly(job, then)
 
 
 def _eight_bit_header(message: bytes) -> bool:
