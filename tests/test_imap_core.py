@@ -475,16 +475,22 @@ def test_random_bytes_never_raise(shared_store, data, chunk):
     c.core.eof()
 
 
+def _client_in(store, state: str) -> Client:
+    """A session brought to "none" (not authenticated), "auth" or "examine" (read-only selected)."""
+    c = Client(store)
+    if state != "none":
+        c.login()
+    if state == "examine":
+        c.cmd("x0 EXAMINE INBOX")
+    return c
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(verb=st.sampled_from(sorted(COMMANDS)), args=st.sampled_from(["", " 1", " INBOX", " 1:* FLAGS", ' "" *',
                                                                      " 1 +FLAGS (\\Seen)", " ALL", " PLAIN"]),
        state=st.sampled_from(["none", "auth", "examine"]))
 def test_every_state_command_pair_gets_a_tagged_answer_or_continuation(shared_store, verb, args, state):
-    c = Client(shared_store)
-    if state != "none":
-        c.login()
-    if state == "examine":
-        c.cmd("x0 EXAMINE INBOX")
+    c = _client_in(shared_store, state)
     before = c.core.state
     out = c.cmd(f"t1 {verb}{args}")
     if out.startswith(b"+ "):  # IDLE waits for DONE; AUTHENTICATE for a response ("*" cancels, §6.2.2)
@@ -499,11 +505,7 @@ def test_every_state_command_pair_gets_a_tagged_answer_or_continuation(shared_st
 
 @pytest.mark.parametrize("state", ["none", "auth", "examine"])
 def test_every_command_outside_its_states_gets_bad_and_changes_nothing(shared_store, state):
-    c = Client(shared_store)
-    if state != "none":
-        c.login()
-    if state == "examine":
-        c.cmd("x0 EXAMINE INBOX")
+    c = _client_in(shared_store, state)
     before = c.core.state
     refused = [verb for verb in COMMANDS if not spec.allowed(verb, before)]
     assert refused  # every state refuses some commands (LOGIN once logged in, FETCH before SELECT...)

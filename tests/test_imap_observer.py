@@ -37,6 +37,18 @@ def _session(store) -> tuple[list[tuple[Side, bytes]], list[Event]]:
     return wire, events
 
 
+def observe(wire: list[tuple[Side, bytes]], chunk: int) -> tuple[ImapObserver, list[Event]]:
+    """Feed both sides of ``wire`` to a new observer, ``chunk`` octets at a time."""
+    obs = ImapObserver()
+    seen: list[Event] = []
+    for side, data in wire:
+        feed = obs.feed_client if side is Side.CLIENT else obs.feed_server
+        for i in range(0, len(data), chunk):
+            seen += feed(data[i:i + chunk])
+    seen += obs.close()
+    return obs, seen
+
+
 def _key(e: Event):
     return (e.side, e.kind, e.raw, e.tag, e.code if e.kind is Kind.REPLY else "", e.shown(), e.state)
 
@@ -47,13 +59,7 @@ def test_observer_matches_the_core(tmp_path, chunk):
     store.deliver("alice", SIMPLE)
     store.deliver("alice", MULTI)
     wire, core_events = _session(store)
-    obs = ImapObserver()
-    seen: list[Event] = []
-    for side, data in wire:
-        feed = obs.feed_client if side is Side.CLIENT else obs.feed_server
-        for i in range(0, len(data), chunk):
-            seen += feed(data[i:i + chunk])
-    seen += obs.close()
+    obs, seen = observe(wire, chunk)
     want = [_key(e) for e in core_events if e.kind is not Kind.VIOLATION]
     got = [_key(e) for e in seen]
     # both change state on the tagged completion, by the same table (spec.TRANSITIONS)
@@ -205,12 +211,6 @@ def test_random_sessions_give_the_observer_the_core_events(tmp_path_factory, ses
     store.deliver("alice", MULTI)
     writes, ending = session
     wire, core_events = _play(store, writes, ending, core_chunk)
-    obs = ImapObserver()
-    seen: list[Event] = []
-    for side, data in wire:
-        feed = obs.feed_client if side is Side.CLIENT else obs.feed_server
-        for i in range(0, len(data), obs_chunk):
-            seen += feed(data[i:i + obs_chunk])
-    seen += obs.close()
+    obs, seen = observe(wire, obs_chunk)
     assert [_facts(e) for e in seen] == [_facts(e) for e in core_events if e.kind is not Kind.VIOLATION]
     assert obs.state.value == next(e.state for e in reversed(core_events) if e.state)

@@ -4,10 +4,10 @@ dovecot-uidlist.lock) waits alone; the other sessions go on."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import imaplib
 import os
 import socket
-import threading
 
 from test_imap_helpers import SIMPLE, USERS
 from test_imap_server import RunningServer
@@ -29,31 +29,19 @@ def test_a_noop_waiting_for_the_uidlist_lock_does_not_stop_other_sessions(tmp_pa
         lock = maildir / "dovecot-uidlist.lock"
         lock.write_text(f"{os.getpid()}:{socket.gethostname()}")
 
-        result: dict = {}
-        alice_done = threading.Event()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            noop = pool.submit(alice.noop)  # RFC 3501 §6.1.2: a poll for new messages
+            assert wait_until(lambda: any(e.verb == "NOOP" and e.side.value == "C" for e in list(server.sink.events)))
 
-        def alice_noop() -> None:
-            try:
-                result["alice"] = alice.noop()  # RFC 3501 §6.1.2: a poll for new messages
-                result["exists"] = alice.response("EXISTS")
-            except Exception as exc:  # reported by the assertions below
-                result["alice"] = exc
-            finally:
-                alice_done.set()
+            bob = server.client("bob")  # the loop serves bob while alice's NOOP waits for the lock
+            assert bob.select("INBOX") == ("OK", [b"1"])
+            assert bob.noop()[0] == "OK"
+            bob.logout()
+            assert not noop.done()  # (had the loop waited, bob would have come after alice)
 
-        waiting = threading.Thread(target=alice_noop)
-        waiting.start()
-        assert wait_until(lambda: any(e.verb == "NOOP" and e.side.value == "C" for e in list(server.sink.events)))
-
-        bob = server.client("bob")  # the loop serves bob while alice's NOOP waits for the lock
-        assert bob.select("INBOX") == ("OK", [b"1"])
-        assert bob.noop()[0] == "OK"
-        bob.logout()
-        assert not alice_done.is_set(), result  # (had the loop waited, bob would have come after alice)
-
-        lock.unlink()  # the other program lets go
-        waiting.join(30)
-        assert result["alice"][0] == "OK" and result["exists"][1][-1] == b"2"  # "* 2 EXISTS" (RFC 3501 §7.3.1)
+            lock.unlink()  # the other program lets go
+            assert noop.result(30)[0] == "OK"
+        assert alice.response("EXISTS")[1][-1] == b"2"  # "* 2 EXISTS" (RFC 3501 §7.3.1)
         alice.logout()
     finally:
         server.stop()

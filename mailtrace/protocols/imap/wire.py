@@ -47,9 +47,6 @@ def astring(value: str) -> bytes:
     return string(data)
 
 
-literal_size = literal_announced  # (size, non-synchronizing) of a line ending in {n} / {n+}
-
-
 def with_literal_size(line: bytes, size: int) -> bytes:
     """``line`` with the literal announced at its end saying ``size`` octets instead."""
     return _LITERAL_AT_END.sub(lambda m: b"{%d%s}\r\n" % (size, m.group(2)), line)
