@@ -99,7 +99,10 @@ class MailboxView:
         for the uidlist lock); the error, if it went away."""
         try:
             self.box.refresh()
-            return {m.uid: m for m in self.box.messages()}
+            current = {m.uid: m for m in self.box.messages()}
+            if not self.readonly and any(m.recent for u, m in current.items() if u > self.last_uid):
+                self.box.mark_seen_by_client()  # new/ -> cur/: \Recent is this session's (§2.3.2)
+            return current
         except (OSError, ValueError, LookupError, StoreError) as exc:
             return exc
 
@@ -120,20 +123,16 @@ class MailboxView:
             self.dirty = any(u not in current for u in self.uids)  # report them later
         new = sorted(u for u in current if u > self.last_uid)
         if new:
-            new_recent = False
             for u in new:
                 m = current[u]
                 self.uids.append(u)
                 self.flags[u] = frozenset(m.flags)
                 if m.recent:
                     self.recent.add(u)
-                    new_recent = True
             self.last_uid = new[-1]
             self.announce_keywords(conn, {f for u in new for f in current[u].flags})
             conn.untagged(b"%d EXISTS" % len(self.uids), "EXISTS")
             conn.untagged(b"%d RECENT" % len(self.recent), "RECENT")
-            if new_recent and not self.readonly:
-                self.box.mark_seen_by_client()
         from mailtrace.protocols.imap.fetch import all_flags, flag_list
 
         for i, u in enumerate(self.uids):
