@@ -178,8 +178,8 @@ class ImapObserver:
             code, verb = "", ""
             if second in STATUS:
                 code = second
-                if second == "PREAUTH":
-                    self.state = State.AUTHENTICATED
+                if second == "PREAUTH":  # a greeting (§7.1.4): the session starts authenticated
+                    self.state = spec.GREETINGS[second]
             elif second.isdigit() and len(words) > 2:
                 verb = words[2].decode("ascii", "replace").upper().rstrip(")")
             else:

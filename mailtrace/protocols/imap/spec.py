@@ -89,7 +89,7 @@ FORCE_SYNC = frozenset({"NOOP", "CHECK", "IDLE"})
 NOT_AUTHENTICATED = State.NOT_AUTHENTICATED
 ANY = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED})
 NOT_AUTH = frozenset({State.NOT_AUTHENTICATED})
-AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})  # §6.3: "also valid in the selected state"
+AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})  # §6.4: the authenticated state commands are valid here too
 SELECTED = frozenset({State.SELECTED})
 # ENABLE: "only valid in the authenticated state ..., before any mailbox is selected" (RFC 5161 §3.1)
 AUTHENTICATED_ONLY = frozenset({State.AUTHENTICATED})
@@ -196,12 +196,16 @@ TRANSITIONS = TransitionTable([
     # §6.4.2: "OK - close completed, now in authenticated state"; RFC 3691 §2 UNSELECT
     Transition(SELECTED, "CLOSE", Outcome.OK, State.AUTHENTICATED, "CLOSE: OK"),
     Transition(SELECTED, "UNSELECT", Outcome.OK, State.AUTHENTICATED, "UNSELECT: OK"),
-    # §6.1.3: "BYE response ... and a tagged OK response to the LOGOUT command"
+    # §3.4: "the server MUST send an untagged BYE response and a tagged OK response to the
+    # LOGOUT command before the server closes the connection"
     Transition(ANY, "LOGOUT", Outcome.OK, State.LOGOUT, "LOGOUT: OK"),
 ])
 
 # -- replies (RFC 3501 §7.1) -----------------------------------------------------------------
 STATUS = ("OK", "NO", "BAD", "BYE", "PREAUTH")
+# §7.1.4: PREAUTH "is always untagged, and is one of three possible greetings at connection
+# startup.  It indicates that the connection has already been authenticated by external means".
+GREETINGS = {"OK": State.NOT_AUTHENTICATED, "PREAUTH": State.AUTHENTICATED, "BYE": State.LOGOUT}
 
 
 def outcome(reply: Reply) -> Outcome:
