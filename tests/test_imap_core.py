@@ -586,3 +586,19 @@ def test_a_doomed_command_gets_bad_instead_of_the_continuation(store):
     assert out.startswith(b"d1 BAD APPEND is not allowed in the not authenticated state")
     assert c.send(b"d2 FOO {3}\r\n").startswith(b"d2 BAD unknown command")
     assert b"d3 OK" in c.cmd("d3 NOOP")
+
+
+def test_a_store_job_that_ends_after_the_connection_closed_answers_nothing(store):
+    """The lab stops (BYE) while an EXPUNGE's store job runs: the job's work is done, its
+    resumption sends nothing and does not fail (the mailbox view is already released)."""
+    from mailtrace.protocols.base import Pending
+
+    c = Client(store)
+    c.login()
+    c.select()
+    c.cmd("s1 STORE 1 +FLAGS (\\Deleted)")
+    out = c.core.receive(b"x1 EXPUNGE\r\n")
+    job = next(o for o in out if isinstance(o, Pending))
+    assert b"* BYE server shutting down" in send_all(c.core.shutdown())
+    assert job.resume(job.job()) == []
+    assert len(store.mailbox("alice", "INBOX").messages()) == 1  # (the expunge itself happened)

@@ -131,6 +131,7 @@ class ImapServerConnection:
                                                               f"{len(data)} arrived before the connection closed"),))
         elif data:
             self.record(Side.CLIENT, Kind.COMMAND, data, notes=(Note("incomplete-command"),))
+        self.closed = True  # (a store job still running answers nothing)
         self._finish()
         return self._take()
 
@@ -289,11 +290,15 @@ class ImapServerConnection:
         self.respond(spec.wire(Reply("+", text)), tag="+", code="+", verb=verb)
 
     def run_slowly(self, job: Callable[[], object], then: Callable[[object], None]) -> None:
-        """Run ``job`` (an fsync'd Maildir write) in the shell's worker thread, then ``then(result)``;
-        input that arrives meanwhile waits in the buffer (ServerCore contract, protocols/base.py)."""
+        """Run ``job`` (store work that may wait: an fsync'd Maildir write, the uidlist lock) in
+        the shell's worker thread, then ``then(result)``; input that arrives meanwhile waits in
+        the buffer (ServerCore contract, protocols/base.py).  If the connection was closed
+        meanwhile (the lab shutting down), the job's work stays done and nothing is answered."""
         def resume(result: object) -> list[Output]:
             self._job = None
             self._out = []
+            if self.closed:
+                return []
             then(result)
             self._process()
             return self._take()
