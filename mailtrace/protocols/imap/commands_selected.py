@@ -8,7 +8,7 @@ MOVE (RFC 6851 §3.3) "first sends an untagged OK [COPYUID] ... then EXPUNGE res
 
 from __future__ import annotations
 
-from mailtrace.protocols.imap import bodystructure, fetch, search, sort, thread
+from mailtrace.protocols.imap import bodystructure, fetch, search, sort, thread, wire
 from mailtrace.protocols.imap.commands_mailbox import store_error
 from mailtrace.protocols.imap.lexer import ParseError, T
 from mailtrace.protocols.imap.parser import set_text as uid_set_text
@@ -218,38 +218,52 @@ def do_fetch(conn, cmd) -> None:
         vanished_earlier(conn, view, since, lambda uid: seqset.contains(uid, largest))
     if since is not None or any(i.name == "MODSEQ" for i in items):
         condstore_on(conn)  # RFC 7162 §3.1: both are CONDSTORE enabling commands
-    if since is not None:  # §3.1.4.1: only messages changed since, with their MODSEQ
-        pairs = [(seq, uid) for seq, uid in pairs if view.box.modseq(uid) > since]
-        if not any(i.name == "MODSEQ" for i in items):
-            items = items + [fetch.SIMPLE_ITEMS["MODSEQ"]()]
+    if since is not None and not any(i.name == "MODSEQ" for i in items):
+        items = items + [fetch.SIMPLE_ITEMS["MODSEQ"]()]  # §3.1.4.1: with their MODSEQ
     sets_seen = not view.readonly and any(i.sets_seen for i in items)
     reads = any(i.needs_body for i in items)
     wants_flags = any(i.name == "FLAGS" for i in items)
-    for seq, uid in pairs:
-        try:
-            info = view.box.get(uid)
-            if sets_seen and "\\Seen" not in info.flags:
-                info = view.box.change_flags(uid, add={"\\Seen"})
-                row = items if wants_flags else items + [fetch.SIMPLE_ITEMS["FLAGS"]()]
-                if conn.condstore and not any(i.name == "MODSEQ" for i in row):
-                    row = row + [fetch.SIMPLE_ITEMS["MODSEQ"]()]  # §3.2: flag changes carry MODSEQ
-            else:
-                row = items
-            msg = fetch.MessageData(info, lambda u=uid: view.box.read(u))
-            msg.modseq = view.box.modseq(uid)
-            data = fetch.render(seq, msg, row, info.flags, uid in view.recent, add_uid=cmd.uid)
-        except (KeyError, FileNotFoundError):
-            continue  # expunged by another session; reported at the next allowed moment
-        except bodystructure.UnknownCte as exc:  # RFC 3516 §4.3
-            conn.done(cmd, "NO", f'cannot decode the Content-Transfer-Encoding "{exc}" of message {seq}',
-                      code="UNKNOWN-CTE")
-            return
-        view.announce_keywords(conn, info.flags)
-        view.flags[uid] = frozenset(info.flags)
-        conn.respond_pieces(data, tag="*", verb="FETCH")
-        if reads:
-            touch(conn, Action.READ, [uid])
-    conn.done(cmd, "OK", f"{cmd.name} completed")
+    condstore = conn.condstore
+
+    def job():  # in a worker thread: message files read, \Seen set (a rename), under the folder lock
+        rows = []
+        for seq, uid in pairs:
+            try:
+                if since is not None and view.box.modseq(uid) <= since:
+                    continue  # §3.1.4.1: only messages changed since
+                info = view.box.get(uid)
+                if sets_seen and "\\Seen" not in info.flags:
+                    info = view.box.change_flags(uid, add={"\\Seen"})
+                    row = items if wants_flags else items + [fetch.SIMPLE_ITEMS["FLAGS"]()]
+                    if condstore and not any(i.name == "MODSEQ" for i in row):
+                        row = row + [fetch.SIMPLE_ITEMS["MODSEQ"]()]  # §3.2: flag changes carry MODSEQ
+                else:
+                    row = items
+                msg = fetch.MessageData(info, lambda u=uid: view.box.read(u))
+                msg.modseq = view.box.modseq(uid)
+                rows.append((uid, info, fetch.render(seq, msg, row, info.flags, uid in view.recent, add_uid=cmd.uid)))
+            except (KeyError, FileNotFoundError):
+                continue  # expunged by another session; reported at the next allowed moment
+            except bodystructure.UnknownCte as exc:  # RFC 3516 §4.3
+                return rows, ("UNKNOWN-CTE", f'cannot decode the Content-Transfer-Encoding "{exc}" of message {seq}')
+            except (OSError, ValueError, LookupError, StoreError) as exc:  # an odd file: one NO, never a lost session
+                return rows, ("SERVERBUG", f"{cmd.name} failed: {wire.failure(exc)}")
+        return rows, None
+
+    def then(result) -> None:
+        rows, failed = result
+        for uid, info, data in rows:
+            view.announce_keywords(conn, info.flags)
+            view.flags[uid] = frozenset(info.flags)
+            conn.respond_pieces(data, tag="*", verb="FETCH")
+            if reads:
+                touch(conn, Action.READ, [uid])
+        if failed is not None:
+            conn.done(cmd, "NO", failed[1], code=failed[0])
+        else:
+            conn.done(cmd, "OK", f"{cmd.name} completed")
+
+    conn.run_slowly(job, then)
 
 
 def do_store(conn, cmd) -> None:
@@ -269,35 +283,52 @@ def do_store(conn, cmd) -> None:
     if view.readonly:
         conn.done(cmd, "NO", "the mailbox is read-only (EXAMINE)", code="READ-ONLY")
         return
-    modified = []
-    for seq, uid in pairs:
-        if unchanged_since is not None and view.box.modseq(uid) > unchanged_since:
-            modified.append(uid if cmd.uid else seq)  # §3.1.3: "MUST NOT be performed"
-            continue
-        try:
-            old = view.box.get(uid).flags
-            if mode == "replace":
-                info = view.box.set_flags(uid, flags)
-            else:  # a read-modify-write of the flags as they are now, under the store's lock
-                info = view.box.change_flags(uid, add=flags if mode == "add" else (),
-                                             remove=flags if mode == "remove" else ())
-        except KeyError:
-            continue
+    condstore = conn.condstore
+
+    def job():  # in a worker thread: the flags are in the file names (renames, under the folder lock)
+        changed, modified = [], []
+        for seq, uid in pairs:
+            try:
+                if unchanged_since is not None and view.box.modseq(uid) > unchanged_since:
+                    modified.append(uid if cmd.uid else seq)  # RFC 7162 §3.1.3: "MUST NOT be performed"
+                    continue
+                old = view.box.get(uid).flags
+                if mode == "replace":
+                    info = view.box.set_flags(uid, flags)
+                else:  # a read-modify-write of the flags as they are now, under the store's lock
+                    info = view.box.change_flags(uid, add=flags if mode == "add" else (),
+                                                 remove=flags if mode == "remove" else ())
+            except KeyError:
+                continue
+            except (OSError, ValueError, LookupError, StoreError) as exc:
+                return changed, modified, exc
+            changed.append((seq, uid, old, info, view.box.modseq(uid) if condstore else 0))
+        return changed, modified, None
+
+    conn.run_slowly(job, lambda result: _stored(conn, cmd, silent, unchanged_since, *result))
+
+
+def _stored(conn, cmd, silent: bool, unchanged_since, changed, modified, failed) -> None:
+    """STORE done in the store: the untagged FETCH of the new flags (RFC 3501 §6.4.6)."""
+    view = conn.view
+    for seq, uid, old, info, modseq_value in changed:
         if info.flags != old:
             touch(conn, Action.FLAGGED, [uid])
         view.announce_keywords(conn, info.flags)
         view.flags[uid] = frozenset(info.flags)
         uid_part = b"UID %d " % uid if cmd.uid else b""
-        modseq = b" MODSEQ (%d)" % view.box.modseq(uid) if conn.condstore else b""
+        modseq = b" MODSEQ (%d)" % modseq_value if conn.condstore else b""
         if not silent:
             conn.untagged(b"%d FETCH (%sFLAGS %s%s)" % (seq, uid_part, fetch.flag_list(
                 fetch.all_flags(info.flags, uid in view.recent)), modseq), "FETCH")
         elif unchanged_since is not None:  # §3.1.3: "MUST be sent, even if the .SILENT suffix"
             conn.untagged(b"%d FETCH (%s%s)" % (seq, uid_part, modseq[1:]), "FETCH")
-    if modified:
+    if failed is not None:
+        conn.done(cmd, "NO", f"{cmd.name} failed: {wire.failure(failed)}", code="SERVERBUG")
+    elif modified:
         conn.done(cmd, "OK", "conditional STORE failed for some messages", code=f"MODIFIED {uid_set_text(modified)}")
-        return
-    conn.done(cmd, "OK", f"{cmd.name} completed")
+    else:
+        conn.done(cmd, "OK", f"{cmd.name} completed")
 
 
 def condstore_on(conn) -> None:
