@@ -102,10 +102,29 @@ def expunge(conn, cmd) -> None:
     conn.run_slowly(lambda: _remove_deleted(view, only), then)
 
 
+def in_store_job(conn, cmd, work, then) -> None:
+    """Run ``work()`` (it reads message files, under the folder lock) as a store job, then
+    ``then(its result)``; a failure is one NO [SERVERBUG] (RFC 5530 §3), never a lost session."""
+    def job():
+        try:
+            return work(), None
+        except (OSError, ValueError, LookupError, StoreError) as exc:
+            return None, exc
+
+    def resume(result) -> None:
+        value, exc = result
+        if exc is not None:
+            conn.done(cmd, "NO", f"{cmd.name} failed: {wire.failure(exc)}", code="SERVERBUG")
+        else:
+            then(value)
+
+    conn.run_slowly(job, resume)
+
+
 def matching(view, node) -> list[tuple[int, fetch.MessageData]]:
-    with_modseq = search.uses_modseq(node)
     """(sequence number, message) of every message of the view that matches search ``node``
     (SEARCH, and the search part of SORT and THREAD, RFC 5256 §3)."""
+    with_modseq = search.uses_modseq(node)
     hits = []
     max_uid = view.uids[-1] if view.uids else 0
     for i, uid in enumerate(view.uids):
@@ -133,7 +152,11 @@ def do_search(conn, cmd) -> None:
         # that contains a charset specification ... SHOULD reject the command with a "BAD""
         raise ParseError("no CHARSET after ENABLE UTF8=ACCEPT: strings are UTF-8 (RFC 6855 §3)")
     node = search.parse(cmd.args)
-    found = matching(conn.view, node)
+    view = conn.view
+    in_store_job(conn, cmd, lambda: matching(view, node), lambda found: _searched(conn, cmd, options, node, found))
+
+
+def _searched(conn, cmd, options, node, found) -> None:
     hits = [msg.info.uid if cmd.uid else seq for seq, msg in found]
     modseq = max((msg.modseq for _, msg in found), default=0)
     if found and options is not None and set(options) <= {"MIN", "MAX"}:
@@ -418,10 +441,16 @@ def do_sort(conn, cmd) -> None:
     criteria = sort.parse_criteria(cmd.args)
     _charset(cmd)
     node = search.parse(cmd.args)
-    ordered = sort.sort(matching(conn.view, node), criteria)
-    numbers = [msg.info.uid if cmd.uid else seq for seq, msg in ordered]
-    conn.untagged(b"SORT" + b"".join(b" %d" % n for n in numbers), "SORT")
-    conn.done(cmd, "OK", f"{cmd.name} completed")
+    view = conn.view
+
+    def sorted_numbers() -> list[int]:  # (reads the messages' headers)
+        return [msg.info.uid if cmd.uid else seq for seq, msg in sort.sort(matching(view, node), criteria)]
+
+    def then(numbers: list[int]) -> None:
+        conn.untagged(b"SORT" + b"".join(b" %d" % n for n in numbers), "SORT")
+        conn.done(cmd, "OK", f"{cmd.name} completed")
+
+    in_store_job(conn, cmd, sorted_numbers, then)
 
 
 def do_thread(conn, cmd) -> None:
@@ -431,9 +460,16 @@ def do_thread(conn, cmd) -> None:
         raise ParseError(f'unknown threading algorithm "{algorithm}" (one of {", ".join(thread.ALGORITHMS)})')
     _charset(cmd)
     node = search.parse(cmd.args)
-    hits = matching(conn.view, node)
-    threads = thread.references(hits) if algorithm == "REFERENCES" else thread.ordered_subject(hits)
-    uid_of = {seq: msg.info.uid for seq, msg in hits}
-    data = thread.render(threads, (lambda seq: uid_of[seq]) if cmd.uid else (lambda seq: seq))
-    conn.untagged(b"THREAD" + (b" " + data if data else b""), "THREAD")
-    conn.done(cmd, "OK", f"{cmd.name} completed")
+    view = conn.view
+
+    def threaded() -> bytes:  # (reads the messages' headers)
+        hits = matching(view, node)
+        threads = thread.references(hits) if algorithm == "REFERENCES" else thread.ordered_subject(hits)
+        uid_of = {seq: msg.info.uid for seq, msg in hits}
+        return thread.render(threads, (lambda seq: uid_of[seq]) if cmd.uid else (lambda seq: seq))
+
+    def then(data: bytes) -> None:
+        conn.untagged(b"THREAD" + (b" " + data if data else b""), "THREAD")
+        conn.done(cmd, "OK", f"{cmd.name} completed")
+
+    in_store_job(conn, cmd, threaded, then)
