@@ -93,12 +93,31 @@ def list_(conn, cmd) -> None:
         conn.untagged(b'LIST (\\Noselect) "' + delim.encode() + b'" ""', "LIST")
         conn.done(cmd, "OK", "LIST completed")
         return
-    try:
-        existing = set(conn.store.list_mailboxes(conn.user))
-        subscribed = set(conn.store.subscriptions(conn.user))
-    except StoreError as exc:
-        store_error(conn, cmd, exc)
-        return
+
+    def job():  # in a worker thread: directories listed, LIST-STATUS looks into each mailbox
+        try:
+            return _list_lines(conn, select, reference, patterns, returns, extended), None
+        except (StoreError, OSError) as exc:
+            return None, exc
+
+    def then(result) -> None:
+        lines, exc = result
+        if exc is not None:
+            store_error(conn, cmd, exc)
+            return
+        for line, verb in lines:
+            conn.untagged(line, verb)
+        conn.done(cmd, "OK", "LIST completed")
+
+    conn.run_slowly(job, then)
+
+
+def _list_lines(conn, select, reference: str, patterns, returns, extended: bool) -> list[tuple[bytes, str]]:
+    """The untagged LIST (and LIST-STATUS) responses, as (line, verb)."""
+    delim = conn.store.HIERARCHY_DELIMITER
+    out: list[tuple[bytes, str]] = []
+    existing = set(conn.store.list_mailboxes(conn.user))
+    subscribed = set(conn.store.subscriptions(conn.user))
     rxs = [_pattern(_canonical(reference + p), delim) for p in patterns]
     matches = lambda name: any(rx.match(name) for rx in rxs)  # noqa: E731
     parents = _parents(existing, delim)
@@ -141,12 +160,14 @@ def list_(conn, cmd) -> None:
             except StoreError:  # gone meanwhile: no STATUS, and the LIST says \Noselect
                 line = line.replace(b"LIST (", b"LIST (\\Noselect ", 1)
                 status_line = None
-            conn.untagged(line, "LIST")
+            out.append((line, "LIST"))
             if status_line is not None:
-                conn.untagged(status_line, "STATUS")
+                out.append((status_line, "STATUS"))
             continue
-        conn.untagged(line, "LIST")
-    conn.done(cmd, "OK", "LIST completed")
+        out.append((line, "LIST"))
+    return out
+
+
 
 
 def lsub(conn, cmd) -> None:
