@@ -214,3 +214,20 @@ def test_random_sessions_give_the_observer_the_core_events(tmp_path_factory, ses
     obs, seen = observe(wire, obs_chunk)
     assert [_facts(e) for e in seen] == [_facts(e) for e in core_events if e.kind is not Kind.VIOLATION]
     assert obs.state.value == next(e.state for e in reversed(core_events) if e.state)
+
+
+def test_observer_keeps_a_bounded_part_of_a_huge_literal():
+    """A proxy watching a FETCH of a large message keeps at most MAX_OBSERVED_LITERAL octets
+    of it (the event's size says how many there were) and frames what follows as usual."""
+    from mailtrace.protocols.imap.spec import MAX_OBSERVED_LITERAL
+
+    obs = ImapObserver()
+    obs.feed_server(b"* OK hi\r\n")
+    size = 3 * MAX_OBSERVED_LITERAL
+    evs = obs.feed_server(b"* 1 FETCH (BODY[] {%d}\r\n" % size)
+    for _ in range(size // 65536):
+        evs += obs.feed_server(b"m" * 65536)
+    evs += obs.feed_server(b")\r\na1 OK FETCH completed\r\n")
+    literal = next(e for e in evs if e.kind is Kind.LITERAL)
+    assert len(literal.raw) == MAX_OBSERVED_LITERAL and literal.size == size
+    assert [e.raw for e in evs if e.kind is Kind.REPLY][-2:] == [b")\r\n", b"a1 OK FETCH completed\r\n"]
