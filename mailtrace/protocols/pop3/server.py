@@ -2,9 +2,12 @@
 
 Theory of operation.  The shell (``mailtrace.servers.base``) feeds whatever bytes arrive to
 :meth:`Pop3ServerConnection.receive`; the core cuts them into CRLF lines, looks the keyword up
-in the command table (``spec.COMMANDS`` says in which states it is allowed and what arguments
-it takes; ``HANDLERS`` below says what it does) and returns outputs: an ``Event`` per command
-and per status line, one ``DATA`` event per multi-line body, and the bytes to ``Send``.
+with ``spec.read_command`` (the same reading the observer makes: ``spec.COMMANDS`` says in
+which states a command is allowed and what arguments it takes; ``HANDLERS`` below says what it
+does) and returns outputs: an ``Event`` per command and per status line, one ``DATA`` event per
+multi-line body, and the bytes to ``Send``.  The state changes in one place only: every status
+line is looked up in ``spec.TRANSITIONS`` as it is sent (``_answer``), as the observer looks up
+the status lines it sees.
 
 RFC 1939 §4: "the POP3 server then acquires an exclusive-access lock on the maildrop [...]
 If the lock is successfully acquired, the POP3 server responds with a positive status
@@ -13,6 +16,11 @@ messages (message numbers 1..n stay valid for the whole session), and only at QU
 the UPDATE state) calls ``mailbox.expunge`` for the messages marked deleted.  A connection
 that drops, or an autologout (§3: "the session does NOT enter the UPDATE state"), releases
 the lock and deletes nothing.
+
+Every call on the store (the password check, locking and scanning the maildrop, reading a
+message for RETR and TOP, the unlinks at QUIT, releasing the lock) is a ``Pending`` job: the
+shell runs it in a worker thread (``mailtrace.servers.storejobs``) and the core goes on with
+its result, so a slow disk or a lock held by another program never stops other sessions.
 
 Sizes (§11): "if the POP3 server host internally represents end-of-line as a single
 character, then the POP3 server simply counts each occurrence of this character in a message
@@ -31,26 +39,26 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mailtrace.knowledge import because
-from mailtrace.protocols import credentials
-from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS, wire_text
+from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
 from mailtrace.protocols.lines import Line, LineReader
 from mailtrace.protocols.pop3.spec import (
-    AUTOLOGOUT_SECONDS,
     CAPABILITIES,
-    COMMANDS,
     ERR,
-    MAX_BAD_COMMANDS,
     MAX_COMMAND_LINE,
     OK,
-    ArgumentError,
+    Pop3Config,
+    Redaction,
+    Reply,
     State,
+    after_reply,
     apop_digest,
     byte_stuff,
-    decode_line,
-    parse_arguments,
-    redact,
+    outcome,
+    read_command,
+    too_long,
     top_of,
     uidl_of,
+    wire,
 )
 from mailtrace.protocols.utf8mail import has_utf8_header
 from mailtrace.store.model import MailboxNotFound
@@ -58,19 +66,6 @@ from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.links import Action, MessageRef, to_info, user_info
 
 PROTOCOL = "pop3"
-
-
-@dataclass(frozen=True)
-class Pop3Config:
-    hostname: str = "lab.test"
-    #: RFC 1939 §3 autologout; 0 disables it.  Below 600 s only for tests and demos.
-    idle_timeout: float = AUTOLOGOUT_SECONDS
-    tls_available: bool = False  # offer STLS (the shell has a certificate)
-    implementation: str = "mailtrace POP3 lab server"
-    max_bad_commands: int = MAX_BAD_COMMANDS
-    # A classroom lab off loopback: USER/PASS (plaintext) refused until STLS (RFC 2595 §4
-    # lets a server refuse them "until after a successful STLS"); APOP sends no password.
-    tls_required_for_auth: bool = False
 
 
 @dataclass
@@ -91,20 +86,22 @@ class _Session:
     messages: list[_Message] = field(default_factory=list)
 
 
-def _release(lock: Any) -> None:
-    try:
-        lock.release()
-    except Exception:  # the lock may already be gone; releasing twice must be harmless
-        pass
+@dataclass(frozen=True)
+class _Refused:
+    """A login store job's "no": the -ERR text and its response code (RFC 2449 §8, RFC 3206)."""
+
+    text: str
+    code: str
 
 
 class Pop3ServerConnection:
     """One POP3 session (the ``ServerCore`` interface of ``mailtrace.protocols.base``).
 
     ``store`` is a ``mailtrace.store.maildir.MaildirStore`` (or anything with the same
-    ``check_password``/``password``/``lock_maildrop``/``mailbox`` methods); ``timestamp`` is
-    the APOP challenge for the greeting (``spec.make_timestamp``); ``tls`` says whether the
-    connection is already encrypted (implicit TLS, port 995 style).
+    ``check_password``/``password``/``lock_maildrop``/``mailbox`` methods), only ever called
+    from ``Pending`` jobs; ``timestamp`` is the APOP challenge for the greeting
+    (``spec.make_timestamp``); ``tls`` says whether the connection is already encrypted
+    (implicit TLS, port 995 style).
     """
 
     def __init__(self, store: Any, timestamp: str, config: Pop3Config = Pop3Config(), *, tls: bool = False,
@@ -117,7 +114,6 @@ class Pop3ServerConnection:
         self.state = State.AUTHORIZATION
         self.tls = tls
         self.closed = False
-        self._maybe_sasl = False  # the last line was an AUTH the client may answer anyway
         self.quit = False  # QUIT was received
         self._notes: list[Note] = []  # notes a handler adds to the command being answered
         self.bad_commands = 0
@@ -125,18 +121,19 @@ class Pop3ServerConnection:
         self.utf8 = False  # UTF8 was accepted (RFC 6856 §2.1): messages go as they are
         self.session: _Session | None = None
         self._lines = LineReader(MAX_COMMAND_LINE)
+        self._redaction = Redaction()
         self._finalizer: weakref.finalize | None = None
         self._pending: Pending | None = None  # store work running in the shell's thread
 
     # --- the ServerCore interface ------------------------------------------------------------
     def start(self) -> list[Output]:
-        return self._reply(OK, "", f"{self.config.implementation} ready {self.timestamp}")
+        return self._answer("", Reply(OK, f"{self.config.implementation} ready {self.timestamp}"))
 
     def busy(self, why: str) -> list[Output]:
         """Instead of the greeting, when the server takes no more connections: a negative
         greeting with the SYS/TEMP response code (RFC 3206 §4: a temporary problem, "the
         client may try again later"), as Dovecot answers an overloaded login process."""
-        out = self._reply(ERR, "", f"{why}, try again later", "SYS/TEMP")
+        out = self._answer("", Reply(ERR, f"{why}, try again later", code="SYS/TEMP"))
         self.closed = True
         return out + [Close(why)]
 
@@ -165,9 +162,9 @@ class Pop3ServerConnection:
         return isinstance(last, Pending)
 
     def _slowly(self, job: Callable[[], Any], then: Callable[[Any], list[Output]]) -> list[Output]:
-        """Store work that may wait on the disk (locking and scanning a maildrop, unlinking at
-        QUIT) runs in the shell's worker thread: ``job()`` there, then ``then(result)`` here for
-        the reply; lines pipelined meanwhile wait in the buffer."""
+        """Store work (it may wait on the disk or on a lock) runs in the shell's worker thread:
+        ``job()`` there, then ``then(result)`` here for the reply; lines pipelined meanwhile
+        wait in the buffer."""
         def resume(result: Any) -> list[Output]:
             self._pending = None
             out = then(result)
@@ -184,13 +181,11 @@ class Pop3ServerConnection:
             marked = sum(m.deleted for m in self.session.messages)
             out.append(Event(side=Side.CLIENT, kind=Kind.VIOLATION, state=self.state.value,
                              notes=(Note("no-quit", str(marked)),)))  # worded by knowledge/pop3.toml
-        self._end()
-        return out
+        return out + self._end()
 
     def idle_timeout(self) -> list[Output]:
         # RFC 1939 §3: close "without removing any messages or sending any response".
-        self._end()
-        return [Close(because("autologout", seconds=f"{self.config.idle_timeout:g}"))]
+        return self._end() + [Close(because("autologout", seconds=f"{self.config.idle_timeout:g}"))]
 
     def tls_started(self) -> list[Output]:
         # RFC 2595 §4: the session stays in AUTHORIZATION; nothing said before counts.
@@ -204,9 +199,8 @@ class Pop3ServerConnection:
     # --- framing ---------------------------------------------------------------------------
     def _too_long(self, line: Line) -> list[Output]:
         event = Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line.raw, size=line.size, state=self.state.value,
-                      notes=(Note("line-too-long", f"{line.size} octets, limit {MAX_COMMAND_LINE} (RFC 2449 §4)"),),
-                      redacted=redact("", line.raw, ""))
-        return [event] + self._error("", "line too long")
+                      notes=(too_long(line.size),), redacted=self._redaction.of(line.raw, False), protocol=PROTOCOL)
+        return [event] + self._error("", "line too long", ran=False)
 
     def _discard(self, rule: str) -> list[Output]:
         """Bytes pipelined after QUIT or STLS are never executed."""
@@ -218,60 +212,42 @@ class Pop3ServerConnection:
 
     # --- dispatch ----------------------------------------------------------------------------
     def _line(self, line: bytes, bare_lf: bool) -> list[Output]:
-        notes: tuple[Note, ...] = (Note("bare-lf"),) if bare_lf else ()
-        text = decode_line(line.rstrip(b"\r\n"))
-        keyword, _, rest = text.partition(" ")
-        name = keyword.upper()
-        spec = COMMANDS.get(name)
-        maybe_sasl = self._maybe_sasl  # until a known command, lines after AUTH may be SASL responses
-        self._maybe_sasl = credentials.starts_sasl(line) or (maybe_sasl and spec is None)
-        if spec is None:
-            # a SASL response typed after an AUTH (this server offers none) is masked too
-            masked = redact("", line, "") or (credentials.masked_line(line) if maybe_sasl else None)
-            event = Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line, state=self.state.value,
-                          notes=notes + (Note("unknown-command", keyword[:40]),), redacted=masked)
-            return [event] + self._error("", "unknown command")
-        redacted = redact(name, line, rest)
-        base = dict(side=Side.CLIENT, kind=Kind.COMMAND, raw=line, verb=name, state=self.state.value,
-                    redacted=redacted, protocol=PROTOCOL)
-        if self.state not in spec.states:
-            allowed = " or ".join(s.value for s in spec.states)
-            note = Note("wrong-state", f"{name} is allowed in {allowed}, not {self.state.value}")
-            return [Event(**base, notes=notes + (note,))] + self._error(name, f"{name} not allowed in {self.state.value} state")
-        try:
-            args = parse_arguments(spec, rest)
-        except ArgumentError as exc:
-            return [Event(**base, notes=notes + (Note("bad-argument", str(exc)),))] + self._error(name, str(exc))
+        command = read_command(line, self.state)  # the observer reads every client line the same way
+        notes: tuple[Note, ...] = ((Note("bare-lf"),) if bare_lf else ()) + command.notes
+        event = dict(side=Side.CLIENT, kind=Kind.COMMAND, raw=line, verb=command.verb, state=self.state.value,
+                     redacted=self._redaction.of(line, command.spec is not None), protocol=PROTOCOL)
+        if not command.runs:
+            return [Event(**event, notes=notes)] + self._error(command.verb, command.refusal, ran=False)
         self._notes = []
-        out = HANDLERS[name](self, args)  # may add notes (pass-without-user) to the command
-        return [Event(**base, notes=notes + tuple(self._notes))] + out
+        out = HANDLERS[command.verb](self, list(command.args))  # may add notes (pass-without-user)
+        return [Event(**event, notes=notes + tuple(self._notes))] + out
 
-    # --- replies -----------------------------------------------------------------------------
-    def _reply(self, code: str, verb: str, text: str, resp_code: str = "",
-               facts: dict[str, str] | None = None) -> list[Output]:
-        if resp_code:
-            text = f"[{resp_code}] {text}"
-        raw = f"{code} {wire_text(text)}\r\n".encode("utf-8") if text else f"{code}\r\n".encode()
-        info = {"code": resp_code} if resp_code else {}
+    # --- replies: the only place the state changes -------------------------------------------
+    def _answer(self, verb: str, reply: Reply, ran: bool = True, facts: dict[str, str] | None = None) -> list[Output]:
+        """Send ``reply`` to ``verb``; the new state is ``spec.TRANSITIONS``' (``ran``: the
+        command was run, not refused as unknown, in the wrong state or malformed)."""
+        if verb:
+            self.state = after_reply(self.state, verb, outcome(reply), ran)
+        raw = wire(reply)
+        info = {"code": reply.code} if reply.code else {}
         info.update(facts or {})  # who logged in, which messages this reply reports on (transcript.links)
-        return [Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, code=code, verb=verb,
+        return [Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, code=reply.status, verb=verb,
                       state=self.state.value, info=info, protocol=PROTOCOL), Send(raw)]
 
     def _ok(self, verb: str, text: str, facts: dict[str, str] | None = None) -> list[Output]:
         self.bad_commands = 0  # MAX_BAD_COMMANDS counts bad commands in a row
-        return self._reply(OK, verb, text, facts=facts)
+        return self._answer(verb, Reply(OK, text), facts=facts)
 
-    def _error(self, verb: str, text: str, resp_code: str = "", count: bool = True) -> list[Output]:
+    def _error(self, verb: str, text: str, code: str = "", count: bool = True, ran: bool = True) -> list[Output]:
         if count:
             self.bad_commands += 1
         if not count or self.bad_commands < self.config.max_bad_commands:
-            return self._reply(ERR, verb, text, resp_code)
+            return self._answer(verb, Reply(ERR, text, code=code), ran)
         # RFC 1939 §4 lets the server close after a negative reply: one -ERR, then hang up.
-        out = self._reply(ERR, verb, f"{text} (too many bad commands, closing)", resp_code)
+        out = self._answer(verb, Reply(ERR, f"{text} (too many bad commands, closing)", code=code), ran)
         out.append(Event(side=Side.CLIENT, kind=Kind.VIOLATION, state=self.state.value,
                          notes=(Note("too-many-errors", f"{self.bad_commands} bad commands"),)))
-        self._end()
-        return out + [Close(because("too-many-errors"))]
+        return out + self._end() + [Close(because("too-many-errors"))]
 
     def _multiline(self, verb: str, first: str, body: bytes, facts: dict[str, str] | None = None) -> list[Output]:
         """A +OK status line and its body (already stuffed, ending in ".CRLF"): two events, and
@@ -281,14 +257,15 @@ class Pop3ServerConnection:
                            protocol=PROTOCOL)
         return [status, body_event, Send(sent.data + body)]
 
-    def _end(self) -> None:
-        """Release the maildrop lock (without deleting anything) and stop reading."""
+    def _end(self) -> list[Output]:
+        """Stop reading; a maildrop lock still held is released by a store job (nothing deleted)."""
         self.closed = True
-        if self.session is not None:
-            _release(self.session.lock)
-            if self._finalizer is not None:
-                self._finalizer.detach()
-            self.session = None
+        session, self.session = self.session, None
+        if session is None:
+            return []
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        return [Pending(lambda: _release(session.lock), lambda _: [])]
 
     # --- AUTHORIZATION (RFC 1939 §4, §7) -----------------------------------------------------
     def _plaintext_refused(self, verb: str) -> list[Output] | None:
@@ -314,101 +291,69 @@ class Pop3ServerConnection:
         if user is None:
             self._notes.append(Note("pass-without-user"))
             return self._error("PASS", "send USER first")
-        user = self._known_name(user)
-        if not self.store.check_password(user, args[0]):
-            return self._error("PASS", "invalid user name or password", "AUTH")
-        return self._login("PASS", user)
+        store, password = self.store, args[0]
+
+        def job() -> _Refused | tuple:
+            name = _known_name(store, user)
+            if not store.check_password(name, password):
+                return _Refused("invalid user name or password", "AUTH")
+            return _open(store, name)
+
+        return self._slowly(job, lambda result: self._logged_in("PASS", result))
 
     def _apop(self, args: list) -> list[Output]:
         name, digest = args
         self.user = None
-        name = self._known_name(name)
-        secret = self.store.password(name)
-        if secret is None or not hmac.compare_digest(apop_digest(self.timestamp, secret), digest):
-            return self._error("APOP", "invalid user name or digest", "AUTH")
-        return self._login("APOP", name)
+        store, timestamp = self.store, self.timestamp
 
-    def _known_name(self, name: str) -> str:
-        """Lab user names are lower case: "USER Dave" logs in as dave (as SMTP's Dave@ is dave)."""
-        if self.store.password(name) is None and self.store.password(name.lower()) is not None:
-            return name.lower()
-        return name
+        def job() -> _Refused | tuple:
+            user = _known_name(store, name)
+            secret = store.password(user)
+            if secret is None or not hmac.compare_digest(apop_digest(timestamp, secret), digest):
+                return _Refused("invalid user name or digest", "AUTH")
+            return _open(store, user)
 
-    def _login(self, verb: str, user: str) -> list[Output]:
-        def job() -> tuple[Any, Any, list[_Message]] | tuple[str, str, str]:
-            try:
-                lock = self.store.lock_maildrop(user)
-            except Exception as exc:  # e.g. a lab user whose name cannot be a Maildir
-                return ("error", f"cannot lock the maildrop: {type(exc).__name__}", "SYS/PERM")
-            if lock is None:
-                return ("error", "maildrop already locked by another session", "IN-USE")
-            try:
-                return (lock, *_open_maildrop(self.store, user))
-            except Exception as exc:  # RFC 1939 §4: release the lock before rejecting
-                _release(lock)
-                return ("error", f"cannot open the maildrop: {type(exc).__name__}", "SYS/TEMP")
+        return self._slowly(job, lambda result: self._logged_in("APOP", result))
 
-        return self._slowly(job, lambda result: self._logged_in(verb, user, result))
-
-    def _logged_in(self, verb: str, user: str, result: tuple) -> list[Output]:
-        if result[0] == "error":
-            return self._error(verb, result[1], result[2], count=result[2] == "IN-USE")
-        lock, mailbox, messages = result
+    def _logged_in(self, verb: str, result: _Refused | tuple) -> list[Output]:
+        if isinstance(result, _Refused):  # a wrong password or a maildrop in use count as bad commands
+            return self._error(verb, result.text, result.code, count=result.code in ("AUTH", "IN-USE"))
+        user, lock, mailbox, messages = result
         uidvalidity = getattr(mailbox, "uidvalidity", 0) if mailbox is not None else 0
         self.session = _Session(user, lock, mailbox, uidvalidity, messages)
         self._finalizer = weakref.finalize(self, _release, lock)  # a lost core never keeps the lock
-        self.state = State.TRANSACTION
         count, octets = self._drop_listing()
         return self._ok(verb, f"{user}'s maildrop has {count} messages ({octets} octets)", user_info(user))
 
     def _quit(self, args: list) -> list[Output]:
         self.quit = True
-        if self.session is None:  # from AUTHORIZATION: no UPDATE state (RFC 1939 §6)
-            out = self._ok("QUIT", f"{self.config.hostname} POP3 server signing off")
-            self._end()
-            return out + [Close(because("quit"))]
-        self.state = State.UPDATE
         session = self.session
+        if session is None:  # from AUTHORIZATION: no UPDATE state (RFC 1939 §6)
+            out = self._ok("QUIT", f"{self.config.hostname} POP3 server signing off")
+            return out + self._end() + [Close(because("quit"))]
         doomed = [m.uid for m in session.messages if m.deleted]
         left = len(session.messages) - len(doomed)
-        return self._slowly(lambda: self._update(doomed), lambda result: self._updated(left, *result))
 
-    def _updated(self, left: int, failed: int, gone: int) -> list[Output]:
+        def job() -> tuple[int, int]:  # §6: "Whether the removal was successful or not, the
+            try:  # server then releases any exclusive-access lock on the maildrop"
+                return _update(session.mailbox, doomed)
+            finally:
+                _release(session.lock)
+
+        return self._slowly(job, lambda result: self._updated(session, left, *result))
+
+    def _updated(self, session: _Session, left: int, failed: int, gone: int) -> list[Output]:
         if failed:
             out = self._error("QUIT", f"some deleted messages not removed ({failed})", "SYS/TEMP", count=False)
         else:
             already = f"; {gone} of the deleted were already removed by another program" if gone else ""
-            removed = tuple(r for m in self.session.messages if m.deleted for r in self._ref(Action.DELETED, m))
+            removed = tuple(r for m in session.messages if m.deleted for r in self._ref(Action.DELETED, m))
             out = self._ok("QUIT", f"{self.config.hostname} POP3 server signing off ({left} messages left{already})",
                            to_info(removed))
-        self._end()
-        return out + [Close(because("quit"))]
-
-    def _update(self, doomed: list[int]) -> tuple[int, int]:
-        """RFC 1939 §6 UPDATE: remove the messages marked deleted; (not removed, already gone).
-
-        A message someone else removed meanwhile (another program, an IMAP EXPUNGE) is what DELE
-        asked for, so it is no failure: +OK, as Dovecot answers.  Only a message that is still
-        there after the attempt makes QUIT answer "-ERR [SYS/TEMP]" (§6: "If [...] an error
-        occurs [...] the server responds with a negative status indicator"; RFC 3206 §4:
-        SYS/TEMP, a temporary failure; the client may try again later)."""
-        if not doomed:
-            return 0, 0
-        mailbox = self.session.mailbox
-        try:
-            removed = set(mailbox.expunge(doomed))
-        except Exception:  # noqa: BLE001 - the store failed: nothing is known to be removed
-            return len(doomed), 0
-        missing = [uid for uid in doomed if uid not in removed]
-        if not missing:
-            return 0, 0
-        try:
-            mailbox.refresh()
-            present = {m.uid for m in mailbox.messages()}
-        except Exception:  # noqa: BLE001
-            return len(missing), 0
-        still = sum(uid in present for uid in missing)
-        return still, len(missing) - still
+        self.session = None  # the job released the lock
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        return out + self._end() + [Close(because("quit"))]
 
     def _capa(self, args: list) -> list[Output]:
         caps = list(CAPABILITIES)
@@ -473,14 +418,30 @@ class Pop3ServerConnection:
         box = self.session.mailbox
         return (MessageRef(action, self.session.user, getattr(box, "name", "INBOX"), message.uid),)
 
-    def _refs(self, action: Action, message: _Message) -> dict[str, str]:
-        return to_info(self._ref(action, message))
+    def _retr(self, args: list) -> list[Output]:
+        return self._send_message("RETR", args[0], lambda data: data, lambda data: f"{len(data)} octets")
 
-    def _read(self, message: _Message) -> bytes | None:
-        try:
-            return self.session.mailbox.read(message.uid)
-        except (KeyError, OSError):
-            return None
+    def _top(self, args: list) -> list[Output]:
+        lines = args[1]
+        return self._send_message("TOP", args[0], lambda data: top_of(data, lines), lambda data: "top of message follows")
+
+    def _send_message(self, verb: str, number: int, part: Callable[[bytes], bytes],
+                      first: Callable[[bytes], str]) -> list[Output]:
+        """RETR and TOP: the message is read from the store by a job, then sent byte-stuffed."""
+        message, error = self._find(verb, number)
+        if error:
+            return error
+        mailbox = self.session.mailbox
+
+        def sent(data: bytes | None) -> list[Output]:
+            if data is None:
+                return self._error(verb, "message was removed by another session", "SYS/TEMP", count=False)
+            if refused := self._not_utf8(verb, data):
+                return refused
+            return self._multiline(verb, first(data), byte_stuff(part(data)),
+                                   to_info(self._ref(Action.READ, message)))
+
+        return self._slowly(lambda: _read(mailbox, message.uid), sent)
 
     def _not_utf8(self, verb: str, data: bytes) -> list[Output]:
         """RFC 6856 §2.1: a message with UTF-8 headers is not sent as is to a client that did
@@ -490,29 +451,6 @@ class Pop3ServerConnection:
             return []
         return self._error(verb, "this message has UTF-8 header fields: send UTF8 before logging in (RFC 6856)",
                            "UTF8", count=False)
-
-    def _retr(self, args: list) -> list[Output]:
-        message, error = self._find("RETR", args[0])
-        if error:
-            return error
-        data = self._read(message)
-        if data is None:
-            return self._error("RETR", "message was removed by another session", "SYS/TEMP", count=False)
-        if refused := self._not_utf8("RETR", data):
-            return refused
-        return self._multiline("RETR", f"{len(data)} octets", byte_stuff(data), self._refs(Action.READ, message))
-
-    def _top(self, args: list) -> list[Output]:
-        message, error = self._find("TOP", args[0])
-        if error:
-            return error
-        data = self._read(message)
-        if data is None:
-            return self._error("TOP", "message was removed by another session", "SYS/TEMP", count=False)
-        if refused := self._not_utf8("TOP", data):
-            return refused
-        return self._multiline("TOP", "top of message follows", byte_stuff(top_of(data, args[1])),
-                               self._refs(Action.READ, message))
 
     def _dele(self, args: list) -> list[Output]:
         message, error = self._find("DELE", args[0])
@@ -551,11 +489,71 @@ HANDLERS: dict[str, Callable[[Pop3ServerConnection, list], list[Output]]] = {
 }
 
 
-def _open_maildrop(store: Any, user: str) -> tuple[Any, list[_Message]]:
-    """The user's INBOX, freshly scanned, and its messages in UID order (an absent INBOX is empty)."""
+# --- Store jobs: these run in the shell's worker thread, never on the event loop ----------------
+def _known_name(store: Any, name: str) -> str:
+    """Lab user names are lower case: "USER Dave" logs in as dave (as SMTP's Dave@ is dave)."""
+    if store.password(name) is None and store.password(name.lower()) is not None:
+        return name.lower()
+    return name
+
+
+def _open(store: Any, user: str) -> _Refused | tuple[str, Any, Any, list[_Message]]:
+    """RFC 1939 §4: lock the maildrop, then list it; (user, lock, mailbox, messages)."""
+    try:
+        lock = store.lock_maildrop(user)
+    except Exception as exc:  # e.g. a lab user whose name cannot be a Maildir
+        return _Refused(f"cannot lock the maildrop: {type(exc).__name__}", "SYS/PERM")
+    if lock is None:
+        return _Refused("maildrop already locked by another session", "IN-USE")
     try:
         mailbox = store.mailbox(user, "INBOX")
-    except MailboxNotFound:
-        return None, []
-    # A new Mailbox view is scanned as it is made (store/maildir.py): no second refresh().
-    return mailbox, [_Message(info.uid, info.size) for info in mailbox.messages()]
+    except MailboxNotFound:  # an absent INBOX is an empty maildrop
+        return user, lock, None, []
+    except Exception as exc:  # RFC 1939 §4: release the lock before rejecting
+        _release(lock)
+        return _Refused(f"cannot open the maildrop: {type(exc).__name__}", "SYS/TEMP")
+    try:  # a new Mailbox view is scanned as it is made (store/maildir.py): no second refresh()
+        return user, lock, mailbox, [_Message(info.uid, info.size) for info in mailbox.messages()]
+    except Exception as exc:
+        _release(lock)
+        return _Refused(f"cannot open the maildrop: {type(exc).__name__}", "SYS/TEMP")
+
+
+def _read(mailbox: Any, uid: int) -> bytes | None:
+    try:
+        return mailbox.read(uid)
+    except (KeyError, OSError):
+        return None
+
+
+def _update(mailbox: Any, doomed: list[int]) -> tuple[int, int]:
+    """RFC 1939 §6 UPDATE: remove the messages marked deleted; (not removed, already gone).
+
+    A message someone else removed meanwhile (another program, an IMAP EXPUNGE) is what DELE
+    asked for, so it is no failure: +OK, as Dovecot answers.  Only a message that is still
+    there after the attempt makes QUIT answer "-ERR [SYS/TEMP]" (§6: "If [...] an error
+    occurs [...] the server responds with a negative status indicator"; RFC 3206 §4:
+    SYS/TEMP, a temporary failure; the client may try again later)."""
+    if not doomed:
+        return 0, 0
+    try:
+        removed = set(mailbox.expunge(doomed))
+    except Exception:  # noqa: BLE001 - the store failed: nothing is known to be removed
+        return len(doomed), 0
+    missing = [uid for uid in doomed if uid not in removed]
+    if not missing:
+        return 0, 0
+    try:
+        mailbox.refresh()
+        present = {m.uid for m in mailbox.messages()}
+    except Exception:  # noqa: BLE001
+        return len(missing), 0
+    still = sum(uid in present for uid in missing)
+    return still, len(missing) - still
+
+
+def _release(lock: Any) -> None:
+    try:
+        lock.release()
+    except Exception:  # the lock may already be gone; releasing twice must be harmless
+        pass

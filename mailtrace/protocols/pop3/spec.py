@@ -1,4 +1,4 @@
-"""POP3 as data: states, the command table, limits, reply and response codes, violations.
+"""POP3 as RFC 1939 writes it: states, commands, transitions, limits, replies -- as data.
 
 Theory of operation (RFC 1939 §3):
 
@@ -9,9 +9,22 @@ Theory of operation (RFC 1939 §3):
     enters the TRANSACTION state. [...] When the client has issued the QUIT command, the
     session enters the UPDATE state."
 
-Both the server core (``server.py``) and the observer (``observer.py``) read these tables,
-and ``mailtrace/knowledge/pop3.toml`` explains every key in them (a test keeps the two in
-sync both ways).  Nothing here does I/O.
+Read this file top to bottom like the RFC:
+
+* ``State``        the three states (§3);
+* limits           each with the sentence it comes from;
+* ``COMMANDS``     each command: where it is allowed (§9 summary), its arguments, whether
+                   its +OK is followed by a multi-line body (§3); any other state gets the
+                   one "wrong state" -ERR of :func:`wrong_state`;
+* ``TRANSITIONS``  which answered command moves the session to which state;
+* replies          ``+OK`` / ``-ERR`` as a typed :class:`~mailtrace.protocols.spec.Reply`,
+                   written on the wire by :func:`wire` and read back by :func:`read_status`.
+
+The server core (``server.py``) and the observer (``observer.py``) both read these tables:
+the same :func:`read_command` for every client line, the same :func:`after_reply` for every
+status line, the same redaction (:class:`Redaction`), so what one says the other says.
+``mailtrace/knowledge/pop3.toml`` explains every key (a test keeps the two in sync both ways).
+Nothing here does I/O, reads the clock or keeps mutable module-level state.
 """
 
 from __future__ import annotations
@@ -20,6 +33,13 @@ import enum
 import hashlib
 import re
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+from mailtrace.protocols import credentials
+from mailtrace.protocols.base import wire_text
+from mailtrace.protocols.spec import CommandSpec, Outcome, Reply, Transition, TransitionTable
+from mailtrace.transcript.event import Note
 
 
 class State(str, enum.Enum):
@@ -48,14 +68,37 @@ MAX_NUMBER_DIGITS = 10
 #: Dovecot does (its CLIENT_MAX_BAD_COMMANDS, 20 in a row); RFC 1939 §4 lets the server
 #: close the connection after a negative reply.  Any +OK starts the count again.
 MAX_BAD_COMMANDS = 20
-#: RFC 1939 §7 (UIDL): "one to 70 characters in the range 0x21 to 0x7E".
+#: RFC 1939 §7 (UIDL): "one to 70 characters in the range 0x21 to 0x7E" (the grader checks
+#: students' servers against it).
 MAX_UIDL_LENGTH = 70
+#: Not from the RFC: an observer keeps a server's body lines whole up to this length (a
+#: message line may legally be long, RFC 1939 §3 bounds only status lines); beyond it the
+#: excess is counted, not kept, so a peer that never sends LF cannot fill our memory.
+MAX_OBSERVED_LINE = 64 * 1024
 
-# --- Replies -----------------------------------------------------------------------------------
+
+# --- The configuration of a server core (one frozen dataclass; CLI flags map onto it) -----------
+@dataclass(frozen=True)
+class Pop3Config:
+    hostname: str = "lab.test"
+    #: RFC 1939 §3 autologout; 0 disables it.  Below 600 s only for tests and demos.
+    idle_timeout: float = AUTOLOGOUT_SECONDS
+    tls_available: bool = False  # offer STLS (the shell has a certificate)
+    implementation: str = "mailtrace POP3 lab server"
+    max_bad_commands: int = MAX_BAD_COMMANDS
+    # A classroom lab off loopback: USER/PASS (plaintext) refused until STLS (RFC 2595 §4
+    # lets a server refuse them "until after a successful STLS"); APOP sends no password.
+    tls_required_for_auth: bool = False
+
+
+# --- Replies (RFC 1939 §3) ----------------------------------------------------------------------
 OK = "+OK"
 ERR = "-ERR"
 #: RFC 1939 §3: "There are currently two status indicators" (servers MUST send them upper case).
 REPLY_CODES = frozenset({OK, ERR})
+#: The continuation that asks for the next SASL response line (RFC 5034 §4); only the
+#: observer sees it (the lab server offers USER/PASS and APOP, not SASL).
+CONTINUATION = "+"
 
 #: Extended response codes in square brackets after -ERR (RFC 2449 §8, RFC 3206 §4 and §5).
 RESPONSE_CODES = frozenset({
@@ -67,7 +110,39 @@ RESPONSE_CODES = frozenset({
     "UTF8",  # RFC 6856 §5: the message has UTF-8 headers and the client did not send UTF8
 })
 
+_OUTCOMES = {OK: Outcome.OK, ERR: Outcome.FAIL, CONTINUATION: Outcome.MORE}
 
+
+def outcome(reply: Reply) -> Outcome:
+    """+OK did it, -ERR did nothing, "+" asks for more (anything else counts as a failure)."""
+    return _OUTCOMES.get(reply.status, Outcome.FAIL)
+
+
+def wire(reply: Reply) -> bytes:
+    """The one place a status line is written: "+OK text", "-ERR [CODE] text" (RFC 2449 §8)."""
+    text = " ".join(reply.text) if isinstance(reply.text, tuple) else reply.text
+    if reply.code:
+        text = f"[{reply.code}] {text}"
+    return f"{reply.status} {wire_text(text)}\r\n".encode("utf-8") if text else f"{reply.status}\r\n".encode()
+
+
+def read_status(line: bytes) -> Reply:
+    """A server's status line read back into a ``Reply`` (status "" when it is neither +OK nor
+    -ERR); the response code is kept only when it is one of ``RESPONSE_CODES`` (its family)."""
+    status = OK if line.startswith(b"+OK") else ERR if line.startswith(b"-ERR") else ""
+    text = line[len(status):].strip()
+    code = ""
+    if status and text.startswith(b"[") and b"]" in text:
+        found = text[1: text.index(b"]")].decode("ascii", "replace")
+        if found.split("/")[0] in _CODE_FAMILIES:
+            code = found
+    return Reply(status, decode_line(text), code=code)
+
+
+_CODE_FAMILIES = frozenset(c.split("/")[0] for c in RESPONSE_CODES)
+
+
+# --- Commands (RFC 1939 §9 summary; RFC 2449, RFC 2595, RFC 5034, RFC 6856) ---------------------
 class Multiline(enum.Enum):
     """When the +OK answer to a command is followed by lines ending in ".CRLF" (RFC 1939 §3)."""
 
@@ -86,55 +161,89 @@ class Arg(enum.Enum):
     TEXT = "text"  # PASS: the rest of the line, spaces included (§7)
 
 
-@dataclass(frozen=True)
-class CommandSpec:
-    states: frozenset[State]  # where the command is allowed (RFC 1939 §9 summary)
-    args: tuple[Arg, ...] = ()
-    optional: int = 0  # how many of the trailing args may be left out
-    multiline: Multiline = Multiline.NEVER
-    rfc: str = ""
-
-    def is_multiline(self, has_argument: bool) -> bool:
-        if self.multiline is Multiline.ALWAYS:
-            return True
-        return self.multiline is Multiline.WITHOUT_ARGUMENT and not has_argument
+def command(states, syntax: str, rfc: str, *args: Arg, optional: int = 0,
+            multiline: Multiline = Multiline.NEVER, closes: bool = False, starts_tls: bool = False) -> CommandSpec:
+    """One row of the command table, in the shared ``CommandSpec``; POP3's own facts go in ``extra``:
+    ``args`` (kinds), ``optional`` (how many trailing args may be left out), ``multiline``,
+    ``closes`` (once answered, the server closes the connection) and ``starts_tls``."""
+    return CommandSpec(frozenset(states), rfc=rfc, syntax=syntax,
+                       extra=MappingProxyType({"args": args, "optional": optional, "multiline": multiline,
+                                               "closes": closes, "starts_tls": starts_tls}))
 
 
-_AUTH = frozenset({State.AUTHORIZATION})
-_TRANS = frozenset({State.TRANSACTION})
-_BOTH = frozenset({State.AUTHORIZATION, State.TRANSACTION})
+def is_multiline(spec: CommandSpec, has_argument: bool) -> bool:
+    """Whether +OK to this command is followed by a body ending in ".CRLF" (RFC 1939 §3)."""
+    kind = spec.extra["multiline"]
+    return kind is Multiline.ALWAYS or (kind is Multiline.WITHOUT_ARGUMENT and not has_argument)
 
-#: Every command the lab server knows; the handlers live in ``server.HANDLERS``.
-COMMANDS: dict[str, CommandSpec] = {
-    "USER": CommandSpec(_AUTH, (Arg.NAME,), rfc="RFC 1939 §7"),
-    "PASS": CommandSpec(_AUTH, (Arg.TEXT,), rfc="RFC 1939 §7"),
-    "APOP": CommandSpec(_AUTH, (Arg.NAME, Arg.DIGEST), rfc="RFC 1939 §7"),
-    "QUIT": CommandSpec(_BOTH, rfc="RFC 1939 §4, §6"),
-    "CAPA": CommandSpec(_BOTH, multiline=Multiline.ALWAYS, rfc="RFC 2449 §5"),
-    "STLS": CommandSpec(_AUTH, rfc="RFC 2595 §4"),
-    "UTF8": CommandSpec(_AUTH, rfc="RFC 6856 §2.1"),
-    "STAT": CommandSpec(_TRANS, rfc="RFC 1939 §5"),
-    "LIST": CommandSpec(_TRANS, (Arg.MSG,), optional=1, multiline=Multiline.WITHOUT_ARGUMENT, rfc="RFC 1939 §5"),
-    "RETR": CommandSpec(_TRANS, (Arg.MSG,), multiline=Multiline.ALWAYS, rfc="RFC 1939 §5"),
-    "DELE": CommandSpec(_TRANS, (Arg.MSG,), rfc="RFC 1939 §5"),
-    "NOOP": CommandSpec(_TRANS, rfc="RFC 1939 §5"),
-    "RSET": CommandSpec(_TRANS, rfc="RFC 1939 §5"),
-    "TOP": CommandSpec(_TRANS, (Arg.MSG, Arg.LINES), multiline=Multiline.ALWAYS, rfc="RFC 1939 §7"),
-    "UIDL": CommandSpec(_TRANS, (Arg.MSG,), optional=1, multiline=Multiline.WITHOUT_ARGUMENT, rfc="RFC 1939 §7"),
-}
+
+_AUTH = {State.AUTHORIZATION}
+_TRANS = {State.TRANSACTION}
+_BOTH = {State.AUTHORIZATION, State.TRANSACTION}
+
+#: Every command the lab server offers; what each does is ``server.HANDLERS``.
+COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({
+    "USER": command(_AUTH, "USER name", "RFC 1939 §7", Arg.NAME),
+    "PASS": command(_AUTH, "PASS string", "RFC 1939 §7", Arg.TEXT),
+    "APOP": command(_AUTH, "APOP name digest", "RFC 1939 §7", Arg.NAME, Arg.DIGEST),
+    # §6: "Whether the removal was successful or not, the server then [...] closes the TCP
+    # connection"; from AUTHORIZATION (§4) it signs off and closes as well.
+    "QUIT": command(_BOTH, "QUIT", "RFC 1939 §4, §6", closes=True),
+    "CAPA": command(_BOTH, "CAPA", "RFC 2449 §5", multiline=Multiline.ALWAYS),
+    "STLS": command(_AUTH, "STLS", "RFC 2595 §4", starts_tls=True),
+    "UTF8": command(_AUTH, "UTF8", "RFC 6856 §2.1"),
+    "STAT": command(_TRANS, "STAT", "RFC 1939 §5"),
+    "LIST": command(_TRANS, "LIST [msg]", "RFC 1939 §5", Arg.MSG, optional=1, multiline=Multiline.WITHOUT_ARGUMENT),
+    "RETR": command(_TRANS, "RETR msg", "RFC 1939 §5", Arg.MSG, multiline=Multiline.ALWAYS),
+    "DELE": command(_TRANS, "DELE msg", "RFC 1939 §5", Arg.MSG),
+    "NOOP": command(_TRANS, "NOOP", "RFC 1939 §5"),
+    "RSET": command(_TRANS, "RSET", "RFC 1939 §5"),
+    "TOP": command(_TRANS, "TOP msg n", "RFC 1939 §7", Arg.MSG, Arg.LINES, multiline=Multiline.ALWAYS),
+    "UIDL": command(_TRANS, "UIDL [msg]", "RFC 1939 §7", Arg.MSG, optional=1, multiline=Multiline.WITHOUT_ARGUMENT),
+})
 
 #: Commands the lab server does not offer but the observer understands in other servers'
 #: conversations (proxy, pcap import).  AUTH (RFC 5034 §4): "AUTH mechanism [initial-response]",
 #: then "+ challenge" continuations answered by one base64 line each, until +OK or -ERR.
-OBSERVED_COMMANDS: dict[str, CommandSpec] = {
-    "AUTH": CommandSpec(_AUTH, (Arg.NAME, Arg.NAME), optional=1, rfc="RFC 5034 §4"),
-}
-#: The continuation that asks for the next SASL response line (RFC 5034 §4); only the
-#: observer sees it (the lab server offers USER/PASS and APOP, not SASL).
-CONTINUATION = "+"
+OBSERVED_COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({
+    "AUTH": command(_AUTH, "AUTH mechanism [initial-response]", "RFC 5034 §4", Arg.NAME, Arg.NAME, optional=1),
+})
+#: What an observer recognises: everything above.
+ALL_COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({**COMMANDS, **OBSERVED_COMMANDS})
 
 #: Capabilities listed by CAPA (RFC 2449 §6). STLS only while TLS can still be started.
 CAPABILITIES = ("TOP", "UIDL", "USER", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE", "UTF8")  # UTF8: RFC 6856 §2
+
+
+# --- Transitions (RFC 1939 §3, §4, §6) ---------------------------------------------------------
+#: In a state, a command answered with an outcome moves the session; no row: it stays.  Only
+#: commands the server *ran* are looked up (see :func:`after_reply`).
+TRANSITIONS = TransitionTable([
+    # §4: "Once the client has successfully done this [...] the session enters the TRANSACTION state"
+    Transition(frozenset(_AUTH), "PASS", Outcome.OK, State.TRANSACTION, "PASS: +OK"),
+    Transition(frozenset(_AUTH), "APOP", Outcome.OK, State.TRANSACTION, "APOP: +OK"),
+    Transition(frozenset(_AUTH), "AUTH", Outcome.OK, State.TRANSACTION, "AUTH: +OK"),  # RFC 5034 §4
+    # §6: "When the client issues the QUIT command from the TRANSACTION state, the POP3 session
+    # enters the UPDATE state" -- and answers +OK, or "-ERR some deleted messages not removed".
+    Transition(frozenset(_TRANS), "QUIT", Outcome.OK, State.UPDATE, "QUIT: +OK"),
+    Transition(frozenset(_TRANS), "QUIT", Outcome.FAIL, State.UPDATE, "QUIT: -ERR (removal failed)"),
+])
+
+
+def after_reply(state: State, verb: str, result: Outcome, ran: bool) -> State:
+    """The state once ``verb``'s reply with ``result`` was sent.  ``ran``: the command was well
+    formed and allowed in ``state``, so the server ran it; a -ERR to one it refused (unknown,
+    wrong state, bad arguments: RFC 1939 §3) changes nothing.  A +OK always means it ran."""
+    if result is Outcome.FAIL and not ran:
+        return state
+    return TRANSITIONS.next_state(state, verb, result)
+
+
+def closes(verb: str, result: Outcome, ran: bool) -> bool:
+    """Whether the server closes the connection after this reply (QUIT, RFC 1939 §4 and §6)."""
+    spec = ALL_COMMANDS.get(verb)
+    return spec is not None and spec.extra["closes"] and (ran or result is Outcome.OK)
+
 
 # --- Violations (knowledge keys, table [violations] of pop3.toml) ----------------------------
 VIOLATIONS = frozenset({
@@ -156,6 +265,55 @@ VIOLATIONS = frozenset({
 })
 
 
+def wrong_state(verb: str, spec: CommandSpec, state: State) -> tuple[Note, str]:
+    """RFC 1939 §3: "A server MUST respond to a command issued when the session is in an
+    incorrect state by responding with a negative status indicator": the note and the -ERR text."""
+    allowed = " or ".join(s.value for s in State if s in spec.states)
+    return (Note("wrong-state", f"{verb} is allowed in {allowed}, not {state.value}"),
+            f"{verb} not allowed in {state.value} state")
+
+
+def too_long(size: int) -> Note:
+    return Note("line-too-long", f"{size} octets, limit {MAX_COMMAND_LINE} (RFC 2449 §4)")
+
+
+# --- Reading a client line: the one parser of the core and the observer ------------------------
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A client line read against a command table.  ``spec`` is None for an unknown keyword;
+    ``refusal`` is the -ERR text when the server must not run it (then ``notes`` say why)."""
+
+    keyword: str  # as typed
+    verb: str  # upper case; "" when unknown
+    spec: CommandSpec | None
+    args: tuple = ()
+    notes: tuple[Note, ...] = ()
+    refusal: str = ""
+
+    @property
+    def runs(self) -> bool:
+        return self.spec is not None and not self.refusal
+
+
+def read_command(line: bytes, state: State | None, table: Mapping[str, CommandSpec] = COMMANDS) -> Command:
+    """Keyword, state check (skipped when ``state`` is None: an observer judges a pipelined
+    command later, see :func:`wrong_state`), then the arguments (RFC 1939 §3)."""
+    text = decode_line(line.rstrip(b"\r\n"))
+    keyword, _, rest = text.partition(" ")
+    verb = keyword.upper()
+    spec = table.get(verb)
+    if spec is None:
+        return Command(keyword, "", None, notes=(Note("unknown-command", keyword[:40]),), refusal="unknown command")
+    if state is not None and state not in spec.states:
+        note, refusal = wrong_state(verb, spec, state)
+        return Command(keyword, verb, spec, notes=(note,), refusal=refusal)
+    try:
+        args = tuple(parse_arguments(spec, rest))
+    except ArgumentError as exc:
+        return Command(keyword, verb, spec, notes=(Note("bad-argument", str(exc)),), refusal=str(exc))
+    return Command(keyword, verb, spec, args)
+
+
 class ArgumentError(ValueError):
     """A command's arguments are malformed; ``str(exc)`` is the text after ``-ERR``."""
 
@@ -166,19 +324,20 @@ def parse_arguments(spec: CommandSpec, text: str) -> list:
     Returns the arguments, numbers as ``int``.  A message number with more digits than
     ``MAX_NUMBER_DIGITS`` comes back as ``-1`` (no message has it).
     """
-    if spec.args and spec.args[-1] is Arg.TEXT:  # PASS: the whole rest is one argument
+    kinds: tuple[Arg, ...] = spec.extra["args"]
+    if kinds and kinds[-1] is Arg.TEXT:  # PASS: the whole rest is one argument
         if not text:
             raise ArgumentError("missing argument")
         return [text]
     words = text.split(" ") if text else []
     if any(w == "" for w in words):
         raise ArgumentError("arguments are separated by a single space")
-    least, most = len(spec.args) - spec.optional, len(spec.args)
+    least, most = len(kinds) - spec.extra["optional"], len(kinds)
     if len(words) < least:
         raise ArgumentError("missing argument" if len(words) == least - 1 else "missing arguments")
     if len(words) > most:
         raise ArgumentError("too many arguments" if most else "this command takes no arguments")
-    return [_convert(kind, word) for kind, word in zip(spec.args, words)]
+    return [_convert(kind, word) for kind, word in zip(kinds, words)]
 
 
 def _convert(kind: Arg, word: str):
@@ -198,6 +357,24 @@ def _convert(kind: Arg, word: str):
     return word
 
 
+class Redaction:
+    """What a transcript shows instead of a client line that carries a secret: PASS, APOP,
+    AUTH read leniently (``protocols.credentials``), and the lines typed after an AUTH until
+    the next command this side recognises (a SASL response sent though the server refused
+    AUTH).  One per session, in the core and in the observer alike."""
+
+    def __init__(self) -> None:
+        self._after_auth = False
+
+    def of(self, line: bytes, known: bool) -> bytes | None:
+        after_auth, self._after_auth = self._after_auth, credentials.starts_sasl(line) or (self._after_auth and not known)
+        masked = credentials.pop3(line)
+        if masked is None and after_auth and not known:
+            masked = credentials.masked_line(line)
+        return masked
+
+
+# --- Greeting timestamp, unique ids, message bodies -----------------------------------------------
 def apop_digest(timestamp: str, secret: str) -> str:
     """RFC 1939 §7: MD5 of the greeting's timestamp (brackets included) then the secret."""
     return hashlib.md5((timestamp + secret).encode("utf-8")).hexdigest()
@@ -219,8 +396,8 @@ def uidl_of(uid: int, uidvalidity: int) -> str:
     across sessions and restarts because the store persists both numbers in the same
     ``dovecot-uidlist`` Dovecot reads, so a client keeping mail on the server can switch
     between Dovecot and mailtrace without downloading it all again; 16 characters of 0-9a-f,
-    well inside RFC 1939 §7's "one to 70 characters in the range 0x21
-    to 0x7E".
+    well inside RFC 1939 §7's "one to 70 characters in the range 0x21 to 0x7E"
+    (``MAX_UIDL_LENGTH``).
     """
     return f"{uid:08x}{uidvalidity:08x}"
 
@@ -264,10 +441,3 @@ def decode_line(data: bytes) -> str:
     except UnicodeDecodeError:
         return data.decode("latin-1")
 
-
-def redact(name: str, line: bytes, rest: str) -> bytes | None:
-    """What a transcript shows instead of a PASS, APOP or AUTH line (the secret hidden), read
-    leniently (``protocols.credentials``): a tab after PASS, a password after USER's name."""
-    from mailtrace.protocols import credentials
-
-    return credentials.pop3(line)
