@@ -172,3 +172,32 @@ def test_the_notes_show_each_picture_in_their_language():
         assert sorted(pictures) == sorted(f"mailtrace/knowledge/diagrams/{p}-{lang}.svg" for p in PROTOCOLS)
         for image in images:
             assert (root / image).is_file(), f"{notes}: {image} does not exist"
+
+
+def _pop3_rows() -> list[dict]:
+    from mailtrace._compat import tomllib
+
+    with open(diagrams.TRANSITIONS, "rb") as f:
+        return tomllib.load(f)["pop3"]
+
+
+def test_pop3_arrows_are_rows_of_the_spec_transition_table():
+    """Each POP3 arrow's "VERB reply" pairs are what pop3/spec.py's TRANSITIONS says, and every
+    row of TRANSITIONS is drawn: the picture and the table the core and observer run on agree."""
+    from mailtrace.protocols.pop3 import spec
+
+    drawn = set()
+    for row in _pop3_rows():
+        for pair in row.get("spec", ()):
+            verb, status = pair.split(" ")
+            result = spec.outcome(spec.Reply(status))
+            source = spec.State(row["from"])
+            if row["to"] == diagrams.END:  # the server answers, then closes (QUIT from AUTHORIZATION)
+                assert spec.closes(verb, result, True), pair
+                assert spec.after_reply(source, verb, result, True) is source, pair
+            else:
+                assert spec.after_reply(source, verb, result, True) is spec.State(row["to"]), (row["from"], pair)
+            drawn.add((source, verb, result))
+    table = {(source, t.verb, t.outcome) for t in spec.TRANSITIONS.rows for source in t.sources}
+    assert table <= drawn, f"rows of TRANSITIONS with no arrow: {sorted(map(str, table - drawn))}"
+    assert {verb for _, verb, _ in drawn} <= set(spec.ALL_COMMANDS)

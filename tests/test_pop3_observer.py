@@ -6,16 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailtrace.protocols.base import send_all
-from mailtrace.protocols.pop3 import Pop3Observer, Pop3ServerConnection
+from mailtrace.protocols.base import send_all, settle
+from mailtrace.protocols.pop3 import Pop3Config, Pop3Observer, Pop3ServerConnection, apop_digest
+from mailtrace.transcript.event import Event
 from mailtrace.transcript.event import Kind, Side
 from test_pop3_fakes import FakeStore
 
 
 def receive(core, data: bytes) -> list:
     """The core's outputs for ``data``, its store jobs (``Pending``) run at once as a shell would."""
-    from mailtrace.protocols.base import settle
-
     return settle(core.receive(data))
 
 
@@ -28,8 +27,6 @@ def record_session(lines: list[bytes], tls: bool = False):
     store = FakeStore()
     store.deliver("alice", MSG)
     store.deliver("alice", b"Subject: 2\r\n\r\nx\r\n")
-    from mailtrace.protocols.pop3 import Pop3Config
-
     core = Pop3ServerConnection(store, STAMP, Pop3Config(tls_available=tls))
     out = core.start()
     server = send_all(out)
@@ -208,34 +205,79 @@ def test_random_bytes_never_raise(chunks):
     obs.close()
 
 
-VOCABULARY = ["USER alice", "PASS secret", "PASS wrong", "CAPA", "STAT", "LIST", "LIST 1", "LIST 9", "UIDL",
-              "UIDL 2", "RETR 1", "RETR 2", "RETR x", "TOP 1 0", "TOP 2", "DELE 1", "RSET", "NOOP", "BOGUS", "QUIT"]
+#: Valid and invalid client lines: every command, wrong states, bad arguments, unknown words,
+#: lower case, a bare LF, an over-long line, secrets (PASS, APOP, a password typed after USER).
+VOCABULARY = [b"USER alice", b"user alice", b"USER alice secret", b"PASS secret", b"PASS wrong", b"PASS",
+              b"APOP alice " + apop_digest(STAMP, "secret").encode(), b"APOP alice 0123", b"CAPA", b"STAT",
+              b"STAT 1", b"LIST", b"LIST 1", b"LIST 9", b"LIST x", b"UIDL", b"UIDL 2", b"RETR 1", b"RETR 2",
+              b"RETR x", b"RETR", b"TOP 1 0", b"TOP 2 1", b"TOP 2", b"DELE 1", b"DELE 1  ", b"RSET", b"NOOP",
+              b"UTF8", b"STLS", b"BOGUS", b"", b"STAT\n", b"NOOP " + b"x" * 300, b"AGFsaWNlAHNlY3JldA==",
+              b"QUIT", b"QUIT now"]
 
 
-@settings(max_examples=100, deadline=None)
-@given(st.lists(st.sampled_from(VOCABULARY), max_size=14), st.integers(min_value=1, max_value=40))
-def test_observer_agrees_with_the_core_turn_by_turn(script, chunk):
-    from mailtrace.protocols.pop3 import Pop3Config
+def facts(events) -> list[tuple]:
+    """Everything an event says but the facts only the lab server can know (``info``: who
+    logged in, which messages a reply reports on)."""
+    return [(e.side, e.kind, e.raw, e.size, e.verb, e.code, e.state, e.notes, e.redacted) for e in events]
 
+
+def play(script: list[bytes], cuts: list[int], pipelined: bool = False):
+    """The same session through a real core and, as both sides' bytes cut at ``cuts``, through
+    an observer: (core events, observer events).  Turn by turn, the server's answer to each
+    line reaches the observer before the next line; ``pipelined``: all lines first."""
     store = FakeStore()
     store.deliver("alice", MSG)
     store.deliver("alice", b"Subject: 2\r\n\r\n.\r\nx\r\n")
-    core = Pop3ServerConnection(store, STAMP, Pop3Config(max_bad_commands=1000))
+    core = Pop3ServerConnection(store, STAMP, Pop3Config(max_bad_commands=1000, tls_available=False))
     obs = Pop3Observer()
     core_events, seen = [], []
 
-    def server_bytes(out):
-        core_events.extend(o for o in out if hasattr(o, "kind") and o.kind in (Kind.COMMAND, Kind.REPLY, Kind.DATA))
-        data = send_all(out)
-        for i in range(0, len(data), chunk):
-            seen.extend(obs.feed_server(data[i: i + chunk]))
+    def to_observer(feed, data: bytes) -> None:
+        at = 0
+        for cut in sorted({c % (len(data) + 1) for c in cuts} | {len(data)}):
+            seen.extend(feed(data[at:cut]))
+            at = cut
 
-    server_bytes(core.start())
+    def run(outputs) -> bytes:
+        outputs = settle(outputs)
+        core_events.extend(o for o in outputs if isinstance(o, Event))
+        return send_all(outputs)
+
+    to_observer(obs.feed_server, run(core.start()))
+    replies = b""
     for line in script:
-        if core.closed:
+        if core.closed:  # nothing follows the end of the session on a real connection
             break
-        raw = (line + "\r\n").encode()
-        seen.extend(obs.feed_client(raw))
-        server_bytes(receive(core, raw))
-    strip = lambda evs: [(e.side, e.kind, e.verb, e.code, e.raw, e.state) for e in evs]  # noqa: E731
-    assert strip(seen) == strip(core_events)
+        raw = line if line.endswith(b"\n") else line + b"\r\n"
+        to_observer(obs.feed_client, raw)
+        if pipelined:
+            replies += run(core.receive(raw))
+        else:
+            to_observer(obs.feed_server, run(core.receive(raw)))
+    to_observer(obs.feed_server, replies)
+    run(core.eof())
+    seen.extend(obs.close())
+    return core_events, seen
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(VOCABULARY), max_size=16), st.lists(st.integers(0, 2000), max_size=6))
+def test_observer_and_core_give_identical_events(script, cuts):
+    """Issue #10: the observer is the spec applied to both sides, so on any session -- valid or
+    not, however the bytes are cut -- it says exactly what the core says (notes, state,
+    redaction included)."""
+    core_events, seen = play(script, cuts)
+    assert facts(seen) == facts(core_events)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(VOCABULARY), max_size=16), st.lists(st.integers(0, 2000), max_size=6))
+def test_pipelined_sessions_agree_on_every_server_event(script, cuts):
+    """All lines sent before any answer (RFC 2449 §6.6): the observer pairs each response with
+    its command and follows the state as the core changes it; the client's lines are read
+    alike but judged (state) when the server reaches them."""
+    core_events, seen = play(script, cuts, pipelined=True)
+    server = lambda evs: [f for f in facts(evs) if f[0] is Side.SERVER]  # noqa: E731
+    assert server(seen) == server(core_events)
+    client = lambda evs: [(e.raw, e.verb, e.redacted) for e in evs if e.kind is Kind.COMMAND]  # noqa: E731
+    assert client(seen) == client(core_events)

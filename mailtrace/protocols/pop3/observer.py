@@ -38,6 +38,7 @@ from mailtrace.protocols.pop3.spec import (
     MAX_COMMAND_LINE,
     MAX_OBSERVED_LINE,
     MAX_RESPONSE_LINE,
+    Command,
     CommandSpec,
     Outcome,
     Redaction,
@@ -84,6 +85,7 @@ class Pop3Observer:
         self._body_size = 0  # its octets on the wire (more than kept if a line was over the limit)
         self._body_verb = ""
         self._sasl = False  # the server sent "+ ": the client's next line is a SASL response
+        self._user = False  # a USER was accepted (or awaits its answer) that no PASS has used yet
 
     @property
     def encrypted(self) -> bool:
@@ -125,9 +127,17 @@ class Pop3Observer:
             self._stls_pending = True
         multiline = spec is not None and is_multiline(spec, bool(command.args))
         self._expect.append(_Expect(command.verb, multiline, command.runs, spec, judge=pipelined and spec is not None))
-        notes = ((Note("bare-lf"),) if line.bare_lf else ()) + command.notes + tuple(seen)
+        notes = ((Note("bare-lf"),) if line.bare_lf else ()) + command.notes + self._user_pass(command) + tuple(seen)
         return Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line.raw, verb=command.verb, state=self.state.value,
                      notes=notes, redacted=self._redaction.of(line.raw, spec is not None))
+
+    def _user_pass(self, command: Command) -> tuple[Note, ...]:
+        """RFC 1939 §7: PASS "may only be given [...] after a successful USER command" (read as
+        the core reads it: other commands may come between, as Dovecot allows)."""
+        if not command.runs or command.verb not in ("USER", "PASS", "APOP"):
+            return ()
+        had_user, self._user = self._user, command.verb == "USER"
+        return (Note("pass-without-user"),) if command.verb == "PASS" and not had_user else ()
 
     # --- server side -------------------------------------------------------------------------
     def feed_server(self, data: bytes) -> list[Event]:
@@ -186,6 +196,9 @@ class Pop3Observer:
         if expect.spec is not None and expect.spec.extra["starts_tls"]:
             self._stls_pending = False
             self._encrypted = result is Outcome.OK
+            self._user = self._user and not self._encrypted  # RFC 2595 §4: nothing said before TLS counts
+        if verb == "USER" and expect.runs and result is not Outcome.OK:
+            self._user = False
         if result is Outcome.OK and verb == "DELE":  # the core's count of marked messages
             self._marked += 1
         elif result is Outcome.OK and verb == "RSET":
@@ -224,6 +237,7 @@ class Pop3Observer:
         # RFC 2595 §4: the session is still in AUTHORIZATION; the client must discard what
         # it knew of the capabilities and the server greets no more.
         self._encrypted = False
+        self._user = False
         self._tls_reported.clear()
         self._client.clear()
         self._server.clear()

@@ -1,0 +1,176 @@
+"""The POP3 core follows pop3/spec.py: every (state, command) pair either moves as TRANSITIONS
+says or gets the one wrong-state -ERR, and every store call it makes is a ``Pending`` job."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mailtrace.protocols.base import Close, Pending, settle
+from mailtrace.protocols.pop3 import spec
+from mailtrace.protocols.pop3 import Pop3Config, Pop3ServerConnection, State, apop_digest
+from mailtrace.store.maildir import MaildirStore
+from mailtrace.transcript.event import Event, Kind
+from test_pop3_fakes import FakeStore
+
+STAMP = "<7.7@lab.test>"
+#: For each command: lines the server runs (one that succeeds, and one that fails when it can).
+EXAMPLES = {
+    "USER": ["USER alice"],
+    "PASS": ["PASS secret", "PASS wrong"],
+    "APOP": [f"APOP alice {apop_digest(STAMP, 'secret')}", f"APOP alice {'0' * 32}"],
+    "QUIT": ["QUIT"],
+    "CAPA": ["CAPA"],
+    "STLS": ["STLS"],
+    "UTF8": ["UTF8"],
+    "STAT": ["STAT"],
+    "LIST": ["LIST", "LIST 1", "LIST 9"],
+    "RETR": ["RETR 1", "RETR 9"],
+    "DELE": ["DELE 1", "DELE 9"],
+    "NOOP": ["NOOP"],
+    "RSET": ["RSET"],
+    "TOP": ["TOP 1 0", "TOP 9 0"],
+    "UIDL": ["UIDL", "UIDL 2"],
+}
+#: How a new session reaches each state a client can speak in (UPDATE only answers QUIT and closes).
+PATHS = {State.AUTHORIZATION: ["USER alice"], State.TRANSACTION: ["USER alice", "PASS secret"]}
+
+
+class BrokenExpunge(FakeStore):
+    """A store whose unlinks at QUIT fail (RFC 1939 §6: "-ERR some deleted messages not removed")."""
+
+    def mailbox(self, user, name):
+        box = super().mailbox(user, name)
+        box.expunge = lambda uids: (_ for _ in ()).throw(OSError("disk gone"))
+        return box
+
+
+def session(store: FakeStore | None = None) -> Pop3ServerConnection:
+    store = store or FakeStore()
+    store.deliver("alice", b"Subject: one\r\n\r\nhello\r\n")
+    store.deliver("alice", b"Subject: two\r\n\r\nworld\r\n")
+    core = Pop3ServerConnection(store, STAMP, Pop3Config(tls_available=True, max_bad_commands=1000))
+    settle(core.start())
+    return core
+
+
+def test_every_command_has_examples():
+    assert set(EXAMPLES) == set(spec.COMMANDS)
+
+
+@pytest.mark.parametrize("state", list(PATHS), ids=lambda s: s.value)
+@pytest.mark.parametrize("line", [line for lines in EXAMPLES.values() for line in lines])
+def test_each_state_and_command_follows_the_table_or_gets_the_wrong_state_error(state, line):
+    core = session()
+    for step in PATHS[state]:
+        settle(core.receive(step.encode() + b"\r\n"))
+    assert core.state is state
+    verb = line.split(" ")[0]
+    command_spec = spec.COMMANDS[verb]
+    out = settle(core.receive(line.encode() + b"\r\n"))
+    command, reply = [o for o in out if isinstance(o, Event) and o.kind in (Kind.COMMAND, Kind.REPLY)][:2]
+    assert (command.verb, reply.verb) == (verb, verb)
+    if state not in command_spec.states:  # RFC 1939 §3: a negative status, nothing changes
+        note, text = spec.wrong_state(verb, command_spec, state)
+        assert command.notes == ((note,) if command.redacted is None else (spec.Note(note.rule),))  # (a secret's notes keep no detail)
+        assert reply.raw == spec.wire(spec.Reply(spec.ERR, text))
+        assert core.state is state and not core.closed
+        return
+    result = spec.outcome(spec.read_status(reply.raw))
+    assert core.state is spec.after_reply(state, verb, result, True)
+    assert reply.state == core.state.value
+    assert any(isinstance(o, Close) for o in out) is spec.closes(verb, result, True)
+
+
+def test_quit_whose_removal_fails_enters_update_and_closes():
+    core = session(BrokenExpunge())
+    for step in PATHS[State.TRANSACTION] + ["DELE 1"]:
+        settle(core.receive(step.encode() + b"\r\n"))
+    out = settle(core.receive(b"QUIT\r\n"))
+    (reply,) = [o for o in out if isinstance(o, Event) and o.kind is Kind.REPLY]
+    assert reply.code == spec.ERR and reply.info["code"] == "SYS/TEMP"
+    assert core.state is State.UPDATE is spec.after_reply(State.TRANSACTION, "QUIT", spec.outcome(spec.Reply(spec.ERR)), True)
+    assert isinstance(out[-1], Close)
+
+
+def test_refused_commands_never_move_the_state():
+    """A -ERR to QUIT the server did not run (an argument) leaves TRANSACTION; only a QUIT it ran does not."""
+    core = session()
+    for step in PATHS[State.TRANSACTION]:
+        settle(core.receive(step.encode() + b"\r\n"))
+    out = settle(core.receive(b"QUIT now\r\n"))
+    assert core.state is State.TRANSACTION and not any(isinstance(o, Close) for o in out)
+
+
+# --- No store call outside a Pending job -------------------------------------------------------
+class Guard:
+    """Wraps the store (and the mailboxes and locks it hands out): calling any of their methods
+    while no ``Pending`` job runs fails the test."""
+
+    def __init__(self) -> None:
+        self.in_job = False
+        self.calls: list[str] = []
+
+    def wrap(self, target):
+        guard = self
+
+        class Guarded:
+            def __getattr__(self, name):
+                attr = getattr(target, name)
+                if not callable(attr):
+                    return attr
+
+                def call(*args, **kwargs):
+                    assert guard.in_job, f"store call {name}() on the event loop"
+                    guard.calls.append(name)
+                    result = attr(*args, **kwargs)
+                    return guard.wrap(result) if hasattr(result, "release") or hasattr(result, "expunge") else result
+
+                return call
+
+        return Guarded()
+
+    def run(self, outputs) -> list:
+        out, queue = [], list(outputs)
+        while queue:
+            item = queue.pop(0)
+            if isinstance(item, Pending):
+                self.in_job = True
+                try:
+                    result = item.job()
+                finally:
+                    self.in_job = False
+                queue[0:0] = item.resume(result)
+            else:
+                out.append(item)
+        return out
+
+
+WORDS = ["USER alice", "USER Alice", "PASS alice", "PASS wrong", f"APOP alice {apop_digest(STAMP, 'alice')}",
+         "STAT", "LIST", "UIDL", "RETR 1", "RETR 2", "TOP 1 1", "DELE 1", "RSET", "NOOP", "CAPA", "BOGUS", "QUIT"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(WORDS), max_size=12), st.sampled_from(["eof", "idle", "none"]))
+def test_every_store_call_runs_in_a_pending_job(script, ending):
+    with tempfile.TemporaryDirectory() as d:
+        real = MaildirStore(Path(d), {"alice": "alice"}, fsync=False)
+        try:
+            real.deliver("alice", b"Subject: one\r\n\r\nhello\r\n")
+            real.deliver("alice", b"Subject: two\r\n\r\nworld\r\n")
+            guard = Guard()
+            core = Pop3ServerConnection(guard.wrap(real), STAMP, Pop3Config(max_bad_commands=1000))
+            outputs = guard.run(core.start())
+            for line in script:
+                outputs += guard.run(core.receive(line.encode() + b"\r\n"))
+            outputs += guard.run(core.eof() if ending == "eof" else core.idle_timeout() if ending == "idle" else [])
+            if ending != "none" or core.closed:
+                assert real.lock_maildrop("alice") is not None, "the maildrop lock was released"
+            if any(isinstance(o, Event) and o.verb in ("PASS", "APOP") and o.code == "+OK" for o in outputs):
+                assert {"lock_maildrop", "mailbox"} <= set(guard.calls)
+        finally:
+            real.close()
