@@ -1,7 +1,8 @@
 """Store work off the event loop: the worker threads that run the cores' ``Pending`` jobs.
 
 A core hands slow store work to its shell as a ``Pending`` (protocols/base.py): an fsync'd
-Maildir delivery, the lock and scan of a POP3 maildrop, the unlinks at POP3 QUIT.  The shell
+Maildir delivery; every store call of the POP3 core (the password check, the lock and scan of
+the maildrop, reading a message for RETR and TOP, the unlinks at QUIT, releasing the lock).  The shell
 runs it here, in a pool of its own (not asyncio's default executor, which name lookups share),
 so a slow disk or a uidlist lock held by another program stalls that session only.  Deliveries
 that finish together share one directory fsync (group commit, ``store.folder.Folder.sync_dir``);

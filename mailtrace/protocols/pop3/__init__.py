@@ -3,6 +3,7 @@
 * ``spec``      states, commands, the transition table, limits, replies, violations (data);
 * ``server``    ``Pop3ServerConnection``: the sans-I/O lab server core;
 * ``observer``  ``Pop3Observer``: parses both sides of someone else's conversation.
+* ``maildrop``  the store jobs the server core hands to its shell as ``Pending`` (every store call).
 
 The names the rest of mailtrace (and the knowledge sync test) use are re-exported here.
 """

@@ -33,14 +33,23 @@ before the terminating ".CRLF" (as Dovecot does); that CRLF is framing, not coun
 
 from __future__ import annotations
 
-import hmac
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 from mailtrace.knowledge import because
 from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
 from mailtrace.protocols.lines import Line, LineReader
+from mailtrace.protocols.pop3.maildrop import (
+    Message,
+    Refused,
+    apop_login,
+    login,
+    read_message,
+    release,
+    remove_deleted,
+)
 from mailtrace.protocols.pop3.spec import (
     CAPABILITIES,
     ERR,
@@ -51,7 +60,6 @@ from mailtrace.protocols.pop3.spec import (
     Reply,
     State,
     after_reply,
-    apop_digest,
     byte_stuff,
     outcome,
     read_command,
@@ -61,18 +69,10 @@ from mailtrace.protocols.pop3.spec import (
     wire,
 )
 from mailtrace.protocols.utf8mail import has_utf8_header
-from mailtrace.store.model import MailboxNotFound
 from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.links import Action, MessageRef, to_info, user_info
 
 PROTOCOL = "pop3"
-
-
-@dataclass
-class _Message:
-    uid: int
-    size: int
-    deleted: bool = False
 
 
 @dataclass
@@ -83,15 +83,7 @@ class _Session:
     lock: Any
     mailbox: Any
     uidvalidity: int
-    messages: list[_Message] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Refused:
-    """A login store job's "no": the -ERR text and its response code (RFC 2449 §8, RFC 3206)."""
-
-    text: str
-    code: str
+    messages: list[Message] = field(default_factory=list)
 
 
 class Pop3ServerConnection:
@@ -265,7 +257,7 @@ class Pop3ServerConnection:
             return []
         if self._finalizer is not None:
             self._finalizer.detach()
-        return [Pending(lambda: _release(session.lock), lambda _: [])]
+        return [Pending(lambda: release(session.lock), lambda _: [])]
 
     # --- AUTHORIZATION (RFC 1939 §4, §7) -----------------------------------------------------
     def _plaintext_refused(self, verb: str) -> list[Output] | None:
@@ -292,36 +284,22 @@ class Pop3ServerConnection:
             self._notes.append(Note("pass-without-user"))
             return self._error("PASS", "send USER first")
         store, password = self.store, args[0]
-
-        def job() -> _Refused | tuple:
-            name = _known_name(store, user)
-            if not store.check_password(name, password):
-                return _Refused("invalid user name or password", "AUTH")
-            return _open(store, name)
-
-        return self._slowly(job, lambda result: self._logged_in("PASS", result))
+        return self._slowly(lambda: login(store, user, password), lambda result: self._logged_in("PASS", result))
 
     def _apop(self, args: list) -> list[Output]:
         name, digest = args
         self.user = None
         store, timestamp = self.store, self.timestamp
+        return self._slowly(lambda: apop_login(store, name, timestamp, digest),
+                            lambda result: self._logged_in("APOP", result))
 
-        def job() -> _Refused | tuple:
-            user = _known_name(store, name)
-            secret = store.password(user)
-            if secret is None or not hmac.compare_digest(apop_digest(timestamp, secret), digest):
-                return _Refused("invalid user name or digest", "AUTH")
-            return _open(store, user)
-
-        return self._slowly(job, lambda result: self._logged_in("APOP", result))
-
-    def _logged_in(self, verb: str, result: _Refused | tuple) -> list[Output]:
-        if isinstance(result, _Refused):  # a wrong password or a maildrop in use count as bad commands
+    def _logged_in(self, verb: str, result: Refused | tuple) -> list[Output]:
+        if isinstance(result, Refused):  # a wrong password or a maildrop in use count as bad commands
             return self._error(verb, result.text, result.code, count=result.code in ("AUTH", "IN-USE"))
         user, lock, mailbox, messages = result
         uidvalidity = getattr(mailbox, "uidvalidity", 0) if mailbox is not None else 0
         self.session = _Session(user, lock, mailbox, uidvalidity, messages)
-        self._finalizer = weakref.finalize(self, _release, lock)  # a lost core never keeps the lock
+        self._finalizer = weakref.finalize(self, release, lock)  # a lost core never keeps the lock
         count, octets = self._drop_listing()
         return self._ok(verb, f"{user}'s maildrop has {count} messages ({octets} octets)", user_info(user))
 
@@ -336,9 +314,9 @@ class Pop3ServerConnection:
 
         def job() -> tuple[int, int]:  # §6: "Whether the removal was successful or not, the
             try:  # server then releases any exclusive-access lock on the maildrop"
-                return _update(session.mailbox, doomed)
+                return remove_deleted(session.mailbox, doomed)
             finally:
-                _release(session.lock)
+                release(session.lock)
 
         return self._slowly(job, lambda result: self._updated(session, left, *result))
 
@@ -385,7 +363,7 @@ class Pop3ServerConnection:
         live = [m for m in self.session.messages if not m.deleted]
         return len(live), sum(m.size for m in live)
 
-    def _find(self, verb: str, number: int) -> tuple[_Message | None, list[Output]]:
+    def _find(self, verb: str, number: int) -> tuple[Message | None, list[Output]]:
         messages = self.session.messages
         if not 1 <= number <= len(messages):
             return None, self._error(verb, f"no such message, only {len(messages)} messages in maildrop")
@@ -398,7 +376,7 @@ class Pop3ServerConnection:
         count, octets = self._drop_listing()
         return self._ok("STAT", f"{count} {octets}")
 
-    def _listing(self, verb: str, args: list, value: Callable[[_Message], str]) -> list[Output]:
+    def _listing(self, verb: str, args: list, value: Callable[[Message], str]) -> list[Output]:
         if args:
             message, error = self._find(verb, args[0])
             return error or self._ok(verb, f"{args[0]} {value(message)}")
@@ -414,7 +392,7 @@ class Pop3ServerConnection:
         validity = self.session.uidvalidity
         return self._listing("UIDL", args, lambda m: uidl_of(m.uid, validity))
 
-    def _ref(self, action: Action, message: _Message) -> tuple[MessageRef, ...]:
+    def _ref(self, action: Action, message: Message) -> tuple[MessageRef, ...]:
         box = self.session.mailbox
         return (MessageRef(action, self.session.user, getattr(box, "name", "INBOX"), message.uid),)
 
@@ -441,7 +419,7 @@ class Pop3ServerConnection:
             return self._multiline(verb, first(data), byte_stuff(part(data)),
                                    to_info(self._ref(Action.READ, message)))
 
-        return self._slowly(lambda: _read(mailbox, message.uid), sent)
+        return self._slowly(lambda: read_message(mailbox, message.uid), sent)
 
     def _not_utf8(self, verb: str, data: bytes) -> list[Output]:
         """RFC 6856 §2.1: a message with UTF-8 headers is not sent as is to a client that did
@@ -470,7 +448,7 @@ class Pop3ServerConnection:
 
 
 #: What each command does; ``spec.COMMANDS`` says where it is allowed and what it takes.
-HANDLERS: dict[str, Callable[[Pop3ServerConnection, list], list[Output]]] = {
+HANDLERS: Mapping[str, Callable[[Pop3ServerConnection, list], list[Output]]] = MappingProxyType({
     "USER": Pop3ServerConnection._user,
     "PASS": Pop3ServerConnection._pass,
     "APOP": Pop3ServerConnection._apop,
@@ -486,74 +464,4 @@ HANDLERS: dict[str, Callable[[Pop3ServerConnection, list], list[Output]]] = {
     "RSET": Pop3ServerConnection._rset,
     "TOP": Pop3ServerConnection._top,
     "UIDL": Pop3ServerConnection._uidl,
-}
-
-
-# --- Store jobs: these run in the shell's worker thread, never on the event loop ----------------
-def _known_name(store: Any, name: str) -> str:
-    """Lab user names are lower case: "USER Dave" logs in as dave (as SMTP's Dave@ is dave)."""
-    if store.password(name) is None and store.password(name.lower()) is not None:
-        return name.lower()
-    return name
-
-
-def _open(store: Any, user: str) -> _Refused | tuple[str, Any, Any, list[_Message]]:
-    """RFC 1939 §4: lock the maildrop, then list it; (user, lock, mailbox, messages)."""
-    try:
-        lock = store.lock_maildrop(user)
-    except Exception as exc:  # e.g. a lab user whose name cannot be a Maildir
-        return _Refused(f"cannot lock the maildrop: {type(exc).__name__}", "SYS/PERM")
-    if lock is None:
-        return _Refused("maildrop already locked by another session", "IN-USE")
-    try:
-        mailbox = store.mailbox(user, "INBOX")
-    except MailboxNotFound:  # an absent INBOX is an empty maildrop
-        return user, lock, None, []
-    except Exception as exc:  # RFC 1939 §4: release the lock before rejecting
-        _release(lock)
-        return _Refused(f"cannot open the maildrop: {type(exc).__name__}", "SYS/TEMP")
-    try:  # a new Mailbox view is scanned as it is made (store/maildir.py): no second refresh()
-        return user, lock, mailbox, [_Message(info.uid, info.size) for info in mailbox.messages()]
-    except Exception as exc:
-        _release(lock)
-        return _Refused(f"cannot open the maildrop: {type(exc).__name__}", "SYS/TEMP")
-
-
-def _read(mailbox: Any, uid: int) -> bytes | None:
-    try:
-        return mailbox.read(uid)
-    except (KeyError, OSError):
-        return None
-
-
-def _update(mailbox: Any, doomed: list[int]) -> tuple[int, int]:
-    """RFC 1939 §6 UPDATE: remove the messages marked deleted; (not removed, already gone).
-
-    A message someone else removed meanwhile (another program, an IMAP EXPUNGE) is what DELE
-    asked for, so it is no failure: +OK, as Dovecot answers.  Only a message that is still
-    there after the attempt makes QUIT answer "-ERR [SYS/TEMP]" (§6: "If [...] an error
-    occurs [...] the server responds with a negative status indicator"; RFC 3206 §4:
-    SYS/TEMP, a temporary failure; the client may try again later)."""
-    if not doomed:
-        return 0, 0
-    try:
-        removed = set(mailbox.expunge(doomed))
-    except Exception:  # noqa: BLE001 - the store failed: nothing is known to be removed
-        return len(doomed), 0
-    missing = [uid for uid in doomed if uid not in removed]
-    if not missing:
-        return 0, 0
-    try:
-        mailbox.refresh()
-        present = {m.uid for m in mailbox.messages()}
-    except Exception:  # noqa: BLE001
-        return len(missing), 0
-    still = sum(uid in present for uid in missing)
-    return still, len(missing) - still
-
-
-def _release(lock: Any) -> None:
-    try:
-        lock.release()
-    except Exception:  # the lock may already be gone; releasing twice must be harmless
-        pass
+})

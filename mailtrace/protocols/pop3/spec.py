@@ -110,7 +110,7 @@ RESPONSE_CODES = frozenset({
     "UTF8",  # RFC 6856 §5: the message has UTF-8 headers and the client did not send UTF8
 })
 
-_OUTCOMES = {OK: Outcome.OK, ERR: Outcome.FAIL, CONTINUATION: Outcome.MORE}
+_OUTCOMES = MappingProxyType({OK: Outcome.OK, ERR: Outcome.FAIL, CONTINUATION: Outcome.MORE})
 
 
 def outcome(reply: Reply) -> Outcome:

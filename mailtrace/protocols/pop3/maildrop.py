@@ -1,0 +1,121 @@
+"""The POP3 core's store jobs: the only code of the core that touches the store.
+
+The server core (``server.py``) never calls the store itself: it hands each of these functions
+to its shell as a ``Pending`` job (``protocols/base.py``), which runs it in a worker thread
+(``mailtrace.servers.storejobs``) and gives the result back to the core.  So the password
+check, locking and listing the maildrop (RFC 1939 §4), reading a message (RETR, TOP), the
+unlinks of the UPDATE state (§6) and releasing the lock never stop the event loop, however
+slow the disk or however long another program holds a lock.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from mailtrace.protocols.pop3.spec import apop_digest
+from mailtrace.store.model import MailboxNotFound
+
+
+@dataclass
+class Message:
+    """One message of the frozen maildrop listing (message-number = index + 1, RFC 1939 §5)."""
+
+    uid: int
+    size: int
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A login store job's "no": the -ERR text and its response code (RFC 2449 §8, RFC 3206)."""
+
+    text: str
+    code: str
+
+
+def login(store: Any, user: str, password: str) -> Refused | tuple[str, Any, Any, list[Message]]:
+    """PASS (RFC 1939 §7): the password checked, then the maildrop opened."""
+    name = known_name(store, user)
+    if not store.check_password(name, password):
+        return Refused("invalid user name or password", "AUTH")
+    return open_maildrop(store, name)
+
+
+def apop_login(store: Any, user: str, timestamp: str, digest: str) -> Refused | tuple[str, Any, Any, list[Message]]:
+    """APOP (RFC 1939 §7): the digest of the greeting's timestamp and the secret compared."""
+    name = known_name(store, user)
+    secret = store.password(name)
+    if secret is None or not hmac.compare_digest(apop_digest(timestamp, secret), digest):
+        return Refused("invalid user name or digest", "AUTH")
+    return open_maildrop(store, name)
+
+
+def known_name(store: Any, name: str) -> str:
+    """Lab user names are lower case: "USER Dave" logs in as dave (as SMTP's Dave@ is dave)."""
+    if store.password(name) is None and store.password(name.lower()) is not None:
+        return name.lower()
+    return name
+
+
+def open_maildrop(store: Any, user: str) -> Refused | tuple[str, Any, Any, list[Message]]:
+    """RFC 1939 §4: lock the maildrop, then list it; (user, lock, mailbox, messages)."""
+    try:
+        lock = store.lock_maildrop(user)
+    except Exception as exc:  # e.g. a lab user whose name cannot be a Maildir
+        return Refused(f"cannot lock the maildrop: {type(exc).__name__}", "SYS/PERM")
+    if lock is None:
+        return Refused("maildrop already locked by another session", "IN-USE")
+    try:
+        mailbox = store.mailbox(user, "INBOX")
+    except MailboxNotFound:  # an absent INBOX is an empty maildrop
+        return user, lock, None, []
+    except Exception as exc:  # RFC 1939 §4: release the lock before rejecting
+        release(lock)
+        return Refused(f"cannot open the maildrop: {type(exc).__name__}", "SYS/TEMP")
+    try:  # a new Mailbox view is scanned as it is made (store/maildir.py): no second refresh()
+        return user, lock, mailbox, [Message(info.uid, info.size) for info in mailbox.messages()]
+    except Exception as exc:
+        release(lock)
+        return Refused(f"cannot open the maildrop: {type(exc).__name__}", "SYS/TEMP")
+
+
+def read_message(mailbox: Any, uid: int) -> bytes | None:
+    try:
+        return mailbox.read(uid)
+    except (KeyError, OSError):
+        return None
+
+
+def remove_deleted(mailbox: Any, doomed: list[int]) -> tuple[int, int]:
+    """RFC 1939 §6 UPDATE: remove the messages marked deleted; (not removed, already gone).
+
+    A message someone else removed meanwhile (another program, an IMAP EXPUNGE) is what DELE
+    asked for, so it is no failure: +OK, as Dovecot answers.  Only a message that is still
+    there after the attempt makes QUIT answer "-ERR [SYS/TEMP]" (§6: "If [...] an error
+    occurs [...] the server responds with a negative status indicator"; RFC 3206 §4:
+    SYS/TEMP, a temporary failure; the client may try again later)."""
+    if not doomed:
+        return 0, 0
+    try:
+        removed = set(mailbox.expunge(doomed))
+    except Exception:  # noqa: BLE001 - the store failed: nothing is known to be removed
+        return len(doomed), 0
+    missing = [uid for uid in doomed if uid not in removed]
+    if not missing:
+        return 0, 0
+    try:
+        mailbox.refresh()
+        present = {m.uid for m in mailbox.messages()}
+    except Exception:  # noqa: BLE001
+        return len(missing), 0
+    still = sum(uid in present for uid in missing)
+    return still, len(missing) - still
+
+
+def release(lock: Any) -> None:
+    try:
+        lock.release()
+    except Exception:  # the lock may already be gone; releasing twice must be harmless
+        pass
