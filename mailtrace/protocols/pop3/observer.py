@@ -42,6 +42,7 @@ from mailtrace.protocols.pop3.spec import (
     CommandSpec,
     Outcome,
     Redaction,
+    Reply,
     State,
     after_reply,
     closes,
@@ -159,16 +160,18 @@ class Pop3Observer:
             if raw in (b".\r\n", b".\n"):
                 return [self._body_event()] + self._judge_next()
             return []
-        if (raw.startswith(b"+ ") or line.content == b"+") and self._expect and self._expect[0].verb == "AUTH":
+        reply = read_status(raw)
+        if reply.status == CONTINUATION and self._expect and self._expect[0].verb == "AUTH":
             self._sasl = True  # a SASL challenge: the AUTH command is still going on
             return [Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, code=CONTINUATION, verb="AUTH",
                           state=self.state.value)]
+        if reply.status == CONTINUATION:  # "+" answers nothing but AUTH: a bad status line
+            reply = Reply("")
         notes: list[Note] = []
         if line.bare_lf:
             notes.append(Note("bare-lf"))
         if line.size > MAX_RESPONSE_LINE:
             notes.append(Note("response-too-long", f"{line.size} octets, limit {MAX_RESPONSE_LINE} (RFC 1939 §3)"))
-        reply = read_status(raw)
         if not reply.status:
             notes.append(Note("bad-status", "a status line starts with +OK or -ERR, in upper case"))
         if not self.greeted:

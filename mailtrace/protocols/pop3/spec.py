@@ -127,8 +127,11 @@ def wire(reply: Reply) -> bytes:
 
 
 def read_status(line: bytes) -> Reply:
-    """A server's status line read back into a ``Reply`` (status "" when it is neither +OK nor
-    -ERR); the response code is kept only when it is one of ``RESPONSE_CODES`` (its family)."""
+    """A server's status line read back into a ``Reply``: "+OK", "-ERR", "+" (a SASL challenge,
+    RFC 5034 §4: "+" alone or "+ " and base64), or "" for anything else; the response code is
+    kept only when it is one of ``RESPONSE_CODES`` (its family)."""
+    if line.startswith(b"+ ") or line.rstrip(b"\r\n") == b"+":
+        return Reply(CONTINUATION, decode_line(line[2:].rstrip(b"\r\n")))
     status = OK if line.startswith(b"+OK") else ERR if line.startswith(b"-ERR") else ""
     text = line[len(status):].strip()
     code = ""
