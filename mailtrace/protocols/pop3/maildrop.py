@@ -20,7 +20,7 @@ from mailtrace.store.model import MailboxNotFound
 
 @dataclass
 class Message:
-    """One message of the frozen maildrop listing (message-number = index + 1, RFC 1939 §5)."""
+    """One message of the frozen maildrop listing (message-number = index + 1, RFC 1939 §4)."""
 
     uid: int
     size: int

@@ -190,7 +190,8 @@ COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({
     "PASS": command(_AUTH, "PASS string", "RFC 1939 §7", Arg.TEXT),
     "APOP": command(_AUTH, "APOP name digest", "RFC 1939 §7", Arg.NAME, Arg.DIGEST),
     # §6: "Whether the removal was successful or not, the server then [...] closes the TCP
-    # connection"; from AUTHORIZATION (§4) it signs off and closes as well.
+    # connection"; from AUTHORIZATION "the POP3 session terminates" (§6) after "+OK [...] signing
+    # off" (§4).
     "QUIT": command(_BOTH, "QUIT", "RFC 1939 §4, §6", closes=True),
     "CAPA": command(_BOTH, "CAPA", "RFC 2449 §5", multiline=Multiline.ALWAYS),
     "STLS": command(_AUTH, "STLS", "RFC 2595 §4", starts_tls=True),
@@ -222,7 +223,7 @@ CAPABILITIES = ("TOP", "UIDL", "USER", "PIPELINING", "RESP-CODES", "AUTH-RESP-CO
 #: In a state, a command answered with an outcome moves the session; no row: it stays.  Only
 #: commands the server *ran* are looked up (see :func:`after_reply`).
 TRANSITIONS = TransitionTable([
-    # §4: "Once the client has successfully done this [...] the session enters the TRANSACTION state"
+    # §3: "Once the client has successfully done this [...] the session enters the TRANSACTION state"
     Transition(frozenset(_AUTH), "PASS", Outcome.OK, State.TRANSACTION, "PASS: +OK"),
     Transition(frozenset(_AUTH), "APOP", Outcome.OK, State.TRANSACTION, "APOP: +OK"),
     Transition(frozenset(_AUTH), "AUTH", Outcome.OK, State.TRANSACTION, "AUTH: +OK"),  # RFC 5034 §4
