@@ -174,3 +174,27 @@ def test_every_store_call_runs_in_a_pending_job(script, ending):
                 assert {"lock_maildrop", "mailbox"} <= set(guard.calls)
         finally:
             real.close()
+
+
+def test_retr_reads_ahead_in_one_store_job_and_serves_each_message_once():
+    """One job reads the message asked for and the next ones (maildrop.READ_AHEAD_MESSAGES):
+    the RETRs that follow need no store call; a deleted message is skipped, a later TOP of a
+    message already sent reads it again."""
+    from mailtrace.protocols.pop3.maildrop import READ_AHEAD_MESSAGES
+
+    store = FakeStore()
+    bodies = [f"Subject: {n}\r\n\r\nbody {n}\r\n".encode() for n in range(1, READ_AHEAD_MESSAGES + 3)]
+    for body in bodies:
+        store.deliver("alice", body)
+    core = Pop3ServerConnection(store, STAMP)
+    settle(core.start())
+    settle(core.receive(b"USER alice\r\nPASS secret\r\nDELE 2\r\n"))
+    jobs = []
+    for n in [1, 3, 4, READ_AHEAD_MESSAGES + 1, READ_AHEAD_MESSAGES + 2, 1]:
+        verb = b"TOP 1 0" if n == 1 and jobs else f"RETR {n}".encode()
+        out = core.receive(verb + b"\r\n")
+        jobs.append(any(isinstance(o, Pending) for o in out))
+        body = [o for o in settle(out) if isinstance(o, Event) and o.kind is Kind.DATA][0]
+        assert body.raw.startswith(bodies[n - 1].split(b"\r\n")[0])
+    # RETR 1 reads 1 and 3..17 (2 is deleted): RETR 3, 4, 17 come from memory; 18 and TOP 1 need jobs
+    assert jobs == [True, False, False, False, True, True]

@@ -46,7 +46,8 @@ from mailtrace.protocols.pop3.maildrop import (
     Refused,
     apop_login,
     login,
-    read_message,
+    read_ahead,
+    read_messages,
     release,
     remove_deleted,
 )
@@ -84,6 +85,7 @@ class _Session:
     mailbox: Any
     uidvalidity: int
     messages: list[Message] = field(default_factory=list)
+    read_ahead: dict[int, bytes | None] = field(default_factory=dict)  # uid -> message, see maildrop.read_ahead
 
 
 class Pop3ServerConnection:
@@ -405,11 +407,11 @@ class Pop3ServerConnection:
 
     def _send_message(self, verb: str, number: int, part: Callable[[bytes], bytes],
                       first: Callable[[bytes], str]) -> list[Output]:
-        """RETR and TOP: the message is read from the store by a job, then sent byte-stuffed."""
+        """RETR and TOP: the message is read from the store by a job (with the next ones, read
+        ahead: ``maildrop.READ_AHEAD_MESSAGES``), then sent byte-stuffed."""
         message, error = self._find(verb, number)
         if error:
             return error
-        mailbox = self.session.mailbox
 
         def sent(data: bytes | None) -> list[Output]:
             if data is None:
@@ -419,7 +421,16 @@ class Pop3ServerConnection:
             return self._multiline(verb, first(data), byte_stuff(part(data)),
                                    to_info(self._ref(Action.READ, message)))
 
-        return self._slowly(lambda: read_message(mailbox, message.uid), sent)
+        session = self.session
+        if message.uid in session.read_ahead:  # read by an earlier job: no store call
+            return sent(session.read_ahead.pop(message.uid))
+
+        def read(found: dict[int, bytes | None]) -> list[Output]:
+            session.read_ahead = found
+            return sent(found.pop(message.uid))
+
+        uids = read_ahead(session.messages[number - 1:])
+        return self._slowly(lambda: read_messages(session.mailbox, uids), read)
 
     def _not_utf8(self, verb: str, data: bytes) -> list[Output]:
         """RFC 6856 §2.1: a message with UTF-8 headers is not sent as is to a client that did
