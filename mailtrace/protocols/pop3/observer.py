@@ -46,6 +46,7 @@ from mailtrace.protocols.pop3.spec import (
     State,
     after_reply,
     closes,
+    ends_body,
     is_multiline,
     outcome,
     read_command,
@@ -157,7 +158,7 @@ class Pop3Observer:
         if self._body is not None:
             self._body += raw
             self._body_size += line.size
-            if raw in (b".\r\n", b".\n"):
+            if ends_body(raw):
                 return [self._body_event()] + self._judge_next()
             return []
         reply = read_status(raw)

@@ -424,6 +424,12 @@ def byte_stuff(data: bytes) -> bytes:
     return data + b".\r\n"
 
 
+def ends_body(line: bytes) -> bool:
+    """RFC 1939 §3: a multi-line response ends with "a termination octet (decimal code 046,
+    ".") and a CRLF pair" on a line of its own (read leniently: a bare LF too)."""
+    return line in (b".\r\n", b".\n")
+
+
 def top_of(data: bytes, lines: int) -> bytes:
     """The header, the blank line and the first ``lines`` body lines (RFC 1939 §7 TOP)."""
     end = data.find(b"\r\n\r\n")
