@@ -218,7 +218,7 @@ VOCABULARY = [b"USER alice", b"user alice", b"USER alice secret", b"PASS secret"
 def facts(events) -> list[tuple]:
     """Everything an event says but the facts only the lab server can know (``info``: who
     logged in, which messages a reply reports on)."""
-    return [(e.side, e.kind, e.raw, e.size, e.verb, e.code, e.state, e.notes, e.redacted) for e in events]
+    return [(e.side, e.kind, e.raw, e.size, e.verb, e.code, e.state, e.notes, e.redacted, e.args) for e in events]
 
 
 def play(script: list[bytes], cuts: list[int], pipelined: bool = False):

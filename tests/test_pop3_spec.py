@@ -198,3 +198,16 @@ def test_retr_reads_ahead_in_one_store_job_and_serves_each_message_once():
         assert body.raw.startswith(bodies[n - 1].split(b"\r\n")[0])
     # RETR 1 reads 1 and 3..17 (2 is deleted): RETR 3, 4, 17 come from memory; 18 and TOP 1 need jobs
     assert jobs == [True, False, False, False, True, True]
+
+
+def test_message_numbers_are_typed_arguments_of_the_command_events():
+    """Event.args: RETR's and TOP's message number and TOP's line count, from read_command (so
+    the core and the observer, which both call it, agree); nothing for a malformed number."""
+    core = session()
+    lines = ["USER alice", "PASS secret", "RETR 2", "TOP 1 3", "DELE x", "LIST", "QUIT"]
+    commands = []
+    for line in lines:
+        out = settle(core.receive(line.encode() + b"\r\n"))
+        commands += [(o.verb, o.args) for o in out if isinstance(o, Event) and o.kind is Kind.COMMAND]
+    assert commands == [("USER", None), ("PASS", None), ("RETR", spec.Args(message=2)),
+                        ("TOP", spec.Args(message=1, lines=3)), ("DELE", None), ("LIST", None), ("QUIT", None)]

@@ -54,7 +54,7 @@ from mailtrace.protocols.pop3.spec import (
     too_long,
     wrong_state,
 )
-from mailtrace.transcript.event import Event, Kind, Note, Side
+from mailtrace.transcript.event import Event, Kind, Note, Side, Tls
 
 
 @dataclass
@@ -131,7 +131,7 @@ class Pop3Observer:
         self._expect.append(_Expect(command.verb, multiline, command.runs, spec, judge=pipelined and spec is not None))
         notes = ((Note("bare-lf"),) if line.bare_lf else ()) + command.notes + self._user_pass(command) + tuple(seen)
         return Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line.raw, verb=command.verb, state=self.state.value,
-                     notes=notes, redacted=self._redaction.of(line.raw, spec is not None))
+                     notes=notes, redacted=self._redaction.of(line.raw, spec is not None), args=command.typed)
 
     def _user_pass(self, command: Command) -> tuple[Note, ...]:
         """RFC 1939 §7: PASS "may only be given [...] after a successful USER command" (read as
@@ -185,7 +185,7 @@ class Pop3Observer:
             self._answered(expect, result)
         self._sasl = False
         event = Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, size=_cut(line), code=reply.status, verb=verb,
-                      state=self.state.value, notes=tuple(notes), info={"code": reply.code} if reply.code else {})
+                      state=self.state.value, notes=tuple(notes), response_code=reply.code)
         if result is Outcome.OK and expect.multiline:
             self._body, self._body_size, self._body_verb = bytearray(), 0, verb
             return [event]
@@ -235,7 +235,7 @@ class Pop3Observer:
             return []
         self._tls_reported.add(side)
         return [Event(side=side, kind=Kind.TLS, size=len(data), state=self.state.value,
-                      info={"how": "stls", "seen": "no"})]
+                      tls=Tls(how="stls", seen=False))]
 
     def tls_started(self) -> list[Event]:
         # RFC 2595 §4: the session is still in AUTHORIZATION; the client must discard what
@@ -245,7 +245,7 @@ class Pop3Observer:
         self._tls_reported.clear()
         self._client.clear()
         self._server.clear()
-        return [Event(side=Side.NONE, kind=Kind.TLS, state=self.state.value, info={"how": "stls"})]
+        return [Event(side=Side.NONE, kind=Kind.TLS, state=self.state.value, tls=Tls(how="stls"))]
 
     def close(self) -> list[Event]:
         events: list[Event] = []

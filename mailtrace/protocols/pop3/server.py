@@ -71,7 +71,7 @@ from mailtrace.protocols.pop3.spec import (
 )
 from mailtrace.protocols.utf8mail import has_utf8_header
 from mailtrace.transcript.event import Event, Kind, Note, Side
-from mailtrace.transcript.links import Action, MessageRef, to_info, user_info
+from mailtrace.transcript.links import Action, MessageRef
 
 PROTOCOL = "pop3"
 
@@ -209,7 +209,7 @@ class Pop3ServerConnection:
         command = read_command(line, self.state)  # the observer reads every client line the same way
         notes: tuple[Note, ...] = ((Note("bare-lf"),) if bare_lf else ()) + command.notes
         event = dict(side=Side.CLIENT, kind=Kind.COMMAND, raw=line, verb=command.verb, state=self.state.value,
-                     redacted=self._redaction.of(line, command.spec is not None), protocol=PROTOCOL)
+                     redacted=self._redaction.of(line, command.spec is not None), protocol=PROTOCOL, args=command.typed)
         if not command.runs:
             return [Event(**event, notes=notes)] + self._error(command.verb, command.refusal, ran=False)
         self._notes = []
@@ -217,20 +217,20 @@ class Pop3ServerConnection:
         return [Event(**event, notes=notes + tuple(self._notes))] + out
 
     # --- replies: the only place the state changes -------------------------------------------
-    def _answer(self, verb: str, reply: Reply, ran: bool = True, facts: dict[str, str] | None = None) -> list[Output]:
+    def _answer(self, verb: str, reply: Reply, ran: bool = True, user: str = "",
+                messages: tuple[MessageRef, ...] = ()) -> list[Output]:
         """Send ``reply`` to ``verb``; the new state is ``spec.TRANSITIONS``' (``ran``: the
         command was run, not refused as unknown, in the wrong state or malformed)."""
         if verb:
             self.state = after_reply(self.state, verb, outcome(reply), ran)
         raw = wire(reply)
-        info = {"code": reply.code} if reply.code else {}
-        info.update(facts or {})  # who logged in, which messages this reply reports on (transcript.links)
-        return [Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, code=reply.status, verb=verb,
-                      state=self.state.value, info=info, protocol=PROTOCOL), Send(raw)]
+        return [Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, code=reply.status, verb=verb, state=self.state.value,
+                      response_code=reply.code, user=user, messages=messages, protocol=PROTOCOL), Send(raw)]
 
-    def _ok(self, verb: str, text: str, facts: dict[str, str] | None = None) -> list[Output]:
+    def _ok(self, verb: str, text: str, user: str = "", messages: tuple[MessageRef, ...] = ()) -> list[Output]:
+        """+OK; ``user``: who logged in, ``messages``: the stored messages it reports on (transcript.links)."""
         self.bad_commands = 0  # MAX_BAD_COMMANDS counts bad commands in a row
-        return self._answer(verb, Reply(OK, text), facts=facts)
+        return self._answer(verb, Reply(OK, text), user=user, messages=messages)
 
     def _error(self, verb: str, text: str, code: str = "", count: bool = True, ran: bool = True) -> list[Output]:
         if count:
@@ -243,10 +243,10 @@ class Pop3ServerConnection:
                          notes=(Note("too-many-errors", f"{self.bad_commands} bad commands"),)))
         return out + self._end() + [Close(because("too-many-errors"))]
 
-    def _multiline(self, verb: str, first: str, body: bytes, facts: dict[str, str] | None = None) -> list[Output]:
+    def _multiline(self, verb: str, first: str, body: bytes, messages: tuple[MessageRef, ...] = ()) -> list[Output]:
         """A +OK status line and its body (already stuffed, ending in ".CRLF"): two events, and
         one ``Send`` so that a RETR costs one write on the socket, not two."""
-        status, sent = self._ok(verb, first, facts)
+        status, sent = self._ok(verb, first, messages=messages)
         body_event = Event(side=Side.SERVER, kind=Kind.DATA, raw=body, verb=verb, state=self.state.value,
                            protocol=PROTOCOL)
         return [status, body_event, Send(sent.data + body)]
@@ -303,7 +303,7 @@ class Pop3ServerConnection:
         self.session = _Session(user, lock, mailbox, uidvalidity, messages)
         self._finalizer = weakref.finalize(self, release, lock)  # a lost core never keeps the lock
         count, octets = self._drop_listing()
-        return self._ok(verb, f"{user}'s maildrop has {count} messages ({octets} octets)", user_info(user))
+        return self._ok(verb, f"{user}'s maildrop has {count} messages ({octets} octets)", user=user)
 
     def _quit(self, args: list) -> list[Output]:
         self.quit = True
@@ -329,7 +329,7 @@ class Pop3ServerConnection:
             already = f"; {gone} of the deleted were already removed by another program" if gone else ""
             removed = tuple(r for m in session.messages if m.deleted for r in self._ref(Action.DELETED, m))
             out = self._ok("QUIT", f"{self.config.hostname} POP3 server signing off ({left} messages left{already})",
-                           to_info(removed))
+                           messages=removed)
         self.session = None  # the job released the lock
         if self._finalizer is not None:
             self._finalizer.detach()
@@ -419,7 +419,7 @@ class Pop3ServerConnection:
             if refused := self._not_utf8(verb, data):
                 return refused
             return self._multiline(verb, first(data), byte_stuff(part(data)),
-                                   to_info(self._ref(Action.READ, message)))
+                                   self._ref(Action.READ, message))
 
         session = self.session
         if message.uid in session.read_ahead:  # read by an earlier job: no store call

@@ -39,7 +39,7 @@ from typing import Mapping
 from mailtrace.protocols import credentials
 from mailtrace.protocols.base import wire_text
 from mailtrace.protocols.spec import CommandSpec, Outcome, Reply, Transition, TransitionTable
-from mailtrace.transcript.event import Note
+from mailtrace.transcript.event import Args, Note
 
 
 class State(str, enum.Enum):
@@ -285,7 +285,8 @@ def too_long(size: int) -> Note:
 @dataclass(frozen=True, slots=True)
 class Command:
     """A client line read against a command table.  ``spec`` is None for an unknown keyword;
-    ``refusal`` is the -ERR text when the server must not run it (then ``notes`` say why)."""
+    ``refusal`` is the -ERR text when the server must not run it (then ``notes`` say why);
+    ``typed`` the message number and TOP's line count for the transcript (``Event.args``)."""
 
     keyword: str  # as typed
     verb: str  # upper case; "" when unknown
@@ -293,6 +294,7 @@ class Command:
     args: tuple = ()
     notes: tuple[Note, ...] = ()
     refusal: str = ""
+    typed: Args | None = None
 
     @property
     def runs(self) -> bool:
@@ -308,14 +310,24 @@ def read_command(line: bytes, state: State | None, table: Mapping[str, CommandSp
     spec = table.get(verb)
     if spec is None:
         return Command(keyword, "", None, notes=(Note("unknown-command", keyword[:40]),), refusal="unknown command")
-    if state is not None and state not in spec.states:
-        note, refusal = wrong_state(verb, spec, state)
-        return Command(keyword, verb, spec, notes=(note,), refusal=refusal)
     try:
-        args = tuple(parse_arguments(spec, rest))
+        args, problem = tuple(parse_arguments(spec, rest)), ""
     except ArgumentError as exc:
-        return Command(keyword, verb, spec, notes=(Note("bad-argument", str(exc)),), refusal=str(exc))
-    return Command(keyword, verb, spec, args)
+        args, problem = (), str(exc)
+    typed = _typed(spec, args)
+    if state is not None and state not in spec.states:  # the state first: no argument is looked at
+        note, refusal = wrong_state(verb, spec, state)
+        return Command(keyword, verb, spec, notes=(note,), refusal=refusal, typed=typed)
+    if problem:
+        return Command(keyword, verb, spec, notes=(Note("bad-argument", problem),), refusal=problem)
+    return Command(keyword, verb, spec, args, typed=typed)
+
+
+def _typed(spec: CommandSpec, args: tuple) -> Args | None:
+    """``Event.args``: the message number (RFC 1939 §5) and TOP's line count (§7), when given."""
+    found = {"message" if kind is Arg.MSG else "lines": value
+             for kind, value in zip(spec.extra["args"], args) if kind in (Arg.MSG, Arg.LINES)}
+    return Args(**found) if found else None
 
 
 class ArgumentError(ValueError):
