@@ -106,9 +106,8 @@ class Pop3Observer:
     def _sasl_line(self, line: Line) -> Event:
         """One base64 SASL response (RFC 5034 §4), or "*" to cancel: credentials, so redacted."""
         self._sasl = False
-        redacted = None if line.content == b"*" else b"********" + line.raw[len(line.content):]
         return Event(side=Side.CLIENT, kind=Kind.DATA, raw=line.raw, size=_cut(line), verb="AUTH",
-                     state=self.state.value, redacted=redacted)
+                     state=self.state.value, redacted=Redaction.sasl_response(line.raw))
 
     def _command(self, line: Line) -> Event:
         seen: list[Note] = []  # what only an observer can see: the order of both sides

@@ -180,9 +180,9 @@ def is_multiline(spec: CommandSpec, has_argument: bool) -> bool:
     return kind is Multiline.ALWAYS or (kind is Multiline.WITHOUT_ARGUMENT and not has_argument)
 
 
-_AUTH = {State.AUTHORIZATION}
-_TRANS = {State.TRANSACTION}
-_BOTH = {State.AUTHORIZATION, State.TRANSACTION}
+_AUTH = frozenset({State.AUTHORIZATION})
+_TRANS = frozenset({State.TRANSACTION})
+_BOTH = frozenset({State.AUTHORIZATION, State.TRANSACTION})
 
 #: Every command the lab server offers; what each does is ``server.HANDLERS``.
 COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({
@@ -224,13 +224,13 @@ CAPABILITIES = ("TOP", "UIDL", "USER", "PIPELINING", "RESP-CODES", "AUTH-RESP-CO
 #: commands the server *ran* are looked up (see :func:`after_reply`).
 TRANSITIONS = TransitionTable([
     # §3: "Once the client has successfully done this [...] the session enters the TRANSACTION state"
-    Transition(frozenset(_AUTH), "PASS", Outcome.OK, State.TRANSACTION, "PASS: +OK"),
-    Transition(frozenset(_AUTH), "APOP", Outcome.OK, State.TRANSACTION, "APOP: +OK"),
-    Transition(frozenset(_AUTH), "AUTH", Outcome.OK, State.TRANSACTION, "AUTH: +OK"),  # RFC 5034 §4
+    Transition(_AUTH, "PASS", Outcome.OK, State.TRANSACTION, "PASS: +OK"),
+    Transition(_AUTH, "APOP", Outcome.OK, State.TRANSACTION, "APOP: +OK"),
+    Transition(_AUTH, "AUTH", Outcome.OK, State.TRANSACTION, "AUTH: +OK"),  # RFC 5034 §4
     # §6: "When the client issues the QUIT command from the TRANSACTION state, the POP3 session
     # enters the UPDATE state" -- and answers +OK, or "-ERR some deleted messages not removed".
-    Transition(frozenset(_TRANS), "QUIT", Outcome.OK, State.UPDATE, "QUIT: +OK"),
-    Transition(frozenset(_TRANS), "QUIT", Outcome.FAIL, State.UPDATE, "QUIT: -ERR (removal failed)"),
+    Transition(_TRANS, "QUIT", Outcome.OK, State.UPDATE, "QUIT: +OK"),
+    Transition(_TRANS, "QUIT", Outcome.FAIL, State.UPDATE, "QUIT: -ERR (removal failed)"),
 ])
 
 
@@ -388,6 +388,14 @@ class Redaction:
         if masked is None and after_auth and not known:
             masked = credentials.masked_line(line)
         return masked
+
+    @staticmethod
+    def sasl_response(line: bytes) -> bytes | None:
+        """A line answering a "+" challenge (RFC 5034 §4): base64 credentials, always masked;
+        "*" (the client cancels) carries none."""
+        if line.rstrip(b"\r\n") == b"*":
+            return None
+        return credentials.POP3_MASK + credentials.line_end(line)
 
 
 # --- Greeting timestamp, unique ids, message bodies -----------------------------------------------
