@@ -157,3 +157,36 @@ def test_plaintext_after_starttls_is_dropped_however_the_input_is_sliced(lab_fac
     assert all(any(n.rule == "starttls-injection" for n in e.notes) for e in mails)
     assert not [e for e in events if e.kind is Kind.REPLY and e.verb == "MAIL"]
     assert b"250" in answer  # the TLS session works (EHLO answered)
+
+
+def test_clients_that_reset_mid_conversation_cost_no_error_lines(tmp_path):
+    """A client that pipelines bad commands and resets the connection before reading the
+    answers is gone, not a server error: the lab (on its real event loop, uvloop when
+    installed, whose closed transports raise RuntimeError on write) prints no "internal
+    error" line for it, and still serves the next client."""
+    import struct
+
+    proc = subprocess.Popen([sys.executable, "-m", "mailtrace", "lab", "--dir", str(tmp_path / "lab"), "--no-tls",
+                             "--quiet", "--smtp-port", "0", "--pop3-port", "0", "--imap-port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = proc.stdout.readline().decode()
+        ports = [int(p) for p in re.findall(r":(\d+)", first)]
+        assert len(ports) == 3, first
+        for port in ports:
+            for _ in range(30):
+                s = socket.create_connection(("127.0.0.1", port), timeout=30)
+                s.sendall(b"\x01\xfe bad command\r\n" * 200)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+                s.close()
+        smtp_session(ports[0])
+        pop3_session(ports[1])
+        imap_session(ports[2])
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0
+        assert b"internal error" not in err, err.decode(errors="replace")[:500]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -37,6 +37,7 @@ READ_CHUNK = 64 * 1024
 MIN_SLICE, MAX_SLICE = 128, 64 * 1024
 OUTPUTS_PER_SLICE = 24  # more than this from one slice: halve the slice; under a sixth: double it
 TURN_SECONDS = 0.001
+OUTPUTS_PER_CHECK = 64  # outputs carried out between two looks at the clock
 BUSY_REPLY_SECONDS = 5  # a refused client that does not read its busy reply is dropped anyway
 
 
@@ -64,32 +65,53 @@ class Connection:
         self._lock = asyncio.Lock()  # outputs of input and of notify() never interleave
         self._turn_started = 0.0
         self._slice = 1024
+        self._loop = asyncio.get_running_loop()
         self.tls_switched = False  # set when a StartTLS was carried out (run() drops the rest)
+
+    def _turn_over(self) -> bool:
+        return self._loop.time() - self._turn_started >= TURN_SECONDS
+
+    async def _yield_turn(self) -> None:
+        """Let the other connections run (this one has worked for TURN_SECONDS)."""
+        await asyncio.sleep(0)
+        self._turn_started = self._loop.time()
 
     async def _take_turns(self) -> None:
         """Yield to the other connections once this one has worked for TURN_SECONDS."""
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._turn_started >= TURN_SECONDS:
-            await asyncio.sleep(0)
-            self._turn_started = loop.time()
+        if self._turn_over():
+            await self._yield_turn()
 
     async def carry_out(self, outputs: list) -> None:
-        """Carry out a core's outputs in order."""
+        """Carry out a core's outputs in order.
+
+        Replies are batched: the ``Send``s of one turn go out in one write (one system call
+        for a pipelined burst of commands), written before anything that waits (a store job,
+        a TLS switch, a close, a turn given to the other connections) and at the end."""
         queue = list(outputs)
         queue.reverse()  # popped from the end: O(1) per output
         tls_ahead = any(isinstance(o, StartTLS) for o in queue)
+        unsent: list[bytes] = []
+        record = self.session.record
+        done = 0
         while queue:
             out = queue.pop()
-            if not tls_ahead:  # never yield between the reply to STARTTLS and the switch:
-                await self._take_turns()  # the ClientHello must not reach the plaintext reader
+            done += 1
+            if done % OUTPUTS_PER_CHECK == 0 and not tls_ahead and self._turn_over():
+                if unsent:  # a long answer (a FETCH of thousands of messages) goes out in parts,
+                    await self._write(unsent)  # and the other connections get their turn
+                    unsent = []
+                await self._yield_turn()
             if isinstance(out, Event):
-                self.session.record(out)
-            elif isinstance(out, Send):
+                record(out)
+                continue
+            if isinstance(out, Send):
                 if not self.closing:
-                    self.writer.write(out.data)
-                    with contextlib.suppress(ConnectionError):
-                        await self.writer.drain()
-            elif isinstance(out, Pending):
+                    unsent.append(out.data)
+                continue
+            if unsent:
+                await self._write(unsent)
+                unsent = []
+            if isinstance(out, Pending):
                 result = await run_store_job(out.job)  # off the loop (servers/storejobs.py)
                 queue.extend(reversed(out.resume(result)))
             elif isinstance(out, StartTLS):
@@ -100,6 +122,23 @@ class Connection:
             elif isinstance(out, Close):
                 self.closing = True
                 self.session.close(Side.SERVER, out.reason)
+            if not tls_ahead and self._turn_over():  # never yield between the reply to STARTTLS and
+                await self._yield_turn()  # the switch: the ClientHello must not reach the plaintext reader
+        if unsent:
+            await self._write(unsent)
+
+    async def _write(self, pieces: list[bytes]) -> None:
+        """Write ``pieces`` in one write, then wait while the socket's buffer is full
+        (backpressure: a client that does not read stalls only itself)."""
+        writer = self.writer
+        if self.closing or writer.transport.is_closing():  # the client is gone: nothing to send to
+            self.closing = True
+            return
+        writer.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        try:
+            await writer.drain()
+        except (ConnectionError, RuntimeError):  # (uvloop says RuntimeError on a closed transport)
+            self.closing = True
 
     async def _start_tls(self) -> None:
         if self.tls_context is None:
@@ -152,7 +191,6 @@ class Connection:
             self.writer.close()
 
     async def run(self) -> None:
-        self._loop = asyncio.get_running_loop()
         quick_ack = QuickAck(self.writer)  # no 40 ms stall on commands sent in two writes
         try:
             await self.feed(self.core.start)

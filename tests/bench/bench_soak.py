@@ -46,10 +46,19 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Lab:
-    def __init__(self, directory: str, quiet: bool) -> None:
+    def __init__(self, directory: str, quiet: bool, profile: str = "") -> None:
+        # --profile FILE: the lab runs under cProfile (its event-loop thread), stats saved at exit
+        python = [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else [])]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mailtrace", "lab", "--dir", directory, "--no-tls", "--smtp-port", "0",
+            [*python, "-m", "mailtrace", "lab", "--dir", directory, "--no-tls", "--smtp-port", "0",
              "--pop3-port", "0", "--imap-port", "0",
              "--log", os.path.join(directory, "log.jsonl"), *(["--quiet"] if quiet else [])],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -108,7 +117,9 @@ def probe(lab: Lab, rounds: int) -> list[float]:
 
 @contextmanager
 def sampling(lab: Lab):
-    peak = [lab.rss()]
+    """Yields [peak RSS MB, server CPU share during the block (1.0: one core busy)]."""
+    peak = [lab.rss(), 0.0]
+    cpu0, t0 = cpu_seconds(lab.proc.pid), time.monotonic()
     stop = threading.Event()
 
     def sample():
@@ -120,16 +131,19 @@ def sampling(lab: Lab):
 
     t = threading.Thread(target=sample, daemon=True)
     t.start()
-    yield peak
-    stop.set()
-    t.join()
+    try:
+        yield peak
+    finally:
+        peak[1] = (cpu_seconds(lab.proc.pid) - cpu0) / max(time.monotonic() - t0, 1e-6)
+        stop.set()
+        t.join()
 
 
-def report(name: str, lab: Lab, times: list[float], baseline: float, peak: float) -> None:
+def report(name: str, lab: Lab, times: list[float], baseline: float, peak: float, cpu: float = float("nan")) -> None:
     med = statistics.median(times)
     failed = f"   {len(FAILED)} failed: {FAILED[0]}" if FAILED else ""
     print(f"{name:10s} new-client session: median {med:7.1f} ms  worst {max(times):8.1f} ms  "
-          f"(x{med / baseline:5.1f} idle)   RSS peak {peak:6.1f} MB  after {lab.rss():6.1f} MB{failed}", flush=True)
+          f"(x{med / baseline:5.1f} idle)  server CPU {cpu:4.0%}  RSS peak {peak:6.1f} MB  after {lab.rss():6.1f} MB{failed}", flush=True)
     FAILED.clear()
 
 
@@ -197,15 +211,18 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--live", action="store_true", help="with the live terminal view (default: --quiet, JSONL log)")
     ap.add_argument("--phases", default="flood,fuzz,slowloris,idle,literal,append")
+    ap.add_argument("--fuzzers", type=int, default=0, help="fuzzing clients per protocol (default 40, --quick 10)")
+    ap.add_argument("--profile", default="", metavar="FILE",
+                    help="run the lab under cProfile and save its stats in FILE (a profiling aid)")
     args = ap.parse_args()
     flood_n = 20_000 if args.quick else 100_000
-    fuzzers = 10 if args.quick else 40
+    fuzzers = args.fuzzers or (10 if args.quick else 40)
     lorises = 100 if args.quick else 500
     idlers = 50 if args.quick else 200
     big = (10 if args.quick else 50) * 1024 * 1024
     rounds = 3 if args.quick else 5
     with tempfile.TemporaryDirectory() as d:
-        lab = Lab(d, quiet=not args.live)
+        lab = Lab(d, quiet=not args.live, profile=args.profile)
         print(f"lab: {'live view' if args.live else '--quiet'}, JSONL log", flush=True)
         try:
             print(f"idle RSS {lab.rss():.1f} MB; ports {lab.ports}", flush=True)
@@ -220,7 +237,7 @@ def main() -> None:
                     time.sleep(0.5)
                     with sampling(lab) as peak:
                         times = probe(lab, rounds)
-                report("flood", lab, times, baseline, peak[0])
+                report("flood", lab, times, baseline, peak[0], peak[1])
 
             if "fuzz" in args.phases:
                 # -- fuzz: clients sending random bytes
@@ -228,7 +245,7 @@ def main() -> None:
                     time.sleep(0.5)
                     with sampling(lab) as peak:
                         times = probe(lab, rounds)
-                report("fuzz", lab, times, baseline, peak[0])
+                report("fuzz", lab, times, baseline, peak[0], peak[1])
 
             if "slowloris" in args.phases:
                 # -- slowloris: sockets that send one byte now and then
@@ -237,7 +254,7 @@ def main() -> None:
                     s.sendall(b"N")
                 with sampling(lab) as peak:
                     times = probe(lab, rounds)
-                report(f"slowloris", lab, times, baseline, peak[0])
+                report(f"slowloris", lab, times, baseline, peak[0], peak[1])
                 for s in socks:
                     s.close()
 
@@ -254,7 +271,7 @@ def main() -> None:
                     idles.append(i)
                 with sampling(lab) as peak:
                     times = probe(lab, rounds)
-                report("idle", lab, times, baseline, peak[0])
+                report("idle", lab, times, baseline, peak[0], peak[1])
                 for i in idles:
                     i.shutdown()
 
@@ -278,7 +295,7 @@ def main() -> None:
                     times = probe(lab, 1)
                     for t in threads:
                         t.join()
-                report("literal", lab, times, baseline, peak[0])
+                report("literal", lab, times, baseline, peak[0], peak[1])
 
             if "append" in args.phases:
                 # -- eight big APPENDs in parallel
@@ -298,7 +315,7 @@ def main() -> None:
                     for t in threads:
                         t.join()
                 time.sleep(1)
-                report("append", lab, times, baseline, peak[0])
+                report("append", lab, times, baseline, peak[0], peak[1])
         finally:
             print(f"SIGTERM: stopped in {lab.stop():.2f} s", flush=True)
 
