@@ -7,12 +7,18 @@ cores (and to the proxy's observers, the same bytes seen from outside), records 
 a real Recorder, and asserts the password (and its base64 forms) never reaches any sink:
 the live terminal view, the text log, JSONL, HTML, a pcapng export with its comments, the
 proxy's credential annotations; and that ``--show-secrets`` does show it (so the test can fail).
+
+The grader's side too: the same bytes sent over a real socket to the grader's scripted server
+(the real core behind the fault layer, as when a student's client is graded), and every grade
+output made from that run: the text report with its transcript, JSON, JUnit, Gradescope, the
+terminal report, and the class report's HTML page, ladder pages and JSONL transcripts.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import socket
 import string
 import tempfile
 import time
@@ -39,7 +45,10 @@ from mailtrace.transcript.recorder import MemorySink, Recorder
 from mailtrace.transcript.text import TextSink
 
 USER = "alice"
-secrets_ = st.text(alphabet=string.ascii_letters + string.digits + "!#%&*-_.", min_size=10, max_size=20)
+# At least one character outside base64's alphabet: a secret that happened to be a piece of a
+# server's own text (the "334 UGFzc3dvcmQ6" of AUTH LOGIN) would be found without having leaked.
+secrets_ = st.text(alphabet=string.ascii_letters + string.digits + "!#%&*-_.", min_size=10, max_size=20).filter(
+    lambda s: any(c in "!#%&*-_." for c in s))
 blank = st.sampled_from([" ", "\t", "  ", " \t"])
 end = st.sampled_from(["\r\n", "\n"])
 nul = st.sampled_from(["", "\x00", "\x00\x00"])
@@ -233,4 +242,105 @@ def test_show_secrets_shows_them(store, protocol, data, secret):
     lines = data.draw(SESSIONS[protocol](secret))
     events = server_events(protocol, "".join(lines).encode(), [], store)
     shown = every_sink_output(protocol, events, show_secrets=True)
+    assert any(form in shown for form in forms(secret))
+
+
+# -- the grader's transcripts and reports ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def scripted():
+    """The grader's scripted server for each protocol, on 127.0.0.1, recording to one MemorySink."""
+    from mailtrace.grading.faults import ServerScript
+    from mailtrace.grading.grader import core_factory
+    from mailtrace.grading.scripted import ScriptedServer
+    from mailtrace.servers.lab import Lab
+
+    with tempfile.TemporaryDirectory() as d:
+        lab = Lab(directory=Path(d), users={USER: "alice"})
+        lab.open_store()
+        recorder, sink = Recorder(), MemorySink()
+        recorder.add_sink(sink)
+        servers = {p: ScriptedServer(p, core_factory(p, lab), ServerScript.from_dict({}), recorder)
+                   for p in ("smtp", "pop3", "imap")}
+        ports = {p: server.start() for p, server in servers.items()}
+        try:
+            yield ports, sink
+        finally:
+            for server in servers.values():
+                server.stop()
+            lab.store.close()
+
+
+def graded_session(scripted, protocol: str, data: bytes, cuts: list[int]) -> list[Event]:
+    """Send ``data`` (in pieces) to the scripted server as a student's client would; the
+    session's recorded events once the server has recorded its close."""
+    from mailtrace.transcript.event import Kind
+
+    ports, sink = scripted
+    first = len(sink.events)
+    with socket.create_connection(("127.0.0.1", ports[protocol]), timeout=10) as s:
+        for piece in chunked(data, cuts):
+            s.sendall(piece)
+        s.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and s.recv(65536):
+            pass
+    session = sink.events[first].session
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        events = [e for e in sink.events[first:] if e.session == session]
+        if events and events[-1].kind is Kind.CLOSE:
+            return events
+        time.sleep(0.01)
+    raise AssertionError(f"the scripted {protocol} server never recorded the close")
+
+
+def every_grade_output(protocol: str, events: list[Event], show_secrets: bool, where: Path) -> bytes:
+    """What ``mailtrace grade`` and the class report write for a run with these events."""
+    from rich.console import Console
+
+    from mailtrace.grading import classroom
+    from mailtrace.grading.exercise import load_exercise
+    from mailtrace.grading.grader import score_run, weights
+    from mailtrace.grading.report import Report, print_rich, to_gradescope, to_json, to_junit, to_text
+    from mailtrace.grading.run import Run
+    from mailtrace.grading.sandbox import ProgramResult
+
+    exercise = load_exercise(f"{protocol}-client")
+    scenario = exercise.scenarios[0]
+    run = Run(exercise=exercise, scenario=scenario, variables={}, events=events,
+              program=ProgramResult(argv=["client"], exit_code=0))
+    result = score_run(run, weights(exercise), show_secrets=show_secrets)
+    report = Report(exercise=exercise.name, submission="student", seed=1, scenarios=[result],
+                    show_secrets=show_secrets)
+    report.finish()
+    term = io.StringIO()
+    print_rich(report, Console(file=term, width=200, color_system=None))
+    folder = where / ("shown" if show_secrets else "hidden")
+    folder.mkdir(parents=True, exist_ok=True)
+    links = classroom.write_ladders(folder, [("student", report)])
+    classroom.write_html(folder / "class.html", exercise, [("student", report)], 1, links)
+    pages = b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
+    return b"".join([to_text(report, verbose=True).encode(), to_json(report).encode(), to_junit(report).encode(),
+                     to_gradescope(report).encode(), term.getvalue().encode(), pages])
+
+
+@pytest.mark.parametrize("protocol", ["smtp", "pop3", "imap"])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), secret=secrets_, cuts=st.lists(st.integers(min_value=0, max_value=10**6), max_size=4))
+def test_a_password_never_reaches_a_grade_report(scripted, tmp_path_factory, protocol, data, secret, cuts):
+    lines = data.draw(SESSIONS[protocol](secret))
+    events = graded_session(scripted, protocol, "".join(lines).encode(), cuts)
+    shown = every_grade_output(protocol, events, False, tmp_path_factory.mktemp("grade"))
+    for form in forms(secret):
+        assert form not in shown, f"{form!r} leaked from {lines!r}"
+
+
+@pytest.mark.parametrize("protocol", ["smtp", "pop3", "imap"])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), secret=secrets_)
+def test_grade_show_secrets_shows_them(scripted, tmp_path_factory, protocol, data, secret):
+    """``mailtrace grade --show-secrets``: the transcripts do keep the password (the test can fail)."""
+    lines = data.draw(SESSIONS[protocol](secret))
+    events = graded_session(scripted, protocol, "".join(lines).encode(), [])
+    shown = every_grade_output(protocol, events, True, tmp_path_factory.mktemp("grade"))
     assert any(form in shown for form in forms(secret))
