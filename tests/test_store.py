@@ -702,3 +702,41 @@ def test_inbox_is_remade_when_its_maildir_is_removed(store, root):
     shutil.rmtree(root / "alice")
     info = store.deliver("alice", MSG)
     assert store.mailbox("alice").read(info.uid) == MSG
+
+
+def test_modseqs_appended_lines_read_back_as_written(tmp_path):
+    """Deliveries and flag changes append to mailtrace-modseq (no rewrite of the whole file per
+    delivery); another reader sees the same mod-sequences and HIGHESTMODSEQ, a line cut short
+    by a crash is not read, and the file is rewritten whole once the appended lines outnumber
+    the messages."""
+    from mailtrace.store import modseq as ms
+
+    writer = ms.ModSeqs(tmp_path)
+    writer.load(7)
+    writer.bump([1, 2, 3])
+    writer.bump([2])  # a flag change: uid 2 gets a later mod-sequence
+    writer.bump([4])
+    size = (tmp_path / ms.MODSEQ_NAME).stat().st_size
+
+    def reread() -> ms.ModSeqs:
+        reader = ms.ModSeqs(tmp_path)
+        reader.load(7)
+        return reader
+
+    reader = reread()
+    assert reader.of == writer.of == {1: 2, 2: 3, 3: 2, 4: 4}
+    assert reader.highest == writer.highest == 4
+    with open(tmp_path / ms.MODSEQ_NAME, "a") as f:
+        f.write("4 9")  # a crash in the middle of an append: no line end
+    assert reread().of[4] == 4 and reread().highest == 4
+    writer.forget([3])  # an expunge writes the file whole
+    text = (tmp_path / ms.MODSEQ_NAME).read_text()
+    assert text.startswith("V7 H5 ") and "4 9" not in text and "x3 5\n" in text
+    assert reread().vanished == {3: 5} and reread().highest == 5
+    for _ in range(ms.MIN_APPENDED):  # uid 1 changed again and again: one appended line each
+        writer.bump([1])
+    lines = (tmp_path / ms.MODSEQ_NAME).read_text().count("\n")
+    assert lines > 1 + len(writer.of) + len(writer.vanished)
+    writer.bump([1])  # one more than MIN_APPENDED: the file is written whole again
+    assert (tmp_path / ms.MODSEQ_NAME).read_text().count("\n") == 1 + len(writer.of) + len(writer.vanished)
+    assert reread().of == writer.of and reread().highest == writer.highest and size > 0

@@ -6,6 +6,10 @@ and HIGHESTMODSEQ is "the highest mod-sequence value of all messages in the mail
 must survive a restart as UIDs do, so they are kept beside ``dovecot-uidlist`` in
 ``mailtrace-modseq``: a "V<uidvalidity> H<highest>" line, then "<uid> <modseq>" lines, written
 through a temporary file and an atomic rename.  A new UIDVALIDITY starts them again.
+A delivery or a flag change appends its "<uid> <modseq>" lines instead of rewriting the file
+(a later line wins, and the highest value read raises H), so a delivery costs the same in a
+mailbox of 10 messages or of 100,000; the file is rewritten whole when the appended lines
+outnumber the messages, and at every expunge.
 QRESYNC (RFC 7162 §3.2.5) also needs the mod-sequence at which each UID was expunged: kept as
 "x<uid> <modseq>" lines, the newest ``MAX_VANISHED`` of them; ``floor`` says below which
 mod-sequence that record is no longer complete.
@@ -19,6 +23,7 @@ from typing import Iterable
 
 MODSEQ_NAME = "mailtrace-modseq"
 MAX_VANISHED = 100_000  # expunged UIDs remembered (a bound on the file, not on correctness)
+MIN_APPENDED = 1_000  # appended lines allowed before a rewrite, however small the mailbox
 
 
 class ModSeqs:
@@ -29,16 +34,19 @@ class ModSeqs:
         self.of: dict[int, int] = {}
         self.vanished: dict[int, int] = {}  # expunged uid -> mod-sequence of its expunge
         self.floor = 0  # expunges at or below this mod-sequence may be missing from ``vanished``
+        self._appended = -1  # lines appended since the file was last written whole (-1: not on disk)
 
     def load(self, uidvalidity: int) -> None:
         """Read the file (once per UIDVALIDITY); a missing or foreign file starts afresh."""
         if uidvalidity == self.uidvalidity:
             return
         self.uidvalidity, self.highest, self.of, self.vanished, self.floor = uidvalidity, 1, {}, {}, 0
+        self._appended = -1
         try:
-            lines = self.path.read_text("utf-8").splitlines()
+            lines = self.path.read_text("utf-8").split("\n")
         except (FileNotFoundError, UnicodeDecodeError):
             return
+        lines.pop()  # "" after the last line end, or a line cut short by a crash: not read
         head = {f[:1]: f[1:] for f in (lines[0].split() if lines else [])}
         if head.get("V") != str(uidvalidity) or not head.get("H", "").isdigit():
             return
@@ -53,6 +61,8 @@ class ModSeqs:
             uid, _, value = line.partition(" ")
             if uid.isdigit() and value.isdigit():
                 self.of[int(uid)] = int(value)
+        self.highest = max(self.highest, max(self.of.values(), default=1), max(self.vanished.values(), default=1))
+        self._appended = len(lines) - 1 - len(self.of) - len(self.vanished)  # lines overridden by later ones
 
     def get(self, uid: int) -> int:
         return self.of.get(uid, 1)
@@ -64,7 +74,7 @@ class ModSeqs:
             self.highest += 1
             for uid in uids:
                 self.of[uid] = self.highest
-            self._save()
+            self._append("".join(f"{uid} {self.highest}\n" for uid in uids), len(uids))
 
     def forget(self, uids: Iterable[int]) -> None:
         """``uids`` were expunged: the mailbox changed (HIGHESTMODSEQ grows, RFC 7162 §3.1.2.1)."""
@@ -86,6 +96,18 @@ class ModSeqs:
             return None
         return sorted(uid for uid, value in self.vanished.items() if value > modseq)
 
+    def _append(self, lines: str, count: int) -> None:
+        """Add ``lines`` at the end of the file, or write it whole (see the module's comment)."""
+        if self._appended < 0 or self._appended + count > max(MIN_APPENDED, len(self.of)):
+            self._save()
+            return
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(lines)
+            self._appended += count
+        except FileNotFoundError:  # the folder was deleted meanwhile
+            pass
+
     def _save(self) -> None:
         body = "".join(f"{uid} {value}\n" for uid, value in sorted(self.of.items()))
         body += "".join(f"x{uid} {value}\n" for uid, value in sorted(self.vanished.items()))
@@ -93,5 +115,6 @@ class ModSeqs:
         try:
             tmp.write_text(f"V{self.uidvalidity} H{self.highest} F{self.floor}\n{body}", "utf-8")
             os.replace(tmp, self.path)
+            self._appended = 0
         except FileNotFoundError:  # the folder was deleted meanwhile
             pass
