@@ -142,11 +142,10 @@ class MaildirStore:
         validate_user(user)
         if user not in self.users:
             raise MailboxNotFound(f"no such user {user!r}")
-        path = self.root / user
         if user not in self._ready_users:
-            make_maildir(path, marker=False)
+            make_maildir(self.root / user, marker=False)
             self._ready_users.add(user)
-        return path
+        return self.root / user
 
     # -- folders ---------------------------------------------------------------------
     def _folder(self, user: str, name: str) -> Folder:
