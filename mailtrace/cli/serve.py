@@ -183,6 +183,7 @@ def _build_lab(directory: Path, users: dict[str, str], *, lang: str, log: Path |
     if log_dir is not None:
         from mailtrace.transcript.peruser import PerUserSink
 
+        lab.session_users = {}
         recorder.add_sink(PerUserSink(log_dir, lab.session_users.get, show_secrets=show_secrets, lang=lang))
     lab.open_store()
     return lab

@@ -40,7 +40,8 @@ class Lab:
     # Off loopback, plaintext passwords only after STARTTLS/STLS or on implicit TLS, unless this
     # is set (``--allow-plaintext-auth``, for a closed lab network).
     allow_plaintext_auth: bool = False
-    session_users: dict = field(default_factory=dict)  # session id -> lab user (per-user transcripts)
+    # session id -> lab user, kept only for per-user transcripts (``--log-dir``; None: not asked for)
+    session_users: dict | None = None
     live_sink: object = None  # the live terminal view (dropped when the lab stops)
 
     @property
