@@ -8,9 +8,11 @@ the SMTP server accepts plaintext AUTH only on loopback or TLS (RFC 4954 §4).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 
+@functools.lru_cache(maxsize=1024)  # asked for every connection (limits, plaintext auth): usually the same few
 def is_loopback(host: str) -> bool:
     """``localhost`` or a loopback IP address (127.0.0.0/8, ::1); False for anything else."""
     if host == "localhost":

@@ -12,6 +12,10 @@ the same run, and the server's resident memory (peak during the phase, and after
   idle       200 IMAP sessions in IDLE
   literal    4 unauthenticated "LOGIN {67108864+}" sending 50 MB each
   append     8 authenticated 50 MB APPENDs in parallel
+  peer       the fuzz phase on SMTP alone, against mailtrace and against aiosmtpd (a Maildir
+             handler) in turns: the ratio of the new SMTP client's latency, both servers under
+             the same attack on the same machine at the same time (other load on the machine
+             moves both)
 
     python tests/bench/bench_soak.py [--quick]     (--quick: smaller numbers, ~1 minute)
 
@@ -174,8 +178,8 @@ def fuzz(ports: dict, clients: int, stop) -> None:
             except OSError:
                 time.sleep(0.05)
 
-    threads = [threading.Thread(target=one, args=(ports[p], i), daemon=True)
-               for p in ("smtp", "pop3", "imap") for i in range(clients)]
+    threads = [threading.Thread(target=one, args=(port, i), daemon=True)
+               for port in ports.values() for i in range(clients)]
     for t in threads:
         t.start()
     stop.wait()
@@ -210,7 +214,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--live", action="store_true", help="with the live terminal view (default: --quiet, JSONL log)")
-    ap.add_argument("--phases", default="flood,fuzz,slowloris,idle,literal,append")
+    ap.add_argument("--phases", default="flood,fuzz,slowloris,idle,literal,append,peer")
     ap.add_argument("--fuzzers", type=int, default=0, help="fuzzing clients per protocol (default 40, --quick 10)")
     ap.add_argument("--profile", default="", metavar="FILE",
                     help="run the lab under cProfile and save its stats in FILE (a profiling aid)")
@@ -316,8 +320,56 @@ def main() -> None:
                         t.join()
                 time.sleep(1)
                 report("append", lab, times, baseline, peak[0], peak[1])
+            if "peer" in args.phases:
+                peer_phase(lab, d, fuzzers, rounds)
         finally:
             print(f"SIGTERM: stopped in {lab.stop():.2f} s", flush=True)
+
+
+class SmtpPeer:
+    """aiosmtpd with a Maildir handler (bench_smtp.py --serve aiosmtpd), its own process."""
+
+    def __init__(self, directory: str) -> None:
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.proc = subprocess.Popen([sys.executable, os.path.join(here, "bench_smtp.py"), "--serve", "aiosmtpd",
+                                      directory], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.ports = {"smtp": int(self.proc.stdout.readline())}
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def smtp_probe(ports: dict, rounds: int) -> list[float]:
+    out = []
+    for _ in range(rounds * 3):
+        t = time.monotonic()
+        try:
+            with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=120) as s:
+                s.sendmail("carol@lab.test", ["bob@lab.test"], b"Subject: soak\r\n\r\nhello\r\n")
+        except (OSError, smtplib.SMTPException) as exc:
+            FAILED.append(f"smtp: {type(exc).__name__}: {str(exc)[:80]}")
+            continue
+        out.append((time.monotonic() - t) * 1000)
+    return out or [float("nan")]
+
+
+def peer_phase(lab: Lab, directory: str, fuzzers: int, rounds: int) -> None:
+    peer = SmtpPeer(os.path.join(directory, "aiosmtpd"))
+    try:
+        times: dict[str, list[float]] = {"mailtrace": [], "aiosmtpd": []}
+        for _ in range(2):  # in turns: the machine's other load falls on both
+            for name, ports in (("mailtrace", {"smtp": lab.ports["smtp"]}), ("aiosmtpd", peer.ports)):
+                with attackers(fuzz, ports, fuzzers):
+                    time.sleep(0.5)
+                    times[name] += smtp_probe(ports, rounds)
+        med = {name: statistics.median(t) for name, t in times.items()}
+        failed = f"   {len(FAILED)} failed: {FAILED[0]}" if FAILED else ""
+        FAILED.clear()
+        print(f"peer       new SMTP client under {fuzzers} SMTP fuzzers: mailtrace median {med['mailtrace']:7.1f} ms, "
+              f"aiosmtpd {med['aiosmtpd']:7.1f} ms: ratio {med['mailtrace'] / med['aiosmtpd']:5.2f}x{failed}", flush=True)
+    finally:
+        peer.stop()
 
 
 if __name__ == "__main__":
