@@ -131,14 +131,11 @@ class Connection:
         """Write ``pieces`` in one write, then wait while the socket's buffer is full
         (backpressure: a client that does not read stalls only itself)."""
         writer = self.writer
-        if self.closing or writer.transport.is_closing():  # the client is gone: nothing to send to
-            self.closing = True
+        if writer.transport.is_closing():  # the client is gone (a reset): the reader sees the end
             return
         writer.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
-        try:
+        with contextlib.suppress(ConnectionError, RuntimeError):  # (uvloop: RuntimeError once closed)
             await writer.drain()
-        except (ConnectionError, RuntimeError):  # (uvloop says RuntimeError on a closed transport)
-            self.closing = True
 
     async def _start_tls(self) -> None:
         if self.tls_context is None:
