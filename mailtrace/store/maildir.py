@@ -149,9 +149,12 @@ class MaildirStore:
 
     # -- folders ---------------------------------------------------------------------
     def _folder(self, user: str, name: str) -> Folder:
-        name = canonical_mailbox(name)
-        user_dir = self._user_dir(user)
+        name = INBOX if name == INBOX else canonical_mailbox(name)
         key = (user, name)
+        folder = self._folders.get(key)  # the delivery path: a folder already open, its user's Maildir made
+        if folder is not None and user in self._ready_users:
+            return folder
+        user_dir = self._user_dir(user)
         with self._lock:
             folder = self._folders.get(key)
             if folder is None:
