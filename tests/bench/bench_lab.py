@@ -213,7 +213,7 @@ class Aiosmtpd:
 
     def start(self) -> "Aiosmtpd":
         self.proc = subprocess.Popen([PY, str(HERE / "bench_smtp.py"), "--serve", "aiosmtpd", str(self.directory)],
-                                     stdout=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # (its log)
         self.pid = self.proc.pid
         self.ports = {"smtp": int(self.proc.stdout.readline())}
         return self

@@ -151,13 +151,22 @@ def report(name: str, lab: Lab, times: list[float], baseline: float, peak: float
     FAILED.clear()
 
 
+def drain(sock: socket.socket) -> None:
+    """Read and drop everything ``sock`` receives, until it is closed or reset."""
+    try:
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass
+
+
 def flood(ports: dict, n: int, stop) -> None:
     socks = []
     for protocol, cmd in (("smtp", b"NOOP\r\n"), ("pop3", b"NOOP\r\n"), ("imap", b"a NOOP\r\n")):
         s = socket.create_connection(("127.0.0.1", ports[protocol]))
         s.recv(1000)
         threading.Thread(target=lambda s=s, c=cmd: s.sendall(c * n), daemon=True).start()
-        threading.Thread(target=lambda s=s: [None for _ in iter(lambda: s.recv(65536), b"")], daemon=True).start()
+        threading.Thread(target=drain, args=(s,), daemon=True).start()
         socks.append(s)
     stop.wait()
 
@@ -326,20 +335,6 @@ def main() -> None:
             print(f"SIGTERM: stopped in {lab.stop():.2f} s", flush=True)
 
 
-class SmtpPeer:
-    """aiosmtpd with a Maildir handler (bench_smtp.py --serve aiosmtpd), its own process."""
-
-    def __init__(self, directory: str) -> None:
-        here = os.path.dirname(os.path.abspath(__file__))
-        self.proc = subprocess.Popen([sys.executable, os.path.join(here, "bench_smtp.py"), "--serve", "aiosmtpd",
-                                      directory], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.ports = {"smtp": int(self.proc.stdout.readline())}
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
 def smtp_probe(ports: dict, rounds: int) -> list[float]:
     out = []
     for _ in range(rounds * 3):
@@ -355,7 +350,12 @@ def smtp_probe(ports: dict, rounds: int) -> list[float]:
 
 
 def peer_phase(lab: Lab, directory: str, fuzzers: int, rounds: int) -> None:
-    peer = SmtpPeer(os.path.join(directory, "aiosmtpd"))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from pathlib import Path
+
+    from bench_lab import Aiosmtpd  # aiosmtpd with a Maildir handler, its own process
+
+    peer = Aiosmtpd(Path(directory) / "aiosmtpd").start()
     try:
         times: dict[str, list[float]] = {"mailtrace": [], "aiosmtpd": []}
         for _ in range(2):  # in turns: the machine's other load falls on both
