@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from mailtrace.protocols.smtp.trace import with_header_break
+from mailtrace.protocols.smtp.trace import HeaderBreak, with_header_break
 from mailtrace.store.maildir import MaildirStore
 
 MSG = b"From: carol@lab.test\r\nSubject: lf test\r\nTo: bob@lab.test\r\n\r\nHola, line one.\r\nline two.\r\n"
@@ -132,3 +132,15 @@ def test_mutt_shows_no_carriage_returns(lab_factory, tmp_path):
     text = shown.read_text()
     assert "Subject: lf test" in text and "Hola, line one." in text
     assert "^M" not in text
+
+
+@pytest.mark.parametrize("content", [
+    b"Hola\r\n", b"Subject: x\r\nHola\r\n", b"Subject: x\r\n folded\r\nTo: y\r\n\r\nbody\r\n", b"Subject: x",
+    b"Hola", b" x\r\n", b"Subject: x\r\n\r", b"S: x\r\n" + b"A" * 2000 + b"\r\n", b"A" * 2000 + b": x\r\nb\r\n",
+])
+def test_header_break_in_pieces_is_the_same_as_at_once(content):
+    """A spooled message gets its empty line as a message held in memory, wherever it is cut."""
+    for size in (1, 2, 3, 7):
+        breaker = HeaderBreak()
+        pieces = b"".join(breaker.feed(content[i:i + size]) for i in range(0, len(content), size))
+        assert pieces + breaker.end() == with_header_break(content)

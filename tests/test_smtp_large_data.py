@@ -4,14 +4,16 @@ item 2): the real core on a real, fsync'ing Maildir store, several big messages 
 
 from __future__ import annotations
 
+import time
 import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from mailtrace.protocols.smtp import SmtpConfig
+from mailtrace.protocols.base import Pending, send_all, settle
+from mailtrace.protocols.smtp import SmtpConfig, SmtpServerConnection
 from mailtrace.protocols.smtp.data import unstuff
-from mailtrace.protocols.smtp.delivery import SPOOL_THRESHOLD
+from mailtrace.protocols.smtp.delivery import SPOOL_FLUSH, SPOOL_THRESHOLD
 from mailtrace.protocols.smtp.spec import TRANSCRIPT_KEEP
 from mailtrace.protocols.smtp.trace import with_header_break
 from mailtrace.store.files import to_disk
@@ -113,3 +115,49 @@ def test_a_spooled_message_not_delivered_leaves_nothing(store, tmp_path, end):
         c.run(c.core.receive(body + body + b".\r\n"))
         assert c.codes()[-1] == "552"
     assert files(tmp_path / "mail", "bob", "tmp") == [] and files(tmp_path / "mail", "bob", "new") == []
+
+
+def test_the_core_never_writes_a_spooled_message_itself(store, tmp_path):
+    """Issue #10 item 3: the writes to tmp/ are jobs the shell runs (``Pending``), in order, and
+    no more input is taken while one is outstanding; the 250 still comes after the last job."""
+    core = SmtpServerConnection(SmtpConfig(), store, clock=time.time, client_address="127.0.0.1:40000")
+    settle(core.start())
+    settle(core.receive(b"HELO pc1\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@lab.test>\r\nDATA\r\n"))
+    body = stuffed_body(0, 2 * MB)
+    first = SPOOL_THRESHOLD + SPOOL_FLUSH + 1
+    outputs = core.receive(body[:first])
+    jobs = [o for o in outputs if isinstance(o, Pending)]
+    assert len(jobs) == 1 and outputs[-1] is jobs[0]
+    assert files(tmp_path / "mail", "bob", "tmp") == []  # the core wrote nothing itself
+    assert core.receive(body[first:]) == []  # held while the job is outstanding
+    assert files(tmp_path / "mail", "bob", "tmp") == []
+    later = jobs[0].resume(jobs[0].job())  # what the shell's worker thread does
+    assert len(files(tmp_path / "mail", "bob", "tmp")) == 1
+    assert any(isinstance(o, Pending) for o in later)  # the held input gives the next writes
+    settle(later)
+    end = core.receive(b".\r\n")
+    assert isinstance(end[-1], Pending) and b"250" not in send_all(end)  # not before the store is done
+    assert files(tmp_path / "mail", "bob", "new") == []
+    reply = send_all(settle(end[-1:]))
+    assert reply.startswith(b"250 ")
+    (stored,) = files(tmp_path / "mail", "bob", "new")
+    assert stored.read_bytes().endswith(to_disk(unstuff(body)))
+    assert files(tmp_path / "mail", "bob", "tmp") == []
+
+
+def test_a_long_header_section_still_gets_its_empty_line_when_spooled(store, tmp_path):
+    """RFC 5322 §2.1: a header section that runs past the first SPOOL_THRESHOLD octets, then a
+    body line with no empty line before it: stored as the in-memory path stores it."""
+    header = b"".join(b"X-Long-%d: " % i + b"h" * 60 + b"\r\n" for i in range(2 * SPOOL_THRESHOLD // 70))
+    body = header + b"the body starts here, no empty line before it\r\n" + b"b" * 70 + b"\r\n"
+    assert len(header) > SPOOL_THRESHOLD + 2 * CHUNK
+    c = Session(store, SmtpConfig())
+    c.run(c.core.receive(b"HELO pc1\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@lab.test>\r\nDATA\r\n"))
+    for i in range(0, len(body), 1000):
+        c.run(c.core.receive(body[i:i + 1000]))
+    c.run(c.core.receive(b".\r\n"))
+    assert c.codes()[-1] == "250"
+    (stored,) = [p.read_bytes() for p in files(tmp_path / "mail", "alice", "new")
+                 if b"the body starts here" in p.read_bytes()]
+    assert stored.endswith(to_disk(header + b"\r\nthe body starts here, no empty line before it\r\n" + b"b" * 70
+                                   + b"\r\n"))

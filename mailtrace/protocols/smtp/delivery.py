@@ -14,10 +14,12 @@ core hands the shell a job (``Pending``) that stores every copy; the 250 is sent
 job has returned, i.e. when the store has fsync'd the files.
 
 A small message is kept in memory until the final dot.  A large one (past ``SPOOL_THRESHOLD``)
-is not: :class:`SpooledMessage` writes each copy to the recipient's Maildir ``tmp/`` as the
+is not: :class:`SpooledMessage` has each copy written to the recipient's Maildir ``tmp/`` as the
 octets arrive (``store.spool``, the same spool an IMAP APPEND uses), dot-stuffing removed
-(§4.5.2), and the job only publishes the files by rename after an fsync.  So eight clients
-sending 50 MB each do not take the server's memory with them.
+(§4.5.2), and the last job only publishes the files by rename after an fsync.  So eight clients
+sending 50 MB each do not take the server's memory with them.  The core itself never writes:
+it gathers at most ``SPOOL_FLUSH`` octets and hands their writing to the shell as a job
+(``Pending``), and reads no more input until that job has returned.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mailtrace.protocols.smtp.spec import Store
-from mailtrace.protocols.smtp.trace import trace_headers, with_header_break
+from mailtrace.protocols.smtp.trace import HeaderBreak, trace_headers, with_header_break
 
 #: Past this many octets the message goes to tmp/ files instead of memory (as IMAP APPEND does).
 SPOOL_THRESHOLD = 256 * 1024
+#: A spooled message's octets gathered in memory before they are handed over to be written.
+SPOOL_FLUSH = 128 * 1024
 
 
 @dataclass(frozen=True)
@@ -82,25 +86,21 @@ class SpooledMessage:
     """One large message written to each recipient's tmp/ while it arrives.
 
     ``start`` is the beginning of the body (as sent, dot-stuffed) that was in memory when the
-    message crossed the threshold; ``write`` takes every later chunk, in order.  Any store error
-    is kept and reported by ``job`` (451), never raised into the core."""
+    message crossed the threshold; ``take`` gets every later chunk, in order.  Nothing here
+    touches the disk in the core's thread: the octets are gathered, and the writing is done by
+    the jobs ``write_job`` (when ``due``), ``job`` (at the final dot) and ``discard_job``, which
+    the shell runs one after the other in a worker thread (the core waits for each).  Any store
+    error is kept and reported by ``job`` (451), never raised into the core."""
 
     def __init__(self, store: Store, envelope: Envelope, start: bytes) -> None:
         self.store, self.envelope = store, envelope
         self.spools: dict[str, object] = {}
         self.failed: Exception | None = None
+        self._opened = False
         self._at_line_start = True  # for §4.5.2: a stuffed dot may open the next chunk
-        first = self._unstuff(start)
-        cut = first.rfind(b"\n") + 1  # the header break is looked for in whole lines only
-        first = with_header_break(first[:cut]) + first[cut:]
-        try:
-            for rcpt in envelope.recipients:
-                spool = store.spool(mailbox_user(rcpt))  # type: ignore[attr-defined]
-                self.spools[rcpt] = spool
-                spool.write(envelope.headers(rcpt))
-                spool.write(first)
-        except Exception as exc:  # disk full, a Maildir removed under us...
-            self.failed = exc
+        self._header = HeaderBreak()  # a hand-typed message may have no header section
+        self._gathered = bytearray()
+        self.take(start)
 
     def _unstuff(self, chunk: bytes) -> bytes:
         """§4.5.2: "If the first character is a period and there are other characters on the
@@ -112,38 +112,69 @@ class SpooledMessage:
         self._at_line_start = chunk.endswith(b"\n")
         return out.replace(b"\n.", b"\n")
 
-    def write(self, chunk: bytes) -> None:
-        data = self._unstuff(chunk)
+    def take(self, chunk: bytes) -> None:
+        """The next octets of the body, as sent (kept until a job writes them)."""
+        self._gathered += self._header.feed(self._unstuff(chunk))
+
+    @property
+    def due(self) -> bool:
+        """Enough gathered: the core should hand over a ``write_job`` now."""
+        return len(self._gathered) >= SPOOL_FLUSH
+
+    def _hand_over(self) -> bytes:
+        data = bytes(self._gathered)
+        self._gathered.clear()
+        return data
+
+    def write_job(self) -> Callable[[], None]:
+        """The job that writes what was gathered so far (the first one creates the files)."""
+        data = self._hand_over()
+        return lambda: self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        """(In the worker thread.)"""
         if self.failed is not None:
             return
         try:
+            if not self._opened:
+                self._opened = True
+                for rcpt in self.envelope.recipients:
+                    spool = self.store.spool(mailbox_user(rcpt))  # type: ignore[attr-defined]
+                    self.spools[rcpt] = spool
+                    spool.write(self.envelope.headers(rcpt))
             for spool in self.spools.values():
                 spool.write(data)  # type: ignore[attr-defined]
-        except Exception as exc:
+        except Exception as exc:  # disk full, a Maildir removed under us...
             self.failed = exc
 
     def job(self) -> Callable[[], list]:
-        """Close the files; the job that publishes them (rename after fsync, in the store)."""
-        if self.failed is None:
+        """The job at the final dot: write the rest, close the files and publish them (rename
+        after fsync, in the store); its result is that of ``deliver_job``."""
+        rest = self._hand_over() + self._header.end()
+
+        def job() -> list:
+            self._write(rest)
             try:
-                copies = {rcpt: spool.finish() for rcpt, spool in self.spools.items()}  # type: ignore[attr-defined]
-                deliver = deliver_job(self.store, self.envelope, copies)
-
-                def job() -> list:
+                if self.failed is None:
                     try:
-                        return deliver()
-                    finally:
-                        self.discard()  # what a failed copy left in tmp/ (a delivered one was renamed)
+                        copies = {rcpt: spool.finish() for rcpt, spool in self.spools.items()}  # type: ignore[attr-defined]
+                    except Exception as exc:
+                        self.failed = exc
+                if self.failed is not None:
+                    return [self.failed]
+                return deliver_job(self.store, self.envelope, copies)()
+            finally:
+                self.discard()  # what a failed copy left in tmp/ (a delivered one was renamed)
 
-                return job
-            except Exception as exc:
-                self.failed = exc
-        failed = self.failed
-        self.discard()
-        return lambda: [failed]
+        return job
+
+    def discard_job(self) -> Callable[[], None]:
+        """The message will not be delivered (cut short, too big): the job that removes its files."""
+        self._gathered.clear()
+        return self.discard
 
     def discard(self) -> None:
-        """The message will not be delivered (cut short, too big, failed): remove the files."""
+        """(In the worker thread.)  Remove the files."""
         for spool in self.spools.values():
             try:
                 spool.discard()  # type: ignore[attr-defined]

@@ -267,8 +267,7 @@ class SmtpServerConnection:
             return
         self._data.add(self._reader.clear())
         self._out.append(self._data.event(incomplete=why))
-        if self._spooled is not None:
-            self._spooled.discard()
+        self._discard_spooled()
         self._new_data()
         self.session.new_transaction()
 
@@ -279,15 +278,28 @@ class SmtpServerConnection:
         if used:
             self._reader.consumed(used)
         if self._spooled is not None and data.oversize:  # it will get 552: its files go now
-            self._spooled.discard()
-            self._spooled = None
+            self._discard_spooled()
         elif self._spooled is None and len(data.body) > SPOOL_THRESHOLD and hasattr(self.session.store, "spool"):
             # too big to hold in memory: each recipient's copy goes to tmp/ as it arrives
             self._spooled = SpooledMessage(self.session.store, self._envelope(), bytes(data.body))
-            data.spill(self._spooled.write)
+            data.spill(self._spooled.take)
         if finished:
             self._end_of_data()
+        elif self._spooled is not None and self._spooled.due:
+            # the writing is the shell's (a worker thread); no more input is read until it is done
+            self._pending = True
+            self._control(Pending(job=self._spooled.write_job(), resume=self._written))
         return finished
+
+    def _written(self, _result: None) -> list[Output]:
+        self._pending = False
+        return self._process()
+
+    def _discard_spooled(self) -> None:
+        """The spooled message will not be delivered: the shell removes its files (nothing waits)."""
+        if self._spooled is not None:
+            self._control(Pending(job=self._spooled.discard_job(), resume=lambda _result: []))
+            self._spooled = None
 
     def _envelope(self) -> Envelope:
         """The trace facts of the message being received (§4.4), queue id and time included."""

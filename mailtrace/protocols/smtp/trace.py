@@ -42,10 +42,14 @@ def trace_headers(*, sender: str, recipient: str, helo: str, client: str, hostna
 # RFC 5322 §2.2: "A field name MUST be composed of printable US-ASCII characters (i.e.,
 # characters that have values between 33 and 126, inclusive), except colon."
 _FIELD_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
+_FIELD_NAME_SO_FAR = re.compile(rb"[\x21-\x39\x3b-\x7e]*")
+# §2.1.1: a line is at most 998 characters; a longer run of name characters with no colon is no field
+MAX_FIELD_NAME = 998
 
 
-def with_header_break(content: bytes) -> bytes:
-    """``content`` with an empty line where its header section ends, if it has none there.
+class HeaderBreak:
+    """Puts an empty line where the header section ends, if it has none there, in a message
+    that arrives in pieces (``feed`` each piece in order, then ``end``).
 
     RFC 5322 §2.1: "A message consists of header fields ... optionally followed by a message
     body"; the body is "preceded by" an empty line.  A message typed by hand (``Hola...``) has
@@ -53,18 +57,69 @@ def with_header_break(content: bytes) -> bytes:
     a broken header field (IMAP's ENVELOPE would lose it).  As Postfix's cleanup(8) does, the
     header section ends at the first line that is neither a header field nor its
     continuation (a line starting with a space or tab, RFC 5322 §2.2.3), and an empty line is
-    put there."""
-    pos = 0
-    while pos < len(content):
-        end = content.find(b"\n", pos)
-        line = content[pos:] if end < 0 else content[pos:end + 1]
-        if line in (b"\r\n", b"\n"):
-            return content  # the empty line is there
-        if not (_FIELD_LINE.match(line) or (pos > 0 and line[:1] in (b" ", b"\t"))):
-            break
-        if end < 0:
-            return content + b"\r\n"  # only header fields, and no line end after the last
-        pos = end + 1
-    else:
-        return content  # nothing but header fields (or nothing at all)
-    return content[:pos] + b"\r\n" + content[pos:]
+    put there.  Only the start of the current line is held back (at most a field name), so a
+    large message that is written to disk as it arrives gets the same result as one held in
+    memory (``with_header_break``)."""
+
+    def __init__(self) -> None:
+        self.done = False  # the header section has ended (an empty line is there now)
+        self._held = bytearray()  # the start of a line not judged yet
+        self._in_field = False  # inside a line already judged a header field (up to its LF)
+        self._first = True  # the next line is the message's first
+
+    def feed(self, chunk: bytes) -> bytes:
+        """``chunk`` as it is to be stored (an empty line may go in; a line start may be held)."""
+        if self.done:
+            return chunk
+        out = bytearray()
+        pos = 0
+        while pos < len(chunk) and not self.done:
+            end = chunk.find(b"\n", pos)
+            stop = len(chunk) if end < 0 else end + 1
+            if self._in_field:
+                out += chunk[pos:stop]
+            else:
+                self._held += chunk[pos:stop]
+                verdict = self._judge(complete=end >= 0)
+                if verdict is None:  # not enough of the line yet to tell
+                    break
+                if not verdict:
+                    out += b"\r\n"
+                out += self._held
+                self._held.clear()
+                self._in_field = True
+            pos = stop
+            if end >= 0:
+                self._in_field = self._first = False
+        return bytes(out + chunk[pos:]) if self.done else bytes(out)
+
+    def end(self) -> bytes:
+        """What is still to be added at the end of the message."""
+        if self.done:
+            return b""
+        if self._held:  # a last line without a line end
+            field = self._judge(complete=True)
+            return (bytes(self._held) + b"\r\n") if field else (b"\r\n" + bytes(self._held))
+        return b"\r\n" if self._in_field else b""  # only header fields, no line end after the last
+
+    def _judge(self, complete: bool) -> bool | None:
+        """True: the held line is a header field (or its continuation); False: the body starts
+        here without an empty line; None: more of the line is needed.  Sets ``done`` when the
+        header section ends."""
+        held = bytes(self._held)
+        if held in (b"\r\n", b"\n"):
+            self.done = True  # the empty line is there
+            return True
+        if _FIELD_LINE.match(held) or (not self._first and held[:1] in (b" ", b"\t")):
+            return True
+        if not complete and (held == b"\r" or (len(held) <= MAX_FIELD_NAME and _FIELD_NAME_SO_FAR.fullmatch(held))):
+            return None
+        self.done = True
+        return False
+
+
+def with_header_break(content: bytes) -> bytes:
+    """``content`` (a whole message) with an empty line where its header section ends, if it
+    has none there (``HeaderBreak``)."""
+    breaker = HeaderBreak()
+    return breaker.feed(content) + breaker.end()
