@@ -41,10 +41,10 @@ def trace_headers(*, sender: str, recipient: str, helo: str, client: str, hostna
 
 # RFC 5322 §2.2: "A field name MUST be composed of printable US-ASCII characters (i.e.,
 # characters that have values between 33 and 126, inclusive), except colon."
-_FIELD_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
-_FIELD_NAME_SO_FAR = re.compile(rb"[\x21-\x39\x3b-\x7e]*")
-# §2.1.1: a line is at most 998 characters; a longer run of name characters with no colon is no field
+# §2.1.1: a line is at most 998 characters, so a longer run of name characters is no field name
 MAX_FIELD_NAME = 998
+_FIELD_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]{1,%d}:" % MAX_FIELD_NAME)
+_FIELD_NAME_SO_FAR = re.compile(rb"[\x21-\x39\x3b-\x7e]*")
 
 
 class HeaderBreak:
