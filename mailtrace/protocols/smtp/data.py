@@ -22,12 +22,16 @@ import re
 from typing import Callable
 
 from mailtrace.protocols.smtp.spec import (
-    BARE_CR, BARE_LF, EIGHT_BIT, EIGHT_BIT_HEADER, LINE_TOO_LONG, MAX_TEXT_LINE, PROTOCOL, State,
+    BARE_CR, BARE_LF, CONTROL_IN_DATA, EIGHT_BIT, EIGHT_BIT_HEADER, LINE_TOO_LONG, MAX_TEXT_LINE, NUL_IN_DATA,
+    PROTOCOL, State,
 )
 from mailtrace.protocols.utf8mail import eight_bit_parts
 from mailtrace.transcript.event import Event, Kind, Note, Side
 
 _END_OF_DATA = re.compile(rb"\n\.\r?\n")  # a line holding only "." ends the data (§4.1.1.4)
+# RFC 5322 §3.5: "the use of US-ASCII control characters (values 1 through 8, 11, 12, and 14
+# through 31) is discouraged"; 127 (DEL) is named with them in §4 (obsolete syntax)
+_CONTROL = re.compile(rb"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class DataReader:
@@ -80,6 +84,10 @@ class DataReader:
             self.rules.add(BARE_CR)
         if not self.eight_bit and not chunk.isascii():
             self.eight_bit = True
+        if NUL_IN_DATA not in self.rules and b"\x00" in chunk:
+            self.rules.add(NUL_IN_DATA)
+        if CONTROL_IN_DATA not in self.rules and _CONTROL.search(chunk):
+            self.rules.add(CONTROL_IN_DATA)
         if LINE_TOO_LONG not in self.rules and self._line_len + len(chunk) >= MAX_TEXT_LINE:
             # §4.5.3.1.6: 1000 octets with the CRLF, i.e. >= 1000 octets before the LF
             lengths = [len(piece) for piece in chunk.split(b"\n")]
@@ -125,7 +133,8 @@ class DataReader:
 
     def notes(self, body_8bitmime: bool, smtputf8: bool) -> list[Note]:
         """The violations of the whole message, given what its MAIL command declared."""
-        notes = [Note(rule) for rule in (BARE_LF, BARE_CR, LINE_TOO_LONG) if rule in self.rules]
+        notes = [Note(rule) for rule in (BARE_LF, BARE_CR, LINE_TOO_LONG, NUL_IN_DATA, CONTROL_IN_DATA)
+                 if rule in self.rules]
         header_8bit, _ = eight_bit_parts(bytes(self.body)) if self.eight_bit else (False, False)
         if self.eight_bit and not body_8bitmime and not smtputf8:
             # SMTPUTF8 allows UTF-8 in the header and the body too (RFC 6532 §3.2: "text =/ UTF8-non-ascii")
