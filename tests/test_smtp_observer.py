@@ -170,6 +170,26 @@ def test_client_that_never_waits_is_read_on_with_bounded_memory():
     assert obs._client.buffered < 100_000
 
 
+def test_client_that_never_waits_after_auth_sends_sasl_responses_not_commands():
+    """Past HOLD_LIMIT held octets the observer reads on as if the server had said yes: after
+    AUTH that is a SASL response (RFC 4954 §4), redacted, never a command."""
+    obs = SmtpObserver()
+    obs.feed_server(b"220 x\r\n")
+    obs.feed_client(b"EHLO a\r\n")
+    obs.feed_server(b"250-a\r\n250 AUTH LOGIN\r\n")
+    user, password = base64.b64encode(b"alice"), base64.b64encode(b"s3cret-pw")
+    events = obs.feed_client(b"AUTH LOGIN\r\n" + user + b"\r\n" + password + b"\r\n")  # held: 334 or 5xx?
+    events += obs.feed_client((b"NOOP " + b"n" * 250 + b"\r\n") * 4200)  # ... and still no reply: past HOLD_LIMIT
+    for reply in (b"334 VXNlcm5hbWU6\r\n", b"334 UGFzc3dvcmQ6\r\n", b"235 2.7.0 ok\r\n"):
+        events += obs.feed_server(reply)
+    client = [e for e in events if e.side is Side.CLIENT]
+    assert [(e.kind, e.verb) for e in client[:3]] == [(Kind.COMMAND, "AUTH"), (Kind.DATA, "AUTH"), (Kind.DATA, "AUTH")]
+    assert [e.raw for e in client[1:3]] == [user + b"\r\n", password + b"\r\n"]
+    assert all(e.redacted for e in client[1:3])
+    assert {(e.kind, e.verb) for e in client[3:]} == {(Kind.COMMAND, "NOOP")}
+    assert not any(password in (e.redacted or e.raw) for e in events if e.kind is Kind.COMMAND)
+
+
 def test_close_mid_data():
     obs = SmtpObserver()
     obs.feed_server(b"220 x\r\n")

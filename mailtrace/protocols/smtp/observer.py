@@ -89,8 +89,9 @@ class SmtpObserver:
             return []
         self._client.feed(data)
         if self._mode == HOLD_MODE and self._client.buffered > HOLD_LIMIT:
-            # The client does not wait for the reply: read on as if the server had said yes.
-            self._mode = DATA_MODE if self._outstanding and self._outstanding[-1][0] == "DATA" else COMMANDS_MODE
+            # The client does not wait for the reply: read on as if the server had said yes, in
+            # the state the table gives (after DATA the message, after AUTH a SASL response).
+            self._mode = MODE_OF_STATE.get(self._ahead, COMMANDS_MODE)
         self._client_input()
         return self._take()
 
