@@ -175,3 +175,33 @@ def test_fresh_empties_the_mail_store_and_keeps_the_lab_ca(tmp_path):
     deliver_and_stop(["--fresh"])
     assert len(delivered()) == 1  # only the message of this run
     assert (tmp_path / "lab" / "tls" / "ca.pem").read_bytes() == ca  # clients that trust the CA still do
+
+
+def test_max_message_size_raises_the_smtp_limit_and_its_size_advertisement(tmp_path):
+    """--max-message-size: the SIZE keyword advertises it (RFC 1870 §4) and a message over the
+    default 10 MiB but under the new limit is accepted; over the new limit, 552 (RFC 1870 §6.3)."""
+    proc, ports, _ = start(["serve", "smtp", "--port", "0", "--dir", "lab", "--no-tls", "--quiet",
+                            "--max-message-size", "12M"], tmp_path)
+    big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * (11 * 1024 * 1024 // 1000)
+    assert 10 * 1024 * 1024 < len(big) < 12 * 1024 * 1024
+    try:
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=30) as client:
+            client.ehlo()
+            assert client.esmtp_features["size"] == str(12 * 1024 * 1024)
+            client.sendmail("a@example.org", ["bob@lab.test"], big)  # raises unless 250
+            client.ehlo()
+            refused = client.sendmail("a@example.org", ["bob@lab.test"], big + big[16:])  # ~22 MB
+    except smtplib.SMTPException as exc:
+        refused = exc
+    finally:
+        stop(proc)
+    assert isinstance(refused, smtplib.SMTPSenderRefused) and refused.smtp_code == 552, refused
+    delivered = list((tmp_path / "lab" / "mail" / "bob" / "new").iterdir())
+    assert len(delivered) == 1 and delivered[0].stat().st_size > 10 * 1024 * 1024
+
+
+@pytest.mark.parametrize("value", ["1000", "ten", "99999999999999999999G"])
+def test_max_message_size_bad_values_are_usage_errors(value, tmp_path):
+    result = CliRunner().invoke(main, ["lab", "--dir", str(tmp_path / "lab"), "--max-message-size", value])
+    assert result.exit_code == 2 and "--max-message-size" in result.output and result.exception is not None
+    assert not (tmp_path / "lab").exists()

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mailtrace.cli.serve import (Endpoint, available_protocols, build_lab, common_options, parse_users,
-                                 read_users_file, run_lab, web_options, web_settings)
+                                 read_users_file, run_lab, smtp_options, web_options, web_settings)
 from mailtrace.servers.lab import DEFAULT_PORTS
 from mailtrace.servers.limits import Limits
 
@@ -36,11 +36,12 @@ PORT = click.IntRange(0, 65535)
               help="Connections at once from one client address (loopback exempt).")
 @click.option("--rate-per-address", type=click.FloatRange(0.1), default=Limits.rate_per_address, show_default=True,
               help="New connections per second from one client address (bursts of 5x; loopback exempt).")
+@smtp_options
 @common_options
 @web_options
 def command(smtp_port: int, pop3_port: int, imap_port: int, smtps_port: int, pop3s_port: int, imaps_port: int,
             users_file: Path | None, allow_plaintext_auth: bool, log_dir: Path | None, max_connections: int,
-            max_per_address: int, rate_per_address: float,
+            max_per_address: int, rate_per_address: float, max_message_size: int,
             host: str, directory: Path, users: tuple[str, ...], log: Path | None, text: Path | None, lang: str,
             show_secrets: bool, no_tls: bool, fresh: bool, web: str | None, admin: str | None, quiet: bool) -> None:
     """Start the SMTP, POP3 and IMAP lab servers on one Maildir store, on 127.0.0.1.
@@ -68,5 +69,6 @@ def command(smtp_port: int, pop3_port: int, imap_port: int, smtps_port: int, pop
     lab = build_lab(directory.resolve(), accounts, lang=lang, log=log, text=text,
                     show_secrets=show_secrets, tls=not no_tls, fresh=fresh, live=not quiet,
                     sinks=(settings.feed,) if settings else (), limits=limits,
-                    allow_plaintext_auth=allow_plaintext_auth, log_dir=log_dir, tls_names=(host,))
+                    allow_plaintext_auth=allow_plaintext_auth, log_dir=log_dir, tls_names=(host,),
+                    smtp_config={"max_message_size": max_message_size})
     run_lab(lab, endpoints, log=log, text=text, web=settings)

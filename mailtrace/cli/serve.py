@@ -117,8 +117,10 @@ def read_users_file(path: Path) -> dict[str, str]:
 def build_lab(directory: Path, users: dict[str, str], *, lang: str = "en", log: Path | None = None,
               text: Path | None = None, show_secrets: bool = False, tls: bool = True, live: bool = True,
               sinks: tuple = (), fresh: bool = False, limits: dict | None = None, allow_plaintext_auth: bool = False,
-              log_dir: Path | None = None, tls_names: tuple[str, ...] = ()) -> Lab:
+              log_dir: Path | None = None, tls_names: tuple[str, ...] = (), smtp_config: dict | None = None) -> Lab:
     """A ``Lab`` with its recorder's sinks (terminal, JSONL, text) and TLS context.
+
+    ``smtp_config``: ``SmtpConfig`` fields the command line set (``--max-message-size``).
 
     ``fresh``: empty the mail store first (``--fresh``: each lab handout starts from no mail; the
     lab CA in tls/ is kept, so clients that trust it still do).
@@ -128,9 +130,12 @@ def build_lab(directory: Path, users: dict[str, str], *, lang: str = "en", log: 
     try:
         if fresh:
             empty_mail_store(directory)
-        return _build_lab(directory, users, lang=lang, log=log, text=text, show_secrets=show_secrets, tls=tls,
-                          live=live, sinks=sinks, limits=limits, allow_plaintext_auth=allow_plaintext_auth,
-                          log_dir=log_dir, tls_names=tls_names)
+        lab = _build_lab(directory, users, lang=lang, log=log, text=text, show_secrets=show_secrets, tls=tls,
+                         live=live, sinks=sinks, limits=limits, allow_plaintext_auth=allow_plaintext_auth,
+                         log_dir=log_dir, tls_names=tls_names)
+        if smtp_config:
+            lab.smtp_config = dict(smtp_config)  # read by servers.smtp.make_config
+        return lab
     except OSError as exc:
         where = exc.filename or directory
         raise click.ClickException(f"cannot use {where}: {exc.strerror or exc}") from None
@@ -452,6 +457,36 @@ def web_options(func):
                              "(127.0.0.1 unless a HOST is given; port 0: any free port).")(func)
 
 
+class MessageSize(click.ParamType):
+    """An SMTP message size limit: octets, or with a K, M or G suffix (1024-based): "50M"."""
+
+    name = "SIZE"
+    UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+    MINIMUM = 64 * 1024  # RFC 5321 §4.5.3.1.7: the limit "MUST BE at least 64K octets"
+
+    def convert(self, value, param, ctx) -> int:
+        if isinstance(value, int):
+            return value
+        m = re.fullmatch(r"\s*(\d{1,20})\s*([KMG]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
+        if m is None:
+            self.fail(f"{value!r}: give octets, or a number with K, M or G (e.g. 50M)", param, ctx)
+        size = int(m.group(1)) * self.UNITS[m.group(2).upper()]
+        if size < self.MINIMUM:
+            self.fail(f"{value!r}: RFC 5321 §4.5.3.1.7 requires at least 64K octets", param, ctx)
+        if len(str(size)) > 20:  # RFC 1870 §4: size-value ::= 1*20DIGIT
+            self.fail(f"{value!r}: too large to advertise with SIZE (RFC 1870: at most 20 digits)", param, ctx)
+        return size
+
+
+def smtp_options(func):
+    """``--max-message-size`` (``serve``, ``lab``)."""
+    from mailtrace.protocols.smtp.spec import MAX_MESSAGE_SIZE
+
+    return click.option("--max-message-size", type=MessageSize(), default=MAX_MESSAGE_SIZE, show_default=True,
+                        help="Largest message the SMTP server accepts, in octets or with K/M/G (e.g. 50M); "
+                             "advertised with SIZE (RFC 1870), larger messages get 552.")(func)
+
+
 def common_options(func):
     """The options ``serve`` and ``lab`` share."""
     opts = [
@@ -484,10 +519,11 @@ def common_options(func):
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="Port to listen on (default: SMTP 2525, POP3 1100, IMAP 1430; 0: any free port).")
 @click.option("--implicit-tls", is_flag=True, help="Speak TLS from the first byte (like ports 465/995/993).")
+@smtp_options
 @common_options
 @web_options
-def command(protocol: str, port: int | None, implicit_tls: bool, host: str, directory: Path, users: tuple[str, ...],
-            log: Path | None, text: Path | None, lang: str, show_secrets: bool, no_tls: bool,
+def command(protocol: str, port: int | None, implicit_tls: bool, max_message_size: int, host: str, directory: Path,
+            users: tuple[str, ...], log: Path | None, text: Path | None, lang: str, show_secrets: bool, no_tls: bool,
             fresh: bool, web: str | None, admin: str | None, quiet: bool) -> None:
     """Start one lab server (smtp, pop3 or imap) on 127.0.0.1 and show the annotated dialogue.
 
@@ -507,5 +543,5 @@ def command(protocol: str, port: int | None, implicit_tls: bool, host: str, dire
     settings = web_settings(web, admin, user_table, show_secrets, tls=not no_tls)
     lab = build_lab(directory.resolve(), user_table, lang=lang, log=log, text=text,
                     show_secrets=show_secrets, tls=not no_tls, fresh=fresh, live=not quiet,
-                    sinks=(settings.feed,) if settings else ())
+                    sinks=(settings.feed,) if settings else (), smtp_config={"max_message_size": max_message_size})
     run_lab(lab, [Endpoint(protocol, host, port, implicit_tls)], log=log, text=text, web=settings)
