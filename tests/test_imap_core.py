@@ -439,7 +439,7 @@ def test_core_works_without_a_watchable_change(store):
     core = ImapServerConnection(store)
     assert core.notify() == []
     close = core.idle_timeout()[-1]
-    assert isinstance(close, Close) and close.reason["reason"] == "autologout (RFC 3501 §5.4)"
+    assert isinstance(close, Close) and close.reason.text == "autologout (RFC 3501 §5.4)"
 
 
 # -- property tests: random input never raises, every command gets a tagged answer ---------------

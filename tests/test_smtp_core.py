@@ -496,3 +496,33 @@ def test_utf8_local_part_limit_counts_octets(utf8_store):
                               ("RCPT TO:<" + "é" * 33 + "@lab.test>\r\n").encode(),
                               ("RCPT TO:<" + "é" * 32 + "@lab.test>\r\n").encode())
     assert run.codes()[-2:] == ["501", "550"]  # too long; then well-formed, but no such user
+
+
+def test_events_carry_typed_facts(store):
+    """Issue #10 item 4: the core's facts are typed Event fields (response_code, user, messages,
+    pipelined, incomplete), the same ones a version-2 transcript saves."""
+    from mailtrace.protocols.smtp import SmtpObserver
+    from mailtrace.transcript.links import Action
+
+    plain = base64.b64encode(b"\0alice\0alice")
+    run = Run(store).say(b"EHLO pc1\r\n", b"AUTH PLAIN " + plain + b"\r\n")
+    run.feed(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<bob@lab.test>\r\nDATA\r\n")  # pipelined (RFC 2920)
+    run.say(b"Subject: t\r\n\r\nx\r\n.\r\n", b"MAIL FROM:<a@b.example>\r\n", b"RCPT TO:<bob@lab.test>\r\n",
+            b"DATA\r\n", b"cut short")
+    run._run(run.conn.eof())
+    replies = [e for e in run.events if e.kind is Kind.REPLY]
+    assert {e.response_code for e in replies if e.verb == "EHLO"} >= {"PIPELINING", "SIZE", "AUTH"}
+    assert [e.user for e in replies if e.code == "235"] == ["alice"]
+    (delivered,) = [e for e in replies if e.code == "250" and e.messages]
+    assert [(m.action, m.user, m.mailbox) for m in delivered.messages] == [(Action.DELIVERED, "bob", "INBOX")]
+    assert delivered.messages[0].uid > 0
+    assert [e.verb for e in run.events if e.kind is Kind.COMMAND and e.pipelined] == ["RCPT", "DATA"]
+    data = [e for e in run.events if e.kind is Kind.DATA and e.verb == "DATA"]
+    assert [bool(e.incomplete) for e in data] == [False, True]
+    # the observer fills in the same typed fields from the wire
+    obs = SmtpObserver()
+    seen = obs.feed_server(b"".join(e.raw for e in replies[:1]))
+    seen += obs.feed_client(b"EHLO pc1\r\n")
+    seen += obs.feed_server(b"".join(e.raw for e in replies if e.verb == "EHLO"))
+    assert [e.response_code for e in seen if e.verb == "EHLO" and e.kind is Kind.REPLY] == \
+        [e.response_code for e in replies if e.verb == "EHLO"]

@@ -107,7 +107,7 @@ class CaptureImporter:
         tracer.midstream = flow.midstream
         if flow.midstream:
             session.record(Event(side=Side.NONE, kind=Kind.GAP,
-                                 info=because("capture-started-late")), ts - flow.first_ts)
+                                 reason=because("capture-started-late")), ts - flow.first_ts)
         return tracer
 
     def _tracer(self, flow: Flow, what: str, args: tuple, ts: float) -> Tracer | None:

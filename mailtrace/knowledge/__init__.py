@@ -19,14 +19,13 @@ Renderers never hard-code explanations: they call :func:`annotate` on an event.
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 from importlib import resources
 
 from mailtrace._compat import tomllib
 from typing import Mapping
 
-from mailtrace.transcript.event import Event, Kind, Reason, facts_from_info
+from mailtrace.transcript.event import Clause, Event, Kind, Reason, facts_from_info
 
 LANGUAGES = ("en", "es")
 TABLES = ("commands", "replies", "responses", "states", "violations", "data", "phases", "codes", "events",
@@ -112,19 +111,21 @@ def phrase(table: str, key: str, lang: str = "en", **fields: object) -> str:
 
 # Close reasons travel in a CLOSE event's ``reason`` (a transcript.event.Reason): ``text`` is the
 # English sentence (plain logs, version-1 readers), ``clauses`` the [close] keys it was made of,
-# so each renderer says it in its language.  ``because`` still returns them in the version-1
-# ``info`` shape ("reason", and "why" as JSON [[KEY, {fields}], ...]) that producers pass on.
-def because(key: str, info: dict[str, str] | str | None = None, **fields: object) -> dict[str, str]:
-    """The ``info`` of a CLOSE event whose reason is ``[close.KEY]`` (added as one more clause
-    to the reason already in ``info``, or to a free-text reason, when given)."""
-    if isinstance(info, str):
-        info = {"reason": info} if info else None
-    clauses = json.loads(info["why"]) if info and info.get("why") else []
-    if info and info.get("reason") and not clauses:
-        clauses = [["", {"text": info["reason"]}]]  # free text (an error message): kept as it is
-    clauses.append([key, {name: str(value) for name, value in fields.items()}])
-    english = "; ".join(part for part in ((info or {}).get("reason", ""), phrase("close", key, "en", **fields)) if part)
-    return {"reason": english, "why": json.dumps(clauses, ensure_ascii=False)}
+# so each renderer says it in its language.
+def because(key: str, before: "Reason | Mapping[str, str] | str | None" = None, **fields: object) -> Reason:
+    """The reason of a CLOSE (or GAP) event whose last clause is ``[close.KEY]``, its ``{names}``
+    from ``fields``; added after ``before`` (a reason already given, or a free text) when given."""
+    if isinstance(before, Mapping):  # the version-1 ``info`` shape ("reason", "why")
+        before = facts_from_info(before).get("reason")
+    elif isinstance(before, str):
+        before = Reason(text=before) if before else None
+    clauses = list(before.clauses) if before is not None else []
+    if before is not None and before.text and not clauses:
+        clauses = [Clause("", (("text", before.text),))]  # free text (an error message): kept as it is
+    clauses.append(Clause(key, tuple((name, str(value)) for name, value in fields.items())))
+    english = "; ".join(part for part in (before.text if before is not None else "",
+                                          phrase("close", key, "en", **fields)) if part)
+    return Reason(text=english, clauses=tuple(clauses))
 
 
 def close_reason(what: "Event | Reason | Mapping[str, str] | None", lang: str = "en") -> str:

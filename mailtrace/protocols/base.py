@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Union
 
-from mailtrace.transcript.event import Event
+from mailtrace.transcript.event import Event, Reason
 
 #: What every observer (and the proxy) knows about the wire, whatever the protocol:
 MAX_OBSERVED_LINE = 64 * 1024  # longer "lines" are cut (no mail protocol allows lines near this)
@@ -40,7 +40,7 @@ class StartTLS:
 
 @dataclass(frozen=True, slots=True)
 class Close:
-    reason: str | dict[str, str] = ""  # free text, or knowledge.because(KEY, ...) to be translated
+    reason: str | Reason = ""  # free text, or knowledge.because(KEY, ...) to be translated
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from mailtrace.protocols.base import Close, Pending, Send, ServerCore, StartTLS
 from mailtrace.servers.storejobs import run_store_job
 from mailtrace.servers.lab import session_user
 from mailtrace.tcp import QuickAck
-from mailtrace.transcript.event import Event, Kind, Side
+from mailtrace.transcript.event import Event, Kind, Side, Tls
 from mailtrace.transcript.recorder import Recorder, SessionRecorder
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ class Connection:
             self.closing = True
             self.session.close(Side.CLIENT, because("tls-failed", error=exc))
             return
-        self.session.record(Event(side=Side.NONE, kind=Kind.TLS, info={"how": "starttls"}))
+        self.session.record(Event(side=Side.NONE, kind=Kind.TLS, tls=Tls(how="starttls")))
 
     async def feed(self, outputs_fn: Callable[[], list], flush: bool = True) -> None:
         async with self._lock:
@@ -283,7 +283,7 @@ class Listener:
                                 tls=self.config.implicit_tls)
         session = self.recorder.session(self.config.protocol, client=ctx.client, server=ctx.server)
         if self.config.implicit_tls:
-            session.record(Event(side=Side.NONE, kind=Kind.TLS, info={"how": "implicit"}))
+            session.record(Event(side=Side.NONE, kind=Kind.TLS, tls=Tls(how="implicit")))
         task = asyncio.current_task()
         if task is not None:
             self.connections.add(task)

@@ -30,7 +30,6 @@ from mailtrace.protocols.smtp.spec import (
 )
 from mailtrace.protocols.smtp.syntax import Command, Path, PathError, parse_path
 from mailtrace.transcript.event import Note
-from mailtrace.transcript.links import user_info
 
 
 @dataclass
@@ -324,9 +323,9 @@ def _sasl_done(session: Session, reply: Reply) -> Reply:
     return reply
 
 
-def login_info(session: Session, reply: Reply) -> dict[str, str]:
-    """Who a 235 logged in (the web view's user column)."""
-    return user_info(session.user) if reply.status == "235" else {}
+def logged_in(session: Session, reply: Reply) -> str:
+    """Who a 235 logged in (the reply event's ``user``: the web view's user column); else ""."""
+    return session.user if reply.status == "235" else ""
 
 
 # --- the wrong state -------------------------------------------------------------------------

@@ -148,7 +148,7 @@ class DataReader:
         ended before the final dot)."""
         return Event(side=Side.CLIENT, kind=Kind.DATA, raw=self.raw, verb="DATA", state=State.DATA.value,
                      notes=tuple(notes), size=self.wire_size if self.truncated else -1, protocol=PROTOCOL,
-                     info={"incomplete": incomplete} if incomplete else {})
+                     incomplete=incomplete)
 
     def message(self) -> bytes:
         """The message with the dot-stuffing removed (§4.5.2)."""

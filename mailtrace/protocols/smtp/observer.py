@@ -43,7 +43,7 @@ from mailtrace.protocols.smtp.spec import (
 )
 from mailtrace.protocols.smtp.syntax import (
     PathError, Redaction, command_args, injected_commands, line_notes, order_notes, parse_command, parse_path,
-    parse_reply_line, reply_line_info,
+    parse_reply_line, reply_response_code,
 )
 from mailtrace.transcript.event import Event, Kind, Note, Side
 
@@ -216,9 +216,9 @@ class SmtpObserver:
         after = TRANSITIONS.next_state(self.state, step, outcome(code))  # every line of a reply shows it
         if verb == "EHLO":
             self._ehlo_lines.append(line.content[4:].upper())
-        info = reply_line_info(verb, self._reply_lines, line.raw)
+        response_code = reply_response_code(verb, self._reply_lines, line.raw)
         self._reply_lines = 0 if last else self._reply_lines + 1
-        self._event(Side.SERVER, Kind.REPLY, line.raw, after, verb=verb, code=code, info=info,
+        self._event(Side.SERVER, Kind.REPLY, line.raw, after, verb=verb, code=code, response_code=response_code,
                     notes=tuple(line_notes(line, MAX_OBSERVED_LINE)))
         if last:
             self._answered(step, code, after)

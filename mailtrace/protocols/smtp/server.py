@@ -38,9 +38,9 @@ from mailtrace.protocols.smtp.spec import (
     TRANSCRIPT_KEEP, TRANSITIONS, Outcome, Reply, SmtpConfig, State, Store, line_limit, outcome, wire_lines,
 )
 from mailtrace.protocols.smtp.syntax import Command, Redaction, command_args, injected_commands, line_notes, \
-    order_notes, parse_command, reply_line_info
-from mailtrace.transcript.event import Event, Kind, Note, Side
-from mailtrace.transcript.links import Action, MessageRef, to_info
+    order_notes, parse_command, reply_response_code
+from mailtrace.transcript.event import Event, Kind, MessageRef, Note, Side
+from mailtrace.transcript.links import Action
 
 _ERROR_CODES = ("500", "501", "502", "503", "504")  # the client's mistakes, counted towards MAX_ERRORS
 
@@ -149,15 +149,17 @@ class SmtpServerConnection:
         self._flush()
         self._out.append(output)
 
-    def _reply(self, reply: Reply, verb: str, step: str | None = None, info: dict[str, str] | None = None) -> State:
+    def _reply(self, reply: Reply, verb: str, step: str | None = None, *, user: str = "",
+               messages: tuple[MessageRef, ...] = ()) -> State:
         """Send ``reply`` to ``verb`` and move to the state ``spec.TRANSITIONS`` gives for it
-        (``step``: the table's verb when it differs, "." for the reply after the message).
-        Returns that state (the one the command's own event shows)."""
+        (``step``: the table's verb when it differs, "." for the reply after the message;
+        ``user``: who it logged in; ``messages``: what it stored).  Returns that state (the one
+        the command's own event shows)."""
         state = TRANSITIONS.next_state(self.state, verb if step is None else step, outcome(reply))
         for i, raw in enumerate(wire_lines(reply)):
-            facts = reply_line_info(verb, i, raw) if verb == "EHLO" else dict(info or {})
             self._out.append(Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, code=reply.status, verb=verb,
-                                   state=state.value, protocol=PROTOCOL, info=facts))
+                                   state=state.value, protocol=PROTOCOL, response_code=reply_response_code(verb, i, raw),
+                                   user=user, messages=messages))
             self._wbuf += raw
         self.session.state = state
         self._reader.limit = line_limit(state)
@@ -224,12 +226,12 @@ class SmtpServerConnection:
             self._redaction.challenged()
         bye = outcome(reply) is Outcome.BYE
         state = (self._close(reply, because("client-quit")) if bye
-                 else self._reply(reply, verb, info=commands.login_info(session, reply)))
+                 else self._reply(reply, verb, user=commands.logged_in(session, reply)))
         self._out.insert(at, Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line.raw, verb=verb, state=state.value,
                                    notes=tuple(cmd.notes), size=line.size if line.too_long else -1,
                                    redacted=redacted, protocol=PROTOCOL, args=command_args(verb, cmd.arg),
                                    # sent before the previous reply (RFC 2920): the timeline counts no round trip
-                                   info={"pipelined": "yes"} if early else {}))
+                                   pipelined=early))
         if verb == "STARTTLS" and outcome(reply) is Outcome.OK:
             if self._reader.buffered:  # RFC 3207 §5: plaintext injected after STARTTLS is dropped
                 self._out += injected_commands(self._reader.clear(), self.state.value)
@@ -253,7 +255,7 @@ class SmtpServerConnection:
                                redacted=Redaction.RESPONSE, state=self.state.value,
                                notes=tuple(line_notes(line, self._reader.limit)), protocol=PROTOCOL))
         reply = commands.auth_response(self.session, line.content)
-        self._reply(reply, "AUTH", info=commands.login_info(self.session, reply))
+        self._reply(reply, "AUTH", user=commands.logged_in(self.session, reply))
 
     # --- the message (DATA) ------------------------------------------------------------------
     def _new_data(self) -> None:
@@ -344,9 +346,9 @@ class SmtpServerConnection:
                         "DATA", END_OF_DATA)
         else:
             # which messages this 250 put in which mailboxes (the web view's "life of a message")
-            refs = [MessageRef(Action.DELIVERED, user, "INBOX",
-                               getattr(info, "uid", 0), getattr(info, "key", "")) for user, info in results]
-            self._reply(Reply("250", f"OK: queued as {queue_id}", "2.0.0"), "DATA", END_OF_DATA, info=to_info(refs))
+            refs = tuple(MessageRef(Action.DELIVERED, user, "INBOX",
+                                    getattr(info, "uid", 0), getattr(info, "key", "")) for user, info in results)
+            self._reply(Reply("250", f"OK: queued as {queue_id}", "2.0.0"), "DATA", END_OF_DATA, messages=refs)
         if self._reader.buffered:
             self._early = True
         return self._process()

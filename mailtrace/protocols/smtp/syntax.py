@@ -140,11 +140,10 @@ def ehlo_keyword(raw: bytes) -> str:
     return word if word in EHLO_KEYWORDS else ""
 
 
-def reply_line_info(verb: str, index: int, raw: bytes) -> dict[str, str]:
-    """Facts about one reply line: the extension an EHLO reply line offers (every line but the
-    first, §4.1.1.1), explained from the knowledge's "codes" table."""
-    keyword = ehlo_keyword(raw) if verb == "EHLO" and index else ""
-    return {"code": keyword} if keyword else {}
+def reply_response_code(verb: str, index: int, raw: bytes) -> str:
+    """The ``response_code`` of one reply line: the extension an EHLO reply line offers (every
+    line but the first, §4.1.1.1), explained from the knowledge's "codes" table; else ""."""
+    return ehlo_keyword(raw) if verb == "EHLO" and index else ""
 
 
 # --- Paths (RFC 5321 §4.1.2) -----------------------------------------------------------------
