@@ -32,8 +32,9 @@ from mailtrace.protocols.smtp.trace import HeaderBreak, trace_headers, with_head
 
 #: Past this many octets the message goes to tmp/ files instead of memory (as IMAP APPEND does).
 SPOOL_THRESHOLD = 256 * 1024
-#: A spooled message's octets gathered in memory before they are handed over to be written.
-SPOOL_FLUSH = 128 * 1024
+#: A spooled message's octets gathered in memory before they are handed over to be written
+#: (one worker-thread hop per this many octets; the same order as SPOOL_THRESHOLD).
+SPOOL_FLUSH = 256 * 1024
 
 
 @dataclass(frozen=True)
