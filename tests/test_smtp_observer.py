@@ -95,17 +95,20 @@ def test_lecture_style_violations_match_the_core(store):
 @pytest.mark.parametrize("chunk", [0, 1, 5])
 def test_nul_and_control_characters_in_data_are_noted_by_both(store, chunk):
     """RFC 5322 §2.1/§3.5 and RFC 2045 §2.7: no NUL in a message (a violation); §3.5: other
-    control characters are "discouraged" in a body (an informative note).  Same notes, same
+    control characters are "discouraged" in a body (an informative note); §2.2: none in a
+    header field (a violation).  Same notes, same
     function (DataReader.notes), for the core and the observer."""
     lines = [b"HELO pc1\r\n", b"MAIL FROM:<a@b.example>\r\n", b"RCPT TO:<bob@lab.test>\r\n", b"DATA\r\n",
              b"Subject: x\r\n\r\nbell \x07 and nul \x00 here\r\n.\r\n", b"MAIL FROM:<a@b.example>\r\n",
-             b"RCPT TO:<bob@lab.test>\r\n", b"DATA\r\n", b"Subject: y\r\n\r\ntab\tis fine\r\n.\r\n", b"QUIT\r\n"]
+             b"RCPT TO:<bob@lab.test>\r\n", b"DATA\r\n", b"Subject: y\r\n\r\ntab\tis fine\r\n.\r\n",
+             b"MAIL FROM:<a@b.example>\r\n", b"RCPT TO:<bob@lab.test>\r\n", b"DATA\r\n",
+             b"Subject: esc \x1b[31m red\r\n\r\nbody\r\n.\r\n", b"QUIT\r\n"]
     core, observed, _ = play(store, lines, chunk)
     assert facts(observed) == facts(core)
     notes = lambda evs: [[n.rule for n in e.notes] for e in evs if e.kind is Kind.DATA]  # noqa: E731
-    assert notes(observed) == notes(core) == [["nul-in-data", "control-in-data"], []]
+    assert notes(observed) == notes(core) == [["nul-in-data", "control-in-data"], [], ["control-in-header"]]
     from mailtrace import knowledge
-    for rule in ("nul-in-data", "control-in-data"):
+    for rule in ("nul-in-data", "control-in-data", "control-in-header"):
         entry = knowledge.lookup("smtp", "violations", rule)
         assert entry.meaning("en") and entry.meaning("es") and "RFC 5322" in entry.rfc
     assert knowledge.lookup("smtp", "violations", "control-in-data").extra.get("severity") == "info"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")  # the empty line that ends the header section (RFC 5322 §2.1)
+HEADER_END = re.compile(rb"\r?\n\r?\n")  # the empty line that ends the header section (RFC 5322 §2.1)
 
 
 def eight_bit_parts(message: bytes) -> tuple[bool, bool]:
@@ -27,7 +27,7 @@ def eight_bit_parts(message: bytes) -> tuple[bool, bool]:
         return False, False
     if message.startswith((b"\r\n", b"\n")):  # no header at all
         return False, True
-    m = _HEADER_END.search(message)
+    m = HEADER_END.search(message)
     if m is None:
         return True, False
     return not message[:m.start()].isascii(), not message[m.end():].isascii()
@@ -40,7 +40,7 @@ def has_utf8_header(message: bytes) -> bool:
     internationalized message: such broken mail is handed out as it was stored."""
     if message.isascii():
         return False
-    m = _HEADER_END.search(message)
+    m = HEADER_END.search(message)
     header = message[:m.start()] if m else message
     if header.isascii():
         return False

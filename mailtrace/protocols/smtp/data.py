@@ -22,10 +22,10 @@ import re
 from typing import Callable
 
 from mailtrace.protocols.smtp.spec import (
-    BARE_CR, BARE_LF, CONTROL_IN_DATA, EIGHT_BIT, EIGHT_BIT_HEADER, LINE_TOO_LONG, MAX_TEXT_LINE, NUL_IN_DATA,
+    BARE_CR, BARE_LF, CONTROL_IN_DATA, CONTROL_IN_HEADER, EIGHT_BIT, EIGHT_BIT_HEADER, LINE_TOO_LONG, MAX_TEXT_LINE, NUL_IN_DATA,
     PROTOCOL, State,
 )
-from mailtrace.protocols.utf8mail import eight_bit_parts
+from mailtrace.protocols.utf8mail import HEADER_END, eight_bit_parts
 from mailtrace.transcript.event import Event, Kind, Note, Side
 
 _END_OF_DATA = re.compile(rb"\n\.\r?\n")  # a line holding only "." ends the data (§4.1.1.4)
@@ -133,14 +133,31 @@ class DataReader:
 
     def notes(self, body_8bitmime: bool, smtputf8: bool) -> list[Note]:
         """The violations of the whole message, given what its MAIL command declared."""
-        notes = [Note(rule) for rule in (BARE_LF, BARE_CR, LINE_TOO_LONG, NUL_IN_DATA, CONTROL_IN_DATA)
-                 if rule in self.rules]
+        notes = [Note(rule) for rule in (BARE_LF, BARE_CR, LINE_TOO_LONG, NUL_IN_DATA) if rule in self.rules]
+        if CONTROL_IN_DATA in self.rules:
+            notes += self._control_notes()
         header_8bit, _ = eight_bit_parts(bytes(self.body)) if self.eight_bit else (False, False)
         if self.eight_bit and not body_8bitmime and not smtputf8:
             # SMTPUTF8 allows UTF-8 in the header and the body too (RFC 6532 §3.2: "text =/ UTF8-non-ascii")
             notes.append(Note(EIGHT_BIT))
         if header_8bit and not smtputf8:  # 8BITMIME covers the body only (RFC 6532 §3, RFC 6531 §3.2)
             notes.append(Note(EIGHT_BIT_HEADER))
+        return notes
+
+    def _control_notes(self) -> list[Note]:
+        """Where the control characters are: in the header section a violation (RFC 5322 §2.2,
+        obsolete syntax by §4: "MUST NOT be generated"), in the body a note (§3.5).  Judged on
+        the octets kept (all of them, unless the message was spooled or too big)."""
+        kept = bytes(self.body)
+        end = HEADER_END.search(kept)
+        no_header = kept.startswith((b"\r\n", b"\n"))
+        header = b"" if no_header else kept[:end.start()] if end else kept
+        body = kept[len(header):]
+        notes = []
+        if _CONTROL.search(header):
+            notes.append(Note(CONTROL_IN_HEADER))
+        if _CONTROL.search(body) or (not notes and self.truncated):
+            notes.append(Note(CONTROL_IN_DATA))
         return notes
 
     def event(self, notes: list[Note] | tuple[Note, ...] = (), incomplete: str = "") -> Event:

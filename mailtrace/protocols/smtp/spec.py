@@ -228,6 +228,7 @@ EIGHT_BIT = "8bit-without-8bitmime"  # RFC 6152 §3, RFC 5321 §2.4
 EIGHT_BIT_HEADER = "8bit-header-without-smtputf8"  # RFC 6532 §3, RFC 6531 §3.2: 8BITMIME is the body only
 NUL_IN_DATA = "nul-in-data"  # RFC 5322 §2.1, §3.5 text; RFC 2045 §2.7, §2.8: no NULs in 7bit/8bit data
 CONTROL_IN_DATA = "control-in-data"  # RFC 5322 §3.5: control characters in a body are "discouraged" (info)
+CONTROL_IN_HEADER = "control-in-header"  # RFC 5322 §2.2: a field body is printable US-ASCII and WSP; §4: obsolete
 LEFT_WITHOUT_MAIL = "left-without-transaction"  # greeted, then left: often a missing extension
 DATA_NO_RECIPIENT = "data-no-recipient"  # §4.1.1.4, §3.3
 CLEARTEXT_AUTH = "cleartext-auth"  # RFC 4954 §4: PLAIN/LOGIN need a protected channel
@@ -237,7 +238,8 @@ BAD_REPLY = "bad-reply"  # §4.2 (observer: a server line that is no reply)
 #: Every violation rule the server core or the observer can record.
 VIOLATIONS = frozenset({BARE_LF, BARE_CR, LINE_TOO_LONG, SPACE_AFTER_COLON, MISSING_BRACKETS, BEFORE_GREETING,
                         NO_PIPELINING, PIPELINING_GROUP, EIGHT_BIT, DATA_NO_RECIPIENT, CLEARTEXT_AUTH, BAD_REPLY,
-                        STARTTLS_INJECTION, EIGHT_BIT_HEADER, LEFT_WITHOUT_MAIL, NUL_IN_DATA, CONTROL_IN_DATA})
+                        STARTTLS_INJECTION, EIGHT_BIT_HEADER, LEFT_WITHOUT_MAIL, NUL_IN_DATA, CONTROL_IN_DATA,
+                        CONTROL_IN_HEADER})
 
 
 def data_without_recipient(state: State, rcpt_in_group: bool) -> bool:
