@@ -7,7 +7,7 @@ import pytest
 from mailtrace.protocols.base import Send
 from mailtrace.protocols.imap import ImapServerConnection
 from mailtrace.protocols.imap.observer import ImapObserver
-from mailtrace.transcript.event import Event, Kind, Side
+from mailtrace.transcript.event import Args, Event, Kind, Side
 from test_imap_helpers import MULTI, PASSWORD, SIMPLE, make_store, run_pending
 
 
@@ -50,7 +50,8 @@ def observe(wire: list[tuple[Side, bytes]], chunk: int) -> tuple[ImapObserver, l
 
 
 def _key(e: Event):
-    return (e.side, e.kind, e.raw, e.tag, e.code if e.kind is Kind.REPLY else "", e.shown(), e.state)
+    return (e.side, e.kind, e.raw, e.tag, e.code if e.kind is Kind.REPLY else "", e.shown(), e.state, e.args,
+            e.continued, e.command, e.response_code)
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 100_000])
@@ -69,6 +70,11 @@ def test_observer_matches_the_core(tmp_path, chunk):
     assert obs.state.value == "logout"
     verbs = {e.tag: e.verb for e in seen if e.kind is Kind.REPLY and e.tag.startswith("a")}
     assert verbs["a4"] == "FETCH" and verbs["a6"] == "UID SEARCH"
+    # the parsed arguments, the same for both (commandline.command_args)
+    args = {e.tag: e.args for e in seen if e.kind is Kind.COMMAND and e.args is not None}
+    assert args == {"a3": Args(mailbox="INBOX"), "a4": Args(sequence_set="1:2"),
+                    "a5": Args(mailbox="INBOX", size=len(b"Subject: up\r\n\r\nloaded\r\n")),
+                    "a8": Args(sequence_set="9")}
 
 
 def test_observer_starttls_and_refused_literal():
@@ -135,7 +141,8 @@ STEPS = [
     [b"LOGIN {5}", b"alice {%d}" % len(PASSWORD), PASSWORD.encode()],
     [b"AUTHENTICATE PLAIN AGFsaWNlAHdyb25n"], [b"SELECT INBOX"], [b"EXAMINE INBOX"], [b"SELECT nosuch"],
     [b"SELECT"], [b"CLOSE"], [b"UNSELECT"], [b"CHECK"], [b"EXPUNGE"], [b"FETCH 1 (FLAGS BODY.PEEK[])"],
-    [b"UID FETCH 1:* (UID RFC822.SIZE)"], [b"FETCH 1:* BODY[]"], [b"STORE 1 +FLAGS (\\Deleted)"],
+    [b"UID FETCH 1:* (UID RFC822.SIZE)"], [b'COPY 2,1:* "Ar chive"'], [b"UID MOVE 1 {7}", b"Archive"],
+    [b"STATUS {5}", b"inbox (MESSAGES)"], [b"RENAME Archive Old"], [b"SELECT \"INBOX"], [b"FETCH 1:* BODY[]"], [b"STORE 1 +FLAGS (\\Deleted)"],
     [b"SEARCH ALL"], [b"COPY 1 INBOX"], [b"MOVE 1 Archive"], [b"CREATE Archive"], [b"LIST \"\" *"],
     [b"STATUS INBOX (MESSAGES UIDNEXT)"], [b"APPEND INBOX {%d}" % len(LIT), LIT], [b"APPEND INBOX {%d+}\r\n%s" % (len(LIT), LIT)],
     [b"APPEND INBOX (\\Seen) {1}", b"x"],
@@ -200,7 +207,8 @@ def _play(store, writes, ending, core_chunk):
 
 def _facts(e: Event):
     return (e.side, e.kind, e.raw, e.tag, e.verb if e.kind is not Kind.REPLY or e.tag != "*" else "",
-            e.code if e.kind is Kind.REPLY else "", e.shown(), e.state, tuple(n.rule for n in e.notes))
+            e.code if e.kind is Kind.REPLY else "", e.shown(), e.state, tuple(n.rule for n in e.notes), e.args,
+            e.continued, e.command, e.response_code)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -231,3 +239,18 @@ def test_observer_keeps_a_bounded_part_of_a_huge_literal():
     literal = next(e for e in evs if e.kind is Kind.LITERAL)
     assert len(literal.raw) == MAX_OBSERVED_LITERAL and literal.size == size
     assert [e.raw for e in evs if e.kind is Kind.REPLY][-2:] == [b")\r\n", b"a1 OK FETCH completed\r\n"]
+
+
+def test_observer_names_the_mailbox_and_size_of_an_append_it_kept_in_part():
+    """An APPEND too large to keep whole: the observer's Args still say where and how much."""
+    from mailtrace.protocols.imap.spec import MAX_OBSERVED_LITERAL
+
+    obs = ImapObserver()
+    obs.feed_server(b"* PREAUTH hi\r\n")
+    size = 2 * MAX_OBSERVED_LITERAL
+    evs = obs.feed_client(b"a1 APPEND Sent (\\Seen) {%d+}\r\n" % size)
+    for _ in range(size // 65536):
+        evs += obs.feed_client(b"m" * 65536)
+    evs += obs.feed_client(b"\r\n")
+    last = [e for e in evs if e.kind is Kind.COMMAND][-1]
+    assert last.continued and last.args == Args(mailbox="Sent", size=size)

@@ -87,6 +87,7 @@ class Args:
     lines: int | None = None  # POP3 TOP's line count (RFC 1939 §7)
     mailbox: str = ""  # IMAP mailbox named by the command (SELECT, CREATE, APPEND, COPY's target...)
     sequence_set: str = ""  # IMAP sequence set as sent ("1:*", "2,4"; RFC 3501 §9 sequence-set)
+    size: int | None = None  # IMAP APPEND: the message's octets, as its literal announced them (RFC 3501 §6.3.11)
 
     def __repr__(self) -> str:
         shown = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(Args) if getattr(self, f.name) != f.default]
@@ -106,7 +107,7 @@ class Args:
         kw = {k: v for k, v in d.items() if k in Args.__dataclass_fields__}
         if "params" in kw:
             kw["params"] = tuple((str(k), None if v is None else str(v)) for k, v in kw["params"])
-        for name in ("message", "lines"):
+        for name in ("message", "lines", "size"):
             if kw.get(name) is not None:
                 kw[name] = int(kw[name])
         return cls(**kw)

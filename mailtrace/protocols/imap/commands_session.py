@@ -20,7 +20,6 @@ from mailtrace.protocols.imap.connection import Mode
 from mailtrace.protocols.imap.lexer import ParseError, T
 from mailtrace.protocols.imap.spec import REDACTED
 from mailtrace.transcript.event import Event, Kind, Note, Side
-from mailtrace.transcript.links import user_info
 
 # RFC 4616 §2: authzid, authcid and passwd are each at most 255 octets.
 MAX_SASL_FIELD = 255
@@ -90,7 +89,7 @@ def _authenticate(conn, cmd, user: str, password: str) -> None:
     if conn.store.has_user(user) and conn.store.check_password(user, password):
         conn.user = user
         conn.done(cmd, "OK", f"{cmd.name} completed, now in the authenticated state",
-                  code="CAPABILITY " + " ".join(conn.capabilities()), facts=user_info(user))
+                  code="CAPABILITY " + " ".join(conn.capabilities()), user=user)
     else:
         # RFC 5530 §3 AUTHENTICATIONFAILED; same answer for unknown users and bad passwords
         conn.done(cmd, "NO", "invalid user name or password", code="AUTHENTICATIONFAILED")

@@ -40,7 +40,7 @@ from mailtrace.protocols.imap.spec import (
 )
 from mailtrace.protocols.lines import LineReader, Literal
 from mailtrace.transcript.event import Event, Kind, Note, Side
-from mailtrace.transcript.links import MessageRef, to_info
+from mailtrace.transcript.links import MessageRef
 
 # What the server advertises (RFC 3501 §7.2.1); each extension only once it is complete.
 CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE", "ID", "UNSELECT", "ENABLE",
@@ -126,7 +126,7 @@ class ImapServerConnection:
         literal_left = self._reader.literal_left
         data = self._reader.clear()
         if self.mode is Mode.LITERAL and (data or self.parts):
-            self.record(Side.CLIENT, Kind.LITERAL, data, info={"command": self._verb()},
+            self.record(Side.CLIENT, Kind.LITERAL, data, command=self._verb(),
                         notes=(Note("literal-length-mismatch", f"{literal_left + len(data)} octets announced, "
                                                               f"{len(data)} arrived before the connection closed"),))
         elif data:
@@ -187,15 +187,16 @@ class ImapServerConnection:
             caps.insert(1, "STARTTLS")
         return caps
 
-    def respond(self, data: bytes, *, tag: str, code: str = "", verb: str = "", info: dict | None = None) -> None:
-        """Send one response (CRLF included; literals allowed) and record each line and literal."""
+    def respond(self, data: bytes, *, tag: str, code: str = "", verb: str = "", **facts) -> None:
+        """Send one response (CRLF included; literals allowed) and record each line and literal;
+        ``facts``: typed Event fields of its first line (``response_code``, ``messages``, ``user``)."""
         self._out.append(Send(data))
         for kind, piece in wire.split_lines(data):
             if kind == "literal":
-                self.record(Side.SERVER, Kind.LITERAL, piece, tag=tag, info={"command": verb or code})
+                self.record(Side.SERVER, Kind.LITERAL, piece, tag=tag, command=verb or code)
             else:
-                self.record(Side.SERVER, Kind.REPLY, piece, verb=verb, code=code, tag=tag, info=info)
-                code = ""  # a FETCH continued after a literal is not a new status
+                self.record(Side.SERVER, Kind.REPLY, piece, verb=verb, code=code, tag=tag, **facts)
+                code, facts = "", {}  # a FETCH continued after a literal is not a new status
 
     def respond_pieces(self, pieces: list[tuple[str, bytes]], *, tag: str, verb: str) -> None:
         """Send a response already cut into lines and literals (FETCH): no second framing pass."""
@@ -205,7 +206,7 @@ class ImapServerConnection:
                 continue
             self._out.append(Send(piece))
             if kind == "literal":
-                self.record(Side.SERVER, Kind.LITERAL, piece, tag=tag, info={"command": verb})
+                self.record(Side.SERVER, Kind.LITERAL, piece, tag=tag, command=verb)
             else:
                 self.record(Side.SERVER, Kind.REPLY, piece, verb=verb, tag=tag)
 
@@ -230,14 +231,14 @@ class ImapServerConnection:
         for seq, _ in gone:
             self.untagged(b"%d EXPUNGE" % seq, "EXPUNGE")
 
-    def untagged(self, text: bytes, verb: str, info: dict | None = None) -> None:
-        self.respond(b"* " + text + b"\r\n", tag="*", verb=verb, info=info)
+    def untagged(self, text: bytes, verb: str) -> None:
+        self.respond(b"* " + text + b"\r\n", tag="*", verb=verb)
 
     def untagged_status(self, status: str, text: str, code: str = "") -> None:
         self.status("*", status, text, code=code)
 
     def status(self, tag: str, status: str, text: str, *, code: str = "", verb: str = "",
-               info: dict[str, str] | None = None) -> None:
+               messages: tuple[MessageRef, ...] = (), user: str = "") -> None:
         """Send a status response (RFC 3501 §7.1): untagged (``tag`` "*"), or the tagged
         completion of ``verb``, which moves the connection along ``spec.TRANSITIONS``."""
         reply = Reply(status, text, code=code, tag=tag)
@@ -247,21 +248,19 @@ class ImapServerConnection:
                 self.view.release()  # §3.2: out of the selected state, the mailbox is closed
                 self.view = None
             self.state = target
-        if code:
-            info = {"code": spec.response_code(reply), **(info or {})}
-        self.respond(spec.wire(reply), tag=tag, code=status, verb=verb, info=info)
+        self.respond(spec.wire(reply), tag=tag, code=status, verb=verb,
+                     response_code=spec.response_code(reply) if code else "", messages=messages, user=user)
 
-    def done(self, cmd: Command, status: str, text: str, code: str = "", facts: dict[str, str] | None = None) -> None:
+    def done(self, cmd: Command, status: str, text: str, code: str = "", user: str = "") -> None:
         """The tagged completion result (RFC 3501 §7.1), after the untagged news of changes
         made by other sessions (§5.2) when the connection stays in the selected state (not
         after LOGOUT's BYE, §6.1.3: the client has stopped tracking the mailbox)."""
         target = spec.TRANSITIONS.next_state(self.state, cmd.name, spec.outcome(Reply(status, tag=cmd.tag)))
 
         def complete() -> None:
-            info = to_info(self.touched)  # which stored messages this command read or changed
-            info.update(facts or {})  # who logged in (transcript.links)
-            self.touched = []
-            self.status(cmd.tag, status, text, code=code, verb=cmd.name, info=info or None)
+            # which stored messages this command read or changed, who logged in (transcript.links)
+            messages, self.touched = tuple(self.touched), []
+            self.status(cmd.tag, status, text, code=code, verb=cmd.name, messages=messages, user=user)
 
         if self.view is not None and self.mode is Mode.COMMAND and target is State.SELECTED:
             self.sync_view(allow_expunge=cmd.name not in NO_EXPUNGE, force=cmd.name in FORCE_SYNC, then=complete)
@@ -366,10 +365,10 @@ class ImapServerConnection:
         return self.current[1] if self.current else ""
 
     def record(self, side: Side, kind: Kind, raw: bytes, *, verb: str = "", code: str = "", tag: str = "",
-               notes: tuple[Note, ...] = (), redacted: bytes | None = None, info: dict | None = None,
-               size: int = -1) -> None:
+               notes: tuple[Note, ...] = (), redacted: bytes | None = None, size: int = -1, **facts) -> None:
+        """One event; ``facts``: its typed fields (``args``, ``command``, ``continued``, ...)."""
         self._out.append(Event(side=side, kind=kind, raw=raw, protocol="imap", verb=verb, code=code, tag=tag,
-                               state=self.state.value, notes=notes, redacted=redacted, info=info or {}, size=size))
+                               state=self.state.value, notes=notes, redacted=redacted, size=size, **facts))
 
     def _process(self) -> None:
         from mailtrace.protocols.imap import dispatch
@@ -415,7 +414,7 @@ class ImapServerConnection:
             self.parts.append(piece.raw)
             self.mode = Mode.COMMAND
             self.record(Side.CLIENT, Kind.LITERAL, piece.raw, tag=tag,
-                        redacted=REDACTED if self._literal_is_secret else None, info={"command": self._verb()})
+                        redacted=REDACTED if self._literal_is_secret else None, command=self._verb())
             return
         if len(self._preview) < LITERAL_PREVIEW:
             self._preview += piece.raw[:LITERAL_PREVIEW - len(self._preview)]
@@ -434,7 +433,7 @@ class ImapServerConnection:
         self.parts.append(token)
         self.mode = Mode.COMMAND
         self.record(Side.CLIENT, Kind.LITERAL, bytes(self._preview), tag=tag,
-                    size=size, info={"command": self._verb(), "spooled": "yes"})
+                    size=size, command=self._verb(), spooled=True)
         self._preview = bytearray()
 
     # used by dispatch
@@ -454,6 +453,3 @@ class ImapServerConnection:
 
     def parse_error(self, tag: str, verb: str, exc: ParseError) -> None:
         self.status(tag, "BAD", str(exc), verb=verb)
-
-    def tokenize(self, data: bytes, start: int):
-        return tokenize(data, start)

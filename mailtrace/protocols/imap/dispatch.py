@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from mailtrace.knowledge import because
 from mailtrace.protocols.imap import spec
-from mailtrace.protocols.imap.commandline import CommandReader
+from mailtrace.protocols.imap.commandline import CommandReader, tokens_of
 from mailtrace.protocols.imap.connection import Command
 from mailtrace.protocols.imap.wire import failure
 from mailtrace.protocols.imap.lexer import ParseError, T
@@ -41,14 +41,14 @@ def command_line(conn, line: bytes) -> None:
         conn.size = 0
     else:
         tag, verb = conn.current
-        notes, redacted = CommandReader.next_line(verb, line)
+        notes, redacted = conn.commands.next_line(verb, line)
     conn.parts.append(line)
     conn.size += len(line)
     lit = literal_announced(line)
     if lit is not None:
         size, nonsync = lit
         conn.record(Side.CLIENT, Kind.COMMAND, line, verb=verb, tag=tag, notes=tuple(notes), redacted=redacted,
-                    info=None if first else {"continued": "yes"})
+                    continued=not first)
         limit = MAX_LITERAL_BEFORE_LOGIN if conn.state is State.NOT_AUTHENTICATED else MAX_LITERAL
         if size > limit or conn.size + size > MAX_COMMAND:
             conn.parts.clear()
@@ -83,11 +83,7 @@ def command_line(conn, line: bytes) -> None:
     data = b"".join(conn.parts)
     conn.parts.clear()
     conn.current = None
-    if not first:
-        conn.record(Side.CLIENT, Kind.COMMAND, line, verb=verb, tag=tag, notes=tuple(notes), redacted=redacted,
-                    info={"continued": "yes"})
-        notes = []
-    execute(conn, tag, verb, data, line if first else None, notes, redacted)
+    execute(conn, tag, verb, data, line, first, notes, redacted)
 
 
 def _utf8(data: bytes) -> bool:
@@ -112,22 +108,24 @@ def refuse(conn, tag: str, verb: str) -> None:
     conn.status(tag, "BAD", text, verb=verb)
 
 
-def execute(conn, tag: str, verb: str, data: bytes, line: bytes | None, notes: list[Note],
+def execute(conn, tag: str, verb: str, data: bytes, line: bytes, first: bool, notes: list[Note],
             redacted: bytes | None) -> None:
-    m = spec.TAG_RE.match(data)
-    assert m is not None
-    start = m.end(3) if verb.startswith("UID ") else m.end(2)
+    """Run the complete command ``data`` whose last line is ``line`` (its first: ``first``)."""
     try:
-        tokens, token_notes = conn.tokenize(data, start)
+        tokens, token_notes = tokens_of(data, verb)
     except ParseError as exc:
         tokens, token_notes = None, []
         error: ParseError | None = exc
     else:
         error = None
-    if line is not None:
+    args = conn.commands.args(verb, tokens)  # what it names, read as the observer reads it
+    if first:
         conn.record(Side.CLIENT, Kind.COMMAND, line, verb=verb, tag=tag, notes=tuple(notes + token_notes),
-                    redacted=redacted)
-    elif token_notes:
+                    redacted=redacted, args=args)
+    else:
+        conn.record(Side.CLIENT, Kind.COMMAND, line, verb=verb, tag=tag, notes=tuple(notes), redacted=redacted,
+                    continued=True, args=args)
+    if not first and token_notes:
         conn.emit(Event(side=Side.CLIENT, kind=Kind.VIOLATION, protocol="imap", tag=tag, verb=verb,
                                state=conn.state.value, notes=tuple(token_notes)))
     command = spec.COMMANDS.get(verb)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 
-from mailtrace.protocols.imap import spec
-from mailtrace.protocols.imap.commandline import CommandReader, line_notes
-from mailtrace.protocols.imap.lexer import ParseError, tokenize
+from mailtrace.protocols.imap import spec, wire
+from mailtrace.protocols.imap.commandline import CommandReader, line_notes, tokens_of
+from mailtrace.protocols.imap.lexer import ParseError
 from mailtrace.protocols.imap.spec import MAX_OBSERVED_LINE, MAX_OBSERVED_LITERAL, REDACTED, STATUS, Reply, State
 from mailtrace.protocols.lines import LineReader, Literal, literal_announced
-from mailtrace.transcript.event import Event, Kind, Note, Side
+from mailtrace.transcript.event import Event, Kind, Note, Side, Tls
 
 _CODE_RE = re.compile(rb"^\S+ \S+ \[([A-Za-z0-9.-]+)")
 
@@ -60,8 +60,6 @@ class ImapObserver:
         return self._encrypted
 
     def _ev(self, side: Side, kind: Kind, raw: bytes, **kw) -> Event:
-        if kw.get("info") is None:
-            kw["info"] = {}
         return Event(side=side, kind=kind, raw=raw, protocol="imap", state=self.state.value, **kw)
 
     # -- client side ----------------------------------------------------------------------
@@ -77,8 +75,12 @@ class ImapObserver:
                 tag = self._cmd[0] if self._cmd else ""
                 events.append(self._ev(Side.CLIENT, Kind.LITERAL, piece.raw, tag=tag, size=_cut(piece),
                                        redacted=REDACTED if self._literal_secret else None,
-                                       info={"command": self._cmd[1] if self._cmd else ""}))
-                self._cmd_parts.append(piece.raw)
+                                       command=self._cmd[1] if self._cmd else ""))
+                if piece.size != len(piece.raw) and self._cmd_parts:  # kept in part: an empty stand-in
+                    self._cmd_parts[-1] = wire.with_literal_size(self._cmd_parts[-1], 0)  # (as the core's spool token)
+                    self._cmd_parts.append(b"")
+                else:
+                    self._cmd_parts.append(piece.raw)
                 self._after_literal[Side.CLIENT] = True
             else:
                 events += self._client_line(piece.raw)
@@ -119,23 +121,25 @@ class ImapObserver:
                 self._starttls_tag = tag
         else:
             tag, verb = self._cmd or ("", "")
-            notes, redacted = CommandReader.next_line(verb, line)
+            notes, redacted = self._commands.next_line(verb, line)
             if not self._after_literal[Side.CLIENT]:
                 notes = [n for n in notes if n.rule != "literal-length-mismatch"]
         self._after_literal[Side.CLIENT] = False
         self._cmd_parts.append(line)
+        args = None
         if literal_announced(line) is not None:
             self._cmd_first = False
             self._literal_secret = CommandReader.literal_is_secret(verb, line if first else None)
         else:
             self._cmd_first = True
             try:
-                _, found = tokenize(b"".join(self._cmd_parts), 0)
+                tokens, found = tokens_of(b"".join(self._cmd_parts), verb)
                 notes += [n for n in found if n not in notes]
             except ParseError:
-                pass
+                tokens = None
+            args = self._commands.args(verb, tokens)  # what it names, read as the core reads it
         return [self._ev(Side.CLIENT, Kind.COMMAND, line, verb=verb, tag=tag, notes=tuple(notes), redacted=redacted,
-                         info=None if first else {"continued": "yes"})]
+                         continued=not first, args=args)]
 
     # -- server side ----------------------------------------------------------------------
     def feed_server(self, data: bytes) -> list[Event]:
@@ -146,7 +150,7 @@ class ImapObserver:
         while (piece := self._server.next_piece()) is not None:
             if isinstance(piece, Literal):
                 events.append(self._ev(Side.SERVER, Kind.LITERAL, piece.raw, tag="*", size=_cut(piece),
-                                       info={"command": self._server_verb}))
+                                       command=self._server_verb))
                 self._after_literal[Side.SERVER] = True
             else:
                 events.append(self._server_line(piece.raw))
@@ -156,10 +160,8 @@ class ImapObserver:
 
     def _server_line(self, line: bytes) -> Event:
         notes = tuple(line_notes(line))
-        info = {}
         m = _CODE_RE.match(line)
-        if m:
-            info["code"] = m.group(1).decode("ascii").upper()
+        facts = {"response_code": m.group(1).decode("ascii").upper()} if m else {}
         if self._after_literal[Side.SERVER]:
             self._after_literal[Side.SERVER] = False
             ev = self._ev(Side.SERVER, Kind.REPLY, line, tag="*", verb=self._server_verb, notes=notes)
@@ -173,7 +175,7 @@ class ImapObserver:
                 self._sasl = True
             elif verb == "IDLE":
                 self._idle = True
-            return self._ev(Side.SERVER, Kind.REPLY, line, tag="+", code="+", verb=verb, notes=notes, info=info)
+            return self._ev(Side.SERVER, Kind.REPLY, line, tag="+", code="+", verb=verb, notes=notes, **facts)
         if tag == "*":
             code, verb = "", ""
             if second in STATUS:
@@ -186,13 +188,13 @@ class ImapObserver:
                 verb = second
             if literal_announced(line) is not None:
                 self._server_verb = verb or code
-            return self._ev(Side.SERVER, Kind.REPLY, line, tag="*", code=code, verb=verb, notes=notes, info=info)
+            return self._ev(Side.SERVER, Kind.REPLY, line, tag="*", code=code, verb=verb, notes=notes, **facts)
         verb = self._pending.pop(tag, "")
         if self._cmd and self._cmd[0] == tag and self._client.in_literal and not self._client.buffered:
             self._client.cancel_literal()  # the server refused a synchronizing literal (§7.5)
             self._cmd_first = True
         self._transition(verb, second, tag)
-        return self._ev(Side.SERVER, Kind.REPLY, line, tag=tag, code=second, verb=verb, notes=notes, info=info)
+        return self._ev(Side.SERVER, Kind.REPLY, line, tag=tag, code=second, verb=verb, notes=notes, **facts)
 
     def _transition(self, verb: str, status: str, tag: str) -> None:
         """The state after a tagged completion: the server core's own table (spec.TRANSITIONS)."""
@@ -208,14 +210,14 @@ class ImapObserver:
             return []
         self._tls_reported.add(side)
         return [Event(side=side, kind=Kind.TLS, protocol="imap", size=len(data), state=self.state.value,
-                      info={"how": "starttls", "seen": "no"})]
+                      tls=Tls(how="starttls", seen=False))]
 
     def tls_started(self) -> list[Event]:
         self._encrypted = False
         self._tls_reported.clear()
         self._client.clear()
         self._server.clear()
-        return [Event(side=Side.NONE, kind=Kind.TLS, protocol="imap", state=self.state.value, info={"how": "starttls"})]
+        return [Event(side=Side.NONE, kind=Kind.TLS, protocol="imap", state=self.state.value, tls=Tls(how="starttls"))]
 
     def close(self) -> list[Event]:
         if self._encrypted:
