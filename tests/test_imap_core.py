@@ -558,6 +558,45 @@ def test_append_runs_as_a_pending_job_and_later_input_waits(store):
     assert re.findall(rb"^(a\d) OK", send_all(after), re.M) == [b"a2", b"a3", b"a4"]
 
 
+def test_a_spooled_append_writes_each_part_in_a_store_job(store):
+    """A large APPEND literal goes to disk as it arrives, each part's write a Pending job (off
+    the event loop); input waits meanwhile, so only one part is held in memory."""
+    from mailtrace.protocols.base import Pending, send_all
+    from mailtrace.protocols.imap.spec import SPOOL_LITERAL
+    from test_imap_helpers import run_pending
+
+    core = ImapServerConnection(store)
+    core.start()
+    core.receive(b"a1 LOGIN bob bob\r\n")
+    body = b"Subject: big\r\n\r\n" + b"x" * (SPOOL_LITERAL + 10) + b"\r\n"
+    out = core.receive(b"a2 APPEND INBOX {%d+}\r\n" % len(body) + body[:1000])
+    assert isinstance(out[-1], Pending)
+    spool = core.spools[0]
+    assert spool.path.stat().st_size == 0  # nothing written on the caller's (the loop's) thread
+    assert core.receive(body[1000:]) == []  # waits in the buffer while the write runs
+    written = run_pending([out[-1]])  # the first part's write; then the buffered rest is read, and written
+    assert spool.received == len(body) and spool.path.stat().st_size == len(body) - body.count(b"\r\n")  # (stored with LF)
+    out = run_pending(core.receive(b"\r\n"))
+    assert b"a2 OK [APPENDUID" in send_all(out)
+    literal = next(e for e in written if getattr(e, "kind", None) is Kind.LITERAL)
+    assert literal.spooled and literal.size == len(body)
+    assert store.mailbox("bob", "INBOX").messages()[-1].size == len(body)
+
+
+@pytest.mark.parametrize("line, answer", [(b'u1 LSUB "" *', b'* LSUB () "." Sent\r\nu1 OK LSUB completed\r\n'),
+                                          (b"u1 UNSUBSCRIBE Sent", b"u1 OK UNSUBSCRIBE completed\r\n")])
+def test_the_subscriptions_file_is_read_and_written_in_a_store_job(store, line, answer):
+    from mailtrace.protocols.base import Pending
+    from test_imap_helpers import run_pending
+
+    c = Client(store)
+    c.login()
+    c.cmd("s0 SUBSCRIBE Sent")
+    out = c.core.receive(line + b"\r\n")
+    assert isinstance(out[-1], Pending) and send_all(out) == b""
+    assert send_all(run_pending(out)) == answer
+
+
 def test_plaintext_after_starttls_is_dropped_not_run(store):
     c = Client(store, tls_available=True)
     out = c.core.receive(b"a1 STARTTLS\r\na2 LOGIN bob bob\r\n")

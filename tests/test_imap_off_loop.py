@@ -45,3 +45,46 @@ def test_a_noop_waiting_for_the_uidlist_lock_does_not_stop_other_sessions(tmp_pa
         alice.logout()
     finally:
         server.stop()
+
+
+def test_a_mod_sequence_read_on_the_loop_does_not_wait_for_a_job_holding_the_folder(tmp_path):
+    """Lock ordering (store/folder.py): a store job holds the folder's thread lock while it waits
+    for another program's dovecot-uidlist.lock; what the loop reads of that folder meanwhile
+    (here the VANISHED (EARLIER) of a QRESYNC UID FETCH, RFC 7162 §3.2.6) must not wait for it."""
+    server = RunningServer(tmp_path)
+    try:
+        server.store.deliver("alice", SIMPLE)
+        server.store.deliver("bob", SIMPLE)
+        first = imaplib.IMAP4("127.0.0.1", server.port, timeout=60)
+        first.login("alice", USERS["alice"])
+        second = imaplib.IMAP4("127.0.0.1", server.port, timeout=60)
+        second.login("alice", USERS["alice"])
+        assert second.enable("QRESYNC")[0] == "OK"
+        for client in (first, second):
+            assert client.select("INBOX")[0] == "OK"
+        maildir = tmp_path / "mail" / "alice"
+        (maildir / "new" / "1700000000.M1P1.other").write_bytes(SIMPLE)
+        lock = maildir / "dovecot-uidlist.lock"
+        lock.write_text(f"{os.getpid()}:{socket.gethostname()}")
+
+        def commands(verb):
+            return [e for e in list(server.sink.events) if e.verb == verb and e.side.value == "C"]
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            noop = pool.submit(first.noop)  # its job waits for the lock, holding the folder's
+            assert wait_until(lambda: commands("NOOP"))
+            fetch = pool.submit(second.uid, "FETCH", "1:*", "(FLAGS) (CHANGEDSINCE 1 VANISHED)")
+            assert wait_until(lambda: commands("UID FETCH"))
+
+            bob = server.client("bob")  # the loop is free: bob is served while the NOOP waits
+            assert bob.select("INBOX") == ("OK", [b"1"])
+            bob.logout()
+            assert not noop.done()  # (had the loop waited for the folder lock, bob would come last)
+
+            lock.unlink()
+            assert noop.result(30)[0] == "OK"
+            assert fetch.result(30)[0] == "OK"
+        first.logout()
+        second.logout()
+    finally:
+        server.stop()

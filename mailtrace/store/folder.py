@@ -180,20 +180,19 @@ class Folder:
         if gone:
             mods.forget(gone)
 
+    # The three mod-sequence reads take no lock: an IMAP core calls them on the event loop
+    # while a store job may hold ``self.lock`` for up to DOTLOCK_WAIT seconds (waiting for
+    # another program's dovecot-uidlist.lock).  They read what the last ``sync()`` loaded
+    # (every IMAP command that looks at the mailbox syncs in its job first); each read is one
+    # atomic step on the dicts of ``ModSeqs``, which a writer replaces or updates in place.
     def modseq(self, uid: int) -> int:
-        with self.lock:
-            self.modseqs.load(self.uidlist.uidvalidity)
-            return self.modseqs.get(uid)
+        return self.modseqs.get(uid)
 
     def vanished_since(self, modseq: int) -> list[int] | None:
-        with self.lock:
-            self.modseqs.load(self.uidlist.uidvalidity)
-            return self.modseqs.vanished_since(modseq)
+        return self.modseqs.vanished_since(modseq)
 
     def highest_modseq(self) -> int:
-        with self.lock:
-            self.modseqs.load(self.uidlist.uidvalidity)
-            return self.modseqs.highest
+        return self.modseqs.highest
 
     def _info_for(self, base: str, sub: str, filename: str, uid: int,
                   cached: MessageInfo | None, moved: dict[str, tuple[str, str]]

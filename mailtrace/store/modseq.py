@@ -40,29 +40,32 @@ class ModSeqs:
         """Read the file (once per UIDVALIDITY); a missing or foreign file starts afresh."""
         if uidvalidity == self.uidvalidity:
             return
-        self.uidvalidity, self.highest, self.of, self.vanished, self.floor = uidvalidity, 1, {}, {}, 0
-        self._appended = -1
+        # built aside, then put in place: readers without the folder lock (Folder.modseq) never
+        # see a half-read file
+        highest, floor, of, vanished, appended = 1, 0, {}, {}, -1
         try:
             lines = self.path.read_text("utf-8").split("\n")
         except (FileNotFoundError, UnicodeDecodeError):
-            return
-        lines.pop()  # "" after the last line end, or a line cut short by a crash: not read
+            lines = []
+        if lines:
+            lines.pop()  # "" after the last line end, or a line cut short by a crash: not read
         head = {f[:1]: f[1:] for f in (lines[0].split() if lines else [])}
-        if head.get("V") != str(uidvalidity) or not head.get("H", "").isdigit():
-            return
-        self.highest = int(head["H"])
-        self.floor = int(head["F"]) if head.get("F", "").isdigit() else 0
-        for line in lines[1:]:
-            if line.startswith("x"):
-                uid, _, value = line[1:].partition(" ")
+        if head.get("V") == str(uidvalidity) and head.get("H", "").isdigit():
+            highest = int(head["H"])
+            floor = int(head["F"]) if head.get("F", "").isdigit() else 0
+            for line in lines[1:]:
+                if line.startswith("x"):
+                    uid, _, value = line[1:].partition(" ")
+                    if uid.isdigit() and value.isdigit():
+                        vanished[int(uid)] = int(value)
+                    continue
+                uid, _, value = line.partition(" ")
                 if uid.isdigit() and value.isdigit():
-                    self.vanished[int(uid)] = int(value)
-                continue
-            uid, _, value = line.partition(" ")
-            if uid.isdigit() and value.isdigit():
-                self.of[int(uid)] = int(value)
-        self.highest = max(self.highest, max(self.of.values(), default=1), max(self.vanished.values(), default=1))
-        self._appended = len(lines) - 1 - len(self.of) - len(self.vanished)  # lines overridden by later ones
+                    of[int(uid)] = int(value)
+            highest = max(highest, max(of.values(), default=1), max(vanished.values(), default=1))
+            appended = len(lines) - 1 - len(of) - len(vanished)  # lines overridden by later ones
+        self.of, self.vanished, self.floor, self.highest = of, vanished, floor, highest
+        self._appended, self.uidvalidity = appended, uidvalidity
 
     def get(self, uid: int) -> int:
         return self.of.get(uid, 1)
@@ -94,7 +97,8 @@ class ModSeqs:
         """UIDs expunged after ``modseq``; None when the record does not reach back that far."""
         if modseq < self.floor:
             return None
-        return sorted(uid for uid, value in self.vanished.items() if value > modseq)
+        vanished = self.vanished.copy()  # (one step: a writer in another thread may be adding)
+        return sorted(uid for uid, value in vanished.items() if value > modseq)
 
     def _append(self, lines: str, count: int) -> None:
         """Add ``lines`` at the end of the file, or write it whole (see the module's comment)."""

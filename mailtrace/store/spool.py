@@ -35,15 +35,22 @@ class Spool:
         self.disk_size = 0
         self.wire_size = 0
         self.token: bytes | None = None
+        self.failed: OSError | None = None  # a write failed (disk full...): the command fails, not the session
+        # write() runs in a store job (a worker thread) while discard() may come from the event
+        # loop (the client went away): one at a time, and nothing written once discarded
+        self._guard = threading.Lock()
 
     def write(self, chunk: bytes) -> None:
         """Append ``chunk`` (wire form, CRLF) as it will be stored (LF)."""
-        self.received += len(chunk)
-        data = self._carry + chunk
-        self._carry = b""
-        if data.endswith(b"\r"):
-            data, self._carry = data[:-1], b"\r"
-        self._put(data.replace(b"\r\n", b"\n"))
+        with self._guard:
+            if self._fd is None:
+                raise OSError("the spooled literal was discarded")
+            self.received += len(chunk)
+            data = self._carry + chunk
+            self._carry = b""
+            if data.endswith(b"\r"):
+                data, self._carry = data[:-1], b"\r"
+            self._put(data.replace(b"\r\n", b"\n"))
 
     def _put(self, data: bytes) -> None:
         assert self._fd is not None
@@ -55,12 +62,13 @@ class Spool:
 
     def finish(self) -> bytes:
         """Close the file; the token that stands for the message."""
-        if self._carry:
-            self._put(self._carry)
-            self._carry = b""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        with self._guard:
+            if self._carry and self._fd is not None:
+                self._put(self._carry)
+                self._carry = b""
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
         self.token = TOKEN_PREFIX + str(next(_ids)).encode() + b"\x00"
         with _lock:
             _registry[self.token] = self
@@ -68,9 +76,10 @@ class Spool:
 
     def discard(self) -> None:
         """Forget the spool and remove its file, unless a delivery took it already."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        with self._guard:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
         if self.token is not None:
             with _lock:
                 _registry.pop(self.token, None)

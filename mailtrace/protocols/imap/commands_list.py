@@ -175,11 +175,24 @@ def lsub(conn, cmd) -> None:
     pattern = cmd.args.list_mailbox("mailbox name pattern")
     cmd.args.end()
     delim = conn.store.HIERARCHY_DELIMITER
-    try:
-        names = set(conn.store.subscriptions(conn.user))
-    except StoreError as exc:
-        store_error(conn, cmd, exc)
-        return
+    store, user = conn.store, conn.user
+
+    def job():  # in a worker thread: the subscriptions file is read
+        try:
+            return set(store.subscriptions(user))
+        except (StoreError, OSError) as exc:
+            return exc
+
+    def then(names) -> None:
+        if isinstance(names, Exception):
+            store_error(conn, cmd, names)
+        else:
+            _lsub_lines(conn, cmd, reference, pattern, names, delim)
+
+    conn.run_slowly(job, then)
+
+
+def _lsub_lines(conn, cmd, reference: str, pattern: str, names: set[str], delim: str) -> None:
     full = _canonical(reference + pattern)
     rx = _pattern(full, delim)
     # §6.3.9: LSUB returns the names the user subscribed; only with the "%" wildcard an

@@ -216,15 +216,24 @@ def unsubscribe(conn, cmd) -> None:
     a client cleaning up after LSUB must not stop at its first NO."""
     name = cmd.args.mailbox()
     cmd.args.end()
-    try:
-        conn.store.unsubscribe(conn.user, name)
-    except MailboxNotFound:
-        conn.done(cmd, "OK", "UNSUBSCRIBE completed (the name was not subscribed: nothing to remove)")
-        return
-    except StoreError as exc:
-        store_error(conn, cmd, exc)
-        return
-    conn.done(cmd, "OK", "UNSUBSCRIBE completed")
+    store, user = conn.store, conn.user
+
+    def job():  # in a worker thread: the subscriptions file is read and rewritten (fsync'd)
+        try:
+            store.unsubscribe(user, name)
+        except (StoreError, OSError) as exc:
+            return exc
+        return None
+
+    def then(failed) -> None:
+        if isinstance(failed, MailboxNotFound):
+            conn.done(cmd, "OK", "UNSUBSCRIBE completed (the name was not subscribed: nothing to remove)")
+        elif failed is not None:
+            store_error(conn, cmd, failed)
+        else:
+            conn.done(cmd, "OK", "UNSUBSCRIBE completed")
+
+    conn.run_slowly(job, then)
 
 
 def status_items(cur) -> list[str]:

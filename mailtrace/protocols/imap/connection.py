@@ -418,16 +418,29 @@ class ImapServerConnection:
             return
         if len(self._preview) < LITERAL_PREVIEW:
             self._preview += piece.raw[:LITERAL_PREVIEW - len(self._preview)]
-        if piece.raw:
+        spool, data, last = self._spool, piece.raw, not piece.left
+
+        def write() -> bytes | None:  # a store job: the disk write leaves the event loop
+            if data and spool.failed is None:
+                try:
+                    spool.write(data)
+                except OSError as exc:  # disk full...: the command fails when it runs, not the session
+                    spool.failed = exc
+            if not last:
+                return None
             try:
-                self._spool.write(piece.raw)
-            except OSError as exc:  # disk full...: the command fails when it runs, not the session
-                self._spool.failed = exc
-        if piece.left:
-            return
-        spool, self._spool = self._spool, None
+                return spool.finish() if spool.failed is None else b""
+            except OSError as exc:
+                spool.failed = exc
+                return b""
+
+        # input waits meanwhile, so at most one chunk of the literal is ever held in memory
+        self.run_slowly(write, lambda token: self._spooled(tag, spool, token) if last else None)
+
+    def _spooled(self, tag: str, spool, token: bytes) -> None:
+        """The last octets of a spooled literal are on disk: the command goes on with its token."""
+        self._spool = None
         size = spool.received
-        token = spool.finish() if getattr(spool, "failed", None) is None else b""
         # the command's parts carry the token instead of the octets: "{n}" becomes "{len(token)}"
         self.parts[-1] = wire.with_literal_size(self.parts[-1], len(token))
         self.parts.append(token)
