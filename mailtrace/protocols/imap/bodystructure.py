@@ -219,13 +219,27 @@ def envelope(part: Part) -> bytes:
 # -- BODYSTRUCTURE (RFC 3501 §7.4.2) ---------------------------------------------------------
 
 def _params(msg: Message, header: str) -> bytes:
-    params = msg.get_params(header=header) or []
+    params = _raw_params(msg, header)
     pairs = []
     for key, value in params[1:]:
         if isinstance(value, tuple):
             value = email.utils.collapse_rfc2231_value(value)
-        pairs.append(wire.string(key.upper()) + b" " + wire.string(str(value)))
+        else:  # the header's own octets (raw UTF-8 in a filename, RFC 6532 §3.2), as they came
+            value = value.encode("latin-1").decode("utf-8", "surrogateescape")
+        pairs.append(wire.string(key.upper()) + b" " + wire.string(_enc(str(value)) or b""))
     return b"(" + b" ".join(pairs) + b")" if pairs else b"NIL"
+
+
+def _raw_params(msg: Message, header: str) -> list:
+    """``msg.get_params(header)``, but with 8-bit octets kept: compat32 turns a header with
+    raw UTF-8 into a Header object whose text has U+FFFD for each octet, so the raw value is
+    handed over as Latin-1 (one character per octet) and turned back by the caller."""
+    raw = next((v for k, v in msg.raw_items() if k.lower() == header), None)
+    if raw is None:
+        return []
+    clean = Message(policy=compat32)
+    clean[header] = raw.encode("ascii", "surrogateescape").decode("latin-1")
+    return clean.get_params(header=header) or []
 
 
 def _disposition(msg: Message) -> bytes:

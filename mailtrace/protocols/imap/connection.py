@@ -212,11 +212,16 @@ class ImapServerConnection:
 
     def mailbox_name(self, name: str) -> bytes:
         """A stored (modified UTF-7) mailbox name as sent to this client: in UTF-8 once it
-        sent ENABLE UTF8=ACCEPT (RFC 6855 §3), else as stored (RFC 3501 §5.1.3)."""
+        sent ENABLE UTF8=ACCEPT (RFC 6855 §3), else in modified UTF-7 (RFC 3501 §5.1.3), also
+        when another program stored the name in UTF-8 ("Entwürfe" goes as "Entw&APw-rfe"):
+        RFC 6855 §3, "The IMAP server MUST NOT send UTF-8 in quoted-strings to the client
+        unless the client has indicated support for that syntax"."""
         if self.utf8:
             text = mutf7.decode(name)
             if text.isprintable():
                 return wire.quote(text)
+        elif not name.isascii():
+            name = mutf7.encode(name)
         return wire.astring(name)
 
     def report_expunged(self, gone: list[tuple[int, int]]) -> None:

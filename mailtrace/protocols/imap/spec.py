@@ -221,10 +221,12 @@ def wire(reply: Reply) -> bytes:
     """A status response on the wire: ``tag SP status SP ["[" code "]" SP] text CRLF`` (§7.1),
     ``* BYE ...`` when untagged, ``+ text`` for a continuation (§7.5)."""
     text = reply.text if isinstance(reply.text, str) else " ".join(reply.text)
+    # §9: "text = 1*TEXT-CHAR", 7-bit CHARs: what a client wrote in UTF-8 and our text quotes
+    # ("bad sequence set ...") goes escaped (RFC 6855 §3 adds UTF-8 to quoted strings only)
     if reply.status == "+":
-        return f"+ {wire_text(text)}\r\n".encode()
+        return f"+ {wire_text(text)}\r\n".encode("ascii", "backslashreplace")
     code = f"[{reply.code}] " if reply.code else ""
-    return f"{reply.tag or '*'} {reply.status} {code}{wire_text(text)}\r\n".encode()
+    return f"{reply.tag or '*'} {reply.status} {code}{wire_text(text)}\r\n".encode("ascii", "backslashreplace")
 
 
 def response_code(reply: Reply) -> str:
