@@ -199,7 +199,10 @@ class Event:
 
     def __post_init__(self, info: Mapping[str, str] | None = None) -> None:
         # (dataclasses.replace passes the old event's ``info`` view back in: not new facts)
-        if isinstance(info, Mapping) and info and not isinstance(info, InfoView):
+        # Most events pass no ``info``: the default is then the ``info`` property below (it
+        # replaced the InitVar's class attribute), ruled out first by a cheap check of concrete
+        # classes; isinstance of typing.Mapping is a slow ABC check, paid once per event before.
+        if not isinstance(info, (property, InfoView)) and info and isinstance(info, Mapping):
             for name, value in facts_from_info(info, strict=True).items():
                 object.__setattr__(self, name, value)
         # A secret line's notes must not quote it ("unknown command PASS<TAB>pw", a NUL in
