@@ -224,18 +224,25 @@ def test_random_sessions_give_the_observer_the_core_events(tmp_path_factory, ses
     assert obs.state.value == next(e.state for e in reversed(core_events) if e.state)
 
 
+def _huge_literal(greeting: bytes, side: Side, announce: bytes, size: int, end: bytes) -> list[Event]:
+    """An observer's events for a literal of ``size`` octets sent by ``side`` in 64 KiB writes."""
+    obs = ImapObserver()
+    obs.feed_server(greeting)
+    feed = obs.feed_client if side is Side.CLIENT else obs.feed_server
+    evs = feed(announce)
+    for _ in range(size // 65536):
+        evs += feed(b"m" * 65536)
+    return evs + feed(end)
+
+
 def test_observer_keeps_a_bounded_part_of_a_huge_literal():
     """A proxy watching a FETCH of a large message keeps at most MAX_OBSERVED_LITERAL octets
     of it (the event's size says how many there were) and frames what follows as usual."""
     from mailtrace.protocols.imap.spec import MAX_OBSERVED_LITERAL
 
-    obs = ImapObserver()
-    obs.feed_server(b"* OK hi\r\n")
     size = 3 * MAX_OBSERVED_LITERAL
-    evs = obs.feed_server(b"* 1 FETCH (BODY[] {%d}\r\n" % size)
-    for _ in range(size // 65536):
-        evs += obs.feed_server(b"m" * 65536)
-    evs += obs.feed_server(b")\r\na1 OK FETCH completed\r\n")
+    evs = _huge_literal(b"* OK hi\r\n", Side.SERVER, b"* 1 FETCH (BODY[] {%d}\r\n" % size, size,
+                        b")\r\na1 OK FETCH completed\r\n")
     literal = next(e for e in evs if e.kind is Kind.LITERAL)
     assert len(literal.raw) == MAX_OBSERVED_LITERAL and literal.size == size
     assert [e.raw for e in evs if e.kind is Kind.REPLY][-2:] == [b")\r\n", b"a1 OK FETCH completed\r\n"]
@@ -245,12 +252,7 @@ def test_observer_names_the_mailbox_and_size_of_an_append_it_kept_in_part():
     """An APPEND too large to keep whole: the observer's Args still say where and how much."""
     from mailtrace.protocols.imap.spec import MAX_OBSERVED_LITERAL
 
-    obs = ImapObserver()
-    obs.feed_server(b"* PREAUTH hi\r\n")
     size = 2 * MAX_OBSERVED_LITERAL
-    evs = obs.feed_client(b"a1 APPEND Sent (\\Seen) {%d+}\r\n" % size)
-    for _ in range(size // 65536):
-        evs += obs.feed_client(b"m" * 65536)
-    evs += obs.feed_client(b"\r\n")
+    evs = _huge_literal(b"* PREAUTH hi\r\n", Side.CLIENT, b"a1 APPEND Sent (\\Seen) {%d+}\r\n" % size, size, b"\r\n")
     last = [e for e in evs if e.kind is Kind.COMMAND][-1]
     assert last.continued and last.args == Args(mailbox="Sent", size=size)
