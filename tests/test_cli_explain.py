@@ -1,10 +1,13 @@
 """`mailtrace explain`: knowledge for codes, commands and status words, in both languages."""
 
+import os
 import re
+import subprocess
 
 from click.testing import CliRunner
 
 from mailtrace.cli import main
+from mailtrace_cli import MAILTRACE
 
 
 def run(*args):
@@ -33,9 +36,9 @@ def test_unknown_word_is_a_clear_error():
 
 def test_8bitmime_smtputf8_and_encoded_words_are_told_apart_in_both_languages():
     """Issue 19: the three ways of non-ASCII text in mail, each entry pointing at the others."""
-    for lang, body, header in (("en", "BODY", "header"), ("es", "CUERPO", "cabecera")):
+    for lang, body, header, concept in (("en", "BODY", "header", "(concept)"), ("es", "CUERPO", "cabecera", "(concepto)")):
         word = run("encoded-word", "--lang", lang)
-        assert word.exit_code == 0 and "(concept)" in word.output and "=?UTF-8?Q?" in word.output
+        assert word.exit_code == 0 and concept in word.output and "=?UTF-8?Q?" in word.output
         assert "8BITMIME" in word.output and "SMTPUTF8" in word.output
         eight = run("8BITMIME", "--lang", lang)
         assert eight.exit_code == 0 and "SMTPUTF8" in eight.output and "encoded-word" in eight.output
@@ -77,3 +80,48 @@ def test_continuation_lines_are_indented():
     headings = [line for line in body if re.fullmatch(r"  \S.* \(\d+\)", line)]
     assert len(headings) >= 5  # commands, replies, responses, codes, states, ..., mistakes
     assert all(line.startswith("    ") for line in body if line not in headings), r.output
+
+
+# --- as a user types it: the real program, `sys.executable -m mailtrace explain ...` -------------
+
+def explain(*args):
+    proc = subprocess.run([*MAILTRACE, "explain", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def labels(output: str) -> list[str]:
+    """The "(label)" after each title line ("SMTP PIPELINING  (extension)")."""
+    return re.findall(r"^\S+ \S.*?  \((.+)\)$", output, re.M)
+
+
+def test_ehlo_keywords_are_extensions_not_response_codes():
+    r = explain("smtp", "PIPELINING")
+    assert r.returncode == 0 and labels(r.stdout) == ["extension"], r.stdout
+    assert labels(explain("smtp", "5.1.1").stdout) == ["response code"]
+    assert labels(explain("smtp", "PIPELINING", "--lang", "es").stdout) == ["extensión"]
+    listing = explain("smtp").stdout
+    codes = re.search(r"Response codes \(\d+\)\n(.*?)\n  \S", listing, re.S).group(1)
+    extensions = re.search(r"Extension keywords \(\d+\)\n(.*?)\n  \S", listing, re.S).group(1)
+    assert "5.1.1" in codes and "PIPELINING" not in codes and "STARTTLS" not in codes, listing
+    assert "PIPELINING" in extensions and "5.1.1" not in extensions, listing
+
+
+def test_commands_are_not_labelled_as_codes():
+    assert labels(explain("imap", "IDLE").stdout) == ["command"]
+    assert labels(explain("pop3", "UIDL").stdout) == ["command", "data"]
+
+
+def test_bracketed_response_codes_are_found_with_or_without_brackets():
+    for proto, word in (("pop3", "UTF8"), ("pop3", "IN-USE"), ("pop3", "SYS/TEMP"), ("imap", "TRYCREATE"),
+                        ("imap", "UIDVALIDITY")):
+        bracketed = explain(proto, f"[{word}]")
+        assert bracketed.returncode == 0, bracketed.stderr
+        assert labels(bracketed.stdout) == ["response code"], bracketed.stdout  # "[UTF8]" is only the code
+        assert f"{proto.upper()} {word}  (response code)" in explain(proto, word).stdout
+        assert f"{proto.upper()} {word}  (response code)" in explain(proto, f"[{word.lower()}]").stdout
+    assert "IMAP UIDVALIDITY  (response code)" in explain("imap", "[UIDVALIDITY 3]").stdout  # as on the wire
+    assert "IMAP TRYCREATE  (response code)" in explain("[TRYCREATE]").stdout  # no protocol named
+    unknown = explain("pop3", "[NO-SUCH-CODE]")
+    assert unknown.returncode != 0 and "nothing known" in unknown.stderr

@@ -78,11 +78,13 @@ def test_data_verbs(proto, module):
 
 @pytest.mark.parametrize("proto,module", MODULES)
 def test_status_codes_both_ways(proto, module):
-    """The "codes" table: SMTP enhanced status codes and EHLO keywords, POP3 response codes (RFC 2449)."""
+    """The "codes" table: SMTP enhanced status codes, POP3 response codes (RFC 2449); with the
+    "extensions" table (SMTP EHLO keywords) they are every info["code"] an event can carry."""
     codes = getattr(module, "CODES", None) or getattr(module, "RESPONSE_CODES", None)
     if codes is None:
         pytest.skip("no status-code table")
-    assert set(knowledge.load(proto).get("codes", {})) == set(codes)
+    tables = knowledge.load(proto)
+    assert set(tables.get("codes", {})) | set(tables.get("extensions", {})) == set(codes)
 
 
 def test_smtp_enhanced_codes_sent_are_the_documented_ones():
@@ -160,7 +162,8 @@ def test_smtp_events_emitted_in_practice_are_all_explained(tmp_path):
                 missing.add((e.kind.value, e.verb, e.code))
         if e.state and knowledge.lookup("smtp", "states", e.state) is None:
             missing.add(("state", e.state))
-        if e.info.get("code") and knowledge.lookup("smtp", "codes", e.info["code"]) is None:
+        if e.info.get("code") and not (knowledge.lookup("smtp", "codes", e.info["code"])
+                                       or knowledge.lookup("smtp", "extensions", e.info["code"])):
             missing.add(("code", e.info["code"]))
         for note in e.notes:
             if knowledge.lookup("smtp", "violations", note.rule) is None:
@@ -170,3 +173,13 @@ def test_smtp_events_emitted_in_practice_are_all_explained(tmp_path):
     assert {"214", "220", "221", "235", "250", "252", "334", "354", "421", "500", "501", "502", "503", "504",
             "550", "552", "554", "555"} - seen_codes == set()
     store.close()
+
+
+def test_smtp_ehlo_keywords_are_extensions_and_enhanced_codes_are_codes():
+    """EHLO keywords ("250-PIPELINING") are what a server offers, not response codes: their own
+    table, labelled "extension" by `mailtrace explain`; the "codes" table holds RFC 3463 codes."""
+    from mailtrace.protocols.smtp.spec import EHLO_KEYWORDS, ENHANCED_CODES
+
+    tables = knowledge.load("smtp")
+    assert set(tables["extensions"]) == set(EHLO_KEYWORDS)
+    assert set(tables["codes"]) == set(ENHANCED_CODES)

@@ -6,21 +6,26 @@ import click
 
 from mailtrace import knowledge
 
-# what one entry of each knowledge table is called
-ENTRY_NAMES = {"replies": "reply", "commands": "command", "responses": "response", "states": "state",
-               "violations": "mistake", "codes": "code", "phases": "phase", "data": "data", "events": "event",
-               "headers": "header field", "concepts": "concept"}
-
-TABLE_ORDER = ("replies", "commands", "responses", "states", "violations", "codes", "phases", "data", "events",
-               "headers", "concepts")
+TABLE_ORDER = ("replies", "commands", "responses", "states", "violations", "codes", "extensions", "phases", "data",
+               "events", "headers", "concepts")
 NOT_PROTOCOLS = ("common", "web")  # knowledge files that name no protocol (web: the web view's labels)
+
+
+def _bare_code(key: str) -> str | None:
+    """The response code inside brackets, as it appears on the wire: "[IN-USE]" -> "IN-USE",
+    "[UIDVALIDITY 3]" -> "UIDVALIDITY" (RFC 2449 §3, RFC 3501 §7.1); None when not bracketed."""
+    if len(key) > 2 and key.startswith("[") and key.endswith("]") and key[1:-1].strip():
+        return key[1:-1].split()[0]
+    return None
 
 
 def _find(protocol: str | None, key: str) -> list[knowledge.Entry]:
     protos = [protocol] if protocol else [p for p in knowledge.protocols() if p not in NOT_PROTOCOLS] + ["common"]
+    code = _bare_code(key)
+    tables, key = (("codes",), code) if code else (TABLE_ORDER, key)  # "[UTF8]" can only be a response code
     found = []
     for proto in protos:
-        for table in TABLE_ORDER:
+        for table in tables:
             entries = knowledge.load(proto).get(table, {})
             entry = entries.get(key) or entries.get(key.upper()) or entries.get(key.lower())  # header fields: lower
             if entry is not None:
@@ -29,8 +34,15 @@ def _find(protocol: str | None, key: str) -> list[knowledge.Entry]:
 
 
 # the tables listed by ``mailtrace explain PROTOCOL`` (no topic), in this order
-TOPIC_TABLES = ("commands", "replies", "responses", "codes", "states", "phases", "data", "violations", "headers",
-                "concepts")
+TOPIC_TABLES = ("commands", "replies", "responses", "codes", "extensions", "states", "phases", "data", "violations",
+                "headers", "concepts")
+
+
+def _entry_name(table: str, lang: str) -> str:
+    """What one entry of a knowledge table is called ("reply", "extension"...), from
+    ``knowledge/common.toml`` ``[explain-entry.TABLE]``."""
+    entry = knowledge.lookup("common", "explain-entry", table)
+    return entry.meaning(lang) if entry else table
 
 
 def _heading(key: str, lang: str, **fields) -> str:
@@ -97,7 +109,7 @@ def command(words: tuple[str, ...], lang: str) -> None:
     console = Console(highlight=False)
     for entry in entries:
         title = f"{entry.protocol.upper()} {entry.key}"
-        console.print(f"[bold]{title}[/bold]  [dim]({ENTRY_NAMES.get(entry.table, entry.table)})[/dim]")
+        console.print(f"[bold]{title}[/bold]  [dim]({_entry_name(entry.table, lang)})[/dim]")
         if entry.extra.get("syntax"):
             console.print(f"  [cyan]{entry.extra['syntax']}[/cyan]", markup=True)
         _print_indented(console, entry.meaning(lang), 2)

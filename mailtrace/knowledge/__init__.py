@@ -28,8 +28,8 @@ from typing import Mapping
 from mailtrace.transcript.event import Clause, Event, Kind, Reason, facts_from_info
 
 LANGUAGES = ("en", "es")
-TABLES = ("commands", "replies", "responses", "states", "violations", "data", "phases", "codes", "events",
-          "concepts")
+TABLES = ("commands", "replies", "responses", "states", "violations", "data", "phases", "codes", "extensions",
+          "events", "concepts")
 
 
 @dataclass(frozen=True)
@@ -195,8 +195,10 @@ def entry_for(event: Event) -> Entry | None:
             entry = lookup(proto, "responses", event.verb)
             if entry:
                 return entry
-        # A response code (IMAP "* OK [UIDVALIDITY 3]", an EHLO keyword) says more than its status.
-        entry = lookup(proto, "codes", event.response_code) if event.response_code else None
+        # A response code (IMAP "* OK [UIDVALIDITY 3]") or an EHLO keyword ("250-PIPELINING",
+        # table "extensions") says more than its status.
+        code = event.response_code
+        entry = (lookup(proto, "codes", code) or lookup(proto, "extensions", code)) if code else None
         if entry:
             return entry
         entry = lookup(proto, "replies", event.code) if event.code else None

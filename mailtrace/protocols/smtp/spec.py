@@ -205,12 +205,12 @@ DOCUMENTED_CODES = frozenset({"251", "421", "450", "451", "452", "550", "551", "
 ENHANCED_CODES = frozenset({"2.0.0", "2.1.0", "2.1.5", "2.7.0", "4.3.0", "4.3.2", "4.4.2", "4.5.3", "4.7.0",
                             "5.1.1", "5.1.3", "5.1.7", "5.3.4", "5.5.1", "5.6.7", "5.5.2", "5.5.4", "5.7.0",
                             "5.7.1", "5.7.8"})
-#: EHLO keywords explained in the knowledge ("codes" table): what this server offers and the
+#: EHLO keywords explained in the knowledge ("extensions" table): what this server offers and the
 #: common ones a student meets on real servers (proxy, pcap).
 EHLO_KEYWORDS = frozenset({"PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES", "HELP", "STARTTLS", "AUTH",
                            "SMTPUTF8", "CHUNKING", "BINARYMIME", "DSN", "ETRN", "VRFY", "EXPN", "DELIVERBY",
                            "REQUIRETLS"})
-#: The knowledge table "codes": enhanced status codes and EHLO keywords (Event.info["code"]).
+#: Every code an event carries: knowledge tables "codes" (enhanced) and "extensions" (EHLO keywords).
 CODES = ENHANCED_CODES | EHLO_KEYWORDS
 #: Verbs of DATA events: the message body and AUTH response lines.
 DATA_VERBS = frozenset({"DATA", "AUTH"})

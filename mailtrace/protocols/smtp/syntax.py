@@ -142,7 +142,7 @@ def ehlo_keyword(raw: bytes) -> str:
 
 def reply_response_code(verb: str, index: int, raw: bytes) -> str:
     """The ``response_code`` of one reply line: the extension an EHLO reply line offers (every
-    line but the first, §4.1.1.1), explained from the knowledge's "codes" table; else ""."""
+    line but the first, §4.1.1.1), explained from the knowledge's "extensions" table; else ""."""
     return ehlo_keyword(raw) if verb == "EHLO" and index else ""
 
 
