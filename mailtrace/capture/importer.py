@@ -42,6 +42,7 @@ class ImportStats:
     first_ts: float | None = None
     last_ts: float = 0.0
     protocols: dict = field(default_factory=dict)
+    truncated: int = 0  # octets missing from the last packet record: the file was cut short (0: complete)
 
 
 class _Pending:
@@ -180,8 +181,12 @@ class CaptureImporter:
         stats.last_ts = ts
         return stats
 
+    def truncated(self, missing: int) -> None:
+        """The file ends inside a packet record (``read_packets``' ``on_truncated``)."""
+        self.stats.truncated = max(missing, 1)
+
     def finish(self) -> ImportStats:
-        self.reassembler.finish(self.stats.last_ts)
+        self.reassembler.finish(self.stats.last_ts, truncated=bool(self.stats.truncated))
         return self.stats
 
 
@@ -190,7 +195,7 @@ def import_capture(source: str | Path | BinaryIO, recorder: Recorder, **kw) -> I
     importer = CaptureImporter(recorder, **kw)
     if isinstance(source, (str, Path)):
         with open(source, "rb") as f:
-            importer.feed_packets(read_packets(f))
+            importer.feed_packets(read_packets(f, importer.truncated))
     else:
-        importer.feed_packets(read_packets(source))
+        importer.feed_packets(read_packets(source, importer.truncated))
     return importer.finish()

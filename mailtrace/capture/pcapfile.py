@@ -12,7 +12,7 @@ Reading is a generator over ``(timestamp, linktype, frame)``: the file is never 
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 LINKTYPE_NULL = 0  # BSD loopback: 4-byte address family
 LINKTYPE_ETHERNET = 1
@@ -47,18 +47,24 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
-def read_packets(f: BinaryIO) -> Iterator[tuple[float, int, bytes]]:
+#: Called with the octets missing from the last record when a file ends inside one (a capture
+#: cut short: tcpdump killed, a copy interrupted); every complete packet before it was read.
+OnTruncated = Callable[[int], None]
+
+
+def read_packets(f: BinaryIO, on_truncated: OnTruncated | None = None) -> Iterator[tuple[float, int, bytes]]:
     head = f.read(4)
     kind = sniff_format(head)
+    cut = on_truncated or (lambda missing: None)
     if kind == "pcap":
-        yield from _read_pcap(f, head)
+        yield from _read_pcap(f, head, cut)
     elif kind == "pcapng":
-        yield from _read_pcapng(f, head)
+        yield from _read_pcapng(f, head, cut)
     else:
         raise CaptureFormatError("not a pcap or pcapng capture (unknown magic number)")
 
 
-def _read_pcap(f: BinaryIO, magic: bytes) -> Iterator[tuple[float, int, bytes]]:
+def _read_pcap(f: BinaryIO, magic: bytes, cut: OnTruncated) -> Iterator[tuple[float, int, bytes]]:
     order, unit = PCAP_MAGICS[magic]
     rest = f.read(20)
     if len(rest) < 20:
@@ -69,20 +75,25 @@ def _read_pcap(f: BinaryIO, magic: bytes) -> Iterator[tuple[float, int, bytes]]:
     while True:
         hdr = read(16)
         if len(hdr) < 16:
+            if hdr:
+                cut(16 - len(hdr))  # inside a record header: at least the rest of it is missing
             return
         sec, frac, incl, _orig = rec.unpack(hdr)
         data = read(incl)
         if len(data) < incl:
-            return  # a capture cut short (tcpdump killed): keep what was complete
+            cut(incl - len(data))  # a capture cut short (tcpdump killed): keep what was complete
+            return
         yield sec + frac * unit, linktype, data
 
 
-def _read_pcapng(f: BinaryIO, first: bytes) -> Iterator[tuple[float, int, bytes]]:
+def _read_pcapng(f: BinaryIO, first: bytes, cut: OnTruncated) -> Iterator[tuple[float, int, bytes]]:
     order = "<"
     interfaces: list[tuple[int, float]] = []  # (linktype, seconds per timestamp unit)
     head = first + f.read(8)
     while True:
         if len(head) < 12:
+            if head:
+                cut(12 - len(head))  # inside a block header
             return
         btype = struct.unpack(order + "I", head[:4])[0]
         if btype == PCAPNG_SHB or head[:4] == b"\x0a\x0d\x0d\x0a":
@@ -96,6 +107,7 @@ def _read_pcapng(f: BinaryIO, first: bytes) -> Iterator[tuple[float, int, bytes]
             raise CaptureFormatError(f"bad pcapng block length {blen}")
         body = head[8:] + f.read(blen - 12)
         if len(body) < blen - 8:
+            cut(blen - 8 - len(body))  # inside a block
             return
         body = body[: blen - 12]
         if btype == 1:  # Interface Description Block

@@ -202,10 +202,12 @@ class Reassembler:
             reason = because("client-fin" if who == CLIENT else "server-fin")
         self.consumer.close(flow, who, reason, ts)
 
-    def finish(self, ts: float) -> None:
-        """End of the capture: every conversation still open ends here."""
+    def finish(self, ts: float, truncated: bool = False) -> None:
+        """End of the capture: every conversation still open ends here (``truncated``: the file
+        was cut inside a packet, so they may have gone on in packets that were lost)."""
         for flow in list(self.flows.values()):
             if not flow.closed:
                 side = flow.ended_by if flow.ended_by is not None else CLIENT
-                self._end(flow, side, "capture ended" + (" (half closed)" if flow.ended_by is not None else ""), ts)
+                reason = "capture ended" + (" (half closed)" if flow.ended_by is not None else "")
+                self._end(flow, side, because("capture-truncated") if truncated else reason, ts)
         self.flows.clear()

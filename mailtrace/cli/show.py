@@ -53,16 +53,25 @@ def stream_events(path: Path, sink, *, port: int | None = None, protocol: str | 
     from mailtrace.transcript.jsonl import TranscriptFormatError, read_jsonl
     from mailtrace.transcript.recorder import Recorder
 
+    from mailtrace.knowledge import phrase
+
     try:
         with open(path, "rb") as f:
-            head = f.read(4)
+            head = f.read(64)
     except OSError as exc:
         raise click.ClickException(f"cannot read {path}: {exc.strerror or exc}")
+    if not sniff_format(head) and not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        # neither a capture's magic number nor a JSONL transcript's first object: say what it is not
+        what = "show-empty" if not head else "show-unknown-file"
+        raise click.ClickException(phrase("cli", what, lang, path=path) + "\n" + phrase("cli", "show-file-hint", lang))
     try:
         if sniff_format(head):
             from mailtrace.capture.importer import import_capture
 
-            import_capture(path, Recorder([sink]), port=port, protocol=protocol, show_secrets=show_secrets, lang=lang)
+            stats = import_capture(path, Recorder([sink]), port=port, protocol=protocol, show_secrets=show_secrets,
+                                   lang=lang)
+            if stats.truncated:
+                click.echo(phrase("cli", "show-truncated", lang, path=path, octets=stats.truncated), err=True)
         else:
             for event in read_jsonl(path):
                 sink.handle(event)
