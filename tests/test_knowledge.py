@@ -183,3 +183,12 @@ def test_smtp_ehlo_keywords_are_extensions_and_enhanced_codes_are_codes():
     tables = knowledge.load("smtp")
     assert set(tables["extensions"]) == set(EHLO_KEYWORDS)
     assert set(tables["codes"]) == set(ENHANCED_CODES)
+def test_counted_words_take_the_form_of_their_number():
+    """``{n:one|other}`` in a knowledge text: the singular for 1 only (English and Spanish alike)."""
+    assert knowledge.fill("{n} {n:session|sessions}", n=1) == "1 session"
+    assert [knowledge.fill("{n} {n:sesión|sesiones}", n=n) for n in (0, 2)] == ["0 sesiones", "2 sesiones"]
+    assert knowledge.fill("{n} {n:octet|octets}", n="1") == "1 octet"  # numbers already formatted ("1,024")
+    assert knowledge.fill("{n} {n:octet|octets}", n="1,024") == "1,024 octets"
+    for lang, text in (("en", "mailtrace sniff: 1 packet, 1 mail session, 1 gap."),
+                       ("es", "mailtrace sniff: 1 paquete, 1 sesión de correo, 1 hueco.")):
+        assert knowledge.phrase("cli", "sniff-stats", lang, packets=1, sessions=1, gaps=1) == text

@@ -45,7 +45,7 @@ def test_sniff_lo_annotates_a_real_session(tmp_path, loop_thread):
     events = list(read_jsonl(log))
     assert [e.verb.upper() for e in events if e.kind is Kind.COMMAND] == ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]
     assert events[0].info["mode"] == "capture" and events[-1].kind is Kind.CLOSE
-    assert "1 mail sessions" in err
+    assert "1 mail session, 0 gaps." in err  # one session, singular (it said "1 mail sessions")
 
 
 def _start_sniff(tmp_path, name, port, *extra, env=None):
@@ -96,7 +96,7 @@ def test_sniff_engines_tcpdump_and_scapy_see_the_same_session(tmp_path, loop_thr
     assert _dialogue(events_s) == _dialogue(events_t)
     assert events_s[0].info["mode"] == "capture" and events_s[-1].kind is Kind.CLOSE
     assert [e.kind for e in events_s if e.kind is Kind.GAP] == []
-    assert "1 mail sessions" in err
+    assert "1 mail session, 0 gaps." in err  # one session, singular (it said "1 mail sessions")
 
 
 @pytest.mark.slow
@@ -112,7 +112,7 @@ def test_sniff_without_tcpdump_captures_with_scapy(tmp_path, loop_thread):
     events, err = _stop(proc, log)
     assert [e.verb.upper() for e in events if e.kind is Kind.COMMAND] == ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]
     assert b"Subject: sniff\r\n" in b"".join(e.raw for e in events if e.kind is Kind.DATA)
-    assert "1 mail sessions" in err
+    assert "1 mail session, 0 gaps." in err  # one session, singular (it said "1 mail sessions")
 
 
 @pytest.mark.parametrize("engine", ["tcpdump", "scapy"])

@@ -78,3 +78,14 @@ def test_a_capture_cut_mid_packet_imports_what_it_can_and_says_it_was_cut(tmp_pa
     assert "está cortado" in es.stderr and "se cortó a mitad de un paquete" in es.stdout
     jsonl = show(cut, "--format", "jsonl")
     assert jsonl.returncode == 0 and '"USER alice' in jsonl.stdout and "cut short" in jsonl.stderr
+
+
+def test_counted_words_agree_with_their_number_in_both_languages(tmp_path):
+    """One missing octet is "1 octet" / "falta 1 octeto" (the texts said "1 mail sessions")."""
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(_capture("pcap", None, tmp_path)[:-1])
+    assert "(1 octet missing)" in show(cut).stderr
+    assert "(falta 1 octeto)" in show(cut, "--lang", "es").stderr
+    cut.write_bytes(_capture("pcap", None, tmp_path)[:-2])
+    assert "(2 octets missing)" in show(cut).stderr
+    assert "(faltan 2 octetos)" in show(cut, "--lang", "es").stderr

@@ -33,12 +33,7 @@ MOD = 1 << 32
 
 def text(key: str, lang: str = "en", **fields) -> str:
     """A label of this view, from ``knowledge/common.toml`` ``[packets.KEY]``."""
-    entry = knowledge.lookup("common", "packets", key)
-    template = entry.meaning(lang) if entry else key
-    try:
-        return template.format(**fields)
-    except (KeyError, IndexError, ValueError):
-        return template
+    return knowledge.phrase("packets", key, lang, **fields)
 
 
 @dataclass

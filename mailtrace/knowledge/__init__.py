@@ -19,6 +19,7 @@ Renderers never hard-code explanations: they call :func:`annotate` on an event.
 from __future__ import annotations
 
 import functools
+import string
 from dataclasses import dataclass
 from importlib import resources
 
@@ -98,15 +99,33 @@ def protocols() -> list[str]:
     return sorted(names)
 
 
+class _Texts(string.Formatter):
+    """``str.format`` plus one rule for counted words: ``{n:session|sessions}`` is the first form
+    when ``n`` is 1, the second otherwise (0 sessions, 2 sessions; in Spanish too: 0 sesiones)."""
+
+    def format_field(self, value: object, format_spec: str) -> str:
+        if "|" in format_spec:
+            one, other = format_spec.split("|", 1)
+            return one if str(value).strip() == "1" else other
+        return super().format_field(value, format_spec)
+
+
+def fill(template: str, **fields: object) -> str:
+    """``template`` with its ``{names}`` (and ``{name:one|other}`` words) filled in from ``fields``;
+    the template as it is when a name is missing or the template is malformed."""
+    try:
+        return _Texts().format(template, **fields)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return template
+
+
 def phrase(table: str, key: str, lang: str = "en", **fields: object) -> str:
     """One of the program's own words or sentences (``[table.key]`` of ``common.toml``) in
-    ``lang``, its ``{names}`` filled in from ``fields``; the key itself when there is no entry."""
+    ``lang``, its ``{names}`` filled in from ``fields``; the key itself when there is no entry.
+    A counted word is written ``{sessions} {sessions:session|sessions}`` (see ``fill``)."""
     entry = lookup("common", table, key)
     template = entry.meaning(lang) if entry else key
-    try:
-        return template.format(**fields)
-    except (KeyError, IndexError, ValueError):
-        return template
+    return fill(template, **fields)
 
 
 # Close reasons travel in a CLOSE event's ``reason`` (a transcript.event.Reason): ``text`` is the
