@@ -64,7 +64,7 @@ def test_sessions_events_downloads_and_life_of_a_message(lab_factory):
     assert "caf=C3=A9" in message["mime"]["encoded"] and "caf\u00e9" in message["mime"]["decoded"]
     life = [(step["protocol"], step["action"]) for step in message["life"]]
     assert life[0] == ("smtp", "delivered")
-    assert ("imap", "read") in life and ("imap", "flagged") in life and ("imap", "copied") in life
+    assert ("imap", "read_seen") in life and ("imap", "flagged") in life and ("imap", "copied") in life  # RFC822: \\Seen
     assert {step["session"] for step in message["life"]} == {by_proto["smtp"]["id"], by_proto["imap"]["id"]}
     archived = get(url + "api/mailboxes/bob/messages?mailbox=Archive")[2][0]["uid"]
     copy_life = get(url + f"api/messages/bob/{archived}?mailbox=Archive")[2]["life"]

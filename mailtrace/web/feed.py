@@ -24,6 +24,7 @@ from mailtrace.transcript.links import Action, MessageRef
 
 MAX_SESSIONS = 2000  # the oldest closed sessions are forgotten past this (memory bound)
 MAX_EVENTS = 20000  # events kept per session (a long IMAP session); later ones are counted only
+MAX_READING = 64  # FETCH/TOP command lines remembered per session until their reply (pipelining bound)
 MAX_BYTES = 256 * 1024 * 1024  # octets of kept events in all; past it the oldest closed sessions lose theirs
 PUSH_INTERVAL = 0.2  # seconds: updates to browsers are batched at most this often
 
@@ -67,6 +68,12 @@ class LifeEntry:
     protocol: str
     verb: str
     ref: MessageRef
+    how: str = ""  # for a read: what was taken from the message (``web.reading`` label key)
+
+    @property
+    def label(self) -> str:
+        """The ``ui.action_KEY`` of knowledge/web.toml that names this step."""
+        return self.how or self.ref.action.value
 
 
 class WebFeed:
@@ -76,6 +83,7 @@ class WebFeed:
         self.sessions: dict[str, SessionSummary] = {}
         self.events: dict[str, list[Event]] = {}
         self.life: dict[tuple[str, str, int], list[LifeEntry]] = {}  # (user, mailbox, uid) -> entries
+        self._reading: dict[str, dict[str, str | None]] = {}  # session -> {tag: what its FETCH/TOP reads}
         self._lock = threading.Lock()
         self._subscribers: list[Callable[[list[dict]], None]] = []
         self._dirty: set[str] = set()
@@ -104,9 +112,12 @@ class WebFeed:
             summary.state = event.state
         if event.notes:  # informative notes (POP3 dropped without QUIT, RFC 1939 §6) are no mistake
             summary.violations += len(knowledge.mistakes(event))
+        if event.kind is Kind.COMMAND and event.verb in ("FETCH", "UID FETCH", "TOP"):
+            self._note_reading(event)
         if event.user or event.messages:
             self._facts(summary, event)
         if event.kind is Kind.CLOSE:
+            self._reading.pop(sid, None)
             summary.closed = True
             summary.close = event.reason
         if self._subscribers:
@@ -148,13 +159,32 @@ class WebFeed:
                     old.dropped += len(events)
                     self.events[sid] = []
 
+    def _note_reading(self, event: Event) -> None:
+        """Remember what a FETCH or TOP asks for, until the reply that says which messages it read."""
+        from mailtrace.web import reading
+
+        pending = self._reading.setdefault(event.session, {})
+        if len(pending) >= MAX_READING:
+            pending.pop(next(iter(pending)))
+        if event.verb == "TOP":
+            pending[""] = reading.pop3_top(event.raw)  # POP3 answers one command at a time, in order
+        else:
+            pending[event.tag] = reading.imap_fetch(event.raw, event.verb)
+
     def _facts(self, summary: SessionSummary, event: Event) -> None:
         if event.user and event.kind is Kind.REPLY:
             summary.user = event.user
-        refs = event.messages
+        refs = list(event.messages)
+        how = ""
+        if any(ref.action is Action.READ for ref in refs):
+            how = self._reading.get(event.session, {}).pop(event.tag if event.protocol == "imap" else "", "") \
+                if event.verb in ("FETCH", "UID FETCH", "TOP") else ""
+            if how is None:  # FLAGS, UID...: the message was described, not read (RFC 3501 §6.4.5)
+                refs = [ref for ref in refs if ref.action is not Action.READ]
         for ref in refs:
             summary.touched_users.add(ref.user)
-            entry = LifeEntry(event.session, event.seq, event.t, event.protocol, event.verb, ref)
+            entry = LifeEntry(event.session, event.seq, event.t, event.protocol, event.verb, ref,
+                              how if ref.action is Action.READ else "")
             with self._lock:
                 self.life.setdefault((ref.user, ref.mailbox, ref.uid), []).append(entry)
         # a copy or move: the new message inherits the life of the one it was made from

@@ -388,7 +388,7 @@ class WebView:
             if summary is None or not self.access.may_see_session(request["viewer"], summary.owners()):
                 continue
             life.append({"session": entry.session, "seq": entry.seq, "t": entry.t, "protocol": entry.protocol,
-                         "verb": entry.verb, "action": entry.ref.action.value, "started": summary.started,
+                         "verb": entry.verb, "action": entry.label, "started": summary.started,
                          "client": summary.client, "user": summary.user})
         data.update({"user": user, "mailbox": mailbox, "uid": uid, "key": info.key, "flags": sorted(info.flags),
                      "internaldate": info.internaldate, "life": life})
