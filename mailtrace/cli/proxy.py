@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
 import socket
+import sys
 from pathlib import Path
 
 import click
@@ -105,8 +107,7 @@ def command(listen, to, protocol, log, text, pcap, lang, show_secrets, intercept
 
     async def main() -> None:
         proxy = Proxy(config, recorder, annotator)
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # SIGTERM stops like Ctrl+C
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+        stop_on_signals(asyncio.current_task(), lang)
         try:
             await proxy.start()
         except OSError as exc:
@@ -148,6 +149,30 @@ def command(listen, to, protocol, log, text, pcap, lang, show_secrets, intercept
             recorder.close()
         if annotator is not None:
             annotator.close()
+
+
+def stop_on_signals(task, lang: str) -> None:
+    """Ctrl+C (SIGINT) and SIGTERM stop the proxy cleanly (its sessions closed and logged), as they
+    stop ``mailtrace lab`` (cli/serve.py): the handlers are installed explicitly, so SIGINT works
+    even when the parent started the proxy with SIGINT ignored (``cmd &`` in sh, a wrapper that
+    ignores it), where Python would leave it ignored.  A second signal stops at once."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    signalled: list[int] = []
+
+    def on_signal(signum, frame) -> None:
+        if signalled:
+            from mailtrace.knowledge import phrase
+
+            print(phrase("cli", "stopped-at-once", lang), file=sys.stderr, flush=True)
+            os._exit(0)
+        signalled.append(signum)
+        loop.call_soon_threadsafe(task.cancel)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):  # not the main thread (tests): no signal handling
+            signal.signal(sig, on_signal)
 
 
 def check_writable(*paths) -> None:

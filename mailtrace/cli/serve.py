@@ -336,8 +336,6 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
 
             lines.insert(-1, "  " + phrase("cli", "banner-web-admin" if web.admin else "banner-web", lab.lang,
                                            url=view.url, admin=web.admin))
-        click.echo("\n".join(lines))
-        sys.stdout.flush()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
 
@@ -373,6 +371,10 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
                 signal.signal(sig, on_signal)
             except (ValueError, OSError):  # not the main thread (tests): no signal handling
                 pass
+        # the banner only now: whoever reads it may stop the lab at once, and a signal must not
+        # find the default disposition (SIGTERM killing it unlogged, or SIGINT still ignored)
+        click.echo("\n".join(lines))
+        sys.stdout.flush()
         try:
             await stop.wait()
         finally:
