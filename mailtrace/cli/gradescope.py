@@ -9,7 +9,8 @@ import click
 
 @click.command(name="gradescope")
 @click.argument("exercise")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("autograder.zip"), show_default=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("autograder.zip"), show_default=True,
+              help="Where to write the autograder zip (upload it to Gradescope).")
 @click.option("--jobs", "-j", type=click.IntRange(1, 16), default=2, show_default=True,
               help="Scenarios graded in parallel on Gradescope's machine.")
 @click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True,

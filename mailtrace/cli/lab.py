@@ -15,9 +15,12 @@ PORT = click.IntRange(0, 65535)
 
 
 @click.command(name="lab")
-@click.option("--smtp-port", type=PORT, default=DEFAULT_PORTS["smtp"][0], show_default=True)
-@click.option("--pop3-port", type=PORT, default=DEFAULT_PORTS["pop3"][0], show_default=True)
-@click.option("--imap-port", type=PORT, default=DEFAULT_PORTS["imap"][0], show_default=True)
+@click.option("--smtp-port", type=PORT, default=DEFAULT_PORTS["smtp"][0], show_default=True,
+              help="SMTP port (0: any free port).")
+@click.option("--pop3-port", type=PORT, default=DEFAULT_PORTS["pop3"][0], show_default=True,
+              help="POP3 port (0: any free port).")
+@click.option("--imap-port", type=PORT, default=DEFAULT_PORTS["imap"][0], show_default=True,
+              help="IMAP port (0: any free port).")
 @click.option("--smtps-port", type=PORT, default=DEFAULT_PORTS["smtp"][1], show_default=True,
               help="Implicit-TLS SMTP (submissions, like 465).")
 @click.option("--pop3s-port", type=PORT, default=DEFAULT_PORTS["pop3"][1], show_default=True,

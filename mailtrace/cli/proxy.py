@@ -41,7 +41,8 @@ def parse_hostport(value: str, what: str) -> tuple[str, int]:
 @click.option("--text", "text", type=click.Path(dir_okay=False, path_type=Path), help="Save the transcript as plain text.")
 @click.option("--pcap", "pcap", type=click.Path(dir_okay=False, path_type=Path),
               help="Save the dialogue as a capture (.pcapng carries the annotations as packet comments).")
-@click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True)
+@click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True,
+              help="Language of the annotations and messages.")
 @click.option("--show-secrets", is_flag=True, help="Show passwords and AUTH payloads decoded (default: ***).")
 @click.option("--intercept-tls", is_flag=True,
               help="Terminate TLS (STARTTLS/STLS and implicit TLS) with a lab-CA certificate to keep the dialogue visible.")

@@ -6,7 +6,6 @@ is shared with ``mailtrace lab`` (``cli/lab.py``) and the test fixtures (``tests
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import os
@@ -316,6 +315,8 @@ class OneLineErrors:
 def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path | None, web=None) -> None:
     """Start the listeners (and the web view, ``web``: a ``mailtrace.web.WebSettings``), print the
     banner, serve until Ctrl-C (or SIGTERM)."""
+    import asyncio  # here, not at the top: `mailtrace lab --help` stays fast
+
     for ep in endpoints:
         if not is_loopback(ep.host):
             from mailtrace.knowledge import phrase

@@ -100,7 +100,8 @@ def load_events(path: Path, **kw) -> list:
               help="text: the live terminal view; html: a ladder diagram (one offline file); jsonl; pcap.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write here instead of the terminal (needed for pcap; .pcapng keeps the annotations).")
-@click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True)
+@click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True,
+              help="Language of the annotations and messages.")
 @click.option("--show-secrets", is_flag=True, help="Decode passwords too (when the file still holds them).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Captures: the server port (for non-standard ports).")
 @click.option("--protocol", type=click.Choice(["smtp", "pop3", "imap"]), help="Captures: the protocol on --port.")

@@ -16,7 +16,8 @@ import click
 @click.option("--log", type=click.Path(dir_okay=False, path_type=Path), help="Save the transcript as JSON Lines.")
 @click.option("--text", type=click.Path(dir_okay=False, path_type=Path), help="Save the transcript as plain text.")
 @click.option("--pcap", type=click.Path(dir_okay=False, path_type=Path), help="Save the dialogue as a capture (.pcapng: annotated).")
-@click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True)
+@click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True,
+              help="Language of the annotations and messages.")
 @click.option("--show-secrets", is_flag=True, help="Show passwords decoded (default: ***).")
 @click.option("--duration", type=click.FloatRange(min=0.1), help="Stop after this many seconds (default: Ctrl+C).")
 @click.option("--quiet", is_flag=True, help="No live view (only the files asked for).")

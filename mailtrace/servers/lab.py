@@ -11,11 +11,14 @@ which ``run_listeners`` uses to start plain and implicit-TLS listeners.
 from __future__ import annotations
 
 import importlib
-import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailtrace.transcript.recorder import Recorder
+
+if TYPE_CHECKING:  # only an annotation here: `mailtrace lab --help` need not load ssl
+    import ssl
 
 DEFAULT_USERS = {"alice": "alice", "bob": "bob"}
 LOCAL_DOMAINS = ("lab.test", "localhost")
