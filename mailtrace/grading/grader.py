@@ -22,7 +22,7 @@ from pathlib import Path
 
 from mailtrace.grading import data as gdata
 from mailtrace.grading.checks import REGISTRY, Defer, Outcome, fail, feedback, load_all, title
-from mailtrace.grading.checks.common import read_sources
+from mailtrace.grading.checks.common import did_work, read_sources
 from mailtrace.grading.exercise import Exercise, Scenario, fill
 from mailtrace.grading.faults import ServerScript
 from mailtrace.grading.report import CheckResult, Report, ScenarioResult
@@ -527,7 +527,9 @@ def _grade_prepared(exercise, prepared, report, chosen, w, base_limits, pools, o
             except Exception as exc:  # never the grader: the scenario is lost, with the reason
                 return _broken(sc, w, exercise, f"{type(exc).__name__}: {exc}", lang=lang)
             report.enforced = run.program.enforced
-            return score_run(run, w, lang, report.show_secrets)
+            result = score_run(run, w, lang, report.show_secrets)
+            result.worked = did_work(run)
+            return result
         finally:
             pools.slots.put(slot)
             if progress is not None:
@@ -544,7 +546,7 @@ def _grade_prepared(exercise, prepared, report, chosen, w, base_limits, pools, o
     _cap(report, exercise)
     _point_to_root(report, lang)
     report.diagnosis = diagnose(report, lang)
-    if report.diagnosis:  # it never ran: an exit status that happens to match earns nothing
+    if report.diagnosis:  # it never ran, or did nothing: an exit status that happens to match earns nothing
         for s in report.scenarios:
             for c in s.checks:
                 if c.passed:
@@ -571,7 +573,8 @@ def _point_to_root(report: Report, lang: str) -> None:
 def diagnose(report: Report, lang: str = "en") -> str:
     """A program that never gets going fails every check for one reason: say it first.
 
-    A syntax error, or a crash before it did anything, in every scenario that ran."""
+    A syntax error, or a crash before it did anything, in every scenario that ran; or none of
+    the exercise's work done in any scenario (``checks.common.did_work``)."""
     from mailtrace.grading.messages import text
 
     ran = [s for s in report.scenarios if s.name not in ("policy", "build") and not s.status.startswith("not run")]
@@ -580,7 +583,10 @@ def diagnose(report: Report, lang: str = "en") -> str:
     crashed = [s for s in ran if s.exit_code not in (0, None) and not s.events
                and any(mark in s.stderr for mark in CRASH_MARKS)]
     if len(crashed) < len(ran):
-        return ""
+        # an untouched skeleton: it may exit 2 on a refused connection and import nothing banned,
+        # but it did none of the exercise's work in any scenario that asks for some
+        telling = [s.worked for s in ran if s.worked is not None]
+        return text("diagnosis.did-nothing", lang) if telling and not any(telling) else ""
     last = next((line for line in reversed(crashed[0].stderr.strip().splitlines()) if line.strip()), "")
     if any(m in crashed[0].stderr for m in ("SyntaxError", "IndentationError", "TabError")):
         return text("diagnosis.syntax-error", lang, error=last)

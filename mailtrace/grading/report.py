@@ -59,6 +59,7 @@ class ScenarioResult:
     transcript: str = ""
     events: list = field(default_factory=list, repr=False)
     notes: list[str] = field(default_factory=list)  # outputs left out when collecting (FIFOs, size)
+    worked: bool | None = None  # the program did some of the exercise's work (checks.common.did_work)
 
     @property
     def points(self) -> float:

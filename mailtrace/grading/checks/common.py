@@ -58,6 +58,41 @@ def progressed(run, protocol: str) -> bool:
     return True
 
 
+def did_work(run) -> bool | None:
+    """Did the program do any of the exercise's own work in this run?  None: the scenario leaves
+    nothing to do (no server to reach), so it tells neither way.  A skeleton that stops at its
+    first TODO does none: its exit status on a refused connection, or the imports it does not
+    make, must not add up to a grade (the grader scores such a submission 0, ``diagnose``).
+
+    Clients: a protocol command sent.  Servers: a command other than QUIT answered as expected
+    with a positive reply (+OK, 2xx, 3xx), or a real client served.  Message writers: the output."""
+    if run.exercise.role == "server":
+        from mailtrace.grading.servers.runner import expect_matches
+
+        for res in getattr(run, "steps", ()):
+            step, expect = res.step, res.step.get("expect")
+            options = expect if isinstance(expect, list) else [expect] if expect else []
+            positive = bool(options) and all(str(o)[:1] in "+23" for o in options)
+            if res.index >= 0 and positive and res.code and not step.get("closes") \
+                    and str(step.get("cmd", "")).split()[:1] != ["QUIT"] and _reply_matches(res, expect_matches):
+                return True
+        return any(r.get("ok") for r in getattr(run, "real", ()))
+    if run.exercise.protocol:
+        if run.server_options.get("none"):
+            return None
+        return bool(run.commands())
+    if run.scenario.expect_exit not in (None, 0):
+        return None
+    return bool(run.files.get(run.variables.get("arg_out", "")))
+
+
+def _reply_matches(res, expect_matches) -> bool:
+    expect = res.step["expect"]
+    if int(res.step.get("replies", 1)) > 1:
+        return len(res.codes) == len(expect) and all(expect_matches(e, c) for e, c in zip(expect, res.codes))
+    return expect_matches(expect, res.code)
+
+
 NO_PROGRESS = {
     "smtp": "the client never sent the message, so this could not be seen",
     "pop3": "the client did not retrieve every message, so this could not be seen",
