@@ -68,3 +68,15 @@ def test_every_option_has_help_text_shown(path):
     for p in options:  # the first words of each help text, as --help prints them (wrapped)
         words = " ".join(p.help.split()[:4]).replace("\b", "").strip()
         assert words in shown, (p.opts, words)
+
+
+def test_the_message_size_default_shown_is_the_smtp_servers():
+    """`lab`/`serve` --help shows --max-message-size's default without importing the SMTP package."""
+    from mailtrace.cli.serve import MAX_MESSAGE_SIZE_DEFAULT, MessageSize
+    from mailtrace.protocols.smtp.spec import MAX_MESSAGE_SIZE
+
+    assert MessageSize().convert(MAX_MESSAGE_SIZE_DEFAULT, None, None) == MAX_MESSAGE_SIZE
+    for cmd in (("lab",), ("serve", "smtp")):
+        shown = " ".join(subprocess.run([*MAILTRACE, *cmd, "--help"], capture_output=True, text=True,
+                                        timeout=60).stdout.split())
+        assert f"[default: {MAX_MESSAGE_SIZE_DEFAULT}]" in shown, cmd

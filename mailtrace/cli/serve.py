@@ -481,11 +481,16 @@ class MessageSize(click.ParamType):
         return size
 
 
+#: ``--max-message-size``'s default, as the option takes it: protocols.smtp.spec.MAX_MESSAGE_SIZE,
+#: which --help must not import (the SMTP package loads its observer and email);
+#: tests/test_cli_help.py checks that both agree.
+MAX_MESSAGE_SIZE_DEFAULT = "10M"
+
+
 def smtp_options(func):
     """``--max-message-size`` (``serve``, ``lab``)."""
-    from mailtrace.protocols.smtp.spec import MAX_MESSAGE_SIZE
-
-    return click.option("--max-message-size", type=MessageSize(), default=MAX_MESSAGE_SIZE, show_default=True,
+    return click.option("--max-message-size", type=MessageSize(), default=MAX_MESSAGE_SIZE_DEFAULT,
+                        show_default=True,
                         help="Largest message the SMTP server accepts, in octets or with K/M/G (e.g. 50M); "
                              "advertised with SIZE (RFC 1870), larger messages get 552.")(func)
 
