@@ -126,6 +126,7 @@ class Wait:
     pending: Pending
     fault: Fault | None
     trigger: Event | None
+    held: tuple = ()  # the reply's outputs before the slow work, kept until the fault applies
 
 
 def _code_of(line: str, protocol: str) -> str:
@@ -191,7 +192,7 @@ class FaultLayer:
         return self._group(self.core.notify())
 
     def resume(self, wait: Wait, result: Any) -> list:
-        return self._group(wait.pending.resume(result), fault=wait.fault, trigger=wait.trigger)
+        return self._group(list(wait.held) + wait.pending.resume(result), fault=wait.fault, trigger=wait.trigger)
 
     # -- internals ---------------------------------------------------------------------------
     def _match(self, event: Event) -> Fault | None:
@@ -243,8 +244,11 @@ class FaultLayer:
         if self.silenced or self.closed:
             return [Record(o) for o in group if isinstance(o, Event) and o.side is not Side.SERVER]
         for i, out in enumerate(group):
-            if isinstance(out, Pending):  # the reply comes after slow work: apply the fault then
-                return (self._apply(group[:i], None, trigger) if i else []) + [Wait(out, fault, trigger)]
+            if isinstance(out, Pending):
+                # The reply is finished after slow work (an IMAP FETCH sends its data, then marks
+                # \Seen in a store job): hold what came before, so that the fault applies to the
+                # whole reply and the reply's segments are the script's, not a thread's timing.
+                return [Wait(out, fault, trigger, held=tuple(group[:i]))]
         if fault is None:
             return self._plain(group)
         actions: list = []
