@@ -87,7 +87,7 @@ def fail(expected: str, happened: str, event: Event | None = None, rfc: str = ""
     return Outcome(False, expected, happened, event, rfc)
 
 
-def text(key: str, lang: str = "en", **params) -> str:
+def text(key: str, lang: str = "en", /, **params) -> str:
     """One message of the grader (``[key]`` of grading.toml) in ``lang``."""
     return messages.text(BOOK, key, lang, **params)
 

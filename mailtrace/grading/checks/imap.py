@@ -159,7 +159,7 @@ def untagged(run) -> Outcome:
     saved = set(files.values())
     for uid, data in want.items():
         if files.get(f"{uid}.eml") != data and data not in saved:  # (a wrong name: imap.selection)
-            return said(run, "imap.untagged." + ("missing" if f"{uid}.eml" not in files else "wrong"),
+            return said(run, "imap.untagged.missing" if f"{uid}.eml" not in files else "imap.untagged.wrong",
                         _fetch_for(run, uid), name=f"{uid}.eml")
     if run.program.exit_code != 0:
         return said(run, "imap.untagged.exit", status=run.program.status_text(run.lang),

@@ -64,8 +64,7 @@ def seven_bit(run) -> Outcome:
     for i, b in enumerate(data):
         if b > 127:
             head = data.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
-            where = "header" if i < len(head) else "body"
-            return said(run, f"mime.7bit.{where}", line=_line_no(data, i))
+            return said(run, "mime.7bit.header" if i < len(head) else "mime.7bit.body", line=_line_no(data, i))
     return ok()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mailtrace.grading.checks import Outcome, check, ok, said
 from mailtrace.grading.checks.common import out_of_step, stepped
 from mailtrace.protocols.pop3.spec import byte_stuff
@@ -77,13 +79,9 @@ def unstuffing(run) -> Outcome:
         if got is None and m["kind"] in ("dots", "tagged"):
             return said(run, "pop3.unstuffing.not-saved", _retr(run, m["n"]), n=m["n"])
         if got is not None and _framing_only(got, m["data"]):
-            if got.endswith(b"\r\n.\r\n") and not m["data"].endswith(b"\r\n.\r\n"):
-                how = "final-dot"
-            elif len(got) < len(m["data"]):
-                how = "cut"
-            else:
-                how = "stuffed"
-            return said(run, f"pop3.unstuffing.{how}", _retr(run, m["n"]))
+            kept_end = got.endswith(b"\r\n.\r\n") and not m["data"].endswith(b"\r\n.\r\n")
+            return said(run, "pop3.unstuffing.final-dot" if kept_end else "pop3.unstuffing.cut"
+                        if len(got) < len(m["data"]) else "pop3.unstuffing.stuffed", _retr(run, m["n"]))
     return ok()
 
 
@@ -95,7 +93,9 @@ def delete(run) -> Outcome:
         if deles:
             return said(run, "pop3.delete.without", deles[0])
         if len(run.commands("RETR")) < len(run.fixture):
-            return said(run, "pop3.delete.not-retrieved")
+            # not every message retrieved: whether it would have deleted the rest cannot be seen
+            # (pop3.message-bytes owns the missing message), so this is not judged
+            return replace(said(run, "pop3.delete.not-retrieved"), unobserved=True)
         return ok()
     numbers = {e.text().split()[1] if len(e.text().split()) > 1 else "" for e in deles}
     for m in run.fixture:

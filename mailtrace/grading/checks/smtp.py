@@ -179,9 +179,8 @@ def body(run) -> Outcome | None:
     cut = unterminated(run)
     if cut is not None and not cut.raw.endswith(b"\r\n.\r\n"):
         last = cut.raw.rstrip(b"\r\n").rsplit(b"\n", 1)[-1][-60:]
-        how = "killed" if run.program.timed_out else "closed"
-        return said(run, f"smtp.body.unterminated-{how}", cut, "RFC 5321 §4.1.1.4",
-                    last=last.decode("utf-8", "replace"))
+        return said(run, "smtp.body.unterminated-killed" if run.program.timed_out else "smtp.body.unterminated-closed",
+                    cut, "RFC 5321 §4.1.1.4", last=last.decode("utf-8", "replace"))
     e, msg = accepted_message(run)
     if e is None:
         return said(run, "smtp.no-message")
@@ -214,8 +213,7 @@ def seven_bit(run) -> Outcome:
         return said(run, "smtp.no-message")
     if any(b > 127 for b in e.raw):
         head = msg.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
-        where = "header" if any(b > 127 for b in head) else "body"
-        return said(run, f"smtp.7bit.{where}", e, "ref.seven-bit")
+        return said(run, "smtp.7bit.header" if any(b > 127 for b in head) else "smtp.7bit.body", e, "ref.seven-bit")
     m = _parse(msg)
     if any(b > 127 for b in run.variables.get("arg_body_text", "").encode()):
         if (m.get("Content-Transfer-Encoding") or "").strip().lower() not in ("quoted-printable", "base64") \

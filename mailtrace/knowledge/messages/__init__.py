@@ -52,14 +52,14 @@ def has(name: str, key: str) -> bool:
     return key in book(name)
 
 
-def text(name: str, key: str, lang: str = "en", **fields: object) -> str:
+def text(name: str, key: str, lang: str = "en", /, **fields: object) -> str:
     """The message ``key`` of book ``name`` in ``lang``, its ``{placeholders}`` filled."""
     entry = book(name)[key]
     template = entry.get(lang, entry["en"])
     return str(template).format(**fields)
 
 
-def table(name: str, key: str, lang: str = "en"):
+def table(name: str, key: str, lang: str = "en", /):
     """A list or a table of texts in ``lang`` (a table's English entries fill its gaps)."""
     entry = book(name)[key]
     value = entry.get(lang, entry["en"])
