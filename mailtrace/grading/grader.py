@@ -98,7 +98,7 @@ def prepare(exercise: Exercise, submission: Path, limits: Limits, slot: int = 0,
         raise SubmissionError(text("submission.missing", lang, path=submission))
     stage = Path(tempfile.mkdtemp(prefix="mailtrace-stage-"))
     try:
-        walked = copy_tree(submission, stage)
+        walked = copy_tree(submission, stage, lang=lang)
         if submission.is_file():
             prepared = Prepared(stage, "python", submission.name, walked.notes)
         else:
@@ -283,7 +283,7 @@ def _run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, se
             variables["port"] = ports[1] or _closed_port()
         try:
             own = set(copy_tree(prepared.stage, workdir, Bounds(max_bytes=64 * MiB, file_bytes=32 * MiB,
-                                                                max_files=5000), deadline).files)
+                                                                max_files=5000), deadline, lang=sandbox.lang).files)
         except TreeError as exc:
             raise SubmissionError(text("submission.too-large", sandbox.lang, reason=exc)) from None
         inputs: dict[str, bytes] = {}
@@ -304,7 +304,7 @@ def _run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, se
             while any(not t.done() for t in list(server.tasks)) and time.monotonic() < limit:
                 time.sleep(0.005)
             server.stop()
-        files, notes = collect(workdir, own | set(inputs), MAX_COLLECTED, deadline=deadline)
+        files, notes = collect(workdir, own | set(inputs), MAX_COLLECTED, deadline=deadline, lang=sandbox.lang)
         box = variables.get("arg_mailbox", "INBOX")
         return Run(exercise=exercise, scenario=scenario, variables=variables, program=result,
                    events=list(sink.events), files=files, inputs=inputs, fixture=fixture.messages,

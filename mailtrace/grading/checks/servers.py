@@ -360,8 +360,9 @@ def _real(run) -> Outcome | None:
     if not judged:
         return None  # no real mail program installed here: not judged
     for r in judged:
-        if not r["ok"]:
-            return fail(say(run, "real_expected", name=r["name"]), r["detail"])
+        if not r["ok"]:  # the runner's finding: a ("key", {fields}) of server.*, or an exception's text
+            detail = say(run, r["detail"][0], **r["detail"][1]) if isinstance(r["detail"], tuple) else r["detail"]
+            return fail(say(run, "real_expected", name=r["name"]), detail)
         if r.get("subject") and not any(r["subject"].encode() in v for v in _stored(run, r["user"]).values()):
             return fail(say(run, "real_expected", name=r["name"]),
                         say(run, "real_missing", name=r["name"], user=r["user"], subject=r["subject"]))
