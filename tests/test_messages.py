@@ -44,7 +44,7 @@ def _book_of(path: Path) -> str:
 
 
 #: the code that speaks through the loader (elsewhere ``phrase`` and ``text`` are other functions)
-SPEAKERS = ("grading/", "cli/exercises.py", "cli/classroom_workflow.py")
+SPEAKERS = ("grading/", "cli/exercises.py", "cli/classroom_workflow.py", "cli/grade.py")
 
 
 def _patterns(node: ast.AST) -> list[str]:
