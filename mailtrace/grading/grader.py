@@ -336,8 +336,9 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en", show_secret
         max_points = weights[cid] * share(run.scenario, cid)
         if isinstance(outcome, Defer):
             outcome = _deferred(run, outcome)
-        if outcome is None and not note and never_connected:
-            # "not judged" keeps the points only when there was something to judge
+        if never_connected and not note and (outcome is None or outcome.unobserved):
+            # "not judged" keeps the points only when there was something to judge, and a check
+            # "not seen" is not weighted out when the program never even connected: that is the defect
             outcome = fail(text("feedback.never-connected.expected", lang),
                            text("feedback.never-connected.happened", lang, status=run.program.status_text(lang)))
         if outcome is None:
