@@ -4,8 +4,8 @@ The rules are tested on their own examples first (each must flag its ``bad`` exa
 its ``ok`` ones pass: "en orden" is "in order", "clave pública" a public key), then every
 Spanish text is scanned: the notes, the labs, the answer keys, the exercises, every ``es``
 string of mailtrace/knowledge/**/*.toml, and the grader's Spanish texts (any TOML under
-mailtrace/grading or exercises/ named ``es.toml`` or ``*.es.toml``, and the ``es`` strings of
-the others).
+exercises/ named ``es.toml`` or ``*.es.toml``, and the ``es`` strings of the others; the grader's
+feedback is in mailtrace/knowledge/messages/grading.toml).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def test_the_scan_covers_every_kind_of_spanish_text():
     assert any(w.startswith("exercises/") for w in where)
     assert {"mailtrace/knowledge/smtp.toml", "mailtrace/knowledge/pop3.toml", "mailtrace/knowledge/imap.toml",
             "mailtrace/knowledge/common.toml"} <= where
-    assert "mailtrace/grading/messages.toml" in where  # the grader's Spanish feedback
+    assert "mailtrace/knowledge/messages/grading.toml" in where  # the grader's Spanish feedback
     assert "exercises/smtp-client/scenarios/basic.toml" in where  # description_es
 
 

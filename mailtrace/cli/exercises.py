@@ -46,7 +46,7 @@ def command(ctx: click.Context, lang: str) -> None:
         langs = ", ".join(sorted({languages.get(Path(s).suffix, Path(s).suffix or s) for s in e.skeletons})) or "-"
         rows.append((e.name, langs, _t("points", lang, points=e.points),
                      f"{e.program}: {e.title(lang)}" + (f"  [{e.error}]" if e.error else "")))
-    header = _t("columns", lang)
+    header = table("exercises", "columns", lang)
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(3)]
     click.echo(_t("header", lang, count=len(found), origin=origins.get(origin, origin), root=root))
     click.echo("")

@@ -107,7 +107,10 @@ def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed
     if result.error:
         sys.exit(1)  # the submission could not be graded at all (nothing to run, too large...)
     if fail_under is not None and result.score < fail_under:
-        click.echo(f"score {result.score:g} is under --fail-under {fail_under:g}", err=True)
+        from mailtrace.knowledge import messages
+
+        click.echo(messages.text("grading", "report.fail-under", lang, score=f"{result.score:g}", limit=f"{fail_under:g}"),
+                   err=True)
         sys.exit(2)
 
 

@@ -70,7 +70,14 @@ def _inside(root: str, link_dir: str, target: str) -> bool:
     return resolved == root or resolved.startswith(root.rstrip("/") + "/")
 
 
-def walk(root: Path, bounds: Bounds, deadline: float | None = None, skip_hidden: bool = True):
+def _say(lang: str, key: str, **fields) -> str:
+    """A note or refusal in the report's language (``files.*`` of knowledge/messages/grading.toml)."""
+    from mailtrace.grading.checks import text
+
+    return text(f"files.{key}", lang, **fields)
+
+
+def walk(root: Path, bounds: Bounds, deadline: float | None = None, skip_hidden: bool = True, lang: str = "en"):
     """Yield ``(relative path, lstat result)`` of every entry under ``root``, breadth first.
 
     Raises nothing for the tree's shape: entries past ``max_depth`` are skipped (a note says so
@@ -79,14 +86,14 @@ def walk(root: Path, bounds: Bounds, deadline: float | None = None, skip_hidden:
     stack: list[tuple[str, int]] = [("", 0)]
     while stack:
         if deadline is not None and time.monotonic() > deadline:
-            yield None, "wall-clock limit reached while walking the folder"
+            yield None, _say(lang, "deadline")
             return
         rel_dir, depth = stack.pop()
         try:
             with os.scandir(os.path.join(root, rel_dir)) as it:
                 entries = sorted((e.name for e in it))
         except OSError as exc:
-            yield None, f"{rel_dir or '.'}: not readable ({exc.strerror})"
+            yield None, _say(lang, "unreadable", path=rel_dir or ".", error=exc.strerror)
             continue
         for name in entries:
             if name in SKIP_NAMES or (skip_hidden and name.startswith(".")):
@@ -98,14 +105,14 @@ def walk(root: Path, bounds: Bounds, deadline: float | None = None, skip_hidden:
                 continue
             if stat.S_ISDIR(st.st_mode):
                 if depth + 1 > bounds.max_depth:
-                    yield None, f"{rel}/: deeper than {bounds.max_depth} folders, not copied"
+                    yield None, _say(lang, "too-deep", path=rel, depth=bounds.max_depth)
                     continue
                 stack.append((rel, depth + 1))
             yield rel, st
 
 
 def copy_tree(source: Path, dest: Path, bounds: Bounds = Bounds(), deadline: float | None = None,
-              skip_hidden: bool = True) -> Walked:
+              skip_hidden: bool = True, lang: str = "en") -> Walked:
     """Copy ``source`` (a file or folder) into the existing folder ``dest``: regular files and
     folders only; a link is copied as a link only when it stays inside the submission, any other
     link is refused; everything else (FIFOs, sockets, devices) is refused.  Raises
@@ -115,15 +122,15 @@ def copy_tree(source: Path, dest: Path, bounds: Bounds = Bounds(), deadline: flo
     if not source.is_dir():
         data = _read_regular(str(source), bounds.file_bytes + 1)
         if data is None:
-            raise TreeError(f"{source.name}: not a regular file")
+            raise TreeError(_say(lang, "not-regular", path=source.name))
         if len(data) > bounds.file_bytes:
-            raise TreeError(f"{source.name}: larger than {bounds.file_bytes // MiB} MiB")
+            raise TreeError(_say(lang, "file-too-large", path=source.name, mib=bounds.file_bytes // MiB))
         (dest / source.name).write_bytes(data)
         out.files.append(source.name)
         return out
     root = os.path.realpath(source)
     total = 0
-    for rel, st in walk(Path(root), bounds, deadline, skip_hidden):
+    for rel, st in walk(Path(root), bounds, deadline, skip_hidden, lang):
         if rel is None:
             out.notes.append(st)
             continue
@@ -136,34 +143,34 @@ def copy_tree(source: Path, dest: Path, bounds: Bounds = Bounds(), deadline: flo
             if _inside(root, os.path.dirname(os.path.join(root, rel)), link):
                 os.symlink(link, target)
             else:
-                out.notes.append(f"{rel}: a link to {link}, which leaves the submission: refused")
+                out.notes.append(_say(lang, "link-out", path=rel, target=link))
         elif stat.S_ISREG(mode):
             if len(out.files) >= bounds.max_files:
-                raise TreeError(f"more than {bounds.max_files} files")
+                raise TreeError(_say(lang, "too-many", count=bounds.max_files))
             data = _read_regular(os.path.join(root, rel), bounds.file_bytes + 1)
             if data is None:
-                out.notes.append(f"{rel}: could not be read as a regular file: refused")
+                out.notes.append(_say(lang, "unreadable-file", path=rel))
                 continue
             total += len(data)
             if len(data) > bounds.file_bytes or total > bounds.max_bytes:
-                raise TreeError(f"larger than {bounds.max_bytes // MiB} MiB")
+                raise TreeError(_say(lang, "too-large", mib=bounds.max_bytes // MiB))
             target.write_bytes(data)
             os.chmod(target, 0o755 if mode & 0o111 else 0o644)
             out.files.append(rel)
         else:
-            out.notes.append(f"{rel}: not a regular file or folder (a FIFO, socket or device): refused")
+            out.notes.append(_say(lang, "special-refused", path=rel))
     return out
 
 
 def collect(workdir: Path, skip: set[str], max_total: int, max_depth: int = 16,
-            deadline: float | None = None) -> tuple[dict[str, bytes], list[str]]:
+            deadline: float | None = None, lang: str = "en") -> tuple[dict[str, bytes], list[str]]:
     """What a program left in ``workdir``: ``{relative path: bytes}`` for regular files
     (folders as ``"path/": b""``), at most ``max_total`` bytes; the notes say what was left out."""
     out: dict[str, bytes] = {}
     notes: list[str] = []
     total = 0
     bounds = Bounds(max_depth=max_depth, max_bytes=max_total, file_bytes=max_total)
-    for rel, st in walk(workdir, bounds, deadline, skip_hidden=False):
+    for rel, st in walk(workdir, bounds, deadline, skip_hidden=False, lang=lang):
         if rel is None:
             notes.append(st)
             continue
@@ -174,14 +181,14 @@ def collect(workdir: Path, skip: set[str], max_total: int, max_depth: int = 16,
             out[rel + "/"] = b""
         elif stat.S_ISREG(mode):
             if total + st.st_size > max_total:
-                notes.append(f"{rel}: left out (the collected files would exceed {max_total // MiB} MiB)")
+                notes.append(_say(lang, "left-out", path=rel, mib=max_total // MiB))
                 continue
             data = _read_regular(os.path.join(workdir, rel), max_total - total)
             if data is not None:
                 out[rel] = data
                 total += len(data)
         elif not stat.S_ISLNK(mode):
-            notes.append(f"{rel}: not a regular file (a FIFO, socket or device): not read")
+            notes.append(_say(lang, "special-unread", path=rel))
     return out, notes
 
 

@@ -28,7 +28,7 @@ from mailtrace.grading.faults import ServerScript
 from mailtrace.grading.report import CheckResult, Report, ScenarioResult
 from mailtrace.grading.run import Run
 from mailtrace.grading.files import MiB, remove_tree
-from mailtrace.grading.messages import text
+from mailtrace.grading.checks import text
 from mailtrace.grading.sandbox import Limits, ProgramResult, Sandbox
 from mailtrace.transcript.recorder import MemorySink, Recorder
 
@@ -67,7 +67,7 @@ class Prepared:
         return [f"./{self.program}", *args]
 
 
-def find_program(exercise: Exercise, root: Path, files: list[str] | None = None) -> tuple[str, str]:
+def find_program(exercise: Exercise, root: Path, files: list[str] | None = None, lang: str = "en") -> tuple[str, str]:
     """(kind, program) in a staged copy: a Python file (the exercise's name, or the only .py),
     a folder with a ``Makefile`` or ``build.sh`` (built, then ``run``), or an executable ``run``."""
     if files is None:
@@ -86,8 +86,7 @@ def find_program(exercise: Exercise, root: Path, files: list[str] | None = None)
     py = sorted(f for f in top if f.endswith(".py"))
     if len(py) == 1:
         return "python", py[0]
-    raise SubmissionError(f"no {exercise.program}, no executable '{RUN_FILE}' and no Makefile or build.sh "
-                          f"in the submission")
+    raise SubmissionError(text("submission.no-program", lang, program=exercise.program, run=RUN_FILE))
 
 
 def prepare(exercise: Exercise, submission: Path, limits: Limits, slot: int = 0, lang: str = "en") -> Prepared:
@@ -96,18 +95,18 @@ def prepare(exercise: Exercise, submission: Path, limits: Limits, slot: int = 0,
 
     submission = Path(submission)
     if not os.path.lexists(submission) or submission.is_symlink():
-        raise SubmissionError(f"no such file or folder: {submission}")
+        raise SubmissionError(text("submission.missing", lang, path=submission))
     stage = Path(tempfile.mkdtemp(prefix="mailtrace-stage-"))
     try:
-        walked = copy_tree(submission, stage)
+        walked = copy_tree(submission, stage, lang=lang)
         if submission.is_file():
             prepared = Prepared(stage, "python", submission.name, walked.notes)
         else:
-            kind, program = find_program(exercise, stage, walked.files)
+            kind, program = find_program(exercise, stage, walked.files, lang)
             prepared = Prepared(stage, kind, program, walked.notes)
     except TreeError as exc:
         remove_tree(stage)
-        raise SubmissionError(f"submission refused: {exc}") from None
+        raise SubmissionError(text("submission.refused", lang, reason=exc)) from None
     except SubmissionError:
         remove_tree(stage)
         raise
@@ -122,7 +121,7 @@ def _build(prepared: Prepared, limits: Limits, slot: int, lang: str = "en") -> N
     """Build in the same sandbox, with its own time limit: compiler errors become feedback."""
     stage = prepared.stage
     sandbox = Sandbox(limits=replace(limits, timeout=limits.build_timeout, cpu_seconds=int(limits.build_timeout)),
-                      slot=slot)
+                      slot=slot, lang=lang)
     builder = ["/bin/sh", "build.sh"] if (stage / "build.sh").is_file() else ["make"]
     sandbox.give(stage)
     if sandbox.sealed:
@@ -284,9 +283,9 @@ def _run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, se
             variables["port"] = ports[1] or _closed_port()
         try:
             own = set(copy_tree(prepared.stage, workdir, Bounds(max_bytes=64 * MiB, file_bytes=32 * MiB,
-                                                                max_files=5000), deadline).files)
+                                                                max_files=5000), deadline, lang=sandbox.lang).files)
         except TreeError as exc:
-            raise SubmissionError(f"the built submission is too large: {exc}") from None
+            raise SubmissionError(text("submission.too-large", sandbox.lang, reason=exc)) from None
         inputs: dict[str, bytes] = {}
         for name, template in scenario.files.items():
             inputs[name] = fill(template, variables).encode("utf-8")
@@ -305,12 +304,11 @@ def _run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, se
             while any(not t.done() for t in list(server.tasks)) and time.monotonic() < limit:
                 time.sleep(0.005)
             server.stop()
-        files, notes = collect(workdir, own | set(inputs), MAX_COLLECTED, deadline=deadline)
+        files, notes = collect(workdir, own | set(inputs), MAX_COLLECTED, deadline=deadline, lang=sandbox.lang)
         box = variables.get("arg_mailbox", "INBOX")
         return Run(exercise=exercise, scenario=scenario, variables=variables, program=result,
                    events=list(sink.events), files=files, inputs=inputs, fixture=fixture.messages,
-                   store_after=fixture.after(box) if fixture.messages else {},
-                   server_errors=list(server.errors) if server else [], notes=notes)
+                   store_after=fixture.after(box) if fixture.messages else {}, notes=notes)
     finally:
         if server is not None:
             server.stop()
@@ -322,10 +320,7 @@ def _run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, se
 
 # -- scoring ------------------------------------------------------------------------------------------
 def score_run(run: Run, weights: dict[str, float], lang: str = "en", show_secrets: bool = False) -> ScenarioResult:
-    from mailtrace.grading.checks.common import NO_PROGRESS
-
     results = []
-    unobserved: set[str] = set()  # checks that failed only because the dialogue stopped earlier
     run.lang = lang
     never_connected = run.exercise.role == "client" and bool(run.exercise.protocol) and not run.server_options.get("none") and not run.sessions()
     for cid in run.scenario.checks:
@@ -335,14 +330,15 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en", show_secret
             outcome = chk.fn(run)
         except Exception as exc:  # a check bug must not cost the student: report it, give the points
             outcome = None
-            note = f"(check error: {type(exc).__name__}: {exc})"
+            note = text("report.check-error", lang, error=f"{type(exc).__name__}: {exc}")
         else:
             note = ""
         max_points = weights[cid] * share(run.scenario, cid)
         if isinstance(outcome, Defer):
             outcome = _deferred(run, outcome)
-        if outcome is None and not note and never_connected:
-            # "not judged" keeps the points only when there was something to judge
+        if never_connected and not note and (outcome is None or outcome.unobserved):
+            # "not judged" keeps the points only when there was something to judge, and a check
+            # "not seen" is not weighted out when the program never even connected: that is the defect
             outcome = fail(text("feedback.never-connected.expected", lang),
                            text("feedback.never-connected.happened", lang, status=run.program.status_text(lang)))
         if outcome is None:
@@ -350,19 +346,11 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en", show_secret
                                        False))
             continue
         fraction = 1.0 if outcome.passed else (outcome.fraction or 0.0)
-        if not outcome.passed and outcome.happened in set(NO_PROGRESS.values()):
-            unobserved.add(cid)
-            if lang != "en":
-                outcome = replace(outcome, happened=text(f"feedback.no-progress.{run.exercise.protocol}", lang))
-        results.append(CheckResult(cid, title(chk, lang), outcome.passed, max_points * fraction, max_points,
-                                   feedback(outcome, chk, run.events, lang, show_secrets), conf.visibility, True))
-    # a check that could not be observed names the one to fix first: the first failure that was seen
-    root = next((c for c in results if not c.passed and c.id not in unobserved), None)
-    for c in results:
-        if c.id in unobserved:
-            c.unobserved = True
-            if root is not None:
-                c.feedback += "\n" + text("feedback.fix-first", lang, check=root.id, title=root.title)
+        # a failed rule narrower than its check gives the title its name ("Date in RFC 5322 format")
+        shown = outcome.title if not outcome.passed and outcome.title else title(chk, lang)
+        results.append(CheckResult(cid, shown, outcome.passed, max_points * fraction, max_points,
+                                   feedback(outcome, chk, run.events, lang, show_secrets), conf.visibility, True,
+                                   unobserved=outcome.unobserved and not outcome.passed))
     from mailtrace.transcript.text import render_text
 
     return ScenarioResult(name=run.scenario.name, description=describe(run.scenario, lang), checks=results,
@@ -488,17 +476,16 @@ def _grade_prepared(exercise, prepared, report, chosen, w, base_limits, pools, o
     for cid in exercise.policy_checks:
         chk = REGISTRY[cid]
         try:
-            outcome = chk.fn(sources, exercise)
+            outcome = chk.fn(sources, exercise, lang)
         except Exception as exc:  # a check bug costs nothing and is reported
-            from mailtrace.grading.checks import Outcome
-
-            outcome = Outcome(True, happened=f"(check error: {type(exc).__name__}: {exc})")
+            outcome = Outcome(True, happened=text("report.check-error", lang, error=f"{type(exc).__name__}: {exc}"))
         pts = exercise.checks[cid].points
-        policy.append(CheckResult(cid, title(chk, lang), outcome.passed, pts if outcome.passed else 0.0, pts,
+        shown = outcome.title if not outcome.passed and outcome.title else title(chk, lang)
+        policy.append(CheckResult(cid, shown, outcome.passed, pts if outcome.passed else 0.0, pts,
                                   feedback(outcome, chk, [], lang), exercise.checks[cid].visibility, True))
     if policy:
         report.scenarios.append(ScenarioResult(name="policy", description=text("report.policy-description", lang),
-                                               checks=policy, status="not run"))
+                                               checks=policy, status=text("scenario.not-run", lang)))
     if prepared.build is not None:
         b = prepared.build
         report.scenarios.append(ScenarioResult(
@@ -521,11 +508,12 @@ def _grade_prepared(exercise, prepared, report, chosen, w, base_limits, pools, o
     def one(sc: Scenario) -> ScenarioResult:
         slot = pools.slots.get()
         try:
-            sandbox = Sandbox(limits=base_limits, slot=slot)
+            sandbox = Sandbox(limits=base_limits, slot=slot, lang=lang)
             try:
                 run = run_scenario(exercise, sc, prepared, seed, sandbox)
             except Exception as exc:  # never the grader: the scenario is lost, with the reason
-                return _broken(sc, w, exercise, f"{type(exc).__name__}: {exc}", lang=lang)
+                return _broken(sc, w, exercise, str(exc) if isinstance(exc, SubmissionError)
+                               else f"{type(exc).__name__}: {exc}", lang=lang)
             report.enforced = run.program.enforced
             result = score_run(run, w, lang, report.show_secrets)
             result.worked = did_work(run)
@@ -542,32 +530,34 @@ def _grade_prepared(exercise, prepared, report, chosen, w, base_limits, pools, o
         if own:
             pools.close()
     report.duration = round(time.monotonic() - t0, 3)
+    _point_to_root(report, lang)
     report.finish()
     _cap(report, exercise)
-    _point_to_root(report, lang)
     report.diagnosis = diagnose(report, lang)
     if report.diagnosis:  # it never ran, or did nothing: an exit status that happens to match earns nothing
         for s in report.scenarios:
             for c in s.checks:
-                if c.passed:
-                    c.passed, c.points, c.judged = False, 0.0, True
+                if c.passed or c.excluded:
+                    c.passed, c.points, c.judged, c.excluded = False, 0.0, True, False
                     c.feedback = report.diagnosis
         report.finish()
     return report
 
 
 def _point_to_root(report: Report, lang: str) -> None:
-    """Unobserved checks in a scenario where nothing else failed point at the first check that
-    failed for a reason anywhere in the report (the defect that stopped the dialogue)."""
-    root = next((c for s in report.scenarios for c in s.checks if not c.passed and not c.unobserved), None)
-    if root is None:
-        return
-    pointer = text("feedback.fix-first", lang, check=root.id, title=root.title)
-    marker = text("feedback.fix-first", lang, check="\0", title="\0").split("\0")[0]
+    """A check that could not be seen (the dialogue stopped before it) is not judged: it names
+    the check to fix first (the first failure that was seen, in its scenario, else anywhere in
+    the report) and is weighted out of the score, so one defect does not cost its points twice.
+    With no such failure anywhere, it keeps its failure (a mistake never goes unpunished)."""
+    first = next((c for s in report.scenarios for c in s.checks if not c.passed and not c.unobserved), None)
     for s in report.scenarios:
+        root = next((c for c in s.checks if not c.passed and not c.unobserved), first)
+        if root is None:
+            continue
         for c in s.checks:
-            if c.unobserved and marker not in c.feedback:
-                c.feedback += "\n" + pointer
+            if c.unobserved:
+                c.excluded, c.judged, c.points = True, False, 0.0
+                c.feedback = text("feedback.not-judged", lang, check=root.id, title=root.title) + "\n" + c.feedback
 
 
 def diagnose(report: Report, lang: str = "en") -> str:
@@ -575,9 +565,9 @@ def diagnose(report: Report, lang: str = "en") -> str:
 
     A syntax error, or a crash before it did anything, in every scenario that ran; or none of
     the exercise's work done in any scenario (``checks.common.did_work``)."""
-    from mailtrace.grading.messages import text
+    from mailtrace.grading.checks import text
 
-    ran = [s for s in report.scenarios if s.name not in ("policy", "build") and not s.status.startswith("not run")]
+    ran = [s for s in report.scenarios if s.name not in ("policy", "build") and s.ran]
     if not ran:
         return ""
     crashed = [s for s in ran if s.exit_code not in (0, None) and not s.events
@@ -619,12 +609,8 @@ def _broken(sc: Scenario, w: dict[str, float], exercise: Exercise, error: str, s
                           text("scenario.could-not-run", lang, error=error),
                           exercise.checks[cid].visibility, True) for cid in sc.checks]
     return ScenarioResult(name=sc.name, description=describe(sc, lang), checks=checks,
-                          status=status or f"error: {error}")
+                          status=status or text("scenario.error", lang, error=error), ran=False)
 
 
 def _tail(data: bytes, limit: int = 2000) -> str:
     return data.decode("utf-8", "replace")[-limit:]
-
-
-def _unused(_: ProgramResult) -> None:  # keeps the import for type checkers
-    pass

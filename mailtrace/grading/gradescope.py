@@ -61,7 +61,7 @@ cd "$ROOT/source"
     -o "$ROOT/results/results.json" --jobs {jobs} --network auto --lang {lang}
 status=$?
 if [ ! -s "$ROOT/results/results.json" ]; then
-  printf '{{"score": 0, "output": "The autograder failed (exit %s); tell your instructor."}}\\n' "$status" \\
+  printf '{{"score": 0, "output": "{failed}"}}\\n' "$status" \\
     > "$ROOT/results/results.json"
 fi
 exit 0
@@ -96,7 +96,10 @@ def build(exercise_dir: Path, output: Path, *, jobs: int = 2, lang: str = "en") 
             names.append(name)
 
         add_text("setup.sh", SETUP_SH.format(need=required_python(project / "pyproject.toml")), 0o755)
-        add_text("run_autograder", RUN_AUTOGRADER.format(jobs=jobs, lang=lang), 0o755)
+        from mailtrace.grading.checks import text
+
+        failed = text("gradescope.failed", lang).replace("'", "")  # inside a shell '...' and a JSON "..."
+        add_text("run_autograder", RUN_AUTOGRADER.format(jobs=jobs, lang=lang, failed=failed), 0o755)
         for path in sorted(exercise_dir.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 name = "exercise/" + str(path.relative_to(exercise_dir))

@@ -38,12 +38,16 @@ class CheckResult:
     feedback: str = ""
     visibility: str = "visible"
     judged: bool = True  # False: not judged here (another check took the points for this mistake)
-    unobserved: bool = False  # failed only because the dialogue stopped before it could be seen
+    unobserved: bool = False  # could not be seen: the dialogue stopped before it (an earlier failure)
+    excluded: bool = False  # unobserved, with the failure to fix first named: weighted out of the score
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "title": self.title, "passed": self.passed, "points": round(self.points, 2),
-                "max_points": round(self.max_points, 2), "feedback": self.feedback, "visibility": self.visibility,
-                "judged": self.judged}
+        d = {"id": self.id, "title": self.title, "passed": self.passed, "points": round(self.points, 2),
+             "max_points": round(self.max_points, 2), "feedback": self.feedback, "visibility": self.visibility,
+             "judged": self.judged}
+        if self.excluded:
+            d["excluded"] = True
+        return d
 
 
 @dataclass
@@ -60,6 +64,7 @@ class ScenarioResult:
     events: list = field(default_factory=list, repr=False)
     notes: list[str] = field(default_factory=list)  # outputs left out when collecting (FIFOs, size)
     worked: bool | None = None  # the program did some of the exercise's work (checks.common.did_work)
+    ran: bool = True  # False: the scenario could not run (a failed build, a grader error)
 
     @property
     def points(self) -> float:
@@ -67,6 +72,11 @@ class ScenarioResult:
 
     @property
     def max_points(self) -> float:
+        """The points at stake here (a check weighted out because it could not be seen is not)."""
+        return sum(c.max_points for c in self.checks if not c.excluded)
+
+    @property
+    def full_points(self) -> float:
         return sum(c.max_points for c in self.checks)
 
     def to_dict(self, transcripts: bool = True) -> dict:
@@ -100,14 +110,23 @@ class Report:
     lang: str = "en"  # the language of the report's texts (grade --lang)
 
     def finish(self) -> None:
-        self.score = round(sum(s.points for s in self.scenarios), 2)
-        self.max_score = round(sum(s.max_points for s in self.scenarios), 2)
+        """Sum the points.  Checks that could not be seen (``excluded``: an earlier failure stopped
+        the dialogue, and that failure already cost its points) are weighted out: the score is
+        the share earned of the points that were judged, over the exercise's full points."""
+        earned = sum(s.points for s in self.scenarios)
+        judged = sum(s.max_points for s in self.scenarios)
+        full = sum(s.full_points for s in self.scenarios)
+        self.max_score = round(full, 2)
+        self.score = round(earned * full / judged, 2) if judged > 0 else 0.0
+        self.score = min(self.score, self.max_score)
 
     def checks_by_id(self) -> dict[str, tuple[float, float]]:
         """id -> (points, max_points) summed over scenarios."""
         out: dict[str, list[float]] = {}
         for s in self.scenarios:
             for c in s.checks:
+                if c.excluded:
+                    continue  # not judged (weighted out): neither earned nor lost
                 acc = out.setdefault(c.id, [0.0, 0.0])
                 acc[0] += c.points
                 acc[1] += c.max_points
@@ -131,43 +150,52 @@ def to_json(report: Report) -> str:
 
 
 def to_junit(report: Report) -> str:
-    """JUnit XML: one testsuite per scenario, one testcase per check (GitHub Classroom, CI)."""
+    """JUnit XML: one testsuite per scenario, one testcase per check (GitHub Classroom, CI); a
+    check weighted out (it could not be seen) is a skipped test that names the check to fix."""
     cases = sum(len(s.checks) for s in report.scenarios)
-    failures = sum(1 for s in report.scenarios for c in s.checks if not c.passed)
+    failures = sum(1 for s in report.scenarios for c in s.checks if not c.passed and not c.excluded)
+    skipped = sum(1 for s in report.scenarios for c in s.checks if c.excluded)
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
            f'<testsuites name="{escape(report.exercise)}" tests="{cases}" failures="{failures}" '
-           f'time="{report.duration:.3f}">']
+           f'skipped="{skipped}" time="{report.duration:.3f}">']
     for s in report.scenarios:
-        fails = sum(1 for c in s.checks if not c.passed)
+        fails = sum(1 for c in s.checks if not c.passed and not c.excluded)
+        skips = sum(1 for c in s.checks if c.excluded)
         out.append(f'  <testsuite name="{escape(s.name)}" tests="{len(s.checks)}" failures="{fails}" '
-                   f'time="{s.duration:.3f}">')
+                   f'skipped="{skips}" time="{s.duration:.3f}">')
         for c in s.checks:
             name = escape(f"{c.id} ({c.points:g}/{c.max_points:g})", {'"': "&quot;"})
             out.append(f'    <testcase classname="{escape(report.exercise)}.{escape(s.name)}" name="{name}">')
-            if not c.passed:
+            if c.excluded:
+                out.append(f'      <skipped message="{escape(c.title, {chr(34): "&quot;"})}">'
+                           f"{escape(c.feedback)}</skipped>")
+            elif not c.passed:
                 out.append(f'      <failure message="{escape(c.title, {chr(34): "&quot;"})}">'
                            f"{escape(c.feedback)}</failure>")
             out.append("    </testcase>")
         if s.stderr:
             out.append(f"    <system-err>{escape(s.stderr)}</system-err>")
         out.append("  </testsuite>")
-    out.append(f"  <!-- seed {report.seed}; score {report.score:g}/{report.max_score:g} -->")
+    out.append(f"  <!-- {escape(_heading(report))}; {report.score:g}/{report.max_score:g} -->")
     out.append("</testsuites>")
     return "\n".join(out) + "\n"
 
 
 def to_gradescope(report: Report) -> str:
-    """Gradescope's results.json: one test per (scenario, check), visibility per check."""
+    """Gradescope's results.json: one test per (scenario, check), visibility per check; a check
+    weighted out (it could not be seen) has no points at stake and says which check to fix."""
+    from mailtrace.grading.checks import text
+
     tests = []
     for s in report.scenarios:
         for c in s.checks:
             tests.append({"name": f"{s.name}: {c.title}", "number": c.id, "score": round(c.points, 4),
-                          "max_score": round(c.max_points, 4), "visibility": c.visibility,
+                          "max_score": 0 if c.excluded else round(c.max_points, 4), "visibility": c.visibility,
                           "status": "passed" if c.passed else "failed",
-                          "output": c.feedback or ("passed" if c.passed else "")})
+                          "output": c.feedback or (text("report.passed", report.lang) if c.passed else "")})
     out = {"score": report.score, "execution_time": report.duration, "visibility": "visible",
            "stdout_visibility": "hidden",
-           "output": f"mailtrace grade {report.exercise}, seed {report.seed}"
+           "output": _heading(report)
                      + (f"\n{report.error}" if report.error else "")
                      + (f"\n{report.diagnosis}" if report.diagnosis else "")
                      + (f"\n{report.capped}" if report.capped else ""),
@@ -177,8 +205,14 @@ def to_gradescope(report: Report) -> str:
     return json.dumps(out, indent=2, ensure_ascii=False)
 
 
+def _heading(report: Report) -> str:
+    from mailtrace.grading.checks import text
+
+    return text("report.heading", report.lang, exercise=report.exercise, seed=report.seed)
+
+
 def to_text(report: Report, *, verbose: bool = False) -> str:
-    from mailtrace.grading.messages import text
+    from mailtrace.grading.checks import text
 
     lang = report.lang
     lines = [f"mailtrace grade: {report.exercise}  {report.submission}",
@@ -195,7 +229,11 @@ def to_text(report: Report, *, verbose: bool = False) -> str:
         lines.append("")
         lines.append(f"== {s.name}: {s.points:.2f}/{s.max_points:.2f}  [{s.status}]  {s.description}")
         for c in s.checks:
-            mark = "PASS" if c.passed else "FAIL"
+            if c.excluded:
+                lines.append(f"  {text('report.skip', lang)} {c.id:28} {text('report.not-judged', lang)}  {c.title}")
+                lines.extend("       " + x for x in c.feedback.splitlines())
+                continue
+            mark = text("report.pass" if c.passed else "report.fail", lang)
             lines.append(f"  {mark} {c.id:28} {c.points:5.2f}/{c.max_points:<5.2f} {c.title}")
             if not c.passed and c.feedback:
                 lines.extend("       " + x for x in c.feedback.splitlines())
@@ -212,7 +250,7 @@ def print_rich(report: Report, console) -> None:
     from rich.markup import escape as resc
     from rich.table import Table
 
-    from mailtrace.grading.messages import text
+    from mailtrace.grading.checks import text
 
     lang = report.lang
 
@@ -232,12 +270,15 @@ def print_rich(report: Report, console) -> None:
         table = Table(title=f"{s.name} — {s.points:.2f}/{s.max_points:.2f} — {s.status}", title_justify="left",
                       show_header=False, box=None, padding=(0, 1))
         for c in s.checks:
+            if c.excluded:
+                table.add_row("[dim]–[/]", resc(c.id), resc(text("report.not-judged", lang)), resc(c.title))
+                continue
             table.add_row("[green]✔[/]" if c.passed else "[red]✘[/]", resc(c.id),
                           f"{c.points:.2f}/{c.max_points:.2f}", resc(c.title))
         console.print(table)
         for c in s.checks:
             if not c.passed and c.feedback:
-                console.print(f"    [red]{resc(c.id)}[/red]")
+                console.print(f"    [{'dim' if c.excluded else 'red'}]{resc(c.id)}[/]")
                 for line in c.feedback.splitlines():
                     style = "bold red" if line.lstrip().startswith(">>") else ""
                     console.print(f"      [{style}]{resc(line)}[/]" if style else f"      {resc(line)}")

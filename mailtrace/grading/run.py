@@ -26,7 +26,6 @@ class Run:
     inputs: dict[str, bytes] = field(default_factory=dict)  # input files given to it
     fixture: list[dict] = field(default_factory=list)  # POP3/IMAP: [{n, uid, data, mailbox}] before the run
     store_after: dict[str, Any] = field(default_factory=dict)  # {"messages": [{uid, flags, ...}], ...}
-    server_errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what collecting the outputs left out, and why
     lang: str = "en"
     _pairs: dict[int, list[Event]] | None = field(default=None, init=False, repr=False, compare=False)

@@ -94,13 +94,9 @@ class ProgramResult:
     limit_seconds: float = 0.0  # the wall-clock limit it ran under
     memory_limited: bool = False  # the cgroup memory limit was hit
 
-    @property
-    def crashed(self) -> bool:
-        return self.signal is not None and not self.timed_out
-
     def status_text(self, lang: str = "en") -> str:
         """How the program ended, and which limit it ran into (the report shows this)."""
-        from mailtrace.grading.messages import text as msg
+        from mailtrace.grading.checks import text as msg
 
         if self.error:
             return msg("status.could-not-start", lang, error=self.error)
@@ -118,7 +114,7 @@ class ProgramResult:
         return text + "".join(f" ({note})" for note in self.limit_notes(lang))
 
     def limit_notes(self, lang: str = "en") -> list[str]:
-        from mailtrace.grading.messages import text as msg
+        from mailtrace.grading.checks import text as msg
 
         err = self.stderr[-4000:]
         notes = []
@@ -315,6 +311,7 @@ class Sandbox:
     slot: int = 0  # parallel slot: each gets its own uid
     isolate: bool | None = None  # None: when root and the tools are there
     sealed: bool | None = None  # bubblewrap namespaces; None: when root and bwrap works here
+    lang: str = "en"  # the language of what it reports (enforced(), status texts)
 
     def __post_init__(self) -> None:
         tools = all(shutil.which(t) for t in ("setpriv", "prlimit"))
@@ -392,30 +389,28 @@ class Sandbox:
             yield entered
 
     def enforced(self) -> tuple[str, ...]:
-        lim = self.limits
-        tasks = (f"{lim.processes} tasks (cgroup pids.max; threads count)" if "pids" in "".join(self.cgroups)
-                 else f"{lim.processes} processes per uid (RLIMIT_NPROC; no cgroup here)")
-        memory = f"address space {lim.memory_bytes // MiB} MiB"
+        """What this sandbox enforces, in its language (the report's last lines)."""
+        from mailtrace.grading.checks import text as msg
+
+        lim, lang = self.limits, self.lang
+        tasks = (msg("sandbox.tasks-cgroup", lang, n=lim.processes) if "pids" in "".join(self.cgroups)
+                 else msg("sandbox.tasks-rlimit", lang, n=lim.processes))
+        memory = msg("sandbox.memory", lang, mib=lim.memory_bytes // MiB)
         if "memory" in "".join(self.cgroups):
-            memory += f", memory {lim.resident_bytes // MiB} MiB (cgroup)"
-        out = [f"timeout {lim.timeout:g}s wall clock (copy, run, collect)",
-               f"CPU {lim.cpu_seconds}s, {memory}, files {lim.file_bytes // MiB} MiB, {tasks}, "
-               f"{lim.open_files} open files",
-               "fresh working directory with a copy of the submission (links not followed), scrubbed environment",
-               f"output cut to {lim.output_bytes // 1024} KiB"]
+            memory += msg("sandbox.memory-cgroup", lang, mib=lim.resident_bytes // MiB)
+        out = [msg("sandbox.timeout", lang, seconds=f"{lim.timeout:g}"),
+               msg("sandbox.limits", lang, cpu=lim.cpu_seconds, memory=memory, files=lim.file_bytes // MiB,
+                   tasks=tasks, open=lim.open_files),
+               msg("sandbox.copy", lang),
+               msg("sandbox.output", lang, kib=lim.output_bytes // 1024)]
         if self.sealed:
-            out.append(f"sealed (bubblewrap): new PID, IPC, mount and UTS namespaces; sees only its copy, /tmp, "
-                       f"/dev/shm and read-only /usr; uid {self.uid} without capabilities; every process ended "
-                       f"with the run")
+            out.append(msg("sandbox.sealed", lang, uid=self.uid))
         elif self.isolate:
-            out.append(f"uid {self.uid} (unprivileged; every process of that uid killed at the end), "
-                       + ("private /tmp /var/tmp /dev/shm" if self.private_tmp
-                          else "shared /tmp (mount namespaces not permitted here)")
-                       + "; NOT sealed (no bubblewrap): the rest of the filesystem is readable, no PID/IPC namespace")
+            out.append(msg("sandbox.uid", lang, uid=self.uid,
+                           tmp=msg("sandbox.private-tmp" if self.private_tmp else "sandbox.shared-tmp", lang)))
         else:
-            out.append("NOT sealed: same uid as the grader (not root: no uid switch, no namespaces); "
-                       "the program can read what the grader can")
-        out.append("network: private namespace with loopback only" if self.net_private else network_isolation())
+            out.append(msg("sandbox.none", lang))
+        out.append(msg("sandbox.net-private", lang) if self.net_private else network_isolation(lang))
         return tuple(out)
 
     # -- running ---------------------------------------------------------------------------
@@ -707,16 +702,18 @@ class _Capture(threading.Thread):
         return b"".join(self.chunks)
 
 
-def network_isolation() -> str:
+def network_isolation(lang: str = "en") -> str:
     """What the network looks like from here (the program inherits the grader's namespace)."""
+    from mailtrace.grading.checks import text as msg
+
     try:  # /proc/self/net is per network namespace (/sys/class/net is not remounted)
         with open("/proc/self/net/dev", encoding="ascii") as f:
             interfaces = sorted(line.split(":", 1)[0].strip() for line in f.readlines()[2:])
     except OSError:
-        return "network: unknown"
+        return msg("sandbox.net-unknown", lang)
     if interfaces == ["lo"]:
-        return "network: private namespace with loopback only"
-    return "network: NOT isolated (host network; run as root for a private loopback-only namespace)"
+        return msg("sandbox.net-private", lang)
+    return msg("sandbox.net-host", lang)
 
 
 def enter_private_network() -> bool:

@@ -11,24 +11,18 @@ import ast
 import threading
 from pathlib import Path
 
-from mailtrace.grading.checks import Defer, Outcome, check, fail, ok, phrase, said
+from mailtrace.grading.checks import Defer, Outcome, check, ok, phrase, said, text
 from mailtrace.protocols.smtp.spec import MUST_END_GROUP  # RFC 2920 §3.1: the core's table, not a copy
 from mailtrace.transcript.event import Event, Kind, Side
 
 PROTOCOLS = ("smtp", "pop3", "imap")
 CLOSING_VERB = {"smtp": "QUIT", "pop3": "QUIT", "imap": "LOGOUT"}
-RFC_WAIT = {
-    "smtp": "RFC 5321 §4.3.1 (the client waits for each reply) and RFC 2920 §3 (PIPELINING)",
-    "pop3": "RFC 1939 §3 (a command, then its response)",
-    "imap": "RFC 3501 §2.2.1 (the client waits for the server greeting)",
-}
+# references: a citation as it is, or a ref.* key of grading.toml where it holds words
+RFC_WAIT = {p: f"ref.wait.{p}" for p in PROTOCOLS}
 RFC_CRLF = {"smtp": "RFC 5321 §2.3.8", "pop3": "RFC 1939 §3", "imap": "RFC 3501 §2.2"}
-RFC_MULTI = {"smtp": "RFC 5321 §4.2.1 (multiline replies)", "pop3": "RFC 1939 §3 (multi-line responses)",
-             "imap": "RFC 3501 §2.2.2"}
-RFC_CLOSE = {"smtp": "RFC 5321 §4.1.1.10 (QUIT)", "pop3": "RFC 1939 §6 (QUIT: the UPDATE state)",
-             "imap": "RFC 3501 §6.1.3 (LOGOUT)"}
-RFC_TIMEOUT = {"smtp": "the exercise's contract; RFC 5321 §4.5.3.2 (timeouts)",
-               "pop3": "the exercise's contract", "imap": "the exercise's contract"}
+RFC_MULTI = {"smtp": "ref.multi.smtp", "pop3": "ref.multi.pop3", "imap": "RFC 3501 §2.2.2"}
+RFC_CLOSE = {"smtp": "RFC 5321 §4.1.1.10 (QUIT)", "pop3": "ref.close.pop3", "imap": "RFC 3501 §6.1.3 (LOGOUT)"}
+RFC_TIMEOUT = {"smtp": "ref.timeout.smtp", "pop3": "ref.contract", "imap": "ref.contract"}
 TRACEBACK = "Traceback (most recent call last)"
 #: every non-zero exit status comes with a message on stderr (the statements say so): a client
 #: that exits 2 silently after a 421 greeting leaves its user guessing (issue #13)
@@ -93,15 +87,12 @@ def _reply_matches(res, expect_matches) -> bool:
     return expect_matches(expect, res.code)
 
 
-NO_PROGRESS = {
-    "smtp": "the client never sent the message, so this could not be seen",
-    "pop3": "the client did not retrieve every message, so this could not be seen",
-    "imap": "the client never fetched a message, so this could not be seen",
-}
-
-
-def no_progress(protocol: str, what: str) -> Outcome:
-    return fail(what, NO_PROGRESS[protocol])
+def no_progress(run, protocol: str, what: str) -> Outcome:
+    """Not observed: the dialogue stopped before the behaviour ``what`` could be seen (the grader
+    leaves it out of the score and points at the check that failed first)."""
+    lang = getattr(run, "lang", "en")
+    return Outcome(False, text(f"check.no-progress.{what}.expected", lang), text(f"feedback.no-progress.{protocol}", lang),
+                   unobserved=True)
 
 
 # -- exit status -----------------------------------------------------------------------------------
@@ -120,28 +111,28 @@ def exit_status(run) -> Outcome | None:
 
             if unterminated(run) is not None:
                 return None  # it waited for a reply to a message it never ended: smtp.body says so
-        return said(run, "exit-killed", rfc="the exercise's contract", expected=expected,
+        return said(run, "exit-killed", rfc="ref.contract", expected=expected,
                     seconds=f"{run.exercise_timeout:g}")
     if prog.signal is not None or prog.error:
-        return said(run, "exit-signal", rfc="the exercise's contract", expected=expected,
+        return said(run, "exit-signal", rfc="ref.contract", expected=expected,
                     status=prog.status_text(getattr(run, "lang", "en")))
     if TRACEBACK in run.stderr:
         last = run.stderr.strip().splitlines()[-1][:200]
-        return said(run, "exit-traceback", rfc="the exercise's contract", expected=expected, last=last)
+        return said(run, "exit-traceback", rfc="ref.contract", expected=expected, last=last)
     if prog.exit_code != expected:
         what = run.scenario.options.get(f"description_{getattr(run, 'lang', 'en')}") or run.scenario.description \
             or run.scenario.name
-        return said(run, "exit-wrong", rfc="the exercise's contract", expected=expected, what=what,
+        return said(run, "exit-wrong", rfc="ref.contract", expected=expected, what=what,
                     code=prog.exit_code,
                     stderr=f"; stderr: {run.stderr.strip()[:200]}" if run.stderr.strip() else "")
     from mailtrace.grading.exercise import fill
 
     for text in fill(list(run.scenario.options.get("stderr_mentions", [])), run.variables):
         if text.lower() not in run.stderr.lower():
-            return said(run, "exit-mention", rfc="the exercise's contract", expected=expected, text=text,
+            return said(run, "exit-mention", rfc="ref.contract", expected=expected, text=text,
                         stderr=repr(run.stderr.strip()[:200]))
     if expected in STDERR_REQUIRED and not run.stderr.strip():
-        return said(run, "exit-silent", rfc="the exercise's contract", expected=expected)
+        return said(run, "exit-silent", rfc="ref.contract", expected=expected)
     return ok()
 
 
@@ -203,7 +194,7 @@ def waits_for_reply(run, protocol: str) -> Outcome | None:
     if protocol != "imap" and not progressed(run, protocol):
         if out_of_step(run):
             return stepped(run)  # it got stuck on a partly read reply: whole-reply / multiline say so
-        return no_progress(protocol, "the client waits for each reply, all through the dialogue")
+        return no_progress(run, protocol, "waits")
     return ok()
 
 
@@ -231,7 +222,7 @@ def out_of_step(run) -> bool:
 def whole_reply(run, protocol: str) -> Outcome | None:
     e = _first_anomaly(run)
     if e is None and not progressed(run, protocol):
-        return no_progress(protocol, "the client reads whole replies all through the dialogue")
+        return no_progress(run, protocol, "whole-reply")
     if e is None or e.arrived != "mid-line":
         return ok()
     if e.partial:
@@ -242,7 +233,7 @@ def whole_reply(run, protocol: str) -> Outcome | None:
 def multiline(run, protocol: str) -> Outcome | None:
     e = _first_anomaly(run)
     if e is None and not progressed(run, protocol):
-        return no_progress(protocol, "the client reads multi-line replies whole all through the dialogue")
+        return no_progress(run, protocol, "multiline")
     if e is None or e.arrived != "mid-reply":
         return ok()
     return said(run, "multiline", e, RFC_MULTI[protocol], hint=phrase(run, f"check.multiline-hint.{protocol}"))
@@ -287,31 +278,31 @@ def _last_client(run) -> Event | None:
 
 
 def _register(protocol: str) -> None:
-    check(f"{protocol}.exit-status", "Exit status as the contract requires", "the exercise's contract")(exit_status)
-    check(f"{protocol}.crlf", "Lines end in CRLF", RFC_CRLF[protocol])(lambda run, p=protocol: crlf(run, p))
-    check(f"{protocol}.waits-for-reply", "Waits for the greeting and each reply before sending",
+    check(f"{protocol}.exit-status", "ref.contract")(exit_status)
+    check(f"{protocol}.crlf", RFC_CRLF[protocol])(lambda run, p=protocol: crlf(run, p))
+    check(f"{protocol}.waits-for-reply",
           RFC_WAIT[protocol])(lambda run, p=protocol: waits_for_reply(run, p))
-    check(f"{protocol}.whole-reply", "Reads whole reply lines (one recv() is not one reply)",
+    check(f"{protocol}.whole-reply",
           RFC_CRLF[protocol])(lambda run, p=protocol: whole_reply(run, p))
     if protocol != "imap":  # IMAP may pipeline: an early command is no proof of a misread reply
-        check(f"{protocol}.multiline", "Reads multi-line replies whole", RFC_MULTI[protocol])(
+        check(f"{protocol}.multiline", RFC_MULTI[protocol])(
             lambda run, p=protocol: multiline(run, p))
-    check(f"{protocol}.{CLOSING_VERB[protocol].lower()}", f"Ends with {CLOSING_VERB[protocol]}",
+    check(f"{protocol}.{CLOSING_VERB[protocol].lower()}",
           RFC_CLOSE[protocol])(lambda run, p=protocol: closes_politely(run, p))
-    check(f"{protocol}.timeout", "Times out instead of hanging when the server goes silent",
-          "the exercise's contract")(lambda run, p=protocol: timeout(run, p))
+    check(f"{protocol}.timeout",
+          "ref.contract")(lambda run, p=protocol: timeout(run, p))
 
 
 for _p in PROTOCOLS:
     _register(_p)
-check("mime.exit-status", "Exit status 0", "the exercise's contract")(exit_status)
+check("mime.exit-status", "ref.contract")(exit_status)
 
 
 _AST_LOCK = threading.Lock()
 
 
 # -- policy (static: reads the submission, not a run) ---------------------------------------------------
-def banned_imports(sources: dict[str, str], banned: tuple[str, ...]) -> Outcome:
+def banned_imports(sources: dict[str, str], banned: tuple[str, ...], lang: str = "en") -> Outcome:
     """Find ``import X`` / ``from X import`` / ``__import__("X")`` / ``importlib.import_module("X")``."""
     for name, text in sources.items():
         try:
@@ -336,14 +327,14 @@ def banned_imports(sources: dict[str, str], banned: tuple[str, ...]) -> Outcome:
             for mod in found:
                 for ban in banned:
                     if mod == ban or mod.startswith(ban + "."):
-                        return fail(f"no use of {', '.join(banned)} (speak the protocol over a plain socket)",
-                                    f"{name} line {node.lineno} imports {mod}")
+                        return said(lang, "policy-banned", banned=", ".join(banned), file=name,
+                                    line=node.lineno, module=mod)
     return ok()
 
 
-@check("policy.imports", "Uses no banned library (smtplib, poplib, imaplib...)", static=True)
-def policy_imports(sources: dict[str, str], exercise) -> Outcome:
-    return banned_imports(sources, exercise.banned_imports)
+@check("policy.imports", static=True)
+def policy_imports(sources: dict[str, str], exercise, lang: str = "en") -> Outcome:
+    return banned_imports(sources, exercise.banned_imports, lang)
 
 
 def read_sources(submission: Path) -> dict[str, str]:

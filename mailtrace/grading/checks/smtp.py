@@ -8,7 +8,7 @@ import re
 from email.header import decode_header, make_header
 from email.utils import getaddresses, parsedate_to_datetime
 
-from mailtrace.grading.checks import Outcome, check, fail, ok
+from mailtrace.grading.checks import Outcome, check, ok, said
 from mailtrace.grading.checks.common import out_of_step, stepped
 from mailtrace.protocols.smtp.data import unstuff as core_unstuff
 from mailtrace.protocols.smtp.spec import MISSING_BRACKETS
@@ -80,65 +80,62 @@ def _decoded_header(value: str | None) -> str:
         return value
 
 
-@check("smtp.angle-brackets", "MAIL FROM and RCPT TO put the address in angle brackets", "RFC 5321 §4.1.1.2, §4.1.1.3")
+@check("smtp.angle-brackets", "RFC 5321 §4.1.1.2, §4.1.1.3")
 def angle_brackets(run) -> Outcome:
     if not run.commands("MAIL") or not run.commands("RCPT"):
-        return fail("MAIL FROM:<sender> and RCPT TO:<recipient>", "the client never sent MAIL and RCPT")
+        return said(run, "smtp.angle-brackets.no-paths")
     for e in run.commands():
         if e.verb.upper() not in ("MAIL", "RCPT"):
             continue
         if not _bracketed(e):
-            return fail("MAIL FROM:<sender> and RCPT TO:<recipient> (the address inside < >)",
-                        "the path was sent without angle brackets", e, "RFC 5321 §4.1.2 (Reverse-path, Forward-path)")
+            return said(run, "smtp.angle-brackets.bare", e, "RFC 5321 §4.1.2 (Reverse-path, Forward-path)")
     return ok()
 
 
-@check("smtp.envelope", "The envelope names the sender and every recipient", "RFC 5321 §3.3")
+@check("smtp.envelope", "RFC 5321 §3.3")
 def envelope(run) -> Outcome:
     want_from = run.variables.get("arg_from", "")
     want_to = run.variables.get("arg_to", [])
     mails = run.commands("MAIL")
     if not mails:
-        return fail("a MAIL FROM command", "no MAIL command was sent", None)
+        return said(run, "smtp.envelope.no-mail")
     for m in mails:
         addr = _addr(m)
         if addr.lower() != want_from.lower():
-            return fail(f"MAIL FROM:<{want_from}>", f"the sender was {addr!r}", m)
+            return said(run, "smtp.envelope.sender", m, want=want_from, got=addr)
     rcpts = run.commands("RCPT")
     got_to = []
     for r in rcpts:
         got_to.append(_addr(r).lower())
     missing = [a for a in want_to if a.lower() not in got_to]
     if missing:
-        return fail(f"one RCPT TO per --to ({', '.join(want_to)})", f"no RCPT TO for {', '.join(missing)}",
-                    rcpts[-1] if rcpts else mails[-1])
+        return said(run, "smtp.envelope.recipients", rcpts[-1] if rcpts else mails[-1], want=", ".join(want_to),
+                    missing=", ".join(missing))
     return ok()
 
 
-@check("smtp.helo-fallback", "Falls back to HELO when EHLO is refused", "RFC 5321 §3.2, §4.1.4")
+@check("smtp.helo-fallback", "RFC 5321 §3.2, §4.1.4")
 def helo_fallback(run) -> Outcome:
     if not run.commands("EHLO") and not run.commands("HELO"):
-        return fail("EHLO, then HELO when EHLO is refused", "the client never greeted the server")
+        return said(run, "smtp.helo-fallback.no-greeting")
     for sid in run.sessions():
         first = next((c for c in run.commands() if c.session == sid and c.verb.upper() in ("EHLO", "HELO")), None)
         if first is not None and first.verb.upper() == "HELO":
-            return fail("EHLO first (RFC 5321 §3.2: a client that supports extensions SHOULD start with EHLO); "
-                        "HELO only after EHLO is answered 500/502", "the client opened with HELO", first)
+            return said(run, "smtp.helo-fallback.helo-first", first)
     for e in run.commands("EHLO"):
         if _code(run, e)[:1] in ("5",):
             later = [c for c in run.commands() if c.seq > e.seq and c.session == e.session]
             if not later or later[0].verb.upper() != "HELO":
-                return fail("after a 5xx reply to EHLO the client sends HELO (an older server) and carries on",
-                            "the client did not send HELO after EHLO was refused", later[0] if later else e)
+                return said(run, "smtp.helo-fallback.no-helo", later[0] if later else e)
             return ok()
     return ok()
 
 
-@check("smtp.dot-stuffing", "Dot-stuffs message lines that start with '.'", "RFC 5321 §4.5.2")
+@check("smtp.dot-stuffing", "RFC 5321 §4.5.2")
 def dot_stuffing(run) -> Outcome:
     e, _ = accepted_message(run)
     if e is None:
-        return fail("the message sent after DATA", "no message was sent")
+        return said(run, "smtp.no-message")
     body = run.variables.get("arg_body_text", "")
     wire = e.raw.replace(b"\r\n", b"\n")
     for line in body.splitlines():
@@ -146,58 +143,52 @@ def dot_stuffing(run) -> Outcome:
             stuffed = b"\n." + line.encode("utf-8")
             # (a last line with the final dot glued to it is smtp.body's business, see unterminated)
             if stuffed + b"\n" not in wire and not wire.endswith(stuffed + b".\n"):
-                return fail(f"the body line {line[:40]!r} sent as {('.' + line)[:41]!r} (an extra dot in front)",
-                            "the line went out unstuffed: the server removes its first dot (or, for a line "
-                            "holding only '.', ends the message there)", e)
+                return said(run, "smtp.dot-stuffing.unstuffed", e, line=line[:40], stuffed=("." + line)[:41])
     return ok()
 
 
-@check("smtp.headers", "The message has From, To, Subject, Date and Message-ID headers", "RFC 5322 §3.6")
+@check("smtp.headers", "RFC 5322 §3.6")
 def headers(run) -> Outcome:
     e, msg = accepted_message(run)
     if e is None:
-        return fail("a message after DATA", "no message was sent")
+        return said(run, "smtp.no-message")
     if b"\n\n" not in msg.replace(b"\r\n", b"\n"):
-        return fail("headers, an empty line, then the body", "no empty line separates the headers from the body",
-                    e, "RFC 5322 §2.1")
+        return said(run, "smtp.headers.no-separator", e, "RFC 5322 §2.1")
     m = _parse(msg)
     missing = [h for h in ("From", "To", "Subject", "Date", "Message-ID") if m.get(h) is None]
     if missing:
-        return fail("From, To, Subject, Date and Message-ID header fields",
-                    f"missing: {', '.join(missing)}", e, "RFC 5322 §3.6 (Date and From are required)")
+        return said(run, "headers.missing", e, "ref.required-headers", fields="From, To, Subject, Date, Message-ID",
+                    missing=", ".join(missing))
     try:
         parsedate_to_datetime(m["Date"])
     except (TypeError, ValueError, IndexError):
-        return fail("a Date in RFC 5322 format (e.g. 'Thu, 26 Nov 2026 16:20:15 +0000', email.utils.formatdate)",
-                    f"Date: {m['Date']}", e, "RFC 5322 §3.3")
+        return said(run, "headers.bad-date", e, "RFC 5322 §3.3", date=m["Date"])
     if not re.fullmatch(r"\s*<[^<>@\s]+@[^<>@\s]+>\s*", m["Message-ID"] or ""):
-        return fail("Message-ID: <unique@domain>", f"Message-ID: {m['Message-ID']}", e, "RFC 5322 §3.6.4")
+        return said(run, "headers.message-id", e, "RFC 5322 §3.6.4", value=m["Message-ID"])
     want_subject = run.variables.get("arg_subject", "")
     if want_subject and _decoded_header(m["Subject"]).strip() != want_subject:
-        return fail(f"Subject: {want_subject}", f"Subject: {_decoded_header(m['Subject'])}", e)
+        return said(run, "headers.subject", e, want=want_subject, got=_decoded_header(m["Subject"]))
     addrs = [a.lower() for _, a in getaddresses([_decoded_header(m.get("From", ""))])]
     if run.variables.get("arg_from", "").lower() not in addrs:
-        return fail(f"From: {run.variables.get('arg_from')}", f"From: {m.get('From')}", e)
+        return said(run, "headers.address", e, field="From", want=run.variables.get("arg_from"), got=m.get("From"))
     return ok()
 
 
-@check("smtp.body", "The body arrives as given (decoded, line by line)", "RFC 5322 §2.3; RFC 2045 §6")
+@check("smtp.body", "RFC 5322 §2.3; RFC 2045 §6")
 def body(run) -> Outcome | None:
     cut = unterminated(run)
     if cut is not None and not cut.raw.endswith(b"\r\n.\r\n"):
         last = cut.raw.rstrip(b"\r\n").rsplit(b"\n", 1)[-1][-60:]
-        return fail("the message ends with CRLF . CRLF: the final dot alone on its own line",
-                    f"the server was still waiting for the end of the message when the client "
-                    f"{'was killed' if run.program.timed_out else 'closed the connection'}; "
-                    f"the last line sent was {last.decode('utf-8', 'replace')!r}", cut, "RFC 5321 §4.1.1.4")
+        return said(run, "smtp.body.unterminated-killed" if run.program.timed_out else "smtp.body.unterminated-closed",
+                    cut, "RFC 5321 §4.1.1.4", last=last.decode("utf-8", "replace"))
     e, msg = accepted_message(run)
     if e is None:
-        return fail("a message after DATA", "no message was sent")
+        return said(run, "smtp.no-message")
     if b"\n\n" not in msg.replace(b"\r\n", b"\n"):
         return None  # no header/body separator: smtp.headers says so, the body cannot be found
     m = _parse(msg)
     if m.is_multipart():
-        return fail("a single text/plain body", "a multipart message", e)
+        return said(run, "smtp.body.multipart", e)
     payload = m.get_payload(decode=True) or b""
     charset = m.get_content_charset() or "utf-8"
     try:
@@ -210,40 +201,35 @@ def body(run) -> Outcome | None:
         got_lines, want_lines = norm(text), norm(want)
         for i, (a, b) in enumerate(zip(got_lines, want_lines)):
             if a != b:
-                return fail(f"body line {i + 1}: {b[:80]!r}", f"{a[:80]!r}", e)
-        return fail(f"{len(want_lines)} body lines", f"{len(got_lines)} body lines", e)
+                return said(run, "smtp.body.line", e, n=i + 1, want=b[:80], got=a[:80])
+        return said(run, "smtp.body.count", e, want=len(want_lines), got=len(got_lines))
     return ok()
 
 
-@check("smtp.7bit", "Non-ASCII text is encoded (RFC 2047 subject, QP/base64 body)", "RFC 2047 §2; RFC 2045 §6")
+@check("smtp.7bit", "RFC 2047 §2; RFC 2045 §6")
 def seven_bit(run) -> Outcome:
     e, msg = accepted_message(run)
     if e is None:
-        return fail("a message after DATA", "no message was sent")
+        return said(run, "smtp.no-message")
     if any(b > 127 for b in e.raw):
         head = msg.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
-        where = "a header (use an RFC 2047 encoded-word: =?utf-8?b?...?=)" if any(b > 127 for b in head) \
-            else "the body (declare MIME-Version, Content-Type charset=utf-8 and a quoted-printable or base64 " \
-                 "Content-Transfer-Encoding)"
-        return fail("only 7-bit ASCII octets on a plain SMTP session", f"raw 8-bit octets in {where}", e,
-                    "RFC 5321 §2.4 (7-bit transport); RFC 2047; RFC 2045 §6")
+        return said(run, "smtp.7bit.header" if any(b > 127 for b in head) else "smtp.7bit.body", e, "ref.seven-bit")
     m = _parse(msg)
     if any(b > 127 for b in run.variables.get("arg_body_text", "").encode()):
         if (m.get("Content-Transfer-Encoding") or "").strip().lower() not in ("quoted-printable", "base64") \
                 or "charset" not in (m.get("Content-Type") or "").lower():
-            return fail("MIME-Version, Content-Type: text/plain; charset=utf-8 and Content-Transfer-Encoding "
-                        "quoted-printable or base64", f"Content-Type: {m.get('Content-Type')}, "
-                        f"Content-Transfer-Encoding: {m.get('Content-Transfer-Encoding')}", e, "RFC 2045 §5, §6")
+            return said(run, "smtp.7bit.no-mime", e, "RFC 2045 §5, §6", ctype=m.get("Content-Type"),
+                        cte=m.get("Content-Transfer-Encoding"))
     return ok()
 
 
-@check("smtp.stops-after-error", "Does not carry on after a 4xx/5xx reply", "RFC 5321 §4.2.1, §3.3")
+@check("smtp.stops-after-error", "RFC 5321 §4.2.1, §3.3")
 def stops_after_error(run) -> Outcome | None:
     if out_of_step(run):
         return stepped(run)  # it read part of a reply as the whole: replies no longer match its commands
     errors = [e for e in run.events if e.side is Side.SERVER and e.kind is Kind.REPLY and e.code[:1] in ("4", "5")]
     if not errors and not run.commands():
-        return fail("a complete dialogue, stopping only at a 4xx/5xx reply", "the client sent nothing")
+        return said(run, "smtp.stops-after-error.nothing")
     for sid in run.sessions():
         # commands sent before the reply they should have waited for are waits-for-reply's business
         every = [e for e in run.events if e.session == sid and e.side is Side.CLIENT
@@ -255,8 +241,7 @@ def stops_after_error(run) -> Outcome | None:
         if greeting is not None and greeting.code[:1] in ("4", "5"):
             bad = [c for c in cmds if c.verb.upper() not in ("QUIT",)]
             if bad:
-                return fail("after a 4xx/5xx greeting the client sends only QUIT (or closes) and exits 2",
-                            f"the client went on with {bad[0].verb}", bad[0], "RFC 5321 §3.1, §4.2.1")
+                return said(run, "smtp.stops-after-error.greeting", bad[0], "RFC 5321 §3.1, §4.2.1", verb=bad[0].verb)
         accepted_rcpt = False
         mail_ok = True
         for c in every:  # pipelined commands (RFC 2920) count for the state, only waited-for ones are judged
@@ -268,35 +253,31 @@ def stops_after_error(run) -> Outcome | None:
                 if not mail_ok:
                     later = [x for x in cmds if x.seq > c.seq and x.verb.upper() in ("RCPT", "DATA")]
                     if later:
-                        return fail("after MAIL is refused, no RCPT or DATA (QUIT, or RSET)",
-                                    f"the client sent {later[0].verb} after MAIL got {code}", later[0])
+                        return said(run, "smtp.stops-after-error.mail", later[0], verb=later[0].verb, code=code)
             elif verb == "RCPT" and code.startswith("2"):
                 accepted_rcpt = True
             elif id(c) not in judged:
                 continue
             elif verb == "DATA" and c.kind is Kind.COMMAND and not accepted_rcpt:
-                return fail("no DATA when no recipient was accepted (QUIT, exit 1)",
-                            "the client sent DATA although every RCPT was refused", c)
+                return said(run, "smtp.stops-after-error.no-recipient", c)
             elif verb == "DATA" and c.kind is Kind.DATA:
                 dcmd = [x for x in cmds if x.kind is Kind.COMMAND and x.verb.upper() == "DATA" and x.seq < c.seq]
                 if dcmd and not _code(run, dcmd[-1]).startswith("3"):
-                    return fail("the message is sent only after 354", f"DATA was answered {_code(run, dcmd[-1])}", c)
+                    return said(run, "smtp.stops-after-error.no-354", c, code=_code(run, dcmd[-1]))
     return ok()
 
 
-@check("smtp.partial-recipients", "Goes on with the other recipients when one is refused", "RFC 5321 §3.3")
+@check("smtp.partial-recipients", "RFC 5321 §3.3")
 def partial_recipients(run) -> Outcome | None:
     if out_of_step(run):
         return stepped(run)  # it read part of a reply as the whole: whole-reply / multiline
     refused = [r for r in run.commands("RCPT") if _code(run, r)[:1] in ("4", "5")]
     if not refused:
-        return fail("one RCPT TO per recipient", "no recipient was refused: did the client send every --to?")
+        return said(run, "smtp.partial-recipients.none-refused")
     want = run.variables.get("arg_to", [])
     sent = run.commands("RCPT")
     if len(sent) < len(want):
-        return fail("after a refused RCPT the client goes on with the other recipients",
-                    f"only {len(sent)} of {len(want)} RCPT commands were sent", refused[0])
+        return said(run, "smtp.partial-recipients.gave-up", refused[0], sent=len(sent), want=len(want))
     if not data_events(run):
-        return fail("the message is sent to the recipients that were accepted (DATA)",
-                    "no message was sent", refused[-1])
+        return said(run, "smtp.partial-recipients.no-data", refused[-1])
     return ok()

@@ -7,6 +7,6 @@
 | `runner.py` | one scenario: Maildir fixture, sessions (several at once), the Maildir afterwards |
 | `watch.py` | inotify on new/: was each message renamed in from tmp/? |
 
-The checks are in ``mailtrace/grading/checks/servers.py`` (their texts in ``grading/messages.toml``, ``server.*``); scoring and reports are the client
+The checks are in ``mailtrace/grading/checks/servers.py`` (their texts in ``knowledge/messages/grading.toml``, ``server.*``); scoring and reports are the client
 grader's (``grader.score_run``, ``report``, ``classroom``).
 """

@@ -61,9 +61,11 @@ class ServerProcess:
 
     def wait_listening(self, timeout: float = LISTEN_TIMEOUT) -> str:
         """'' once 127.0.0.1:port accepts connections, else why not (the report shows it)."""
-        port = self.port
+        from mailtrace.grading.checks import text
+
+        port, lang = self.port, self.sandbox.lang
         if self.proc is None:
-            return f"could not start: {self.error}"
+            return text("status.could-not-start", lang, error=self.error)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -74,20 +76,19 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 self.running.err.join(1.0)
                 code = self.proc.returncode
-                why = _stderr_gist(self.running.err.data)
+                gist = _stderr_gist(self.running.err.data)
+                why = text("server.start-stderr", lang, line=gist) if gist else ""
                 if code == 0:  # a daemon: the sandbox ends everything the program left behind
-                    why += ("; a server must stay in the foreground (one that forks into the background "
-                            "and exits is ended with its sandbox)")
-                return (f"the server exited (status {code}) before listening on 127.0.0.1:{port}{why}"
-                        if code >= 0 else f"the server died ({_signal_name(-code)}) before listening{why}")
+                    why += text("server.start-daemon", lang)
+                return (text("server.start-exited", lang, code=code, port=port, why=why) if code >= 0
+                        else text("server.start-died", lang, signal=_signal_name(-code), why=why))
             time.sleep(POLL)
         # in the run's private namespace whatever listens is the student's server
         other = [a for a in _listening_sockets().values() if not a.endswith(f":{port}")] \
             if self.sandbox.net_private else []
         if other:
-            return (f"the server listens on {', '.join(sorted(other))} instead of 127.0.0.1:{port} "
-                    f"(it must use the --port argument)")
-        return f"the server did not listen on 127.0.0.1:{port} within {timeout:g} s"
+            return text("server.start-other-port", lang, where=", ".join(sorted(other)), port=port)
+        return text("server.start-timeout", lang, port=port, timeout=timeout)
 
     def stop(self) -> Stopped:
         """SIGTERM to the program, up to STOP_TIMEOUT for it to exit, then the sandbox ends the rest."""
@@ -124,7 +125,7 @@ def _stderr_gist(err: bytes) -> str:
     if not lines:
         return ""
     named = [line for line in lines if "Error" in line or "Exception" in line]
-    return f"; its stderr says: {(named[-1] if named else lines[-1])[:240]}"
+    return (named[-1] if named else lines[-1])[:240]
 
 
 def _signal_name(num: int) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 from mailtrace.grading import data as gdata
 from mailtrace.grading.exercise import Exercise, Scenario, fill
 from mailtrace.grading.run import Run
+from mailtrace.grading.checks import text
 from mailtrace.grading.sandbox import ProgramResult, Sandbox
 from mailtrace.grading.servers import launch
 from mailtrace.grading.servers.clients import BIG_REPLY_TIMEOUT, REPLY_TIMEOUT, Client, StepResult
@@ -156,7 +157,7 @@ def run_server_scenario(exercise: Exercise, scenario: Scenario, prepared, seed: 
             copy_tree(prepared.stage, workdir, Bounds(max_bytes=64 * 1024 * 1024, file_bytes=32 * 1024 * 1024,
                                                       max_files=5000), time.monotonic() + 10)
         except TreeError as exc:
-            raise SubmissionError(f"the built submission is too large: {exc}") from None
+            raise SubmissionError(text("submission.too-large", sandbox.lang, reason=exc)) from None
         maildir = workdir / "maildir"
         maildir.mkdir()
         protocol = exercise.protocol
@@ -183,7 +184,7 @@ def run_server_scenario(exercise: Exercise, scenario: Scenario, prepared, seed: 
         with _never_lock:
             known = _NEVER_LISTENED.get(key)
         if known:
-            run.start_error = known + " (seen in another scenario; this one was not run)"
+            run.start_error = known + text("server.start-seen-before", sandbox.lang)
             return _finish(run, sink, None)
         watch = MaildirWatch([str(maildir / u / "new") for u in users]) if protocol == "smtp" else None
         server = launch.ServerProcess(sandbox, argv, workdir, port, timeout)
@@ -195,7 +196,7 @@ def run_server_scenario(exercise: Exercise, scenario: Scenario, prepared, seed: 
         greetings = [s for s in run.steps if s.index == -1]
         if greetings and not any(s.code for s in greetings):  # listens, never greets: the same for all
             with _never_lock:
-                _NEVER_LISTENED[key] = "the server accepted connections but never sent a greeting within 5 s"
+                _NEVER_LISTENED[key] = text("server.start-no-greeting", sandbox.lang, timeout=5)
         run.stopped = server.stop()
         # the server must close the connections still open when it stops (the contract)
         run.kept_closed = [c.wait_closed(0.5) for c in kept]
@@ -397,16 +398,22 @@ def _real_program(name: str, run: ServerRun, port: int, variables: dict) -> dict
     try:
         proc = subprocess.run(argv, capture_output=True, timeout=REAL_TIMEOUT, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        return {"name": name, "ok": False, "detail": f"{name} did not finish within {REAL_TIMEOUT:g} s"}
+        return {"name": name, "ok": False, "detail": finding("real_timeout", name=name, timeout=REAL_TIMEOUT)}
     err = proc.stderr.decode("utf-8", "replace").strip()[-300:]
     if proc.returncode != 0:
-        return {"name": name, "ok": False, "detail": f"{name} exited {proc.returncode}: {err}"}
+        return {"name": name, "ok": False, "detail": finding("real_exit", name=name, code=proc.returncode, stderr=err)}
     if name == "swaks":  # its message must arrive: checked in the Maildir after the stop
         return {"name": name, "ok": True, "user": variables["rcpt1_user"], "subject": subject}
     want = run.pop3_fixture[0]["wire"] if run.pop3_fixture else b""
     ok = proc.stdout == want
     return {"name": name, "ok": ok,
-            "detail": "" if ok else f"curl got {len(proc.stdout)} octets for message 1, the maildrop holds {len(want)}"}
+            "detail": "" if ok else finding("real_curl", got=len(proc.stdout), want=len(want))}
+
+def finding(key: str, **fields) -> tuple[str, dict]:
+    """What a real client found, as a ``server.<key>`` message of grading.toml and its fields (the
+    check words it in the report's language)."""
+    return key, fields
+
 
 def _real_client(name: str, run: ServerRun, port: int, variables: dict) -> dict[str, Any]:
     """A mail program not written here talks to the server (python's smtplib / poplib)."""
@@ -425,7 +432,7 @@ def _real_client(name: str, run: ServerRun, port: int, variables: dict) -> dict[
             wire = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
             for user in ("rcpt1", "rcpt2"):
                 run.expected.setdefault(variables[user + "_user"], []).append(wire)
-            return {"name": name, "ok": not refused, "detail": f"refused: {refused}" if refused else ""}
+            return {"name": name, "ok": not refused, "detail": finding("real_refused", refused=refused) if refused else ""}
         if name == "poplib":
             import poplib
 
@@ -440,10 +447,10 @@ def _real_client(name: str, run: ServerRun, port: int, variables: dict) -> dict[
             want = [m["wire"] for m in run.pop3_fixture]
             ok = got == want
             return {"name": name, "ok": ok,
-                    "detail": "" if ok else f"poplib retrieved {len(got)} messages; "
-                                            f"{sum(a != b for a, b in zip(got, want))} differ from the maildrop"}
+                    "detail": "" if ok else finding("real_poplib", got=len(got),
+                                                            differ=sum(a != b for a, b in zip(got, want)))}
         if name in ("swaks", "curl"):
             return _real_program(name, run, port, variables)
-        return {"name": name, "ok": False, "detail": f"unknown real client {name}"}
+        raise ValueError(f"unknown real client {name} in the scenario")  # an exercise's mistake, not the student's
     except Exception as exc:  # whatever the library raises is the finding
         return {"name": name, "ok": False, "detail": f"{type(exc).__name__}: {exc}"}

@@ -1,11 +1,17 @@
-"""The texts a command prints, as data: ``<command>.toml`` with one table per language.
+"""Every sentence mailtrace says to its user, as data: ``<book>.toml`` beside this module (one
+book per command or part: ``grading``, ``exercises``, ``github_classroom``), one table per
+message with the English and the Spanish side by side, placeholders by name::
 
-    [en]
-    copied = "Wrote {files} into {dir}."
-    [es]
-    copied = "Escritos {files} en {dir}."
+    [diagnosis.syntax-error]
+    en = "The program does not start: {error}. ..."
+    es = "El programa no arranca: {error}. ..."
 
-:func:`text` fills the ``{placeholders}``; a key missing in Spanish falls back to English.
+A message is the table that holds an ``en`` key; its dotted path is its key
+(``diagnosis.syntax-error``).  Its value may be a string (a template), a list or a table (column
+names, a table of names).  This is the one loader of these texts: :func:`text` fills a template,
+:func:`table` returns a list or table; a language without the entry falls back to English, a
+key that does not exist is an error (tests/test_messages.py checks that every key the code uses
+exists in both languages with the same placeholders, and that every key is used).
 """
 
 from __future__ import annotations
@@ -19,18 +25,44 @@ LANGUAGES = ("en", "es")
 
 
 @functools.cache
-def load(command: str) -> dict[str, dict]:
-    """``{lang: {key: value}}`` from ``<command>.toml``."""
-    return tomllib.loads(resources.files(__package__).joinpath(f"{command}.toml").read_text("utf-8"))
+def book(name: str) -> dict[str, dict[str, object]]:
+    """``{"diagnosis.syntax-error": {"en": ..., "es": ...}, ...}`` from ``<name>.toml``."""
+    data = tomllib.loads(resources.files(__package__).joinpath(f"{name}.toml").read_text("utf-8"))
+    out: dict[str, dict[str, object]] = {}
+
+    def walk(prefix: str, table: dict) -> None:
+        if "en" in table:
+            out[prefix] = {lang: table[lang] for lang in LANGUAGES if lang in table}
+            return
+        for key, value in table.items():
+            if isinstance(value, dict):
+                walk(f"{prefix}.{key}" if prefix else key, value)
+
+    walk("", data)
+    return out
 
 
-def text(command: str, key: str, lang: str = "en", **fields: object) -> str:
-    data = load(command)
-    template = data.get(lang, {}).get(key, data["en"][key])
-    return template.format(**fields) if fields else template
+def books() -> list[str]:
+    """The name of every book (``grading``, ``exercises``...)."""
+    return sorted(item.name[: -len(".toml")] for item in resources.files(__package__).iterdir()
+                  if item.name.endswith(".toml"))
 
 
-def table(command: str, key: str, lang: str = "en") -> dict:
-    """A table of texts (``[en.languages]``...), English entries filling the gaps."""
-    data = load(command)
-    return {**data["en"].get(key, {}), **data.get(lang, {}).get(key, {})}
+def has(name: str, key: str) -> bool:
+    return key in book(name)
+
+
+def text(name: str, key: str, lang: str = "en", /, **fields: object) -> str:
+    """The message ``key`` of book ``name`` in ``lang``, its ``{placeholders}`` filled."""
+    entry = book(name)[key]
+    template = entry.get(lang, entry["en"])
+    return str(template).format(**fields)
+
+
+def table(name: str, key: str, lang: str = "en", /):
+    """A list or a table of texts in ``lang`` (a table's English entries fill its gaps)."""
+    entry = book(name)[key]
+    value = entry.get(lang, entry["en"])
+    if isinstance(value, dict) and isinstance(entry["en"], dict):
+        return {**entry["en"], **value}
+    return value
