@@ -31,12 +31,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from mailtrace.protocols.base import MAX_OBSERVED_LINE
 from mailtrace.protocols.lines import Line, LineReader
 from mailtrace.protocols.pop3.spec import (
     ALL_COMMANDS,
     CONTINUATION,
     MAX_COMMAND_LINE,
-    MAX_OBSERVED_LINE,
     MAX_RESPONSE_LINE,
     Command,
     CommandSpec,

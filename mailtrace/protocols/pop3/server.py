@@ -56,6 +56,7 @@ from mailtrace.protocols.pop3.spec import (
     ERR,
     MAX_COMMAND_LINE,
     OK,
+    PROTOCOL,
     Pop3Config,
     Redaction,
     Reply,
@@ -72,8 +73,6 @@ from mailtrace.protocols.pop3.spec import (
 from mailtrace.protocols.utf8mail import has_utf8_header
 from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.links import Action, MessageRef
-
-PROTOCOL = "pop3"
 
 
 @dataclass

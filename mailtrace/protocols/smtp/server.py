@@ -42,7 +42,7 @@ from mailtrace.protocols.smtp.syntax import Command, Redaction, command_args, in
 from mailtrace.transcript.event import Event, Kind, MessageRef, Note, Side
 from mailtrace.transcript.links import Action
 
-_ERROR_CODES = ("500", "501", "502", "503", "504")  # the client's mistakes, counted towards MAX_ERRORS
+_ERROR_CODES = ("500", "501", "502", "503", "504")  # the client's mistakes, counted towards MAX_BAD_COMMANDS
 
 
 class SmtpServerConnection:
@@ -83,7 +83,7 @@ class SmtpServerConnection:
     # --- the ServerCore interface ------------------------------------------------------------
     def start(self) -> list[Output]:
         early = self._reader.buffered > 0
-        self._reply(Reply("220", f"{self.config.hostname} ESMTP {self.config.software} lab server ready"), GREETING)
+        self._reply(Reply("220", f"{self.config.hostname} ESMTP {self.config.implementation} lab server ready"), GREETING)
         self._early = early
         return self._process()
 
@@ -165,7 +165,7 @@ class SmtpServerConnection:
         self._reader.limit = line_limit(state)
         if reply.status in _ERROR_CODES:
             self._errors += 1
-            if self._errors >= self.config.max_errors and state is not State.CLOSED:
+            if self._errors >= self.config.max_bad_commands and state is not State.CLOSED:
                 self._close(Reply("421", f"{self.config.hostname} Error: too many errors, closing connection",
                                   "4.7.0"), "too many errors")
         return state
@@ -312,7 +312,7 @@ class SmtpServerConnection:
             + ("S" if session.tls else "") + ("A" if session.user else "")
         return Envelope(sender=transaction.sender or "", recipients=tuple(transaction.recipients), helo=session.helo,
                         client=session.client_address, hostname=self.config.hostname,
-                        software=self.config.software, with_=with_, queue_id=f"{int(now):x}.{next(self.queue_ids)}",
+                        software=self.config.implementation, with_=with_, queue_id=f"{int(now):x}.{next(self.queue_ids)}",
                         when=now)
 
     def _end_of_data(self) -> None:
