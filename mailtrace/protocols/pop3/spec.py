@@ -85,8 +85,10 @@ class Pop3Config:
     tls_available: bool = False  # offer STLS (the shell has a certificate)
     implementation: str = "mailtrace POP3 lab server"
     max_bad_commands: int = MAX_BAD_COMMANDS
-    # A classroom lab off loopback: USER/PASS (plaintext) refused until STLS (RFC 2595 §4
-    # lets a server refuse them "until after a successful STLS"); APOP sends no password.
+    # A classroom lab off loopback: USER/PASS (plaintext) refused until STLS.  RFC 2595 §2.3:
+    # servers which implement STARTTLS "MUST be configurable to refuse all clear-text login
+    # commands or mechanisms [...] unless an encryption layer of adequate strength is active".
+    # APOP sends no password.
     tls_required_for_auth: bool = False
 
 

@@ -109,14 +109,14 @@ class SmtpServerConnection:
 
     def busy(self, why: str) -> list[Output]:
         """Instead of the greeting, when the server takes no more connections (too many in
-        total or from this address).  RFC 5321 §3.1: "a 421 response ... if [the server] is
-        unable to provide service"; 4.3.2 "System not accepting network messages" (RFC 3463)."""
+        total or from this address).  RFC 5321 §4.2.2: "421 <domain> Service not available,
+        closing transmission channel"; 4.3.2 "System not accepting network messages" (RFC 3463)."""
         self._close(Reply("421", f"{self.config.hostname} Service not available: {why}, try again later", "4.3.2"),
                     why)
         return self._take()
 
     def shutdown(self) -> list[Output]:
-        """The lab is stopping (Ctrl-C). RFC 5321 §3.8: 421 "may be a reply to any command if
+        """The lab is stopping (Ctrl-C). RFC 5321 §4.2.2: 421 "may be a reply to any command if
         the service knows it must shut down"; a message cut short is not delivered."""
         if self.state is State.CLOSED or self._pending:
             return []

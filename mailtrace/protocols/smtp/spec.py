@@ -7,15 +7,17 @@ Theory of operation
     "Once the server has sent the greeting (welcoming) message and the client has received
     it, the client normally sends the EHLO command to the server"                       (§3.2)
     "There are three steps to SMTP mail transactions.  The transaction starts with a MAIL
-    command ... This is followed by a series of one or more RCPT commands ... Then, a DATA
-    command initiates transfer of the mail data and is terminated by the "end of mail" data
-    indicator, which also confirms the transaction."                                    (§3.3)
+    command that gives the sender identification. [...] A series of one or more RCPT
+    commands follows, giving the receiver information.  Then, a DATA command initiates
+    transfer of the mail data and is terminated by the "end of mail" data indicator, which
+    also confirms the transaction."                                                     (§3.3)
 
 §4.1.4 fixes the order: "A session that will contain mail transactions MUST first be
 initialized by the use of the EHLO command"; "The MAIL command ... begins a mail transaction"
 and is not allowed inside one; RCPT follows MAIL; DATA follows an accepted RCPT.  Those positions are
 the ``State`` values below.  ``COMMANDS`` says in which states each verb is allowed (any other
-state gets "503 bad sequence of commands", §4.2.4 and §4.3.2) and ``TRANSITIONS`` says where
+state gets "503 Bad sequence of commands", listed in §4.2.2 and §4.2.3, and among the replies
+to MAIL, RCPT and DATA in §4.3.2) and ``TRANSITIONS`` says where
 the session goes when a command is answered: in state S, verb V answered with a reply of
 class O (``outcome``: 2xx OK, 3xx MORE, 4xx/5xx FAIL, 221/421 BYE) leads to state T.  The
 server core changes state only by looking its own reply up there; the observer (proxy, pcap,
