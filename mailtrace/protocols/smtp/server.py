@@ -35,7 +35,8 @@ from mailtrace.protocols.smtp.data import DataReader
 from mailtrace.protocols.smtp.delivery import SPOOL_THRESHOLD, Envelope, SpooledMessage, in_memory_job
 from mailtrace.protocols.smtp.spec import (
     COMMANDS, END_OF_DATA, GREETING, MAX_COMMAND_LINE, NOT_IMPLEMENTED, PIPELINING_GROUP, PROTOCOL,
-    TRANSCRIPT_KEEP, TRANSITIONS, Outcome, Reply, SmtpConfig, State, Store, line_limit, outcome, wire_lines,
+    TRANSCRIPT_KEEP, TRANSITIONS, Outcome, Reply, SmtpConfig, State, Store, line_limit, outcome, starts_tls,
+    wire_lines,
 )
 from mailtrace.protocols.smtp.syntax import Command, Redaction, command_args, injected_commands, line_notes, \
     order_notes, parse_command, reply_response_code
@@ -213,8 +214,7 @@ class SmtpServerConnection:
         if not early:  # a new pipelined group starts (RFC 2920 §3.1)
             session.rcpt_in_group = False
         spec = COMMANDS.get(verb)
-        if verb == "MAIL":
-            session.mail_commands += 1
+        session.attempts.command(verb)
         reply = self._dispatch(cmd, spec is not None)
         if line.too_long and spec is None:
             verb = ""
@@ -222,18 +222,18 @@ class SmtpServerConnection:
             session.rcpt_in_group = True
         self._prev_verb = verb
         redacted = self._redaction.command(line.raw, known=spec is not None)
-        if reply.status == "334":
-            self._redaction.challenged()
         bye = outcome(reply) is Outcome.BYE
         state = (self._close(reply, because("client-quit")) if bye
                  else self._reply(reply, verb, user=commands.logged_in(session, reply)))
+        if state is State.AUTH:  # a 334 (RFC 4954 §4): the next lines are SASL responses
+            self._redaction.challenged()
         self._out.insert(at, Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line.raw, verb=verb, state=state.value,
                                    notes=tuple(cmd.notes), size=line.size if line.too_long else -1,
                                    redacted=redacted, protocol=PROTOCOL, args=command_args(verb, cmd.arg),
                                    # sent before the previous reply (RFC 2920): the timeline counts no round trip
                                    pipelined=early))
-        if verb == "STARTTLS" and outcome(reply) is Outcome.OK:
-            if self._reader.buffered:  # RFC 3207 §5: plaintext injected after STARTTLS is dropped
+        if starts_tls(verb, outcome(reply)):
+            if self._reader.buffered:  # RFC 3207 §4.2: plaintext sent before the handshake is discarded
                 self._out += injected_commands(self._reader.clear(), self.state.value)
             self._control(StartTLS())
 

@@ -184,6 +184,14 @@ def outcome(reply: Reply | str) -> Outcome:
     return {"2": OK, "3": MORE}.get(code[:1], FAIL)
 
 
+def starts_tls(verb: str, result: Outcome) -> bool:
+    """Whether this reply starts TLS: a 2xx (220) to a command whose row says ``starts_tls``
+    (STARTTLS, RFC 3207 §4: "After receiving a 220 response to a STARTTLS command, the client
+    MUST start the TLS negotiation"); the core and the observer both ask here."""
+    spec = COMMANDS.get(verb)
+    return spec is not None and spec.extra["starts_tls"] and result is OK
+
+
 def expected_state(state: State, verb: str) -> State:
     """Where ``verb`` leads from ``state`` if the server accepts it (2xx, else 3xx): what an
     observer shows on a command before its reply comes."""
