@@ -38,8 +38,9 @@ from typing import Mapping
 
 from mailtrace.protocols import credentials
 from mailtrace.protocols.base import wire_text
+from mailtrace.protocols.lines import Line
 from mailtrace.protocols.spec import CommandSpec, Outcome, Reply, Transition, TransitionTable, command_row
-from mailtrace.transcript.event import Args, Note
+from mailtrace.transcript.event import Args, Event, Kind, Note, Side
 
 
 PROTOCOL = "pop3"
@@ -127,20 +128,38 @@ def wire(reply: Reply) -> bytes:
     return f"{reply.status} {wire_text(text)}\r\n".encode("utf-8") if text else f"{reply.status}\r\n".encode()
 
 
-def read_status(line: bytes) -> Reply:
-    """A server's status line read back into a ``Reply``: "+OK", "-ERR", "+" (a SASL challenge,
-    RFC 5034 §4: "+" alone or "+ " and base64), or "" for anything else; the response code is
-    kept only when it is one of ``RESPONSE_CODES`` (its family)."""
-    if line.startswith(b"+ ") or line.rstrip(b"\r\n") == b"+":
-        return Reply(CONTINUATION, decode_line(line[2:].rstrip(b"\r\n")))
-    status = OK if line.startswith(b"+OK") else ERR if line.startswith(b"-ERR") else ""
-    text = line[len(status):].strip()
+def read_status(line: Line | bytes, continuation: bool = True) -> tuple[Reply, tuple[Note, ...]]:
+    """A server's status line read back into a ``Reply``, and what is wrong with it as notes.
+
+    "+OK", "-ERR", "+" (a SASL challenge, RFC 5034 §4: "+" alone or "+ " and base64; only when
+    ``continuation``: an AUTH awaits its answer), or "" for anything else (``bad-status``); the
+    response code is kept only when it is one of ``RESPONSE_CODES`` (its family).  The notes:
+    ``bare-lf``, ``response-too-long`` (RFC 1939 §3: "Responses may be up to 512 characters
+    long"), ``bad-status``."""
+    if isinstance(line, bytes):
+        line = Line(line, len(line), bare_lf=line.endswith(b"\n") and not line.endswith(b"\r\n"))
+    raw = line.raw
+    notes: list[Note] = []
+    if line.bare_lf:
+        notes.append(Note("bare-lf"))
+    if line.size > MAX_RESPONSE_LINE:
+        notes.append(Note("response-too-long", f"{line.size} octets, limit {MAX_RESPONSE_LINE} (RFC 1939 §3)"))
+    if raw.startswith(b"+ ") or raw.rstrip(b"\r\n") == b"+":
+        if continuation:
+            return Reply(CONTINUATION, decode_line(raw[2:].rstrip(b"\r\n"))), tuple(notes)
+        status = ""  # "+" answers nothing but AUTH
+    else:
+        status = OK if raw.startswith(b"+OK") else ERR if raw.startswith(b"-ERR") else ""
+    if not status:
+        notes.append(Note("bad-status", "a status line starts with +OK or -ERR, in upper case"))
+        return Reply("", decode_line(raw.strip())), tuple(notes)
+    text = raw[len(status):].strip()
     code = ""
-    if status and text.startswith(b"[") and b"]" in text:
+    if text.startswith(b"[") and b"]" in text:
         found = text[1: text.index(b"]")].decode("ascii", "replace")
         if found.split("/")[0] in _CODE_FAMILIES:
             code = found
-    return Reply(status, decode_line(text), code=code)
+    return Reply(status, decode_line(text), code=code), tuple(notes)
 
 
 _CODE_FAMILIES = frozenset(c.split("/")[0] for c in RESPONSE_CODES)
@@ -291,6 +310,30 @@ def wrong_state(verb: str, spec: CommandSpec, state: State) -> tuple[Note, str]:
             f"{verb} not allowed in {state.value} state")
 
 
+def user_pass(verb: str, user_waiting: bool) -> tuple[bool, tuple[Note, ...]]:
+    """USER then PASS, for a command the server runs: whether a USER awaits its PASS after
+    ``verb``, and the note a PASS earns without one.  RFC 1939 §7: PASS "may only be given in the
+    AUTHORIZATION state immediately after a successful USER command" (read as Dovecot reads it:
+    other commands may come between; APOP ends the wait)."""
+    if verb not in ("USER", "PASS", "APOP"):
+        return user_waiting, ()
+    return verb == "USER", ((Note("pass-without-user"),) if verb == "PASS" and not user_waiting else ())
+
+
+def marked_after(verb: str, result: Outcome, marked: int) -> int:
+    """How many messages are marked deleted after this reply: +OK to DELE marks one (a message
+    already marked gets -ERR), +OK to RSET unmarks them all (RFC 1939 §5)."""
+    if result is not Outcome.OK:
+        return marked
+    return marked + 1 if verb == "DELE" else 0 if verb == "RSET" else marked
+
+
+def no_quit(state: State, marked: int) -> Event:
+    """The connection ended in TRANSACTION without QUIT: nothing is deleted (RFC 1939 §6), not
+    even the ``marked`` messages (the note's detail; worded by knowledge/pop3.toml)."""
+    return Event(side=Side.CLIENT, kind=Kind.VIOLATION, state=state.value, notes=(Note("no-quit", str(marked)),))
+
+
 def too_long(size: int) -> Note:
     return Note("line-too-long", f"{size} octets, limit {MAX_COMMAND_LINE} (RFC 2449 §4)")
 
@@ -315,15 +358,18 @@ class Command:
         return self.spec is not None and not self.refusal
 
 
-def read_command(line: bytes, state: State | None, table: Mapping[str, CommandSpec] = COMMANDS) -> Command:
+def read_command(line: bytes, state: State | None, table: Mapping[str, CommandSpec] = COMMANDS, *,
+                 bare_lf: bool = False) -> Command:
     """Keyword, state check (skipped when ``state`` is None: an observer judges a pipelined
-    command later, see :func:`wrong_state`), then the arguments (RFC 1939 §3)."""
+    command later, see :func:`wrong_state`), then the arguments (RFC 1939 §3).  ``bare_lf``: the
+    framer saw the line end in LF alone (RFC 1939 §3: "terminated by a CRLF pair"), noted first."""
+    lf: tuple[Note, ...] = (Note("bare-lf"),) if bare_lf else ()
     text = decode_line(line.rstrip(b"\r\n"))
     keyword, _, rest = text.partition(" ")
     verb = keyword.upper()
     spec = table.get(verb)
     if spec is None:
-        return Command(keyword, "", None, notes=(Note("unknown-command", keyword[:40]),), refusal="unknown command")
+        return Command(keyword, "", None, notes=(*lf, Note("unknown-command", keyword[:40])), refusal="unknown command")
     try:
         args, problem = tuple(parse_arguments(spec, rest)), ""
     except ArgumentError as exc:
@@ -331,10 +377,10 @@ def read_command(line: bytes, state: State | None, table: Mapping[str, CommandSp
     typed = _typed(spec, args)
     if state is not None and state not in spec.states:  # the state first: no argument is looked at
         note, refusal = wrong_state(verb, spec, state)
-        return Command(keyword, verb, spec, notes=(note,), refusal=refusal, typed=typed)
+        return Command(keyword, verb, spec, notes=(*lf, note), refusal=refusal, typed=typed)
     if problem:
-        return Command(keyword, verb, spec, notes=(Note("bad-argument", problem),), refusal=problem)
-    return Command(keyword, verb, spec, args, typed=typed)
+        return Command(keyword, verb, spec, notes=(*lf, Note("bad-argument", problem)), refusal=problem)
+    return Command(keyword, verb, spec, args, notes=lf, typed=typed)
 
 
 def _typed(spec: CommandSpec, args: tuple) -> Args | None:
