@@ -80,7 +80,7 @@ def test_each_state_and_command_follows_the_table_or_gets_the_wrong_state_error(
         assert reply.raw == spec.wire(spec.Reply(spec.ERR, text))
         assert core.state is state and not core.closed
         return
-    result = spec.outcome(spec.read_status(reply.raw))
+    result = spec.outcome(spec.read_status(reply.raw)[0])
     assert core.state is spec.after_reply(state, verb, result, True)
     assert reply.state == core.state.value
     assert any(isinstance(o, Close) for o in out) is spec.closes(verb, result, True)
@@ -211,3 +211,26 @@ def test_message_numbers_are_typed_arguments_of_the_command_events():
         commands += [(o.verb, o.args) for o in out if isinstance(o, Event) and o.kind is Kind.COMMAND]
     assert commands == [("USER", None), ("PASS", None), ("RETR", spec.Args(message=2)),
                         ("TOP", spec.Args(message=1, lines=3)), ("DELE", None), ("LIST", None), ("QUIT", None)]
+
+
+def test_read_status_says_what_is_wrong_with_a_status_line():
+    """The observer's checks of a server's status line live in spec.read_status (RFC 1939 §3)."""
+    reply, notes = spec.read_status(b"+OK " + b"x" * 600 + b"\n")
+    assert reply.status == spec.OK and [n.rule for n in notes] == ["bare-lf", "response-too-long"]
+    assert spec.read_status(b"-ERR [IN-USE] locked\r\n") == (spec.Reply(spec.ERR, "[IN-USE] locked", code="IN-USE"), ())
+    assert spec.read_status(b"+ \r\n")[0].status == spec.CONTINUATION  # a SASL challenge (RFC 5034 §4)
+    reply, notes = spec.read_status(b"+ \r\n", continuation=False)  # "+" when no AUTH awaits an answer
+    assert reply.status == "" and [n.rule for n in notes] == ["bad-status"]
+    assert [n.rule for n in spec.read_status(b"+ok fine\r\n")[1]] == ["bad-status"]
+
+
+def test_user_pass_and_marked_messages_are_counted_by_one_rule():
+    assert spec.user_pass("PASS", False) == (False, (spec.Note("pass-without-user"),))
+    assert spec.user_pass("USER", False) == (True, ())
+    assert spec.user_pass("STAT", True) == (True, ())  # other commands may come between (as Dovecot)
+    assert spec.user_pass("APOP", True) == (False, ())
+    marked = 0
+    for verb, result in [("DELE", spec.Outcome.OK), ("DELE", spec.Outcome.FAIL), ("DELE", spec.Outcome.OK),
+                         ("RSET", spec.Outcome.OK), ("DELE", spec.Outcome.OK)]:
+        marked = spec.marked_after(verb, result, marked)
+    assert marked == 1

@@ -36,7 +36,7 @@ class Session:
     """A real core on a real Maildir store; store jobs run at once, STARTTLS 'succeeds'."""
 
     def __init__(self, store: MaildirStore, config: SmtpConfig | None = None) -> None:
-        self.core = SmtpServerConnection(config or SmtpConfig(tls_available=True, max_errors=1000), store,
+        self.core = SmtpServerConnection(config or SmtpConfig(tls_available=True, max_bad_commands=1000), store,
                                          clock=time.time, client_address="127.0.0.1:40000")
         self.events: list[Event] = []
         self.run(self.core.start())

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
 
@@ -65,6 +66,14 @@ class CommandSpec:
     extra: Mapping[str, Any] = field(default_factory=dict)  # protocol-specific facts (args, multiline...)
 
 
+def command_row(states: Iterable, rfc: str, syntax: str, **facts: Any) -> CommandSpec:
+    """One row of a ``COMMANDS`` table, written the same way in every protocol's spec: where the
+    verb is allowed, the RFC section, the grammar, then the protocol's facts about it (the same
+    key for the same fact: ``starts_tls``, ``closes``, ``multiline``...), kept read-only in
+    ``CommandSpec.extra``."""
+    return CommandSpec(frozenset(states), rfc=rfc, syntax=syntax, extra=MappingProxyType(facts))
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
     """In one of ``sources``, ``verb`` answered with ``outcome`` leads to ``target``."""
@@ -102,7 +111,3 @@ class TransitionTable:
         """The state after ``verb`` was answered with ``outcome`` in ``state``."""
         found = self.row(state, verb, outcome)
         return state if found is None else found.target
-
-    def targets(self, state: Any) -> set:
-        """Every state reachable from ``state`` in one step (for diagrams and tests)."""
-        return {row.target for row in self.rows if state in row.sources}

@@ -15,7 +15,7 @@ import time
 
 from mailtrace.netaddr import is_loopback_address
 from mailtrace.protocols.pop3 import Pop3Config, Pop3ServerConnection, make_timestamp
-from mailtrace.protocols.pop3.spec import AUTOLOGOUT_SECONDS
+from mailtrace.protocols.pop3.spec import IDLE_TIMEOUT
 from mailtrace.servers.base import ConnectionContext, CoreFactory
 from mailtrace.servers.lab import Lab
 
@@ -41,7 +41,7 @@ def make_core_factory(lab: Lab, *, idle_timeout: float | None = None) -> CoreFac
     """
     store = lab.open_store()
     if idle_timeout is None:
-        idle_timeout = getattr(lab, "pop3_idle_timeout", AUTOLOGOUT_SECONDS)
+        idle_timeout = getattr(lab, "pop3_idle_timeout", IDLE_TIMEOUT)
     config = Pop3Config(hostname=lab.hostname, idle_timeout=idle_timeout,
                         tls_available=lab.tls_context is not None,
                         tls_required_for_auth=not getattr(lab, "allow_plaintext_auth", True))

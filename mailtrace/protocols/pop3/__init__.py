@@ -14,7 +14,11 @@ from mailtrace.protocols.pop3.spec import (
     CAPABILITIES,
     COMMANDS,
     CONTINUATION,
+    DATA_VERBS,
+    DOCUMENTED_CODES,
+    KNOWN_COMMANDS,
     OBSERVED_COMMANDS,
+    PROTOCOL,
     REPLY_CODES,
     RESPONSE_CODES,
     TRANSITIONS,
@@ -28,17 +32,9 @@ from mailtrace.protocols.pop3.spec import (
     uidl_of,
 )
 
-#: DATA events the server and the observer emit (their ``verb``): the multi-line bodies, and
-#: the client's SASL response lines (AUTH, observer only).
-DATA_VERBS = frozenset(name for name, spec in COMMANDS.items() if spec.extra["multiline"] is not Multiline.NEVER) | {"AUTH"}
-#: For the knowledge sync test: commands documented beyond the server's table (the observer
-#: knows them), and reply codes explained though the lab server never sends them.
-KNOWN_COMMANDS = frozenset(OBSERVED_COMMANDS)
-DOCUMENTED_CODES = frozenset({CONTINUATION})
-
 __all__ = [
     "CAPABILITIES", "COMMANDS", "CONTINUATION", "DATA_VERBS", "DOCUMENTED_CODES", "KNOWN_COMMANDS",
-    "OBSERVED_COMMANDS", "HANDLERS", "REPLY_CODES", "RESPONSE_CODES", "TRANSITIONS", "VIOLATIONS",
+    "OBSERVED_COMMANDS", "HANDLERS", "PROTOCOL", "REPLY_CODES", "RESPONSE_CODES", "TRANSITIONS", "VIOLATIONS",
     "CommandSpec", "Multiline", "Pop3Config", "Pop3Observer", "Pop3ServerConnection", "State",
     "apop_digest", "make_timestamp", "uidl_of",
 ]

@@ -31,27 +31,28 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from mailtrace.protocols.base import MAX_OBSERVED_LINE
 from mailtrace.protocols.lines import Line, LineReader
 from mailtrace.protocols.pop3.spec import (
     ALL_COMMANDS,
     CONTINUATION,
     MAX_COMMAND_LINE,
-    MAX_OBSERVED_LINE,
-    MAX_RESPONSE_LINE,
     Command,
     CommandSpec,
     Outcome,
     Redaction,
-    Reply,
     State,
     after_reply,
     closes,
     ends_body,
     is_multiline,
+    marked_after,
+    no_quit,
     outcome,
     read_command,
     read_status,
     too_long,
+    user_pass,
     wrong_state,
 )
 from mailtrace.transcript.event import Event, Kind, Note, Side, Tls
@@ -122,23 +123,24 @@ class Pop3Observer:
             return Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line.raw, size=line.size, state=self.state.value,
                          notes=(too_long(line.size), *seen), redacted=self._redaction.of(line.raw, False))
         pipelined = bool(self._expect)  # earlier responses still due: judge it when the server gets there
-        command = read_command(line.raw, None if pipelined or self.ended else self.state, ALL_COMMANDS)
+        command = read_command(line.raw, None if pipelined or self.ended else self.state, ALL_COMMANDS,
+                               bare_lf=line.bare_lf)
         spec = command.spec
         if spec is not None and spec.extra["starts_tls"]:
             self._stls_pending = True
         multiline = spec is not None and is_multiline(spec, bool(command.args))
         self._expect.append(_Expect(command.verb, multiline, command.runs, spec, judge=pipelined and spec is not None))
-        notes = ((Note("bare-lf"),) if line.bare_lf else ()) + command.notes + self._user_pass(command) + tuple(seen)
+        notes = command.notes + self._user_pass(command) + tuple(seen)
         return Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line.raw, verb=command.verb, state=self.state.value,
                      notes=notes, redacted=self._redaction.of(line.raw, spec is not None), args=command.typed)
 
     def _user_pass(self, command: Command) -> tuple[Note, ...]:
-        """RFC 1939 §7: PASS "may only be given [...] after a successful USER command" (read as
-        the core reads it: other commands may come between, as Dovecot allows)."""
-        if not command.runs or command.verb not in ("USER", "PASS", "APOP"):
+        """USER then PASS, by the core's rule (``spec.user_pass``); a refused USER ends the wait
+        when its -ERR comes (``_answered``)."""
+        if not command.runs:
             return ()
-        had_user, self._user = self._user, command.verb == "USER"
-        return (Note("pass-without-user"),) if command.verb == "PASS" and not had_user else ()
+        self._user, notes = user_pass(command.verb, self._user)
+        return notes
 
     # --- server side -------------------------------------------------------------------------
     def feed_server(self, data: bytes) -> list[Event]:
@@ -160,20 +162,12 @@ class Pop3Observer:
             if ends_body(raw):
                 return [self._body_event()] + self._judge_next()
             return []
-        reply = read_status(raw)
-        if reply.status == CONTINUATION and self._expect and self._expect[0].verb == "AUTH":
+        # "+" answers nothing but AUTH (RFC 5034 §4): elsewhere it is a bad status line
+        reply, notes = read_status(line, continuation=bool(self._expect) and self._expect[0].verb == "AUTH")
+        if reply.status == CONTINUATION:
             self._sasl = True  # a SASL challenge: the AUTH command is still going on
             return [Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, code=CONTINUATION, verb="AUTH",
                           state=self.state.value)]
-        if reply.status == CONTINUATION:  # "+" answers nothing but AUTH: a bad status line
-            reply = Reply("")
-        notes: list[Note] = []
-        if line.bare_lf:
-            notes.append(Note("bare-lf"))
-        if line.size > MAX_RESPONSE_LINE:
-            notes.append(Note("response-too-long", f"{line.size} octets, limit {MAX_RESPONSE_LINE} (RFC 1939 §3)"))
-        if not reply.status:
-            notes.append(Note("bad-status", "a status line starts with +OK or -ERR, in upper case"))
         if not self.greeted:
             self.greeted = True
             expect = _Expect("", False, False)
@@ -184,7 +178,7 @@ class Pop3Observer:
             self._answered(expect, result)
         self._sasl = False
         event = Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, size=_cut(line), code=reply.status, verb=verb,
-                      state=self.state.value, notes=tuple(notes), response_code=reply.code)
+                      state=self.state.value, notes=notes, response_code=reply.code)
         if result is Outcome.OK and expect.multiline:
             self._body, self._body_size, self._body_verb = bytearray(), 0, verb
             return [event]
@@ -202,10 +196,7 @@ class Pop3Observer:
             self._user = self._user and not self._encrypted  # RFC 2595 §4: nothing said before TLS counts
         if verb == "USER" and expect.runs and result is not Outcome.OK:
             self._user = False
-        if result is Outcome.OK and verb == "DELE":  # the core's count of marked messages
-            self._marked += 1
-        elif result is Outcome.OK and verb == "RSET":
-            self._marked = 0
+        self._marked = marked_after(verb, result, self._marked)  # as the core counts them
 
     def _body_event(self, notes: tuple[Note, ...] = ()) -> Event:
         body, self._body = bytes(self._body or b""), None
@@ -263,8 +254,7 @@ class Pop3Observer:
             events.append(Event(side=Side.SERVER, kind=Kind.REPLY, raw=rest, state=self.state.value,
                                 notes=(Note("incomplete-response", "a status line without its CRLF"),)))
         if self.state is State.TRANSACTION and not self.ended:
-            events.append(Event(side=Side.CLIENT, kind=Kind.VIOLATION, state=self.state.value,
-                                notes=(Note("no-quit", str(self._marked)),)))  # as the server core says it
+            events.append(no_quit(self.state, self._marked))  # as the server core says it
         return events
 
 

@@ -56,24 +56,26 @@ from mailtrace.protocols.pop3.spec import (
     ERR,
     MAX_COMMAND_LINE,
     OK,
+    PROTOCOL,
     Pop3Config,
     Redaction,
     Reply,
     State,
     after_reply,
     byte_stuff,
+    marked_after,
+    no_quit,
     outcome,
     read_command,
     too_long,
     top_of,
     uidl_of,
+    user_pass,
     wire,
 )
 from mailtrace.protocols.utf8mail import has_utf8_header
 from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.links import Action, MessageRef
-
-PROTOCOL = "pop3"
 
 
 @dataclass
@@ -112,6 +114,7 @@ class Pop3ServerConnection:
         self._notes: list[Note] = []  # notes a handler adds to the command being answered
         self.bad_commands = 0
         self.user: str | None = None  # set by a successful USER, waiting for PASS
+        self.marked = 0  # messages marked deleted in this session (spec.marked_after)
         self.utf8 = False  # UTF8 was accepted (RFC 6856 §2.1): messages go as they are
         self.session: _Session | None = None
         self._lines = LineReader(MAX_COMMAND_LINE)
@@ -140,7 +143,7 @@ class Pop3ServerConnection:
             line = self._lines.next_line()
             if line is None:
                 break
-            out += self._too_long(line) if line.too_long else self._line(line.raw, line.bare_lf)
+            out += self._too_long(line) if line.too_long else self._line(line)
             if self._after(out):
                 break
         return out
@@ -172,9 +175,7 @@ class Pop3ServerConnection:
     def eof(self) -> list[Output]:
         out: list[Output] = []
         if self.session is not None and not self.closed:
-            marked = sum(m.deleted for m in self.session.messages)
-            out.append(Event(side=Side.CLIENT, kind=Kind.VIOLATION, state=self.state.value,
-                             notes=(Note("no-quit", str(marked)),)))  # worded by knowledge/pop3.toml
+            out.append(no_quit(self.state, self.marked))
         return out + self._end()
 
     def idle_timeout(self) -> list[Output]:
@@ -205,11 +206,13 @@ class Pop3ServerConnection:
                       state=self.state.value, notes=(Note(rule, f"{len(data)} octets discarded"),))]
 
     # --- dispatch ----------------------------------------------------------------------------
-    def _line(self, line: bytes, bare_lf: bool) -> list[Output]:
-        command = read_command(line, self.state)  # the observer reads every client line the same way
-        notes: tuple[Note, ...] = ((Note("bare-lf"),) if bare_lf else ()) + command.notes
-        event = dict(side=Side.CLIENT, kind=Kind.COMMAND, raw=line, verb=command.verb, state=self.state.value,
-                     redacted=self._redaction.of(line, command.spec is not None), protocol=PROTOCOL, args=command.typed)
+    def _line(self, line: Line) -> list[Output]:
+        # the observer reads every client line the same way
+        command = read_command(line.raw, self.state, bare_lf=line.bare_lf)
+        notes = command.notes
+        raw = line.raw
+        event = dict(side=Side.CLIENT, kind=Kind.COMMAND, raw=raw, verb=command.verb, state=self.state.value,
+                     redacted=self._redaction.of(raw, command.spec is not None), protocol=PROTOCOL, args=command.typed)
         if not command.runs:
             return [Event(**event, notes=notes)] + self._error(command.verb, command.refusal, ran=False)
         self._notes = []
@@ -223,6 +226,7 @@ class Pop3ServerConnection:
         command was run, not refused as unknown, in the wrong state or malformed)."""
         if verb:
             self.state = after_reply(self.state, verb, outcome(reply), ran)
+            self.marked = marked_after(verb, outcome(reply), self.marked)
         raw = wire(reply)
         return [Event(side=Side.SERVER, kind=Kind.REPLY, raw=raw, code=reply.status, verb=verb, state=self.state.value,
                       response_code=reply.code, user=user, messages=messages, protocol=PROTOCOL), Send(raw)]
@@ -282,8 +286,9 @@ class Pop3ServerConnection:
             self.user = None
             return refused
         user, self.user = self.user, None
-        if user is None:
-            self._notes.append(Note("pass-without-user"))
+        _, notes = user_pass("PASS", user is not None)
+        if notes:
+            self._notes += notes
             return self._error("PASS", "send USER first")
         store, password = self.store, args[0]
         return self._slowly(lambda: login(store, user, password), lambda result: self._logged_in("PASS", result))

@@ -38,8 +38,12 @@ from typing import Mapping
 
 from mailtrace.protocols import credentials
 from mailtrace.protocols.base import wire_text
-from mailtrace.protocols.spec import CommandSpec, Outcome, Reply, Transition, TransitionTable
-from mailtrace.transcript.event import Args, Note
+from mailtrace.protocols.lines import Line
+from mailtrace.protocols.spec import CommandSpec, Outcome, Reply, Transition, TransitionTable, command_row
+from mailtrace.transcript.event import Args, Event, Kind, Note, Side
+
+
+PROTOCOL = "pop3"
 
 
 class State(str, enum.Enum):
@@ -58,9 +62,9 @@ MAX_COMMAND_LINE = 255
 #: RFC 1939 §3: "Responses may be up to 512 characters long, including the terminating CRLF."
 #: (the status line; message content lines in a multi-line response are not bound by it).
 MAX_RESPONSE_LINE = 512
-#: RFC 1939 §3: "Such a timer MUST be of at least 10 minutes' duration."
-MIN_AUTOLOGOUT_SECONDS = 600.0
-AUTOLOGOUT_SECONDS = MIN_AUTOLOGOUT_SECONDS
+#: RFC 1939 §3's autologout timer: "Such a timer MUST be of at least 10 minutes' duration."
+#: (The same name as SMTP's idle limit, RFC 5321 §4.5.3.2.7.)
+IDLE_TIMEOUT = 600.0
 #: Message numbers are decimal (RFC 1939 §4); more digits than this can name no message we
 #: hold, so they are answered "no such message" without building a huge integer.
 MAX_NUMBER_DIGITS = 10
@@ -71,10 +75,6 @@ MAX_BAD_COMMANDS = 20
 #: RFC 1939 §7 (UIDL): "one to 70 characters in the range 0x21 to 0x7E" (the grader checks
 #: students' servers against it).
 MAX_UIDL_LENGTH = 70
-#: Not from the RFC: an observer keeps a server's body lines whole up to this length (a
-#: message line may legally be long, RFC 1939 §3 bounds only status lines); beyond it the
-#: excess is counted, not kept, so a peer that never sends LF cannot fill our memory.
-MAX_OBSERVED_LINE = 64 * 1024
 
 
 # --- The configuration of a server core (one frozen dataclass; CLI flags map onto it) -----------
@@ -82,12 +82,14 @@ MAX_OBSERVED_LINE = 64 * 1024
 class Pop3Config:
     hostname: str = "lab.test"
     #: RFC 1939 §3 autologout; 0 disables it.  Below 600 s only for tests and demos.
-    idle_timeout: float = AUTOLOGOUT_SECONDS
+    idle_timeout: float = IDLE_TIMEOUT
     tls_available: bool = False  # offer STLS (the shell has a certificate)
     implementation: str = "mailtrace POP3 lab server"
     max_bad_commands: int = MAX_BAD_COMMANDS
-    # A classroom lab off loopback: USER/PASS (plaintext) refused until STLS (RFC 2595 §4
-    # lets a server refuse them "until after a successful STLS"); APOP sends no password.
+    # A classroom lab off loopback: USER/PASS (plaintext) refused until STLS.  RFC 2595 §2.3:
+    # servers which implement STARTTLS "MUST be configurable to refuse all clear-text login
+    # commands or mechanisms [...] unless an encryption layer of adequate strength is active".
+    # APOP sends no password.
     tls_required_for_auth: bool = False
 
 
@@ -126,23 +128,43 @@ def wire(reply: Reply) -> bytes:
     return f"{reply.status} {wire_text(text)}\r\n".encode("utf-8") if text else f"{reply.status}\r\n".encode()
 
 
-def read_status(line: bytes) -> Reply:
-    """A server's status line read back into a ``Reply``: "+OK", "-ERR", "+" (a SASL challenge,
-    RFC 5034 §4: "+" alone or "+ " and base64), or "" for anything else; the response code is
-    kept only when it is one of ``RESPONSE_CODES`` (its family)."""
-    if line.startswith(b"+ ") or line.rstrip(b"\r\n") == b"+":
-        return Reply(CONTINUATION, decode_line(line[2:].rstrip(b"\r\n")))
-    status = OK if line.startswith(b"+OK") else ERR if line.startswith(b"-ERR") else ""
-    text = line[len(status):].strip()
+def read_status(line: Line | bytes, continuation: bool = True) -> tuple[Reply, tuple[Note, ...]]:
+    """A server's status line read back into a ``Reply``, and what is wrong with it as notes.
+
+    "+OK", "-ERR", "+" (a SASL challenge, RFC 5034 §4: "+" alone or "+ " and base64; only when
+    ``continuation``: an AUTH awaits its answer), or "" for anything else (``bad-status``); the
+    response code is kept only when it is one of ``RESPONSE_CODES`` (its family).  The notes:
+    ``bare-lf``, ``response-too-long`` (RFC 1939 §3: "Responses may be up to 512 characters
+    long"), ``bad-status``."""
+    if isinstance(line, bytes):
+        line = Line(line, len(line), bare_lf=line.endswith(b"\n") and not line.endswith(b"\r\n"))
+    raw = line.raw
+    notes: list[Note] = []
+    if line.bare_lf:
+        notes.append(Note("bare-lf"))
+    if line.size > MAX_RESPONSE_LINE:
+        notes.append(Note("response-too-long", f"{line.size} octets, limit {MAX_RESPONSE_LINE} (RFC 1939 §3)"))
+    if raw.startswith(b"+ ") or raw.rstrip(b"\r\n") == b"+":
+        if continuation:
+            return Reply(CONTINUATION, decode_line(raw[2:].rstrip(b"\r\n"))), tuple(notes)
+        status = ""  # "+" answers nothing but AUTH
+    else:
+        status = OK if raw.startswith(b"+OK") else ERR if raw.startswith(b"-ERR") else ""
+    if not status:
+        notes.append(Note("bad-status", "a status line starts with +OK or -ERR, in upper case"))
+        return Reply("", decode_line(raw.strip())), tuple(notes)
+    text = raw[len(status):].strip()
     code = ""
-    if status and text.startswith(b"[") and b"]" in text:
+    if text.startswith(b"[") and b"]" in text:
         found = text[1: text.index(b"]")].decode("ascii", "replace")
         if found.split("/")[0] in _CODE_FAMILIES:
             code = found
-    return Reply(status, decode_line(text), code=code)
+    return Reply(status, decode_line(text), code=code), tuple(notes)
 
 
 _CODE_FAMILIES = frozenset(c.split("/")[0] for c in RESPONSE_CODES)
+#: Reply codes the knowledge explains though the lab server never sends them (the observer meets "+").
+DOCUMENTED_CODES = frozenset({CONTINUATION})
 
 
 # --- Commands (RFC 1939 §9 summary; RFC 2449, RFC 2595, RFC 5034, RFC 6856) ---------------------
@@ -164,14 +186,14 @@ class Arg(enum.Enum):
     TEXT = "text"  # PASS: the rest of the line, spaces included (§7)
 
 
-def command(states, syntax: str, rfc: str, *args: Arg, optional: int = 0,
+def command(states, rfc: str, syntax: str, *args: Arg, optional: int = 0,
             multiline: Multiline = Multiline.NEVER, closes: bool = False, starts_tls: bool = False) -> CommandSpec:
-    """One row of the command table, in the shared ``CommandSpec``; POP3's own facts go in ``extra``:
-    ``args`` (kinds), ``optional`` (how many trailing args may be left out), ``multiline``,
-    ``closes`` (once answered, the server closes the connection) and ``starts_tls``."""
-    return CommandSpec(frozenset(states), rfc=rfc, syntax=syntax,
-                       extra=MappingProxyType({"args": args, "optional": optional, "multiline": multiline,
-                                               "closes": closes, "starts_tls": starts_tls}))
+    """One row of the command table (``spec.command_row``, the argument order of every protocol);
+    POP3's own facts go in ``extra``: ``args`` (kinds), ``optional`` (how many trailing args may
+    be left out), ``multiline``, ``closes`` (once answered, the server closes the connection) and
+    ``starts_tls`` (an +OK starts TLS), the last two under the keys SMTP uses."""
+    return command_row(states, rfc, syntax, args=args, optional=optional, multiline=multiline,
+                       closes=closes, starts_tls=starts_tls)
 
 
 def is_multiline(spec: CommandSpec, has_argument: bool) -> bool:
@@ -180,40 +202,51 @@ def is_multiline(spec: CommandSpec, has_argument: bool) -> bool:
     return kind is Multiline.ALWAYS or (kind is Multiline.WITHOUT_ARGUMENT and not has_argument)
 
 
-_AUTH = frozenset({State.AUTHORIZATION})
-_TRANS = frozenset({State.TRANSACTION})
-_BOTH = frozenset({State.AUTHORIZATION, State.TRANSACTION})
+#: Where a command is allowed, named as RFC 1939 §9 does ("valid in the AUTHORIZATION state").
+AUTHORIZATION_ONLY = frozenset({State.AUTHORIZATION})
+TRANSACTION_ONLY = frozenset({State.TRANSACTION})
+AUTHORIZATION_OR_TRANSACTION = frozenset({State.AUTHORIZATION, State.TRANSACTION})
 
 #: Every command the lab server offers; what each does is ``server.HANDLERS``.
 COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({
-    "USER": command(_AUTH, "USER name", "RFC 1939 §7", Arg.NAME),
-    "PASS": command(_AUTH, "PASS string", "RFC 1939 §7", Arg.TEXT),
-    "APOP": command(_AUTH, "APOP name digest", "RFC 1939 §7", Arg.NAME, Arg.DIGEST),
+    "USER": command(AUTHORIZATION_ONLY, "RFC 1939 §7", "USER name", Arg.NAME),
+    "PASS": command(AUTHORIZATION_ONLY, "RFC 1939 §7", "PASS string", Arg.TEXT),
+    "APOP": command(AUTHORIZATION_ONLY, "RFC 1939 §7", "APOP name digest", Arg.NAME, Arg.DIGEST),
     # §6: "Whether the removal was successful or not, the server then [...] closes the TCP
     # connection"; from AUTHORIZATION "the POP3 session terminates" (§6) after "+OK [...] signing
     # off" (§4).
-    "QUIT": command(_BOTH, "QUIT", "RFC 1939 §4, §6", closes=True),
-    "CAPA": command(_BOTH, "CAPA", "RFC 2449 §5", multiline=Multiline.ALWAYS),
-    "STLS": command(_AUTH, "STLS", "RFC 2595 §4", starts_tls=True),
-    "UTF8": command(_AUTH, "UTF8", "RFC 6856 §2.1"),
-    "STAT": command(_TRANS, "STAT", "RFC 1939 §5"),
-    "LIST": command(_TRANS, "LIST [msg]", "RFC 1939 §5", Arg.MSG, optional=1, multiline=Multiline.WITHOUT_ARGUMENT),
-    "RETR": command(_TRANS, "RETR msg", "RFC 1939 §5", Arg.MSG, multiline=Multiline.ALWAYS),
-    "DELE": command(_TRANS, "DELE msg", "RFC 1939 §5", Arg.MSG),
-    "NOOP": command(_TRANS, "NOOP", "RFC 1939 §5"),
-    "RSET": command(_TRANS, "RSET", "RFC 1939 §5"),
-    "TOP": command(_TRANS, "TOP msg n", "RFC 1939 §7", Arg.MSG, Arg.LINES, multiline=Multiline.ALWAYS),
-    "UIDL": command(_TRANS, "UIDL [msg]", "RFC 1939 §7", Arg.MSG, optional=1, multiline=Multiline.WITHOUT_ARGUMENT),
+    "QUIT": command(AUTHORIZATION_OR_TRANSACTION, "RFC 1939 §4, §6", "QUIT", closes=True),
+    "CAPA": command(AUTHORIZATION_OR_TRANSACTION, "RFC 2449 §5", "CAPA", multiline=Multiline.ALWAYS),
+    "STLS": command(AUTHORIZATION_ONLY, "RFC 2595 §4", "STLS", starts_tls=True),
+    "UTF8": command(AUTHORIZATION_ONLY, "RFC 6856 §2.1", "UTF8"),
+    "STAT": command(TRANSACTION_ONLY, "RFC 1939 §5", "STAT"),
+    "LIST": command(TRANSACTION_ONLY, "RFC 1939 §5", "LIST [msg]", Arg.MSG, optional=1,
+                    multiline=Multiline.WITHOUT_ARGUMENT),
+    "RETR": command(TRANSACTION_ONLY, "RFC 1939 §5", "RETR msg", Arg.MSG, multiline=Multiline.ALWAYS),
+    "DELE": command(TRANSACTION_ONLY, "RFC 1939 §5", "DELE msg", Arg.MSG),
+    "NOOP": command(TRANSACTION_ONLY, "RFC 1939 §5", "NOOP"),
+    "RSET": command(TRANSACTION_ONLY, "RFC 1939 §5", "RSET"),
+    "TOP": command(TRANSACTION_ONLY, "RFC 1939 §7", "TOP msg n", Arg.MSG, Arg.LINES, multiline=Multiline.ALWAYS),
+    "UIDL": command(TRANSACTION_ONLY, "RFC 1939 §7", "UIDL [msg]", Arg.MSG, optional=1,
+                    multiline=Multiline.WITHOUT_ARGUMENT),
 })
 
 #: Commands the lab server does not offer but the observer understands in other servers'
 #: conversations (proxy, pcap import).  AUTH (RFC 5034 §4): "AUTH mechanism [initial-response]",
 #: then "+ challenge" continuations answered by one base64 line each, until +OK or -ERR.
 OBSERVED_COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({
-    "AUTH": command(_AUTH, "AUTH mechanism [initial-response]", "RFC 5034 §4", Arg.NAME, Arg.NAME, optional=1),
+    "AUTH": command(AUTHORIZATION_ONLY, "RFC 5034 §4", "AUTH mechanism [initial-response]", Arg.NAME, Arg.NAME,
+                    optional=1),
 })
 #: What an observer recognises: everything above.
 ALL_COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({**COMMANDS, **OBSERVED_COMMANDS})
+#: Every verb this module recognises (each has a knowledge entry): ``COMMANDS`` plus the ones
+#: named beyond it (here those only the observer meets), as in SMTP.
+KNOWN_COMMANDS = frozenset(ALL_COMMANDS)
+#: Verbs of DATA events the server and the observer emit: the multi-line bodies, and the
+#: client's SASL response lines (AUTH, observer only).
+DATA_VERBS = frozenset(name for name, spec in COMMANDS.items()
+                       if spec.extra["multiline"] is not Multiline.NEVER) | {"AUTH"}
 
 #: Capabilities listed by CAPA (RFC 2449 §6). STLS only while TLS can still be started.
 CAPABILITIES = ("TOP", "UIDL", "USER", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE", "UTF8")  # UTF8: RFC 6856 §2
@@ -224,13 +257,13 @@ CAPABILITIES = ("TOP", "UIDL", "USER", "PIPELINING", "RESP-CODES", "AUTH-RESP-CO
 #: commands the server *ran* are looked up (see :func:`after_reply`).
 TRANSITIONS = TransitionTable([
     # §3: "Once the client has successfully done this [...] the session enters the TRANSACTION state"
-    Transition(_AUTH, "PASS", Outcome.OK, State.TRANSACTION, "PASS: +OK"),
-    Transition(_AUTH, "APOP", Outcome.OK, State.TRANSACTION, "APOP: +OK"),
-    Transition(_AUTH, "AUTH", Outcome.OK, State.TRANSACTION, "AUTH: +OK"),  # RFC 5034 §4
+    Transition(AUTHORIZATION_ONLY, "PASS", Outcome.OK, State.TRANSACTION, "PASS: +OK"),
+    Transition(AUTHORIZATION_ONLY, "APOP", Outcome.OK, State.TRANSACTION, "APOP: +OK"),
+    Transition(AUTHORIZATION_ONLY, "AUTH", Outcome.OK, State.TRANSACTION, "AUTH: +OK"),  # RFC 5034 §4
     # §6: "When the client issues the QUIT command from the TRANSACTION state, the POP3 session
     # enters the UPDATE state" -- and answers +OK, or "-ERR some deleted messages not removed".
-    Transition(_TRANS, "QUIT", Outcome.OK, State.UPDATE, "QUIT: +OK"),
-    Transition(_TRANS, "QUIT", Outcome.FAIL, State.UPDATE, "QUIT: -ERR (removal failed)"),
+    Transition(TRANSACTION_ONLY, "QUIT", Outcome.OK, State.UPDATE, "QUIT: +OK"),
+    Transition(TRANSACTION_ONLY, "QUIT", Outcome.FAIL, State.UPDATE, "QUIT: -ERR (removal failed)"),
 ])
 
 
@@ -277,6 +310,30 @@ def wrong_state(verb: str, spec: CommandSpec, state: State) -> tuple[Note, str]:
             f"{verb} not allowed in {state.value} state")
 
 
+def user_pass(verb: str, user_waiting: bool) -> tuple[bool, tuple[Note, ...]]:
+    """USER then PASS, for a command the server runs: whether a USER awaits its PASS after
+    ``verb``, and the note a PASS earns without one.  RFC 1939 §7: PASS "may only be given in the
+    AUTHORIZATION state immediately after a successful USER command" (read as Dovecot reads it:
+    other commands may come between; APOP ends the wait)."""
+    if verb not in ("USER", "PASS", "APOP"):
+        return user_waiting, ()
+    return verb == "USER", ((Note("pass-without-user"),) if verb == "PASS" and not user_waiting else ())
+
+
+def marked_after(verb: str, result: Outcome, marked: int) -> int:
+    """How many messages are marked deleted after this reply: +OK to DELE marks one (a message
+    already marked gets -ERR), +OK to RSET unmarks them all (RFC 1939 §5)."""
+    if result is not Outcome.OK:
+        return marked
+    return marked + 1 if verb == "DELE" else 0 if verb == "RSET" else marked
+
+
+def no_quit(state: State, marked: int) -> Event:
+    """The connection ended in TRANSACTION without QUIT: nothing is deleted (RFC 1939 §6), not
+    even the ``marked`` messages (the note's detail; worded by knowledge/pop3.toml)."""
+    return Event(side=Side.CLIENT, kind=Kind.VIOLATION, state=state.value, notes=(Note("no-quit", str(marked)),))
+
+
 def too_long(size: int) -> Note:
     return Note("line-too-long", f"{size} octets, limit {MAX_COMMAND_LINE} (RFC 2449 §4)")
 
@@ -301,15 +358,18 @@ class Command:
         return self.spec is not None and not self.refusal
 
 
-def read_command(line: bytes, state: State | None, table: Mapping[str, CommandSpec] = COMMANDS) -> Command:
+def read_command(line: bytes, state: State | None, table: Mapping[str, CommandSpec] = COMMANDS, *,
+                 bare_lf: bool = False) -> Command:
     """Keyword, state check (skipped when ``state`` is None: an observer judges a pipelined
-    command later, see :func:`wrong_state`), then the arguments (RFC 1939 §3)."""
+    command later, see :func:`wrong_state`), then the arguments (RFC 1939 §3).  ``bare_lf``: the
+    framer saw the line end in LF alone (RFC 1939 §3: "terminated by a CRLF pair"), noted first."""
+    lf: tuple[Note, ...] = (Note("bare-lf"),) if bare_lf else ()
     text = decode_line(line.rstrip(b"\r\n"))
     keyword, _, rest = text.partition(" ")
     verb = keyword.upper()
     spec = table.get(verb)
     if spec is None:
-        return Command(keyword, "", None, notes=(Note("unknown-command", keyword[:40]),), refusal="unknown command")
+        return Command(keyword, "", None, notes=(*lf, Note("unknown-command", keyword[:40])), refusal="unknown command")
     try:
         args, problem = tuple(parse_arguments(spec, rest)), ""
     except ArgumentError as exc:
@@ -317,10 +377,10 @@ def read_command(line: bytes, state: State | None, table: Mapping[str, CommandSp
     typed = _typed(spec, args)
     if state is not None and state not in spec.states:  # the state first: no argument is looked at
         note, refusal = wrong_state(verb, spec, state)
-        return Command(keyword, verb, spec, notes=(note,), refusal=refusal, typed=typed)
+        return Command(keyword, verb, spec, notes=(*lf, note), refusal=refusal, typed=typed)
     if problem:
-        return Command(keyword, verb, spec, notes=(Note("bad-argument", problem),), refusal=problem)
-    return Command(keyword, verb, spec, args, typed=typed)
+        return Command(keyword, verb, spec, notes=(*lf, Note("bad-argument", problem)), refusal=problem)
+    return Command(keyword, verb, spec, args, notes=lf, typed=typed)
 
 
 def _typed(spec: CommandSpec, args: tuple) -> Args | None:

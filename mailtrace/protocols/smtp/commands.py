@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from mailtrace.protocols.smtp.spec import (
-    AUTH_MECHANISMS, CLEARTEXT_AUTH, COMMANDS, DATA_NO_RECIPIENT, LEFT_WITHOUT_MAIL, SEQUENCE_ERRORS, Reply,
+    AUTH_MECHANISMS, CLEARTEXT_AUTH, COMMANDS, DATA_NO_RECIPIENT, SEQUENCE_ERRORS, Reply,
     SmtpConfig, State, Store, data_without_recipient,
 )
-from mailtrace.protocols.smtp.syntax import Command, Path, PathError, parse_path
+from mailtrace.protocols.smtp.syntax import (
+    Attempts, Command, Path, PathError, declared_body, path_notes, read_path,
+)
 from mailtrace.transcript.event import Note
 
 
@@ -64,8 +66,7 @@ class Session:
     helo: str = ""  # the name the client gave in HELO/EHLO
     esmtp: bool = False  # EHLO (not HELO): extensions and PIPELINING in effect
     user: str = ""  # authenticated user (AUTH)
-    introduced: bool = False  # a HELO/EHLO was accepted in this connection
-    mail_commands: int = 0  # MAIL commands received in this connection (accepted or not)
+    attempts: Attempts = field(default_factory=Attempts)  # for LEFT_WITHOUT_MAIL (syntax.Attempts)
     rcpt_in_group: bool = False  # an RCPT came in the pipelined group of the current command
     transaction: Transaction = field(default_factory=Transaction)
     sasl: Sasl | None = None
@@ -89,7 +90,7 @@ def _helo(session: Session, cmd: Command, esmtp: bool) -> Reply:
     # §4.1.4: HELO/EHLO in a session "is equivalent to" RSET plus the greeting
     session.new_transaction()
     session.helo, session.esmtp = arg, esmtp
-    session.introduced = True
+    session.attempts.introduced = True
     peer = session.client_address.rsplit(":", 1)[0] if session.client_address else ""
     first = f"{session.config.hostname} Hello {arg}" + (f" [{peer}]" if peer else "")
     if not esmtp:
@@ -116,12 +117,12 @@ def _parse_path(cmd: Command, keyword: str, role: str, bad_address: str) -> Path
     5.5.4 when the keyword is missing, ``bad_address`` (5.1.7 sender, 5.1.3 recipient;
     RFC 3463 §3.2) when the address is malformed."""
     try:
-        path = parse_path(cmd.arg, keyword, allow_null=keyword == "FROM")  # §4.1.1.2: only MAIL takes <>
+        path = read_path(cmd.verb, cmd.arg)
     except PathError as exc:
         if cmd.arg[:len(keyword) + 1].upper() != keyword + ":":
             return Reply("501", f"Syntax: {cmd.verb} {keyword}:<address>", "5.5.4")
         return Reply("501", f"Bad {role} address syntax ({exc})", bad_address)
-    cmd.notes.extend(Note(rule, detail) for rule, detail in path.notes)
+    cmd.notes.extend(path_notes(path))
     return path
 
 
@@ -129,7 +130,6 @@ def mail(session: Session, cmd: Command) -> Reply:
     path = _parse_path(cmd, "FROM", "sender", "5.1.7")
     if isinstance(path, Reply):
         return path
-    bits8 = utf8 = False
     for key, value in path.params:
         if not session.esmtp:  # parameters are ESMTP: not after HELO (§4.1.1.2, §2.2.1)
             return Reply("555", "MAIL FROM parameters not recognized (use EHLO)", "5.5.4")
@@ -141,15 +141,14 @@ def mail(session: Session, cmd: Command) -> Reply:
         elif key == "BODY":  # RFC 6152 §2
             if value is None or value.upper() not in ("7BIT", "8BITMIME"):
                 return Reply("501", "Bad BODY parameter (7BIT or 8BITMIME)", "5.5.4")
-            bits8 = value.upper() == "8BITMIME"
         elif key == "SMTPUTF8":  # RFC 6531 §3.4: "it MUST not accept a value"
             if value is not None:
                 return Reply("501", "SMTPUTF8 takes no value", "5.5.4")
-            utf8 = True
         elif key == "AUTH":  # RFC 4954 §5: accepted, not trusted
             continue
         else:
             return Reply("555", f"MAIL FROM parameter {key} not recognized", "5.5.4")
+    bits8, utf8 = declared_body(path.params)
     if path.internationalized and not utf8:  # RFC 6531 §3.5: 550 and X.6.7 for MAIL
         return Reply("550", "Non-ASCII addresses not permitted for that sender (use MAIL FROM:<...> SMTPUTF8)",
                      "5.6.7")
@@ -206,8 +205,7 @@ def noop(session: Session, cmd: Command) -> Reply:
 def quit_(session: Session, cmd: Command) -> Reply:
     if cmd.arg:
         return Reply("501", "Syntax: QUIT (no arguments)", "5.5.4")
-    if session.introduced and not session.mail_commands:  # greeted, then left without trying MAIL
-        cmd.notes.append(Note(LEFT_WITHOUT_MAIL))
+    cmd.notes += session.attempts.quit_notes()  # greeted, then left without trying MAIL
     return Reply("221", f"{session.config.hostname} closing connection", "2.0.0")
 
 

@@ -37,13 +37,13 @@ from mailtrace.protocols.base import MAX_OBSERVED_LINE, TLS_HANDSHAKE
 from mailtrace.protocols.lines import Line, LineReader
 from mailtrace.protocols.smtp.data import DataReader
 from mailtrace.protocols.smtp.spec import (
-    BAD_REPLY, COMMANDS, DATA_NO_RECIPIENT, DATA_READ_LIMIT, END_OF_DATA, GREETING, LEFT_WITHOUT_MAIL,
-    MAX_AUTH_LINE, MAX_COMMAND_LINE, PROTOCOL, REPLY_DECIDES_NEXT, TRANSITIONS, Outcome, State,
-    data_without_recipient, expected_state, outcome,
+    BAD_REPLY, COMMANDS, DATA_NO_RECIPIENT, DATA_READ_LIMIT, END_OF_DATA, GREETING, MAX_AUTH_LINE,
+    MAX_COMMAND_LINE, PROTOCOL, REPLY_DECIDES_NEXT, TRANSITIONS, Outcome, State, data_without_recipient,
+    expected_state, outcome, starts_tls,
 )
 from mailtrace.protocols.smtp.syntax import (
-    PathError, Redaction, command_args, injected_commands, line_notes, order_notes, parse_command, parse_path,
-    parse_reply_line, reply_response_code,
+    Attempts, Redaction, command_args, declared_body, envelope_path, injected_commands, line_notes, order_notes,
+    parse_command, parse_reply_line, path_notes, reply_response_code,
 )
 from mailtrace.transcript.event import Event, Kind, Note, Side
 
@@ -69,12 +69,11 @@ class SmtpObserver:
         self._encrypted = False
         self._greeted = False  # the greeting (220, 554 or 421) was seen
         self._pipelining = False  # the server advertised PIPELINING in its EHLO reply
-        self._ehlo_lines: list[bytes] = []
+        self._ehlo_keywords: set[str] = set()  # the extensions of the EHLO reply being read
         self._reply_lines = 0  # lines of the reply being read
         self._body_8bitmime = False  # what the last MAIL declared (RFC 6152, RFC 6531 §3.4)
         self._smtputf8 = False
-        self._introduced = False  # a HELO/EHLO was accepted
-        self._mail_commands = 0  # MAIL commands seen (accepted or not)
+        self._attempts = Attempts()  # for LEFT_WITHOUT_MAIL, as the core counts
         self._redaction = Redaction()
         self._data = DataReader(OBSERVED_DATA_KEEP, OBSERVED_DATA_KEEP)
         self._events: list[Event] = []
@@ -169,20 +168,14 @@ class SmtpObserver:
             cmd.notes += order_notes(None, self._pipelining)
         elif self._outstanding:
             cmd.notes += order_notes(self._outstanding[-1][0], self._pipelining)
-        if verb in ("MAIL", "RCPT"):
-            try:
-                path = parse_path(cmd.arg, "FROM" if verb == "MAIL" else "TO", allow_null=verb == "MAIL")
-            except PathError:
-                path = None
-            if path is not None:
-                cmd.notes += [Note(rule, detail) for rule, detail in path.notes]
-                if verb == "MAIL":
-                    self._body_8bitmime = any(k == "BODY" and (v or "").upper() == "8BITMIME" for k, v in path.params)
-                    self._smtputf8 = any(k == "SMTPUTF8" for k, _ in path.params)
-        if verb == "MAIL":
-            self._mail_commands += 1
-        if verb == "QUIT" and self._introduced and not self._mail_commands:
-            cmd.notes.append(Note(LEFT_WITHOUT_MAIL))
+        path = envelope_path(verb, cmd.arg)
+        if path is not None:
+            cmd.notes += path_notes(path)
+            if verb == "MAIL":
+                self._body_8bitmime, self._smtputf8 = declared_body(path.params)
+        self._attempts.command(verb)
+        if verb == "QUIT":
+            cmd.notes += self._attempts.quit_notes()
         if verb == "DATA" and data_without_recipient(self.state, any(s == "RCPT" for s, _ in self._outstanding)):
             cmd.notes.append(Note(DATA_NO_RECIPIENT))
         redacted = self._redaction.command(line.raw, known=verb in COMMANDS)
@@ -214,9 +207,9 @@ class SmtpObserver:
             return
         code, last = parsed
         after = TRANSITIONS.next_state(self.state, step, outcome(code))  # every line of a reply shows it
-        if verb == "EHLO":
-            self._ehlo_lines.append(line.content[4:].upper())
-        response_code = reply_response_code(verb, self._reply_lines, line.raw)
+        response_code = reply_response_code(verb, self._reply_lines, line.raw)  # an EHLO line: its keyword
+        if verb == "EHLO" and response_code:
+            self._ehlo_keywords.add(response_code)
         self._reply_lines = 0 if last else self._reply_lines + 1
         self._event(Side.SERVER, Kind.REPLY, line.raw, after, verb=verb, code=code, response_code=response_code,
                     notes=tuple(line_notes(line, MAX_OBSERVED_LINE)))
@@ -232,19 +225,18 @@ class SmtpObserver:
         self.state = after
         if not self._outstanding:
             self._ahead = after
-        accepted = outcome(code) is Outcome.OK
         if step in ("HELO", "EHLO"):
-            if accepted:
-                self._introduced = True
-                self._pipelining = any(x.split(b" ")[0] == b"PIPELINING" for x in self._ehlo_lines)
-            self._ehlo_lines = []
-        if step == "AUTH" and code == "334":
+            if outcome(code) is Outcome.OK:
+                self._attempts.introduced = True
+                self._pipelining = "PIPELINING" in self._ehlo_keywords  # RFC 2920 §3
+            self._ehlo_keywords = set()
+        if after is State.AUTH:  # a 334 (RFC 4954 §4): the next lines are SASL responses
             self._redaction.challenged()
         if self._mode == HOLD_MODE and not self._outstanding:
             self._mode = MODE_OF_STATE.get(after, COMMANDS_MODE)
             if self._mode != DATA_MODE:
                 self._client.limit = MAX_OBSERVED_LINE
-        if step == "STARTTLS" and accepted:
+        if starts_tls(step, outcome(code)):
             held = self._client.clear()
             if held and held[0] != TLS_HANDSHAKE:
                 self._events += injected_commands(held, self.state.value)

@@ -35,14 +35,15 @@ from mailtrace.protocols.smtp.data import DataReader
 from mailtrace.protocols.smtp.delivery import SPOOL_THRESHOLD, Envelope, SpooledMessage, in_memory_job
 from mailtrace.protocols.smtp.spec import (
     COMMANDS, END_OF_DATA, GREETING, MAX_COMMAND_LINE, NOT_IMPLEMENTED, PIPELINING_GROUP, PROTOCOL,
-    TRANSCRIPT_KEEP, TRANSITIONS, Outcome, Reply, SmtpConfig, State, Store, line_limit, outcome, wire_lines,
+    TRANSCRIPT_KEEP, TRANSITIONS, Outcome, Reply, SmtpConfig, State, Store, line_limit, outcome, starts_tls,
+    wire_lines,
 )
 from mailtrace.protocols.smtp.syntax import Command, Redaction, command_args, injected_commands, line_notes, \
     order_notes, parse_command, reply_response_code
 from mailtrace.transcript.event import Event, Kind, MessageRef, Note, Side
 from mailtrace.transcript.links import Action
 
-_ERROR_CODES = ("500", "501", "502", "503", "504")  # the client's mistakes, counted towards MAX_ERRORS
+_ERROR_CODES = ("500", "501", "502", "503", "504")  # the client's mistakes, counted towards MAX_BAD_COMMANDS
 
 
 class SmtpServerConnection:
@@ -83,7 +84,7 @@ class SmtpServerConnection:
     # --- the ServerCore interface ------------------------------------------------------------
     def start(self) -> list[Output]:
         early = self._reader.buffered > 0
-        self._reply(Reply("220", f"{self.config.hostname} ESMTP {self.config.software} lab server ready"), GREETING)
+        self._reply(Reply("220", f"{self.config.hostname} ESMTP {self.config.implementation} lab server ready"), GREETING)
         self._early = early
         return self._process()
 
@@ -109,14 +110,14 @@ class SmtpServerConnection:
 
     def busy(self, why: str) -> list[Output]:
         """Instead of the greeting, when the server takes no more connections (too many in
-        total or from this address).  RFC 5321 §3.1: "a 421 response ... if [the server] is
-        unable to provide service"; 4.3.2 "System not accepting network messages" (RFC 3463)."""
+        total or from this address).  RFC 5321 §4.2.2: "421 <domain> Service not available,
+        closing transmission channel"; 4.3.2 "System not accepting network messages" (RFC 3463)."""
         self._close(Reply("421", f"{self.config.hostname} Service not available: {why}, try again later", "4.3.2"),
                     why)
         return self._take()
 
     def shutdown(self) -> list[Output]:
-        """The lab is stopping (Ctrl-C). RFC 5321 §3.8: 421 "may be a reply to any command if
+        """The lab is stopping (Ctrl-C). RFC 5321 §4.2.2: 421 "may be a reply to any command if
         the service knows it must shut down"; a message cut short is not delivered."""
         if self.state is State.CLOSED or self._pending:
             return []
@@ -165,7 +166,7 @@ class SmtpServerConnection:
         self._reader.limit = line_limit(state)
         if reply.status in _ERROR_CODES:
             self._errors += 1
-            if self._errors >= self.config.max_errors and state is not State.CLOSED:
+            if self._errors >= self.config.max_bad_commands and state is not State.CLOSED:
                 self._close(Reply("421", f"{self.config.hostname} Error: too many errors, closing connection",
                                   "4.7.0"), "too many errors")
         return state
@@ -213,8 +214,7 @@ class SmtpServerConnection:
         if not early:  # a new pipelined group starts (RFC 2920 §3.1)
             session.rcpt_in_group = False
         spec = COMMANDS.get(verb)
-        if verb == "MAIL":
-            session.mail_commands += 1
+        session.attempts.command(verb)
         reply = self._dispatch(cmd, spec is not None)
         if line.too_long and spec is None:
             verb = ""
@@ -222,18 +222,18 @@ class SmtpServerConnection:
             session.rcpt_in_group = True
         self._prev_verb = verb
         redacted = self._redaction.command(line.raw, known=spec is not None)
-        if reply.status == "334":
-            self._redaction.challenged()
         bye = outcome(reply) is Outcome.BYE
         state = (self._close(reply, because("client-quit")) if bye
                  else self._reply(reply, verb, user=commands.logged_in(session, reply)))
+        if state is State.AUTH:  # a 334 (RFC 4954 §4): the next lines are SASL responses
+            self._redaction.challenged()
         self._out.insert(at, Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line.raw, verb=verb, state=state.value,
                                    notes=tuple(cmd.notes), size=line.size if line.too_long else -1,
                                    redacted=redacted, protocol=PROTOCOL, args=command_args(verb, cmd.arg),
                                    # sent before the previous reply (RFC 2920): the timeline counts no round trip
                                    pipelined=early))
-        if verb == "STARTTLS" and outcome(reply) is Outcome.OK:
-            if self._reader.buffered:  # RFC 3207 §5: plaintext injected after STARTTLS is dropped
+        if starts_tls(verb, outcome(reply)):
+            if self._reader.buffered:  # RFC 3207 §4.2: plaintext sent before the handshake is discarded
                 self._out += injected_commands(self._reader.clear(), self.state.value)
             self._control(StartTLS())
 
@@ -312,7 +312,7 @@ class SmtpServerConnection:
             + ("S" if session.tls else "") + ("A" if session.user else "")
         return Envelope(sender=transaction.sender or "", recipients=tuple(transaction.recipients), helo=session.helo,
                         client=session.client_address, hostname=self.config.hostname,
-                        software=self.config.software, with_=with_, queue_id=f"{int(now):x}.{next(self.queue_ids)}",
+                        software=self.config.implementation, with_=with_, queue_id=f"{int(now):x}.{next(self.queue_ids)}",
                         when=now)
 
     def _end_of_data(self) -> None:

@@ -7,15 +7,17 @@ Theory of operation
     "Once the server has sent the greeting (welcoming) message and the client has received
     it, the client normally sends the EHLO command to the server"                       (§3.2)
     "There are three steps to SMTP mail transactions.  The transaction starts with a MAIL
-    command ... This is followed by a series of one or more RCPT commands ... Then, a DATA
-    command initiates transfer of the mail data and is terminated by the "end of mail" data
-    indicator, which also confirms the transaction."                                    (§3.3)
+    command that gives the sender identification. [...] A series of one or more RCPT
+    commands follows, giving the receiver information.  Then, a DATA command initiates
+    transfer of the mail data and is terminated by the "end of mail" data indicator, which
+    also confirms the transaction."                                                     (§3.3)
 
 §4.1.4 fixes the order: "A session that will contain mail transactions MUST first be
 initialized by the use of the EHLO command"; "The MAIL command ... begins a mail transaction"
 and is not allowed inside one; RCPT follows MAIL; DATA follows an accepted RCPT.  Those positions are
 the ``State`` values below.  ``COMMANDS`` says in which states each verb is allowed (any other
-state gets "503 bad sequence of commands", §4.2.4 and §4.3.2) and ``TRANSITIONS`` says where
+state gets "503 Bad sequence of commands", listed in §4.2.2 and §4.2.3, and among the replies
+to MAIL, RCPT and DATA in §4.3.2) and ``TRANSITIONS`` says where
 the session goes when a command is answered: in state S, verb V answered with a reply of
 class O (``outcome``: 2xx OK, 3xx MORE, 4xx/5xx FAIL, 221/421 BYE) leads to state T.  The
 server core changes state only by looking its own reply up there; the observer (proxy, pcap,
@@ -30,10 +32,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from types import MappingProxyType
+from typing import Mapping, Protocol
 
 from mailtrace.protocols.base import wire_text
-from mailtrace.protocols.spec import ANY_VERB, CommandSpec, Outcome, Reply, Transition, TransitionTable
+from mailtrace.protocols.spec import (
+    ANY_VERB, CommandSpec, Outcome, Reply, Transition, TransitionTable, command_row,
+)
 
 PROTOCOL = "smtp"
 
@@ -67,7 +72,7 @@ MAX_RECIPIENTS = 100  # §4.5.3.1.8: "The minimum total number of recipients tha
 IDLE_TIMEOUT = 300.0  # §4.5.3.2.7: "An SMTP server SHOULD have a timeout of at least 5 minutes
 #                       while it is awaiting the next command from the sender."
 MAX_AUTH_LINE = 12288  # RFC 4954 §4: a SASL response line may be up to 12288 octets
-MAX_ERRORS = 20  # not from the RFC: bad commands before 421 (a flood of garbage is no client; Postfix: 20)
+MAX_BAD_COMMANDS = 20  # not from the RFC: bad commands (5xx to the client's mistakes) before 421 (Postfix: 20)
 DATA_READ_LIMIT = 1 << 40  # in DATA the core scans chunks itself: the line reader must not cut
 TRANSCRIPT_KEEP = 64 * 1024  # octets of an oversize or spooled body kept in the transcript event
 
@@ -90,27 +95,34 @@ NO_TRANSACTION = frozenset({State.READY, State.DONE})
 #: with EHLO, RFC 3207 §4.2).
 OUTSIDE_TRANSACTION = frozenset({State.GREETED}) | NO_TRANSACTION
 
-COMMANDS: dict[str, CommandSpec] = {
-    "HELO": CommandSpec(COMMAND_STATES, "RFC 5321 §4.1.1.1", "HELO <domain>"),
-    "EHLO": CommandSpec(COMMAND_STATES, "RFC 5321 §4.1.1.1", "EHLO <domain>"),
-    "MAIL": CommandSpec(NO_TRANSACTION, "RFC 5321 §4.1.1.2",
-                        "MAIL FROM:<reverse-path> [SIZE=<n>] [BODY=7BIT|8BITMIME] [SMTPUTF8]"),
-    "RCPT": CommandSpec(frozenset({State.MAIL, State.RCPT}), "RFC 5321 §4.1.1.3", "RCPT TO:<forward-path>"),
-    "DATA": CommandSpec(frozenset({State.RCPT}), "RFC 5321 §4.1.1.4",
-                        "DATA, then the message, then a line with only '.'"),
-    "RSET": CommandSpec(COMMAND_STATES, "RFC 5321 §4.1.1.5", "RSET"),
-    "NOOP": CommandSpec(COMMAND_STATES, "RFC 5321 §4.1.1.9", "NOOP [<string>]"),
-    "QUIT": CommandSpec(COMMAND_STATES, "RFC 5321 §4.1.1.10", "QUIT"),
-    "HELP": CommandSpec(COMMAND_STATES, "RFC 5321 §4.1.1.8", "HELP [<command>]"),
-    "VRFY": CommandSpec(COMMAND_STATES, "RFC 5321 §4.1.1.6", "VRFY <user or mailbox>"),
-    "EXPN": CommandSpec(COMMAND_STATES, "RFC 5321 §4.1.1.7", "EXPN <mailing list>"),
-    "STARTTLS": CommandSpec(OUTSIDE_TRANSACTION, "RFC 3207 §4", "STARTTLS"),
-    "AUTH": CommandSpec(NO_TRANSACTION, "RFC 4954 §4", "AUTH PLAIN|LOGIN [<initial-response>]"),
-}
+def command(states, rfc: str, syntax: str, *, starts_tls: bool = False, closes: bool = False) -> CommandSpec:
+    """One row of the command table (``spec.command_row``); SMTP's facts in ``extra``, under the
+    keys POP3 uses for the same facts: ``starts_tls`` (a 220 reply starts TLS, RFC 3207 §4) and
+    ``closes`` (once answered, the server closes the connection: QUIT, §4.1.1.10)."""
+    return command_row(states, rfc, syntax, starts_tls=starts_tls, closes=closes)
+
+
+COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({
+    "HELO": command(COMMAND_STATES, "RFC 5321 §4.1.1.1", "HELO <domain>"),
+    "EHLO": command(COMMAND_STATES, "RFC 5321 §4.1.1.1", "EHLO <domain>"),
+    "MAIL": command(NO_TRANSACTION, "RFC 5321 §4.1.1.2",
+                    "MAIL FROM:<reverse-path> [SIZE=<n>] [BODY=7BIT|8BITMIME] [SMTPUTF8]"),
+    "RCPT": command({State.MAIL, State.RCPT}, "RFC 5321 §4.1.1.3", "RCPT TO:<forward-path>"),
+    "DATA": command({State.RCPT}, "RFC 5321 §4.1.1.4", "DATA, then the message, then a line with only '.'"),
+    "RSET": command(COMMAND_STATES, "RFC 5321 §4.1.1.5", "RSET"),
+    "NOOP": command(COMMAND_STATES, "RFC 5321 §4.1.1.9", "NOOP [<string>]"),
+    "QUIT": command(COMMAND_STATES, "RFC 5321 §4.1.1.10", "QUIT", closes=True),
+    "HELP": command(COMMAND_STATES, "RFC 5321 §4.1.1.8", "HELP [<command>]"),
+    "VRFY": command(COMMAND_STATES, "RFC 5321 §4.1.1.6", "VRFY <user or mailbox>"),
+    "EXPN": command(COMMAND_STATES, "RFC 5321 §4.1.1.7", "EXPN <mailing list>"),
+    "STARTTLS": command(OUTSIDE_TRANSACTION, "RFC 3207 §4", "STARTTLS", starts_tls=True),
+    "AUTH": command(NO_TRANSACTION, "RFC 4954 §4", "AUTH PLAIN|LOGIN [<initial-response>]"),
+})
 
 #: Verbs of RFC 821/5321 and extensions the lab knows but does not implement: 502 (§4.2.4).
 NOT_IMPLEMENTED = frozenset({"TURN", "ETRN", "ATRN", "BDAT", "SEND", "SOML", "SAML"})
-#: Verbs with a knowledge entry: the table plus the known-but-unimplemented ones (502).
+#: Every verb this module recognises (each has a knowledge entry): ``COMMANDS`` plus the ones
+#: named beyond it (here the known-but-unimplemented ones, answered 502), as in POP3.
 KNOWN_COMMANDS = frozenset(COMMANDS) | NOT_IMPLEMENTED
 #: RFC 2920 §3.1 (and RFC 3207 §4.2, RFC 4954 §4): these must be the last command of a group.
 MUST_END_GROUP = frozenset({"EHLO", "HELO", "DATA", "VRFY", "EXPN", "TURN", "QUIT", "NOOP", "STARTTLS", "AUTH"})
@@ -170,6 +182,14 @@ def outcome(reply: Reply | str) -> Outcome:
     if code in ("221", "421"):  # §4.2.2: "closing transmission channel"
         return BYE
     return {"2": OK, "3": MORE}.get(code[:1], FAIL)
+
+
+def starts_tls(verb: str, result: Outcome) -> bool:
+    """Whether this reply starts TLS: a 2xx (220) to a command whose row says ``starts_tls``
+    (STARTTLS, RFC 3207 §4: "After receiving a 220 response to a STARTTLS command, the client
+    MUST start the TLS negotiation"); the core and the observer both ask here."""
+    spec = COMMANDS.get(verb)
+    return spec is not None and spec.extra["starts_tls"] and result is OK
 
 
 def expected_state(state: State, verb: str) -> State:
@@ -267,9 +287,9 @@ class SmtpConfig:
     max_message_size: int = MAX_MESSAGE_SIZE
     max_recipients: int = MAX_RECIPIENTS
     idle_timeout: float = IDLE_TIMEOUT
-    max_errors: int = MAX_ERRORS
+    max_bad_commands: int = MAX_BAD_COMMANDS
     tls_available: bool = False  # offer STARTTLS (a certificate is configured)
-    software: str = "mailtrace"
+    implementation: str = "mailtrace"  # named in the greeting and in Received: (RFC 5321 §4.4)
     postmaster: str = ""  # the user who gets mail for <postmaster> (RFC 5321 §4.5.1)
     # A classroom lab off loopback: AUTH (plaintext passwords) only on a secure channel (TLS
     # or loopback); not advertised before STARTTLS (RFC 4954 §6, 538 5.7.11).

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from mailtrace.protocols import credentials
 from mailtrace.protocols.lines import Line
 from mailtrace.protocols.smtp.spec import (
-    BARE_CR, BARE_LF, BEFORE_GREETING, EHLO_KEYWORDS, LINE_TOO_LONG, MAX_DOMAIN, MAX_LOCAL_PART, MAX_PATH,
+    BARE_CR, BARE_LF, BEFORE_GREETING, EHLO_KEYWORDS, LEFT_WITHOUT_MAIL, LINE_TOO_LONG, MAX_DOMAIN, MAX_LOCAL_PART, MAX_PATH,
     MISSING_BRACKETS, MUST_END_GROUP, NO_PIPELINING, PIPELINING_GROUP, PROTOCOL, SPACE_AFTER_COLON,
     STARTTLS_INJECTION,
 )
@@ -222,15 +222,60 @@ def parse_path(arg: str, keyword: str, allow_null: bool) -> Path:
     return Path(inner, local, domain, params, tuple(notes))
 
 
+#: The keyword before the path of each envelope command (§4.1.1.2, §4.1.1.3).
+PATH_KEYWORD = {"MAIL": "FROM", "RCPT": "TO"}
+
+
+def read_path(verb: str, arg: str) -> Path:
+    """The path of a MAIL or RCPT argument (``PathError`` when there is none); only MAIL takes
+    the null path <> (§4.1.1.2)."""
+    return parse_path(arg, PATH_KEYWORD[verb], allow_null=verb == "MAIL")
+
+
+def envelope_path(verb: str, arg: str) -> Path | None:
+    """``read_path`` for any command: None for other verbs and for a path it cannot read."""
+    if verb not in PATH_KEYWORD:
+        return None
+    try:
+        return read_path(verb, arg)
+    except PathError:
+        return None
+
+
+def path_notes(path: Path) -> list[Note]:
+    """The path's departures from the grammar (space after the colon, missing brackets) as notes."""
+    return [Note(rule, detail) for rule, detail in path.notes]
+
+
+def declared_body(params: tuple[tuple[str, str | None], ...]) -> tuple[bool, bool]:
+    """(8BITMIME, SMTPUTF8): what a MAIL's parameters declared about the message, BODY=8BITMIME
+    (RFC 6152 §2) and SMTPUTF8 (RFC 6531 §3.4); the core refuses malformed ones first."""
+    return (any(key == "BODY" and (value or "").upper() == "8BITMIME" for key, value in params),
+            any(key == "SMTPUTF8" for key, _ in params))
+
+
+@dataclass(slots=True)
+class Attempts:
+    """Did a client that was greeted try a mail transaction before QUIT?  Leaving without one
+    (``LEFT_WITHOUT_MAIL``) often means the client missed an extension it needed."""
+
+    introduced: bool = False  # a HELO/EHLO was accepted in this connection
+    mail_commands: int = 0  # MAIL commands seen in this connection (accepted or not)
+
+    def command(self, verb: str) -> None:
+        if verb == "MAIL":
+            self.mail_commands += 1
+
+    def quit_notes(self) -> list[Note]:
+        return [Note(LEFT_WITHOUT_MAIL)] if self.introduced and not self.mail_commands else []
+
+
 def command_args(verb: str, arg: str) -> Args | None:
     """The transcript's typed arguments of a MAIL or RCPT command (None for other verbs and for a
     path ``parse_path`` cannot read): the server core and the observer both record them, so the
     grader and the web view read the envelope without parsing the line again."""
-    if verb not in ("MAIL", "RCPT"):
-        return None
-    try:
-        path = parse_path(arg, "FROM" if verb == "MAIL" else "TO", allow_null=verb == "MAIL")
-    except PathError:
+    path = envelope_path(verb, arg)
+    if path is None:
         return None
     if verb == "MAIL":
         return Args(reverse_path=path.address, params=path.params)
