@@ -25,7 +25,8 @@ numbers = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-5, 10**1
 
 args = st.builds(Args, reverse_path=maybe(text), forward_path=maybe(text),
                  params=st.lists(st.tuples(text, maybe(text)), max_size=2).map(tuple),
-                 message=maybe(st.integers(0, 99)), lines=maybe(st.integers(0, 99)), mailbox=text, sequence_set=text)
+                 message=maybe(st.integers(0, 99)), lines=maybe(st.integers(0, 99)), mailbox=text, sequence_set=text,
+                 size=maybe(st.integers(0, 10**9)))
 events = st.builds(
     Event,
     side=st.sampled_from(Side), kind=st.sampled_from(Kind),
