@@ -96,10 +96,10 @@ class Args:
     def to_dict(self) -> dict:
         """The arguments that differ from the defaults (the null path "" is kept: it is not None)."""
         d: dict = {}
-        for f in fields(Args):
-            value = getattr(self, f.name)
-            if value != f.default:
-                d[f.name] = [list(p) for p in value] if f.name == "params" else value
+        for name, default in _ARGS_DEFAULTS:
+            value = getattr(self, name)
+            if value != default:
+                d[name] = [list(p) for p in value] if name == "params" else value
         return d
 
     @classmethod
@@ -111,6 +111,9 @@ class Args:
             if kw.get(name) is not None:
                 kw[name] = int(kw[name])
         return cls(**kw)
+
+
+_ARGS_DEFAULTS = tuple((f.name, f.default) for f in fields(Args))  # (computed once: fields() is slow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,11 +246,19 @@ class Event:
         new = object.__new__(Event)
         for name in _COPIED:
             object.__setattr__(new, name, getattr(self, name))
-        object.__setattr__(new, "protocol", self.protocol or protocol)
-        object.__setattr__(new, "session", session)
-        object.__setattr__(new, "seq", seq)
-        object.__setattr__(new, "t", t)
-        return new
+        object.__setattr__(new, "protocol", self.protocol)
+        return new.stamp(session, seq, t, protocol)
+
+    def stamp(self, session: str, seq: int, t: float, protocol: str = "") -> "Event":
+        """Stamp this event in place (the recorder does, once, on an event no sink has seen yet:
+        a core's brand-new event is not built a second time just to add four fields)."""
+        setattr_ = object.__setattr__
+        if not self.protocol:
+            setattr_(self, "protocol", protocol)
+        setattr_(self, "session", session)
+        setattr_(self, "seq", seq)
+        setattr_(self, "t", t)
+        return self
 
     @property  # after the fields: this read-only view replaces the InitVar's class attribute
     def info(self) -> dict[str, str]:  # type: ignore[no-redef]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import json
+import operator
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -48,47 +49,115 @@ def header() -> dict:
     return {"format": FORMAT, "version": VERSION, "tool": f"mailtrace {__version__}", "created": now}
 
 
+# Precomputed for event_to_dict, which runs once per event in the log writer's thread: the
+# enums' values (``Side.CLIENT.value`` is a property call), and getters that fetch a group of
+# fields in one call, so an event with none of them set (most events) skips the group at once.
+_SIDE = {side: side.value for side in Side}
+_KIND = {kind: kind.value for kind in Kind}
+_LINE_FIELDS = ("verb", "code", "tag", "state")
+_line_fields = operator.attrgetter(*_LINE_FIELDS)
+_facts_of = operator.attrgetter(*FACTS)
+_typed_of = operator.attrgetter("args", "messages", "peer", "reason", "tls")
+
+
 def event_to_dict(event: Event, show_secrets: bool = False) -> dict:
-    data = event.shown(show_secrets)
+    redacted = event.redacted
+    data = redacted if redacted is not None and not show_secrets else event.raw
     d: dict = {
         "session": event.session,
         "seq": event.seq,
         "t": round(event.t, 6),
-        "side": event.side.value,
-        "kind": event.kind.value,
+        "side": _SIDE[event.side],
+        "kind": _KIND[event.kind],
         "protocol": event.protocol,
     }
     try:
         d["raw"] = data.decode("utf-8")
     except UnicodeDecodeError:
         d["raw_b64"] = base64.b64encode(data).decode("ascii")
-    for name in ("verb", "code", "tag", "state"):
-        value = getattr(event, name)
+    for name, value in zip(_LINE_FIELDS, _line_fields(event)):
         if value:
             d[name] = value
     if event.notes:
         d["notes"] = [{"rule": n.rule, "detail": n.detail} for n in event.notes]
     if event.size >= 0:
         d["size"] = event.size
-    if event.redacted is not None:
+    if redacted is not None:
         d["redacted"] = not show_secrets
-    if event.args is not None:
-        d["args"] = event.args.to_dict()
-    for name in FACTS:
-        value = getattr(event, name)
-        if value:
-            d[name] = value
-    if event.messages:
-        d["messages"] = [m.to_list() for m in event.messages]
-    if event.peer is not None:
-        p = event.peer
-        d["peer"] = {"client": p.client, "server": p.server, "mode": p.mode, "started": p.started}
-    if event.reason is not None:
-        d["reason"] = {"text": event.reason.text, "clauses": [[c.key, dict(c.fields)] for c in event.reason.clauses]}
-    if event.tls is not None:
-        t = event.tls
-        d["tls"] = {"how": t.how, "seen": t.seen, "intercepted": t.intercepted, "mark": t.mark, "detail": t.detail}
+    args, messages, peer, reason, tls = _typed_of(event)
+    if args is not None:
+        d["args"] = args.to_dict()
+    facts = _facts_of(event)
+    if any(facts):
+        for name, value in zip(FACTS, facts):
+            if value:
+                d[name] = value
+    if messages:
+        d["messages"] = [m.to_list() for m in messages]
+    if peer is not None:
+        d["peer"] = {"client": peer.client, "server": peer.server, "mode": peer.mode, "started": peer.started}
+    if reason is not None:
+        d["reason"] = {"text": reason.text, "clauses": [[c.key, dict(c.fields)] for c in reason.clauses]}
+    if tls is not None:
+        d["tls"] = {"how": tls.how, "seen": tls.seen, "intercepted": tls.intercepted, "mark": tls.mark,
+                    "detail": tls.detail}
     return d
+
+
+# The same line as ``_ENCODER.encode(event_to_dict(event))``, byte for byte, written directly:
+# the log writer's thread spends most of its time here.  Strings go through the encoder's own
+# escaping function, numbers through ``repr`` as the encoder does; the rarer nested facts (notes,
+# args, peer, ...) through the encoder itself.
+_quote = json.encoder.encode_basestring  # what JSONEncoder(ensure_ascii=False) uses (C when built)
+_SIDE_JSON = {side: _quote(side.value) for side in Side}
+_KIND_JSON = {kind: _quote(kind.value) for kind in Kind}
+_LINE_KEYS = tuple(f', "{name}": ' for name in _LINE_FIELDS)
+_FACT_KEYS = tuple(f', "{name}": ' for name in FACTS)
+_FINITE = (int, float)
+
+
+def _number(value) -> str:
+    """A number as JSONEncoder writes it (repr for finite ints and floats)."""
+    if type(value) in _FINITE and value - value == 0:  # (inf - inf and nan are not 0)
+        return repr(value)
+    return _ENCODER.encode(value)
+
+
+def event_line(event: Event, show_secrets: bool = False) -> str:
+    """One event as its JSON line (without the newline): what ``JsonlSink`` writes."""
+    redacted = event.redacted
+    data = redacted if redacted is not None and not show_secrets else event.raw
+    try:
+        raw = ', "raw": ' + _quote(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raw = ', "raw_b64": "' + base64.b64encode(data).decode("ascii") + '"'
+    parts = ['{"session": ', _quote(event.session), ', "seq": ', _number(event.seq), ', "t": ',
+             _number(round(event.t, 6)), ', "side": ', _SIDE_JSON[event.side], ', "kind": ', _KIND_JSON[event.kind],
+             ', "protocol": ', _quote(event.protocol), raw]
+    for key, value in zip(_LINE_KEYS, _line_fields(event)):
+        if value:
+            parts += (key, _quote(value))
+    if event.notes:
+        parts += (', "notes": ', _ENCODER.encode([{"rule": n.rule, "detail": n.detail} for n in event.notes]))
+    if event.size >= 0:
+        parts += (', "size": ', _number(event.size))
+    if redacted is not None:
+        parts.append(', "redacted": true' if not show_secrets else ', "redacted": false')
+    args, messages, peer, reason, tls = _typed_of(event)
+    if args is not None:
+        parts += (', "args": ', _ENCODER.encode(args.to_dict()))
+    facts = _facts_of(event)
+    if any(facts):
+        for key, value in zip(_FACT_KEYS, facts):
+            if value:
+                parts += (key, _ENCODER.encode(value))
+    if messages or peer is not None or reason is not None or tls is not None:
+        rest = event_to_dict(event, show_secrets)  # (OPEN, CLOSE, TLS and store replies: a few per session)
+        for name in ("messages", "peer", "reason", "tls"):
+            if name in rest:
+                parts += (f', "{name}": ', _ENCODER.encode(rest[name]))
+    parts.append("}")
+    return "".join(parts)
 
 
 def _facts(d: dict) -> dict:
@@ -165,7 +234,7 @@ class JsonlSink(FileSink):
         self._file.flush()
 
     def handle(self, event: Event) -> None:
-        self._file.write(_ENCODER.encode(event_to_dict(event, self.show_secrets)) + "\n")
+        self._file.write(event_line(event, self.show_secrets) + "\n")
         self._written(event)
 
 

@@ -43,12 +43,14 @@ class Recorder:
 
     def __init__(self, sinks: Iterable[Sink] = ()) -> None:
         self.sinks: list[Sink] = list(sinks)
+        self._handlers = tuple(s.handle for s in self.sinks)
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
 
     def add_sink(self, sink: Sink) -> None:
         with self._lock:
             self.sinks.append(sink)
+            self._handlers = tuple(s.handle for s in self.sinks)
 
     def session(
         self,
@@ -69,11 +71,14 @@ class Recorder:
         with self._lock:
             if sink in self.sinks:
                 self.sinks.remove(sink)
+                self._handlers = tuple(s.handle for s in self.sinks)
 
     def dispatch(self, event: Event) -> None:
+        # The sinks' bound ``handle`` methods, looked up once per change of the sinks rather
+        # than once per event.
         with self._lock:
-            for sink in self.sinks:
-                sink.handle(event)
+            for handle in self._handlers:
+                handle(event)
 
     def flush(self) -> None:
         """Flush the sinks that buffer (files opened with ``autoflush=False``)."""
@@ -115,12 +120,18 @@ class SessionRecorder:
         self.record(Event(side=Side.NONE, kind=Kind.OPEN, peer=Peer(client=client, server=server, mode=mode, started=wall)))
 
     def record(self, event: Event, t: float | None = None) -> Event:
-        """Stamp and dispatch one event; ``t`` overrides the clock (pcap import)."""
+        """Stamp and dispatch one event; ``t`` overrides the clock (pcap import).
+
+        A new event (no session yet: what the cores return) is stamped in place; one already
+        stamped (recorded before, read from a file) is copied, so no sink's event ever changes."""
         if t is None:
             t = self._clock() - self._t0
-        stamped = event.stamped(self.id, next(self._seq), t, self.protocol)  # one copy, protocol filled in
-        self.recorder.dispatch(stamped)
-        return stamped
+        if event.session:
+            event = event.stamped(self.id, next(self._seq), t, self.protocol)
+        else:
+            event.stamp(self.id, next(self._seq), t, self.protocol)
+        self.recorder.dispatch(event)
+        return event
 
     def violation(self, rule: str, detail: str = "", side: Side = Side.CLIENT, state: str = "") -> Event:
         return self.record(Event(side=side, kind=Kind.VIOLATION, state=state, notes=(Note(rule, detail),)))

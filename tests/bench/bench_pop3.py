@@ -4,7 +4,7 @@
                          [--rounds 2] [--line-ends crlf|lf] [--dovecot-tuned] [--jsonl] [--pin]
 
 One session = connect, greeting, USER, PASS, STAT, RETR every message, QUIT.  Both servers
-serve the same Maildir tree: one user per concurrent client (POP3 locks a maildrop for one
+serve identical Maildir trees (one each): one user per concurrent client (POP3 locks a maildrop for one
 session at a time, RFC 1939 §4), each holding the same 100 messages of 10 KB (hard links to
 one set of files).  Both run on 127.0.0.1 ports chosen by the kernel; Dovecot is started with
 a private configuration under a temporary directory and stopped at the end.
@@ -187,17 +187,12 @@ def wait_port(port: int, proc=None, log: Path | None = None, timeout: float = 15
 def _serve_mailtrace(directory: str, users: dict[str, str], port, jsonl: bool, cpus=None) -> None:
     if cpus:
         os.sched_setaffinity(0, cpus)
-    import mailtrace.store.maildir  # noqa: F401  (everything imported before dropping root)
     from mailtrace.servers.base import Listener, ListenerConfig
     from mailtrace.servers.lab import Lab
     from mailtrace.servers.pop3 import make_core_factory
     from mailtrace.transcript.jsonl import JsonlSink
     from mailtrace.transcript.recorder import Recorder
 
-    if os.geteuid() == 0:  # run as the same user as Dovecot's mail processes: same files, same rights
-        uid, gid = mail_owner()
-        os.setgid(gid)
-        os.setuid(uid)
     sinks = [JsonlSink(Path(directory) / "transcript.jsonl")] if jsonl else []
     lab = Lab(directory=Path(directory), users=users, recorder=Recorder(sinks))
 
@@ -354,10 +349,17 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-pop3-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)  # Dovecot's auth process (user dovecot) reads the passwd file below
+        # Two trees of the same messages, one per server (as bench_lab.py does): each keeps its own
+        # uidlists and index files with the owner it needs.  Dovecot's mail processes never run as
+        # root, so its tree belongs to the mail user; mailtrace's server keeps the bench's user (as
+        # root, dropping to the mail user would leave it unable to read a Python installed under
+        # /root, and the lazy imports of the standard library would fail mid-run).
         make_maildir_tree(root / "lab" / "mail", list(users), crlf=args.line_ends == "crlf")
+        dove_mail = root / "dovecot-tree" / "mail"
+        make_maildir_tree(dove_mail, list(users), crlf=args.line_ends == "crlf")
         if os.geteuid() == 0:
             uid, gid = mail_owner()
-            subprocess.run(["chown", "-R", f"{uid}:{gid}", str(root / "lab")], check=True)
+            subprocess.run(["chown", "-R", f"{uid}:{gid}", str(dove_mail.parent)], check=True)
         servers = {}
         server_cpus = None
         if args.pin:  # one core for the server under test (all of Dovecot's processes), the rest for the client
@@ -369,7 +371,7 @@ def main(argv=None) -> None:
         if args.only != "dovecot":
             servers["mailtrace"] = Mailtrace(root / "lab", users, args.jsonl, cpus=server_cpus)
         if args.only != "mailtrace":
-            servers["dovecot"] = Dovecot(root / "dovecot", root / "lab" / "mail", users, tuned=args.dovecot_tuned,
+            servers["dovecot"] = Dovecot(root / "dovecot", dove_mail, users, tuned=args.dovecot_tuned,
                                          cpus=server_cpus)
         for server in servers.values():
             server.start()
