@@ -5,7 +5,7 @@
     lexer.py            bytes of one command -> tokens (atoms, quoted strings, literals)
     parser.py           a cursor over tokens: astring, mailbox, sequence sets, flags, dates
     dispatch.py         a command's lines and literals -> its handler (state checks, limits)
-    connection.py       ImapServerConnection: framing (protocols/lines.py), responses, events
+    server.py           ImapServerConnection: framing (protocols/lines.py), responses, events
     mailboxview.py      the selected mailbox as one session sees it (sequence numbers, updates)
     commands_*.py       the handlers
     fetch.py search.py  FETCH items and SEARCH keys
@@ -15,7 +15,7 @@
     vocabulary.py       every response, response code and violation the code can emit
 """
 
-from mailtrace.protocols.imap.connection import CAPABILITIES, ImapServerConnection
+from mailtrace.protocols.imap.server import CAPABILITIES, ImapServerConnection
 from mailtrace.protocols.imap.observer import ImapObserver
 from mailtrace.protocols.imap.spec import COMMANDS, TRANSITIONS, State
 from mailtrace.protocols.imap.vocabulary import (

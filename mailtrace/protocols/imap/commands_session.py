@@ -16,7 +16,7 @@ import binascii
 
 from mailtrace import __version__
 from mailtrace.protocols.imap import wire
-from mailtrace.protocols.imap.connection import Mode
+from mailtrace.protocols.imap.server import Mode
 from mailtrace.protocols.imap.lexer import ParseError, T
 from mailtrace.protocols.imap.spec import REDACTED
 from mailtrace.transcript.event import Event, Kind, Note, Side

@@ -13,7 +13,7 @@ from __future__ import annotations
 from mailtrace.knowledge import because
 from mailtrace.protocols.imap import spec
 from mailtrace.protocols.imap.commandline import CommandReader, tokens_of
-from mailtrace.protocols.imap.connection import Command
+from mailtrace.protocols.imap.server import Command
 from mailtrace.protocols.imap.wire import failure
 from mailtrace.protocols.imap.lexer import ParseError, T
 from mailtrace.protocols.imap.parser import Cursor
