@@ -8,9 +8,9 @@ import re
 import pytest
 
 from mailtrace.protocols.base import Close, Send, send_all, settle
-from mailtrace.protocols.imap import ImapServerConnection, State
+from mailtrace.protocols.imap import State
 from mailtrace.transcript.event import Kind, Side
-from test_imap_helpers import MULTI, PASSWORD, SIMPLE, Client, make_store, tagged
+from test_imap_helpers import MULTI, PASSWORD, SIMPLE, Client, make_core, make_store, tagged
 
 CHUNKS = [1, 7, 10_000]
 
@@ -436,7 +436,7 @@ def test_bad_tags_and_empty_lines(store):
 
 
 def test_core_works_without_a_watchable_change(store):
-    core = ImapServerConnection(store)
+    core = make_core(store)
     assert core.notify() == []
     close = core.idle_timeout()[-1]
     assert isinstance(close, Close) and close.reason.text == "autologout (RFC 3501 §5.4)"
@@ -548,7 +548,7 @@ def test_event_stamped_keeps_every_field():
 def test_append_runs_as_a_pending_job_and_later_input_waits(store):
     from mailtrace.protocols.base import Pending, send_all
 
-    core = ImapServerConnection(store)
+    core = make_core(store)
     core.start()
     core.receive(b"a1 LOGIN bob bob\r\n")
     out = core.receive(b"a2 APPEND INBOX {2+}\r\nhi\r\na3 NOOP\r\n")
@@ -565,7 +565,7 @@ def test_a_spooled_append_writes_each_part_in_a_store_job(store):
     from mailtrace.protocols.imap.spec import SPOOL_LITERAL
     from test_imap_helpers import run_pending
 
-    core = ImapServerConnection(store)
+    core = make_core(store)
     core.start()
     core.receive(b"a1 LOGIN bob bob\r\n")
     body = b"Subject: big\r\n\r\n" + b"x" * (SPOOL_LITERAL + 10) + b"\r\n"

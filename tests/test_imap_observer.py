@@ -5,17 +5,14 @@ from __future__ import annotations
 import pytest
 
 from mailtrace.protocols.base import Send
-from mailtrace.protocols.imap import ImapServerConnection
 from mailtrace.protocols.imap.observer import ImapObserver
 from mailtrace.transcript.event import Args, Event, Kind, Side
-from test_imap_helpers import MULTI, PASSWORD, SIMPLE, make_store, run_pending
+from test_imap_helpers import MULTI, PASSWORD, SIMPLE, make_core, make_store, run_pending
 
 
 def _session(store) -> tuple[list[tuple[Side, bytes]], list[Event]]:
     """Run a core through a realistic session; return the wire chunks (both sides) and its events."""
-    from mailtrace.protocols.imap import ImapServerConnection
-
-    core = ImapServerConnection(store)
+    core = make_core(store)
     wire: list[tuple[Side, bytes]] = []
     events: list[Event] = []
 
@@ -167,7 +164,7 @@ def sessions(draw):
 
 
 def _play(store, writes, ending, core_chunk):
-    core = ImapServerConnection(store)
+    core = make_core(store)
     wire: list[tuple[Side, bytes]] = []
     events: list[Event] = []
     closed = False

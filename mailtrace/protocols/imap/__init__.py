@@ -17,7 +17,7 @@
 
 from mailtrace.protocols.imap.server import CAPABILITIES, ImapServerConnection
 from mailtrace.protocols.imap.observer import ImapObserver
-from mailtrace.protocols.imap.spec import COMMANDS, TRANSITIONS, State
+from mailtrace.protocols.imap.spec import COMMANDS, TRANSITIONS, ImapConfig, State
 from mailtrace.protocols.imap.vocabulary import (
     COMMAND_VERBS, DATA_VERBS, REPLY_CODES, RESPONSE_CODES, RESPONSES, VIOLATIONS,
 )
@@ -25,5 +25,5 @@ from mailtrace.protocols.imap.vocabulary import (
 # For tests/test_knowledge.py: verbs documented beyond the table (DONE ends IDLE, RFC 2177).
 KNOWN_COMMANDS = COMMAND_VERBS - set(COMMANDS)
 
-__all__ = ["CAPABILITIES", "COMMANDS", "TRANSITIONS", "COMMAND_VERBS", "DATA_VERBS", "ImapObserver", "ImapServerConnection",
+__all__ = ["CAPABILITIES", "COMMANDS", "TRANSITIONS", "COMMAND_VERBS", "DATA_VERBS", "ImapConfig", "ImapObserver", "ImapServerConnection",
            "KNOWN_COMMANDS", "REPLY_CODES", "RESPONSES", "RESPONSE_CODES", "State", "VIOLATIONS"]

@@ -51,7 +51,7 @@ def logout(conn, cmd) -> None:
 
 def starttls(conn, cmd) -> None:
     cmd.args.end()
-    if not conn.tls_available or conn.tls_active:
+    if not conn.config.tls_available or conn.tls_active:
         conn.done(cmd, "BAD", "STARTTLS is not available" + (" (TLS is already on)" if conn.tls_active else ""))
         return
     # §6.2.1: "the client MUST discard cached information about server capabilities"

@@ -36,7 +36,7 @@ from mailtrace.protocols.imap.commandline import CommandReader
 from mailtrace.protocols.imap.lexer import ParseError, tokenize
 from mailtrace.protocols.imap.parser import Cursor, set_text
 from mailtrace.protocols.imap.spec import (
-    AUTOLOGOUT_SECONDS, FORCE_SYNC, LITERAL_PREVIEW, MAX_LINE, NO_EXPUNGE, REDACTED, Reply, State,
+    FORCE_SYNC, LITERAL_PREVIEW, MAX_LINE, NO_EXPUNGE, REDACTED, ImapConfig, Reply, State,
 )
 from mailtrace.protocols.lines import LineReader, Literal
 from mailtrace.transcript.event import Event, Kind, Note, Side
@@ -67,17 +67,18 @@ class Command:
 class ImapServerConnection:
     """One IMAP server connection.  ``store`` is a ``MaildirStore`` (or a fake with its API)."""
 
-    idle_timeout_seconds: float = AUTOLOGOUT_SECONDS
-
-    def __init__(self, store, *, hostname: str = "lab.test", tls_available: bool = False,
-                 tls_active: bool = False, on_change: Callable[[], None] | None = None,
-                 plaintext_auth: bool = True) -> None:
+    def __init__(self, config: ImapConfig, store, *, clock: Callable[[], float], tls: bool = False,
+                 secure_channel: bool = True, on_change: Callable[[], None] | None = None) -> None:
+        """``clock`` gives the time (APPEND's default INTERNALDATE, RFC 3501 §6.3.11; the shell
+        passes ``time.time``: a core never reads the clock itself); ``tls``: the connection is
+        already encrypted (implicit TLS); ``secure_channel``: loopback or TLS, where a
+        plaintext password may be sent even when ``config.tls_required_for_auth``."""
+        self.config = config
         self.store = store
-        # False in a classroom lab off loopback: LOGIN and AUTHENTICATE PLAIN wait for TLS
-        self.plaintext_auth = plaintext_auth
-        self.hostname = hostname
-        self.tls_available = tls_available
-        self.tls_active = tls_active
+        self.clock = clock
+        self.idle_timeout_seconds = config.idle_timeout
+        self.secure_channel = secure_channel or tls
+        self.tls_active = tls
         self.on_change = on_change
         self.state = State.NOT_AUTHENTICATED
         self.user: str | None = None
@@ -107,7 +108,7 @@ class ImapServerConnection:
     # -- ServerCore interface -------------------------------------------------------------
     def start(self) -> list[Output]:
         self._out = []
-        self.status("*", "OK", f"{self.hostname} mailtrace IMAP4rev1 lab server ready",
+        self.status("*", "OK", f"{self.config.hostname} {self.config.software} ready",
                     code="CAPABILITY " + " ".join(self.capabilities()))
         return self._take()
 
@@ -163,6 +164,7 @@ class ImapServerConnection:
 
     def tls_started(self) -> list[Output]:
         self.tls_active = True
+        self.secure_channel = True
         return []
 
     def notify(self) -> list[Output]:
@@ -177,13 +179,13 @@ class ImapServerConnection:
     def login_disabled(self) -> bool:
         """RFC 3501 §6.2.3: without TLS "a server implementation MUST implement a configuration
         in which it advertises the LOGINDISABLED capability and does NOT permit the LOGIN command"."""
-        return not self.plaintext_auth and not self.tls_active
+        return self.config.tls_required_for_auth and not self.secure_channel
 
     def capabilities(self) -> list[str]:
         caps = list(CAPABILITIES)
         if self.login_disabled:  # and no AUTH=PLAIN either: it sends the same password
             caps = [c for c in caps if not c.startswith("AUTH=")] + ["LOGINDISABLED"]
-        if self.tls_available and not self.tls_active and self.state is State.NOT_AUTHENTICATED:
+        if self.config.tls_available and not self.tls_active and self.state is State.NOT_AUTHENTICATED:
             caps.insert(1, "STARTTLS")
         return caps
 

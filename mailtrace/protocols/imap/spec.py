@@ -28,12 +28,14 @@ from __future__ import annotations
 import enum
 import importlib
 import re
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from mailtrace.protocols.base import wire_text
 from mailtrace.protocols.spec import ANY_VERB, CommandSpec, Outcome, Reply, Transition, TransitionTable
 
-__all__ = ["ANY_VERB", "COMMANDS", "CommandSpec", "Outcome", "Reply", "State", "TRANSITIONS", "outcome", "wire"]
+__all__ = ["ANY_VERB", "COMMANDS", "CommandSpec", "ImapConfig", "Outcome", "Reply", "State", "TRANSITIONS", "outcome",
+           "wire"]
 
 
 class State(str, enum.Enum):
@@ -232,3 +234,16 @@ def wire(reply: Reply) -> bytes:
 def response_code(reply: Reply) -> str:
     """The atom that names the response code (``"COPYUID"`` of ``"COPYUID 1 2 3"``), for events."""
     return reply.code.split(" ")[0]
+
+
+# -- the configuration of a server core (one frozen dataclass; CLI flags map onto it) ---------
+@dataclass(frozen=True)
+class ImapConfig:
+    hostname: str = "lab.test"
+    software: str = "mailtrace IMAP4rev1 lab server"  # said in the greeting
+    #: RFC 3501 §5.4 autologout; 0 disables it.  Below 30 minutes only for tests and demos.
+    idle_timeout: float = AUTOLOGOUT_SECONDS
+    tls_available: bool = False  # offer STARTTLS (the shell has a certificate)
+    # A classroom lab off loopback: LOGINDISABLED and no AUTH=PLAIN until STARTTLS (RFC 3501
+    # §6.2.3) on a connection that is not a secure channel (loopback or TLS).
+    tls_required_for_auth: bool = False
