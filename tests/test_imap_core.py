@@ -641,3 +641,31 @@ def test_a_store_job_that_ends_after_the_connection_closed_answers_nothing(store
     assert b"* BYE server shutting down" in send_all(c.core.shutdown())
     assert job.resume(job.job()) == []
     assert len(store.mailbox("alice", "INBOX").messages()) == 1  # (the expunge itself happened)
+
+
+def test_every_command_of_the_spec_has_a_handler_and_no_other():
+    from mailtrace.protocols.imap.dispatch import HANDLERS
+
+    assert set(HANDLERS) == set(COMMANDS)
+    assert all(callable(h) for h in HANDLERS.values())
+
+
+def test_select_answered_no_leaves_the_selected_state_but_bad_does_not(store):
+    """RFC 3501 §6.3.1: "NO - select failure, now in authenticated state"; a BAD ("command
+    unknown or arguments invalid") was not run, so the mailbox stays selected."""
+    c = Client(store)
+    c.login()
+    c.select()
+    assert tagged(c.cmd("a1 SELECT"), "a1").startswith(b"BAD") and c.core.state is State.SELECTED
+    assert tagged(c.cmd("a2 SELECT nosuch"), "a2").startswith(b"NO") and c.core.state is State.AUTHENTICATED
+
+
+def test_append_without_a_date_takes_the_internaldate_from_the_injected_clock(store):
+    """RFC 3501 §6.3.11: without a date-time, the internal date is the time of the APPEND:
+    the core asks the clock it was given (it never reads the wall clock itself)."""
+    c = Client(store, clock=lambda: 1_000_000_000.0)  # 2001-09-09 01:46:40 UTC
+    c.login()
+    c.send(b"a1 APPEND INBOX {5+}\r\nhello\r\n")
+    c.select()
+    reply = c.cmd("a2 FETCH * INTERNALDATE")  # the last message: the one appended
+    assert b'"09-Sep-2001 01:46:40 +0000"' in reply, reply

@@ -32,6 +32,17 @@ from mailtrace.transcript.event import Args, Note
 LITERAL_ONLY = re.compile(rb"^ *(\{\d+\+?\})?\)?\r?\n\Z")
 
 
+def blank(line: bytes) -> bool:
+    """An empty line is not a command: ignored (as Dovecot does), by the core and the observer."""
+    return not line.strip()
+
+
+def after_logout() -> Note:
+    """What the client sent after LOGOUT: never run (RFC 3501 §6.1.3: the server closes the
+    connection after its tagged OK); the same note from the core and the observer."""
+    return Note("after-logout", "sent after LOGOUT: the server does not run it (RFC 3501 §6.1.3)")
+
+
 def line_notes(line: bytes) -> list[Note]:
     """Violations of any line, from either side: it must end in CRLF (RFC 3501 §2.2)."""
     if line.endswith(b"\r\n"):

@@ -32,21 +32,16 @@ from mailtrace.protocols import credentials
 from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
 from mailtrace.knowledge import because
 from mailtrace.protocols.imap import mutf7, spec, wire
-from mailtrace.protocols.imap.commandline import CommandReader
+from mailtrace.protocols.imap.commandline import CommandReader, after_logout
 from mailtrace.protocols.imap.lexer import ParseError, tokenize
 from mailtrace.protocols.imap.parser import Cursor, set_text
 from mailtrace.protocols.imap.spec import (
-    FORCE_SYNC, LITERAL_PREVIEW, MAX_LINE, NO_EXPUNGE, REDACTED, ImapConfig, Reply, State,
+    CAPABILITIES, FORCE_SYNC, LITERAL_PREVIEW, MAX_COMMAND_LINE, NO_EXPUNGE, REDACTED, ImapConfig, Reply, State,
 )
 from mailtrace.protocols.lines import LineReader, Literal
 from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.links import MessageRef
 
-# What the server advertises (RFC 3501 §7.2.1); each extension only once it is complete.
-CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE", "ID", "UNSELECT", "ENABLE",
-                "UTF8=ACCEPT", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "ESEARCH", "BINARY", "MULTIAPPEND",
-                "SORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "CONDSTORE", "QRESYNC",
-                "AUTH=PLAIN")
 
 class Mode(enum.Enum):
     COMMAND = "command"  # reading command lines
@@ -89,7 +84,7 @@ class ImapServerConnection:
         self.qresync = False  # ENABLE QRESYNC was sent (RFC 7162 §3.2.3)
         self.mode = Mode.COMMAND
         self.closed = False
-        self._reader = LineReader(MAX_LINE)
+        self._reader = LineReader(MAX_COMMAND_LINE)
         self._skipping = False  # a too-long line was answered BAD before its end came
         self._job = None  # a Pending (slow store work) not finished yet: input waits
         self._out: list[Output] = []
@@ -116,7 +111,7 @@ class ImapServerConnection:
         self._out = []
         if self.closed:
             if data:
-                self.record(Side.CLIENT, Kind.COMMAND, data, notes=(Note("after-logout"),))
+                self.record(Side.CLIENT, Kind.COMMAND, data, notes=(after_logout(),))
             return self._take()
         self._reader.feed(data)
         self._process()
@@ -322,9 +317,7 @@ class ImapServerConnection:
     def logout(self) -> None:
         rest = self.discard_input()  # pipelined after LOGOUT: never run (RFC 3501 §6.1.3)
         if rest.strip():
-            self._out.append(Event(side=Side.CLIENT, kind=Kind.VIOLATION, raw=rest[:200], size=len(rest),
-                                   protocol="imap", state=self.state.value,
-                                   notes=(Note("after-logout", f"{len(rest)} octets discarded"),)))
+            self.record(Side.CLIENT, Kind.COMMAND, rest[:200], size=len(rest), notes=(after_logout(),))
         self.close(because("logout"))
 
     def watch(self, user: str, mailbox: str) -> Callable[[], None]:
@@ -403,16 +396,16 @@ class ImapServerConnection:
             dispatch.command_line(self, piece.raw)
 
     def _too_long(self, raw: bytes, size: int) -> None:
-        """A line over MAX_LINE octets: the framer kept its start only; it is answered BAD
+        """A line over MAX_COMMAND_LINE octets: the framer kept its start only; it is answered BAD
         and the commands after it are read as usual."""
         # raw keeps only the first 200 octets; size says how many there were
         self._out.append(Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=raw[:200], size=size, protocol="imap",
-                               state=self.state.value, notes=(Note("line-too-long", f"over {MAX_LINE} octets"),),
+                               state=self.state.value, notes=(Note("line-too-long", f"over {MAX_COMMAND_LINE} octets"),),
                                redacted=credentials.imap(raw[:200])))
         self.parts.clear()
         self.current = None
         self.mode = Mode.COMMAND
-        self.status("*", "BAD", f"line longer than {MAX_LINE} octets, discarded")
+        self.status("*", "BAD", f"line longer than {MAX_COMMAND_LINE} octets, discarded")
 
     def _literal(self, piece: Literal) -> None:
         """Octets of the literal being read: the whole of it, or a part of a spooled one."""
