@@ -114,11 +114,6 @@ class CommandReader:
         """The ``Args`` of the complete command ``verb`` (None: nothing worth naming)."""
         return command_args(verb, tokens, self.literal_sizes)
 
-    @staticmethod
-    def literal_is_secret(verb: str, first_line: bytes | None) -> bool:
-        """Does the literal this line announces hold a password (LOGIN's second argument)?"""
-        return credentials.imap_literal_is_secret(verb, first_line)
-
 
 def tokens_of(data: bytes, verb: str) -> tuple[list[Token], list[Note]]:
     """The tokens of a complete command's arguments (after its tag and verb; after "UID x" for

@@ -194,9 +194,6 @@ def id_(conn, cmd) -> None:
     conn.done(cmd, "OK", "ID completed")
 
 
-# Extensions a client may switch on with ENABLE (RFC 5161 §3.1: the others are ignored).
-ENABLEABLE = ("UTF8=ACCEPT", "CONDSTORE", "QRESYNC")
-
 
 def enable(conn, cmd) -> None:
     """RFC 5161 §3.1: "The ENABLE command takes a list of capability names, and requests the

@@ -11,8 +11,9 @@ redacted copy so transcripts do not show them unless asked to.
 from __future__ import annotations
 
 from mailtrace.knowledge import because
+from mailtrace.protocols import credentials
 from mailtrace.protocols.imap import commands_list, commands_mailbox, commands_selected, commands_session, spec
-from mailtrace.protocols.imap.commandline import CommandReader, blank, tokens_of
+from mailtrace.protocols.imap.commandline import blank, tokens_of
 from mailtrace.protocols.imap.server import Command
 from mailtrace.protocols.imap.wire import failure
 from mailtrace.protocols.imap.lexer import ParseError, T
@@ -90,7 +91,7 @@ def command_line(conn, line: bytes) -> None:
             conn.current = None
             refuse(conn, tag, verb)
             return
-        secret = CommandReader.literal_is_secret(verb, line if first else None)
+        secret = credentials.imap_literal_is_secret(verb, line if first else None)
         spool = None
         if verb == "APPEND" and size >= SPOOL_LITERAL and conn.user and hasattr(conn.store, "spool"):
             try:
@@ -154,18 +155,18 @@ def execute(conn, tag: str, verb: str, data: bytes, line: bytes, first: bool, no
         refuse(conn, tag, verb)
         return
     if error is not None:
-        conn.parse_error(tag, verb, error)
+        conn.status(tag, "BAD", str(error), verb=verb)  # "arguments invalid" (§6)
         return
     if conn.utf8 and any(t.kind is T.QUOTED and not _utf8(t.value) for t in tokens):
         # RFC 6855 §3: "the server MUST reject, with a "BAD" response, any octet sequences with
         # the high bit set that fail to comply with the formal syntax requirements of UTF-8"
-        conn.parse_error(tag, verb, ParseError("a quoted string is not valid UTF-8 (RFC 6855 §3)"))
+        conn.status(tag, "BAD", "a quoted string is not valid UTF-8 (RFC 6855 §3)", verb=verb)
         return
     cmd = Command(tag, verb, Cursor(tokens, utf8=conn.utf8), verb.startswith("UID "))
     try:
         HANDLERS[verb](conn, cmd)
     except ParseError as exc:
-        conn.parse_error(tag, verb, exc)
+        conn.status(tag, "BAD", str(exc), verb=verb)  # "arguments invalid" (§6)
     except BadCharset as exc:
         conn.done(cmd, "NO", f'charset "{exc}" is not supported', code=f"BADCHARSET ({' '.join(CHARSETS)})")
     except (KeyError, OSError, ValueError, LookupError, StoreError) as exc:

@@ -13,6 +13,7 @@ TLS records (§6.2.1).
 
 from __future__ import annotations
 
+from mailtrace.protocols import credentials
 from mailtrace.protocols.base import MAX_OBSERVED_LINE
 from mailtrace.protocols.imap import spec, wire
 from mailtrace.protocols.imap.commandline import CommandReader, after_logout, blank, line_notes, tokens_of
@@ -128,7 +129,7 @@ class ImapObserver:
         args = None
         if literal_announced(line) is not None:
             self._cmd_first = False
-            self._literal_secret = CommandReader.literal_is_secret(verb, line if first else None)
+            self._literal_secret = credentials.imap_literal_is_secret(verb, line if first else None)
         else:
             self._cmd_first = True
             try:

@@ -8,9 +8,9 @@ other case, the command arguments require server feedback (see the AUTHENTICATE 
 So the framing (``protocols.lines.LineReader``) reads lines, and when a line ends with ``{n}``
 it reads exactly n octets of literal (after sending the "+" continuation request for a
 synchronizing literal, §7.5) and then the rest of the command.  A complete command is
-tokenized (``lexer``), its handler is found in ``spec.COMMANDS``, checked against the
-connection ``State`` and run.  The state changes only when a tagged completion is looked up in
-``spec.TRANSITIONS`` (``status()``), as the observer does with the replies it sees.
+tokenized (``lexer``), checked against ``spec.COMMANDS`` for the connection ``State`` and run
+by its handler (``dispatch.HANDLERS``).  The state changes only when a tagged completion is
+looked up in ``spec.TRANSITIONS`` (``status()``), as the observer does with the replies it sees.
 
 Store work that may wait (a directory rescan under the uidlist lock, an fsync'd COPY) is
 handed to the shell as a ``Pending`` job (``run_slowly``): it runs in a worker thread and the
@@ -33,7 +33,6 @@ from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
 from mailtrace.knowledge import because
 from mailtrace.protocols.imap import mutf7, spec, wire
 from mailtrace.protocols.imap.commandline import CommandReader, after_logout
-from mailtrace.protocols.imap.lexer import ParseError, tokenize
 from mailtrace.protocols.imap.parser import Cursor, set_text
 from mailtrace.protocols.imap.spec import (
     CAPABILITIES, FORCE_SYNC, LITERAL_PREVIEW, MAX_COMMAND_LINE, NO_EXPUNGE, REDACTED, ImapConfig, Reply, State,
@@ -139,17 +138,19 @@ class ImapServerConnection:
 
     def busy(self, why: str) -> list[Output]:
         """Instead of the greeting, when the server takes no more connections.  RFC 3501
-        §7.1.5: BYE "is also used as one of three possible greetings at connection startup.
-        It indicates that the server is not willing to accept a connection from this client";
-        UNAVAILABLE (RFC 5530 §3): a temporary failure."""
+        §7.1.5: the BYE response is sent "as one of three possible greetings at connection
+        startup, indicating that the server is not willing to accept a connection from this
+        client.  The server closes the connection immediately."  UNAVAILABLE (RFC 5530 §3):
+        a temporary failure."""
         self._out = []
         self.status("*", "BYE", f"{why}, try again later", code="UNAVAILABLE")
         self.close(why)
         return self._take()
 
     def shutdown(self) -> list[Output]:
-        """The lab is stopping (Ctrl-C): RFC 3501 §7.1.5, "BYE ... the server is closing the
-        connection"; an unsolicited BYE may come at any time."""
+        """The lab is stopping (Ctrl-C): RFC 3501 §7.1.5, BYE is sent "as a panic shutdown
+        announcement.  The server closes the connection immediately."
+        """
         self._out = []
         if self.closed:
             return []
@@ -464,5 +465,3 @@ class ImapServerConnection:
             spool.discard()
         self.spools.clear()
 
-    def parse_error(self, tag: str, verb: str, exc: ParseError) -> None:
-        self.status(tag, "BAD", str(exc), verb=verb)
