@@ -46,7 +46,7 @@ class ImapObserver:
         self._cmd_parts: list[bytes] = []
         self._cmd_first = True
         self._literal_secret = False
-        self._after_literal = {Side.CLIENT: False, Side.SERVER: False}
+        self._after_server_literal = False  # the server line goes on after a literal (FETCH BODY[])
         self._sasl = False  # the server sent "+" to an AUTHENTICATE: next client line is SASL
         self._idle = False  # "+ idling" seen: next client line is DONE
         self._server_verb = ""  # the response continued after a server literal
@@ -80,7 +80,6 @@ class ImapObserver:
                     self._cmd_parts.append(b"")
                 else:
                     self._cmd_parts.append(piece.raw)
-                self._after_literal[Side.CLIENT] = True
             else:
                 events += self._client_line(piece.raw)
         return events
@@ -122,9 +121,6 @@ class ImapObserver:
         else:
             tag, verb = self._cmd or ("", "")
             notes, redacted = self._commands.next_line(verb, line)
-            if not self._after_literal[Side.CLIENT]:
-                notes = [n for n in notes if n.rule != "literal-length-mismatch"]
-        self._after_literal[Side.CLIENT] = False
         self._cmd_parts.append(line)
         args = None
         if literal_announced(line) is not None:
@@ -153,7 +149,7 @@ class ImapObserver:
             if isinstance(piece, Literal):
                 events.append(self._ev(Side.SERVER, Kind.LITERAL, piece.raw, tag="*", size=_cut(piece),
                                        command=self._server_verb))
-                self._after_literal[Side.SERVER] = True
+                self._after_server_literal = True
             else:
                 events.append(self._server_line(piece.raw))
             if self._encrypted:  # OK to STARTTLS: the rest is TLS
@@ -162,8 +158,8 @@ class ImapObserver:
 
     def _server_line(self, line: bytes) -> Event:
         notes = tuple(line_notes(line))
-        if self._after_literal[Side.SERVER]:
-            self._after_literal[Side.SERVER] = False
+        if self._after_server_literal:
+            self._after_server_literal = False
             return self._ev(Side.SERVER, Kind.REPLY, line, tag="*", verb=self._server_verb, notes=notes)
         read = spec.read_reply(line)  # the same reading of a server line as the core's events
         reply = read.reply
