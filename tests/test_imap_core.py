@@ -559,8 +559,9 @@ def test_append_runs_as_a_pending_job_and_later_input_waits(store):
 
 
 def test_a_spooled_append_writes_each_part_in_a_store_job(store):
-    """A large APPEND literal goes to disk as it arrives, each part's write a Pending job (off
-    the event loop); input waits meanwhile, so only one part is held in memory."""
+    """A large APPEND literal goes to disk as it arrives, the spool file's creation and each
+    part's write a Pending job (off the event loop); input waits meanwhile, so only one part
+    is held in memory."""
     from mailtrace.protocols.base import Pending, send_all
     from mailtrace.protocols.imap.spec import SPOOL_LITERAL
     from test_imap_helpers import run_pending
@@ -572,7 +573,7 @@ def test_a_spooled_append_writes_each_part_in_a_store_job(store):
     out = core.receive(b"a2 APPEND INBOX {%d+}\r\n" % len(body) + body[:1000])
     assert isinstance(out[-1], Pending)
     spool = core.spools[0]
-    assert spool.path.stat().st_size == 0  # nothing written on the caller's (the loop's) thread
+    assert spool.path is None  # the file is not even created on the caller's (the loop's) thread
     assert core.receive(body[1000:]) == []  # waits in the buffer while the write runs
     written = run_pending([out[-1]])  # the first part's write; then the buffered rest is read, and written
     assert spool.received == len(body) and spool.path.stat().st_size == len(body) - body.count(b"\r\n")  # (stored with LF)

@@ -14,7 +14,7 @@ from mailtrace.knowledge import because
 from mailtrace.protocols import credentials
 from mailtrace.protocols.imap import commands_list, commands_mailbox, commands_selected, commands_session, spec
 from mailtrace.protocols.imap.commandline import blank, tokens_of
-from mailtrace.protocols.imap.server import Command
+from mailtrace.protocols.imap.server import Command, LazySpool
 from mailtrace.protocols.imap.wire import failure
 from mailtrace.protocols.imap.lexer import ParseError, T
 from mailtrace.protocols.imap.parser import Cursor
@@ -94,10 +94,8 @@ def command_line(conn, line: bytes) -> None:
         secret = credentials.imap_literal_is_secret(verb, line if first else None)
         spool = None
         if verb == "APPEND" and size >= SPOOL_LITERAL and conn.user and hasattr(conn.store, "spool"):
-            try:
-                spool = conn.store.spool(conn.user)  # written to tmp/ as it arrives (bounded memory)
-            except (OSError, StoreError):
-                spool = None  # then held in memory, as any literal
+            # written to tmp/ as it arrives (bounded memory); the file is made by the first write job
+            spool = LazySpool(lambda user=conn.user: conn.store.spool(user))
         conn.begin_literal(size, secret, spool)
         if not nonsync:
             conn.continuation("Ready for literal data", verb)

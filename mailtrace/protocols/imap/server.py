@@ -38,6 +38,7 @@ from mailtrace.protocols.imap.spec import (
     CAPABILITIES, FORCE_SYNC, LITERAL_PREVIEW, MAX_COMMAND_LINE, NO_EXPUNGE, REDACTED, ImapConfig, Reply, State,
 )
 from mailtrace.protocols.lines import LineReader, Literal
+from mailtrace.store.model import StoreError
 from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.links import MessageRef
 
@@ -46,6 +47,51 @@ class Mode(enum.Enum):
     COMMAND = "command"  # reading command lines
     LITERAL = "literal"  # reading the n octets of a literal
     IDLE = "idle"  # RFC 2177: waiting for DONE
+
+
+class LazySpool:
+    """The spool (``store.spool``) of a large APPEND literal, its file in tmp/ created by the
+    first store job that writes to it: the open() is disk work too, and leaves the event loop
+    with the writes.  ``write``/``finish`` run in store jobs; ``discard`` on the loop."""
+
+    def __init__(self, make: Callable[[], object]) -> None:
+        self._make = make
+        self.spool = None  # the store's Spool, once the first job made it
+        self.failed: Exception | None = None  # set by the caller when a write failed (disk full...)
+        self._discarded = False
+
+    def _open(self):
+        if self.spool is None:
+            if self._discarded:
+                raise OSError("the spooled literal was discarded")
+            try:
+                spool = self._make()
+            except StoreError as exc:
+                raise OSError(str(exc)) from exc
+            self.spool = spool
+            if self._discarded:  # the client went away while the file was being made
+                spool.discard()
+                raise OSError("the spooled literal was discarded")
+        return self.spool
+
+    def write(self, data: bytes) -> None:
+        self._open().write(data)
+
+    def finish(self) -> bytes:
+        return self._open().finish()
+
+    def discard(self) -> None:
+        self._discarded = True
+        if self.spool is not None:
+            self.spool.discard()
+
+    @property
+    def received(self) -> int:
+        return self.spool.received if self.spool is not None else 0
+
+    @property
+    def path(self):
+        return self.spool.path if self.spool is not None else None
 
 
 class Command:
