@@ -8,9 +8,9 @@ import re
 import pytest
 
 from mailtrace.protocols.base import Close, Send, send_all, settle
-from mailtrace.protocols.imap import ImapServerConnection, State
+from mailtrace.protocols.imap import State
 from mailtrace.transcript.event import Kind, Side
-from test_imap_helpers import MULTI, PASSWORD, SIMPLE, Client, make_store, tagged
+from test_imap_helpers import MULTI, PASSWORD, SIMPLE, Client, make_core, make_store, tagged
 
 CHUNKS = [1, 7, 10_000]
 
@@ -436,7 +436,7 @@ def test_bad_tags_and_empty_lines(store):
 
 
 def test_core_works_without_a_watchable_change(store):
-    core = ImapServerConnection(store)
+    core = make_core(store)
     assert core.notify() == []
     close = core.idle_timeout()[-1]
     assert isinstance(close, Close) and close.reason.text == "autologout (RFC 3501 §5.4)"
@@ -548,7 +548,7 @@ def test_event_stamped_keeps_every_field():
 def test_append_runs_as_a_pending_job_and_later_input_waits(store):
     from mailtrace.protocols.base import Pending, send_all
 
-    core = ImapServerConnection(store)
+    core = make_core(store)
     core.start()
     core.receive(b"a1 LOGIN bob bob\r\n")
     out = core.receive(b"a2 APPEND INBOX {2+}\r\nhi\r\na3 NOOP\r\n")
@@ -559,20 +559,21 @@ def test_append_runs_as_a_pending_job_and_later_input_waits(store):
 
 
 def test_a_spooled_append_writes_each_part_in_a_store_job(store):
-    """A large APPEND literal goes to disk as it arrives, each part's write a Pending job (off
-    the event loop); input waits meanwhile, so only one part is held in memory."""
+    """A large APPEND literal goes to disk as it arrives, the spool file's creation and each
+    part's write a Pending job (off the event loop); input waits meanwhile, so only one part
+    is held in memory."""
     from mailtrace.protocols.base import Pending, send_all
     from mailtrace.protocols.imap.spec import SPOOL_LITERAL
     from test_imap_helpers import run_pending
 
-    core = ImapServerConnection(store)
+    core = make_core(store)
     core.start()
     core.receive(b"a1 LOGIN bob bob\r\n")
     body = b"Subject: big\r\n\r\n" + b"x" * (SPOOL_LITERAL + 10) + b"\r\n"
     out = core.receive(b"a2 APPEND INBOX {%d+}\r\n" % len(body) + body[:1000])
     assert isinstance(out[-1], Pending)
     spool = core.spools[0]
-    assert spool.path.stat().st_size == 0  # nothing written on the caller's (the loop's) thread
+    assert spool.path is None  # the file is not even created on the caller's (the loop's) thread
     assert core.receive(body[1000:]) == []  # waits in the buffer while the write runs
     written = run_pending([out[-1]])  # the first part's write; then the buffered rest is read, and written
     assert spool.received == len(body) and spool.path.stat().st_size == len(body) - body.count(b"\r\n")  # (stored with LF)
@@ -641,3 +642,31 @@ def test_a_store_job_that_ends_after_the_connection_closed_answers_nothing(store
     assert b"* BYE server shutting down" in send_all(c.core.shutdown())
     assert job.resume(job.job()) == []
     assert len(store.mailbox("alice", "INBOX").messages()) == 1  # (the expunge itself happened)
+
+
+def test_every_command_of_the_spec_has_a_handler_and_no_other():
+    from mailtrace.protocols.imap.dispatch import HANDLERS
+
+    assert set(HANDLERS) == set(COMMANDS)
+    assert all(callable(h) for h in HANDLERS.values())
+
+
+def test_select_answered_no_leaves_the_selected_state_but_bad_does_not(store):
+    """RFC 3501 §6.3.1: "NO - select failure, now in authenticated state"; a BAD ("command
+    unknown or arguments invalid") was not run, so the mailbox stays selected."""
+    c = Client(store)
+    c.login()
+    c.select()
+    assert tagged(c.cmd("a1 SELECT"), "a1").startswith(b"BAD") and c.core.state is State.SELECTED
+    assert tagged(c.cmd("a2 SELECT nosuch"), "a2").startswith(b"NO") and c.core.state is State.AUTHENTICATED
+
+
+def test_append_without_a_date_takes_the_internaldate_from_the_injected_clock(store):
+    """RFC 3501 §6.3.11: without a date-time, the internal date is the time of the APPEND:
+    the core asks the clock it was given (it never reads the wall clock itself)."""
+    c = Client(store, clock=lambda: 1_000_000_000.0)  # 2001-09-09 01:46:40 UTC
+    c.login()
+    c.send(b"a1 APPEND INBOX {5+}\r\nhello\r\n")
+    c.select()
+    reply = c.cmd("a2 FETCH * INTERNALDATE")  # the last message: the one appended
+    assert b'"09-Sep-2001 01:46:40 +0000"' in reply, reply

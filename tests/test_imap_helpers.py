@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import time
 
 from mailtrace.protocols.base import Close, Pending, Send, events_of
-from mailtrace.protocols.imap import ImapServerConnection
+from mailtrace.protocols.imap import ImapConfig, ImapServerConnection
 from mailtrace.store.maildir import MaildirStore
 
 PASSWORD = 'pa ss"w\\rd'  # a space, a quote and a backslash: needs a literal or escapes
@@ -22,6 +23,12 @@ MULTI = (b"From: carol@lab.test\r\nTo: alice@lab.test\r\nSubject: =?utf-8?q?caf=
          b"Subject: inner\r\nFrom: dave@lab.test\r\n\r\ninner body\r\n--XYZ--\r\nepilogue\r\n")
 
 
+def make_core(store, *, clock=time.time, tls: bool = False, secure_channel: bool = True,
+              **config) -> ImapServerConnection:
+    """A server core on ``store``; ``config``: ImapConfig fields (``tls_available=True``...)."""
+    return ImapServerConnection(ImapConfig(**config), store, clock=clock, tls=tls, secure_channel=secure_channel)
+
+
 def make_store(root) -> MaildirStore:
     return MaildirStore(root, dict(USERS), fsync=False)
 
@@ -30,7 +37,7 @@ class Client:
     """Feeds a core and keeps what it sent back; ``chunk`` splits every input (1: byte by byte)."""
 
     def __init__(self, store, chunk: int = 10_000, **kw) -> None:
-        self.core = ImapServerConnection(store, **kw)
+        self.core = make_core(store, **kw)
         self.chunk = chunk
         self.outputs = list(self.core.start())
         self.closed = False

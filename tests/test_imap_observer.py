@@ -5,17 +5,14 @@ from __future__ import annotations
 import pytest
 
 from mailtrace.protocols.base import Send
-from mailtrace.protocols.imap import ImapServerConnection
 from mailtrace.protocols.imap.observer import ImapObserver
 from mailtrace.transcript.event import Args, Event, Kind, Side
-from test_imap_helpers import MULTI, PASSWORD, SIMPLE, make_store, run_pending
+from test_imap_helpers import MULTI, PASSWORD, SIMPLE, make_core, make_store, run_pending
 
 
 def _session(store) -> tuple[list[tuple[Side, bytes]], list[Event]]:
     """Run a core through a realistic session; return the wire chunks (both sides) and its events."""
-    from mailtrace.protocols.imap import ImapServerConnection
-
-    core = ImapServerConnection(store)
+    core = make_core(store)
     wire: list[tuple[Side, bytes]] = []
     events: list[Event] = []
 
@@ -167,7 +164,7 @@ def sessions(draw):
 
 
 def _play(store, writes, ending, core_chunk):
-    core = ImapServerConnection(store)
+    core = make_core(store)
     wire: list[tuple[Side, bytes]] = []
     events: list[Event] = []
     closed = False
@@ -256,3 +253,21 @@ def test_observer_names_the_mailbox_and_size_of_an_append_it_kept_in_part():
     evs = _huge_literal(b"* PREAUTH hi\r\n", Side.CLIENT, b"a1 APPEND Sent (\\Seen) {%d+}\r\n" % size, size, b"\r\n")
     last = [e for e in evs if e.kind is Kind.COMMAND][-1]
     assert last.continued and last.args == Args(mailbox="Sent", size=size)
+
+
+def test_observer_reads_select_bad_and_no_as_the_table_says():
+    """The observer moves along spec.TRANSITIONS as the core does: BAD to SELECT keeps the
+    selected state (the command was not run), NO leaves it (RFC 3501 §6.3.1)."""
+    obs = ImapObserver()
+    obs.feed_server(b"* OK hi\r\n")
+    for client, server in ((b"a1 LOGIN alice alice\r\n", b"a1 OK done\r\n"),
+                           (b"a2 SELECT INBOX\r\n", b"a2 OK [READ-WRITE] done\r\n")):
+        obs.feed_client(client)
+        evs = obs.feed_server(server)
+    assert obs.state.value == "selected" and evs[-1].response_code == "READ-WRITE"
+    obs.feed_client(b"a3 SELECT\r\n")
+    obs.feed_server(b"a3 BAD missing mailbox\r\n")
+    assert obs.state.value == "selected"
+    obs.feed_client(b"a4 SELECT nosuch\r\n")
+    obs.feed_server(b"a4 NO no such mailbox\r\n")
+    assert obs.state.value == "authenticated"

@@ -158,7 +158,7 @@ def test_commands_pipelined_after_logout_are_flagged(lab_factory):
         assert f.read() == b""  # b NOOP never answered
     events = lab.wait_closed()
     (flag,) = [e for e in events if any(n.rule == "after-logout" for n in e.notes)]
-    assert flag.kind is Kind.VIOLATION and flag.raw == b"b NOOP\r\n" and flag.size == 8
+    assert flag.kind is Kind.COMMAND and flag.raw == b"b NOOP\r\n" and flag.size == 8
     close = [e for e in events if e.kind is Kind.CLOSE][0]
     assert events.index(flag) < events.index(close)
 

@@ -8,21 +8,21 @@ from pathlib import Path
 import pytest
 
 from mailtrace import knowledge
-from mailtrace.protocols.imap import vocabulary
+from mailtrace.protocols.imap import spec
 from mailtrace.transcript.event import Event, Kind, Side
 
 TABLES = knowledge.load("imap")
 RFC = re.compile(r"RFC \d+ §\d")
-IMAP_DIR = Path(vocabulary.__file__).parent
+IMAP_DIR = Path(spec.__file__).parent
 
 EXPECTED = {
-    "states": set(vocabulary.STATES),
-    "commands": set(vocabulary.COMMAND_VERBS),
-    "replies": set(vocabulary.REPLY_CODES),
-    "responses": set(vocabulary.RESPONSES),
-    "codes": set(vocabulary.RESPONSE_CODES),
-    "violations": set(vocabulary.VIOLATIONS - vocabulary.COMMON_VIOLATIONS),
-    "data": set(vocabulary.DATA_VERBS),
+    "states": {s.value for s in spec.State},
+    "commands": set(spec.KNOWN_COMMANDS),
+    "replies": set(spec.REPLY_CODES),
+    "responses": set(spec.RESPONSES),
+    "codes": set(spec.RESPONSE_CODES),
+    "violations": set(spec.VIOLATIONS - spec.COMMON_VIOLATIONS),
+    "data": set(spec.DATA_VERBS),
 }
 
 
@@ -48,21 +48,21 @@ def _source() -> str:
 
 def test_violations_in_the_code_are_known():
     used = set(re.findall(r'Note\(\s*"([a-z-]+)"', _source()))
-    assert used == set(vocabulary.VIOLATIONS)
+    assert used == set(spec.VIOLATIONS)
     common = knowledge.load("common")["violations"]
-    assert all(rule in common for rule in vocabulary.COMMON_VIOLATIONS)
+    assert all(rule in common for rule in spec.COMMON_VIOLATIONS)
 
 
 def test_response_codes_in_the_code_are_known():
     src = _source()
     used = set(re.findall(r'code=f?"([A-Z][A-Z-]+)', src)) | set(re.findall(r'"code": "([A-Z][A-Z-]+)"', src))
-    used -= set(vocabulary.REPLY_CODES)  # respond(..., code="BAD") is the status, not a [code]
-    assert used and used <= set(vocabulary.RESPONSE_CODES), used - set(vocabulary.RESPONSE_CODES)
+    used -= set(spec.REPLY_CODES)  # respond(..., code="BAD") is the status, not a [code]
+    assert used and used <= set(spec.RESPONSE_CODES), used - set(spec.RESPONSE_CODES)
 
 
 def test_untagged_responses_in_the_code_are_known():
     used = set(re.findall(r'untagged\([^\n]*, "([A-Z]+)"\)', _source()))
-    assert used and used <= set(vocabulary.RESPONSES)
+    assert used and used <= set(spec.RESPONSES)
 
 
 def test_annotate_finds_entries():

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from mailtrace.capture.export import PcapSink
 from mailtrace.protocols.base import Pending
-from mailtrace.protocols.imap import ImapServerConnection
+from mailtrace.protocols.imap import ImapConfig, ImapServerConnection
 from mailtrace.protocols.imap.observer import ImapObserver
 from mailtrace.protocols.pop3 import Pop3ServerConnection, make_timestamp
 from mailtrace.protocols.pop3.observer import Pop3Observer
@@ -140,7 +140,7 @@ def make_core(protocol: str, store):
         return SmtpServerConnection(SmtpConfig(), store, clock=time.time, client_address="127.0.0.1:40000", secure_channel=True)
     if protocol == "pop3":
         return Pop3ServerConnection(store, make_timestamp(1, 1, "lab.test"))
-    return ImapServerConnection(store)
+    return ImapServerConnection(ImapConfig(), store, clock=time.time)
 
 
 def run_outputs(outputs) -> list[Event]:

@@ -31,7 +31,8 @@ class Outcome(str, enum.Enum):
 
     OK = "ok"  # SMTP 2xx, POP3 +OK, IMAP tagged OK: the command was done
     MORE = "more"  # SMTP 3xx (334, 354), POP3 and IMAP "+" continuation: go on
-    FAIL = "fail"  # SMTP 4xx/5xx, POP3 -ERR, IMAP tagged NO/BAD: nothing changed
+    FAIL = "fail"  # SMTP 4xx/5xx, POP3 -ERR, IMAP tagged NO: the command failed
+    BAD = "bad"  # IMAP tagged BAD (RFC 3501 §7.1.3): "command unknown or arguments invalid", not run
     BYE = "bye"  # the server is closing: SMTP 221/421, IMAP untagged BYE
 
 

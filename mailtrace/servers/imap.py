@@ -10,15 +10,19 @@ a client in IDLE gets its untagged EXISTS at once (RFC 2177 §3).
 
 from __future__ import annotations
 
+import time
+
 from mailtrace.netaddr import is_loopback_address
-from mailtrace.protocols.imap import ImapServerConnection
+from mailtrace.protocols.imap import ImapConfig, ImapServerConnection
 from mailtrace.servers.base import ConnectionContext, CoreFactory
 from mailtrace.servers.lab import Lab
 
 
 def make_core_factory(lab: Lab) -> CoreFactory:
     store = lab.open_store()
-    tls_available = lab.tls_context is not None
+    # off loopback, LOGINDISABLED until TLS (RFC 3501 §6.2.3) unless --allow-plaintext-auth
+    config = ImapConfig(hostname=lab.hostname, tls_available=lab.tls_context is not None,
+                        tls_required_for_auth=not getattr(lab, "allow_plaintext_auth", True))
 
     def factory(ctx: ConnectionContext) -> ImapServerConnection:
         def on_change() -> None:
@@ -29,9 +33,7 @@ def make_core_factory(lab: Lab) -> CoreFactory:
                 except RuntimeError:  # the event loop is gone (server shutting down)
                     pass
 
-        # off loopback, LOGINDISABLED until TLS (RFC 3501 §6.2.3) unless --allow-plaintext-auth
-        plaintext = ctx.tls or is_loopback_address(ctx.client) or getattr(lab, "allow_plaintext_auth", True)
-        return ImapServerConnection(store, hostname=lab.hostname, tls_available=tls_available,
-                                    tls_active=ctx.tls, on_change=on_change, plaintext_auth=plaintext)
+        return ImapServerConnection(config, store, clock=time.time, tls=ctx.tls,
+                                    secure_channel=ctx.tls or is_loopback_address(ctx.client), on_change=on_change)
 
     return factory

@@ -32,6 +32,17 @@ from mailtrace.transcript.event import Args, Note
 LITERAL_ONLY = re.compile(rb"^ *(\{\d+\+?\})?\)?\r?\n\Z")
 
 
+def blank(line: bytes) -> bool:
+    """An empty line is not a command: ignored (as Dovecot does), by the core and the observer."""
+    return not line.strip()
+
+
+def after_logout() -> Note:
+    """What the client sent after LOGOUT: never run (RFC 3501 §6.1.3: the server closes the
+    connection after its tagged OK); the same note from the core and the observer."""
+    return Note("after-logout", "sent after LOGOUT: the server does not run it (RFC 3501 §6.1.3)")
+
+
 def line_notes(line: bytes) -> list[Note]:
     """Violations of any line, from either side: it must end in CRLF (RFC 3501 §2.2)."""
     if line.endswith(b"\r\n"):
@@ -102,11 +113,6 @@ class CommandReader:
     def args(self, verb: str, tokens: list[Token] | None) -> Args | None:
         """The ``Args`` of the complete command ``verb`` (None: nothing worth naming)."""
         return command_args(verb, tokens, self.literal_sizes)
-
-    @staticmethod
-    def literal_is_secret(verb: str, first_line: bytes | None) -> bool:
-        """Does the literal this line announces hold a password (LOGIN's second argument)?"""
-        return credentials.imap_literal_is_secret(verb, first_line)
 
 
 def tokens_of(data: bytes, verb: str) -> tuple[list[Token], list[Note]]:

@@ -11,7 +11,6 @@ the store; its errors become NO responses (never a crash): an unknown mailbox NO
 
 from __future__ import annotations
 
-import time
 
 from mailtrace.protocols.imap import bodystructure, wire
 from mailtrace.protocols.imap.lexer import ParseError, T
@@ -322,7 +321,7 @@ def append(conn, cmd) -> None:
             return
         # RFC 3516 §4.4: a literal8 with NUL is kept, base64-encoded
         messages.append((bodystructure.binary_to_base64(message), flags,
-                         date if date is not None else time.time()))
+                         date if date is not None else conn.clock()))
         if cmd.args.at_end():
             break
 

@@ -16,7 +16,7 @@ import binascii
 
 from mailtrace import __version__
 from mailtrace.protocols.imap import wire
-from mailtrace.protocols.imap.connection import Mode
+from mailtrace.protocols.imap.server import Mode
 from mailtrace.protocols.imap.lexer import ParseError, T
 from mailtrace.protocols.imap.spec import REDACTED
 from mailtrace.transcript.event import Event, Kind, Note, Side
@@ -51,7 +51,7 @@ def logout(conn, cmd) -> None:
 
 def starttls(conn, cmd) -> None:
     cmd.args.end()
-    if not conn.tls_available or conn.tls_active:
+    if not conn.config.tls_available or conn.tls_active:
         conn.done(cmd, "BAD", "STARTTLS is not available" + (" (TLS is already on)" if conn.tls_active else ""))
         return
     # §6.2.1: "the client MUST discard cached information about server capabilities"
@@ -193,9 +193,6 @@ def id_(conn, cmd) -> None:
     conn.untagged(b"ID (" + b" ".join(wire.string(k) + b" " + wire.string(v) for k, v in fields) + b")", "ID")
     conn.done(cmd, "OK", "ID completed")
 
-
-# Extensions a client may switch on with ENABLE (RFC 5161 §3.1: the others are ignored).
-ENABLEABLE = ("UTF8=ACCEPT", "CONDSTORE", "QRESYNC")
 
 
 def enable(conn, cmd) -> None:

@@ -11,9 +11,10 @@ redacted copy so transcripts do not show them unless asked to.
 from __future__ import annotations
 
 from mailtrace.knowledge import because
-from mailtrace.protocols.imap import spec
-from mailtrace.protocols.imap.commandline import CommandReader, tokens_of
-from mailtrace.protocols.imap.connection import Command
+from mailtrace.protocols import credentials
+from mailtrace.protocols.imap import commands_list, commands_mailbox, commands_selected, commands_session, spec
+from mailtrace.protocols.imap.commandline import blank, tokens_of
+from mailtrace.protocols.imap.server import Command, LazySpool
 from mailtrace.protocols.imap.wire import failure
 from mailtrace.protocols.imap.lexer import ParseError, T
 from mailtrace.protocols.imap.parser import Cursor
@@ -23,12 +24,33 @@ from mailtrace.protocols.lines import literal_announced
 from mailtrace.store.model import StoreError
 from mailtrace.transcript.event import Event, Kind, Note, Side
 
+# The server core's handler of each command of ``spec.COMMANDS`` (the UID forms share theirs).
+HANDLERS = {
+    "CAPABILITY": commands_session.capability, "NOOP": commands_session.noop, "LOGOUT": commands_session.logout,
+    "ID": commands_session.id_, "STARTTLS": commands_session.starttls, "AUTHENTICATE": commands_session.authenticate,
+    "LOGIN": commands_session.login, "NAMESPACE": commands_session.namespace, "ENABLE": commands_session.enable,
+    "IDLE": commands_session.idle,
+    "SELECT": commands_mailbox.select, "EXAMINE": commands_mailbox.examine, "CREATE": commands_mailbox.create,
+    "DELETE": commands_mailbox.delete, "RENAME": commands_mailbox.rename, "SUBSCRIBE": commands_mailbox.subscribe,
+    "UNSUBSCRIBE": commands_mailbox.unsubscribe, "STATUS": commands_mailbox.status, "APPEND": commands_mailbox.append,
+    "LIST": commands_list.list_, "LSUB": commands_list.lsub,
+    "CHECK": commands_selected.check, "CLOSE": commands_selected.close, "UNSELECT": commands_selected.unselect,
+    "EXPUNGE": commands_selected.expunge, "UID EXPUNGE": commands_selected.expunge,
+    "SEARCH": commands_selected.do_search, "UID SEARCH": commands_selected.do_search,
+    "FETCH": commands_selected.do_fetch, "UID FETCH": commands_selected.do_fetch,
+    "STORE": commands_selected.do_store, "UID STORE": commands_selected.do_store,
+    "COPY": commands_selected.copy, "UID COPY": commands_selected.copy,
+    "MOVE": commands_selected.move, "UID MOVE": commands_selected.move,
+    "SORT": commands_selected.do_sort, "UID SORT": commands_selected.do_sort,
+    "THREAD": commands_selected.do_thread, "UID THREAD": commands_selected.do_thread,
+}
+
 
 def command_line(conn, line: bytes) -> None:
     first = not conn.parts
     if first:
-        if not line.strip():
-            return  # an empty line is not a command; ignored, as Dovecot does
+        if blank(line):
+            return
         conn.discard_spools()  # the previous command is over: its unused spooled literals go
         start = conn.commands.first_line(line, conn.state)
         notes, redacted = start.notes, start.redacted
@@ -69,13 +91,11 @@ def command_line(conn, line: bytes) -> None:
             conn.current = None
             refuse(conn, tag, verb)
             return
-        secret = CommandReader.literal_is_secret(verb, line if first else None)
+        secret = credentials.imap_literal_is_secret(verb, line if first else None)
         spool = None
         if verb == "APPEND" and size >= SPOOL_LITERAL and conn.user and hasattr(conn.store, "spool"):
-            try:
-                spool = conn.store.spool(conn.user)  # written to tmp/ as it arrives (bounded memory)
-            except (OSError, StoreError):
-                spool = None  # then held in memory, as any literal
+            # written to tmp/ as it arrives (bounded memory); the file is made by the first write job
+            spool = LazySpool(lambda user=conn.user: conn.store.spool(user))
         conn.begin_literal(size, secret, spool)
         if not nonsync:
             conn.continuation("Ready for literal data", verb)
@@ -133,18 +153,18 @@ def execute(conn, tag: str, verb: str, data: bytes, line: bytes, first: bool, no
         refuse(conn, tag, verb)
         return
     if error is not None:
-        conn.parse_error(tag, verb, error)
+        conn.status(tag, "BAD", str(error), verb=verb)  # "arguments invalid" (§6)
         return
     if conn.utf8 and any(t.kind is T.QUOTED and not _utf8(t.value) for t in tokens):
         # RFC 6855 §3: "the server MUST reject, with a "BAD" response, any octet sequences with
         # the high bit set that fail to comply with the formal syntax requirements of UTF-8"
-        conn.parse_error(tag, verb, ParseError("a quoted string is not valid UTF-8 (RFC 6855 §3)"))
+        conn.status(tag, "BAD", "a quoted string is not valid UTF-8 (RFC 6855 §3)", verb=verb)
         return
     cmd = Command(tag, verb, Cursor(tokens, utf8=conn.utf8), verb.startswith("UID "))
     try:
-        command.handler(conn, cmd)
+        HANDLERS[verb](conn, cmd)
     except ParseError as exc:
-        conn.parse_error(tag, verb, exc)
+        conn.status(tag, "BAD", str(exc), verb=verb)  # "arguments invalid" (§6)
     except BadCharset as exc:
         conn.done(cmd, "NO", f'charset "{exc}" is not supported', code=f"BADCHARSET ({' '.join(CHARSETS)})")
     except (KeyError, OSError, ValueError, LookupError, StoreError) as exc:

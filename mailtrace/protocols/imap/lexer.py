@@ -8,7 +8,7 @@ characters, excluding CR and LF, with double quote (<">) characters at each end"
 the form of an open brace ("{"), the number of octets, close brace ("}"), and CRLF".  RFC 7888
 adds the non-synchronizing form ``{n+}``.
 
-The framing in ``connection.py`` has already collected every byte of the command, reading each
+The framing in ``server.py`` has already collected every byte of the command, reading each
 literal by its byte count, so this lexer never waits for input: it walks the bytes once and
 returns ``Token`` objects.  A bracketed section such as ``BODY[HEADER.FIELDS (FROM)]<0.10>`` is
 kept in one ATOM token (RFC 3501 §9 ``section`` may contain spaces and parentheses).

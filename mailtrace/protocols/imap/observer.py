@@ -13,16 +13,14 @@ TLS records (§6.2.1).
 
 from __future__ import annotations
 
-import re
-
+from mailtrace.protocols import credentials
+from mailtrace.protocols.base import MAX_OBSERVED_LINE
 from mailtrace.protocols.imap import spec, wire
-from mailtrace.protocols.imap.commandline import CommandReader, line_notes, tokens_of
+from mailtrace.protocols.imap.commandline import CommandReader, after_logout, blank, line_notes, tokens_of
 from mailtrace.protocols.imap.lexer import ParseError
-from mailtrace.protocols.imap.spec import MAX_OBSERVED_LINE, MAX_OBSERVED_LITERAL, REDACTED, STATUS, Reply, State
+from mailtrace.protocols.imap.spec import DONE, MAX_OBSERVED_LITERAL, REDACTED, SASL, Reply, State
 from mailtrace.protocols.lines import LineReader, Literal, literal_announced
 from mailtrace.transcript.event import Event, Kind, Note, Side, Tls
-
-_CODE_RE = re.compile(rb"^\S+ \S+ \[([A-Za-z0-9.-]+)")
 
 
 def _cut(piece: Literal) -> int:
@@ -48,11 +46,12 @@ class ImapObserver:
         self._cmd_parts: list[bytes] = []
         self._cmd_first = True
         self._literal_secret = False
-        self._after_literal = {Side.CLIENT: False, Side.SERVER: False}
+        self._after_server_literal = False  # the server line goes on after a literal (FETCH BODY[])
         self._sasl = False  # the server sent "+" to an AUTHENTICATE: next client line is SASL
         self._idle = False  # "+ idling" seen: next client line is DONE
         self._server_verb = ""  # the response continued after a server literal
         self._starttls_tag: str | None = None
+        self._logout_tag: str | None = None  # a LOGOUT the server will run (§6.1.3)
         self._logged_out = False
 
     @property
@@ -67,7 +66,7 @@ class ImapObserver:
         if self._encrypted:
             return self._unseen(Side.CLIENT, data)
         if self._logged_out and data:
-            return [self._ev(Side.CLIENT, Kind.COMMAND, data, notes=(Note("after-logout"),))]
+            return [self._ev(Side.CLIENT, Kind.COMMAND, data, notes=(after_logout(),))]
         events = []
         self._client.feed(data)
         while (piece := self._client.next_piece()) is not None:
@@ -81,7 +80,6 @@ class ImapObserver:
                     self._cmd_parts.append(b"")
                 else:
                     self._cmd_parts.append(piece.raw)
-                self._after_literal[Side.CLIENT] = True
             else:
                 events += self._client_line(piece.raw)
         return events
@@ -98,13 +96,14 @@ class ImapObserver:
                              redacted=REDACTED + b"\r\n")]
         first = self._cmd_first
         if first:
-            if not line.strip():
+            if blank(line):
                 return []
+            if self._logout_tag is not None and self._logout_tag in self._pending:
+                self._client.cancel_literal()  # the server discards it all, as the core does
+                return [self._ev(Side.CLIENT, Kind.COMMAND, line, notes=(after_logout(),))]
             context = []
             if self._starttls_tag is not None and self._starttls_tag in self._pending:
                 context.append(Note("starttls-injection", "sent after STARTTLS, before the server's answer"))
-            if "LOGOUT" in self._pending.values():  # RFC 3501 §6.1.3: nothing follows LOGOUT
-                context.append(Note("after-logout", "pipelined after LOGOUT: the server will not run it"))
             # "wrong state" only when nothing is in flight: a pipelined SELECT right after LOGIN is fine
             start = self._commands.first_line(line, self.state, check_state=not self._pending,
                                               context=tuple(context))
@@ -117,19 +116,16 @@ class ImapObserver:
             self._cmd = (tag, verb)
             self._pending[tag] = verb
             self._cmd_parts = []
-            if verb == "STARTTLS":
+            if spec.negotiates_tls(verb):
                 self._starttls_tag = tag
         else:
             tag, verb = self._cmd or ("", "")
             notes, redacted = self._commands.next_line(verb, line)
-            if not self._after_literal[Side.CLIENT]:
-                notes = [n for n in notes if n.rule != "literal-length-mismatch"]
-        self._after_literal[Side.CLIENT] = False
         self._cmd_parts.append(line)
         args = None
         if literal_announced(line) is not None:
             self._cmd_first = False
-            self._literal_secret = CommandReader.literal_is_secret(verb, line if first else None)
+            self._literal_secret = credentials.imap_literal_is_secret(verb, line if first else None)
         else:
             self._cmd_first = True
             try:
@@ -138,6 +134,8 @@ class ImapObserver:
             except ParseError:
                 tokens = None
             args = self._commands.args(verb, tokens)  # what it names, read as the core reads it
+            if verb == "LOGOUT" and tokens == []:  # run (not BAD): what follows is never read
+                self._logout_tag = tag
         return [self._ev(Side.CLIENT, Kind.COMMAND, line, verb=verb, tag=tag, notes=tuple(notes), redacted=redacted,
                          continued=not first, args=args)]
 
@@ -151,7 +149,7 @@ class ImapObserver:
             if isinstance(piece, Literal):
                 events.append(self._ev(Side.SERVER, Kind.LITERAL, piece.raw, tag="*", size=_cut(piece),
                                        command=self._server_verb))
-                self._after_literal[Side.SERVER] = True
+                self._after_server_literal = True
             else:
                 events.append(self._server_line(piece.raw))
             if self._encrypted:  # OK to STARTTLS: the rest is TLS
@@ -160,48 +158,41 @@ class ImapObserver:
 
     def _server_line(self, line: bytes) -> Event:
         notes = tuple(line_notes(line))
-        m = _CODE_RE.match(line)
-        facts = {"response_code": m.group(1).decode("ascii").upper()} if m else {}
-        if self._after_literal[Side.SERVER]:
-            self._after_literal[Side.SERVER] = False
-            ev = self._ev(Side.SERVER, Kind.REPLY, line, tag="*", verb=self._server_verb, notes=notes)
-            return ev
-        words = line.rstrip(b"\r\n").split(b" ", 3)
-        tag = words[0].decode("ascii", "replace")
-        second = words[1].decode("ascii", "replace").upper() if len(words) > 1 else ""
-        if tag == "+":
+        if self._after_server_literal:
+            self._after_server_literal = False
+            return self._ev(Side.SERVER, Kind.REPLY, line, tag="*", verb=self._server_verb, notes=notes)
+        read = spec.read_reply(line)  # the same reading of a server line as the core's events
+        reply = read.reply
+        facts = {"response_code": spec.response_code(reply)} if reply.code else {}
+        if reply.tag == "+":
             verb = self._cmd[1] if self._cmd else ""
-            if verb == "AUTHENTICATE":
+            follows = spec.continuation(verb)  # a SASL response line, DONE, or a literal
+            if follows == SASL:
                 self._sasl = True
-            elif verb == "IDLE":
+            elif follows == DONE:
                 self._idle = True
-            return self._ev(Side.SERVER, Kind.REPLY, line, tag="+", code="+", verb=verb, notes=notes, **facts)
-        if tag == "*":
-            code, verb = "", ""
-            if second in STATUS:
-                code = second
-                if second == "PREAUTH":  # a greeting (§7.1.4): the session starts authenticated
-                    self.state = spec.GREETINGS[second]
-            elif second.isdigit() and len(words) > 2:
-                verb = words[2].decode("ascii", "replace").upper().rstrip(")")
-            else:
-                verb = second
+            return self._ev(Side.SERVER, Kind.REPLY, line, tag="+", code="+", verb=verb, notes=notes)
+        if reply.tag == "*":
+            if reply.status == "PREAUTH":  # a greeting (§7.1.4): the session starts authenticated
+                self.state = spec.GREETINGS[reply.status]
             if literal_announced(line) is not None:
-                self._server_verb = verb or code
-            return self._ev(Side.SERVER, Kind.REPLY, line, tag="*", code=code, verb=verb, notes=notes, **facts)
+                self._server_verb = read.verb or reply.status
+            return self._ev(Side.SERVER, Kind.REPLY, line, tag="*", code=reply.status, verb=read.verb, notes=notes,
+                            **facts)
+        tag = reply.tag
         verb = self._pending.pop(tag, "")
         if self._cmd and self._cmd[0] == tag and self._client.in_literal and not self._client.buffered:
             self._client.cancel_literal()  # the server refused a synchronizing literal (§7.5)
             self._cmd_first = True
-        self._transition(verb, second, tag)
-        return self._ev(Side.SERVER, Kind.REPLY, line, tag=tag, code=second, verb=verb, notes=notes, **facts)
+        self._transition(verb, reply)
+        return self._ev(Side.SERVER, Kind.REPLY, line, tag=tag, code=reply.status, verb=verb, notes=notes, **facts)
 
-    def _transition(self, verb: str, status: str, tag: str) -> None:
+    def _transition(self, verb: str, reply: Reply) -> None:
         """The state after a tagged completion: the server core's own table (spec.TRANSITIONS)."""
-        self.state = spec.TRANSITIONS.next_state(self.state, verb, spec.outcome(Reply(status, tag=tag)))
+        self.state = spec.TRANSITIONS.next_state(self.state, verb, spec.outcome(reply))
         if self.state is State.LOGOUT:
             self._logged_out = True
-        elif verb == "STARTTLS" and status == "OK" and tag == self._starttls_tag:
+        elif reply.tag == self._starttls_tag and spec.starts_tls(verb, reply):
             self._encrypted = True  # §6.2.1: the next bytes are the TLS negotiation
 
     # -- TLS and the end ----------------------------------------------------------------------

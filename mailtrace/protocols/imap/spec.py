@@ -9,7 +9,7 @@ implementation) command completion result."  This server answers BAD.
 
     not authenticated --LOGIN/AUTHENTICATE: OK--> authenticated --SELECT/EXAMINE: OK--> selected
            |                                       ^------ CLOSE, UNSELECT: OK ------------/
-           |                                       ^------ SELECT/EXAMINE: NO or BAD -----/
+           |                                       ^------ SELECT/EXAMINE: NO ------------/
            `------------------- LOGOUT: OK (from any state) ------------------> logout
 
 Each client command carries a tag (§2.2.1) and ends with a tagged completion: OK, NO or BAD
@@ -26,27 +26,48 @@ and ``protocols/lines.py``; the handlers of the server core are in ``commands_*.
 from __future__ import annotations
 
 import enum
-import importlib
 import re
-from typing import Any, Callable
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
 
-from mailtrace.protocols.base import wire_text
+from mailtrace.protocols.base import MAX_OBSERVED_LINE, wire_text
 from mailtrace.protocols.spec import ANY_VERB, CommandSpec, Outcome, Reply, Transition, TransitionTable
 
-__all__ = ["ANY_VERB", "COMMANDS", "CommandSpec", "Outcome", "Reply", "State", "TRANSITIONS", "outcome", "wire"]
+__all__ = ["ANY_VERB", "CAPABILITIES", "COMMANDS", "CommandSpec", "ImapConfig", "KNOWN_COMMANDS", "Outcome",
+           "PROTOCOL", "REPLY_CODES", "RESPONSES", "RESPONSE_CODES", "Reply", "State", "TRANSITIONS",
+           "VIOLATIONS", "outcome", "read_reply", "wire"]
+
+PROTOCOL = "imap"
 
 
 class State(str, enum.Enum):
-    NOT_AUTHENTICATED = "not authenticated"  # RFC 3501 §3.1
-    AUTHENTICATED = "authenticated"  # §3.2
-    SELECTED = "selected"  # §3.3
-    LOGOUT = "logout"  # §3.4
+    """RFC 3501 §3: "an IMAP4rev1 connection is in one of four states"; the value is what
+    ``Event.state`` holds."""
+
+    NOT_AUTHENTICATED = "not authenticated"  # §3.1: "the client MUST supply authentication credentials"
+    AUTHENTICATED = "authenticated"  # §3.2: "the client MUST select a mailbox"
+    SELECTED = "selected"  # §3.3: "a mailbox has been selected to access"
+    LOGOUT = "logout"  # §3.4: "the connection is being terminated"
+
+
+# -- the states where commands are valid, as RFC 3501 §6 groups them ---------------------------
+ANY_STATE = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED})  # §6.1
+NOT_AUTHENTICATED_ONLY = frozenset({State.NOT_AUTHENTICATED})  # §6.2
+# §6.3: "In the authenticated state, commands that manipulate mailboxes as atomic entities are
+# permitted"; §6.4: "In the selected state, commands that manipulate messages in a mailbox are
+# permitted.  In addition to the universal commands ..., and the authenticated state commands"
+AUTHENTICATED_OR_SELECTED = frozenset({State.AUTHENTICATED, State.SELECTED})
+SELECTED_ONLY = frozenset({State.SELECTED})  # §6.4
+# ENABLE: "only valid in the authenticated state ..., before any mailbox is selected" (RFC 5161 §3.1)
+AUTHENTICATED_ONLY = frozenset({State.AUTHENTICATED})
 
 
 # -- limits ----------------------------------------------------------------------------------
-# RFC 7162 §4: "a server implementation ... should accept a command line of at least 8000
-# octets"; we accept 64 KiB per line.
-MAX_LINE = 64 * 1024
+# RFC 2683 §3.2.1.5: "a server should allow for a command line of at least 8000 octets ...
+# The server should send a BAD response to a command that does not end within the server's
+# maximum accepted command length."  We accept 64 KiB per line (the observers' limit too).
+MAX_COMMAND_LINE = MAX_OBSERVED_LINE
 # The largest literal accepted (an APPENDed message).  RFC 3501 sets no limit; a larger
 # synchronizing literal gets NO [TOOBIG] (RFC 5530 §3) instead of the "+", so not a single
 # octet of it is sent (RFC 3501 §7.5 lets the server refuse the continuation).
@@ -56,7 +77,7 @@ MAX_LITERAL = 64 * 1024 * 1024
 # unauthenticated client cannot make the server buffer more.
 MAX_LITERAL_BEFORE_LOGIN = 4096
 # All the literals of one command together (e.g. MULTIAPPEND-like abuse).
-MAX_COMMAND = MAX_LITERAL + MAX_LINE
+MAX_COMMAND = MAX_LITERAL + MAX_COMMAND_LINE
 # An APPEND literal at least this large is written to the Maildir's tmp/ as it arrives
 # (``store.spool``) instead of being held in memory; the transcript keeps its first
 # LITERAL_PREVIEW octets (and its size).
@@ -64,11 +85,9 @@ SPOOL_LITERAL = 256 * 1024
 LITERAL_PREVIEW = 16 * 1024
 # RFC 3501 §5.4: "If a server has an inactivity autologout timer, the duration of that timer
 # MUST be at least 30 minutes."
-AUTOLOGOUT_SECONDS = 30 * 60
+IDLE_TIMEOUT = 30 * 60
 # Remembered tags for the tag-reuse check (bounded, so a long session cannot grow it forever).
 MAX_REMEMBERED_TAGS = 10_000
-# What an observer keeps of one line (a proxy must not buffer an endless line).
-MAX_OBSERVED_LINE = MAX_LINE
 # What an observer keeps of one literal (the rest is counted, not kept).
 MAX_OBSERVED_LITERAL = 1024 * 1024
 
@@ -85,94 +104,71 @@ NO_EXPUNGE = frozenset({"FETCH", "STORE", "SEARCH", "SORT", "THREAD"})
 # "can be used as a periodic poll for new messages", §6.4.1 CHECK).
 FORCE_SYNC = frozenset({"NOOP", "CHECK", "IDLE"})
 
+
 # -- commands (RFC 3501 §6, and the extensions we offer) -------------------------------------
-NOT_AUTHENTICATED = State.NOT_AUTHENTICATED
-ANY = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED})
-NOT_AUTH = frozenset({State.NOT_AUTHENTICATED})
-AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})  # §6.4: the authenticated state commands are valid here too
-SELECTED = frozenset({State.SELECTED})
-# ENABLE: "only valid in the authenticated state ..., before any mailbox is selected" (RFC 5161 §3.1)
-AUTHENTICATED_ONLY = frozenset({State.AUTHENTICATED})
+# ``extra`` holds the facts both roles need beyond the states:
+#   continuation: what the client sends after the server's "+" (§7.5) other than a literal:
+#                 "sasl" (a base64 line, RFC 3501 §6.2.2) or "done" (the DONE line, RFC 2177 §3)
+#   starts_tls:   a tagged OK means the next octets are the TLS negotiation (RFC 3501 §6.2.1)
+SASL, DONE = "sasl", "done"
 
 
-def _handler(path: str) -> Callable[[Any, Any], None]:
-    """The handler ``module.function`` of ``commands_*.py``, imported when first run (so the
-    spec stays light: the observer reads it without loading the server core)."""
-    module, name = path.rsplit(".", 1)
-
-    def run(conn: Any, cmd: Any) -> None:
-        getattr(importlib.import_module(f"mailtrace.protocols.imap.{module}"), name)(conn, cmd)
-
-    run.__qualname__ = run.__name__ = path
-    return run
+def _command(states: frozenset, rfc: str, syntax: str, **extra) -> CommandSpec:
+    return CommandSpec(states=states, rfc=rfc, syntax=syntax, extra=MappingProxyType(extra))
 
 
-def _command(states: frozenset, rfc: str, syntax: str, handler: str) -> CommandSpec:
-    return CommandSpec(states=states, rfc=rfc, syntax=syntax, handler=_handler(handler))
+_ANY, _NOT_AUTH, _AUTH, _SELECTED = ANY_STATE, NOT_AUTHENTICATED_ONLY, AUTHENTICATED_OR_SELECTED, SELECTED_ONLY
 
-
-COMMANDS: dict[str, CommandSpec] = {
+COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({
     # §6.1: any state
-    "CAPABILITY": _command(ANY, "RFC 3501 §6.1.1", "CAPABILITY", "commands_session.capability"),
-    "NOOP": _command(ANY, "RFC 3501 §6.1.2", "NOOP", "commands_session.noop"),
-    "LOGOUT": _command(ANY, "RFC 3501 §6.1.3", "LOGOUT", "commands_session.logout"),
-    "ID": _command(ANY, "RFC 2971 §3.1", "ID SP (\"(\" string SP nstring *(SP string SP nstring) \")\" / NIL)",
-                   "commands_session.id_"),
+    "CAPABILITY": _command(_ANY, "RFC 3501 §6.1.1", "CAPABILITY"),
+    "NOOP": _command(_ANY, "RFC 3501 §6.1.2", "NOOP"),
+    "LOGOUT": _command(_ANY, "RFC 3501 §6.1.3", "LOGOUT"),
+    "ID": _command(_ANY, "RFC 2971 §3.1", "ID SP (\"(\" string SP nstring *(SP string SP nstring) \")\" / NIL)"),
     # §6.2: not authenticated
-    "STARTTLS": _command(NOT_AUTH, "RFC 3501 §6.2.1", "STARTTLS", "commands_session.starttls"),
-    "AUTHENTICATE": _command(NOT_AUTH, "RFC 3501 §6.2.2", "AUTHENTICATE SP auth-type [SP initial-response]",
-                             "commands_session.authenticate"),
-    "LOGIN": _command(NOT_AUTH, "RFC 3501 §6.2.3", "LOGIN SP userid SP password", "commands_session.login"),
+    "STARTTLS": _command(_NOT_AUTH, "RFC 3501 §6.2.1", "STARTTLS", starts_tls=True),
+    "AUTHENTICATE": _command(_NOT_AUTH, "RFC 3501 §6.2.2", "AUTHENTICATE SP auth-type [SP initial-response]",
+                             continuation=SASL),
+    "LOGIN": _command(_NOT_AUTH, "RFC 3501 §6.2.3", "LOGIN SP userid SP password"),
     # §6.3: authenticated (and selected)
-    "SELECT": _command(AUTH, "RFC 3501 §6.3.1", "SELECT SP mailbox [SP \"(\" select-params \")\"]",
-                       "commands_mailbox.select"),
-    "EXAMINE": _command(AUTH, "RFC 3501 §6.3.2", "EXAMINE SP mailbox [SP \"(\" select-params \")\"]",
-                        "commands_mailbox.examine"),
-    "CREATE": _command(AUTH, "RFC 3501 §6.3.3", "CREATE SP mailbox", "commands_mailbox.create"),
-    "DELETE": _command(AUTH, "RFC 3501 §6.3.4", "DELETE SP mailbox", "commands_mailbox.delete"),
-    "RENAME": _command(AUTH, "RFC 3501 §6.3.5", "RENAME SP mailbox SP mailbox", "commands_mailbox.rename"),
-    "SUBSCRIBE": _command(AUTH, "RFC 3501 §6.3.6", "SUBSCRIBE SP mailbox", "commands_mailbox.subscribe"),
-    "UNSUBSCRIBE": _command(AUTH, "RFC 3501 §6.3.7", "UNSUBSCRIBE SP mailbox", "commands_mailbox.unsubscribe"),
-    "LIST": _command(AUTH, "RFC 3501 §6.3.8", "LIST SP mailbox SP list-mailbox", "commands_list.list_"),
-    "LSUB": _command(AUTH, "RFC 3501 §6.3.9", "LSUB SP mailbox SP list-mailbox", "commands_list.lsub"),
-    "STATUS": _command(AUTH, "RFC 3501 §6.3.10", "STATUS SP mailbox SP \"(\" status-att *(SP status-att) \")\"",
-                       "commands_mailbox.status"),
-    "APPEND": _command(AUTH, "RFC 3501 §6.3.11", "APPEND SP mailbox [SP flag-list] [SP date-time] SP literal",
-                       "commands_mailbox.append"),
-    "NAMESPACE": _command(AUTH, "RFC 2342 §5", "NAMESPACE", "commands_session.namespace"),
-    "ENABLE": _command(AUTHENTICATED_ONLY, "RFC 5161 §3.1", "ENABLE 1*(SP capability)", "commands_session.enable"),
-    "IDLE": _command(AUTH, "RFC 2177 §3", "IDLE CRLF \"DONE\"", "commands_session.idle"),
+    "SELECT": _command(_AUTH, "RFC 3501 §6.3.1", "SELECT SP mailbox [SP \"(\" select-params \")\"]"),
+    "EXAMINE": _command(_AUTH, "RFC 3501 §6.3.2", "EXAMINE SP mailbox [SP \"(\" select-params \")\"]"),
+    "CREATE": _command(_AUTH, "RFC 3501 §6.3.3", "CREATE SP mailbox"),
+    "DELETE": _command(_AUTH, "RFC 3501 §6.3.4", "DELETE SP mailbox"),
+    "RENAME": _command(_AUTH, "RFC 3501 §6.3.5", "RENAME SP mailbox SP mailbox"),
+    "SUBSCRIBE": _command(_AUTH, "RFC 3501 §6.3.6", "SUBSCRIBE SP mailbox"),
+    "UNSUBSCRIBE": _command(_AUTH, "RFC 3501 §6.3.7", "UNSUBSCRIBE SP mailbox"),
+    "LIST": _command(_AUTH, "RFC 3501 §6.3.8", "LIST SP mailbox SP list-mailbox"),
+    "LSUB": _command(_AUTH, "RFC 3501 §6.3.9", "LSUB SP mailbox SP list-mailbox"),
+    "STATUS": _command(_AUTH, "RFC 3501 §6.3.10", "STATUS SP mailbox SP \"(\" status-att *(SP status-att) \")\""),
+    "APPEND": _command(_AUTH, "RFC 3501 §6.3.11", "APPEND SP mailbox [SP flag-list] [SP date-time] SP literal"),
+    "NAMESPACE": _command(_AUTH, "RFC 2342 §5", "NAMESPACE"),
+    "ENABLE": _command(AUTHENTICATED_ONLY, "RFC 5161 §3.1", "ENABLE 1*(SP capability)"),
+    "IDLE": _command(_AUTH, "RFC 2177 §3", "IDLE CRLF \"DONE\"", continuation=DONE),
     # §6.4: selected
-    "CHECK": _command(SELECTED, "RFC 3501 §6.4.1", "CHECK", "commands_selected.check"),
-    "CLOSE": _command(SELECTED, "RFC 3501 §6.4.2", "CLOSE", "commands_selected.close"),
-    "UNSELECT": _command(SELECTED, "RFC 3691 §2", "UNSELECT", "commands_selected.unselect"),
-    "EXPUNGE": _command(SELECTED, "RFC 3501 §6.4.3", "EXPUNGE", "commands_selected.expunge"),
-    "SEARCH": _command(SELECTED, "RFC 3501 §6.4.4", "SEARCH [SP \"CHARSET\" SP astring] 1*(SP search-key)",
-                       "commands_selected.do_search"),
-    "FETCH": _command(SELECTED, "RFC 3501 §6.4.5", "FETCH SP sequence-set SP (\"ALL\" / \"FULL\" / \"FAST\" / "
-                      "fetch-att / \"(\" fetch-att *(SP fetch-att) \")\")", "commands_selected.do_fetch"),
-    "STORE": _command(SELECTED, "RFC 3501 §6.4.6", "STORE SP sequence-set SP store-att-flags",
-                      "commands_selected.do_store"),
-    "COPY": _command(SELECTED, "RFC 3501 §6.4.7", "COPY SP sequence-set SP mailbox", "commands_selected.copy"),
-    "MOVE": _command(SELECTED, "RFC 6851 §3.1", "MOVE SP sequence-set SP mailbox", "commands_selected.move"),
-    "UID FETCH": _command(SELECTED, "RFC 3501 §6.4.8", "UID SP FETCH SP uid-set SP fetch-atts",
-                          "commands_selected.do_fetch"),
-    "UID SEARCH": _command(SELECTED, "RFC 3501 §6.4.8", "UID SP SEARCH 1*(SP search-key)",
-                           "commands_selected.do_search"),
-    "UID STORE": _command(SELECTED, "RFC 3501 §6.4.8", "UID SP STORE SP uid-set SP store-att-flags",
-                          "commands_selected.do_store"),
-    "UID COPY": _command(SELECTED, "RFC 3501 §6.4.8", "UID SP COPY SP uid-set SP mailbox", "commands_selected.copy"),
-    "UID MOVE": _command(SELECTED, "RFC 6851 §3.2", "UID SP MOVE SP uid-set SP mailbox", "commands_selected.move"),
-    "UID EXPUNGE": _command(SELECTED, "RFC 4315 §2.1", "UID SP EXPUNGE SP uid-set", "commands_selected.expunge"),
-    "SORT": _command(SELECTED, "RFC 5256 §3", "SORT SP sort-criteria SP charset 1*(SP search-key)",
-                     "commands_selected.do_sort"),
-    "UID SORT": _command(SELECTED, "RFC 5256 §3", "UID SP SORT SP sort-criteria SP charset 1*(SP search-key)",
-                         "commands_selected.do_sort"),
-    "THREAD": _command(SELECTED, "RFC 5256 §3", "THREAD SP algorithm SP charset 1*(SP search-key)",
-                       "commands_selected.do_thread"),
-    "UID THREAD": _command(SELECTED, "RFC 5256 §3", "UID SP THREAD SP algorithm SP charset 1*(SP search-key)",
-                           "commands_selected.do_thread"),
-}
+    "CHECK": _command(_SELECTED, "RFC 3501 §6.4.1", "CHECK"),
+    "CLOSE": _command(_SELECTED, "RFC 3501 §6.4.2", "CLOSE"),
+    "UNSELECT": _command(_SELECTED, "RFC 3691 §2", "UNSELECT"),
+    "EXPUNGE": _command(_SELECTED, "RFC 3501 §6.4.3", "EXPUNGE"),
+    "SEARCH": _command(_SELECTED, "RFC 3501 §6.4.4", "SEARCH [SP \"CHARSET\" SP astring] 1*(SP search-key)"),
+    "FETCH": _command(_SELECTED, "RFC 3501 §6.4.5", "FETCH SP sequence-set SP (\"ALL\" / \"FULL\" / \"FAST\" / "
+                      "fetch-att / \"(\" fetch-att *(SP fetch-att) \")\")"),
+    "STORE": _command(_SELECTED, "RFC 3501 §6.4.6", "STORE SP sequence-set SP store-att-flags"),
+    "COPY": _command(_SELECTED, "RFC 3501 §6.4.7", "COPY SP sequence-set SP mailbox"),
+    "MOVE": _command(_SELECTED, "RFC 6851 §3.1", "MOVE SP sequence-set SP mailbox"),
+    "UID FETCH": _command(_SELECTED, "RFC 3501 §6.4.8", "UID SP FETCH SP uid-set SP fetch-atts"),
+    "UID SEARCH": _command(_SELECTED, "RFC 3501 §6.4.8", "UID SP SEARCH 1*(SP search-key)"),
+    "UID STORE": _command(_SELECTED, "RFC 3501 §6.4.8", "UID SP STORE SP uid-set SP store-att-flags"),
+    "UID COPY": _command(_SELECTED, "RFC 3501 §6.4.8", "UID SP COPY SP uid-set SP mailbox"),
+    "UID MOVE": _command(_SELECTED, "RFC 6851 §3.2", "UID SP MOVE SP uid-set SP mailbox"),
+    "UID EXPUNGE": _command(_SELECTED, "RFC 4315 §2.1", "UID SP EXPUNGE SP uid-set"),
+    "SORT": _command(_SELECTED, "RFC 5256 §3", "SORT SP sort-criteria SP charset 1*(SP search-key)"),
+    "UID SORT": _command(_SELECTED, "RFC 5256 §3", "UID SP SORT SP sort-criteria SP charset 1*(SP search-key)"),
+    "THREAD": _command(_SELECTED, "RFC 5256 §3", "THREAD SP algorithm SP charset 1*(SP search-key)"),
+    "UID THREAD": _command(_SELECTED, "RFC 5256 §3", "UID SP THREAD SP algorithm SP charset 1*(SP search-key)"),
+})
+# Verbs in events beyond the table: DONE, the line that ends IDLE (RFC 2177 §3).
+KNOWN_COMMANDS = frozenset(COMMANDS) | {"DONE"}
 
 
 def allowed(verb: str, state: State) -> bool:
@@ -181,39 +177,84 @@ def allowed(verb: str, state: State) -> bool:
     return spec is not None and state in spec.states
 
 
+def continuation(verb: str) -> str:
+    """What the client sends after a "+" to ``verb`` other than a literal: SASL, DONE or ""."""
+    spec = COMMANDS.get(verb)
+    return spec.extra.get("continuation", "") if spec is not None else ""
+
+
+def negotiates_tls(verb: str) -> bool:
+    """Is ``verb`` the command that asks for TLS (STARTTLS, §6.2.1)?"""
+    spec = COMMANDS.get(verb)
+    return spec is not None and bool(spec.extra.get("starts_tls"))
+
+
+def starts_tls(verb: str, reply: Reply) -> bool:
+    """Does ``reply``, the tagged completion of ``verb``, start the TLS negotiation (§6.2.1)?"""
+    return negotiates_tls(verb) and outcome(reply) is Outcome.OK
+
+
 # -- transitions (RFC 3501 §3) ---------------------------------------------------------------
 TRANSITIONS = TransitionTable([
     # §6.2.2, §6.2.3: "OK - login completed, now in authenticated state"
-    Transition(NOT_AUTH, "LOGIN", Outcome.OK, State.AUTHENTICATED, "LOGIN: OK"),
-    Transition(NOT_AUTH, "AUTHENTICATE", Outcome.OK, State.AUTHENTICATED, "AUTHENTICATE: OK"),
+    Transition(_NOT_AUTH, "LOGIN", Outcome.OK, State.AUTHENTICATED, "LOGIN: OK"),
+    Transition(_NOT_AUTH, "AUTHENTICATE", Outcome.OK, State.AUTHENTICATED, "AUTHENTICATE: OK"),
     # §6.3.1: "OK - select completed, now in selected state"
-    Transition(AUTH, "SELECT", Outcome.OK, State.SELECTED, "SELECT: OK"),
-    Transition(AUTH, "EXAMINE", Outcome.OK, State.SELECTED, "EXAMINE: OK"),
+    Transition(_AUTH, "SELECT", Outcome.OK, State.SELECTED, "SELECT: OK"),
+    Transition(_AUTH, "EXAMINE", Outcome.OK, State.SELECTED, "EXAMINE: OK"),
     # §6.3.1: "if a mailbox is selected and a SELECT command that fails is attempted, no
-    # mailbox is selected"; "NO - select failure, now in authenticated state"
-    Transition(SELECTED, "SELECT", Outcome.FAIL, State.AUTHENTICATED, "SELECT: NO or BAD"),
-    Transition(SELECTED, "EXAMINE", Outcome.FAIL, State.AUTHENTICATED, "EXAMINE: NO or BAD"),
+    # mailbox is selected"; "NO - select failure, now in authenticated state".  BAD ("command
+    # unknown or arguments invalid") names no state change: the command was not run (§7.1.3).
+    Transition(_SELECTED, "SELECT", Outcome.FAIL, State.AUTHENTICATED, "SELECT: NO"),
+    Transition(_SELECTED, "EXAMINE", Outcome.FAIL, State.AUTHENTICATED, "EXAMINE: NO"),
     # §6.4.2: "OK - close completed, now in authenticated state"; RFC 3691 §2 UNSELECT
-    Transition(SELECTED, "CLOSE", Outcome.OK, State.AUTHENTICATED, "CLOSE: OK"),
-    Transition(SELECTED, "UNSELECT", Outcome.OK, State.AUTHENTICATED, "UNSELECT: OK"),
+    Transition(_SELECTED, "CLOSE", Outcome.OK, State.AUTHENTICATED, "CLOSE: OK"),
+    Transition(_SELECTED, "UNSELECT", Outcome.OK, State.AUTHENTICATED, "UNSELECT: OK"),
     # §3.4: "the server MUST send an untagged BYE response and a tagged OK response to the
     # LOGOUT command before the server closes the connection"
-    Transition(ANY, "LOGOUT", Outcome.OK, State.LOGOUT, "LOGOUT: OK"),
+    Transition(_ANY, "LOGOUT", Outcome.OK, State.LOGOUT, "LOGOUT: OK"),
 ])
 
-# -- replies (RFC 3501 §7.1) -----------------------------------------------------------------
+# -- replies (RFC 3501 §7) -------------------------------------------------------------------
+# §7.1: the status responses; with "+", the continuation request (§7.5): ``Event.code``.
 STATUS = ("OK", "NO", "BAD", "BYE", "PREAUTH")
+REPLY_CODES = frozenset(STATUS) | {"+"}
 # §7.1.4: PREAUTH "is always untagged, and is one of three possible greetings at connection
 # startup.  It indicates that the connection has already been authenticated by external means".
-GREETINGS = {"OK": State.NOT_AUTHENTICATED, "PREAUTH": State.AUTHENTICATED, "BYE": State.LOGOUT}
+GREETINGS = MappingProxyType({"OK": State.NOT_AUTHENTICATED, "PREAUTH": State.AUTHENTICATED, "BYE": State.LOGOUT})
+# Untagged data responses (RFC 3501 §7.2-§7.4, RFC 2342, RFC 4731, RFC 5161, RFC 5256, RFC 7162):
+# ``Event.verb`` of "*" lines.
+RESPONSES = frozenset({"CAPABILITY", "LIST", "LSUB", "STATUS", "SEARCH", "FLAGS", "EXISTS", "RECENT",
+                       "EXPUNGE", "FETCH", "NAMESPACE", "ID", "ESEARCH", "SORT", "THREAD", "ENABLED", "VANISHED"})
+# Response codes in brackets (RFC 3501 §7.1, RFC 4315, RFC 5530, RFC 7162): ``Event.response_code``.
+RESPONSE_CODES = frozenset({"ALERT", "CAPABILITY", "PERMANENTFLAGS", "READ-ONLY", "READ-WRITE", "TRYCREATE",
+                            "UIDNEXT", "UIDVALIDITY", "UNSEEN", "APPENDUID", "COPYUID", "TOOBIG", "NONEXISTENT",
+                            "ALREADYEXISTS", "CANNOT", "SERVERBUG", "AUTHENTICATIONFAILED",
+                            "AUTHORIZATIONFAILED", "BADCHARSET", "UNKNOWN-CTE", "HIGHESTMODSEQ", "MODIFIED", "CLOSED",
+                            "UNAVAILABLE", "PRIVACYREQUIRED"})
+# What the server advertises (RFC 3501 §7.2.1); each extension only once it is complete.
+CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE", "ID", "UNSELECT", "ENABLE",
+                "UTF8=ACCEPT", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "ESEARCH", "BINARY", "MULTIAPPEND",
+                "SORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "CONDSTORE", "QRESYNC",
+                "AUTH=PLAIN")
+# Violation rules (``Note.rule``) found by the core and the observer; COMMON_VIOLATIONS are
+# explained in knowledge/common.toml (shared with SMTP and POP3).
+COMMON_VIOLATIONS = frozenset({"starttls-injection"})
+VIOLATIONS = frozenset({"tag-reuse", "wrong-state", "unquoted-specials", "literal-length-mismatch", "after-logout",
+                        "bare-lf", "bad-tag", "line-too-long", "incomplete-command"}) | COMMON_VIOLATIONS
+# Folded blocks: literals (Kind.LITERAL) and the AUTHENTICATE response line (Kind.DATA).
+DATA_VERBS = frozenset({"literal", "AUTHENTICATE"})
 
 
 def outcome(reply: Reply) -> Outcome:
-    """What a status response means for the command it completes (§7.1)."""
+    """What a status response means for the command it completes (§7.1): OK done, NO failed,
+    BAD not run ("command unknown or arguments invalid"), "+" go on (§7.5), BYE closing."""
     if reply.status == "+":
         return Outcome.MORE  # §7.5 command continuation request
     if reply.status == "BYE":
         return Outcome.BYE
+    if reply.status == "BAD":
+        return Outcome.BAD
     return Outcome.OK if reply.status in ("OK", "PREAUTH") else Outcome.FAIL
 
 
@@ -231,4 +272,51 @@ def wire(reply: Reply) -> bytes:
 
 def response_code(reply: Reply) -> str:
     """The atom that names the response code (``"COPYUID"`` of ``"COPYUID 1 2 3"``), for events."""
-    return reply.code.split(" ")[0]
+    return reply.code.split(" ")[0].upper()
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLine:
+    """One line a server sent, read (§7): ``reply`` (its tag: a command's, "*" or "+"; its
+    status: OK/NO/BAD/BYE/PREAUTH, "+" or "" for data; its [response code]) and, for untagged
+    data, ``verb``: "CAPABILITY", "EXISTS" of "* 3 EXISTS", "FETCH" of "* 1 FETCH (...)"."""
+
+    reply: Reply
+    verb: str = ""
+
+
+# §7.1: resp-text-code in brackets after the status: its atom (and arguments) up to "]"
+_RESP_CODE = re.compile(r"^\[([^\]]*)\] ?")
+
+
+def read_reply(line: bytes) -> ServerLine:
+    """Read one server line (§7, §9 "response"): ``tag SP status SP [code] text``,
+    ``* status ...``, ``* [n SP] data``, ``+ text``.  Lenient: a malformed line still gives
+    whatever tag and first words it has (an observer judges what students' servers send)."""
+    text = line.rstrip(b"\r\n").decode("ascii", "replace")
+    words = text.split(" ", 2)
+    tag = words[0]
+    second = words[1].upper() if len(words) > 1 else ""
+    rest = words[2] if len(words) > 2 else ""
+    if tag == "+":
+        return ServerLine(Reply("+", text[2:], tag="+"))
+    if second in STATUS:
+        m = _RESP_CODE.match(rest)
+        code = m.group(1) if m else ""
+        return ServerLine(Reply(second, rest[m.end():] if m else rest, code=code, tag=tag))
+    if tag == "*" and second.isdigit() and rest:  # "* 3 EXISTS", "* 1 FETCH (...)" (§7.3, §7.4)
+        return ServerLine(Reply("", text, tag="*"), rest.split(" ", 1)[0].upper().rstrip(")"))
+    return ServerLine(Reply("", text, tag=tag), second if tag == "*" else "")
+
+
+# -- the configuration of a server core (one frozen dataclass; CLI flags map onto it) ---------
+@dataclass(frozen=True)
+class ImapConfig:
+    hostname: str = "lab.test"
+    software: str = "mailtrace IMAP4rev1 lab server"  # said in the greeting
+    #: RFC 3501 §5.4 autologout; 0 disables it.  Below 30 minutes only for tests and demos.
+    idle_timeout: float = IDLE_TIMEOUT
+    tls_available: bool = False  # offer STARTTLS (the shell has a certificate)
+    # A classroom lab off loopback: LOGINDISABLED and no AUTH=PLAIN until STARTTLS (RFC 3501
+    # §6.2.3) on a connection that is not a secure channel (loopback or TLS).
+    tls_required_for_auth: bool = False

@@ -8,9 +8,9 @@ other case, the command arguments require server feedback (see the AUTHENTICATE 
 So the framing (``protocols.lines.LineReader``) reads lines, and when a line ends with ``{n}``
 it reads exactly n octets of literal (after sending the "+" continuation request for a
 synchronizing literal, §7.5) and then the rest of the command.  A complete command is
-tokenized (``lexer``), its handler is found in ``spec.COMMANDS``, checked against the
-connection ``State`` and run.  The state changes only when a tagged completion is looked up in
-``spec.TRANSITIONS`` (``status()``), as the observer does with the replies it sees.
+tokenized (``lexer``), checked against ``spec.COMMANDS`` for the connection ``State`` and run
+by its handler (``dispatch.HANDLERS``).  The state changes only when a tagged completion is
+looked up in ``spec.TRANSITIONS`` (``status()``), as the observer does with the replies it sees.
 
 Store work that may wait (a directory rescan under the uidlist lock, an fsync'd COPY) is
 handed to the shell as a ``Pending`` job (``run_slowly``): it runs in a worker thread and the
@@ -32,26 +32,66 @@ from mailtrace.protocols import credentials
 from mailtrace.protocols.base import Close, Output, Pending, Send, StartTLS
 from mailtrace.knowledge import because
 from mailtrace.protocols.imap import mutf7, spec, wire
-from mailtrace.protocols.imap.commandline import CommandReader
-from mailtrace.protocols.imap.lexer import ParseError, tokenize
+from mailtrace.protocols.imap.commandline import CommandReader, after_logout
 from mailtrace.protocols.imap.parser import Cursor, set_text
 from mailtrace.protocols.imap.spec import (
-    AUTOLOGOUT_SECONDS, FORCE_SYNC, LITERAL_PREVIEW, MAX_LINE, NO_EXPUNGE, REDACTED, Reply, State,
+    CAPABILITIES, FORCE_SYNC, LITERAL_PREVIEW, MAX_COMMAND_LINE, NO_EXPUNGE, REDACTED, ImapConfig, Reply, State,
 )
 from mailtrace.protocols.lines import LineReader, Literal
+from mailtrace.store.model import StoreError
 from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.links import MessageRef
 
-# What the server advertises (RFC 3501 §7.2.1); each extension only once it is complete.
-CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE", "ID", "UNSELECT", "ENABLE",
-                "UTF8=ACCEPT", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "ESEARCH", "BINARY", "MULTIAPPEND",
-                "SORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "CONDSTORE", "QRESYNC",
-                "AUTH=PLAIN")
 
 class Mode(enum.Enum):
     COMMAND = "command"  # reading command lines
     LITERAL = "literal"  # reading the n octets of a literal
     IDLE = "idle"  # RFC 2177: waiting for DONE
+
+
+class LazySpool:
+    """The spool (``store.spool``) of a large APPEND literal, its file in tmp/ created by the
+    first store job that writes to it: the open() is disk work too, and leaves the event loop
+    with the writes.  ``write``/``finish`` run in store jobs; ``discard`` on the loop."""
+
+    def __init__(self, make: Callable[[], object]) -> None:
+        self._make = make
+        self.spool = None  # the store's Spool, once the first job made it
+        self.failed: Exception | None = None  # set by the caller when a write failed (disk full...)
+        self._discarded = False
+
+    def _open(self):
+        if self.spool is None:
+            if self._discarded:
+                raise OSError("the spooled literal was discarded")
+            try:
+                spool = self._make()
+            except StoreError as exc:
+                raise OSError(str(exc)) from exc
+            self.spool = spool
+            if self._discarded:  # the client went away while the file was being made
+                spool.discard()
+                raise OSError("the spooled literal was discarded")
+        return self.spool
+
+    def write(self, data: bytes) -> None:
+        self._open().write(data)
+
+    def finish(self) -> bytes:
+        return self._open().finish()
+
+    def discard(self) -> None:
+        self._discarded = True
+        if self.spool is not None:
+            self.spool.discard()
+
+    @property
+    def received(self) -> int:
+        return self.spool.received if self.spool is not None else 0
+
+    @property
+    def path(self):
+        return self.spool.path if self.spool is not None else None
 
 
 class Command:
@@ -67,17 +107,18 @@ class Command:
 class ImapServerConnection:
     """One IMAP server connection.  ``store`` is a ``MaildirStore`` (or a fake with its API)."""
 
-    idle_timeout_seconds: float = AUTOLOGOUT_SECONDS
-
-    def __init__(self, store, *, hostname: str = "lab.test", tls_available: bool = False,
-                 tls_active: bool = False, on_change: Callable[[], None] | None = None,
-                 plaintext_auth: bool = True) -> None:
+    def __init__(self, config: ImapConfig, store, *, clock: Callable[[], float], tls: bool = False,
+                 secure_channel: bool = True, on_change: Callable[[], None] | None = None) -> None:
+        """``clock`` gives the time (APPEND's default INTERNALDATE, RFC 3501 §6.3.11; the shell
+        passes ``time.time``: a core never reads the clock itself); ``tls``: the connection is
+        already encrypted (implicit TLS); ``secure_channel``: loopback or TLS, where a
+        plaintext password may be sent even when ``config.tls_required_for_auth``."""
+        self.config = config
         self.store = store
-        # False in a classroom lab off loopback: LOGIN and AUTHENTICATE PLAIN wait for TLS
-        self.plaintext_auth = plaintext_auth
-        self.hostname = hostname
-        self.tls_available = tls_available
-        self.tls_active = tls_active
+        self.clock = clock
+        self.idle_timeout_seconds = config.idle_timeout
+        self.secure_channel = secure_channel or tls
+        self.tls_active = tls
         self.on_change = on_change
         self.state = State.NOT_AUTHENTICATED
         self.user: str | None = None
@@ -88,7 +129,7 @@ class ImapServerConnection:
         self.qresync = False  # ENABLE QRESYNC was sent (RFC 7162 §3.2.3)
         self.mode = Mode.COMMAND
         self.closed = False
-        self._reader = LineReader(MAX_LINE)
+        self._reader = LineReader(MAX_COMMAND_LINE)
         self._skipping = False  # a too-long line was answered BAD before its end came
         self._job = None  # a Pending (slow store work) not finished yet: input waits
         self._out: list[Output] = []
@@ -107,7 +148,7 @@ class ImapServerConnection:
     # -- ServerCore interface -------------------------------------------------------------
     def start(self) -> list[Output]:
         self._out = []
-        self.status("*", "OK", f"{self.hostname} mailtrace IMAP4rev1 lab server ready",
+        self.status("*", "OK", f"{self.config.hostname} {self.config.software} ready",
                     code="CAPABILITY " + " ".join(self.capabilities()))
         return self._take()
 
@@ -115,7 +156,7 @@ class ImapServerConnection:
         self._out = []
         if self.closed:
             if data:
-                self.record(Side.CLIENT, Kind.COMMAND, data, notes=(Note("after-logout"),))
+                self.record(Side.CLIENT, Kind.COMMAND, data, notes=(after_logout(),))
             return self._take()
         self._reader.feed(data)
         self._process()
@@ -143,17 +184,19 @@ class ImapServerConnection:
 
     def busy(self, why: str) -> list[Output]:
         """Instead of the greeting, when the server takes no more connections.  RFC 3501
-        §7.1.5: BYE "is also used as one of three possible greetings at connection startup.
-        It indicates that the server is not willing to accept a connection from this client";
-        UNAVAILABLE (RFC 5530 §3): a temporary failure."""
+        §7.1.5: the BYE response is sent "as one of three possible greetings at connection
+        startup, indicating that the server is not willing to accept a connection from this
+        client.  The server closes the connection immediately."  UNAVAILABLE (RFC 5530 §3):
+        a temporary failure."""
         self._out = []
         self.status("*", "BYE", f"{why}, try again later", code="UNAVAILABLE")
         self.close(why)
         return self._take()
 
     def shutdown(self) -> list[Output]:
-        """The lab is stopping (Ctrl-C): RFC 3501 §7.1.5, "BYE ... the server is closing the
-        connection"; an unsolicited BYE may come at any time."""
+        """The lab is stopping (Ctrl-C): RFC 3501 §7.1.5, BYE is sent "as a panic shutdown
+        announcement.  The server closes the connection immediately."
+        """
         self._out = []
         if self.closed:
             return []
@@ -163,6 +206,7 @@ class ImapServerConnection:
 
     def tls_started(self) -> list[Output]:
         self.tls_active = True
+        self.secure_channel = True
         return []
 
     def notify(self) -> list[Output]:
@@ -177,13 +221,13 @@ class ImapServerConnection:
     def login_disabled(self) -> bool:
         """RFC 3501 §6.2.3: without TLS "a server implementation MUST implement a configuration
         in which it advertises the LOGINDISABLED capability and does NOT permit the LOGIN command"."""
-        return not self.plaintext_auth and not self.tls_active
+        return self.config.tls_required_for_auth and not self.secure_channel
 
     def capabilities(self) -> list[str]:
         caps = list(CAPABILITIES)
         if self.login_disabled:  # and no AUTH=PLAIN either: it sends the same password
             caps = [c for c in caps if not c.startswith("AUTH=")] + ["LOGINDISABLED"]
-        if self.tls_available and not self.tls_active and self.state is State.NOT_AUTHENTICATED:
+        if self.config.tls_available and not self.tls_active and self.state is State.NOT_AUTHENTICATED:
             caps.insert(1, "STARTTLS")
         return caps
 
@@ -320,9 +364,7 @@ class ImapServerConnection:
     def logout(self) -> None:
         rest = self.discard_input()  # pipelined after LOGOUT: never run (RFC 3501 §6.1.3)
         if rest.strip():
-            self._out.append(Event(side=Side.CLIENT, kind=Kind.VIOLATION, raw=rest[:200], size=len(rest),
-                                   protocol="imap", state=self.state.value,
-                                   notes=(Note("after-logout", f"{len(rest)} octets discarded"),)))
+            self.record(Side.CLIENT, Kind.COMMAND, rest[:200], size=len(rest), notes=(after_logout(),))
         self.close(because("logout"))
 
     def watch(self, user: str, mailbox: str) -> Callable[[], None]:
@@ -401,16 +443,16 @@ class ImapServerConnection:
             dispatch.command_line(self, piece.raw)
 
     def _too_long(self, raw: bytes, size: int) -> None:
-        """A line over MAX_LINE octets: the framer kept its start only; it is answered BAD
+        """A line over MAX_COMMAND_LINE octets: the framer kept its start only; it is answered BAD
         and the commands after it are read as usual."""
         # raw keeps only the first 200 octets; size says how many there were
         self._out.append(Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=raw[:200], size=size, protocol="imap",
-                               state=self.state.value, notes=(Note("line-too-long", f"over {MAX_LINE} octets"),),
+                               state=self.state.value, notes=(Note("line-too-long", f"over {MAX_COMMAND_LINE} octets"),),
                                redacted=credentials.imap(raw[:200])))
         self.parts.clear()
         self.current = None
         self.mode = Mode.COMMAND
-        self.status("*", "BAD", f"line longer than {MAX_LINE} octets, discarded")
+        self.status("*", "BAD", f"line longer than {MAX_COMMAND_LINE} octets, discarded")
 
     def _literal(self, piece: Literal) -> None:
         """Octets of the literal being read: the whole of it, or a part of a spooled one."""
@@ -469,5 +511,3 @@ class ImapServerConnection:
             spool.discard()
         self.spools.clear()
 
-    def parse_error(self, tag: str, verb: str, exc: ParseError) -> None:
-        self.status(tag, "BAD", str(exc), verb=verb)
