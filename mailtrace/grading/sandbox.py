@@ -77,6 +77,7 @@ class Limits:
     open_files: int = 256
     output_bytes: int = 64 * 1024  # stdout and stderr are each cut to this size
     build_timeout: float = 60.0  # a Makefile or build.sh, once per submission
+    time_scale: float = 1.0  # multiplies a scenario's own wall clock too (grader.time_scale)
 
 
 @dataclass
