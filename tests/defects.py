@@ -368,9 +368,9 @@ class StaleDefect(AssertionError):
     """A replacement of the table no longer applies exactly once to today's solution."""
 
 
-def mutant_source(name: str) -> str:
+def mutant_source(name: str, table: list | None = None) -> str:
     """The source of the mutant ``name`` ("smtp/no_quit.py"): today's solution with its edits."""
-    exercise, _, check, edits = next(m for m in MUTANTS if m[1] == name)
+    exercise, _, check, edits = next(m for m in (table or MUTANTS) if m[1] == name)
     text = (ROOT / SOLUTIONS[exercise]).read_text("utf-8")
     for old, new in edits:
         n = text.count(old)
