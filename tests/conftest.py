@@ -20,7 +20,6 @@ import asyncio
 import os
 import shutil
 import threading
-import time
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -103,14 +102,12 @@ class LabRunner:
 
     def wait_for(self, predicate: Callable[[list[Event]], object], timeout: float = 10.0):
         """Poll the recorded events until ``predicate(events)`` is truthy; return its value."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate(self.events)
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for events; last ones: {self.events[-5:]}")
-            time.sleep(0.01)
+        from waiting import wait_until
+
+        try:
+            return wait_until(lambda: predicate(self.events), timeout, what="events")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last ones: {self.events[-5:]}") from None
 
     def wait_closed(self, sessions: int = 1, timeout: float = 10.0) -> list[Event]:
         """Wait until ``sessions`` sessions have recorded their close event."""
