@@ -368,15 +368,20 @@ class StaleDefect(AssertionError):
     """A replacement of the table no longer applies exactly once to today's solution."""
 
 
-def mutant_source(name: str, table: list | None = None) -> str:
-    """The source of the mutant ``name`` ("smtp/no_quit.py"): today's solution with its edits."""
-    exercise, _, check, edits = next(m for m in (table or MUTANTS) if m[1] == name)
-    text = (ROOT / SOLUTIONS[exercise]).read_text("utf-8")
+def apply_edits(text: str, edits: list[tuple[str, str]], name: str) -> str:
+    """``text`` with each (old, new) replacement made; each ``old`` must occur exactly once."""
     for old, new in edits:
         n = text.count(old)
         if n != 1:
-            raise StaleDefect(f"{name}: the replacement is found {n} times in {SOLUTIONS[exercise]}: {old[:60]!r}")
+            raise StaleDefect(f"{name}: the replacement is found {n} times in the solution: {old[:60]!r}")
         text = text.replace(old, new)
+    return text
+
+
+def mutant_source(name: str, table: list | None = None) -> str:
+    """The source of the mutant ``name`` ("smtp/no_quit.py"): today's solution with its edits."""
+    exercise, _, check, edits = next(m for m in (table or MUTANTS) if m[1] == name)
+    text = apply_edits((ROOT / SOLUTIONS[exercise]).read_text("utf-8"), edits, name)
     return f"# DEFECTIVE on purpose (mutation test): must lose points on {check} and nowhere else.\n" + text
 
 

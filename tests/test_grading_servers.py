@@ -19,6 +19,8 @@ import pytest
 from mailtrace.grading.exercise import load_exercise
 from mailtrace.grading.grader import Pools, grade
 
+from defects import apply_edits
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ROOT / "tests" / "servers"
 SOLUTIONS = {"smtp-server": ROOT / "solutions/smtp-server/smtp_server.py",
@@ -120,10 +122,7 @@ ALTERNATIVES = {"smtp_server_asyncio.py": "smtp-server", "smtp_server_select.py"
 
 
 def make_defective(exercise: str, name: str, subs: list[tuple[str, str]], folder: Path) -> Path:
-    text = SOLUTIONS[exercise].read_text("utf-8")
-    for old, new in subs:
-        assert text.count(old) == 1, f"{name}: {old!r} occurs {text.count(old)} times in the solution"
-        text = text.replace(old, new)
+    text = apply_edits(SOLUTIONS[exercise].read_text("utf-8"), subs, name)
     path = folder / f"{name}.py"
     path.write_text(text, "utf-8")
     return path
