@@ -17,7 +17,6 @@ when the test ends.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import threading
 from pathlib import Path
@@ -27,14 +26,6 @@ import pytest
 
 from mailtrace.transcript.event import Event, Kind
 from mailtrace.transcript.recorder import MemorySink
-
-
-# The grader's wall clocks (8 s a scenario, 30 s with a silent server) are set for one program on
-# an idle machine; the suite grades dozens at once on a shared one, where a correct program can
-# take longer than that.  So the tests grade with every allowance multiplied by 3
-# (MAILTRACE_TIME_SCALE, `mailtrace grade --time-scale`): every score stays the same, only a
-# hanging program runs longer before it is stopped.  Set the variable yourself to choose another.
-os.environ.setdefault("MAILTRACE_TIME_SCALE", "3")
 
 
 class LabRunner:

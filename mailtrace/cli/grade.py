@@ -45,13 +45,9 @@ def _isolate_network(mode: str) -> None:
 @click.option("--fail-under", type=float, metavar="SCORE",
               help="Exit with status 2 when the score is below SCORE (CI, GitHub Classroom); "
                    "otherwise the exit status is 0 whenever grading itself worked.")
-@click.option("--time-scale", type=click.FloatRange(1, 100), default=1.0, show_default=True,
-              envvar="MAILTRACE_TIME_SCALE", metavar="FACTOR",
-              help="Multiply every wall-clock allowance (8 s a scenario...) on a slow or busy machine; "
-                   "what is judged stays the same. Also $MAILTRACE_TIME_SCALE.")
 def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed: int | None, jobs: int,
             class_mode: bool, scenarios: tuple[str, ...], network: str, verbose: bool, lang: str,
-            show_secrets: bool, fail_under: float | None, time_scale: float) -> None:
+            show_secrets: bool, fail_under: float | None) -> None:
     """Grade SUBMISSION (a file or a folder) for EXERCISE (smtp-client, pop3-client, imap-client,
     mime-compose; smtp-server, pop3-server: the student's server, mailtrace the client; or the
     path of an exercise folder).
@@ -78,7 +74,7 @@ def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed
     if seed is None:
         seed = int.from_bytes(os.urandom(3), "big")
     if class_mode:
-        _class(ex, submission, output, seed, jobs, list(scenarios) or None, lang, show_secrets, time_scale)
+        _class(ex, submission, output, seed, jobs, list(scenarios) or None, lang, show_secrets)
         return
     from mailtrace.grading.grader import grade
     from mailtrace.grading import report as rep
@@ -90,11 +86,10 @@ def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed
             total = len([s for s in ex.scenarios if not scenarios or s.name in scenarios])
             task = progress.add_task("grading", total=total)
             result = grade(ex, submission, seed=seed, jobs=jobs, scenarios=list(scenarios) or None,
-                           progress=lambda: progress.advance(task), lang=lang, show_secrets=show_secrets,
-                           time_scale_factor=time_scale)
+                           progress=lambda: progress.advance(task), lang=lang, show_secrets=show_secrets)
     else:
         result = grade(ex, submission, seed=seed, jobs=jobs, scenarios=list(scenarios) or None, lang=lang,
-                       show_secrets=show_secrets, time_scale_factor=time_scale)
+                       show_secrets=show_secrets)
     if fmt == "github-classroom":
         _github_classroom(result, submission, output, lang)
     elif fmt == "rich" and output is None:
@@ -134,7 +129,7 @@ def _github_classroom(result, submission: Path, output: Path | None, lang: str) 
 
 
 def _class(ex, folder: Path, output: Path | None, seed: int, jobs: int, scenarios: list[str] | None,
-           lang: str, show_secrets: bool = False, time_scale: float = 1.0) -> None:
+           lang: str, show_secrets: bool = False) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -153,7 +148,6 @@ def _class(ex, folder: Path, output: Path | None, seed: int, jobs: int, scenario
         task = progress.add_task(f"grading {ex.name}", total=len(subs), last="")
         results = classroom.grade_class(
             ex, folder, seed=seed, jobs=jobs, scenarios=scenarios, lang=lang, show_secrets=show_secrets,
-            time_scale=time_scale,
             on_done=lambda name, r: progress.update(task, advance=1, last=f"{name}: {r.score:g}/{r.max_score:g}"))
     classroom.write_csv(out / "gradebook.csv", ex, results)
     classroom.write_json(out / "class.json", ex, results, seed)

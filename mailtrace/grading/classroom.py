@@ -40,7 +40,7 @@ def student_seed(seed: int, name: str) -> int:
 def grade_class(exercise: Exercise, folder: Path, *, seed: int, jobs: int = 2,
                 scenarios: list[str] | None = None, lang: str = "en",
                 on_done: Callable[[str, Report], None] | None = None,
-                show_secrets: bool = False, time_scale: float | None = None) -> list[tuple[str, Report]]:
+                show_secrets: bool = False) -> list[tuple[str, Report]]:
     """Grade every submission; ``jobs`` programs run at once (plus the ones waiting on a silent server)."""
     from mailtrace.grading.grader import Pools, grade
 
@@ -50,7 +50,7 @@ def grade_class(exercise: Exercise, folder: Path, *, seed: int, jobs: int = 2,
     def one(item: tuple[str, Path]) -> tuple[str, Report]:
         name, path = item
         report = grade(exercise, path, seed=student_seed(seed, name), scenarios=scenarios, pools=pools, lang=lang,
-                       show_secrets=show_secrets, time_scale_factor=time_scale)
+                       show_secrets=show_secrets)
         if on_done is not None:
             on_done(name, report)
         return name, report

@@ -121,8 +121,7 @@ def prepare(exercise: Exercise, submission: Path, limits: Limits, slot: int = 0,
 def _build(prepared: Prepared, limits: Limits, slot: int, lang: str = "en") -> None:
     """Build in the same sandbox, with its own time limit: compiler errors become feedback."""
     stage = prepared.stage
-    sandbox = Sandbox(limits=replace(limits, timeout=limits.build_timeout * limits.time_scale,
-                                         cpu_seconds=int(limits.build_timeout)),
+    sandbox = Sandbox(limits=replace(limits, timeout=limits.build_timeout, cpu_seconds=int(limits.build_timeout)),
                       slot=slot)
     builder = ["/bin/sh", "build.sh"] if (stage / "build.sh").is_file() else ["make"]
     sandbox.give(stage)
@@ -259,7 +258,7 @@ def run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, see
 def _run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, seed: int, sandbox: Sandbox) -> Run:
     from mailtrace.grading.files import Bounds, TreeError, collect, copy_tree
 
-    timeout = scenario.timeout * sandbox.limits.time_scale if scenario.timeout else sandbox.limits.timeout
+    timeout = scenario.timeout or sandbox.limits.timeout
     deadline = time.monotonic() + timeout + COPY_COLLECT_SECONDS
     rng = gdata.rng_for(seed, exercise.name, scenario.name)
     variables = gdata.variables(rng)
@@ -299,8 +298,9 @@ def _run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, se
         sandbox.give(workdir)
         argv = [str(a) for a in fill(list(scenario.args), variables)]
         variables.update(_arg_variables(argv, inputs))
-        result = sandbox.run(prepared.argv(sandbox, argv), workdir,
-                             timeout=max(0.1, min(timeout, deadline - COPY_COLLECT_SECONDS / 2 - time.monotonic())))
+        allowed = max(0.1, min(timeout, deadline - COPY_COLLECT_SECONDS / 2 - time.monotonic()))
+        result = sandbox.run(prepared.argv(sandbox, argv), workdir, timeout=allowed)
+        deadline += max(0.0, result.limit_seconds - allowed)  # time it waited for a CPU, given back (sandbox)
         if server is not None:
             limit = time.monotonic() + 1.0  # let the server record the last bytes and the close
             while any(not t.done() for t in list(server.tasks)) and time.monotonic() < limit:
@@ -419,26 +419,6 @@ def weights(exercise: Exercise) -> dict[str, float]:
     return {cid: exercise.checks[cid].points / n for cid, n in counts.items()}
 
 
-#: on a slow or busy machine (a loaded CI runner, a whole class graded at once) every wall-clock
-#: allowance of the exercises (8 s a scenario, 30 s when the server goes silent...) is multiplied
-#: by this factor: ``mailtrace grade --time-scale 3`` or MAILTRACE_TIME_SCALE=3.  What is judged
-#: stays the same; a program that hangs only takes longer to be stopped.
-TIME_SCALE_ENV = "MAILTRACE_TIME_SCALE"
-
-
-def time_scale(value: float | None = None) -> float:
-    """``value``, else $MAILTRACE_TIME_SCALE, else 1 (a factor of at least 1)."""
-    if value is None:
-        raw = os.environ.get(TIME_SCALE_ENV, "").strip()
-        try:
-            value = float(raw) if raw else 1.0
-        except ValueError:
-            raise ValueError(f"{TIME_SCALE_ENV}={raw!r}: not a number") from None
-    if not 1.0 <= value <= 100.0:
-        raise ValueError(f"time scale {value:g}: must be between 1 and 100")
-    return value
-
-
 #: scenarios whose timeout is at least this long mostly wait (a silent server): they run in a
 #: wider pool, so they do not hold back the busy ones
 IDLE_TIMEOUT = 15.0
@@ -464,11 +444,9 @@ class Pools:
 
 def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs: int = 2,
           limits: Limits | None = None, scenarios: list[str] | None = None, slot_base: int = 0,
-          progress=None, pools: Pools | None = None, lang: str = "en", show_secrets: bool = False,
-          time_scale_factor: float | None = None) -> Report:
+          progress=None, pools: Pools | None = None, lang: str = "en", show_secrets: bool = False) -> Report:
     """Grade one submission.  Passwords in transcripts and feedback are redacted unless
-    ``show_secrets``.  ``time_scale_factor`` (else $MAILTRACE_TIME_SCALE) multiplies the
-    exercise's wall-clock allowances (see TIME_SCALE_ENV); explicit ``limits`` are kept as given."""
+    ``show_secrets``."""
     load_all()
     if seed is None:
         seed = int.from_bytes(os.urandom(3), "big")
@@ -481,8 +459,7 @@ def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs
     chosen = [s for s in exercise.scenarios if scenarios is None or s.name in scenarios]
     own = pools is None
     pools = pools or Pools(jobs, slot_base)
-    scale = time_scale(time_scale_factor)
-    base_limits = limits or Limits(timeout=exercise.timeout * scale, time_scale=scale)
+    base_limits = limits or Limits(timeout=exercise.timeout)
     slot = pools.slots.get()
     try:
         prepared = prepare(exercise, submission, base_limits, slot, lang)

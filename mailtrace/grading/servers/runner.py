@@ -150,7 +150,7 @@ def run_server_scenario(exercise: Exercise, scenario: Scenario, prepared, seed: 
     run = ServerRun(exercise=exercise, scenario=scenario, variables=variables,
                     program=ProgramResult(argv=[], exit_code=None))
     server = None
-    timeout = scenario.timeout * sandbox.limits.time_scale if scenario.timeout else sandbox.limits.timeout
+    timeout = scenario.timeout or sandbox.limits.timeout
     try:
         try:
             copy_tree(prepared.stage, workdir, Bounds(max_bytes=64 * 1024 * 1024, file_bytes=32 * 1024 * 1024,
