@@ -74,18 +74,20 @@ def imap_session(lab) -> dict:
 SESSIONS = {"smtp": smtp_session, "pop3": pop3_session, "imap": imap_session}
 
 
+#: keys whose values are the time of the run (wherever they are in a line) or the writer's version
+VOLATILE = {"created": "CREATED", "tool": "mailtrace", "t": 0.0, "started": 0.0}
+
+
 def normalise(text: str, tag_prefix: str = "") -> str:
     """The JSONL with what varies between runs replaced by fixed words."""
-    lines = []
-    for line in text.splitlines():
-        d = json.loads(line)
-        if "format" in d:  # the header: when and by which version it was written
-            d.update(created="CREATED", tool="mailtrace")
-        if "t" in d:
-            d["t"] = 0.0
-        if "started" in d.get("info", {}):  # the session's wall-clock start
-            d["info"]["started"] = "STARTED"
-        lines.append(json.dumps(d, ensure_ascii=False, sort_keys=True))
+    def fixed(value, key=""):
+        if isinstance(value, dict):
+            return {k: fixed(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fixed(v) for v in value]
+        return VOLATILE.get(key, value)
+
+    lines = [json.dumps(fixed(json.loads(line)), ensure_ascii=False, sort_keys=True) for line in text.splitlines()]
     text = "\n".join(lines) + "\n"
     text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
     text = re.sub(r"<\d+\.\d+@[\w.-]+>", "<APOP-TIMESTAMP>", text)  # RFC 1939 §7: process id and clock
