@@ -92,6 +92,7 @@ class ProgramResult:
     error: str = ""  # the program could not be started at all
     enforced: tuple[str, ...] = ()
     limit_seconds: float = 0.0  # the wall-clock limit it ran under
+    cpu_wait_given: float = 0.0  # seconds added to that limit: it was runnable but waited for a CPU
     memory_limited: bool = False  # the cgroup memory limit was hit
 
     @property
@@ -659,7 +660,7 @@ class Running:
                              stdout=self.out.data, stderr=self.err.data,
                              truncated=self.out.truncated or self.err.truncated,
                              duration=time.monotonic() - self.started, enforced=sb.enforced(),
-                             limit_seconds=self.timeout + self.granted, memory_limited=memory)
+                             limit_seconds=self.timeout, cpu_wait_given=self.granted, memory_limited=memory)
 
 
 @functools.cache
