@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import threading
-import time
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -94,14 +93,12 @@ class LabRunner:
 
     def wait_for(self, predicate: Callable[[list[Event]], object], timeout: float = 10.0):
         """Poll the recorded events until ``predicate(events)`` is truthy; return its value."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate(self.events)
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for events; last ones: {self.events[-5:]}")
-            time.sleep(0.01)
+        from waiting import wait_until
+
+        try:
+            return wait_until(lambda: predicate(self.events), timeout, what="events")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last ones: {self.events[-5:]}") from None
 
     def wait_closed(self, sessions: int = 1, timeout: float = 10.0) -> list[Event]:
         """Wait until ``sessions`` sessions have recorded their close event."""
@@ -154,3 +151,12 @@ def need(tool: str) -> str:
     if path is None:
         pytest.skip(f"{tool} is not installed (apt-get install {tool})")
     return path
+
+
+@pytest.fixture(scope="session")
+def defective(tmp_path_factory) -> dict:
+    """Every defective client of tests/defects.py by name ("smtp/no_quit.py" -> Path): the mutants
+    written once per session from today's reference solutions, the hand-written ones in place."""
+    from defects import write_all
+
+    return write_all(tmp_path_factory.mktemp("defective"))

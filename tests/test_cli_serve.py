@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from mailtrace.cli import main
 from mailtrace.cli.serve import parse_users
+from waiting import wait_until
 
 MAILTRACE = [sys.executable, "-m", "mailtrace"]
 PORT = re.compile(rb"(SMTP|POP3|IMAP) (?:on|en) 127\.0\.0\.1:(\d+)")  # --lang en / es
@@ -49,6 +50,12 @@ def stop(proc: subprocess.Popen) -> tuple[bytes, bytes]:
     return out, err
 
 
+def closed_in(log: Path) -> bool:
+    """The session's close is in the live JSONL log: the server has recorded the whole session."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return any(json.loads(x).get("kind") == "close" for x in lines if x.endswith("}"))
+
+
 def test_serve_smtp_port_0_live_transcript_logs_and_ctrl_c(tmp_path):
     log, text = tmp_path / "s.jsonl", tmp_path / "s.txt"
     proc, ports, banner = start(["serve", "smtp", "--port", "0", "--dir", "lab", "--log", str(log), "--text",
@@ -59,7 +66,7 @@ def test_serve_smtp_port_0_live_transcript_logs_and_ctrl_c(tmp_path):
         assert b"alice / alice" in banner and b"bob / bob" in banner and b"mail" in banner
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
             client.sendmail("a@example.org", ["bob@lab.test"], b"Subject: cli\r\n\r\nvia the CLI\r\n")
-        time.sleep(0.2)
+        wait_until(lambda: closed_in(log), what="the session's close in the log")
     finally:
         out, err = stop(proc)
     assert proc.returncode == 0, err
@@ -76,7 +83,9 @@ def test_serve_smtp_port_0_live_transcript_logs_and_ctrl_c(tmp_path):
 
 
 def test_serve_spanish_annotations(tmp_path):
-    proc, ports, _ = start(["serve", "smtp", "--port", "0", "--dir", "lab", "--lang", "es", "--no-tls"], tmp_path)
+    log = tmp_path / "s.jsonl"
+    proc, ports, _ = start(["serve", "smtp", "--port", "0", "--dir", "lab", "--lang", "es", "--no-tls", "--log", str(log)],
+                           tmp_path)
     try:
         with socket.create_connection(("127.0.0.1", ports["smtp"]), timeout=10) as sock:
             f = sock.makefile("rb")
@@ -86,7 +95,7 @@ def test_serve_spanish_annotations(tmp_path):
             sock.sendall(b"QUIT\r\n")
             f.readline()
             f.close()
-        time.sleep(0.2)
+        wait_until(lambda: closed_in(log), what="the session's close in the log")
     finally:
         out, err = stop(proc)
     assert "El cliente saluda".encode() in out, out

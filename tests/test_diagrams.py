@@ -9,53 +9,16 @@ from __future__ import annotations
 
 import shutil
 import ssl
-from pathlib import Path
 
 import pytest
 
 from mailtrace import diagrams
 from mailtrace.knowledge import load
-from mailtrace.protocols.base import Close, Pending
-from mailtrace.servers.base import ConnectionContext
-from mailtrace.servers.lab import Lab, core_factory
-from mailtrace.transcript.event import Event
+
+from conversation import Conversation, lab_core
 
 PROTOCOLS = ("smtp", "pop3", "imap")
 FOLDER = diagrams.TRANSITIONS.parent
-
-
-class CoreSession:
-    """One lab core fed whole lines; Pending store jobs run at once."""
-
-    def __init__(self, protocol: str, directory: Path) -> None:
-        # SMTP offers STARTTLS only with a certificate configured; the arrow needs no handshake
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH) if protocol == "smtp" else None
-        lab = Lab(directory=directory, tls_context=tls)
-        self.core = core_factory(protocol, lab)(ConnectionContext("127.0.0.1:50000", "127.0.0.1:25", False))
-        self.outputs: list = []
-        self._run(self.core.start())
-
-    def _run(self, outputs) -> None:
-        for out in outputs:
-            if isinstance(out, Pending):
-                self._run(out.resume(out.job()))
-            else:
-                self.outputs.append(out)
-
-    def say(self, lines) -> None:
-        for line in lines:
-            self._run(self.core.receive(line.encode() + b"\r\n"))
-
-    def eof(self) -> None:
-        self._run(self.core.eof())
-
-    @property
-    def state(self) -> str:
-        return [o for o in self.outputs if isinstance(o, Event) and o.state][-1].state
-
-    @property
-    def closed(self) -> bool:
-        return any(isinstance(o, Close) for o in self.outputs)
 
 
 ROWS = [pytest.param(p, t, id=f"{p}:{t.source}->{t.target}:{'/'.join(t.send) or 'eof' if t.eof else '/'.join(t.send)}")
@@ -64,14 +27,17 @@ ROWS = [pytest.param(p, t, id=f"{p}:{t.source}->{t.target}:{'/'.join(t.send) or 
 
 @pytest.mark.parametrize("protocol, t", ROWS)
 def test_each_arrow_is_what_the_core_does(protocol, t, tmp_path):
-    session = CoreSession(protocol, tmp_path)
+    # the lab's own core, its Maildir store; SMTP offers STARTTLS only with a certificate
+    # configured (the arrow needs no handshake)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH) if protocol == "smtp" else None
+    session = Conversation(lab_core(protocol, tmp_path, tls_context=tls))
     if t.source == diagrams.START:
         assert session.state == t.target
         return
-    session.say(t.path)
+    session.lines(*t.path)
     assert session.state == t.source, f"the path {t.path} does not reach {t.source!r}"
     assert not session.closed or t.target == diagrams.END
-    session.say(t.send)
+    session.lines(*t.send)
     if t.eof:  # the client went away: the session ends where it was (POP3: UPDATE never entered)
         session.eof()
         assert session.state == t.source

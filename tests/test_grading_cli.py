@@ -70,13 +70,13 @@ def test_grade_junit_text_and_errors(tmp_path):
     assert r.exit_code == 1 and "no mime_compose.py" in json.loads(r.output)["error"]
 
 
-def test_class_mode_writes_gradebook_json_and_html(tmp_path):
+def test_class_mode_writes_gradebook_json_and_html(tmp_path, defective):
     subs = tmp_path / "subs"
     subs.mkdir()
     shutil.copy(SMTP, subs / "ana.py")
     (subs / "luis").mkdir()
     shutil.copy(SMTP, subs / "luis" / "smtp_client.py")
-    shutil.copy(ROOT / "tests" / "defective" / "smtp" / "no_quit.py", subs / "marta.py")
+    shutil.copy(defective["smtp/no_quit.py"], subs / "marta.py")
     out = tmp_path / "grades"
     r = invoke("grade", "smtp-client", str(subs), "--class", "--jobs", "2", "-o", str(out), "--network", "host",
                "--scenario", "one-recipient", "--scenario", "all-recipients-refused", "--seed", "9")

@@ -1,11 +1,13 @@
 """The grader's own mutation test: the reference solutions score full marks, and each
-deliberately defective client (tests/defective/, one defect each) loses points on exactly the
-check named for its defect and nowhere else."""
+deliberately defective client (tests/defects.py, one defect each, written at test time by the
+``defective`` fixture) loses points on exactly the check named for its defect and nowhere else.
+
+Grading about 70 programs takes minutes: the tests that need it are marked ``slow`` (CI runs
+them: `pytest -m "not slow"` leaves them out on a laptop)."""
 
 from __future__ import annotations
 
 import concurrent.futures
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +15,9 @@ import pytest
 from mailtrace.grading.exercise import load_exercise
 from mailtrace.grading.grader import Pools, grade
 
+from defects import MUTANTS, SOLUTIONS, STANDALONE, StaleDefect, mutant_source
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "defective"))
-from generate import MUTANTS, SOLUTIONS, STANDALONE  # noqa: E402
 
 # grading ~70 submissions (about 1,300 scenario runs) is the module fixture's work: it belongs
 # to the first test that asks for it, so the per-test timeout must leave room for it
@@ -37,18 +39,18 @@ ALTERNATIVES = {"tests/alternative/smtp_client_makefile.py": "smtp-client",
 
 
 @pytest.fixture(scope="module")
-def graded():
-    """Grade every solution and every mutant once, all in parallel (shared pools)."""
+def graded(defective):
+    """Grade every solution, alternative and mutant once, all in parallel (shared pools); the
+    reports are keyed by the solution's or alternative's path and the mutant's name."""
     pools = Pools(jobs=4, idle=64)
     exercises = {name: load_exercise(name) for name in EXERCISES}
-    jobs = [(name, ROOT / SOLUTIONS[name], None) for name in EXERCISES]
-    jobs += [(ex, ROOT / "tests" / "defective" / out, check) for ex, out, check, _ in MUTANTS]
-    jobs += [(ex, ROOT / path, None) for path, ex in ALTERNATIVES.items()]
-    jobs += [(ex, ROOT / "tests" / "defective" / out, check) for ex, out, check in STANDALONE]
+    jobs = [(name, SOLUTIONS[name], ROOT / SOLUTIONS[name]) for name in EXERCISES]
+    jobs += [(ex, out, defective[out]) for ex, out, _, _ in MUTANTS]
+    jobs += [(ex, path, ROOT / path) for path, ex in ALTERNATIVES.items()]
+    jobs += [(ex, out, defective[out]) for ex, out, _ in STANDALONE]
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as coord:
-            futures = {(str(path)): coord.submit(grade, exercises[ex], path, seed=SEED, pools=pools)
-                       for ex, path, _ in jobs}
+            futures = {key: coord.submit(grade, exercises[ex], path, seed=SEED, pools=pools) for ex, key, path in jobs}
             return {k: f.result() for k, f in futures.items()}
     finally:
         pools.close()
@@ -61,7 +63,7 @@ def _failures(report) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("exercise", EXERCISES)
 def test_reference_solution_scores_full_marks(graded, exercise):
-    report = graded[str(ROOT / SOLUTIONS[exercise])]
+    report = graded[SOLUTIONS[exercise]]
     assert not report.error
     assert report.max_score > 0
     assert report.score == report.max_score, _failures(report)
@@ -70,7 +72,7 @@ def test_reference_solution_scores_full_marks(graded, exercise):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", sorted(ALTERNATIVES))
 def test_other_correct_clients_score_full_marks(graded, path):
-    report = graded[str(ROOT / path)]
+    report = graded[path]
     assert report.score == report.max_score, _failures(report)
 
 
@@ -78,35 +80,38 @@ def test_other_correct_clients_score_full_marks(graded, path):
 @pytest.mark.parametrize("exercise,mutant,check", [(ex, out, chk) for ex, out, chk, _ in MUTANTS] + STANDALONE,
                          ids=[out for _, out, _, _ in MUTANTS] + [out for _, out, _ in STANDALONE])
 def test_mutant_loses_points_only_on_its_check(graded, exercise, mutant, check):
-    report = graded[str(ROOT / "tests" / "defective" / mutant)]
+    report = graded[mutant]
     lost = report.lost()
     assert set(lost) == set(check.split("+")), f"lost {lost}\n{_failures(report)}"
 
 
-def test_every_mutant_is_generated_and_current():
-    """The committed defective clients are what generate.py makes from today's solutions."""
-    import generate
+def test_every_defect_applies_to_todays_solution_and_names_real_checks(defective):
+    """Each edit of the table applies exactly once to today's solution (else the mutant would
+    silently test nothing), each written mutant is that source, and each named check exists."""
+    for ex, out, check, _ in MUTANTS:
+        assert defective[out].read_text("utf-8") == mutant_source(out)
+        assert set(check.split("+")) <= set(load_exercise(ex).checks), out
+    for ex, out, check in STANDALONE:
+        assert defective[out].is_file(), out
+        assert set(check.split("+")) <= set(load_exercise(ex).checks), out
 
-    for ex, out, check, edits in MUTANTS:
-        text = (ROOT / SOLUTIONS[ex]).read_text()
-        for old, new in edits:
-            assert text.count(old) == 1, f"{out}: {old[:50]!r}"
-            text = text.replace(old, new)
-        path = ROOT / "tests" / "defective" / out
-        assert path.read_text().endswith(text), f"{out} is stale: run python tests/defective/generate.py"
-        assert set(check.split("+")) <= set(load_exercise(ex).checks)
-    assert generate.ROOT == ROOT
+
+def test_a_replacement_that_no_longer_applies_is_reported():
+    ex, out, check, edits = MUTANTS[0]
+    for broken in ([("text that is in no solution", "")], [("\n", "\n")]):  # found 0 times, many times
+        with pytest.raises(StaleDefect, match=f"{out}: the replacement is found"):
+            mutant_source(out, [(ex, out, check, broken)])
 
 
 @pytest.mark.slow
 def test_feedback_marks_the_right_line_and_cites_the_right_rfc(graded):
     """Findings F8, F9 (independent grader review): a missing QUIT is marked at the client's close, and
     the POP3/IMAP timeout feedback does not cite the SMTP RFC."""
-    report = graded[str(ROOT / "tests" / "defective" / "smtp" / "no_quit.py")]
+    report = graded["smtp/no_quit.py"]
     quit_ = [c for s in report.scenarios for c in s.checks if c.id == "smtp.quit" and not c.passed]
     assert quit_ and all(">> -- connection closed by the client" in c.feedback for c in quit_)
     for mutant, cid in (("pop3/no_timeout.py", "pop3.timeout"), ("imap/no_timeout.py", "imap.timeout")):
-        report = graded[str(ROOT / "tests" / "defective" / mutant)]
+        report = graded[mutant]
         lost = [c for s in report.scenarios for c in s.checks if c.id == cid and not c.passed]
         assert lost and all("RFC 5321" not in c.feedback for c in lost)
 
@@ -116,6 +121,6 @@ def test_feedback_marks_the_right_line_and_cites_the_right_rfc(graded):
                                     "mime/uses_email_mime.py"])
 def test_a_banned_library_caps_the_score(graded, mutant):
     """Finding F19: smtplib speaks SMTP correctly, so every behavioural check passed (95/100)."""
-    report = graded[str(ROOT / "tests" / "defective" / mutant)]
+    report = graded[mutant]
     assert set(report.lost()) == {"policy.imports"}
     assert report.score == 0 and "policy.imports" in report.capped

@@ -19,6 +19,8 @@ import pytest
 from mailtrace.grading.exercise import load_exercise
 from mailtrace.grading.grader import Pools, grade
 
+from defects import apply_edits
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ROOT / "tests" / "servers"
 SOLUTIONS = {"smtp-server": ROOT / "solutions/smtp-server/smtp_server.py",
@@ -120,10 +122,7 @@ ALTERNATIVES = {"smtp_server_asyncio.py": "smtp-server", "smtp_server_select.py"
 
 
 def make_defective(exercise: str, name: str, subs: list[tuple[str, str]], folder: Path) -> Path:
-    text = SOLUTIONS[exercise].read_text("utf-8")
-    for old, new in subs:
-        assert text.count(old) == 1, f"{name}: {old!r} occurs {text.count(old)} times in the solution"
-        text = text.replace(old, new)
+    text = apply_edits(SOLUTIONS[exercise].read_text("utf-8"), subs, name)
     path = folder / f"{name}.py"
     path.write_text(text, "utf-8")
     return path
@@ -176,8 +175,28 @@ def test_each_defect_loses_points_on_its_own_checks_only(graded, exercise, name,
 
 # -- broken servers --------------------------------------------------------------------------------------
 def _no_process_left(marker: str) -> bool:
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return not [line for line in out.splitlines() if marker in line and "pytest" not in line]
+    """No process of this test run has ``marker`` in its command line: ours run under this pytest
+    process's sandbox uids or descend from it (other test runs on the machine have their own)."""
+    from mailtrace.grading.sandbox import SANDBOX_UID_BASE, SLOTS_PER_PROCESS
+
+    block = SANDBOX_UID_BASE + (os.getpid() % 100000) * SLOTS_PER_PROCESS
+    out = subprocess.run(["ps", "-eo", "pid=,ppid=,uid=,args="], capture_output=True, text=True).stdout
+    rows = [line.split(None, 3) for line in out.splitlines() if len(line.split(None, 3)) == 4]
+    parent = {int(pid): int(ppid) for pid, ppid, _, _ in rows}
+
+    def ours(pid: int, uid: int) -> bool:
+        if block <= uid < block + SLOTS_PER_PROCESS:
+            return True
+        for _ in range(64):  # bounded walk up to this process or init
+            if pid == os.getpid():
+                return True
+            if pid not in parent or pid <= 1:
+                return False
+            pid = parent[pid]
+        return False
+
+    return not [args for pid, _, uid, args in rows
+                if marker in args and "pytest" not in args and ours(int(pid), int(uid))]
 
 
 @pytest.mark.parametrize("name,reason", [

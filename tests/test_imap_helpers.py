@@ -1,13 +1,15 @@
-"""Shared helpers for the IMAP tests (no tests here): a lab store and a tiny conversation driver."""
+"""Shared helpers for the IMAP tests (no tests here): a lab store and the IMAP side of tests/conversation.py."""
 
 from __future__ import annotations
 
 import re
 import time
 
-from mailtrace.protocols.base import Close, Pending, Send, events_of
+from mailtrace.protocols.base import Close, Pending, Send, events_of, settle
 from mailtrace.protocols.imap import ImapConfig, ImapServerConnection
 from mailtrace.store.maildir import MaildirStore
+
+from conversation import Conversation
 
 PASSWORD = 'pa ss"w\\rd'  # a space, a quote and a backslash: needs a literal or escapes
 USERS = {"alice": PASSWORD, "bob": "bob"}
@@ -33,32 +35,14 @@ def make_store(root) -> MaildirStore:
     return MaildirStore(root, dict(USERS), fsync=False)
 
 
-class Client:
-    """Feeds a core and keeps what it sent back; ``chunk`` splits every input (1: byte by byte)."""
+class Client(Conversation):
+    """A core driven by tests/conversation.py; ``chunk`` splits every input (1: byte by byte)."""
 
     def __init__(self, store, chunk: int = 10_000, **kw) -> None:
-        self.core = make_core(store, **kw)
-        self.chunk = chunk
-        self.outputs = list(self.core.start())
-        self.closed = False
-
-    def send(self, data: bytes) -> bytes:
-        got = []
-        for i in range(0, len(data), self.chunk):
-            out = self.core.receive(data[i:i + self.chunk])
-            while any(isinstance(o, Pending) for o in out):  # run slow jobs as the shell would
-                k = next(k for k, o in enumerate(out) if isinstance(o, Pending))
-                self.outputs += out[:k]
-                got += out[:k]
-                out = out[k].resume(out[k].job()) + out[k + 1:]
-            self.outputs += out
-            got += out
-        self.closed = self.closed or any(isinstance(o, Close) for o in got)
-        return b"".join(o.data for o in got if isinstance(o, Send))
+        super().__init__(make_core(store, **kw), chunk=chunk)
 
     def cmd(self, line: str | bytes) -> bytes:
-        data = line.encode() if isinstance(line, str) else line
-        return self.send(data + b"\r\n")
+        return self.lines(line)
 
     def login(self, user: str = "alice", password: str = PASSWORD) -> bytes:
         return self.send(b"L1 LOGIN " + user.encode() + b" {%d+}\r\n" % len(password.encode()) + password.encode() + b"\r\n")
@@ -66,22 +50,9 @@ class Client:
     def select(self, box: str = "INBOX") -> bytes:
         return self.cmd(f"S1 SELECT {box}")
 
-    @property
-    def events(self):
-        return events_of(self.outputs)
 
-
-def run_pending(outputs: list) -> list:
-    """The outputs with every Pending replaced by what its resume() returns (as the shell does)."""
-    done = []
-    queue = list(outputs)
-    while queue:
-        o = queue.pop(0)
-        if isinstance(o, Pending):
-            queue[0:0] = o.resume(o.job())
-        else:
-            done.append(o)
-    return done
+#: the outputs with every Pending replaced by what its resume() returns (as the shell does)
+run_pending = settle
 
 
 def tagged(reply: bytes, tag: str) -> bytes:

@@ -9,7 +9,6 @@ import random
 import shutil
 import smtplib
 import subprocess
-import time
 
 import pytest
 
@@ -21,6 +20,7 @@ from mailtrace.transcript.event import Kind, Side
 from mailtrace.transcript.recorder import MemorySink, Recorder
 from test_pcap_scapy_support import CLIENT, SERVER, TcpScript
 from test_proxy_support import loop_thread, start_aiosmtpd, start_proxy, wait_closed  # noqa: F401
+from waiting import wait_until
 
 SMTP_DIALOGUE = [
     ("S", b"220 lab.test ESMTP ready\r\n"),
@@ -208,7 +208,15 @@ def test_tcpdump_capture_of_real_session_imports_to_proxy_dialogue(tmp_path, loo
             s.login("alice", "pw")
             s.sendmail("alice@lab.test", ["bob@lab.test"], b"Subject: dump\r\n\r\ncaptured\r\n")
         wait_closed(mem, 1)
-        time.sleep(0.3)
+
+        def captured_whole_session():  # tcpdump -U writes each packet as it comes: wait for the last
+            try:
+                back, _ = reimport(pcap.read_bytes(), port=proxy.port, protocol="smtp", show_secrets=True)
+            except CaptureFormatError:  # a record cut in the middle of being written
+                return False
+            return dialogue_of(back) == dialogue_of(mem.events)
+
+        wait_until(captured_whole_session, what="tcpdump to write the whole session")
     finally:
         dump.terminate()
         dump.wait(10)

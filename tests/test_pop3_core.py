@@ -10,6 +10,7 @@ from mailtrace.protocols.base import Close, Send, StartTLS, events_of, send_all,
 from mailtrace.protocols.pop3 import COMMANDS, HANDLERS, Pop3Config, Pop3ServerConnection, State, apop_digest
 from mailtrace.protocols.pop3.spec import MAX_COMMAND_LINE, byte_stuff, top_of
 from mailtrace.transcript.event import Kind, Side
+from conversation import Conversation
 from test_pop3_fakes import FakeStore
 
 
@@ -36,15 +37,15 @@ def make(store=None, **config) -> tuple[Pop3ServerConnection, FakeStore]:
 
 
 def feed(conn, data: bytes, chunk: int) -> list:
-    out = []
-    for i in range(0, len(data), chunk):
-        out += receive(conn, data[i: i + chunk])
-    return out
+    """The outputs for ``data`` fed ``chunk`` bytes at a time (tests/conversation.py)."""
+    conv = Conversation(conn, start=False, chunk=chunk)
+    conv.send(data)
+    return conv.outputs
 
 
 def talk(conn, *lines: str, chunk: int = 10_000) -> bytes:
-    data = "".join(line + "\r\n" for line in lines).encode()
-    return send_all(feed(conn, data, chunk))
+    """What the core sends back to ``lines`` sent all at once (pipelined), ``chunk`` bytes at a time."""
+    return Conversation(conn, start=False, chunk=chunk).send("".join(line + "\r\n" for line in lines).encode())
 
 
 CHUNKS = [1, 2, 7, 10_000]

@@ -21,6 +21,7 @@ from mailtrace.servers.lab import Lab
 from mailtrace.servers.pop3 import make_core_factory
 from mailtrace.transcript.event import Kind
 from mailtrace.transcript.recorder import MemorySink, Recorder
+from waiting import wait_until
 
 maildir = pytest.importorskip("mailtrace.store.maildir", reason="the Maildir store has not landed yet")
 
@@ -255,8 +256,8 @@ def test_autologout_is_silent_and_keeps_mail(tmp_path):
         deliver(srv.store, 1)
         pop = srv.client()
         pop.dele(1)
+        wait_until(lambda: any(e.kind is Kind.CLOSE for e in list(srv.sink.events)), what="the autologout")
         with pytest.raises((EOFError, poplib.error_proto, ConnectionError, OSError)):
-            time.sleep(0.8)
             pop.noop()
         pop = srv.client()  # the lock is free again and the message is still there
         assert pop.stat()[0] == 1

@@ -13,53 +13,32 @@ from mailtrace.protocols.smtp import SmtpConfig, SmtpServerConnection, State
 from mailtrace.store.maildir import MaildirStore
 from mailtrace.transcript.event import Event, Kind, Side
 
+from conversation import Conversation
+
 LECTURE = (b"HELO crepes.fr\r\n", b"MAIL FROM:<alice@crepes.fr>\r\n", b"RCPT TO:<bob@lab.test>\r\n",
            b"DATA\r\n", b"Subject: Do you like ketchup?\r\n\r\nHow about pickles?\r\n..and dots\r\n.\r\n",
            b"QUIT\r\n")
 
 
-class Run:
-    """One core connection, its outputs collected; Pending jobs are run at once."""
+class Run(Conversation):
+    """One core connection driven by tests/conversation.py; ``feed``/``say`` chain."""
 
     def __init__(self, store, config: SmtpConfig | None = None, **kw) -> None:
-        self.conn = SmtpServerConnection(config or SmtpConfig(), store, clock=time.time,
-                                         client_address="127.0.0.1:4000", **kw)
-        self.outputs: list = []
-        self._run(self.conn.start())
+        super().__init__(SmtpServerConnection(config or SmtpConfig(), store, clock=time.time,
+                                              client_address="127.0.0.1:4000", **kw))
+        self.conn = self.core
 
-    def _run(self, outputs) -> None:
-        for out in outputs:
-            if isinstance(out, Pending):
-                self._run(out.resume(out.job()))
-            else:
-                self.outputs.append(out)
+    _run = Conversation._take  # outputs of a direct call on the core (tls_started, idle_timeout, eof)
 
     def feed(self, data: bytes, chunk: int = 0) -> "Run":
-        step = chunk or max(1, len(data))
-        for i in range(0, len(data), step):
-            self._run(self.conn.receive(data[i:i + step]))
+        self.send(data, chunk)
         return self
 
     def say(self, *lines: bytes) -> "Run":
         """Send lines one at a time, each after the previous reply (a polite client)."""
         for line in lines:
-            self.feed(line)
+            self.send(line)
         return self
-
-    @property
-    def sent(self) -> bytes:
-        return b"".join(o.data for o in self.outputs if isinstance(o, Send))
-
-    @property
-    def events(self) -> list[Event]:
-        return [o for o in self.outputs if isinstance(o, Event)]
-
-    def codes(self) -> list[str]:
-        """The code of each reply (last line of multi-line replies only)."""
-        return [e.code for e in self.events if e.kind is Kind.REPLY and e.raw[3:4] != b"-"]
-
-    def notes(self) -> list[str]:
-        return [n.rule for e in self.events for n in e.notes]
 
 
 @pytest.fixture

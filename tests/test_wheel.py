@@ -29,8 +29,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
 MIME_SOLUTION = SOLUTIONS / "mime-compose" / "mime_compose.py"
-#: a mime-compose program that loses points (no attachment part): the scores must still add up
-MIME_DEFECTIVE = ROOT / "tests" / "defective" / "mime" / "missing_headers.py"
+#: a mime-compose program that loses points (no Date or Message-ID): the scores must still add up
+MIME_DEFECTIVE = "mime/missing_headers.py"  # written by the ``defective`` fixture (tests/defects.py)
 #: the checkout's own folders that are not part of a build
 NOT_SOURCE = (".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis",
               "mailtrace-lab", ".mypy_cache", ".ruff_cache")
@@ -230,8 +230,9 @@ def classroom_total(result: dict) -> tuple[float, float]:
     return sum(t["score"] for t in result["tests"]), result["max_score"]
 
 
-@pytest.mark.parametrize("program", [MIME_SOLUTION, MIME_DEFECTIVE], ids=["solution", "defective"])
-def test_github_classroom_result_from_the_wheel(installed, empty, program):
+@pytest.mark.parametrize("which", ["solution", "defective"])
+def test_github_classroom_result_from_the_wheel(installed, empty, which, defective):
+    program = MIME_SOLUTION if which == "solution" else defective[MIME_DEFECTIVE]
     shutil.copy(program, empty / "mime_compose.py")
     args = ("grade", "mime-compose", "mime_compose.py", "--seed", "7", "--network", "host")
     mine = json.loads(mailtrace(installed, *args, "--format", "json", cwd=empty).stdout)
@@ -243,7 +244,7 @@ def test_github_classroom_result_from_the_wheel(installed, empty, program):
     total, max_score = classroom_total(result)
     assert round(total, 2) == mine["score"] and max_score == mine["max_score"] == 100
     assert result["status"] == ("pass" if mine["score"] == 100 else "fail")
-    if program is MIME_DEFECTIVE:
+    if which == "defective":
         assert mine["score"] < 100 and any(t["status"] == "fail" and t["message"] for t in result["tests"])
     # the runner step emits base64 of this JSON; the reporter decodes it back
     encoded = base64.b64encode(out.encode("utf-8")).decode("ascii")

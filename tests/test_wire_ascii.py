@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailtrace.protocols.base import Send
-from test_diagrams import CoreSession
+from conversation import Conversation, lab_core
 
 BAD_SESSIONS = {
     "smtp": ["BOGUS", "MAIL FROM:<a@b>", "EHLO x", "RCPT TO:<bob@lab.test>", "DATA", "MAIL FROM:bad",
@@ -22,9 +21,9 @@ BAD_SESSIONS = {
 
 @pytest.mark.parametrize("protocol", sorted(BAD_SESSIONS))
 def test_every_reply_of_a_bad_session_is_ascii(protocol, tmp_path):
-    session = CoreSession(protocol, tmp_path)
-    session.say(BAD_SESSIONS[protocol])
-    sent = b"".join(o.data for o in session.outputs if isinstance(o, Send))
+    session = Conversation(lab_core(protocol, tmp_path))
+    session.lines(*BAD_SESSIONS[protocol])
+    sent = session.sent
     assert b"section " in sent or protocol == "smtp"  # the RFC citations are still there, spelled out
     bad = [line for line in sent.split(b"\r\n") if any(octet > 0x7F for octet in line)]
     assert not bad, f"non-ASCII reply lines: {bad[:5]}"

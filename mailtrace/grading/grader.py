@@ -297,8 +297,9 @@ def _run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, se
         sandbox.give(workdir)
         argv = [str(a) for a in fill(list(scenario.args), variables)]
         variables.update(_arg_variables(argv, inputs))
-        result = sandbox.run(prepared.argv(sandbox, argv), workdir,
-                             timeout=max(0.1, min(timeout, deadline - COPY_COLLECT_SECONDS / 2 - time.monotonic())))
+        allowed = max(0.1, min(timeout, deadline - COPY_COLLECT_SECONDS / 2 - time.monotonic()))
+        result = sandbox.run(prepared.argv(sandbox, argv), workdir, timeout=allowed)
+        deadline += result.cpu_wait_given  # the time it waited for a CPU was given back (sandbox)
         if server is not None:
             limit = time.monotonic() + 1.0  # let the server record the last bytes and the close
             while any(not t.done() for t in list(server.tasks)) and time.monotonic() < limit:

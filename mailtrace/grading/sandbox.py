@@ -92,6 +92,7 @@ class ProgramResult:
     error: str = ""  # the program could not be started at all
     enforced: tuple[str, ...] = ()
     limit_seconds: float = 0.0  # the wall-clock limit it ran under
+    cpu_wait_given: float = 0.0  # seconds added to that limit: it was runnable but waited for a CPU
     memory_limited: bool = False  # the cgroup memory limit was hit
 
     def status_text(self, lang: str = "en") -> str:
@@ -498,8 +499,57 @@ class Sandbox:
         return self.start(argv, workdir, timeout).wait()
 
 
+# -- time waited for a CPU --------------------------------------------------------------------------
+#: the wall-clock limit does not count the time a program was ready to run but waited for a CPU
+#: (a busy machine: a class graded at once, a loaded CI runner), up to this many times the limit.
+#: A program that waits on the network or sleeps gets nothing: on an idle machine and on a busy
+#: one it is stopped at the same point of its own run, so the same program earns the same score.
+MAX_CPU_WAIT_FACTOR = 3.0
+#: extensions shorter than this are not worth a new timer
+MIN_EXTENSION = 0.05
+#: a program runnable at its limit that hardly ran since the last look waits for a CPU right now:
+#: look again this much later
+RECHECK = 0.1
+
+
+def _process_tree(root: int) -> list[int]:
+    """``root`` and every process descended from it (read from /proc; empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            text = Path(stat).read_text()
+        except OSError:  # ended meanwhile
+            continue
+        fields = text[text.rfind(")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
+        children.setdefault(int(fields[1]), []).append(int(stat.split("/")[2]))
+    tree, todo = [], [root]
+    while todo and len(tree) < 100_000:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += children.get(pid, [])
+    return tree
+
+
+def cpu_use(pids: list[int]) -> tuple[float, float, bool]:
+    """For the threads of ``pids``: (seconds on a CPU, seconds runnable but waiting for one, is one
+    runnable now).  The first two are /proc/PID/task/TID/schedstat (nanoseconds; a wait is added
+    when it ends, so a thread waiting now is not counted yet: hence the third); zeros where the
+    kernel does not keep them."""
+    ran = waited = 0
+    runnable = False
+    for pid in pids:
+        for task in glob.glob(f"/proc/{pid}/task/*"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = Path(task, "schedstat").read_text().split()
+                ran, waited = ran + int(fields[0]), waited + int(fields[1])
+                stat = Path(task, "stat").read_text()
+                runnable = runnable or stat[stat.rfind(")") + 2] == "R"
+    return ran / 1e9, waited / 1e9, runnable
+
+
 class Running:
-    """One started program: its output read as it comes, a timer that ends it at the limit."""
+    """One started program: its output read as it comes, a timer that ends it at the limit (plus
+    the time it waited for a CPU, see MAX_CPU_WAIT_FACTOR)."""
 
     def __init__(self, sandbox: Sandbox, argv: list[str], workdir: Path, timeout: float) -> None:
         self.sandbox = sandbox
@@ -511,6 +561,10 @@ class Running:
         self.error = ""
         self.proc = None
         self.fired = threading.Event()
+        self.granted = 0.0  # seconds added to the limit for time spent waiting for a CPU
+        self._last_look = (time.monotonic(), 0.0)  # (when, CPU seconds used by then)
+        self._timer_lock = threading.Lock()
+        self._ended = False
         lim = sandbox.limits
         preexec = None if (sandbox.isolate or sandbox.prlimit) else _set_limits(lim)
         args_fd = None
@@ -541,7 +595,23 @@ class Running:
         self.timer.start()
 
     def _on_timeout(self) -> None:
-        self.fired.set()
+        with self._timer_lock:
+            if self._ended:
+                return
+            cap = MAX_CPU_WAIT_FACTOR * self.timeout
+            ran, waited, runnable = cpu_use(_process_tree(self.proc.pid))
+            (then, ran_then), now = self._last_look, time.monotonic()
+            self._last_look = (now, ran)
+            extra = min(waited, cap) - self.granted  # it was kept from running: give that time back
+            if extra < MIN_EXTENSION and runnable and ran - ran_then < (now - then) / 2:
+                extra = min(RECHECK, cap - self.granted)  # waiting for a CPU right now
+            if extra >= MIN_EXTENSION:
+                self.granted += extra
+                self.timer = threading.Timer(extra, self._on_timeout)
+                self.timer.daemon = True
+                self.timer.start()
+                return
+            self.fired.set()
         self.stop()
 
     def stop(self) -> None:
@@ -560,7 +630,9 @@ class Running:
         if self.proc is None:
             return ProgramResult(argv=self.argv, exit_code=None, error=self.error, enforced=sb.enforced())
         self.proc.wait()
-        self.timer.cancel()
+        with self._timer_lock:
+            self._ended = True
+            self.timer.cancel()
         timed_out = self.fired.is_set()
         self.stop()  # what the program left running (a daemon, a fork bomb's children) ends now
         self.out.join()
@@ -583,7 +655,7 @@ class Running:
                              stdout=self.out.data, stderr=self.err.data,
                              truncated=self.out.truncated or self.err.truncated,
                              duration=time.monotonic() - self.started, enforced=sb.enforced(),
-                             limit_seconds=self.timeout, memory_limited=memory)
+                             limit_seconds=self.timeout, cpu_wait_given=self.granted, memory_limited=memory)
 
 
 @functools.cache

@@ -1,17 +1,25 @@
-"""Regenerate the defective clients from the reference solutions: one defect each.
+"""The table of defective clients: each is a reference solution with one defect, written at test
+time (the ``defective`` fixture of tests/conftest.py) into a temporary folder.
 
-    python tests/defective/generate.py
+Each entry of MUTANTS: (exercise, name, the check(s) it must lose points on, joined by "+",
+[(old, new), ...]).  Every replacement must apply exactly once, so a change to a solution that
+breaks a mutant fails the tests at once instead of leaving a stale copy.  To read one as a
+student's program:
 
-Each entry: (exercise, output file, the check it must lose points on, [(old, new), ...]).
-Every replacement must apply exactly once (so a change to a solution that breaks a mutant is
-noticed).  The generated files are committed; read them as students' programs.
+    python tests/defects.py smtp/no_quit.py        # prints it
+    python tests/defects.py --write DIR            # writes them all under DIR
+
+STANDALONE lists the defective clients written by hand (not near-copies of a solution): they
+stay committed under tests/defective/.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parent.parent
+HANDWRITTEN = Path(__file__).resolve().parent / "defective"
 SOLUTIONS = {"smtp-client": "solutions/smtp-client/smtp_client.py", "pop3-client": "solutions/pop3-client/pop3_client.py",
              "imap-client": "solutions/imap-client/imap_client.py", "mime-compose": "solutions/mime-compose/mime_compose.py"}
 
@@ -356,19 +364,45 @@ STANDALONE: list[tuple[str, str, str]] = [
 ]
 
 
-def main() -> None:
-    for exercise, out, _check, edits in MUTANTS:
-        text = (ROOT / SOLUTIONS[exercise]).read_text()
-        for old, new in edits:
-            n = text.count(old)
-            if n != 1:
-                raise SystemExit(f"{out}: replacement found {n} times: {old[:60]!r}")
-            text = text.replace(old, new)
-        target = Path(__file__).parent / out
-        target.parent.mkdir(parents=True, exist_ok=True)
-        header = f"# DEFECTIVE on purpose (mutation test): must lose points on {_check} and nowhere else.\n"
-        target.write_text(header + text)
+class StaleDefect(AssertionError):
+    """A replacement of the table no longer applies exactly once to today's solution."""
+
+
+def apply_edits(text: str, edits: list[tuple[str, str]], name: str) -> str:
+    """``text`` with each (old, new) replacement made; each ``old`` must occur exactly once."""
+    for old, new in edits:
+        n = text.count(old)
+        if n != 1:
+            raise StaleDefect(f"{name}: the replacement is found {n} times in the solution: {old[:60]!r}")
+        text = text.replace(old, new)
+    return text
+
+
+def mutant_source(name: str, table: list | None = None) -> str:
+    """The source of the mutant ``name`` ("smtp/no_quit.py"): today's solution with its edits."""
+    exercise, _, check, edits = next(m for m in (table or MUTANTS) if m[1] == name)
+    text = apply_edits((ROOT / SOLUTIONS[exercise]).read_text("utf-8"), edits, name)
+    return f"# DEFECTIVE on purpose (mutation test): must lose points on {check} and nowhere else.\n" + text
+
+
+def write_all(folder: Path) -> dict[str, Path]:
+    """Write every mutant under ``folder``; return {name: path} for them and the hand-written ones."""
+    paths: dict[str, Path] = {}
+    for _, name, _, _ in MUTANTS:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(mutant_source(name), "utf-8")
+        paths[name] = path
+    for _, name, _ in STANDALONE:
+        paths[name] = HANDWRITTEN / name
+    return paths
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--write"] and len(sys.argv) == 3:
+        for name, path in write_all(Path(sys.argv[2])).items():
+            print(path)
+    elif len(sys.argv) == 2:
+        sys.stdout.write(mutant_source(sys.argv[1]))
+    else:
+        raise SystemExit(__doc__)

@@ -1,0 +1,71 @@
+"""A busy machine does not change a grade: the sandbox's wall-clock limit gives back the time a
+program was ready to run but waited for a CPU (/proc schedstat), and nothing else.
+
+The busy machine is made here: a CPU hog on the same CPU as the program, at a higher priority.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mailtrace.grading.sandbox import MAX_CPU_WAIT_FACTOR, Limits, Sandbox, cpu_use
+
+from waiting import wait_until
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/schedstat") or not hasattr(os, "sched_setaffinity"),
+                                reason="needs Linux /proc/PID/schedstat and CPU affinity")
+
+#: pinned to CPU 0 at nice 5: it gets about a quarter of that CPU while the hog runs
+STARVED = """
+import os, time
+os.sched_setaffinity(0, {0})
+os.nice(5)
+start = time.process_time()
+while time.process_time() - start < 0.25:  # a quarter of a CPU-second of work
+    pass
+print("done")
+"""
+
+
+@pytest.fixture
+def hog():
+    proc = subprocess.Popen([sys.executable, "-c", "import os\nos.sched_setaffinity(0, {0})\nwhile True: pass"])
+    yield proc
+    proc.kill()
+    proc.wait(10)
+
+
+def run(code: str, timeout: float):
+    sb = Sandbox(Limits(timeout=timeout, cpu_seconds=10))
+    wd = sb.make_workdir()
+    try:
+        (wd / "p.py").write_text(code)
+        sb.give(wd)
+        return sb.run([sb.python(), "p.py"], wd)
+    finally:
+        sb.remove_workdir(wd)
+
+
+def test_a_program_kept_from_the_cpu_gets_that_time_back(hog):
+    r = run(STARVED, timeout=0.5)
+    assert r.exit_code == 0 and not r.timed_out and r.stdout == b"done\n", (r.stderr, r.duration)
+    assert r.limit_seconds == 0.5 and r.cpu_wait_given > 0  # it was given back time...
+    assert r.duration > 0.5  # ...and needed it: without the CPU wait given back, it would have been stopped
+
+
+def test_a_program_that_waits_on_its_own_gets_nothing_back(hog):
+    r = run("import time\ntime.sleep(60)\n", timeout=0.5)
+    assert r.timed_out and r.exit_code is None
+    assert r.cpu_wait_given <= 0.5 * MAX_CPU_WAIT_FACTOR and r.duration < 30
+
+
+def test_cpu_use_of_a_process_that_is_gone_is_zero_and_a_busy_one_is_runnable(hog):
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    assert cpu_use([proc.pid]) == (0.0, 0.0, False)
+    wait_until(lambda: cpu_use([hog.pid])[0] > 0.05, what="the hog to use a CPU")
+    assert cpu_use([hog.pid])[2]  # a busy loop is always runnable
