@@ -2,7 +2,7 @@
 
 The course notes show one picture per protocol.  Nothing in them is drawn by hand: the states
 (and SMTP's phases) come from ``knowledge/<protocol>.toml``, the arrows from
-``knowledge/diagrams/transitions.toml``, and ``tests/test_diagrams.py`` replays every arrow
+``knowledge/diagrams/transitions.toml``, and ``tests/unit/test_diagrams.py`` replays every arrow
 on the real server core, so a picture cannot show a transition the server does not make.
 
     python -m mailtrace.diagrams     # rewrite knowledge/diagrams/*.dot and, with Graphviz, *.svg

@@ -483,7 +483,7 @@ class MessageSize(click.ParamType):
 
 #: ``--max-message-size``'s default, as the option takes it: protocols.smtp.spec.MAX_MESSAGE_SIZE,
 #: which --help must not import (the SMTP package loads its observer and email);
-#: tests/test_cli_help.py checks that both agree.
+#: tests/integration/test_cli_help.py checks that both agree.
 MAX_MESSAGE_SIZE_DEFAULT = "10M"
 
 

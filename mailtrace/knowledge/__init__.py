@@ -190,7 +190,7 @@ def mistakes(event: Event) -> list:
 @functools.cache
 def glossary() -> list[dict]:
     """The course's Spanish glossary (``glossary.toml``): ``[{"en", "es", "note", "avoid": [{"pattern",
-    "unless", "why", "bad", "ok"}, ...]}, ...]``; tests/test_spanish_glossary.py enforces it."""
+    "unless", "why", "bad", "ok"}, ...]}, ...]``; tests/unit/test_spanish_glossary.py enforces it."""
     text = resources.files(__package__).joinpath("glossary.toml").read_text("utf-8")
     return tomllib.loads(text).get("term", [])
 

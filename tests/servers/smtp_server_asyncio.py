@@ -1,5 +1,5 @@
 """A correct SMTP server in another style (asyncio streams), for the server grader's tests:
-it must score 100 like the reference solution (tests/test_grading_servers.py)."""
+it must score 100 like the reference solution (tests/integration/test_grading_servers.py)."""
 
 import argparse
 import asyncio

@@ -12,7 +12,7 @@ failed is narrower than the check) for each way a check can fail.
 A check must be *narrow*: it fails for the one mistake it names and passes for every correct
 client, whatever its style (one write per line or per command, one recv() loop or a line
 reader, HELO after a 502, RSET before QUIT...), and for clients whose other mistakes make them
-fail other checks.  The mutation test (tests/test_grading_mutation.py) holds the checks to this.
+fail other checks.  The mutation test (tests/integration/test_grading_mutation.py) holds the checks to this.
 """
 
 from __future__ import annotations

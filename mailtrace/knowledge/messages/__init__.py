@@ -10,7 +10,7 @@ A message is the table that holds an ``en`` key; its dotted path is its key
 (``diagnosis.syntax-error``).  Its value may be a string (a template), a list or a table (column
 names, a table of names).  This is the one loader of these texts: :func:`text` fills a template,
 :func:`table` returns a list or table; a language without the entry falls back to English, a
-key that does not exist is an error (tests/test_messages.py checks that every key the code uses
+key that does not exist is an error (tests/unit/test_messages.py checks that every key the code uses
 exists in both languages with the same placeholders, and that every key is used).
 """
 

@@ -476,7 +476,7 @@ def make_timestamp(pid: int, clock: int, hostname: str) -> str:
 def uidl_of(uid: int, uidvalidity: int) -> str:
     """The unique-id of a message: what Dovecot's default ``pop3_uidl_format = %08Xu%08Xv`` gives.
 
-    (Dovecot 2.3 writes that hex in lower case: tests/test_pop3_dovecot.py compares.)  Stable
+    (Dovecot 2.3 writes that hex in lower case: tests/integration/test_pop3_dovecot.py compares.)  Stable
     across sessions and restarts because the store persists both numbers in the same
     ``dovecot-uidlist`` Dovecot reads, so a client keeping mail on the server can switch
     between Dovecot and mailtrace without downloading it all again; 16 characters of 0-9a-f,

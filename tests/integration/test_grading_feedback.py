@@ -19,7 +19,7 @@ from mailtrace.grading.exercise import load_exercise
 from mailtrace.grading.grader import grade
 from mailtrace.grading.report import to_text
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = ROOT / "solutions"
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Home folders, the development machine's work folder and its venv.  System paths a program
 # legitimately names (/usr/bin/python3, /etc/shadow in a hostile-code test, /autograder on

@@ -17,7 +17,7 @@ imapclient = pytest.importorskip("imapclient")
 
 from test_imap_server import RunningServer  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent / "bench"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
 
 MSG = b"From: a@lab.test\r\nTo: bob@lab.test\r\nSubject: %s\r\n\r\nbody %s\r\n"
 

@@ -17,7 +17,7 @@ import pytest
 
 from mailtrace.grading.report import CheckResult, Report, ScenarioResult
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: English words that only an untranslated sentence of ours would bring into a Spanish report
 ENGLISH = re.compile(r"\b(?:the|was|were|Expected|Happened|See|not run|exit status|could not|should|must|"
                      r"every|which|without|after|before|killed|network|sealed|timeout|wall clock)\b")

@@ -9,7 +9,7 @@ timestamp, IMAP's UIDVALIDITY, the queue id and Maildir file names, imaplib's ra
 After an intended change (new annotations, a new JSONL version), rewrite them with one command
 and review the diff:
 
-    MAILTRACE_REGEN_GOLDEN=1 .venv/bin/python -m pytest -q tests/test_golden.py
+    MAILTRACE_REGEN_GOLDEN=1 .venv/bin/python -m pytest -q tests/golden/test_golden.py
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import pytest
 
 from mailtrace.transcript.jsonl import JsonlSink
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN = Path(__file__).resolve().parent
 REGEN = os.environ.get("MAILTRACE_REGEN_GOLDEN") == "1"
 PROTOCOLS = ("smtp", "pop3", "imap")
 

@@ -1,6 +1,6 @@
 """Starting an exercise anywhere (``mailtrace exercises``, ``exercises copy``), where exercises
 are looked up, and the GitHub Classroom result's arithmetic (issue #21).  Fast: no wheel build
-(tests/test_wheel.py does the installed-tool session)."""
+(tests/integration/test_wheel.py does the installed-tool session)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from mailtrace.grading import github_classroom as gc
 from mailtrace.grading.exercise import exercises_origin, load_exercise
 from mailtrace.grading.report import CheckResult, Report, ScenarioResult
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def invoke(*args: str):

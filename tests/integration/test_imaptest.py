@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOOLS = Path(os.environ.get("IMAPTEST_TOOLS", ROOT.parent / "shared" / "tools" / "imaptest"))
 IMAPTEST_DIR = Path(os.environ.get("IMAPTEST_DIR", Path(tempfile.gettempdir()) / "imaptest-build"))
 # Issue 16, "Done when": "at least 55 of the 71 tests run".

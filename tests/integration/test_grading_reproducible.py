@@ -22,7 +22,7 @@ from mailtrace.grading.exercise import load_exercise
 from mailtrace.grading.grader import IDLE_TIMEOUT, grade
 from mailtrace.grading.report import to_json
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOLUTION = ROOT / "solutions" / "smtp-client" / "smtp_client.py"
 RUNS = 10
 TIMESTAMPS = [

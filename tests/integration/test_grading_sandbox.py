@@ -26,7 +26,7 @@ from mailtrace.grading.grader import grade
 from mailtrace.grading.report import to_json, to_junit
 from mailtrace.grading.sandbox import ROOT_BASE, SANDBOX_UID_BASE, SLOTS_PER_PROCESS, Limits, Sandbox, bwrap_works
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MIME = ROOT / "solutions" / "mime-compose" / "mime_compose.py"
 
 pytestmark = pytest.mark.skipif(

@@ -18,7 +18,7 @@ import pytest
 from mailtrace import knowledge
 from mailtrace._compat import tomllib
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KNOWLEDGE = ROOT / "mailtrace" / "knowledge"
 
 

@@ -23,7 +23,7 @@ from mailtrace.grading.exercise import load_exercise
 from mailtrace.grading.grader import grade
 from mailtrace.grading.sandbox import Limits
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMTP = ROOT / "solutions" / "smtp-client" / "smtp_client.py"
 MIME = ROOT / "solutions" / "mime-compose" / "mime_compose.py"
 

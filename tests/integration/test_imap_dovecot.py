@@ -23,7 +23,7 @@ import pytest
 from test_imap_helpers import MULTI, SIMPLE
 from test_imap_server import RunningServer
 
-sys.path.insert(0, str(Path(__file__).parent / "bench"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("dovecot") is None or os.geteuid() != 0,

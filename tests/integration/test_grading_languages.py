@@ -17,7 +17,7 @@ from mailtrace.grading.exercise import load_exercise
 from mailtrace.grading.grader import grade
 from mailtrace.grading.sandbox import Limits
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LANGUAGES = ROOT / "tests" / "languages" / "smtp-client"
 SCENARIOS = ["one-recipient", "three-recipients", "slow-server", "dot-lines"]
 NEEDS = {"c": ("cc", "make"), "java": ("javac", "java"), "node": ("node",), "bash": ("bash",), "python": ()}

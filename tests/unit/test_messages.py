@@ -19,7 +19,7 @@ import pytest
 from mailtrace.grading.checks import REGISTRY, load_all
 from mailtrace.knowledge import messages
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CODE = ROOT / "mailtrace"
 
 #: function name -> (index of the key argument, book, prefix of the key in the book, suffixes)

@@ -28,7 +28,7 @@ from mailtrace.transcript.jsonl import VERSION, JsonlSink, read_jsonl
 from mailtrace.transcript.links import Action
 from mailtrace.transcript.recorder import MemorySink, Recorder, SessionRecorder
 
-V1 = Path(__file__).parent / "golden" / "transcript-v1.jsonl"
+V1 = Path(__file__).parents[1] / "golden" / "transcript-v1.jsonl"
 BOOLEAN_KEYS = {"continued", "spooled", "pipelined", "scripted", "unsolicited"}
 
 

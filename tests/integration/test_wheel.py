@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = ROOT / "solutions"
 MIME_SOLUTION = SOLUTIONS / "mime-compose" / "mime_compose.py"
 #: a mime-compose program that loses points (no Date or Message-ID): the scores must still add up

@@ -10,7 +10,7 @@ from pathlib import Path
 from mailtrace.grading.exercise import load_exercise
 from mailtrace.grading.grader import grade
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def open_descriptors() -> int:

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not shutil.which("dovecot") or os.geteuid() != 0,
                                  reason="needs Dovecot (Debian: dovecot-pop3d) and root to start it")]
 
-_spec = importlib.util.spec_from_file_location("bench_pop3", Path(__file__).parent / "bench" / "bench_pop3.py")
+_spec = importlib.util.spec_from_file_location("bench_pop3", Path(__file__).parents[1] / "bench" / "bench_pop3.py")
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
 

@@ -17,7 +17,7 @@ from mailtrace.grading.grader import Pools, grade
 
 from defects import MUTANTS, SOLUTIONS, STANDALONE, StaleDefect, mutant_source
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # grading ~70 submissions (about 1,300 scenario runs) is the module fixture's work: it belongs
 # to the first test that asks for it, so the per-test timeout must leave room for it

@@ -11,7 +11,7 @@ from pathlib import Path
 from test_pcap import SMTP_DIALOGUE
 from test_pcap_scapy_support import TcpScript
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MAILTRACE = [sys.executable, "-m", "mailtrace"]
 SCAPY_USERS = {"mailtrace/capture/segments.py", "mailtrace/capture/sniff.py"}
 

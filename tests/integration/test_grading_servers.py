@@ -21,7 +21,7 @@ from mailtrace.grading.grader import Pools, grade
 
 from defects import apply_edits
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SERVERS = ROOT / "tests" / "servers"
 SOLUTIONS = {"smtp-server": ROOT / "solutions/smtp-server/smtp_server.py",
              "pop3-server": ROOT / "solutions/pop3-server/pop3_server.py"}

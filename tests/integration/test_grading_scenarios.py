@@ -16,7 +16,7 @@ from mailtrace.grading.grader import grade
 
 from defects import apply_edits
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 CASES = {
     # IMAP: STORE with a position in the list fetched, after UID FETCH (--unseen-only --mark-seen)
