@@ -25,15 +25,14 @@ parsed from the line, so checks and feedback read one honest transcript.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mailtrace.protocols.base import Close, Pending, Send
+from mailtrace.protocols.lines import literal_announced
 from mailtrace.transcript.event import Event, Kind, Side
 
 ACTIONS = ("reply", "silence", "close", "close-after")
-_LITERAL_END = re.compile(rb"\{\d+\+?\}\r?\n?$")
 CLIENT_KINDS = (Kind.COMMAND, Kind.DATA, Kind.LITERAL)
 
 
@@ -130,15 +129,20 @@ class Wait:
 
 
 def _code_of(line: str, protocol: str) -> str:
-    word = line.split(" ", 1)[0].split("-", 1)[0]
+    """The ``code`` a scripted reply line is recorded with, read as the protocol's observer reads
+    a server line (IMAP: the status word or "+"; SMTP: the three digits; POP3: "+OK"/"-ERR")."""
+    raw = line.encode("utf-8") + b"\r\n"
     if protocol == "imap":
-        parts = line.split(" ")
-        if len(parts) > 1 and parts[1].upper() in ("OK", "NO", "BAD", "BYE", "PREAUTH"):
-            return parts[1].upper()
-        return "+" if line.startswith("+") else ""
-    if protocol == "pop3":
-        return line.split(" ", 1)[0]  # "+OK" / "-ERR", as the core records them (not split at "-")
-    return word
+        from mailtrace.protocols.imap.spec import read_reply
+
+        return read_reply(raw).reply.status
+    if protocol == "smtp":
+        from mailtrace.protocols.smtp.syntax import parse_reply_line
+
+        parsed = parse_reply_line(raw)
+        if parsed is not None:
+            return parsed[0]
+    return line.split(" ", 1)[0]  # POP3's status word as written ("+OK" / "-ERR"), or a bad line's first word
 
 
 @dataclass
@@ -223,7 +227,7 @@ class FaultLayer:
                 # IMAP commands with literals come as several client events: the line up to {n},
                 # the literal, the rest of the line.  The fault belongs to the command's final reply.
                 continued = out.kind is Kind.LITERAL or (out.kind is Kind.COMMAND and self._after_literal)
-                opens = out.kind is Kind.COMMAND and _LITERAL_END.search(out.raw) is not None
+                opens = out.kind is Kind.COMMAND and literal_announced(out.raw) is not None
                 if not continued:
                     matched = self._match(out)
                     self._deferred = matched if opens else None

@@ -112,6 +112,8 @@ def smtp_pairs(events: list[Event]) -> dict[int, list[Event]]:
     to reading what followed the command), and unsolicited scripted lines are skipped.
     """
     pairs: dict[int, list[Event]] = {}
+    from mailtrace.protocols.smtp.syntax import continues
+
     by_session: dict[str, tuple[list[Event], list[list[Event]]]] = {}
     for e in events:
         cmds, units = by_session.setdefault(e.session, ([], [[]]))
@@ -119,7 +121,7 @@ def smtp_pairs(events: list[Event]) -> dict[int, list[Event]]:
             cmds.append(e)
         elif e.side is Side.SERVER and e.kind is Kind.REPLY and not e.unsolicited:
             units[-1].append(e)
-            if e.raw[3:4] != b"-":
+            if not continues(e.raw):
                 units.append([])
     for cmds, units in by_session.values():
         replies = [u for u in units if u][1:]  # without the greeting

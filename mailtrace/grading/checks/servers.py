@@ -18,6 +18,7 @@ import re
 from mailtrace.grading.checks import Defer, Outcome, check, fail, ok, text
 from mailtrace.protocols.pop3.spec import MAX_UIDL_LENGTH, byte_stuff, top_of
 from mailtrace.protocols.smtp.data import unstuff
+from mailtrace.protocols.smtp.syntax import continues
 from mailtrace.transcript.event import Kind, Side
 
 GREETING_CHECK = {"smtp": "smtpd.greeting", "pop3": "pop3d.greeting"}
@@ -168,7 +169,7 @@ def _reply_syntax(run, rule: str) -> Outcome:
             return fail(expected, say(run, "syntax_happened", line=_line(e), why=bad[0].rule), e)
         if run.exercise.protocol == "smtp" and e.code:
             before = previous.get(e.session)
-            if before is not None and before.raw[3:4] == b"-" and before.code != e.code:
+            if before is not None and continues(before.raw) and before.code != e.code:
                 return fail(expected, say(run, "mixed_codes", first=before.code, second=e.code), e)
             previous[e.session] = e
     return ok()

@@ -128,9 +128,11 @@ class Client:
 
     def _reply_end(self) -> int:
         """How many events of ``_inbox`` make its first complete reply (0: not complete yet)."""
+        from mailtrace.protocols.smtp.syntax import continues
+
         for i, e in enumerate(self._inbox):
             if self.protocol == "smtp":
-                if e.kind is Kind.REPLY and (not e.code or e.raw[3:4] != b"-"):
+                if e.kind is Kind.REPLY and (not e.code or not continues(e.raw)):
                     return i + 1
                 continue
             if e.kind is Kind.DATA:

@@ -134,6 +134,12 @@ def parse_reply_line(raw: bytes) -> tuple[str, bool] | None:
     return m.group(1).decode(), m.group(2) != b"-"
 
 
+def continues(raw: bytes) -> bool:
+    """True for a reply line that more lines of the same reply follow: "250-..." (§4.2.1)."""
+    parsed = parse_reply_line(raw)
+    return parsed is not None and not parsed[1]
+
+
 def ehlo_keyword(raw: bytes) -> str:
     """The extension keyword of an EHLO reply line ("250-SIZE 10485760" -> "SIZE"), if known."""
     word = raw[4:].split(None, 1)[0].decode("ascii", "replace").upper() if len(raw) > 4 and raw[4:].strip() else ""
