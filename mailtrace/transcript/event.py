@@ -15,7 +15,7 @@ angle brackets, tag reuse, ...) are facts found by the parser, so they are store
 from __future__ import annotations
 
 import enum
-from dataclasses import InitVar, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Mapping
 
 
@@ -196,18 +196,8 @@ class Event:
     session: str = ""
     seq: int = 0
     t: float = 0.0  # seconds since the session opened (monotonic clock)
-    # Transition: producers written for the version-1 shape pass ``info={"key": "text"}``; its
-    # known keys set the typed facts above (``event.info`` reads them back in that shape).
-    info: InitVar[Mapping[str, str] | None] = None
 
-    def __post_init__(self, info: Mapping[str, str] | None = None) -> None:
-        # (dataclasses.replace passes the old event's ``info`` view back in: not new facts)
-        # Most events pass no ``info``: the default is then the ``info`` property below (it
-        # replaced the InitVar's class attribute), ruled out first by a cheap check of concrete
-        # classes; isinstance of typing.Mapping is a slow ABC check, paid once per event before.
-        if not isinstance(info, (property, InfoView)) and info and isinstance(info, Mapping):
-            for name, value in facts_from_info(info, strict=True).items():
-                object.__setattr__(self, name, value)
+    def __post_init__(self) -> None:
         # A secret line's notes must not quote it ("unknown command PASS<TAB>pw", a NUL in
         # "pw\x00"): they keep their rule, not their detail.  Decided once, here, for every sink.
         if self.redacted is not None and self.notes and any(n.detail for n in self.notes):
@@ -260,27 +250,18 @@ class Event:
         setattr_(self, "t", t)
         return self
 
-    @property  # after the fields: this read-only view replaces the InitVar's class attribute
-    def info(self) -> dict[str, str]:  # type: ignore[no-redef]
-        """Transition only: the typed facts in the version-1 ``info`` shape (strings)."""
-        return InfoView(info_of(self))
-
-
-class InfoView(dict):
-    """``Event.info``: a read-only copy of the typed facts, never taken back as new facts."""
-
 
 _FIELDS = fields(Event)
 _COPIED = tuple(f.name for f in _FIELDS if f.name not in ("protocol", "session", "seq", "t"))
 
 
-# --- The version-1 shape: ``info`` strings <-> typed facts ---------------------------------------
-# Used by producers not yet moved to the typed fields (Event(..., info=...)), by readers of
-# version-1 JSONL files, and by ``Event.info``.  Remove once nothing passes ``info=``.
+# --- Reading the version-1 shape: ``info`` strings -> typed facts ---------------------------------
+# Version-1 JSONL files (and the knowledge/recorder helpers that take a reason in that shape) keep
+# an event's facts as strings in one ``info`` dict; this reads them.
 
-def facts_from_info(info: Mapping[str, str], strict: bool = False) -> dict:
-    """The typed Event fields for a version-1 ``info`` dict.  ``strict``: an unknown key is an
-    error (a producer's typo); a file reader passes False and drops keys it does not know."""
+def facts_from_info(info: Mapping[str, str]) -> dict:
+    """The typed Event fields for a version-1 ``info`` dict (keys it does not know are dropped:
+    a reader keeps what it understands of an older or edited file)."""
     import json
 
     facts: dict = {}
@@ -323,8 +304,6 @@ def facts_from_info(info: Mapping[str, str], strict: bool = False) -> dict:
             facts[key] = value
         elif key in ("continued", "spooled", "pipelined", "scripted", "unsolicited"):
             facts[key] = value not in ("", "no", "0")
-        elif strict:
-            raise TypeError(f"Event: unknown info key {key!r} (give it a typed field)")
     if peer:
         facts["peer"] = Peer(**peer)
     if tls:
@@ -341,45 +320,6 @@ def _number(text: str, kind: type) -> float | int:
         return kind(text or 0)
     except ValueError:
         return kind(0)
-
-
-def info_of(event: Event) -> dict[str, str]:
-    """The version-1 ``info`` dict of an event's typed facts."""
-    import json
-
-    info: dict[str, str] = {}
-    if event.peer is not None:
-        p = event.peer
-        info.update(client=p.client, server=p.server, mode=p.mode, started=f"{p.started:.6f}")
-    if event.tls is not None:
-        if event.tls.how:
-            info["how"] = event.tls.how
-        if not event.tls.seen:
-            info["seen"] = "no"
-        if event.tls.intercepted is not None:
-            info["intercepted"] = "yes" if event.tls.intercepted else "no"
-        if event.tls.mark:
-            info["mark"] = event.tls.mark
-        if event.tls.detail:
-            info["detail"] = event.tls.detail
-    if event.reason is not None:
-        if event.reason.text:
-            info["reason"] = event.reason.text
-        if event.reason.clauses:
-            info["why"] = json.dumps([[c.key, dict(c.fields)] for c in event.reason.clauses], ensure_ascii=False)
-    if event.missing:
-        info["octets"] = str(event.missing)
-    if event.response_code:
-        info["code"] = event.response_code
-    if event.messages:
-        info["messages"] = json.dumps([m.to_list() for m in event.messages], separators=(",", ":"))
-    for key in ("user", "command", "incomplete", "arrived", "partial"):
-        if getattr(event, key):
-            info[key] = getattr(event, key)
-    for key in ("continued", "spooled", "pipelined", "scripted", "unsolicited"):
-        if getattr(event, key):
-            info[key] = "yes"
-    return info
 
 
 def command(raw: bytes, verb: str, state: str = "", notes: tuple[Note, ...] = (), **kw) -> Event:

@@ -14,15 +14,10 @@ and never reused within a mailbox of one UIDVALIDITY), plus the Maildir key when
 from __future__ import annotations
 
 import enum
-import json
-from typing import Iterable
 
 from mailtrace.transcript.event import Event, MessageRef
 
-__all__ = ["Action", "MessageRef", "refs_of", "to_info", "user_info"]
-
-INFO_KEY = "messages"
-USER_KEY = "user"  # on the reply that accepts a login: who the session belongs to from then on
+__all__ = ["Action", "MessageRef", "refs_of"]
 
 
 class Action(str, enum.Enum):
@@ -33,19 +28,6 @@ class Action(str, enum.Enum):
     MOVED = "moved"  # IMAP MOVE (the source message, gone from its mailbox)
     DELETED = "deleted"  # POP3 DELE (+ QUIT), IMAP EXPUNGE
     ARRIVED = "arrived"  # IMAP COPY/MOVE (the new message in the destination, in the source's order)
-
-
-# Transition: producers still building ``Event(..., info=...)`` pass these; new code sets the
-# typed fields ``messages=`` and ``user=`` directly.
-def to_info(refs: Iterable[MessageRef]) -> dict[str, str]:
-    """The version-1 ``info`` entry for these references (empty when there are none)."""
-    items = [r.to_list() for r in refs]
-    return {INFO_KEY: json.dumps(items, separators=(",", ":"))} if items else {}
-
-
-def user_info(user: str) -> dict[str, str]:
-    """The ``info`` entry of a successful login (SMTP 235, POP3 +OK to PASS/APOP, IMAP OK)."""
-    return {USER_KEY: user}
 
 
 def refs_of(event: Event) -> list[MessageRef]:
