@@ -98,14 +98,14 @@ def sink_cost(sessions: int = 1000) -> None:
     import io
     import time
 
-    from mailtrace.transcript.event import Event, Kind, Side
+    from mailtrace.transcript.event import Event, Kind, Peer, Side
     from mailtrace.transcript.jsonl import JsonlSink
     from mailtrace.web.feed import WebFeed
 
     events = []
     for n in range(sessions):
         sid = f"smtp-{n}"
-        events.append(Event(side=Side.NONE, kind=Kind.OPEN, session=sid, protocol="smtp", info={"started": "1.0"}))
+        events.append(Event(side=Side.NONE, kind=Kind.OPEN, session=sid, protocol="smtp", peer=Peer(started=1.0)))
         for i in range(20):
             events.append(Event(side=Side.CLIENT, kind=Kind.COMMAND, session=sid, protocol="smtp", verb="MAIL",
                                 raw=b"MAIL FROM:<bench@client.test>\r\n", state="mail", seq=i + 1, t=i / 1000))

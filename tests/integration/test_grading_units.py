@@ -292,7 +292,7 @@ def test_scripted_server_stamps_how_each_command_arrived():
             wait_until(lambda: any(e.verb == "NOOP" for e in list(sink.events)), what="the NOOP recorded")
     finally:
         server.stop()
-    arrived = {e.verb: e.info.get("arrived") for e in sink.events if e.side is Side.CLIENT and e.kind is Kind.COMMAND}
+    arrived = {e.verb: e.arrived for e in sink.events if e.side is Side.CLIENT and e.kind is Kind.COMMAND}
     assert arrived["EHLO"] == "before-reply"
     assert arrived["NOOP"] in ("mid-line", "mid-reply")
 
@@ -379,7 +379,7 @@ def test_waits_for_reply_uses_the_rfc2920_group_rule():
                   ev(Side.SERVER, Kind.REPLY, b"250-lab\r\n250 PIPELINING\r\n", "EHLO", "250"),
                   ev(Side.CLIENT, Kind.COMMAND, first.encode() + b"\r\n", first.split()[0]),
                   ev(Side.CLIENT, Kind.COMMAND, then.encode() + b"\r\n", then.split()[0],
-                     info={"arrived": "before-reply"}),
+                     arrived="before-reply"),
                   ev(Side.CLIENT, Kind.DATA, b"Subject: x\r\n\r\nhi\r\n.\r\n", "DATA")]
         clients = [e for e in events if e.side is Side.CLIENT]
         return SimpleNamespace(events=events, client_events=lambda: clients, commands=lambda verb=None: clients,

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from mailtrace.transcript.event import Event, Kind, Note, Side, command, reply
+from mailtrace.transcript.event import Event, Kind, Note, Side, Tls, command, reply
 from mailtrace.transcript.html import render_html
 from mailtrace.transcript.recorder import MemorySink, Recorder
 
@@ -22,7 +22,7 @@ def _events():
     s.record(reply(b"550 no <such> user\r\n", "550"), t=1.6)
     s.record(command(b"RCPT TO: bob@lab.test\r\n", "RCPT", notes=(Note("rcpt-syntax", "space after colon"),)), t=1.7)
     s.record(Event(side=Side.CLIENT, kind=Kind.DATA, raw=b"Subject: <b>hi</b>\r\n\r\nbody\r\n.\r\n", verb="DATA"), t=1.8)
-    s.record(Event(side=Side.NONE, kind=Kind.TLS, info={"how": "starttls", "intercepted": "no"}), t=1.9)
+    s.record(Event(side=Side.NONE, kind=Kind.TLS, tls=Tls(how="starttls", intercepted=False)), t=1.9)
     s.close(Side.CLIENT, "bye", t=2.0)
     return mem.events
 
@@ -123,12 +123,12 @@ def test_round_trips_follow_how_the_client_lines_arrived():
     not start a round trip; an observer's transcript lists the group first and needs no mark."""
     from mailtrace.transcript.timeline import round_trips
 
-    def line(side, raw, **info):
-        return Event(side=side, kind=Kind.COMMAND if side is Side.CLIENT else Kind.REPLY, raw=raw, info=info)
+    def line(side, raw, **facts):
+        return Event(side=side, kind=Kind.COMMAND if side is Side.CLIENT else Kind.REPLY, raw=raw, **facts)
 
     greeting = line(Side.SERVER, b"220 hi\r\n")
     lab = [greeting, line(Side.CLIENT, b"MAIL FROM:<a@b>\r\n"), line(Side.SERVER, b"250 ok\r\n"),
-           line(Side.CLIENT, b"RCPT TO:<c@d>\r\n", pipelined="yes"), line(Side.SERVER, b"250 ok\r\n"),
+           line(Side.CLIENT, b"RCPT TO:<c@d>\r\n", pipelined=True), line(Side.SERVER, b"250 ok\r\n"),
            line(Side.CLIENT, b"QUIT\r\n"), line(Side.SERVER, b"221 bye\r\n")]
     assert round_trips(lab) == [0, 1, 1, 1, 1, 2, 2]
     graded = [greeting, line(Side.CLIENT, b"MAIL FROM:<a@b>\r\n"), line(Side.SERVER, b"250 ok\r\n"),
@@ -137,4 +137,4 @@ def test_round_trips_follow_how_the_client_lines_arrived():
     observed = [greeting, line(Side.CLIENT, b"MAIL FROM:<a@b>\r\n"), line(Side.CLIENT, b"RCPT TO:<c@d>\r\n"),
                 line(Side.SERVER, b"250 ok\r\n"), line(Side.SERVER, b"250 ok\r\n"), line(Side.CLIENT, b"QUIT\r\n")]
     assert round_trips(observed) == [0, 1, 1, 1, 1, 2]
-    assert round_trips([line(Side.CLIENT, b"EHLO x\r\n", pipelined="yes")]) == [1]  # before the greeting: still one
+    assert round_trips([line(Side.CLIENT, b"EHLO x\r\n", pipelined=True)]) == [1]  # before the greeting: still one

@@ -105,7 +105,7 @@ def test_a_core_bug_is_said_on_stderr_and_in_the_close_reason(tmp_path, capsys):
     events = asyncio.run(scenario())
     closes = [e for e in events if e.kind is Kind.CLOSE]
     assert len(closes) == 2
-    assert all("ZeroDivisionError: division by zero in the test core" in e.info["reason"] for e in closes)
+    assert all("ZeroDivisionError: division by zero in the test core" in e.reason.text for e in closes)
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if "ZeroDivisionError" in ln]
     assert len(lines) == 2 and "Traceback" not in err

@@ -11,7 +11,7 @@ import threading
 
 from rich.console import Console
 
-from mailtrace.transcript.event import Event, Kind, Note, Side
+from mailtrace.transcript.event import Event, Kind, Note, Peer, Side
 from mailtrace.transcript.live import LiveView
 from mailtrace.transcript.recorder import MemorySink, Recorder
 from mailtrace.transcript.terminal import TerminalSink
@@ -89,7 +89,7 @@ def test_summary_in_spanish():
 
 def test_ansi_writer_draws_the_same_text_as_rich():
     events = [
-        Event(side=Side.NONE, kind=Kind.OPEN, session="smtp-1", protocol="smtp", info={"client": "a", "server": "b"}),
+        Event(side=Side.NONE, kind=Kind.OPEN, session="smtp-1", protocol="smtp", peer=Peer(client="a", server="b")),
         Event(side=Side.SERVER, kind=Kind.REPLY, session="smtp-1", protocol="smtp", raw=b"220 lab.test ESMTP\r\n",
               code="220", state="ready"),
         Event(side=Side.CLIENT, kind=Kind.COMMAND, session="smtp-1", protocol="smtp", raw=b"HELO x\n", verb="HELO",

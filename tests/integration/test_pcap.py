@@ -86,7 +86,7 @@ def test_export_is_wellformed_tcp_and_round_trips():
     back, stats = reimport(buf.getvalue())
     assert stats.sessions == 1 and stats.gaps == 0
     assert streams_of(back) == streams_of(events)
-    assert back[0].info["server"] == "127.0.0.1:25"  # exported on the standard port
+    assert back[0].peer.server == "127.0.0.1:25"  # exported on the standard port
     assert back[-1].kind is Kind.CLOSE
 
 
@@ -159,7 +159,7 @@ def _simple_capture(drop_handshake=False, drop_index=None):
 def test_import_missing_segment_becomes_a_gap():
     back, stats = reimport(_simple_capture(drop_index=5))  # "STAT" never captured, but acknowledged
     gaps = [e for e in back if e.kind is Kind.GAP]
-    assert stats.gaps == 1 and gaps[0].side is Side.CLIENT and gaps[0].info["octets"] == "6"
+    assert stats.gaps == 1 and gaps[0].side is Side.CLIENT and gaps[0].missing == 6
     assert b"QUIT\r\n" in [e.raw for e in back]
     assert back[0].protocol == "pop3" and back[-1].kind is Kind.CLOSE
 
@@ -168,8 +168,8 @@ def test_import_capture_starting_mid_session():
     data = _simple_capture(drop_handshake=True)
     back, stats = reimport(data)
     assert stats.sessions == 1
-    assert back[1].kind is Kind.GAP and "after the connection" in back[1].info["reason"]
-    assert back[0].info["server"] == "127.0.0.1:110"
+    assert back[1].kind is Kind.GAP and "after the connection" in back[1].reason.text
+    assert back[0].peer.server == "127.0.0.1:110"
     assert [e.raw for e in back if e.side is Side.CLIENT and e.kind is Kind.COMMAND][0] == b"USER alice\r\n"
 
 
@@ -180,7 +180,7 @@ def test_import_timestamps_and_greeting_identification():
     raw = buf.getvalue().replace(b"\x00\x8f", b"\x1f\x90")  # port 143 -> 8080: identify by the greeting
     back, stats = reimport(raw)
     assert stats.sessions == 1 and back[0].protocol == "imap"
-    assert back[0].info["started"].startswith("1700000000.")
+    assert int(back[0].peer.started) == 1700000000
     assert [round(e.t, 3) for e in back if e.kind is Kind.COMMAND][0] == 0.2
 
 
@@ -261,7 +261,7 @@ def test_ipv6_sessions_export_and_import():
     buf = io.BytesIO()
     export(events, buf, pcapng=True, show_secrets=True)
     back, stats = reimport(buf.getvalue())
-    assert stats.sessions == 1 and back[0].info["server"] == "[::1]:110" and back[0].info["client"] == "[::1]:40000"
+    assert stats.sessions == 1 and back[0].peer.server == "[::1]:110" and back[0].peer.client == "[::1]:40000"
     assert streams_of(back) == streams_of(events)
 
 

@@ -202,7 +202,7 @@ def test_rst_in_the_middle_of_data(tmp_path):
     s.say(CLIENT, b"Subject: cut\r\n\r\nhalf a mess").reset(CLIENT)
     events, stats = imported(s)
     close = events[-1]
-    assert close.kind is Kind.CLOSE and "RST" in close.info.get("reason", "")
+    assert close.kind is Kind.CLOSE and "RST" in close.reason.text
     assert not any(e.raw == b"250 2.0.0 queued\r\n" for e in events)
     assert b"half a mess" in streams(events)[0]
     rows = packet_rows(tmp_path, s, lang="es")
@@ -214,7 +214,7 @@ def test_ipv6_capture(tmp_path):
     s = TcpScript(client=("2001:db8::10", 40001), server=("2001:db8::25", 110)).handshake()
     s.dialogue(POP3_DIALOGUE).close(SERVER)
     events, stats = imported(s, show_secrets=True)
-    assert events[0].protocol == "pop3" and events[0].info["server"] == "[2001:db8::25]:110"
+    assert events[0].protocol == "pop3" and events[0].peer.server == "[2001:db8::25]:110"
     assert streams(events) == sent(POP3_DIALOGUE)
     rows = packet_rows(tmp_path, s)
     assert text("fin-server") in rows[-3].marks and text("fin-client") in rows[-2].marks

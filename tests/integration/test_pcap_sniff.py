@@ -44,7 +44,7 @@ def test_sniff_lo_annotates_a_real_session(tmp_path, loop_thread):
     assert "Traceback" not in err
     events = list(read_jsonl(log))
     assert [e.verb.upper() for e in events if e.kind is Kind.COMMAND] == ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]
-    assert events[0].info["mode"] == "capture" and events[-1].kind is Kind.CLOSE
+    assert events[0].peer.mode == "capture" and events[-1].kind is Kind.CLOSE
     assert "1 mail session, 0 gaps." in err  # one session, singular (it said "1 mail sessions")
 
 
@@ -94,7 +94,7 @@ def test_sniff_engines_tcpdump_and_scapy_see_the_same_session(tmp_path, loop_thr
     events_s, err = _stop(by_scapy, log_s)
     assert [e.verb.upper() for e in events_s if e.kind is Kind.COMMAND] == ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]
     assert _dialogue(events_s) == _dialogue(events_t)
-    assert events_s[0].info["mode"] == "capture" and events_s[-1].kind is Kind.CLOSE
+    assert events_s[0].peer.mode == "capture" and events_s[-1].kind is Kind.CLOSE
     assert [e.kind for e in events_s if e.kind is Kind.GAP] == []
     assert "1 mail session, 0 gaps." in err  # one session, singular (it said "1 mail sessions")
 

@@ -34,7 +34,7 @@ def test_smtplib_through_proxy_shows_every_line_in_order(loop_thread):
     assert handler.messages == [b"Subject: hi\r\n\r\nhello\r\n"]
     events = mem.events
     assert events[0].kind is Kind.OPEN and events[0].protocol == "smtp"
-    assert events[0].info["mode"] == "proxy"
+    assert events[0].peer.mode == "proxy"
     lines = _dialogue(events)
     assert lines[0][0] == "S" and lines[0][1].startswith("220 ")
     assert ("C", "ehlo client.test") in lines
@@ -170,7 +170,7 @@ def test_upstream_unreachable_closes_client_and_says_why(loop_thread):
         assert c.recv(100) == b""
     wait_closed(mem, 1)
     close = [e for e in mem.events if e.kind is Kind.CLOSE][0]
-    assert "unreachable" in close.info["reason"] and str(dead) in close.info["reason"]
+    assert "unreachable" in close.reason.text and str(dead) in close.reason.text
 
 
 def test_cli_rejects_bad_to():
@@ -250,7 +250,7 @@ def test_annotator_process_gives_the_same_transcript(tmp_path, loop_thread):
     events = list(read_jsonl(log))
     shape = lambda evs: [(e.kind, e.side, e.text()) for e in evs if e.kind is not Kind.OPEN]  # noqa: E731
     assert shape(events) == shape(mem.events)
-    assert events[0].info["mode"] == "proxy" and events[-1].kind is Kind.CLOSE
+    assert events[0].peer.mode == "proxy" and events[-1].kind is Kind.CLOSE
     assert all(b.t >= a.t for a, b in zip(events, events[1:]))
 
 

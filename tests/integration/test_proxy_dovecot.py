@@ -178,7 +178,7 @@ def test_pop3_stls_intercepted_and_imap_starttls_relayed(loop_thread, dovecot, t
     pop.quit()
     wait_closed(mem, 1)
     tls = next(i for i, e in enumerate(mem.events) if e.kind is Kind.TLS)
-    assert mem.events[tls].info["intercepted"] == "yes"
+    assert mem.events[tls].tls.intercepted is True
     assert _commands(mem.events[tls:]) == ["USER", "PASS", "STAT", "QUIT"]
 
     proxy2, mem2 = loop_thread.run(start_proxy(dovecot["imap"], protocol="imap"))
@@ -188,7 +188,7 @@ def test_pop3_stls_intercepted_and_imap_starttls_relayed(loop_thread, dovecot, t
     imap.logout()
     wait_closed(mem2, 1)
     tls = next(i for i, e in enumerate(mem2.events) if e.kind is Kind.TLS)
-    assert mem2.events[tls].info["intercepted"] == "no"
+    assert mem2.events[tls].tls.intercepted is False
     assert _commands(mem2.events[tls:]) == []
 
 
@@ -228,5 +228,5 @@ def test_imap_starttls_intercepted(loop_thread, dovecot, tmp_path):
     imap.logout()
     wait_closed(mem, 1)
     tls = next(i for i, e in enumerate(mem.events) if e.kind is Kind.TLS)
-    assert mem.events[tls].info["intercepted"] == "yes"
+    assert mem.events[tls].tls.intercepted is True
     assert _commands(mem.events[tls:])[-3:] == ["LOGIN", "EXAMINE", "LOGOUT"]

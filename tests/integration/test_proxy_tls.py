@@ -47,10 +47,10 @@ def test_starttls_relayed_untouched_marks_encrypted(loop_thread, lab):
     wait_closed(mem, 1)
     assert len(handler.messages) == 1
     tls, after = _after_tls(mem.events)
-    assert tls.info["intercepted"] == "no" and after == []
+    assert tls.tls.intercepted is False and after == []
     assert not any(b"secret body" in e.raw for e in mem.events)
     close = mem.events[-1]
-    assert close.kind is Kind.CLOSE and "TLS relayed unseen" in close.info["reason"]
+    assert close.kind is Kind.CLOSE and "TLS relayed unseen" in close.reason.text
 
 
 def test_starttls_intercepted_keeps_dialogue_visible(loop_thread, lab):
@@ -66,7 +66,7 @@ def test_starttls_intercepted_keeps_dialogue_visible(loop_thread, lab):
     wait_closed(mem, 1)
     assert handler.messages == [b"Subject: x\r\n\r\nsecret body\r\n"]
     tls, after = _after_tls(mem.events)
-    assert tls.info["intercepted"] == "yes" and "intercepted" in tls.text()
+    assert tls.tls.intercepted is True and "intercepted" in tls.text()
     assert [e.verb.upper() for e in after][:3] == ["EHLO", "MAIL", "RCPT"]
     assert any(b"secret body" in e.raw for e in mem.events if e.kind is Kind.DATA)
 
@@ -145,7 +145,7 @@ def test_implicit_tls_upstream_intercepted(loop_thread, lab):
     wait_closed(mem, 1)
     assert len(handler.messages) == 1
     tls = [e for e in mem.events if e.kind is Kind.TLS]
-    assert tls and tls[0].info == {**tls[0].info, "how": "implicit", "intercepted": "yes"}
+    assert tls and (tls[0].tls.how, tls[0].tls.intercepted) == ("implicit", True)
     assert any(e.verb.upper() == "MAIL" for e in mem.events if e.kind is Kind.COMMAND)
 
 
@@ -166,7 +166,7 @@ def test_injection_flagged_when_intercepting_and_failed_handshake_explained(loop
     wait_closed(mem, 1, timeout=20)
     flagged = [e for e in mem.events if any(n.rule == "starttls-injection" for n in e.notes)]
     assert [e.verb.upper() for e in flagged] == ["RSET"]
-    assert "TLS handshake with the client failed" in mem.events[-1].info["reason"]
+    assert "TLS handshake with the client failed" in mem.events[-1].reason.text
 
 
 def test_cli_intercepting_proxy_never_loses_the_client_hello(tmp_path):

@@ -157,7 +157,7 @@ def test_a_large_append_is_spooled_to_tmp_and_stored_intact(lab_factory):
         typ, _ = imap.append("Nowhere", None, None, message)
         assert typ == "NO"
         imap.noop()
-    literal = [e for e in lab.events if e.kind.value == "literal" and e.info.get("spooled")]
+    literal = [e for e in lab.events if e.kind.value == "literal" and e.spooled]
     assert len(literal) == 2 and literal[0].size == len(message) and len(literal[0].raw) < 20_000
     assert list((lab.store.root / "alice" / "tmp").iterdir()) == []
     (name,) = [p.name for p in (lab.store.root / "alice" / "cur").iterdir()]

@@ -79,7 +79,7 @@ def test_starttls_auth_and_implicit_tls(lab_factory):
     assert len(files) == 2
     assert any(b"with ESMTPSA" in p.read_bytes() for p in files)
     events = lab.wait_closed(2)
-    assert any(e.kind is Kind.TLS and e.info.get("how") == "starttls" for e in events)
+    assert any(e.kind is Kind.TLS and e.tls.how == "starttls" for e in events)
     assert all(b"alice" not in e.shown() for e in events if e.verb == "AUTH" and e.side is Side.CLIENT)
 
 
@@ -183,7 +183,7 @@ def test_disconnect_mid_data_delivers_nothing(lab):
         sock.sendall(b"Subject: half\r\n\r\n" + b"partial line\r\n" * 1000)
         f.close()
     events = lab.wait_closed(1)
-    assert [e for e in events if e.kind is Kind.DATA][0].info.get("incomplete")
+    assert [e for e in events if e.kind is Kind.DATA][0].incomplete
     assert maildir_files(lab, "bob") == []
     assert not list((lab.directory / "mail" / "bob" / "tmp").iterdir())
 

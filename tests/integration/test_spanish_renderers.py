@@ -93,7 +93,7 @@ def spanish_lab(lab_factory):
 def test_the_sessions_cover_every_kind_of_close_and_the_pop3_note(spanish_lab):
     _, events, out = spanish_lab
     closes = [e for e in events if e.kind is Kind.CLOSE]
-    reasons = {knowledge.close_reason(e.info, "es") for e in closes}
+    reasons = {knowledge.close_reason(e, "es") for e in closes}
     assert {"el cliente envió QUIT", "QUIT", "el cliente cerró la conexión"} <= reasons
     assert any(e.kind is Kind.TLS for e in events)
     note = next(e for e in events if any(n.rule == "no-quit" for n in e.notes))
@@ -164,8 +164,8 @@ def test_proxy_relaying_starttls_unseen_is_spanish(lab_factory, loop_thread):  #
     wait_closed(mem, 1)
     events = list(mem.events)
     close = next(e for e in events if e.kind is Kind.CLOSE)
-    assert "TLS retransmitido sin descifrar" in knowledge.close_reason(close.info, "es")
-    assert "TLS relayed unseen" in close.info["reason"]  # the English record for JSONL readers
+    assert "TLS retransmitido sin descifrar" in knowledge.close_reason(close, "es")
+    assert "TLS relayed unseen" in close.reason.text  # the English record for JSONL readers
     out = StringIO()
     terminal = TerminalSink(Console(file=out, width=200), lang="es")
     for event in events:

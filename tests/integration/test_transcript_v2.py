@@ -68,19 +68,15 @@ def test_version_1_file_reads_into_typed_facts():
     assert data.incomplete.startswith("the connection ended") and data.pipelined
 
 
-def test_version_1_info_view_gives_back_what_the_file_said():
-    """Event.info (the transition view) rebuilds each line's version-1 info from the typed facts."""
+def test_version_1_every_info_key_of_the_file_is_read():
+    """Each line's version-1 info keys all become typed facts (the reader drops none of them)."""
     for line, event in zip(_v1_lines(), read_jsonl(V1)):
-        info = line.get("info", {})
-        view = event.info
-        assert set(view) == set(info), line
-        for key, value in info.items():
-            if key in BOOLEAN_KEYS:
-                assert view[key] == "yes"
-            elif key in ("messages", "why"):
-                assert json.loads(view[key]) == json.loads(value)
-            else:
-                assert view[key] == value, (key, line)
+        facts = facts_from_info(line.get("info", {}))
+        assert bool(facts) == bool(line.get("info")), line
+        for name, value in facts.items():
+            assert getattr(event, name) == value, (name, line)
+        for key in BOOLEAN_KEYS & set(line.get("info", {})):
+            assert getattr(event, key) is True, (key, line)
 
 
 def _show(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -211,14 +207,13 @@ def test_core_and_observer_record_the_same_typed_envelope(tmp_path):
         ("RCPT", None)]  # no path the parser can read: the 501 says so, the event has no args
 
 
-def test_info_is_accepted_during_the_transition_and_typos_are_refused():
-    event = Event(side=Side.SERVER, kind=Kind.REPLY, info={"code": "IN-USE", "user": "bob", "continued": "yes"})
-    assert (event.response_code, event.user, event.continued) == ("IN-USE", "bob", True)
-    assert event.info == {"code": "IN-USE", "user": "bob", "continued": "yes"}
+def test_info_is_no_longer_an_event_argument_and_the_reader_drops_unknown_keys():
+    with pytest.raises(TypeError, match="info"):
+        Event(side=Side.SERVER, kind=Kind.REPLY, info={"code": "IN-USE"})  # the typed fields replaced it
+    assert not hasattr(Event(side=Side.SERVER, kind=Kind.REPLY), "info")
+    event = Event(side=Side.SERVER, kind=Kind.REPLY, response_code="IN-USE", user="bob", continued=True)
     moved = dataclasses.replace(event, user="alice")  # a copy keeps its facts and takes the new one
-    assert (moved.response_code, moved.user) == ("IN-USE", "alice")
-    with pytest.raises(TypeError, match="colde"):
-        Event(side=Side.SERVER, kind=Kind.REPLY, info={"colde": "x"})
+    assert (moved.response_code, moved.user, moved.continued) == ("IN-USE", "alice", True)
     assert facts_from_info({"colde": "x", "octets": "4"}) == {"missing": 4}  # a file reader drops it
 
 

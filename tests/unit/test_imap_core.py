@@ -246,8 +246,8 @@ def test_append_with_literal_and_literal_plus(store, chunk):
     out = c.send(b"p2 APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
     assert b"+ Ready" not in out and b"p2 OK [APPENDUID" in out
     assert b"p3 NO [TRYCREATE]" in c.send(b"p3 APPEND Nowhere {2+}\r\nhi\r\n")
-    lits = [e for e in c.events if e.kind is Kind.LITERAL and e.info["command"] == "APPEND"]
-    assert [e.raw for e in lits] == [msg, msg, b"hi"] and lits[0].info["command"] == "APPEND"
+    lits = [e for e in c.events if e.kind is Kind.LITERAL and e.command == "APPEND"]
+    assert [e.raw for e in lits] == [msg, msg, b"hi"] and lits[0].command == "APPEND"
 
 
 def test_huge_literal_is_refused_without_reading_it(store):
@@ -421,7 +421,7 @@ def test_events_describe_the_dialogue(store):
     exists = [e for e in evs if e.verb == "EXISTS"][0]
     assert exists.tag == "*" and exists.code == ""
     ok = [e for e in evs if e.tag == "S1"][0]
-    assert ok.code == "OK" and ok.verb == "SELECT" and ok.info["code"] == "READ-WRITE" and ok.state == "selected"
+    assert ok.code == "OK" and ok.verb == "SELECT" and ok.response_code == "READ-WRITE" and ok.state == "selected"
     fetch = [e for e in evs if e.verb == "FETCH"]
     lit = [e for e in evs if e.kind is Kind.LITERAL]
     assert fetch[0].raw.endswith(b"{%d}\r\n" % len(SIMPLE)) and lit[0].raw == SIMPLE

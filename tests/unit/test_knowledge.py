@@ -162,9 +162,9 @@ def test_smtp_events_emitted_in_practice_are_all_explained(tmp_path):
                 missing.add((e.kind.value, e.verb, e.code))
         if e.state and knowledge.lookup("smtp", "states", e.state) is None:
             missing.add(("state", e.state))
-        if e.info.get("code") and not (knowledge.lookup("smtp", "codes", e.info["code"])
-                                       or knowledge.lookup("smtp", "extensions", e.info["code"])):
-            missing.add(("code", e.info["code"]))
+        if e.response_code and not (knowledge.lookup("smtp", "codes", e.response_code)
+                                       or knowledge.lookup("smtp", "extensions", e.response_code)):
+            missing.add(("code", e.response_code))
         for note in e.notes:
             if knowledge.lookup("smtp", "violations", note.rule) is None:
                 missing.add(("violation", note.rule))

@@ -78,7 +78,7 @@ def test_annotate_finds_entries():
 
 
 def test_a_response_code_explains_its_line():
-    line = Event(side=Side.SERVER, kind=Kind.REPLY, protocol="imap", tag="*", code="OK", info={"code": "UIDVALIDITY"})
+    line = Event(side=Side.SERVER, kind=Kind.REPLY, protocol="imap", tag="*", code="OK", response_code="UIDVALIDITY")
     assert "UIDVALIDITY" in knowledge.annotate(line).meaning
     plain = Event(side=Side.SERVER, kind=Kind.REPLY, protocol="imap", tag="a1", code="OK", verb="NOOP")
     assert knowledge.annotate(plain).rfc == "RFC 3501 §7.1.1"

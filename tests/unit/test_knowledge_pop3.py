@@ -80,7 +80,7 @@ def test_response_code_is_explained_before_the_status():
     out = receive(conn, b"USER alice\r\nPASS secret\r\n")
     refused = [e for e in out if getattr(e, "code", "") == "-ERR"][0]
     assert send_all(out).endswith(b"-ERR [IN-USE] maildrop already locked by another session\r\n")
-    assert refused.info == {"code": "IN-USE"}
+    assert refused.response_code == "IN-USE"
     assert knowledge.annotate(refused, "es").meaning.startswith("[IN-USE]")
     observed = pop3.Pop3Observer()
     observed.feed_server(b"+OK hi\r\n")
@@ -88,4 +88,4 @@ def test_response_code_is_explained_before_the_status():
     observed.feed_server(b"+OK\r\n")
     observed.feed_client(b"PASS x\r\n")
     (event,) = observed.feed_server(refused.raw)
-    assert event.info == {"code": "IN-USE"}
+    assert event.response_code == "IN-USE"

@@ -176,7 +176,7 @@ def test_sasl_initial_response_is_redacted():
     (auth,) = obs.feed_client(b"AUTH PLAIN AGFsaWNlAHB3\r\n")
     assert auth.shown() == b"AUTH PLAIN ********\r\n"
     (err,) = obs.feed_server(b"-ERR [AUTH] Authentication failed.\r\n")
-    assert err.info == {"code": "AUTH"} and obs.state.value == "AUTHORIZATION"
+    assert err.response_code == "AUTH" and obs.state.value == "AUTHORIZATION"
 
 
 def test_pipelined_after_stls_is_flagged():

@@ -92,7 +92,7 @@ def test_quit_whose_removal_fails_enters_update_and_closes():
         settle(core.receive(step.encode() + b"\r\n"))
     out = settle(core.receive(b"QUIT\r\n"))
     (reply,) = [o for o in out if isinstance(o, Event) and o.kind is Kind.REPLY]
-    assert reply.code == spec.ERR and reply.info["code"] == "SYS/TEMP"
+    assert reply.code == spec.ERR and reply.response_code == "SYS/TEMP"
     assert core.state is State.UPDATE is spec.after_reply(State.TRANSACTION, "QUIT", spec.outcome(spec.Reply(spec.ERR)), True)
     assert isinstance(out[-1], Close)
 

@@ -39,7 +39,7 @@ def test_client_hello_first_is_marked_as_tls_and_not_parsed():
     assert Kind.TLS in kinds
     assert not any(e.kind in (Kind.COMMAND, Kind.REPLY, Kind.VIOLATION) or e.notes for e in events)
     assert tracer.unseen[Side.CLIENT] == len(hello)
-    assert "unseen" in events[-1].info.get("reason", "")
+    assert "unseen" in events[-1].reason.text
 
 
 def test_plain_sessions_are_untouched():

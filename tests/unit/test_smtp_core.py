@@ -94,7 +94,7 @@ def test_ehlo_extensions_multiline(store):
     assert lines[-1].startswith(b"250 ") and all(ln.startswith(b"250-") for ln in lines[:-1])
     replies = [e for e in run.events if e.kind is Kind.REPLY and e.verb == "EHLO"]
     assert len(replies) == 9  # one event per reply line
-    assert [e.info.get("code", "") for e in replies] == ["", "PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8",
+    assert [e.response_code for e in replies] == ["", "PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8",
                                                          "ENHANCEDSTATUSCODES",
                                                          "HELP", "STARTTLS", "AUTH"]
     from mailtrace import knowledge
@@ -324,7 +324,7 @@ def test_disconnect_mid_data_delivers_nothing(store):
     run._run(run.conn.eof())
     assert delivered(store) == []
     data = [e for e in run.events if e.kind is Kind.DATA][0]
-    assert data.raw.endswith(b"half a mess") and "incomplete" in data.info
+    assert data.raw.endswith(b"half a mess") and data.incomplete
     assert run.conn.ended and run.conn.receive(b"NOOP\r\n") == []
 
 

@@ -11,7 +11,6 @@ from hypothesis import given, settings, strategies as st
 from mailtrace.protocols.base import Pending, Send, StartTLS
 from mailtrace.protocols.smtp import SmtpConfig, SmtpObserver, SmtpServerConnection
 from mailtrace.store.maildir import MaildirStore
-from mailtrace.transcript import links
 from mailtrace.transcript.event import Event, Kind, Side
 
 
@@ -59,6 +58,9 @@ def facts(events):
     return [(e.side, e.kind, e.raw, e.verb, e.code) for e in events if e.kind is not Kind.VIOLATION]
 
 
+SEEN_FACTS = ("response_code", "continued", "command", "spooled", "incomplete", "pipelined", "arrived", "partial",
+              "scripted", "unsolicited", "reason", "missing", "tls")
+
 SESSION = [b"EHLO client\r\n", b"MAIL FROM:<a@b.c>\r\n", b"RCPT TO:<bob@lab.test>\r\n", b"RCPT TO:<who@lab.test>\r\n",
            b"RCPT TO:<x@else.org>\r\n", b"DATA\r\n", b"Subject: hi\r\n\r\n..stuffed\r\nline\r\n.\r\n", b"VRFY bob\r\n",
            b"FOO\r\n", b"MAIL FROM:<>\r\n", b"RSET\r\n", b"HELP\r\n", b"AUTH PLAIN\r\n",
@@ -69,9 +71,10 @@ SESSION = [b"EHLO client\r\n", b"MAIL FROM:<a@b.c>\r\n", b"RCPT TO:<bob@lab.test
 def test_observer_matches_the_core(store, chunk):
     core, observed, obs = play(store, SESSION, chunk)
     assert facts(observed) == facts(core)
-    # which stored message a 250 delivered, who a 235 logged in: facts only the server has (transcript.links)
+    # which stored message a 250 delivered (messages), who a 235 logged in (user): facts only the
+    # server has (transcript.links); every other typed fact the observer sees as the core does
     def seen(e):
-        return {k: v for k, v in e.info.items() if k not in (links.INFO_KEY, links.USER_KEY)}
+        return {name: getattr(e, name) for name in SEEN_FACTS}
 
     assert [seen(e) for e in observed if e.kind is Kind.REPLY] == [seen(e) for e in core if e.kind is Kind.REPLY]
     assert [e.state for e in observed if e.side is Side.SERVER] == [e.state for e in core if e.side is Side.SERVER]
@@ -200,7 +203,7 @@ def test_close_mid_data():
     obs.feed_server(b"250 a\r\n250 b\r\n250 c\r\n354 go\r\n")
     obs.feed_client(b"Subject: cut\r\n\r\nhalf")
     events = obs.close()
-    assert len(events) == 1 and events[0].kind is Kind.DATA and events[0].info.get("incomplete")
+    assert len(events) == 1 and events[0].kind is Kind.DATA and events[0].incomplete
 
 
 @settings(max_examples=200, deadline=None)
@@ -251,7 +254,7 @@ def test_message_cut_right_after_354_is_recorded_by_both(store):
                                      b"DATA\r\n"])
     assert facts(observed) == facts(core)
     cut = [e for e in observed if e.kind is Kind.DATA]
-    assert len(cut) == 1 and cut[0].raw == b"" and cut[0].info.get("incomplete")
+    assert len(cut) == 1 and cut[0].raw == b"" and cut[0].incomplete
 
 
 # --- sessions of real MTAs (issue 19): core and observer give the same notes --------------------

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mailtrace.transcript.event import Event, Kind, Note, Side
+from mailtrace.transcript.event import Event, Kind, Note, Peer, Side
 from mailtrace.transcript.jsonl import event_from_dict, event_to_dict
-from mailtrace.transcript.links import Action, MessageRef, refs_of, to_info, user_info
+from mailtrace.transcript.links import Action, MessageRef, refs_of
 from mailtrace.web import feed as feed_module
 from mailtrace.web.access import Access
 from mailtrace.web.feed import WebFeed
@@ -17,19 +17,21 @@ from mailtrace.web.sanitize import sanitize_html
 def test_message_refs_survive_a_jsonl_transcript():
     refs = [MessageRef(Action.DELIVERED, "bob", "INBOX", 7, "1700000000.M1P2.lab"),
             MessageRef(Action.MOVED, "bob", "Work/2024 \"x\"", 3)]
-    event = Event(side=Side.SERVER, kind=Kind.REPLY, raw=b"250 OK\r\n", code="250", info=to_info(refs))
+    event = Event(side=Side.SERVER, kind=Kind.REPLY, raw=b"250 OK\r\n", code="250", messages=tuple(refs))
     assert refs_of(event_from_dict(event_to_dict(event))) == refs
-    assert refs_of(Event(side=Side.SERVER, kind=Kind.REPLY, info={"messages": "not json"})) == []
-    assert to_info([]) == {}
+    assert refs_of(Event(side=Side.SERVER, kind=Kind.REPLY)) == []
+    # a version-1 line whose "messages" is not JSON (an edited file): read as no references
+    v1 = {"side": "S", "kind": "reply", "raw": "250 OK\r\n", "code": "250", "info": {"messages": "not json"}}
+    assert refs_of(event_from_dict(v1, version=1)) == []
 
 
 def _events(sid: str, *, user: str = "", refs=(), notes=()):
     yield Event(side=Side.NONE, kind=Kind.OPEN, protocol="imap", session=sid,
-                info={"client": "127.0.0.1:1", "server": "127.0.0.1:2", "mode": "lab", "started": "100.5"})
+                peer=Peer(client="127.0.0.1:1", server="127.0.0.1:2", mode="lab", started=100.5))
     yield Event(side=Side.CLIENT, kind=Kind.COMMAND, protocol="imap", session=sid, raw=b"a LOGIN x y\r\n",
                 verb="LOGIN", notes=tuple(notes), seq=1, t=0.1)
     yield Event(side=Side.SERVER, kind=Kind.REPLY, protocol="imap", session=sid, raw=b"a OK\r\n", code="OK",
-                info={**(user_info(user) if user else {}), **to_info(refs)}, state="authenticated", seq=2, t=0.2)
+                user=user, messages=tuple(refs), state="authenticated", seq=2, t=0.2)
     yield Event(side=Side.NONE, kind=Kind.CLOSE, protocol="imap", session=sid, seq=3, t=0.3)
 
 
