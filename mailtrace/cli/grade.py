@@ -90,7 +90,7 @@ def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed
 
         with Progress(transient=True) as progress:
             total = len([s for s in ex.scenarios if not scenarios or s.name in scenarios])
-            task = progress.add_task("grading", total=total)
+            task = progress.add_task(msg("class.progress", lang, exercise=ex.name), total=total)
             result = grade(ex, submission, seed=seed, jobs=jobs, scenarios=list(scenarios) or None,
                            progress=lambda: progress.advance(task), lang=lang, show_secrets=show_secrets)
     else:
