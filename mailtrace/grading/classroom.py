@@ -162,7 +162,8 @@ def write_html(path: Path, exercise: Exercise, results: list[tuple[str, Report]]
     out.append("</table>")
     for name, r in results:
         out.append(f"<h2 id='s-{e(name)}'>{e(name)}: {r.score:g} / {r.max_score:g}</h2>"
-                   f"<p>{e(_t('class.reproduce', lang, seed=r.seed))} <code>mailtrace grade {e(exercise.name)} {e(r.submission)} --seed {r.seed}</code></p>")
+                   f"<p>{e(_t('class.reproduce', lang, seed=r.seed))} "
+                   f"<code>mailtrace grade {e(exercise.name)} {e(r.submission)} --seed {r.seed}</code></p>")
         if r.error:
             out.append(f"<p class='bad'>{e(r.error)}</p>")
         for s in r.scenarios:
