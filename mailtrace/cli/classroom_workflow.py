@@ -43,7 +43,7 @@ def command(exercise: str, output: Path, install: str, program: str | None, lang
     try:
         ex = load_exercise(exercise)
     except ExerciseError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(exc.text(lang)) from None
     program = program or ex.program
     if re.fullmatch(r"[A-Za-z0-9._-]+(\[[A-Za-z0-9_,.-]+\])?", install.strip()):  # a bare name: unpinned
         from importlib.metadata import version

@@ -11,7 +11,14 @@ import click
 FORMATS = ("rich", "text", "json", "junit", "gradescope", "github-classroom")
 
 
-def _isolate_network(mode: str) -> None:
+def msg(key: str, lang: str, /, **fields: object) -> str:
+    """One of the grader's messages (mailtrace/knowledge/messages/grading.toml) in ``lang``."""
+    from mailtrace.knowledge import messages
+
+    return messages.text("grading", key, lang, **fields)
+
+
+def _isolate_network(mode: str, lang: str = "en") -> None:
     """Move the grader (and so the programs it runs) into a loopback-only network namespace."""
     if mode == "host":
         return
@@ -19,8 +26,7 @@ def _isolate_network(mode: str) -> None:
 
     ok = enter_private_network()
     if not ok and mode == "private":
-        raise click.ClickException("cannot create a private network namespace (needs root); "
-                                   "use --network auto or host")
+        raise click.ClickException(msg("cli.no-private-network", lang))
 
 
 @click.command(name="grade")
@@ -61,16 +67,16 @@ def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed
     """
     from mailtrace.grading.exercise import ExerciseError, load_exercise
 
-    _isolate_network(network)
+    _isolate_network(network, lang)
     try:
         ex = load_exercise(exercise)
     except ExerciseError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(exc.text(lang)) from None
     if scenarios:
         unknown = set(scenarios) - {s.name for s in ex.scenarios}
         if unknown:
-            raise click.ClickException(f"unknown scenario(s): {', '.join(sorted(unknown))}; "
-                                       f"known: {', '.join(s.name for s in ex.scenarios)}")
+            raise click.ClickException(msg("cli.unknown-scenarios", lang, unknown=", ".join(sorted(unknown)),
+                                                     known=", ".join(s.name for s in ex.scenarios)))
     if seed is None:
         seed = int.from_bytes(os.urandom(3), "big")
     if class_mode:
@@ -84,7 +90,7 @@ def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed
 
         with Progress(transient=True) as progress:
             total = len([s for s in ex.scenarios if not scenarios or s.name in scenarios])
-            task = progress.add_task("grading", total=total)
+            task = progress.add_task(msg("class.progress", lang, exercise=ex.name), total=total)
             result = grade(ex, submission, seed=seed, jobs=jobs, scenarios=list(scenarios) or None,
                            progress=lambda: progress.advance(task), lang=lang, show_secrets=show_secrets)
     else:
@@ -139,23 +145,24 @@ def _class(ex, folder: Path, output: Path | None, seed: int, jobs: int, scenario
     from mailtrace.grading import classroom
 
     if not folder.is_dir():
-        raise click.ClickException(f"--class needs a folder of submissions, not {folder}")
+        raise click.ClickException(msg("class.not-a-folder", lang, path=folder))
     subs = classroom.submissions(folder)
     if not subs:
-        raise click.ClickException(f"no submissions in {folder}")
+        raise click.ClickException(msg("class.no-submissions", lang, path=folder))
     out = output or Path(f"{ex.name}-grades")
     out.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True, highlight=False)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[last]}"), console=console) as progress:
-        task = progress.add_task(f"grading {ex.name}", total=len(subs), last="")
+        task = progress.add_task(msg("class.progress", lang, exercise=ex.name), total=len(subs), last="")
         results = classroom.grade_class(
             ex, folder, seed=seed, jobs=jobs, scenarios=scenarios, lang=lang, show_secrets=show_secrets,
             on_done=lambda name, r: progress.update(task, advance=1, last=f"{name}: {r.score:g}/{r.max_score:g}"))
-    classroom.write_csv(out / "gradebook.csv", ex, results)
+    classroom.write_csv(out / "gradebook.csv", ex, results, lang)
     classroom.write_json(out / "class.json", ex, results, seed)
-    links = classroom.write_ladders(out, results)
-    classroom.write_html(out / "report.html", ex, results, seed, links)
+    links = classroom.write_ladders(out, results, lang)
+    classroom.write_html(out / "report.html", ex, results, seed, links, lang)
     scores = [r.score for _, r in results]
-    console.print(f"{len(results)} submissions graded (seed {seed}); mean {sum(scores) / len(scores):.1f}; "
-                  f"wrote {out / 'gradebook.csv'}, {out / 'class.json'}, {out / 'report.html'}")
+    files = ", ".join(str(out / name) for name in ("gradebook.csv", "class.json", "report.html"))
+    console.print(msg("class.done", lang, count=len(results), seed=seed,
+                                mean=f"{sum(scores) / len(scores):.1f}", files=files), markup=False)

@@ -33,6 +33,6 @@ def command(exercise: str, output: Path, jobs: int, lang: str) -> None:
         load_exercise(exercise)  # fail here, not on Gradescope, if the exercise is broken
         directory = find_exercise(exercise)
     except ExerciseError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(exc.text(lang)) from None
     names = build(directory, output, jobs=jobs, lang=lang)
     click.echo(f"wrote {output} ({len(names)} files): setup.sh, run_autograder, exercise/, mailtrace-src/")

@@ -20,7 +20,12 @@ from typing import Callable
 
 from mailtrace.grading.exercise import Exercise
 from mailtrace.grading.report import Report, visible
+from mailtrace.knowledge import messages
 
+
+def _t(key: str, lang: str, /, **fields: object) -> str:
+    """One of the class report's words (``[class.*]`` of messages/grading.toml) in ``lang``."""
+    return messages.text("grading", key, lang, **fields)
 
 
 def submissions(folder: Path) -> list[tuple[str, Path]]:
@@ -72,11 +77,12 @@ def check_ids(exercise: Exercise) -> list[str]:
     return ids
 
 
-def write_csv(path: Path, exercise: Exercise, results: list[tuple[str, Report]]) -> None:
+def write_csv(path: Path, exercise: Exercise, results: list[tuple[str, Report]], lang: str = "en") -> None:
+    """The gradebook: one row per student; its column names in ``lang`` (the checks by their ids)."""
     ids = check_ids(exercise)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["student", "score", "max_score", "seed", "error", *ids])
+        w.writerow([*messages.table("grading", "class.columns", lang), *ids])
         for name, r in results:
             by = r.checks_by_id()
             w.writerow([name, f"{r.score:g}", f"{r.max_score:g}", r.seed, r.error,
@@ -100,7 +106,7 @@ def pass_rates(exercise: Exercise, results: list[tuple[str, Report]]) -> dict[st
     return rates
 
 
-def _histogram_svg(scores: list[float], max_score: float, bins: int = 10) -> str:
+def _histogram_svg(scores: list[float], max_score: float, bins: int = 10, label: str = "") -> str:
     if not scores:
         return ""
     counts = [0] * bins
@@ -117,7 +123,7 @@ def _histogram_svg(scores: list[float], max_score: float, bins: int = 10) -> str
         bars.append(f'<rect x="{x}" y="{h - 20 - bh}" width="{bw - 4}" height="{bh}" fill="#1f5fbf"/>'
                     f'<text x="{x + bw / 2 - 2}" y="{h - 24 - bh}" font-size="11" text-anchor="middle">{c or ""}</text>'
                     f'<text x="{x + bw / 2 - 2}" y="{h - 6}" font-size="10" text-anchor="middle">{lo}</text>')
-    return f'<svg width="{w}" height="{h}" role="img" aria-label="score histogram">{"".join(bars)}</svg>'
+    return f'<svg width="{w}" height="{h}" role="img" aria-label="{html.escape(label)}">{"".join(bars)}</svg>'
 
 
 CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:1.5em;color:#1d232a}table{border-collapse:collapse}
@@ -127,7 +133,7 @@ overflow-x:auto;font-size:12px}details{margin:.3em 0}summary{cursor:pointer}.mar
 
 
 def write_html(path: Path, exercise: Exercise, results: list[tuple[str, Report]], seed: int,
-               ladders: dict[tuple[str, str], str] | None = None) -> None:
+               ladders: dict[tuple[str, str], str] | None = None, lang: str = "en") -> None:
     from mailtrace.transcript.text import format_event
 
     e = lambda text, quote=True: html.escape(visible(str(text)), quote)  # noqa: E731
@@ -135,16 +141,20 @@ def write_html(path: Path, exercise: Exercise, results: list[tuple[str, Report]]
     scores = [r.score for _, r in results]
     max_score = max((r.max_score for _, r in results), default=0.0)
     rates = pass_rates(exercise, results)
-    out = [f"<!doctype html><meta charset='utf-8'><title>{e(exercise.name)}: class report</title><style>{CSS}</style>",
-           f"<h1>{e(exercise.name)}: class report</h1>",
-           f"<p>{len(results)} submissions; class seed {seed}; mean "
-           f"{(sum(scores) / len(scores)) if scores else 0:.1f} / {max_score:g}</p>",
-           "<h2>Scores</h2>", _histogram_svg(scores, max_score or 1),
-           "<h2>Pass rate per check</h2><table><tr><th>check</th><th>passed by</th><th></th></tr>"]
+    title = e(_t("class.title", lang, exercise=exercise.name))
+    mean = f"{(sum(scores) / len(scores)) if scores else 0:.1f}"
+    out = [f"<!doctype html><html lang='{e(lang)}'><meta charset='utf-8'><title>{title}</title><style>{CSS}</style>",
+           f"<h1>{title}</h1>",
+           f"<p>{e(_t('class.summary', lang, count=len(results), seed=seed, mean=mean, max=f'{max_score:g}'))}</p>",
+           f"<h2>{e(_t('class.scores', lang))}</h2>",
+           _histogram_svg(scores, max_score or 1, label=_t("class.histogram", lang)),
+           f"<h2>{e(_t('class.pass-rates', lang))}</h2><table><tr><th>{e(_t('class.check', lang))}</th>"
+           f"<th>{e(_t('class.passed-by', lang))}</th><th></th></tr>"]
     for cid, rate in sorted(rates.items(), key=lambda kv: kv[1]):
         out.append(f"<tr><td>{e(cid)}</td><td>{rate * 100:.0f}%</td>"
                    f"<td><span class='bar' style='width:{int(rate * 200)}px'></span></td></tr>")
-    out.append("</table><h2>Students</h2><table><tr><th>student</th><th>score</th><th>lost points on</th></tr>")
+    out.append(f"</table><h2>{e(_t('class.students', lang))}</h2><table><tr><th>{e(_t('class.student', lang))}</th>"
+               f"<th>{e(_t('class.score', lang))}</th><th>{e(_t('class.lost-points-on', lang))}</th></tr>")
     for name, r in results:
         lost = ", ".join(f"{k} (−{v:.1f})" for k, v in sorted(r.lost().items()))
         out.append(f"<tr><td><a href='#s-{e(name)}'>{e(name)}</a></td><td>{r.score:g} / {r.max_score:g}</td>"
@@ -152,7 +162,8 @@ def write_html(path: Path, exercise: Exercise, results: list[tuple[str, Report]]
     out.append("</table>")
     for name, r in results:
         out.append(f"<h2 id='s-{e(name)}'>{e(name)}: {r.score:g} / {r.max_score:g}</h2>"
-                   f"<p>seed {r.seed}: <code>mailtrace grade {e(exercise.name)} {e(r.submission)} --seed {r.seed}</code></p>")
+                   f"<p>{e(_t('class.reproduce', lang, seed=r.seed))} "
+                   f"<code>mailtrace grade {e(exercise.name)} {e(r.submission)} --seed {r.seed}</code></p>")
         if r.error:
             out.append(f"<p class='bad'>{e(r.error)}</p>")
         for s in r.scenarios:
@@ -162,21 +173,23 @@ def write_html(path: Path, exercise: Exercise, results: list[tuple[str, Report]]
             out.append(f"<details{' open' if bad else ''}><summary class='{cls}'>{e(s.name)}: "
                        f"{s.points:.2f}/{s.max_points:.2f} — {e(s.status)}</summary>")
             if link:
-                out.append(f"<p><a href='{e(link)}'>ladder diagram</a></p>")
+                out.append(f"<p><a href='{e(link)}'>{e(_t('class.ladder', lang))}</a></p>")
             for c in bad:
                 out.append(f"<p class='bad'><b>{e(c.id)}</b>: {e(c.title)}</p><pre>{e(c.feedback)}</pre>")
             if s.events:
                 lines = []
                 for ev in s.events:
-                    lines.extend(format_event(ev, show_secrets=r.show_secrets, fold=True, annotate=True))
-                out.append("<details><summary>annotated transcript</summary><pre>" + e("\n".join(lines)) + "</pre></details>")
+                    lines.extend(format_event(ev, show_secrets=r.show_secrets, fold=True, lang=lang, annotate=True))
+                out.append(f"<details><summary>{e(_t('class.annotated-transcript', lang))}</summary><pre>"
+                           + e("\n".join(lines)) + "</pre></details>")
             if s.stderr:
-                out.append("<details><summary>stderr</summary><pre>" + e(s.stderr) + "</pre></details>")
+                out.append(f"<details><summary>{e(_t('class.stderr', lang))}</summary><pre>" + e(s.stderr)
+                           + "</pre></details>")
             out.append("</details>")
     path.write_text("\n".join(out), encoding="utf-8")
 
 
-def write_ladders(folder: Path, results: list[tuple[str, Report]]) -> dict[tuple[str, str], str]:
+def write_ladders(folder: Path, results: list[tuple[str, Report]], lang: str = "en") -> dict[tuple[str, str], str]:
     """One ladder-diagram page per (student, scenario) with a transcript; returns relative links."""
     from mailtrace.transcript.html import render_html
     from mailtrace.transcript.jsonl import JsonlSink
@@ -188,7 +201,7 @@ def write_ladders(folder: Path, results: list[tuple[str, Report]]) -> dict[tuple
                 continue
             rel = Path("transcripts") / _safe(name) / f"{_safe(s.name)}.html"
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            (folder / rel).write_text(render_html(s.events, show_secrets=r.show_secrets, title=f"{name}: {s.name}"),
+            (folder / rel).write_text(render_html(s.events, lang=lang, show_secrets=r.show_secrets, title=f"{name}: {s.name}"),
                                       encoding="utf-8")
             # the same transcript as JSON Lines: `mailtrace show` renders it again, in any format
             sink = JsonlSink(folder / rel.with_suffix(".jsonl"), show_secrets=r.show_secrets)

@@ -33,7 +33,19 @@ PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 
 class ExerciseError(Exception):
-    """An exercise or scenario file is wrong (the message says where)."""
+    """An exercise or scenario file is wrong (the message says where).
+
+    Its words are data: ``key`` names a message of the grading book (``exercise.*``), filled
+    with ``fields``; ``str()`` is the English, :meth:`text` any language (``grade --lang``)."""
+
+    def __init__(self, key: str, /, **fields: object) -> None:
+        self.key, self.fields = key, fields
+        super().__init__(self.text())  # English
+
+    def text(self, lang: str = "en") -> str:
+        from mailtrace.knowledge import messages
+
+        return messages.text("grading", self.key, lang, **self.fields)
 
 
 @dataclass(frozen=True)
@@ -132,7 +144,9 @@ def find_exercise(name_or_path: str) -> Path:
     if root is not None and (root / name_or_path / "exercise.toml").is_file():
         return root / name_or_path
     known = exercise_names(root)
-    raise ExerciseError(f"no exercise {name_or_path!r}" + (f" (known: {', '.join(known)})" if known else ""))
+    if known:
+        raise ExerciseError("exercise.unknown-known", name=name_or_path, known=", ".join(known))
+    raise ExerciseError("exercise.unknown", name=name_or_path)
 
 
 def load_exercise(name_or_path: str) -> Exercise:
@@ -142,7 +156,8 @@ def load_exercise(name_or_path: str) -> Exercise:
     for cid, conf in data.get("checks", {}).items():
         vis = conf.get("visibility", "visible")
         if vis not in VISIBILITIES:
-            raise ExerciseError(f"{directory / 'exercise.toml'}: check {cid}: visibility must be one of {VISIBILITIES}")
+            raise ExerciseError("exercise.bad-visibility", path=directory / "exercise.toml", check=cid,
+                                choices=", ".join(VISIBILITIES))
         checks[cid] = CheckConfig(cid, float(conf.get("points", 1)), vis)
     ex = Exercise(name=data.get("name", directory.name), directory=directory, protocol=data.get("protocol", ""),
                   program=data["program"], title=data.get("title", ""),
@@ -151,28 +166,28 @@ def load_exercise(name_or_path: str) -> Exercise:
                   policy_cap=float(data["policy_cap"]) if "policy_cap" in data else None,
                   role=data.get("role", "client"))
     if ex.policy_cap is not None and not 0 <= ex.policy_cap <= 1:
-        raise ExerciseError(f"{directory / 'exercise.toml'}: policy_cap must be between 0 and 1")
+        raise ExerciseError("exercise.bad-policy-cap", path=directory / "exercise.toml")
     from mailtrace.grading.checks import load_all
 
     REGISTRY = load_all()
     for cid in checks:
         if cid not in REGISTRY:
-            raise ExerciseError(f"{directory / 'exercise.toml'}: unknown check {cid!r}")
+            raise ExerciseError("exercise.unknown-check", path=directory / "exercise.toml", check=cid)
     for path in sorted((directory / "scenarios").glob("*.toml")):
         for raw in _load_toml(path).get("scenario", []):
             sc = _scenario(raw, path)
             for cid in sc.checks:
                 if cid not in REGISTRY:
-                    raise ExerciseError(f"{path}: scenario {sc.name}: unknown check {cid!r}")
+                    raise ExerciseError("exercise.scenario-unknown-check", path=path, scenario=sc.name, check=cid)
                 if cid not in checks:
-                    raise ExerciseError(f"{path}: scenario {sc.name}: check {cid!r} has no points in exercise.toml")
+                    raise ExerciseError("exercise.scenario-check-no-points", path=path, scenario=sc.name, check=cid)
             script = ServerScript.from_dict(sc.server)  # fail early on a bad fault
             if any(f.action == "silence" for f in script.faults) and (sc.timeout or ex.timeout) < SILENT_TIMEOUT:
                 sc = replace(sc, timeout=SILENT_TIMEOUT)
             ex.scenarios.append(sc)
     names = [s.name for s in ex.scenarios]
     if len(set(names)) != len(names):
-        raise ExerciseError(f"{directory}: duplicate scenario names")
+        raise ExerciseError("exercise.duplicate-scenarios", path=directory)
     return ex
 
 
@@ -187,14 +202,14 @@ def _scenario(raw: dict, path: Path) -> Scenario:
             base["expect_exit"] = None
         return Scenario(**base, options=options)
     except TypeError as exc:
-        raise ExerciseError(f"{path}: {exc}") from None
+        raise ExerciseError("exercise.bad-file", path=path, error=exc) from None
 
 
 def _load_toml(path: Path) -> dict:
     try:
         return tomllib.loads(path.read_text("utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ExerciseError(f"{path}: {exc}") from None
+        raise ExerciseError("exercise.bad-file", path=path, error=exc) from None
 
 
 def fill(value: Any, variables: dict[str, Any]) -> Any:

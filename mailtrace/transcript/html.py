@@ -26,7 +26,8 @@ from mailtrace.transcript.filesink import FileSink
 from mailtrace.transcript.timeline import round_trips, timeline_svg
 
 UI_KEYS = ("client", "server", "session", "expand", "collapse", "annotations", "octets", "lines", "title", "closed",
-           "started", "events", "legend", "timeline", "round_trip", "round_trips", "caption")
+           "started", "events", "legend", "timeline", "round_trip", "round_trips", "caption",
+           "mark_open", "mark_close", "mark_tls", "mark_gap")
 
 
 def ui_words(lang: str) -> dict[str, str]:

@@ -98,7 +98,8 @@ def _label(event: Event) -> str:
 
 def timeline_svg(events: list[Event], reply_class, words: dict) -> str:
     """The ``<figure>`` with the SVG; ``reply_class(code)`` colours replies like the ladder;
-    ``words`` has 'timeline', 'caption', 'round_trip' and 'round_trips' in the page's language."""
+    ``words`` has 'timeline', 'caption', 'round_trip', 'round_trips' and 'mark_<kind>' (a mark's
+    tooltip: mark_open, mark_close...) in the page's language."""
     shown = [e for e in events if e.kind in PAYLOAD + MARKS]
     if not any(e.kind in PAYLOAD for e in shown):
         return ""
@@ -141,8 +142,9 @@ def timeline_svg(events: list[Event], reply_class, words: dict) -> str:
     for i, event in enumerate(shown):
         y = ys[i]
         if event.kind in MARKS:
+            mark = words.get("mark_" + event.kind.value, event.kind.value)  # "connection opened"...
             parts.append(f"<line x1='{CLIENT_X}' y1='{y:.1f}' x2='{SERVER_X}' y2='{y:.1f}' stroke='{COLOURS['mark']}' "
-                         f"stroke-dasharray='4 3'><title>{html.escape(event.kind.value)} t={event.t:.6f} s</title></line>")
+                         f"stroke-dasharray='4 3'><title>{html.escape(mark)} t={event.t:.6f} s</title></line>")
             continue
         c2s = event.side is Side.CLIENT
         other = Side.SERVER if c2s else Side.CLIENT

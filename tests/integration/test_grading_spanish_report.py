@@ -6,11 +6,14 @@ The English left in a Spanish report may only be what the student's program or t
 
 from __future__ import annotations
 
+import csv
+import html
 import json
 import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -105,3 +108,126 @@ def test_unseen_checks_are_weighted_out_only_when_a_seen_failure_explains_them()
     _point_to_root(report, "es")
     report.finish()
     assert not alone.checks[0].excluded and report.score == 70  # nothing else explains it: it fails
+
+
+#: the class report's and the console's own English, beside the single-student report's
+CLASS_ENGLISH = re.compile(ENGLISH.pattern + r"|\b(?:class report|submissions?|Scores|Pass rate|passed by|lost points|"
+                           r"student|score|ladder diagram|annotated transcript|graded|wrote|mean|grading|"
+                           r"connection (?:opened|closed)|open|close|data|octets|seed)\b")
+
+
+class _Words(HTMLParser):
+    """The text of a page without its style, script and ``<code>`` (a command line to copy)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        self._skip += tag in ("style", "script", "code")
+        if tag == "title" and self.lines is not None:
+            self.lines.append("")
+
+    def handle_endtag(self, tag):
+        self._skip -= tag in ("style", "script", "code")
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.lines.extend(data.splitlines() or [""])
+
+
+def _page_words(page: str, drop: tuple[str, ...] = ()) -> list[str]:
+    """Our lines of an HTML page: a transcript line (C:/S:) keeps only its annotation (after ``#``),
+    check ids and the texts in ``drop`` (what the program or server said) are taken out."""
+    for text in drop:
+        page = page.replace(html.escape(text, quote=False), "").replace(html.escape(text), "")
+    parser = _Words()
+    parser.feed(page)
+    out = []
+    for line in parser.lines:
+        body = line.strip()
+        said = re.match(r"^(?:>>\s*)?(?:C|S): (\[[^\]]*\])?", body)
+        if said:  # keep our fold ("[datos: 433 octetos]") and our annotation, not the line sent
+            body = (said.group(1) or "") + (" " + body.split("    # ", 1)[1] if "    # " in body else "")
+        body = re.sub(r"\b[\w-]+\.[\w.-]+", "", body)  # check ids, host names, file names
+        if body:
+            out.append(body)
+    return out
+
+
+def test_a_class_graded_in_spanish_has_no_english_sentence_in_its_pages_or_console(tmp_path):
+    """``grade --class --lang es`` (issue #13 item 5): the class report, each scenario's ladder page,
+    the gradebook's column names and the console's lines are Spanish, on a real run of the CLI
+    over a class of two (a solution and a broken copy of it)."""
+    from mailtrace.knowledge import messages
+    from mailtrace.transcript.jsonl import read_jsonl
+
+    subs = tmp_path / "subs"
+    (subs / "ana").mkdir(parents=True)
+    solution = (ROOT / "solutions" / "smtp-client" / "smtp_client.py").read_text()
+    (subs / "ana" / "smtp_client.py").write_text(solution)
+    assert "formatdate(" in solution
+    (subs / "luis.py").write_text(solution.replace("formatdate(", "(lambda *a, **k: 'yesterday')("))
+    out = tmp_path / "notas"
+    chosen = ["one-recipient", "all-recipients-refused", "no-server"]
+    run = _grade("smtp-client", str(subs), "--class", "--lang", "es", "--seed", "4", "-o", str(out),
+                 *[x for s in chosen for x in ("--scenario", s)])
+    assert run.returncode == 0, run.stderr
+    console = [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
+    assert any("corrigiendo smtp-client" in line for line in console), console
+    assert any("2 entregas corregidas" in line for line in console), console
+    # the console without paths and the last student's "name: score" (names, not words)
+    leftovers = [line for line in console
+                 if CLASS_ENGLISH.search(re.sub(r"\S*/\S*|\b[\w-]+\.[\w.-]+|\w+: [\d.]+/[\d.]+", "", line))]
+    assert not leftovers, "\n".join(leftovers)
+
+    with open(out / "gradebook.csv", encoding="utf-8") as f:
+        header = next(csv.reader(f))
+    assert header[:5] == ["estudiante", "nota", "nota_maxima", "semilla", "error"] and "smtp.headers" in header
+
+    page = (out / "report.html").read_text("utf-8")
+    assert "lang='es'" in page and "informe de la clase" in page
+    # what the programs wrote to stderr is theirs, not ours
+    summary = re.escape("<summary>" + html.escape(messages.text("grading", "class.stderr", "es")) + "</summary><pre>")
+    assert re.search(summary + r"error: ", page), "no scenario had stderr: the stderr section is not exercised"
+    ours = _page_words(re.sub(f"({summary}).*?(</pre>)", r"\1\2", page, flags=re.S))
+    assert any(line.startswith("Se esperaba: un Date en el formato del RFC 5322") for line in ours), ours
+    assert any("transcripción anotada" in line for line in ours)
+    leftovers = [line for line in ours if CLASS_ENGLISH.search(line) and not line.startswith("Ocurrió: Date:")]
+    assert not leftovers, "\n".join(leftovers)
+
+    # each scenario's own page: the ladder's words are Spanish; the dialogue itself stays as it was
+    pages = sorted((out / "transcripts").rglob("*.html"))
+    assert {p.parent.name for p in pages} == {"ana", "luis"}
+    for ladder in pages:
+        said = [e.raw.decode("utf-8", "replace") for e in read_jsonl(ladder.with_suffix(".jsonl")) if e.raw]
+        words = _page_words(ladder.read_text("utf-8"),
+                            tuple(part for s in said for part in s.splitlines() if part.strip()))
+        assert any("Anotaciones" in line for line in words), ladder
+        leftovers = [line for line in words if CLASS_ENGLISH.search(line)]
+        assert not leftovers, f"{ladder}:\n" + "\n".join(leftovers)
+
+
+def test_the_instructors_mistakes_are_said_in_spanish(tmp_path):
+    """An unknown exercise or scenario, an empty class folder: the CLI's message in the chosen language."""
+    prog = ROOT / "solutions" / "smtp-client" / "smtp_client.py"
+    r = _grade("no-such-exercise", str(prog), "--lang", "es", "--network", "host")
+    assert r.returncode != 0 and "no existe el ejercicio 'no-such-exercise'" in r.stderr and "Traceback" not in r.stderr
+    r = _grade("smtp-client", str(prog), "--scenario", "nope", "--lang", "es", "--network", "host")
+    assert r.returncode != 0 and "escenarios desconocidos: nope" in r.stderr, r.stderr
+    (tmp_path / "vacia").mkdir()
+    r = _grade("smtp-client", str(tmp_path / "vacia"), "--class", "--lang", "es", "--network", "host")
+    assert r.returncode != 0 and "no hay ninguna entrega en" in r.stderr, r.stderr
+    r = _grade("smtp-client", str(prog), "--class", "--lang", "es", "--network", "host")
+    assert r.returncode != 0 and "--class necesita una carpeta de entregas" in r.stderr, r.stderr
+    for line in r.stderr.splitlines():
+        assert not ENGLISH.search(line.replace("Error:", "")), line  # click's own "Error:" prefix aside
+
+
+def test_an_exercise_configuration_error_is_data_in_both_languages():
+    from mailtrace.grading.exercise import ExerciseError
+
+    error = ExerciseError("exercise.scenario-unknown-check", path="scenarios/a.toml", scenario="x", check="smtp.nope")
+    assert str(error) == "scenarios/a.toml: scenario x: unknown check 'smtp.nope'"
+    assert error.text("es") == "scenarios/a.toml: escenario x: comprobación desconocida 'smtp.nope'"

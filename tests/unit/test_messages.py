@@ -31,6 +31,7 @@ LOADERS = {
     "msg": (0, "grading", "", ("",)),
     "_say": (1, "grading", "files.", ("",)),  # grading/files.py
     "finding": (0, "grading", "server.", ("",)),  # a real client's finding (grading/servers/runner.py)
+    "ExerciseError": (0, "grading", "", ("",)),  # an exercise's configuration error (grading/exercise.py)
 }
 #: modules whose ``text(KEY, ...)`` / ``_t(KEY, ...)`` read one book
 BOOK_OF_MODULE = {"grading": "grading", "cli/exercises.py": "exercises", "cli/classroom_workflow.py": "github_classroom",

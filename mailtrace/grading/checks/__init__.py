@@ -148,7 +148,8 @@ def _line(e: Event, show_secrets: bool, lang: str = "en") -> str:
     if e.kind in (Kind.DATA, Kind.LITERAL):
         raw = e.shown(show_secrets)
         first = raw.split(b"\n", 1)[0].rstrip(b"\r")[:60].decode("utf-8", "backslashreplace")
-        return prefix + text("excerpt.data", lang, kind=e.kind.value, octets=e.octets, first=first)
+        return prefix + text("excerpt.data", lang, kind=text(f"excerpt.kind.{e.kind.value}", lang),
+                                     octets=e.octets, first=first)
     raw = e.shown(show_secrets)
     line = e.text(show_secrets)
     if raw.endswith(b"\n") and not raw.endswith(b"\r\n"):
