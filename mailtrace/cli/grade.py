@@ -158,7 +158,7 @@ def _class(ex, folder: Path, output: Path | None, seed: int, jobs: int, scenario
         results = classroom.grade_class(
             ex, folder, seed=seed, jobs=jobs, scenarios=scenarios, lang=lang, show_secrets=show_secrets,
             on_done=lambda name, r: progress.update(task, advance=1, last=f"{name}: {r.score:g}/{r.max_score:g}"))
-    classroom.write_csv(out / "gradebook.csv", ex, results, lang)
+    classroom.write_csv(out / "gradebook.csv", ex, results)
     classroom.write_json(out / "class.json", ex, results, seed)
     links = classroom.write_ladders(out, results, lang)
     classroom.write_html(out / "report.html", ex, results, seed, links, lang)

@@ -77,12 +77,14 @@ def check_ids(exercise: Exercise) -> list[str]:
     return ids
 
 
-def write_csv(path: Path, exercise: Exercise, results: list[tuple[str, Report]], lang: str = "en") -> None:
-    """The gradebook: one row per student; its column names in ``lang`` (the checks by their ids)."""
+def write_csv(path: Path, exercise: Exercise, results: list[tuple[str, Report]]) -> None:
+    """The gradebook: one row per student.  Its column names are identifiers, the same in every
+    language (an LMS import or a script reads them): student, score, max_score, seed, error,
+    then the checks by their ids."""
     ids = check_ids(exercise)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow([*messages.table("grading", "class.columns", lang), *ids])
+        w.writerow(["student", "score", "max_score", "seed", "error", *ids])
         for name, r in results:
             by = r.checks_by_id()
             w.writerow([name, f"{r.score:g}", f"{r.max_score:g}", r.seed, r.error,
