@@ -334,9 +334,18 @@ class FaultLayer:
     @staticmethod
     def _segments(wire: bytes, split: int, delay: float) -> list:
         """Writes (and pauses): split > 0 octets per segment; -1 each line in two; -3 the first
-        line in two, then the rest of the reply; 0 all at once."""
+        line in two, then the rest of the reply; 0 all at once.  A reply the script cuts also
+        pauses before its first segment: written right after the last segment of the reply
+        before it (a command that came mid-reply is answered as soon as that reply is out), the
+        two would reach the client's recv() together or apart by chance."""
         if not wire:
             return []
+        if split:
+            return [Sleep(delay)] + FaultLayer._cut(wire, split, delay)
+        return [Write(wire, unit_end=True)]
+
+    @staticmethod
+    def _cut(wire: bytes, split: int, delay: float) -> list:
         if split == -3:
             first, newline, rest = wire.partition(b"\n")
             first += newline

@@ -202,6 +202,10 @@ class ScriptedServer:
             await conn.read_loop()
             while conn.busy > 0 and not writer_task.done():
                 await asyncio.sleep(0.005)
+        except asyncio.CancelledError:
+            # stop(): the run is over (a reply may still have been waiting out a scripted pause);
+            # ending quietly keeps asyncio from printing the cancellation to the grader's stderr
+            pass
         except Exception as exc:  # a bug must cost one connection, never the grader
             self.errors.append(f"{type(exc).__name__}: {exc}")
             session.close(Side.SERVER, f"internal error: {type(exc).__name__}: {exc}")

@@ -5,7 +5,8 @@ that depended on whether the scripted server had written its reply when the clos
 It is graded 10 times with one seed while two CPU burners load the machine; the JSON reports
 must be identical once the run's own timestamps are set aside: the report's start time and
 durations, the uid in ``enforced``, and in transcripts the client's Date/Message-ID lines (the
-program's clock and randomness) and the lab's queue id (the store's clock).
+program's clock and randomness), the lab's queue id and an IMAP mailbox's UIDVALIDITY (the
+store's clock).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ TIMESTAMPS = [
     (re.compile(r"(C: Date: )[^\n]*"), r"\1<date>"),
     (re.compile(r"(C: Message-ID: )[^\n]*"), r"\1<message-id>"),
     (re.compile(r"queued as [0-9a-f.]+"), "queued as <id>"),
+    (re.compile(r"UIDVALIDITY \d+"), "UIDVALIDITY <n>"),  # the IMAP store's clock (RFC 3501 §2.3.1.1)
 ]
 
 
@@ -72,3 +74,23 @@ def test_one_seed_gives_one_report_under_load(tmp_path):
             b.wait()
     for i, text in enumerate(reports[1:], 2):
         assert text == reports[0], f"run {i} differs from run 1"
+
+
+@pytest.mark.slow
+def test_one_recv_per_command_imap_client_gets_one_grade_per_seed():
+    """A client doing one recv() per command read the reply to UID STORE whole or in part by chance:
+    the core ended it after a second store job, and the scripted server wrote it in two writes.
+    Graded 5 times with one seed (the mutation test's), it gets one score and loses the same checks
+    (only its own, imap.whole-reply), with one report."""
+    sys.path.insert(0, str(ROOT / "tests" / "defective"))
+    from generate import STANDALONE  # (the mutation test expects this client to lose this check only)
+
+    assert ("imap-client", "imap/one_recv_per_command.py", "imap.whole-reply") in STANDALONE
+    ex = load_exercise("imap-client")
+    prog = ROOT / "tests" / "defective" / "imap" / "one_recv_per_command.py"
+    reports = [grade(ex, prog, seed=20261126, jobs=4) for _ in range(5)]
+    assert {r.lost() and tuple(sorted(r.lost())) for r in reports} == {("imap.whole-reply",)}
+    assert len({r.score for r in reports}) == 1
+    texts = [normalised(r) for r in reports]
+    for i, text in enumerate(texts[1:], 2):
+        assert text == texts[0], f"run {i} differs from run 1"

@@ -127,6 +127,72 @@ def test_fault_layer_applies_fault_after_slow_delivery():
     assert wire(actions) == b"554 5.7.1 spam\r\n"
 
 
+def layer_for(protocol: str, lab_store_mail: bytes, script: ServerScript | None = None):
+    """A fault layer on the real ``protocol`` core of a lab whose user bob has one message."""
+    from mailtrace.grading.grader import core_factory
+    from mailtrace.servers.lab import Lab
+
+    lab = Lab(directory=Path(tempfile.mkdtemp()), users={"bob": "x"})
+    lab.open_store().deliver("bob", lab_store_mail)
+    return FaultLayer(core_factory(protocol, lab)(), script or ServerScript(), protocol)
+
+
+def writes_and_waits(layer, actions):
+    """The shell's Write octets, one entry per write, and how many slow jobs the reply waited for."""
+    from mailtrace.grading.faults import Wait
+
+    writes, waits = [], 0
+    while actions:
+        a = actions.pop(0)
+        if isinstance(a, Wait):
+            waits += 1
+            actions = layer.resume(a, a.pending.job()) + actions
+        elif isinstance(a, Write):
+            writes.append(a.data)
+    return writes, waits
+
+
+MESSAGE = b"Subject: x\r\n\r\nhi\r\n"
+
+
+def test_a_reply_spanning_two_slow_jobs_is_one_write():
+    """Issue #13 (one seed, one grade): an IMAP UID STORE sends its untagged FETCH after the store
+    job, then (the store told the view its mailbox changed) looks at the mailbox in a second job
+    before the tagged OK.  Written as the core made it, in two writes, whether a client doing one
+    recv() per command got the whole reply depended on thread and kernel timing."""
+    def store_reply(script: ServerScript) -> tuple[list[bytes], int]:
+        layer = layer_for("imap", MESSAGE, script)
+        layer.start()
+        for line in (b"a1 LOGIN bob x\r\n", b"a2 SELECT INBOX\r\n"):
+            writes_and_waits(layer, layer.receive(line))
+        return writes_and_waits(layer, layer.receive(b"a3 UID STORE 1 +FLAGS (\\Seen)\r\n"))
+
+    writes, waits = store_reply(ServerScript())
+    assert waits == 2  # the store job, then the look at the mailbox
+    assert writes == [b"* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))\r\na3 OK UID STORE completed\r\n"]
+    # a scripted split is the script's: the first line in two, then the rest of the whole reply
+    cut, _ = store_reply(ServerScript(split_lines="first", split_delay=0.0))
+    assert len(cut) == 3 and b"".join(cut) == writes[0] and cut[2] == b"a3 OK UID STORE completed\r\n"
+
+
+def test_pop3_retr_and_smtp_spooled_data_replies_are_one_write():
+    """The same for the other cores' slow jobs: a POP3 RETR (the message read in a job) and an
+    SMTP DATA body (spooled, then delivered in jobs) are answered in one write each."""
+    layer = layer_for("pop3", MESSAGE)
+    layer.start()
+    for line in (b"USER bob\r\n", b"PASS x\r\n"):
+        writes_and_waits(layer, layer.receive(line))
+    writes, waits = writes_and_waits(layer, layer.receive(b"RETR 1\r\n"))
+    assert waits >= 1 and len(writes) == 1, writes
+    assert writes[0].startswith(b"+OK") and writes[0].endswith(b"\r\n.\r\n")
+    layer = smtp_layer(ServerScript())
+    layer.start()
+    for line in (b"EHLO me\r\n", b"MAIL FROM:<a@b.example>\r\n", b"RCPT TO:<bob@lab.test>\r\n", b"DATA\r\n"):
+        writes_and_waits(layer, layer.receive(line))
+    writes, waits = writes_and_waits(layer, layer.receive(b"Subject: x\r\n\r\n" + b"y" * 70 + b"\r\n.\r\n"))
+    assert waits >= 1 and len(writes) == 1 and writes[0].startswith(b"250 "), writes
+
+
 def test_unknown_fault_fields_are_refused():
     with pytest.raises(ValueError):
         Fault.from_dict({"on": "RCPT", "reploy": ["550 x"]})
