@@ -77,17 +77,16 @@ def test_one_seed_gives_one_report_under_load(tmp_path):
 
 
 @pytest.mark.slow
-def test_one_recv_per_command_imap_client_gets_one_grade_per_seed():
+def test_one_recv_per_command_imap_client_gets_one_grade_per_seed(defective):
     """A client doing one recv() per command read the reply to UID STORE whole or in part by chance:
     the core ended it after a second store job, and the scripted server wrote it in two writes.
     Graded 5 times with one seed (the mutation test's), it gets one score and loses the same checks
     (only its own, imap.whole-reply), with one report."""
-    sys.path.insert(0, str(ROOT / "tests" / "defective"))
-    from generate import STANDALONE  # (the mutation test expects this client to lose this check only)
+    from defects import STANDALONE  # (the mutation test expects this client to lose this check only)
 
     assert ("imap-client", "imap/one_recv_per_command.py", "imap.whole-reply") in STANDALONE
     ex = load_exercise("imap-client")
-    prog = ROOT / "tests" / "defective" / "imap" / "one_recv_per_command.py"
+    prog = defective["imap/one_recv_per_command.py"]
     reports = [grade(ex, prog, seed=20261126, jobs=4) for _ in range(5)]
     assert {r.lost() and tuple(sorted(r.lost())) for r in reports} == {("imap.whole-reply",)}
     assert len({r.score for r in reports}) == 1
