@@ -1,12 +1,31 @@
-"""Issue #10: smtp/spec.py and pop3/spec.py have the same shape: the same names for the same
-things, so a student (and the observer, grader and web view) reads them the same way."""
+"""Issue #10: smtp/spec.py, pop3/spec.py and imap/spec.py have the same shape: the same names
+for the same things, so a student (and the observer, grader and web view) reads them the same way."""
 
 from types import MappingProxyType
 
 import pytest
 
+from mailtrace.protocols.imap import spec as imap
 from mailtrace.protocols.pop3 import spec as pop3
 from mailtrace.protocols.smtp import spec as smtp
+from mailtrace.protocols.spec import CommandSpec, TransitionTable
+
+CONFIGS = {smtp: smtp.SmtpConfig, pop3: pop3.Pop3Config, imap: imap.ImapConfig}
+
+
+@pytest.mark.parametrize("spec", [smtp, pop3, imap], ids=["smtp", "pop3", "imap"])
+def test_every_spec_names_the_protocol_its_states_commands_transitions_and_limits(spec):
+    assert spec.PROTOCOL == spec.__name__.split(".")[-2]
+    assert isinstance(spec.COMMANDS, MappingProxyType)
+    assert all(isinstance(row, CommandSpec) and row.rfc for row in spec.COMMANDS.values())
+    assert set(spec.COMMANDS) <= spec.KNOWN_COMMANDS
+    assert isinstance(spec.TRANSITIONS, TransitionTable)
+    assert {row.target for row in spec.TRANSITIONS.rows} <= set(spec.State)
+    for name in ("MAX_COMMAND_LINE", "IDLE_TIMEOUT", "DATA_VERBS", "REPLY_CODES", "VIOLATIONS", "outcome", "wire"):
+        assert hasattr(spec, name), name
+    config = CONFIGS[spec]()
+    assert (config.hostname, config.idle_timeout) == ("lab.test", spec.IDLE_TIMEOUT) and config.implementation
+    assert hasattr(config, "tls_available") and hasattr(config, "tls_required_for_auth")
 
 
 @pytest.mark.parametrize("spec", [smtp, pop3], ids=["smtp", "pop3"])

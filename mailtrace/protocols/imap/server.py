@@ -148,7 +148,7 @@ class ImapServerConnection:
     # -- ServerCore interface -------------------------------------------------------------
     def start(self) -> list[Output]:
         self._out = []
-        self.status("*", "OK", f"{self.config.hostname} {self.config.software} ready",
+        self.status("*", "OK", f"{self.config.hostname} {self.config.implementation} ready",
                     code="CAPABILITY " + " ".join(self.capabilities()))
         return self._take()
 

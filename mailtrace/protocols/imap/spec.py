@@ -313,7 +313,7 @@ def read_reply(line: bytes) -> ServerLine:
 @dataclass(frozen=True)
 class ImapConfig:
     hostname: str = "lab.test"
-    software: str = "mailtrace IMAP4rev1 lab server"  # said in the greeting
+    implementation: str = "mailtrace IMAP4rev1 lab server"  # said in the greeting
     #: RFC 3501 §5.4 autologout; 0 disables it.  Below 30 minutes only for tests and demos.
     idle_timeout: float = IDLE_TIMEOUT
     tls_available: bool = False  # offer STARTTLS (the shell has a certificate)
