@@ -19,13 +19,14 @@ from waiting import wait_until
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/schedstat") or not hasattr(os, "sched_setaffinity"),
                                 reason="needs Linux /proc/PID/schedstat and CPU affinity")
 
-#: pinned to CPU 0 at nice 5: it gets about a quarter of that CPU while the hog runs
+#: pinned to CPU 0 at nice 5: it gets a quarter to a half of that CPU while the hog runs (the
+#: scheduler's autogroups decide), less when the machine is busy with other jobs too
 STARVED = """
 import os, time
-os.sched_setaffinity(0, {0})
+os.sched_setaffinity(0, {{0}})
 os.nice(5)
 start = time.process_time()
-while time.process_time() - start < 0.25:  # a quarter of a CPU-second of work
+while time.process_time() - start < {work}:  # CPU-seconds of work
     pass
 print("done")
 """
@@ -51,10 +52,19 @@ def run(code: str, timeout: float):
 
 
 def test_a_program_kept_from_the_cpu_gets_that_time_back(hog):
-    r = run(STARVED, timeout=0.5)
-    assert r.exit_code == 0 and not r.timed_out and r.stdout == b"done\n", (r.stderr, r.duration)
-    assert r.limit_seconds == 0.5 and r.cpu_wait_given > 0  # it was given back time...
-    assert r.duration > 0.5  # ...and needed it: without the CPU wait given back, it would have been stopped
+    # Sharing CPU 0 with the hog, the program gets half of it at most (less at nice 5, or when
+    # the machine is busy with other jobs too), so 0.8 limit's worth of work needs more than the
+    # limit.  If even the time given back (at most 3x the limit) was not enough, the machine is
+    # busier still: try again with less work.
+    limit, work = 0.5, 0.4
+    for _ in range(3):
+        r = run(STARVED.format(work=work), timeout=limit)
+        if not (r.timed_out and r.cpu_wait_given >= 0.9 * limit * MAX_CPU_WAIT_FACTOR):
+            break
+        work /= 2
+    assert r.exit_code == 0 and not r.timed_out and r.stdout == b"done\n", (r.stderr, r.duration, r.cpu_wait_given)
+    assert r.limit_seconds == limit and r.cpu_wait_given > 0  # it was given back time...
+    assert r.duration > limit  # ...and needed it: without the CPU wait given back, it would have been stopped
 
 
 def test_a_program_that_waits_on_its_own_gets_nothing_back(hog):
