@@ -670,3 +670,13 @@ def test_append_without_a_date_takes_the_internaldate_from_the_injected_clock(st
     c.select()
     reply = c.cmd("a2 FETCH * INTERNALDATE")  # the last message: the one appended
     assert b'"09-Sep-2001 01:46:40 +0000"' in reply, reply
+
+
+def test_login_ok_lists_the_capabilities_of_the_authenticated_state_without_starttls(tmp_path):
+    # RFC 3501 §6.2.1: STARTTLS is a command of the not authenticated state only; the CAPABILITY
+    # code of LOGIN's OK (§7.1) lists what the server offers from then on.
+    client = Client(make_store(tmp_path), tls_available=True)
+    assert b"STARTTLS" in client.cmd("c1 CAPABILITY")
+    ok = client.login()
+    assert b"L1 OK [CAPABILITY IMAP4rev1 " in ok and b"STARTTLS" not in ok
+    assert b"STARTTLS" not in client.cmd("c2 CAPABILITY")

@@ -18,7 +18,7 @@ from mailtrace import __version__
 from mailtrace.protocols.imap import wire
 from mailtrace.protocols.imap.server import Mode
 from mailtrace.protocols.imap.lexer import ParseError, T
-from mailtrace.protocols.imap.spec import REDACTED
+from mailtrace.protocols.imap.spec import REDACTED, State
 from mailtrace.transcript.event import Event, Kind, Note, Side
 
 # RFC 4616 §2: authzid, authcid and passwd are each at most 255 octets.
@@ -89,7 +89,7 @@ def _authenticate(conn, cmd, user: str, password: str) -> None:
     if conn.store.has_user(user) and conn.store.check_password(user, password):
         conn.user = user
         conn.done(cmd, "OK", f"{cmd.name} completed, now in the authenticated state",
-                  code="CAPABILITY " + " ".join(conn.capabilities()), user=user)
+                  code="CAPABILITY " + " ".join(conn.capabilities(State.AUTHENTICATED)), user=user)
     else:
         # RFC 5530 §3 AUTHENTICATIONFAILED; same answer for unknown users and bad passwords
         conn.done(cmd, "NO", "invalid user name or password", code="AUTHENTICATIONFAILED")

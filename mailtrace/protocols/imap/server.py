@@ -223,11 +223,14 @@ class ImapServerConnection:
         in which it advertises the LOGINDISABLED capability and does NOT permit the LOGIN command"."""
         return self.config.tls_required_for_auth and not self.secure_channel
 
-    def capabilities(self) -> list[str]:
+    def capabilities(self, state: State | None = None) -> list[str]:
+        """What the server offers in ``state`` (now, or the state a reply is moving to: the
+        CAPABILITY code of LOGIN's OK lists what the authenticated state offers, no STARTTLS)."""
+        state = self.state if state is None else state
         caps = list(CAPABILITIES)
         if self.login_disabled:  # and no AUTH=PLAIN either: it sends the same password
             caps = [c for c in caps if not c.startswith("AUTH=")] + ["LOGINDISABLED"]
-        if self.config.tls_available and not self.tls_active and self.state is State.NOT_AUTHENTICATED:
+        if self.config.tls_available and not self.tls_active and state is State.NOT_AUTHENTICATED:
             caps.insert(1, "STARTTLS")
         return caps
 
