@@ -251,7 +251,7 @@ def test_github_classroom_result_from_the_wheel(installed, empty, which, defecti
     assert json.loads(base64.b64decode(encoded).decode("utf-8")) == result
 
 
-def test_classroom_workflow_steps_run_in_order_in_a_clean_venv(built, installed, tmp_path):
+def test_classroom_workflow_steps_run_in_order_in_a_clean_venv(built, installed, tmp_path, defective):
     yaml = pytest.importorskip("yaml", reason="PyYAML parses the workflow (pip install -e '.[test]')")
     repo = tmp_path / "template-repo"
     repo.mkdir()
@@ -269,7 +269,7 @@ def test_classroom_workflow_steps_run_in_order_in_a_clean_venv(built, installed,
     assert reporter["env"] == {f"{runner.upper()}_RESULTS": f"${{{{ steps.{runner}.outputs.result }}}}"}
 
     # the student's push: the program in the repository; then every run: step, in order
-    shutil.copy(MIME_DEFECTIVE, repo / "mime_compose.py")
+    shutil.copy(defective[MIME_DEFECTIVE], repo / "mime_compose.py")
     clean = make_venv(tmp_path / "runner-venv")
     bindir = str(clean.parent)
     path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and not (Path(p) / "mailtrace").exists()]
@@ -341,7 +341,8 @@ def test_python310_imports_everything_and_passes_the_pure_units(built, tmp_path)
          "for m in pkgutil.walk_packages(mailtrace.__path__, 'mailtrace.'):\n"
          "    if m.name != 'mailtrace.__main__':\n"
          "        importlib.import_module(m.name)\n"], cwd=tmp_path)
-    units = [str(ROOT / "tests" / name) for name in PY310_UNITS if (ROOT / "tests" / name).is_file()]
+    units = [str(path) for name in PY310_UNITS for path in ROOT.glob(f"tests/*/{name}")]
+    assert len(units) == len(PY310_UNITS), units
     proc = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", ROOT, *units],
                cwd=tmp_path, env=clean_env(), check=False)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]

@@ -339,11 +339,15 @@ def _no_traceback(run) -> Outcome:
 
 
 def _sigterm(run) -> Outcome:
+    stopped = run.stopped
+    exp = say(run, "sigterm_expected")
+    if stopped is not None and not stopped.after_sigterm and run.program.exit_code == 0:
+        # exited 0 on its own before SIGTERM: it forked into the background (whatever its child
+        # managed to do before its sandbox ended: on a busy machine it may even have listened)
+        return fail(exp, say(run, "sigterm_gone", status=run.program.status_text()))
     first = _started(run)
     if first:
         return first
-    stopped = run.stopped
-    exp = say(run, "sigterm_expected")
     if not stopped.after_sigterm:
         return fail(exp, say(run, "sigterm_gone", status=run.program.status_text()))
     if not stopped.exited_in_time:
