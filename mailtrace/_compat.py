@@ -20,7 +20,7 @@ import sys
 
 if sys.version_info >= (3, 11):
     import tomllib
-else:  # pragma: no cover - exercised by tests/test_py310.py under python3.10
+else:  # pragma: no cover - exercised under python3.10 by tests/integration/test_wheel.py
     import tomli as tomllib
 
 #: Popen keywords: the child leads a new process group

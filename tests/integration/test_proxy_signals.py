@@ -13,24 +13,11 @@ import threading
 import pytest
 
 from mailtrace_cli import MAILTRACE
+from test_proxy_support import greeting_server
 
 
 def _ignore_sigint() -> None:  # runs in the child before exec: the disposition is inherited, as from sh
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _greeting_server(sock: socket.socket, stop: threading.Event) -> None:
-    sock.settimeout(0.2)
-    conns = []
-    while not stop.is_set():
-        try:
-            conn, _ = sock.accept()
-        except OSError:
-            continue
-        conn.sendall(b"220 test ready\r\n")
-        conns.append(conn)
-    for conn in conns:
-        conn.close()
 
 
 @pytest.mark.parametrize("sigint_ignored", [True, False], ids=["sigint-ignored-by-parent", "default"])
@@ -40,7 +27,7 @@ def test_proxy_stops_cleanly_on_either_signal(tmp_path, sig, sigint_ignored):
     upstream.bind(("127.0.0.1", 0))
     upstream.listen()
     stop = threading.Event()
-    thread = threading.Thread(target=_greeting_server, args=(upstream, stop), daemon=True)
+    thread = threading.Thread(target=greeting_server, args=(upstream, stop), daemon=True)
     thread.start()
     log = tmp_path / "p.jsonl"
     proc = subprocess.Popen(

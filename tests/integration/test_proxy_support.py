@@ -77,6 +77,22 @@ async def start_proxy(upstream_port: int, sinks=(), **kw):
     return proxy, mem
 
 
+def greeting_server(sock, stop: threading.Event) -> None:
+    """A stand-in upstream server for proxy tests: greets every connection with a 220 until
+    ``stop`` is set, then closes them."""
+    sock.settimeout(0.2)
+    conns = []
+    while not stop.is_set():
+        try:
+            conn, _ = sock.accept()
+        except OSError:
+            continue
+        conn.sendall(b"220 test ready\r\n")
+        conns.append(conn)
+    for conn in conns:
+        conn.close()
+
+
 def wait_closed(mem: MemorySink, sessions: int, timeout: float = 10) -> None:
     """Wait until ``sessions`` sessions have their close event (the proxy runs in another thread)."""
     deadline = time.monotonic() + timeout

@@ -8,19 +8,7 @@ import subprocess
 import sys
 import threading
 
-
-def _greeting_server(sock: socket.socket, stop: threading.Event) -> None:
-    sock.settimeout(0.2)
-    conns = []
-    while not stop.is_set():
-        try:
-            conn, _ = sock.accept()
-        except OSError:
-            continue
-        conn.sendall(b"220 test ready\r\n")
-        conns.append(conn)
-    for conn in conns:
-        conn.close()
+from test_proxy_support import greeting_server
 
 
 def test_sigint_with_a_live_session_prints_no_traceback(tmp_path):
@@ -28,7 +16,7 @@ def test_sigint_with_a_live_session_prints_no_traceback(tmp_path):
     upstream.bind(("127.0.0.1", 0))
     upstream.listen()
     stop = threading.Event()
-    thread = threading.Thread(target=_greeting_server, args=(upstream, stop), daemon=True)
+    thread = threading.Thread(target=greeting_server, args=(upstream, stop), daemon=True)
     thread.start()
     log = tmp_path / "p.jsonl"
     proc = subprocess.Popen(
