@@ -476,8 +476,9 @@ def test_random_bytes_never_raise(shared_store, data, chunk):
 
 
 def _client_in(store, state: str) -> Client:
-    """A session brought to "none" (not authenticated), "auth" or "examine" (read-only selected)."""
-    c = Client(store)
+    """A session brought to "none" (not authenticated), "auth" or "examine" (read-only selected),
+    which answers as many BADs as a test sends (no MAX_BAD_COMMANDS cut-off)."""
+    c = Client(store, max_bad_commands=1000)
     if state != "none":
         c.login()
     if state == "examine":
@@ -680,3 +681,20 @@ def test_login_ok_lists_the_capabilities_of_the_authenticated_state_without_star
     ok = client.login()
     assert b"L1 OK [CAPABILITY IMAP4rev1 " in ok and b"STARTTLS" not in ok
     assert b"STARTTLS" not in client.cmd("c2 CAPABILITY")
+
+
+def test_twenty_bad_commands_in_a_row_get_bye_and_the_connection_closed(store):
+    """As Dovecot does (and our SMTP and POP3 servers): a fuzzer is cut off; an OK or NO in
+    between starts the count again, so a clumsy student typing by hand is not."""
+    c = Client(store)
+    for i in range(19):
+        assert tagged(c.cmd(f"b{i} NONSENSE"), f"b{i}") == b"BAD"
+    assert tagged(c.cmd("n1 NOOP"), "n1") == b"OK"  # the count starts again
+    for i in range(19):
+        c.cmd(f"c{i} FETCH 1 FLAGS")  # (wrong state: BAD too)
+    assert not c.core.closed
+    out = c.cmd("last NONSENSE")
+    assert tagged(out, "last") == b"BAD" and out.endswith(b"* BYE too many bad commands, closing\r\n")
+    assert c.core.closed and any(isinstance(o, Close) for o in c.outputs)
+    assert [n.rule for e in c.events for n in e.notes if n.rule == "too-many-errors"] == ["too-many-errors"]
+    assert c.cmd("more NOOP") == b""  # nothing is answered after the BYE

@@ -36,8 +36,13 @@ def test_the_same_names_in_every_spec(spec):
     for name in ("MAX_COMMAND_LINE", "IDLE_TIMEOUT", "MAX_BAD_COMMANDS", "DATA_VERBS", "DOCUMENTED_CODES",
                  "REPLY_CODES", "TRANSITIONS", "VIOLATIONS", "State"):
         assert hasattr(spec, name), name
-    config = (spec.SmtpConfig if spec is smtp else spec.Pop3Config)()
+
+
+@pytest.mark.parametrize("spec", [smtp, pop3, imap], ids=["smtp", "pop3", "imap"])
+def test_every_server_cuts_off_a_client_after_the_same_number_of_bad_commands(spec):
+    config = CONFIGS[spec]()
     assert (config.idle_timeout, config.max_bad_commands) == (spec.IDLE_TIMEOUT, spec.MAX_BAD_COMMANDS)
+    assert spec.MAX_BAD_COMMANDS == 20
     assert config.implementation
 
 

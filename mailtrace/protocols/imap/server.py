@@ -131,6 +131,7 @@ class ImapServerConnection:
         self.closed = False
         self._reader = LineReader(MAX_COMMAND_LINE)
         self._skipping = False  # a too-long line was answered BAD before its end came
+        self.bad_commands = 0  # BAD completions in a row (spec.MAX_BAD_COMMANDS)
         self._job = None  # a Pending (slow store work) not finished yet: input waits
         self._out: list[Output] = []
         # The command being read (used by dispatch.py): its lines and literals so far, their
@@ -302,6 +303,21 @@ class ImapServerConnection:
             self.state = target
         self.respond(spec.wire(reply), tag=tag, code=status, verb=verb,
                      response_code=spec.response_code(reply) if code else "", messages=messages, user=user)
+        if status == "BAD":
+            self._count_bad_command()
+        elif tag != "*":
+            self.bad_commands = 0  # an OK or NO: the client speaks IMAP after all
+
+    def _count_bad_command(self) -> None:
+        """spec.MAX_BAD_COMMANDS BADs in a row: an untagged BYE (RFC 3501 §7.1.5, "the server is
+        about to close the connection") and the connection is closed."""
+        self.bad_commands += 1
+        if self.bad_commands < self.config.max_bad_commands or self.closed:
+            return
+        self.record(Side.CLIENT, Kind.VIOLATION, b"",
+                    notes=(Note("too-many-errors", f"{self.bad_commands} bad commands in a row"),))
+        self.status("*", "BYE", "too many bad commands, closing")
+        self.close(because("too-many-errors"))
 
     def done(self, cmd: Command, status: str, text: str, code: str = "", user: str = "") -> None:
         """The tagged completion result (RFC 3501 §7.1), after the untagged news of changes

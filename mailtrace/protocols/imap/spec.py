@@ -78,6 +78,11 @@ MAX_LITERAL = 64 * 1024 * 1024
 MAX_LITERAL_BEFORE_LOGIN = 4096
 # All the literals of one command together (e.g. MULTIAPPEND-like abuse).
 MAX_COMMAND = MAX_LITERAL + MAX_COMMAND_LINE
+# Not from the RFC: a client that gets this many BAD completions in a row (a fuzzer, a client
+# speaking another protocol) is sent an untagged BYE and cut off, as Dovecot does (its
+# CLIENT_MAX_BAD_COMMANDS, 20); SMTP and POP3 have the same limit.  Any OK or NO starts the
+# count again.  RFC 3501 §7.1.5: BYE "indicates that the server is about to close the connection".
+MAX_BAD_COMMANDS = 20
 # An APPEND literal at least this large is written to the Maildir's tmp/ as it arrives
 # (``store.spool``) instead of being held in memory; the transcript keeps its first
 # LITERAL_PREVIEW octets (and its size).
@@ -241,7 +246,7 @@ CAPABILITIES = ("IMAP4rev1", "LITERAL+", "UIDPLUS", "MOVE", "IDLE", "NAMESPACE",
 # explained in knowledge/common.toml (shared with SMTP and POP3).
 COMMON_VIOLATIONS = frozenset({"starttls-injection"})
 VIOLATIONS = frozenset({"tag-reuse", "wrong-state", "unquoted-specials", "literal-length-mismatch", "after-logout",
-                        "bare-lf", "bad-tag", "line-too-long", "incomplete-command"}) | COMMON_VIOLATIONS
+                        "bare-lf", "bad-tag", "line-too-long", "incomplete-command", "too-many-errors"}) | COMMON_VIOLATIONS
 # Folded blocks: literals (Kind.LITERAL) and the AUTHENTICATE response line (Kind.DATA).
 DATA_VERBS = frozenset({"literal", "AUTHENTICATE"})
 
@@ -317,6 +322,7 @@ class ImapConfig:
     #: RFC 3501 §5.4 autologout; 0 disables it.  Below 30 minutes only for tests and demos.
     idle_timeout: float = IDLE_TIMEOUT
     tls_available: bool = False  # offer STARTTLS (the shell has a certificate)
+    max_bad_commands: int = MAX_BAD_COMMANDS
     # A classroom lab off loopback: LOGINDISABLED and no AUTH=PLAIN until STARTTLS (RFC 3501
     # §6.2.3) on a connection that is not a secure channel (loopback or TLS).
     tls_required_for_auth: bool = False
