@@ -3,8 +3,9 @@
 the sandbox's limits), Node.js, bash and Python smtp-clients (tests/languages/) score every
 point of every scenario of the exercise, as an instructor grades them; the same program with
 one defect, made here at test time (QUIT replaced by NOOP), loses the points of ``smtp.quit``
-and only those (but for the NOOP after a 554 greeting, a fault of its own); a compiler error is
-shown as the feedback.
+and only those (but for the NOOP after a 554 greeting, a fault of its own); the C client with
+one of the gaps it once had (a raw 8-bit subject or body, exit 1 after a refused greeting)
+loses the check that names it; a compiler error is shown as the feedback.
 
 Every submission is graded once, on all scenarios, and the ten gradings share one set of
 worker pools (``Pools``), so the scenarios that only wait (a silent server, slow replies) of
@@ -27,6 +28,17 @@ ROOT = Path(__file__).resolve().parents[2]
 LANGUAGES = ROOT / "tests" / "languages" / "smtp-client"
 NEEDS = {"c": ("cc", "make"), "java": ("javac", "java"), "node": ("node",), "bash": ("bash",), "python": ()}
 SEED = 11
+
+
+#: one-defect C clients: the gaps the C client once had, each graded on the scenarios that show
+#: it, must cost the check that names it and only that one
+C_DEFECTS = {
+    "raw-subject": ("if (is_ascii(subject, n)) {", "if (1) {", ["non-ascii"], {"smtp.7bit"}),
+    "raw-body": ("int ascii = is_ascii(body, body_size);", "int ascii = 1;", ["non-ascii"], {"smtp.7bit"}),
+    "exit-1-after-refused-greeting": ('give_up(2, "the server refused the session")',
+                                      'give_up(1, "the server refused the session")',
+                                      ["greeting-421", "greeting-554"], {"smtp.exit-status"}),
+}
 
 
 def missing_tools(lang: str) -> list[str]:
@@ -65,7 +77,7 @@ def failures(report) -> str:
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory) -> dict[tuple[str, bool], object]:
+def graded(tmp_path_factory) -> dict[tuple[str, bool | str], object]:
     """Every correct and one-defect submission graded once on every scenario, all at once on
     shared pools: two workers for the busy scenarios, more for those that only wait."""
     exercise = load_exercise("smtp-client")
@@ -76,10 +88,21 @@ def graded(tmp_path_factory) -> dict[tuple[str, bool], object]:
         for defect in (False, True):
             folder = tmp_path_factory.mktemp(f"{lang}-{'defect' if defect else 'correct'}")
             jobs[(lang, defect)] = submission(lang, folder, defect)
+    only = {}
+    if not missing_tools("c"):
+        for name, (old, new, scenarios, _) in C_DEFECTS.items():
+            folder = tmp_path_factory.mktemp(f"c-{name}")
+            jobs[("c", name)] = path = submission("c", folder)
+            src = path / "smtp_client.c"
+            text = src.read_text()
+            assert old in text, f"{name}: {old!r} is no longer in smtp_client.c"
+            src.write_text(text.replace(old, new, 1))
+            only[("c", name)] = scenarios
     pools = Pools(jobs=2, idle=24)
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs) or 1) as coord:
-            futures = {key: coord.submit(grade, exercise, path, seed=SEED, limits=limits(), pools=pools)
+            futures = {key: coord.submit(grade, exercise, path, seed=SEED, limits=limits(), pools=pools,
+                                         scenarios=only.get(key))
                        for key, path in jobs.items()}
             return {key: f.result() for key, f in futures.items()}
     finally:
@@ -119,6 +142,15 @@ def test_one_defect_costs_its_named_check_in_any_language(graded, lang):
     failed = {(s.name, c.id) for s in report.scenarios for c in s.checks if not c.passed}
     assert "smtp.quit" in report.lost(), failures(report)
     assert {f for f in failed if f[1] != "smtp.quit"} == SECOND_FAULT, failures(report)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(C_DEFECTS))
+def test_a_c_client_with_one_gap_loses_the_check_that_names_it(graded, name):
+    if missing_tools("c"):
+        pytest.skip("cc and make not installed")
+    report = graded[("c", name)]
+    assert set(report.lost()) == C_DEFECTS[name][3], failures(report)
 
 
 def test_a_compiler_error_is_the_feedback(tmp_path):
