@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Prove a Gradescope bundle in a clean root filesystem (issue #13): debootstrap a minimal Debian,
 # run the bundle's setup.sh in it (as Gradescope builds its image), then run_autograder on a
-# correct, a C and an empty submission.  Root only; downloads ~150 MB.  Not part of pytest.
+# correct, a C (smtp-client, smtp-server) and an empty submission, and print each one's score and
+# the start of the first failed test's feedback (in the bundle's language).  Root only; downloads
+# ~150 MB.  Not part of pytest.
 #
 #   sudo tests/gradescope_clean_root.sh smtp-client es
+#   sudo tests/gradescope_clean_root.sh smtp-server es
 #
+# PYTHON: the Python that builds the bundle (default: the repository's .venv, else python3).
 # Behind a TLS-intercepting proxy, set PIP_CERT to the proxy's CA bundle: it is copied in.
 set -euo pipefail
 EXERCISE=${1:-smtp-client}
@@ -13,6 +17,7 @@ SUITE=${SUITE:-bookworm}
 ROOT=$(mktemp -d /tmp/gsroot.XXXXXX)
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
+[ -z "${PYTHON:-}" ] && [ -x "$HERE/.venv/bin/python" ] && PY=$HERE/.venv/bin/python
 cleanup() { for m in proc dev sys ""; do umount "$ROOT/$m" 2>/dev/null || true; done; rm -rf "$ROOT"; }
 trap cleanup EXIT
 debootstrap --variant=minbase "$SUITE" "$ROOT" http://deb.debian.org/debian >/dev/null
@@ -29,12 +34,30 @@ chroot "$ROOT" "${ENV[@]}" bash /autograder/source/setup.sh
 grade() {
   rm -rf "$ROOT/autograder/submission" "$ROOT/autograder/results"; mkdir -p "$ROOT/autograder/submission"
   [ -n "$1" ] && cp -r "$1"/. "$ROOT/autograder/submission/"
+  # a program built on this machine is not the submission: the bundle builds it (Makefile, build.sh)
+  if [ -e "$ROOT/autograder/submission/Makefile" ] || [ -e "$ROOT/autograder/submission/build.sh" ]; then
+    rm -f "$ROOT/autograder/submission/run"
+  fi
   chroot "$ROOT" "${ENV[@]}" bash /autograder/source/run_autograder
-  "$PY" -c "import json, sys; d = json.load(open(sys.argv[1])); print(sys.argv[2], 'score', d['score'], 'tests', len(d.get('tests', [])))" \
-    "$ROOT/autograder/results/results.json" "${2}"
+  "$PY" - "$ROOT/autograder/results/results.json" "${2}" <<'PYEOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+tests = d.get("tests", [])
+print(sys.argv[2], "score", d["score"], "tests", len(tests))
+for line in (d.get("output") or "").splitlines()[:3]:  # the report's framing, in the bundle's language
+    print("   ", line[:160])
+if tests:
+    print("  first test:", tests[0].get("name"))
+failed = next((t for t in tests if t.get("score", 0) < t.get("max_score", 0)), None)
+if failed:  # the start of the first failed test's feedback, to see the bundle's language
+    print("  first failed test:", failed.get("name"))
+    for line in (failed.get("output") or "").splitlines()[:4]:
+        print("   ", line[:160])
+PYEOF
 }
 SOL=$(mktemp -d); cp "$HERE"/solutions/"$EXERCISE"/*.py "$SOL"/
 grade "$SOL" "reference solution"
-[ "$EXERCISE" = smtp-client ] && grade "$HERE/tests/languages/smtp-client/c" "C client (Makefile)"
+if [ "$EXERCISE" = smtp-client ]; then grade "$HERE/tests/languages/smtp-client/c" "C client (Makefile)"; fi
+if [ "$EXERCISE" = smtp-server ]; then grade "$HERE/tests/servers/c_smtp" "C server (Makefile)"; fi
 grade "" "empty submission"
 rm -rf "$SOL"
