@@ -5,11 +5,14 @@ point of every scenario of the exercise, as an instructor grades them; the same 
 one defect, made here at test time (QUIT replaced by NOOP), loses the points of ``smtp.quit``
 and only those (but for the NOOP after a 554 greeting, a fault of its own); the C client with
 one of the gaps it once had (a raw 8-bit subject or body, exit 1 after a refused greeting)
-loses the check that names it; a compiler error is shown as the feedback.
+and the C SMTP and Java POP3 servers of tests/servers/ with one defect each (no dot-unstuffing;
+QUIT that deletes nothing) lose the check that names it; a compiler error is shown as the feedback.
+(The correct C and Java servers score 100 on every scenario in test_grading_servers.py.)
 
-Every submission is graded once, on all scenarios, and the ten gradings share one set of
+Every submission is graded once (a correct one or the QUIT->NOOP one on all scenarios, another
+one-defect one on the scenarios that show its defect), and all the gradings share one set of
 worker pools (``Pools``), so the scenarios that only wait (a silent server, slow replies) of
-all of them overlap: the file costs about one grading of the slowest scenario, not ten.
+all of them overlap: the file costs about one grading of the slowest scenario, not fifteen.
 """
 
 from __future__ import annotations
@@ -26,18 +29,29 @@ from mailtrace.grading.sandbox import Limits
 
 ROOT = Path(__file__).resolve().parents[2]
 LANGUAGES = ROOT / "tests" / "languages" / "smtp-client"
+SERVERS = ROOT / "tests" / "servers"
 NEEDS = {"c": ("cc", "make"), "java": ("javac", "java"), "node": ("node",), "bash": ("bash",), "python": ()}
 SEED = 11
 
 
-#: one-defect C clients: the gaps the C client once had, each graded on the scenarios that show
-#: it, must cost the check that names it and only that one
-C_DEFECTS = {
-    "raw-subject": ("if (is_ascii(subject, n)) {", "if (1) {", ["non-ascii"], {"smtp.7bit"}),
-    "raw-body": ("int ascii = is_ascii(body, body_size);", "int ascii = 1;", ["non-ascii"], {"smtp.7bit"}),
-    "exit-1-after-refused-greeting": ('give_up(2, "the server refused the session")',
-                                      'give_up(1, "the server refused the session")',
-                                      ["greeting-421", "greeting-554"], {"smtp.exit-status"}),
+#: one-defect programs, each graded on the scenarios that show its defect: it must cost the check
+#: that names it and only that one.  name: (language, exercise, folder, file, text, replacement,
+#: scenarios, lost checks).  The C client's are the gaps it once had.
+ONE_DEFECT = {
+    "c-client-raw-subject": ("c", "smtp-client", LANGUAGES / "c", "smtp_client.c",
+                             "if (is_ascii(subject, n)) {", "if (1) {", ["non-ascii"], {"smtp.7bit"}),
+    "c-client-raw-body": ("c", "smtp-client", LANGUAGES / "c", "smtp_client.c",
+                          "int ascii = is_ascii(body, body_size);", "int ascii = 1;", ["non-ascii"], {"smtp.7bit"}),
+    "c-client-exit-1-after-refused-greeting": (
+        "c", "smtp-client", LANGUAGES / "c", "smtp_client.c", 'give_up(2, "the server refused the session")',
+        'give_up(1, "the server refused the session")', ["greeting-421", "greeting-554"], {"smtp.exit-status"}),
+    "c-server-no-unstuffing": ("c", "smtp-server", SERVERS / "c_smtp", "smtp_server.c",
+                               "char *start = line[0] == '.' ? line + 1 : line;", "char *start = line;",
+                               ["bodies"], {"smtpd.unstuff"}),
+    "java-server-quit-deletes-nothing": (
+        "java", "pop3-server", SERVERS / "java_pop3", "Pop3Server.java",
+        "if (paths != null) for (int n : deleted)", "if (false) for (int n : deleted)",
+        ["dele-then-quit"], {"pop3d.update"}),
 }
 
 
@@ -77,10 +91,9 @@ def failures(report) -> str:
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory) -> dict[tuple[str, bool | str], object]:
+def graded(tmp_path_factory) -> dict[tuple[str, bool] | str, object]:
     """Every correct and one-defect submission graded once on every scenario, all at once on
     shared pools: two workers for the busy scenarios, more for those that only wait."""
-    exercise = load_exercise("smtp-client")
     jobs = {}
     for lang in NEEDS:
         if missing_tools(lang):
@@ -88,22 +101,23 @@ def graded(tmp_path_factory) -> dict[tuple[str, bool | str], object]:
         for defect in (False, True):
             folder = tmp_path_factory.mktemp(f"{lang}-{'defect' if defect else 'correct'}")
             jobs[(lang, defect)] = submission(lang, folder, defect)
-    only = {}
-    if not missing_tools("c"):
-        for name, (old, new, scenarios, _) in C_DEFECTS.items():
-            folder = tmp_path_factory.mktemp(f"c-{name}")
-            jobs[("c", name)] = path = submission("c", folder)
-            src = path / "smtp_client.c"
-            text = src.read_text()
-            assert old in text, f"{name}: {old!r} is no longer in smtp_client.c"
-            src.write_text(text.replace(old, new, 1))
-            only[("c", name)] = scenarios
+    jobs = {key: ("smtp-client", path, None) for key, path in jobs.items()}
+    for name, (lang, ex, origin, file, text, replacement, scenarios, _) in ONE_DEFECT.items():
+        if missing_tools(lang):
+            continue
+        path = tmp_path_factory.mktemp(name) / origin.name
+        shutil.copytree(origin, path, ignore=shutil.ignore_patterns("run", "classes", "*.class"))
+        source = (path / file).read_text()
+        assert text in source, f"{name}: {text!r} is no longer in {file}"
+        (path / file).write_text(source.replace(text, replacement, 1))
+        jobs[name] = (ex, path, scenarios)
+    exercises = {ex: load_exercise(ex) for ex, _, _ in jobs.values()}
     pools = Pools(jobs=2, idle=24)
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs) or 1) as coord:
-            futures = {key: coord.submit(grade, exercise, path, seed=SEED, limits=limits(), pools=pools,
-                                         scenarios=only.get(key))
-                       for key, path in jobs.items()}
+            futures = {key: coord.submit(grade, exercises[ex], path, seed=SEED, limits=limits(), pools=pools,
+                                         scenarios=scenarios)
+                       for key, (ex, path, scenarios) in jobs.items()}
             return {key: f.result() for key, f in futures.items()}
     finally:
         pools.close()
@@ -145,12 +159,14 @@ def test_one_defect_costs_its_named_check_in_any_language(graded, lang):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(C_DEFECTS))
-def test_a_c_client_with_one_gap_loses_the_check_that_names_it(graded, name):
-    if missing_tools("c"):
-        pytest.skip("cc and make not installed")
-    report = graded[("c", name)]
-    assert set(report.lost()) == C_DEFECTS[name][3], failures(report)
+@pytest.mark.parametrize("name", sorted(ONE_DEFECT))
+def test_a_program_with_one_defect_loses_the_check_that_names_it(graded, name):
+    missing = missing_tools(ONE_DEFECT[name][0])
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed")
+    report = graded[name]
+    assert not report.error, report.error
+    assert set(report.lost()) == ONE_DEFECT[name][7], failures(report)
 
 
 def test_a_compiler_error_is_the_feedback(tmp_path):
