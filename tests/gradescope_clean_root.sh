@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prove a Gradescope bundle in a clean root filesystem (issue #13): debootstrap a minimal Debian,
 # run the bundle's setup.sh in it (as Gradescope builds its image), then run_autograder on a
-# correct, a C (smtp-client, smtp-server) and an empty submission, and print each one's score and
+# correct, a C (smtp-client, smtp-server), a Java and a Node.js (smtp-client) and an empty submission, and print each one's score and
 # the start of the first failed test's feedback (in the bundle's language).  Root only; downloads
 # ~150 MB.  Not part of pytest.
 #
@@ -57,7 +57,11 @@ PYEOF
 }
 SOL=$(mktemp -d); cp "$HERE"/solutions/"$EXERCISE"/*.py "$SOL"/
 grade "$SOL" "reference solution"
-if [ "$EXERCISE" = smtp-client ]; then grade "$HERE/tests/languages/smtp-client/c" "C client (Makefile)"; fi
+if [ "$EXERCISE" = smtp-client ]; then
+  grade "$HERE/tests/languages/smtp-client/c" "C client (Makefile)"
+  grade "$HERE/tests/languages/smtp-client/java" "Java client (build.sh)"
+  grade "$HERE/tests/languages/smtp-client/node" "Node.js client (run)"
+fi
 if [ "$EXERCISE" = smtp-server ]; then grade "$HERE/tests/servers/c_smtp" "C server (Makefile)"; fi
 grade "" "empty submission"
 rm -rf "$SOL"

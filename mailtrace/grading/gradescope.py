@@ -18,7 +18,9 @@ from pathlib import Path
 
 SETUP_SH = """#!/usr/bin/env bash
 # Gradescope image setup (Ubuntu 22.04 or 24.04 base images): a Python that mailtrace supports
-# (>= {need}), bubblewrap for the sealed sandbox, then mailtrace from the bundled source.
+# (>= {need}), bubblewrap for the sealed sandbox, the compilers and interpreters the exercise
+# statements promise to submissions (cc and make, java and javac, node, bash), then mailtrace
+# from the bundled source.
 # Ubuntu 22.04 ships Python 3.10: when the image's python3 is too old we install one from the
 # deadsnakes PPA, or failing that with uv (a standalone CPython build).
 set -euo pipefail
@@ -26,7 +28,7 @@ export DEBIAN_FRONTEND=noninteractive
 NEED="{need}"
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends python3 python3-venv ca-certificates curl util-linux iproute2 \\
-    bubblewrap gcc libc6-dev make >/dev/null
+    bubblewrap gcc libc6-dev make default-jdk-headless nodejs >/dev/null
 ok() {{ "$1" -c "import sys; sys.exit(0 if sys.version_info >= tuple(map(int, '$NEED'.split('.'))) else 1)" 2>/dev/null; }}
 PY=python3
 if ! ok "$PY"; then
