@@ -14,9 +14,10 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from mailtrace._compat import start_tls, timeout as read_timeout
+from mailtrace._compat import start_tls
 from mailtrace.knowledge import because
 from mailtrace.protocols.base import Close, Pending, Send, ServerCore, StartTLS
+from mailtrace.servers.idle import IdleTimer
 from mailtrace.servers.storejobs import run_store_job
 from mailtrace.servers.lab import session_user
 from mailtrace.tcp import QuickAck
@@ -67,6 +68,7 @@ class Connection:
         self._slice = 1024
         self._loop = asyncio.get_running_loop()
         self.tls_switched = False  # set when a StartTLS was carried out (run() drops the rest)
+        self.writes = 0  # socket writes so far (run() asks whether a read was answered)
 
     def _turn_over(self) -> bool:
         return self._loop.time() - self._turn_started >= TURN_SECONDS
@@ -134,6 +136,7 @@ class Connection:
         if writer.transport.is_closing():  # the client is gone (a reset): the reader sees the end
             return
         writer.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        self.writes += 1
         with contextlib.suppress(ConnectionError, RuntimeError):  # (uvloop: RuntimeError once closed)
             await writer.drain()
 
@@ -189,24 +192,30 @@ class Connection:
 
     async def run(self) -> None:
         quick_ack = QuickAck(self.writer)  # no 40 ms stall on commands sent in two writes
+        idle = IdleTimer(self._loop, asyncio.current_task())
         try:
             await self.feed(self.core.start)
             while not self.closing:
-                timeout = self.core.idle_timeout_seconds or None
+                timeout = self.core.idle_timeout_seconds
                 try:
-                    async with read_timeout(timeout):  # (wait_for would wrap every read in a new task)
-                        data = await self.reader.read(READ_CHUNK)
-                except TimeoutError:
+                    if timeout:
+                        idle.start(timeout)
+                    data = await self.reader.read(READ_CHUNK)
+                except asyncio.CancelledError:
+                    if not idle.expired():  # not the idle timeout: the lab is stopping
+                        raise
                     await self.feed(self.core.idle_timeout)
                     continue
                 except (ConnectionError, OSError, ssl.SSLError):
                     data = b""
-                quick_ack.rearm()
+                finally:
+                    idle.stop()
                 if not data:
                     await self.feed(self.core.eof)
                     self.session.close(Side.CLIENT, because("client-closed"))
                     break
                 pos = 0
+                writes = self.writes
                 self.tls_switched = False
                 while pos < len(data):
                     piece = data[pos:pos + self._slice]
@@ -218,10 +227,13 @@ class Connection:
                                                f"{len(data) - pos} octets after STARTTLS in plaintext, discarded")
                         break
                     await self._take_turns()
+                if self.writes == writes:  # no reply carried our ACK: acknowledge at once (tcp.py)
+                    quick_ack.rearm()
         except Exception as exc:  # a bug in a core costs this connection only, and is said
             self.closing = True
             report_internal_error(self.session, exc)
         finally:
+            idle.close()
             self.session.close(Side.NONE)
             self.writer.close()
             with contextlib.suppress(Exception):

@@ -32,6 +32,15 @@ _END_OF_DATA = re.compile(rb"\n\.\r?\n")  # a line holding only "." ends the dat
 # RFC 5322 §3.5: "the use of US-ASCII control characters (values 1 through 8, 11, 12, and 14
 # through 31) is discouraged"; 127 (DEL) is named with them in §4 (obsolete syntax)
 _CONTROL = re.compile(rb"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_OCTETS = bytes([*range(0x01, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+_OTHER_OCTETS = bytes(set(range(256)) - set(_CONTROL_OCTETS))
+
+
+def has_control(chunk: bytes) -> bool:
+    """Whether ``chunk`` holds one of the ``_CONTROL`` octets.  (Deleting every other octet and
+    looking at what is left does the same as ``_CONTROL.search`` several times faster, which
+    counts on a body of megabytes.)"""
+    return bool(chunk.translate(None, _OTHER_OCTETS))
 
 
 class DataReader:
@@ -86,13 +95,12 @@ class DataReader:
             self.eight_bit = True
         if NUL_IN_DATA not in self.rules and b"\x00" in chunk:
             self.rules.add(NUL_IN_DATA)
-        if CONTROL_IN_DATA not in self.rules and _CONTROL.search(chunk):
+        if CONTROL_IN_DATA not in self.rules and has_control(chunk):
             self.rules.add(CONTROL_IN_DATA)
         if LINE_TOO_LONG not in self.rules and self._line_len + len(chunk) >= MAX_TEXT_LINE:
             # §4.5.3.1.6: 1000 octets with the CRLF, i.e. >= 1000 octets before the LF
-            lengths = [len(piece) for piece in chunk.split(b"\n")]
-            lengths[0] += self._line_len
-            if max(lengths) >= MAX_TEXT_LINE:
+            pieces = chunk.split(b"\n")
+            if max(self._line_len + len(pieces[0]), max(map(len, pieces))) >= MAX_TEXT_LINE:
                 self.rules.add(LINE_TOO_LONG)
         last = chunk.rfind(b"\n")
         self._line_len = len(chunk) - last - 1 if last >= 0 else self._line_len + len(chunk)
