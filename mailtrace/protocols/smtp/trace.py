@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import email.utils
+import functools
 import re
 
 
@@ -29,9 +30,16 @@ def _client_literal(client: str) -> str:
     return f"[{host}]" if host else "[unknown]"
 
 
+@functools.lru_cache(maxsize=4)
+def _date(second: int) -> str:
+    """The date-time of a Received line (RFC 5322 §3.3), to the second; the messages of one
+    second share it (hundreds a second in a busy lab)."""
+    return email.utils.format_datetime(_dt.datetime.fromtimestamp(second, _dt.timezone.utc))
+
+
 def trace_headers(*, sender: str, recipient: str, helo: str, client: str, hostname: str, software: str,
                   with_: str, queue_id: str, when: float) -> bytes:
-    date = email.utils.format_datetime(_dt.datetime.fromtimestamp(when, _dt.timezone.utc))
+    date = _date(int(when))
     helo = "".join(ch for ch in helo if 32 < ord(ch) < 127 and ch not in "()") or "unknown"
     received = (f"Received: from {helo} ({_client_literal(client)})\r\n"
                 f"\tby {hostname} ({software}) with {with_} id {queue_id}\r\n"
@@ -91,7 +99,9 @@ class HeaderBreak:
             pos = stop
             if end >= 0:
                 self._in_field = self._first = False
-        return bytes(out + chunk[pos:]) if self.done else bytes(out)
+        if self.done:  # the rest goes as it is (one copy of a message of megabytes, not three)
+            return b"".join((out, memoryview(chunk)[pos:]))
+        return bytes(out)
 
     def end(self) -> bytes:
         """What is still to be added at the end of the message."""
