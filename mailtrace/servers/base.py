@@ -132,13 +132,14 @@ class Connection:
     async def _write(self, pieces: list[bytes]) -> None:
         """Write ``pieces`` in one write, then wait while the socket's buffer is full
         (backpressure: a client that does not read stalls only itself)."""
-        writer = self.writer
-        if writer.transport.is_closing():  # the client is gone (a reset): the reader sees the end
+        transport = self.writer.transport
+        if transport.is_closing():  # the client is gone (a reset): the reader sees the end
             return
-        writer.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        transport.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
         self.writes += 1
-        with contextlib.suppress(ConnectionError, RuntimeError):  # (uvloop: RuntimeError once closed)
-            await writer.drain()
+        if transport.get_write_buffer_size():  # (usually 0: the kernel took it all at once)
+            with contextlib.suppress(ConnectionError, RuntimeError):  # (uvloop: RuntimeError once closed)
+                await self.writer.drain()
 
     async def _start_tls(self) -> None:
         if self.tls_context is None:
