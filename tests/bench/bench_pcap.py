@@ -19,7 +19,11 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+_TESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, os.path.join(_TESTS, ".."))
+# pytest's pythonpath (pyproject.toml): test_pcap (tests/integration) and its helpers import each other
+for _sub in ("golden", "integration", "unit", ""):
+    sys.path.insert(1, os.path.join(_TESTS, _sub))
 
 from mailtrace.capture.export import PcapSink  # noqa: E402
 from mailtrace.capture.importer import import_capture  # noqa: E402
