@@ -21,7 +21,15 @@ _CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]|\r(?!\n)|\xc2[\
 _CONTROL_TEXT = re.compile("[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)")
 
 
+# The bytes that never need escaping (printable ASCII, TAB, LF, CR, the bytes of UTF-8 text but
+# the lead byte 0xC2 of the C1 controls): most traffic holds nothing else, and deleting them
+# (``bytes.translate``, C) tells so several times faster than the regular expression's search.
+_INERT = bytes([0x09, 0x0A, 0x0D, *range(0x20, 0x7F), *range(0x80, 0xC2), *range(0xC3, 0x100)])
+
+
 def _bytes(data: bytes) -> bytes:
+    if not data.translate(None, _INERT) and data.count(b"\r") == data.count(b"\r\n"):
+        return data  # (every CR ends a line)
     return _CONTROL_BYTES.sub(lambda m: b"".join(b"\\x%02x" % c for c in m.group()), data)
 
 
