@@ -5,33 +5,38 @@ specification: a reader may rename it to change flags, nobody rewrites it), and 
 name is never reused, so the wire form of a message can be kept by unique name with no
 invalidation at all: POP3 RETR and IMAP FETCH of the same messages by many sessions (a class
 of students, a benchmark) then cost no file reads.
+
+One cache serves every Maildir of the process (``shared()``; keys name the folder and the
+message), within one budget: a budget per mailbox let a lab with 100 users of 1 MB each keep
+100 MB of message copies (Dovecot keeps none: the kernel's page cache holds the files).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from typing import Hashable
 
-CACHE_BUDGET = 32 * 1024 * 1024  # octets kept per mailbox
+CACHE_BUDGET = 16 * 1024 * 1024  # octets kept for all the mailboxes of the process
 CACHE_MAX_MESSAGE = 1024 * 1024  # larger messages are always read from the file
 
 
 class WireCache:
     def __init__(self, budget: int = CACHE_BUDGET, max_item: int = CACHE_MAX_MESSAGE) -> None:
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._items: OrderedDict[Hashable, bytes] = OrderedDict()
         self._size = 0
         self._budget = budget
         self._max_item = max_item
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: Hashable) -> bytes | None:
         with self._lock:
             data = self._items.get(key)
             if data is not None:
                 self._items.move_to_end(key)
             return data
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: Hashable, data: bytes) -> None:
         if len(data) > self._max_item:
             return
         with self._lock:
@@ -44,8 +49,21 @@ class WireCache:
                 _, dropped = self._items.popitem(last=False)
                 self._size -= len(dropped)
 
-    def discard(self, key: str) -> None:
+    def discard(self, key: Hashable) -> None:
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
                 self._size -= len(old)
+
+
+_shared: WireCache | None = None
+_shared_lock = threading.Lock()
+
+
+def shared() -> WireCache:
+    """The process's one cache (made on first use)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = WireCache()
+        return _shared

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from mailtrace.store.cache import WireCache
+from mailtrace.store import cache
 from mailtrace.store.files import fsync_dir, to_disk, to_wire, unique_name, wire_size
 from mailtrace.store.spool import claim
 from mailtrace.store.flags import INFO_PREFIX, Keywords, split_name
@@ -75,7 +75,7 @@ class Folder:
         self._renames = 0  # files renamed into new/ or cur/ so far (fsync tickets)
         self._synced: dict[str, int] = {}  # subdir -> renames known durable
         self._fsync_lock = threading.Lock()
-        self.cache = WireCache()
+        self.cache = cache.shared()  # keyed by (folder, unique name): one budget for every Maildir
         self.version = 0  # bumped on every change of ``infos``
         self.scans = 0  # full rescans done (tests check the cache works)
 
@@ -260,10 +260,11 @@ class Folder:
 
     def read_wire(self, base: str) -> bytes:
         """The message in wire form (bare LF -> CRLF), from the cache when it is there."""
-        data = self.cache.get(base)
+        key = (self.path, base)
+        data = self.cache.get(key)
         if data is None:
             data = to_wire(self.read_raw(base))
-            self.cache.put(base, data)
+            self.cache.put(key, data)
         return data
 
     # -- writing ---------------------------------------------------------------------
@@ -482,7 +483,7 @@ class Folder:
                 self.infos.pop(uid, None)
                 self.files.pop(base, None)
                 self._meta.pop(base, None)
-                self.cache.discard(base)
+                self.cache.discard((self.path, base))
             if bases:
                 with self.uidlist.locked():
                     self.uidlist.load()

@@ -13,11 +13,15 @@ from typing import IO
 
 from mailtrace.transcript.event import Event, Kind
 
+BUFFER = 1 << 20  # octets written per system call at most (flush() writes what is pending)
+
 
 class FileSink:
     def __init__(self, target: str | Path | IO[str], autoflush: bool = True) -> None:
         if isinstance(target, (str, Path)):
-            self._file: IO[str] = open(target, "w", encoding="utf-8")
+            # A large buffer: a line longer than the default 8 KB (a message body) would be a
+            # system call of its own, and a log writer's thread loses the GIL at each one.
+            self._file: IO[str] = open(target, "w", encoding="utf-8", buffering=BUFFER)
             self._owned = True
         else:
             self._file = target
