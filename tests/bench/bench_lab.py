@@ -110,9 +110,10 @@ def load_average() -> str:
 class Drain(threading.Thread):
     """Reads a pseudo-terminal's master side (as a terminal emulator does) and counts the bytes."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, until: bytes | None = None) -> None:
         super().__init__(daemon=True)
         self.fd = fd
+        self.until = until  # stop reading once this was seen (``to_cat`` takes over)
         self.octets = 0
         self.head = bytearray()  # the first bytes (the banner)
         self.tail = bytearray()  # the last bytes (the summary lines of a flood)
@@ -132,6 +133,17 @@ class Drain(threading.Thread):
                     self.head += data
                 self.tail = (self.tail + data)[-(1 << 16):]
                 self.seen.notify_all()
+                if self.until is not None and self.until in self.head:
+                    return
+
+    def to_cat(self) -> subprocess.Popen:
+        """Once ``until`` was seen: ``cat`` drains the terminal from now on, in a process of its
+        own (as a terminal emulator is), so that it never takes this process's GIL from a
+        latency measurement."""
+        self.join()
+        cat = subprocess.Popen(["cat"], stdin=self.fd, stdout=subprocess.DEVNULL)
+        os.close(self.fd)
+        return cat
 
     def wait_for(self, pattern: bytes, timeout: float = 60) -> bytes:
         deadline = time.monotonic() + timeout
@@ -144,8 +156,8 @@ class Drain(threading.Thread):
             return bytes(self.head)
 
 
-def on_pty(args: list[str], run_as: tuple[int, int] | None = None, cwd: Path | None = None, env_extra: dict | None = None
-           ) -> tuple[subprocess.Popen, Drain]:
+def on_pty(args: list[str], run_as: tuple[int, int] | None = None, cwd: Path | None = None, env_extra: dict | None = None,
+           until: bytes | None = None) -> tuple[subprocess.Popen, Drain]:
     """Start a command with stdout and stderr on a new pseudo-terminal (120 x 40, TERM=xterm)."""
     import fcntl
     import struct
@@ -161,7 +173,7 @@ def on_pty(args: list[str], run_as: tuple[int, int] | None = None, cwd: Path | N
         kw = dict(user=run_as[0], group=run_as[1], extra_groups=[])
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env, cwd=cwd, **kw)
     os.close(slave)
-    drain = Drain(master)
+    drain = Drain(master, until)
     drain.start()
     return proc, drain
 
@@ -367,23 +379,37 @@ def count_log(path: Path) -> tuple[int, int, int]:
 
 
 # --- proxy latency -----------------------------------------------------------------------------------------
-def latencies(port: int, n: int) -> list[float]:
-    with socket.create_connection(("127.0.0.1", port)) as s:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        f = s.makefile("rb")
-        f.readline()
+def latencies(ports: list[int], n: int) -> dict[int, list[float]]:
+    """``n`` NOOP round trips on a connection to each port, taken in turns one trip at a time:
+    a burst of other work on the (shared) machine then hits every path alike, not whichever
+    path was being measured at that moment."""
+    conns = {}
+    try:
+        for port in ports:
+            s = socket.create_connection(("127.0.0.1", port))
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            f = s.makefile("rb")
+            f.readline()
+            conns[port] = (s, f)
         for _ in range(50):  # warm up
-            s.sendall(b"NOOP\r\n")
-            f.readline()
-        out = []
+            for s, f in conns.values():
+                s.sendall(b"NOOP\r\n")
+                f.readline()
+        out: dict[int, list[float]] = {port: [] for port in ports}
+        clock = time.perf_counter
         for _ in range(n):
-            t = time.perf_counter()
-            s.sendall(b"NOOP\r\n")
+            for port, (s, f) in conns.items():
+                t = clock()
+                s.sendall(b"NOOP\r\n")
+                f.readline()
+                out[port].append(clock() - t)
+        for s, f in conns.values():
+            s.sendall(b"QUIT\r\n")
             f.readline()
-            out.append(time.perf_counter() - t)
-        s.sendall(b"QUIT\r\n")
-        f.readline()
-        f.close()
+    finally:
+        for s, f in conns.values():
+            f.close()
+            s.close()
     return out
 
 
@@ -401,20 +427,22 @@ def proxy_bench(tmp: Path, n: int, runs: int) -> None:
                           ("the same on asyncio's loop", {"MAILTRACE_LOOP": "asyncio"})):
             proxy, drain = on_pty([PY, "-m", "mailtrace", "proxy", "--listen", "127.0.0.1:0", "--to",
                                    f"127.0.0.1:{sport}", "--protocol", "smtp", "--log", str(tmp / f"proxy{len(ports)}.jsonl")],
-                                  env_extra=env)
+                                  env_extra=env, until=b"Ctrl+C")
             procs.append(proxy)
             head = drain.wait_for(b"Ctrl+C").decode("utf-8", "replace")
+            procs.append(drain.to_cat())
             ports[name] = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", head).group(1))
         times: dict[int, list[float]] = {p: [] for p in (sport, rport, *ports.values())}
-        for _ in range(runs):  # interleaved
-            for port in times:
-                times[port] += latencies(port, n)
+        for _ in range(runs):
+            for port, xs in latencies(list(times), n).items():
+                times[port] += xs
 
         def pct(xs: list[float], q: float) -> float:
             xs = sorted(xs)
             return xs[min(len(xs) - 1, int(q * len(xs)))]
 
-        print(f"\nproxy latency: {runs} x {n} round trips each, interleaved (microseconds)")
+        print(f"\nproxy latency: {runs} x {n} round trips each, taken in turns trip by trip (microseconds); "
+              f"the proxies' terminals drained by cat")
         print(f"{'path':>34} {'p50':>8} {'p99':>8} {'added p50':>10} {'added p99':>10}")
         direct = times[sport]
         for name, port in (("direct", sport), ("trivial asyncio relay", rport), *ports.items()):
