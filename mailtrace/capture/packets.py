@@ -35,51 +35,65 @@ def _addr(packed: bytes) -> str:
     return text
 
 
+_ETHERTYPE = struct.Struct("!H")
+_IPV4_LEN_FRAG = struct.Struct("!H2xH")  # total length, (identification), flags + fragment offset
+_IP_TYPES = (0x0800, 0x86DD)
+
+
+def ip_offset(linktype: int, frame: bytes) -> int:
+    """Where the IP packet starts inside a link-layer frame (-1: not IP)."""
+    if linktype == pf.LINKTYPE_ETHERNET:
+        if len(frame) < 14:
+            return -1
+        etype = _ETHERTYPE.unpack_from(frame, 12)[0]
+        off = 14
+        while etype in (0x8100, 0x88A8) and len(frame) >= off + 4:  # 802.1Q / 802.1ad VLAN tags
+            etype = _ETHERTYPE.unpack_from(frame, off + 2)[0]
+            off += 4
+        return off if etype in _IP_TYPES else -1
+    if linktype in (pf.LINKTYPE_RAW, pf.LINKTYPE_IPV4, pf.LINKTYPE_IPV6):
+        return 0
+    if linktype == pf.LINKTYPE_LINUX_SLL:
+        return 16 if frame[14:16] in (b"\x08\x00", b"\x86\xdd") else -1
+    if linktype == pf.LINKTYPE_LINUX_SLL2:
+        return 20 if frame[0:2] in (b"\x08\x00", b"\x86\xdd") else -1
+    if linktype in (pf.LINKTYPE_NULL, pf.LINKTYPE_LOOP):
+        return 4
+    return -1
+
+
 def ip_payload(linktype: int, frame: bytes) -> bytes | None:
     """The IP packet inside a link-layer frame (None for anything else)."""
-    if linktype == pf.LINKTYPE_ETHERNET:
-        etype = frame[12:14]
-        off = 14
-        while etype in (b"\x81\x00", b"\x88\xa8"):  # 802.1Q / 802.1ad VLAN tags
-            etype = frame[off + 2:off + 4]
-            off += 4
-        return frame[off:] if etype in (b"\x08\x00", b"\x86\xdd") else None
-    if linktype in (pf.LINKTYPE_RAW, pf.LINKTYPE_IPV4, pf.LINKTYPE_IPV6):
-        return frame
-    if linktype == pf.LINKTYPE_LINUX_SLL:
-        return frame[16:] if frame[14:16] in (b"\x08\x00", b"\x86\xdd") else None
-    if linktype == pf.LINKTYPE_LINUX_SLL2:
-        return frame[20:] if frame[0:2] in (b"\x08\x00", b"\x86\xdd") else None
-    if linktype in (pf.LINKTYPE_NULL, pf.LINKTYPE_LOOP):
-        return frame[4:]
-    return None
+    off = ip_offset(linktype, frame)
+    return frame[off:] if off >= 0 else None
 
 
 def tcp_segment(linktype: int, frame: bytes) -> Segment | None:
-    ip = ip_payload(linktype, frame)
-    if not ip:
+    """The TCP segment of a frame, read in place (offsets into ``frame``: one copy, the payload)."""
+    ip = ip_offset(linktype, frame)
+    if ip < 0 or ip >= len(frame):
         return None
-    version = ip[0] >> 4
+    version = frame[ip] >> 4
     if version == 4:
-        ihl = (ip[0] & 0x0F) * 4
-        if len(ip) < ihl + 20 or ip[9] != 6:
+        ihl = (frame[ip] & 0x0F) * 4
+        if len(frame) < ip + ihl + 20 or frame[ip + 9] != 6:
             return None
-        if struct.unpack("!H", ip[6:8])[0] & 0x3FFF:  # a fragment (MF or offset): not reassembled
+        total, frag = _IPV4_LEN_FRAG.unpack_from(frame, ip + 2)
+        if frag & 0x3FFF:  # a fragment (MF or offset): not reassembled
             return None
-        total = struct.unpack("!H", ip[2:4])[0]
-        end = total if ihl <= total <= len(ip) else len(ip)  # trims Ethernet padding; TSO captures say 0
-        src, dst = _addr(ip[12:16]), _addr(ip[16:20])
-        tcp = ip[ihl:end]
+        end = ip + total if ihl <= total <= len(frame) - ip else len(frame)  # trims Ethernet padding; TSO captures say 0
+        src, dst = _addr(frame[ip + 12:ip + 16]), _addr(frame[ip + 16:ip + 20])
+        tcp = ip + ihl
     elif version == 6:
-        if len(ip) < 60 or ip[6] != 6:
+        if len(frame) - ip < 60 or frame[ip + 6] != 6:
             return None
-        plen = struct.unpack("!H", ip[4:6])[0]
-        end = 40 + plen if 0 < plen <= len(ip) - 40 else len(ip)
-        src, dst = _addr(ip[8:24]), _addr(ip[24:40])
-        tcp = ip[40:end]
+        plen = _ETHERTYPE.unpack_from(frame, ip + 4)[0]
+        end = ip + 40 + plen if 0 < plen <= len(frame) - ip - 40 else len(frame)
+        src, dst = _addr(frame[ip + 8:ip + 24]), _addr(frame[ip + 24:ip + 40])
+        tcp = ip + 40
     else:
         return None
-    if len(tcp) < 20:
+    if end - tcp < 20:
         return None
-    sport, dport, seq, ack, off, flags = _TCP.unpack_from(tcp)
-    return Segment(src, sport, dst, dport, seq, ack, flags, tcp[(off >> 4) * 4:])
+    sport, dport, seq, ack, off, flags = _TCP.unpack_from(frame, tcp)
+    return Segment(src, sport, dst, dport, seq, ack, flags, frame[tcp + (off >> 4) * 4:end])

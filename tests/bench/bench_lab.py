@@ -462,17 +462,41 @@ def proxy_bench(tmp: Path, n: int, runs: int) -> None:
 
 
 # --- show -----------------------------------------------------------------------------------------------------
-def show_bench(tmp: Path, sessions: int) -> None:
-    from bench_pcap import make_capture
-
+_TIMED_IMPORT = """
+import sys, time
+path, how = sys.argv[1], sys.argv[2]
+if how == "scapy":
+    from scapy.all import rdpcap
+    run = lambda: rdpcap(path).sessions()
+else:
     from mailtrace.capture.importer import import_capture
     from mailtrace.transcript.recorder import Recorder
+    run = lambda: import_capture(path, Recorder([]))
+wall, cpu = time.perf_counter(), time.process_time()
+run()
+print(time.perf_counter() - wall, time.process_time() - cpu)
+"""
+
+
+def timed_import(path: Path, how: str) -> tuple[float, float]:
+    """(wall, CPU) seconds of one import in a fresh interpreter (imports loaded, not timed): this
+    process's own heap (the capture's writer, the proxies' measurements) would slow the collector."""
+    out = subprocess.run([PY, "-c", _TIMED_IMPORT, str(path), how], capture_output=True, text=True, check=True).stdout
+    wall, cpu = out.split()
+    return float(wall), float(cpu)
+
+
+def show_bench(tmp: Path, sessions: int, rounds: int = 2) -> None:
+    from bench_pcap import make_capture
 
     path = tmp / "big.pcap"
     make_capture(str(path), sessions)
-    t = time.perf_counter()
-    import_capture(str(path), Recorder([]))
-    t_import = time.perf_counter() - t
+    best: dict[str, tuple[float, float]] = {}
+    for _ in range(rounds):  # in turns; the best of each
+        for how in ("scapy", "mailtrace"):
+            wall, cpu = timed_import(path, how)
+            old = best.get(how, (float("inf"), float("inf")))
+            best[how] = (min(old[0], wall), min(old[1], cpu))
     t = time.perf_counter()
     subprocess.run([PY, "-m", "mailtrace", "show", str(path)], stdout=subprocess.DEVNULL, check=True)
     t_cmd = time.perf_counter() - t
@@ -480,17 +504,15 @@ def show_bench(tmp: Path, sessions: int) -> None:
     subprocess.run([PY, "-m", "mailtrace", "show", str(path), "--format", "jsonl", "-o", str(tmp / "show.jsonl")],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t_jsonl = time.perf_counter() - t
-    from scapy.all import rdpcap
-
-    t = time.perf_counter()
-    rdpcap(str(path)).sessions()
-    t_scapy = time.perf_counter() - t
-    print(f"\nshow: a capture of {sessions} SMTP sessions ({path.stat().st_size / 1e6:.1f} MB)")
-    print(f"  scapy rdpcap + sessions():               {t_scapy:6.2f} s")
-    print(f"  import_capture (observers, recorder):    {t_import:6.2f} s  -> {t_scapy / t_import:5.1f}x scapy (goal >= 10x)")
-    print(f"  `mailtrace show FILE > /dev/null`:       {t_cmd:6.2f} s  -> {t_scapy / t_cmd:5.1f}x scapy "
+    (s_wall, s_cpu), (m_wall, m_cpu) = best["scapy"], best["mailtrace"]
+    print(f"\nshow: a capture of {sessions} SMTP sessions ({path.stat().st_size / 1e6:.1f} MB); each import in a fresh "
+          f"interpreter, best of {rounds} in turns (wall s / CPU s)")
+    print(f"  scapy rdpcap + sessions():               {s_wall:6.2f} / {s_cpu:6.2f}")
+    print(f"  import_capture (observers, recorder):    {m_wall:6.2f} / {m_cpu:6.2f}  -> {s_wall / m_wall:5.1f}x scapy wall, "
+          f"{s_cpu / m_cpu:5.1f}x CPU (goal >= 10x)")
+    print(f"  `mailtrace show FILE > /dev/null`:       {t_cmd:6.2f}  -> {s_wall / t_cmd:5.1f}x scapy "
           "(includes rendering every line and the interpreter's start)")
-    print(f"  `mailtrace show FILE --format jsonl`:    {t_jsonl:6.2f} s  -> {t_scapy / t_jsonl:5.1f}x scapy")
+    print(f"  `mailtrace show FILE --format jsonl`:    {t_jsonl:6.2f}  -> {s_wall / t_jsonl:5.1f}x scapy")
 
 
 # --- main -------------------------------------------------------------------------------------------------------
