@@ -17,6 +17,11 @@ from mailtrace.transcript.event import Event
 
 INTERVAL = 0.05  # seconds between two batches
 YIELD_EVERY = 64  # events written between two offers of the GIL to the servers' thread
+# Backpressure: when this many events wait, the servers' thread writes the oldest ones itself
+# (in order, under the same lock) before going on.  A busy event loop can otherwise starve
+# the writer of the GIL and the queue grows without bound (100 IMAP clients on a loaded
+# machine: 370 MB in 8 s); so the log never lags more than this, and a flood slows down instead.
+MAX_BEHIND = 5_000
 
 
 class BackgroundSink:
@@ -25,12 +30,22 @@ class BackgroundSink:
         self.interval = interval
         self.error: BaseException | None = None  # the inner sink failed (disk full...): said once
         self._queue: collections.deque[Event] = collections.deque()
+        self._writing = threading.Lock()  # taken to pop and write an event (either thread)
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def handle(self, event: Event) -> None:
-        self._queue.append(event)
+        queue = self._queue
+        queue.append(event)
+        if len(queue) > MAX_BEHIND and self.error is None:
+            try:
+                with self._writing:
+                    handle = self.inner.handle
+                    while len(queue) > MAX_BEHIND // 2:
+                        handle(queue.popleft())
+            except (OSError, ValueError) as exc:
+                self._failed(exc)
 
     def flush(self) -> None:
         """Nothing to do here: the thread flushes after every batch."""
@@ -46,14 +61,18 @@ class BackgroundSink:
             closing = self._closing.wait(self.interval)
             try:
                 self._batch()
-            except (OSError, ValueError) as exc:  # disk full, file gone: say it once, drop the rest
-                if self.error is None:
-                    self.error = exc
-                    print(f"mailtrace: cannot write the log: {getattr(exc, 'strerror', None) or exc}",
-                          file=sys.stderr, flush=True)
-                self._queue.clear()
+            except (OSError, ValueError) as exc:
+                self._failed(exc)
             if closing:
                 return
+
+    def _failed(self, exc: BaseException) -> None:
+        """Disk full, file gone: say it once, drop the rest."""
+        if self.error is None:
+            self.error = exc
+            print(f"mailtrace: cannot write the log: {getattr(exc, 'strerror', None) or exc}",
+                  file=sys.stderr, flush=True)
+        self._queue.clear()
 
     def _batch(self) -> None:
         queue = self._queue
@@ -62,10 +81,13 @@ class BackgroundSink:
         handle = self.inner.handle
         done = 0
         while queue:
-            handle(queue.popleft())
+            with self._writing:
+                if queue:  # (the servers' thread may have written it meanwhile)
+                    handle(queue.popleft())
             done += 1
             if done % YIELD_EVERY == 0:
                 time.sleep(0)  # let the servers' thread have the GIL now and then
         flush = getattr(self.inner, "flush", None)
         if flush is not None:
-            flush()
+            with self._writing:
+                flush()

@@ -577,6 +577,8 @@ def main() -> None:
                                 clients, lambda s, c, proto=proto, module=module:
                                 session_load(module, s.ports[proto], list(users), c, args.seconds), args.rounds)
                         dovecot_rss = max(dovecot_rss, tree_rss_mb(dovecot.pid))
+                        print(f"  peak RSS of mailtrace lab so far: {peak_rss_mb(lab.pid):.0f} MB (now "
+                              f"{tree_rss_mb(lab.pid):.0f} MB)", flush=True)
                     print(f"  peak RSS: mailtrace lab {peak_rss_mb(lab.pid):.0f} MB; Dovecot (all processes, "
                           f"at the end) {dovecot_rss:.0f} MB")
             if "stop" in only:
