@@ -21,6 +21,18 @@ def visible(text: str) -> str:
     return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+#: what a terminal must not receive from a program's output: C0 controls but newline and tab (ESC
+#: starts sequences that clear the screen, retitle the window, move the cursor over the score; CR
+#: overwrites a line), DEL and the C1 controls (0x9b is CSI on some terminals)
+_NOT_TERMINAL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` for a terminal or a plain-text file: every control character but newline and
+    tab written as ``\\xNN``, so a student's output cannot drive the instructor's terminal."""
+    return _NOT_TERMINAL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def escape(text: str, entities: dict | None = None) -> str:
     """XML-escape ``text`` after making its control characters visible (JUnit stays valid XML)."""
     return saxutils.escape(visible(text), entities or {})
@@ -243,16 +255,19 @@ def to_text(report: Report, *, verbose: bool = False) -> str:
     if report.enforced:
         lines.append("")
         lines.append(f"{text('report.sandbox', lang)}: " + "; ".join(report.enforced))
-    return "\n".join(lines) + "\n"
+    return terminal_safe("\n".join(lines)) + "\n"
 
 
 def print_rich(report: Report, console) -> None:
-    from rich.markup import escape as resc
+    from rich.markup import escape as markup_escape
     from rich.table import Table
 
     from mailtrace.grading.checks import text
 
     lang = report.lang
+
+    def resc(value: str) -> str:  # rich markup escaped, and no control character of the program's
+        return markup_escape(terminal_safe(value))
 
     colour = "green" if report.score >= report.max_score - 1e-6 else "yellow" if report.score else "red"
     console.print(f"[bold]{resc(report.exercise)}[/bold]  {resc(report.submission)}")
