@@ -64,6 +64,8 @@ RO_TOP = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 RO_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "ssl", "ca-certificates",
           "mime.types", "java-*", "gcc", "protocols", "services")
 CGROUP_V1 = Path("/sys/fs/cgroup")
+#: the CFS period of the cpu quota (the kernel's default, 100 ms)
+CPU_PERIOD_US = 100_000
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ class Limits:
     file_bytes: int = 16 * MiB  # RLIMIT_FSIZE: largest file the program may write
     processes: int = 256  # tasks (processes AND threads): cgroup pids.max, else RLIMIT_NPROC per uid
     open_files: int = 256
+    #: CPUs the run may use at once (cgroup cpu quota): a fork bomb or a busy loop in one run
+    #: leaves the other cores to the grader's scripted servers and to the student graded beside it
+    cpus: float = 1.0
     output_bytes: int = 64 * 1024  # stdout and stderr are each cut to this size
     build_timeout: float = 60.0  # a Makefile or build.sh, once per submission
 
@@ -212,16 +217,24 @@ class Cgroup:
 def _cgroup_targets(name: str, limits: Limits):
     """(controller, new cgroup path, [(file, value)]) for every controller we can use."""
     pids = [("pids.max", limits.processes)]
+    quota = int(CPU_PERIOD_US * limits.cpus)
     v2 = CGROUP_V1 / "cgroup.controllers"
     if v2.exists():
         parent = _v2_parent()
         if parent is not None:
-            yield "pids+memory", parent / name, pids + [("memory.max", limits.resident_bytes)]
+            settings = pids + [("memory.max", limits.resident_bytes)]
+            controllers = "pids+memory"
+            if "cpu" in (parent / "cgroup.subtree_control").read_text().split():
+                settings.append(("cpu.max", f"{quota} {CPU_PERIOD_US}"))
+                controllers += "+cpu"
+            yield controllers, parent / name, settings
         return
     if (CGROUP_V1 / "pids" / "cgroup.procs").exists():
         yield "pids", _v1_parent("pids") / name, pids
     if (CGROUP_V1 / "memory" / "cgroup.procs").exists():
         yield "memory", _v1_parent("memory") / name, [("memory.limit_in_bytes", limits.resident_bytes)]
+    if (CGROUP_V1 / "cpu" / "cpu.cfs_quota_us").exists():
+        yield "cpu", _v1_parent("cpu") / name, [("cpu.cfs_period_us", CPU_PERIOD_US), ("cpu.cfs_quota_us", quota)]
 
 
 @functools.cache
@@ -243,6 +256,9 @@ def _v2_parent() -> Path | None:
         parent.mkdir(exist_ok=True)
         (base / "cgroup.subtree_control").write_text("+pids +memory")
         (parent / "cgroup.subtree_control").write_text("+pids +memory")
+        with contextlib.suppress(OSError):  # the cpu quota where cpu is delegated too
+            (base / "cgroup.subtree_control").write_text("+cpu")
+            (parent / "cgroup.subtree_control").write_text("+cpu")
         return parent
     except (OSError, StopIteration):
         return None
@@ -399,6 +415,8 @@ class Sandbox:
         memory = msg("sandbox.memory", lang, mib=lim.memory_bytes // MiB)
         if "memory" in "".join(self.cgroups):
             memory += msg("sandbox.memory-cgroup", lang, mib=lim.resident_bytes // MiB)
+        if "cpu" in "".join(self.cgroups):
+            memory += msg("sandbox.cpus-cgroup", lang, cpus=f"{lim.cpus:g}")
         out = [msg("sandbox.timeout", lang, seconds=f"{lim.timeout:g}"),
                msg("sandbox.limits", lang, cpu=lim.cpu_seconds, memory=memory, files=lim.file_bytes // MiB,
                    tasks=tasks, open=lim.open_files),

@@ -280,3 +280,40 @@ def test_one_scenario_is_bounded_by_one_wall_clock(tmp_path):
         """, timeout=1)
     assert sc.status.startswith("killed: still running after 1 s")
     assert sc.duration < 3600
+
+
+def _cpu_controller_here() -> bool:
+    v2 = Path("/sys/fs/cgroup/cgroup.controllers")
+    if v2.exists():
+        return "cpu" in v2.read_text().split()
+    return Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists()
+
+
+@pytest.mark.skipif(not _cpu_controller_here(), reason="no cgroup cpu controller on this machine")
+def test_a_run_gets_a_cpu_quota_so_a_fork_bomb_cannot_starve_its_neighbour():
+    """A fork bomb graded beside a correct C client starved it (and the grader's scripted server):
+    the C client never connected within 8 s and lost 11 points.  Each run's cgroup now has a CPU
+    quota: a busy loop in it is throttled by the kernel."""
+    import subprocess
+
+    from mailtrace.grading.sandbox import Cgroup
+
+    group = Cgroup(f"test-cpu-{os.getpid()}", Limits(cpus=0.5))
+    try:
+        assert any("cpu" in c for c in group.controllers), group.controllers
+        stat = next(d / "cpu.stat" for d, c in zip(group.dirs, group.controllers) if "cpu" in c)
+        enter = " ".join(f'echo $$ > "{p}";' for p in group.procs)
+        busy = subprocess.Popen(["/bin/sh", "-c", f'{enter} exec python3 -c "while True: pass"'])
+        try:
+            deadline = time.monotonic() + 20
+            throttled = 0
+            while time.monotonic() < deadline and not throttled:
+                fields = dict(line.split() for line in stat.read_text().splitlines())
+                throttled = int(fields.get("nr_throttled", 0))
+                time.sleep(0.05)
+            assert throttled > 0, "a busy loop in the run's cgroup was never throttled"
+        finally:
+            busy.kill()
+            busy.wait()
+    finally:
+        group.close()
