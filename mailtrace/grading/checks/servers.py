@@ -71,16 +71,19 @@ def _expect_ok(res, expect) -> bool:
     return expect_matches(expect, res.code)
 
 
-def judge_steps(run, cid: str) -> Outcome:
+def judge_steps(run, cid: str) -> Outcome | Defer:
     """The first step of check ``cid`` whose reply is not the expected one fails it."""
     first = _started(run)
     if first:
         return first
     smtp = run.exercise.protocol == "smtp"
+    cut = _cut_by_a_dot(run)
     for res in run.steps:
         step = res.step
         if _step_check(run, res) != cid or res.problem == "not played" or step.get("close") or step.get("partial"):
             continue
+        if cut and _after_cut(run, cut, res.sent):
+            return Defer((STUFFING_CHECK,))  # the client read the rest of a message as replies
         rfc = step.get(f"rfc_{getattr(run, 'lang', 'en')}") or step.get("rfc", "")  # the step's note (rfc_es)
         if step.get("greeting"):
             expect = "220" if smtp else "+OK"
@@ -155,16 +158,19 @@ def pop3_reply_syntax(run) -> Outcome:
     return _reply_syntax(run, "pop3_rule")
 
 
-def _reply_syntax(run, rule: str) -> Outcome:
+def _reply_syntax(run, rule: str) -> Outcome | Defer:
     first = _started(run)
     if first:
         return first
     expected = say(run, "syntax_expected", rule=say(run, rule))
     previous = {}
+    cut = _cut_by_a_dot(run)
     for e in run.events:
         if e.side is not Side.SERVER or e.kind is not Kind.REPLY:
             continue
         bad = [n for n in e.notes if n.rule in SYNTAX_RULES]
+        if bad and cut and _after_cut(run, cut, e):
+            return Defer((STUFFING_CHECK,))  # a message line read as a status line
         if bad:
             return fail(expected, say(run, "syntax_happened", line=_line(e), why=bad[0].rule), e)
         if run.exercise.protocol == "smtp" and e.code:
@@ -407,6 +413,40 @@ def _stuffing_only(body: bytes, want: bytes) -> bool:
     return got == _dotless(want) or (bool(got) and _dotless(want).startswith(got) and b"\n.\r\n" in want)
 
 
+STUFFING_CHECK = "pop3d.byte-stuffing"
+
+
+def _cut_by_a_dot(run) -> dict[str, int]:
+    """Session -> position in ``run.events`` of the end of the first RETR/TOP body that a line
+    "." the server did not stuff cut short (RFC 1939 §3): from there on the client reads the rest
+    of the message as replies, so what it sees next in that session says nothing new.  Those
+    later failures belong to pop3d.byte-stuffing (one defect, one check)."""
+    if run.exercise.protocol != "pop3":
+        return {}
+    position = {id(e): i for i, e in enumerate(run.events)}
+    cut: dict[str, int] = {}
+    for verify in ("retr", "top"):
+        for res in _body_steps(run, verify):
+            words = res.sent.text(True).split()
+            m = _fixture(run, int(words[1]))
+            if m is None or res.session in cut:
+                continue
+            want = m["wire"] if verify == "retr" else top_of(m["wire"], int(words[2]))
+            got = _dotless(res.body[: -len(b".\r\n")] if res.body.endswith(b".\r\n") else res.body)
+            if (res.body != byte_stuff(want) and _stuffing_only(res.body, want)
+                    and len(got) < len(_dotless(want)) and res.replies):
+                cut[res.session] = position.get(id(res.replies[-1]), len(run.events))
+    return cut
+
+
+def _after_cut(run, cut: dict[str, int], event) -> bool:
+    """``event`` came after a body cut short by an unstuffed "." in its session."""
+    if event is None or event.session not in cut:
+        return False
+    where = next((i for i, e in enumerate(run.events) if e is event), -1)
+    return where > cut[event.session]
+
+
 @check("pop3d.retr", "RFC 1939 §5 (RETR), §3")
 def retr(run) -> Outcome:
     first = _started(run)
@@ -444,16 +484,19 @@ def byte_stuffing(run) -> Outcome:
 
 
 @check("pop3d.top", "RFC 1939 §7 (TOP)")
-def top(run) -> Outcome:
+def top(run) -> Outcome | Defer:
     first = _started(run)
     if first:
         return first
+    cut = _cut_by_a_dot(run)
     for res in _body_steps(run, "top"):
         words = res.sent.text(True).split()
         n, lines = int(words[1]), int(words[2])
         want = top_of(_fixture(run, n)["wire"], lines)
         if res.body == byte_stuff(want) or _stuffing_only(res.body, want):
             continue
+        if cut and _after_cut(run, cut, res.sent):
+            return Defer((STUFFING_CHECK,))  # its reply was the rest of an earlier message
         line, a, b = _first_difference(_unstuffed(res.body), want)
         return fail(say(run, "top_expected", lines=lines, n=n),
                     say(run, "retr_differs", command=_line(res.sent), line=line, got=a, want=b), res.replies[-1])
