@@ -28,9 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mailtrace.knowledge import because
 from mailtrace.protocols.base import Close, Pending, Send
 from mailtrace.protocols.lines import literal_announced
-from mailtrace.transcript.event import Event, Kind, Side
+from mailtrace.transcript.event import Event, Kind, Reason, Side
 
 ACTIONS = ("reply", "silence", "close", "close-after")
 CLIENT_KINDS = (Kind.COMMAND, Kind.DATA, Kind.LITERAL)
@@ -115,7 +116,7 @@ class Record:
 
 @dataclass(frozen=True)
 class Hangup:
-    reason: str
+    reason: "str | Reason"  # knowledge.because(KEY): worded in the report's language
 
 
 @dataclass(frozen=True)
@@ -174,12 +175,12 @@ class FaultLayer:
             actions += self._reply_lines(list(s.greeting), verb="")
             actions += self._segments(b"".join(_crlf(x) for x in s.greeting), self._split(), s.split_delay)
             if s.greeting_close:
-                actions.append(Hangup("scripted: closed after the greeting"))
+                actions.append(Hangup(because("scripted-closed-after-greeting")))
                 self.closed = True
             return actions
         actions += self._apply(outputs, None, None)  # (a greeting after slow work: held, as a reply)
         if s.greeting_close:
-            actions.append(Hangup("scripted: closed after the greeting"))
+            actions.append(Hangup(because("scripted-closed-after-greeting")))
             self.closed = True
         return actions
 
@@ -261,7 +262,7 @@ class FaultLayer:
             return [Record(o) for o in group if isinstance(o, Event) and o.side is not Side.SERVER]
         if fault.action == "close":
             self.closed = True
-            return [Hangup("scripted: closed instead of replying")]
+            return [Hangup(because("scripted-closed-instead"))]
         if fault.delay:
             actions.append(Sleep(fault.delay))
         tag = trigger.tag if trigger is not None else ""
@@ -291,7 +292,7 @@ class FaultLayer:
             actions.append(Hangup(next((o.reason for o in group if isinstance(o, Close)), "")))
         if fault.action == "close-after":
             self.closed = True
-            actions.append(Hangup("scripted: closed after replying"))
+            actions.append(Hangup(because("scripted-closed-after-reply")))
         return actions
 
     def _plain(self, group: list) -> list:

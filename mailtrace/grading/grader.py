@@ -358,7 +358,7 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en", show_secret
                           status=run.program.status_text(lang), exit_code=run.program.exit_code,
                           duration=round(run.program.duration, 3),
                           stdout=run.stdout[-2000:], stderr=run.stderr[-2000:],
-                          transcript=render_text(run.events, show_secrets=show_secrets, fold=False)[-20000:],
+                          transcript=render_text(run.events, show_secrets=show_secrets, fold=False, lang=lang)[-20000:],
                           events=run.events, notes=list(run.notes),
                           # a server scenario skipped because the server never listened in another
                           # one never started the program: it says nothing about how the program runs

@@ -106,6 +106,8 @@ class ProgramResult:
 
         if self.error:
             return msg("status.could-not-start", lang, error=self.error)
+        if not self.argv:  # never started (a server skipped: it never listened in another scenario)
+            return msg("scenario.not-run", lang)
         if self.timed_out:
             text = msg("status.timeout", lang, seconds=f"{self.limit_seconds:g}")
         elif self.signal is not None:

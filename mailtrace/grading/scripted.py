@@ -25,6 +25,7 @@ import socket
 import threading
 from typing import Callable
 
+from mailtrace.knowledge import because
 from mailtrace.grading.faults import FaultLayer, Hangup, Record, ServerScript, Sleep, Wait, Write, mark
 from mailtrace.transcript.event import Event, Side
 from mailtrace.transcript.recorder import Recorder
@@ -93,7 +94,7 @@ class _Conn:
             self.busy += 1
             self.queue.put_nowait(item)
 
-    def _hangup(self, reason: str) -> None:
+    def _hangup(self, reason) -> None:
         if self.closed:
             return
         self.closed = True
@@ -128,8 +129,7 @@ class _Conn:
                     self.enqueue(self.layer.eof())
                     # recorded in turn, after the replies already due (the order must not depend on
                     # whether the writer had sent them when the close was read: same seed, same report)
-                    self.enqueue([ClientClosed("client closed the connection"),
-                                  Hangup("client closed the connection")])
+                    self.enqueue([ClientClosed(because("client-closed")), Hangup(because("client-closed"))])
                     self.closed = True
                 return
             # the first byte of a client event decides how it arrived (a line may come in pieces)
@@ -145,8 +145,8 @@ class _Conn:
 class ClientClosed:
     """The client's close, recorded in the write queue's order."""
 
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
+    def __init__(self, reason) -> None:
+        self.reason = reason  # free text or knowledge.because(KEY)
 
 
 class ScriptedServer:

@@ -31,5 +31,49 @@ def test_a_server_that_crashes_at_start_is_diagnosed_as_such(tmp_path):
     assert report.score == 0
     assert "config.ini" in report.diagnosis and "FileNotFoundError" in report.diagnosis, report.diagnosis
     assert "skeleton" not in report.diagnosis
+    # the scenarios skipped once the server never listened say so, not "exit status None"
+    assert all("None" not in s.status for s in report.scenarios), [s.status for s in report.scenarios]
     es = grade(load_exercise("pop3-server"), folder, seed=3, jobs=1, scenarios=["lecture-session"], lang="es")
     assert es.diagnosis.startswith("El programa se detiene antes de hacer nada"), es.diagnosis
+
+
+ROOT = Path(__file__).resolve().parents[2]
+POP3_SERVER = ROOT / "solutions" / "pop3-server" / "pop3_server.py"
+
+
+def test_a_pop3_server_without_byte_stuffing_loses_points_on_that_check_only(tmp_path):
+    """A server that does not byte-stuff cut the message at its lone "." line; the grader's client
+    then read the rest of the message as replies, and the one defect cost 17 points on five
+    checks (commands, reply-syntax, top too).  What follows the cut in that session is not
+    judged again: pop3d.byte-stuffing takes it, and it weighs more than the manners."""
+    source = POP3_SERVER.read_text()
+    stuffing = 'return data.replace(b"\\r\\n.", b"\\r\\n..") + b".\\r\\n"'
+    assert stuffing in source
+    folder = _write(tmp_path / "ana", "pop3_server.py",
+                    source.replace(stuffing, 'return data + b".\\r\\n"').replace(
+                        '        data = b"." + data\n', '        pass\n'))
+    report = grade(load_exercise("pop3-server"), folder, seed=5, jobs=1, scenarios=["fetchmail-session"])
+    checks = {c.id: c for s in report.scenarios for c in s.checks}
+    assert not checks["pop3d.byte-stuffing"].passed
+    lost = {c.id for c in checks.values() if c.points < c.max_points - 1e-9}
+    assert lost == {"pop3d.byte-stuffing"}, [(checks[c].id, checks[c].feedback[:200]) for c in lost]
+    heavier = [c for c in ("pop3d.top", "pop3d.uidl", "pop3d.lock", "pop3d.rset", "pop3d.sigterm")]
+    weights = load_exercise("pop3-server").checks
+    assert all(weights["pop3d.byte-stuffing"].points > weights[c].points for c in heavier)
+
+
+def test_spanish_transcripts_word_the_close_reasons_in_spanish(tmp_path):
+    """With --lang es the transcripts still said "session closed: scripted: closed after the
+    greeting" and "client closed the connection" (free English text in the scripted server)."""
+    folder = _write(tmp_path / "ana", "pop3_client.py", """\
+        import socket, sys
+        a = sys.argv
+        s = socket.create_connection((a[a.index("--server") + 1], int(a[a.index("--port") + 1])), timeout=5)
+        greeting = s.makefile("rb").readline()
+        print(greeting.decode(errors="replace").strip(), file=sys.stderr)
+        sys.exit(2)
+        """)
+    report = grade(load_exercise("pop3-client"), folder, seed=4, jobs=1, scenarios=["greeting-err"], lang="es")
+    transcript = report.scenarios[-1].transcript
+    assert "sesión" in transcript and "guion: cerrada tras el saludo" in transcript, transcript
+    assert "scripted" not in transcript and "closed" not in transcript
