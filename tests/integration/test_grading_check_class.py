@@ -77,3 +77,17 @@ def test_spanish_transcripts_word_the_close_reasons_in_spanish(tmp_path):
     transcript = report.scenarios[-1].transcript
     assert "sesión" in transcript and "guion: cerrada tras el saludo" in transcript, transcript
     assert "scripted" not in transcript and "closed" not in transcript
+
+
+def test_a_pop3_client_that_exits_0_after_a_refused_login_loses_more_than_a_missing_quit():
+    """Exit 0 after -ERR to PASS tells a script the mail was fetched; it cost 1.4 of 100 (2.8 for
+    both refusals), barely more than not sending QUIT after the refusal.  The scenarios where
+    the exit status lies hold three shares now."""
+    from mailtrace.grading.grader import share, weights
+
+    exercise = load_exercise("pop3-client")
+    per_share = weights(exercise)
+    scenario = next(s for s in exercise.scenarios if s.name == "login-refused")
+    lie = per_share["pop3.exit-status"] * share(scenario, "pop3.exit-status")
+    no_quit = per_share["pop3.quit"] * share(scenario, "pop3.quit")
+    assert lie >= 2.5 and lie >= 3 * no_quit, (lie, no_quit)
