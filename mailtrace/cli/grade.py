@@ -49,7 +49,8 @@ def _isolate_network(mode: str, lang: str = "en") -> None:
               help="Language of the report (titles, feedback, notes).")
 @click.option("--show-secrets", is_flag=True, help="Keep passwords in transcripts and feedback (redacted by default).")
 @click.option("--fail-under", type=float, metavar="SCORE",
-              help="Exit with status 2 when the score is below SCORE (CI, GitHub Classroom); "
+              help="Exit with status 2 when the score, as a percentage of the points at stake (all of "
+                   "them, or those of the --scenario chosen), is below SCORE (CI, GitHub Classroom); "
                    "otherwise the exit status is 0 whenever grading itself worked.")
 def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed: int | None, jobs: int,
             class_mode: bool, scenarios: tuple[str, ...], network: str, verbose: bool, lang: str,
@@ -112,10 +113,13 @@ def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed
             output.write_text(text, encoding="utf-8")
     if result.error:
         sys.exit(1)  # the submission could not be graded at all (nothing to run, too large...)
-    if fail_under is not None and result.score < fail_under:
+    # a percentage: `--scenario X --fail-under 100` (one Classroom test per scenario) means "all of X's points"
+    percent = round(100 * result.score / result.max_score, 2) if result.max_score > 0 else 0.0
+    if fail_under is not None and percent < fail_under:
         from mailtrace.knowledge import messages
 
-        click.echo(messages.text("grading", "report.fail-under", lang, score=f"{result.score:g}", limit=f"{fail_under:g}"),
+        click.echo(messages.text("grading", "report.fail-under", lang, score=f"{result.score:g}",
+                                 max=f"{result.max_score:g}", percent=f"{percent:g}", limit=f"{fail_under:g}"),
                    err=True)
         sys.exit(2)
 

@@ -3,6 +3,7 @@ each test grades a small program for real, the way an instructor runs `mailtrace
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -91,3 +92,30 @@ def test_a_pop3_client_that_exits_0_after_a_refused_login_loses_more_than_a_miss
     lie = per_share["pop3.exit-status"] * share(scenario, "pop3.exit-status")
     no_quit = per_share["pop3.quit"] * share(scenario, "pop3.quit")
     assert lie >= 2.5 and lie >= 3 * no_quit, (lie, no_quit)
+
+
+def test_fail_under_is_a_percentage_of_the_points_at_stake(tmp_path):
+    """`grade ... --scenario X --fail-under 100` (one GitHub Classroom test per scenario) failed
+    for a program with every point of X: the score of one scenario is out of its own points,
+    and --fail-under compared it with 100."""
+    import subprocess
+    import sys
+
+    prog = _write(tmp_path / "ana", "pop3_client.py", """\
+        import socket, sys
+        a = sys.argv
+        try:
+            socket.create_connection((a[a.index("--server") + 1], int(a[a.index("--port") + 1])), timeout=5)
+        except OSError as exc:
+            print(f"cannot connect: {exc}", file=sys.stderr)
+            sys.exit(2)
+        """) / "pop3_client.py"
+    base = [sys.executable, "-m", "mailtrace", "grade", "pop3-client", str(prog), "--scenario", "no-server",
+            "--format", "json", "--seed", "1"]
+    full = subprocess.run(base + ["--fail-under", "100"], capture_output=True, text=True, timeout=120)
+    report = json.loads(full.stdout)
+    assert report["score"] == report["max_score"] < 100
+    assert full.returncode == 0, full.stderr
+    wrong = subprocess.run(base[:-2] + ["--seed", "1", "--scenario", "greeting-err", "--fail-under", "100"],
+                           capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 2 and "--fail-under 100" in wrong.stderr
