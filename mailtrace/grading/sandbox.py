@@ -28,6 +28,7 @@ inside :meth:`Sandbox.network`); ``run`` is ``start`` then ``wait``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import glob
@@ -212,8 +213,53 @@ class Cgroup:
     def close(self) -> None:
         self.kill()
         for d in self.dirs:
-            with contextlib.suppress(OSError):
+            try:
                 d.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:  # its last tasks are still exiting (a fork bomb's): removed later
+                _LINGERING.add(d)
+        _remove_lingering()
+
+
+#: cgroups whose last tasks were still exiting when their run closed them
+_LINGERING: set[Path] = set()
+
+
+def _remove_lingering() -> None:
+    for d in list(_LINGERING):
+        try:
+            d.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue
+        _LINGERING.discard(d)
+
+
+def _sweep_stale(parent: Path) -> None:
+    """Remove the empty cgroups a grader that is gone left behind (killed, or its run's tasks
+    outlived it by a moment): ``run-PID-...`` and ``probe-PID`` whose PID no longer exists."""
+    with contextlib.suppress(OSError):
+        for child in parent.iterdir():
+            name = child.name.split("-")
+            if len(name) < 2 or name[0] not in ("run", "probe") or not name[1].isdigit():
+                continue
+            if int(name[1]) == os.getpid() or os.path.exists(f"/proc/{name[1]}"):
+                continue
+            with contextlib.suppress(OSError):
+                child.rmdir()  # refused while it still has tasks
+
+
+def _cleanup_at_exit() -> None:
+    deadline = time.monotonic() + 5
+    while _LINGERING and time.monotonic() < deadline:
+        _remove_lingering()
+        if _LINGERING:
+            time.sleep(0.05)
+
+
+atexit.register(_cleanup_at_exit)
 
 
 def _cgroup_targets(name: str, limits: Limits):
@@ -244,6 +290,7 @@ def _v1_parent(controller: str) -> Path:
     parent = CGROUP_V1 / controller / "mailtrace-grade"
     with contextlib.suppress(OSError):
         parent.mkdir(exist_ok=True)
+    _sweep_stale(parent)
     return parent
 
 
@@ -261,6 +308,7 @@ def _v2_parent() -> Path | None:
         with contextlib.suppress(OSError):  # the cpu quota where cpu is delegated too
             (base / "cgroup.subtree_control").write_text("+cpu")
             (parent / "cgroup.subtree_control").write_text("+cpu")
+        _sweep_stale(parent)
         return parent
     except (OSError, StopIteration):
         return None

@@ -317,3 +317,29 @@ def test_a_run_gets_a_cpu_quota_so_a_fork_bomb_cannot_starve_its_neighbour():
             busy.wait()
     finally:
         group.close()
+
+
+def test_cgroups_left_by_a_grader_that_is_gone_are_removed():
+    """After a class with a fork bomb, one run's cgroups stayed (its tasks were still exiting when
+    the run closed them, 5 s after the kill).  Runs retry later, and a grader starting up removes
+    the empty cgroups of graders that no longer exist."""
+    import subprocess
+
+    from mailtrace.grading import sandbox
+
+    if not sandbox.cgroups_available():
+        pytest.skip("no cgroup controller this grader may write here")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    probe = sandbox.Cgroup(f"run-{os.getpid()}-probe-parent", Limits())
+    try:
+        parents = [d.parent for d in probe.dirs]
+    finally:
+        probe.close()
+    stale = [parent / f"run-{gone.pid}-1-2" for parent in parents]
+    for d in stale:
+        d.mkdir()
+    for parent in parents:
+        sandbox._sweep_stale(parent)
+    assert not any(d.exists() for d in stale)
+    assert all(p.exists() for p in parents)
