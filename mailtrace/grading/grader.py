@@ -509,10 +509,14 @@ def _grade_prepared(exercise, prepared, report, chosen, w, base_limits, pools, o
         report.finish()
         return report
 
+    from mailtrace.grading.sandbox import new_group, remove_group
+
+    group = new_group()  # one CPU quota for all the scenarios of this submission at once
+
     def one(sc: Scenario) -> ScenarioResult:
         slot = pools.slots.get()
         try:
-            sandbox = Sandbox(limits=base_limits, slot=slot, lang=lang)
+            sandbox = Sandbox(limits=base_limits, slot=slot, lang=lang, group=group)
             try:
                 run = run_scenario(exercise, sc, prepared, seed, sandbox)
             except Exception as exc:  # never the grader: the scenario is lost, with the reason
@@ -531,6 +535,7 @@ def _grade_prepared(exercise, prepared, report, chosen, w, base_limits, pools, o
         futures = [(pools.idle if _mostly_waits(sc, exercise) else pools.busy).submit(one, sc) for sc in chosen]
         report.scenarios.extend(f.result() for f in futures)
     finally:
+        remove_group(group)
         if own:
             pools.close()
     report.duration = round(time.monotonic() - t0, 3)

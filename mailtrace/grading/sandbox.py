@@ -32,6 +32,7 @@ import atexit
 import contextlib
 import functools
 import glob
+import itertools
 import os
 import shlex
 import shutil
@@ -151,10 +152,12 @@ class Cgroup:
     ``procs`` are the ``cgroup.procs`` files a process writes its pid into before exec;
     ``kill`` ends every task left in it; ``close`` removes it."""
 
-    def __init__(self, name: str, limits: Limits) -> None:
+    def __init__(self, name: str, limits: Limits, group: str = "") -> None:
         self.dirs: list[Path] = []
         self.controllers: list[str] = []
         for controller, path, settings in _cgroup_targets(name, limits):
+            if group:  # inside the submission's cgroup: its quota covers every run at once
+                path = _group_dir(path.parent, group, controller, limits) / name
             try:
                 path.mkdir(parents=False, exist_ok=False)
             except OSError:
@@ -222,8 +225,51 @@ class Cgroup:
         _remove_lingering()
 
 
+def _group_dir(parent: Path, group: str, controller: str, limits: Limits) -> Path:
+    """The submission's cgroup under ``parent`` (made once): in the cpu controller it holds the CPU
+    quota of all its runs together, so scenarios graded at once (a fork bomb in each) still get
+    ``limits.cpus`` between them, and the other students of a class keep the rest."""
+    path = parent / group
+    if not path.exists():
+        with contextlib.suppress(OSError):
+            path.mkdir()
+            if "cpu" in controller:
+                quota = int(CPU_PERIOD_US * limits.cpus)
+                if (path / "cpu.max").exists():
+                    (path / "cpu.max").write_text(f"{quota} {CPU_PERIOD_US}")
+                else:
+                    (path / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+                    (path / "cpu.cfs_quota_us").write_text(str(quota))
+            if (path / "cgroup.subtree_control").exists():  # v2: hand the controllers down
+                (path / "cgroup.subtree_control").write_text(
+                    " ".join(f"+{c}" for c in controller.split("+")))
+    return path
+
+
+def remove_group(group: str) -> None:
+    """Remove a submission's cgroups (its runs' are gone by then; retried later if not)."""
+    if not group:
+        return
+    for parent in {p.parent for _, p, _ in _cgroup_targets("x", Limits())}:
+        d = parent / group
+        try:
+            d.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            _LINGERING.add(d)
+
+
 #: cgroups whose last tasks were still exiting when their run closed them
 _LINGERING: set[Path] = set()
+
+
+_groups = itertools.count(1)
+
+
+def new_group() -> str:
+    """A name for one submission's cgroup (``remove_group`` when it is graded)."""
+    return f"sub-{os.getpid()}-{next(_groups)}"
 
 
 def _remove_lingering() -> None:
@@ -243,10 +289,14 @@ def _sweep_stale(parent: Path) -> None:
     with contextlib.suppress(OSError):
         for child in parent.iterdir():
             name = child.name.split("-")
-            if len(name) < 2 or name[0] not in ("run", "probe") or not name[1].isdigit():
+            if len(name) < 2 or name[0] not in ("run", "probe", "sub") or not name[1].isdigit():
                 continue
             if int(name[1]) == os.getpid() or os.path.exists(f"/proc/{name[1]}"):
                 continue
+            for inner in (child.iterdir() if name[0] == "sub" else ()):
+                if inner.is_dir():
+                    with contextlib.suppress(OSError):
+                        inner.rmdir()
             with contextlib.suppress(OSError):
                 child.rmdir()  # refused while it still has tasks
 
@@ -379,6 +429,7 @@ class Sandbox:
     isolate: bool | None = None  # None: when root and the tools are there
     sealed: bool | None = None  # bubblewrap namespaces; None: when root and bwrap works here
     lang: str = "en"  # the language of what it reports (enforced(), status texts)
+    group: str = ""  # the submission's cgroup (see new_group): one CPU quota for all its runs
 
     def __post_init__(self) -> None:
         tools = all(shutil.which(t) for t in ("setpriv", "prlimit"))
@@ -624,7 +675,8 @@ class Running:
         self.argv = argv
         self.timeout = timeout
         self.started = time.monotonic()
-        self.cgroup = Cgroup(f"run-{os.getpid()}-{threading.get_ident()}-{id(self)}", sandbox.limits) \
+        self.cgroup = Cgroup(f"run-{os.getpid()}-{threading.get_ident()}-{id(self)}", sandbox.limits,
+                             sandbox.group) \
             if sandbox.isolate and sandbox.cgroups else None
         self.error = ""
         self.proc = None

@@ -343,3 +343,27 @@ def test_cgroups_left_by_a_grader_that_is_gone_are_removed():
         sandbox._sweep_stale(parent)
     assert not any(d.exists() for d in stale)
     assert all(p.exists() for p in parents)
+
+
+@pytest.mark.skipif(not _cpu_controller_here(), reason="no cgroup cpu controller on this machine")
+def test_the_cpu_quota_covers_all_the_scenarios_of_a_submission_at_once():
+    """A fork bomb runs in every scenario, and a submission's scenarios run at once (busy and
+    waiting pools): with one quota per run, two of them took both CPUs and a correct client in
+    the same class was killed in slow-server.  The quota is on the submission's cgroup."""
+    from mailtrace.grading import sandbox
+
+    group = sandbox.new_group()
+    runs = [sandbox.Cgroup(f"run-{os.getpid()}-{i}", Limits(cpus=1), group) for i in range(2)]
+    try:
+        cpu_dirs = [d for r in runs for d, c in zip(r.dirs, r.controllers) if "cpu" in c]
+        assert len(cpu_dirs) == 2 and cpu_dirs[0].parent == cpu_dirs[1].parent
+        parent = cpu_dirs[0].parent
+        assert parent.name == group
+        quota = (parent / "cpu.max").read_text().split()[0] if (parent / "cpu.max").exists() \
+            else (parent / "cpu.cfs_quota_us").read_text().strip()
+        assert quota == str(sandbox.CPU_PERIOD_US)
+    finally:
+        for r in runs:
+            r.close()
+        sandbox.remove_group(group)
+    assert not any(d.parent.exists() for r in runs for d in r.dirs)
