@@ -301,6 +301,25 @@ def _sweep_stale(parent: Path) -> None:
                 child.rmdir()  # refused while it still has tasks
 
 
+@functools.cache
+def _sweep_stale_folders(base: Path) -> None:
+    """Once per grader: remove the working and /etc folders (``run-PID-...``, ``etc-PID-...``)
+    that a grader that is gone left in ``base`` (killed with SIGKILL, or the machine's power cut
+    mid-class): nothing a run made outlives it, even when its grader could not clean up."""
+    from mailtrace.grading.files import remove_tree
+
+    with contextlib.suppress(OSError):
+        for child in base.iterdir():
+            name = child.name.split("-")
+            if len(name) < 3 or name[0] not in ("run", "etc") or not name[1].isdigit():
+                continue
+            if int(name[1]) == os.getpid() or os.path.exists(f"/proc/{name[1]}"):
+                continue  # (a live grader's, or a reused PID's: kept, the safe side)
+            with contextlib.suppress(OSError):
+                if child.is_dir() and not child.is_symlink():
+                    remove_tree(child)
+
+
 def _cleanup_at_exit() -> None:
     deadline = time.monotonic() + 5
     while _LINGERING and time.monotonic() < deadline:
@@ -460,7 +479,10 @@ class Sandbox:
                     base = ROOT_BASE
                 except OSError:
                     self.private_tmp = self.sealed
-            path = Path(tempfile.mkdtemp(prefix="run-", dir=base))
+            if base is not None:
+                _sweep_stale_folders(base)
+            # named after this grader's PID, so that a later grader can tell it was left behind
+            path = Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=base))
             # sealed: bwrap (root without capabilities) must enter it; no other run can see it
             os.chmod(path, 0o711 if self.sealed else 0o700)
             os.chown(path, self.uid, self.uid)

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import sys
 import textwrap
 import time
 import xml.etree.ElementTree as ET
@@ -367,3 +368,35 @@ def test_the_cpu_quota_covers_all_the_scenarios_of_a_submission_at_once():
             r.close()
         sandbox.remove_group(group)
     assert not any(d.parent.exists() for r in runs for d in r.dirs)
+
+
+def test_folders_left_by_a_grader_that_was_killed_are_removed_by_the_next(tmp_path):
+    """A grader killed with SIGKILL mid-class cannot clean up: its working folders (with what the
+    program made in them, deep trees and links included) and /etc files stay in ROOT_BASE.  The
+    next grader removes those whose grader is gone, and keeps a live grader's."""
+    import subprocess
+
+    from mailtrace.grading.files import remove_tree
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    ROOT_BASE.mkdir(mode=0o711, parents=True, exist_ok=True)
+    stale_run, stale_etc = ROOT_BASE / f"run-{gone.pid}-abc", ROOT_BASE / f"etc-{gone.pid}-1234"
+    live = ROOT_BASE / f"run-{os.getpid()}-live"
+    for d in (stale_run, stale_etc, live):
+        d.mkdir()
+    deep = stale_run / "home"
+    deep.mkdir()
+    (deep / "shadow-link").symlink_to("/etc/shadow")  # removed, not followed
+    (deep / "outside").symlink_to(tmp_path)
+    (tmp_path / "keep").write_text("not the grader's")
+    try:
+        graded = subprocess.run([sys.executable, "-m", "mailtrace", "grade", "mime-compose", str(MIME),
+                                 "--scenario", "text-only", "--format", "json"],
+                                capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert graded.returncode == 0, graded.stderr
+        assert not stale_run.exists() and not stale_etc.exists()
+        assert live.exists() and (tmp_path / "keep").exists() and Path("/etc/shadow").exists()
+    finally:
+        for d in (stale_run, stale_etc, live):
+            remove_tree(d)
