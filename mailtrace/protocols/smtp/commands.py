@@ -123,6 +123,7 @@ def _parse_path(cmd: Command, keyword: str, role: str, bad_address: str) -> Path
             return Reply("501", f"Syntax: {cmd.verb} {keyword}:<address>", "5.5.4")
         return Reply("501", f"Bad {role} address syntax ({exc})", bad_address)
     cmd.notes.extend(path_notes(path))
+    cmd.path = path  # the transcript's arguments are read from it (syntax.command_args)
     return path
 
 

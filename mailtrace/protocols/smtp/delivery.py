@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from mailtrace.protocols.smtp.data import unstuff_after_line_ends
 from mailtrace.protocols.smtp.spec import Store
 from mailtrace.protocols.smtp.trace import HeaderBreak, trace_headers, with_header_break
 
@@ -111,7 +112,7 @@ class SpooledMessage:
         else:
             out = chunk
         self._at_line_start = chunk.endswith(b"\n")
-        return out.replace(b"\n.", b"\n")
+        return unstuff_after_line_ends(out)
 
     def take(self, chunk: bytes) -> None:
         """The next octets of the body, as sent (kept until a job writes them)."""

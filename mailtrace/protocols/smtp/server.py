@@ -229,7 +229,7 @@ class SmtpServerConnection:
             self._redaction.challenged()
         self._out.insert(at, Event(side=Side.CLIENT, kind=Kind.COMMAND, raw=line.raw, verb=verb, state=state.value,
                                    notes=tuple(cmd.notes), size=line.size if line.too_long else -1,
-                                   redacted=redacted, protocol=PROTOCOL, args=command_args(verb, cmd.arg),
+                                   redacted=redacted, protocol=PROTOCOL, args=command_args(verb, cmd.arg, cmd.path),
                                    # sent before the previous reply (RFC 2920): the timeline counts no round trip
                                    pipelined=early))
         if starts_tls(verb, outcome(reply)):

@@ -48,6 +48,7 @@ class Command:
     arg: str  # the rest, without the separating space: "FROM:<a@b.c> SIZE=10"
     line: Line
     notes: list[Note] = field(default_factory=list)
+    path: Path | None = None  # MAIL's or RCPT's path, once its handler has read it (read once)
 
 
 def split_command(content: bytes) -> tuple[str, str]:
@@ -276,11 +277,13 @@ class Attempts:
         return [Note(LEFT_WITHOUT_MAIL)] if self.introduced and not self.mail_commands else []
 
 
-def command_args(verb: str, arg: str) -> Args | None:
+def command_args(verb: str, arg: str, path: Path | None = None) -> Args | None:
     """The transcript's typed arguments of a MAIL or RCPT command (None for other verbs and for a
     path ``parse_path`` cannot read): the server core and the observer both record them, so the
-    grader and the web view read the envelope without parsing the line again."""
-    path = envelope_path(verb, arg)
+    grader and the web view read the envelope without parsing the line again.  ``path``: the
+    one the command's handler already read from ``arg``, if any."""
+    if path is None:
+        path = envelope_path(verb, arg)
     if path is None:
         return None
     if verb == "MAIL":
