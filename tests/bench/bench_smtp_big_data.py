@@ -8,7 +8,8 @@ once as it is (a message past smtp.delivery.SPOOL_THRESHOLD goes to tmp/ as it a
 once with spooling switched off (the whole message held in memory until the final dot), the
 peer measured in the same run.  Each time N raw-socket clients send an M MB message at once
 (the clients stream their bodies: they hold one 64 KiB block each) and the server's resident
-memory is printed: idle, peak (VmHWM) and after the sessions, with the ratio of the peaks.
+memory is printed: idle, peak (VmHWM) and after the sessions, with the ratio of the peaks,
+and the server's CPU time for the sessions (user + system, per MB received: a profile aid).
 Numbers go in the issue's closing note; no assertion here.
 """
 
@@ -77,7 +78,14 @@ def send_one(port: int, n: int, size: int, codes: list) -> None:
         reply(sock)
 
 
-def measure(clients: int, size: int, spool: bool) -> tuple[float, float, float, list]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(clients: int, size: int, spool: bool) -> tuple[float, float, float, list, float]:
     with tempfile.TemporaryDirectory() as d:
         port_file = os.path.join(d, "port")
         child = subprocess.Popen([sys.executable, __file__, "--serve", d, port_file, "1" if spool else "0",
@@ -89,13 +97,15 @@ def measure(clients: int, size: int, spool: bool) -> tuple[float, float, float, 
                 time.sleep(0.05)
             port = int(Path(port_file).read_text())
             idle = status_mb(child.pid, "VmRSS")
+            cpu = cpu_seconds(child.pid)
             codes: list = []
             threads = [threading.Thread(target=send_one, args=(port, n, size, codes)) for n in range(clients)]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
-            return idle, status_mb(child.pid, "VmHWM"), status_mb(child.pid, "VmRSS"), codes
+            cpu = cpu_seconds(child.pid) - cpu
+            return idle, status_mb(child.pid, "VmHWM"), status_mb(child.pid, "VmRSS"), codes, cpu
         finally:
             child.terminate()
             child.wait(10)
@@ -112,11 +122,12 @@ def main() -> None:
     size = args.mb * MB
     results = {}
     for spool in (True, False):
-        idle, peak, after, codes = measure(args.clients, size, spool)
+        idle, peak, after, codes, cpu = measure(args.clients, size, spool)
         results[spool] = peak
         name = "spooled to tmp/ " if spool else "held in memory  "
         print(f"{name} {args.clients} x {args.mb} MB DATA: RSS idle {idle:.0f} MB, peak {peak:.0f} MB, "
-              f"after {after:.0f} MB; replies {sorted(codes)}")
+              f"after {after:.0f} MB; replies {sorted(codes)}; server CPU {cpu:.2f} s "
+              f"({1000 * cpu / (args.clients * args.mb):.1f} ms per MB)")
     print(f"peak RSS, spooled / in memory: {results[True] / results[False]:.2f}")
 
 
