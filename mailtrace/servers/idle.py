@@ -1,7 +1,7 @@
 """The idle timeout of a connection's reads, with one timer per connection instead of one per read.
 
 A server drops a client that stays silent too long (SMTP: RFC 5321 §4.5.3.2.7; POP3: RFC 1939
-§3; IMAP: RFC 3501 §5.4).  ``asyncio.timeout`` around every read creates, schedules and
+§3; IMAP: RFC 3501 §5.4).  An asyncio timeout context around every read creates, schedules and
 cancels a timer each time, several times per message.  Here each read only moves a deadline
 (``start`` / ``stop``); the one timer, when it fires before the deadline, sets itself again for
 the new one, and once the deadline has passed during a read it cancels the reading task.
