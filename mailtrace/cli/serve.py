@@ -402,6 +402,8 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
         pass
     finally:
         lab.recorder.close()
+        if lab.live_sink is not None:  # detached from the recorder when stopping: still draw what it has
+            lab.live_sink.close()
         if hasattr(lab.store, "close"):
             lab.store.close()
     from mailtrace.knowledge import phrase

@@ -31,7 +31,7 @@ from mailtrace.transcript.terminal import TerminalSink
 INTERVAL = 0.05  # seconds between two batches: 20 screen updates a second feel immediate
 DETAIL_PER_SECOND = 200  # events drawn line by line in one second; the rest is summed up
 MAX_BACKLOG = 5_000  # events queued while the terminal takes no output (Ctrl-S): beyond, only counted
-CLOSE_WAIT = 1.0  # seconds close() waits for the thread to finish the last batch
+CLOSE_STALL = 5.0  # seconds close() waits for a thread that makes no progress (a terminal taking no output)
 
 
 class _Tally:
@@ -75,6 +75,8 @@ class LiveView:
         self._second = 0.0  # start of the current one-second window
         self._drawn = 0  # events drawn in detail in the current window
         self._tally = _Tally()
+        self._progress = 0  # events taken from the queue and batches written: close() watches it
+        self._unwritten = 0  # events taken from the queue whose lines are not written yet
         self._thread = threading.Thread(target=self._run, name="mailtrace-live-view", daemon=True)
         self._thread.start()
 
@@ -87,10 +89,34 @@ class LiveView:
         else:
             self._overflow.add(event)
 
-    def close(self) -> None:
-        """Draw what is queued (coalesced when it is a lot) and stop the thread."""
+    def close(self, stall: float = CLOSE_STALL) -> None:
+        """Draw what is queued (coalesced when it is a lot) and stop the thread.
+
+        A busy machine only makes this take longer: close() waits as long as the thread makes
+        progress, and gives up only when it made none for ``stall`` seconds (a terminal that
+        takes no more output, paused or never read); then it says on standard error how many
+        events were not shown, since the process is about to end and take them with it."""
         self._closing.set()
-        self._thread.join(CLOSE_WAIT)
+        seen, since = -1, time.monotonic()
+        while self._thread.is_alive():
+            self._thread.join(min(stall, 0.1))
+            if self._progress != seen:
+                seen, since = self._progress, time.monotonic()
+            elif time.monotonic() - since >= stall:
+                break
+        if self._thread.is_alive() and not self._gone:
+            self._say_dropped()
+
+    def _say_dropped(self) -> None:
+        dropped = len(self._queue) + self._unwritten + self._overflow.events
+        if not dropped:
+            return
+        key = "dropped" if self.where else "dropped-no-log"
+        text = knowledge.phrase("live", key, self.terminal.lang, events=f"{dropped:,}", where=self.where)
+        try:
+            print(text, file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
 
     # --- the view's thread ------------------------------------------------------------------------
     def _run(self) -> None:
@@ -113,6 +139,8 @@ class LiveView:
         queue = self._queue
         while queue:
             event = queue.popleft()
+            self._progress += 1
+            self._unwritten += 1
             if self._drawn < self.detail_per_second:
                 self._drawn += 1
                 if self.prepare is not None:
@@ -134,6 +162,8 @@ class LiveView:
         if out:
             self.file.write("".join(out))
             self.file.flush()
+        self._unwritten = 0
+        self._progress += 1
 
     def _summary(self, out: list[str], seconds: float) -> None:
         tally = self._tally

@@ -113,7 +113,7 @@ def test_gradescope_zip_runs_as_gradescope_runs_it(tmp_path):
     proc = subprocess.run(["bash", str(run)], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     results = json.loads((root / "results" / "results.json").read_text())
-    assert results["score"] == 100
+    assert results["score"] == 100, json.dumps(results, indent=1)[:6000]
     assert results["tests"] and all({"name", "score", "max_score", "visibility"} <= set(t) for t in results["tests"])
     # a broken submission still gets a valid results.json
     shutil.rmtree(root / "submission")

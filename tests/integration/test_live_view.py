@@ -8,6 +8,7 @@ import re
 import signal
 import smtplib
 import threading
+import time
 
 from rich.console import Console
 
@@ -160,3 +161,47 @@ def test_a_terminal_that_is_gone_stops_the_view_and_nothing_more_is_queued():
         s.record(noop(i))
     assert len(live._queue) == 0
     rec.close()
+
+
+def test_close_waits_for_a_slow_view_to_draw_everything_it_has():
+    # A starved machine makes the view's thread slow; the process ends right after close(), so
+    # close() must wait while the thread still makes progress (it once gave up after 1 s and the
+    # last lines were lost).  Here each line takes 50 ms to prepare: 40 lines take 2 s.
+    out = io.StringIO()
+
+    def slow(event):
+        time.sleep(0.05)  # stands for a thread that gets little CPU
+        return event
+
+    live = LiveView(TerminalSink(Console(file=out, width=200, color_system=None)), prepare=slow, where="t.jsonl")
+    for i in range(40):
+        live.handle(noop(i))
+    live.close()
+    assert not live._thread.is_alive()
+    assert all(f"C → NOOP {i}" in out.getvalue() for i in range(40))
+
+
+def test_a_terminal_that_takes_no_output_is_given_up_and_the_dropped_events_are_counted(capsys):
+    # Ctrl-S, or a pipe nobody reads: write() blocks.  close() gives up after `stall` seconds
+    # without progress and says on standard error how many events were not shown.
+    blocked = threading.Event()
+    release = threading.Event()
+
+    class Paused(io.StringIO):
+        def write(self, text):
+            blocked.set()
+            release.wait(60)
+            return super().write(text)
+
+    live = LiveView(TerminalSink(Console(file=io.StringIO(), color_system=None)), file=Paused(), where="t.jsonl")
+    live.handle(noop(1))
+    assert blocked.wait(30)  # the first batch is stuck in write()
+    for i in range(7):
+        live.handle(noop(i))
+    try:
+        live.close(stall=0.2)
+        assert live._thread.is_alive()
+        assert "8 events not shown: the terminal took no more output; every event is in t.jsonl" in capsys.readouterr().err
+    finally:
+        release.set()
+        live._thread.join(30)
