@@ -415,5 +415,5 @@ def _crlf(line: str) -> bytes:
 
 
 def mark(event: Event, **facts: str) -> Event:
-    """A copy of ``event`` with how and when it arrived (``arrived=``, ``partial=``)."""
+    """A copy of ``event`` with how and when it arrived (``arrived=``)."""
     return replace(event, **facts)
