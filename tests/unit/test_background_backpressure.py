@@ -7,17 +7,7 @@ from __future__ import annotations
 from mailtrace.transcript import background
 from mailtrace.transcript.background import BackgroundSink
 from mailtrace.transcript.event import Event, Kind, Side
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def handle(self, event: Event) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        pass
+from mailtrace.transcript.recorder import MemorySink as ListSink
 
 
 def test_a_writer_that_never_runs_leaves_at_most_max_behind_events_queued_and_loses_none():
