@@ -107,6 +107,9 @@ class Write:
 @dataclass(frozen=True)
 class Sleep:
     seconds: float
+    #: a pause between the segments of a cut reply: it lasts ``seconds`` of the client program's
+    #: own time (scripted.py), so a loaded machine does not join the segments in one recv()
+    client_time: bool = False
 
 
 @dataclass(frozen=True)
@@ -342,7 +345,7 @@ class FaultLayer:
         if not wire:
             return []
         if split:
-            return [Sleep(delay)] + FaultLayer._cut(wire, split, delay)
+            return [Sleep(delay, client_time=True)] + FaultLayer._cut(wire, split, delay)
         return [Write(wire, unit_end=True)]
 
     @staticmethod
@@ -364,7 +367,7 @@ class FaultLayer:
         actions: list = []
         for i, piece in enumerate(pieces):
             if i:
-                actions.append(Sleep(delay))
+                actions.append(Sleep(delay, client_time=True))
             actions.append(Write(piece, unit_end=i == len(pieces) - 1))
         return actions
 

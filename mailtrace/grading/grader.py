@@ -298,7 +298,10 @@ def _run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, se
         argv = [str(a) for a in fill(list(scenario.args), variables)]
         variables.update(_arg_variables(argv, inputs))
         allowed = max(0.1, min(timeout, deadline - COPY_COLLECT_SECONDS / 2 - time.monotonic()))
-        result = sandbox.run(prepared.argv(sandbox, argv), workdir, timeout=allowed)
+        running = sandbox.start(prepared.argv(sandbox, argv), workdir, timeout=allowed)
+        if server is not None:  # its pauses between segments last the program's own time
+            server.client_pids = running.pids
+        result = running.wait()
         deadline += result.cpu_wait_given  # the time it waited for a CPU was given back (sandbox)
         if server is not None:
             limit = time.monotonic() + 1.0  # let the server record the last bytes and the close

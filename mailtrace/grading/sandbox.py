@@ -736,6 +736,10 @@ class Running:
         self.timer.daemon = True
         self.timer.start()
 
+    def pids(self) -> list[int]:
+        """The program's processes now (its first process and all it started)."""
+        return _process_tree(self.proc.pid) if self.proc is not None else []
+
     def _on_timeout(self) -> None:
         with self._timer_lock:
             if self._ended:

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+import time
 from typing import Callable
 
 from mailtrace.knowledge import because
@@ -31,11 +32,55 @@ from mailtrace.transcript.event import Event, Side
 from mailtrace.transcript.recorder import Recorder
 
 READ_CHUNK = 65536
+#: a pause between segments is stretched by at most this many times itself, and this many
+#: seconds: a client that keeps the machine busy (a fork bomb) must not stall the grading
+MAX_PAUSE_FACTOR = 3.0
+MAX_PAUSE_EXTENSION = 1.0
+#: a wait shorter than this is not worth another sleep
+MIN_PAUSE_EXTENSION = 0.005
+
+
+async def pause_in_client_time(seconds: float, client_pids: Callable[[], list[int]]) -> None:
+    """Sleep ``seconds`` of the client program's own time.
+
+    A reply cut into segments catches a client that reads a reply with one recv(): it gets the
+    first segment only.  On a loaded machine the client, woken by the first segment, may wait
+    for a CPU longer than the pause; its one recv() then gets two segments and the defect goes
+    unseen, so one submission would score differently on a busy machine.  The pause is therefore
+    stretched by the time the client's processes were kept from running during it (runnable but
+    waiting, from their schedstat: see sandbox.cpu_use), within the bounds above."""
+    from mailtrace.grading.sandbox import cpu_use
+
+    def look() -> tuple[list[int], tuple[float, float, bool]]:
+        pids = client_pids()
+        return pids, cpu_use(pids)
+
+    start = time.monotonic()
+    pids, (ran, waited_before, _) = await asyncio.to_thread(look)  # /proc reads: off the loop
+    await asyncio.sleep(seconds)
+    if not pids:  # no program (yet): wall-clock time
+        return
+    limit = min(MAX_PAUSE_FACTOR * seconds, MAX_PAUSE_EXTENSION)
+    given, then = 0.0, start
+    while given < limit:
+        ran_then = ran
+        ran, waited, runnable = await asyncio.to_thread(cpu_use, pids)
+        now = time.monotonic()
+        owed = waited - waited_before - given  # waits that ended during the pause, not made up yet
+        if owed < MIN_PAUSE_EXTENSION and runnable and ran - ran_then < (now - then) / 2:
+            owed = seconds  # waiting for a CPU right now (schedstat counts a wait when it ends)
+        if owed < MIN_PAUSE_EXTENSION:
+            return
+        owed = min(owed, limit - given)
+        given, then = given + owed, now
+        await asyncio.sleep(owed)
 
 
 class _Conn:
-    def __init__(self, layer: FaultLayer, session, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    def __init__(self, layer: FaultLayer, session, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 client_pids: Callable[[], list[int]] = list):
         self.layer = layer
+        self.client_pids = client_pids
         self.session = session
         self.reader = reader
         self.writer = writer
@@ -62,6 +107,8 @@ class _Conn:
             try:
                 if isinstance(action, Record):
                     self.session.record(action.event)
+                elif isinstance(action, Sleep) and action.client_time:
+                    await pause_in_client_time(action.seconds, self.client_pids)
                 elif isinstance(action, Sleep):
                     await asyncio.sleep(action.seconds)
                 elif isinstance(action, ClientClosed):
@@ -161,6 +208,9 @@ class ScriptedServer:
         self.errors: list[str] = []
         self.port = 0
         self._server: asyncio.base_events.Server | None = None
+        #: the client program's processes, set by the grader once it started the program: the
+        #: pauses between the segments of a cut reply are measured in its own time
+        self.client_pids: Callable[[], list[int]] | None = None
 
     def start(self, sock: socket.socket | None = None) -> int:
         """Listen on ``sock`` (a bound listening socket: one opened in a run's network namespace
@@ -193,7 +243,8 @@ class ScriptedServer:
         writer_task = None
         try:
             layer = FaultLayer(self.core_factory(), self.script, self.protocol)
-            conn = _Conn(layer, session, reader, writer)
+            conn = _Conn(layer, session, reader, writer,
+                         client_pids=lambda: self.client_pids() if self.client_pids else [])
             writer_task = asyncio.create_task(conn.write_loop())
             conn.enqueue(layer.start())
             await conn.read_loop()

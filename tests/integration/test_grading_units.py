@@ -97,6 +97,8 @@ def test_fault_layer_split_delay_silence_close():
     writes = [a for a in start if isinstance(a, Write)]
     assert len(writes) == 2 and not writes[0].unit_end and writes[1].unit_end  # a line in two segments
     assert any(isinstance(a, Sleep) for a in start)
+    # pauses between segments last the client's own time (scripted.pause_in_client_time)
+    assert all(a.client_time for a in start if isinstance(a, Sleep))
     assert wire(layer.receive(b"EHLO me\r\n"))
     assert wire(layer.receive(b"MAIL FROM:<a@b.example>\r\n")) == b""
     assert wire(layer.receive(b"NOOP\r\n")) == b""  # silent from then on
