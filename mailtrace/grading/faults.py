@@ -10,7 +10,8 @@ records that follow a client event are its reply.  A :class:`Fault` that matches
 * replace the reply (``reply``: new lines, e.g. ``550 5.1.1 no such user``; ``{tag}`` is the IMAP tag),
 * put lines before it (``before``: unsolicited ``* 4 EXISTS``, ``* OK [ALERT] ...``),
 * hold it back (``delay`` seconds), cut it into TCP segments (``split`` octets per segment,
-  ``split_delay`` apart) or put all of it into one segment (``coalesce``),
+  ``split_delay`` apart, in the client program's own time: see scripted.pause_in_client_time)
+  or put all of it into one segment (``coalesce``),
 * withhold it and everything after it (``action = "silence"``: the client must time out),
 * close the connection instead of replying (``action = "close"``) or right after (``"close-after"``).
 
