@@ -108,8 +108,10 @@ class Write:
 @dataclass(frozen=True)
 class Sleep:
     seconds: float
-    #: a pause between the segments of a cut reply: it lasts ``seconds`` of the client program's
-    #: own time (scripted.py), so a loaded machine does not join the segments in one recv()
+    #: the pause lasts ``seconds`` of the client program's own time (scripted.py): used for every
+    #: scripted pause (a greeting delay, a slow reply, between the segments of a cut reply), so on
+    #: a loaded machine a client starved of CPU still meets the pause as the scenario meant it
+    #: (a client that never waits still sends before the slow greeting; segments stay apart)
     client_time: bool = False
 
 
@@ -172,7 +174,7 @@ class FaultLayer:
         s = self.script
         actions: list = []
         if s.greeting_delay:
-            actions.append(Sleep(s.greeting_delay))
+            actions.append(Sleep(s.greeting_delay, client_time=True))
         if s.greeting:
             events = [o for o in outputs if isinstance(o, Event) and o.side is not Side.SERVER]
             actions += [Record(e) for e in events]
@@ -268,7 +270,7 @@ class FaultLayer:
             self.closed = True
             return [Hangup(because("scripted-closed-instead"))]
         if fault.delay:
-            actions.append(Sleep(fault.delay))
+            actions.append(Sleep(fault.delay, client_time=True))
         tag = trigger.tag if trigger is not None else ""
         verb = trigger.verb if trigger is not None else ""
         lines = [x.replace("{tag}", tag) for x in fault.before]

@@ -107,6 +107,20 @@ def test_fault_layer_split_delay_silence_close():
     assert any(isinstance(a, Hangup) for a in closing.receive(b"EHLO me\r\n"))
 
 
+def test_greeting_delay_and_slow_replies_are_paused_in_the_clients_own_time():
+    """A starved client must meet a scripted pause as the scenario meant it: a client that never
+    waits for the greeting sent its EHLO before a 554 greeting on a quiet machine, after it on a
+    loaded one (and lost smtp.stops-after-error besides its own smtp.waits-for-reply)."""
+    layer = smtp_layer(ServerScript.from_dict({"greeting": ["554 5.3.2 no service"], "greeting_delay": 0.2,
+                                               "faults": [{"on": "EHLO", "delay": 0.3}]}))
+    pauses = [a for a in layer.start() if isinstance(a, Sleep)]
+    assert [(p.seconds, p.client_time) for p in pauses] == [(0.2, True)]
+    slow = smtp_layer(ServerScript.from_dict({"faults": [{"on": "EHLO", "delay": 0.3}]}))
+    slow.start()
+    pauses = [a for a in slow.receive(b"EHLO me\r\n") if isinstance(a, Sleep)]
+    assert [(p.seconds, p.client_time) for p in pauses] == [(0.3, True)]
+
+
 def test_fault_layer_greeting_override_and_core_input():
     layer = smtp_layer(ServerScript.from_dict({
         "greeting": ["421 4.3.2 busy"], "greeting_close": True}))
