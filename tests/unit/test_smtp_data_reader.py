@@ -56,7 +56,8 @@ def reference(stream: bytes) -> Result | None:
             out.rules.add(BARE_LF)
         if line.count(b"\r") > line.endswith(b"\r\n"):
             out.rules.add(BARE_CR)
-        if len(line) - 1 >= MAX_TEXT_LINE:  # §4.5.3.1.6: 1000 octets with the CRLF
+        # §4.5.3.1.6: 1000 octets with the CRLF, "not counting the leading dot duplicated for transparency"
+        if len(line) - line.startswith(b".") - 1 >= MAX_TEXT_LINE:
             out.rules.add(LINE_TOO_LONG)
         if 0 in line:
             out.rules.add(NUL_IN_DATA)
@@ -93,6 +94,7 @@ PIECES = st.one_of(
                      b"\x00", b"\x01", b"\x7f", b"\t", b"\xc3\xa9", b"a", b"text "]),
     st.binary(max_size=20),
     st.integers(MAX_TEXT_LINE - 3, MAX_TEXT_LINE + 2).map(lambda n: b"x" * n),
+    st.integers(MAX_TEXT_LINE - 3, MAX_TEXT_LINE + 2).map(lambda n: b"\r\n." + b"x" * n),
 )
 
 
@@ -133,3 +135,22 @@ def test_line_length_limit_across_chunks(length):
 def test_unstuff_removes_one_dot_at_each_line_start():
     assert unstuff(b".a\r\n..\r\nb.c\r\n.\r\n") == b"a\r\n.\r\nb.c\r\n\r\n"
     assert unstuff(bytearray(b".x\n.y")) == b"x\ny"
+
+
+@pytest.mark.parametrize("length", [MAX_TEXT_LINE - 1, MAX_TEXT_LINE, MAX_TEXT_LINE + 1, MAX_TEXT_LINE + 2])
+def test_line_length_limit_does_not_count_the_stuffed_dot(length):
+    """§4.5.3.1.6: "The maximum total length of a text line including the <CRLF> is 1000 octets
+    (not counting the leading dot duplicated for transparency)": a line of 1000 octets whose
+    first character is a period is sent as 1001 octets, and is not too long."""
+    line = b"." + b"z" * (length - 3) + b"\r\n"  # ``length`` octets on the wire, stuffed dot included
+    for stream in (b"a\r\n" + line + b"b\r\n.\r\n", line + b".\r\n"):
+        for cut in [None, *range(0, len(stream) + 1, 97), stream.index(b".") + 1]:
+            reader = DataReader(max_size=1 << 20, keep=1 << 20)
+            buf = bytearray()
+            for piece in ([stream] if cut is None else [stream[:cut], stream[cut:]]):
+                buf += piece
+                used, finished = reader.consume(buf)
+                del buf[:used]
+            assert finished
+            assert (LINE_TOO_LONG in reader.rules) == (length > MAX_TEXT_LINE + 1), (length, cut)
+    same(b"a\r\n" + line + b"b\r\n.\r\n", [])

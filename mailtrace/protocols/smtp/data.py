@@ -70,7 +70,8 @@ class DataReader:
         self.terminator = b""  # ".\r\n" (or ".\n") once the end was seen
         self.sink: Callable[[bytes], None] | None = None  # where the body goes once spilled (see spill)
         self._at_bol = True
-        self._line_len = 0
+        self._line_len = 0  # octets of the line still open at the end of the last chunk
+        self._line_dot = False  # that line starts with a (stuffed) dot
 
     def consume(self, buf: bytearray) -> tuple[int, bool]:
         """Scan ``buf``; return (octets consumed, finished).  The caller deletes what was consumed."""
@@ -135,20 +136,32 @@ class DataReader:
         if LINE_TOO_LONG not in rules and self._has_long_line(chunk):
             rules.add(LINE_TOO_LONG)
         last = chunk.rfind(b"\n")
-        self._line_len = len(chunk) - last - 1 if last >= 0 else self._line_len + len(chunk)
+        if last >= 0:
+            self._line_len = len(chunk) - last - 1
+            self._line_dot = chunk[last + 1:last + 2] == b"."
+        else:
+            if not self._line_len:
+                self._line_dot = chunk[:1] == b"."
+            self._line_len += len(chunk)
         self._at_bol = last == len(chunk) - 1
 
     def _has_long_line(self, chunk: bytes) -> bool:
-        """§4.5.3.1.6: a text line is at most 1000 octets with the CRLF, i.e. fewer than 1000
-        before its LF.  From each line start, jump to the last LF in the next 1000 octets: when
-        there is none, the line is too long (a line still open at the end is judged so far)."""
+        """§4.5.3.1.6: "The maximum total length of a text line including the <CRLF> is 1000
+        octets (not counting the leading dot duplicated for transparency)": fewer than 1000
+        octets before its LF, one more when the line starts with a dot (§4.5.2 stuffing).  From
+        each line start, jump to the last LF within that limit: when there is none, the line is
+        too long (a line still open at the end is judged so far)."""
         start = -self._line_len  # where the current line began, in chunk positions
-        while start + MAX_TEXT_LINE <= len(chunk):
-            lf = chunk.rfind(b"\n", max(start, 0), start + MAX_TEXT_LINE)
+        size = len(chunk)
+        while True:
+            dot = self._line_dot if start < 0 else chunk[start:start + 1] == b"."
+            limit = MAX_TEXT_LINE + dot
+            if start + limit > size:
+                return False
+            lf = chunk.rfind(b"\n", max(start, 0), start + limit)
             if lf < 0:
                 return True
             start = lf + 1
-        return False
 
     def spill(self, sink: Callable[[bytes], None]) -> None:
         """From now on the body goes to ``sink`` as it arrives (a file), and only its first
