@@ -287,6 +287,34 @@ class Folder:
                 self.sync_dir(sub, ticket)
         return infos
 
+    def write_each(self, messages: list[bytes]) -> list[MessageInfo | Exception]:
+        """Deliver independent messages together (group commit of SMTP deliveries): each is
+        written and fsync'd in tmp/ on its own (a failure costs that message only), then the
+        written ones are published in one locked step (one uidlist update) and the directory
+        is fsync'd once for all.  Returns each message's info, or the exception that kept it
+        out; returns only when every delivered one is on disk."""
+        results: list[MessageInfo | Exception] = []
+        staged: list[tuple[str, str, str, str, tuple[int, float]]] = []
+        for data in messages:
+            try:
+                staged.append(self._write_tmp(data, "", None))
+                results.append(None)  # type: ignore[arg-type]  (filled in below)
+            except Exception as exc:
+                results.append(exc)
+        if not staged:
+            return results
+        try:
+            infos, ticket = self._publish(staged)
+            if self.fsync:
+                self.sync_dir("new", ticket)
+        except Exception as exc:  # nothing of the batch is visible (``_publish``): each is told
+            for tmp_path, *_ in staged:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp_path)
+            infos = [exc] * len(staged)  # type: ignore[list-item]
+        published = iter(infos)
+        return [next(published) if r is None else r for r in results]
+
     def _write_tmp(self, data: bytes, info_letters: str, internaldate: float | None
                    ) -> tuple[str, str, str, str, tuple[int, float]]:
         """Write and fsync ``data`` in tmp/, stored with LF line ends (``to_disk``): the item

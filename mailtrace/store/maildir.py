@@ -205,6 +205,32 @@ class MaildirStore:
         self._notify(user, folder.name)
         return info
 
+    def deliver_many(self, items: list[tuple[str, bytes]]) -> list[MessageInfo | Exception]:
+        """``deliver(user, message)`` for each (user, message) of ``items``, as a group commit:
+        the messages of one user share one uidlist update and one directory fsync
+        (``Folder.write_each``).  Returns each one's info or the exception that kept it out
+        (it is then not visible); returns only when every delivered one is on disk."""
+        results: list[MessageInfo | Exception | None] = [None] * len(items)
+        by_user: dict[str, list[int]] = {}
+        for i, (user, _) in enumerate(items):
+            by_user.setdefault(user, []).append(i)
+        for user, indexes in by_user.items():
+            try:
+                folder = self._folder(user, INBOX)
+                got = folder.write_each([bytes(items[i][1]) for i in indexes])
+            except Exception as exc:  # an unknown user, or the Maildir removed under us
+                got = [exc] * len(indexes)
+            for i, result in zip(indexes, got):
+                if isinstance(result, MailboxNotFound):
+                    try:  # one at a time: ``deliver`` remakes an INBOX removed under us
+                        result = self.deliver(user, items[i][1])
+                    except Exception as exc:
+                        result = exc
+                results[i] = result
+            if any(not isinstance(results[i], Exception) for i in indexes):
+                self._notify(user, INBOX)
+        return results  # type: ignore[return-value]
+
     def spool(self, user: str):
         """A ``store.spool.Spool`` in ``user``'s tmp/: a large incoming message written as it
         arrives; ``finish()`` gives the token to pass to ``deliver``/``Mailbox.append``."""

@@ -78,10 +78,47 @@ def deliver_job(store: Store, envelope: Envelope, copies: dict[str, bytes]) -> C
     return job
 
 
+class InMemoryDelivery:
+    """The job of a message held in memory: one copy per recipient (see ``deliver_job``).
+
+    Group commit: the shell may run the deliveries that completed in the same turn of its
+    event loop as ONE job (``run_group``, servers/storejobs.py): one hand-over to a worker
+    thread, one uidlist update and one directory fsync per mailbox for all of them
+    (``store.deliver_many``).  Each job's result, and so each 250, still comes only once its
+    own copies are on disk."""
+
+    def __init__(self, store: Store, envelope: Envelope, content: bytes) -> None:
+        self.store, self.envelope, self.content = store, envelope, content
+        self.group = store  # jobs on the same store may run as one group
+
+    def copies(self) -> list[tuple[str, bytes]]:
+        """(user, message bytes) of each recipient, trace headers first (§4.4)."""
+        return [(mailbox_user(rcpt), self.envelope.headers(rcpt) + self.content) for rcpt in self.envelope.recipients]
+
+    def __call__(self) -> list:
+        return self.run_group([self])[0]
+
+    @staticmethod
+    def run_group(jobs: list["InMemoryDelivery"]) -> list[list]:
+        """The results of ``jobs`` (all on one store), each as ``job()`` would give it."""
+        store = jobs[0].store
+        per_job = [job.copies() for job in jobs]
+        deliver_many = getattr(store, "deliver_many", None)
+        if deliver_many is None:  # a store without group commit: one delivery at a time
+            return [deliver_job(store, job.envelope, dict(zip(job.envelope.recipients, (m for _, m in copies))))()
+                    for job, copies in zip(jobs, per_job)]
+        flat = deliver_many([item for copies in per_job for item in copies])
+        results, at = [], 0
+        for copies in per_job:
+            results.append([r if isinstance(r, Exception) else (user, r)
+                            for (user, _), r in zip(copies, flat[at:at + len(copies)])])
+            at += len(copies)
+        return results
+
+
 def in_memory_job(store: Store, envelope: Envelope, message: bytes) -> Callable[[], list]:
     """A message held in memory, dot-stuffing already removed."""
-    content = with_header_break(message)  # a hand-typed message may have no header section
-    return deliver_job(store, envelope, {rcpt: envelope.headers(rcpt) + content for rcpt in envelope.recipients})
+    return InMemoryDelivery(store, envelope, with_header_break(message))  # a hand-typed message may have no header section
 
 
 class SpooledMessage:
