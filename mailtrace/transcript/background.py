@@ -78,16 +78,20 @@ class BackgroundSink:
         queue = self._queue
         if not queue:
             return
-        handle = self.inner.handle
-        done = 0
+        inner = self.inner
+        handle_many = getattr(inner, "handle_many", None)  # one write for a run of events (JsonlSink)
+        handle = inner.handle
+        popleft = queue.popleft
         while queue:
-            with self._writing:
-                if queue:  # (the servers' thread may have written it meanwhile)
-                    handle(queue.popleft())
-            done += 1
-            if done % YIELD_EVERY == 0:
-                time.sleep(0)  # let the servers' thread have the GIL now and then
-        flush = getattr(self.inner, "flush", None)
+            with self._writing:  # (the servers' thread may have written some meanwhile: it only appends else)
+                events = [popleft() for _ in range(min(len(queue), YIELD_EVERY))]
+                if handle_many is not None:
+                    handle_many(events)
+                else:
+                    for event in events:
+                        handle(event)
+            time.sleep(0)  # let the servers' thread have the GIL now and then
+        flush = getattr(inner, "flush", None)
         if flush is not None:
             with self._writing:
                 flush()

@@ -250,6 +250,13 @@ class JsonlSink(FileSink):
         self._file.write(event_line(event, self.show_secrets) + "\n")
         self._written(event)
 
+    def handle_many(self, events: list[Event]) -> None:
+        """``handle`` each of ``events``, in one write (the log writer's batches)."""
+        show = self.show_secrets
+        self._file.write("".join([event_line(event, show) + "\n" for event in events]))
+        if self.autoflush or any(event.kind is Kind.CLOSE for event in events):
+            self._file.flush()
+
 
 def read_jsonl(path: str | Path) -> Iterator[Event]:
     """Read the events of a saved transcript, checking its header."""

@@ -74,3 +74,25 @@ def test_the_recorder_stamps_a_new_event_in_place_and_copies_one_already_recorde
     recorder.remove_sink(first)
     other.close()
     assert first.events[-1].kind is Kind.COMMAND and second.events[-1].kind is Kind.CLOSE
+
+
+@settings(max_examples=50, deadline=None)
+@given(batch=st.lists(events, max_size=150), show_secrets=st.booleans())
+def test_the_log_writer_batches_write_what_one_event_at_a_time_writes(batch, show_secrets):
+    """``BackgroundSink`` hands its queue to ``JsonlSink.handle_many`` in runs: the file is the
+    same, line for line, as with one ``handle`` per event."""
+    import io
+
+    from mailtrace.transcript.background import BackgroundSink
+    from mailtrace.transcript.jsonl import JsonlSink
+
+    one_by_one, batched = io.StringIO(), io.StringIO()
+    plain = JsonlSink(one_by_one, show_secrets=show_secrets, autoflush=False)
+    for event in batch:
+        plain.handle(event)
+    background = BackgroundSink(JsonlSink(batched, show_secrets=show_secrets, autoflush=False), interval=3600)
+    for event in batch:
+        background.handle(event)
+    background.close()  # writes what is queued, in the thread's runs of events
+    # (the first line is the file's header, which carries its creation time)
+    assert batched.getvalue().split("\n", 1)[1] == one_by_one.getvalue().split("\n", 1)[1]
