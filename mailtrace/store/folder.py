@@ -327,8 +327,8 @@ class Folder:
             size = spooled.wire_size
         else:
             data = to_disk(data)
-            base = unique_name(len(data), wire_size(data))
             size = wire_size(data)
+            base = unique_name(len(data), size)
         tmp_path = f"{self._dir}/tmp/{base}"
         try:
             if spooled is not None:

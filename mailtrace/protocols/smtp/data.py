@@ -69,6 +69,7 @@ class DataReader:
         self.rules: set[str] = set()  # violation rules found (bare-lf, bare-cr, line-too-long)
         self.terminator = b""  # ".\r\n" (or ".\n") once the end was seen
         self.sink: Callable[[bytes], None] | None = None  # where the body goes once spilled (see spill)
+        self._kept: bytes | None = None  # ``body`` as bytes, once asked for (see _body_bytes)
         self._at_bol = True
         self._line_len = 0  # octets of the line still open at the end of the last chunk
         self._line_dot = False  # that line starts with a (stuffed) dot
@@ -89,10 +90,10 @@ class DataReader:
             if len(buf) - upto > 2:  # a long partial line cannot be the final "." line: take it now
                 upto = len(buf) - (1 if buf[-1] == 0x0D else 0)  # keep a CR whose LF may follow
             if upto > 0:
-                self.add(bytes(buf[:upto]))
+                self.add(_head(buf, upto))
             return upto, False
         if content_end:
-            self.add(bytes(buf[:content_end]))
+            self.add(_head(buf, content_end))
         self.terminator = bytes(buf[content_end:end])
         if not self.terminator.endswith(b"\r\n"):
             self.rules.add(BARE_LF)
@@ -101,6 +102,7 @@ class DataReader:
     def add(self, chunk: bytes) -> None:
         """Take bytes known to hold no end of data (the rest of a body cut short)."""
         self._check(chunk)
+        self._kept = None
         self.size += len(chunk)
         if self.size > self.max_size and not self.oversize:  # RFC 1870 §6.3: discard at once, 552 after the dot
             self.oversize = True
@@ -167,6 +169,7 @@ class DataReader:
         """From now on the body goes to ``sink`` as it arrives (a file), and only its first
         ``keep`` octets stay here, for the transcript."""
         self.sink = sink
+        self._kept = None
         del self.body[self.keep:]
 
     @property
@@ -174,10 +177,17 @@ class DataReader:
         """The transcript keeps only the start of the body (too big, or spilled to a file)."""
         return self.size > len(self.body)
 
+    def _body_bytes(self) -> bytes:
+        """``body`` as bytes, copied once for ``raw`` and ``message`` (a body is megabytes)."""
+        kept = self._kept
+        if kept is None:
+            kept = self._kept = bytes(self.body)
+        return kept
+
     @property
     def raw(self) -> bytes:
         """The body as sent, final dot line included (cut short when oversize)."""
-        return bytes(self.body) + self.terminator
+        return b"".join((self._body_bytes(), self.terminator))
 
     @property
     def wire_size(self) -> int:
@@ -188,7 +198,7 @@ class DataReader:
         notes = [Note(rule) for rule in (BARE_LF, BARE_CR, LINE_TOO_LONG, NUL_IN_DATA) if rule in self.rules]
         if CONTROL_IN_DATA in self.rules:
             notes += self._control_notes()
-        header_8bit, _ = eight_bit_parts(bytes(self.body)) if self.eight_bit else (False, False)
+        header_8bit, _ = eight_bit_parts(self._body_bytes()) if self.eight_bit else (False, False)
         if self.eight_bit and not body_8bitmime and not smtputf8:
             # SMTPUTF8 allows UTF-8 in the header and the body too (RFC 6532 §3.2: "text =/ UTF8-non-ascii")
             notes.append(Note(EIGHT_BIT))
@@ -200,7 +210,7 @@ class DataReader:
         """Where the control characters are: in the header section a violation (RFC 5322 §2.2,
         obsolete syntax by §4: "MUST NOT be generated"), in the body a note (§3.5).  Judged on
         the octets kept (all of them, unless the message was spooled or too big)."""
-        kept = bytes(self.body)
+        kept = self._body_bytes()
         end = HEADER_END.search(kept)
         no_header = kept.startswith((b"\r\n", b"\n"))
         header = b"" if no_header else kept[:end.start()] if end else kept
@@ -221,7 +231,13 @@ class DataReader:
 
     def message(self) -> bytes:
         """The message with the dot-stuffing removed (§4.5.2)."""
-        return unstuff(bytes(self.body))
+        return unstuff(self._body_bytes())
+
+
+def _head(buf: bytearray, n: int) -> bytes:
+    """``bytes(buf[:n])`` in one copy instead of two (the slice of a bytearray is a copy too)."""
+    with memoryview(buf) as view, view[:n] as head:
+        return bytes(head)
 
 
 def unstuff(body: bytes) -> bytes:
