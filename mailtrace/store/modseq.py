@@ -105,12 +105,17 @@ class ModSeqs:
         if self._appended < 0 or self._appended + count > max(MIN_APPENDED, len(self.of)):
             self._save()
             return
-        try:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(lines)
-            self._appended += count
+        try:  # (os.open, not open(): three system calls instead of eight, once per delivery)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
         except FileNotFoundError:  # the folder was deleted meanwhile
-            pass
+            return
+        try:
+            view = memoryview(lines.encode("utf-8"))
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        self._appended += count
 
     def _save(self) -> None:
         body = "".join(f"{uid} {value}\n" for uid, value in sorted(self.of.items()))
