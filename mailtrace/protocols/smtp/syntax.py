@@ -101,6 +101,10 @@ class Redaction:
         self._maybe_sasl = False
 
     def command(self, raw: bytes, known: bool) -> bytes | None:
+        if b"AUTH" not in raw.upper():  # no AUTH word (most lines): no credential, no SASL next
+            redacted = credentials.masked_line(raw) if self._maybe_sasl and not known else None
+            self._maybe_sasl = self._maybe_sasl and not known
+            return redacted
         redacted = credentials.smtp(raw)  # read leniently: AUTH<TAB>PLAIN, a cut line...
         if redacted is None and self._maybe_sasl and not known:
             redacted = credentials.masked_line(raw)
