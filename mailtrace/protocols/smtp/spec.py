@@ -176,12 +176,15 @@ TRANSITIONS = TransitionTable([
 ])
 
 
+_FIRST_DIGIT = {"2": OK, "3": MORE}
+
+
 def outcome(reply: Reply | str) -> Outcome:
     """What a reply (or a reply code) means for the command it answers (§4.2.1: the first digit)."""
     code = reply if isinstance(reply, str) else reply.status
     if code in ("221", "421"):  # §4.2.2: "closing transmission channel"
         return BYE
-    return {"2": OK, "3": MORE}.get(code[:1], FAIL)
+    return _FIRST_DIGIT.get(code[:1], FAIL)
 
 
 def starts_tls(verb: str, result: Outcome) -> bool:
