@@ -4,9 +4,12 @@ A core hands slow store work to its shell as a ``Pending`` (protocols/base.py): 
 Maildir delivery; every store call of the POP3 core (the password check, the lock and scan of
 the maildrop, reading a message for RETR and TOP, the unlinks at QUIT, releasing the lock).  The shell
 runs it here, in a pool of its own (not asyncio's default executor, which name lookups share),
-so a slow disk or a uidlist lock held by another program stalls that session only.  Deliveries
-that finish together share one directory fsync (group commit, ``store.folder.Folder.sync_dir``);
-each reply is still sent only after its own job returned.
+so a slow disk or a uidlist lock held by another program stalls that session only.
+
+Group commit: the SMTP deliveries whose final dot was read in the same turn of the event loop
+go to one worker as one job (``run_store_job`` below, ``InMemoryDelivery.run_group``): one
+hand-over to a thread and back, one uidlist update and one fsync of new/ per mailbox for all
+of them.  Each reply is still sent only after its own message was fsync'd.
 """
 
 from __future__ import annotations
