@@ -74,3 +74,20 @@ def test_the_recorder_stamps_a_new_event_in_place_and_copies_one_already_recorde
     recorder.remove_sink(first)
     other.close()
     assert first.events[-1].kind is Kind.COMMAND and second.events[-1].kind is Kind.CLOSE
+
+
+# Message bodies (RETR, FETCH, DATA: longer than 256 octets) take a faster path in event_line;
+# pieces that need no escaping (text, CRLF, UTF-8) and pieces that do (quotes, controls, bytes
+# that are not UTF-8), so that both paths are drawn.
+body_pieces = st.sampled_from([b"\r\n", b"The quick brown fox. ", b"..", "ñandú ".encode(), b'"', b"\\", b"\t",
+                               b"\x00", b"\x7f", b"\xff", b"\n", b"\r"])
+plain_pieces = st.sampled_from([b"\r\n", b"The quick brown fox. ", b"..", "ñandú ".encode(), b"\x7f"])
+bodies = (st.lists(plain_pieces, min_size=30, max_size=300) | st.lists(body_pieces, min_size=30, max_size=300)).map(b"".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=bodies)
+def test_a_message_body_line_is_byte_identical_to_encoding_event_to_dict(raw):
+    event = Event(side=Side.SERVER, kind=Kind.DATA, raw=raw, verb="RETR", protocol="pop3")
+    event.stamp("pop3-1", 7, 0.5, "pop3")
+    assert event_line(event) == ENCODER.encode(event_to_dict(event))
