@@ -77,6 +77,24 @@ def test_size_of_foreign_file_without_w_field(store, root):
     assert info.size == len(box.read(info.uid)) == len(raw) + 3
 
 
+@pytest.mark.parametrize("line_end", [b"\r\n", b"\n"])
+def test_every_read_gives_the_whole_file_in_wire_form_whatever_its_name_says(root, monkeypatch, line_end):
+    # No message is kept in memory (a budget of 0, as when 100 users' mailboxes exceed it):
+    # every read is a file read, the second one with the line ends already known.
+    from mailtrace.store import cache
+    monkeypatch.setattr(cache, "_shared", cache.WireCache(budget=0))
+    store = MaildirStore(root, dict(USERS))
+    body = b"".join(b"line %d of a message longer than its name says\n" % n for n in range(5000))  # ~250 KB
+    raw = b"Subject: big\n\n" + body
+    (root / "alice" / "cur" / f"1.lies.host,S=10,W=12:2,S").write_bytes(raw.replace(b"\n", line_end))
+    box = store.mailbox("alice")
+    (info,) = box.messages()
+    wire = raw.replace(b"\n", b"\r\n")
+    assert box.read(info.uid) == wire
+    assert box.read(info.uid) == wire
+    store.close()
+
+
 def test_delivery_to_unknown_user_or_mailbox(store):
     with pytest.raises(MailboxNotFound):
         store.deliver("mallory", MSG)
