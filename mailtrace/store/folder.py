@@ -262,6 +262,11 @@ class Folder:
                 self.sync(force=True)
         raise KeyError(base)
 
+    def cached_wire(self, base: str) -> bytes | None:
+        """The message in wire form if it is in memory, else None: no file is touched (an
+        event loop may call this; the cache's lock is only ever held for a dict operation)."""
+        return self.cache.get((self._dir, base))
+
     def read_wire(self, base: str) -> bytes:
         """The message in wire form (bare LF -> CRLF), from the cache when it is there."""
         key = (self._dir, base)

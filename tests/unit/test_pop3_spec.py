@@ -109,7 +109,9 @@ def test_refused_commands_never_move_the_state():
 # --- No store call outside a Pending job -------------------------------------------------------
 class Guard:
     """Wraps the store (and the mailboxes and locks it hands out): calling any of their methods
-    while no ``Pending`` job runs fails the test."""
+    while no ``Pending`` job runs fails the test, but for ``ON_LOOP``'s."""
+
+    ON_LOOP = {"cached"}  # Mailbox.cached: a message in memory, no file touched
 
     def __init__(self) -> None:
         self.in_job = False
@@ -125,7 +127,7 @@ class Guard:
                     return attr
 
                 def call(*args, **kwargs):
-                    assert guard.in_job, f"store call {name}() on the event loop"
+                    assert guard.in_job or name in guard.ON_LOOP, f"store call {name}() on the event loop"
                     guard.calls.append(name)
                     result = attr(*args, **kwargs)
                     return guard.wrap(result) if hasattr(result, "release") or hasattr(result, "expunge") else result
@@ -172,6 +174,28 @@ def test_every_store_call_runs_in_a_pending_job(script, ending):
                 assert real.lock_maildrop("alice") is not None, "the maildrop lock was released"
             if any(isinstance(o, Event) and o.verb in ("PASS", "APOP") and o.code == "+OK" for o in outputs):
                 assert {"lock_maildrop", "mailbox"} <= set(guard.calls)
+        finally:
+            real.close()
+
+
+def test_a_message_the_store_holds_in_memory_is_sent_without_a_store_job():
+    """The first session's RETR reads the message in a job (and the store keeps it in memory);
+    the next session's RETR of it needs none, and sends the same bytes."""
+    with tempfile.TemporaryDirectory() as d:
+        real = MaildirStore(Path(d), {"alice": "alice"}, fsync=False)
+        try:
+            real.deliver("alice", b"Subject: one\r\n\r\n.hello\r\n")
+            bodies, jobs = [], []
+            for _ in range(2):
+                core = Pop3ServerConnection(real, STAMP)
+                settle(core.start())
+                settle(core.receive(b"USER alice\r\nPASS alice\r\n"))
+                out = core.receive(b"RETR 1\r\n")
+                jobs.append(any(isinstance(o, Pending) for o in out))
+                bodies += [o.raw for o in settle(out) if isinstance(o, Event) and o.kind is Kind.DATA]
+                settle(core.receive(b"QUIT\r\n"))
+            assert jobs == [True, False]
+            assert bodies == [b"Subject: one\r\n\r\n..hello\r\n.\r\n"] * 2
         finally:
             real.close()
 

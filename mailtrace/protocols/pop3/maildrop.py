@@ -1,7 +1,7 @@
 """The POP3 core's store jobs: the only code of the core that touches the store.
 
 The server core (``server.py``) never calls the store itself: it hands each of these functions
-to its shell as a ``Pending`` job (``protocols/base.py``), which runs it in a worker thread
+(but ``in_memory``, which reads no file) to its shell as a ``Pending`` job (``protocols/base.py``), which runs it in a worker thread
 (``mailtrace.servers.storejobs``) and gives the result back to the core.  So the password
 check, locking and listing the maildrop (RFC 1939 §4), reading a message (RETR, TOP), the
 unlinks of the UPDATE state (§6) and releasing the lock never stop the event loop, however
@@ -100,6 +100,14 @@ def read_ahead(listing: list[Message]) -> list[int]:
             uids.append(message.uid)
             octets += message.size
     return uids
+
+
+def in_memory(mailbox: Any, uid: int) -> bytes | None:
+    """The message if the store holds it in memory (``Mailbox.cached``): no file is read, so
+    the core may ask on the event loop and skip a store job (a hop to a worker thread and
+    back, the larger cost of a RETR of a small message).  None: read it in a job."""
+    cached = getattr(mailbox, "cached", None)
+    return cached(uid) if cached is not None else None
 
 
 def read_messages(mailbox: Any, uids: list[int]) -> dict[int, bytes | None]:

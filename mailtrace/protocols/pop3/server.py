@@ -21,6 +21,8 @@ Every call on the store (the password check, locking and scanning the maildrop, 
 message for RETR and TOP, the unlinks at QUIT, releasing the lock) is a ``Pending`` job: the
 shell runs it in a worker thread (``mailtrace.servers.storejobs``) and the core goes on with
 its result, so a slow disk or a lock held by another program never stops other sessions.
+The one exception reads no file: a message the store already holds in memory
+(``maildrop.in_memory``) is sent at once.
 
 Sizes (§11): "if the POP3 server host internally represents end-of-line as a single
 character, then the POP3 server simply counts each occurrence of this character in a message
@@ -45,6 +47,7 @@ from mailtrace.protocols.pop3.maildrop import (
     Message,
     Refused,
     apop_login,
+    in_memory,
     login,
     read_ahead,
     read_messages,
@@ -429,6 +432,9 @@ class Pop3ServerConnection:
         session = self.session
         if message.uid in session.read_ahead:  # read by an earlier job: no store call
             return sent(session.read_ahead.pop(message.uid))
+        data = in_memory(session.mailbox, message.uid)
+        if data is not None:  # in the store's memory already: no job either
+            return sent(data)
 
         def read(found: dict[int, bytes | None]) -> list[Output]:
             session.read_ahead = found
