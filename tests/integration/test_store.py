@@ -758,3 +758,33 @@ def test_modseqs_appended_lines_read_back_as_written(tmp_path):
     writer.bump([1])  # one more than MIN_APPENDED: the file is written whole again
     assert (tmp_path / ms.MODSEQ_NAME).read_text().count("\n") == 1 + len(writer.of) + len(writer.vanished)
     assert reread().of == writer.of and reread().highest == writer.highest and size > 0
+
+
+def test_the_message_cache_stays_consistent_under_threads():
+    """Lookups take no lock (store/cache.py): with puts evicting and discards under way in other
+    threads, a lookup gives the key's own bytes or None, and the budget's accounting holds."""
+    from mailtrace.store.cache import WireCache
+
+    cache = WireCache(budget=64 * 100, max_item=1000)
+    value = {k: bytes([65 + k % 26]) * (50 + k % 50) for k in range(400)}
+    wrong: list = []
+
+    def work(seed: int) -> None:
+        for n in range(20000):
+            k = (n * 7 + seed * 13) % 400
+            if n % 3 == 0:
+                cache.put(k, value[k])
+            elif n % 11 == 0:
+                cache.discard(k)
+            else:
+                got = cache.get(k)
+                if got is not None and got != value[k]:
+                    wrong.append(k)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+    assert cache._size == sum(len(v) for v in cache._items.values()) <= 64 * 100

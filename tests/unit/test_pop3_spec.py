@@ -258,3 +258,30 @@ def test_user_pass_and_marked_messages_are_counted_by_one_rule():
                          ("RSET", spec.Outcome.OK), ("DELE", spec.Outcome.OK)]:
         marked = spec.marked_after(verb, result, marked)
     assert marked == 1
+
+
+# --- Redaction: the quick look at a line says what the full reading says ------------------------
+def _full_reading(state: list, line: bytes, known: bool) -> bytes | None:
+    """Redaction.of without its quick look (the oracle)."""
+    from mailtrace.protocols import credentials
+
+    after_auth, state[0] = state[0], credentials.starts_sasl(line) or (state[0] and not known)
+    masked = credentials.pop3(line)
+    if masked is None and after_auth and not known:
+        masked = credentials.masked_line(line)
+    return masked
+
+
+line_words = st.sampled_from([b"PASS", b"pass", b"PaSs", b"USER", b"user", b"APOP", b"AUTH", b"auth", b"x", b"UID",
+                              b"AUTHENTICATE", b"RETR", b"1", b"secret", b"alice", b"PLAIN", b"dXNlcg==", b"*"])
+lines = st.tuples(st.sampled_from([b"", b" ", b"\t"]), st.lists(line_words, max_size=4),
+                  st.sampled_from([b" ", b"\t", b"  "]), st.sampled_from([b"\r\n", b"\n", b""])).map(
+    lambda t: t[0] + t[2].join(t[1]) + t[3])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(lines, st.booleans()), max_size=8))
+def test_redaction_quick_look_masks_exactly_what_the_full_reading_masks(script):
+    redaction, state = spec.Redaction(), [False]
+    for line, known in script:
+        assert redaction.of(line, known) == _full_reading(state, line, known)

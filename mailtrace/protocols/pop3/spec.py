@@ -439,10 +439,18 @@ class Redaction:
     the next command this side recognises (a SASL response sent though the server refused
     AUTH).  One per session, in the core and in the observer alike."""
 
+    #: Every line ``credentials.pop3`` masks or ``starts_sasl`` notices holds one of these
+    #: (any case): a line with none (RETR 5, STAT, ...) is answered without splitting it.
+    _MAY_HOLD_SECRET = (b"pass", b"auth", b"apop", b"user")
+
     def __init__(self) -> None:
         self._after_auth = False
 
     def of(self, line: bytes, known: bool) -> bytes | None:
+        if not self._after_auth:
+            lower = line.lower()
+            if not any(word in lower for word in self._MAY_HOLD_SECRET):
+                return None
         after_auth, self._after_auth = self._after_auth, credentials.starts_sasl(line) or (self._after_auth and not known)
         masked = credentials.pop3(line)
         if masked is None and after_auth and not known:
