@@ -285,3 +285,27 @@ def test_redaction_quick_look_masks_exactly_what_the_full_reading_masks(script):
     redaction, state = spec.Redaction(), [False]
     for line, known in script:
         assert redaction.of(line, known) == _full_reading(state, line, known)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(st.sampled_from([b".", b"..", b"text", b" ", b".x"]), max_size=3).map(b"".join),
+                min_size=1, max_size=8))
+def test_retr_and_top_stuff_every_dot_line_in_every_session(body_lines):
+    """The stuffing decision is remembered per stored message (maildrop.message_dot_lines):
+    RETR and TOP still double every leading "." (RFC 1939 §3), in a first session and the next."""
+    message = b"Subject: dots\r\n\r\n" + b"".join(line + b"\r\n" for line in body_lines)
+    with tempfile.TemporaryDirectory() as d:
+        real = MaildirStore(Path(d), {"alice": "alice"}, fsync=False)
+        try:
+            real.deliver("alice", message)
+            for _ in range(2):
+                core = Pop3ServerConnection(real, STAMP)
+                settle(core.start())
+                settle(core.receive(b"USER alice\r\nPASS alice\r\n"))
+                for command, want in ((b"TOP 1 1", spec.top_of(message, 1)), (b"RETR 1", message)):
+                    out = settle(core.receive(command + b"\r\n"))
+                    (body,) = [o.raw for o in out if isinstance(o, Event) and o.kind is Kind.DATA]
+                    assert body == spec.byte_stuff(want)
+                settle(core.receive(b"QUIT\r\n"))
+        finally:
+            real.close()

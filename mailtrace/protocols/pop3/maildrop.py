@@ -14,7 +14,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from mailtrace.protocols.pop3.spec import apop_digest
+from mailtrace.protocols.pop3.spec import apop_digest, dot_lines
 from mailtrace.store.model import MailboxNotFound
 
 
@@ -25,6 +25,7 @@ class Message:
     uid: int
     size: int
     deleted: bool = False
+    key: str = ""  # the store's unique name for it (MessageInfo.key), when it has one
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def open_maildrop(store: Any, user: str) -> Refused | tuple[str, Any, Any, list[
         release(lock)
         return Refused(f"cannot open the maildrop: {type(exc).__name__}", "SYS/TEMP")
     try:  # a new Mailbox view is scanned as it is made (store/maildir.py): no second refresh()
-        return user, lock, mailbox, [Message(info.uid, info.size) for info in mailbox.messages()]
+        return user, lock, mailbox, [Message(info.uid, info.size, key=info.key) for info in mailbox.messages()]
     except Exception as exc:
         release(lock)
         return Refused(f"cannot open the maildrop: {type(exc).__name__}", "SYS/TEMP")
@@ -108,6 +109,31 @@ def in_memory(mailbox: Any, uid: int) -> bytes | None:
     back, the larger cost of a RETR of a small message).  None: read it in a job."""
     cached = getattr(mailbox, "cached", None)
     return cached(uid) if cached is not None else None
+
+
+#: Whether a stored message has lines to byte-stuff (``spec.dot_lines``), worked out once per
+#: message per process: a Maildir file's content never changes, and its unique name is never
+#: reused (the same promise the store's message cache rests on, store/cache.py), so a class
+#: downloading the same messages costs one scan of each, not one per RETR.  A few octets per
+#: message; emptied when it holds DOT_LINES_KEPT.
+DOT_LINES_KEPT = 100_000
+_dot_lines: dict[tuple[str, str, str], bool] = {}
+
+
+def message_dot_lines(mailbox: Any, message: Message, data: bytes) -> bool:
+    """``spec.dot_lines(data)`` of ``message`` of ``mailbox`` (remembered, see above)."""
+    try:
+        key = (mailbox.user, mailbox.name, message.key)
+    except AttributeError:  # (a store without names)
+        return dot_lines(data)
+    if not message.key:
+        return dot_lines(data)
+    found = _dot_lines.get(key)
+    if found is None:
+        if len(_dot_lines) >= DOT_LINES_KEPT:
+            _dot_lines.clear()
+        found = _dot_lines[key] = dot_lines(data)
+    return found
 
 
 def read_messages(mailbox: Any, uids: list[int]) -> dict[int, bytes | None]:

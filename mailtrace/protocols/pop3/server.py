@@ -49,6 +49,7 @@ from mailtrace.protocols.pop3.maildrop import (
     apop_login,
     in_memory,
     login,
+    message_dot_lines,
     read_ahead,
     read_messages,
     release,
@@ -426,7 +427,8 @@ class Pop3ServerConnection:
                 return self._error(verb, "message was removed by another session", "SYS/TEMP", count=False)
             if refused := self._not_utf8(verb, data):
                 return refused
-            return self._multiline(verb, first(data), byte_stuff(part(data)),
+            dots = message_dot_lines(session.mailbox, message, data)  # (a part's lines are the message's)
+            return self._multiline(verb, first(data), byte_stuff(part(data), dots),
                                    self._ref(Action.READ, message))
 
         session = self.session

@@ -497,15 +497,21 @@ def uidl_of(uid: int, uidvalidity: int) -> str:
 _DOT_AFTER_LF = re.compile(rb"\n\.")
 
 
-def byte_stuff(data: bytes) -> bytes:
+def dot_lines(data: bytes) -> bool:
+    """Whether a line after the first starts with "." (what ``byte_stuff`` must double)."""
+    return _DOT_AFTER_LF.search(data) is not None  # (a compiled search beats ``b"\n." in data`` 3x on text)
+
+
+def byte_stuff(data: bytes, dots: bool | None = None) -> bytes:
     """Prefix "." to every line that starts with "." (RFC 1939 §3) and end with ".CRLF".
 
     ``data`` is a message in wire form (CRLF line endings).  A message that does not end in
-    CRLF gets one before the terminator, as Dovecot does.
+    CRLF gets one before the terminator, as Dovecot does.  ``dots``: ``dot_lines(data)`` when
+    the caller knows it already (of the whole message, for a part of its lines too).
     """
     if data.startswith(b"."):
         data = b"." + data
-    if _DOT_AFTER_LF.search(data):  # (a compiled search beats ``b"\n." in data`` 3x on text)
+    if dot_lines(data) if dots is None else dots:
         data = data.replace(b"\n.", b"\n..")
     if data and not data.endswith(b"\r\n"):
         data += b"\r\n"
