@@ -291,7 +291,7 @@ def test_redaction_quick_look_masks_exactly_what_the_full_reading_masks(script):
 @given(st.lists(st.lists(st.sampled_from([b".", b"..", b"text", b" ", b".x"]), max_size=3).map(b"".join),
                 min_size=1, max_size=8))
 def test_retr_and_top_stuff_every_dot_line_in_every_session(body_lines):
-    """The stuffing decision is remembered per stored message (maildrop.message_dot_lines):
+    """The stuffing decision is remembered per stored message (maildrop.message_facts):
     RETR and TOP still double every leading "." (RFC 1939 §3), in a first session and the next."""
     message = b"Subject: dots\r\n\r\n" + b"".join(line + b"\r\n" for line in body_lines)
     with tempfile.TemporaryDirectory() as d:
@@ -307,5 +307,26 @@ def test_retr_and_top_stuff_every_dot_line_in_every_session(body_lines):
                     (body,) = [o.raw for o in out if isinstance(o, Event) and o.kind is Kind.DATA]
                     assert body == spec.byte_stuff(want)
                 settle(core.receive(b"QUIT\r\n"))
+        finally:
+            real.close()
+
+
+def test_a_message_with_utf8_header_fields_is_refused_without_utf8_in_every_session():
+    """RFC 6856 §2.1, with the fact remembered per stored message (maildrop.message_facts)."""
+    message = "Subject: canción\r\n\r\nhola\r\n".encode()
+    with tempfile.TemporaryDirectory() as d:
+        real = MaildirStore(Path(d), {"alice": "alice"}, fsync=False)
+        try:
+            real.deliver("alice", message)
+            answers = []
+            for utf8 in (False, True, False):
+                core = Pop3ServerConnection(real, STAMP)
+                settle(core.start())
+                settle(core.receive((b"UTF8\r\n" if utf8 else b"") + b"USER alice\r\nPASS alice\r\n"))
+                out = settle(core.receive(b"RETR 1\r\n"))
+                answers.append([o.raw for o in out if isinstance(o, Event) and o.kind in (Kind.REPLY, Kind.DATA)])
+                settle(core.receive(b"QUIT\r\n"))
+            assert answers[0] == answers[2] and answers[0][0].startswith(b"-ERR [UTF8]") and len(answers[0]) == 1
+            assert answers[1] == [b"+OK %d octets\r\n" % len(message), message + b".\r\n"]
         finally:
             real.close()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailtrace.protocols.pop3.spec import apop_digest, dot_lines
+from mailtrace.protocols.utf8mail import has_utf8_header
 from mailtrace.store.model import MailboxNotFound
 
 
@@ -111,28 +112,27 @@ def in_memory(mailbox: Any, uid: int) -> bytes | None:
     return cached(uid) if cached is not None else None
 
 
-#: Whether a stored message has lines to byte-stuff (``spec.dot_lines``), worked out once per
-#: message per process: a Maildir file's content never changes, and its unique name is never
-#: reused (the same promise the store's message cache rests on, store/cache.py), so a class
-#: downloading the same messages costs one scan of each, not one per RETR.  A few octets per
-#: message; emptied when it holds DOT_LINES_KEPT.
-DOT_LINES_KEPT = 100_000
-_dot_lines: dict[tuple[str, str, str], bool] = {}
+#: What RETR and TOP must know of a stored message, worked out once per message per process:
+#: whether lines start with "." (to byte-stuff, ``spec.dot_lines``) and whether its header holds
+#: raw UTF-8 (RFC 6856, ``utf8mail.has_utf8_header``).  A Maildir file's content never changes
+#: and its unique name is never reused (the promise the store's message cache rests on,
+#: store/cache.py), so a class downloading the same messages costs one pass over each, not two
+#: per RETR.  A few octets per message; emptied when it holds FACTS_KEPT.
+FACTS_KEPT = 100_000
+_facts: dict[tuple[str, str, str], tuple[bool, bool]] = {}
 
 
-def message_dot_lines(mailbox: Any, message: Message, data: bytes) -> bool:
-    """``spec.dot_lines(data)`` of ``message`` of ``mailbox`` (remembered, see above)."""
-    try:
-        key = (mailbox.user, mailbox.name, message.key)
-    except AttributeError:  # (a store without names)
-        return dot_lines(data)
-    if not message.key:
-        return dot_lines(data)
-    found = _dot_lines.get(key)
+def message_facts(mailbox: Any, message: Message, data: bytes) -> tuple[bool, bool]:
+    """(``spec.dot_lines(data)``, ``has_utf8_header(data)``) of ``message`` of ``mailbox``."""
+    user, name = getattr(mailbox, "user", None), getattr(mailbox, "name", None)
+    if not (message.key and isinstance(user, str) and isinstance(name, str)):  # no names to go by
+        return dot_lines(data), has_utf8_header(data)
+    key = (user, name, message.key)
+    found = _facts.get(key)
     if found is None:
-        if len(_dot_lines) >= DOT_LINES_KEPT:
-            _dot_lines.clear()
-        found = _dot_lines[key] = dot_lines(data)
+        if len(_facts) >= FACTS_KEPT:
+            _facts.clear()
+        found = _facts[key] = (dot_lines(data), has_utf8_header(data))
     return found
 
 

@@ -49,7 +49,7 @@ from mailtrace.protocols.pop3.maildrop import (
     apop_login,
     in_memory,
     login,
-    message_dot_lines,
+    message_facts,
     read_ahead,
     read_messages,
     release,
@@ -77,7 +77,6 @@ from mailtrace.protocols.pop3.spec import (
     user_pass,
     wire,
 )
-from mailtrace.protocols.utf8mail import has_utf8_header
 from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.links import Action, MessageRef
 
@@ -425,10 +424,10 @@ class Pop3ServerConnection:
         def sent(data: bytes | None) -> list[Output]:
             if data is None:
                 return self._error(verb, "message was removed by another session", "SYS/TEMP", count=False)
-            if refused := self._not_utf8(verb, data):
+            dots, utf8_header = message_facts(session.mailbox, message, data)
+            if refused := self._not_utf8(verb, utf8_header):
                 return refused
-            dots = message_dot_lines(session.mailbox, message, data)  # (a part's lines are the message's)
-            return self._multiline(verb, first(data), byte_stuff(part(data), dots),
+            return self._multiline(verb, first(data), byte_stuff(part(data), dots),  # (a part's lines are the message's)
                                    self._ref(Action.READ, message))
 
         session = self.session
@@ -445,11 +444,11 @@ class Pop3ServerConnection:
         uids = read_ahead(session.messages[number - 1:])
         return self._slowly(lambda: read_messages(session.mailbox, uids), read)
 
-    def _not_utf8(self, verb: str, data: bytes) -> list[Output]:
+    def _not_utf8(self, verb: str, utf8_header: bool) -> list[Output]:
         """RFC 6856 §2.1: a message with UTF-8 headers is not sent as is to a client that did
         not send UTF8; the lab fails the request with -ERR [UTF8] (§5) rather than send a
         surrogate, so the student sees why.  The client may send UTF8 (in AUTHORIZATION) next time."""
-        if self.utf8 or not has_utf8_header(data):
+        if self.utf8 or not utf8_header:
             return []
         return self._error(verb, "this message has UTF-8 header fields: send UTF8 before logging in (RFC 6856)",
                            "UTF8", count=False)
