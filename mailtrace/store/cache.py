@@ -30,11 +30,18 @@ class WireCache:
         self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> bytes | None:
-        with self._lock:
-            data = self._items.get(key)
-            if data is not None:
-                self._items.move_to_end(key)
-            return data
+        """The cached bytes, or None.  Takes no lock: an event loop calls this, and must never
+        wait for a store thread that holds the lock while it waits for the interpreter lock.
+        ``OrderedDict.get`` and ``move_to_end`` are each one atomic step (C, under the GIL); a
+        ``put`` may evict the key between the two, which only makes the second a no-op."""
+        items = self._items
+        data = items.get(key)
+        if data is not None:
+            try:
+                items.move_to_end(key)
+            except KeyError:  # evicted meanwhile by another thread's put
+                pass
+        return data
 
     def put(self, key: Hashable, data: bytes) -> None:
         if len(data) > self._max_item:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Iterable
 
 from mailtrace.store import cache
-from mailtrace.store.files import fsync_dir, to_disk, to_wire, unique_name, wire_size
+from mailtrace.store.files import fsync_dir, read_file, to_disk, to_wire, unique_name, wire_size
 from mailtrace.store.spool import claim
 from mailtrace.store.flags import INFO_PREFIX, Keywords, split_name
 from mailtrace.store.model import MailboxNotFound, MessageInfo
@@ -69,6 +69,10 @@ class Folder:
         # client read would be).
         self.unclaimed: set[int] = set()
         self._meta: dict[str, tuple[int, float]] = {}  # base -> (wire size, mtime)
+        # bases whose file holds the wire form already (CRLF line ends): a file's content never
+        # changes, so the CRLF check of ``to_wire`` (two passes over the message) is made once
+        # per message, not at every read that misses the cache
+        self._crlf: set[str] = set()
         self._dir_key: tuple[int, ...] | None = None
         self._trusted = False  # the listing at _dir_key can be trusted (not within grace)
         self._kw_key: tuple | None = None
@@ -249,21 +253,32 @@ class Folder:
         for attempt in range(2):
             where = self.files.get(base)
             if where is not None:
-                try:
-                    with open(self.path / where[0] / where[1], "rb") as f:
-                        return f.read()
+                meta = self._meta.get(base)
+                try:  # (str paths: pathlib costs as much as the read of a 10 KB message)
+                    return read_file(f"{self._dir}/{where[0]}/{where[1]}", meta[0] if meta else 0)
                 except FileNotFoundError:
                     pass  # renamed (flags) or expunged by someone else: look again
             if attempt == 0:
                 self.sync(force=True)
         raise KeyError(base)
 
+    def cached_wire(self, base: str) -> bytes | None:
+        """The message in wire form if it is in memory, else None: no file is touched (an
+        event loop may call this; the cache's lock is only ever held for a dict operation)."""
+        return self.cache.get((self._dir, base))
+
     def read_wire(self, base: str) -> bytes:
         """The message in wire form (bare LF -> CRLF), from the cache when it is there."""
-        key = (self.path, base)
+        key = (self._dir, base)
         data = self.cache.get(key)
         if data is None:
-            data = to_wire(self.read_raw(base))
+            raw = self.read_raw(base)
+            if base in self._crlf:
+                data = raw
+            else:
+                data = to_wire(raw)
+                if data is raw:  # (to_wire returns its argument when there was nothing to change)
+                    self._crlf.add(base)
             self.cache.put(key, data)
         return data
 
@@ -511,7 +526,8 @@ class Folder:
                 self.infos.pop(uid, None)
                 self.files.pop(base, None)
                 self._meta.pop(base, None)
-                self.cache.discard((self.path, base))
+                self._crlf.discard(base)
+                self.cache.discard((self._dir, base))
             if bases:
                 with self.uidlist.locked():
                     self.uidlist.load()

@@ -64,6 +64,14 @@ class Mailbox:
         """The message in wire form: every bare LF sent as CRLF (len == info.size)."""
         return self._folder.read_wire(self._infos[uid].key)
 
+    def cached(self, uid: int) -> bytes | None:
+        """What ``read`` would return, if the message is in memory (the process's cache of
+        messages, store/cache.py); None otherwise, or when the uid is not in this view.  Touches
+        no file: a server may call it on its event loop, and call ``read`` in a store job when
+        it says None."""
+        info = self._infos.get(uid)
+        return None if info is None else self._folder.cached_wire(info.key)
+
     def set_flags(self, uid: int, flags: Iterable[str]) -> MessageInfo:
         old = self._infos[uid]
         new = self._folder.set_flags(uid, flags)

@@ -26,7 +26,7 @@ from test_imap_helpers import MULTI, PASSWORD, SIMPLE, USERS
 class RunningServer:
     """An IMAP listener in a background event loop, on an ephemeral port."""
 
-    def __init__(self, directory: Path, tls: bool = False, implicit: bool = False) -> None:
+    def __init__(self, directory: Path, tls: bool = False, implicit: bool = False, loop_factory=None) -> None:
         self.sink = MemorySink()
         tls_context = None
         if tls or implicit:
@@ -35,7 +35,7 @@ class RunningServer:
             tls_context = server_context(directory)
         self.lab = Lab(directory=directory, users=dict(USERS), recorder=Recorder([self.sink]), tls_context=tls_context)
         self.store = self.lab.open_store()
-        self.loop = asyncio.new_event_loop()
+        self.loop = (loop_factory or asyncio.new_event_loop)()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.listener = Listener(ListenerConfig("imap", implicit_tls=implicit), make_core_factory(self.lab),
@@ -132,6 +132,30 @@ def _until(f, tag: bytes) -> bytes:
         out += line
         if line.startswith(tag + b" "):
             return out
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_fetch_of_many_large_messages_arrives_whole_and_in_order(tmp_path, loop):
+    """A FETCH answer is written as its pieces (servers/base.py, writev on uvloop), not joined."""
+    factory = None
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        factory = uvloop.new_event_loop
+    srv = RunningServer(tmp_path, loop_factory=factory)
+    try:
+        bodies = [b"Subject: big %d\r\n\r\n" % n + b"".join(b"%05d line of message %d\r\n" % (i, n) for i in range(800))
+                  for n in range(1, 41)]  # ~20 KB each
+        for body in bodies:
+            srv.store.deliver("alice", body)
+        m = srv.client()
+        m.select("INBOX", readonly=True)
+        typ, data = m.uid("FETCH", "1:*", "(BODY.PEEK[])")
+        assert typ == "OK"
+        got = [item[1] for item in data if isinstance(item, tuple)]
+        assert got == bodies
+        m.logout()
+    finally:
+        srv.stop()
 
 
 def test_login_with_a_literal_password_and_authenticate_plain(server):

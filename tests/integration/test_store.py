@@ -77,6 +77,24 @@ def test_size_of_foreign_file_without_w_field(store, root):
     assert info.size == len(box.read(info.uid)) == len(raw) + 3
 
 
+@pytest.mark.parametrize("line_end", [b"\r\n", b"\n"])
+def test_every_read_gives_the_whole_file_in_wire_form_whatever_its_name_says(root, monkeypatch, line_end):
+    # No message is kept in memory (a budget of 0, as when 100 users' mailboxes exceed it):
+    # every read is a file read, the second one with the line ends already known.
+    from mailtrace.store import cache
+    monkeypatch.setattr(cache, "_shared", cache.WireCache(budget=0))
+    store = MaildirStore(root, dict(USERS))
+    body = b"".join(b"line %d of a message longer than its name says\n" % n for n in range(5000))  # ~250 KB
+    raw = b"Subject: big\n\n" + body
+    (root / "alice" / "cur" / f"1.lies.host,S=10,W=12:2,S").write_bytes(raw.replace(b"\n", line_end))
+    box = store.mailbox("alice")
+    (info,) = box.messages()
+    wire = raw.replace(b"\n", b"\r\n")
+    assert box.read(info.uid) == wire
+    assert box.read(info.uid) == wire
+    store.close()
+
+
 def test_delivery_to_unknown_user_or_mailbox(store):
     with pytest.raises(MailboxNotFound):
         store.deliver("mallory", MSG)
@@ -740,3 +758,33 @@ def test_modseqs_appended_lines_read_back_as_written(tmp_path):
     writer.bump([1])  # one more than MIN_APPENDED: the file is written whole again
     assert (tmp_path / ms.MODSEQ_NAME).read_text().count("\n") == 1 + len(writer.of) + len(writer.vanished)
     assert reread().of == writer.of and reread().highest == writer.highest and size > 0
+
+
+def test_the_message_cache_stays_consistent_under_threads():
+    """Lookups take no lock (store/cache.py): with puts evicting and discards under way in other
+    threads, a lookup gives the key's own bytes or None, and the budget's accounting holds."""
+    from mailtrace.store.cache import WireCache
+
+    cache = WireCache(budget=64 * 100, max_item=1000)
+    value = {k: bytes([65 + k % 26]) * (50 + k % 50) for k in range(400)}
+    wrong: list = []
+
+    def work(seed: int) -> None:
+        for n in range(20000):
+            k = (n * 7 + seed * 13) % 400
+            if n % 3 == 0:
+                cache.put(k, value[k])
+            elif n % 11 == 0:
+                cache.discard(k)
+            else:
+                got = cache.get(k)
+                if got is not None and got != value[k]:
+                    wrong.append(k)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+    assert cache._size == sum(len(v) for v in cache._items.values()) <= 64 * 100

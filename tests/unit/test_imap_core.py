@@ -110,6 +110,18 @@ def test_fetch_items_and_seen(store):
     assert b"BODY[TEXT]<6> {7}\r\nmessage" in out
 
 
+def test_a_fetch_that_reads_bodies_names_the_messages_it_read_on_its_tagged_reply(store):
+    c = Client(store)
+    c.login()
+    c.select()
+    c.cmd("f1 FETCH 1:2 BODY.PEEK[]")
+    c.cmd("f2 FETCH 1:2 FLAGS")
+    done = {e.tag: e for e in c.events if e.kind is Kind.REPLY and e.tag in ("f1", "f2")}
+    assert [(m.action, m.user, m.mailbox, m.uid) for m in done["f1"].messages] == [
+        ("read", "alice", "INBOX", 1), ("read", "alice", "INBOX", 2)]
+    assert done["f2"].messages == ()
+
+
 def test_bodystructure_and_sections(store):
     c = Client(store)
     c.login()

@@ -109,7 +109,9 @@ def test_refused_commands_never_move_the_state():
 # --- No store call outside a Pending job -------------------------------------------------------
 class Guard:
     """Wraps the store (and the mailboxes and locks it hands out): calling any of their methods
-    while no ``Pending`` job runs fails the test."""
+    while no ``Pending`` job runs fails the test, but for ``ON_LOOP``'s."""
+
+    ON_LOOP = {"cached"}  # Mailbox.cached: a message in memory, no file touched
 
     def __init__(self) -> None:
         self.in_job = False
@@ -125,7 +127,7 @@ class Guard:
                     return attr
 
                 def call(*args, **kwargs):
-                    assert guard.in_job, f"store call {name}() on the event loop"
+                    assert guard.in_job or name in guard.ON_LOOP, f"store call {name}() on the event loop"
                     guard.calls.append(name)
                     result = attr(*args, **kwargs)
                     return guard.wrap(result) if hasattr(result, "release") or hasattr(result, "expunge") else result
@@ -172,6 +174,28 @@ def test_every_store_call_runs_in_a_pending_job(script, ending):
                 assert real.lock_maildrop("alice") is not None, "the maildrop lock was released"
             if any(isinstance(o, Event) and o.verb in ("PASS", "APOP") and o.code == "+OK" for o in outputs):
                 assert {"lock_maildrop", "mailbox"} <= set(guard.calls)
+        finally:
+            real.close()
+
+
+def test_a_message_the_store_holds_in_memory_is_sent_without_a_store_job():
+    """The first session's RETR reads the message in a job (and the store keeps it in memory);
+    the next session's RETR of it needs none, and sends the same bytes."""
+    with tempfile.TemporaryDirectory() as d:
+        real = MaildirStore(Path(d), {"alice": "alice"}, fsync=False)
+        try:
+            real.deliver("alice", b"Subject: one\r\n\r\n.hello\r\n")
+            bodies, jobs = [], []
+            for _ in range(2):
+                core = Pop3ServerConnection(real, STAMP)
+                settle(core.start())
+                settle(core.receive(b"USER alice\r\nPASS alice\r\n"))
+                out = core.receive(b"RETR 1\r\n")
+                jobs.append(any(isinstance(o, Pending) for o in out))
+                bodies += [o.raw for o in settle(out) if isinstance(o, Event) and o.kind is Kind.DATA]
+                settle(core.receive(b"QUIT\r\n"))
+            assert jobs == [True, False]
+            assert bodies == [b"Subject: one\r\n\r\n..hello\r\n.\r\n"] * 2
         finally:
             real.close()
 
@@ -234,3 +258,75 @@ def test_user_pass_and_marked_messages_are_counted_by_one_rule():
                          ("RSET", spec.Outcome.OK), ("DELE", spec.Outcome.OK)]:
         marked = spec.marked_after(verb, result, marked)
     assert marked == 1
+
+
+# --- Redaction: the quick look at a line says what the full reading says ------------------------
+def _full_reading(state: list, line: bytes, known: bool) -> bytes | None:
+    """Redaction.of without its quick look (the oracle)."""
+    from mailtrace.protocols import credentials
+
+    after_auth, state[0] = state[0], credentials.starts_sasl(line) or (state[0] and not known)
+    masked = credentials.pop3(line)
+    if masked is None and after_auth and not known:
+        masked = credentials.masked_line(line)
+    return masked
+
+
+line_words = st.sampled_from([b"PASS", b"pass", b"PaSs", b"USER", b"user", b"APOP", b"AUTH", b"auth", b"x", b"UID",
+                              b"AUTHENTICATE", b"RETR", b"1", b"secret", b"alice", b"PLAIN", b"dXNlcg==", b"*"])
+lines = st.tuples(st.sampled_from([b"", b" ", b"\t"]), st.lists(line_words, max_size=4),
+                  st.sampled_from([b" ", b"\t", b"  "]), st.sampled_from([b"\r\n", b"\n", b""])).map(
+    lambda t: t[0] + t[2].join(t[1]) + t[3])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(lines, st.booleans()), max_size=8))
+def test_redaction_quick_look_masks_exactly_what_the_full_reading_masks(script):
+    redaction, state = spec.Redaction(), [False]
+    for line, known in script:
+        assert redaction.of(line, known) == _full_reading(state, line, known)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(st.sampled_from([b".", b"..", b"text", b" ", b".x"]), max_size=3).map(b"".join),
+                min_size=1, max_size=8))
+def test_retr_and_top_stuff_every_dot_line_in_every_session(body_lines):
+    """The stuffing decision is remembered per stored message (maildrop.message_facts):
+    RETR and TOP still double every leading "." (RFC 1939 §3), in a first session and the next."""
+    message = b"Subject: dots\r\n\r\n" + b"".join(line + b"\r\n" for line in body_lines)
+    with tempfile.TemporaryDirectory() as d:
+        real = MaildirStore(Path(d), {"alice": "alice"}, fsync=False)
+        try:
+            real.deliver("alice", message)
+            for _ in range(2):
+                core = Pop3ServerConnection(real, STAMP)
+                settle(core.start())
+                settle(core.receive(b"USER alice\r\nPASS alice\r\n"))
+                for command, want in ((b"TOP 1 1", spec.top_of(message, 1)), (b"RETR 1", message)):
+                    out = settle(core.receive(command + b"\r\n"))
+                    (body,) = [o.raw for o in out if isinstance(o, Event) and o.kind is Kind.DATA]
+                    assert body == spec.byte_stuff(want)
+                settle(core.receive(b"QUIT\r\n"))
+        finally:
+            real.close()
+
+
+def test_a_message_with_utf8_header_fields_is_refused_without_utf8_in_every_session():
+    """RFC 6856 §2.1, with the fact remembered per stored message (maildrop.message_facts)."""
+    message = "Subject: canción\r\n\r\nhola\r\n".encode()
+    with tempfile.TemporaryDirectory() as d:
+        real = MaildirStore(Path(d), {"alice": "alice"}, fsync=False)
+        try:
+            real.deliver("alice", message)
+            answers = []
+            for utf8 in (False, True, False):
+                core = Pop3ServerConnection(real, STAMP)
+                settle(core.start())
+                settle(core.receive((b"UTF8\r\n" if utf8 else b"") + b"USER alice\r\nPASS alice\r\n"))
+                out = settle(core.receive(b"RETR 1\r\n"))
+                answers.append([o.raw for o in out if isinstance(o, Event) and o.kind in (Kind.REPLY, Kind.DATA)])
+                settle(core.receive(b"QUIT\r\n"))
+            assert answers[0] == answers[2] and answers[0][0].startswith(b"-ERR [UTF8]") and len(answers[0]) == 1
+            assert answers[1] == [b"+OK %d octets\r\n" % len(message), message + b".\r\n"]
+        finally:
+            real.close()

@@ -96,3 +96,20 @@ def test_the_log_writer_batches_write_what_one_event_at_a_time_writes(batch, sho
     background.close()  # writes what is queued, in the thread's runs of events
     # (the first line is the file's header, which carries its creation time)
     assert batched.getvalue().split("\n", 1)[1] == one_by_one.getvalue().split("\n", 1)[1]
+
+
+# Message bodies (RETR, FETCH, DATA: longer than 256 octets) take a faster path in event_line;
+# pieces that need no escaping (text, CRLF, UTF-8) and pieces that do (quotes, controls, bytes
+# that are not UTF-8), so that both paths are drawn.
+body_pieces = st.sampled_from([b"\r\n", b"The quick brown fox. ", b"..", "ñandú ".encode(), b'"', b"\\", b"\t",
+                               b"\x00", b"\x7f", b"\xff", b"\n", b"\r"])
+plain_pieces = st.sampled_from([b"\r\n", b"The quick brown fox. ", b"..", "ñandú ".encode(), b"\x7f"])
+bodies = (st.lists(plain_pieces, min_size=30, max_size=300) | st.lists(body_pieces, min_size=30, max_size=300)).map(b"".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=bodies)
+def test_a_message_body_line_is_byte_identical_to_encoding_event_to_dict(raw):
+    event = Event(side=Side.SERVER, kind=Kind.DATA, raw=raw, verb="RETR", protocol="pop3")
+    event.stamp("pop3-1", 7, 0.5, "pop3")
+    assert event_line(event) == ENCODER.encode(event_to_dict(event))

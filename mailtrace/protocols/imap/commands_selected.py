@@ -290,8 +290,8 @@ def do_fetch(conn, cmd) -> None:
             view.announce_keywords(conn, info.flags)
             view.flags[uid] = frozenset(info.flags)
             conn.respond_pieces(data, tag="*", verb="FETCH")
-            if reads:
-                touch(conn, Action.READ, [uid])
+        if reads:  # (told with the tagged reply, in this order)
+            touch(conn, Action.READ, [uid for uid, _, _ in rows])
         if failed is not None:
             conn.done(cmd, "NO", failed[1], code=failed[0])
         elif end < len(pairs):

@@ -396,22 +396,11 @@ class ImapServerConnection:
 
     # -- internals ----------------------------------------------------------------------
     def _take(self) -> list[Output]:
-        """The outputs so far, with the bytes of consecutive responses joined into one Send
-        (a FETCH of 100 messages is one write, not 100); events keep their order."""
+        """The outputs so far.  The shell writes the ``Send``s of one turn in one write
+        (servers/base.py ``Connection.carry_out``: a FETCH of 100 messages is one write, not 100),
+        without joining message bodies into one new buffer (a copy of the whole answer)."""
         out, self._out = self._out, []
-        merged: list[Output] = []
-        pending: list[bytes] = []
-        for o in out:
-            if isinstance(o, Send):
-                pending.append(o.data)
-                continue
-            if not isinstance(o, Event) and pending:
-                merged.append(Send(b"".join(pending)))
-                pending = []
-            merged.append(o)
-        if pending:
-            merged.append(Send(b"".join(pending)))
-        return merged
+        return out
 
     def emit(self, output: Output) -> None:
         self._out.append(output)

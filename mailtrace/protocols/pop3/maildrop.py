@@ -1,7 +1,7 @@
 """The POP3 core's store jobs: the only code of the core that touches the store.
 
 The server core (``server.py``) never calls the store itself: it hands each of these functions
-to its shell as a ``Pending`` job (``protocols/base.py``), which runs it in a worker thread
+(but ``in_memory``, which reads no file) to its shell as a ``Pending`` job (``protocols/base.py``), which runs it in a worker thread
 (``mailtrace.servers.storejobs``) and gives the result back to the core.  So the password
 check, locking and listing the maildrop (RFC 1939 §4), reading a message (RETR, TOP), the
 unlinks of the UPDATE state (§6) and releasing the lock never stop the event loop, however
@@ -14,7 +14,8 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from mailtrace.protocols.pop3.spec import apop_digest
+from mailtrace.protocols.pop3.spec import apop_digest, dot_lines
+from mailtrace.protocols.utf8mail import has_utf8_header
 from mailtrace.store.model import MailboxNotFound
 
 
@@ -25,6 +26,7 @@ class Message:
     uid: int
     size: int
     deleted: bool = False
+    key: str = ""  # the store's unique name for it (MessageInfo.key), when it has one
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def open_maildrop(store: Any, user: str) -> Refused | tuple[str, Any, Any, list[
         release(lock)
         return Refused(f"cannot open the maildrop: {type(exc).__name__}", "SYS/TEMP")
     try:  # a new Mailbox view is scanned as it is made (store/maildir.py): no second refresh()
-        return user, lock, mailbox, [Message(info.uid, info.size) for info in mailbox.messages()]
+        return user, lock, mailbox, [Message(info.uid, info.size, key=info.key) for info in mailbox.messages()]
     except Exception as exc:
         release(lock)
         return Refused(f"cannot open the maildrop: {type(exc).__name__}", "SYS/TEMP")
@@ -100,6 +102,38 @@ def read_ahead(listing: list[Message]) -> list[int]:
             uids.append(message.uid)
             octets += message.size
     return uids
+
+
+def in_memory(mailbox: Any, uid: int) -> bytes | None:
+    """The message if the store holds it in memory (``Mailbox.cached``): no file is read, so
+    the core may ask on the event loop and skip a store job (a hop to a worker thread and
+    back, the larger cost of a RETR of a small message).  None: read it in a job."""
+    cached = getattr(mailbox, "cached", None)
+    return cached(uid) if cached is not None else None
+
+
+#: What RETR and TOP must know of a stored message, worked out once per message per process:
+#: whether lines start with "." (to byte-stuff, ``spec.dot_lines``) and whether its header holds
+#: raw UTF-8 (RFC 6856, ``utf8mail.has_utf8_header``).  A Maildir file's content never changes
+#: and its unique name is never reused (the promise the store's message cache rests on,
+#: store/cache.py), so a class downloading the same messages costs one pass over each, not two
+#: per RETR.  A few octets per message; emptied when it holds FACTS_KEPT.
+FACTS_KEPT = 100_000
+_facts: dict[tuple[str, str, str], tuple[bool, bool]] = {}
+
+
+def message_facts(mailbox: Any, message: Message, data: bytes) -> tuple[bool, bool]:
+    """(``spec.dot_lines(data)``, ``has_utf8_header(data)``) of ``message`` of ``mailbox``."""
+    user, name = getattr(mailbox, "user", None), getattr(mailbox, "name", None)
+    if not (message.key and isinstance(user, str) and isinstance(name, str)):  # no names to go by
+        return dot_lines(data), has_utf8_header(data)
+    key = (user, name, message.key)
+    found = _facts.get(key)
+    if found is None:
+        if len(_facts) >= FACTS_KEPT:
+            _facts.clear()
+        found = _facts[key] = (dot_lines(data), has_utf8_header(data))
+    return found
 
 
 def read_messages(mailbox: Any, uids: list[int]) -> dict[int, bytes | None]:

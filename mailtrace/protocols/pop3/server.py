@@ -21,6 +21,8 @@ Every call on the store (the password check, locking and scanning the maildrop, 
 message for RETR and TOP, the unlinks at QUIT, releasing the lock) is a ``Pending`` job: the
 shell runs it in a worker thread (``mailtrace.servers.storejobs``) and the core goes on with
 its result, so a slow disk or a lock held by another program never stops other sessions.
+The one exception reads no file: a message the store already holds in memory
+(``maildrop.in_memory``) is sent at once.
 
 Sizes (§11): "if the POP3 server host internally represents end-of-line as a single
 character, then the POP3 server simply counts each occurrence of this character in a message
@@ -45,7 +47,9 @@ from mailtrace.protocols.pop3.maildrop import (
     Message,
     Refused,
     apop_login,
+    in_memory,
     login,
+    message_facts,
     read_ahead,
     read_messages,
     release,
@@ -73,7 +77,6 @@ from mailtrace.protocols.pop3.spec import (
     user_pass,
     wire,
 )
-from mailtrace.protocols.utf8mail import has_utf8_header
 from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.links import Action, MessageRef
 
@@ -421,14 +424,18 @@ class Pop3ServerConnection:
         def sent(data: bytes | None) -> list[Output]:
             if data is None:
                 return self._error(verb, "message was removed by another session", "SYS/TEMP", count=False)
-            if refused := self._not_utf8(verb, data):
+            dots, utf8_header = message_facts(session.mailbox, message, data)
+            if refused := self._not_utf8(verb, utf8_header):
                 return refused
-            return self._multiline(verb, first(data), byte_stuff(part(data)),
+            return self._multiline(verb, first(data), byte_stuff(part(data), dots),  # (a part's lines are the message's)
                                    self._ref(Action.READ, message))
 
         session = self.session
         if message.uid in session.read_ahead:  # read by an earlier job: no store call
             return sent(session.read_ahead.pop(message.uid))
+        data = in_memory(session.mailbox, message.uid)
+        if data is not None:  # in the store's memory already: no job either
+            return sent(data)
 
         def read(found: dict[int, bytes | None]) -> list[Output]:
             session.read_ahead = found
@@ -437,11 +444,11 @@ class Pop3ServerConnection:
         uids = read_ahead(session.messages[number - 1:])
         return self._slowly(lambda: read_messages(session.mailbox, uids), read)
 
-    def _not_utf8(self, verb: str, data: bytes) -> list[Output]:
+    def _not_utf8(self, verb: str, utf8_header: bool) -> list[Output]:
         """RFC 6856 §2.1: a message with UTF-8 headers is not sent as is to a client that did
         not send UTF8; the lab fails the request with -ERR [UTF8] (§5) rather than send a
         surrogate, so the student sees why.  The client may send UTF8 (in AUTHORIZATION) next time."""
-        if self.utf8 or not has_utf8_header(data):
+        if self.utf8 or not utf8_header:
             return []
         return self._error(verb, "this message has UTF-8 header fields: send UTF8 before logging in (RFC 6856)",
                            "UTF8", count=False)

@@ -439,10 +439,18 @@ class Redaction:
     the next command this side recognises (a SASL response sent though the server refused
     AUTH).  One per session, in the core and in the observer alike."""
 
+    #: Every line ``credentials.pop3`` masks or ``starts_sasl`` notices holds one of these
+    #: (any case): a line with none (RETR 5, STAT, ...) is answered without splitting it.
+    _MAY_HOLD_SECRET = (b"pass", b"auth", b"apop", b"user")
+
     def __init__(self) -> None:
         self._after_auth = False
 
     def of(self, line: bytes, known: bool) -> bytes | None:
+        if not self._after_auth:
+            lower = line.lower()
+            if not any(word in lower for word in self._MAY_HOLD_SECRET):
+                return None
         after_auth, self._after_auth = self._after_auth, credentials.starts_sasl(line) or (self._after_auth and not known)
         masked = credentials.pop3(line)
         if masked is None and after_auth and not known:
@@ -489,15 +497,21 @@ def uidl_of(uid: int, uidvalidity: int) -> str:
 _DOT_AFTER_LF = re.compile(rb"\n\.")
 
 
-def byte_stuff(data: bytes) -> bytes:
+def dot_lines(data: bytes) -> bool:
+    """Whether a line after the first starts with "." (what ``byte_stuff`` must double)."""
+    return _DOT_AFTER_LF.search(data) is not None  # (a compiled search beats ``b"\n." in data`` 3x on text)
+
+
+def byte_stuff(data: bytes, dots: bool | None = None) -> bytes:
     """Prefix "." to every line that starts with "." (RFC 1939 §3) and end with ".CRLF".
 
     ``data`` is a message in wire form (CRLF line endings).  A message that does not end in
-    CRLF gets one before the terminator, as Dovecot does.
+    CRLF gets one before the terminator, as Dovecot does.  ``dots``: ``dot_lines(data)`` when
+    the caller knows it already (of the whole message, for a part of its lines too).
     """
     if data.startswith(b"."):
         data = b"." + data
-    if _DOT_AFTER_LF.search(data):  # (a compiled search beats ``b"\n." in data`` 3x on text)
+    if dot_lines(data) if dots is None else dots:
         data = data.replace(b"\n.", b"\n..")
     if data and not data.endswith(b"\r\n"):
         data += b"\r\n"

@@ -1,0 +1,110 @@
+"""Profile aid for the POP3 and IMAP loads of bench_lab.py (run by hand, not a test).
+
+    python tests/bench/profile_lab.py pop3|imap [--clients 10] [--seconds 4] [--rounds 2]
+                                      [--py-spy FILE] [--perf FILE]
+
+Starts ``mailtrace lab --log`` as bench_lab.py does (live view on a pseudo-terminal, fsync on,
+store on tmpfs), runs one load (every client's session as in bench_pop3/bench_imap), and prints
+the lab's CPU per session split by thread (user and system time from /proc/PID/task): the
+event loop (MainThread), the log writer, the live view, the store jobs.  Thread names come from
+``py-spy dump`` when py-spy is installed (``pip install py-spy``); otherwise thread ids.
+``--py-spy FILE`` records a flame graph meanwhile (``--gil`` adds py-spy's option: only the
+thread holding the interpreter lock), ``--perf FILE`` a ``perf record -g`` of the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_imap  # noqa: E402
+import bench_lab  # noqa: E402
+import bench_pop3  # noqa: E402
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[float, float]]:
+    """tid -> (user, system) seconds."""
+    hz = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(tid)] = (int(fields[11]) / hz, int(fields[12]) / hz)
+    return out
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not os.access(spy, os.X_OK):
+        return {}
+    dump = subprocess.run([spy, "dump", "-p", str(pid)], capture_output=True, text=True).stdout
+    return {int(tid): re.sub(r"_\d+$", "", name)  # the store pool's threads as one
+            for tid, name in re.findall(r'Thread (?:0x[0-9A-Fa-f]+ )?\(?(\d+)\)?.*?"([^"]+)"', dump)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("protocol", choices=["pop3", "imap"])
+    ap.add_argument("--clients", type=int, default=10)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--py-spy", dest="pyspy")
+    ap.add_argument("--gil", action="store_true")
+    ap.add_argument("--perf")
+    args = ap.parse_args()
+    module = bench_pop3 if args.protocol == "pop3" else bench_imap
+    shm = Path("/dev/shm")
+    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    users = {f"user{k}": bench_lab.PASSWORD for k in range(max(args.clients, 1))}
+    print(f"profile_lab: {args.protocol}, {args.clients} clients, load average {bench_lab.load_average()}")
+    with tempfile.TemporaryDirectory(prefix="profile-lab-", dir=base) as tmpname:
+        tmp = Path(tmpname)
+        bench_pop3.make_maildir_tree(tmp / "lab" / "mail", list(users))
+        lab = bench_lab.Lab(tmp / "lab", {bench_lab.SINK_USER: bench_lab.PASSWORD, **users}, [], None).start()
+        try:
+            port = lab.ports[args.protocol]
+            bench_lab.session_load(module, port, list(users), args.clients, 1.0)  # warm up
+            names = thread_names(lab.pid)
+            for _ in range(args.rounds):
+                recorder = None
+                if args.pyspy:
+                    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+                    recorder = subprocess.Popen([spy, "record", "--threads", *(["--gil"] if args.gil else []),
+                                                 "-o", args.pyspy, "-p", str(lab.pid), "-d", str(int(args.seconds))],
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                elif args.perf:
+                    recorder = subprocess.Popen(["perf", "record", "-g", "-p", str(lab.pid), "-o", args.perf, "--",
+                                                 "sleep", str(int(args.seconds))],
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                before, cpu0 = thread_cpu(lab.pid), bench_pop3.tree_cpu_seconds(lab.pid)
+                rate, sessions = bench_lab.session_load(module, port, list(users), args.clients, args.seconds)
+                after, cpu = thread_cpu(lab.pid), bench_pop3.tree_cpu_seconds(lab.pid) - cpu0
+                if recorder is not None:
+                    recorder.wait()
+                names.update(thread_names(lab.pid))
+                per: collections.Counter[str] = collections.Counter()
+                for tid, (user, system) in after.items():
+                    u0, s0 = before.get(tid, (0.0, 0.0))
+                    name = names.get(tid, f"thread {tid}")
+                    per[name + " user"] += (user - u0) * 1000 / max(sessions, 1)
+                    per[name + " sys"] += (system - s0) * 1000 / max(sessions, 1)
+                print(f"{rate:.1f} sessions/s, {cpu * 1000 / max(sessions, 1):.2f} ms CPU per session: "
+                      + ", ".join(f"{k} {v:.2f}" for k, v in per.most_common() if v >= 0.05), flush=True)
+        finally:
+            lab.stop()
+
+
+if __name__ == "__main__":
+    main()
