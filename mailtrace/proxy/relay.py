@@ -22,7 +22,7 @@ from mailtrace.netaddr import host_port
 from mailtrace.knowledge import because
 from mailtrace.proxy.registry import IMPLICIT_TLS_PORTS, UNKNOWN, protocol_by_greeting, protocol_by_port
 from mailtrace.proxy.trace import INJECTION_RULE, Tracer
-from mailtrace.tcp import QuickAck
+from mailtrace.tcp import RelayQuickAck
 from mailtrace.transcript.event import Event, Kind, Note, Side
 from mailtrace.transcript.recorder import Recorder
 
@@ -152,6 +152,7 @@ class ProxySession:
         self.octets = {Side.CLIENT: 0, Side.SERVER: 0}
         self.closed_first: Side | None = None
         self.reason = ""
+        self.acks: dict[Side, RelayQuickAck] = {}  # per leg, by the side it reads from (tcp.py)
 
     # -- set-up -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -185,6 +186,10 @@ class ProxySession:
             if first:
                 self.c_writer.write(first)
                 await self._pass(Side.SERVER, first)
+            # each leg acknowledges what it reads at once when its sender may be waiting for that ACK,
+            # else lets the answer carry it (mailtrace/tcp.py: no 40 ms stall, no ACK packet per chunk)
+            loop = asyncio.get_running_loop()
+            self.acks = {Side.CLIENT: RelayQuickAck(self.c_writer, loop), Side.SERVER: RelayQuickAck(self.u_writer, loop)}
             pumps = [asyncio.ensure_future(self._pump(side)) for side in (Side.CLIENT, Side.SERVER)]
             try:
                 done, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -197,14 +202,16 @@ class ProxySession:
                     task.cancel()
                 await asyncio.gather(*pumps, return_exceptions=True)
         finally:
+            for ack in self.acks.values():
+                ack.close()
             self._finish()
             await self._close_writer(self.c_writer)
             await self._close_writer(self.u_writer)
 
     # -- relaying -----------------------------------------------------------------------
     async def _pump(self, side: Side) -> None:
-        # each leg acknowledges at once what it reads (mailtrace/tcp.py: no 40 ms stall)
-        quick_ack = QuickAck(self.c_writer if side is Side.CLIENT else self.u_writer)
+        mine, theirs = (self.acks[side], self.acks[Side.SERVER if side is Side.CLIENT else Side.CLIENT])
+        inline = self.cfg.intercept_tls  # the relay must see STARTTLS accepted before it passes on the answer
         while True:
             if side is Side.CLIENT and self.gate is not None:
                 await self.gate.wait()
@@ -212,7 +219,6 @@ class ProxySession:
             other = self.u_writer if side is Side.CLIENT else self.c_writer
             try:
                 data = await reader.read(READ_CHUNK)
-                quick_ack.rearm()
             except (ConnectionError, OSError, ssl.SSLError) as exc:
                 self.reason = self.reason or because("client-lost" if side is Side.CLIENT else "server-lost", error=exc)
                 data = b""
@@ -224,6 +230,17 @@ class ProxySession:
                     else:
                         other.close()
                 return
+            mine.read(data)
+            if not inline:
+                # the bytes first, then the bookkeeping: recording never delays a round trip
+                other.write(data)
+                theirs.answered()
+                self.octets[side] += len(data)
+                self.tracer.feed(side, data)
+                if other.transport.get_write_buffer_size():  # (else drain() would return at once)
+                    with contextlib.suppress(ConnectionError):
+                        await other.drain()
+                continue
             swap = await self._pass(side, data)
             if swap:
                 # The server accepted STARTTLS.  Stop reading the client BEFORE it sees the 220:
@@ -232,6 +249,7 @@ class ProxySession:
                 with contextlib.suppress(AttributeError, RuntimeError):
                     self.c_writer.transport.pause_reading()
             other.write(data)
+            theirs.answered()
             with contextlib.suppress(ConnectionError):
                 await other.drain()
             if swap:
