@@ -189,7 +189,8 @@ class ProxySession:
             # each leg acknowledges what it reads at once when its sender may be waiting for that ACK,
             # else lets the answer carry it (mailtrace/tcp.py: no 40 ms stall, no ACK packet per chunk)
             loop = asyncio.get_running_loop()
-            self.acks = {Side.CLIENT: RelayQuickAck(self.c_writer, loop), Side.SERVER: RelayQuickAck(self.u_writer, loop)}
+            self.acks = {Side.CLIENT: RelayQuickAck(self.c_writer, loop, client=True),
+                         Side.SERVER: RelayQuickAck(self.u_writer, loop, client=False)}
             pumps = [asyncio.ensure_future(self._pump(side)) for side in (Side.CLIENT, Side.SERVER)]
             try:
                 done, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
