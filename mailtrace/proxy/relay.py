@@ -191,6 +191,9 @@ class ProxySession:
             loop = asyncio.get_running_loop()
             self.acks = {Side.CLIENT: RelayQuickAck(self.c_writer, loop, client=True),
                          Side.SERVER: RelayQuickAck(self.u_writer, loop, client=False)}
+            if not cfg.intercept_tls:
+                await self._splice(loop)
+                return
             pumps = [asyncio.ensure_future(self._pump(side)) for side in (Side.CLIENT, Side.SERVER)]
             try:
                 done, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -210,6 +213,41 @@ class ProxySession:
             await self._close_writer(self.u_writer)
 
     # -- relaying -----------------------------------------------------------------------
+    async def _splice(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Relay without intercepting TLS: each transport gets a ``_Leg`` protocol that writes
+        what it receives to the other transport from inside the loop's read callback (no
+        stream buffer, no task switch per chunk: half the latency a stream-based relay adds),
+        then hands the bytes to the tracer.  Returns when both directions ended, or one ended
+        and the other lingered ``LINGER_TIMEOUT`` seconds; cancelled when the proxy stops."""
+        ended = {side: loop.create_future() for side in (Side.CLIENT, Side.SERVER)}
+        pairs = ((Side.CLIENT, self.c_reader, self.c_writer.transport, self.u_writer.transport),
+                 (Side.SERVER, self.u_reader, self.u_writer.transport, self.c_writer.transport))
+        legs = []
+        for side, reader, transport, peer in pairs:
+            leg = _Leg(self, side, transport, peer, ended[side])
+            leg.old = transport.get_protocol()
+            transport.set_protocol(leg)
+            legs.append((leg, reader, transport))
+        try:
+            for leg, reader, transport in legs:  # what the streams read before the switch goes first
+                buffered = bytes(reader._buffer)
+                reader._buffer.clear()
+                if getattr(reader, "_paused", False):
+                    reader._paused = False
+                    transport.resume_reading()
+                if buffered:
+                    leg.data_received(buffered)
+                if reader.at_eof() or reader.exception() is not None or transport.is_closing():
+                    leg.ended(reader.exception())
+            done, pending = await asyncio.wait(ended.values(), return_when=asyncio.FIRST_COMPLETED)
+            if pending:
+                done, pending = await asyncio.wait(pending, timeout=LINGER_TIMEOUT)
+            if pending:
+                self.reason = because("linger", self.reason, seconds=f"{LINGER_TIMEOUT:g}")
+        finally:
+            for leg, _, _ in legs:
+                leg.active = False  # nothing more reaches the tracer once the session is finished
+
     async def _pump(self, side: Side) -> None:
         mine, theirs = (self.acks[side], self.acks[Side.SERVER if side is Side.CLIENT else Side.CLIENT])
         inline = self.cfg.intercept_tls  # the relay must see STARTTLS accepted before it passes on the answer
@@ -318,3 +356,63 @@ class ProxySession:
         writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer.wait_closed(), 2)
+
+
+class _Leg(asyncio.Protocol):
+    """The protocol of one transport of a spliced session (``ProxySession._splice``): the bytes
+    it receives go to ``peer`` first, then to the session's tracer."""
+
+    def __init__(self, session: ProxySession, side: Side, transport, peer, ended: asyncio.Future) -> None:
+        self.session = session
+        self.side = side
+        self.transport = transport
+        self.peer = peer
+        self.done = ended
+        self.old = None  # the stream protocol it replaced: told of the connection's end (wait_closed)
+        self.active = True
+        self.mine = session.acks[side]
+        self.theirs = session.acks[Side.SERVER if side is Side.CLIENT else Side.CLIENT]
+        self.octets = session.octets
+        self.tracer = session.tracer
+
+    def data_received(self, data: bytes) -> None:
+        self.peer.write(data)  # the bytes first, then the bookkeeping: recording never delays a round trip
+        self.theirs.answered()
+        self.mine.read(data)
+        if self.active:
+            self.octets[self.side] += len(data)
+            self.tracer.feed(self.side, data)
+
+    def eof_received(self) -> bool:
+        self.ended(None)
+        return True  # keep the transport open: the other direction may go on (a half-close)
+
+    def ended(self, exc: BaseException | None) -> None:
+        """This side sent its last byte (EOF, or the connection was lost): pass the end on."""
+        if self.done.done():
+            return
+        session = self.session
+        if exc is not None:
+            session.reason = session.reason or because("client-lost" if self.side is Side.CLIENT else "server-lost",
+                                                       error=exc)
+        if self.active:
+            session._eof(self.side)
+        with contextlib.suppress(OSError, RuntimeError, AttributeError):
+            if not self.peer.is_closing() and self.peer.can_write_eof():
+                self.peer.write_eof()
+            else:
+                self.peer.close()
+        self.done.set_result(None)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.ended(exc)
+        if self.old is not None:
+            self.old.connection_lost(exc)
+
+    def pause_writing(self) -> None:  # our transport's buffer is full: stop reading what fills it
+        with contextlib.suppress(RuntimeError, AttributeError):
+            self.peer.pause_reading()
+
+    def resume_writing(self) -> None:
+        with contextlib.suppress(RuntimeError, AttributeError):
+            self.peer.resume_reading()
