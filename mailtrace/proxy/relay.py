@@ -5,7 +5,8 @@ only moves bytes and, when asked (``intercept_tls``), swaps both streams to TLS 
 server accepts STARTTLS/STLS (RFC 3207 §4, RFC 2595 §4, RFC 3501 §6.2.1).
 
 Bytes read from one side are written to the other *before* they are parsed, unchanged, so the
-proxy adds no latency for parsing and never reframes the traffic.  Each side's end of stream is
+proxy adds no latency for parsing and never reframes the traffic (with ``intercept_tls``, each
+chunk is parsed first: the relay must see STARTTLS accepted before the client sees the answer).  Each side's end of stream is
 passed on as a half-close, so both peers see exactly the bytes the other sent.
 """
 
@@ -249,8 +250,10 @@ class ProxySession:
                 leg.active = False  # nothing more reaches the tracer once the session is finished
 
     async def _pump(self, side: Side) -> None:
+        """With --intercept-tls: one direction, read through the streams (which ``start_tls``
+        swaps to TLS), parsed before it is passed on: the relay must see the server accept
+        STARTTLS before the client sees the answer."""
         mine, theirs = (self.acks[side], self.acks[Side.SERVER if side is Side.CLIENT else Side.CLIENT])
-        inline = self.cfg.intercept_tls  # the relay must see STARTTLS accepted before it passes on the answer
         while True:
             if side is Side.CLIENT and self.gate is not None:
                 await self.gate.wait()
@@ -270,16 +273,6 @@ class ProxySession:
                         other.close()
                 return
             mine.read(data)
-            if not inline:
-                # the bytes first, then the bookkeeping: recording never delays a round trip
-                other.write(data)
-                theirs.answered()
-                self.octets[side] += len(data)
-                self.tracer.feed(side, data)
-                if other.transport.get_write_buffer_size():  # (else drain() would return at once)
-                    with contextlib.suppress(ConnectionError):
-                        await other.drain()
-                continue
             swap = await self._pass(side, data)
             if swap:
                 # The server accepted STARTTLS.  Stop reading the client BEFORE it sees the 220:
