@@ -9,12 +9,15 @@ out unless a port or protocol was asked for.
 
 from __future__ import annotations
 
+import mmap
+import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterable
 
-from mailtrace.capture.packets import tcp_segment
-from mailtrace.capture.pcapfile import read_packets
+from mailtrace.capture.packets import ETH_IPV4_TCP, Segment, ipv4_text, tcp_segment
+from mailtrace.capture.pcapfile import LINKTYPE_ETHERNET, PCAP_MAGICS, CaptureFormatError, read_packets
 from mailtrace.capture.reassembly import CLIENT, SERVER, Flow, Reassembler
 from mailtrace.knowledge import because
 from mailtrace.proxy.registry import PORT_PROTOCOL, UNKNOWN, protocol_by_greeting
@@ -150,6 +153,10 @@ class CaptureImporter:
             tracer.finish(SIDES[args[0]], args[1], t)
 
     def data(self, flow: Flow, side: int, data: bytes, ts: float) -> None:
+        state = flow.consumer_state
+        if type(state) is Tracer:  # the usual case, straight to the tracer (once per segment)
+            state.feed(SIDES[side], data, ts - state.t0)  # type: ignore[attr-defined]
+            return
         tracer = self._tracer(flow, "data", (side, data), ts)
         if tracer is not None:
             self._apply(tracer, "data", (side, data), ts)
@@ -181,6 +188,57 @@ class CaptureImporter:
         stats.last_ts = ts
         return stats
 
+    def feed_pcap(self, buf) -> ImportStats:
+        """A whole classic pcap file in memory (``buf``: bytes or an mmap), the same as
+        ``feed_packets(read_packets(...))`` but in one loop: the record header, then Ethernet +
+        IPv4 + TCP headers read in place (``packets.ETH_IPV4_TCP``), and one copy per packet,
+        its payload.  Other link types and IP headers go through ``tcp_segment``."""
+        order, unit = PCAP_MAGICS[bytes(buf[:4])]
+        if len(buf) < 24:
+            raise CaptureFormatError("truncated pcap header")
+        linktype = struct.unpack_from(order + "I", buf, 20)[0] & 0x0FFFFFFF
+        record = struct.Struct(order + "IIII").unpack_from
+        ethernet = linktype == LINKTYPE_ETHERNET
+        headers = ETH_IPV4_TCP.unpack_from
+        stats = self.stats
+        segment = self.reassembler.segment
+        addr = ipv4_text
+        new = tuple.__new__
+        size, pos, ts, packets, segments = len(buf), 24, 0.0, 0, 0
+        while pos < size:
+            if pos + 16 > size:
+                self.truncated(pos + 16 - size)  # inside a record header
+                break
+            sec, frac, incl, _orig = record(buf, pos)
+            start, pos = pos + 16, pos + 16 + incl
+            if pos > size:
+                self.truncated(pos - size)  # a capture cut short (tcpdump killed): keep what was complete
+                break
+            packets += 1
+            ts = sec + frac * unit
+            seg = None
+            if ethernet and incl >= 54:
+                etype, vihl, total, frag, proto, src, dst, sport, dport, seq, ack, off, flags = headers(buf, start)
+                if etype == 0x0800 and vihl == 0x45 and proto == 6 and not frag & 0x3FFF:
+                    end = start + 14 + total if 20 <= total <= incl - 14 else pos  # Ethernet padding; TSO says 0
+                    if end - start - 34 >= 20:
+                        seg = new(Segment, (addr(src), sport, addr(dst), dport, seq, ack, flags,
+                                            buf[start + 34 + (off >> 4) * 4:end]))
+                else:
+                    seg = tcp_segment(linktype, buf[start:pos])
+            else:
+                seg = tcp_segment(linktype, buf[start:pos])
+            if seg is None:
+                continue
+            segments += 1
+            if stats.first_ts is None:
+                stats.first_ts = ts
+            segment(seg, ts)
+        stats.packets += packets
+        stats.tcp_segments += segments
+        stats.last_ts = ts
+        return stats
+
     def truncated(self, missing: int) -> None:
         """The file ends inside a packet record (``read_packets``' ``on_truncated``)."""
         self.stats.truncated = max(missing, 1)
@@ -195,7 +253,12 @@ def import_capture(source: str | Path | BinaryIO, recorder: Recorder, **kw) -> I
     importer = CaptureImporter(recorder, **kw)
     if isinstance(source, (str, Path)):
         with open(source, "rb") as f:
-            importer.feed_packets(read_packets(f, importer.truncated))
+            if f.read(4) in PCAP_MAGICS and os.fstat(f.fileno()).st_size >= 24:
+                with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:  # (pages read as needed)
+                    importer.feed_pcap(buf)
+            else:
+                f.seek(0)
+                importer.feed_packets(read_packets(f, importer.truncated))
     else:
         importer.feed_packets(read_packets(source, importer.truncated))
     return importer.finish()

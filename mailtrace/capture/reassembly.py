@@ -28,6 +28,17 @@ MAX_PENDING = 4 * 1024 * 1024  # octets held out of order per stream before the 
 MAX_CLOSED = 10_000  # finished conversations remembered (to drop their late ACKs) before forgetting the oldest
 
 
+_FIN_REASONS: dict[int, object] = {}
+
+
+def _fin_reason(side: int):
+    """The reason of a conversation its ``side`` ended with a FIN: worded once (a Reason is frozen)."""
+    reason = _FIN_REASONS.get(side)
+    if reason is None:
+        reason = _FIN_REASONS[side] = because("client-fin" if side == CLIENT else "server-fin")
+    return reason
+
+
 class Consumer(Protocol):
     def open(self, flow: "Flow", ts: float) -> None: ...
     def data(self, flow: "Flow", side: int, data: bytes, ts: float) -> None: ...
@@ -199,7 +210,7 @@ class Reassembler:
                 del self.flows[old.key]
         who = flow.ended_by if flow.ended_by is not None else side
         if not reason:
-            reason = because("client-fin" if who == CLIENT else "server-fin")
+            reason = _fin_reason(who)
         self.consumer.close(flow, who, reason, ts)
 
     def finish(self, ts: float, truncated: bool = False) -> None:

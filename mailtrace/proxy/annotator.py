@@ -1,9 +1,10 @@
 """Parsing off the relay's path: the observers, the recorder and the sinks in a child process.
 
 Parsing and annotating a line costs tens of microseconds of Python; done between two relayed
-chunks it would add that to every round trip.  With an ``Annotator`` the relay only copies each
-chunk, with its side and time, into a pipe (a few microseconds, never blocking: the asyncio pipe
-transport buffers); a child process (forked, so the sinks are created there) runs the very same
+chunks it would add that to every round trip.  With an ``Annotator`` the relay only appends each
+chunk, with its side and time, to a list (well under a microsecond); every few milliseconds
+the list is pickled and written to a pipe at once (never blocking: the asyncio pipe transport
+buffers); a child process (forked, so the sinks are created there) runs the very same
 ``Tracer`` per session.  The transcript is identical: the times are taken in the relay, when the
 bytes were read.
 
@@ -28,7 +29,7 @@ from mailtrace.proxy.trace import Tracer
 from mailtrace.transcript.event import Side
 from mailtrace.transcript.recorder import Recorder, SessionRecorder
 
-FRAME = struct.Struct("!I")  # length prefix of one pickled message
+FRAME = struct.Struct("!I")  # length prefix of one pickled batch (a list of messages)
 ANNOTATOR_NICE = 5  # scheduling priority of the child, below the relay's
 
 
@@ -125,20 +126,20 @@ def _child(read_fd: int, write_fd: int, make_sinks: Callable[[], list], show_sec
             size = FRAME.unpack(head)[0]
             body = f.read(size)
             if len(body) < size:
-                break  # the relay was killed mid-message
-            try:
-                name, key, *args = pickle.loads(body)
-                if name == "open":
-                    protocol, client, server, started = args
-                    session = SessionRecorder(recorder, f"{protocol}-{next(numbers)}", protocol, client=client,
-                                              server=server, mode="proxy", started=started, clock=_OpenClock(started))
-                    tracers[key] = Tracer(session, protocol, show_secrets=show_secrets, lang=lang)
-                elif key in tracers:
-                    HANDLERS[name](tracers[key], *args)
-                    if name == "finish":
-                        del tracers[key]
-            except Exception as exc:  # a parsing bug must never stop the annotations of other sessions
-                print(f"mailtrace annotator: {type(exc).__name__}: {exc}", file=sys.stderr)
+                break  # the relay was killed mid-batch
+            for name, key, *args in pickle.loads(body):  # one batch: the messages of a few milliseconds
+                try:
+                    if name == "open":
+                        protocol, client, server, started = args
+                        session = SessionRecorder(recorder, f"{protocol}-{next(numbers)}", protocol, client=client,
+                                                  server=server, mode="proxy", started=started, clock=_OpenClock(started))
+                        tracers[key] = Tracer(session, protocol, show_secrets=show_secrets, lang=lang)
+                    elif key in tracers:
+                        HANDLERS[name](tracers[key], *args)
+                        if name == "finish":
+                            del tracers[key]
+                except Exception as exc:  # a parsing bug must never stop the annotations of other sessions
+                    print(f"mailtrace annotator: {type(exc).__name__}: {exc}", file=sys.stderr)
     for tracer in tracers.values():
         tracer.finish(Side.NONE, "proxy stopped")
     recorder.close()
@@ -157,8 +158,8 @@ class Annotator:
         self.lang = lang
         self._keys = itertools.count(1)
         self._transport: asyncio.WriteTransport | None = None
-        self._pending: list[bytes] = []
-        self._batch: list[bytes] = []  # messages of this loop iteration, written in one go
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._batch: list[tuple] = []  # messages not yet written to the pipe (all of them before attach())
         self.process = None
         self._write_fd = -1
 
@@ -173,29 +174,25 @@ class Annotator:
 
     async def attach(self) -> None:
         loop = asyncio.get_running_loop()
+        self._loop = loop
         pipe = os.fdopen(self._write_fd, "wb", buffering=0)
         self._write_fd = -1  # owned by the pipe (and its transport) from now on
         self._transport, _ = await loop.connect_write_pipe(asyncio.Protocol, pipe)
-        for data in self._pending:
-            self._transport.write(data)
-        self._pending.clear()
+        self._write_batch()
 
     def send(self, message: tuple) -> None:
-        body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        data = FRAME.pack(len(body)) + body
-        if self._transport is None:
-            self._pending.append(data)
-            return
-        if not self._batch:
-            # One pipe write per BATCH_DELAY, not per relayed chunk: the relay's own path stays
-            # recv + send, and the live view lags by a few milliseconds at most.
-            asyncio.get_running_loop().call_later(BATCH_DELAY, self._write_batch)
-        self._batch.append(data)
+        # The relay's whole share of the work per chunk: a tuple appended to a list.  Pickling and
+        # the pipe write happen once per BATCH_DELAY for every message of that time (the live view
+        # lags by a few milliseconds at most).
+        if not self._batch and self._transport is not None:
+            self._loop.call_later(BATCH_DELAY, self._write_batch)
+        self._batch.append(message)
 
     def _write_batch(self) -> None:
         if self._transport is not None and self._batch:
-            self._transport.write(b"".join(self._batch))
-        self._batch.clear()
+            body = pickle.dumps(self._batch, protocol=pickle.HIGHEST_PROTOCOL)
+            self._transport.write(FRAME.pack(len(body)) + body)
+            self._batch = []
 
     def open(self, protocol: str, client: str, server: str) -> RemoteTracer:
         key = next(self._keys)

@@ -83,6 +83,10 @@ class CredentialDecoder:
             return event
         if event.side is not Side.CLIENT or event.kind not in (Kind.COMMAND, Kind.DATA):
             return event
+        if not self._mech:
+            up = event.raw.upper()
+            if b"AUTH" not in up and b"PASS" not in up and b"LOGIN" not in up:
+                return event  # (no verb decoded below: AUTH, AUTHENTICATE, PASS, LOGIN) without decoding the line
         text = event.text(show_secrets=True)
         if _decorated(text):  # already decoded (a transcript saved without secrets)
             return event

@@ -45,8 +45,19 @@ def protocol_by_greeting(data: bytes) -> str | None:
     return None
 
 
+_CLASSES: dict[str, object] = {}  # protocol -> its observer class (or None), found once per process
+
+
 def observer_class(protocol: str):
     """The observer class for ``protocol``: the real one when it exists, else ``LineObserver``."""
+    try:
+        return _CLASSES[protocol]
+    except KeyError:
+        cls = _CLASSES[protocol] = _find_observer_class(protocol)
+        return cls
+
+
+def _find_observer_class(protocol: str):
     spec = OBSERVERS.get(protocol)
     if spec is None:
         return None

@@ -58,20 +58,21 @@ class Tracer:
     def feed(self, side: Side, data: bytes, t: float | None = None) -> bool:
         """Parse ``data``; True when the server has just accepted STARTTLS and ``intercept`` is
         set (the caller swaps to TLS, then calls ``tls_started``)."""
-        if self.parsing and not self.fed and side is Side.CLIENT and looks_like_tls(data):
-            # the client opened with a TLS handshake: implicit TLS on a port we did not know as such
-            self.implicit_tls(intercepted=False, t=t)
-        elif self.parsing and not self.fed and self.midstream and data:
-            if side is Side.CLIENT or not data.startswith(GREETINGS.get(self.protocol, (b"",))):
-                self._resync()
-        self.fed = self.fed or bool(data)
+        if not self.fed:
+            if self.parsing and side is Side.CLIENT and looks_like_tls(data):
+                # the client opened with a TLS handshake: implicit TLS on a port we did not know as such
+                self.implicit_tls(intercepted=False, t=t)
+            elif self.parsing and self.midstream and data:
+                if side is Side.CLIENT or not data.startswith(GREETINGS.get(self.protocol, (b"",))):
+                    self._resync()
+            self.fed = bool(data)
         if not self.parsing:
             self.unseen[side] += len(data)
             return False
         obs = self.observer
-        events = obs.feed_client(data) if side is Side.CLIENT else obs.feed_server(data)
-        for event in events:
-            self.record(event, t)
+        record = self.record
+        for event in obs.feed_client(data) if side is Side.CLIENT else obs.feed_server(data):
+            record(event, t)
         if obs.encrypted:
             self.starttls_pending = False
             if self.intercept:

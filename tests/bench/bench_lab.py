@@ -23,7 +23,8 @@ Loads, each measured in turns (mailtrace, peer, mailtrace, peer, ...; best of ``
   check that the JSONL log has an open and a close for every session and a 250 for every
   message the clients saw accepted;
 * proxy: round-trip latency (p50, p99) added by ``mailtrace proxy --log`` (live view on a
-  pseudo-terminal) and by a trivial asyncio relay, over the same line server;
+  pseudo-terminal) and by a trivial asyncio relay on the same event loop (uvloop, and asyncio's
+  own), over the same line server;
 * show: ``mailtrace show`` of a pcap (the command, output to /dev/null, and the import alone)
   vs scapy's ``rdpcap(file).sessions()``.
 
@@ -141,7 +142,7 @@ class Drain(threading.Thread):
         own (as a terminal emulator is), so that it never takes this process's GIL from a
         latency measurement."""
         self.join()
-        cat = subprocess.Popen(["cat"], stdin=self.fd, stdout=subprocess.DEVNULL)
+        cat = subprocess.Popen(["cat"], stdin=self.fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(self.fd)
         return cat
 
@@ -379,10 +380,17 @@ def count_log(path: Path) -> tuple[int, int, int]:
 
 
 # --- proxy latency -----------------------------------------------------------------------------------------
-def latencies(ports: list[int], n: int) -> dict[int, list[float]]:
+def latencies(ports: list[int], n: int, seed: int = 0) -> dict[int, list[float]]:
     """``n`` NOOP round trips on a connection to each port, taken in turns one trip at a time:
     a burst of other work on the (shared) machine then hits every path alike, not whichever
-    path was being measured at that moment."""
+    path was being measured at that moment.  The order of the turn is shuffled every time: the
+    processes of one path still finish their work (the relay's return to its loop, the server's
+    next read) while the next path's trip starts, on a machine with few cores, so a fixed order
+    gave each path the same predecessor and a bias of its own (measured: the same trivial relay,
+    started twice, added 30 us second in the turn and 40 us fourth)."""
+    import random
+
+    order = random.Random(seed)
     conns = {}
     try:
         for port in ports:
@@ -397,8 +405,10 @@ def latencies(ports: list[int], n: int) -> dict[int, list[float]]:
                 f.readline()
         out: dict[int, list[float]] = {port: [] for port in ports}
         clock = time.perf_counter
+        turn = list(conns.items())
         for _ in range(n):
-            for port, (s, f) in conns.items():
+            order.shuffle(turn)
+            for port, (s, f) in turn:
                 t = clock()
                 s.sendall(b"NOOP\r\n")
                 f.readline()
@@ -414,47 +424,58 @@ def latencies(ports: list[int], n: int) -> dict[int, list[float]]:
 
 
 def proxy_bench(tmp: Path, n: int, runs: int) -> None:
+    """Each ``mailtrace proxy --log`` against a trivial asyncio relay on the same event loop: the
+    proxy runs on uvloop when it is installed (``MAILTRACE_LOOP=asyncio``: asyncio's loop), and a
+    relay on asyncio's loop moves bytes slower than the same relay on uvloop, so each proxy is
+    compared with the relay on its own loop."""
     from bench_proxy import RELAY, SERVER, spawn
 
+    try:
+        import uvloop  # noqa: F401
+        loops = ["uvloop", "asyncio"]
+    except ImportError:
+        loops = ["asyncio"]
     procs = []
     try:
         server, sport = spawn([PY, "-c", SERVER])
         procs.append(server)
-        relay, rport = spawn([PY, "-c", RELAY, str(sport)])
-        procs.append(relay)
-        ports = {}
-        for name, env in (("mailtrace proxy --log (live view)", {}),
-                          ("the same on asyncio's loop", {"MAILTRACE_LOOP": "asyncio"})):
+        relays, proxies = {}, {}
+        for loop in loops:
+            relay, relays[loop] = spawn([PY, "-c", RELAY, str(sport), loop])
+            procs.append(relay)
             proxy, drain = on_pty([PY, "-m", "mailtrace", "proxy", "--listen", "127.0.0.1:0", "--to",
-                                   f"127.0.0.1:{sport}", "--protocol", "smtp", "--log", str(tmp / f"proxy{len(ports)}.jsonl")],
-                                  env_extra=env, until=b"Ctrl+C")
+                                   f"127.0.0.1:{sport}", "--protocol", "smtp", "--log", str(tmp / f"proxy-{loop}.jsonl")],
+                                  env_extra={"MAILTRACE_LOOP": loop}, until=b"Ctrl+C")
             procs.append(proxy)
             head = drain.wait_for(b"Ctrl+C").decode("utf-8", "replace")
             procs.append(drain.to_cat())
-            ports[name] = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", head).group(1))
-        times: dict[int, list[float]] = {p: [] for p in (sport, rport, *ports.values())}
-        for _ in range(runs):
-            for port, xs in latencies(list(times), n).items():
+            proxies[loop] = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", head).group(1))
+        paths = [("direct", sport)]
+        for loop in loops:
+            paths += [(f"trivial relay ({loop})", relays[loop]), (f"mailtrace proxy --log ({loop})", proxies[loop])]
+        times: dict[int, list[float]] = {port: [] for _, port in paths}
+        for run in range(runs):
+            for port, xs in latencies(list(times), n, seed=run).items():
                 times[port] += xs
 
         def pct(xs: list[float], q: float) -> float:
             xs = sorted(xs)
             return xs[min(len(xs) - 1, int(q * len(xs)))]
 
-        print(f"\nproxy latency: {runs} x {n} round trips each, taken in turns trip by trip (microseconds); "
-              f"the proxies' terminals drained by cat")
+        print(f"\nproxy latency: {runs} x {n} round trips on each path, taken in turns trip by trip, in a shuffled order "
+              f"(microseconds); the proxies' live views on pseudo-terminals drained by cat")
         print(f"{'path':>34} {'p50':>8} {'p99':>8} {'added p50':>10} {'added p99':>10}")
         direct = times[sport]
-        for name, port in (("direct", sport), ("trivial asyncio relay", rport), *ports.items()):
+        for name, port in paths:
             xs = times[port]
             print(f"{name:>34} {pct(xs, .5) * 1e6:8.1f} {pct(xs, .99) * 1e6:8.1f} "
                   f"{(pct(xs, .5) - pct(direct, .5)) * 1e6:10.1f} {(pct(xs, .99) - pct(direct, .99)) * 1e6:10.1f}")
-        for name, pport in ports.items():
+        for loop in loops:
             for q, label in ((.5, "p50"), (.99, "p99")):
-                added_relay = pct(times[rport], q) - pct(direct, q)
-                added_proxy = pct(times[pport], q) - pct(direct, q)
+                added_relay = pct(times[relays[loop]], q) - pct(direct, q)
+                added_proxy = pct(times[proxies[loop]], q) - pct(direct, q)
                 ratio = added_proxy / added_relay if added_relay > 0 else float("inf")
-                print(f"  {name}: added latency {label}, proxy / relay = {ratio:.2f} (goal <= 1.2)")
+                print(f"  on {loop}: added latency {label}, proxy / relay = {ratio:.2f} (goal <= 1.2)")
     finally:
         for p in procs:
             p.terminate()
@@ -526,6 +547,7 @@ def main() -> None:
     ap.add_argument("--clients", default="1,10,100", help="POP3 / IMAP clients")
     ap.add_argument("--lab-arg", action="append", default=[], help="an extra option for `mailtrace lab` (e.g. --quiet)")
     ap.add_argument("--proxy-trips", type=int, default=2000)
+    ap.add_argument("--proxy-runs", type=int, default=5, help="runs of --proxy-trips round trips per path (p99 of all)")
     ap.add_argument("--pcap-sessions", type=int, default=2000)
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -587,7 +609,7 @@ def main() -> None:
             for s in servers:
                 s.stop()
         if "proxy" in only:
-            proxy_bench(tmp, args.proxy_trips, 3)
+            proxy_bench(tmp, args.proxy_trips, args.proxy_runs)
         if "show" in only:
             show_bench(tmp, args.pcap_sessions)
     print(f"\nload average at the end: {load_average()} (1, 5, 15 min)")

@@ -4,7 +4,7 @@
 
 A line server (its own process) answers every "NOOP" line with "250 OK".  The client (this
 process) does ROUND_TRIPS request/answer round trips, one at a time, straight to the server,
-through a trivial asyncio byte relay (its own process), and through ``mailtrace proxy`` (its
+through a trivial asyncio byte relay (its own process, on uvloop when it is installed, as the proxy), and through ``mailtrace proxy`` (its
 own process: quiet, and with --log to a file).  Added latency = through - direct.
 Target (issue 4): the proxy's added latency <= 1.2x the trivial relay's.
 """
@@ -52,6 +52,9 @@ RELAY = textwrap.dedent("""
         srv = await asyncio.start_server(handle, "127.0.0.1", 0)
         print(srv.sockets[0].getsockname()[1], flush=True)
         await srv.serve_forever()
+    if len(sys.argv) > 2 and sys.argv[2] == "uvloop":  # the loop mailtrace runs on when uvloop is installed
+        import uvloop
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.run(main())
 """)
 
@@ -91,7 +94,12 @@ def main() -> None:
     try:
         server, sport = spawn([PY, "-c", SERVER])
         procs.append(server)
-        relay, rport = spawn([PY, "-c", RELAY, str(sport)])
+        try:  # the relay on the loop mailtrace runs on (uvloop when installed: mailtrace/servers/loop.py)
+            import uvloop  # noqa: F401
+            loop = "uvloop"
+        except ImportError:
+            loop = "asyncio"
+        relay, rport = spawn([PY, "-c", RELAY, str(sport), loop])
         procs.append(relay)
         mailtrace = [PY, "-m", "mailtrace", "proxy", "--listen", "127.0.0.1:0", "--to", f"127.0.0.1:{sport}",
                      "--protocol", "smtp"]
