@@ -165,7 +165,8 @@ def _build_lab(directory: Path, users: dict[str, str], *, lang: str, log: Path |
         from mailtrace.transcript.jsonl import JsonlSink
 
         # written by a thread of its own: the servers' loop only queues the events
-        recorder.add_sink(BackgroundSink(JsonlSink(log, show_secrets=show_secrets, autoflush=False)))
+        jsonl_sink = BackgroundSink(JsonlSink(log, show_secrets=show_secrets, autoflush=False))
+        recorder.add_sink(jsonl_sink)
     if text is not None:
         from mailtrace.transcript.text import TextSink
 
@@ -185,6 +186,8 @@ def _build_lab(directory: Path, users: dict[str, str], *, lang: str, log: Path |
               limiter=ConnectionLimiter(limits), allow_plaintext_auth=allow_plaintext_auth)
     lab.live_sink = live_sink
     lab.tls_names = tls_names  # (for lab workers: the same certificate names)
+    if log is not None:  # lab workers append to it themselves (servers/workers.py)
+        lab.jsonl_log = (jsonl_sink, log.resolve(), show_secrets)
     if log_dir is not None:
         from mailtrace.transcript.peruser import PerUserSink
 
@@ -239,6 +242,10 @@ async def start_worker_lab(lab: Lab, endpoints: list[Endpoint], workers: int) ->
 
     configs = [ListenerConfig(ep.protocol, ep.host, ep.port, ep.implicit_tls) for ep in endpoints]
     pool = WorkerPool(lab, configs, workers, settings_of(lab))
+    if lab.jsonl_log is not None:  # the header is written: from now on each worker appends its events
+        sink = lab.jsonl_log[0]
+        lab.recorder.remove_sink(sink)
+        sink.close()
     listeners = []
     try:
         for index, (ep, config) in enumerate(zip(endpoints, configs)):

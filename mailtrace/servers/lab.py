@@ -47,6 +47,7 @@ class Lab:
     session_users: dict | None = None
     live_sink: object = None  # the live terminal view (dropped when the lab stops)
     tls_names: tuple[str, ...] = ()  # extra names in the server certificate (--host)
+    jsonl_log: tuple | None = None  # --log: (its sink, path, show_secrets)
     queue_ids: object = None  # SMTP queue id numbers (itertools.count); a lab worker: its own share
 
     @property

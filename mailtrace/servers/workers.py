@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import operator
 import os
 import pickle
 import signal
@@ -56,6 +58,10 @@ EVENTS_BUFFER = 4 * 1024 * 1024  # socket buffer of the events stream (bursts wi
 READY_SECONDS = 60  # a worker must be serving within this (imports, TLS context, store)
 STOP_SECONDS = 5  # a worker that has not said goodbye by then is killed
 ACCEPTS_PER_WAKE = 128  # connections taken from a listening socket per readiness callback
+# A worker sends its events in batches: one system call and one wake-up of the parent for many
+# events (sending each loop turn's events on their own cost the parent as much CPU as the servers).
+BATCH_DELAY = 0.005  # seconds: the longest an event waits in the worker
+BATCH_ITEMS = 1000  # ... or this many events
 
 
 def settings_of(lab) -> dict:
@@ -63,12 +69,45 @@ def settings_of(lab) -> dict:
     return dict(directory=str(lab.directory), users=dict(lab.users), tls=lab.tls_context is not None,
                 tls_names=tuple(getattr(lab, "tls_names", ())), lang=lab.lang,
                 allow_plaintext_auth=lab.allow_plaintext_auth, per_user=lab.session_users is not None,
-                smtp_config=dict(getattr(lab, "smtp_config", None) or {}))
+                smtp_config=dict(getattr(lab, "smtp_config", None) or {}),
+                jsonl_log=(str(lab.jsonl_log[1]), lab.jsonl_log[2]) if lab.jsonl_log else None)
 
 
 def default_workers() -> int:
     """``--workers auto``: one worker per core, at most 4."""
     return max(1, min(os.cpu_count() or 1, 4))
+
+
+# --- events on the wire between processes ---------------------------------------------------------
+# An Event travels as the tuple of its fields' values: pickle's default for a dataclass with
+# slots (a state dict rebuilt through dataclasses.fields()) costs the parent twice as much.
+_EVENT_FIELDS = tuple(f.name for f in __import__("dataclasses").fields(Event))
+
+
+def _event(values: tuple) -> Event:
+    event = object.__new__(Event)
+    for name, value in zip(_EVENT_FIELDS, values):
+        setattr(event, name, value)
+    return event
+
+
+_event_values = operator.attrgetter(*_EVENT_FIELDS)  # (one C call for the whole tuple)
+
+
+def _reduce_event(event: Event) -> tuple:
+    return _event, (_event_values(event),)
+
+
+def dump_batch(items: list) -> bytes:
+    """One batch of the events stream: its length, then the pickled list."""
+    buffer = io.BytesIO()
+    buffer.write(HEADER.pack(0))
+    pickler = pickle.Pickler(buffer, pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = {Event: _reduce_event}
+    pickler.dump(items)
+    data = buffer.getbuffer()
+    HEADER.pack_into(data, 0, len(data) - HEADER.size)
+    return bytes(data)
 
 
 # --- the parent ---------------------------------------------------------------------------------------
@@ -199,6 +238,17 @@ class WorkerPool:
 
     # -- events --------------------------------------------------------------------------------------
     async def _read_events(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
+        try:
+            await self._take_events(worker, reader)
+        except Exception as exc:  # a bug here must be said, not lost in a task nobody awaits
+            print(f"mailtrace: lab worker {worker.index}: cannot read its events: {type(exc).__name__}: {exc}",
+                  file=sys.stderr, flush=True)
+            with contextlib.suppress(Exception):
+                worker.process.kill()
+        finally:
+            self._worker_gone(worker)
+
+    async def _take_events(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
         recorder = self.lab.recorder
         while True:
             batch = await self._read_batch(reader)
@@ -216,7 +266,6 @@ class WorkerPool:
             if events:
                 self._record(events)
             recorder.flush()
-        self._worker_gone(worker)
 
     def _record(self, events: list[Event]) -> None:
         self.lab.recorder.dispatch_many(events)
@@ -265,6 +314,11 @@ class WorkerPool:
                 close = Event(side=Side.NONE, kind=Kind.CLOSE, reason=Reason(text="the lab worker serving it ended"))
                 close.stamp(sid, opened.last_seq + 1, opened.last_t, opened.protocol)
                 self.lab.recorder.dispatch_many([close])
+                if self.lab.jsonl_log is not None:  # (written by the workers otherwise)
+                    with contextlib.suppress(OSError):
+                        log = AppendedJsonl(str(self.lab.jsonl_log[1]), self.lab.jsonl_log[2])
+                        log.handle(close)
+                        log.close()
             self._forget(sid)
         worker.said_bye = True
         with contextlib.suppress(Exception):
@@ -369,38 +423,73 @@ class HandoffListener:
 
 # --- a worker -----------------------------------------------------------------------------------------
 class ParentLink:
-    """The worker's only sink: events (and control items) queued, sent once per loop turn."""
+    """The worker's only sink: events (and control items) queued and sent in batches, at most
+    BATCH_DELAY after the first one (a session's events reach the view and the log a moment later)."""
 
     def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
         self.sock = sock
         self.loop = loop
         self.items: list = []
-        self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
 
     def handle(self, item) -> None:
-        self.items.append(item)
-        if not self._scheduled:
-            self._scheduled = True
-            self.loop.call_soon(self.send)
+        items = self.items
+        items.append(item)
+        if len(items) >= BATCH_ITEMS:
+            self.send()
+        elif self._timer is None:
+            self._timer = self.loop.call_later(BATCH_DELAY, self.send)
 
     def put_threadsafe(self, item: tuple) -> None:
         """From a store thread (a delivery's change notification)."""
         self.loop.call_soon_threadsafe(self.handle, item)
 
     def send(self) -> None:
-        self._scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if not self.items:
             return
         items, self.items = self.items, []
-        data = pickle.dumps(items, pickle.HIGHEST_PROTOCOL)
+        data = dump_batch(items)
         with contextlib.suppress(OSError):  # the parent is gone: the worker is stopping anyway
-            self.sock.sendall(HEADER.pack(len(data)) + data)  # blocking: backpressure
+            self.sock.sendall(data)  # blocking: backpressure
 
     def flush(self) -> None:
         pass  # sent at the end of this loop turn (handle() scheduled it)
 
     def close(self) -> None:
         self.send()
+
+
+class AppendedJsonl:
+    """The lab's JSONL log (``--log``), as a worker writes it: the parent wrote the header, each
+    worker appends its events' lines with one write(2) per batch on an O_APPEND descriptor, so
+    the batches of two workers never mix (a session's lines stay in order: one worker has it)."""
+
+    def __init__(self, path: str, show_secrets: bool) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self.show_secrets = show_secrets
+        self.lines: list[str] = []
+
+    def handle(self, event: Event) -> None:
+        from mailtrace.transcript.jsonl import event_line
+
+        self.lines.append(event_line(event, self.show_secrets))
+
+    def flush(self) -> None:
+        if not self.lines:
+            return
+        data = memoryview(("\n".join(self.lines) + "\n").encode("utf-8"))
+        self.lines = []
+        while data:
+            data = data[os.write(self.fd, data):]
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            os.close(self.fd)
 
 
 class RelayedUsers(dict):
@@ -439,7 +528,12 @@ def worker_lab(settings: dict, link: ParentLink):
         from mailtrace.tls import server_context
 
         tls_context = server_context(Path(settings["directory"]), tuple(settings["tls_names"]))
-    lab = Lab(directory=Path(settings["directory"]), users=settings["users"], recorder=Recorder([link]),
+    sinks: list = [link]
+    if settings["jsonl_log"]:  # the JSONL log: encoded and written here, on this worker's core
+        from mailtrace.transcript.background import BackgroundSink
+
+        sinks.append(BackgroundSink(AppendedJsonl(*settings["jsonl_log"])))
+    lab = Lab(directory=Path(settings["directory"]), users=settings["users"], recorder=Recorder(sinks),
               tls_context=tls_context, lang=settings["lang"], allow_plaintext_auth=settings["allow_plaintext_auth"])
     lab.smtp_config = settings.get("smtp_config") or {}
     lab.queue_ids = itertools.count(settings["index"] + 1, settings["count"])  # queue ids unique across workers
@@ -524,6 +618,7 @@ async def serve_worker(control: socket.socket, events: socket.socket) -> None:
         task.cancel()
     if tasks:
         await asyncio.wait(tasks, timeout=1)
+    lab.recorder.close()  # (the JSONL lines written: the log is complete when the parent hears bye)
     link.handle(("bye",))
     link.send()
     with contextlib.suppress(Exception):
@@ -545,7 +640,13 @@ def main(argv: list[str]) -> None:
         await serve_worker(control, events)
 
     run(start())
+        finally:
+            prof.disable(); prof.dump_stats(os.environ["MAILTRACE_WORKER_PROFILE"] + f".{os.getpid()}")
+        return
+    run(start())
 
 
-if __name__ == "__main__":
-    main(sys.argv[1:])
+if __name__ == "__main__":  # (the module's own name, not __main__: pickles name _event by it)
+    from mailtrace.servers.workers import main as worker_main
+
+    worker_main(sys.argv[1:])

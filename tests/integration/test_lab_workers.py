@@ -214,8 +214,18 @@ def test_per_address_limit_is_counted_across_workers(real_lab):
     lab.stop()
 
 
-def test_jsonl_log_has_every_event_in_session_order_and_ctrl_c_leaves_no_process(real_lab):
-    lab = real_lab()
+def per_user_sessions(folder: Path) -> dict[str, list[int]]:
+    """--log-dir's JSONL of one user (written by the parent from the workers' events): seqs by session."""
+    (log,) = folder.glob("*.jsonl")
+    seqs: dict[str, list[int]] = {}
+    for line in log.read_text().splitlines()[1:]:
+        event = json.loads(line)
+        seqs.setdefault(event["session"], []).append(event["seq"])
+    return seqs
+
+
+def test_jsonl_log_has_every_event_in_session_order_and_ctrl_c_leaves_no_process(real_lab, tmp_path):
+    lab = real_lab("--log-dir", str(tmp_path / "per-user"))
     for n in range(6):
         with smtplib.SMTP("127.0.0.1", lab.ports["smtp"], timeout=20) as smtp:
             smtp.sendmail("bob@lab.test", ["alice@lab.test"], f"Subject: {n}\r\n\r\nbody {n}\r\n".encode())
@@ -247,6 +257,14 @@ def test_jsonl_log_has_every_event_in_session_order_and_ctrl_c_leaves_no_process
             assert [e["code"] for e in events if e["kind"] == "reply" and e.get("verb") == "DATA"][-1] == "250"
     retrs = [e for e in next(v for k, v in sessions.items() if k.startswith("pop3")) if e.get("verb") == "RETR"]
     assert len([e for e in retrs if e["kind"] == "command"]) == 6
+    # the per-user transcripts (the parent's sinks, fed with the workers' events) are as complete
+    filed = {folder.name: per_user_sessions(folder) for folder in (tmp_path / "per-user").iterdir()}
+    assert [sid.split("-")[0] for sid in filed["alice"]] == ["pop3"]  # (the users who logged in)
+    assert [sid.split("-")[0] for sid in filed["bob"]] == ["imap"]
+    every = [(sid, seqs) for by_session in filed.values() for sid, seqs in by_session.items()]
+    assert sorted(sid for sid, _ in every) == sorted(sessions)  # each session filed once
+    for sid, seqs in every:
+        assert seqs == [e["seq"] for e in sessions[sid]], sid
 
 
 def test_killed_parent_leaves_no_worker(real_lab):
