@@ -640,10 +640,6 @@ def main(argv: list[str]) -> None:
         await serve_worker(control, events)
 
     run(start())
-        finally:
-            prof.disable(); prof.dump_stats(os.environ["MAILTRACE_WORKER_PROFILE"] + f".{os.getpid()}")
-        return
-    run(start())
 
 
 if __name__ == "__main__":  # (the module's own name, not __main__: pickles name _event by it)
