@@ -237,6 +237,8 @@ async def start_listeners(lab: Lab, endpoints: list[Endpoint]) -> list:
 async def start_worker_lab(lab: Lab, endpoints: list[Endpoint], workers: int) -> tuple[list, object]:
     """``--workers N``: the listening sockets here, the servers in N worker processes
     (``mailtrace.servers.workers``).  Returns the listeners and the worker pool."""
+    import asyncio
+
     from mailtrace.servers.base import ListenerConfig
     from mailtrace.servers.workers import HandoffListener, WorkerPool, settings_of
 
@@ -255,7 +257,11 @@ async def start_worker_lab(lab: Lab, endpoints: list[Endpoint], workers: int) ->
             except OSError as exc:
                 raise PortError(ep, exc) from exc
             listeners.append(listener)
-        await pool.start()
+        try:
+            await pool.start()
+        except (RuntimeError, OSError, asyncio.TimeoutError) as exc:
+            raise click.ClickException(f"the lab's worker processes did not start ({exc or type(exc).__name__}); "
+                                       "--workers 0 runs the servers in this process") from None
     except BaseException:
         for listener in listeners:
             await listener.stop()

@@ -47,6 +47,8 @@ class RealLab:
                 raise AssertionError(f"the lab did not start: {self.banner}{self.proc.stderr.read()}")
             self.banner += line
         self.ports = {p.lower(): int(n) for tls, p, _, n in BANNER.findall(self.banner) if not tls}
+        self.tls_ports = {p.lower(): int(n) for tls, p, _, n in BANNER.findall(self.banner) if tls}
+        self.directory = tmp / "lab"
         self.workers = wait_until(lambda: children(self.proc.pid) if len(children(self.proc.pid)) == workers else None,
                                   what="the worker processes")
 
@@ -278,3 +280,30 @@ def test_killed_parent_leaves_no_worker(real_lab):
                    for pid in workers)
 
     wait_until(gone, what="the workers to end with their parent")
+
+
+def test_implicit_tls_is_handshaken_by_the_worker(real_lab):
+    from mailtrace.tls import client_context
+
+    lab = real_lab()
+    context = client_context(lab.directory)
+    with smtplib.SMTP_SSL("127.0.0.1", lab.tls_ports["smtp"], context=context, timeout=20) as smtp:
+        smtp.sendmail("bob@lab.test", ["alice@lab.test"], b"Subject: tls\r\n\r\nover TLS\r\n")
+    pop = poplib.POP3_SSL("127.0.0.1", lab.tls_ports["pop3"], context=context, timeout=20)
+    pop.user("alice")
+    pop.pass_("alice")
+    assert pop.stat()[0] == 1
+    pop.quit()
+    imap = imaplib.IMAP4_SSL("127.0.0.1", lab.tls_ports["imap"], ssl_context=context, timeout=20)
+    imap.login("alice", "alice")
+    assert imap.select("INBOX") == ("OK", [b"1"])
+    imap.logout()
+    lab.stop()
+    kinds = [[e["kind"] for e in events][:2] for events in lab.sessions().values()]
+    assert kinds == [["open", "tls"]] * 3  # recorded as implicit TLS, as in one process
+
+
+def test_workers_option_takes_a_count_or_auto():
+    result = subprocess.run([*MAILTRACE, "lab", "--workers", "many"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "give a number of worker processes (0 to 64) or auto" in result.stderr
