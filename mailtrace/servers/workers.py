@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import operator
 import os
@@ -50,7 +51,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from mailtrace.transcript.event import Event, Kind, Reason, Side
+from mailtrace.transcript.event import Args, Clause, Event, Kind, MessageRef, Note, Peer, Reason, Side, Tls
 
 HEADER = struct.Struct("!I")  # length of one pickled batch on the events stream
 CONTROL_MESSAGE_MAX = 64 * 1024
@@ -79,23 +80,21 @@ def default_workers() -> int:
 
 
 # --- events on the wire between processes ---------------------------------------------------------
-# An Event travels as the tuple of its fields' values: pickle's default for a dataclass with
-# slots (a state dict rebuilt through dataclasses.fields()) costs the parent twice as much.
-_EVENT_FIELDS = tuple(f.name for f in __import__("dataclasses").fields(Event))
+# An Event (and each typed fact in it: Args, Note, Peer...) travels as its class and the tuple of its
+# fields' values, rebuilt by its own __init__: pickle's default for a dataclass with slots (its
+# state read and set through dataclasses.fields()) takes the worker twice as long to write.
+def _rebuild(cls: type, values: tuple):
+    return cls(**dict(zip(_FIELD_NAMES[cls], values)))
 
 
-def _event(values: tuple) -> Event:
-    event = object.__new__(Event)
-    for name, value in zip(_EVENT_FIELDS, values):
-        setattr(event, name, value)
-    return event
+def _reducer(cls: type):
+    values = operator.attrgetter(*_FIELD_NAMES[cls])  # (one C call for the whole tuple)
+    return lambda obj: (_rebuild, (cls, values(obj)))
 
 
-_event_values = operator.attrgetter(*_EVENT_FIELDS)  # (one C call for the whole tuple)
-
-
-def _reduce_event(event: Event) -> tuple:
-    return _event, (_event_values(event),)
+_FIELD_NAMES = {cls: tuple(f.name for f in dataclasses.fields(cls))
+                for cls in (Event, Args, Note, MessageRef, Peer, Reason, Clause, Tls)}
+_REDUCERS = {cls: _reducer(cls) for cls in _FIELD_NAMES}
 
 
 def dump_batch(items: list) -> bytes:
@@ -103,7 +102,7 @@ def dump_batch(items: list) -> bytes:
     buffer = io.BytesIO()
     buffer.write(HEADER.pack(0))
     pickler = pickle.Pickler(buffer, pickle.HIGHEST_PROTOCOL)
-    pickler.dispatch_table = {Event: _reduce_event}
+    pickler.dispatch_table = _REDUCERS
     pickler.dump(items)
     data = buffer.getbuffer()
     HEADER.pack_into(data, 0, len(data) - HEADER.size)
@@ -642,7 +641,7 @@ def main(argv: list[str]) -> None:
     run(start())
 
 
-if __name__ == "__main__":  # (the module's own name, not __main__: pickles name _event by it)
+if __name__ == "__main__":  # (run under the module's own name, not __main__: pickles name _rebuild by it)
     from mailtrace.servers.workers import main as worker_main
 
     worker_main(sys.argv[1:])
