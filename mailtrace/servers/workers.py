@@ -441,7 +441,8 @@ class ParentLink:
 
     def put_threadsafe(self, item: tuple) -> None:
         """From a store thread (a delivery's change notification)."""
-        self.loop.call_soon_threadsafe(self.handle, item)
+        with contextlib.suppress(RuntimeError):  # (the loop is closed: the worker is ending)
+            self.loop.call_soon_threadsafe(self.handle, item)
 
     def send(self) -> None:
         if self._timer is not None:
