@@ -247,8 +247,7 @@ def test_jsonl_log_has_every_event_in_session_order_and_ctrl_c_leaves_no_process
     output = lab.stop(signal.SIGINT)  # Ctrl-C
     assert lab.proc.returncode == 0, output
     assert idle.readline() == b"* BYE server shutting down\r\n"  # said by its worker, as in one process
-    assert [pid for pid in workers if Path(f"/proc/{pid}").exists() and b"zombie" not in
-            Path(f"/proc/{pid}/status").read_bytes().lower()] == []
+    assert [pid for pid in workers if not ended(pid)] == []
     sessions = lab.sessions()
     assert sorted(sid.split("-")[0] for sid in sessions) == ["imap"] + ["pop3"] + ["smtp"] * 6
     for sid, events in sessions.items():
@@ -275,11 +274,15 @@ def test_killed_parent_leaves_no_worker(real_lab):
     lab.proc.kill()  # SIGKILL: no chance to stop them itself
     lab.proc.wait()
 
-    def gone() -> bool:
-        return all(not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
-                   for pid in workers)
+    wait_until(lambda: all(ended(pid) for pid in workers), what="the workers to end with their parent")
 
-    wait_until(gone, what="the workers to end with their parent")
+
+def ended(pid: int) -> bool:
+    """The process is gone, or a zombie (its exit status not yet collected)."""
+    try:
+        return b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
+    except OSError:
+        return True
 
 
 def test_implicit_tls_is_handshaken_by_the_worker(real_lab):
@@ -307,3 +310,23 @@ def test_workers_option_takes_a_count_or_auto():
     result = subprocess.run([*MAILTRACE, "lab", "--workers", "many"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "give a number of worker processes (0 to 64) or auto" in result.stderr
+
+
+def test_a_worker_that_dies_costs_only_its_own_connections(real_lab):
+    lab = real_lab("--no-tls")
+    imap = imaplib.IMAP4("127.0.0.1", lab.ports["imap"], timeout=20)
+    imap.login("alice", "alice")
+    victim = serving_pid(imap.sock, lab.workers)
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: ended(victim), what="the killed worker to end")
+    # the parent closes the lost session in its transcript and keeps serving with the other worker
+    with smtplib.SMTP("127.0.0.1", lab.ports["smtp"], timeout=20) as smtp:
+        smtp.sendmail("bob@lab.test", ["alice@lab.test"], b"Subject: after\r\n\r\nstill here\r\n")
+    output = lab.stop()
+    assert "lab worker" in output and "ended unexpectedly" in output
+    sessions = lab.sessions()
+    (lost,) = [sid for sid in sessions if sid.startswith("imap")]
+    assert sessions[lost][-1]["kind"] == "close"
+    assert sessions[lost][-1]["reason"]["text"] == "the lab worker serving it ended"
+    (sent,) = [events for sid, events in sessions.items() if sid.startswith("smtp")]
+    assert [e["code"] for e in sent if e.get("verb") == "DATA" and e["kind"] == "reply"][-1] == "250"
