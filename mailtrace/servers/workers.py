@@ -9,12 +9,14 @@ process uses one core however many clients it serves.  With ``--workers N`` the 
     the connection limiter, session ids  --socket-->  the protocol cores (SMTP, POP3, IMAP) on the
     (least-loaded worker gets it)                      shared Maildir store: Listener.serve()
     the recorder and its sinks: live      <--events--  every event, in batches, in session order
-      view, JSONL, text, --log-dir, web
+      view, text, --log-dir, web                       (and appended to the --log JSONL file here)
     relays store changes                  <--change--  "alice's INBOX changed" (a delivery)
                                           --change-->  the other workers wake their IMAP IDLE clients
 
-Everything that must be single stays in the parent: what the terminal shows, the log files,
-the per-address limits (servers/limits.py) and the session numbering.  The accepted socket
+Everything that must be single stays in the parent: what the terminal shows, the text and
+per-user logs, the web view, the per-address limits (servers/limits.py) and the session
+numbering.  The JSONL log is the exception: its JSON encoding was most of the parent's work, so
+the parent writes its header and each worker appends its own events' lines (``AppendedJsonl``).  The accepted socket
 itself travels to the worker as SCM_RIGHTS ancillary data (``socket.send_fds``, unix(7)); the
 worker runs it on its own event loop (``loop.connect_accepted_socket``, TLS handshake included
 for the implicit-TLS ports).  The Maildir store is already safe for several processes: Maildir
