@@ -46,7 +46,8 @@ def command(smtp_port: int, pop3_port: int, imap_port: int, smtps_port: int, pop
             users_file: Path | None, allow_plaintext_auth: bool, log_dir: Path | None, max_connections: int,
             max_per_address: int, rate_per_address: float, max_message_size: int,
             host: str, directory: Path, users: tuple[str, ...], log: Path | None, text: Path | None, lang: str,
-            show_secrets: bool, no_tls: bool, fresh: bool, web: str | None, admin: str | None, quiet: bool) -> None:
+            show_secrets: bool, no_tls: bool, fresh: bool, web: str | None, admin: str | None, quiet: bool,
+            workers: int) -> None:
     """Start the SMTP, POP3 and IMAP lab servers on one Maildir store, on 127.0.0.1.
 
     \b
@@ -74,4 +75,4 @@ def command(smtp_port: int, pop3_port: int, imap_port: int, smtps_port: int, pop
                     sinks=(settings.feed,) if settings else (), limits=limits,
                     allow_plaintext_auth=allow_plaintext_auth, log_dir=log_dir, tls_names=(host,),
                     smtp_config={"max_message_size": max_message_size})
-    run_lab(lab, endpoints, log=log, text=text, web=settings)
+    run_lab(lab, endpoints, log=log, text=text, web=settings, workers=workers)

@@ -165,7 +165,8 @@ def _build_lab(directory: Path, users: dict[str, str], *, lang: str, log: Path |
         from mailtrace.transcript.jsonl import JsonlSink
 
         # written by a thread of its own: the servers' loop only queues the events
-        recorder.add_sink(BackgroundSink(JsonlSink(log, show_secrets=show_secrets, autoflush=False)))
+        jsonl_sink = BackgroundSink(JsonlSink(log, show_secrets=show_secrets, autoflush=False))
+        recorder.add_sink(jsonl_sink)
     if text is not None:
         from mailtrace.transcript.text import TextSink
 
@@ -184,6 +185,9 @@ def _build_lab(directory: Path, users: dict[str, str], *, lang: str, log: Path |
     lab = Lab(directory=directory, users=users, recorder=recorder, tls_context=tls_context, lang=lang,
               limiter=ConnectionLimiter(limits), allow_plaintext_auth=allow_plaintext_auth)
     lab.live_sink = live_sink
+    lab.tls_names = tls_names  # (for lab workers: the same certificate names)
+    if log is not None:  # lab workers append to it themselves (servers/workers.py)
+        lab.jsonl_log = (jsonl_sink, log.resolve(), show_secrets)
     if log_dir is not None:
         from mailtrace.transcript.peruser import PerUserSink
 
@@ -228,6 +232,43 @@ async def start_listeners(lab: Lab, endpoints: list[Endpoint]) -> list:
             await listener.stop()
         raise
     return listeners
+
+
+async def start_worker_lab(lab: Lab, endpoints: list[Endpoint], workers: int) -> tuple[list, object]:
+    """``--workers N``: the listening sockets here, the servers in N worker processes
+    (``mailtrace.servers.workers``).  Returns the listeners and the worker pool."""
+    import asyncio
+
+    from mailtrace.servers.base import ListenerConfig
+    from mailtrace.servers.workers import HandoffListener, WorkerPool, settings_of
+
+    configs = [ListenerConfig(ep.protocol, ep.host, ep.port, ep.implicit_tls) for ep in endpoints]
+    pool = WorkerPool(lab, configs, workers, settings_of(lab))
+    if lab.jsonl_log is not None:  # the header is written: from now on each worker appends its events
+        sink = lab.jsonl_log[0]
+        lab.recorder.remove_sink(sink)
+        sink.close()
+    listeners = []
+    try:
+        for index, (ep, config) in enumerate(zip(endpoints, configs)):
+            listener = HandoffListener(config, index, pool, lab.limiter)
+            try:
+                await listener.start()
+            except OSError as exc:
+                raise PortError(ep, exc) from exc
+            listeners.append(listener)
+        try:
+            await pool.start()
+        except (RuntimeError, OSError, asyncio.TimeoutError) as exc:
+            raise click.ClickException(f"the lab's worker processes did not start ({exc or type(exc).__name__}); "
+                                       "--workers 0 runs the servers in this process") from None
+    except BaseException:
+        for listener in listeners:
+            await listener.stop()
+        raise
+    for listener in listeners:
+        listener.accept()
+    return listeners, pool
 
 
 class PortError(Exception):
@@ -312,9 +353,11 @@ class OneLineErrors:
         self._last[key] = (now, 0)
 
 
-def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path | None, web=None) -> None:
+def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path | None, web=None,
+            workers: int = 0) -> None:
     """Start the listeners (and the web view, ``web``: a ``mailtrace.web.WebSettings``), print the
-    banner, serve until Ctrl-C (or SIGTERM)."""
+    banner, serve until Ctrl-C (or SIGTERM).  ``workers``: run the servers in that many worker
+    processes (0: in this process)."""
     import asyncio  # here, not at the top: `mailtrace lab --help` stays fast
 
     for ep in endpoints:
@@ -327,7 +370,11 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
 
     async def main() -> None:
         asyncio.get_running_loop().set_exception_handler(OneLineErrors())
-        listeners = await start_listeners(lab, endpoints)
+        pool = None
+        if workers:
+            listeners, pool = await start_worker_lab(lab, endpoints, workers)
+        else:
+            listeners = await start_listeners(lab, endpoints)
         view = None
         if web is not None:
             view = await start_web(web, lab, listeners)
@@ -384,6 +431,8 @@ def run_lab(lab: Lab, endpoints: list[Endpoint], *, log: Path | None, text: Path
             # all listeners at once, within STOP_SECONDS whatever the clients do
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*(lst.stop() for lst in listeners)), STOP_SECONDS)
+            if pool is not None:  # the workers say goodbye to their clients; their last events come here
+                await pool.stop()
 
     from mailtrace.knowledge import phrase
 
@@ -497,9 +546,34 @@ def smtp_options(func):
                              "advertised with SIZE (RFC 1870), larger messages get 552.")(func)
 
 
+class WorkerCount(click.ParamType):
+    """``--workers``: a number of worker processes (0: none, the servers run in the lab's own
+    process), or ``auto`` (one per core, at most 4)."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            from mailtrace.servers.workers import default_workers
+
+            return default_workers()
+        if not text.isdigit() or int(text) > 64:
+            self.fail(f"{value!r}: give a number of worker processes (0 to 64) or auto", param, ctx)
+        return int(text)
+
+
+WORKERS_DEFAULT = "0"
+
+
 def common_options(func):
     """The options ``serve`` and ``lab`` share."""
     opts = [
+        click.option("--workers", type=WorkerCount(), default=WORKERS_DEFAULT, show_default=True,
+                     help="Run the servers in N worker processes (auto: one per core, at most 4) so the lab "
+                          "uses every core; 0 runs them in this process. The live view and the logs stay here."),
         click.option("--host", default="127.0.0.1", show_default=True,
                      help="Address to bind. Anything but loopback prints a warning."),
         click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
@@ -534,7 +608,7 @@ def common_options(func):
 @web_options
 def command(protocol: str, port: int | None, implicit_tls: bool, max_message_size: int, host: str, directory: Path,
             users: tuple[str, ...], log: Path | None, text: Path | None, lang: str, show_secrets: bool, no_tls: bool,
-            fresh: bool, web: str | None, admin: str | None, quiet: bool) -> None:
+            fresh: bool, web: str | None, admin: str | None, quiet: bool, workers: int) -> None:
     """Start one lab server (smtp, pop3 or imap) on 127.0.0.1 and show the annotated dialogue.
 
     \b
@@ -554,4 +628,4 @@ def command(protocol: str, port: int | None, implicit_tls: bool, max_message_siz
     lab = build_lab(directory.resolve(), user_table, lang=lang, log=log, text=text,
                     show_secrets=show_secrets, tls=not no_tls, fresh=fresh, live=not quiet,
                     sinks=(settings.feed,) if settings else (), smtp_config={"max_message_size": max_message_size})
-    run_lab(lab, [Endpoint(protocol, host, port, implicit_tls)], log=log, text=text, web=settings)
+    run_lab(lab, [Endpoint(protocol, host, port, implicit_tls)], log=log, text=text, web=settings, workers=workers)

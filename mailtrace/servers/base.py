@@ -297,16 +297,28 @@ class Listener:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
+        refused = self.limiter.admit(str(peer[0])) if self.limiter is not None else None
+        try:
+            await self.serve(reader, writer, refused)
+        finally:
+            if refused is None and self.limiter is not None:
+                self.limiter.release(str(peer[0]))
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, refused: str | None,
+                    session_id: str | None = None) -> None:
+        """Run one connection, admitted (``refused`` None) or answered busy and closed.  A lab
+        worker (servers/workers.py) calls this with the admission and session id of its parent."""
+        peer = writer.get_extra_info("peername") or ("?", 0)
         local = writer.get_extra_info("sockname") or ("?", 0)
         ctx = ConnectionContext(client=f"{peer[0]}:{peer[1]}", server=f"{local[0]}:{local[1]}",
                                 tls=self.config.implicit_tls)
-        session = self.recorder.session(self.config.protocol, client=ctx.client, server=ctx.server)
+        session = self.recorder.session(self.config.protocol, client=ctx.client, server=ctx.server,
+                                        session_id=session_id)
         if self.config.implicit_tls:
             session.record(Event(side=Side.NONE, kind=Kind.TLS, tls=Tls(how="implicit")))
         task = asyncio.current_task()
         if task is not None:
             self.connections.add(task)
-        refused = self.limiter.admit(str(peer[0])) if self.limiter is not None else None
         try:
             core = self.core_factory(ctx)
             conn = Connection(core, session, reader, writer, self.tls_context, self.session_users)
@@ -328,8 +340,6 @@ class Listener:
             if self.session_users is not None:
                 session.close(Side.NONE)  # (recorded with its user) before the user is forgotten
                 self.session_users.pop(session.id, None)
-            if refused is None and self.limiter is not None:
-                self.limiter.release(str(peer[0]))
             if task is not None:
                 self.connections.discard(task)
                 self.live.pop(task, None)
@@ -337,20 +347,22 @@ class Listener:
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
-            # Tell connected clients why they are being dropped (SMTP 421, IMAP * BYE), if the
-            # core knows how (an optional ``shutdown()``); never wait long for a slow client.
-            async def say_goodbye(conn: Connection) -> None:
-                shutdown = getattr(conn.core, "shutdown", None)
-                if shutdown is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.feed(shutdown), 1)
 
-            if self.live:
-                await asyncio.gather(*(say_goodbye(c) for c in list(self.live.values())))
-            tasks = list(self.connections)
-            for task in tasks:
-                task.cancel()
-            if tasks:  # let them end their cancellation (else "Task was destroyed but it is pending!")
-                await asyncio.wait(tasks, timeout=2)
+        # Tell connected clients why they are being dropped (SMTP 421, IMAP * BYE), if the
+        # core knows how (an optional ``shutdown()``); never wait long for a slow client.
+        async def say_goodbye(conn: Connection) -> None:
+            shutdown = getattr(conn.core, "shutdown", None)
+            if shutdown is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.feed(shutdown), 1)
+
+        if self.live:
+            await asyncio.gather(*(say_goodbye(c) for c in list(self.live.values())))
+        tasks = list(self.connections)
+        for task in tasks:
+            task.cancel()
+        if tasks:  # let them end their cancellation (else "Task was destroyed but it is pending!")
+            await asyncio.wait(tasks, timeout=2)
+        if self.server is not None:  # (a lab worker's listener has none: its parent accepts)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 2)

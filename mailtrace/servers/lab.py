@@ -46,6 +46,9 @@ class Lab:
     # session id -> lab user, kept only for per-user transcripts (``--log-dir``; None: not asked for)
     session_users: dict | None = None
     live_sink: object = None  # the live terminal view (dropped when the lab stops)
+    tls_names: tuple[str, ...] = ()  # extra names in the server certificate (--host)
+    jsonl_log: tuple | None = None  # --log: (its sink, path, show_secrets)
+    queue_ids: object = None  # SMTP queue id numbers (itertools.count); a lab worker: its own share
 
     @property
     def mail_dir(self) -> Path:

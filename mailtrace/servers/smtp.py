@@ -34,7 +34,8 @@ def make_core_factory(lab: Lab, **config_overrides) -> CoreFactory:
     """A factory of SMTP cores on ``lab``'s store (``config_overrides``: SmtpConfig fields)."""
     store = lab.open_store()
     config = make_config(lab, **config_overrides)
-    queue_ids = itertools.count(1)  # one numbering for all the server's connections
+    # one numbering for all the server's connections (a lab worker's: its own share of them)
+    queue_ids = getattr(lab, "queue_ids", None) or itertools.count(1)
 
     def factory(ctx: ConnectionContext) -> SmtpServerConnection:
         return SmtpServerConnection(config, store, clock=time.time, queue_ids=queue_ids,

@@ -92,6 +92,9 @@ class MaildirStore:
         self._maildrops: dict[str, MaildropLock] = {}
         self._ready_users: set[str] = set()
         self._poller: threading.Thread | None = None
+        # Called (from any thread) with (user, mailbox) after a change made through this store:
+        # a lab worker relays it to the other workers' stores (servers/workers.py).
+        self.on_change: Callable[[str, str], None] | None = None
         self._stop = threading.Event()
         self.root.mkdir(parents=True, exist_ok=True)
         for user in list(users):
@@ -383,6 +386,14 @@ class MaildirStore:
         return unwatch
 
     def _notify(self, user: str, name: str) -> None:
+        """A change made through this store: tell its watchers and ``on_change``."""
+        self.notify_watchers(user, name)
+        if self.on_change is not None:
+            self.on_change(user, name)
+
+    def notify_watchers(self, user: str, name: str) -> None:
+        """Call the mailbox's watchers (a change seen by the poller, or relayed from another
+        lab worker's store)."""
         with self._lock:
             callbacks = list(self._watchers.get((user, name), ()))
         for callback in callbacks:
@@ -404,7 +415,7 @@ class MaildirStore:
                     continue
                 signature = folder.signature()
                 if key in seen and seen[key] != signature:
-                    self._notify(*key)
+                    self.notify_watchers(*key)
                 seen[key] = signature
             for key in list(seen):
                 if key not in keys:

@@ -63,8 +63,20 @@ class Recorder:
         started: float | None = None,
     ) -> "SessionRecorder":
         """Open a session and record its ``open`` event."""
-        sid = session_id or f"{protocol}-{next(self._counter)}"
+        sid = session_id or self.new_session_id(protocol)
         return SessionRecorder(self, sid, protocol, client=client, server=server, mode=mode, started=started)
+
+    def new_session_id(self, protocol: str) -> str:
+        """The next session id ("smtp-7"), for a session recorded elsewhere (a lab worker)."""
+        return f"{protocol}-{next(self._counter)}"
+
+    def dispatch_many(self, events: Iterable[Event]) -> None:
+        """Hand events already stamped (by a lab worker's recorder) to the sinks, in order."""
+        with self._lock:
+            handlers = self._handlers
+            for event in events:
+                for handle in handlers:
+                    handle(event)
 
     def remove_sink(self, sink: Sink) -> None:
         """Stop sending events to ``sink`` (the lab drops its live view when stopping)."""
