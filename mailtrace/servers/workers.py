@@ -53,6 +53,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
+from mailtrace._compat import NEW_PROCESS_GROUP
 from mailtrace.transcript.event import Args, Clause, Event, Kind, MessageRef, Note, Peer, Reason, Side, Tls
 
 HEADER = struct.Struct("!I")  # length of one pickled batch on the events stream
@@ -167,9 +168,9 @@ class WorkerPool:
                              EVENTS_BUFFER)
         args = [sys.executable, "-m", "mailtrace.servers.workers", str(control_child.fileno()),
                 str(events_child.fileno()), str(os.getpid())]
-        # process_group=0: a group of its own, so a Ctrl-C in the terminal reaches only the parent
+        # a process group of its own, so a Ctrl-C in the terminal reaches only the parent
         process = subprocess.Popen(args, pass_fds=(control_child.fileno(), events_child.fileno()),
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, process_group=0)
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, **NEW_PROCESS_GROUP)
         control_child.close()
         events_child.close()
         control.setblocking(False)
