@@ -29,6 +29,7 @@ class Mailbox:
         self._folder = folder
         self.user = folder.user
         self.name = folder.name
+        self.path = folder.path  # the Maildir folder on disk
         self._infos: dict[int, MessageInfo] = {}
         self._sorted: list[int] | None = None
         self._version = -1

