@@ -108,10 +108,10 @@ class Write:
 @dataclass(frozen=True)
 class Sleep:
     seconds: float
-    #: the pause lasts ``seconds`` of the client program's own time (scripted.py): used for every
-    #: scripted pause (a greeting delay, a slow reply, between the segments of a cut reply), so on
-    #: a loaded machine a client starved of CPU still meets the pause as the scenario meant it
-    #: (a client that never waits still sends before the slow greeting; segments stay apart)
+    #: the pause lasts ``seconds`` of the client program's own time (scripted.py): a greeting
+    #: delay and the pauses between the segments of a cut reply, so on a loaded machine a client
+    #: starved of CPU still meets the pause as the scenario meant it (a client that never waits
+    #: still sends before the slow greeting; segments stay apart)
     client_time: bool = False
 
 
@@ -269,8 +269,8 @@ class FaultLayer:
         if fault.action == "close":
             self.closed = True
             return [Hangup(because("scripted-closed-instead"))]
-        if fault.delay:
-            actions.append(Sleep(fault.delay, client_time=True))
+        if fault.delay:  # (wall-clock: a slow server delays every reply, and stretching each
+            actions.append(Sleep(fault.delay))  # one on a loaded machine ran dialogues past their limit)
         tag = trigger.tag if trigger is not None else ""
         verb = trigger.verb if trigger is not None else ""
         lines = [x.replace("{tag}", tag) for x in fault.before]

@@ -107,7 +107,7 @@ def test_fault_layer_split_delay_silence_close():
     assert any(isinstance(a, Hangup) for a in closing.receive(b"EHLO me\r\n"))
 
 
-def test_greeting_delay_and_slow_replies_are_paused_in_the_clients_own_time():
+def test_a_greeting_delay_is_paused_in_the_clients_own_time():
     """A starved client must meet a scripted pause as the scenario meant it: a client that never
     waits for the greeting sent its EHLO before a 554 greeting on a quiet machine, after it on a
     loaded one (and lost smtp.stops-after-error besides its own smtp.waits-for-reply)."""
@@ -117,8 +117,10 @@ def test_greeting_delay_and_slow_replies_are_paused_in_the_clients_own_time():
     assert [(p.seconds, p.client_time) for p in pauses] == [(0.2, True)]
     slow = smtp_layer(ServerScript.from_dict({"faults": [{"on": "EHLO", "delay": 0.3}]}))
     slow.start()
+    # a slow server's delays stay wall-clock: stretching every reply's delay on a loaded machine
+    # ran whole dialogues past their time limit (pop3 slow-server delays each of ~12 replies)
     pauses = [a for a in slow.receive(b"EHLO me\r\n") if isinstance(a, Sleep)]
-    assert [(p.seconds, p.client_time) for p in pauses] == [(0.3, True)]
+    assert [(p.seconds, p.client_time) for p in pauses] == [(0.3, False)]
 
 
 def test_fault_layer_greeting_override_and_core_input():
