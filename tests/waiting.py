@@ -28,3 +28,15 @@ def wait_until(condition: Callable[[], T], timeout: float = 10.0, *, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+def read_line(sock) -> bytes:
+    """Read from a blocking socket until a CRLF (or the peer's close): one reply line of a
+    server, without reading past it when one byte at a time is asked (``chunk=1``)."""
+    data = b""
+    while not data.endswith(b"\r\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data

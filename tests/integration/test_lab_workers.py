@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from mailtrace_cli import MAILTRACE
-from waiting import wait_until
+from waiting import read_line, wait_until
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
 
@@ -153,16 +153,6 @@ def test_pop3_maildrop_lock_holds_across_workers(real_lab):
     third.quit()
     second.close()
     lab.stop()
-
-
-def read_line(sock: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\r\n"):
-        chunk = sock.recv(1)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def test_connection_limit_is_counted_across_workers(real_lab):

@@ -11,6 +11,7 @@ import socket
 import pytest
 
 from mailtrace.servers.limits import ConnectionLimiter, Limits
+from waiting import read_line
 
 BUSY = {"smtp": b"421 4.3.2 ", "pop3": b"-ERR [SYS/TEMP] ", "imap": b"* BYE [UNAVAILABLE] "}
 GREETING = {"smtp": b"220 ", "pop3": b"+OK ", "imap": b"* OK "}
@@ -105,38 +106,28 @@ def _imap_logged_out(lab):
     return sock
 
 
-def _read_line(sock) -> bytes:
-    data = b""
-    while not data.endswith(b"\r\n"):
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def test_imap_literal_before_login_is_capped(lab_factory):
     lab = lab_factory(("imap",), tls=False)
     # a non-synchronizing literal that is too large ends the connection (RFC 7888 §4)
     sock = _imap_logged_out(lab)
     sock.sendall(b"b LOGIN {67108864+}\r\n")
-    assert _read_line(sock).startswith(b"* BYE [TOOBIG] literal of 67108864 octets is larger than the 4096")
+    assert read_line(sock).startswith(b"* BYE [TOOBIG] literal of 67108864 octets is larger than the 4096")
     assert closed_by_server(sock)
     # a synchronizing one gets NO [TOOBIG] instead of "+": the client sends nothing more
     sock = _imap_logged_out(lab)
     sock.sendall(b"c LOGIN {5000}\r\n")
-    assert _read_line(sock).startswith(b"c NO [TOOBIG]")
+    assert read_line(sock).startswith(b"c NO [TOOBIG]")
     sock.sendall(b"d LOGIN {5}\r\n")  # a small one is fine
-    assert _read_line(sock).startswith(b"+ ")
+    assert read_line(sock).startswith(b"+ ")
     sock.sendall(b"alice {5}\r\n")
-    assert _read_line(sock).startswith(b"+ ")
+    assert read_line(sock).startswith(b"+ ")
     sock.sendall(b"alice\r\n")
-    assert _read_line(sock).startswith(b"d OK")
+    assert read_line(sock).startswith(b"d OK")
     # after login, a big APPEND literal is accepted (continuation request)
     sock.sendall(b"e APPEND INBOX {50000}\r\n")
-    assert _read_line(sock).startswith(b"+ ")
+    assert read_line(sock).startswith(b"+ ")
     sock.sendall(b"Subject: big\r\n\r\n" + b"x" * (50000 - 18) + b"\r\n\r\n")
-    assert b"e OK" in _read_line(sock)
+    assert b"e OK" in read_line(sock)
     sock.close()
 
 
