@@ -19,13 +19,7 @@ GREETING = {"smtp": b"220 ", "pop3": b"+OK ", "imap": b"* OK "}
 
 def greeting(port: int) -> tuple[socket.socket, bytes]:
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    data = b""
-    while not data.endswith(b"\r\n"):
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return sock, data
+    return sock, read_line(sock)
 
 
 def closed_by_server(sock: socket.socket) -> bool:
