@@ -269,8 +269,10 @@ class FaultLayer:
         if fault.action == "close":
             self.closed = True
             return [Hangup(because("scripted-closed-instead"))]
-        if fault.delay:  # (wall-clock: a slow server delays every reply, and stretching each
-            actions.append(Sleep(fault.delay))  # one on a loaded machine ran dialogues past their limit)
+        # A slow server's delay is wall-clock time: it comes before every reply of a scenario,
+        # and stretching each one on a loaded machine ran whole dialogues past their limit.
+        if fault.delay:
+            actions.append(Sleep(fault.delay))
         tag = trigger.tag if trigger is not None else ""
         verb = trigger.verb if trigger is not None else ""
         lines = [x.replace("{tag}", tag) for x in fault.before]
