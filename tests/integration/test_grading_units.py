@@ -123,6 +123,34 @@ def test_a_greeting_delay_is_paused_in_the_clients_own_time():
     assert [(p.seconds, p.client_time) for p in pauses] == [(0.3, False)]
 
 
+def test_a_pause_in_client_time_ends_by_its_bound_even_when_looking_at_the_client_is_slow():
+    """On a busy grader the look at the client's /proc entries (a thread hop, each way needing
+    the interpreter lock) once took longer than the pause itself; ten such looks made one cut
+    RETR outlast the run.  The pause, its looks included, ends by seconds + its extension."""
+    import asyncio
+    import os
+    import time
+
+    from mailtrace.grading.scripted import MAX_PAUSE_EXTENSION, MAX_PAUSE_FACTOR, pause_in_client_time
+
+    looked = []
+
+    def slow_pids() -> list[int]:
+        looked.append(1)
+        time.sleep(1.5)  # a look held up far longer than the pause
+        return [os.getpid()]
+
+    async def pause() -> float:
+        start = time.monotonic()
+        await pause_in_client_time(0.02, slow_pids)
+        return time.monotonic() - start
+
+    took = asyncio.run(pause())
+    assert looked, "the client's processes were never looked at"
+    bound = 0.02 + min(MAX_PAUSE_FACTOR * 0.02, MAX_PAUSE_EXTENSION)
+    assert took < bound + 0.5 < 1.5, f"a 0.02 s pause took {took:.2f} s"
+
+
 def test_fault_layer_greeting_override_and_core_input():
     layer = smtp_layer(ServerScript.from_dict({
         "greeting": ["421 4.3.2 busy"], "greeting_close": True}))
