@@ -654,7 +654,32 @@ RECHECK = 0.1
 
 
 def _process_tree(root: int) -> list[int]:
-    """``root`` and every process descended from it (read from /proc; empty where there is none)."""
+    """``root`` and every process descended from it (read from /proc; empty where there is none).
+
+    Each process's ``/proc/PID/task/TID/children`` names its children, so the walk reads a few
+    files per process of the tree; only a kernel without them makes it read every process's
+    ``stat`` (hundreds of files: a grader reading them for each of a class's runs spent most of
+    its time taking the interpreter lock back after each read)."""
+    if not _has_children_files():
+        return _process_tree_by_scan(root)
+    tree, todo = [], [root]
+    while todo and len(tree) < 100_000:
+        pid = todo.pop()
+        tree.append(pid)
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError, ValueError):
+                    with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                        todo += [int(child) for child in f.read().split()]
+    return tree
+
+
+@functools.lru_cache(maxsize=1)
+def _has_children_files() -> bool:
+    return os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")  # CONFIG_PROC_CHILDREN
+
+
+def _process_tree_by_scan(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for stat in glob.glob("/proc/[0-9]*/stat"):
         try:

@@ -6,6 +6,7 @@ The busy machine is made here: a CPU hog on the same CPU as the program, at a hi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -79,3 +80,25 @@ def test_cpu_use_of_a_process_that_is_gone_is_zero_and_a_busy_one_is_runnable(ho
     assert cpu_use([proc.pid]) == (0.0, 0.0, False)
     wait_until(lambda: cpu_use([hog.pid])[0] > 0.05, what="the hog to use a CPU")
     assert cpu_use([hog.pid])[2]  # a busy loop is always runnable
+
+
+def test_the_process_tree_holds_every_descendant_and_nothing_else():
+    """A program's processes (whose CPU waits are counted) are its first process and all it
+    started, grandchildren included; the walk by ``children`` files finds what a scan of every
+    process finds, and no process outside the tree."""
+    from mailtrace.grading.sandbox import _process_tree, _process_tree_by_scan
+
+    outsider = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    program = subprocess.Popen(["sh", "-c", "sleep 30 & (sleep 30 & sleep 30; wait) & wait"])
+    try:
+        wait_until(lambda: len(_process_tree_by_scan(program.pid)) >= 5, timeout=10)
+        tree = _process_tree(program.pid)
+        assert sorted(tree) == sorted(_process_tree_by_scan(program.pid))
+        assert tree[0] == program.pid and len(tree) == 5  # sh, sleep, subshell, its two sleeps
+        assert outsider.pid not in tree and os.getpid() not in tree
+    finally:
+        for proc in (outsider, program):
+            for pid in reversed(_process_tree(proc.pid)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, 9)
+            proc.wait()
