@@ -183,7 +183,7 @@ def _build_lab(directory: Path, users: dict[str, str], *, lang: str, log: Path |
     limits = Limits(**(limits or {}))
     limits = dataclasses.replace(limits, max_connections=min(limits.max_connections, max(16, fds - FDS_KEPT_FREE)))
     lab = Lab(directory=directory, users=users, recorder=recorder, tls_context=tls_context, lang=lang,
-              limiter=ConnectionLimiter(limits), allow_plaintext_auth=allow_plaintext_auth)
+              limiter=ConnectionLimiter(limits), allow_plaintext_auth=allow_plaintext_auth, show_secrets=show_secrets)
     lab.live_sink = live_sink
     lab.tls_names = tls_names  # (for lab workers: the same certificate names)
     if log is not None:  # lab workers append to it themselves (servers/workers.py)
@@ -307,13 +307,18 @@ def banner(lab: Lab, listeners: list, log: Path | None, text: Path | None) -> st
             hint = f"nc -C {host} {port}   " + say("banner-crlf")
         lines.append("  " + say("banner-connect", protocol=lst.config.protocol + ("s" if lst.config.implicit_tls else ""),
                                 hint=hint))
-    if len(lab.users) <= MAX_USERS_SHOWN:
+    # The demo users' passwords are in every handout; an instructor's own (--user, --users) are
+    # shown only with --show-secrets: the terminal is what the class sees on the projector.
+    if len(lab.users) <= MAX_USERS_SHOWN and (lab.users == DEFAULT_USERS or lab.show_secrets):
         users = ", ".join(f"{u} / {p}" for u, p in lab.users.items())
         addresses = ", ".join(f"{u}@{lab.local_domains[0]}" for u in lab.users)
         lines.append("  " + say("banner-users", users=users, addresses=addresses))
-    else:  # a classroom: the passwords are not for the projector
+    elif len(lab.users) <= MAX_USERS_SHOWN:
+        addresses = ", ".join(f"{u}@{lab.local_domains[0]}" for u in lab.users)
+        lines.append("  " + say("banner-users-no-passwords", users=", ".join(lab.users), addresses=addresses))
+    else:  # a classroom
         lines.append("  " + say("banner-users-hidden", count=len(lab.users), domain=lab.local_domains[0]))
-    lines.append("  " + say("banner-mail", mail=lab.mail_dir))
+    lines.append("  " + say("banner-mail", mail=lab.mail_dir, user=next(iter(lab.users), "alice")))
     if log is not None:
         lines.append("  " + say("banner-jsonl", path=log))
     if text is not None:

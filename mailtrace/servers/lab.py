@@ -49,6 +49,7 @@ class Lab:
     tls_names: tuple[str, ...] = ()  # extra names in the server certificate (--host)
     jsonl_log: tuple | None = None  # --log: (its sink, path, show_secrets)
     queue_ids: object = None  # SMTP queue id numbers (itertools.count); a lab worker: its own share
+    show_secrets: bool = False  # --show-secrets: passwords may be shown (the banner, the logs)
 
     @property
     def mail_dir(self) -> Path:
