@@ -70,6 +70,7 @@ class Connection:
         self._loop = asyncio.get_running_loop()
         self.tls_switched = False  # set when a StartTLS was carried out (run() drops the rest)
         self.writes = 0  # socket writes so far (run() asks whether a read was answered)
+        self._write_error = ""  # why the last write failed (the client reset the connection)
 
     def _turn_over(self) -> bool:
         return self._loop.time() - self._turn_started >= TURN_SECONDS
@@ -103,6 +104,8 @@ class Connection:
                 if unsent:  # a long answer (a FETCH of thousands of messages) goes out in parts,
                     await self._write(unsent)  # and the other connections get their turn
                     unsent = []
+                    if self._client_lost():
+                        return
                 await self._yield_turn()
             if isinstance(out, Event):
                 record(out)
@@ -114,6 +117,8 @@ class Connection:
             if unsent:
                 await self._write(unsent)
                 unsent = []
+                if self._client_lost():
+                    return
             if isinstance(out, Pending):
                 result = await run_store_job(out.job)  # off the loop (servers/storejobs.py)
                 queue.extend(reversed(out.resume(result)))
@@ -129,6 +134,17 @@ class Connection:
                 await self._yield_turn()  # the switch: the ClientHello must not reach the plaintext reader
         if unsent:
             await self._write(unsent)
+            self._client_lost()
+
+    def _client_lost(self) -> bool:
+        """True once the client is gone (it reset the connection, a write failed): the rest of
+        what it sent is not acted on, and no reply it will never read is recorded as sent (40
+        pipelined FETCHes of a client that hung up were otherwise all read and logged)."""
+        if self.closing or not self.writer.transport.is_closing():
+            return False
+        self.closing = True
+        self.session.close(Side.CLIENT, because("client-lost", error=self._write_error or "connection reset"))
+        return True
 
     async def _write(self, pieces: list[bytes]) -> None:
         """Write ``pieces`` in one write, then wait while the socket's buffer is full
@@ -144,8 +160,10 @@ class Connection:
             transport.write(b"".join(pieces))
         self.writes += 1
         if transport.get_write_buffer_size():  # (usually 0: the kernel took it all at once)
-            with contextlib.suppress(ConnectionError, RuntimeError):  # (uvloop: RuntimeError once closed)
+            try:
                 await self.writer.drain()
+            except (ConnectionError, RuntimeError) as exc:  # (uvloop: RuntimeError once closed)
+                self._write_error = str(exc) or type(exc).__name__
 
     async def _start_tls(self) -> None:
         if self.tls_context is None:
