@@ -168,11 +168,12 @@ class SmtpServerConnection:
             self._errors += 1
             if self._errors >= self.config.max_bad_commands and state is not State.CLOSED:
                 self._close(Reply("421", f"{self.config.hostname} Error: too many errors, closing connection",
-                                  "4.7.0"), "too many errors")
+                                  "4.7.0"), "too many errors", verb="")  # (answers no command: the
+                # last one had its reply; an observer of the wire, proxy/pcap, sees it the same way)
         return state
 
-    def _close(self, reply: Reply, reason: str | dict[str, str]) -> State:
-        state = self._reply(reply, self._verb)
+    def _close(self, reply: Reply, reason: str | dict[str, str], verb: str | None = None) -> State:
+        state = self._reply(reply, self._verb if verb is None else verb, step=self._verb)
         self._control(Close(reason))
         return state
 
