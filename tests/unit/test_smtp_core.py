@@ -148,6 +148,18 @@ def test_one_unknown_recipient_does_not_affect_the_others(store):
     assert b"for <bob@localhost>" in delivered(store, "bob")[0]
 
 
+def test_quoted_local_parts_are_the_same_mailbox_and_may_hold_a_bracket(store):
+    """RFC 5321 §4.1.2: "all quoted forms MUST be treated as equivalent" (<"bob"@lab.test> is
+    bob's), and qtextSMTP includes '>' (%d62): <"a>b"@lab.test> is one path, not a path and
+    some text after it.  A quoted address that is no local user is still refused (no relay)."""
+    run = Run(store).say(b"EHLO x\r\n", b'MAIL FROM:<"a>b"@lab.test>\r\n', b'RCPT TO:<"bob"@lab.test>\r\n',
+                         b'RCPT TO:<"b\\ob"@lab.test>\r\n', b'RCPT TO:<"bob@else.org"@lab.test>\r\n',
+                         b'RCPT TO:<"alice">\r\n', b"DATA\r\n", b"Subject: x\r\n\r\nhi\r\n.\r\n")
+    assert run.codes()[-7:] == ["250", "250", "250", "550", "501", "354", "250"], run.sent
+    assert len(delivered(store, "bob")) == 1  # one copy: the three forms are one mailbox
+    assert b'"a>b"@lab.test' in delivered(store, "bob")[0]  # the reverse path, as it was sent
+
+
 def test_postmaster_and_duplicate_recipients(store):
     run = Run(store, SmtpConfig(postmaster="alice")).say(
         b"HELO x\r\n", b"MAIL FROM:<>\r\n", b"RCPT TO:<Postmaster>\r\n", b"RCPT TO:<bob@lab.test>\r\n",

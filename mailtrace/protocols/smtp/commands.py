@@ -29,7 +29,7 @@ from mailtrace.protocols.smtp.spec import (
     SmtpConfig, State, Store, data_without_recipient,
 )
 from mailtrace.protocols.smtp.syntax import (
-    Attempts, Command, Path, PathError, declared_body, path_notes, read_path,
+    Attempts, Command, Path, PathError, declared_body, path_notes, read_path, unquoted_local,
 )
 from mailtrace.transcript.event import Note
 
@@ -172,7 +172,7 @@ def rcpt(session: Session, cmd: Command) -> Reply:
     if domain not in config.local_domains:
         transaction.rejected += 1  # no open relay: the lab delivers only to its own domains
         return Reply("550", f"Relay access denied: {path.domain} is not a local domain", "5.7.1")
-    user = unicodedata.normalize("NFC", path.local).lower()  # "josé" composed or not is one user
+    user = unicodedata.normalize("NFC", unquoted_local(path.local)).lower()  # "josé" composed or not: one user
     if user == "postmaster" and config.postmaster:  # §4.5.1: postmaster MUST be accepted
         user = config.postmaster
     if not session.store.has_user(user):

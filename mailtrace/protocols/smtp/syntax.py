@@ -205,7 +205,7 @@ def parse_path(arg: str, keyword: str, allow_null: bool) -> Path:
         notes.append((SPACE_AFTER_COLON, f"{keyword}:{rest.split('>')[0][:60]}{'>' if '>' in rest else ''}"))
         rest = rest.lstrip(" \t")
     if rest.startswith("<"):
-        end = rest.find(">")
+        end = _closing_bracket(rest)
         if end < 0:
             raise PathError("missing '>'")
         inner, tail = rest[1:end], rest[end + 1:]
@@ -236,6 +236,34 @@ def parse_path(arg: str, keyword: str, allow_null: bool) -> Path:
             len(domain.encode("utf-8", "surrogateescape")) > MAX_DOMAIN:
         raise PathError("local part or domain too long")
     return Path(inner, local, domain, params, tuple(notes))
+
+
+def _closing_bracket(rest: str) -> int:
+    """The index of the '>' that closes the path opened at ``rest[0]`` (-1: none).  A '>' inside
+    a quoted local part is text (qtextSMTP, §4.1.2, includes %d62), not the end of the path."""
+    end = rest.find(">")
+    if '"' not in (rest[:end] if end >= 0 else rest):  # no quoted local part: the first '>'
+        return end
+    quoted = escaped = False
+    for i in range(1, len(rest)):
+        char = rest[i]
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == ">" and not quoted:
+            return i
+    return -1
+
+
+def unquoted_local(local: str) -> str:
+    """The local part as compared with mailbox names: RFC 5321 §4.1.2, "all quoted forms MUST
+    be treated as equivalent", so <"bob"@lab.test> is bob's and <"b\\ob"@lab.test> too."""
+    if len(local) < 2 or not local.startswith('"'):
+        return local
+    return re.sub(r"\\(.)", r"\1", local[1:-1])
 
 
 #: The keyword before the path of each envelope command (§4.1.1.2, §4.1.1.3).
