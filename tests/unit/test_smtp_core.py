@@ -282,6 +282,17 @@ def test_starttls_resets_and_hides_starttls(store):
     assert run.codes()[-1] == "503"
 
 
+def test_logging_in_then_quitting_is_an_account_check_not_a_mistake(store):
+    """A mail program checking an account logs in and quits: no "left without any MAIL" note
+    (that one is for a client greeted that leaves without trying anything)."""
+    run = Run(store).say(b"EHLO x\r\n", b"AUTH PLAIN " + base64.b64encode(b"\0alice\0alice") + b"\r\n",
+                         b"QUIT\r\n")
+    assert run.codes()[-2:] == ["235", "221"]
+    assert "left-without-transaction" not in [n.rule for e in run.events for n in e.notes]
+    probe = Run(store).say(b"EHLO x\r\n", b"QUIT\r\n")
+    assert "left-without-transaction" in [n.rule for e in probe.events for n in e.notes]
+
+
 def test_auth_plain_and_login_redacted(store):
     run = Run(store).say(b"EHLO x\r\n", b"AUTH PLAIN " + base64.b64encode(b"\0alice\0wrong") + b"\r\n")
     assert run.codes()[-1] == "535"

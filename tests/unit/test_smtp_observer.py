@@ -284,8 +284,9 @@ RAW_HEADER_8BITMIME = [b"EHLO mta.example\r\n", b"MAIL FROM:<alice@mta.example> 
     ([b"EHLO mta.example\r\n", b"STARTTLS\r\n", b"QUIT\r\n"], ["left-without-transaction"]),
     (UTF8_SESSION, []),
     (RAW_HEADER_8BITMIME, ["8bit-header-without-smtputf8"]),
+    ([b"EHLO x\r\n", b"VRFY bob\r\n", b"QUIT\r\n"], []),  # came to ask about an address: no mistake
 ], ids=["postfix-refused", "mixed-group", "data-after-refusal", "data-without-rcpt", "greet-and-leave",
-        "starttls-refused-and-leave", "smtputf8", "raw-utf8-header-8bitmime"])
+        "starttls-refused-and-leave", "smtputf8", "raw-utf8-header-8bitmime", "verify-and-leave"])
 def test_real_mta_sessions_core_and_observer_agree(store, session, rules, chunk):
     core, observed, _ = play(store, session, chunk)
     for side in (Side.CLIENT, Side.SERVER):  # pipelined groups: the core interleaves, the observer cannot

@@ -298,16 +298,21 @@ def declared_body(params: tuple[tuple[str, str | None], ...]) -> tuple[bool, boo
             any(key == "SMTPUTF8" for key, _ in params))
 
 
+_PURPOSEFUL = frozenset({"MAIL", "AUTH", "VRFY", "EXPN"})
+
+
 @dataclass(slots=True)
 class Attempts:
     """Did a client that was greeted try a mail transaction before QUIT?  Leaving without one
-    (``LEFT_WITHOUT_MAIL``) often means the client missed an extension it needed."""
+    (``LEFT_WITHOUT_MAIL``) often means the client missed an extension it needed.  A client that
+    logged in (AUTH: a mail program checking an account) or asked about an address (VRFY, EXPN)
+    came for that, and is not flagged."""
 
     introduced: bool = False  # a HELO/EHLO was accepted in this connection
-    mail_commands: int = 0  # MAIL commands seen in this connection (accepted or not)
+    mail_commands: int = 0  # MAIL, AUTH, VRFY and EXPN commands seen (accepted or not)
 
     def command(self, verb: str) -> None:
-        if verb == "MAIL":
+        if verb in _PURPOSEFUL:
             self.mail_commands += 1
 
     def quit_notes(self) -> list[Note]:
