@@ -44,26 +44,29 @@ def available_protocols() -> list[str]:
     return [p for p in PROTOCOLS if importlib.util.find_spec(f"mailtrace.servers.{p}") is not None]
 
 
-def parse_users(values: tuple[str, ...]) -> dict[str, str]:
+def parse_users(values: tuple[str, ...], *, hint: str = "--user", where: list[str] | None = None) -> dict[str, str]:
     """``NAME:PASSWORD`` options (split at the FIRST colon) -> {name: password}.
 
     User names are case-insensitive: kept in lower case (they name Maildir folders), and the
     servers match any case ("Dave@lab.test" in SMTP, "USER Dave" in POP3, "LOGIN Dave" in IMAP).
-    The same name given twice (in any case) is an error, never a silent override."""
+    The same name given twice (in any case) is an error, never a silent override.  ``hint`` and
+    ``where`` (one "FILE:LINE" per value) say where a bad value came from."""
     if not values:
         return dict(DEFAULT_USERS)
     users: dict[str, str] = {}
-    for value in values:
+    for index, value in enumerate(values):
+        at = f"{where[index]}: " if where else ""
         name, colon, password = value.partition(":")
         name = unicodedata.normalize("NFC", name.strip()).lower()
         if not colon or not password:
-            raise click.BadParameter(f"{value!r}: expected NAME:PASSWORD", param_hint="--user")
+            expected = "name,password (a password is missing)" if where else "NAME:PASSWORD"
+            raise click.BadParameter(f"{at}{value!r}: expected {expected}", param_hint=hint)
         if not USER_NAME.match(name):
-            raise click.BadParameter(f"{name!r}: a user name is letters, digits, '.', '_' or '-'",
-                                     param_hint="--user")
+            raise click.BadParameter(f"{at}{name!r}: a user name is letters, digits, '.', '_' or '-'",
+                                     param_hint=hint)
         if name in users:
-            raise click.BadParameter(f"{value.partition(':')[0]!r}: user {name!r} is given twice (user names are "
-                                     "case-insensitive); give each user once", param_hint="--user")
+            raise click.BadParameter(f"{at}{value.partition(':')[0]!r}: user {name!r} is given twice (user names "
+                                     "are case-insensitive); give each user once", param_hint=hint)
         users[name] = password
     return users
 
@@ -81,6 +84,7 @@ def read_users_file(path: Path) -> dict[str, str]:
     except UnicodeDecodeError:
         raise click.BadParameter(f"{path} is not UTF-8 text", param_hint="--users") from None
     pairs: list[tuple[str, str]] = []
+    where: list[str] = []  # FILE:LINE of each pair (FILE for TOML)
     if path.suffix.lower() == ".toml":
         from mailtrace._compat import tomllib
 
@@ -93,10 +97,12 @@ def read_users_file(path: Path) -> dict[str, str]:
             raise click.BadParameter(f"{path}: expected [users] name = \"password\" or [[user]] entries",
                                      param_hint="--users")
         pairs += [(str(k), str(v)) for k, v in table.items()]
+        where += [str(path)] * len(table)
         for entry in entries:
             if not isinstance(entry, dict) or "name" not in entry or "password" not in entry:
                 raise click.BadParameter(f"{path}: each [[user]] needs name and password", param_hint="--users")
             pairs.append((str(entry["name"]), str(entry["password"])))
+            where.append(str(path))
     else:
         import csv
 
@@ -108,9 +114,10 @@ def read_users_file(path: Path) -> dict[str, str]:
             if len(row) < 2:
                 raise click.BadParameter(f"{path}:{number}: expected name,password", param_hint="--users")
             pairs.append((row[0], row[1]))
+            where.append(f"{path}:{number}")
     if not pairs:
         raise click.BadParameter(f"{path}: no accounts in it", param_hint="--users")
-    return parse_users(tuple(f"{name.strip()}:{password}" for name, password in pairs))
+    return parse_users(tuple(f"{name.strip()}:{password}" for name, password in pairs), hint="--users", where=where)
 
 
 def build_lab(directory: Path, users: dict[str, str], *, lang: str = "en", log: Path | None = None,

@@ -161,8 +161,14 @@ def test_users_file_csv_and_toml(tmp_path):
     dup.write_text("ana,1\nANA,2\n")
     import click
 
-    with pytest.raises(click.BadParameter, match="given twice"):
+    with pytest.raises(click.BadParameter, match="given twice") as raised:
         read_users_file(dup)
+    assert f"{dup}:2" in raised.value.format_message() and raised.value.param_hint == "--users"
+    no_password = tmp_path / "n.csv"
+    no_password.write_text("name,password\nana,x1\ncarol,\n")
+    with pytest.raises(click.BadParameter, match="password is missing") as raised:
+        read_users_file(no_password)
+    assert f"{no_password}:3" in raised.value.format_message()  # the file and line to mend
 
 
 def test_users_file_errors_are_cli_messages(tmp_path):
