@@ -66,19 +66,28 @@ def format_event(event: Event, *, show_secrets: bool = False, fold: bool = False
 
 
 class SessionLabels:
-    """Tracks the open sessions; gives the "[session] " label of an event while sessions overlap."""
+    """Tracks the open sessions; gives the "[session] " label of an event of a session that has
+    overlapped another.  It keeps its label until it closes: once the others have closed, an
+    unlabelled line after "--- session pop3-25 closed" would read as pop3-25's."""
 
     def __init__(self) -> None:
         self._open: set[str] = set()
+        self._labelled: set[str] = set()  # open sessions that have overlapped another
 
     def label(self, event: Event) -> str:
         if not event.session:
             return ""
         if event.kind is Kind.CLOSE:
             self._open.discard(event.session)
+            self._labelled.discard(event.session)
             return ""
-        self._open.add(event.session)  # an OPEN, or a session whose OPEN came before this sink
-        if event.kind is Kind.OPEN or len(self._open) < 2:
+        if event.session not in self._open:  # an OPEN, or a session whose OPEN came before this sink
+            self._open.add(event.session)
+            if len(self._open) == 2:  # the first overlap: both get labels (later ones: the newcomer;
+                self._labelled |= self._open  # the others have theirs already)
+            elif len(self._open) > 2:
+                self._labelled.add(event.session)
+        if event.kind is Kind.OPEN or event.session not in self._labelled:
             return ""
         return f"[{event.session}] "
 

@@ -99,3 +99,24 @@ def test_buffered_jsonl_is_complete_after_flush_and_close(tmp_path):
     s.record(reply(b"250 OK\r\n", "250"))
     s.close()  # a close event is always written through
     assert [e.kind for e in read_jsonl(path)][-1] is Kind.CLOSE
+
+
+def test_a_session_that_overlapped_another_keeps_its_label_until_it_closes():
+    """After "--- session pop3-2 closed", smtp-1's next line must not read as pop3-2's; a
+    session that runs alone later has no label."""
+    from dataclasses import replace
+
+    def ev(session: str, kind: Kind, raw: bytes = b"") -> Event:
+        side = Side.NONE if kind in (Kind.OPEN, Kind.CLOSE) else Side.CLIENT
+        return replace(Event(side=side, kind=kind, raw=raw, protocol=session.split("-")[0]), session=session)
+
+    lines = render_text([ev("smtp-1", Kind.OPEN), ev("smtp-1", Kind.COMMAND, b"EHLO a\r\n"),
+                         ev("pop3-2", Kind.OPEN), ev("pop3-2", Kind.COMMAND, b"USER b\r\n"),
+                         ev("pop3-2", Kind.CLOSE), ev("smtp-1", Kind.COMMAND, b"NOOP\r\n"),
+                         ev("smtp-1", Kind.CLOSE), ev("imap-3", Kind.OPEN),
+                         ev("imap-3", Kind.COMMAND, b"a NOOP\r\n")]).splitlines()
+    line = {word: next(x for x in lines if word in x) for word in ("EHLO", "USER", "C: NOOP", "a NOOP")}
+    assert not line["EHLO"].startswith("[")  # alone so far
+    assert line["USER"].startswith("[pop3-2] ")
+    assert line["C: NOOP"].startswith("[smtp-1] ")  # pop3-2 has closed: still labelled
+    assert not line["a NOOP"].startswith("[")  # imap-3 runs alone
