@@ -382,3 +382,15 @@ def test_each_login_sees_mail_delivered_since(server):
     assert pop.stat()[0] == 3
     assert pop.retr(3)[1] == [b"Subject: dropped", b"", b"hi"]
     pop.quit()
+
+
+def test_the_sign_off_counts_what_is_left_after_another_session_removed_mail(server):
+    """QUIT's "(N messages left)" is the maildrop's real count: a message removed meanwhile by
+    another session (here straight from the store, as an IMAP EXPUNGE does) is not in it."""
+    infos = deliver(server.store, 5)
+    pop = server.client()
+    assert pop.stat()[0] == 5
+    box = server.store.mailbox("alice")
+    box.expunge([infos[0].uid])  # another session's EXPUNGE of message 1
+    pop.dele(3)
+    assert b"(3 messages left" in pop.quit()  # 5 - 1 expunged elsewhere - 1 deleted here

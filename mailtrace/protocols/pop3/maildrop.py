@@ -180,3 +180,14 @@ def release(lock: Any) -> None:
         lock.release()
     except Exception:  # the lock may already be gone; releasing twice must be harmless
         pass
+
+
+def messages_left(mailbox: Any, guess: int) -> int:
+    """How many messages the maildrop holds after UPDATE, counted again: another session (an
+    IMAP EXPUNGE) may have removed some this one never marked (``guess``: the session's own
+    count, said when the store cannot be read)."""
+    try:
+        mailbox.refresh()
+        return sum(1 for _ in mailbox.messages())
+    except Exception:  # noqa: BLE001 - the count is only informative
+        return guess

@@ -53,6 +53,7 @@ from mailtrace.protocols.pop3.maildrop import (
     read_ahead,
     read_messages,
     release,
+    messages_left,
     remove_deleted,
 )
 from mailtrace.protocols.pop3.spec import (
@@ -322,15 +323,16 @@ class Pop3ServerConnection:
         doomed = [m.uid for m in session.messages if m.deleted]
         left = len(session.messages) - len(doomed)
 
-        def job() -> tuple[int, int]:  # §6: "Whether the removal was successful or not, the
+        def job() -> tuple[int, int, int]:  # §6: "Whether the removal was successful or not, the
             try:  # server then releases any exclusive-access lock on the maildrop"
-                return remove_deleted(session.mailbox, doomed)
+                failed, gone = remove_deleted(session.mailbox, doomed)
+                return failed, gone, messages_left(session.mailbox, left) if doomed else left
             finally:
                 release(session.lock)
 
-        return self._slowly(job, lambda result: self._updated(session, left, *result))
+        return self._slowly(job, lambda result: self._updated(session, *result))
 
-    def _updated(self, session: _Session, left: int, failed: int, gone: int) -> list[Output]:
+    def _updated(self, session: _Session, failed: int, gone: int, left: int) -> list[Output]:
         if failed:
             out = self._error("QUIT", f"some deleted messages not removed ({failed})", "SYS/TEMP", count=False)
         else:
