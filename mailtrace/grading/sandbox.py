@@ -383,13 +383,19 @@ def _v2_parent() -> Path | None:
         return None
 
 
-@functools.cache
+_CGROUPS_PROBED: list[tuple[str, ...]] = []  # the answer, once found
+_CGROUPS_LOCK = threading.Lock()
+
+
 def cgroups_available() -> tuple[str, ...]:
-    """Which cgroup controllers a run gets here (asked once)."""
-    probe = Cgroup(f"probe-{os.getpid()}", Limits())
-    names = tuple(probe.controllers)
-    probe.close()
-    return names
+    """Which cgroup controllers a run gets here (asked once, by one thread: two sandboxes built at
+    once each made the same probe cgroup, and the one whose mkdir lost ran without any limits)."""
+    with _CGROUPS_LOCK:
+        if not _CGROUPS_PROBED:
+            probe = Cgroup(f"probe-{os.getpid()}-{threading.get_ident()}", Limits())
+            _CGROUPS_PROBED.append(tuple(probe.controllers))
+            probe.close()
+        return _CGROUPS_PROBED[0]
 
 
 # -- network ------------------------------------------------------------------------------------

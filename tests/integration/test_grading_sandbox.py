@@ -400,3 +400,21 @@ def test_folders_left_by_a_grader_that_was_killed_are_removed_by_the_next(tmp_pa
     finally:
         for d in (stale_run, stale_etc, live):
             remove_tree(d)
+
+
+def test_sandboxes_built_at_once_all_get_the_cgroups():
+    """Two scenarios start together (``--jobs 2``): each asks which cgroup controllers it gets.
+    The probe was one fixed-name cgroup made without a lock: the thread whose mkdir lost got
+    none, and its program ran without memory, pids or CPU limits (found by an independent tester)."""
+    import concurrent.futures
+
+    from mailtrace.grading import sandbox
+
+    known = sandbox.cgroups_available()
+    if not known:
+        pytest.skip("no cgroup controller this grader may write here")
+    for _ in range(5):
+        sandbox._CGROUPS_PROBED.clear()  # as in a fresh grader process
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: sandbox.cgroups_available(), range(8)))
+        assert answers == [known] * 8
