@@ -26,7 +26,7 @@ from mailtrace.grading.checks.common import did_work, read_sources
 from mailtrace.grading.exercise import Exercise, Scenario, fill
 from mailtrace.grading.faults import ServerScript
 from mailtrace.grading.report import CheckResult, Report, ScenarioResult
-from mailtrace.grading.run import Run
+from mailtrace.grading.run import Run, secrets_of
 from mailtrace.grading.files import MiB, remove_tree
 from mailtrace.grading.checks import text
 from mailtrace.grading.sandbox import Limits, ProgramResult, Sandbox
@@ -326,6 +326,7 @@ def _run_scenario(exercise: Exercise, scenario: Scenario, prepared: Prepared, se
 def score_run(run: Run, weights: dict[str, float], lang: str = "en", show_secrets: bool = False) -> ScenarioResult:
     results = []
     run.lang = lang
+    run.hidden = () if show_secrets else secrets_of(run.variables)  # in what the program printed
     never_connected = run.exercise.role == "client" and bool(run.exercise.protocol) and not run.server_options.get("none") and not run.sessions()
     for cid in run.scenario.checks:
         chk = REGISTRY[cid]

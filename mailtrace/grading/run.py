@@ -28,6 +28,9 @@ class Run:
     store_after: dict[str, Any] = field(default_factory=dict)  # {"messages": [{uid, flags, ...}], ...}
     notes: list[str] = field(default_factory=list)  # what collecting the outputs left out, and why
     lang: str = "en"
+    #: the run's passwords, hidden in what the program printed (its stdout and stderr reach the
+    #: feedback and every report format) unless --show-secrets: set by the grader's score_run
+    hidden: tuple[str, ...] = ()
     _pairs: dict[int, list[Event]] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -69,11 +72,27 @@ class Run:
 
     @property
     def stderr(self) -> str:
-        return self.program.stderr.decode("utf-8", errors="replace")
+        return self._shown(self.program.stderr.decode("utf-8", errors="replace"))
 
     @property
     def stdout(self) -> str:
-        return self.program.stdout.decode("utf-8", errors="replace")
+        return self._shown(self.program.stdout.decode("utf-8", errors="replace"))
+
+    def _shown(self, text: str) -> str:
+        for secret in self.hidden:
+            text = text.replace(secret, SECRET_MASK)
+        return text
+
+
+#: what a password the program printed is replaced with (as PASS in a transcript)
+SECRET_MASK = "********"
+
+
+def secrets_of(variables: dict[str, Any]) -> tuple[str, ...]:
+    """The passwords among a run's variables (``password``, ``password_tricky``, a server
+    exercise's ``other_password``, ``arg_password``...), longest first (one inside another)."""
+    found = {v for k, v in variables.items() if "password" in k and isinstance(v, str) and len(v) >= 3}
+    return tuple(sorted(found, key=len, reverse=True))
 
     def reply_to(self, event: Event) -> list[Event]:
         """The server reply to ``event`` (its lines).

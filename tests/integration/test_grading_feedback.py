@@ -77,6 +77,31 @@ def test_passwords_are_redacted_unless_show_secrets():
     assert secret not in json.dumps(hidden.to_dict())
 
 
+def test_a_password_the_program_prints_is_hidden_in_every_report_unless_show_secrets(tmp_path):
+    """Students log their dialogue on stderr; the grader knows the passwords it gave, and hides
+    them in what the program printed as it does in the transcript (found by an independent
+    tester: feedback, JSON, JUnit, Gradescope, GitHub Classroom and the class page quoted them)."""
+    from mailtrace.grading.github_classroom import to_result
+    from mailtrace.grading.report import to_gradescope, to_json, to_junit
+
+    ex = load_exercise("pop3-client")
+    prog = tmp_path / "pop3_client.py"
+    source = (SOLUTIONS / "pop3-client" / "pop3_client.py").read_text()
+    prog.write_text("import sys\nprint('logging in with', sys.argv[sys.argv.index('--password') + 1], file=sys.stderr)\n"
+                    "sys.exit(1)\n" + source)
+    scenario = [ex.scenarios[0].name]
+    hidden = grade(ex, prog, seed=9, scenarios=scenario)
+    shown = grade(ex, prog, seed=9, scenarios=scenario, show_secrets=True)
+    printed = shown.scenarios[-1].stderr
+    assert "logging in with" in printed
+    secret = printed.split("logging in with", 1)[1].split()[0]
+    outputs = [to_json(hidden), to_junit(hidden), to_gradescope(hidden), json.dumps(to_result(hidden)),
+               to_text(hidden, verbose=True)]
+    assert all(secret not in out for out in outputs)
+    assert "logging in with ********" in hidden.scenarios[-1].stderr
+    assert secret in to_json(shown)
+
+
 def test_fail_under_sets_the_exit_status_and_grading_alone_exits_zero(tmp_path):
     prog = tmp_path / "mime_compose.py"
     prog.write_text("print('nothing')\n")
