@@ -60,11 +60,16 @@ def grade_class(exercise: Exercise, folder: Path, *, seed: int, jobs: int = 2,
             on_done(name, report)
         return name, report
 
+    # students are only coordinators: their scenarios queue in the shared pools
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(2, jobs * 3))
     try:
-        # students are only coordinators: their scenarios queue in the shared pools
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(2, jobs * 3)) as pool:
-            return list(pool.map(one, subs))
+        return list(pool.map(one, subs))
+    except KeyboardInterrupt:  # Ctrl-C: stop now, not after every queued student has been graded
+        pool.shutdown(wait=False, cancel_futures=True)
+        pools.cancel()
+        raise
     finally:
+        pool.shutdown(wait=True)
         pools.close()
 
 

@@ -436,6 +436,15 @@ class Pools:
         self.busy.shutdown(wait=True)
         self.idle.shutdown(wait=True)
 
+    def cancel(self) -> None:
+        """Ctrl-C: the scenarios waiting to run never start, the programs running now end (and
+        their scenarios with them); ``close`` then returns at once."""
+        from mailtrace.grading.sandbox import stop_all
+
+        self.busy.shutdown(wait=False, cancel_futures=True)
+        self.idle.shutdown(wait=False, cancel_futures=True)
+        stop_all()
+
 
 def grade(exercise: Exercise, submission: Path, *, seed: int | None = None, jobs: int = 2,
           limits: Limits | None = None, scenarios: list[str] | None = None, slot_base: int = 0,
@@ -502,6 +511,10 @@ def _grade_prepared(exercise, prepared, report, chosen, w, base_limits, pools, o
         report.enforced = b.enforced
     if prepared.build_error:
         output = _tail(prepared.build.stderr + prepared.build.stdout if prepared.build else b"", 1500)
+        report.diagnosis = text("diagnosis.did-not-build", lang)
+        for c in policy:  # a program that never ran did no work: nothing to earn (as diagnose says)
+            if c.passed:
+                c.passed, c.points, c.feedback = False, 0.0, report.diagnosis
         for sc in chosen:
             report.scenarios.append(_broken(sc, w, exercise, f"{prepared.build_error}\n{output}".rstrip(),
                                             status=text("scenario.not-run-build", lang), lang=lang))
@@ -538,6 +551,9 @@ def _grade_prepared(exercise, prepared, report, chosen, w, base_limits, pools, o
     try:
         futures = [(pools.idle if _mostly_waits(sc, exercise) else pools.busy).submit(one, sc) for sc in chosen]
         report.scenarios.extend(f.result() for f in futures)
+    except KeyboardInterrupt:  # Ctrl-C: stop now, not after every queued scenario has run
+        pools.cancel()
+        raise
     finally:
         remove_group(group)
         if own:

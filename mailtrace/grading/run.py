@@ -84,16 +84,6 @@ class Run:
         return text
 
 
-#: what a password the program printed is replaced with (as PASS in a transcript)
-SECRET_MASK = "********"
-
-
-def secrets_of(variables: dict[str, Any]) -> tuple[str, ...]:
-    """The passwords among a run's variables (``password``, ``password_tricky``, a server
-    exercise's ``other_password``, ``arg_password``...), longest first (one inside another)."""
-    found = {v for k, v in variables.items() if "password" in k and isinstance(v, str) and len(v) >= 3}
-    return tuple(sorted(found, key=len, reverse=True))
-
     def reply_to(self, event: Event) -> list[Event]:
         """The server reply to ``event`` (its lines).
 
@@ -152,3 +142,14 @@ def smtp_pairs(events: list[Event]) -> dict[int, list[Event]]:
             for cmd in cmds[len(replies):]:
                 pairs[id(cmd)] = []  # not answered (yet): a silent server, a closed connection
     return pairs
+
+
+#: what a password the program printed is replaced with (as PASS in a transcript)
+SECRET_MASK = "********"
+
+
+def secrets_of(variables: dict[str, Any]) -> tuple[str, ...]:
+    """The passwords among a run's variables (``password``, ``password_tricky``, a server
+    exercise's ``other_password``, ``arg_password``...), longest first (one inside another)."""
+    found = {v for k, v in variables.items() if "password" in k and isinstance(v, str) and len(v) >= 3}
+    return tuple(sorted(found, key=len, reverse=True))

@@ -719,6 +719,22 @@ def cpu_use(pids: list[int]) -> tuple[float, float, bool]:
     return ran / 1e9, waited / 1e9, runnable
 
 
+#: The programs running now, and whether grading was stopped (Ctrl-C): ``stop_all`` ends them,
+#: and no program starts after it.
+_RUNNING: set["Running"] = set()
+_RUNNING_LOCK = threading.Lock()
+_STOPPED = threading.Event()
+
+
+def stop_all() -> None:
+    """Ctrl-C: end every program running now (and all they started); start none after this."""
+    _STOPPED.set()
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for run in running:
+        run.stop()
+
+
 class Running:
     """One started program: its output read as it comes, a timer that ends it at the limit (plus
     the time it waited for a CPU, see MAX_CPU_WAIT_FACTOR)."""
@@ -747,6 +763,8 @@ class Running:
             os.write(w, options)  # a few KiB: well within a pipe's buffer
             os.close(w)
         try:
+            if _STOPPED.is_set():
+                raise OSError("grading was stopped")
             self.proc = subprocess.Popen(sandbox.command(argv, workdir, self.cgroup, args_fd), cwd=workdir,
                                          env=sandbox.env(workdir), stdin=subprocess.DEVNULL,
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -760,6 +778,10 @@ class Running:
         finally:
             if args_fd is not None:
                 os.close(args_fd)
+        with _RUNNING_LOCK:
+            _RUNNING.add(self)
+        if _STOPPED.is_set():  # stopped while it was starting
+            self.stop()
         self.out = _Capture(self.proc.stdout, lim.output_bytes)
         self.err = _Capture(self.proc.stderr, lim.output_bytes)
         # a blocking wait (waitpid) returns the moment the program exits; a timer kills it
@@ -810,6 +832,8 @@ class Running:
         with self._timer_lock:
             self._ended = True
             self.timer.cancel()
+        with _RUNNING_LOCK:
+            _RUNNING.discard(self)
         timed_out = self.fired.is_set()
         self.stop()  # what the program left running (a daemon, a fork bomb's children) ends now
         self.out.join()

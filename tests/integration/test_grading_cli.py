@@ -223,3 +223,68 @@ def test_a_program_that_never_connects_keeps_no_points_for_want_of_evidence(tmp_
     chosen = [s.name for s in ex.scenarios if not s.timeout and not s.server.get("none")]
     report = grade(ex, prog, scenarios=chosen, limits=Limits(timeout=1), jobs=4)
     assert report.score == 0, report.checks_by_id()  # not even the import policy: it did nothing
+
+
+def _processes_running(marker: str, besides: int = 0) -> list[str]:
+    """The processes whose command line holds ``marker`` (but ``besides``: the grader itself)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != besides:
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            except OSError:
+                continue
+            if marker in cmdline:
+                found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+@pytest.mark.parametrize("class_mode", [False, True])
+def test_ctrl_c_stops_grading_now_and_leaves_nothing_running(tmp_path, class_mode):
+    """Ctrl-C during a class of programs that sleep: the queued scenarios never start and the
+    running programs end, instead of the grader going on for minutes after "Aborted!" (found by
+    an independent tester: 215 s for a class of 4)."""
+    import signal
+    import time
+
+    from waiting import wait_until
+
+    marker = f"sleeper_{os.getpid()}_{int(class_mode)}"
+    program = f"import time\ntime.sleep(600)  # {marker}\n"
+    if class_mode:
+        target = tmp_path / "class"
+        for student in ("ana", "ben", "carla"):
+            (target / student).mkdir(parents=True)
+            (target / student / f"{marker}.py").write_text(program)
+        args = ["grade", "pop3-client", "--class", str(target), "-o", str(tmp_path / "out")]
+    else:
+        target = tmp_path / f"{marker}.py"
+        target.write_text(program)
+        args = ["grade", "pop3-client", str(target)]
+    proc = subprocess.Popen(MAILTRACE + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        wait_until(lambda: _processes_running(marker, besides=proc.pid), timeout=60, what="a student program running")
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in its terminal does
+        try:
+            _, err = proc.communicate(timeout=30)  # each program would sleep 8 s, ~20 scenarios each
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the grader went on after Ctrl-C") from None
+        assert proc.returncode != 0 and b"Traceback" not in err
+        wait_until(lambda: not _processes_running(marker, besides=proc.pid), timeout=10, what="no student program left")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_a_submission_that_does_not_build_earns_nothing(tmp_path):
+    """A Makefile whose build fails ran no scenario: the policy check (no banned import) is not
+    earned on its own, as with a program that did none of the work (found by an independent tester)."""
+    sub = tmp_path / "broken"
+    sub.mkdir()
+    (sub / "Makefile").write_text("all:\n\tfalse\n")
+    report = grade(load_exercise("pop3-client"), sub, seed=3, scenarios=["three-messages"])
+    assert report.score == 0 and "did not build" in report.diagnosis
+    es = grade(load_exercise("pop3-client"), sub, seed=3, scenarios=["three-messages"], lang="es")
+    assert es.score == 0 and "no se ha compilado" in es.diagnosis

@@ -299,7 +299,9 @@ def test_mail_sent_by_smtp_is_read_back_by_pop3_byte_for_byte(lab_factory):
 
 def test_text_log_labels_lines_while_sessions_overlap(lab_factory, tmp_path):
     """Two clients at once (as Thunderbird or an MTA sending a bounce do): each line of the
-    --text file names its session while both are open; a lone session stays unlabelled."""
+    --text file names its session once it has overlapped another, until it closes (after
+    "--- session smtp-2 closed" an unlabelled line would read as smtp-2's); a session that
+    has been alone all along stays unlabelled."""
     text = tmp_path / "s.txt"
     lab = lab_factory(("smtp",), sinks=(TextSink(text),), tls=False)
     first = socket.create_connection(("127.0.0.1", lab.port()), timeout=10)
@@ -324,9 +326,9 @@ def test_text_log_labels_lines_while_sessions_overlap(lab_factory, tmp_path):
     one, two = sorted({e.session for e in lab.events})
     assert "C: HELO one" in lines  # alone: no label
     assert f"[{two}] C: HELO two" in lines and f"[{one}] C: NOOP" in lines and f"[{two}] C: QUIT" in lines
-    assert "C: QUIT" in lines  # the first session's QUIT, alone again after the second closed
+    assert f"[{one}] C: QUIT" in lines  # the first session's QUIT, after the second closed: still labelled
     dialogue = [ln for ln in lines if not ln.startswith("---")]
     labelled = [ln.split("] ", 1)[0] + "]" for ln in dialogue if ln.startswith("[")]
-    # while both were open: two's 220, HELO, 250; one's NOOP, 250; two's QUIT, 221; and the left-
-    # without-transaction note under two's QUIT
-    assert labelled == [f"[{two}]"] * 3 + [f"[{one}]"] * 2 + [f"[{two}]"] * 3, dialogue
+    # two's 220, HELO, 250; one's NOOP, 250; two's QUIT, 221 and the left-without-transaction
+    # note under it; then one's QUIT, its note and 221
+    assert labelled == [f"[{two}]"] * 3 + [f"[{one}]"] * 2 + [f"[{two}]"] * 3 + [f"[{one}]"] * 3, dialogue
