@@ -52,8 +52,11 @@ class _Tally:
         self.events += 1
         if event.kind is Kind.OPEN:
             self.opened[event.protocol.upper() or "?"] += 1
-        if knowledge.mistakes(event) or (event.kind is Kind.VIOLATION and not event.notes):
-            self.mistakes += 1  # informative notes (a POP3 session dropped without QUIT) are no mistake
+        if event.notes:
+            if knowledge.mistakes(event):
+                self.mistakes += 1  # informative notes (a POP3 session dropped without QUIT) are no mistake
+        elif event.kind is Kind.VIOLATION:
+            self.mistakes += 1
 
     def merge(self, other: "_Tally") -> None:
         self.events += other.events
