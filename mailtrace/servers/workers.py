@@ -527,19 +527,25 @@ class AppendedJsonl:
     the batches of two workers never mix (a session's lines stay in order: one worker has it)."""
 
     def __init__(self, path: str, show_secrets: bool) -> None:
+        from mailtrace.transcript.jsonl import event_line
+
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         self.show_secrets = show_secrets
+        self.event_line = event_line
         self.lines: list[str] = []
 
     def handle(self, event: Event) -> None:
-        from mailtrace.transcript.jsonl import event_line
+        self.lines.append(self.event_line(event, self.show_secrets) + "\n")
 
-        self.lines.append(event_line(event, self.show_secrets))
+    def handle_many(self, events: list[Event]) -> None:
+        """``handle`` each of ``events`` (the log writer's runs: BackgroundSink)."""
+        line, show = self.event_line, self.show_secrets
+        self.lines.append("".join([line(event, show) + "\n" for event in events]))
 
     def flush(self) -> None:
         if not self.lines:
             return
-        data = memoryview(("\n".join(self.lines) + "\n").encode("utf-8"))
+        data = memoryview("".join(self.lines).encode("utf-8"))
         self.lines = []
         while data:
             data = data[os.write(self.fd, data):]

@@ -10,7 +10,7 @@ event loop (MainThread), the log writer, the live view, the store jobs.  With ``
 as ``--lab-arg``) each worker process is counted too, its threads named "worker PID: thread" (the
 worker processes are the lab's children), and a total per process.  Thread names come from
 ``py-spy dump`` when py-spy is installed (``pip install py-spy``); otherwise thread ids.
-``--py-spy FILE`` records a flame graph meanwhile (``--gil`` adds py-spy's option: only the
+``--py-spy FILE`` records a flame graph meanwhile (collapsed stacks when FILE ends in .txt) (``--gil`` adds py-spy's option: only the
 thread holding the interpreter lock), ``--perf FILE`` a ``perf record -g`` of the process.
 """
 
@@ -108,6 +108,7 @@ def main() -> None:
                     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
                     recorder = subprocess.Popen([spy, "record", "--threads", *(["--gil"] if args.gil else []),
                                                  *(["--subprocesses"] if len(pids) > 1 else []),
+                                                 *(["--format", "raw"] if args.pyspy.endswith(".txt") else []),
                                                  "-o", args.pyspy, "-p", str(lab.pid), "-d", str(int(args.seconds))],
                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 elif args.perf:
