@@ -75,6 +75,10 @@ ACCEPTS_PER_WAKE = 128  # connections taken from a listening socket per readines
 # events (sending each loop turn's events on their own cost the parent as much CPU as the servers).
 BATCH_DELAY = 0.005  # seconds: the longest an event waits in the worker
 BATCH_ITEMS = 1000  # ... or this many events
+# With the live view alone, most events are only counted (live.DetailBudget): the counts, and how
+# far each session got, wait longer (a summary line is drawn once a second), so that a busy worker
+# wakes the parent a few times a second rather than every BATCH_DELAY.
+COUNTS_DELAY = 0.1  # seconds
 
 
 def settings_of(lab) -> dict:
@@ -463,6 +467,7 @@ class ParentLink:
         self.loop = loop
         self.items: list = []
         self._timer: asyncio.TimerHandle | None = None
+        self._counts_only = False  # the timer was set for counts (COUNTS_DELAY), no event or item waits
         self.seen: dict[str, tuple[int, float]] = {}  # session -> (seq, t) of its last event not sent
         self.budget = None
         if wanted == "view":
@@ -483,16 +488,21 @@ class ParentLink:
             return
         self.seen[event.session] = (event.seq, event.t)
         if self._timer is None:
-            self._timer = self.loop.call_later(BATCH_DELAY, self.send)
+            self._timer = self.loop.call_later(COUNTS_DELAY, self.send)
+            self._counts_only = True
 
     def put(self, item) -> None:
-        """An event or a control item, sent with the next batch."""
+        """An event or a control item, sent with the next batch (within BATCH_DELAY)."""
         items = self.items
         items.append(item)
         if len(items) >= BATCH_ITEMS:
             self.send()
-        elif self._timer is None:
+            return
+        if self._timer is None or self._counts_only:
+            if self._timer is not None:  # (set for counts only: COUNTS_DELAY is too late for this)
+                self._timer.cancel()
             self._timer = self.loop.call_later(BATCH_DELAY, self.send)
+            self._counts_only = False
 
     def put_threadsafe(self, item: tuple) -> None:
         """From a store thread (a delivery's change notification)."""
