@@ -525,7 +525,7 @@ class ParentLink:
             self.sock.sendall(data)  # blocking: backpressure
 
     def flush(self) -> None:
-        pass  # sent at the end of this loop turn (handle() scheduled it)
+        pass  # sent within BATCH_DELAY (put() scheduled it)
 
     def close(self) -> None:
         self.send()
