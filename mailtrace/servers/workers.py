@@ -342,12 +342,15 @@ class WorkerPool:
         if not worker.said_bye and not self.stopping:
             print(f"mailtrace: lab worker {worker.index} ended unexpectedly (exit status {worker.process.poll()}); "
                   "its connections are lost", file=sys.stderr, flush=True)
-        for sid, opened in list(self.open.items()):
-            if opened.worker is not worker:
-                continue
-            if opened.last_seq >= 0:
+        lost = {sid: opened for sid, opened in self.open.items() if opened.worker is worker}
+        # The parent may not have heard of a session's last events (only counts come, and late):
+        # the log the worker wrote says how far each got.
+        logged = last_logged(self.lab.jsonl_log[1], set(lost)) if self.lab.jsonl_log is not None and lost else {}
+        for sid, opened in lost.items():
+            seq, t = max((opened.last_seq, opened.last_t), logged.get(sid, (-1, 0.0)))
+            if seq >= 0:
                 close = Event(side=Side.NONE, kind=Kind.CLOSE, reason=Reason(text="the lab worker serving it ended"))
-                close.stamp(sid, opened.last_seq + 1, opened.last_t, opened.protocol)
+                close.stamp(sid, seq + 1, t, opened.protocol)
                 self.lab.recorder.dispatch_many([close])
                 if self.lab.jsonl_log is not None:  # (written by the workers otherwise)
                     with contextlib.suppress(OSError):
@@ -454,6 +457,36 @@ class HandoffListener:
                 self.loop.remove_reader(self.sock.fileno())
             self.sock.close()
             self.sock = None
+
+
+LOG_TAIL = 8 * 1024 * 1024  # octets at the end of the JSONL log read when a worker dies
+
+
+def last_logged(path, sessions: set[str], tail: int = LOG_TAIL) -> dict[str, tuple[int, float]]:
+    """(seq, t) of the last line of each of ``sessions`` in the last ``tail`` octets of a JSONL log
+    (a line cut short by a killed writer is skipped)."""
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - tail))
+            data = f.read()
+    except OSError:
+        return {}
+    wanted = [b'"session": ' + json.dumps(sid).encode() + b"," for sid in sessions]
+    found: dict[str, tuple[int, float]] = {}
+    for line in data.splitlines():
+        if any(w in line for w in wanted):
+            try:
+                event = json.loads(line)
+                seq, t = int(event["seq"]), float(event["t"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            sid = event.get("session")
+            if sid in sessions and seq > found.get(sid, (-1, 0.0))[0]:
+                found[sid] = (seq, t)
+    return found
 
 
 # --- a worker -----------------------------------------------------------------------------------------

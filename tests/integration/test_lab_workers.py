@@ -318,6 +318,8 @@ def test_a_worker_that_dies_costs_only_its_own_connections(real_lab):
     (lost,) = [sid for sid in sessions if sid.startswith("imap")]
     assert sessions[lost][-1]["kind"] == "close"
     assert sessions[lost][-1]["reason"]["text"] == "the lab worker serving it ended"
+    seqs = [e["seq"] for e in sessions[lost]]
+    assert seqs == sorted(set(seqs))  # the close comes after the last line its worker logged
     (sent,) = [events for sid, events in sessions.items() if sid.startswith("smtp")]
     assert [e["code"] for e in sent if e.get("verb") == "DATA" and e["kind"] == "reply"][-1] == "250"
 
