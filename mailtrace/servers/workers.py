@@ -28,7 +28,16 @@ Two socket pairs per worker:
   ``("conn", listener index, session id, refused reason or None)`` + the socket,
   ``("changed", user, mailbox)``, ``("stop",)``; the first message is the worker's settings.
 * events, worker -> parent (a byte stream of length-prefixed pickles): lists of ``Event``s and
-  ``("user", sid, user)`` / ``("done", sid)`` / ``("changed", user, mailbox)`` / ``("bye",)``.
+  ``("user", sid, user)`` / ``("done", sid)`` / ``("changed", user, mailbox)`` / ``("bye",)`` /
+  ``("seen", {sid: (seq, t)}, tally)``.
+The parent gets only the events its sinks need (``events_wanted``): every one when a sink keeps
+or writes them all (``--text``, ``--log-dir``, ``--web``); with the live view alone, the events
+the view would draw (the first ``live.DETAIL_PER_SECOND`` of each second of the worker) and a
+count of the others (``live.DetailBudget``); with ``--quiet``, none.  Events not sent are still
+in the JSONL log (the worker writes it), and ``"seen"`` tells the parent how far each session
+got (to close it in the log if its worker dies).  Pickling every event, 10 KB message bodies
+included, and rebuilding it in the parent for a view that draws 200 a second cost more CPU
+than the servers themselves saved by running on every core.
 The worker writes events with blocking sends: a parent that falls behind slows the workers
 down (backpressure) and no event is ever dropped.
 
@@ -66,6 +75,10 @@ ACCEPTS_PER_WAKE = 128  # connections taken from a listening socket per readines
 # events (sending each loop turn's events on their own cost the parent as much CPU as the servers).
 BATCH_DELAY = 0.005  # seconds: the longest an event waits in the worker
 BATCH_ITEMS = 1000  # ... or this many events
+# With the live view alone, most events are only counted (live.DetailBudget): the counts, and how
+# far each session got, wait longer (a summary line is drawn once a second), so that a busy worker
+# wakes the parent a few times a second rather than every BATCH_DELAY.
+COUNTS_DELAY = 0.1  # seconds
 
 
 def settings_of(lab) -> dict:
@@ -74,7 +87,18 @@ def settings_of(lab) -> dict:
                 tls_names=tuple(getattr(lab, "tls_names", ())), lang=lab.lang,
                 allow_plaintext_auth=lab.allow_plaintext_auth, per_user=lab.session_users is not None,
                 smtp_config=dict(getattr(lab, "smtp_config", None) or {}),
-                jsonl_log=(str(lab.jsonl_log[1]), lab.jsonl_log[2]) if lab.jsonl_log else None)
+                jsonl_log=(str(lab.jsonl_log[1]), lab.jsonl_log[2]) if lab.jsonl_log else None,
+                events=events_wanted(lab))
+
+
+def events_wanted(lab) -> str:
+    """What the parent's sinks need of the workers' events: "all" when one keeps or writes every
+    event (the text log, per-user logs, the web view), "view" for the live view alone, "none"
+    (``--quiet``).  The JSONL log is no such sink: the workers write it."""
+    jsonl = lab.jsonl_log[0] if lab.jsonl_log else None
+    if any(sink is not jsonl and sink is not lab.live_sink for sink in lab.recorder.sinks):
+        return "all"
+    return "view" if lab.live_sink is not None else "none"
 
 
 def default_workers() -> int:
@@ -279,7 +303,16 @@ class WorkerPool:
 
     def _control_item(self, worker: _Worker, item: tuple) -> None:
         what = item[0]
-        if what == "done":
+        if what == "seen":  # events the worker did not send (they are in the JSONL log)
+            _, seen, tally = item
+            opened_get = self.open.get
+            for sid, (seq, t) in seen.items():
+                opened = opened_get(sid)
+                if opened is not None and seq > opened.last_seq:
+                    opened.last_seq, opened.last_t = seq, t
+            if tally is not None and self.lab.live_sink is not None:
+                self.lab.live_sink.add_tally(tally)
+        elif what == "done":
             self._forget(item[1])
         elif what == "user":
             if self.lab.session_users is not None:
@@ -309,12 +342,15 @@ class WorkerPool:
         if not worker.said_bye and not self.stopping:
             print(f"mailtrace: lab worker {worker.index} ended unexpectedly (exit status {worker.process.poll()}); "
                   "its connections are lost", file=sys.stderr, flush=True)
-        for sid, opened in list(self.open.items()):
-            if opened.worker is not worker:
-                continue
-            if opened.last_seq >= 0:
+        lost = {sid: opened for sid, opened in self.open.items() if opened.worker is worker}
+        # The parent may not have heard of a session's last events (only counts come, and late):
+        # the log the worker wrote says how far each got.
+        logged = last_logged(self.lab.jsonl_log[1], set(lost)) if self.lab.jsonl_log is not None and lost else {}
+        for sid, opened in lost.items():
+            seq, t = max((opened.last_seq, opened.last_t), logged.get(sid, (-1, 0.0)))
+            if seq >= 0:
                 close = Event(side=Side.NONE, kind=Kind.CLOSE, reason=Reason(text="the lab worker serving it ended"))
-                close.stamp(sid, opened.last_seq + 1, opened.last_t, opened.protocol)
+                close.stamp(sid, seq + 1, t, opened.protocol)
                 self.lab.recorder.dispatch_many([close])
                 if self.lab.jsonl_log is not None:  # (written by the workers otherwise)
                     with contextlib.suppress(OSError):
@@ -423,34 +459,97 @@ class HandoffListener:
             self.sock = None
 
 
+LOG_TAIL = 8 * 1024 * 1024  # octets at the end of the JSONL log read when a worker dies
+
+
+def last_logged(path, sessions: set[str], tail: int = LOG_TAIL) -> dict[str, tuple[int, float]]:
+    """(seq, t) of the last line of each of ``sessions`` in the last ``tail`` octets of a JSONL log
+    (a line cut short by a killed writer is skipped)."""
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - tail))
+            data = f.read()
+    except OSError:
+        return {}
+    wanted = [b'"session": ' + json.dumps(sid).encode() + b"," for sid in sessions]
+    found: dict[str, tuple[int, float]] = {}
+    for line in data.splitlines():
+        if any(w in line for w in wanted):
+            try:
+                event = json.loads(line)
+                seq, t = int(event["seq"]), float(event["t"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            sid = event.get("session")
+            if sid in sessions and seq > found.get(sid, (-1, 0.0))[0]:
+                found[sid] = (seq, t)
+    return found
+
+
 # --- a worker -----------------------------------------------------------------------------------------
 class ParentLink:
-    """The worker's only sink: events (and control items) queued and sent in batches, at most
-    BATCH_DELAY after the first one (a session's events reach the view and the log a moment later)."""
+    """The worker's sink towards the parent: events (and control items) queued and sent in
+    batches, at most BATCH_DELAY after the first one (a session's events reach the view a moment
+    later).  ``wanted`` (``events_wanted``): which events the parent needs."""
 
-    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop, wanted: str = "all") -> None:
         self.sock = sock
         self.loop = loop
         self.items: list = []
         self._timer: asyncio.TimerHandle | None = None
+        self._counts_only = False  # the timer was set for counts (COUNTS_DELAY), no event or item waits
+        self.seen: dict[str, tuple[int, float]] = {}  # session -> (seq, t) of its last event not sent
+        self.budget = None
+        if wanted == "view":
+            from mailtrace.transcript.live import DetailBudget
 
-    def handle(self, item) -> None:
+            self.budget = DetailBudget()
+        if wanted != "all":
+            self.handle = self._handle_some  # (the recorder calls it for every event)
+
+    def handle(self, event: Event) -> None:
+        self.put(event)
+
+    def _handle_some(self, event: Event) -> None:
+        """An event, when the parent needs only some: sent if the live view would draw it."""
+        budget = self.budget
+        if budget is not None and budget.wanted(event):
+            self.put(event)
+            return
+        self.seen[event.session] = (event.seq, event.t)
+        if self._timer is None:
+            self._timer = self.loop.call_later(COUNTS_DELAY, self.send)
+            self._counts_only = True
+
+    def put(self, item) -> None:
+        """An event or a control item, sent with the next batch (within BATCH_DELAY)."""
         items = self.items
         items.append(item)
         if len(items) >= BATCH_ITEMS:
             self.send()
-        elif self._timer is None:
+            return
+        if self._timer is None or self._counts_only:
+            if self._timer is not None:  # (set for counts only: COUNTS_DELAY is too late for this)
+                self._timer.cancel()
             self._timer = self.loop.call_later(BATCH_DELAY, self.send)
+            self._counts_only = False
 
     def put_threadsafe(self, item: tuple) -> None:
         """From a store thread (a delivery's change notification)."""
         with contextlib.suppress(RuntimeError):  # (the loop is closed: the worker is ending)
-            self.loop.call_soon_threadsafe(self.handle, item)
+            self.loop.call_soon_threadsafe(self.put, item)
 
     def send(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        tally = self.budget.take_tally() if self.budget is not None else None
+        if self.seen or tally is not None:
+            self.items.append(("seen", self.seen, tally))
+            self.seen = {}
         if not self.items:
             return
         items, self.items = self.items, []
@@ -459,7 +558,7 @@ class ParentLink:
             self.sock.sendall(data)  # blocking: backpressure
 
     def flush(self) -> None:
-        pass  # sent at the end of this loop turn (handle() scheduled it)
+        pass  # sent within BATCH_DELAY (put() scheduled it)
 
     def close(self) -> None:
         self.send()
@@ -471,19 +570,25 @@ class AppendedJsonl:
     the batches of two workers never mix (a session's lines stay in order: one worker has it)."""
 
     def __init__(self, path: str, show_secrets: bool) -> None:
+        from mailtrace.transcript.jsonl import event_line
+
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         self.show_secrets = show_secrets
+        self.event_line = event_line
         self.lines: list[str] = []
 
     def handle(self, event: Event) -> None:
-        from mailtrace.transcript.jsonl import event_line
+        self.lines.append(self.event_line(event, self.show_secrets) + "\n")
 
-        self.lines.append(event_line(event, self.show_secrets))
+    def handle_many(self, events: list[Event]) -> None:
+        """``handle`` each of ``events`` (the log writer's runs: BackgroundSink)."""
+        line, show = self.event_line, self.show_secrets
+        self.lines.append("".join([line(event, show) + "\n" for event in events]))
 
     def flush(self) -> None:
         if not self.lines:
             return
-        data = memoryview(("\n".join(self.lines) + "\n").encode("utf-8"))
+        data = memoryview("".join(self.lines).encode("utf-8"))
         self.lines = []
         while data:
             data = data[os.write(self.fd, data):]
@@ -504,7 +609,7 @@ class RelayedUsers(dict):
 
     def __setitem__(self, sid: str, user: str) -> None:
         super().__setitem__(sid, user)
-        self.link.handle(("user", sid, user))
+        self.link.put(("user", sid, user))
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -554,7 +659,7 @@ async def serve_worker(control: socket.socket, events: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     data, _, _, _ = socket.recv_fds(control, CONTROL_MESSAGE_MAX, 1)
     _, settings = pickle.loads(data)
-    link = ParentLink(events, loop)
+    link = ParentLink(events, loop, settings.get("events", "all"))
     lab = worker_lab(settings, link)
     factories: dict[str, object] = {}
     listeners = []
@@ -580,7 +685,7 @@ async def serve_worker(control: socket.socket, events: socket.socket) -> None:
             writer = asyncio.StreamWriter(transport, protocol, reader, loop)
             await listener.serve(reader, writer, refused, session_id=sid)
         finally:
-            link.handle(("done", sid))
+            link.put(("done", sid))
 
     def on_control() -> None:
         while True:
@@ -600,7 +705,7 @@ async def serve_worker(control: socket.socket, events: socket.socket) -> None:
                 sock = socket.socket(fileno=fds[0])
                 if stop.is_set():
                     sock.close()
-                    link.handle(("done", sid))
+                    link.put(("done", sid))
                     continue
                 task = loop.create_task(run(listeners[index], sock, sid, refused))
                 tasks.add(task)
@@ -613,7 +718,7 @@ async def serve_worker(control: socket.socket, events: socket.socket) -> None:
     control.setblocking(False)
     loop.add_reader(control.fileno(), on_control)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    link.handle(("ready",))
+    link.put(("ready",))
     await stop.wait()
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(asyncio.gather(*(lst.stop() for lst in listeners)), STOP_SECONDS - 1)
@@ -622,7 +727,7 @@ async def serve_worker(control: socket.socket, events: socket.socket) -> None:
     if tasks:
         await asyncio.wait(tasks, timeout=1)
     lab.recorder.close()  # (the JSONL lines written: the log is complete when the parent hears bye)
-    link.handle(("bye",))
+    link.put(("bye",))
     link.send()
     with contextlib.suppress(Exception):
         lab.store.close()

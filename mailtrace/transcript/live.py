@@ -14,6 +14,11 @@ place once the second is over::
 
 Detail resumes with the next quiet second.  Only the view coalesces: the JSONL log, the text
 log, the pcap and the web view are other sinks and still receive every event.
+
+A multi-process lab (``--workers``) coalesces in each worker too (``DetailBudget``): a worker sends
+the parent whole only the first ``DETAIL_PER_SECOND`` events of each of its seconds and counts the
+rest in a ``_Tally``, which the view adds to its own (``add_tally``); so the view shows the same
+kind of screen while the parent never rebuilds the thousands of events a second it would not draw.
 """
 
 from __future__ import annotations
@@ -41,13 +46,54 @@ class _Tally:
         self.events = 0
         self.mistakes = 0
         self.opened: collections.Counter[str] = collections.Counter()
+        self.closed: list[str] = []  # sessions a lab worker saw close (the view forgets them)
 
     def add(self, event: Event) -> None:
         self.events += 1
         if event.kind is Kind.OPEN:
             self.opened[event.protocol.upper() or "?"] += 1
-        if knowledge.mistakes(event) or (event.kind is Kind.VIOLATION and not event.notes):
-            self.mistakes += 1  # informative notes (a POP3 session dropped without QUIT) are no mistake
+        if event.notes:
+            if knowledge.mistakes(event):
+                self.mistakes += 1  # informative notes (a POP3 session dropped without QUIT) are no mistake
+        elif event.kind is Kind.VIOLATION:
+            self.mistakes += 1
+
+    def merge(self, other: "_Tally") -> None:
+        self.events += other.events
+        self.mistakes += other.mistakes
+        self.opened.update(other.opened)
+        self.closed += other.closed
+
+
+class DetailBudget:
+    """A lab worker's share of the coalescing: ``wanted(event)`` is True for the first
+    ``per_second`` events of each second (sent whole, for the view to draw); the others are
+    counted in ``tally`` (taken by the caller with ``take_tally``)."""
+
+    def __init__(self, per_second: int = DETAIL_PER_SECOND, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_second = per_second
+        self.clock = clock
+        self.tally: _Tally | None = None
+        self._second = -1.0
+        self._sent = 0
+
+    def wanted(self, event: Event) -> bool:
+        now = self.clock()
+        if now - self._second >= 1.0:
+            self._second, self._sent = now, 0
+        if self._sent < self.per_second:
+            self._sent += 1
+            return True
+        if self.tally is None:
+            self.tally = _Tally()
+        self.tally.add(event)
+        if event.kind is Kind.CLOSE:
+            self.tally.closed.append(event.session)
+        return False
+
+    def take_tally(self) -> "_Tally | None":
+        tally, self.tally = self.tally, None
+        return tally
 
 
 class LiveView:
@@ -89,6 +135,16 @@ class LiveView:
         else:
             self._overflow.add(event)
 
+    def add_tally(self, tally: _Tally) -> None:
+        """Events a lab worker counted instead of sending (``DetailBudget``): summed up with the
+        view's own, in order with the events queued before them."""
+        if self._gone:
+            return
+        if len(self._queue) < MAX_BACKLOG:
+            self._queue.append(tally)
+        else:
+            self._overflow.merge(tally)
+
     def close(self, stall: float = CLOSE_STALL) -> None:
         """Draw what is queued (coalesced when it is a lot) and stop the thread.
 
@@ -108,7 +164,8 @@ class LiveView:
             self._say_dropped()
 
     def _say_dropped(self) -> None:
-        dropped = len(self._queue) + self._unwritten + self._overflow.events
+        queued = sum(item.events if type(item) is _Tally else 1 for item in list(self._queue))
+        dropped = queued + self._unwritten + self._overflow.events
         if not dropped:
             return
         key = "dropped" if self.where else "dropped-no-log"
@@ -140,6 +197,12 @@ class LiveView:
         while queue:
             event = queue.popleft()
             self._progress += 1
+            if type(event) is _Tally:  # counted by a lab worker
+                self._tally.merge(event)
+                for session in event.closed:
+                    self.terminal.forget(session)
+                self._tally.closed.clear()
+                continue
             self._unwritten += 1
             if self._drawn < self.detail_per_second:
                 self._drawn += 1
@@ -154,9 +217,7 @@ class LiveView:
                     self.terminal.forget(event.session)
         overflow, self._overflow = self._overflow, _Tally()
         if overflow.events:
-            self._tally.events += overflow.events
-            self._tally.mistakes += overflow.mistakes
-            self._tally.opened.update(overflow.opened)
+            self._tally.merge(overflow)
         if final:
             self._summary(out, max(now - self._second, 0.001))
         if out:

@@ -33,9 +33,9 @@ BANNER = re.compile(r"(implicit-TLS )?(SMTP|POP3|IMAP) on (\S+):(\d+)")
 class RealLab:
     """``mailtrace lab --workers N --quiet --log t.jsonl`` on ephemeral ports."""
 
-    def __init__(self, tmp: Path, *extra: str, workers: int = 2, host: str = "127.0.0.1") -> None:
+    def __init__(self, tmp: Path, *extra: str, workers: int = 2, host: str = "127.0.0.1", quiet: bool = True) -> None:
         self.log = tmp / "t.jsonl"
-        args = [*MAILTRACE, "lab", "--dir", str(tmp / "lab"), "--workers", str(workers), "--quiet",
+        args = [*MAILTRACE, "lab", "--dir", str(tmp / "lab"), "--workers", str(workers), *(["--quiet"] if quiet else []),
                 "--log", str(self.log), "--host", host, *extra]
         for opt in ("--smtp-port", "--pop3-port", "--imap-port", "--smtps-port", "--pop3s-port", "--imaps-port"):
             args += [opt, "0"]
@@ -318,5 +318,56 @@ def test_a_worker_that_dies_costs_only_its_own_connections(real_lab):
     (lost,) = [sid for sid in sessions if sid.startswith("imap")]
     assert sessions[lost][-1]["kind"] == "close"
     assert sessions[lost][-1]["reason"]["text"] == "the lab worker serving it ended"
+    seqs = [e["seq"] for e in sessions[lost]]
+    assert seqs == sorted(set(seqs))  # the close comes after the last line its worker logged
     (sent,) = [events for sid, events in sessions.items() if sid.startswith("smtp")]
     assert [e["code"] for e in sent if e.get("verb") == "DATA" and e["kind"] == "reply"][-1] == "250"
+
+
+SUMMARY = re.compile(r"… ([\d,]+) events in the last .* not shown: ([\d,]+) sessions opened")
+DRAWN = re.compile(r"^\s*\S+\s+\d+\.\d{3} ")  # the one line each drawn event has
+
+
+def test_live_view_accounts_for_every_event_the_workers_recorded(real_lab):
+    # With the live view alone, workers send it only what it would draw and count the rest:
+    # every event of the JSONL log is drawn or summed up on the terminal, exactly once.
+    import threading
+
+    lab = real_lab("--no-tls", quiet=False)
+    seen: list[str] = []
+
+    def read_view() -> None:
+        for line in lab.proc.stdout:
+            seen.append(line)
+
+    reader = threading.Thread(target=read_view, daemon=True)
+    reader.start()
+    for n in range(3):
+        with smtplib.SMTP("127.0.0.1", lab.ports["smtp"], timeout=20) as smtp:
+            smtp.sendmail("bob@lab.test", ["alice@lab.test"], f"Subject: {n}\r\n\r\nbody {n}\r\n".encode())
+    sessions = 3
+    for _ in range(40):  # a flood: far more events a second than the view draws
+        pop = poplib.POP3("127.0.0.1", lab.ports["pop3"], timeout=20)
+        pop.user("alice")
+        pop.pass_("alice")
+        for n in range(1, 4):
+            pop.retr(n)
+        pop.quit()
+        sessions += 1
+
+    def logged() -> int | None:
+        by_session = lab.sessions() if lab.log.exists() else {}
+        closed = [sid for sid, events in by_session.items() if events[-1]["kind"] == "close"]
+        return sum(len(events) for events in by_session.values()) if len(closed) == sessions else None
+
+    total = wait_until(logged, timeout=30, what="every session closed in the JSONL log")
+
+    def accounted() -> tuple[int, int] | None:
+        lines = list(seen)
+        summaries = [SUMMARY.search(line) for line in lines if "not shown" in line]
+        events = sum(1 for line in lines if DRAWN.search(line)) + sum(int(m[1].replace(",", "")) for m in summaries)
+        opened = sum(line.count("● SMTP") + line.count("● POP3") for line in lines) + sum(int(m[2]) for m in summaries)
+        return (events, opened) if events >= total else None
+
+    assert wait_until(accounted, timeout=30, what="the view to show or sum up every event") == (total, sessions)
+    lab.stop()

@@ -205,3 +205,56 @@ def test_a_terminal_that_takes_no_output_is_given_up_and_the_dropped_events_are_
     finally:
         release.set()
         live._thread.join(30)
+
+
+def test_a_lab_workers_counts_are_summed_up_with_the_events_it_sent_whole():
+    # A lab worker (--workers) sends the view only the events of its budget, and counts the rest
+    # (DetailBudget); the view draws and sums up as if it had had them all.
+    from mailtrace.transcript.live import DetailBudget
+
+    now = [0.0]
+    budget = DetailBudget(per_second=7, clock=lambda: now[0])
+    live, out = view(detail=10)
+    whole = MemorySink()
+
+    class Worker:  # what the worker's link does with each event
+        def handle(self, event: Event) -> None:
+            if budget.wanted(event):
+                live.handle(event)
+                whole.handle(event)
+
+        def close(self) -> None:
+            pass
+
+    memory = MemorySink()
+    rec = Recorder([Worker(), memory])
+    for k in range(30):
+        now[0] = k * 0.25  # four sessions a second: the budget starts over every fourth
+        s = rec.session("smtp" if k % 2 else "pop3")
+        for i in range(10):
+            s.record(noop(k * 100 + i))
+        s.violation("bare-lf")
+        s.close()
+        if k % 3 == 2:
+            tally = budget.take_tally()
+            if tally is not None:
+                live.add_tally(tally)
+    tally = budget.take_tally()
+    if tally is not None:
+        live.add_tally(tally)
+    rec.close()
+    live.close()
+    total = len(memory.events)
+    assert total == 30 * 13
+    assert 0 < len(whole.events) < total  # (some events were only counted)
+    text = out.getvalue()
+    drawn = sum(1 for line in text.splitlines() if re.search(r"^\s*\S+\s+\d+\.\d{3} ", line))
+    summaries = [SUMMARY.search(line) for line in text.splitlines() if "not shown" in line]
+    assert summaries and all(summaries), text[-2000:]
+    assert drawn + sum(int(m.group(1).replace(",", "")) for m in summaries) == total
+    shown_opens = text.count("● SMTP") + text.count("● POP3")
+    assert shown_opens + sum(int(m.group(2)) for m in summaries) == 30
+    shown_mistakes = len(re.findall(r"^\s*\S+\s+\d+\.\d{3} ◆", text, re.M))
+    assert shown_mistakes + sum(int(m.group(4)) for m in summaries) == 30
+    # the sessions whose close was only counted are forgotten by the view all the same
+    assert live.terminal._colour == {} and live.terminal._phase == {}
