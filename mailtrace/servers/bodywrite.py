@@ -8,7 +8,8 @@ the kernel copies the body and runs loopback TCP up to waking the client, and on
 machine the woken client often takes the CPU before the call returns (measured with
 ``py-spy --gil``, tests/bench/profile_lab.py: 29% of the lock's time in POP3 sessions was
 that one line).  ``os.write``/``os.writev`` release the lock around the call, so the log
-writer and the live view run meanwhile.
+writer and the live view run meanwhile: the lock's time per POP3 session (10 clients, 100 RETR
+of 10 KB) 16-18 -> 12 ms on a loaded machine; IMAP (a few 256 KB writes a session) about even.
 
 Only where it changes nothing else: a plain TCP transport of uvloop (not TLS: a TLS transport
 must encrypt first; asyncio's own transport already sends with the lock released) with nothing
@@ -48,5 +49,15 @@ def write_body(transport, pieces: list[bytes], octets: int) -> bool:
     except (OSError, ValueError):  # a reset, a closed socket: the transport finds it and tells the protocol
         return False
     if sent < octets:
-        transport.write(b"".join(pieces)[sent:])
+        transport.writelines(_unsent(pieces, sent))
     return True
+
+
+def _unsent(pieces: list[bytes], sent: int) -> list[bytes]:
+    """What is left of ``pieces`` after their first ``sent`` octets (no copy of the whole: a
+    FETCH of 256 KB joined was a fresh mmap and its page faults)."""
+    for i, piece in enumerate(pieces):
+        if sent < len(piece):
+            return [piece[sent:], *pieces[i + 1:]]
+        sent -= len(piece)
+    return []
