@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable
 from mailtrace._compat import start_tls
 from mailtrace.knowledge import because
 from mailtrace.protocols.base import Close, Pending, Send, ServerCore, StartTLS
+from mailtrace.servers.bodywrite import write_body
 from mailtrace.servers.idle import IdleTimer
 from mailtrace.servers.storejobs import run_store_job
 from mailtrace.servers.lab import session_user
@@ -152,9 +153,12 @@ class Connection:
         transport = self.writer.transport
         if transport.is_closing():  # the client is gone (a reset): the reader sees the end
             return
-        if len(pieces) == 1:
+        octets = sum(map(len, pieces))
+        if write_body(transport, pieces, octets):  # a message body: written with the interpreter lock released
+            pass
+        elif len(pieces) == 1:
             transport.write(pieces[0])
-        elif sum(map(len, pieces)) > BIG_PIECES * len(pieces):  # message bodies (a FETCH): one
+        elif octets > BIG_PIECES * len(pieces):  # message bodies (a FETCH): one
             transport.writelines(pieces)  # writev, no copy (a 256 KB join was a fresh mmap, page faults)
         else:  # short replies (a pipelined burst): one copy is cheaper than an iovec each
             transport.write(b"".join(pieces))

@@ -93,15 +93,37 @@ def event_to_dict(event: Event, show_secrets: bool = False) -> dict:
             if value:
                 d[name] = value
     if messages:
-        d["messages"] = [m.to_list() for m in messages]
+        d["messages"] = _messages(messages)
     if peer is not None:
-        d["peer"] = {"client": peer.client, "server": peer.server, "mode": peer.mode, "started": peer.started}
+        d["peer"] = _peer(peer)
     if reason is not None:
-        d["reason"] = {"text": reason.text, "clauses": [[c.key, dict(c.fields)] for c in reason.clauses]}
+        d["reason"] = _reason(reason)
     if tls is not None:
-        d["tls"] = {"how": tls.how, "seen": tls.seen, "intercepted": tls.intercepted, "mark": tls.mark,
-                    "detail": tls.detail}
+        d["tls"] = _tls(tls)
     return d
+
+
+# The JSON shapes of the nested typed facts (one definition for event_to_dict and event_line).
+def _messages(messages: tuple[MessageRef, ...]) -> list:
+    return [m.to_list() for m in messages]
+
+
+def _message_json(m: MessageRef) -> str:
+    """``_ENCODER.encode(m.to_list())`` without building the encoder's machinery for 5 values."""
+    action = getattr(m.action, "value", m.action)
+    return f"[{_quote(action)}, {_quote(m.user)}, {_quote(m.mailbox)}, {_number(m.uid)}, {_quote(m.key)}]"
+
+
+def _peer(peer: Peer) -> dict:
+    return {"client": peer.client, "server": peer.server, "mode": peer.mode, "started": peer.started}
+
+
+def _reason(reason: Reason) -> dict:
+    return {"text": reason.text, "clauses": [[c.key, dict(c.fields)] for c in reason.clauses]}
+
+
+def _tls(tls: Tls) -> dict:
+    return {"how": tls.how, "seen": tls.seen, "intercepted": tls.intercepted, "mark": tls.mark, "detail": tls.detail}
 
 
 # The same line as ``_ENCODER.encode(event_to_dict(event))``, byte for byte, written directly:
@@ -131,23 +153,24 @@ def _number(value) -> str:
 _PLAIN = bytes([0x0A, 0x0D, *(b for b in range(0x20, 0x100) if b not in b'"\\')])
 
 
-def _quote_raw(data: bytes) -> str:
-    if len(data) > 256 and not data.translate(None, _PLAIN):
-        return '"' + data.replace(b"\r", b"\\r").replace(b"\n", b"\\n").decode("utf-8") + '"'
-    return _quote(data.decode("utf-8"))
+def _raw_member(data: bytes) -> tuple[str, ...]:
+    """The ``"raw"`` member (``"raw_b64"`` for bytes that are not UTF-8), as pieces of the line:
+    a 10 KB body is copied once more by the line's join, not once per concatenation."""
+    try:
+        if len(data) > 256 and not data.translate(None, _PLAIN):
+            return ', "raw": "', data.replace(b"\r", b"\\r").replace(b"\n", b"\\n").decode("utf-8"), '"'
+        return ', "raw": ', _quote(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return ', "raw_b64": "', base64.b64encode(data).decode("ascii"), '"'
 
 
 def event_line(event: Event, show_secrets: bool = False) -> str:
     """One event as its JSON line (without the newline): what ``JsonlSink`` writes."""
     redacted = event.redacted
     data = redacted if redacted is not None and not show_secrets else event.raw
-    try:
-        raw = ', "raw": ' + _quote_raw(data)
-    except UnicodeDecodeError:
-        raw = ', "raw_b64": "' + base64.b64encode(data).decode("ascii") + '"'
     parts = ['{"session": ', _quote(event.session), ', "seq": ', _number(event.seq), ', "t": ',
              _number(round(event.t, 6)), ', "side": ', _SIDE_JSON[event.side], ', "kind": ', _KIND_JSON[event.kind],
-             ', "protocol": ', _quote(event.protocol), raw]
+             ', "protocol": ', _quote(event.protocol), *_raw_member(data)]
     for key, value in zip(_LINE_KEYS, _line_fields(event)):
         if value:
             parts += (key, _quote(value))
@@ -165,11 +188,14 @@ def event_line(event: Event, show_secrets: bool = False) -> str:
         for key, value in zip(_FACT_KEYS, facts):
             if value:
                 parts += (key, _ENCODER.encode(value))
-    if messages or peer is not None or reason is not None or tls is not None:
-        rest = event_to_dict(event, show_secrets)  # (OPEN, CLOSE, TLS and store replies: a few per session)
-        for name in ("messages", "peer", "reason", "tls"):
-            if name in rest:
-                parts += (f', "{name}": ', _ENCODER.encode(rest[name]))
+    if messages:  # (a RETR's or a FETCH's reply: the message it read; written as the encoder would)
+        parts += (', "messages": [', ", ".join([_message_json(m) for m in messages]), "]")
+    if peer is not None:
+        parts += (', "peer": ', _ENCODER.encode(_peer(peer)))
+    if reason is not None:
+        parts += (', "reason": ', _ENCODER.encode(_reason(reason)))
+    if tls is not None:
+        parts += (', "tls": ', _ENCODER.encode(_tls(tls)))
     parts.append("}")
     return "".join(parts)
 
@@ -254,7 +280,9 @@ class JsonlSink(FileSink):
     def handle_many(self, events: list[Event]) -> None:
         """``handle`` each of ``events``, in one write (the log writer's batches)."""
         show = self.show_secrets
-        self._file.write("".join([event_line(event, show) + "\n" for event in events]))
+        lines = [event_line(event, show) for event in events]
+        lines.append("")  # (the last line's newline: one join, no copy of each line to add its own)
+        self._file.write("\n".join(lines))
         if self.autoflush or any(event.kind is Kind.CLOSE for event in events):
             self._file.flush()
 

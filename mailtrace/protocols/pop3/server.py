@@ -252,12 +252,12 @@ class Pop3ServerConnection:
         return out + self._end() + [Close(because("too-many-errors"))]
 
     def _multiline(self, verb: str, first: str, body: bytes, messages: tuple[MessageRef, ...] = ()) -> list[Output]:
-        """A +OK status line and its body (already stuffed, ending in ".CRLF"): two events, and
-        one ``Send`` so that a RETR costs one write on the socket, not two."""
+        """A +OK status line and its body (already stuffed, ending in ".CRLF"): two events and two
+        ``Send``s, which the shell writes together (one system call, and no copy of the body)."""
         status, sent = self._ok(verb, first, messages=messages)
         body_event = Event(side=Side.SERVER, kind=Kind.DATA, raw=body, verb=verb, state=self.state.value,
                            protocol=PROTOCOL)
-        return [status, body_event, Send(sent.data + body)]
+        return [status, body_event, sent, Send(body)]
 
     def _end(self) -> list[Output]:
         """Stop reading; a maildrop lock still held is released by a store job (nothing deleted)."""

@@ -30,6 +30,7 @@ Nothing here does I/O, reads the clock or keeps mutable module-level state.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -387,7 +388,14 @@ def _typed(spec: CommandSpec, args: tuple) -> Args | None:
     """``Event.args``: the message number (RFC 1939 §5) and TOP's line count (§7), when given."""
     found = {"message" if kind is Arg.MSG else "lines": value
              for kind, value in zip(spec.extra["args"], args) if kind in (Arg.MSG, Arg.LINES)}
-    return Args(**found) if found else None
+    return _args(found.get("message"), found.get("lines")) if found else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _args(message: int | None, lines: int | None) -> Args:
+    """One ``Args`` per message number and line count (it is immutable: every RETR 5 can share
+    one; building a frozen dataclass costs a microsecond, a RETR's line is read in five)."""
+    return Args(message=message, lines=lines)
 
 
 class ArgumentError(ValueError):
@@ -441,16 +449,14 @@ class Redaction:
 
     #: Every line ``credentials.pop3`` masks or ``starts_sasl`` notices holds one of these
     #: (any case): a line with none (RETR 5, STAT, ...) is answered without splitting it.
-    _MAY_HOLD_SECRET = (b"pass", b"auth", b"apop", b"user")
+    _MAY_HOLD_SECRET = re.compile(rb"pass|auth|apop|user", re.IGNORECASE)  # (one search: a RETR's line costs 0.3 us, not 1)
 
     def __init__(self) -> None:
         self._after_auth = False
 
     def of(self, line: bytes, known: bool) -> bytes | None:
-        if not self._after_auth:
-            lower = line.lower()
-            if not any(word in lower for word in self._MAY_HOLD_SECRET):
-                return None
+        if not self._after_auth and self._MAY_HOLD_SECRET.search(line) is None:
+            return None
         after_auth, self._after_auth = self._after_auth, credentials.starts_sasl(line) or (self._after_auth and not known)
         masked = credentials.pop3(line)
         if masked is None and after_auth and not known:
