@@ -6,10 +6,12 @@ the maildrop, reading a message for RETR and TOP, the unlinks at QUIT, releasing
 runs it here, in a pool of its own (not asyncio's default executor, which name lookups share),
 so a slow disk or a uidlist lock held by another program stalls that session only.
 
-Group commit: the SMTP deliveries whose final dot was read in the same turn of the event loop
-go to one worker as one job (``run_store_job`` below, ``InMemoryDelivery.run_group``): one
-hand-over to a thread and back, one uidlist update and one fsync of new/ per mailbox for all
-of them.  Each reply is still sent only after its own message was fsync'd.
+Group commit: while a group's job is in a worker, the SMTP deliveries of that group whose
+final dot is read meanwhile wait, and go to a worker together as ONE job when it returns
+(``run_store_job`` below, ``InMemoryDelivery.run_group``): one hand-over to a thread and back,
+one uidlist update and one fsync of new/ per mailbox for all of them.  A delivery that finds
+its group idle goes at once (a single client waits for no one).  Each reply is still sent
+only after its own message was fsync'd.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import sys
+import weakref
 from typing import Any, Callable
 
 WORKERS = 8  # concurrent store jobs; more only queue behind the same disk
@@ -47,10 +50,13 @@ async def run_store_job(job: Callable[[], Any]) -> Any:
     a job, measured with uvloop; one job per delivered message).
 
     Group commit: a job with a ``group`` (protocols/smtp/delivery.py ``InMemoryDelivery``)
-    waits for the end of the current turn of the loop; the jobs of one group gathered in
-    that turn then run as one (``run_group``): one hand-over to a thread and back, one
-    uidlist update and one directory fsync for all.  Each awaiting session still gets its
-    own job's result, once that job's work is done."""
+    goes to a worker at once when no job of its group is there; otherwise it waits with the
+    others that come meanwhile, and they all go as one (``run_group``) when the job in the
+    worker returns: one hand-over to a thread and back, one uidlist update and one directory
+    fsync for all.  The busier the server, the larger the groups; one job per group at a
+    time, so a group stuck on a lock (``InMemoryDelivery.group``: its mailboxes) holds up
+    only the deliveries to those mailboxes.  Each awaiting session still gets its own job's
+    result, once that job's work is done."""
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     group = getattr(job, "group", None)
@@ -71,24 +77,34 @@ def _work(loop: asyncio.AbstractEventLoop, job: Callable[[], Any], done: asyncio
         loop.call_soon_threadsafe(_settle, done, result, None)
 
 
-#: The group jobs gathered in the current turn of each loop: group -> [(job, future)].
-_gathering: dict[asyncio.AbstractEventLoop, dict[Any, list]] = {}
+#: The groups with a job in a worker, on each loop: group -> the [(job, future)] waiting for it
+#: to return (touched only by the loop's thread; a loop closed meanwhile is forgotten).
+_busy: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, list]] = weakref.WeakKeyDictionary()
 
 
 def _gather(loop: asyncio.AbstractEventLoop, group: Any, job: Any, done: asyncio.Future) -> None:
-    groups = _gathering.get(loop)
-    if groups is None:
-        groups = _gathering[loop] = {}
-        loop.call_soon(_hand_over, loop)  # after the callbacks already due in this turn
-    groups.setdefault(group, []).append((job, done))
+    busy = _busy.setdefault(loop, {})
+    waiting = busy.get(group)
+    if waiting is None:  # the group is idle: this job goes now
+        busy[group] = []
+        _executor().submit(_work_group, loop, group, [(job, done)])
+    else:
+        waiting.append((job, done))
 
 
-def _hand_over(loop: asyncio.AbstractEventLoop) -> None:
-    for batch in _gathering.pop(loop, {}).values():
-        _executor().submit(_work_group, loop, batch)
+def _returned(loop: asyncio.AbstractEventLoop, group: Any, settled: list) -> None:
+    """(On the loop.)  A group's job is done: what waited for it goes to a worker as one job,
+    then the sessions of the finished job get their results."""
+    busy = _busy[loop]
+    waiting = busy.pop(group)
+    if waiting:
+        busy[group] = []
+        _executor().submit(_work_group, loop, group, waiting)
+    for done, result, exc in settled:
+        _settle(done, result, exc)
 
 
-def _work_group(loop: asyncio.AbstractEventLoop, batch: list) -> None:
+def _work_group(loop: asyncio.AbstractEventLoop, group: Any, batch: list) -> None:
     """(In a worker thread.)  The jobs of one group as one; every future settled in one callback."""
     jobs = [job for job, _ in batch]
     try:
@@ -96,12 +112,7 @@ def _work_group(loop: asyncio.AbstractEventLoop, batch: list) -> None:
         settled = [(done, result, None) for (_, done), result in zip(batch, results)]
     except BaseException as exc:
         settled = [(done, None, exc) for _, done in batch]
-    loop.call_soon_threadsafe(_settle_all, settled)
-
-
-def _settle_all(settled: list) -> None:
-    for done, result, exc in settled:
-        _settle(done, result, exc)
+    loop.call_soon_threadsafe(_returned, loop, group, settled)
 
 
 def _settle(done: asyncio.Future, result: Any, exc: BaseException | None) -> None:

@@ -1,14 +1,15 @@
-"""Profile aid for the POP3 and IMAP loads of bench_lab.py (run by hand, not a test).
+"""Profile aid for the SMTP, POP3 and IMAP loads of bench_lab.py (run by hand, not a test).
 
-    python tests/bench/profile_lab.py pop3|imap [--clients 10] [--seconds 4] [--rounds 2]
+    python tests/bench/profile_lab.py smtp|pop3|imap [--clients 10] [--seconds 4] [--rounds 2]
                                       [--py-spy FILE] [--perf FILE]
 
 Starts ``mailtrace lab --log`` as bench_lab.py does (live view on a pseudo-terminal, fsync on,
-store on tmpfs), runs one load (every client's session as in bench_pop3/bench_imap), and prints
+store on tmpfs), runs one load (every client's session as in bench_pop3/bench_imap; for smtp, ``--clients``
+sessions sending 1 KB messages as bench_lab.smtp_load, per message), and prints
 the lab's CPU per session split by thread (user and system time from /proc/PID/task): the
 event loop (MainThread), the log writer, the live view, the store jobs.  Thread names come from
 ``py-spy dump`` when py-spy is installed (``pip install py-spy``); otherwise thread ids.
-``--py-spy FILE`` records a flame graph meanwhile (``--gil`` adds py-spy's option: only the
+``--py-spy FILE`` records a flame graph meanwhile (FILE.txt: py-spy's raw collapsed stacks) (``--gil`` adds py-spy's option: only the
 thread holding the interpreter lock), ``--perf FILE`` a ``perf record -g`` of the process.
 """
 
@@ -56,7 +57,7 @@ def thread_names(pid: int) -> dict[int, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("protocol", choices=["pop3", "imap"])
+    ap.add_argument("protocol", choices=["smtp", "pop3", "imap"])
     ap.add_argument("--clients", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--rounds", type=int, default=2)
@@ -64,7 +65,12 @@ def main() -> None:
     ap.add_argument("--gil", action="store_true")
     ap.add_argument("--perf")
     args = ap.parse_args()
-    module = bench_pop3 if args.protocol == "pop3" else bench_imap
+    module = {"pop3": bench_pop3, "imap": bench_imap}.get(args.protocol)
+
+    def load(seconds: float) -> tuple[float, int]:
+        if module is None:  # smtp: messages, not sessions
+            return bench_lab.smtp_load(port, args.clients, 1024, seconds)
+        return bench_lab.session_load(module, port, list(users), args.clients, seconds)
     shm = Path("/dev/shm")
     base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
     users = {f"user{k}": bench_lab.PASSWORD for k in range(max(args.clients, 1))}
@@ -75,13 +81,14 @@ def main() -> None:
         lab = bench_lab.Lab(tmp / "lab", {bench_lab.SINK_USER: bench_lab.PASSWORD, **users}, [], None).start()
         try:
             port = lab.ports[args.protocol]
-            bench_lab.session_load(module, port, list(users), args.clients, 1.0)  # warm up
+            load(1.0)  # warm up
             names = thread_names(lab.pid)
             for _ in range(args.rounds):
                 recorder = None
                 if args.pyspy:
                     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-                    recorder = subprocess.Popen([spy, "record", "--threads", *(["--gil"] if args.gil else []),
+                    raw = ["-f", "raw"] if args.pyspy.endswith(".txt") else []  # collapsed stacks, for scripts
+                    recorder = subprocess.Popen([spy, "record", "--threads", *raw, *(["--gil"] if args.gil else []),
                                                  "-o", args.pyspy, "-p", str(lab.pid), "-d", str(int(args.seconds))],
                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 elif args.perf:
@@ -89,7 +96,7 @@ def main() -> None:
                                                  "sleep", str(int(args.seconds))],
                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 before, cpu0 = thread_cpu(lab.pid), bench_pop3.tree_cpu_seconds(lab.pid)
-                rate, sessions = bench_lab.session_load(module, port, list(users), args.clients, args.seconds)
+                rate, sessions = load(args.seconds)
                 after, cpu = thread_cpu(lab.pid), bench_pop3.tree_cpu_seconds(lab.pid) - cpu0
                 if recorder is not None:
                     recorder.wait()
@@ -100,7 +107,8 @@ def main() -> None:
                     name = names.get(tid, f"thread {tid}")
                     per[name + " user"] += (user - u0) * 1000 / max(sessions, 1)
                     per[name + " sys"] += (system - s0) * 1000 / max(sessions, 1)
-                print(f"{rate:.1f} sessions/s, {cpu * 1000 / max(sessions, 1):.2f} ms CPU per session: "
+                unit = "message" if module is None else "session"
+                print(f"{rate:.1f} {unit}s/s, {cpu * 1000 / max(sessions, 1):.2f} ms CPU per {unit}: "
                       + ", ".join(f"{k} {v:.2f}" for k, v in per.most_common() if v >= 0.05), flush=True)
         finally:
             lab.stop()
