@@ -3,7 +3,7 @@
 A core hands slow store work to its shell as a ``Pending`` (protocols/base.py): an fsync'd
 Maildir delivery; every store call of the POP3 core (the password check, the lock and scan of
 the maildrop, reading a message for RETR and TOP, the unlinks at QUIT, releasing the lock).  The shell
-runs it here, in a pool of its own (not asyncio's default executor, which name lookups share),
+runs it here, in worker threads of its own (not asyncio's default executor, which name lookups share),
 so a slow disk or a uidlist lock held by another program stalls that session only.
 
 Group commit: while a group's job is in a worker, the SMTP deliveries of that group whose
@@ -17,8 +17,10 @@ only after its own message was fsync'd.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import atexit
+import queue
 import sys
+import threading
 import weakref
 from typing import Any, Callable
 
@@ -30,16 +32,51 @@ WORKERS = 8  # concurrent store jobs; more only queue behind the same disk
 #: for 100,000 NOOPs, tests/integration/test_servers_fairness.py); at 0.5 ms it waits ~30 ms.
 SWITCH_INTERVAL = 0.0005
 
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_jobs: queue.SimpleQueue = queue.SimpleQueue()  # (function, arguments) for the workers; None: stop
+_workers: list[threading.Thread] = []
+_started = threading.Lock()
 
 
-def _executor() -> concurrent.futures.ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        if sys.getswitchinterval() > SWITCH_INTERVAL:
-            sys.setswitchinterval(SWITCH_INTERVAL)
-        _pool = concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="mailtrace-store")
-    return _pool
+def _submit(fn: Callable[..., None], *args: Any) -> None:
+    """Hand ``fn(*args)`` to a store worker (started at the first job).
+
+    The workers are threads of our own on one queue, not a ``concurrent.futures`` pool: no
+    Future per job (a lock and a condition made and signalled for a result nobody reads), and
+    a worker that has handed its result to the loop goes straight back to the queue, letting go
+    of the interpreter lock the loop is waking up to take."""
+    if not _workers:
+        with _started:
+            if not _workers:
+                if sys.getswitchinterval() > SWITCH_INTERVAL:
+                    sys.setswitchinterval(SWITCH_INTERVAL)
+                for k in range(WORKERS):
+                    worker = threading.Thread(target=_worker, name=f"mailtrace-store_{k}", daemon=True)
+                    worker.start()
+                    _workers.append(worker)
+                atexit.register(_stop_workers)
+    _jobs.put((fn, args))
+
+
+def _worker() -> None:
+    """(A store worker's thread.)"""
+    while True:
+        item = _jobs.get()
+        if item is None:
+            return
+        fn, args = item
+        try:
+            fn(*args)
+        except RuntimeError:  # the loop was closed meanwhile (the lab stopped): nobody awaits it
+            pass
+
+
+def _stop_workers(timeout: float = 10.0) -> None:
+    """At exit: the jobs already handed over are finished (a delivery is not cut between its
+    fsync and its rename), then the workers end."""
+    for _ in _workers:
+        _jobs.put(None)
+    for worker in _workers:
+        worker.join(timeout)
 
 
 async def run_store_job(job: Callable[[], Any]) -> Any:
@@ -47,7 +84,7 @@ async def run_store_job(job: Callable[[], Any]) -> Any:
 
     The worker hands the result straight to the loop (``call_soon_threadsafe``): half the
     CPU of ``run_in_executor``, which chains a second future to the pool's (9 against 18 µs
-    a job, measured with uvloop; one job per delivered message).
+    a job, measured with uvloop; one job per delivered message); see ``_submit``.
 
     Group commit: a job with a ``group`` (protocols/smtp/delivery.py ``InMemoryDelivery``)
     goes to a worker at once when no job of its group is there; otherwise it waits with the
@@ -63,7 +100,7 @@ async def run_store_job(job: Callable[[], Any]) -> Any:
     if group is not None:
         _gather(loop, group, job, done)
     else:
-        _executor().submit(_work, loop, job, done)
+        _submit(_work, loop, job, done)
     return await done
 
 
@@ -87,7 +124,7 @@ def _gather(loop: asyncio.AbstractEventLoop, group: Any, job: Any, done: asyncio
     waiting = busy.get(group)
     if waiting is None:  # the group is idle: this job goes now
         busy[group] = []
-        _executor().submit(_work_group, loop, group, [(job, done)])
+        _submit(_work_group, loop, group, [(job, done)])
     else:
         waiting.append((job, done))
 
@@ -99,7 +136,7 @@ def _returned(loop: asyncio.AbstractEventLoop, group: Any, settled: list) -> Non
     waiting = busy.pop(group)
     if waiting:
         busy[group] = []
-        _executor().submit(_work_group, loop, group, waiting)
+        _submit(_work_group, loop, group, waiting)
     for done, result, exc in settled:
         _settle(done, result, exc)
 
