@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import queue
 import sys
 import threading
@@ -34,27 +35,32 @@ SWITCH_INTERVAL = 0.0005
 
 _jobs: queue.SimpleQueue = queue.SimpleQueue()  # (function, arguments) for the workers; None: stop
 _workers: list[threading.Thread] = []
+_idle: collections.deque = collections.deque()  # one token per worker waiting for a job (atomic append/pop)
 _started = threading.Lock()
 
 
 def _submit(fn: Callable[..., None], *args: Any) -> None:
-    """Hand ``fn(*args)`` to a store worker (started at the first job).
+    """Hand ``fn(*args)`` to a store worker; a new one is started when none is idle.
 
     The workers are threads of our own on one queue, not a ``concurrent.futures`` pool: no
     Future per job (a lock and a condition made and signalled for a result nobody reads), and
     a worker that has handed its result to the loop goes straight back to the queue, letting go
-    of the interpreter lock the loop is waking up to take."""
-    if not _workers:
-        with _started:
-            if not _workers:
-                if sys.getswitchinterval() > SWITCH_INTERVAL:
-                    sys.setswitchinterval(SWITCH_INTERVAL)
-                for k in range(WORKERS):
-                    worker = threading.Thread(target=_worker, name=f"mailtrace-store_{k}", daemon=True)
-                    worker.start()
-                    _workers.append(worker)
-                atexit.register(_stop_workers)
+    of the interpreter lock the loop is waking up to take.  As in the pool, a worker is started
+    only when every other one is busy: one client's deliveries keep going to the same warm
+    thread."""
     _jobs.put((fn, args))
+    try:
+        _idle.pop()  # an idle worker will take it
+    except IndexError:
+        with _started:
+            if len(_workers) < WORKERS:
+                if not _workers:
+                    if sys.getswitchinterval() > SWITCH_INTERVAL:
+                        sys.setswitchinterval(SWITCH_INTERVAL)
+                    atexit.register(_stop_workers)
+                worker = threading.Thread(target=_worker, name=f"mailtrace-store_{len(_workers)}", daemon=True)
+                worker.start()
+                _workers.append(worker)
 
 
 def _worker() -> None:
@@ -68,6 +74,7 @@ def _worker() -> None:
             fn(*args)
         except RuntimeError:  # the loop was closed meanwhile (the lab stopped): nobody awaits it
             pass
+        _idle.append(None)
 
 
 def _stop_workers(timeout: float = 10.0) -> None:
