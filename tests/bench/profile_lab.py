@@ -4,13 +4,14 @@
                                       [--py-spy FILE] [--perf FILE]
 
 Starts ``mailtrace lab --log`` as bench_lab.py does (live view on a pseudo-terminal, fsync on,
-store on tmpfs), runs one load (every client's session as in bench_pop3/bench_imap; for smtp, ``--clients``
-sessions sending 1 KB messages as bench_lab.smtp_load, per message), and prints
-the lab's CPU per session split by thread (user and system time from /proc/PID/task): the
-event loop (MainThread), the log writer, the live view, the store jobs.  Thread names come from
-``py-spy dump`` when py-spy is installed (``pip install py-spy``); otherwise thread ids.
-``--py-spy FILE`` records a flame graph meanwhile (FILE.txt: py-spy's raw collapsed stacks) (``--gil`` adds py-spy's option: only the
-thread holding the interpreter lock), ``--perf FILE`` a ``perf record -g`` of the process.
+store on tmpfs), runs one load (every client's session as in bench_pop3/bench_imap; smtp:
+``--clients`` sessions sending 1 KB messages as bench_lab.smtp_load), and prints the lab's CPU
+per session (smtp: per message) split by thread (user and system time from /proc/PID/task):
+the event loop (MainThread), the log writer, the live view, the store jobs.  Thread names come
+from ``py-spy dump`` when py-spy is installed (``pip install py-spy``); otherwise thread ids.
+``--py-spy FILE`` records a flame graph meanwhile (FILE ending in .txt: py-spy's raw collapsed
+stacks, for scripts; ``--gil`` adds py-spy's option: only the thread holding the interpreter
+lock), ``--perf FILE`` a ``perf record -g`` of the process.
 """
 
 from __future__ import annotations
