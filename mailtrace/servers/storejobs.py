@@ -3,20 +3,26 @@
 A core hands slow store work to its shell as a ``Pending`` (protocols/base.py): an fsync'd
 Maildir delivery; every store call of the POP3 core (the password check, the lock and scan of
 the maildrop, reading a message for RETR and TOP, the unlinks at QUIT, releasing the lock).  The shell
-runs it here, in a pool of its own (not asyncio's default executor, which name lookups share),
+runs it here, in worker threads of its own (not asyncio's default executor, which name lookups share),
 so a slow disk or a uidlist lock held by another program stalls that session only.
 
-Group commit: the SMTP deliveries whose final dot was read in the same turn of the event loop
-go to one worker as one job (``run_store_job`` below, ``InMemoryDelivery.run_group``): one
-hand-over to a thread and back, one uidlist update and one fsync of new/ per mailbox for all
-of them.  Each reply is still sent only after its own message was fsync'd.
+Group commit: while a group's job is in a worker, the SMTP deliveries of that group whose
+final dot is read meanwhile wait, and go to a worker together as ONE job when it returns
+(``run_store_job`` below, ``InMemoryDelivery.run_group``): one hand-over to a thread and back,
+one uidlist update and one fsync of new/ per mailbox for all of them.  A delivery that finds
+its group idle goes at once (a single client waits for no one).  Each reply is still sent
+only after its own message was fsync'd.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import atexit
+import collections
+import queue
 import sys
+import threading
+import weakref
 from typing import Any, Callable
 
 WORKERS = 8  # concurrent store jobs; more only queue behind the same disk
@@ -27,16 +33,57 @@ WORKERS = 8  # concurrent store jobs; more only queue behind the same disk
 #: for 100,000 NOOPs, tests/integration/test_servers_fairness.py); at 0.5 ms it waits ~30 ms.
 SWITCH_INTERVAL = 0.0005
 
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_jobs: queue.SimpleQueue = queue.SimpleQueue()  # (function, arguments) for the workers; None: stop
+_workers: list[threading.Thread] = []
+_idle: collections.deque = collections.deque()  # one token per worker waiting for a job (atomic append/pop)
+_started = threading.Lock()
 
 
-def _executor() -> concurrent.futures.ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        if sys.getswitchinterval() > SWITCH_INTERVAL:
-            sys.setswitchinterval(SWITCH_INTERVAL)
-        _pool = concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="mailtrace-store")
-    return _pool
+def _submit(fn: Callable[..., None], *args: Any) -> None:
+    """Hand ``fn(*args)`` to a store worker; a new one is started when none is idle.
+
+    The workers are threads of our own on one queue, not a ``concurrent.futures`` pool: no
+    Future per job (a lock and a condition made and signalled for a result nobody reads), and
+    a worker that has handed its result to the loop goes straight back to the queue, letting go
+    of the interpreter lock the loop is waking up to take.  As in the pool, a worker is started
+    only when every other one is busy: one client's deliveries keep going to the same warm
+    thread."""
+    _jobs.put((fn, args))
+    try:
+        _idle.pop()  # an idle worker will take it
+    except IndexError:
+        with _started:
+            if len(_workers) < WORKERS:
+                if not _workers:
+                    if sys.getswitchinterval() > SWITCH_INTERVAL:
+                        sys.setswitchinterval(SWITCH_INTERVAL)
+                    atexit.register(_stop_workers)
+                worker = threading.Thread(target=_worker, name=f"mailtrace-store_{len(_workers)}", daemon=True)
+                worker.start()
+                _workers.append(worker)
+
+
+def _worker() -> None:
+    """(A store worker's thread.)"""
+    while True:
+        item = _jobs.get()
+        if item is None:
+            return
+        fn, args = item
+        try:
+            fn(*args)
+        except RuntimeError:  # the loop was closed meanwhile (the lab stopped): nobody awaits it
+            pass
+        _idle.append(None)
+
+
+def _stop_workers(timeout: float = 10.0) -> None:
+    """At exit: the jobs already handed over are finished (a delivery is not cut between its
+    fsync and its rename), then the workers end."""
+    for _ in _workers:
+        _jobs.put(None)
+    for worker in _workers:
+        worker.join(timeout)
 
 
 async def run_store_job(job: Callable[[], Any]) -> Any:
@@ -44,20 +91,23 @@ async def run_store_job(job: Callable[[], Any]) -> Any:
 
     The worker hands the result straight to the loop (``call_soon_threadsafe``): half the
     CPU of ``run_in_executor``, which chains a second future to the pool's (9 against 18 µs
-    a job, measured with uvloop; one job per delivered message).
+    a job, measured with uvloop; one job per delivered message); see ``_submit``.
 
     Group commit: a job with a ``group`` (protocols/smtp/delivery.py ``InMemoryDelivery``)
-    waits for the end of the current turn of the loop; the jobs of one group gathered in
-    that turn then run as one (``run_group``): one hand-over to a thread and back, one
-    uidlist update and one directory fsync for all.  Each awaiting session still gets its
-    own job's result, once that job's work is done."""
+    goes to a worker at once when no job of its group is there; otherwise it waits with the
+    others that come meanwhile, and they all go as one (``run_group``) when the job in the
+    worker returns: one hand-over to a thread and back, one uidlist update and one directory
+    fsync for all.  The busier the server, the larger the groups; one job per group at a
+    time, so a group stuck on a lock (``InMemoryDelivery.group``: its mailboxes) holds up
+    only the deliveries to those mailboxes.  Each awaiting session still gets its own job's
+    result, once that job's work is done."""
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     group = getattr(job, "group", None)
     if group is not None:
         _gather(loop, group, job, done)
     else:
-        _executor().submit(_work, loop, job, done)
+        _submit(_work, loop, job, done)
     return await done
 
 
@@ -71,24 +121,34 @@ def _work(loop: asyncio.AbstractEventLoop, job: Callable[[], Any], done: asyncio
         loop.call_soon_threadsafe(_settle, done, result, None)
 
 
-#: The group jobs gathered in the current turn of each loop: group -> [(job, future)].
-_gathering: dict[asyncio.AbstractEventLoop, dict[Any, list]] = {}
+#: The groups with a job in a worker, on each loop: group -> the [(job, future)] waiting for it
+#: to return (touched only by the loop's thread; a loop closed meanwhile is forgotten).
+_busy: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, list]] = weakref.WeakKeyDictionary()
 
 
 def _gather(loop: asyncio.AbstractEventLoop, group: Any, job: Any, done: asyncio.Future) -> None:
-    groups = _gathering.get(loop)
-    if groups is None:
-        groups = _gathering[loop] = {}
-        loop.call_soon(_hand_over, loop)  # after the callbacks already due in this turn
-    groups.setdefault(group, []).append((job, done))
+    busy = _busy.setdefault(loop, {})
+    waiting = busy.get(group)
+    if waiting is None:  # the group is idle: this job goes now
+        busy[group] = []
+        _submit(_work_group, loop, group, [(job, done)])
+    else:
+        waiting.append((job, done))
 
 
-def _hand_over(loop: asyncio.AbstractEventLoop) -> None:
-    for batch in _gathering.pop(loop, {}).values():
-        _executor().submit(_work_group, loop, batch)
+def _returned(loop: asyncio.AbstractEventLoop, group: Any, settled: list) -> None:
+    """(On the loop.)  A group's job is done: what waited for it goes to a worker as one job,
+    then the sessions of the finished job get their results."""
+    busy = _busy[loop]
+    waiting = busy.pop(group)
+    if waiting:
+        busy[group] = []
+        _submit(_work_group, loop, group, waiting)
+    for done, result, exc in settled:
+        _settle(done, result, exc)
 
 
-def _work_group(loop: asyncio.AbstractEventLoop, batch: list) -> None:
+def _work_group(loop: asyncio.AbstractEventLoop, group: Any, batch: list) -> None:
     """(In a worker thread.)  The jobs of one group as one; every future settled in one callback."""
     jobs = [job for job, _ in batch]
     try:
@@ -96,12 +156,7 @@ def _work_group(loop: asyncio.AbstractEventLoop, batch: list) -> None:
         settled = [(done, result, None) for (_, done), result in zip(batch, results)]
     except BaseException as exc:
         settled = [(done, None, exc) for _, done in batch]
-    loop.call_soon_threadsafe(_settle_all, settled)
-
-
-def _settle_all(settled: list) -> None:
-    for done, result, exc in settled:
-        _settle(done, result, exc)
+    loop.call_soon_threadsafe(_returned, loop, group, settled)
 
 
 def _settle(done: asyncio.Future, result: Any, exc: BaseException | None) -> None:

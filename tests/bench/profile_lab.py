@@ -1,17 +1,19 @@
-"""Profile aid for the POP3 and IMAP loads of bench_lab.py (run by hand, not a test).
+"""Profile aid for the SMTP, POP3 and IMAP loads of bench_lab.py (run by hand, not a test).
 
-    python tests/bench/profile_lab.py pop3|imap [--clients 10] [--seconds 4] [--rounds 2]
+    python tests/bench/profile_lab.py smtp|pop3|imap [--clients 10] [--seconds 4] [--rounds 2]
                                       [--py-spy FILE] [--perf FILE] [--lab-arg=--workers=auto]
 
 Starts ``mailtrace lab --log`` as bench_lab.py does (live view on a pseudo-terminal, fsync on,
-store on tmpfs), runs one load (every client's session as in bench_pop3/bench_imap), and prints
-the lab's CPU per session split by thread (user and system time from /proc/PID/task): the
-event loop (MainThread), the log writer, the live view, the store jobs.  With ``--workers`` (given
-as ``--lab-arg``) each worker process is counted too, its threads named "worker PID: thread" (the
-worker processes are the lab's children), and a total per process.  Thread names come from
-``py-spy dump`` when py-spy is installed (``pip install py-spy``); otherwise thread ids.
-``--py-spy FILE`` records a flame graph meanwhile (collapsed stacks when FILE ends in .txt) (``--gil`` adds py-spy's option: only the
-thread holding the interpreter lock), ``--perf FILE`` a ``perf record -g`` of the process.
+store on tmpfs), runs one load (every client's session as in bench_pop3/bench_imap; smtp:
+``--clients`` sessions sending 1 KB messages as bench_lab.smtp_load), and prints the lab's CPU
+per session (smtp: per message) split by thread (user and system time from /proc/PID/task):
+the event loop (MainThread), the log writer, the live view, the store jobs.  With ``--workers``
+(given as ``--lab-arg``) each worker process is counted too, its threads named "worker PID:
+thread" (the worker processes are the lab's children), and a total per process.  Thread names
+come from ``py-spy dump`` when py-spy is installed (``pip install py-spy``); otherwise thread
+ids.  ``--py-spy FILE`` records a flame graph meanwhile (FILE ending in .txt: py-spy's raw
+collapsed stacks, for scripts; ``--gil`` adds py-spy's option: only the thread holding the
+interpreter lock), ``--perf FILE`` a ``perf record -g`` of the process.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def thread_names(pid: int) -> dict[int, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("protocol", choices=["pop3", "imap"])
+    ap.add_argument("protocol", choices=["smtp", "pop3", "imap"])
     ap.add_argument("--clients", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--rounds", type=int, default=2)
@@ -86,7 +88,12 @@ def main() -> None:
     ap.add_argument("--perf")
     ap.add_argument("--lab-arg", action="append", default=[], help="an extra option for `mailtrace lab` (--workers=2)")
     args = ap.parse_args()
-    module = bench_pop3 if args.protocol == "pop3" else bench_imap
+    module = {"pop3": bench_pop3, "imap": bench_imap}.get(args.protocol)
+
+    def load(seconds: float) -> tuple[float, int]:
+        if module is None:  # smtp: messages, not sessions
+            return bench_lab.smtp_load(port, args.clients, 1024, seconds)
+        return bench_lab.session_load(module, port, list(users), args.clients, seconds)
     shm = Path("/dev/shm")
     base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
     users = {f"user{k}": bench_lab.PASSWORD for k in range(max(args.clients, 1))}
@@ -98,7 +105,7 @@ def main() -> None:
         lab = bench_lab.Lab(tmp / "lab", {bench_lab.SINK_USER: bench_lab.PASSWORD, **users}, args.lab_arg, None).start()
         try:
             port = lab.ports[args.protocol]
-            bench_lab.session_load(module, port, list(users), args.clients, 1.0)  # warm up
+            load(1.0)  # warm up
             pids = lab_processes(lab.pid)
             label = {p: "" if p == lab.pid else f"worker {p}: " for p in pids}
             names = {(p, tid): label[p] + name for p in pids for tid, name in thread_names(p).items()}
@@ -116,7 +123,7 @@ def main() -> None:
                                                  "sleep", str(int(args.seconds))],
                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 before, cpu0 = process_cpu(pids), bench_pop3.tree_cpu_seconds(lab.pid)
-                rate, sessions = bench_lab.session_load(module, port, list(users), args.clients, args.seconds)
+                rate, sessions = load(args.seconds)
                 after, cpu = process_cpu(pids), bench_pop3.tree_cpu_seconds(lab.pid) - cpu0
                 if recorder is not None:
                     recorder.wait()
@@ -130,7 +137,8 @@ def main() -> None:
                     per[name + " user"] += (user - u0) * 1000 / max(sessions, 1)
                     per[name + " sys"] += (system - s0) * 1000 / max(sessions, 1)
                     by_process[label[p].rstrip(": ") or "lab"] += (user - u0 + system - s0) * 1000 / max(sessions, 1)
-                print(f"{rate:.1f} sessions/s, {cpu * 1000 / max(sessions, 1):.2f} ms CPU per session: "
+                unit = "message" if module is None else "session"
+                print(f"{rate:.1f} {unit}s/s, {cpu * 1000 / max(sessions, 1):.2f} ms CPU per {unit}: "
                       + ", ".join(f"{k} {v:.2f}" for k, v in per.most_common() if v >= 0.05), flush=True)
                 if len(pids) > 1:
                     print("  by process: " + ", ".join(f"{k} {v:.2f}" for k, v in by_process.most_common()), flush=True)

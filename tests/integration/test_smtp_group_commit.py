@@ -1,6 +1,7 @@
 """Group commit of SMTP deliveries (servers/storejobs.py, protocols/smtp/delivery.py,
-store ``deliver_many``): the deliveries that complete in one turn of the event loop are stored
-by one job, and each 250 still means that its own message is on disk (RFC 5321 §4.1.1.4)."""
+store ``deliver_many``): the deliveries to the same mailboxes that complete while their group's
+previous job is being stored are stored by one job, and each 250 still means that its own
+message is on disk (RFC 5321 §4.1.1.4)."""
 
 from __future__ import annotations
 
@@ -22,16 +23,6 @@ def envelope(*recipients: str, queue_id: str = "1.1") -> Envelope:
                     hostname="lab.test", software="mailtrace", with_="ESMTP", queue_id=queue_id, when=1.7e9)
 
 
-class CountingStore(MaildirStore):
-    """The real store, counting how many times it was asked to deliver a group."""
-
-    groups: list[int]
-
-    def deliver_many(self, items):
-        self.groups.append(len(items))
-        return super().deliver_many(items)
-
-
 def test_deliver_many_fails_only_the_copies_that_fail(tmp_path: Path):
     store = MaildirStore(tmp_path / "mail", dict(USERS))
     try:
@@ -49,19 +40,53 @@ def test_deliver_many_fails_only_the_copies_that_fail(tmp_path: Path):
         store.close()
 
 
-def test_jobs_started_in_one_turn_are_stored_as_one_group(tmp_path: Path):
-    store = CountingStore(tmp_path / "mail", dict(USERS))
-    store.groups = []
-    try:
-        jobs = [in_memory_job(store, envelope("alice@lab.test", queue_id=f"1.{k}"), b"Subject: %d\r\n\r\nhi\r\n" % k)
-                for k in range(5)]
-        jobs.append(in_memory_job(store, envelope("bob@lab.test", "nobody@lab.test"), b"Subject: two\r\n\r\nhi\r\n"))
+class HeldStore(MaildirStore):
+    """The real store; a group for a user in ``hold`` waits until ``release`` is set (a mailbox
+    whose uidlist lock another program holds), and every group is counted as (users, size)."""
 
+    groups: list[tuple[tuple[str, ...], int]]
+    hold: set[str]
+    entered: threading.Event
+    release: threading.Event
+
+    def deliver_many(self, items):
+        users = tuple(sorted({user for user, _ in items}))
+        self.groups.append((users, len(items)))
+        if self.hold & set(users):
+            self.entered.set()
+            assert self.release.wait(30)
+        return super().deliver_many(items)
+
+
+def held_store(tmp_path: Path, hold: set[str]) -> HeldStore:
+    store = HeldStore(tmp_path / "mail", dict(USERS))
+    store.groups, store.hold = [], hold
+    store.entered, store.release = threading.Event(), threading.Event()
+    return store
+
+
+def alice_job(store, k: int):
+    return in_memory_job(store, envelope("alice@lab.test", queue_id=f"1.{k}"), b"Subject: %d\r\n\r\nhi\r\n" % k)
+
+
+def test_deliveries_that_come_while_their_group_is_stored_go_as_one_group(tmp_path: Path):
+    store = held_store(tmp_path, {"alice"})
+    try:
         async def main():
-            return await asyncio.gather(*(run_store_job(job) for job in jobs))
+            first = asyncio.ensure_future(run_store_job(alice_job(store, 0)))
+            await asyncio.get_running_loop().run_in_executor(None, store.entered.wait, 30)  # in a worker now
+            later = [asyncio.ensure_future(run_store_job(alice_job(store, k))) for k in range(1, 5)]
+            two = in_memory_job(store, envelope("bob@lab.test", "nobody@lab.test"), b"Subject: two\r\n\r\nhi\r\n")
+            last = asyncio.ensure_future(run_store_job(two))
+            await asyncio.sleep(0)
+            assert not first.done() and not any(job.done() for job in later)
+            store.release.set()
+            return await asyncio.gather(first, *later, last)
 
         results = asyncio.run(main())
-        assert store.groups == [7]  # five messages for alice, two copies of the last one: one job
+        # the first went alone; the four that came while it was stored, as one group; the
+        # message for bob (and an unknown mailbox) was a group of its own
+        assert sorted(store.groups) == [(("alice",), 1), (("alice",), 4), (("bob", "nobody"), 2)]
         alice = store.mailbox("alice").messages()
         assert [r[0][1].uid for r in results[:5]] == [m.uid for m in alice]
         assert all(r[0][0] == "alice" for r in results[:5])
@@ -69,6 +94,27 @@ def test_jobs_started_in_one_turn_are_stored_as_one_group(tmp_path: Path):
         assert last[0][0] == "bob" and isinstance(last[1], MailboxNotFound)  # only that copy failed
         assert len(store.mailbox("bob").messages()) == 1
     finally:
+        store.release.set()
+        store.close()
+
+
+def test_a_mailbox_stuck_on_its_lock_does_not_hold_up_deliveries_to_another(tmp_path: Path):
+    store = held_store(tmp_path, {"alice"})
+    try:
+        async def main():
+            stuck = asyncio.ensure_future(run_store_job(alice_job(store, 0)))
+            await asyncio.get_running_loop().run_in_executor(None, store.entered.wait, 30)
+            bob = in_memory_job(store, envelope("bob@lab.test"), b"Subject: for bob\r\n\r\nhi\r\n")
+            result = await asyncio.wait_for(run_store_job(bob), 30)  # done while alice's is still held
+            assert not stuck.done()
+            store.release.set()
+            return result, await stuck
+
+        (bob,), (alice,) = asyncio.run(main())
+        assert bob[0] == "bob" and [m.uid for m in store.mailbox("bob").messages()] == [bob[1].uid]
+        assert alice[0] == "alice" and [m.uid for m in store.mailbox("alice").messages()] == [alice[1].uid]
+    finally:
+        store.release.set()
         store.close()
 
 

@@ -81,15 +81,17 @@ def deliver_job(store: Store, envelope: Envelope, copies: dict[str, bytes]) -> C
 class InMemoryDelivery:
     """The job of a message held in memory: one copy per recipient (see ``deliver_job``).
 
-    Group commit: the shell may run the deliveries that completed in the same turn of its
-    event loop as ONE job (``run_group``, servers/storejobs.py): one hand-over to a worker
-    thread, one uidlist update and one directory fsync per mailbox for all of them
+    Group commit: the shell may run the deliveries to the same mailboxes that completed
+    while the group's previous job was being stored as ONE job (``run_group``,
+    servers/storejobs.py): one hand-over to a worker thread, one uidlist update and one
+    directory fsync per mailbox for all of them
     (``store.deliver_many``).  Each job's result, and so each 250, still comes only once its
     own copies are on disk."""
 
     def __init__(self, store: Store, envelope: Envelope, content: bytes) -> None:
         self.store, self.envelope, self.content = store, envelope, content
-        self.group = store  # jobs on the same store may run as one group
+        # jobs on the same store for the same mailboxes may run as one group
+        self.group = (store, tuple(sorted({mailbox_user(rcpt) for rcpt in envelope.recipients})))
 
     def copies(self) -> list[tuple[str, bytes]]:
         """(user, message bytes) of each recipient, trace headers first (§4.4)."""
