@@ -501,3 +501,26 @@ def test_waits_for_reply_uses_the_rfc2920_group_rule():
     assert good is None or good.passed
     bad = waits_for_reply(run("NOOP", "MAIL FROM:<a@b>"), "smtp")
     assert bad is not None and not bad.passed and "before" in bad.happened
+
+
+def test_a_pipelining_client_that_writes_each_line_apart_does_not_lose_stops_after_error(tmp_path):
+    """RFC 2920 §3.1: with PIPELINING a client may send RCPT after MAIL without reading MAIL's
+    reply.  One that writes the lines of the group apart (bash's printf, a pause between them)
+    has its RCPT arrive after the 553 was sent: nothing says it had read it, so it is not
+    judged a client that went on after a refusal (found by an independent tester: the same
+    program scored 100 or 99.55 by timing)."""
+    from mailtrace.grading.grader import grade
+
+    source = (Path(__file__).resolve().parents[1] / "alternative" / "smtp_client_pipelining.py").read_text()
+    group = '''            c.s.sendall(("MAIL FROM:<%s>\\r\\n" % a.frm).encode()
+                        + b"".join(("RCPT TO:<%s>\\r\\n" % r).encode() for r in a.to))'''
+    assert group in source
+    apart = '''            c.s.sendall(("MAIL FROM:<%s>\\r\\n" % a.frm).encode())
+            __import__("time").sleep(0.3)  # the rest of the group a moment later, still unread
+            c.s.sendall(b"".join(("RCPT TO:<%s>\\r\\n" % r).encode() for r in a.to))'''
+    program = tmp_path / "smtp_client.py"
+    program.write_text(source.replace(group, apart))
+    report = grade(load_exercise("smtp-client"), program, seed=7, scenarios=["pipelining-mail-refused"])
+    checks = {c.id: c for s in report.scenarios for c in s.checks}
+    assert checks["smtp.stops-after-error"].passed, checks["smtp.stops-after-error"].feedback
+    assert report.score == report.max_score, [(c.id, c.feedback) for c in checks.values() if not c.passed]

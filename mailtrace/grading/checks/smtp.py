@@ -242,6 +242,11 @@ def stops_after_error(run) -> Outcome | None:
             bad = [c for c in cmds if c.verb.upper() not in ("QUIT",)]
             if bad:
                 return said(run, "smtp.stops-after-error.greeting", bad[0], "RFC 5321 §3.1, §4.2.1", verb=bad[0].verb)
+        # RFC 2920 §3.1: with PIPELINING the client may send its RCPTs and DATA after MAIL without
+        # reading MAIL's reply; when they arrive after a refusal (a client writing each line
+        # apart) nothing says whether it had read it.  Its message content and exit say that.
+        pipelining = any(e.session == sid and e.side is Side.SERVER and e.verb.upper() == "EHLO"
+                         and e.code.startswith("2") and b"PIPELINING" in e.raw.upper() for e in run.events)
         accepted_rcpt = False
         mail_ok = True
         for c in every:  # pipelined commands (RFC 2920) count for the state, only waited-for ones are judged
@@ -250,7 +255,7 @@ def stops_after_error(run) -> Outcome | None:
             if verb in ("MAIL",):
                 mail_ok = not code or code.startswith("2")  # "": no reply seen, not a refusal
                 accepted_rcpt = False
-                if not mail_ok:
+                if not mail_ok and not pipelining:
                     later = [x for x in cmds if x.seq > c.seq and x.verb.upper() in ("RCPT", "DATA")]
                     if later:
                         return said(run, "smtp.stops-after-error.mail", later[0], verb=later[0].verb, code=code)
