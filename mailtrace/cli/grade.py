@@ -81,6 +81,8 @@ def command(exercise: str, submission: Path, fmt: str, output: Path | None, seed
     if seed is None:
         seed = int.from_bytes(os.urandom(3), "big")
     if class_mode:
+        if fmt != "rich":  # (rich is the default: not asked for)
+            raise click.UsageError(msg("cli.class-format", lang, format=fmt))
         _class(ex, submission, output, seed, jobs, list(scenarios) or None, lang, show_secrets)
         return
     from mailtrace.grading.grader import grade

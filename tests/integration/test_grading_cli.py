@@ -288,3 +288,13 @@ def test_a_submission_that_does_not_build_earns_nothing(tmp_path):
     assert report.score == 0 and "did not build" in report.diagnosis
     es = grade(load_exercise("pop3-client"), sub, seed=3, scenarios=["three-messages"], lang="es")
     assert es.score == 0 and "no se ha compilado" in es.diagnosis
+
+
+def test_a_format_with_class_is_a_clear_usage_error(tmp_path):
+    """--class writes gradebook.csv, class.json and report.html: a --format asked for with it
+    is said to be for one submission, not silently ignored (found by an independent tester)."""
+    (tmp_path / "ana").mkdir()
+    res = subprocess.run(MAILTRACE + ["grade", "pop3-client", str(tmp_path), "--class", "--format", "junit",
+                                      "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "--format junit is for one submission" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "out").exists()
