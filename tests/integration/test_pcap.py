@@ -291,3 +291,34 @@ def test_an_annotation_longer_than_a_pcapng_option_is_split_not_lost(tmp_path):
     assert len(shown) == 4 and shown[0].startswith("[1/4] ") and shown[-1].endswith("end")
     assert "".join(s.split("] ", 1)[1] for s in shown) == comment
     assert all(len(s.encode()) <= MAX_OPTION for s in shown)
+
+
+SMTP_AUTH = [("S", b"220 ready\r\n"), ("C", b"EHLO c\r\n"), ("S", b"250-x\r\n250 AUTH PLAIN LOGIN\r\n"),
+             ("C", b"AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n"), ("S", b"535 no\r\n"),
+             ("C", b"AUTH LOGIN\r\n"), ("S", b"334 VXNlcm5hbWU6\r\n"), ("C", b"YWxpY2U=\r\n"),
+             ("S", b"334 UGFzc3dvcmQ6\r\n"), ("C", b"czNjcmV0\r\n"), ("S", b"235 ok\r\n"),
+             ("C", b"AUTH PLAIN %%%\r\n"), ("S", b"501 bad\r\n"), ("C", b"QUIT\r\n"), ("S", b"221 bye\r\n")]
+
+
+def _auth_notes(data: bytes, lang: str) -> list[str]:
+    back, _ = reimport(data, lang=lang)
+    return [e.text(False).partition("  [")[2] for e in back
+            if e.side is Side.CLIENT and e.kind in (Kind.COMMAND, Kind.DATA) and e.redacted is not None]
+
+
+@pytest.mark.parametrize("lang,hidden,bad", [("en", "hidden in this file", "not valid base64"),
+                                             ("es", "oculto en este fichero", "no es base64 válido")])
+def test_redacted_auth_payloads_read_back_as_redacted_not_as_bad_base64(lang, hidden, bad):
+    """An export without --show-secrets writes each AUTH payload as ***: read back, that is the
+    export's redaction, not a client that sent bad base64 (a real bad payload still is one)."""
+    buf = io.BytesIO()
+    export(transcript("smtp", SMTP_AUTH, show_secrets=False), buf, pcapng=False)
+    assert b"s3cret" not in buf.getvalue() and b"YWxpY2U=" not in buf.getvalue()
+    notes = _auth_notes(buf.getvalue(), lang)
+    assert len(notes) == 4 and all(hidden in n and bad not in n for n in notes), notes
+    # the same session exported with --show-secrets: the payloads are there, decoded or not
+    buf = io.BytesIO()
+    export(transcript("smtp", SMTP_AUTH, show_secrets=True), buf, pcapng=False)
+    notes = _auth_notes(buf.getvalue(), lang)
+    assert len(notes) == 4 and not any(hidden in n for n in notes), notes
+    assert "alice" in notes[1] and bad in notes[3]

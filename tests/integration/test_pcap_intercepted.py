@@ -95,3 +95,7 @@ def test_intercepted_starttls_capture_shows_the_same_dialogue(lab, tmp_path, cli
     shown = _mailtrace("show", str(pcap))
     assert PROBLEM.findall(shown) == []  # ... and its capture says so
     assert "not valid base64" not in shown and "hidden in this file" in shown  # the redacted AUTH payload
+
+    # the segment view lists the tunnel's segments under the same session's lines
+    segments = _mailtrace("show", str(pcap), "--packets").split("TCP connection 2:")
+    assert len(segments) == 2 and "MAIL FROM:<ALICE@LAB.TEST>" in segments[1].upper() and "STARTTLS" in segments[0].upper()
