@@ -132,21 +132,21 @@ class CaptureImporter:
                 flow.consumer_state = parked  # its first octets decide (``_tracer``)
                 return
             parked.finish()
+        flow.consumer_state = self._first_state(flow, ts)
+
+    def _first_state(self, flow: Flow, ts: float) -> object:
+        """Ignored (not the port asked for), a session (known port), or waiting for a greeting."""
         if self.port is not None and self.port not in (flow.addr[CLIENT][1], flow.addr[SERVER][1]):
-            flow.consumer_state = _IGNORED
-            return
+            return _IGNORED
         protocol = self._protocol_by_port(flow)
-        if protocol is None and self.port is not None:
-            flow.consumer_state = _Pending()
-            return
-        flow.consumer_state = self._start(flow, protocol, ts) if protocol else _Pending()
+        return self._start(flow, protocol, ts) if protocol else _Pending()
 
     def _start(self, flow: Flow, protocol: str, ts: float) -> Tracer:
         session = self.recorder.session(protocol, client=_fmt(flow.addr[CLIENT]), server=_fmt(flow.addr[SERVER]),
                                         mode="capture", started=flow.first_ts)
         self.stats.sessions += 1
         self.stats.protocols[protocol] = self.stats.protocols.get(protocol, 0) + 1
-        # intercept: ``feed`` says when STARTTLS is accepted, and ``_starttls`` decides what follows
+        # intercept: ``feed`` says when STARTTLS is accepted; what follows decides (``_StartTls``)
         tracer = Tracer(session, protocol, show_secrets=self.show_secrets, intercept=True, lang=self.lang)
         tracer.t0 = flow.first_ts  # type: ignore[attr-defined]
         tracer.midstream = flow.midstream
@@ -179,9 +179,7 @@ class CaptureImporter:
                 flow.consumer_state = tracer
                 return tracer
             state.finish()  # a new session of its own (it opens with a greeting, or not at all)
-            flow.consumer_state = None
-            protocol = self._protocol_by_port(flow)
-            flow.consumer_state = self._start(flow, protocol, flow.first_ts) if protocol else _Pending()
+            flow.consumer_state = self._first_state(flow, flow.first_ts)
             return self._tracer(flow, what, args, ts)
         if isinstance(state, _Pending):
             state.items.append((what, *args, ts))
