@@ -17,7 +17,8 @@ Choices (documented for instructors):
   plaintext one up to STARTTLS (closed there), and the decrypted dialogue as a second
   conversation from the next client port, commented "decrypted by mailtrace --intercept-tls".
   Wireshark would hand anything after STARTTLS on the first stream to its TLS dissector, so
-  plaintext there would be shown as broken TLS.  Intercepted implicit TLS (465/993/995) is
+  plaintext there would be shown as broken TLS.  ``mailtrace show`` (``importer``) reads the
+  two back as one session, as the proxy recorded it.  Intercepted implicit TLS (465/993/995) is
   written as one plaintext conversation on the standard plaintext port.
 * **Gaps** advance the sequence number by the missing octets, so Wireshark says "previous
   segment not captured" exactly where the transcript says bytes are missing.

@@ -5,6 +5,14 @@ Each TCP conversation is reassembled (``reassembly``), its protocol identified b
 byte streams are fed to the protocol's observer through the same ``Tracer`` as the proxy, with
 the packet timestamps.  Conversations that are not mail (no known port, no greeting) are left
 out unless a port or protocol was asked for.
+
+STARTTLS: once the server accepts it (RFC 3207 §4, RFC 2595 §4), what follows on the connection
+is TLS, counted but not parsed.  A capture *exported by mailtrace* from an intercepted session
+(``export``) carries the decrypted dialogue instead as the next conversation from the same client
+to the same server, one that starts with the client's command (no greeting: after the TLS
+handshake the client speaks first, RFC 3207 §4.2).  Such a conversation is read as the rest of
+the first session, so it shows as the proxy showed it, not as a new session that skipped the
+greeting.
 """
 
 from __future__ import annotations
@@ -56,6 +64,31 @@ class _Pending:
         self.octets = 0
 
 
+class _StartTls:
+    """A conversation whose server has just accepted STARTTLS: TLS records, or the end of it
+    (then perhaps a decrypted continuation, see the module's docstring), comes next."""
+
+    __slots__ = ("tracer", "t")
+
+    def __init__(self, tracer: Tracer, t: float) -> None:
+        self.tracer, self.t = tracer, t
+
+
+class _Parked:
+    """A STARTTLS session whose connection ended with no TLS octets: it waits for the next
+    conversation between the same client host and server, which may be its decrypted rest."""
+
+    __slots__ = ("tracer", "t", "side", "reason", "ts")
+
+    def __init__(self, tracer: Tracer, t: float, side: int, reason: str, ts: float) -> None:
+        self.tracer, self.t, self.side, self.reason, self.ts = tracer, t, side, reason, ts
+
+    def finish(self) -> None:
+        """No continuation: the rest of the connection was TLS that the capture does not show."""
+        self.tracer.tls_unseen(self.t)
+        self.tracer.finish(SIDES[self.side], self.reason, self.ts - self.tracer.t0)  # type: ignore[attr-defined]
+
+
 class CaptureImporter:
     """The reassembler's consumer: one ``Tracer`` per mail conversation."""
 
@@ -68,6 +101,7 @@ class CaptureImporter:
         self.show_secrets = show_secrets
         self.stats = ImportStats()
         self.reassembler = Reassembler(self, server_side=self._from_server)
+        self._parked: dict[tuple, _Parked] = {}  # (client host, server address) -> session
 
     # -- which side is the server, which protocol -------------------------------------
     def _from_server(self, seg) -> bool | None:
@@ -92,21 +126,28 @@ class CaptureImporter:
     # -- the consumer interface ---------------------------------------------------------
     def open(self, flow: Flow, ts: float) -> None:
         self.stats.conversations += 1
+        parked = self._parked.pop((flow.addr[CLIENT][0], flow.addr[SERVER]), None)
+        if parked is not None:
+            if flow.syn_seen:
+                flow.consumer_state = parked  # its first octets decide (``_tracer``)
+                return
+            parked.finish()
+        flow.consumer_state = self._first_state(flow, ts)
+
+    def _first_state(self, flow: Flow, ts: float) -> object:
+        """Ignored (not the port asked for), a session (known port), or waiting for a greeting."""
         if self.port is not None and self.port not in (flow.addr[CLIENT][1], flow.addr[SERVER][1]):
-            flow.consumer_state = _IGNORED
-            return
+            return _IGNORED
         protocol = self._protocol_by_port(flow)
-        if protocol is None and self.port is not None:
-            flow.consumer_state = _Pending()
-            return
-        flow.consumer_state = self._start(flow, protocol, ts) if protocol else _Pending()
+        return self._start(flow, protocol, ts) if protocol else _Pending()
 
     def _start(self, flow: Flow, protocol: str, ts: float) -> Tracer:
         session = self.recorder.session(protocol, client=_fmt(flow.addr[CLIENT]), server=_fmt(flow.addr[SERVER]),
                                         mode="capture", started=flow.first_ts)
         self.stats.sessions += 1
         self.stats.protocols[protocol] = self.stats.protocols.get(protocol, 0) + 1
-        tracer = Tracer(session, protocol, show_secrets=self.show_secrets, lang=self.lang)
+        # intercept: ``feed`` says when STARTTLS is accepted; what follows decides (``_StartTls``)
+        tracer = Tracer(session, protocol, show_secrets=self.show_secrets, intercept=True, lang=self.lang)
         tracer.t0 = flow.first_ts  # type: ignore[attr-defined]
         tracer.midstream = flow.midstream
         if flow.midstream:
@@ -118,6 +159,28 @@ class CaptureImporter:
         state = flow.consumer_state
         if state is _IGNORED or state is None:
             return None
+        if type(state) is _StartTls:
+            if what != "close":  # TLS records (or a gap in them): nobody here decrypts them
+                state.tracer.tls_unseen(state.t)
+                flow.consumer_state = state.tracer
+                return state.tracer
+            side, reason = args
+            key = (flow.addr[CLIENT][0], flow.addr[SERVER])
+            old = self._parked.pop(key, None)
+            if old is not None:
+                old.finish()
+            self._parked[key] = _Parked(state.tracer, state.t, side, reason, ts)
+            flow.consumer_state = _IGNORED
+            return None
+        if type(state) is _Parked:
+            if what == "data" and args[0] == CLIENT:  # the client speaks first: the decrypted rest
+                tracer = state.tracer
+                tracer.tls_started(flow.first_ts - tracer.t0)  # type: ignore[attr-defined]  (when its tunnel opened)
+                flow.consumer_state = tracer
+                return tracer
+            state.finish()  # a new session of its own (it opens with a greeting, or not at all)
+            flow.consumer_state = self._first_state(flow, flow.first_ts)
+            return self._tracer(flow, what, args, ts)
         if isinstance(state, _Pending):
             state.items.append((what, *args, ts))
             if what == "data":
@@ -135,14 +198,21 @@ class CaptureImporter:
             tracer = self._start(flow, protocol, state.items[0][-1])
             flow.consumer_state = tracer
             for item in state.items:
-                self._apply(tracer, item[0], item[1:-1], item[-1])
+                self._apply(flow, item[0], item[1:-1], item[-1])
             return None
         return state
 
-    def _apply(self, tracer: Tracer, what: str, args: tuple, ts: float) -> None:
+    def _apply(self, flow: Flow, what: str, args: tuple, ts: float) -> None:
+        state = flow.consumer_state
+        if type(state) is not Tracer:  # STARTTLS was accepted by an earlier item
+            state = self._tracer(flow, what, args, ts)
+            if state is None:
+                return
+        tracer = state
         t = ts - tracer.t0  # type: ignore[attr-defined]
         if what == "data":
-            tracer.feed(SIDES[args[0]], args[1], t)
+            if tracer.feed(SIDES[args[0]], args[1], t):
+                flow.consumer_state = _StartTls(tracer, t)
         elif what == "gap":
             self.stats.gaps += 1
             if tracer.parsing:
@@ -155,21 +225,20 @@ class CaptureImporter:
     def data(self, flow: Flow, side: int, data: bytes, ts: float) -> None:
         state = flow.consumer_state
         if type(state) is Tracer:  # the usual case, straight to the tracer (once per segment)
-            state.feed(SIDES[side], data, ts - state.t0)  # type: ignore[attr-defined]
+            t = ts - state.t0  # type: ignore[attr-defined]
+            if state.feed(SIDES[side], data, t):
+                flow.consumer_state = _StartTls(state, t)
             return
-        tracer = self._tracer(flow, "data", (side, data), ts)
-        if tracer is not None:
-            self._apply(tracer, "data", (side, data), ts)
+        if self._tracer(flow, "data", (side, data), ts) is not None:
+            self._apply(flow, "data", (side, data), ts)
 
     def gap(self, flow: Flow, side: int, octets: int, ts: float) -> None:
-        tracer = self._tracer(flow, "gap", (side, octets), ts)
-        if tracer is not None:
-            self._apply(tracer, "gap", (side, octets), ts)
+        if self._tracer(flow, "gap", (side, octets), ts) is not None:
+            self._apply(flow, "gap", (side, octets), ts)
 
     def close(self, flow: Flow, side: int, reason: str, ts: float) -> None:
-        tracer = self._tracer(flow, "close", (side, reason), ts)
-        if tracer is not None:
-            self._apply(tracer, "close", (side, reason), ts)
+        if self._tracer(flow, "close", (side, reason), ts) is not None:
+            self._apply(flow, "close", (side, reason), ts)
 
     # -- feeding ------------------------------------------------------------------------
     def feed_packets(self, packets: Iterable[tuple[float, int, bytes]]) -> ImportStats:
@@ -245,6 +314,9 @@ class CaptureImporter:
 
     def finish(self) -> ImportStats:
         self.reassembler.finish(self.stats.last_ts, truncated=bool(self.stats.truncated))
+        for parked in self._parked.values():
+            parked.finish()
+        self._parked.clear()
         return self.stats
 
 

@@ -107,9 +107,13 @@ def _addr(text_: str) -> tuple[str, int] | None:
         return None
 
 
-def _sessions(path: Path, *, port, protocol, show_secrets: bool, lang: str) -> dict[tuple, Connection]:
+def _sessions(path: Path, *, port, protocol, show_secrets: bool,
+              lang: str) -> tuple[dict[tuple, Connection], dict[tuple, Connection]]:
     """mailtrace's own transcript of the capture: which connections are mail, and which octets
-    of each stream are which event (with secrets hidden as ``mailtrace show`` hides them)."""
+    of each stream are which event (with secrets hidden as ``mailtrace show`` hides them).
+    Second: the decrypted rest of intercepted STARTTLS sessions (an export's next conversation
+    from that client host to that server, see ``importer``), by (client host, server), their
+    own addresses still unknown."""
     from mailtrace.capture.importer import import_capture
     from mailtrace.proxy.credentials import CredentialDecoder
     from mailtrace.proxy.safe import escape_controls
@@ -118,6 +122,7 @@ def _sessions(path: Path, *, port, protocol, show_secrets: bool, lang: str) -> d
     mem = MemorySink()
     import_capture(path, Recorder([mem]), port=port, protocol=protocol, show_secrets=show_secrets, lang=lang)
     conns: dict[tuple, Connection] = {}
+    tunnels: dict[tuple, Connection] = {}
     by_session: dict[str, tuple[Connection, CredentialDecoder, list[int]]] = {}
     for event in mem.events:
         if event.kind is Kind.OPEN:
@@ -133,6 +138,11 @@ def _sessions(path: Path, *, port, protocol, show_secrets: bool, lang: str) -> d
         if entry is None:
             continue
         conn, decoder, offset = entry
+        if event.kind is Kind.TLS and event.tls and event.tls.how == "starttls" and event.tls.intercepted:
+            tunnel = Connection(conn.client, conn.server, conn.protocol, conn.first_ts)
+            tunnels[(conn.client[0], conn.server)] = tunnel
+            by_session[event.session] = (tunnel, decoder, [0, 0])
+            continue
         side = 0 if event.side is Side.CLIENT else 1
         if event.kind is Kind.GAP:
             offset[side] += event.missing
@@ -140,7 +150,7 @@ def _sessions(path: Path, *, port, protocol, show_secrets: bool, lang: str) -> d
             shown = escape_controls(decoder.feed(event))
             conn.spans[side].append((offset[side], offset[side] + event.octets, shown, event.raw))
             offset[side] += event.octets
-    return conns
+    return conns, tunnels
 
 
 def _flags(tcp) -> str:
@@ -202,7 +212,7 @@ def read_connections(path: str | Path, *, port: int | None = None, protocol: str
 
     logging.getLogger("scapy.runtime").setLevel(logging.ERROR)  # a cut-short capture is normal (tcpdump killed)
     path = Path(path)
-    conns = _sessions(path, port=port, protocol=protocol, show_secrets=show_secrets, lang=lang)
+    conns, tunnels = _sessions(path, port=port, protocol=protocol, show_secrets=show_secrets, lang=lang)
     with PcapReader(str(path)) as reader:
         for pkt in reader:
             tcp = pkt.getlayer(TCP)
@@ -218,6 +228,10 @@ def read_connections(path: str | Path, *, port: int | None = None, protocol: str
                     continue
             a, b = (ip.src, tcp.sport), (ip.dst, tcp.dport)
             conn = conns.get((a, b)) or conns.get((b, a))
+            if conn is None and _flags(tcp) == "S" and (a[0], b) in tunnels:
+                conn = tunnels.pop((a[0], b))  # the SYN of a decrypted STARTTLS tunnel
+                conn.client, conn.server = a, b
+                conns[(a, b)] = conn
             if conn is None:
                 continue
             side = 0 if a == conn.client else 1

@@ -129,6 +129,10 @@ class CredentialDecoder:
         return self._shown(event, text if self.show else HIDDEN, decoded)
 
     def _decode(self, mech: str, payload: str) -> str:
+        if payload.strip() == HIDDEN:  # what an export without --show-secrets wrote (pcap, JSONL)
+            if mech == "LOGIN":
+                self._step += 1  # still the user name first, then the password
+            return message("redacted-payload", self.lang)
         data = _b64(payload)
         if data is None:
             return message("not-base64", self.lang)

@@ -7,7 +7,7 @@ from mailtrace import knowledge
 
 KEYS = ("tls-intercepted", "tls-relayed", "tls-implicit", "decoded-plain", "decoded-plain-authz",
         "decoded-login-user", "decoded-login-password", "decoded-password", "decoded-login", "not-base64",
-        "not-plain")
+        "not-plain", "redacted-payload")
 
 
 def message(key: str, lang: str = "en", **fields: str) -> str:

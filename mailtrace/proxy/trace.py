@@ -77,9 +77,13 @@ class Tracer:
             self.starttls_pending = False
             if self.intercept:
                 return True
-            self.parsing = False
-            self.tls_event("starttls", intercepted=False, t=t)
+            self.tls_unseen(t)
         return False
+
+    def tls_unseen(self, t: float | None = None) -> None:
+        """STARTTLS accepted and nobody here decrypts what follows: the rest is counted, not parsed."""
+        self.parsing = False
+        self.tls_event("starttls", intercepted=False, t=t)
 
     def _resync(self) -> None:
         """The capture began after the opening: without it the observer would take the first
