@@ -50,16 +50,14 @@ def thread_cpu(pid: int) -> dict[int, tuple[float, float]]:
 
 
 def lab_processes(pid: int) -> list[int]:
-    """The lab's process and its children (the ``--workers`` processes)."""
+    """The lab's process and its children (the ``--workers`` processes), from its threads'
+    /proc children files."""
     found = [pid]
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:  # (a thread that ended meanwhile)
+            continue
     return found
 
 

@@ -21,6 +21,19 @@ SUMMARY = re.compile(r"… ([\d,]+) events in the last .* not shown: ([\d,]+) se
                      r"mistakes; every event is in t\.jsonl")
 
 
+def assert_all_accounted_for(text: str, total: int, sessions: int, mistakes: int) -> None:
+    """Every event is drawn or summed up in a "not shown" line, and so is every session opened
+    and every mistake."""
+    drawn = sum(1 for line in text.splitlines() if re.search(r"^\s*\S+\s+\d+\.\d{3} ", line))
+    summaries = [SUMMARY.search(line) for line in text.splitlines() if "not shown" in line]
+    assert summaries and all(summaries), text[-2000:]
+    assert drawn + sum(int(m.group(1).replace(",", "")) for m in summaries) == total
+    shown_opens = text.count("● SMTP") + text.count("● POP3")
+    assert shown_opens + sum(int(m.group(2)) for m in summaries) == sessions
+    shown_mistakes = len(re.findall(r"^\s*\S+\s+\d+\.\d{3} ◆", text, re.M))
+    assert shown_mistakes + sum(int(m.group(4)) for m in summaries) == mistakes
+
+
 def noop(i: int) -> Event:
     return Event(side=Side.CLIENT, kind=Kind.COMMAND, verb="NOOP", raw=f"NOOP {i}\r\n".encode())
 
@@ -66,16 +79,7 @@ def test_a_flood_is_summed_up_and_the_log_sink_keeps_every_event():
     rec.close()
     total = len(memory.events)
     assert total == 30 * 13  # open, 10 NOOP, a violation, close: the other sinks get everything
-    text = out.getvalue()
-    drawn = sum(1 for line in text.splitlines() if re.search(r"^\s*\S+\s+\d+\.\d{3} ", line))
-    summaries = [SUMMARY.search(line) for line in text.splitlines() if "not shown" in line]
-    assert summaries and all(summaries), text[-2000:]
-    assert drawn + sum(int(m.group(1).replace(",", "")) for m in summaries) == total
-    # every session opened is accounted for, drawn or summed up, and so is every mistake
-    shown_opens = text.count("● SMTP") + text.count("● POP3")
-    assert shown_opens + sum(int(m.group(2)) for m in summaries) == 30
-    shown_mistakes = len(re.findall(r"^\s*\S+\s+\d+\.\d{3} ◆", text, re.M))
-    assert shown_mistakes + sum(int(m.group(4)) for m in summaries) == 30
+    assert_all_accounted_for(out.getvalue(), total, sessions=30, mistakes=30)
 
 
 def test_summary_in_spanish():
@@ -247,14 +251,6 @@ def test_a_lab_workers_counts_are_summed_up_with_the_events_it_sent_whole():
     total = len(memory.events)
     assert total == 30 * 13
     assert 0 < len(whole.events) < total  # (some events were only counted)
-    text = out.getvalue()
-    drawn = sum(1 for line in text.splitlines() if re.search(r"^\s*\S+\s+\d+\.\d{3} ", line))
-    summaries = [SUMMARY.search(line) for line in text.splitlines() if "not shown" in line]
-    assert summaries and all(summaries), text[-2000:]
-    assert drawn + sum(int(m.group(1).replace(",", "")) for m in summaries) == total
-    shown_opens = text.count("● SMTP") + text.count("● POP3")
-    assert shown_opens + sum(int(m.group(2)) for m in summaries) == 30
-    shown_mistakes = len(re.findall(r"^\s*\S+\s+\d+\.\d{3} ◆", text, re.M))
-    assert shown_mistakes + sum(int(m.group(4)) for m in summaries) == 30
+    assert_all_accounted_for(out.getvalue(), total, sessions=30, mistakes=30)
     # the sessions whose close was only counted are forgotten by the view all the same
     assert live.terminal._colour == {} and live.terminal._phase == {}
