@@ -65,8 +65,10 @@ def command(smtp_port: int, pop3_port: int, imap_port: int, smtps_port: int, pop
     if not no_tls:
         endpoints += [Endpoint(p, host, implicit[p], implicit_tls=True) for p in protocols]
     accounts = parse_users(users)
+    from_file: dict[str, str] = {}
     if users_file is not None:
-        accounts = read_users_file(users_file) if not users else {**accounts, **read_users_file(users_file)}
+        from_file = read_users_file(users_file)
+        accounts = from_file if not users else {**accounts, **from_file}
     limits = {"max_connections": max_connections, "max_per_address": max_per_address,
               "rate_per_address": rate_per_address, "burst_per_address": max(1, int(rate_per_address * 5))}
     settings = web_settings(web, admin, accounts, show_secrets, tls=not no_tls)
@@ -75,4 +77,5 @@ def command(smtp_port: int, pop3_port: int, imap_port: int, smtps_port: int, pop
                     sinks=(settings.feed,) if settings else (), limits=limits,
                     allow_plaintext_auth=allow_plaintext_auth, log_dir=log_dir, tls_names=(host,),
                     smtp_config={"max_message_size": max_message_size})
+    lab.users_from_file = frozenset(from_file)
     run_lab(lab, endpoints, log=log, text=text, web=settings, workers=workers)

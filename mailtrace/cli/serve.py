@@ -314,15 +314,14 @@ def banner(lab: Lab, listeners: list, log: Path | None, text: Path | None) -> st
             hint = f"nc -C {host} {port}   " + say("banner-crlf")
         lines.append("  " + say("banner-connect", protocol=lst.config.protocol + ("s" if lst.config.implicit_tls else ""),
                                 hint=hint))
-    # The demo users' passwords are in every handout; an instructor's own (--user, --users) are
-    # shown only with --show-secrets: the terminal is what the class sees on the projector.
-    if len(lab.users) <= MAX_USERS_SHOWN and (lab.users == DEFAULT_USERS or lab.show_secrets):
-        users = ", ".join(f"{u} / {p}" for u, p in lab.users.items())
+    # The terminal is what a class sees on the projector: the passwords of accounts read from a
+    # --users FILE are not shown (those typed with --user are on the command line already).
+    hidden = set() if lab.show_secrets else lab.users_from_file & set(lab.users)
+    if len(lab.users) <= MAX_USERS_SHOWN:
+        users = ", ".join(u if u in hidden else f"{u} / {p}" for u, p in lab.users.items())
         addresses = ", ".join(f"{u}@{lab.local_domains[0]}" for u in lab.users)
-        lines.append("  " + say("banner-users", users=users, addresses=addresses))
-    elif len(lab.users) <= MAX_USERS_SHOWN:
-        addresses = ", ".join(f"{u}@{lab.local_domains[0]}" for u in lab.users)
-        lines.append("  " + say("banner-users-no-passwords", users=", ".join(lab.users), addresses=addresses))
+        lines.append("  " + say("banner-users-no-passwords" if hidden else "banner-users", users=users,
+                                addresses=addresses))
     else:  # a classroom
         lines.append("  " + say("banner-users-hidden", count=len(lab.users), domain=lab.local_domains[0]))
     lines.append("  " + say("banner-mail", mail=lab.mail_dir, user=next(iter(lab.users), "alice")))

@@ -50,6 +50,9 @@ class Lab:
     jsonl_log: tuple | None = None  # --log: (its sink, path, show_secrets)
     queue_ids: object = None  # SMTP queue id numbers (itertools.count); a lab worker: its own share
     show_secrets: bool = False  # --show-secrets: passwords may be shown (the banner, the logs)
+    # accounts read from a --users FILE: the banner names them without their passwords (unlike
+    # --user NAME:PASSWORD, typed on the command line in the same terminal) unless --show-secrets
+    users_from_file: frozenset[str] = frozenset()
 
     @property
     def mail_dir(self) -> Path:
