@@ -108,6 +108,8 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             in_time = False
         stop_seconds = time.monotonic() - t0
+        if not in_time:  # it ignored SIGTERM: end it now, not when its run's own limit comes
+            self.running.stop()
         result = self.running.wait()  # kills whatever is left (the whole PID namespace when sealed)
         if not in_time:
             result.timed_out = True
