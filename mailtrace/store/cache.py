@@ -2,9 +2,12 @@
 
 A Maildir file's content never changes once it is in new/ or cur/ (the Maildir
 specification: a reader may rename it to change flags, nobody rewrites it), and its unique
-name is never reused, so the wire form of a message can be kept by unique name with no
-invalidation at all: POP3 RETR and IMAP FETCH of the same messages by many sessions (a class
-of students, a benchmark) then cost no file reads.
+name is never reused, so the wire form of a message can be kept by unique name and never goes
+stale: POP3 RETR and IMAP FETCH of the same messages by many sessions (a class of students, a
+benchmark) then cost no file reads.  What a copy can outlive is the file itself: another
+process (another ``lab --workers`` worker, Dovecot, mutt) may expunge the message, and only
+this process's own expunges discard the copy here.  So the store checks that the file is still
+there (one access() call, store/folder.py ``Folder.cached_wire``) before it serves a copy.
 
 One cache serves every Maildir of the process (``shared()``; keys name the folder and the
 message), within one budget: a budget per mailbox let a lab with 100 users of 1 MB each keep

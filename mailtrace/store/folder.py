@@ -262,17 +262,39 @@ class Folder:
                 self.sync(force=True)
         raise KeyError(base)
 
+    def _still_there(self, base: str) -> bool:
+        """Whether the message's file is where this process last saw it: one access(F_OK)
+        system call (a third of a stat(): no stat result to build, no exception), no read.
+        The cache is this process's memory; another process may have expunged the message
+        meanwhile (a session in another lab worker, Dovecot, mutt), and a copy in memory must
+        not outlive the file: a session then gets what it gets when the file is read (POP3
+        RETR: -ERR [SYS/TEMP]).  False also after a rename by another process (new flags):
+        the caller then reads the file again, which finds its new name."""
+        where = self.files.get(base)
+        if where is None:
+            return False
+        return os.access(f"{self._dir}/{where[0]}/{where[1]}", os.F_OK, effective_ids=True)
+
     def cached_wire(self, base: str) -> bytes | None:
-        """The message in wire form if it is in memory, else None: no file is touched (an
-        event loop may call this; the cache's lock is only ever held for a dict operation)."""
-        return self.cache.get((self._dir, base))
+        """The message in wire form if it is in memory (and its file still there), else None:
+        nothing is read (an event loop may call this; the cache's lock is only ever held for a
+        dict operation)."""
+        data = self.cache.get((self._dir, base))
+        return data if data is not None and self._still_there(base) else None
 
     def read_wire(self, base: str) -> bytes:
-        """The message in wire form (bare LF -> CRLF), from the cache when it is there."""
+        """The message in wire form (bare LF -> CRLF), from the cache when it is there;
+        KeyError when the message is gone."""
         key = (self._dir, base)
         data = self.cache.get(key)
+        if data is not None and not self._still_there(base):
+            data = None
         if data is None:
-            raw = self.read_raw(base)
+            try:
+                raw = self.read_raw(base)
+            except KeyError:
+                self.cache.discard(key)  # (removed by another process: the copy is garbage)
+                raise
             if base in self._crlf:
                 data = raw
             else:

@@ -67,9 +67,10 @@ class Mailbox:
 
     def cached(self, uid: int) -> bytes | None:
         """What ``read`` would return, if the message is in memory (the process's cache of
-        messages, store/cache.py); None otherwise, or when the uid is not in this view.  Touches
-        no file: a server may call it on its event loop, and call ``read`` in a store job when
-        it says None."""
+        messages, store/cache.py) and its file still there (another process may have removed
+        it); None otherwise, or when the uid is not in this view.  Reads no file (one access()
+        call): a server may call it on its event loop, and call ``read`` in a store job when it
+        says None."""
         info = self._infos.get(uid)
         return None if info is None else self._folder.cached_wire(info.key)
 

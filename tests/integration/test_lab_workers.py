@@ -371,3 +371,30 @@ def test_live_view_accounts_for_every_event_the_workers_recorded(real_lab):
 
     assert wait_until(accounted, timeout=30, what="the view to show or sum up every event") == (total, sessions)
     lab.stop()
+
+
+def test_pop3_retr_of_a_message_imap_expunged_in_the_other_worker_is_refused(real_lab):
+    """A message one worker holds in memory (store/cache.py) and the other worker's IMAP session
+    expunged: POP3 RETR answers -ERR [SYS/TEMP] in the POP3 worker, as the single-process lab
+    does (the message is gone from the maildrop; RFC 3206 §4: a temporary failure)."""
+    lab = real_lab("--no-tls")
+    smtp = smtplib.SMTP("127.0.0.1", lab.ports["smtp"], timeout=20)
+    for n in range(1, 4):
+        smtp.sendmail("alice@lab.test", ["bob@lab.test"], f"Subject: message {n}\r\n\r\nbody {n}\r\n".encode())
+    smtp.quit()
+    pop = poplib.POP3("127.0.0.1", lab.ports["pop3"], timeout=20)
+    pop.user("bob")
+    pop.pass_("bob")
+    assert b"body 2" in b"\r\n".join(pop.retr(2)[1])  # now in the POP3 worker's memory
+    imap = imaplib.IMAP4("127.0.0.1", lab.ports["imap"], timeout=20)
+    assert serving_pid(imap.sock, lab.workers) != serving_pid(pop.sock, lab.workers)
+    imap.login("bob", "bob")
+    imap.select("INBOX")
+    assert imap.store("2", "+FLAGS", "(\\Deleted)")[0] == "OK"
+    assert imap.expunge()[1] == [b"2"]
+    with pytest.raises(poplib.error_proto, match=r"^b'-ERR \[SYS/TEMP\]"):
+        pop.retr(2)
+    assert b"body 3" in b"\r\n".join(pop.retr(3)[1])  # the others are still served
+    imap.logout()
+    pop.quit()
+    lab.stop()

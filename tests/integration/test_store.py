@@ -272,6 +272,24 @@ def test_unchanged_mailbox_is_not_rescanned(store, root):
     assert folder.scans == scans + 1 and len(box.messages()) == 4
 
 
+def test_a_message_in_memory_does_not_outlive_its_file(store, root):
+    """The process's copy of a message (store/cache.py) is not served once another process
+    (another lab worker, mutt, Dovecot) removed the file; a rename (new flags) keeps it readable."""
+    for _ in range(2):
+        store.deliver("alice", MSG)
+    box = store.mailbox("alice")
+    first, second = box.messages()
+    assert box.read(first.uid) == box.read(second.uid) == MSG  # both now in memory
+    assert box.cached(first.uid) == box.cached(second.uid) == MSG
+    os.rename(root / "alice" / "new" / second.key, root / "alice" / "cur" / (second.key + ":2,S"))
+    assert box.read(second.uid) == MSG  # found under its new name
+    os.unlink(root / "alice" / "new" / first.key)  # removed behind the store's back
+    assert box.cached(first.uid) is None
+    with pytest.raises(KeyError):
+        box.read(first.uid)
+    assert box.cached(second.uid) == box.read(second.uid) == MSG
+
+
 # -- flags ----------------------------------------------------------------------------------
 
 def test_flags_round_trip_in_file_name(store, root):
