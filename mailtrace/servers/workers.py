@@ -348,15 +348,22 @@ class WorkerPool:
         logged = last_logged(self.lab.jsonl_log[1], set(lost)) if self.lab.jsonl_log is not None and lost else {}
         for sid, opened in lost.items():
             seq, t = max((opened.last_seq, opened.last_t), logged.get(sid, (-1, 0.0)))
-            if seq >= 0:
-                close = Event(side=Side.NONE, kind=Kind.CLOSE, reason=Reason(text="the lab worker serving it ended"))
-                close.stamp(sid, seq + 1, t, opened.protocol)
-                self.lab.recorder.dispatch_many([close])
-                if self.lab.jsonl_log is not None:  # (written by the workers otherwise)
-                    with contextlib.suppress(OSError):
-                        log = AppendedJsonl(str(self.lab.jsonl_log[1]), self.lab.jsonl_log[2])
-                        log.handle(close)
-                        log.close()
+            ended = []
+            if seq < 0:  # killed before it logged a line of this session: its open, from what we know
+                ended.append(Event(side=Side.NONE, kind=Kind.OPEN, protocol=opened.protocol,
+                                   peer=Peer(client=opened.address, mode="lab")))
+                ended[0].stamp(sid, 0, 0.0, opened.protocol)
+                seq, t = 0, 0.0
+            close = Event(side=Side.NONE, kind=Kind.CLOSE, reason=Reason(text="the lab worker serving it ended"))
+            close.stamp(sid, seq + 1, t, opened.protocol)
+            ended.append(close)
+            self.lab.recorder.dispatch_many(ended)
+            if self.lab.jsonl_log is not None:  # (written by the workers otherwise)
+                with contextlib.suppress(OSError):
+                    log = AppendedJsonl(str(self.lab.jsonl_log[1]), self.lab.jsonl_log[2])
+                    for event in ended:
+                        log.handle(event)
+                    log.close()
             self._forget(sid)
         worker.said_bye = True
         with contextlib.suppress(Exception):
