@@ -356,6 +356,7 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en", show_secret
         results.append(CheckResult(cid, shown, outcome.passed, max_points * fraction, max_points,
                                    feedback(outcome, chk, run.events, lang, show_secrets), conf.visibility, True,
                                    unobserved=outcome.unobserved and not outcome.passed))
+    stopped = run.exercise.role == "server" and _not_earned_after_a_stop(run, results, lang, show_secrets)
     from mailtrace.transcript.text import render_text
 
     return ScenarioResult(name=run.scenario.name, description=describe(run.scenario, lang), checks=results,
@@ -363,10 +364,45 @@ def score_run(run: Run, weights: dict[str, float], lang: str = "en", show_secret
                           duration=round(run.program.duration, 3),
                           stdout=run.stdout[-2000:], stderr=run.stderr[-2000:],
                           transcript=render_text(run.events, show_secrets=show_secrets, fold=False, lang=lang)[-20000:],
-                          events=run.events, notes=list(run.notes),
+                          events=run.events[:MAX_REPORT_EVENTS],
+                          notes=list(run.notes) + ([text("report.transcript-cut", lang, kept=MAX_REPORT_EVENTS,
+                                                         total=len(run.events))]
+                                                   if len(run.events) > MAX_REPORT_EVENTS else []),
                           # a server scenario skipped because the server never listened in another
                           # one never started the program: it says nothing about how the program runs
-                          ran=bool(run.program.argv))
+                          ran=bool(run.program.argv), stopped=stopped)
+
+
+#: events of one scenario kept in a report (its pages and JSON Lines): a server flooding its client
+#: made a class's transcripts 2 GB; a real dialogue has a few hundred
+MAX_REPORT_EVENTS = 5000
+
+
+def _not_earned_after_a_stop(run: Run, results: list[CheckResult], lang: str, show_secrets: bool) -> bool:
+    """A student's server that stopped answering (or never stopped answering: a flood) cut the
+    scenario's dialogue short: the checks that found nothing wrong saw nothing after that point
+    either, so they earn nothing (a server that hangs after HELO scored 51/100 on checks that
+    were never exercised)."""
+    from mailtrace.grading.servers.runner import cut_short
+
+    stop = cut_short(run)
+    if stop is None:
+        return False
+    if stop.index == -1:
+        step = text("feedback.server-stopped.greeting", lang)
+    elif stop.step.get("cmd"):
+        step = str(stop.step["cmd"]).split(" ", 1)[0]  # the command's verb (never its arguments: a password)
+    else:  # a login (USER/PASS) or a message's lines
+        step = text("feedback.server-stopped.login" if "login" in stop.step else "feedback.server-stopped.message", lang)
+    problem = "timeout" if stop.problem.startswith("refused") else stop.problem.replace(" ", "-")
+    outcome = fail(text("feedback.server-stopped.expected", lang),
+                   text("feedback.server-stopped.happened", lang, step=step,
+                        problem=text(f"feedback.server-stopped.{problem}", lang)))
+    for result in results:  # unseen: "fix the stop first"; not earned (ScenarioResult.stopped)
+        if result.passed or result.excluded:
+            result.passed, result.points, result.unobserved, result.excluded = False, 0.0, True, True
+            result.feedback = feedback(outcome, REGISTRY[result.id], run.events, lang, show_secrets)
+    return True
 
 
 def _cap(report: Report, exercise: Exercise) -> None:

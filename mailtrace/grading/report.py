@@ -77,6 +77,9 @@ class ScenarioResult:
     notes: list[str] = field(default_factory=list)  # outputs left out when collecting (FIFOs, size)
     worked: bool | None = None  # the program did some of the exercise's work (checks.common.did_work)
     ran: bool = True  # False: the scenario could not run (a failed build, a grader error)
+    # a student's server cut the dialogue short: its unseen checks are weighted out of what it
+    # lost (fix the stop first) but not out of the score (they were not earned either)
+    stopped: bool = False
 
     @property
     def points(self) -> float:
@@ -126,7 +129,7 @@ class Report:
         the dialogue, and that failure already cost its points) are weighted out: the score is
         the share earned of the points that were judged, over the exercise's full points."""
         earned = sum(s.points for s in self.scenarios)
-        judged = sum(s.max_points for s in self.scenarios)
+        judged = sum(s.full_points if s.stopped else s.max_points for s in self.scenarios)
         full = sum(s.full_points for s in self.scenarios)
         self.max_score = round(full, 2)
         self.score = round(earned * full / judged, 2) if judged > 0 else 0.0

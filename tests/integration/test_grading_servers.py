@@ -129,7 +129,8 @@ def make_defective(exercise: str, name: str, subs: list[tuple[str, str]], folder
 
 
 def failed_checks(report) -> set[str]:
-    return {c.id for s in report.scenarios for c in s.checks if not c.passed}
+    """The checks that lost points (not those left unseen, "fix X first", by an earlier stop)."""
+    return {c.id for s in report.scenarios for c in s.checks if not c.passed and not c.excluded}
 
 
 def failures(report) -> str:
@@ -301,3 +302,21 @@ def test_class_run_over_twelve_servers_with_broken_ones(tmp_path):
     assert (out / "gradebook.csv").is_file() and (out / "report.html").is_file()
     for marker in ("bad_crash", "bad_hangs", "bad_never_listens", "eva.py", "fede.py", "gema.py"):
         assert _no_process_left(marker)
+
+
+@pytest.mark.parametrize("name", ["bad_stalls_after_helo.py", "bad_floods.py"])
+def test_a_server_that_stops_answering_or_never_stops_earns_nothing_after_that(name):
+    """A dialogue cut short (no reply after HELO; a reply that never ends) lets no check that
+    found nothing wrong earn points: it saw nothing after the stop (found by an independent
+    tester: 51/100 and 79.67/100 for such servers).  A flood is read up to a bound and its
+    transcript kept to a bound."""
+    from mailtrace.grading.grader import MAX_REPORT_EVENTS
+
+    ex = load_exercise("smtp-server")
+    report = grade(ex, SERVERS / name, seed=SEED, jobs=2, scenarios=["lecture-session", "bodies"])
+    assert report.score <= ex.checks["policy.imports"].points, [(c.id, c.points) for s in report.scenarios
+                                                                for c in s.checks if c.points]
+    feedback = "\n".join(c.feedback for s in report.scenarios for c in s.checks)
+    assert "the dialogue stopped at" in feedback
+    assert all(len(s.events) <= MAX_REPORT_EVENTS for s in report.scenarios)
+    assert _no_process_left(name)

@@ -24,6 +24,9 @@ from mailtrace.transcript.recorder import Recorder
 
 REPLY_TIMEOUT = 5.0  # seconds a step waits for its reply
 BIG_REPLY_TIMEOUT = 20.0  # for a step sending or reading a large message
+#: octets of one reply after which it is taken as one that never ends (a server flooding its
+#: client): far above the largest a scenario asks for (the "mega" message, about 1 MB)
+MAX_REPLY_OCTETS = 8 * 1024 * 1024
 CLOSE_TIMEOUT = 2.0  # seconds the server has to close after QUIT
 
 
@@ -45,7 +48,7 @@ class StepResult:
     sent: Event | None = None  # the (last) client event of this step
     replies: list[Event] = field(default_factory=list)  # server events of its reply (DATA: a POP3 body)
     code: str = ""  # reply code of the last reply line ("250", "+OK", "-ERR"), "" when none
-    problem: str = ""  # no reply: "timeout", "closed"
+    problem: str = ""  # no (whole) reply: "timeout", "closed", "too long" (MAX_REPLY_OCTETS)
     closed: bool | None = None  # a step with `closes`: did the server close the connection
     codes: list[str] = field(default_factory=list)  # a step with `replies = N` (pipelining): each reply's code
 
@@ -101,6 +104,7 @@ class Client:
         Server events beyond that reply (pipelined replies in the same segment) wait in
         ``_inbox`` for the next call."""
         deadline = time.monotonic() + timeout
+        received = 0
         while True:
             end = self._reply_end()
             if end:
@@ -109,6 +113,8 @@ class Client:
             left = deadline - time.monotonic()
             if left <= 0:
                 return self._take_inbox(), "timeout"
+            if received > MAX_REPLY_OCTETS:
+                return self._take_inbox(), "too long"
             self.sock.settimeout(left)
             try:
                 data = self.sock.recv(65536)
@@ -119,6 +125,7 @@ class Client:
             if not data:
                 self.closed_by_server = True
                 return self._take_inbox(), "closed"
+            received += len(data)
             events = self._record(self.observer.feed_server(data))
             self._inbox += [e for e in events if e.side is Side.SERVER]
 

@@ -299,7 +299,7 @@ def _steps(client: Client, steps: list[dict], run: ServerRun, variables: dict, r
         res = _step(client, index, step, run, rng, lock)
         with lock:
             run.steps.append(res)
-        broken = res.problem in ("timeout", "closed") and not step.get("closes")
+        broken = res.problem in ("timeout", "closed", "too long") and not step.get("closes")
 
 
 def _step(client: Client, index: int, step: dict, run: ServerRun, rng: random.Random,
@@ -454,3 +454,21 @@ def _real_client(name: str, run: ServerRun, port: int, variables: dict) -> dict[
         raise ValueError(f"unknown real client {name} in the scenario")  # an exercise's mistake, not the student's
     except Exception as exc:  # whatever the library raises is the finding
         return {"name": name, "ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+
+
+def cut_short(run: ServerRun) -> StepResult | None:
+    """The first step whose reply never came whole (no greeting, a reply that never came or never
+    ended, a connection the server dropped unasked): the rest of that dialogue was not played, so
+    a check finding nothing wrong in it has seen nothing either."""
+    # (clients left ungreeted while others were served: a concurrency scenario's own finding)
+    greeted = any(res.index == -1 and not res.problem for res in run.steps)
+    for res in run.steps:
+        if res.index == -1:
+            if res.problem and not greeted:
+                return res
+            continue
+        if res.problem in ("timeout", "too long"):
+            return res
+        if res.problem == "closed" and not (res.step.get("close") or res.step.get("partial") or res.step.get("closes")):
+            return res
+    return None
