@@ -320,3 +320,38 @@ def test_a_server_that_stops_answering_or_never_stops_earns_nothing_after_that(n
     assert "the dialogue stopped at" in feedback
     assert all(len(s.events) <= MAX_REPORT_EVENTS for s in report.scenarios)
     assert _no_process_left(name)
+
+
+def test_a_pop3_server_without_a_line_limit_may_refuse_the_long_user_at_pass(tmp_path):
+    """The contract lets the -ERR for an unknown user come at USER or at PASS, and sets no POP3
+    line limit: a server that takes a 100 KB USER and refuses at PASS is right (found by an
+    independent tester: it lost pop3d.robust)."""
+    source = (ROOT / "solutions" / "pop3-server" / "pop3_server.py").read_text()
+    limit = next(line for line in source.splitlines() if line.startswith("MAX_COMMAND_LINE"))
+    program = tmp_path / "pop3_server.py"
+    program.write_text(source.replace(limit, "MAX_COMMAND_LINE = 10 * 1024 * 1024"))
+    report = grade(load_exercise("pop3-server"), program, seed=SEED, jobs=2, scenarios=["garbage-and-long-line"])
+    assert report.score == report.max_score, failures(report)
+
+
+def test_the_wrong_password_the_grader_sends_is_hidden_in_what_the_server_printed(tmp_path):
+    """A student's server logging its dialogue on stderr prints the passwords the grader sends,
+    the wrong one of the wrong-password scenario included: all hidden unless --show-secrets
+    (found by an independent tester: the wrong one reached the JSON and JUnit reports)."""
+    from mailtrace.grading.report import to_json, to_junit
+
+    source = (ROOT / "solutions" / "pop3-server" / "pop3_server.py").read_text()
+    anchor = "            words = line.decode(\"utf-8\", \"replace\").split()\n"
+    assert anchor in source
+    program = tmp_path / "pop3_server.py"
+    program.write_text(source.replace(anchor, anchor + "            print('C:', line.decode('utf-8', 'replace').strip(), "
+                                                       "file=sys.stderr, flush=True)\n"))
+    ex = load_exercise("pop3-server")
+    hidden = grade(ex, program, seed=SEED, jobs=2, scenarios=["wrong-password"])
+    shown = grade(ex, program, seed=SEED, jobs=2, scenarios=["wrong-password"], show_secrets=True)
+    printed = "\n".join(s.stderr for s in shown.scenarios)
+    sent = [line.split("PASS ", 1)[1] for line in printed.splitlines() if "C: PASS " in line]
+    sent = [secret for secret in sent if len(secret) >= 6]  # (not a one-letter argument of a bad-syntax step)
+    assert len(set(sent)) >= 2, printed[-1000:]  # the right password and the wrong one
+    for secret in sent:
+        assert secret not in to_json(hidden) and secret not in to_junit(hidden)
