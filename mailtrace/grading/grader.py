@@ -104,6 +104,9 @@ def prepare(exercise: Exercise, submission: Path, limits: Limits, slot: int = 0,
         else:
             kind, program = find_program(exercise, stage, walked.files, lang)
             prepared = Prepared(stage, kind, program, walked.notes)
+            others = [f for f in (*BUILD_FILES, RUN_FILE) if f in walked.files]
+            if kind == "python" and others:  # (the copied skeleton left beside a program in C...)
+                prepared.notes.append(text("submission.python-chosen", lang, program=program, others=", ".join(others)))
     except TreeError as exc:
         remove_tree(stage)
         raise SubmissionError(text("submission.refused", lang, reason=exc)) from None

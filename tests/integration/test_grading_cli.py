@@ -298,3 +298,15 @@ def test_a_format_with_class_is_a_clear_usage_error(tmp_path):
                                       "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "--format junit is for one submission" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_python_program_beside_a_makefile_is_graded_and_the_report_says_so(tmp_path):
+    """The copied skeleton left beside a C program and its Makefile: the Python file is graded
+    (it comes first) and the report says the Makefile was not used, and how to have it used
+    (found by an independent tester: 0/100 'still the skeleton', the build never mentioned)."""
+    sub = tmp_path / "student"
+    sub.mkdir()
+    shutil.copy(ROOT / "solutions" / "smtp-client" / "smtp_client.py", sub)
+    (sub / "Makefile").write_text("all:\n\ttrue\n")
+    report = grade(load_exercise("smtp-client"), sub, seed=3, scenarios=["one-recipient"])
+    assert any("Makefile here was not used" in note and "remove smtp_client.py" in note for note in report.notes)
