@@ -400,7 +400,7 @@ def _not_earned_after_a_stop(run: Run, results: list[CheckResult], lang: str, sh
     problem = "timeout" if stop.problem.startswith("refused") else stop.problem.replace(" ", "-")
     outcome = fail(text("feedback.server-stopped.expected", lang),
                    text("feedback.server-stopped.happened", lang, step=step,
-                        problem=text(f"feedback.server-stopped.{problem}", lang)))
+                        problem=text(f"feedback.stop-reason.{problem}", lang)))
     for result in results:  # unseen: "fix the stop first"; not earned (ScenarioResult.stopped)
         if result.passed or result.excluded:
             result.passed, result.points, result.unobserved, result.excluded = False, 0.0, True, True
