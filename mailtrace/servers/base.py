@@ -144,7 +144,8 @@ class Connection:
         if self.closing or not self.writer.transport.is_closing():
             return False
         self.closing = True
-        self.session.close(Side.CLIENT, because("client-lost", error=self._write_error or "connection reset"))
+        # (no error text known: the errno's name, the same in every language)
+        self.session.close(Side.CLIENT, because("client-lost", error=self._write_error or "ECONNRESET"))
         return True
 
     async def _write(self, pieces: list[bytes]) -> None:
